@@ -1,0 +1,292 @@
+"""The wire contract: request/response models and the .npy convention, defined once.
+
+Both services import these models (so their OpenAPI schemas are generated from them) and the SDK
+parses responses with them. Nothing here imports torch or dm_control.
+
+Shapes at the boundary:
+    frames:     (B, T, H, W, 3) uint8, or one window (T, H, W, 3) uint8   -> body of POST /encode (.npy)
+    embeddings: (B, D) float32                                           <- JSON lists or .npy
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from enum import Enum
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NPY_MEDIA_TYPE = "application/x-npy"
+WINDOW_FRAMES = 8  # the last 8 rendered frames make one window (FINDINGS.md)
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+RUN_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+_RUN_ID_RE = re.compile(RUN_ID_PATTERN)
+
+
+class FeatureSource(str, Enum):
+    """Where a policy's input features come from (DESIGN.md: one interface for all three)."""
+
+    vjepa2 = "vjepa2"  # frozen V-JEPA 2 embedding of the last 8 frames, from the encoder over HTTP
+    state = "state"  # oracle: cos/sin of joint angles, to_target, velocity
+    random = "random"  # lower bound: a fixed random vector per step, independent of the frames
+
+
+class ExpertName(str, Enum):
+    jacobian = "jacobian"
+    p_controller = "p-controller"
+    random = "random"
+
+
+class Task(str, Enum):
+    easy = "easy"
+    hard = "hard"
+
+
+class RunStatus(str, Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    interrupted = "interrupted"
+
+
+class DatasetState(str, Enum):
+    running = "running"
+    ready = "ready"
+    failed = "failed"
+
+
+def validate_name(name: str, what: str = "name") -> str:
+    """Dataset names are table-name and path safe: letters, digits, '_' and '-', at most 64."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(
+            f"invalid {what} {name!r}: use 1-64 letters, digits, '_' or '-', starting with a letter or digit "
+            f"(e.g. 'jacobian-easy-500')"
+        )
+    return name
+
+
+def validate_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id):
+        raise ValueError(f"invalid run id {run_id!r}: run ids are lowercase letters, digits and '-' (e.g. 'bc-1a2b3c4d')")
+    return run_id
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# .npy on the wire
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class NpyError(ValueError):
+    """A body that is not a valid, non-object .npy array."""
+
+
+def to_npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def from_npy_bytes(data: bytes) -> np.ndarray:
+    """Parse a .npy body without ever unpickling. Raises NpyError naming the problem."""
+    if not data:
+        raise NpyError("empty body: send a .npy array (np.save) with Content-Type: application/x-npy")
+    if not data.startswith(b"\x93NUMPY"):
+        raise NpyError("body is not a .npy array (missing the \\x93NUMPY magic): serialise frames with np.save")
+    buf = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(buf)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(buf)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf)
+        else:
+            raise NpyError(f"unsupported .npy version {version}")
+    except NpyError:
+        raise
+    except Exception as exc:  # malformed header
+        raise NpyError(f"malformed .npy header: {exc}") from None
+    if dtype.hasobject:
+        raise NpyError("object arrays are refused (they would need unpickling): send a uint8 array")
+    count = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
+    expected = count * dtype.itemsize
+    payload = memoryview(data)[buf.tell():]
+    if len(payload) < expected:
+        raise NpyError(f"truncated .npy body: header promises {expected} bytes of data, got {len(payload)}")
+    arr = np.frombuffer(payload, dtype=dtype, count=count)
+    return arr.reshape(shape, order="F" if fortran else "C")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class _Open(BaseModel):
+    """Responses may grow fields; clients must not break on them."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+
+class ErrorResponse(_Open):
+    detail: Any = Field(description="What went wrong and how to fix it.")
+
+
+class HealthResponse(_Open):
+    status: Literal["ok"] = "ok"
+
+
+class EncoderInfo(_Open):
+    encoder_id: str = Field(description="Hash of model source + revision + preprocessing + dtype.")
+    model: str
+    dim: int
+    frames: int
+    image_size: int
+    dtype: str
+    device: str
+    max_batch: int
+
+
+class EncodeResponse(_Open):
+    encoder_id: str
+    dim: int
+    embeddings: list[list[float]]
+
+
+class DatasetEncodeRequest(_Model):
+    batch_size: int = Field(32, ge=1, le=1024, description="Windows per forward pass.")
+
+
+class DatasetEncodeStatus(_Open):
+    dataset: str
+    encoder_id: str | None = None
+    status: Literal["idle", "running", "done", "failed"]
+    done: int = 0
+    total: int = 0
+    error: str | None = None
+
+
+class CreateDatasetRequest(_Model):
+    name: str = Field(description="Dataset name: letters, digits, '_' or '-'.", examples=["jacobian-easy-150"])
+    expert: ExpertName = ExpertName.jacobian
+    task: Task = Task.easy
+    episodes: int = Field(100, ge=1, le=100_000)
+    steps: int = Field(200, ge=1, le=10_000)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    image_size: int = Field(256, ge=0, le=1024, description="Frame size; 0 stores no frames (state-only datasets).")
+    workers: int = Field(2, ge=1, le=64)
+    overwrite: bool = False
+
+    _name = field_validator("name")(lambda cls, v: validate_name(v, "dataset name"))
+
+
+class DatasetInfo(_Open):
+    name: str
+    status: DatasetState
+    expert: str | None = None
+    task: str | None = None
+    episodes: int = 0
+    episodes_done: int = 0
+    steps: int = 0
+    seed: int | None = None
+    image_size: int | None = None
+    success_rate: float | None = None
+    mean_return: float | None = None
+    created_at: str | None = None
+    version: str | None = None
+    error: str | None = None
+
+
+class TrainBCRequest(_Model):
+    dataset: str
+    features: FeatureSource = FeatureSource.vjepa2
+    epochs: int = Field(100, ge=1, le=10_000)
+    batch_size: int = Field(256, ge=1, le=65_536)
+    lr: float = Field(1e-3, gt=0, le=1.0)
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+    _name = field_validator("dataset")(lambda cls, v: validate_name(v, "dataset name"))
+
+
+class TrainSACRequest(_Model):
+    features: FeatureSource = FeatureSource.state
+    task: Task = Task.easy
+    total_steps: int = Field(100_000, ge=1, le=100_000_000, description="Simulator steps (action repeats counted).")
+    parallel_envs: int = Field(16, ge=1, le=256)
+    episode_steps: int = Field(1000, ge=1, le=10_000)
+    action_repeat: int = Field(4, ge=1, le=16)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    learning_starts: int = Field(1000, ge=0)
+    batch_size: int = Field(256, ge=1, le=65_536)
+    lr: float = Field(1e-3, gt=0, le=1.0)
+    gamma: float = Field(0.99, gt=0, le=1.0)
+    tau: float = Field(0.01, gt=0, le=1.0)
+    buffer_size: int = Field(1_000_000, ge=1)
+    gradient_steps: int = Field(-1, description="Updates per vector step; -1 = one per environment transition.")
+    checkpoint_every: int = Field(20_000, ge=1, description="Env steps between checkpoints.")
+    eval_every: int = Field(10_000, ge=1, description="Env steps between learning-curve points.")
+    image_size: int = Field(256, ge=16, le=1024, description="Render size for vjepa2 features.")
+
+
+class RunCreated(_Open):
+    run_id: str
+
+
+class EvalRequest(_Model):
+    episodes: int = Field(100, ge=1, le=10_000)
+    task: Task = Task.easy
+    steps: int = Field(200, ge=10, le=10_000)
+    seed: int = Field(1_000_000, ge=0, le=2**31 - 1, description="First evaluation seed; never overlaps training.")
+    parallel_envs: int = Field(8, ge=1, le=256)
+    image_size: int = Field(256, ge=16, le=1024)
+    gif_episodes: int = Field(2, ge=0, le=16, description="Episodes recorded as a GIF for the report.")
+
+
+class BaselineEvalRequest(EvalRequest):
+    policy: Literal["jacobian", "p-controller", "random"] = "jacobian"
+
+
+class EpisodeResult(_Open):
+    seed: int
+    success: bool
+    # `return` is a Python keyword: the attribute is `return_`, the JSON field is "return".
+    return_: float = Field(alias="return")
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class EvalResult(_Open):
+    run_id: str
+    eval_id: int | None = None
+    status: RunStatus
+    task: str | None = None
+    success_rate: float | None = None
+    success_ci95: list[float] | None = None
+    mean_return: float | None = None
+    episodes: list[EpisodeResult] = Field(default_factory=list)
+    steps_per_second: float | None = None
+    error: str | None = None
+
+
+class RunRecord(_Open):
+    run_id: str
+    kind: Literal["bc", "sac", "baseline"]
+    status: RunStatus
+    config: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    evaluations: list[EvalResult] = Field(default_factory=list)
+
+
+class RunList(_Open):
+    runs: list[RunRecord]

@@ -1,0 +1,1 @@
+"""Pieces both services share: the LanceDB feature store, names, auth."""

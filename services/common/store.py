@@ -1,0 +1,260 @@
+"""The LanceDB feature store: one place that knows table names, schemas and how to read them in bulk.
+
+Tables (all in one LanceDB database, a local directory by default or any LanceDB URI such as s3://...):
+    datasets                         one row per dataset: metadata + status (running/ready/failed)
+    steps__<dataset>                 one row per step: frame (PNG), action, reward, state, finger/target xy
+    emb__<dataset>__<encoder_id>     one row per step: the embedding of the 8-frame window ending at that step
+
+Writers: one process per table (FACTS.md: concurrent merge_insert duplicates rows). Episodes are appended
+whole, in one `add`, so a reader never sees a partial episode.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from vjepa_robot_client.contract import validate_name
+
+STORE_ENV = "VJEPA_ROBOT_STORE"
+DEFAULT_STORE = "./vjepa-robot-store"
+PNG_COMPRESS_LEVEL = 3  # measured: ~20 KB per 256x256 reacher frame, ~2.6 ms encode, ~0.7 ms decode
+
+DATASETS_TABLE = "datasets"
+
+
+def default_store_uri() -> str:
+    return os.environ.get(STORE_ENV) or DEFAULT_STORE
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def steps_table_name(dataset: str) -> str:
+    return f"steps__{validate_name(dataset, 'dataset name')}"
+
+
+def embeddings_table_name(dataset: str, encoder_id: str) -> str:
+    return f"emb__{validate_name(dataset, 'dataset name')}__{validate_name(encoder_id, 'encoder id')}"
+
+
+def vec2() -> pa.DataType:
+    return pa.list_(pa.float32(), 2)
+
+
+STEPS_SCHEMA = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("episode", pa.int32()),
+        ("step", pa.int32()),
+        ("seed", pa.int64()),
+        ("frame", pa.binary()),  # PNG, empty when the dataset stores no frames (image_size=0)
+        ("action", vec2()),
+        ("reward", pa.float32()),
+        ("position", vec2()),  # joint angles (unwrapped, as dm_control reports them)
+        ("to_target", vec2()),
+        ("velocity", vec2()),
+        ("finger_xy", vec2()),  # for the linear probe
+        ("target_xy", vec2()),
+    ]
+)
+
+DATASETS_SCHEMA = pa.schema(
+    [
+        ("name", pa.string()),
+        ("status", pa.string()),
+        ("meta", pa.string()),  # JSON: expert, task, episodes, steps, seed, success_rate, mean_return, ...
+        ("updated_at", pa.string()),
+    ]
+)
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("dataset", pa.string()),
+            ("episode", pa.int32()),
+            ("step", pa.int32()),
+            ("encoder_id", pa.string()),
+            ("embedding", pa.list_(pa.float32(), dim)),
+            ("model", pa.string()),
+            ("preprocessing", pa.string()),
+            ("created_at", pa.string()),
+        ]
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Frames
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def encode_png(frame: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 -> PNG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """PNG bytes -> (H, W, 3) uint8."""
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def fixed_list_to_numpy(column: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
+    """A FixedSizeList<float32> column -> (N, width) float32, zero-copy when it is one chunk."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    values = column.values if isinstance(column, pa.FixedSizeListArray) else pa.array(column.to_pylist()).values
+    if column.offset:
+        values = values.slice(column.offset * width, len(column) * width)
+    return values.to_numpy(zero_copy_only=False).reshape(-1, width)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Store
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class DatasetNotFound(KeyError):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"unknown dataset {self.name!r}: create it first (vjepa-robot datasets create {self.name} ...)"
+
+
+class Store:
+    """A handle on the feature store. Cheap to create; every read sees other processes' latest writes."""
+
+    def __init__(self, uri: str | None = None):
+        self.uri = uri or default_store_uri()
+        if "://" not in self.uri:
+            Path(self.uri).mkdir(parents=True, exist_ok=True)
+        # read_consistency_interval=0: see writes from other processes (FACTS.md)
+        self.db = lancedb.connect(self.uri, read_consistency_interval=timedelta(0))
+
+    # -- tables --------------------------------------------------------------------------------------------------
+
+    def table_names(self) -> list[str]:
+        result = self.db.table_names(limit=100_000) if _accepts_limit(self.db.table_names) else self.db.table_names()
+        return list(result)
+
+    def has_table(self, name: str) -> bool:
+        return name in self.table_names()
+
+    def open(self, name: str):
+        return self.db.open_table(name)
+
+    def drop(self, name: str) -> None:
+        if self.has_table(name):
+            self.db.drop_table(name)
+
+    # -- dataset metadata ----------------------------------------------------------------------------------------
+
+    def _datasets(self):
+        if not self.has_table(DATASETS_TABLE):
+            try:
+                return self.db.create_table(DATASETS_TABLE, schema=DATASETS_SCHEMA)
+            except Exception:  # created by another process meanwhile
+                pass
+        return self.open(DATASETS_TABLE)
+
+    def put_dataset_meta(self, name: str, status: str, meta: dict[str, Any]) -> None:
+        validate_name(name, "dataset name")
+        row = {"name": name, "status": status, "meta": json.dumps(meta, default=str), "updated_at": now_iso()}
+        table = self._datasets()
+        table.merge_insert("name").when_matched_update_all().when_not_matched_insert_all().execute(
+            pa.Table.from_pylist([row], schema=DATASETS_SCHEMA)
+        )
+
+    def delete_dataset_meta(self, name: str) -> None:
+        validate_name(name, "dataset name")
+        self._datasets().delete(f"name = '{name}'")
+
+    def get_dataset_meta(self, name: str) -> dict[str, Any]:
+        validate_name(name, "dataset name")
+        rows = self._datasets().search().where(f"name = '{name}'").limit(10).to_list()
+        if not rows:
+            raise DatasetNotFound(name)
+        row = max(rows, key=lambda r: r["updated_at"])
+        meta = json.loads(row["meta"])
+        meta.update(name=row["name"], status=row["status"], updated_at=row["updated_at"])
+        return meta
+
+    def list_datasets(self) -> list[dict[str, Any]]:
+        if not self.has_table(DATASETS_TABLE):
+            return []
+        out = []
+        for row in self._datasets().to_arrow().to_pylist():
+            meta = json.loads(row["meta"])
+            meta.update(name=row["name"], status=row["status"], updated_at=row["updated_at"])
+            out.append(meta)
+        return sorted(out, key=lambda m: m["name"])
+
+    # -- steps ---------------------------------------------------------------------------------------------------
+
+    def steps(self, dataset: str):
+        name = steps_table_name(dataset)
+        if not self.has_table(name):
+            raise DatasetNotFound(dataset)
+        return self.open(name)
+
+    def episodes_present(self, dataset: str) -> set[int]:
+        name = steps_table_name(dataset)
+        if not self.has_table(name):
+            return set()
+        col = self.open(name).to_lance().to_table(columns=["episode"]).column("episode")
+        return set(np.unique(col.to_numpy()).tolist())
+
+    def read_steps(self, dataset: str, columns: list[str], where: str | None = None) -> pa.Table:
+        """Columnar bulk read of a dataset's steps, sorted by (episode, step)."""
+        ds = self.steps(dataset).to_lance()
+        cols = list(dict.fromkeys(["episode", "step", *columns]))
+        table = ds.to_table(columns=cols, filter=where)
+        return table.sort_by([("episode", "ascending"), ("step", "ascending")])
+
+    def read_episode_frames(self, dataset: str, episode: int) -> np.ndarray:
+        """(T, H, W, 3) uint8 frames of one episode, in step order."""
+        table = self.read_steps(dataset, ["frame"], where=f"episode = {int(episode)}")
+        frames = table.column("frame").to_pylist()
+        if not frames or not frames[0]:
+            raise ValueError(f"dataset {dataset!r} stores no frames (created with image_size=0)")
+        return np.stack([decode_png(f) for f in frames])
+
+    # -- embeddings ----------------------------------------------------------------------------------------------
+
+    def read_embeddings(self, dataset: str, encoder_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(episode (N,), step (N,), embedding (N, D) float32), sorted by (episode, step)."""
+        name = embeddings_table_name(dataset, encoder_id)
+        if not self.has_table(name):
+            raise KeyError(f"no embeddings of dataset {dataset!r} by encoder {encoder_id!r}: encode it first")
+        table = self.open(name).to_lance().to_table(columns=["episode", "step", "embedding"])
+        table = table.sort_by([("episode", "ascending"), ("step", "ascending")])
+        emb = table.column("embedding").combine_chunks()
+        dim = emb.type.list_size
+        return (
+            table.column("episode").to_numpy(),
+            table.column("step").to_numpy(),
+            fixed_list_to_numpy(emb, dim),
+        )
+
+
+def _accepts_limit(fn) -> bool:
+    import inspect
+
+    try:
+        return "limit" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False

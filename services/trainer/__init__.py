@@ -1,0 +1,1 @@
+"""Trainer service: reacher env, experts, datasets, BC, SAC, live evaluation, reports."""

@@ -1,0 +1,322 @@
+"""dm_control reacher as a recipe of small wrappers (DrQ-v2 style), plus the one success definition.
+
+    env = make(task="easy", episode_steps=200, image_size=256)   # frames from camera 0, 8-frame windows
+    ts = env.reset(seed=7)
+    while not ts.last():
+        ts = env.step(policy(ts))
+    ts.window  # (8, 256, 256, 3) uint8: the last 8 frames, the first frame repeated at the start
+
+Each wrapper does one job and passes everything else through: episode length, action repeat, pixels,
+frame window. `TimeStep` is typed; `observation` holds the simulator state (position, to_target, velocity).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+import vjepa_robot  # noqa: F401  (MUJOCO_GL default)
+
+WINDOW_FRAMES = 8
+CAMERA_ID = 0  # the fixed top-down camera; physics.render() defaults to the free camera (FACTS.md)
+DEFAULT_EPISODE_STEPS = 200  # as in the findings
+SUCCESS_LAST_STEPS = 10
+CONTROL_TIMESTEP = 0.02  # seconds (dm_control reacher)
+TASKS = ("easy", "hard")
+# Seeds: training episodes (datasets, SAC) draw from [0, EVAL_SEED_BASE); evaluation from [EVAL_SEED_BASE, 2**31).
+EVAL_SEED_BASE = 1_000_000_000
+
+
+def episode_success(rewards: np.ndarray | list[float]) -> bool:
+    """THE success definition, used by experts, BC, SAC, eval and reports alike.
+
+    An episode succeeds when the fingertip is inside the target (reward 1) on each of its last 10 steps.
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    return bool(r.size >= SUCCESS_LAST_STEPS and np.all(r[-SUCCESS_LAST_STEPS:] >= 1.0))
+
+
+def train_episode_seed(dataset_seed: int, episode: int) -> int:
+    """Seed of training episode `episode` of a dataset (or SAC env) seeded `dataset_seed`; < EVAL_SEED_BASE."""
+    return (int(dataset_seed) * 100_003 + int(episode)) % EVAL_SEED_BASE
+
+
+def eval_episode_seed(eval_seed: int, episode: int) -> int:
+    """Seed of evaluation episode `episode`; always >= EVAL_SEED_BASE, so never a training seed."""
+    return EVAL_SEED_BASE + (int(eval_seed) + int(episode)) % (2**31 - 1 - EVAL_SEED_BASE)
+
+
+def wilson_ci95(successes: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval for a success rate (well behaved at 0% and 100%)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    z = 1.959963984540054
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Time steps
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class StepType(enum.IntEnum):
+    FIRST = 0
+    MID = 1
+    LAST = 2
+
+
+@dataclass(frozen=True)
+class TimeStep:
+    step_type: StepType
+    observation: dict[str, np.ndarray]  # position (2,), to_target (2,), velocity (2,) float64
+    reward: float = 0.0
+    action: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # the action that led here
+    frame: np.ndarray | None = None  # (H, W, 3) uint8
+    window: np.ndarray | None = None  # (8, H, W, 3) uint8
+    step: int = 0  # control steps taken so far in the episode
+
+    def first(self) -> bool:
+        return self.step_type == StepType.FIRST
+
+    def last(self) -> bool:
+        return self.step_type == StepType.LAST
+
+
+class Env(Protocol):
+    def reset(self, seed: int | None = None) -> TimeStep: ...
+    def step(self, action: np.ndarray) -> TimeStep: ...
+    @property
+    def physics(self) -> Any: ...
+
+
+class RendererUnavailable(RuntimeError):
+    pass
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Base env and wrappers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class Reacher:
+    """dm_control reacher (no time limit of its own; EpisodeLength ends episodes). Reward not shown in pixels."""
+
+    def __init__(self, task: str = "easy", seed: int = 0):
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
+        from dm_control import suite
+
+        self.task = task
+        self._env = suite.load(
+            "reacher",
+            task,
+            task_kwargs={"random": np.random.RandomState(seed), "time_limit": float("inf")},
+            visualize_reward=False,  # True colours the arm by reward: it would leak the reward into pixels
+        )
+
+    @property
+    def physics(self):
+        return self._env.physics
+
+    def reset(self, seed: int | None = None) -> TimeStep:
+        if seed is not None:
+            self._env.task._random = np.random.RandomState(seed)  # noqa: SLF001  re-seed the target/arm draw
+        ts = self._env.reset()
+        return TimeStep(StepType.FIRST, _obs(ts.observation), 0.0)
+
+    def step(self, action: np.ndarray) -> TimeStep:
+        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        ts = self._env.step(action)
+        return TimeStep(StepType.MID, _obs(ts.observation), float(ts.reward or 0.0), action.astype(np.float32))
+
+
+def _obs(observation) -> dict[str, np.ndarray]:
+    return {k: np.asarray(observation[k], dtype=np.float64).copy() for k in ("position", "to_target", "velocity")}
+
+
+class _Wrapper:
+    def __init__(self, env):
+        self._env = env
+
+    @property
+    def physics(self):
+        return self._env.physics
+
+    def __getattr__(self, name):
+        return getattr(self._env, name)
+
+
+class ActionRepeat(_Wrapper):
+    """Repeat each action n times, summing rewards (the published SAC/DrQ protocol repeats 4 on reacher)."""
+
+    def __init__(self, env, n: int):
+        super().__init__(env)
+        if n < 1:
+            raise ValueError(f"action_repeat must be >= 1, got {n}")
+        self.n = n
+
+    def reset(self, seed=None):
+        return self._env.reset(seed)
+
+    def step(self, action):
+        total = 0.0
+        for _ in range(self.n):
+            ts = self._env.step(action)
+            total += ts.reward
+            if ts.last():
+                break
+        return replace(ts, reward=total)
+
+
+class EpisodeLength(_Wrapper):
+    """End every episode after `steps` control steps (default 200, as in the findings)."""
+
+    def __init__(self, env, steps: int):
+        super().__init__(env)
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        self.steps = steps
+        self._t = 0
+
+    def reset(self, seed=None):
+        self._t = 0
+        return replace(self._env.reset(seed), step=0)
+
+    def step(self, action):
+        self._t += 1
+        ts = self._env.step(action)
+        return replace(ts, step=self._t, step_type=StepType.LAST if self._t >= self.steps else ts.step_type)
+
+
+class Pixels(_Wrapper):
+    """Attach a (size, size, 3) uint8 render from camera 0 to every time step."""
+
+    def __init__(self, env, size: int = 256, camera_id: int = CAMERA_ID):
+        super().__init__(env)
+        self.size, self.camera_id = size, camera_id
+
+    def render(self) -> np.ndarray:
+        return self.physics.render(height=self.size, width=self.size, camera_id=self.camera_id)
+
+    def reset(self, seed=None):
+        return replace(self._env.reset(seed), frame=self.render())
+
+    def step(self, action):
+        return replace(self._env.step(action), frame=self.render())
+
+
+class FrameWindow(_Wrapper):
+    """Attach the last `frames` frames as one (frames, H, W, 3) window; the episode start repeats frame 0."""
+
+    def __init__(self, env, frames: int = WINDOW_FRAMES):
+        super().__init__(env)
+        self.frames = frames
+        self._buf: deque[np.ndarray] = deque(maxlen=frames)
+
+    def reset(self, seed=None):
+        ts = self._env.reset(seed)
+        self._buf.clear()
+        self._buf.extend([ts.frame] * self.frames)
+        return replace(ts, window=np.stack(self._buf))
+
+    def step(self, action):
+        ts = self._env.step(action)
+        self._buf.append(ts.frame)
+        return replace(ts, window=np.stack(self._buf))
+
+
+def window_at(frames: np.ndarray, t: int, size: int = WINDOW_FRAMES) -> np.ndarray:
+    """The window ending at step t from an episode's frames (T, H, W, 3): same padding as FrameWindow."""
+    idx = np.clip(np.arange(t - size + 1, t + 1), 0, None)
+    return frames[idx]
+
+
+def episode_windows(frames: np.ndarray, size: int = WINDOW_FRAMES) -> np.ndarray:
+    """All windows of one episode: (T, H, W, 3) -> (T, size, H, W, 3), as a strided gather."""
+    t = np.arange(frames.shape[0])[:, None] + np.arange(-size + 1, 1)[None, :]
+    return frames[np.clip(t, 0, None)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The recipe
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def make(
+    task: str = "easy",
+    *,
+    seed: int = 0,
+    episode_steps: int = DEFAULT_EPISODE_STEPS,
+    image_size: int = 256,
+    window: int = WINDOW_FRAMES,
+    action_repeat: int = 1,
+) -> Env:
+    """Build a reacher env. image_size=0 renders nothing (state-only: experts, state-feature BC/SAC)."""
+    if episode_steps < 1:
+        raise ValueError(f"episode_steps must be >= 1, got {episode_steps}")
+    if image_size:
+        check_renderer()
+    env: Any = Reacher(task, seed)
+    env = ActionRepeat(env, action_repeat) if action_repeat > 1 else env
+    env = EpisodeLength(env, episode_steps)
+    if image_size:
+        env = Pixels(env, image_size)
+        env = FrameWindow(env, window) if window else env
+    return env
+
+
+_RENDER_OK: bool | None = None
+
+
+def check_renderer() -> None:
+    """Fail early, naming both headless back ends, when no renderer works."""
+    global _RENDER_OK
+    if _RENDER_OK:
+        return
+    backend = os.environ.get("MUJOCO_GL", "egl")
+    try:
+        from dm_control import suite
+
+        env = suite.load("reacher", "easy")
+        env.physics.render(height=16, width=16, camera_id=CAMERA_ID)
+        _RENDER_OK = True
+    except Exception as exc:
+        raise RendererUnavailable(
+            f"no headless renderer works (MUJOCO_GL={backend}): {type(exc).__name__}: {exc}. "
+            "vjepa-robot renders with MUJOCO_GL=egl (Mesa's EGL, libegl1 + libgl1-mesa-dri) or MUJOCO_GL=osmesa "
+            "(libosmesa6); install one of them and set MUJOCO_GL accordingly."
+        ) from exc
+
+
+def state_features(obs: dict[str, np.ndarray]) -> np.ndarray:
+    """The oracle features: cos, sin of the joint angles, to_target, velocity -> (8,) float32.
+
+    Raw unwrapped angles clone much worse (FACTS.md): the shoulder turns freely, so angles are unbounded.
+    """
+    pos = obs["position"]
+    return np.concatenate([np.cos(pos), np.sin(pos), obs["to_target"], obs["velocity"]]).astype(np.float32)
+
+
+def state_features_batch(position: np.ndarray, to_target: np.ndarray, velocity: np.ndarray) -> np.ndarray:
+    """Vectorised state_features over (N, 2) arrays -> (N, 8) float32."""
+    return np.concatenate([np.cos(position), np.sin(position), to_target, velocity], axis=1).astype(np.float32)
+
+
+STATE_DIM = 8
+
+
+def finger_target_xy(physics) -> tuple[np.ndarray, np.ndarray]:
+    return (
+        np.asarray(physics.named.data.geom_xpos["finger"][:2], dtype=np.float32).copy(),
+        np.asarray(physics.named.data.geom_xpos["target"][:2], dtype=np.float32).copy(),
+    )
