@@ -1,0 +1,162 @@
+"""Clients of the encoder service: frames in (uint8 .npy), embeddings out (float32 .npy).
+
+    frames:     (B, T, H, W, 3) uint8, or one window (T, H, W, 3) uint8
+    embeddings: (B, D) float32   (one window gives (1, D))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+
+from ._transport import AsyncTransport, SyncTransport
+from .contract import (
+    NPY_MEDIA_TYPE,
+    DatasetEncodeRequest,
+    DatasetEncodeStatus,
+    EncodeResponse,
+    EncoderInfo,
+    HealthResponse,
+    from_npy_bytes,
+    to_npy_bytes,
+    validate_name,
+)
+from .errors import WaitTimeout
+from ._progress import Progress
+
+ENCODER_URL_ENV = "VJEPA_ROBOT_ENCODER_URL"
+DEFAULT_ENCODER_URL = "http://127.0.0.1:8001"
+_ENCODE_DONE = ("done", "failed")
+
+
+def as_batch(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) or (B, T, H, W, 3) uint8 -> (B, T, H, W, 3) uint8, refusing anything else before it is sent."""
+    frames = np.asarray(frames)
+    if frames.ndim == 4:
+        frames = frames[None]
+    if frames.ndim != 5 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be (B, T, H, W, 3) or one window (T, H, W, 3), got shape {frames.shape}; "
+                         f"e.g. np.stack(last_8_frames)[None] for one window")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (raw RGB renders), got {frames.dtype}; "
+                         f"convert with (x * 255).clip(0, 255).astype(np.uint8) if they are floats in [0, 1]")
+    return frames
+
+
+def _encode_request(frames: np.ndarray) -> dict[str, Any]:
+    return {"content": to_npy_bytes(as_batch(frames)),
+            "headers": {"Content-Type": NPY_MEDIA_TYPE, "Accept": NPY_MEDIA_TYPE}}
+
+
+def _embeddings(response: httpx.Response) -> np.ndarray:
+    """The (B, D) float32 embeddings from an .npy answer (or a JSON EncodeResponse from an older server)."""
+    if response.headers.get("content-type", "").split(";")[0].strip() == NPY_MEDIA_TYPE:
+        out = from_npy_bytes(response.content)
+    else:
+        out = np.asarray(EncodeResponse.model_validate(response.json()).embeddings, dtype=np.float32)
+    out = np.array(out, dtype=np.float32, copy=True)  # writable, owned
+    if out.ndim != 2:
+        raise ValueError(f"encoder answered embeddings of shape {out.shape}, expected (B, D)")
+    return out
+
+
+def _dataset_path(name: str) -> str:
+    return f"/datasets/{validate_name(name, 'dataset name')}/encode"
+
+
+class EncoderClient(SyncTransport):
+    """Synchronous client of the encoder service.
+
+    >>> enc = EncoderClient("http://127.0.0.1:8001", token=None)
+    >>> enc.encode(np.zeros((8, 256, 256, 3), np.uint8)).shape   # (1, D)
+    """
+
+    env_url = ENCODER_URL_ENV
+    default_url = DEFAULT_ENCODER_URL
+
+    def __init__(self, url: str | None = None, token: str | None = None, **kwargs: Any) -> None:
+        super().__init__(url, token, **kwargs)
+        self.last_encoder_id: str | None = None  # from the X-Encoder-Id header, when the service sends it
+
+    def health(self) -> HealthResponse:
+        return HealthResponse.model_validate(self.request("GET", "/healthz").json())
+
+    def info(self) -> EncoderInfo:
+        return EncoderInfo.model_validate(self.request("GET", "/info").json())
+
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        """Embed windows: (B, T, H, W, 3) or (T, H, W, 3) uint8 -> (B, D) float32."""
+        response = self.request("POST", "/encode", **_encode_request(frames))
+        self.last_encoder_id = response.headers.get("x-encoder-id", self.last_encoder_id)
+        return _embeddings(response)
+
+    def encode_dataset(self, name: str, batch_size: int = 32) -> DatasetEncodeStatus:
+        """Start (idempotently) embedding every window of a dataset on the service; returns at once."""
+        body = DatasetEncodeRequest(batch_size=batch_size).model_dump(mode="json")
+        return DatasetEncodeStatus.model_validate(self.request("POST", _dataset_path(name), json=body).json())
+
+    def dataset_encode_status(self, name: str) -> DatasetEncodeStatus:
+        return DatasetEncodeStatus.model_validate(self.request("GET", _dataset_path(name)).json())
+
+    def wait_dataset_encode(self, name: str, *, progress: bool = True, timeout: float | None = None,
+                            poll_interval: float = 2.0) -> DatasetEncodeStatus:
+        """Poll until the dataset's embedding job is done or failed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with Progress(f"encode {name}", enabled=progress) as bar:
+            while True:
+                status = self.dataset_encode_status(name)
+                bar.update(status.done, status.total or None, status.status)
+                if status.status in _ENCODE_DONE or status.status == "idle":
+                    return status
+                if deadline is not None and time.monotonic() > deadline:
+                    raise WaitTimeout(f"dataset {name}: embedding still {status.status} ({status.done}/{status.total}) "
+                                      f"after {timeout} s")
+                time.sleep(poll_interval)
+
+
+class AsyncEncoderClient(AsyncTransport):
+    """The asyncio twin of EncoderClient: the same methods, awaited."""
+
+    env_url = ENCODER_URL_ENV
+    default_url = DEFAULT_ENCODER_URL
+
+    def __init__(self, url: str | None = None, token: str | None = None, **kwargs: Any) -> None:
+        super().__init__(url, token, **kwargs)
+        self.last_encoder_id: str | None = None
+
+    async def health(self) -> HealthResponse:
+        return HealthResponse.model_validate((await self.request("GET", "/healthz")).json())
+
+    async def info(self) -> EncoderInfo:
+        return EncoderInfo.model_validate((await self.request("GET", "/info")).json())
+
+    async def encode(self, frames: np.ndarray) -> np.ndarray:
+        """Embed windows: (B, T, H, W, 3) or (T, H, W, 3) uint8 -> (B, D) float32."""
+        response = await self.request("POST", "/encode", **_encode_request(frames))
+        self.last_encoder_id = response.headers.get("x-encoder-id", self.last_encoder_id)
+        return _embeddings(response)
+
+    async def encode_dataset(self, name: str, batch_size: int = 32) -> DatasetEncodeStatus:
+        body = DatasetEncodeRequest(batch_size=batch_size).model_dump(mode="json")
+        return DatasetEncodeStatus.model_validate((await self.request("POST", _dataset_path(name), json=body)).json())
+
+    async def dataset_encode_status(self, name: str) -> DatasetEncodeStatus:
+        return DatasetEncodeStatus.model_validate((await self.request("GET", _dataset_path(name))).json())
+
+    async def wait_dataset_encode(self, name: str, *, progress: bool = True, timeout: float | None = None,
+                                  poll_interval: float = 2.0) -> DatasetEncodeStatus:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with Progress(f"encode {name}", enabled=progress) as bar:
+            while True:
+                status = await self.dataset_encode_status(name)
+                bar.update(status.done, status.total or None, status.status)
+                if status.status in _ENCODE_DONE or status.status == "idle":
+                    return status
+                if deadline is not None and time.monotonic() > deadline:
+                    raise WaitTimeout(f"dataset {name}: embedding still {status.status} ({status.done}/{status.total}) "
+                                      f"after {timeout} s")
+                await asyncio.sleep(poll_interval)
