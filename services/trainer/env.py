@@ -168,7 +168,7 @@ class ActionRepeat(_Wrapper):
     def reset(self, seed=None):
         return self._env.reset(seed)
 
-    def step(self, action):
+    def step(self, action):  # pixels (if any) are rendered once per agent step, after the last repeat
         total = 0.0
         for _ in range(self.n):
             ts = self._env.step(action)
@@ -267,8 +267,8 @@ def make(
     if image_size:
         check_renderer()
     env: Any = Reacher(task, seed)
+    env = EpisodeLength(env, episode_steps)  # counts simulator steps, so action repeats count too
     env = ActionRepeat(env, action_repeat) if action_repeat > 1 else env
-    env = EpisodeLength(env, episode_steps)
     if image_size:
         env = Pixels(env, image_size)
         env = FrameWindow(env, window) if window else env

@@ -1,0 +1,262 @@
+"""Expert datasets: episodes generated in parallel worker processes, written to LanceDB one episode per append.
+
+    spec = DatasetSpec(name="jacobian-easy-500", expert="jacobian", task="easy", episodes=500, steps=200, seed=0)
+    meta = create_dataset(spec, store="./vjepa-robot-store", workers=2)
+
+Workers render and compress frames (PNG) and return whole episodes; the parent process is the only writer
+(FACTS.md: one writer per table), so a reader never sees a partial episode, and a crash loses at most the
+episodes in flight. Same seed, same frames and actions: episode i is seeded by train_episode_seed(seed, i).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+
+import vjepa_robot
+from services.common.store import (
+    STEPS_SCHEMA,
+    DatasetNotFound,
+    Store,
+    encode_png,
+    now_iso,
+    steps_table_name,
+)
+from vjepa_robot_client.contract import validate_name
+
+from .env import TASKS, episode_success, finger_target_xy, make, train_episode_seed
+from .experts import EXPERTS, make_expert
+
+
+class DatasetExists(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    expert: str = "jacobian"
+    task: str = "easy"
+    episodes: int = 100
+    steps: int = 200
+    seed: int = 0
+    image_size: int = 256
+
+    def __post_init__(self):
+        validate_name(self.name, "dataset name")
+        if self.expert not in EXPERTS:
+            raise ValueError(f"unknown expert {self.expert!r}: choose one of {', '.join(EXPERTS)}")
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}: choose one of {', '.join(TASKS)}")
+        if self.episodes <= 0:
+            raise ValueError(f"episodes must be > 0, got {self.episodes}")
+        if self.steps <= 0:
+            raise ValueError(f"steps must be > 0, got {self.steps}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if not (self.image_size == 0 or 16 <= self.image_size <= 1024):
+            raise ValueError(f"image_size must be 0 (no frames) or 16..1024, got {self.image_size}")
+
+
+@dataclass
+class EpisodeRecord:
+    episode: int
+    seed: int
+    success: bool
+    ret: float
+    table: pa.Table  # one row per step, STEPS_SCHEMA
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One episode (runs in a worker)
+# ----------------------------------------------------------------------------------------------------------------
+
+_ENV_CACHE: dict = {}
+
+
+def generate_episode(spec: DatasetSpec, episode: int) -> EpisodeRecord:
+    """Roll out the expert for one episode; the frame stored at step t is the one the expert acted on."""
+    key = (spec.task, spec.steps, spec.image_size)
+    if key not in _ENV_CACHE:
+        _ENV_CACHE.clear()
+        _ENV_CACHE[key] = make(spec.task, episode_steps=spec.steps, image_size=spec.image_size, window=0)
+    env = _ENV_CACHE[key]
+    expert = make_expert(spec.expert)
+    seed = train_episode_seed(spec.seed, episode)
+    ts = env.reset(seed)
+    expert.reset(seed)
+    cols: dict[str, list] = {k: [] for k in STEPS_SCHEMA.names}
+    t = 0
+    while not ts.last():
+        action = expert.act(env.physics, ts)
+        finger, target = finger_target_xy(env.physics)
+        obs = ts.observation
+        nxt = env.step(action)
+        cols["step"].append(t)
+        cols["frame"].append(encode_png(ts.frame) if ts.frame is not None else b"")
+        cols["action"].append(action.astype(np.float32))
+        cols["reward"].append(nxt.reward)  # the reward earned by this step's action
+        cols["position"].append(obs["position"])
+        cols["to_target"].append(obs["to_target"])
+        cols["velocity"].append(obs["velocity"])
+        cols["finger_xy"].append(finger)
+        cols["target_xy"].append(target)
+        ts, t = nxt, t + 1
+    n = len(cols["step"])
+    cols["dataset"] = [spec.name] * n
+    cols["episode"] = [episode] * n
+    cols["seed"] = [seed] * n
+    arrays = {}
+    for field in STEPS_SCHEMA:
+        values = cols[field.name]
+        if pa.types.is_fixed_size_list(field.type):
+            flat = pa.array(np.asarray(values, dtype=np.float32).reshape(-1))
+            arrays[field.name] = pa.FixedSizeListArray.from_arrays(flat, field.type.list_size)
+        else:
+            arrays[field.name] = pa.array(values, type=field.type)
+    table = pa.table(arrays, schema=STEPS_SCHEMA)
+    rewards = np.asarray(cols["reward"])
+    return EpisodeRecord(episode, seed, episode_success(rewards), float(rewards.sum()), table)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The whole dataset (parent: the only writer)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def create_dataset(
+    spec: DatasetSpec,
+    store: Store | str | None = None,
+    *,
+    workers: int = 2,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    on_episode: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Generate `spec` into the store and return its metadata. Refuses an existing name unless overwrite/resume."""
+    store = store if isinstance(store, Store) else Store(store)
+    table_name = steps_table_name(spec.name)
+    try:
+        existing = store.get_dataset_meta(spec.name)
+    except DatasetNotFound:
+        existing = None
+    if existing is not None or store.has_table(table_name):
+        if overwrite:
+            delete_dataset(store, spec.name)
+        elif resume:
+            if existing and {k: existing.get(k) for k in asdict(spec)} != asdict(spec):
+                raise ValueError(
+                    f"cannot resume dataset {spec.name!r}: it was created with different arguments "
+                    f"({ {k: existing.get(k) for k in asdict(spec)} }); use --overwrite to replace it"
+                )
+        else:
+            raise DatasetExists(
+                f"dataset {spec.name!r} already exists ({existing.get('status') if existing else 'partial'}): "
+                "choose another name, pass --overwrite to replace it, or --resume to complete an interrupted one"
+            )
+
+    done = store.episodes_present(spec.name)
+    todo = [e for e in range(spec.episodes) if e not in done]
+    meta = {**asdict(spec), "created_at": (existing or {}).get("created_at") or now_iso(),
+            "version": vjepa_robot.__version__, "owner_pid": os.getpid(), "owner_host": os.uname().nodename,
+            "episodes_done": len(done), "success_rate": None, "mean_return": None}
+    store.put_dataset_meta(spec.name, "running", meta)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=spec.episodes, initial=len(done), desc=f"dataset {spec.name}", unit="ep")
+    t0 = time.perf_counter()
+    try:
+        for i, rec in enumerate(_generate(spec, todo, workers)):
+            if store.has_table(table_name):
+                store.open(table_name).add(rec.table)  # one episode, one append: never a partial episode
+            else:
+                store.db.create_table(table_name, data=rec.table, schema=STEPS_SCHEMA)
+            meta["episodes_done"] = len(done) + i + 1
+            if bar:
+                bar.update(1)
+            if on_episode:
+                on_episode(meta["episodes_done"], spec.episodes)
+            if (i + 1) % max(1, spec.episodes // 10) == 0:
+                store.put_dataset_meta(spec.name, "running", meta)
+    except BaseException as exc:
+        meta["error"] = f"{type(exc).__name__}: {exc}"
+        store.put_dataset_meta(spec.name, "failed", meta)
+        raise
+    finally:
+        if bar:
+            bar.close()
+
+    meta.update(summarise(store, spec.name))
+    meta["generation_s"] = round(time.perf_counter() - t0, 2)
+    meta.pop("error", None)
+    if meta["episodes_done"] != spec.episodes:
+        meta["error"] = f"only {meta['episodes_done']} of {spec.episodes} episodes present"
+        store.put_dataset_meta(spec.name, "failed", meta)
+        raise RuntimeError(meta["error"])
+    store.put_dataset_meta(spec.name, "ready", meta)
+    try:
+        store.open(table_name).optimize()
+    except Exception:  # compaction is an optimisation, never a reason to fail
+        pass
+    return store.get_dataset_meta(spec.name)
+
+
+def _generate(spec: DatasetSpec, episodes: list[int], workers: int):
+    """Yield EpisodeRecords in episode order, from `workers` processes (in process when workers == 1)."""
+    if workers <= 1 or len(episodes) <= 1:
+        for e in episodes:
+            yield generate_episode(spec, e)
+        return
+    # spawn, not fork: a forked EGL context is not safe to use
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
+        yield from ex.map(generate_episode, [spec] * len(episodes), episodes, chunksize=1)
+
+
+def summarise(store: Store, name: str) -> dict:
+    """Success rate and mean return of the recorded episodes, from the stored rewards (the one definition)."""
+    t = store.read_steps(name, ["reward"])
+    episode = t.column("episode").to_numpy()
+    reward = t.column("reward").to_numpy()
+    if len(episode) == 0:
+        return {"success_rate": None, "mean_return": None, "episodes_done": 0}
+    bounds = np.flatnonzero(np.diff(episode)) + 1
+    per_ep = np.split(reward, bounds)
+    return {
+        "success_rate": float(np.mean([episode_success(r) for r in per_ep])),
+        "mean_return": float(np.mean([r.sum() for r in per_ep])),
+        "episodes_done": len(per_ep),
+    }
+
+
+def delete_dataset(store: Store, name: str) -> None:
+    """Drop a dataset's steps, its embeddings (every encoder) and its metadata."""
+    validate_name(name, "dataset name")
+    for t in store.table_names():
+        if t == steps_table_name(name) or t.startswith(f"emb__{name}__"):
+            store.drop(t)
+    store.delete_dataset_meta(name)
+
+
+def dataset_info(store: Store, name: str) -> dict:
+    """Metadata with a stale `running` (its generating process is gone) reported as `failed`."""
+    meta = store.get_dataset_meta(name)
+    if meta["status"] == "running" and meta.get("owner_host") == os.uname().nodename:
+        import psutil
+
+        pid = meta.get("owner_pid")
+        if pid and not psutil.pid_exists(int(pid)):
+            meta["status"] = "failed"
+            meta["error"] = (f"generation interrupted (process {pid} is gone) after {meta.get('episodes_done')} "
+                             f"episodes; re-run with --resume to complete it")
+    return meta

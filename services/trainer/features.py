@@ -1,0 +1,159 @@
+"""Feature sources: one interface for `vjepa2`, `state` and `random` (DESIGN.md).
+
+BC, SAC, evaluation and the linear probe take any of them, so every result has its baselines beside it,
+computed by the same code:
+
+    offline(store, dataset) -> FeatureTable     bulk, columnar, for training and probing
+    online(timesteps, episode_seeds) -> (B, D)  one batch per vector step, for live rollouts
+
+`vjepa2`  the frozen V-JEPA 2 embedding of the step's 8-frame window, from the encoder service over HTTP
+`state`   the oracle: cos/sin of the joint angles, to_target, velocity (8-d)
+`random`  the lower bound: a fixed random vector per (episode seed, step), independent of the frames
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from services.common.store import Store
+from vjepa_robot_client.contract import FeatureSource as FeatureName
+
+from .env import STATE_DIM, TimeStep, state_features, state_features_batch, train_episode_seed
+
+RANDOM_DIM = 1024  # same width as ViT-L's embedding, so the MLP is the same size as with vjepa2
+
+
+@dataclass
+class FeatureTable:
+    episode: np.ndarray  # (N,) int
+    step: np.ndarray  # (N,) int
+    x: np.ndarray  # (N, D) float32
+    lineage: dict
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+
+class FeatureSource:
+    name: str
+    dim: int
+    needs_frames: bool = False
+
+    def lineage(self) -> dict:
+        return {"features": self.name, "dim": self.dim}
+
+    def offline(self, store: Store, dataset: str) -> FeatureTable:
+        raise NotImplementedError
+
+    def online(self, timesteps: Sequence[TimeStep], episode_seeds: Sequence[int]) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class StateFeatures(FeatureSource):
+    name, dim = "state", STATE_DIM
+
+    def offline(self, store: Store, dataset: str) -> FeatureTable:
+        t = store.read_steps(dataset, ["position", "to_target", "velocity"])
+        cols = [_vec2(t.column(c)) for c in ("position", "to_target", "velocity")]
+        return FeatureTable(t.column("episode").to_numpy(), t.column("step").to_numpy(), state_features_batch(*cols),
+                            self.lineage())
+
+    def online(self, timesteps, episode_seeds):
+        return np.stack([state_features(ts.observation) for ts in timesteps])
+
+
+class RandomFeatures(FeatureSource):
+    """Noise that carries no information about the frames: what an MLP learns from it is the action prior."""
+
+    name = "random"
+
+    def __init__(self, dim: int = RANDOM_DIM):
+        self.dim = dim
+
+    def vector(self, episode_seed: int, step: int) -> np.ndarray:
+        return np.random.default_rng([int(episode_seed), int(step), 0x5EED]).standard_normal(self.dim, dtype=np.float32)
+
+    def offline(self, store: Store, dataset: str) -> FeatureTable:
+        t = store.read_steps(dataset, ["seed"])
+        seeds, steps = t.column("seed").to_numpy(), t.column("step").to_numpy()
+        x = np.stack([self.vector(s, k) for s, k in zip(seeds, steps)]) if len(steps) else np.zeros((0, self.dim))
+        return FeatureTable(t.column("episode").to_numpy(), steps, x.astype(np.float32), self.lineage())
+
+    def online(self, timesteps, episode_seeds):
+        return np.stack([self.vector(s, ts.step) for ts, s in zip(timesteps, episode_seeds)])
+
+
+class VJEPA2Features(FeatureSource):
+    """Embeddings from the encoder service, reached only through the SDK over HTTP."""
+
+    name = "vjepa2"
+    needs_frames = True
+
+    def __init__(self, encoder_url: str, token: str | None = None, timeout: float = 120.0):
+        from vjepa_robot_client import EncoderClient
+
+        self.client = EncoderClient(encoder_url, token=token, timeout=timeout)
+        self.info = self.client.info()
+        self.dim = int(self.info.dim)
+        self.encoder_id = self.info.encoder_id
+
+    def lineage(self) -> dict:
+        return {**super().lineage(), "encoder_id": self.encoder_id, "model": self.info.model,
+                "image_size": self.info.image_size, "dtype": self.info.dtype}
+
+    def ensure_encoded(self, store: Store, dataset: str, progress: bool = False) -> None:
+        from services.common.store import embeddings_table_name
+
+        meta = store.get_dataset_meta(dataset)
+        name = embeddings_table_name(dataset, self.encoder_id)
+        expected = int(meta.get("episodes", 0)) * int(meta.get("steps", 0))
+        if store.has_table(name) and store.open(name).count_rows() >= expected > 0:
+            return
+        import time
+
+        status = self.client.encode_dataset(dataset)
+        while status.status in ("idle", "running"):
+            time.sleep(0.5)
+            status = self.client.dataset_encode_status(dataset)
+        if status.status != "done":
+            raise RuntimeError(f"encoding dataset {dataset!r} failed: {status.error}")
+
+    def offline(self, store: Store, dataset: str) -> FeatureTable:
+        self.ensure_encoded(store, dataset)
+        episode, step, x = store.read_embeddings(dataset, self.encoder_id)
+        return FeatureTable(episode, step, x, self.lineage())
+
+    def online(self, timesteps, episode_seeds):
+        windows = np.stack([ts.window for ts in timesteps])  # (B, 8, H, W, 3) uint8
+        return self.client.encode(windows)  # (B, D) float32, one POST /encode
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def make_feature_source(name: str, *, encoder_url: str | None = None, token: str | None = None) -> FeatureSource:
+    name = FeatureName(name).value if name in {f.value for f in FeatureName} else name
+    if name == "state":
+        return StateFeatures()
+    if name == "random":
+        return RandomFeatures()
+    if name == "vjepa2":
+        if not encoder_url:
+            raise ValueError("features 'vjepa2' need an encoder: pass --encoder-url (e.g. http://127.0.0.1:8001)")
+        return VJEPA2Features(encoder_url, token=token)
+    raise ValueError(f"unknown features {name!r}: choose one of vjepa2, state, random")
+
+
+def _vec2(column) -> np.ndarray:
+    from services.common.store import fixed_list_to_numpy
+
+    return fixed_list_to_numpy(column, 2).astype(np.float64)
+
+
+__all__ = ["FeatureSource", "FeatureTable", "make_feature_source", "train_episode_seed"]

@@ -1,0 +1,204 @@
+"""Reacher environments stepping in lockstep, observed through a feature source (an SB3 VecEnv).
+
+    venv = ReacherVecEnv(features, num_envs=16, task="easy", episode_steps=1000, action_repeat=4, seed=0)
+    obs = venv.reset()                       # (N, D) float32 features
+    obs, reward, done, infos = venv.step(a)  # a: (N, 2) in [-1, 1]; one features.online call per vector step
+
+Episode length and step counts are in *simulator* steps: with action_repeat=4, a 1000-step episode is 250
+agent steps, and every agent step advances the env-step counter by 4. Episodes end only by time limit, so
+every `done` carries `TimeLimit.truncated=True` and SAC bootstraps through it (SB3 issue 284).
+For `vjepa2` the vector step renders each env's frame and sends the N windows (plus the terminal windows of
+the envs that just finished) in ONE batched POST /encode; the replay buffer then stores only the embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from .env import (
+    TASKS,
+    ActionRepeat,
+    EpisodeLength,
+    FrameWindow,
+    Pixels,
+    Reacher,
+    TimeStep,
+    check_renderer,
+    episode_success,
+    eval_episode_seed,
+    train_episode_seed,
+)
+
+ACTION_DIM = 2
+
+
+class _SimRewards:
+    """Innermost wrapper: records every simulator-step reward, so success is judged on simulator steps
+    even under action repeat (ActionRepeat sums rewards)."""
+
+    def __init__(self, env: Reacher):
+        self._env = env
+        self.sim_rewards: list[float] = []
+
+    @property
+    def physics(self):
+        return self._env.physics
+
+    def reset(self, seed=None):
+        self.sim_rewards = []
+        return self._env.reset(seed)
+
+    def step(self, action):
+        ts = self._env.step(action)
+        self.sim_rewards.append(ts.reward)
+        return ts
+
+
+def agent_steps(episode_steps: int, action_repeat: int) -> int:
+    """Agent (policy) steps in an episode of `episode_steps` simulator steps."""
+    if episode_steps % action_repeat:
+        raise ValueError(
+            f"episode_steps={episode_steps} is not a multiple of action_repeat={action_repeat}: "
+            f"episode length is counted in simulator steps (e.g. episode_steps=1000, action_repeat=4)"
+        )
+    return episode_steps // action_repeat
+
+
+def make_env(task: str, *, seed: int, episode_steps: int, action_repeat: int, image_size: int):
+    """env.make's recipe plus the simulator-reward recorder; episode_steps counts simulator steps."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
+    n = agent_steps(episode_steps, action_repeat)
+    env: Any = _SimRewards(Reacher(task, seed))
+    env = ActionRepeat(env, action_repeat) if action_repeat > 1 else env
+    env = EpisodeLength(env, n)
+    if image_size:
+        check_renderer()
+        env = FrameWindow(Pixels(env, image_size))
+    return env
+
+
+class ReacherVecEnv(VecEnv):
+    """`num_envs` reacher envs in lockstep; observations are features (N, D) float32.
+
+    Episode k of env i (k = 0, 1, ...) is training episode k * num_envs + i of `seed`
+    (env.train_episode_seed), so runs are reproducible and never touch evaluation seeds.
+    """
+
+    def __init__(self, features, *, num_envs: int, task: str = "easy", episode_steps: int = 1000,
+                 action_repeat: int = 4, seed: int = 0, image_size: int = 0, first_episode: int = 0):
+        self.features = features
+        self.action_repeat = int(action_repeat)
+        self.seed_base = int(seed)
+        size = image_size if getattr(features, "needs_frames", False) else 0
+        self.envs = [make_env(task, seed=seed + i, episode_steps=episode_steps, action_repeat=action_repeat,
+                              image_size=size) for i in range(num_envs)]
+        self.episodes_started = int(first_episode)  # global episode counter, saved in checkpoints
+        self._ep_seed = [0] * num_envs
+        self._ts: list[TimeStep | None] = [None] * num_envs
+        self._ret = np.zeros(num_envs)
+        self._actions: np.ndarray | None = None
+        self.completed: list[dict] = []  # finished training episodes: {"return", "success", "seed"}
+        obs_space = gym.spaces.Box(-np.inf, np.inf, (int(features.dim),), np.float32)
+        act_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        super().__init__(num_envs, obs_space, act_space)
+
+    # -- episode bookkeeping ----------------------------------------------------------------------------------
+    def _reset_env(self, i: int) -> TimeStep:
+        self._ep_seed[i] = train_episode_seed(self.seed_base, self.episodes_started)
+        self.episodes_started += 1
+        self._ret[i] = 0.0
+        self._ts[i] = self.envs[i].reset(self._ep_seed[i])
+        return self._ts[i]
+
+    def _encode(self, timesteps: Sequence[TimeStep], seeds: Sequence[int]) -> np.ndarray:
+        x = np.asarray(self.features.online(list(timesteps), list(seeds)), dtype=np.float32)  # (B, D)
+        assert x.shape == (len(timesteps), self.features.dim), x.shape
+        return x
+
+    # -- VecEnv API ---------------------------------------------------------------------------------------------
+    def reset(self) -> np.ndarray:
+        ts = [self._reset_env(i) for i in range(self.num_envs)]
+        return self._encode(ts, self._ep_seed)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.clip(np.asarray(actions, dtype=np.float32).reshape(self.num_envs, ACTION_DIM), -1, 1)
+
+    def step_wait(self):
+        n = self.num_envs
+        rewards = np.zeros(n, np.float32)
+        dones = np.zeros(n, bool)
+        infos: list[dict] = [{} for _ in range(n)]
+        batch_ts, batch_seeds = [], []
+        for i, env in enumerate(self.envs):
+            ts = env.step(self._actions[i])
+            rewards[i] = ts.reward
+            self._ret[i] += ts.reward
+            batch_ts.append(ts)
+            batch_seeds.append(self._ep_seed[i])
+        done_idx = [i for i in range(n) if batch_ts[i].last()]
+        terminal_seeds = [self._ep_seed[i] for i in done_idx]
+        for i in done_idx:  # start the next episode; its first observation joins the same encode batch
+            dones[i] = True
+            rec = {"return": float(self._ret[i]), "success": episode_success(self.envs[i].sim_rewards),
+                   "seed": int(self._ep_seed[i])}
+            self.completed.append(rec)
+            infos[i]["episode"] = {"r": rec["return"], "l": batch_ts[i].step}
+            infos[i]["TimeLimit.truncated"] = True  # reacher ends only by time limit: bootstrap through it
+            self._reset_env(i)
+        first_ts = [self._ts[i] for i in done_idx]
+        for i in range(n):
+            if i not in done_idx:
+                self._ts[i] = batch_ts[i]
+        x = self._encode(batch_ts + first_ts, batch_seeds + [self._ep_seed[i] for i in done_idx])
+        obs = x[:n].copy()
+        for k, i in enumerate(done_idx):
+            infos[i]["terminal_observation"] = x[i]
+            obs[i] = x[n + k]
+        del terminal_seeds
+        return obs, rewards, dones, infos
+
+    def close(self) -> None:
+        self.envs = []
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        if attr_name == "render_mode":
+            return [None] * self.num_envs
+        return [getattr(self.envs[i], attr_name) for i in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        for i in self._get_indices(indices):
+            setattr(self.envs[i], attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+        return [getattr(self.envs[i], method_name)(*method_args, **method_kwargs) for i in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+
+def evaluate_policy(policy, features, *, task: str = "easy", episodes: int = 10, episode_steps: int = 1000,
+                    action_repeat: int = 4, eval_seed: int = 0, image_size: int = 0) -> dict:
+    """Roll out `episodes` evaluation episodes in lockstep (one features.online call per step).
+
+    policy: (B, D) float32 features -> (B, 2) actions. Returns mean return (sum of simulator rewards, so a
+    1000-step episode scores at most 1000), success rate (env.episode_success on simulator steps) and the
+    per-episode results. Seeds come from env.eval_episode_seed, disjoint from training seeds.
+    """
+    size = image_size if getattr(features, "needs_frames", False) else 0
+    envs = [make_env(task, seed=eval_episode_seed(eval_seed, k), episode_steps=episode_steps,
+                     action_repeat=action_repeat, image_size=size) for k in range(episodes)]
+    seeds = [eval_episode_seed(eval_seed, k) for k in range(episodes)]
+    ts = [e.reset(s) for e, s in zip(envs, seeds)]
+    while not ts[0].last():  # all episodes have the same length
+        a = np.asarray(policy(np.asarray(features.online(ts, seeds), np.float32)), np.float32)  # (B, 2)
+        ts = [e.step(a[k]) for k, e in enumerate(envs)]
+    returns = [float(np.sum(e.sim_rewards)) for e in envs]
+    succ = [episode_success(e.sim_rewards) for e in envs]
+    return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+            "success_rate": float(np.mean(succ)),
+            "episodes": [{"seed": s, "return": r, "success": bool(o)} for s, r, o in zip(seeds, returns, succ)]}
