@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NPY_MEDIA_TYPE = "application/x-npy"
 WINDOW_FRAMES = 8  # the last 8 rendered frames make one window (FINDINGS.md)
@@ -234,6 +234,19 @@ class TrainSACRequest(_Model):
     checkpoint_every: int = Field(20_000, ge=1, description="Env steps between checkpoints.")
     eval_every: int = Field(10_000, ge=1, description="Env steps between learning-curve points.")
     image_size: int = Field(256, ge=16, le=1024, description="Render size for vjepa2 features.")
+    init_entropy_coef: float = Field(0.1, gt=0, le=10.0, description="Initial entropy coefficient (auto-tuned).")
+    eval_episodes: int = Field(5, ge=1, le=1000, description="Deterministic evaluation episodes per curve point.")
+    final_eval_episodes: int = Field(10, ge=1, le=10_000, description="Episodes of the final evaluation.")
+    eval_seed: int = Field(0, ge=0, le=2**31 - 1, description="Evaluation seeds: env.eval_episode_seed(eval_seed, k).")
+    checkpoint_replay: bool = Field(True, description="Save the replay buffer (.npy) with each checkpoint, so a "
+                                    "resumed run keeps its data; off: resume refills learning_starts first.")
+
+    @model_validator(mode="after")
+    def _episode_steps_multiple(self):
+        if self.episode_steps % self.action_repeat:
+            raise ValueError(f"episode_steps ({self.episode_steps}) counts simulator steps and must be a multiple "
+                             f"of action_repeat ({self.action_repeat}), e.g. episode_steps=1000, action_repeat=4")
+        return self
 
 
 class RunCreated(_Open):

@@ -1,0 +1,102 @@
+"""Tune SAC on state features towards the issue-5 bar: >= 900 mean return (1000-step episodes, reacher-easy)
+within 100,000 env steps. One config at a time, one thread (the machine is shared).
+
+    python bench/sac_sweep.py --name base --seed 0 --set lr=1e-3 --set parallel_envs=1
+    python bench/sac_sweep.py --summary          # table of every bench/results/sac_*.json
+
+Each run writes bench/results/sac_<name>_s<seed>.json: the request, the learning curve (deterministic
+evaluation every eval_every env steps on eval_episodes 1000-step episodes), the final 10-episode evaluation
+and the wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.trainer.features import make_feature_source  # noqa: E402
+from services.trainer.sac import train_sac  # noqa: E402
+from vjepa_robot_client.contract import TrainSACRequest  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class LocalRun:
+    """A RunHandle stand-in: a directory and a metrics dict."""
+
+    def __init__(self, run_id: str, dir: Path):
+        self.run_id, self.dir, self.metrics = run_id, Path(dir), {}
+
+    def update(self, status=None, metrics=None, error=None):
+        self.metrics.update(metrics or {})
+
+    def stop_requested(self) -> bool:
+        return False
+
+
+def _parse(kv: str):
+    k, v = kv.split("=", 1)
+    for cast in (int, float):
+        try:
+            return k, cast(v)
+        except ValueError:
+            pass
+    return k, {"true": True, "false": False}.get(v.lower(), v)
+
+
+def run_one(name: str, seed: int, overrides: dict, features: str = "state") -> dict:
+    torch.set_num_threads(1)
+    cfg = TrainSACRequest(**{"features": features, "seed": seed, "checkpoint_replay": False,
+                             "checkpoint_every": 1_000_000, **overrides})
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as d:
+        run = LocalRun(f"sweep-{name}-{seed}", Path(d))
+        out = train_sac(cfg, run, make_feature_source(features))
+    rec = {"name": name, "seed": seed, "overrides": overrides, "config": cfg.model_dump(mode="json"),
+           "curve": out["curve"], "final_eval": out.get("final_eval"), "wall_s": round(time.perf_counter() - t0, 1),
+           "updates": out["updates"], "env_steps": out["env_steps"]}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"sac_{name}_s{seed}.json").write_text(json.dumps(rec, indent=1))
+    return rec
+
+
+def summary() -> str:
+    rows = ["| run | seed | overrides | return by env steps (5-ep evals) | final 10-ep return | success | wall s |",
+            "|---|---|---|---|---|---|---|"]
+    for p in sorted(RESULTS.glob("sac_*.json")):
+        r = json.loads(p.read_text())
+        curve = " ".join(f"{c['env_steps'] // 1000}k:{c['mean_return']:.0f}" for c in r["curve"])
+        fe = r.get("final_eval") or {}
+        rows.append(f"| {r['name']} | {r['seed']} | {json.dumps(r['overrides'])} | {curve} | "
+                    f"{fe.get('mean_return', float('nan')):.0f} | {fe.get('success_rate', float('nan')):.2f} | {r['wall_s']} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", default="run")
+    ap.add_argument("--seed", type=int, action="append")
+    ap.add_argument("--features", default="state")
+    ap.add_argument("--set", action="append", default=[], help="TrainSACRequest field=value")
+    ap.add_argument("--summary", action="store_true")
+    a = ap.parse_args()
+    if a.summary:
+        print(summary())
+        return
+    overrides = dict(_parse(kv) for kv in a.set)
+    for seed in a.seed or [0]:
+        rec = run_one(a.name, seed, overrides, a.features)
+        print(json.dumps({"name": rec["name"], "seed": seed, "final": rec["final_eval"], "wall_s": rec["wall_s"],
+                          "curve": [(c["env_steps"], c["mean_return"]) for c in rec["curve"]]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
