@@ -1,0 +1,186 @@
+"""Live evaluation: `parallel_envs` reacher envs step in lockstep; one batched feature call per step.
+
+For `vjepa2` features that call is one `POST /encode` of the B current windows over HTTP, so evaluation
+measures the whole served pipeline: render -> window -> encoder service -> policy -> torques.
+
+The same loop evaluates trained policies (BC, SAC) and the baselines (the `jacobian` and `p-controller`
+experts and the random policy): a policy is anything that maps the B current time steps to (B, 2) actions.
+Evaluation seeds come from env.eval_episode_seed, a range no training episode uses.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from .env import episode_success, eval_episode_seed, make, wilson_ci95
+from .experts import make_expert
+from .features import FeatureSource
+
+GIF_SIZE = 128
+ENCODER_RETRY_S = 60.0  # how long a live rollout waits for an encoder that went away before failing clearly
+
+
+class Policy(Protocol):
+    needs_frames: bool
+
+    def reset(self, seeds: Sequence[int]) -> None: ...
+    def act(self, envs: Sequence, timesteps: Sequence, seeds: Sequence[int]) -> np.ndarray: ...
+
+
+class FeaturePolicy:
+    """A trained network on top of a feature source: features.online -> policy_fn -> (B, 2) actions."""
+
+    def __init__(self, policy_fn: Callable[[np.ndarray], np.ndarray], features: FeatureSource):
+        self.policy_fn, self.features = policy_fn, features
+        self.needs_frames = features.needs_frames
+
+    def reset(self, seeds):
+        pass
+
+    def act(self, envs, timesteps, seeds):
+        x = _with_retries(lambda: self.features.online(timesteps, seeds))  # (B, D) float32
+        return np.asarray(self.policy_fn(x), dtype=np.float32).reshape(len(timesteps), 2)
+
+
+class ExpertPolicy:
+    """A scripted expert (or the random policy) acting on each env's simulator state."""
+
+    needs_frames = False
+
+    def __init__(self, name: str):
+        self.name = name
+        self.experts: list = []
+
+    def reset(self, seeds):
+        self.experts = [make_expert(self.name) for _ in seeds]
+        for e, s in zip(self.experts, seeds):
+            e.reset(s)
+
+    def act(self, envs, timesteps, seeds):
+        return np.stack([e.act(env.physics, ts) for e, env, ts in zip(self.experts, envs, timesteps)])
+
+
+def _with_retries(fn, budget_s: float = ENCODER_RETRY_S):
+    """Retry transient transport failures (an encoder restarting) for up to budget_s, then raise clearly."""
+    deadline = time.monotonic() + budget_s
+    delay = 0.25
+    while True:
+        try:
+            return fn()
+        except Exception as exc:  # the SDK raises typed errors; only connection-type failures are retried
+            if not _transient(exc) or time.monotonic() + delay > deadline:
+                raise RuntimeError(f"feature source failed during a live rollout: {type(exc).__name__}: {exc}") from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _transient(exc: Exception) -> bool:
+    import httpx
+
+    if isinstance(exc, (httpx.TransportError, ConnectionError, TimeoutError)):
+        return True
+    name = type(exc).__name__
+    return name in ("ServiceUnavailable", "ConnectionFailed", "TransportError") or isinstance(
+        getattr(exc, "__cause__", None), httpx.TransportError
+    )
+
+
+def evaluate(
+    policy: Policy,
+    *,
+    task: str = "easy",
+    episodes: int = 100,
+    steps: int = 200,
+    seed: int = 0,
+    parallel_envs: int = 8,
+    image_size: int = 256,
+    gif_episodes: int = 0,
+    gif_path: Path | str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Roll `policy` out for `episodes` live episodes; returns the evaluation record (success, CI, returns)."""
+    if episodes < 1 or steps < 1 or parallel_envs < 1:
+        raise ValueError("episodes, steps and parallel_envs must be >= 1")
+    n_envs = min(parallel_envs, episodes)
+    size = image_size if policy.needs_frames else 0
+    envs = [make(task, episode_steps=steps, image_size=size) for _ in range(n_envs)]
+    results: list[dict] = []
+    gif_frames: list[list[np.ndarray]] = [[] for _ in range(min(gif_episodes, n_envs))]
+    t0 = time.perf_counter()
+    env_steps = 0
+    for start in range(0, episodes, n_envs):
+        wave = list(range(start, min(start + n_envs, episodes)))
+        seeds = [eval_episode_seed(seed, i) for i in wave]
+        active = envs[: len(wave)]
+        timesteps = [env.reset(s) for env, s in zip(active, seeds)]
+        policy.reset(seeds)
+        rewards = np.zeros((len(wave), steps), np.float32)
+        record_gif = start == 0 and gif_frames
+        for t in range(steps):
+            if record_gif:
+                for g, frames in enumerate(gif_frames):
+                    frames.append(_gif_frame(active[g], timesteps[g]))
+            actions = policy.act(active, timesteps, seeds)  # (B, 2)
+            timesteps = [env.step(a) for env, a in zip(active, actions)]
+            rewards[:, t] = [ts.reward for ts in timesteps]
+            env_steps += len(wave)
+        for i, s, r in zip(wave, seeds, rewards):
+            results.append({"seed": s, "success": episode_success(r), "return": float(r.sum())})
+        if on_progress:
+            on_progress(len(results), episodes)
+    wall = time.perf_counter() - t0
+    successes = sum(r["success"] for r in results)
+    record = {
+        "task": task,
+        "success_rate": successes / len(results),
+        "success_ci95": list(wilson_ci95(successes, len(results))),
+        "mean_return": float(np.mean([r["return"] for r in results])),
+        "episodes": results,
+        "steps_per_second": env_steps / wall if wall > 0 else None,
+        "wall_s": round(wall, 2),
+        "parallel_envs": n_envs,
+    }
+    if gif_frames and gif_path:
+        record["gif"] = str(write_gif(gif_frames, Path(gif_path)))
+    return record
+
+
+def _gif_frame(env, ts) -> np.ndarray:
+    if ts.frame is not None:
+        frame = ts.frame
+        if frame.shape[0] != GIF_SIZE:
+            from PIL import Image
+
+            frame = np.asarray(Image.fromarray(frame).resize((GIF_SIZE, GIF_SIZE)))
+        return frame
+    return env.physics.render(height=GIF_SIZE, width=GIF_SIZE, camera_id=0)
+
+
+def write_gif(episodes_frames: list[list[np.ndarray]], path: Path, fps: int = 25) -> Path:
+    """Side-by-side rollouts, every second step, as one looping GIF."""
+    import imageio.v2 as imageio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = min(len(f) for f in episodes_frames)
+    frames = [np.concatenate([ep[t] for ep in episodes_frames], axis=1) for t in range(0, n, 2)]
+    imageio.mimsave(path, frames, duration=1000 * 2 / fps / 1000, loop=0)
+    return path
+
+
+def evaluate_policy(
+    policy_fn: Callable[[np.ndarray], np.ndarray],
+    features: FeatureSource,
+    task: str = "easy",
+    episodes: int = 100,
+    steps: int = 200,
+    seed: int = 0,
+    parallel_envs: int = 8,
+    **kwargs,
+) -> dict:
+    """Evaluate a trained network on a feature source (convenience for tests and scripts)."""
+    return evaluate(FeaturePolicy(policy_fn, features), task=task, episodes=episodes, steps=steps, seed=seed,
+                    parallel_envs=parallel_envs, **kwargs)
