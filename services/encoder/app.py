@@ -1,0 +1,326 @@
+"""The encoder service's routes: thin - validate, call one function, return.
+
+    GET  /healthz                    200 {"status": "ok"} (no auth)
+    GET  /info                       EncoderInfo
+    POST /encode                     .npy (B, 8, H, W, 3) or (8, H, W, 3) uint8 -> JSON EncodeResponse, or .npy (B, D)
+                                     float32 with `Accept: application/x-npy`
+    POST /datasets/{name}/encode     start (or join) the background job embedding a dataset -> 202 DatasetEncodeStatus
+    GET  /datasets/{name}/encode     its progress: status, done, total
+    GET  /metrics                    Prometheus text format
+
+Errors are JSON {"detail": "..."} naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+from fastapi import Body, Depends, FastAPI, HTTPException, Request, status
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from services.common.auth import bearer_auth, warn_if_open
+from services.common.store import DatasetNotFound
+from services.encoder.batcher import DynamicBatcher, QueueFull
+from services.encoder.jobs import DatasetJobs, EmbeddingMeta
+from services.encoder.settings import EncoderSettings
+from vjepa_robot_client.contract import (
+    NPY_MEDIA_TYPE,
+    WINDOW_FRAMES,
+    DatasetEncodeRequest,
+    DatasetEncodeStatus,
+    EncodeResponse,
+    EncoderInfo,
+    ErrorResponse,
+    HealthResponse,
+    NpyError,
+    from_npy_bytes,
+    to_npy_bytes,
+    validate_name,
+)
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 1
+ACCEPTED_BODY_TYPES = (NPY_MEDIA_TYPE, "application/octet-stream")
+EXAMPLE = "np.save(buf, np.zeros((4, 8, 256, 256, 3), np.uint8))"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Request parsing: plain functions
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def parse_windows(body: bytes, frames: int = WINDOW_FRAMES) -> np.ndarray:
+    """A .npy body -> (B, frames, H, W, 3) uint8. Raises HTTPException (400/422) naming the problem."""
+    try:
+        arr = from_npy_bytes(body)
+    except NpyError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"{exc} (e.g. {EXAMPLE})") from None
+    if arr.ndim == 4:
+        arr = arr[None]  # one window (8, H, W, 3) -> (1, 8, H, W, 3)
+    if arr.ndim != 5:
+        raise HTTPException(
+            422,
+            detail=f"wrong ndim: expected (B, {frames}, H, W, 3) or one window ({frames}, H, W, 3), "
+            f"got shape {tuple(arr.shape)} ({arr.ndim}-d)",
+        )
+    if arr.dtype != np.uint8:
+        raise HTTPException(422, detail=f"wrong dtype {arr.dtype}: frames must be uint8 RGB (0-255); use arr.astype(np.uint8)")
+    if arr.shape[0] == 0:
+        raise HTTPException(422, detail="empty batch: the array holds 0 windows; send at least one (B >= 1)")
+    if arr.shape[1] != frames:
+        raise HTTPException(
+            422, detail=f"wrong number of frames: each window needs {frames} frames, got {arr.shape[1]} (shape {tuple(arr.shape)})"
+        )
+    if arr.shape[-1] != 3:
+        raise HTTPException(
+            422, detail=f"last axis must be 3 (RGB, channels last), got {arr.shape[-1]} (shape {tuple(arr.shape)})"
+        )
+    if arr.shape[2] == 0 or arr.shape[3] == 0:
+        raise HTTPException(422, detail=f"empty frames: height and width must be >= 1, got shape {tuple(arr.shape)}")
+    return arr
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) anything over `limit` bytes by Content-Length or by what is actually read."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            n = int(declared)
+        except ValueError:
+            raise HTTPException(400, detail=f"invalid Content-Length header {declared!r}") from None
+        if n > limit:
+            raise HTTPException(413, detail=f"body too large: {n} bytes > limit {limit} bytes; send fewer windows per request")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, detail=f"body too large: over the limit of {limit} bytes; send fewer windows per request")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def wants_npy(request: Request) -> bool:
+    return NPY_MEDIA_TYPE in request.headers.get("accept", "")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Metrics: one registry per app (tests build many apps in one process)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "vjepa_encoder_requests", "HTTP requests by route and status.", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "vjepa_encoder_request_latency_seconds",
+            "HTTP request latency by route.",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "vjepa_encoder_batch_size",
+            "Windows per forward pass.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=self.registry,
+        )
+        self.queue = Gauge("vjepa_encoder_queue_depth", "Requests waiting for a forward pass.", registry=self.registry)
+
+    # BatchObserver
+    def batch(self, size: int) -> None:
+        self.batch_size.observe(size)
+
+    def queue_depth(self, depth: int) -> None:
+        self.queue.set(depth)
+
+
+class MetricsMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware overhead): counts requests by status and times them."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        code = {"status": 500}
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                code["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(scope["method"], label, str(code["status"])).inc()
+            self.metrics.latency.labels(label).observe(time.perf_counter() - start)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The app
+# ----------------------------------------------------------------------------------------------------------------
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422, 503)
+}
+
+
+def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> FastAPI:
+    """Build the service. `encoder` (anything with encode/encoder_id/dim/...) skips loading a model (tests)."""
+    settings = settings or EncoderSettings()
+    token = settings.resolved_token()
+    warn_if_open(settings.host, token, "the encoder service")
+    auth = Depends(bearer_auth(token))
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        enc = encoder
+        if enc is None:
+            from services.encoder.model import load_encoder
+
+            enc = await asyncio.to_thread(
+                load_encoder, settings.preset, settings.model, settings.revision,
+                device=settings.device, num_threads=settings.threads,
+            )
+        log.info("encoder %s ready: %s", enc.encoder_id, enc.info())
+        batcher = DynamicBatcher(
+            enc.encode,
+            max_batch=settings.max_batch,
+            max_wait_ms=settings.max_wait_ms,
+            max_queue=settings.max_queue,
+            observer=metrics,
+        )
+        await batcher.start()
+        loop = asyncio.get_running_loop()
+
+        def embed_via_batcher(windows: np.ndarray) -> np.ndarray:
+            """Dataset jobs (a worker thread) share the batcher, so forward passes never overlap."""
+            while True:
+                try:
+                    return asyncio.run_coroutine_threadsafe(batcher.submit(windows), loop).result()
+                except QueueFull:
+                    time.sleep(0.05)
+
+        app.state.encoder = enc
+        app.state.batcher = batcher
+        app.state.jobs = DatasetJobs(settings.store, embed_via_batcher, EmbeddingMeta.of(enc))
+        try:
+            yield
+        finally:
+            await batcher.stop()
+
+    app = FastAPI(
+        title="vjepa-robot encoder",
+        version="0.1.0",
+        description="Frozen V-JEPA 2 behind POST /encode, dynamically batched; embeds datasets into LanceDB.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception):  # still JSON, still naming the problem
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+
+    @app.get("/healthz", response_model=HealthResponse, tags=["ops"])
+    async def healthz() -> HealthResponse:
+        return HealthResponse()
+
+    @app.get("/info", response_model=EncoderInfo, dependencies=[auth], responses=_ERRORS, tags=["encoder"])
+    async def info(request: Request) -> EncoderInfo:
+        return EncoderInfo(**request.app.state.encoder.info(), max_batch=settings.max_batch)
+
+    @app.post(
+        "/encode",
+        response_model=EncodeResponse,
+        dependencies=[auth],
+        responses={
+            **_ERRORS,
+            200: {"content": {NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+                "description": "A .npy uint8 array (B, 8, H, W, 3) or one window (8, H, W, 3).",
+            }
+        },
+        tags=["encoder"],
+    )
+    async def encode(request: Request):
+        ctype = request.headers.get("content-type", NPY_MEDIA_TYPE).split(";")[0].strip().lower()
+        if ctype not in ACCEPTED_BODY_TYPES:
+            raise HTTPException(415, detail=f"unsupported Content-Type {ctype!r}: send a .npy body as {NPY_MEDIA_TYPE}")
+        windows = parse_windows(await read_body(request, settings.max_body_bytes), request.app.state.encoder.frames)
+        try:
+            emb = await request.app.state.batcher.submit(windows)  # (B, D) float32
+        except QueueFull as exc:
+            raise HTTPException(503, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+        except Exception as exc:
+            log.exception("forward pass failed")
+            raise HTTPException(500, detail=f"forward pass failed: {type(exc).__name__}: {exc}") from None
+        enc = request.app.state.encoder
+        if wants_npy(request):
+            return Response(to_npy_bytes(emb), media_type=NPY_MEDIA_TYPE, headers={"X-Encoder-Id": enc.encoder_id})
+        body = json.dumps({"encoder_id": enc.encoder_id, "dim": int(emb.shape[1]), "embeddings": emb.tolist()})
+        return Response(body, media_type="application/json")
+
+    def _dataset_name(name: str) -> str:
+        try:
+            return validate_name(name, "dataset name")
+        except ValueError as exc:
+            raise HTTPException(422, detail=str(exc)) from None
+
+    @app.post(
+        "/datasets/{name}/encode",
+        response_model=DatasetEncodeStatus,
+        status_code=202,
+        dependencies=[auth],
+        responses=_ERRORS,
+        tags=["datasets"],
+    )
+    async def encode_dataset(request: Request, name: str, req: DatasetEncodeRequest | None = Body(None)):
+        name = _dataset_name(name)
+        req = req or DatasetEncodeRequest()
+        try:
+            return await asyncio.to_thread(request.app.state.jobs.start, name, req.batch_size)
+        except DatasetNotFound as exc:
+            raise HTTPException(404, detail=str(exc)) from None
+
+    @app.get(
+        "/datasets/{name}/encode",
+        response_model=DatasetEncodeStatus,
+        dependencies=[auth],
+        responses=_ERRORS,
+        tags=["datasets"],
+    )
+    async def dataset_encode_status(request: Request, name: str):
+        name = _dataset_name(name)
+        try:
+            return await asyncio.to_thread(request.app.state.jobs.status, name)
+        except DatasetNotFound as exc:
+            raise HTTPException(404, detail=str(exc)) from None
+
+    @app.get("/metrics", dependencies=[auth], tags=["ops"], response_class=Response)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,196 @@
+"""Dynamic batching: coalesce concurrent requests into one forward pass (LitServe style, a few plain functions).
+
+    batcher = DynamicBatcher(encoder.encode, max_batch=32, max_wait_ms=5, max_queue=256)
+    await batcher.start()
+    emb = await batcher.submit(windows)       # (B, 8, H, W, 3) uint8 -> (B, D) float32; QueueFull when saturated
+    await batcher.stop()
+
+Rules:
+- A batch is collected until it holds max_batch windows or max_wait_ms have passed since its *oldest* request
+  arrived (requests that already waited during the previous forward pass are not made to wait again).
+- The forward pass runs in a single worker thread, off the event loop, so the loop keeps accepting requests;
+  they pile up in the queue during the pass and form the next batch.
+- An exception in a forward pass is set on every caller of that batch.
+- A request of B > max_batch windows is never split across batches: it runs alone, as ceil(B / max_batch)
+  forward passes of at most max_batch windows in a row (memory stays bounded; its windows stay together).
+- max_batch=1 turns batching off: one window (or a lone request, chunked) per forward pass, no waiting.
+- Frames of different sizes cannot be stacked: a batch only takes requests whose (H, W) match its first one;
+  a mismatching request starts the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+
+class QueueFull(RuntimeError):
+    """The batcher's queue is at max_queue requests: answer 503 with Retry-After."""
+
+
+class BatchObserver(Protocol):
+    def batch(self, size: int) -> None: ...
+    def queue_depth(self, depth: int) -> None: ...
+
+
+@dataclass
+class _Item:
+    windows: np.ndarray  # (B, 8, H, W, 3) uint8
+    future: asyncio.Future
+    arrived: float = field(default_factory=time.monotonic)
+
+    @property
+    def size(self) -> int:
+        return int(self.windows.shape[0])
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        return tuple(self.windows.shape[2:])
+
+
+class DynamicBatcher:
+    def __init__(
+        self,
+        fn: Callable[[np.ndarray], np.ndarray],
+        *,
+        max_batch: int = 32,
+        max_wait_ms: float = 5.0,
+        max_queue: int = 256,
+        observer: BatchObserver | None = None,
+    ):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        self.fn = fn
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000.0
+        self.max_queue = max_queue
+        self.observer = observer
+        self._queue: asyncio.Queue[_Item] | None = None
+        self._carry: _Item | None = None  # a request that did not fit the previous batch
+        self._task: asyncio.Task | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue(maxsize=self.max_queue)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder-forward")
+        self._task = asyncio.create_task(self._loop(), name="dynamic-batcher")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._executor:
+            self._executor.shutdown(wait=True)
+        pending = [self._carry] if self._carry else []
+        while self._queue is not None and not self._queue.empty():
+            pending.append(self._queue.get_nowait())
+        for item in pending:
+            if not item.future.done():
+                item.future.set_exception(RuntimeError("encoder is shutting down"))
+
+    def depth(self) -> int:
+        return (self._queue.qsize() if self._queue else 0) + (1 if self._carry else 0)
+
+    # -- public --------------------------------------------------------------------------------------------------
+
+    async def submit(self, windows: np.ndarray) -> np.ndarray:
+        """(B, 8, H, W, 3) uint8 -> (B, D) float32, sharing a forward pass with concurrent callers."""
+        if self._queue is None:
+            raise RuntimeError("batcher not started: call `await batcher.start()` inside the event loop")
+        item = _Item(windows, asyncio.get_running_loop().create_future())
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            raise QueueFull(f"encoder queue is full ({self.max_queue} requests waiting): retry shortly") from None
+        self._observe_depth()
+        return await item.future
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+
+    async def _next(self, timeout: float | None) -> _Item | None:
+        if self._carry is not None:
+            item, self._carry = self._carry, None
+            return item
+        assert self._queue is not None
+        if timeout is None:
+            return await self._queue.get()
+        if timeout <= 0:
+            try:
+                return self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return None
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+
+    async def _collect(self) -> list[_Item]:
+        """One batch: up to max_batch windows, or whatever arrived within max_wait of the oldest request."""
+        first = await self._next(None)
+        batch, total = [first], first.size
+        deadline = first.arrived + self.max_wait
+        while total < self.max_batch:
+            item = await self._next(deadline - time.monotonic())
+            if item is None:
+                break
+            if item.future.done():  # its caller went away (cancelled) while it queued
+                continue
+            if total + item.size > self.max_batch or item.frame_shape != first.frame_shape:
+                self._carry = item
+                break
+            batch.append(item)
+            total += item.size
+        return batch
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect()
+            batch = [it for it in batch if not it.future.done()]
+            self._observe_depth()
+            if not batch:
+                continue
+            windows = batch[0].windows if len(batch) == 1 else np.concatenate([it.windows for it in batch])
+            try:
+                emb = await loop.run_in_executor(self._executor, self._forward, windows)
+            except asyncio.CancelledError:
+                for it in batch:
+                    if not it.future.done():
+                        it.future.set_exception(RuntimeError("encoder is shutting down"))
+                raise
+            except Exception as exc:  # the error reaches every caller in the batch
+                for it in batch:
+                    if not it.future.done():
+                        it.future.set_exception(exc)
+                continue
+            start = 0
+            for it in batch:
+                if not it.future.done():
+                    it.future.set_result(emb[start : start + it.size])
+                start += it.size
+
+    def _forward(self, windows: np.ndarray) -> np.ndarray:
+        """Runs in the worker thread: forward passes of at most max_batch windows."""
+        outs = []
+        for start in range(0, windows.shape[0], self.max_batch):
+            chunk = windows[start : start + self.max_batch]
+            if self.observer:
+                self.observer.batch(int(chunk.shape[0]))
+            outs.append(np.asarray(self.fn(chunk), dtype=np.float32))
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+    def _observe_depth(self) -> None:
+        if self.observer:
+            self.observer.queue_depth(self.depth())

@@ -1,0 +1,274 @@
+"""The encoder model: frozen V-JEPA 2 (transformers), apart from any transport (LitServe style).
+
+    enc = Encoder.from_preset("tiny")             # or Encoder.load("facebook/vjepa2-vitl-fpc64-256", revision=...)
+    emb = enc.encode(windows)                     # (B, 8, H, W, 3) uint8 -> (B, D) float32
+    enc.encoder_id                                # 12 hex chars: hash of source + revision + preprocessing + dtype
+
+Preprocessing (deliberate variant of VJEPA2VideoProcessor, recorded in the encoder id): the processor resizes the
+short side to crop*256/224 and centre-crops, which on our 256x256 renders upsamples to 292 and trims ~18 px a side
+(FACTS.md) - it would cut the arena's edge off. We resize each whole frame straight to crop x crop (bilinear,
+antialiased, in uint8 like torchvision's fast path), then rescale 1/255 and normalise with the ImageNet mean/std
+exactly as the processor does. For 256x256 frames and the 256 crop of ViT-L the resize is the identity, so the
+input equals the processor's normalisation without its upsample-and-crop. Non-square frames are squashed to square.
+
+Embedding = mean over tokens of last_hidden_state (VJEPA2Model has no pooler); the predictor is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vjepa_robot_client.contract import WINDOW_FRAMES
+
+log = logging.getLogger(__name__)
+
+VITL_HUB_ID = "facebook/vjepa2-vitl-fpc64-256"
+# The hub was unreachable from where this was written (no internet), so the commit could not be looked up: "main"
+# is pinned as a *named* revision. Set VJEPA_ROBOT_REVISION (or --revision) to a commit sha to pin it for real;
+# the revision string is part of the encoder id, so embeddings from different pins never mix.
+VITL_REVISION = "main"
+
+# torchvision / transformers IMAGENET_DEFAULT_MEAN / _STD, as VJEPA2VideoProcessor uses them.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PRESET_SEED = 0  # random-init presets: the same seed -> the same weights in every process (trainer eval == dataset)
+PRESETS = ("vitl", "vitl-random", "tiny")
+
+
+def tiny_config_kwargs() -> dict[str, Any]:
+    """The tiny preset: hidden 96, 2 layers, 4 heads, 128x128 crops -> 256 tokens per 8-frame window.
+
+    The findings' tiny config (FACTS.md); ~4 ms per window on one CPU thread for the transformer itself.
+    """
+    return dict(
+        crop_size=128,
+        frames_per_clip=WINDOW_FRAMES,
+        patch_size=16,
+        tubelet_size=2,
+        hidden_size=96,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        mlp_ratio=4.0,
+        pred_hidden_size=32,
+        pred_num_attention_heads=2,
+        pred_num_hidden_layers=1,
+    )
+
+
+def preprocessing_spec(image_size: int) -> str:
+    """A stable, human-readable description of the preprocessing; part of the encoder id and the lineage columns."""
+    return f"resize{image_size}x{image_size}-bilinear-antialias-uint8|rescale1/255|imagenet-mean-std|no-crop"
+
+
+def make_encoder_id(source: str, revision: str | None, preprocessing: str, dtype: str) -> str:
+    """sha256 of model source + revision + preprocessing + dtype, first 12 hex chars (a valid store name)."""
+    blob = json.dumps(
+        {"source": source, "revision": revision, "preprocessing": preprocessing, "dtype": dtype}, sort_keys=True
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str) -> torch.dtype:
+    """bf16 on GPU (fp16 if the card has no bf16), fp32 on CPU."""
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def available_cpus() -> int:
+    """Cores this process may run on (respects taskset/cpusets, unlike os.cpu_count())."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover  (macOS)
+        return max(1, os.cpu_count() or 1)
+
+
+def preprocess(windows: torch.Tensor, image_size: int) -> torch.Tensor:
+    """(B, T, H, W, 3) uint8 -> (B, T, 3, S, S) float32, resized to S=image_size and ImageNet-normalised."""
+    b, t, h, w, c = windows.shape
+    x = windows.reshape(b * t, h, w, c).permute(0, 3, 1, 2)  # (B*T, 3, H, W), channels_last in memory
+    if (h, w) != (image_size, image_size):
+        # uint8 antialiased bilinear is the fast (torchvision) path: ~0.5 ms per 8x256x256 window vs ~5 ms in fp32
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
+    x = x.float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    return x.contiguous().reshape(b, t, c, image_size, image_size)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Deterministic random init without disturbing the caller's global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where the weights come from: a preset name, or a hub id / local directory with a revision."""
+
+    source: str  # hub id, local dir, or "random-init:<preset>:seed<seed>:<config hash>"
+    revision: str | None
+    preset: str | None = None
+
+
+class Encoder:
+    """Frozen V-JEPA 2: loaded once, eval(), no grad, predictor skipped. Thread-safe `encode` (one forward at a time)."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        source: str,
+        revision: str | None,
+        name: str,
+        device: str,
+        dtype: torch.dtype,
+    ):
+        self.model = model.eval().requires_grad_(False)
+        config = model.config
+        self.source, self.revision = source, revision
+        self.model_name = name
+        self.device = device
+        self.torch_dtype = dtype
+        self.dtype = str(dtype).removeprefix("torch.")
+        self.dim = int(config.hidden_size)
+        self.frames = WINDOW_FRAMES
+        self.image_size = int(config.crop_size)
+        self.preprocessing = preprocessing_spec(self.image_size)
+        self.encoder_id = make_encoder_id(source, revision, self.preprocessing, self.dtype)
+        self._lock = threading.Lock()
+
+    # -- loading -------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        source: str,
+        revision: str | None = None,
+        *,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+        num_threads: int | None = None,
+    ) -> "Encoder":
+        """Load a checkpoint with VJEPA2Model.from_pretrained: a hub id (pin `revision`) or a local directory."""
+        from transformers import VJEPA2Model
+
+        device = device or default_device()
+        dtype = dtype or default_dtype(device)
+        _set_threads(device, num_threads)
+        local = os.path.isdir(source)
+        kwargs: dict[str, Any] = {"dtype": dtype}
+        if device.startswith("cuda"):
+            kwargs["attn_implementation"] = "sdpa"
+        try:
+            model = VJEPA2Model.from_pretrained(source, revision=None if local else revision, **kwargs)
+        except OSError as exc:
+            raise OSError(
+                f"cannot load V-JEPA 2 weights from {source!r} (revision {revision!r}): {exc}. "
+                "Give a local directory saved with save_pretrained, a reachable hub id, or --preset tiny for a demo."
+            ) from exc
+        model = model.to(device)
+        if local:  # a directory is identified by its resolved path; its revision is whatever is in it
+            source, revision = os.path.realpath(source), revision or "local"
+        return cls(model, source=source, revision=revision, name=source, device=device, dtype=dtype)
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset: str,
+        *,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+        num_threads: int | None = None,
+        revision: str | None = None,
+    ) -> "Encoder":
+        """`vitl` (the hub checkpoint), `vitl-random` (ViT-L, random init), `tiny` (small random init, CPU)."""
+        if preset == "vitl":
+            return cls.load(VITL_HUB_ID, revision or VITL_REVISION, device=device, dtype=dtype, num_threads=num_threads)
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)} (or give --model DIR_OR_HUB_ID)")
+        from transformers import VJEPA2Config, VJEPA2Model
+
+        device = device or default_device()
+        dtype = dtype or default_dtype(device)
+        _set_threads(device, num_threads)
+        config = VJEPA2Config(**tiny_config_kwargs()) if preset == "tiny" else VJEPA2Config()
+        if device.startswith("cuda"):
+            config._attn_implementation = "sdpa"  # noqa: SLF001
+        with _seeded(PRESET_SEED):
+            model = VJEPA2Model(config)
+        model = model.to(device=device, dtype=dtype)
+        config_hash = hashlib.sha256(config.to_json_string(use_diff=False).encode()).hexdigest()[:12]
+        source = f"random-init:{preset}:seed{PRESET_SEED}:{config_hash}"
+        return cls(model, source=source, revision=None, name=f"preset:{preset}", device=device, dtype=dtype)
+
+    # -- inference -----------------------------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "encoder_id": self.encoder_id,
+            "model": self.model_name,
+            "dim": self.dim,
+            "frames": self.frames,
+            "image_size": self.image_size,
+            "dtype": self.dtype,
+            "device": self.device,
+        }
+
+    @torch.inference_mode()
+    def encode(self, windows: np.ndarray) -> np.ndarray:
+        """(B, 8, H, W, 3) uint8 -> (B, D) float32 embeddings (mean over tokens of last_hidden_state)."""
+        if windows.ndim != 5 or windows.shape[1] != self.frames or windows.shape[-1] != 3 or windows.dtype != np.uint8:
+            raise ValueError(
+                f"expected a (B, {self.frames}, H, W, 3) uint8 array, got {windows.shape} {windows.dtype}"
+            )
+        if windows.shape[0] == 0:
+            return np.zeros((0, self.dim), np.float32)
+        x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
+        pixels = preprocess(x, self.image_size).to(self.torch_dtype)  # (B, 8, 3, S, S)
+        with self._lock:
+            out = self.model(pixel_values_videos=pixels, skip_predictor=True)
+        emb = out.last_hidden_state.float().mean(dim=1)  # (B, N, D) -> (B, D)
+        return emb.cpu().numpy().astype(np.float32, copy=False)
+
+
+def _set_threads(device: str, num_threads: int | None) -> None:
+    """Intra-op threads = the cores this process may use (a shared 2-core box must not oversubscribe)."""
+    if device.startswith("cpu"):
+        n = num_threads or available_cpus()
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+
+def load_encoder(
+    preset: str | None = None,
+    model: str | None = None,
+    revision: str | None = None,
+    *,
+    device: str | None = None,
+    num_threads: int | None = None,
+) -> Encoder:
+    """The one entry point services and the trainer use: a preset, or a hub id / directory (default preset tiny)."""
+    if preset and model:
+        raise ValueError("give a preset or a model (hub id or directory), not both")
+    if model:
+        return Encoder.load(model, revision, device=device, num_threads=num_threads)
+    return Encoder.from_preset(preset or "tiny", device=device, num_threads=num_threads, revision=revision)

@@ -1,0 +1,48 @@
+"""Encoder service settings (pydantic-settings): every field is also an environment variable VJEPA_ROBOT_<FIELD>.
+
+    VJEPA_ROBOT_STORE=./vjepa-robot-store VJEPA_ROBOT_PRESET=tiny vjepa-robot serve encoder
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.store import default_store_uri
+from services.encoder.model import PRESETS
+
+MIB = 1024 * 1024
+
+
+class EncoderSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VJEPA_ROBOT_", protected_namespaces=(), extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Interface to listen on (VJEPA_ROBOT_HOST).")
+    port: int = Field(8001, ge=0, le=65535, description="Port (VJEPA_ROBOT_PORT).")
+    store: str = Field(default_factory=default_store_uri, description="Feature store: directory or LanceDB URI.")
+    preset: str | None = Field(None, description=f"One of {', '.join(PRESETS)}; default tiny unless `model` is set.")
+    model: str | None = Field(None, description="Hub id or local directory of a V-JEPA 2 checkpoint (instead of preset).")
+    revision: str | None = Field(None, description="Hub revision (commit sha) to pin; part of the encoder id.")
+    device: str | None = Field(None, description="cpu | cuda | cuda:N; default cuda when available.")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads on CPU; default: cores available.")
+    max_batch: int = Field(32, ge=1, le=4096, description="Most windows per forward pass; 1 turns batching off.")
+    max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="Longest wait for a batch to fill, from its oldest request.")
+    max_queue: int = Field(256, ge=1, description="Requests waiting for a forward pass before 503 + Retry-After.")
+    max_body_bytes: int = Field(256 * MIB, ge=1, description="Largest accepted POST /encode body (413 above it).")
+    token: SecretStr | None = Field(None, description="Bearer token; every route but /healthz requires it when set.")
+    token_file: Path | None = Field(None, description="File holding the bearer token (used when `token` is unset).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "EncoderSettings":
+        if self.preset and self.model:
+            raise ValueError(f"give a preset ({self.preset!r}) or a model ({self.model!r}), not both")
+        if self.preset and self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        return self
+
+    def resolved_token(self) -> str | None:
+        from services.common.auth import load_token
+
+        return load_token(self.token.get_secret_value() if self.token else None, self.token_file)
