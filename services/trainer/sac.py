@@ -18,7 +18,7 @@ of the same env); the next observation of an episode's last transition (where th
 apart. 1M x 1024 features take 2.0 GB instead of SB3's 8.2 GB (float32 obs + next obs); see
 bench/SAC_RESULTS.md for the measured RSS.
 
-Checkpoints (run.dir/checkpoint/, replaced atomically): policy.safetensors (actor, critics, target critics,
+Checkpoints (run.dir/sac/, replaced atomically): policy.safetensors (actor, critics, target critics,
 log entropy coefficient), optim.pt (optimizer state dicts only, loaded with weights_only=True), state.json
 (counters, curve, config) and, when `checkpoint_replay` is on, the filled part of the replay buffer as .npy.
 No pickle anywhere.
@@ -47,7 +47,7 @@ from vjepa_robot_client.contract import TrainSACRequest
 from .vec_env import ACTION_DIM, ReacherVecEnv, agent_steps, evaluate_policy
 
 NET_ARCH = [256, 64]  # FINDINGS.md Phase 2 actor and critic hidden sizes
-CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_DIR = "sac"  # run.dir/sac (runs.py layout)
 CHECKPOINT_FORMAT = 1
 
 
@@ -134,13 +134,18 @@ class HalfReplayBuffer(ReplayBuffer):
     def _get_samples(self, batch_inds: np.ndarray, env=None) -> ReplayBufferSamples:
         env_inds = np.random.randint(0, self.n_envs, size=len(batch_inds))
         obs = self.observations[batch_inds, env_inds].astype(np.float32)
-        next_obs = self.observations[(batch_inds + 1) % self.buffer_size, env_inds].astype(np.float32)
-        for k in np.flatnonzero(self.has_terminal[batch_inds, env_inds]):
-            next_obs[k] = self.terminal_obs[(int(batch_inds[k]), int(env_inds[k]))]
+        next_obs = self.next_observations_at(batch_inds, env_inds)
         dones = self.dones[batch_inds, env_inds] * (1 - self.timeouts[batch_inds, env_inds])
         data = (obs, self.actions[batch_inds, env_inds], next_obs, dones.reshape(-1, 1),
                 self.rewards[batch_inds, env_inds].reshape(-1, 1))
         return ReplayBufferSamples(*tuple(map(self.to_torch, data)))
+
+    def next_observations_at(self, batch_inds: np.ndarray, env_inds: np.ndarray) -> np.ndarray:
+        """Next observations (B, D) float32 of transitions (slot, env): slot+1, or the kept terminal one."""
+        next_obs = self.observations[(batch_inds + 1) % self.buffer_size, env_inds].astype(np.float32)
+        for k in np.flatnonzero(self.has_terminal[batch_inds, env_inds]):
+            next_obs[k] = self.terminal_obs[(int(batch_inds[k]), int(env_inds[k]))]
+        return next_obs
 
     # -- persistence (.npy only, no pickle) --------------------------------------------------------------------
     def save_npy(self, d: Path) -> None:

@@ -1,0 +1,127 @@
+"""SAC unit tests: tiny-budget runs on state features, resume, stop, replay buffer accounting (issue 5)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from services.trainer.features import make_feature_source
+from services.trainer.sac import HalfReplayBuffer, policy_from_checkpoint, replay_bytes, train_sac
+from services.trainer.vec_env import ReacherVecEnv
+from vjepa_robot_client.contract import TrainSACRequest
+
+torch.set_num_threads(1)
+
+TINY = dict(features="state", total_steps=800, parallel_envs=2, episode_steps=100, action_repeat=4,
+            learning_starts=200, batch_size=32, buffer_size=2000, eval_every=400, checkpoint_every=400,
+            eval_episodes=1, final_eval_episodes=2)
+
+
+class FakeRun:
+    """RunHandle's surface: run_id, dir, update(), stop_requested() (here: after `stop_after` polls)."""
+
+    def __init__(self, d: Path, stop_after: int | None = None):
+        self.run_id, self.dir, self.metrics, self.stop_after, self.polls = "sac-test", d, {}, stop_after, 0
+
+    def update(self, status=None, metrics=None, error=None):
+        self.metrics.update(metrics or {})
+
+    def stop_requested(self) -> bool:
+        self.polls += 1
+        return self.stop_after is not None and self.polls > self.stop_after
+
+
+def test_tiny_run_end_to_end(tmp_path):
+    run = FakeRun(tmp_path)
+    out = train_sac(TrainSACRequest(**TINY), run, make_feature_source("state"))
+    assert out["env_steps"] == 800 and out["agent_steps"] == 200  # simulator steps, action repeat counted
+    assert out["updates"] > 0 and "final_eval" in out
+    assert [p["env_steps"] for p in out["curve"]] == [400, 800]
+    assert {"mean_return", "success_rate", "wall_s"} <= set(out["curve"][0])
+    assert 0 <= out["final_eval"]["mean_return"] <= 100  # 100-step episodes: at most 100
+    assert run.metrics["curve"] == out["curve"]
+    ck = tmp_path / "sac"
+    assert (ck / "policy.safetensors").exists() and (ck / "state.json").exists()
+    torch.load(ck / "optim.pt", weights_only=True)  # no pickle needed
+    act = policy_from_checkpoint(tmp_path)
+    a = act(np.zeros((3, 8), np.float32))
+    assert a.shape == (3, 2) and np.all(np.abs(a) <= 1) and act.dim == 8
+
+
+def test_stop_then_resume_continues_step_count(tmp_path):
+    run = FakeRun(tmp_path, stop_after=60)  # one poll per vector step: the 61st poll stops it: 61 x 2 envs x 4 = 488 env steps
+    out = train_sac(TrainSACRequest(**TINY), run, make_feature_source("state"))
+    assert out.get("stopped") and out["env_steps"] == 488
+    state = json.loads((tmp_path / "sac" / "state.json").read_text())
+    assert state["num_timesteps"] == 122 and state["replay"]["saved"]
+    first_updates = state["n_updates"]
+
+    run2 = FakeRun(tmp_path)
+    out2 = train_sac(TrainSACRequest(**TINY), run2, make_feature_source("state"), resume=True)
+    assert out2["env_steps"] == 800 and not out2.get("stopped")
+    assert out2["updates"] > first_updates
+    assert [p["env_steps"] for p in out2["curve"]] == [400, 800]  # the first point survived the resume
+    state2 = json.loads((tmp_path / "sac" / "state.json").read_text())
+    assert state2["resumed"] == 1 and state2["episodes_started"] > state["episodes_started"]
+
+
+def test_resume_without_checkpoint_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no SAC checkpoint"):
+        train_sac(TrainSACRequest(**TINY), FakeRun(tmp_path), make_feature_source("state"), resume=True)
+
+
+def test_episode_steps_must_be_multiple_of_action_repeat():
+    with pytest.raises(ValueError, match="multiple of action_repeat"):
+        TrainSACRequest(episode_steps=1001, action_repeat=4)
+
+
+def _buffer(n: int, dim: int, n_envs: int = 1) -> HalfReplayBuffer:
+    return HalfReplayBuffer(n, spaces.Box(-np.inf, np.inf, (dim,), np.float32), spaces.Box(-1, 1, (2,), np.float32),
+                            device="cpu", n_envs=n_envs)
+
+
+def test_replay_memory_accounting():
+    buf = _buffer(10_000, 1024)
+    assert buf.observations.dtype == np.float16 and not hasattr(buf, "next_observations")
+    assert abs(buf.nbytes - replay_bytes(10_000, 1024)) < 1e-3 * buf.nbytes
+    # 1M x 1024: 2.1 GB, against 8.2 GB for SB3's float32 obs + next obs
+    assert replay_bytes(1_000_000, 1024) < 2.2e9 < 2 * 1_000_000 * 1024 * 4
+
+
+def test_replay_next_obs_by_index_and_terminals(tmp_path):
+    buf = _buffer(8, 3, n_envs=2)  # 4 slots per env
+    def add(t, done):
+        obs = np.full((2, 3), t, np.float32)
+        nxt = np.full((2, 3), t + 1, np.float32)
+        nxt[done] = 100 + t  # terminal observation, different from the next episode's first
+        buf.add(obs, nxt, np.zeros((2, 2)), np.ones(2), done, [{"TimeLimit.truncated": bool(d)} for d in done])
+    add(0, np.array([False, False]))
+    add(1, np.array([True, False]))
+    add(2, np.array([False, False]))
+    nxt = buf.next_observations_at(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]))[:, 0]
+    assert list(nxt) == [1, 1, 101, 2]  # slot 1 of env 0 ended: its next is the terminal obs, not slot 2
+    s = buf._get_samples(np.array([0, 1, 1]))
+    assert buf.size() == 2 and np.all(s.dones.numpy() == 0)  # time-limit endings bootstrap
+    for _ in range(50):  # the newest slot (2) is never sampled
+        assert buf.sample(16).observations.max() < 2
+    buf.save_npy(tmp_path)
+    b2 = _buffer(8, 3, n_envs=2)
+    b2.load_npy(tmp_path, buf.pos, buf.full)
+    assert b2.pos == 2 and b2.has_terminal[1].all()  # newest dropped; slot 1 keeps its successor aside
+    assert np.all(b2.terminal_obs[(1, 1)] == 2) and np.all(b2.terminal_obs[(1, 0)] == 101)
+
+
+def test_vec_env_resets_and_reports_terminal_observation():
+    venv = ReacherVecEnv(make_feature_source("state"), num_envs=2, episode_steps=8, action_repeat=4, seed=3)
+    obs = venv.reset()
+    assert obs.shape == (2, 8) and obs.dtype == np.float32
+    venv.step(np.zeros((2, 2)))
+    obs, r, done, infos = venv.step(np.zeros((2, 2)))
+    assert done.all() and all(i["TimeLimit.truncated"] for i in infos)
+    assert all(i["terminal_observation"].shape == (8,) for i in infos)
+    assert len(venv.completed) == 2 and venv.episodes_started == 4
