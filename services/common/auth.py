@@ -40,8 +40,8 @@ def load_token(token: str | None = None, token_file: str | Path | None = None) -
 
 
 def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
+    if host == "localhost":
+        return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

@@ -242,6 +242,8 @@ class Encoder:
             )
         if windows.shape[0] == 0:
             return np.zeros((0, self.dim), np.float32)
+        if not windows.flags.writeable:  # an .npy body parsed zero-copy from bytes is read-only; torch wants writable
+            windows = windows.copy()
         x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
         pixels = preprocess(x, self.image_size).to(self.torch_dtype)  # (B, 8, 3, S, S)
         with self._lock:
