@@ -1,0 +1,308 @@
+"""vjepa-robot on Modal: the encoder on autoscaled GPUs, the trainer, and demo generation fanned out over shards.
+
+    modal secret create vjepa-robot-token VJEPA_ROBOT_TOKEN=$(openssl rand -hex 24)   # once
+    modal deploy deploy/modal_app.py                       # encoder (GPU) + trainer web endpoints, shard workers
+    modal run deploy/modal_app.py::make_dataset --name jacobian-easy-500 --episodes 500 --shard-size 10
+    modal run deploy/modal_app.py::urls                    # print the two service URLs for the SDK
+
+Configuration (read when this file is imported, i.e. at `modal deploy` / `modal run` time):
+    VJEPA_ROBOT_MODAL_GPU            GPU type of the encoder (default A10G; e.g. L4, A100, H100)
+    VJEPA_ROBOT_MODAL_PRESET         encoder preset (default vitl: the real V-JEPA 2 ViT-L from the hub)
+    VJEPA_ROBOT_MODAL_MIN_CONTAINERS encoder containers kept up when idle (default 0: pay nothing when idle)
+    VJEPA_ROBOT_MODAL_MAX_CONTAINERS autoscaling ceiling of the encoder (default 4)
+    VJEPA_ROBOT_MODAL_STORE          "volume" (default: a modal.Volume at /data/store) or an s3://bucket/prefix URI
+                                     (credentials from the Modal Secret `vjepa-robot-s3`: AWS_ACCESS_KEY_ID, ...)
+
+Store semantics. On a Volume, writes become visible to other containers only after the writer commits and the
+reader reloads (modal.Volume is last-write-wins per file). Lance never rewrites a data file (every append is new
+files plus a new manifest), so the rule that keeps it safe is the project's own: one writer per table.
+    - demo generation: shard workers only *compute* episodes; the single `generate_dataset` call appends them and
+      commits the Volume after every shard, so a crash loses at most one shard;
+    - the encoder's dataset-embedding jobs and the trainer write from one container each (max_containers=1 for the
+      trainer; dataset embedding is started on one encoder) and Modal also commits in the background and on exit;
+    - readers reload the Volume before every request that reads the store (`_ReloadStore` middleware below).
+With an s3:// store none of this applies (LanceDB commits through the object store); it is the choice at scale.
+
+Everything here imports and its plain functions run without Modal credentials (tests call them directly).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import modal
+
+APP_NAME = "vjepa-robot"
+GPU = os.environ.get("VJEPA_ROBOT_MODAL_GPU", "A10G")
+PRESET = os.environ.get("VJEPA_ROBOT_MODAL_PRESET", "vitl")
+STORE = os.environ.get("VJEPA_ROBOT_MODAL_STORE", "volume")
+STORE_PATH = "/data/store"
+RUNS_PATH = "/data/runs"
+HF_CACHE_PATH = "/cache"
+TOKEN_SECRET = "vjepa-robot-token"
+S3_SECRET = "vjepa-robot-s3"
+
+# Encoder autoscaling. One A10G serves a ViT-L forward of 32 windows in about a second (estimate), so 16 requests
+# in flight keep the dynamic batcher full; beyond that Modal starts another container.
+ENCODER_CONCURRENCY = 16
+ENCODER_MIN_CONTAINERS = int(os.environ.get("VJEPA_ROBOT_MODAL_MIN_CONTAINERS", "0"))
+ENCODER_MAX_CONTAINERS = int(os.environ.get("VJEPA_ROBOT_MODAL_MAX_CONTAINERS", "4"))
+ENCODER_SCALEDOWN_S = 300  # idle seconds before a GPU container stops (billed while idle)
+SHARD_WORKERS_MAX = 64
+TORCH_VERSION = "2.13.0"
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _dependencies() -> list[str]:
+    """The root pyproject's dependencies (torch installed first, from the CUDA index). [] inside a container,
+    where the image is already built and this file is imported without the repository around it."""
+    path = ROOT / "pyproject.toml"
+    if not path.exists():
+        return []
+    import tomllib
+
+    deps = tomllib.loads(path.read_text())["project"]["dependencies"]
+    return [d for d in deps if not d.replace(" ", "").startswith("torch==")]
+
+
+def store_uri() -> str:
+    return STORE_PATH if STORE == "volume" else STORE
+
+
+def is_volume_store() -> bool:
+    return STORE == "volume"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Images, volumes, secrets (all lazy: nothing here talks to Modal until deploy/run)
+# ----------------------------------------------------------------------------------------------------------------
+
+_base = (
+    modal.Image.debian_slim(python_version="3.11")
+    .apt_install("libegl1", "libgl1", "libglvnd0", "libgles2", "libegl-mesa0", "libgl1-mesa-dri", "libgomp1")
+    .pip_install(f"torch=={TORCH_VERSION}", index_url="https://download.pytorch.org/whl/cu128")
+    .pip_install(*_dependencies())
+    .env({"MUJOCO_GL": "egl", "HF_HOME": f"{HF_CACHE_PATH}/hf", "PYTHONUNBUFFERED": "1"})
+)
+image = _base.add_local_python_source("vjepa_robot", "services", "vjepa_robot_client")
+
+hf_cache_volume = modal.Volume.from_name("vjepa-robot-hf-cache", create_if_missing=True)
+store_volume = modal.Volume.from_name("vjepa-robot-store", create_if_missing=True)
+runs_volume = modal.Volume.from_name("vjepa-robot-runs", create_if_missing=True)
+token_secret = modal.Secret.from_name(TOKEN_SECRET)  # provides VJEPA_ROBOT_TOKEN to both services
+
+store_volumes: dict[str, modal.Volume] = {STORE_PATH: store_volume} if is_volume_store() else {}
+store_secrets: list[modal.Secret] = [] if is_volume_store() else [modal.Secret.from_name(S3_SECRET)]
+
+app = modal.App(APP_NAME)
+
+ENCODER_OPTIONS: dict[str, Any] = dict(
+    gpu=GPU,
+    image=image,
+    volumes={HF_CACHE_PATH: hf_cache_volume, **store_volumes},
+    secrets=[token_secret, *store_secrets],
+    min_containers=ENCODER_MIN_CONTAINERS,
+    max_containers=ENCODER_MAX_CONTAINERS,
+    scaledown_window=ENCODER_SCALEDOWN_S,
+    timeout=60 * 60,  # the longest request (a dataset-embedding start is quick; jobs run in a thread)
+)
+TRAINER_OPTIONS: dict[str, Any] = dict(
+    image=image,
+    cpu=8.0,
+    memory=16 * 1024,
+    volumes={RUNS_PATH: runs_volume, **store_volumes},
+    secrets=[token_secret, *store_secrets],
+    min_containers=0,
+    max_containers=1,  # one writer of run records and dataset tables
+    scaledown_window=20 * 60,
+    timeout=24 * 60 * 60,
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Plain functions (no Modal needed: tests and the local entrypoints call them directly)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def plan_shards(episodes: int, shard_size: int, done: Iterable[int] = ()) -> list[tuple[int, int]]:
+    """[start, stop) ranges of at most shard_size episodes covering those not yet `done` (so reruns resume)."""
+    if episodes < 1 or shard_size < 1:
+        raise ValueError(f"episodes and shard_size must be >= 1, got {episodes} and {shard_size}")
+    done = set(done)
+    shards: list[tuple[int, int]] = []
+    start = None
+    for e in range(episodes + 1):
+        missing = e < episodes and e not in done
+        if missing and start is None:
+            start = e
+        if start is not None and (not missing or e - start == shard_size):
+            shards.append((start, e))
+            start = e if missing else None
+    return shards
+
+
+def generate_shard(spec_dict: dict[str, Any], episode_start: int, episode_stop: int) -> list:
+    """Roll out episodes [episode_start, episode_stop) of a dataset spec; returns their EpisodeRecords (no writes)."""
+    import vjepa_robot  # noqa: F401  (MUJOCO_GL=egl before dm_control loads)
+    from services.trainer.datasets import DatasetSpec, generate_episode
+
+    spec = DatasetSpec(**spec_dict)
+    return [generate_episode(spec, e) for e in range(episode_start, episode_stop)]
+
+
+def build_dataset(spec_dict: dict[str, Any], store: str, *, shard_size: int = 10,
+                  map_shards: Callable[[list[dict], list[int], list[int]], Iterable[list]] | None = None,
+                  commit: Callable[[], None] = lambda: None, overwrite: bool = False) -> dict[str, Any]:
+    """Generate a dataset by shards and append it to the store from this one process (the only writer).
+
+    `map_shards(specs, starts, stops)` yields each shard's records: Modal's `generate_shard_remote.map` in the
+    cloud, the builtin map locally. `commit()` runs after each shard's appends (Volume.commit on Modal)."""
+    from dataclasses import asdict
+
+    import vjepa_robot
+    from services.common.store import STEPS_SCHEMA, DatasetNotFound, Store, now_iso, steps_table_name
+    from services.trainer.datasets import DatasetSpec, delete_dataset, summarise
+
+    spec = DatasetSpec(**spec_dict)
+    db = Store(store)
+    table_name = steps_table_name(spec.name)
+    try:
+        existing = db.get_dataset_meta(spec.name)
+    except DatasetNotFound:
+        existing = None
+    if overwrite and (existing is not None or db.has_table(table_name)):
+        delete_dataset(db, spec.name)
+        existing = None
+    done = db.episodes_present(spec.name)
+    shards = plan_shards(spec.episodes, shard_size, done)
+    meta = {**asdict(spec), "created_at": (existing or {}).get("created_at") or now_iso(),
+            "version": vjepa_robot.__version__, "episodes_done": len(done), "success_rate": None,
+            "mean_return": None, "generator": "modal" if map_shards else "local"}
+    db.put_dataset_meta(spec.name, "running", meta)
+    commit()
+    map_shards = map_shards or (lambda specs, starts, stops: map(generate_shard, specs, starts, stops))
+    try:
+        for records in map_shards([asdict(spec)] * len(shards), [a for a, _ in shards], [b for _, b in shards]):
+            for rec in records:  # one episode, one append: a reader never sees half an episode
+                if db.has_table(table_name):
+                    db.open(table_name).add(rec.table)
+                else:
+                    db.db.create_table(table_name, data=rec.table, schema=STEPS_SCHEMA)
+            meta["episodes_done"] += len(records)
+            db.put_dataset_meta(spec.name, "running", meta)
+            commit()
+    except BaseException as exc:
+        meta["error"] = f"{type(exc).__name__}: {exc}"
+        db.put_dataset_meta(spec.name, "failed", meta)
+        commit()
+        raise
+    meta.update(summarise(db, spec.name))
+    db.put_dataset_meta(spec.name, "ready" if meta["episodes_done"] == spec.episodes else "failed", meta)
+    commit()
+    return db.get_dataset_meta(spec.name)
+
+
+class _ReloadStore:
+    """ASGI middleware: reload the store Volume before each HTTP request, so this container sees other
+    containers' committed writes (modal.Volume semantics). A reload that fails (open files) is logged, not fatal."""
+
+    def __init__(self, asgi_app, volume: modal.Volume | None) -> None:
+        self.app, self.volume = asgi_app, volume
+
+    async def __call__(self, scope, receive, send):
+        if self.volume is not None and scope["type"] == "http" and scope.get("path") != "/healthz":
+            try:
+                await self.volume.reload.aio()
+            except Exception as exc:  # pragma: no cover - only on Modal
+                import logging
+
+                logging.getLogger(__name__).warning("volume reload skipped: %s", exc)
+        await self.app(scope, receive, send)
+
+
+def encoder_settings(**overrides: Any):
+    from services.encoder.settings import EncoderSettings
+
+    return EncoderSettings(**{"host": "0.0.0.0", "preset": PRESET, "store": store_uri(), "device": "cuda",
+                              "max_batch": 32, "max_wait_ms": 5.0, **overrides})
+
+
+def trainer_settings(encoder_url: str, **overrides: Any):
+    from services.trainer.app import TrainerSettings
+
+    return TrainerSettings(**{"host": "0.0.0.0", "store": store_uri(), "runs": RUNS_PATH,
+                              "encoder_url": encoder_url, **overrides})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Modal: encoder (GPU class), trainer (web function), shard workers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@app.cls(**ENCODER_OPTIONS)
+@modal.concurrent(max_inputs=ENCODER_CONCURRENCY)
+class Encoder:
+    """Frozen V-JEPA 2 behind the encoder service's routes; the model loads once per container."""
+
+    @modal.enter()
+    def load(self) -> None:
+        from services.encoder.model import load_encoder
+
+        self.encoder = load_encoder(PRESET, device="cuda")  # downloads into HF_HOME on the cache Volume once
+        hf_cache_volume.commit()  # persist fresh hub weights for the next container
+
+    @modal.asgi_app()
+    def web(self):
+        from services.encoder.app import create_app
+
+        return _ReloadStore(create_app(encoder_settings(), encoder=self.encoder),
+                            store_volume if is_volume_store() else None)
+
+
+def _encoder_url() -> str:
+    url = os.environ.get("VJEPA_ROBOT_ENCODER_URL")
+    if url:
+        return url
+    return modal.Cls.from_name(APP_NAME, "Encoder")().web.get_web_url()
+
+
+@app.function(**TRAINER_OPTIONS)
+@modal.concurrent(max_inputs=64)
+@modal.asgi_app()
+def trainer():
+    """The trainer service; it calls the encoder over HTTPS with the same bearer token, like any SDK client."""
+    from services.trainer.app import create_app
+
+    return _ReloadStore(create_app(trainer_settings(_encoder_url())), store_volume if is_volume_store() else None)
+
+
+generate_shard_remote = app.function(image=image, cpu=2.0, memory=4096, max_containers=SHARD_WORKERS_MAX,
+                                     timeout=60 * 60, retries=2, name="generate_shard")(generate_shard)
+
+
+@app.function(image=image, cpu=2.0, memory=8192, volumes=store_volumes, secrets=store_secrets, timeout=6 * 60 * 60)
+def generate_dataset(spec_dict: dict[str, Any], shard_size: int = 10, overwrite: bool = False) -> dict[str, Any]:
+    """Fan demo generation out over shards (.map) and append the episodes here, the one writer."""
+    commit = store_volume.commit if is_volume_store() else (lambda: None)
+    return build_dataset(spec_dict, store_uri(), shard_size=shard_size, overwrite=overwrite, commit=commit,
+                         map_shards=lambda specs, starts, stops: generate_shard_remote.map(specs, starts, stops))
+
+
+@app.local_entrypoint()
+def make_dataset(name: str, expert: str = "jacobian", task: str = "easy", episodes: int = 100, steps: int = 200,
+                 seed: int = 0, image_size: int = 256, shard_size: int = 10, overwrite: bool = False) -> None:
+    """modal run deploy/modal_app.py::make_dataset --name jacobian-easy-500 --episodes 500"""
+    spec = dict(name=name, expert=expert, task=task, episodes=episodes, steps=steps, seed=seed, image_size=image_size)
+    meta = generate_dataset.remote(spec, shard_size=shard_size, overwrite=overwrite)
+    print(f"dataset {name}: {meta.get('episodes_done')} episodes, success {meta.get('success_rate')}, "
+          f"mean return {meta.get('mean_return')}")
+
+
+@app.local_entrypoint()
+def urls() -> None:
+    """modal run deploy/modal_app.py::urls  (after modal deploy)"""
+    print("encoder:", modal.Cls.from_name(APP_NAME, "Encoder")().web.get_web_url())
+    print("trainer:", modal.Function.from_name(APP_NAME, "trainer").get_web_url())
