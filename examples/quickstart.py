@@ -5,7 +5,7 @@ from vjepa_robot_client import EncoderClient, TrainerClient
 enc, tr = EncoderClient(), TrainerClient()  # $VJEPA_ROBOT_ENCODER_URL / _TRAINER_URL / _TOKEN, else localhost
 info = enc.info()
 print("encoder", info.encoder_id, enc.encode(np.zeros((8, info.image_size, info.image_size, 3), np.uint8)).shape)
-tr.create_dataset("quickstart", expert="jacobian", task="easy", episodes=30, steps=200, image_size=info.image_size)
+tr.create_dataset("quickstart", expert="jacobian", task="easy", episodes=30, steps=200, image_size=info.image_size, overwrite=True)
 print("dataset", tr.wait_dataset("quickstart").success_rate)
 print("embedded", enc.wait_dataset_encode(enc.encode_dataset("quickstart").dataset).done)
 run = tr.wait(tr.train_bc("quickstart", features="vjepa2", epochs=100))
