@@ -1,0 +1,395 @@
+"""Behaviour cloning from frozen features, exactly as the findings (FINDINGS.md, "BC Training").
+
+    Linear(D->256) -> LayerNorm -> ReLU -> Linear(256->64) -> ReLU -> Linear(64->2) -> Tanh
+    MSE on the expert's actions, Adam, cosine LR decay over 100 epochs, validation split by episode.
+
+    metrics = train_bc(TrainBCRequest(dataset="jacobian-easy-150", features="state"), run, features, store)
+    policy = load_bc_policy(run.dir)          # (B, D) float32 np -> (B, 2) float32 actions in [-1, 1]
+
+Feature standardisation: the per-dimension mean/std of the TRAIN split are buffers of the policy
+(`norm_mean`, `norm_std`) and the forward pass standardises its input, so the checkpoint carries them and a
+caller always feeds raw features, offline and live alike. It matters for state features (velocities are ~10x
+larger than cos/sin) and is harmless for V-JEPA 2 embeddings.
+
+Speed: the whole feature matrix is one torch tensor (zero-copy from the Arrow column when it can be); each
+batch is an `index_select` of a randperm slice -- no DataLoader, no per-row Python. On the 2-core Xeon of
+this project, 100,000 x 1024 for 100 epochs at batch 256 takes about a minute (bench/TRAINER_RESULTS.md);
+the findings took ~8 min.
+
+Checkpoint: `<run.dir>/policy.safetensors` (never pickled). Its metadata holds `lineage` (JSON: dataset,
+feature lineage incl. encoder_id, config, metrics) and `format`; the norm stats are tensors in the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from services.common.store import Store, fixed_list_to_numpy
+from vjepa_robot_client.contract import TrainBCRequest
+
+from .features import FeatureSource, FeatureTable
+
+CHECKPOINT_NAME = "policy.safetensors"
+CHECKPOINT_FORMAT = "vjepa-robot-bc-v1"
+ACTION_DIM = 2
+THREADS_ENV = "VJEPA_ROBOT_BC_THREADS"
+VAL_BATCH = 8192  # rows per forward pass when scoring the validation split (no gradients: memory is the limit)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The policy
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class BCPolicy(nn.Module):
+    """The findings' MLP (279,490 parameters at D=1024) with the train-split standardisation baked in."""
+
+    def __init__(self, dim: int, hidden: int = 256, hidden2: int = 64, action_dim: int = ACTION_DIM):
+        super().__init__()
+        self.dim = dim
+        self.net = nn.Sequential(
+            nn.Linear(dim, hidden),
+            nn.LayerNorm(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden2),
+            nn.ReLU(),
+            nn.Linear(hidden2, action_dim),
+            nn.Tanh(),  # torques live in [-1, 1]
+        )
+        # buffers, not parameters: saved with the weights, never trained
+        self.register_buffer("norm_mean", torch.zeros(dim))
+        self.register_buffer("norm_std", torch.ones(dim))
+
+    def set_normalisation(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self.norm_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.norm_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D) raw features -> (B, 2) actions."""
+        return self.net((x - self.norm_mean) / self.norm_std)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data: features and expert actions, in bulk
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def load_bc_data(store: Store, dataset: str, features: FeatureSource) -> tuple[FeatureTable, np.ndarray]:
+    """(FeatureTable with x (N, D) float32, actions (N, 2) float32), aligned row for row by (episode, step)."""
+    table = features.offline(store, dataset)
+    steps = store.read_steps(dataset, ["action"])  # sorted by (episode, step), like every FeatureTable
+    episode, step = steps.column("episode").to_numpy(), steps.column("step").to_numpy()
+    if not (np.array_equal(episode, table.episode) and np.array_equal(step, table.step)):
+        raise ValueError(
+            f"features {table.lineage.get('features')!r} of dataset {dataset!r} do not cover the same (episode, step) "
+            f"rows as its steps ({len(table)} vs {len(step)} rows): re-encode the dataset"
+        )
+    actions = fixed_list_to_numpy(steps.column("action"), ACTION_DIM).astype(np.float32, copy=False)
+    if table.x.dtype != np.float32:
+        table.x = table.x.astype(np.float32)
+    return table, actions
+
+
+def split_by_episode(episode: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, val): a seeded val_fraction of whole episodes is held out (at least one if > 0)."""
+    unique = np.unique(episode)
+    n_val = int(round(val_fraction * len(unique)))
+    if val_fraction > 0 and len(unique) >= 2:
+        n_val = min(max(n_val, 1), len(unique) - 1)
+    else:
+        n_val = 0
+    val_eps = np.random.default_rng(seed).choice(unique, size=n_val, replace=False)
+    is_val = np.isin(episode, val_eps)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def feature_stats(x: np.ndarray, rows: np.ndarray, chunk: int = 16_384) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std of x[rows], in float64, chunked (no full copy of a 400 MB matrix)."""
+    d = x.shape[1]
+    s, ss = np.zeros(d), np.zeros(d)
+    for i in range(0, len(rows), chunk):
+        block = x[rows[i:i + chunk]].astype(np.float64)
+        s += block.sum(0)
+        ss += np.square(block).sum(0)
+    n = max(len(rows), 1)
+    mean = s / n
+    std = np.sqrt(np.maximum(ss / n - mean**2, 0.0))
+    std = np.where(std < 1e-6, 1.0, std)  # a constant dimension passes through unscaled
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training loop
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _as_tensor(a: np.ndarray) -> torch.Tensor:
+    if not a.flags.writeable:  # zero-copy Arrow buffers are read-only; torch wants writeable memory
+        a = a.copy()
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+@torch.no_grad()
+def _mse(model: BCPolicy, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> float | None:
+    if len(rows) == 0:
+        return None
+    total = 0.0
+    for i in range(0, len(rows), VAL_BATCH):
+        idx = rows[i:i + VAL_BATCH]
+        total += float(nn.functional.mse_loss(model(x.index_select(0, idx)), y.index_select(0, idx), reduction="sum"))
+    return total / (len(rows) * y.shape[1])
+
+
+def fit_bc(
+    x: np.ndarray,
+    y: np.ndarray,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+    *,
+    epochs: int = 100,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    seed: int = 0,
+    on_epoch: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress: bool = False,
+    threads: int | None = None,
+) -> tuple[BCPolicy, dict]:
+    """Train a BCPolicy on x (N, D) float32 -> y (N, 2) float32 over the given row indices.
+
+    Returns (model in eval mode, metrics). `on_epoch` gets {"epoch", "epochs", "train_loss", "val_loss"} after
+    every epoch; `should_stop` is polled between batches (every 64) and ends training early, keeping the model.
+    `threads`: intra-op threads for this fit (default: `bc_threads()`); the previous setting is restored.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or bc_threads())
+    try:
+        return _fit_bc(x, y, train_rows, val_rows, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                       on_epoch=on_epoch, should_stop=should_stop, progress=progress)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def bc_threads() -> int:
+    """Intra-op threads for BC: $VJEPA_ROBOT_BC_THREADS, else the cores not already busy (at least 1).
+
+    Measured on the shared 2-core machine (load ~3): one optimiser step at batch 256 took 3.1 ms with 1 thread and
+    162 ms with 2 -- OpenMP threads that wait on a core someone else holds stall every step. On an idle machine
+    this is torch's default (one per physical core).
+    """
+    env = os.environ.get(THREADS_ENV)
+    if env:
+        return max(1, int(env))
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    free = int((os.cpu_count() or 1) - busy)
+    return max(1, min(torch.get_num_threads(), free))
+
+
+def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoch, should_stop, progress):
+    t0 = time.perf_counter()
+    n, d = x.shape
+    mean, std = feature_stats(x, train_rows)
+    xt, yt = _as_tensor(x), _as_tensor(y)
+    tr, va = torch.from_numpy(train_rows.astype(np.int64)), torch.from_numpy(val_rows.astype(np.int64))
+
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
+        torch.manual_seed(seed)
+        model = BCPolicy(d)
+    model.set_normalisation(mean, std)
+    # fused Adam: one kernel per step for all parameters instead of a Python loop over them
+    try:
+        opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)  # cosine decay (FINDINGS.md)
+    gen = torch.Generator().manual_seed(seed)
+
+    train_curve: list[float] = []
+    val_curve: list[float | None] = []
+    stopped = False
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs, desc="bc", unit="epoch")
+    t_train = time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        perm = tr[torch.randperm(len(tr), generator=gen)]
+        loss_sum = torch.zeros(())
+        for b, i in enumerate(range(0, len(perm), batch_size)):
+            idx = perm[i:i + batch_size]
+            xb, yb = xt.index_select(0, idx), yt.index_select(0, idx)  # (b, D), (b, 2)
+            loss = nn.functional.mse_loss(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach() * len(idx)
+            if should_stop is not None and b % 64 == 63 and should_stop():
+                stopped = True
+                break
+        sched.step()
+        if stopped:
+            break
+        model.eval()
+        train_curve.append(float(loss_sum) / max(len(tr), 1))
+        val_curve.append(_mse(model, xt, yt, va))
+        if bar:
+            bar.update(1)
+            bar.set_postfix(train=f"{train_curve[-1]:.2e}", val=f"{val_curve[-1] or float('nan'):.2e}")
+        if on_epoch is not None:
+            on_epoch({"epoch": epoch + 1, "epochs": epochs, "train_loss": train_curve[-1], "val_loss": val_curve[-1],
+                      "train_loss_curve": list(train_curve), "val_loss_curve": list(val_curve)})
+        if should_stop is not None and should_stop():
+            stopped = True
+            break
+    if bar:
+        bar.close()
+    model.eval()
+    train_s = time.perf_counter() - t_train
+    done = len(train_curve)
+    metrics = {
+        "train_loss": train_curve[-1] if train_curve else None,  # final MSE (the curves are *_curve)
+        "val_loss": val_curve[-1] if val_curve else None,
+        "train_loss_curve": train_curve,
+        "val_loss_curve": val_curve,
+        "epoch": done,
+        "epochs": epochs,
+        "stopped": stopped,
+        "n_train": int(len(train_rows)),
+        "n_val": int(len(val_rows)),
+        "dim": int(d),
+        "params": model.num_parameters(),
+        "batch_size": batch_size,
+        "lr": lr,
+        "train_s": round(train_s, 3),
+        "samples_per_s": round(done * len(train_rows) / train_s, 1) if train_s > 0 else None,
+        "fit_s": round(time.perf_counter() - t0, 3),
+        "torch_threads": torch.get_num_threads(),
+    }
+    return model, metrics
+
+
+def train_bc(cfg: TrainBCRequest, run, features: FeatureSource, store: Store, progress: bool = False) -> dict:
+    """Train BC for `cfg` on `features` of `cfg.dataset`; write `run.dir/policy.safetensors`; return metrics.
+
+    Reports {"epoch", "epochs", "train_loss", "val_loss", ...curves} with `run.update(metrics=...)` every epoch
+    and stops early when `run.stop_requested()`. The caller owns the run's status (running/succeeded/failed).
+    """
+    t0 = time.perf_counter()
+    table, actions = load_bc_data(store, cfg.dataset, features)
+    pull_s = time.perf_counter() - t0
+    if len(table) == 0:
+        raise ValueError(f"dataset {cfg.dataset!r} has no steps: nothing to clone")
+    train_rows, val_rows = split_by_episode(table.episode, cfg.val_fraction, cfg.seed)
+    val_episodes = np.unique(table.episode[val_rows]).tolist()
+
+    model, metrics = fit_bc(
+        table.x, actions, train_rows, val_rows,
+        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+        on_epoch=lambda m: run.update(metrics=m),
+        should_stop=run.stop_requested,
+        progress=progress,
+    )
+    metrics.update(
+        pull_s=round(pull_s, 3),
+        pull_gb_per_s=round(table.x.nbytes / 1e9 / pull_s, 3) if pull_s > 0 else None,
+        n_train_episodes=int(len(np.unique(table.episode[train_rows]))),
+        n_val_episodes=len(val_episodes),
+        wall_s=round(time.perf_counter() - t0, 3),
+    )
+    lineage = {
+        "kind": "bc",
+        "run_id": run.run_id,
+        "dataset": cfg.dataset,
+        "features": table.lineage,
+        "config": cfg.model_dump(mode="json"),
+        "val_episodes": val_episodes,
+        "metrics": {k: v for k, v in metrics.items() if not k.endswith("_curve")},
+    }
+    metrics["checkpoint"] = str(save_bc_policy(Path(run.dir) / CHECKPOINT_NAME, model, lineage))
+    run.update(metrics=metrics)
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints (safetensors only: loading never unpickles)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def save_bc_policy(path: Path, model: BCPolicy, lineage: dict) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": CHECKPOINT_FORMAT, "dim": str(model.dim), "lineage": json.dumps(lineage, default=_json_default)}
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)  # atomic: a reader never sees half a checkpoint
+    return path
+
+
+class LoadedBCPolicy:
+    """A trained policy as a plain function: (B, D) float32 features -> (B, 2) float32 actions."""
+
+    def __init__(self, model: BCPolicy, lineage: dict, path: Path):
+        self.model, self.lineage, self.path = model, lineage, path
+        self.dim = model.dim
+
+    @torch.no_grad()
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"BC policy expects features of shape (B, {self.dim}), got {x.shape} "
+                             f"(one row: x[None] ; features {self.lineage.get('features', {}).get('features')!r})")
+        return self.model(torch.from_numpy(np.ascontiguousarray(x))).numpy().astype(np.float32, copy=False)
+
+
+def load_bc_policy(run_dir: Path | str) -> LoadedBCPolicy:
+    """Load `<run_dir>/policy.safetensors` (or that file itself) into an eval-mode policy function."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"no BC checkpoint at {path}: train one first (POST /train/bc)")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a BC checkpoint (format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r})")
+    state = load_file(str(path))
+    model = BCPolicy(int(meta["dim"]))
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return LoadedBCPolicy(model, json.loads(meta.get("lineage", "{}")), path)
+
+
+def _json_default(o: Any):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+__all__ = ["BCPolicy", "fit_bc", "train_bc", "load_bc_policy", "save_bc_policy", "load_bc_data", "split_by_episode",
+           "LoadedBCPolicy", "CHECKPOINT_NAME"]
