@@ -3,6 +3,7 @@ within 100,000 env steps. One config at a time, one thread (the machine is share
 
     python bench/sac_sweep.py --name base --seed 0 --set lr=1e-3 --set parallel_envs=1
     python bench/sac_sweep.py --summary          # table of every bench/results/sac_*.json
+    python bench/sac_sweep.py --plot             # bench/results/sac_curves.png: return vs env steps, every run
 
 Each run writes bench/results/sac_<name>_s<seed>.json: the request, the learning curve (deterministic
 evaluation every eval_every env steps on eval_episodes 1000-step episodes), the final 10-episode evaluation
@@ -72,12 +73,40 @@ def summary() -> str:
     rows = ["| run | seed | overrides | return by env steps (5-ep evals) | final 10-ep return | success | wall s |",
             "|---|---|---|---|---|---|---|"]
     for p in sorted(RESULTS.glob("sac_*.json")):
+        if p.name == "sac_bench.json":
+            continue
         r = json.loads(p.read_text())
         curve = " ".join(f"{c['env_steps'] // 1000}k:{c['mean_return']:.0f}" for c in r["curve"])
         fe = r.get("final_eval") or {}
         rows.append(f"| {r['name']} | {r['seed']} | {json.dumps(r['overrides'])} | {curve} | "
                     f"{fe.get('mean_return', float('nan')):.0f} | {fe.get('success_rate', float('nan')):.2f} | {r['wall_s']} |")
     return "\n".join(rows)
+
+
+def plot(path: Path = RESULTS / "sac_curves.png") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("sac_*.json")) if p.name != "sac_bench.json"]
+    names = sorted({r["name"] for r in runs})
+    colours = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    for r in runs:
+        xs = [0] + [c["env_steps"] for c in r["curve"]]
+        ys = [0] + [c["mean_return"] for c in r["curve"]]
+        ax.plot(xs, ys, color=colours[r["name"]], alpha=0.8, label=r["name"] if r["seed"] == min(
+            q["seed"] for q in runs if q["name"] == r["name"]) else None)
+    ax.axhline(900, color="k", ls="--", lw=1, label="bar: 900")
+    ax.set_xlabel("env steps (simulator steps, action repeat counted)")
+    ax.set_ylabel("mean return, 1000-step episodes (5-episode deterministic eval)")
+    ax.set_title("SAC on state features, reacher-easy")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
 
 
 def main() -> None:
@@ -87,9 +116,10 @@ def main() -> None:
     ap.add_argument("--features", default="state")
     ap.add_argument("--set", action="append", default=[], help="TrainSACRequest field=value")
     ap.add_argument("--summary", action="store_true")
+    ap.add_argument("--plot", action="store_true")
     a = ap.parse_args()
-    if a.summary:
-        print(summary())
+    if a.summary or a.plot:
+        print(summary() if a.summary else plot())
         return
     overrides = dict(_parse(kv) for kv in a.set)
     for seed in a.seed or [0]:

@@ -1,0 +1,198 @@
+"""Throughput of SAC on features: env steps/s (simulator steps, action repeat 4) and gradient updates/s,
+with state features and with V-JEPA 2 (tiny preset, over HTTP) features, plus where the time goes.
+
+    python bench/sac.py                      # starts `vjepa-robot serve encoder --preset tiny` itself
+    python bench/sac.py --encoder-url http://127.0.0.1:8001 --envs 16 --steps 20
+    python bench/sac.py --replay-rss         # also fill a 1M x 1024 float16 replay buffer and measure RSS
+
+One thread for torch (the machine is shared). Writes bench/results/sac_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.trainer.features import make_feature_source  # noqa: E402
+from services.trainer.sac import HalfReplayBuffer, build_model, replay_bytes  # noqa: E402
+from services.trainer.vec_env import ReacherVecEnv  # noqa: E402
+from vjepa_robot_client.contract import TrainSACRequest  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class Timed:
+    """Wraps a feature source, timing its online() calls (for vjepa2: render-free POST /encode round trips)."""
+
+    def __init__(self, src):
+        self.src, self.name, self.dim, self.needs_frames, self.t, self.calls = src, src.name, src.dim, src.needs_frames, 0.0, 0
+
+    def online(self, timesteps, seeds):
+        t0 = time.perf_counter()
+        x = self.src.online(timesteps, seeds)
+        self.t += time.perf_counter() - t0
+        self.calls += 1
+        return x
+
+
+def env_rate(src, envs: int, vec_steps: int, image_size: int, action_repeat: int = 4) -> dict:
+    """Env steps/s of the VecEnv alone (random actions), and the share spent in features.online."""
+    timed = Timed(src)
+    venv = ReacherVecEnv(timed, num_envs=envs, episode_steps=1000, action_repeat=action_repeat, seed=0,
+                         image_size=image_size)
+    venv.reset()
+    venv.step(np.zeros((envs, 2)))  # warm up (first render / first request)
+    timed.t, timed.calls = 0.0, 0
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for _ in range(vec_steps):
+        venv.step(rng.uniform(-1, 1, (envs, 2)))
+    dt = time.perf_counter() - t0
+    env_steps = vec_steps * envs * action_repeat
+    return {"features": src.name, "dim": int(src.dim), "envs": envs, "image_size": image_size if src.needs_frames else 0,
+            "vector_steps": vec_steps, "env_steps_per_s": round(env_steps / dt, 1),
+            "agent_steps_per_s": round(vec_steps * envs / dt, 1), "ms_per_vector_step": round(1000 * dt / vec_steps, 1),
+            "features_share": round(timed.t / dt, 3), "features_calls_per_vector_step": timed.calls / vec_steps}
+
+
+def update_rate(dim: int, batch: int = 256, updates: int = 300) -> dict:
+    """Gradient updates/s of SB3 SAC with the findings' networks on dim-d features (replay filled at random)."""
+
+    class _Src:
+        name, needs_frames = "synthetic", False
+
+        def __init__(self, d):
+            self.dim = d
+
+        def online(self, ts, seeds):
+            return np.zeros((len(ts), self.dim), np.float32)
+
+    cfg = TrainSACRequest(parallel_envs=1, batch_size=batch, buffer_size=10_000, learning_starts=0)
+    venv = ReacherVecEnv(_Src(dim), num_envs=1, episode_steps=1000, action_repeat=4)
+    model = build_model(cfg, venv)
+    rng = np.random.default_rng(0)
+    for _ in range(2_000):
+        model.replay_buffer.add(rng.standard_normal((1, dim)), rng.standard_normal((1, dim)), rng.uniform(-1, 1, (1, 2)),
+                                np.zeros(1), np.zeros(1), [{}])
+    model.train(gradient_steps=20, batch_size=batch)  # warm up
+    t0 = time.perf_counter()
+    model.train(gradient_steps=updates, batch_size=batch)
+    dt = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    for _ in range(updates):
+        model.replay_buffer.sample(batch)
+    ds = time.perf_counter() - t1
+    return {"dim": dim, "batch": batch, "updates_per_s": round(updates / dt, 1),
+            "sample_share": round(ds / dt, 3)}
+
+
+def replay_rss(n: int = 1_000_000, dim: int = 1024) -> dict:
+    import psutil
+
+    proc = psutil.Process()
+    before = proc.memory_info().rss
+    from gymnasium import spaces
+
+    buf = HalfReplayBuffer(n, spaces.Box(-np.inf, np.inf, (dim,), np.float32), spaces.Box(-1, 1, (2,), np.float32),
+                           device="cpu", n_envs=16)
+    chunk = np.random.default_rng(0).standard_normal((16, dim)).astype(np.float32)
+    t0 = time.perf_counter()
+    infos = [{"TimeLimit.truncated": False}] * 16
+    done = np.zeros(16, bool)
+    for t in range(buf.buffer_size):
+        done[:] = (t % 250) == 249
+        buf.add(chunk, chunk, np.zeros((16, 2)), np.zeros(16), done, infos)
+    fill = time.perf_counter() - t0
+    after = proc.memory_info().rss
+    return {"transitions": n, "dim": dim, "dtype": "float16", "n_envs": 16, "rss_delta_gb": round((after - before) / 1e9, 3),
+            "buffer_nbytes_gb": round(buf.nbytes / 1e9, 3), "predicted_gb": round(replay_bytes(n, dim) / 1e9, 3),
+            "sb3_default_float32_gb": round(2 * n * dim * 4 / 1e9, 3), "fill_s": round(fill, 1),
+            "terminal_obs_kept": len(buf.terminal_obs)}
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_encoder(tmp: Path) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = {**os.environ, "VJEPA_ROBOT_STORE": str(tmp / "store"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "vjepa-robot"), "serve", "encoder", "--preset", "tiny",
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    for _ in range(240):
+        if proc.poll() is not None:
+            raise RuntimeError(f"encoder exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("encoder did not come up in 120 s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--envs", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=20, help="vector steps for the vjepa2 measurement")
+    ap.add_argument("--image-size", type=int, default=256)
+    ap.add_argument("--encoder-url", default=None)
+    ap.add_argument("--skip-vjepa", action="store_true")
+    ap.add_argument("--replay-rss", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    out: dict = {"torch_threads": 1, "cpu_count": os.cpu_count(), "env": [], "updates": []}
+    for envs in (1, a.envs):
+        out["env"].append(env_rate(make_feature_source("state"), envs, 2000 // envs, 0))
+        out["env"].append(env_rate(make_feature_source("random"), envs, 800 // envs, 0))
+    for dim in (8, 1024):
+        out["updates"].append(update_rate(dim))
+    if not a.skip_vjepa:
+        proc = None
+        try:
+            url = a.encoder_url
+            if url is None:
+                import tempfile
+
+                proc, url = start_encoder(Path(tempfile.mkdtemp()))
+            src = make_feature_source("vjepa2", encoder_url=url)
+            out["encoder"] = {"url_started_here": proc is not None, "encoder_id": src.encoder_id, "dim": src.dim,
+                              "model": src.info.model, "image_size": src.info.image_size}
+            for size in (a.image_size, 128):
+                out["env"].append(env_rate(src, a.envs, a.steps, size))
+            out["env"].append(env_rate(make_feature_source("state"), a.envs, a.steps, 0))
+            out["updates"].append(update_rate(int(src.dim)))
+        except Exception as exc:  # report, don't hide: the state numbers still stand
+            out["vjepa2_error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            if proc is not None:
+                proc.terminate()
+                proc.wait(10)
+    if a.replay_rss:
+        out["replay"] = replay_rss()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "sac_bench.json").write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
