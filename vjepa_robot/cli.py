@@ -164,6 +164,238 @@ def serve_trainer(
     serve(host=host, port=port, encoder_url=encoder_url, store=store, runs_dir=runs_dir, token_file=token_file)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# train / eval (in process by default; through a trainer service with --trainer-url)
+# ----------------------------------------------------------------------------------------------------------------
+
+TrainerUrlOpt = typer.Option(None, "--trainer-url", envvar="VJEPA_ROBOT_TRAINER_URL",
+                             help="Run through this trainer service (else in this process).")
+EncoderUrlOpt = typer.Option("http://127.0.0.1:8001", "--encoder-url", envvar="VJEPA_ROBOT_ENCODER_URL",
+                             help="Encoder service, for vjepa2 features.")
+RunsOpt = typer.Option(None, "--runs-dir", envvar="VJEPA_ROBOT_RUNS", help="Run records (default <store>/runs).")
+TokenOpt = typer.Option(None, "--token", envvar="VJEPA_ROBOT_TOKEN", help="Bearer token of the services.")
+
+
+def _local_ctx(store: Optional[str], runs_dir: Optional[Path], encoder_url: str, token: Optional[str]):
+    from services.common.store import Store
+    from services.trainer.jobs import TrainerContext
+    from services.trainer.runs import RunStore, default_runs_dir
+
+    st = Store(store)
+    return TrainerContext(store=st, runs=RunStore(runs_dir or default_runs_dir(st.uri)), encoder_url=encoder_url,
+                          token=token)
+
+
+def _run_local(kind: str, config: dict, store, runs_dir, encoder_url, token) -> dict:
+    from services.trainer import jobs
+
+    ctx = _local_ctx(store, runs_dir, encoder_url, token)
+    handle = ctx.runs.create(kind, config)
+    typer.echo(f"run {handle.run_id} (records in {ctx.runs.root})")
+    try:
+        (jobs.run_bc if kind == "bc" else jobs.run_sac)(ctx, handle)
+    except BaseException as exc:
+        jobs.fail_run(handle)(exc)
+        raise
+    return handle.record
+
+
+def _print_run(record) -> None:
+    rec = record if isinstance(record, dict) else record.model_dump(by_alias=True)
+    metrics = {k: v for k, v in rec.get("metrics", {}).items() if not isinstance(v, (list, dict))}
+    typer.echo(json.dumps({"run_id": rec["run_id"], "status": rec["status"], "metrics": metrics}, indent=1, default=str))
+
+
+@train_app.command("bc")
+def train_bc(
+    dataset: str,
+    features: str = typer.Option("vjepa2", help="vjepa2 | state | random"),
+    epochs: int = typer.Option(100),
+    batch_size: int = typer.Option(256),
+    lr: float = typer.Option(1e-3),
+    val_fraction: float = typer.Option(0.1),
+    seed: int = typer.Option(0),
+    trainer_url: Optional[str] = TrainerUrlOpt,
+    encoder_url: str = EncoderUrlOpt,
+    store: Optional[str] = StoreOpt,
+    runs_dir: Optional[Path] = RunsOpt,
+    token: Optional[str] = TokenOpt,
+) -> None:
+    """Behaviour cloning (the findings' MLP) on a dataset's features."""
+    from pydantic import ValidationError
+
+    from vjepa_robot_client.contract import TrainBCRequest
+
+    try:
+        cfg = TrainBCRequest(dataset=dataset, features=features, epochs=epochs, batch_size=batch_size, lr=lr,
+                             val_fraction=val_fraction, seed=seed)
+    except ValidationError as exc:
+        _fail(str(exc))
+    if trainer_url:
+        from vjepa_robot_client import TrainerClient
+
+        tr = TrainerClient(trainer_url, token=token)
+        _print_run(tr.wait(tr.train_bc(**cfg.model_dump(mode="json"))))
+    else:
+        _print_run(_run_local("bc", cfg.model_dump(mode="json"), store, runs_dir, encoder_url, token))
+
+
+@train_app.command("sac")
+def train_sac(
+    features: str = typer.Option("state", help="vjepa2 | state | random"),
+    task: str = typer.Option("easy"),
+    total_steps: Optional[int] = typer.Option(None, help="Simulator steps (action repeats counted)."),
+    parallel_envs: Optional[int] = typer.Option(None),
+    episode_steps: Optional[int] = typer.Option(None),
+    action_repeat: Optional[int] = typer.Option(None),
+    seed: int = typer.Option(0),
+    trainer_url: Optional[str] = TrainerUrlOpt,
+    encoder_url: str = EncoderUrlOpt,
+    store: Optional[str] = StoreOpt,
+    runs_dir: Optional[Path] = RunsOpt,
+    token: Optional[str] = TokenOpt,
+) -> None:
+    """Soft Actor-Critic online in parallel reacher envs on vjepa2 / state / random features."""
+    from pydantic import ValidationError
+
+    from vjepa_robot_client.contract import TrainSACRequest
+
+    given = dict(total_steps=total_steps, parallel_envs=parallel_envs, episode_steps=episode_steps,
+                 action_repeat=action_repeat)
+    try:
+        cfg = TrainSACRequest(features=features, task=task, seed=seed, **{k: v for k, v in given.items() if v})
+    except ValidationError as exc:
+        _fail(str(exc))
+    if trainer_url:
+        from vjepa_robot_client import TrainerClient
+
+        tr = TrainerClient(trainer_url, token=token)
+        body = cfg.model_dump(mode="json")
+        _print_run(tr.wait(tr.train_sac(**body)))
+    else:
+        _print_run(_run_local("sac", cfg.model_dump(mode="json"), store, runs_dir, encoder_url, token))
+
+
+@app.command("eval")
+def evaluate(
+    run_id: str = typer.Argument(..., help="A run id, or jacobian | p-controller | random for a baseline."),
+    episodes: int = typer.Option(100),
+    task: str = typer.Option("easy"),
+    steps: int = typer.Option(200),
+    seed: int = typer.Option(0, help="Evaluation seed offset (seeds never overlap training)."),
+    parallel_envs: int = typer.Option(8),
+    image_size: int = typer.Option(256),
+    trainer_url: Optional[str] = TrainerUrlOpt,
+    encoder_url: str = EncoderUrlOpt,
+    store: Optional[str] = StoreOpt,
+    runs_dir: Optional[Path] = RunsOpt,
+    token: Optional[str] = TokenOpt,
+) -> None:
+    """Live evaluation of a trained run (or a baseline policy)."""
+    from vjepa_robot_client.contract import BaselineEvalRequest, EvalRequest
+
+    baseline = run_id in ("jacobian", "p-controller", "random")
+    req = EvalRequest(episodes=episodes, task=task, steps=steps, seed=seed, parallel_envs=parallel_envs,
+                      image_size=image_size)
+    if trainer_url:
+        from vjepa_robot_client import TrainerClient
+
+        tr = TrainerClient(trainer_url, token=token)
+        if baseline:
+            run_id = tr.evaluate_baseline(run_id, **req.model_dump(exclude={"gif_episodes"}))
+        else:
+            tr.evaluate(run_id, **req.model_dump())
+        res = tr.wait_eval(run_id).model_dump(by_alias=True)
+    else:
+        from services.trainer import jobs
+
+        ctx = _local_ctx(store, runs_dir, encoder_url, token)
+        if baseline:
+            handle = ctx.runs.create("baseline", BaselineEvalRequest(policy=run_id, **req.model_dump()).model_dump(
+                mode="json", include={"policy", "task"}))
+        else:
+            try:
+                handle = ctx.runs.handle(run_id)
+            except (KeyError, ValueError) as exc:
+                _fail(str(exc))
+        eval_id = handle.add_evaluation(req.model_dump(mode="json"))
+        try:
+            jobs.run_eval(ctx, handle, eval_id, req.model_dump(mode="json"))
+        except BaseException as exc:
+            jobs.eval_error_handler(handle, eval_id)(exc)
+            raise
+        res = handle.record["evaluations"][eval_id]
+    typer.echo(json.dumps({k: res.get(k) for k in ("run_id", "status", "success_rate", "success_ci95", "mean_return",
+                                                    "steps_per_second", "error")}, indent=1))
+
+
+@app.command("probe")
+def probe_cmd(
+    dataset: str,
+    features: list[str] = typer.Option(["vjepa2", "state", "random"], "--features", help="Repeat for several."),
+    encoder_url: str = EncoderUrlOpt,
+    store: Optional[str] = StoreOpt,
+    runs_dir: Optional[Path] = RunsOpt,
+    token: Optional[str] = TokenOpt,
+    seed: int = typer.Option(0),
+) -> None:
+    """Linear probe (ridge): how well each feature source predicts fingertip xy and target xy (held-out R2)."""
+    from services.trainer.features import make_feature_source
+    from services.trainer.probe import probe
+    from vjepa_robot.demo import save_probes
+
+    ctx = _local_ctx(store, runs_dir, encoder_url, token)
+    results = []
+    for f in features:
+        try:
+            src = make_feature_source(f, encoder_url=encoder_url, token=token)
+            results.append({**probe(ctx.store, dataset, src, seed=seed), "dataset": dataset})
+            src.close()
+        except (ValueError, KeyError) as exc:
+            _fail(str(exc))
+    save_probes(ctx.runs.root, results)
+    for r in results:
+        typer.echo(json.dumps(r))
+
+
+@app.command("report")
+def report_cmd(
+    out: Path = typer.Option(Path("vjepa-robot-report"), "--out", help="Output directory."),
+    store: Optional[str] = StoreOpt,
+    runs_dir: Optional[Path] = RunsOpt,
+) -> None:
+    """Write the Phase 1/2 report (README.md, bar chart, loss and learning curves, rollout GIFs) from recorded runs."""
+    from services.common.store import default_store_uri
+    from services.trainer.report import write_report
+    from services.trainer.runs import RunStore, default_runs_dir
+    from vjepa_robot.demo import load_probes
+
+    root = runs_dir or default_runs_dir(store or default_store_uri())
+    runs = RunStore(root).list()
+    if not runs:
+        _fail(f"no runs in {root}: train and evaluate something first (or run `vjepa-robot demo`)")
+    path = write_report(runs, load_probes(root), out)
+    typer.echo(f"report written to {path}")
+
+
+@app.command("demo")
+def demo(
+    preset: str = typer.Option("quick", help="quick (tiny encoder, CPU, <= 10 min) | findings (ViT-L, GPU)."),
+    out: Path = typer.Option(Path("vjepa-robot-report"), "--out"),
+    workdir: Path = typer.Option(Path("vjepa-robot-demo"), help="Store, runs and service logs."),
+    episodes: Optional[int] = typer.Option(None, help="Override the preset's number of demos."),
+    eval_episodes: Optional[int] = typer.Option(None, help="Override the preset's evaluation episodes."),
+    epochs: Optional[int] = typer.Option(None),
+) -> None:
+    """The whole Phase 1 study through both services on loopback, ending in a report."""
+    from vjepa_robot.demo import run_demo
+
+    try:
+        run_demo(preset, out=out, workdir=workdir, episodes=episodes, eval_episodes=eval_episodes, epochs=epochs)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -115,12 +115,8 @@ class VJEPA2Features(FeatureSource):
         expected = int(meta.get("episodes", 0)) * int(meta.get("steps", 0))
         if store.has_table(name) and store.open(name).count_rows() >= expected > 0:
             return
-        import time
-
-        status = self.client.encode_dataset(dataset)
-        while status.status in ("idle", "running"):
-            time.sleep(0.5)
-            status = self.client.dataset_encode_status(dataset)
+        self.client.encode_dataset(dataset)
+        status = self.client.wait_dataset_encode(dataset, progress=progress, poll_interval=0.5)
         if status.status != "done":
             raise RuntimeError(f"encoding dataset {dataset!r} failed: {status.error}")
 
