@@ -125,3 +125,17 @@ def test_vec_env_resets_and_reports_terminal_observation():
     assert done.all() and all(i["TimeLimit.truncated"] for i in infos)
     assert all(i["terminal_observation"].shape == (8,) for i in infos)
     assert len(venv.completed) == 2 and venv.episodes_started == 4
+
+
+def test_replay_n_step_returns_stop_at_episode_end():
+    buf = HalfReplayBuffer(16, spaces.Box(-np.inf, np.inf, (1,), np.float32), spaces.Box(-1, 1, (2,), np.float32),
+                           device="cpu", n_step=3, gamma=0.5)
+    for t in range(6):
+        done = np.array([t == 1])
+        nxt = np.array([[100.0 + t if done[0] else t + 1.0]])
+        buf.add(np.array([[float(t)]]), nxt, np.zeros((1, 2)), np.ones(1), done, [{"TimeLimit.truncated": bool(done[0])}])
+    s = buf._get_samples(np.array([0, 2]))
+    assert s.rewards[:, 0].tolist() == [1.5, 1.75]  # slot 0: its episode ends at slot 1; slot 2: three steps
+    assert s.discounts[:, 0].tolist() == [0.25, 0.125]
+    assert s.next_observations[:, 0].tolist() == [101.0, 5.0] and s.dones.sum() == 0
+    assert buf.size() == 3  # slots 3..5 lack a full, written n-step window

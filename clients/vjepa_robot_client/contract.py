@@ -234,6 +234,7 @@ class TrainSACRequest(_Model):
     checkpoint_every: int = Field(20_000, ge=1, description="Env steps between checkpoints.")
     eval_every: int = Field(10_000, ge=1, description="Env steps between learning-curve points.")
     image_size: int = Field(256, ge=16, le=1024, description="Render size for vjepa2 features.")
+    n_step: int = Field(1, ge=1, le=20, description="n-step returns in the critic target (1 = plain SAC).")
     init_entropy_coef: float = Field(0.1, gt=0, le=10.0, description="Initial entropy coefficient (auto-tuned).")
     eval_episodes: int = Field(5, ge=1, le=1000, description="Deterministic evaluation episodes per curve point.")
     final_eval_episodes: int = Field(10, ge=1, le=10_000, description="Episodes of the final evaluation.")
@@ -257,7 +258,8 @@ class EvalRequest(_Model):
     episodes: int = Field(100, ge=1, le=10_000)
     task: Task = Task.easy
     steps: int = Field(200, ge=10, le=10_000)
-    seed: int = Field(1_000_000, ge=0, le=2**31 - 1, description="First evaluation seed; never overlaps training.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Evaluation seed offset: episode k is seeded "
+                      "1e9 + seed + k, a range no training episode uses.")
     parallel_envs: int = Field(8, ge=1, le=256)
     image_size: int = Field(256, ge=16, le=1024)
     gif_episodes: int = Field(2, ge=0, le=16, description="Episodes recorded as a GIF for the report.")

@@ -77,11 +77,13 @@ class HalfReplayBuffer(ReplayBuffer):
 
     def __init__(self, buffer_size: int, observation_space: spaces.Box, action_space: spaces.Box,
                  device: torch.device | str = "auto", n_envs: int = 1, optimize_memory_usage: bool = False,
-                 handle_timeout_termination: bool = True, obs_dtype=np.float16):
+                 handle_timeout_termination: bool = True, obs_dtype=np.float16, n_step: int = 1,
+                 gamma: float = 0.99):
         # Skip ReplayBuffer.__init__ (it would allocate float32 obs and next obs); set up the same fields.
         super(ReplayBuffer, self).__init__(buffer_size, observation_space, action_space, device, n_envs=n_envs)
         self.buffer_size = max(buffer_size // n_envs, 2)
         self.optimize_memory_usage = False
+        self.n_step, self.gamma = int(n_step), float(gamma)
         self.handle_timeout_termination = handle_timeout_termination
         self.observations = np.zeros((self.buffer_size, self.n_envs, *self.obs_shape), dtype=obs_dtype)
         self.actions = np.zeros((self.buffer_size, self.n_envs, self.action_dim), dtype=np.float32)
@@ -118,8 +120,8 @@ class HalfReplayBuffer(ReplayBuffer):
             self.full, self.pos = True, 0
 
     def size(self) -> int:
-        """Transitions (per env) that can be sampled: all but the newest slot."""
-        return (self.buffer_size if self.full else self.pos) - 1
+        """Transitions (per env) that can be sampled: all but the newest n_step slots (successors unwritten)."""
+        return (self.buffer_size if self.full else self.pos) - self.n_step
 
     def sample(self, batch_size: int, env=None) -> ReplayBufferSamples:
         n = self.size()
@@ -134,11 +136,29 @@ class HalfReplayBuffer(ReplayBuffer):
     def _get_samples(self, batch_inds: np.ndarray, env=None) -> ReplayBufferSamples:
         env_inds = np.random.randint(0, self.n_envs, size=len(batch_inds))
         obs = self.observations[batch_inds, env_inds].astype(np.float32)
-        next_obs = self.next_observations_at(batch_inds, env_inds)
-        dones = self.dones[batch_inds, env_inds] * (1 - self.timeouts[batch_inds, env_inds])
-        data = (obs, self.actions[batch_inds, env_inds], next_obs, dones.reshape(-1, 1),
-                self.rewards[batch_inds, env_inds].reshape(-1, 1))
-        return ReplayBufferSamples(*tuple(map(self.to_torch, data)))
+        if self.n_step == 1:
+            next_obs = self.next_observations_at(batch_inds, env_inds)
+            dones = self.dones[batch_inds, env_inds] * (1 - self.timeouts[batch_inds, env_inds])
+            data = (obs, self.actions[batch_inds, env_inds], next_obs, dones.reshape(-1, 1),
+                    self.rewards[batch_inds, env_inds].reshape(-1, 1))
+            return ReplayBufferSamples(*tuple(map(self.to_torch, data)))
+        # n-step return (DrQ-v2 uses n=3; SB3's NStepReplayBuffer does the same for SAC): sum of gamma^k r_{t+k}
+        # until n steps or the episode's end, bootstrapping with gamma^(steps taken) from the state reached.
+        b = len(batch_inds)
+        ret, disc = np.zeros(b, np.float32), np.ones(b, np.float32)
+        open_, last = np.ones(b, bool), batch_inds.copy()
+        dones = np.zeros(b, np.float32)
+        for k in range(self.n_step):
+            t = (batch_inds + k) % self.buffer_size
+            ret += open_ * disc * self.rewards[t, env_inds]
+            disc = np.where(open_, disc * self.gamma, disc)
+            last = np.where(open_, t, last)
+            ended = open_ & self.has_terminal[t, env_inds]  # episode ended (or run cut) at t
+            dones = np.where(ended, self.dones[t, env_inds] * (1 - self.timeouts[t, env_inds]), dones)
+            open_ &= ~ended
+        next_obs = self.next_observations_at(last, env_inds)
+        data = (obs, self.actions[batch_inds, env_inds], next_obs, dones.reshape(-1, 1), ret.reshape(-1, 1))
+        return ReplayBufferSamples(*tuple(map(self.to_torch, data)), discounts=self.to_torch(disc.reshape(-1, 1)))
 
     def next_observations_at(self, batch_inds: np.ndarray, env_inds: np.ndarray) -> np.ndarray:
         """Next observations (B, D) float32 of transitions (slot, env): slot+1, or the kept terminal one."""
@@ -219,7 +239,7 @@ def build_model(cfg: TrainSACRequest, venv: ReacherVecEnv) -> SAC:
         ent_coef=_ent_coef(cfg),
         target_entropy="auto",  # -dim(A) = -2
         replay_buffer_class=HalfReplayBuffer,
-        replay_buffer_kwargs={"handle_timeout_termination": True},
+        replay_buffer_kwargs={"handle_timeout_termination": True, "n_step": cfg.n_step, "gamma": cfg.gamma},
         policy_kwargs={"net_arch": {"pi": list(NET_ARCH), "qf": list(NET_ARCH)}, "n_critics": 2},
         seed=cfg.seed,
         device="cpu",
