@@ -168,7 +168,7 @@ class TrainerClient(SyncTransport):
 
     # evaluation ----------------------------------------------------------------------------------------------------
     def evaluate(self, run_id: str, episodes: int = 100, task: str | Task = "easy", steps: int = 200,
-                 seed: int = 1_000_000, parallel_envs: int = 8, image_size: int = 256,
+                 seed: int = 0, parallel_envs: int = 8, image_size: int = 256,
                  gif_episodes: int = 2) -> EvalResult:
         """Start live rollouts of a trained policy; returns the queued EvalResult."""
         body = _eval_request(episodes, task, steps, seed, parallel_envs, image_size, gif_episodes)
@@ -192,7 +192,7 @@ class TrainerClient(SyncTransport):
                 time.sleep(poll_interval)
 
     def evaluate_baseline(self, policy: str = "jacobian", episodes: int = 100, task: str | Task = "easy",
-                          steps: int = 200, seed: int = 1_000_000, parallel_envs: int = 8, image_size: int = 256,
+                          steps: int = 200, seed: int = 0, parallel_envs: int = 8, image_size: int = 256,
                           gif_episodes: int = 0) -> str:
         """Evaluate an expert or random policy as a run of kind 'baseline'; returns its run id."""
         body = _eval_request(episodes, task, steps, seed, parallel_envs, image_size, gif_episodes, policy=policy)
@@ -261,7 +261,7 @@ class AsyncTrainerClient(AsyncTransport):
                 await asyncio.sleep(poll_interval)
 
     async def evaluate(self, run_id: str, episodes: int = 100, task: str | Task = "easy", steps: int = 200,
-                       seed: int = 1_000_000, parallel_envs: int = 8, image_size: int = 256,
+                       seed: int = 0, parallel_envs: int = 8, image_size: int = 256,
                        gif_episodes: int = 2) -> EvalResult:
         body = _eval_request(episodes, task, steps, seed, parallel_envs, image_size, gif_episodes)
         return EvalResult.model_validate((await self.request("POST", f"/eval/{validate_run_id(run_id)}", json=body)).json())
@@ -282,7 +282,7 @@ class AsyncTrainerClient(AsyncTransport):
                 await asyncio.sleep(poll_interval)
 
     async def evaluate_baseline(self, policy: str = "jacobian", episodes: int = 100, task: str | Task = "easy",
-                                steps: int = 200, seed: int = 1_000_000, parallel_envs: int = 8,
+                                steps: int = 200, seed: int = 0, parallel_envs: int = 8,
                                 image_size: int = 256, gif_episodes: int = 0) -> str:
         body = _eval_request(episodes, task, steps, seed, parallel_envs, image_size, gif_episodes, policy=policy)
         return RunCreated.model_validate((await self.request("POST", "/eval/baseline", json=body)).json()).run_id
