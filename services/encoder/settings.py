@@ -26,7 +26,7 @@ class EncoderSettings(BaseSettings):
     model: str | None = Field(None, description="Hub id or local directory of a V-JEPA 2 checkpoint (instead of preset).")
     revision: str | None = Field(None, description="Hub revision (commit sha) to pin; part of the encoder id.")
     device: str | None = Field(None, description="cpu | cuda | cuda:N; default cuda when available.")
-    threads: int | None = Field(None, ge=1, description="torch intra-op threads on CPU; default: cores available.")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads on CPU; default: cores available minus one (min 1).")
     max_batch: int = Field(32, ge=1, le=4096, description="Most windows per forward pass; 1 turns batching off.")
     max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="Longest wait for a batch to fill, from its oldest request.")
     max_queue: int = Field(256, ge=1, description="Requests waiting for a forward pass before 503 + Retry-After.")
