@@ -99,6 +99,7 @@ def run_bc(ctx: TrainerContext, handle: RunHandle) -> None:
     features = ctx.features(cfg.features.value)
     try:
         metrics = train_bc(cfg, handle, features, ctx.store)
+        metrics["features_lineage"] = features.lineage()  # which encoder (if any) evaluation must match
     finally:
         features.close()
     if handle.stop_requested():
@@ -116,6 +117,7 @@ def run_sac(ctx: TrainerContext, handle: RunHandle, resume: bool = False) -> Non
     features = ctx.features(cfg.features.value)
     try:
         metrics = train_sac(cfg, handle, features, resume=resume)
+        metrics["features_lineage"] = features.lineage()
     finally:
         features.close()
     if handle.stop_requested():
@@ -142,7 +144,7 @@ def load_policy(ctx: TrainerContext, record: dict):
     else:  # pragma: no cover
         raise ValueError(f"cannot evaluate a run of kind {kind!r}")
     features = ctx.features(record["config"]["features"])
-    want = record.get("metrics", {}).get("lineage", {}).get("encoder_id")
+    want = record.get("metrics", {}).get("features_lineage", {}).get("encoder_id")
     have = getattr(features, "encoder_id", None)
     if want and have and want != have:
         features.close()

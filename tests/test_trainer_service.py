@@ -1,0 +1,163 @@
+"""The trainer service end to end: real uvicorn servers on loopback (tiny encoder), a real LanceDB store, real
+dm_control rollouts. The trainer reaches the encoder only over HTTP, through the SDK."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from services.encoder.app import create_app as create_encoder_app
+from services.encoder.settings import EncoderSettings
+from services.trainer.app import TrainerSettings
+from services.trainer.app import create_app as create_trainer_app
+from services.trainer.runs import RunStore
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, run_server_module):
+    root = tmp_path_factory.mktemp("stack")
+    store = str(root / "store")
+    enc_app = create_encoder_app(EncoderSettings(store=store, preset="tiny", max_batch=32, max_wait_ms=5))
+    with run_server_module(enc_app) as enc_url:
+        tr_app = create_trainer_app(TrainerSettings(store=store, runs=str(root / "runs"), encoder_url=enc_url))
+        with run_server_module(tr_app) as tr_url:
+            yield {"encoder": enc_url, "trainer": tr_url, "store": store, "runs": root / "runs"}
+
+
+@pytest.fixture(scope="module")
+def run_server_module():
+    from _servers import serve_app
+
+    return serve_app
+
+
+def wait_for(client: httpx.Client, path: str, done, timeout: float = 300.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = client.get(path).json()
+        if done(body):
+            return body
+        assert time.monotonic() < deadline, f"{path} still {body.get('status')} after {timeout} s: {body}"
+        time.sleep(0.3)
+
+
+TERMINAL = ("succeeded", "failed", "interrupted")
+
+
+@pytest.mark.slow
+def test_dataset_bc_vjepa2_eval_and_baselines(stack):
+    c = httpx.Client(base_url=stack["trainer"], timeout=60)
+    r = c.post("/datasets", json={"name": "svc", "expert": "jacobian", "task": "easy", "episodes": 6, "steps": 40,
+                                  "seed": 1, "image_size": 64, "workers": 2})
+    assert r.status_code == 202, r.text
+    assert c.get("/datasets/svc").json()["status"] in ("running", "ready")
+    ds = wait_for(c, "/datasets/svc", lambda b: b["status"] != "running")
+    assert ds["status"] == "ready" and ds["episodes"] == 6 and ds["success_rate"] is not None
+
+    # vjepa2 features are encoded through the encoder service first (they are missing)
+    r = c.post("/train/bc", json={"dataset": "svc", "features": "vjepa2", "epochs": 5, "batch_size": 64})
+    assert r.status_code == 202, r.text
+    run_id = r.json()["run_id"]
+    run = wait_for(c, f"/runs/{run_id}", lambda b: b["status"] in TERMINAL)
+    assert run["status"] == "succeeded", run["error"]
+    assert run["kind"] == "bc" and run["config"]["features"] == "vjepa2"
+    assert run["metrics"]["features_lineage"]["encoder_id"] == httpx.get(f"{stack['encoder']}/info").json()["encoder_id"]
+
+    before = _batch_count(stack["encoder"])
+    r = c.post(f"/eval/{run_id}", json={"episodes": 4, "steps": 30, "task": "easy", "parallel_envs": 4,
+                                        "image_size": 64, "gif_episodes": 1})
+    assert r.status_code == 202 and r.json()["status"] == "queued"
+    ev = wait_for(c, f"/eval/{run_id}", lambda b: b["status"] in TERMINAL)
+    assert ev["status"] == "succeeded", ev["error"]
+    assert len(ev["episodes"]) == 4 and {"seed", "success", "return"} <= set(ev["episodes"][0])
+    assert all(s >= 1_000_000_000 for s in (e["seed"] for e in ev["episodes"]))  # evaluation seeds
+    lo, hi = ev["success_ci95"]
+    assert 0.0 <= lo <= ev["success_rate"] <= hi <= 1.0
+    assert ev["steps_per_second"] > 0
+    # one batched POST /encode per lockstep step: 30 steps x 1 wave of 4 envs
+    assert _batch_count(stack["encoder"]) - before >= 30
+
+    # a second evaluation: GET /eval returns the latest; both stay listed in the run
+    c.post(f"/eval/{run_id}", json={"episodes": 2, "steps": 20, "parallel_envs": 2, "image_size": 64,
+                                    "gif_episodes": 0})
+    wait_for(c, f"/eval/{run_id}", lambda b: b["eval_id"] == 1 and b["status"] in TERMINAL)
+    assert len(c.get(f"/runs/{run_id}").json()["evaluations"]) == 2
+
+    # baselines go through the same evaluation loop
+    r = c.post("/eval/baseline", json={"policy": "jacobian", "episodes": 4, "steps": 100, "parallel_envs": 4})
+    assert r.status_code == 202
+    base = wait_for(c, f"/eval/{r.json()['run_id']}", lambda b: b["status"] in TERMINAL)
+    assert base["status"] == "succeeded" and base["success_rate"] >= 0.75
+    runs = c.get("/runs").json()["runs"]
+    assert {x["kind"] for x in runs} >= {"bc", "baseline"}
+
+
+def _batch_count(encoder_url: str) -> float:
+    text = httpx.get(f"{encoder_url}/metrics").text
+    for line in text.splitlines():
+        if line.startswith("vjepa_encoder_batch_size_count"):
+            return float(line.split()[-1])
+    raise AssertionError("vjepa_encoder_batch_size histogram missing from /metrics")
+
+
+@pytest.mark.slow
+def test_sac_tiny_budget_through_the_service(stack):
+    c = httpx.Client(base_url=stack["trainer"], timeout=60)
+    body = {"features": "state", "task": "easy", "total_steps": 1600, "parallel_envs": 2, "episode_steps": 200,
+            "action_repeat": 4, "learning_starts": 100, "batch_size": 64, "eval_every": 800, "eval_episodes": 1,
+            "final_eval_episodes": 2, "checkpoint_every": 800, "seed": 3}
+    r = c.post("/train/sac", json=body)
+    assert r.status_code == 202, r.text
+    run_id = r.json()["run_id"]
+    run = wait_for(c, f"/runs/{run_id}", lambda b: b["status"] in TERMINAL, timeout=400)
+    assert run["status"] == "succeeded", run["error"]
+    assert run["config"]["action_repeat"] == 4
+    assert run["metrics"]["env_steps"] >= 1600
+    assert len(run["metrics"]["curve"]) >= 1
+    r = c.post(f"/eval/{run_id}", json={"episodes": 2, "steps": 50, "parallel_envs": 2})
+    assert r.status_code == 202
+    ev = wait_for(c, f"/eval/{run_id}", lambda b: b["status"] in TERMINAL)
+    assert ev["status"] == "succeeded", ev["error"]
+
+
+@pytest.mark.parametrize(
+    "method, path, body, code, words",
+    [
+        ("post", "/train/bc", {"dataset": "nope", "features": "state"}, 404, "unknown dataset"),
+        ("post", "/train/bc", {"dataset": "svc", "features": "pixels"}, 422, "features"),
+        ("post", "/train/bc", {"dataset": "svc", "features": "state", "epochs": 0}, 422, "epochs"),
+        ("post", "/train/bc", {"dataset": "../etc", "features": "state"}, 422, "dataset name"),
+        ("post", "/eval/bc-00000000", {"episodes": 2}, 404, "unknown run"),
+        ("get", "/eval/bc-00000000", None, 404, "unknown run"),
+        ("get", "/runs/NOT_A_RUN", None, 400, "invalid run id"),
+        ("post", "/eval/baseline", {"policy": "oracle"}, 422, "policy"),
+        ("post", "/train/sac", {"features": "state", "episode_steps": 1001, "action_repeat": 4}, 422, "action_repeat"),
+        ("post", "/datasets", {"name": "x", "expert": "nobody"}, 422, "expert"),
+        ("post", "/datasets", {"name": "x", "episodes": 0}, 422, "episodes"),
+        ("get", "/datasets/nothing-here", None, 404, "unknown dataset"),
+    ],
+)
+def test_bad_requests_get_4xx_naming_the_problem(stack, method, path, body, code, words):
+    c = httpx.Client(base_url=stack["trainer"], timeout=30)
+    r = c.request(method.upper(), path, json=body)
+    assert r.status_code == code, r.text
+    assert words in r.json()["detail"], r.json()
+    assert c.get("/healthz").status_code == 200  # and it keeps serving
+
+
+def test_a_restarted_trainer_reports_interrupted_never_running(tmp_path):
+    from fastapi.testclient import TestClient
+
+    runs = RunStore(tmp_path / "runs")
+    handle = runs.create("bc", {"dataset": "d", "features": "state"})
+    handle.update(status="running")
+    eval_handle = runs.create("baseline", {"policy": "random", "task": "easy"})
+    eval_id = eval_handle.add_evaluation({"episodes": 3})
+    app = create_trainer_app(TrainerSettings(store=str(tmp_path / "store"), runs=str(tmp_path / "runs")))
+    with TestClient(app) as c:  # lifespan start = a trainer (re)start
+        run = c.get(f"/runs/{handle.run_id}").json()
+        assert run["status"] == "interrupted" and "resume" in run["error"]
+        ev = c.get(f"/eval/{eval_handle.run_id}").json()
+        assert ev["status"] == "interrupted" and ev["eval_id"] == eval_id
