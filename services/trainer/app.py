@@ -20,6 +20,7 @@ Errors are JSON {"detail": "..."} naming the problem.
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -66,10 +67,57 @@ class TrainerSettings(BaseSettings):
     token: str | None = None  # VJEPA_ROBOT_TOKEN: required from clients, and sent to the encoder
     token_file: Path | None = None
     job_workers: int = 2  # background jobs at once
+    max_body_bytes: int = 1024 * 1024  # VJEPA_ROBOT_MAX_BODY_BYTES: largest JSON body accepted (413 above it)
 
 
 ERRORS = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
-          409: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+          409: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+
+
+class BodyLimitMiddleware:
+    """Pure ASGI: refuse a request body over `limit` bytes with 413 (by Content-Length, else by the bytes received).
+
+    Bodies here are small JSON documents, so the body is read up front and replayed to the app.
+    """
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._too_large(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # client went away: let the app see it
+                chunks = None
+                first = message
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await self._too_large(scope, receive, send)
+            more = message.get("more_body", False)
+        if chunks is not None:
+            first = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return first
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope, receive, send):
+        await JSONResponse({"detail": f"request body too large: the limit is {self.limit} bytes "
+                                      "(VJEPA_ROBOT_MAX_BODY_BYTES); send a smaller request"},
+                           status_code=413)(scope, receive, send)
 
 
 def create_app(settings: TrainerSettings | None = None) -> FastAPI:
@@ -92,6 +140,7 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="vjepa-robot trainer", version="0.1.0", lifespan=lifespan, responses=ERRORS)
     app.state.ctx, app.state.runner = ctx, runner
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     auth = [Depends(bearer_auth(token))]
 
     @app.exception_handler(RequestValidationError)
@@ -110,7 +159,7 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 
     @app.post("/datasets", status_code=202, response_model=DatasetInfo, dependencies=auth)
     def create_dataset(req: CreateDatasetRequest):
-        from .datasets import DatasetSpec, create_dataset
+        from .datasets import DatasetSpec, create_dataset, delete_dataset
 
         spec = DatasetSpec(name=req.name, expert=req.expert.value, task=req.task.value, episodes=req.episodes,
                            steps=req.steps, seed=req.seed, image_size=req.image_size)
@@ -124,10 +173,14 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         if f"dataset:{req.name}" in runner.active():
             raise HTTPException(409, detail=f"dataset {req.name!r} is being generated right now")
         # record `running` before answering, so a GET right after the 202 finds the dataset
-        store.put_dataset_meta(req.name, "running", {**spec.__dict__, "episodes_done": 0})
+        # drop what an overwrite replaces now, so the dataset never vanishes (404) between this 202 and the job
+        delete_dataset(store, req.name)
+        # with this process as owner, so a trainer killed before generation starts leaves it `failed`, not `running`
+        store.put_dataset_meta(req.name, "running", {**spec.__dict__, "episodes_done": 0, "owner_pid": os.getpid(),
+                                                     "owner_host": os.uname().nodename})
 
         def work():
-            create_dataset(spec, store, workers=req.workers, overwrite=True, progress=False)
+            create_dataset(spec, store, workers=req.workers, resume=True, progress=False)  # the meta above exists
 
         def on_error(exc):
             meta = {**spec.__dict__, "error": f"{type(exc).__name__}: {exc}"}
@@ -152,7 +205,10 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         except DatasetNotFound as exc:
             raise HTTPException(404, detail=str(exc)) from None
         if meta["status"] == "running":
-            meta["episodes_done"] = len(store.episodes_present(name))
+            try:
+                meta["episodes_done"] = len(store.episodes_present(name))
+            except (RuntimeError, OSError, ValueError):  # steps table dropped mid-read by an overwrite: keep the count
+                pass
         return DatasetInfo(**meta)
 
     # -- training ------------------------------------------------------------------------------------------------
