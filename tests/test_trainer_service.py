@@ -161,3 +161,19 @@ def test_a_restarted_trainer_reports_interrupted_never_running(tmp_path):
         assert run["status"] == "interrupted" and "resume" in run["error"]
         ev = c.get(f"/eval/{eval_handle.run_id}").json()
         assert ev["status"] == "interrupted" and ev["eval_id"] == eval_id
+
+
+@pytest.mark.slow
+def test_readme_quickstart_script_runs_against_the_services(stack):
+    """The README's 15-line SDK script, unmodified, against real services on loopback (small sizes via env)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "examples" / "quickstart.py"
+    env = {**os.environ, "VJEPA_ROBOT_ENCODER_URL": stack["encoder"], "VJEPA_ROBOT_TRAINER_URL": stack["trainer"],
+           "QUICKSTART_EPISODES": "3", "QUICKSTART_STEPS": "30"}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "bc succeeded" in proc.stdout and "success " in proc.stdout, proc.stdout

@@ -26,7 +26,7 @@ console = Console()
 @dataclass(frozen=True)
 class DemoConfig:
     encoder_preset: str = "tiny"
-    episodes: int = 50  # demos
+    episodes: int = 40  # demos
     steps: int = 200  # control steps per episode, as in the findings
     image_size: int = 128  # rendered frame size (the tiny encoder resizes to its own crop anyway)
     epochs: int = 100

@@ -288,6 +288,8 @@ class EvalResult(_Open):
     mean_return: float | None = None
     episodes: list[EpisodeResult] = Field(default_factory=list)
     steps_per_second: float | None = None
+    episodes_done: int | None = Field(None, description="Progress of a running evaluation.")
+    episodes_total: int | None = None
     error: str | None = None
 
 

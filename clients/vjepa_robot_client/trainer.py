@@ -185,7 +185,7 @@ class TrainerClient(SyncTransport):
         with w.bar:
             while True:
                 result = self.eval_result(run_id)
-                w.bar.update(len(result.episodes), None, result.status.value)
+                w.bar.update(result.episodes_done or len(result.episodes), result.episodes_total, result.status.value)
                 if _eval_done(result, eval_id):
                     return result
                 w.check(result.status.value)
@@ -275,7 +275,7 @@ class AsyncTrainerClient(AsyncTransport):
         with w.bar:
             while True:
                 result = await self.eval_result(run_id)
-                w.bar.update(len(result.episodes), None, result.status.value)
+                w.bar.update(result.episodes_done or len(result.episodes), result.episodes_total, result.status.value)
                 if _eval_done(result, eval_id):
                     return result
                 w.check(result.status.value)

@@ -33,4 +33,5 @@ def serve(
                  if v is not None}
     settings = TrainerSettings(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per /encode call would drown the log
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
