@@ -484,7 +484,8 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
                       if k in prior})
         state["resumed"] = int(prior.get("resumed", 0)) + 1
     cb = _Progress(cfg, run, features, venv, state)
-    total = _agent(cfg.total_steps, cfg.action_repeat)
+    # Whole vector steps, never past total_steps: e.g. 100,000 env steps with 16 envs x repeat 4 -> 99,968.
+    total = max(cfg.parallel_envs, cfg.total_steps // cfg.action_repeat // cfg.parallel_envs * cfg.parallel_envs)
     remaining = max(0, total - model.num_timesteps)
     run.update(metrics={"env_steps": cb.env_steps_now(model.num_timesteps), "total_steps": cfg.total_steps,
                         "action_repeat": cfg.action_repeat, "episode_steps": cfg.episode_steps,
