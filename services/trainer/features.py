@@ -69,24 +69,50 @@ class StateFeatures(FeatureSource):
 
 
 class RandomFeatures(FeatureSource):
-    """Noise that carries no information about the frames: what an MLP learns from it is the action prior."""
+    """Noise that carries no information about the frames: what an MLP learns from it is the action prior.
+
+    Episode seed s owns one stream of N(0, 1) draws; step t's vector is rows t of that stream reshaped (T, dim).
+    Offline draws whole episodes at once; online extends a per-episode cache in blocks: the same numbers
+    (numpy fills arrays from the stream in order).
+    """
 
     name = "random"
+    BLOCK = 256
 
     def __init__(self, dim: int = RANDOM_DIM):
         self.dim = dim
+        self._cache: dict[int, tuple[np.random.Generator, np.ndarray]] = {}
 
-    def vector(self, episode_seed: int, step: int) -> np.ndarray:
-        return np.random.default_rng([int(episode_seed), int(step), 0x5EED]).standard_normal(self.dim, dtype=np.float32)
+    def _stream(self, episode_seed: int) -> np.random.Generator:
+        return np.random.default_rng([int(episode_seed), 0x5EED])
+
+    def rows(self, episode_seed: int, n: int) -> np.ndarray:
+        """The first n vectors of an episode: (n, dim) float32."""
+        rng, m = self._cache.get(int(episode_seed)) or (self._stream(episode_seed), np.zeros((0, self.dim), np.float32))
+        if len(m) < n:
+            extra = -(-(n - len(m)) // self.BLOCK) * self.BLOCK
+            m = np.concatenate([m, rng.standard_normal((extra, self.dim), dtype=np.float32)])
+        if len(self._cache) > 1024:  # live rollouts touch a few episodes at a time
+            self._cache.clear()
+        self._cache[int(episode_seed)] = (rng, m)
+        return m[:n]
 
     def offline(self, store: Store, dataset: str) -> FeatureTable:
         t = store.read_steps(dataset, ["seed"])
-        seeds, steps = t.column("seed").to_numpy(), t.column("step").to_numpy()
-        x = np.stack([self.vector(s, k) for s, k in zip(seeds, steps)]) if len(steps) else np.zeros((0, self.dim))
-        return FeatureTable(t.column("episode").to_numpy(), steps, x.astype(np.float32), self.lineage())
+        episode, steps, seeds = (t.column(c).to_numpy() for c in ("episode", "step", "seed"))
+        x = np.empty((len(steps), self.dim), np.float32)
+        bounds = np.flatnonzero(np.diff(episode)) + 1
+        for rows in np.split(np.arange(len(steps)), bounds):
+            if len(rows):
+                x[rows] = self._fresh_rows(seeds[rows[0]], int(steps[rows].max()) + 1)[steps[rows]]
+        return FeatureTable(episode, steps, x, self.lineage())
+
+    def _fresh_rows(self, episode_seed: int, n: int) -> np.ndarray:
+        n_blocks = -(-n // self.BLOCK) * self.BLOCK
+        return self._stream(episode_seed).standard_normal((n_blocks, self.dim), dtype=np.float32)[:n]
 
     def online(self, timesteps, episode_seeds):
-        return np.stack([self.vector(s, ts.step) for ts, s in zip(timesteps, episode_seeds)])
+        return np.stack([self.rows(s, ts.step + 1)[ts.step] for ts, s in zip(timesteps, episode_seeds)])
 
 
 class VJEPA2Features(FeatureSource):
