@@ -37,6 +37,7 @@ from services.common.store import Store, fixed_list_to_numpy
 from vjepa_robot_client.contract import TrainBCRequest
 
 from .features import FeatureSource, FeatureTable
+from .runs import json_default
 
 CHECKPOINT_NAME = "policy.safetensors"
 CHECKPOINT_FORMAT = "vjepa-robot-bc-v1"
@@ -367,7 +368,7 @@ def save_bc_policy(path: Path, model: BCPolicy, lineage: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    meta = {"format": CHECKPOINT_FORMAT, "dim": str(model.dim), "lineage": json.dumps(lineage, default=_json_default)}
+    meta = {"format": CHECKPOINT_FORMAT, "dim": str(model.dim), "lineage": json.dumps(lineage, default=json_default)}
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)  # atomic: a reader never sees half a checkpoint
@@ -409,16 +410,6 @@ def load_bc_policy(run_dir: Path | str) -> LoadedBCPolicy:
     model.load_state_dict(state, strict=True)
     model.eval()
     return LoadedBCPolicy(model, json.loads(meta.get("lineage", "{}")), path)
-
-
-def _json_default(o: Any):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 __all__ = ["BCPolicy", "fit_bc", "train_bc", "load_bc_policy", "save_bc_policy", "load_bc_data", "split_by_episode",

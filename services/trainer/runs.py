@@ -44,11 +44,12 @@ class RunNotFound(KeyError):
 
 def _atomic_write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-    tmp.write_text(json.dumps(data, indent=1, default=_json_default))
+    tmp.write_text(json.dumps(data, indent=1, default=json_default))
     os.replace(tmp, path)
 
 
-def _json_default(o: Any):
+def json_default(o: Any):
+    """json.dumps(default=...) for what training code records: numpy scalars/arrays, paths."""
     import numpy as np
 
     if isinstance(o, np.generic):
