@@ -103,20 +103,26 @@ def _batch_count(encoder_url: str) -> float:
 
 
 @pytest.mark.slow
-def test_sac_tiny_budget_through_the_service(stack):
+@pytest.mark.parametrize("features", ["state", "vjepa2", "random"])
+def test_sac_tiny_budget_through_the_service(stack, features):
+    """SAC on each feature source; for vjepa2 every vector step is one POST /encode to the encoder service."""
     c = httpx.Client(base_url=stack["trainer"], timeout=60)
-    body = {"features": "state", "task": "easy", "total_steps": 1600, "parallel_envs": 2, "episode_steps": 200,
-            "action_repeat": 4, "learning_starts": 100, "batch_size": 64, "eval_every": 800, "eval_episodes": 1,
-            "final_eval_episodes": 2, "checkpoint_every": 800, "seed": 3}
+    small = features == "vjepa2"
+    body = {"features": features, "task": "easy", "total_steps": 800 if small else 1600, "parallel_envs": 2,
+            "episode_steps": 200, "action_repeat": 4, "learning_starts": 100, "batch_size": 64,
+            "eval_every": 400 if small else 800, "eval_episodes": 1, "final_eval_episodes": 1 if small else 2,
+            "checkpoint_every": 800, "seed": 3, "image_size": 64}
     r = c.post("/train/sac", json=body)
     assert r.status_code == 202, r.text
     run_id = r.json()["run_id"]
     run = wait_for(c, f"/runs/{run_id}", lambda b: b["status"] in TERMINAL, timeout=400)
     assert run["status"] == "succeeded", run["error"]
     assert run["config"]["action_repeat"] == 4
-    assert run["metrics"]["env_steps"] >= 1600
+    assert run["metrics"]["env_steps"] >= body["total_steps"]
     assert len(run["metrics"]["curve"]) >= 1
-    r = c.post(f"/eval/{run_id}", json={"episodes": 2, "steps": 50, "parallel_envs": 2})
+    if small:
+        assert run["metrics"]["features_lineage"]["encoder_id"] == httpx.get(f"{stack['encoder']}/info").json()["encoder_id"]
+    r = c.post(f"/eval/{run_id}", json={"episodes": 2, "steps": 50, "parallel_envs": 2, "image_size": 64})
     assert r.status_code == 202
     ev = wait_for(c, f"/eval/{run_id}", lambda b: b["status"] in TERMINAL)
     assert ev["status"] == "succeeded", ev["error"]
@@ -177,3 +183,26 @@ def test_readme_quickstart_script_runs_against_the_services(stack):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "bc succeeded" in proc.stdout and "success " in proc.stdout, proc.stdout
+
+
+@pytest.mark.slow
+def test_async_trainer_client_against_the_real_service(stack):
+    """The SDK's async twin end to end: dataset -> BC -> evaluation on the real trainer."""
+    import asyncio
+
+    from vjepa_robot_client import AsyncTrainerClient
+
+    async def main():
+        async with AsyncTrainerClient(stack["trainer"]) as tr:
+            await tr.create_dataset("async-ds", episodes=4, steps=40, image_size=0, workers=1)
+            ds = await tr.wait_dataset("async-ds", progress=False, poll_interval=0.3)
+            assert ds.status.value == "ready"
+            run = await tr.wait(await tr.train_bc("async-ds", features="state", epochs=3), progress=False,
+                                poll_interval=0.3)
+            assert run.status.value == "succeeded", run.error
+            queued = await tr.evaluate(run.run_id, episodes=2, steps=30, parallel_envs=2)
+            result = await tr.wait_eval(run.run_id, queued.eval_id, progress=False, poll_interval=0.3)
+            assert result.status.value == "succeeded" and len(result.episodes) == 2
+            assert result.episodes[0].return_ >= 0
+
+    asyncio.run(main())
