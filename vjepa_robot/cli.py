@@ -193,7 +193,10 @@ def _run_local(kind: str, config: dict, store, runs_dir, encoder_url, token) -> 
     handle = ctx.runs.create(kind, config)
     typer.echo(f"run {handle.run_id} (records in {ctx.runs.root})")
     try:
-        (jobs.run_bc if kind == "bc" else jobs.run_sac)(ctx, handle)
+        if kind == "bc":
+            jobs.run_bc(ctx, handle, progress=True)
+        else:
+            jobs.run_sac(ctx, handle)
     except BaseException as exc:
         jobs.fail_run(handle)(exc)
         raise

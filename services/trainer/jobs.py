@@ -89,7 +89,7 @@ def _fail_run(handle: RunHandle):
     return on_error
 
 
-def run_bc(ctx: TrainerContext, handle: RunHandle) -> None:
+def run_bc(ctx: TrainerContext, handle: RunHandle, progress: bool = False) -> None:
     from vjepa_robot_client.contract import TrainBCRequest
 
     from .bc import train_bc
@@ -98,7 +98,7 @@ def run_bc(ctx: TrainerContext, handle: RunHandle) -> None:
     handle.update(status="running")
     features = ctx.features(cfg.features.value)
     try:
-        metrics = train_bc(cfg, handle, features, ctx.store)
+        metrics = train_bc(cfg, handle, features, ctx.store, progress=progress)
         metrics["features_lineage"] = features.lineage()  # which encoder (if any) evaluation must match
     finally:
         features.close()
