@@ -224,18 +224,17 @@ def _ent_coef(cfg: TrainSACRequest) -> str:
 
 def build_model(cfg: TrainSACRequest, venv: ReacherVecEnv) -> SAC:
     """SB3 SAC with the findings' networks, reading every hyperparameter from the request."""
-    n_agent = max(1, math.ceil(cfg.buffer_size / 1))  # buffer_size counts transitions
     return SAC(
         "MlpPolicy",
         venv,
         learning_rate=cfg.lr,
-        buffer_size=n_agent,
+        buffer_size=cfg.buffer_size,  # transitions, over all envs
         learning_starts=_agent(cfg.learning_starts, cfg.action_repeat),
         batch_size=cfg.batch_size,
         tau=cfg.tau,
         gamma=cfg.gamma,
         train_freq=(1, "step"),
-        gradient_steps=cfg.gradient_steps,
+        gradient_steps=cfg.gradient_steps if cfg.gradient_steps != -1 else cfg.updates_per_transition * cfg.parallel_envs,
         ent_coef=_ent_coef(cfg),
         target_entropy="auto",  # -dim(A) = -2
         replay_buffer_class=HalfReplayBuffer,
@@ -501,7 +500,8 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
     else:
         ev = cb.evaluate(cfg.final_eval_episodes)
         out["final_eval"] = {k: ev[k] for k in ("mean_return", "std_return", "success_rate")} | {
-            "episodes": cfg.final_eval_episodes, "episode_steps": cfg.episode_steps}
+            "episodes": cfg.final_eval_episodes, "episode_steps": cfg.episode_steps,
+            "returns": [round(e["return"], 1) for e in ev["episodes"]]}
         state["final_eval"] = out["final_eval"]
         cb.state["final_eval"] = out["final_eval"]
         (checkpoint_path(run.dir) / "state.json").write_text(json.dumps(
