@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.trainer.features import make_feature_source  # noqa: E402
-from services.trainer.sac import HalfReplayBuffer, build_model, replay_bytes  # noqa: E402
+from services.trainer.sac import HalfReplayBuffer, build_model, replay_bytes, train_sac  # noqa: E402
 from services.trainer.vec_env import ReacherVecEnv  # noqa: E402
 from vjepa_robot_client.contract import TrainSACRequest  # noqa: E402
 
@@ -97,6 +97,26 @@ def update_rate(dim: int, batch: int = 256, updates: int = 300) -> dict:
             "sample_share": round(ds / dt, 3)}
 
 
+def train_rate(src, envs: int, image_size: int, vector_steps: int = 24) -> dict:
+    """A short train_sac run end to end (env + encode + updates): whole-loop env steps/s and updates/s."""
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from sac_sweep import LocalRun
+
+    per = envs * 4
+    cfg = TrainSACRequest(features=src.name, parallel_envs=envs, total_steps=vector_steps * per,
+                          learning_starts=vector_steps * per // 2, image_size=image_size, eval_every=10**9,
+                          checkpoint_every=10**9, final_eval_episodes=1, checkpoint_replay=False)
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        m = train_sac(cfg, LocalRun("bench", Path(d)), src)
+        wall = time.perf_counter() - t0
+    return {"features": src.name, "envs": envs, "image_size": image_size, "env_steps": m["env_steps"],
+            "updates": m["updates"], "wall_s_incl_final_eval": round(wall, 1),
+            "env_steps_per_s_last": m.get("env_steps_per_s"), "updates_per_s_last": m.get("updates_per_s")}
+
+
 def replay_rss(n: int = 1_000_000, dim: int = 1024) -> dict:
     import psutil
 
@@ -141,7 +161,7 @@ def start_encoder(tmp: Path) -> tuple[subprocess.Popen, str]:
         if proc.poll() is not None:
             raise RuntimeError(f"encoder exited: {proc.stderr.read().decode()[-2000:]}")
         try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
                 return proc, url
         except httpx.HTTPError:
             pass
@@ -181,6 +201,7 @@ def main() -> None:
                 out["env"].append(env_rate(src, a.envs, a.steps, size))
             out["env"].append(env_rate(make_feature_source("state"), a.envs, a.steps, 0))
             out["updates"].append(update_rate(int(src.dim)))
+            out["train_vjepa2"] = train_rate(src, a.envs, a.image_size)
         except Exception as exc:  # report, don't hide: the state numbers still stand
             out["vjepa2_error"] = f"{type(exc).__name__}: {exc}"
         finally:
