@@ -81,6 +81,9 @@ def update_rate(dim: int, batch: int = 256, updates: int = 300) -> dict:
     cfg = TrainSACRequest(parallel_envs=1, batch_size=batch, buffer_size=10_000, learning_starts=0)
     venv = ReacherVecEnv(_Src(dim), num_envs=1, episode_steps=1000, action_repeat=4)
     model = build_model(cfg, venv)
+    from stable_baselines3.common.logger import Logger
+
+    model.set_logger(Logger(folder=None, output_formats=[]))  # learn() normally sets it up
     rng = np.random.default_rng(0)
     for _ in range(2_000):
         model.replay_buffer.add(rng.standard_normal((1, dim)), rng.standard_normal((1, dim)), rng.uniform(-1, 1, (1, 2)),

@@ -502,11 +502,19 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
         out["final_eval"] = {k: ev[k] for k in ("mean_return", "std_return", "success_rate")} | {
             "episodes": cfg.final_eval_episodes, "episode_steps": cfg.episode_steps,
             "returns": [round(e["return"], 1) for e in ev["episodes"]]}
+        if not cb.curve or cb.curve[-1]["env_steps"] != cb.env_steps_now():  # the curve ends at the final step
+            cb.curve.append({"env_steps": cb.env_steps_now(), "mean_return": round(ev["mean_return"], 2),
+                             "std_return": round(ev["std_return"], 2), "success_rate": ev["success_rate"],
+                             "eval_episodes": cfg.final_eval_episodes, "wall_s": round(cb.wall(), 2),
+                             "train_return": None})
+            out["curve"] = list(cb.curve)
         state["final_eval"] = out["final_eval"]
         cb.state["final_eval"] = out["final_eval"]
-        (checkpoint_path(run.dir) / "state.json").write_text(json.dumps(
-            {**json.loads((checkpoint_path(run.dir) / "state.json").read_text()), "final_eval": out["final_eval"]},
-            indent=1))
+        sj = checkpoint_path(run.dir) / "state.json"
+        tmp = sj.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({**json.loads(sj.read_text()), "final_eval": out["final_eval"],
+                                   "curve": list(cb.curve)}, indent=1))
+        os.replace(tmp, sj)
     out["replay_bytes"] = model.replay_buffer.nbytes
     run.update(metrics=out)
     venv.close()
