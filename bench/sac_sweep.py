@@ -96,11 +96,14 @@ def plot(path: Path = RESULTS / "sac_curves.png") -> Path:
     for r in runs:
         xs = [0] + [c["env_steps"] for c in r["curve"]]
         ys = [0] + [c["mean_return"] for c in r["curve"]]
+        if r.get("final_eval") and xs[-1] < r["env_steps"]:  # older runs: close the curve with the final eval
+            xs.append(r["env_steps"])
+            ys.append(r["final_eval"]["mean_return"])
         ax.plot(xs, ys, color=colours[r["name"]], alpha=0.8, label=r["name"] if r["seed"] == min(
             q["seed"] for q in runs if q["name"] == r["name"]) else None)
     ax.axhline(900, color="k", ls="--", lw=1, label="bar: 900")
     ax.set_xlabel("env steps (simulator steps, action repeat counted)")
-    ax.set_ylabel("mean return, 1000-step episodes (5-episode deterministic eval)")
+    ax.set_ylabel("mean return, 1000-step episodes\n(deterministic eval: 5 episodes, last point 10)")
     ax.set_title("SAC on state features, reacher-easy")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
