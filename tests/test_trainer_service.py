@@ -123,6 +123,9 @@ def test_sac_tiny_budget_through_the_service(stack, features):
     if small:
         assert run["metrics"]["features_lineage"]["encoder_id"] == httpx.get(f"{stack['encoder']}/info").json()["encoder_id"]
     r = c.post(f"/eval/{run_id}", json={"episodes": 2, "steps": 50, "parallel_envs": 2, "image_size": 64})
+    assert r.status_code == 422 and "action_repeat" in r.json()["detail"]  # 50 simulator steps != k x 4
+    # evaluated with its own action repeat: 48 simulator steps = 12 agent steps, success judged per simulator step
+    r = c.post(f"/eval/{run_id}", json={"episodes": 2, "steps": 48, "parallel_envs": 2, "image_size": 64})
     assert r.status_code == 202
     ev = wait_for(c, f"/eval/{run_id}", lambda b: b["status"] in TERMINAL)
     assert ev["status"] == "succeeded", ev["error"]

@@ -263,6 +263,10 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         record = _get_run(runs, run_id)
         if record["kind"] != "baseline" and record["status"] != "succeeded":
             raise HTTPException(409, detail=f"run {run_id} is {record['status']}: evaluate it once it has succeeded")
+        repeat = int(record["config"].get("action_repeat", 1))
+        if req.steps % repeat:
+            raise HTTPException(422, detail=f"steps ({req.steps}) counts simulator steps and must be a multiple of "
+                                            f"the run's action_repeat ({repeat})")
         return _start_eval(runs.handle(run_id), req)
 
     @app.get("/eval/{run_id}", response_model=EvalResult, dependencies=auth)

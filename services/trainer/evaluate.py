@@ -16,7 +16,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from .env import episode_success, eval_episode_seed, make, wilson_ci95
+from .env import episode_success, eval_episode_seed, wilson_ci95
 from .experts import make_expert
 from .features import FeatureSource
 
@@ -101,13 +101,23 @@ def evaluate(
     gif_episodes: int = 0,
     gif_path: Path | str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    action_repeat: int = 1,
 ) -> dict:
-    """Roll `policy` out for `episodes` live episodes; returns the evaluation record (success, CI, returns)."""
+    """Roll `policy` out for `episodes` live episodes; returns the evaluation record (success, CI, returns).
+
+    `steps` counts simulator steps. A policy trained with an action repeat (SAC) is evaluated with the same
+    repeat, so it acts, and sees windows, at the rate it was trained at; success and return are still judged on
+    every simulator step's reward.
+    """
+    from .vec_env import agent_steps, make_env
+
     if episodes < 1 or steps < 1 or parallel_envs < 1:
         raise ValueError("episodes, steps and parallel_envs must be >= 1")
     n_envs = min(parallel_envs, episodes)
     size = image_size if policy.needs_frames else 0
-    envs = [make(task, episode_steps=steps, image_size=size) for _ in range(n_envs)]
+    n_agent = agent_steps(steps, action_repeat)
+    envs = [make_env(task, seed=0, episode_steps=steps, action_repeat=action_repeat, image_size=size)
+            for _ in range(n_envs)]
     results: list[dict] = []
     gif_frames: list[list[np.ndarray]] = [[] for _ in range(min(gif_episodes, n_envs))]
     t0 = time.perf_counter()
@@ -118,16 +128,15 @@ def evaluate(
         active = envs[: len(wave)]
         timesteps = [env.reset(s) for env, s in zip(active, seeds)]
         policy.reset(seeds)
-        rewards = np.zeros((len(wave), steps), np.float32)
         record_gif = start == 0 and gif_frames
-        for t in range(steps):
+        for _ in range(n_agent):
             if record_gif:
                 for g, frames in enumerate(gif_frames):
                     frames.append(_gif_frame(active[g], timesteps[g]))
             actions = policy.act(active, timesteps, seeds)  # (B, 2)
             timesteps = [env.step(a) for env, a in zip(active, actions)]
-            rewards[:, t] = [ts.reward for ts in timesteps]
-            env_steps += len(wave)
+        rewards = np.asarray([env.sim_rewards for env in active], np.float32)  # (B, steps): every simulator step
+        env_steps += rewards.size
         for i, s, r in zip(wave, seeds, rewards):
             results.append({"seed": s, "success": episode_success(r), "return": float(r.sum())})
         if on_progress:

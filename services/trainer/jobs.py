@@ -169,7 +169,8 @@ def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, request: dict
         result = evaluate(policy, task=request["task"], episodes=request["episodes"], steps=request["steps"],
                           seed=request["seed"], parallel_envs=request["parallel_envs"],
                           image_size=request.get("image_size", 256), gif_episodes=request.get("gif_episodes", 0),
-                          gif_path=gif, on_progress=progress)
+                          gif_path=gif, on_progress=progress,
+                          action_repeat=int(handle.record["config"].get("action_repeat", 1)))
     finally:
         if features is not None:
             features.close()
