@@ -169,3 +169,15 @@ def test_no_renderer_gives_a_clear_error(tmp_path):
     if proc.returncode == 0:
         pytest.skip("osmesa is installed here, so there is no failure to observe")
     assert "egl" in proc.stderr and "osmesa" in proc.stderr
+
+
+def test_action_repeat_counts_simulator_steps_and_keeps_every_reward():
+    env = make("easy", episode_steps=40, image_size=0, action_repeat=4)
+    ts, n = env.reset(seed=1), 0
+    while not ts.last():
+        ts = env.step(np.array([0.3, 0.3]))
+        n += 1
+        assert ts.reward == pytest.approx(sum(env.sim_rewards[-4:]))
+    assert n == 10 and ts.step == 10 and len(env.sim_rewards) == 40
+    with pytest.raises(ValueError, match="multiple of action_repeat"):
+        make("easy", episode_steps=42, image_size=0, action_repeat=4)

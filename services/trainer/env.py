@@ -156,6 +156,24 @@ class _Wrapper:
         return getattr(self._env, name)
 
 
+class SimRewards(_Wrapper):
+    """Innermost wrapper: records every simulator-step reward of the episode (`sim_rewards`), so success is
+    judged on simulator steps even under action repeat (ActionRepeat sums rewards)."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.sim_rewards: list[float] = []
+
+    def reset(self, seed=None):
+        self.sim_rewards = []
+        return self._env.reset(seed)
+
+    def step(self, action):
+        ts = self._env.step(action)
+        self.sim_rewards.append(ts.reward)
+        return ts
+
+
 class ActionRepeat(_Wrapper):
     """Repeat each action n times, summing rewards (the published SAC/DrQ protocol repeats 4 on reacher)."""
 
@@ -261,14 +279,21 @@ def make(
     window: int = WINDOW_FRAMES,
     action_repeat: int = 1,
 ) -> Env:
-    """Build a reacher env. image_size=0 renders nothing (state-only: experts, state-feature BC/SAC)."""
+    """Build a reacher env. image_size=0 renders nothing (state-only: experts, state-feature BC/SAC).
+
+    `episode_steps` counts simulator steps and must be a multiple of `action_repeat`; `TimeStep.step` counts
+    agent steps (equal without a repeat). `env.sim_rewards` holds every simulator step's reward.
+    """
     if episode_steps < 1:
         raise ValueError(f"episode_steps must be >= 1, got {episode_steps}")
+    if action_repeat < 1 or episode_steps % action_repeat:
+        raise ValueError(f"episode_steps={episode_steps} counts simulator steps and must be a multiple of "
+                         f"action_repeat={action_repeat} (e.g. episode_steps=1000, action_repeat=4)")
     if image_size:
         check_renderer()
-    env: Any = Reacher(task, seed)
-    env = EpisodeLength(env, episode_steps)  # counts simulator steps, so action repeats count too
+    env: Any = SimRewards(Reacher(task, seed))
     env = ActionRepeat(env, action_repeat) if action_repeat > 1 else env
+    env = EpisodeLength(env, episode_steps // action_repeat)  # agent steps
     if image_size:
         env = Pixels(env, image_size)
         env = FrameWindow(env, window) if window else env

@@ -19,43 +19,9 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from .env import (
-    TASKS,
-    ActionRepeat,
-    EpisodeLength,
-    FrameWindow,
-    Pixels,
-    Reacher,
-    TimeStep,
-    check_renderer,
-    episode_success,
-    eval_episode_seed,
-    train_episode_seed,
-)
+from .env import TimeStep, episode_success, eval_episode_seed, make, train_episode_seed
 
 ACTION_DIM = 2
-
-
-class _SimRewards:
-    """Innermost wrapper: records every simulator-step reward, so success is judged on simulator steps
-    even under action repeat (ActionRepeat sums rewards)."""
-
-    def __init__(self, env: Reacher):
-        self._env = env
-        self.sim_rewards: list[float] = []
-
-    @property
-    def physics(self):
-        return self._env.physics
-
-    def reset(self, seed=None):
-        self.sim_rewards = []
-        return self._env.reset(seed)
-
-    def step(self, action):
-        ts = self._env.step(action)
-        self.sim_rewards.append(ts.reward)
-        return ts
 
 
 def agent_steps(episode_steps: int, action_repeat: int) -> int:
@@ -69,17 +35,9 @@ def agent_steps(episode_steps: int, action_repeat: int) -> int:
 
 
 def make_env(task: str, *, seed: int, episode_steps: int, action_repeat: int, image_size: int):
-    """env.make's recipe plus the simulator-reward recorder; episode_steps counts simulator steps."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
-    n = agent_steps(episode_steps, action_repeat)
-    env: Any = _SimRewards(Reacher(task, seed))
-    env = ActionRepeat(env, action_repeat) if action_repeat > 1 else env
-    env = EpisodeLength(env, n)
-    if image_size:
-        check_renderer()
-        env = FrameWindow(Pixels(env, image_size))
-    return env
+    """env.make's recipe; episode_steps counts simulator steps, `env.sim_rewards` records each one's reward."""
+    agent_steps(episode_steps, action_repeat)  # the clear error for a length that is not a multiple
+    return make(task, seed=seed, episode_steps=episode_steps, image_size=image_size, action_repeat=action_repeat)
 
 
 class ReacherVecEnv(VecEnv):
