@@ -219,8 +219,16 @@ def _generate(spec: DatasetSpec, episodes: list[int], workers: int):
             yield generate_episode(spec, e)
         return
     # spawn, not fork: a forked EGL context is not safe to use
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                             initializer=_one_render_thread) as ex:
         yield from ex.map(generate_episode, [spec] * len(episodes), episodes, chunksize=1)
+
+
+def _one_render_thread() -> None:
+    """Each worker owns a core: Mesa's software renderer (llvmpipe) otherwise spreads every frame over all cores,
+    so N workers would run N x cores render threads. (On 2 cores one multi-threaded renderer already reaches
+    38.6 frames/s of generation; two one-thread workers 49.3; bench/generate.py.)"""
+    os.environ.setdefault("LP_NUM_THREADS", "1")
 
 
 def summarise(store: Store, name: str) -> dict:
