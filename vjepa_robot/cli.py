@@ -203,6 +203,23 @@ def _run_local(kind: str, config: dict, store, runs_dir, encoder_url, token) -> 
     return handle.record
 
 
+def _train(kind: str, request_model, fields: dict, trainer_url, encoder_url, store, runs_dir, token) -> None:
+    """Validate a training request, then run it through the trainer service or in this process."""
+    from pydantic import ValidationError
+
+    try:
+        body = request_model(**fields).model_dump(mode="json")
+    except ValidationError as exc:
+        _fail(str(exc))
+    if trainer_url:
+        from vjepa_robot_client import TrainerClient
+
+        tr = TrainerClient(trainer_url, token=token)
+        _print_run(tr.wait((tr.train_bc if kind == "bc" else tr.train_sac)(**body)))
+    else:
+        _print_run(_run_local(kind, body, store, runs_dir, encoder_url, token))
+
+
 def _print_run(record) -> None:
     rec = record if isinstance(record, dict) else record.model_dump(by_alias=True)
     metrics = {k: v for k, v in rec.get("metrics", {}).items() if not isinstance(v, (list, dict))}
@@ -225,22 +242,11 @@ def train_bc(
     token: Optional[str] = TokenOpt,
 ) -> None:
     """Behaviour cloning (the findings' MLP) on a dataset's features."""
-    from pydantic import ValidationError
-
     from vjepa_robot_client.contract import TrainBCRequest
 
-    try:
-        cfg = TrainBCRequest(dataset=dataset, features=features, epochs=epochs, batch_size=batch_size, lr=lr,
-                             val_fraction=val_fraction, seed=seed)
-    except ValidationError as exc:
-        _fail(str(exc))
-    if trainer_url:
-        from vjepa_robot_client import TrainerClient
-
-        tr = TrainerClient(trainer_url, token=token)
-        _print_run(tr.wait(tr.train_bc(**cfg.model_dump(mode="json"))))
-    else:
-        _print_run(_run_local("bc", cfg.model_dump(mode="json"), store, runs_dir, encoder_url, token))
+    fields = dict(dataset=dataset, features=features, epochs=epochs, batch_size=batch_size, lr=lr,
+                  val_fraction=val_fraction, seed=seed)
+    _train("bc", TrainBCRequest, fields, trainer_url, encoder_url, store, runs_dir, token)
 
 
 @train_app.command("sac")
@@ -259,24 +265,12 @@ def train_sac(
     token: Optional[str] = TokenOpt,
 ) -> None:
     """Soft Actor-Critic online in parallel reacher envs on vjepa2 / state / random features."""
-    from pydantic import ValidationError
-
     from vjepa_robot_client.contract import TrainSACRequest
 
     given = dict(total_steps=total_steps, parallel_envs=parallel_envs, episode_steps=episode_steps,
                  action_repeat=action_repeat)
-    try:
-        cfg = TrainSACRequest(features=features, task=task, seed=seed, **{k: v for k, v in given.items() if v})
-    except ValidationError as exc:
-        _fail(str(exc))
-    if trainer_url:
-        from vjepa_robot_client import TrainerClient
-
-        tr = TrainerClient(trainer_url, token=token)
-        body = cfg.model_dump(mode="json")
-        _print_run(tr.wait(tr.train_sac(**body)))
-    else:
-        _print_run(_run_local("sac", cfg.model_dump(mode="json"), store, runs_dir, encoder_url, token))
+    fields = dict(features=features, task=task, seed=seed, **{k: v for k, v in given.items() if v})
+    _train("sac", TrainSACRequest, fields, trainer_url, encoder_url, store, runs_dir, token)
 
 
 @app.command("eval")
