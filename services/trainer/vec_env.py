@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from .env import TimeStep, episode_success, eval_episode_seed, make, train_episode_seed
+from .env import TimeStep, episode_success, make, train_episode_seed
 
 ACTION_DIM = 2
 
@@ -141,22 +141,17 @@ class ReacherVecEnv(VecEnv):
 
 def evaluate_policy(policy, features, *, task: str = "easy", episodes: int = 10, episode_steps: int = 1000,
                     action_repeat: int = 4, eval_seed: int = 0, image_size: int = 0) -> dict:
-    """Roll out `episodes` evaluation episodes in lockstep (one features.online call per step).
+    """SAC's curve points: all `episodes` evaluation episodes at once, through the one evaluation loop
+    (services/trainer/evaluate.py: lockstep, one features.online call per step, success on simulator steps).
 
-    policy: (B, D) float32 features -> (B, 2) actions. Returns mean return (sum of simulator rewards, so a
-    1000-step episode scores at most 1000), success rate (env.episode_success on simulator steps) and the
-    per-episode results. Seeds come from env.eval_episode_seed, disjoint from training seeds.
+    policy: (B, D) float32 features -> (B, 2) actions. Returns mean/std return (sum of simulator rewards, so a
+    1000-step episode scores at most 1000), success rate and the per-episode results.
     """
-    size = image_size if getattr(features, "needs_frames", False) else 0
-    envs = [make_env(task, seed=eval_episode_seed(eval_seed, k), episode_steps=episode_steps,
-                     action_repeat=action_repeat, image_size=size) for k in range(episodes)]
-    seeds = [eval_episode_seed(eval_seed, k) for k in range(episodes)]
-    ts = [e.reset(s) for e, s in zip(envs, seeds)]
-    while not ts[0].last():  # all episodes have the same length
-        a = np.asarray(policy(np.asarray(features.online(ts, seeds), np.float32)), np.float32)  # (B, 2)
-        ts = [e.step(a[k]) for k, e in enumerate(envs)]
-    returns = [float(np.sum(e.sim_rewards)) for e in envs]
-    succ = [episode_success(e.sim_rewards) for e in envs]
-    return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
-            "success_rate": float(np.mean(succ)),
-            "episodes": [{"seed": s, "return": r, "success": bool(o)} for s, r, o in zip(seeds, returns, succ)]}
+    from .evaluate import FeaturePolicy, evaluate
+
+    result = evaluate(FeaturePolicy(policy, features), task=task, episodes=episodes, steps=episode_steps,
+                      seed=eval_seed, parallel_envs=episodes, image_size=image_size or 256,
+                      action_repeat=action_repeat)
+    returns = [e["return"] for e in result["episodes"]]
+    return {"mean_return": result["mean_return"], "std_return": float(np.std(returns)),
+            "success_rate": result["success_rate"], "episodes": result["episodes"]}
