@@ -253,16 +253,19 @@ class FrameWindow(_Wrapper):
         return replace(ts, window=np.stack(self._buf))
 
 
+def _window_index(t: np.ndarray, size: int) -> np.ndarray:
+    """Frame indices of the windows ending at steps t: (..., size), the episode start repeating frame 0."""
+    return np.clip(np.asarray(t)[..., None] + np.arange(-size + 1, 1), 0, None)
+
+
 def window_at(frames: np.ndarray, t: int, size: int = WINDOW_FRAMES) -> np.ndarray:
     """The window ending at step t from an episode's frames (T, H, W, 3): same padding as FrameWindow."""
-    idx = np.clip(np.arange(t - size + 1, t + 1), 0, None)
-    return frames[idx]
+    return frames[_window_index(t, size)]
 
 
 def episode_windows(frames: np.ndarray, size: int = WINDOW_FRAMES) -> np.ndarray:
     """All windows of one episode: (T, H, W, 3) -> (T, size, H, W, 3), as a strided gather."""
-    t = np.arange(frames.shape[0])[:, None] + np.arange(-size + 1, 1)[None, :]
-    return frames[np.clip(t, 0, None)]
+    return frames[_window_index(np.arange(frames.shape[0]), size)]
 
 
 # ----------------------------------------------------------------------------------------------------------------

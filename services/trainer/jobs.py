@@ -43,7 +43,7 @@ class JobRunner:
 
     def __init__(self, workers: int = 2):
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
-        self._active: dict[str, threading.Event] = {}
+        self._active: set[str] = set()
         self._lock = threading.Lock()
 
     def submit(self, key: str, fn: Callable[[], Any], on_error: Callable[[BaseException], None]) -> None:
@@ -58,10 +58,10 @@ class JobRunner:
                     log.exception("could not record the failure of job %s", key)
             finally:
                 with self._lock:
-                    self._active.pop(key, None)
+                    self._active.discard(key)
 
         with self._lock:
-            self._active[key] = threading.Event()
+            self._active.add(key)
         self.pool.submit(wrapped)
 
     def active(self) -> list[str]:
@@ -81,7 +81,7 @@ class JobRunner:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _fail_run(handle: RunHandle):
+def fail_run(handle: RunHandle):
     def on_error(exc: BaseException):
         status = "interrupted" if isinstance(exc, JobStopped) else "failed"
         handle.update(status=status, error=f"{type(exc).__name__}: {exc}")
@@ -188,5 +188,3 @@ def eval_error_handler(handle: RunHandle, eval_id: int):
 
     return on_error
 
-
-fail_run = _fail_run
