@@ -15,7 +15,7 @@ from conftest import ToyEncoder, run_server
 from services.common.store import embeddings_table_name
 from services.encoder.app import create_app
 from services.encoder.settings import EncoderSettings
-from services.trainer.env import window_at
+from vjepa_robot_client.window import window_at
 from vjepa_robot_client.contract import NPY_MEDIA_TYPE, from_npy_bytes, to_npy_bytes
 
 NPY = {"Content-Type": NPY_MEDIA_TYPE}

@@ -16,13 +16,13 @@ from services.trainer.datasets import DatasetExists, DatasetSpec, create_dataset
 from services.trainer.env import (
     EVAL_SEED_BASE,
     episode_success,
-    episode_windows,
     eval_episode_seed,
     make,
     train_episode_seed,
     wilson_ci95,
 )
 from services.trainer.evaluate import ExpertPolicy, evaluate
+from vjepa_robot_client.window import episode_windows
 
 
 def test_window_shapes_and_padding():

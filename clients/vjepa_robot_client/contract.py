@@ -18,8 +18,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .window import WINDOW_FRAMES  # noqa: F401  (re-exported: part of the wire contract)
+
 NPY_MEDIA_TYPE = "application/x-npy"
-WINDOW_FRAMES = 8  # the last 8 rendered frames make one window (FINDINGS.md)
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 RUN_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 _NAME_RE = re.compile(NAME_PATTERN)

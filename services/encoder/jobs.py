@@ -3,7 +3,7 @@
     encode_dataset(store, "jacobian-easy-150", embed=encoder.encode, meta=EmbeddingMeta.of(encoder))
 
 Reads each episode's frames (Store.read_episode_frames), builds every step's 8-frame window with the same padding
-rule as the live env (services.trainer.env.episode_windows), embeds them in batches and appends one episode per
+rule as the live env (vjepa_robot_client.window), embeds them in batches and appends one episode per
 `add` to emb__<dataset>__<encoder_id> (embeddings_schema(dim), lineage: encoder_id, model, preprocessing,
 created_at). Idempotent: episodes already in the table are skipped, so a re-run leaves one row per step.
 """
@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from services.common.store import EMBEDDINGS_STORAGE_VERSION, Store, embeddings_schema, embeddings_table_name, now_iso
-from services.trainer.env import WINDOW_FRAMES, episode_windows
 from vjepa_robot_client.contract import DatasetEncodeStatus
+from vjepa_robot_client.window import chunk_windows
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,7 @@ def episode_embeddings(frames: np.ndarray, embed: EmbedFn, batch_size: int) -> n
     out = []
     for start in range(0, t_total, batch_size):
         stop = min(start + batch_size, t_total)
-        lo = max(0, start - WINDOW_FRAMES + 1)  # enough history for the first window of the chunk
-        windows = episode_windows(frames[lo:stop])[start - lo :]  # (stop-start, 8, H, W, 3)
+        windows = chunk_windows(frames, start, stop)  # (stop-start, 8, H, W, 3)
         out.append(np.asarray(embed(windows), dtype=np.float32))
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 

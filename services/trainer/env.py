@@ -15,15 +15,14 @@ from __future__ import annotations
 import enum
 import math
 import os
-from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
+from vjepa_robot_client.window import WINDOW_FRAMES, WindowBuffer
 
 import vjepa_robot  # noqa: F401  (MUJOCO_GL default)
 
-WINDOW_FRAMES = 8
 CAMERA_ID = 0  # the fixed top-down camera; physics.render() defaults to the free camera (FACTS.md)
 DEFAULT_EPISODE_STEPS = 200  # as in the findings
 SUCCESS_LAST_STEPS = 10
@@ -234,38 +233,24 @@ class Pixels(_Wrapper):
 
 
 class FrameWindow(_Wrapper):
-    """Attach the last `frames` frames as one (frames, H, W, 3) window; the episode start repeats frame 0."""
+    """Attach the last `frames` frames as one (frames, H, W, 3) window (the window rule: vjepa_robot_client.window)."""
 
     def __init__(self, env, frames: int = WINDOW_FRAMES):
         super().__init__(env)
         self.frames = frames
-        self._buf: deque[np.ndarray] = deque(maxlen=frames)
+        self._buf: WindowBuffer | None = None
+
+    def _attach(self, ts: TimeStep, reset: bool) -> TimeStep:
+        if self._buf is None:
+            self._buf = WindowBuffer(1, *ts.frame.shape[:2], size=self.frames)
+        window = self._buf.push(ts.frame[None], [0] if reset else None)[0]
+        return replace(ts, window=window.copy())
 
     def reset(self, seed=None):
-        ts = self._env.reset(seed)
-        self._buf.clear()
-        self._buf.extend([ts.frame] * self.frames)
-        return replace(ts, window=np.stack(self._buf))
+        return self._attach(self._env.reset(seed), reset=True)
 
     def step(self, action):
-        ts = self._env.step(action)
-        self._buf.append(ts.frame)
-        return replace(ts, window=np.stack(self._buf))
-
-
-def _window_index(t: np.ndarray, size: int) -> np.ndarray:
-    """Frame indices of the windows ending at steps t: (..., size), the episode start repeating frame 0."""
-    return np.clip(np.asarray(t)[..., None] + np.arange(-size + 1, 1), 0, None)
-
-
-def window_at(frames: np.ndarray, t: int, size: int = WINDOW_FRAMES) -> np.ndarray:
-    """The window ending at step t from an episode's frames (T, H, W, 3): same padding as FrameWindow."""
-    return frames[_window_index(t, size)]
-
-
-def episode_windows(frames: np.ndarray, size: int = WINDOW_FRAMES) -> np.ndarray:
-    """All windows of one episode: (T, H, W, 3) -> (T, size, H, W, 3), as a strided gather."""
-    return frames[_window_index(np.arange(frames.shape[0]), size)]
+        return self._attach(self._env.step(action), reset=False)
 
 
 # ----------------------------------------------------------------------------------------------------------------
