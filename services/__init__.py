@@ -1,3 +1,6 @@
-"""The two vjepa-robot services: `services.encoder` and `services.trainer`, plus `services.common`."""
+"""The two vjepa-robot services: `services.encoder` and `services.trainer`, plus `services.common`.
 
-import vjepa_robot  # noqa: F401  (sets MUJOCO_GL before anything imports dm_control)
+Neither service imports the CLI package (`vjepa_robot`); the CLI imports them.
+"""
+
+__version__ = "0.1.0"

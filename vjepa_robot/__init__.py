@@ -1,9 +1,8 @@
-"""vjepa-robot: can a frozen video foundation model be the eyes of a robot policy?"""
+"""vjepa-robot: can a frozen video foundation model be the eyes of a robot policy?
 
-import os
+MUJOCO_GL's headless default is set by the trainer package itself (services/trainer/_gl.py), not here.
+"""
 
-__version__ = "0.1.0"
+from services import __version__
 
-# Headless rendering by default (FACTS.md: Mesa's software EGL is on the base image). Must be set before
-# dm_control/mujoco are imported anywhere; every entry point imports this package first.
-os.environ.setdefault("MUJOCO_GL", "egl")
+__all__ = ["__version__"]

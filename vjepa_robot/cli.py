@@ -6,13 +6,10 @@ Heavy imports (torch, dm_control, transformers) happen inside commands, so `--he
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
 import typer
-
-import vjepa_robot  # noqa: F401  (MUJOCO_GL default)
 
 app = typer.Typer(help="vjepa-robot: frozen V-JEPA 2 as the eyes of a robot policy.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Expert datasets in the LanceDB feature store.", no_args_is_help=True)
@@ -393,10 +390,20 @@ def demo(
         _fail(str(exc))
 
 
-def main() -> None:  # pragma: no cover
-    app()
+# The trainer stack is an extra (pip install "vjepa-robot[trainer]"); an encoder-only install still runs the CLI.
+TRAINER_STACK = ("dm_control", "mujoco", "stable_baselines3", "gymnasium", "matplotlib", "imageio", "psutil")
+
+
+def main() -> None:
+    try:
+        app()
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in TRAINER_STACK:
+            raise
+        typer.secho(f"error: this command needs the trainer stack ({exc.name} is missing): "
+                    f"pip install \"vjepa-robot[trainer]\"", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover
-    os.environ.setdefault("MUJOCO_GL", "egl")
     main()

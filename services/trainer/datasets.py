@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-import vjepa_robot
+from services import __version__
 from services.common.store import (
     STEPS_SCHEMA,
     DatasetNotFound,
@@ -166,7 +166,7 @@ def create_dataset(
     done = store.episodes_present(spec.name)
     todo = [e for e in range(spec.episodes) if e not in done]
     meta = {**asdict(spec), "created_at": (existing or {}).get("created_at") or now_iso(),
-            "version": vjepa_robot.__version__, "owner_pid": os.getpid(), "owner_host": os.uname().nodename,
+            "version": __version__, "owner_pid": os.getpid(), "owner_host": os.uname().nodename,
             "episodes_done": len(done), "success_rate": None, "mean_return": None}
     store.put_dataset_meta(spec.name, "running", meta)
 

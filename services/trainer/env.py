@@ -21,9 +21,9 @@ from typing import Any, Protocol
 import numpy as np
 from vjepa_robot_client.window import WINDOW_FRAMES, WindowBuffer
 
-import vjepa_robot  # noqa: F401  (MUJOCO_GL default)
+from . import _gl  # noqa: F401  (MUJOCO_GL default before dm_control loads)
 
-CAMERA_ID = 0  # the fixed top-down camera; physics.render() defaults to the free camera (FACTS.md)
+CAMERA_ID = 0  # the fixed top-down camera; physics.render() defaults to the free camera (docs/background.md)
 DEFAULT_EPISODE_STEPS = 200  # as in the findings
 SUCCESS_LAST_STEPS = 10
 CONTROL_TIMESTEP = 0.02  # seconds (dm_control reacher)
