@@ -42,7 +42,7 @@ def state_run(store, runs):
 
 
 def test_architecture_matches_findings():
-    assert BCPolicy(1024).num_parameters() == 279_490  # FINDINGS.md: "Parameters: 279,490"
+    assert BCPolicy(1024).num_parameters() == 279_490  # the findings: "Parameters: 279,490"
 
 
 def test_split_is_by_episode_and_seeded():
@@ -111,7 +111,7 @@ def test_stop_requested_ends_training_early(store, runs):
 
 @pytest.mark.slow
 def test_bc_state_live_success(tmp_path):
-    """FACTS.md: BC on state features from 150 jacobian demos succeeded 94% live; 300 demos keep it clear of 90%."""
+    """Measured before: BC on state features from 150 jacobian demos succeeded 94% live; 300 demos keep it clear of 90%."""
     from services.trainer.evaluate import evaluate_policy
 
     store = Store(str(tmp_path / "store"))
@@ -139,3 +139,31 @@ def test_bf16_precision_matches_fp32(store):
     assert losses["bf16"] < 1.5 * losses["fp32"], losses
     with pytest.raises(ValueError, match="precision"):
         fit_bc(table.x, actions, tr, va, epochs=1, precision="fp8")
+
+
+def test_best_validation_epoch_is_kept():
+    """Pure-noise targets: training memorises them, validation MSE rises, and `best_val` keeps the best epoch's
+    weights (their validation MSE, recomputed here, is the recorded minimum); `last` keeps the final epoch."""
+    from services.trainer.bc import fit_bc
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((600, 32)).astype(np.float32)
+    y = rng.uniform(-0.9, 0.9, (600, 2)).astype(np.float32)
+    episode = np.repeat(np.arange(30), 20)
+    tr, va = split_by_episode(episode, 0.3, seed=0)
+
+    def val_mse(model):
+        with torch.no_grad():
+            return float(torch.mean((model(torch.from_numpy(x[va])) - torch.from_numpy(y[va])) ** 2))
+
+    best, m = fit_bc(x, y, tr, va, epochs=40, batch_size=32, lr=3e-3, seed=0, threads=1)
+    curve = m["val_loss_curve"]
+    assert m["best_epoch"] == int(np.argmin(curve)) + 1 < len(curve)  # it did overfit: the minimum is not the end
+    assert m["selected_epoch"] == m["best_epoch"] and m["select"] == "best_val"
+    assert val_mse(best) == pytest.approx(m["best_val_loss"], rel=1e-4)
+    assert val_mse(best) < curve[-1]
+
+    last, m_last = fit_bc(x, y, tr, va, epochs=40, batch_size=32, lr=3e-3, seed=0, threads=1, select="last")
+    assert m_last["selected_epoch"] == 40 and val_mse(last) == pytest.approx(curve[-1], rel=1e-4)
+    with pytest.raises(ValueError, match="select"):
+        fit_bc(x, y, tr, va, epochs=1, select="first")

@@ -174,6 +174,24 @@ class DatasetEncodeStatus(_Open):
     error: str | None = None
 
 
+# -- frame streams: POST /streams, POST /streams/{id}/step (one .npy frame per env), DELETE /streams/{id} ----------
+
+CONTENT_ENCODINGS = ("zstd", "gzip")  # request bodies the encoder decompresses (Content-Encoding)
+
+
+class StreamCreateRequest(_Model):
+    envs: int = Field(ge=1, le=4096, description="Envs stepping in lockstep; each step sends one frame per env.")
+    height: int = Field(ge=1, le=4096, description="Frame height in pixels (every step's frames must match).")
+    width: int = Field(ge=1, le=4096, description="Frame width in pixels.")
+
+
+class StreamCreated(_Open):
+    stream_id: str
+    envs: int
+    ttl_s: float = Field(description="The stream is dropped after this many idle seconds (then 404).")
+    encoder_id: str
+
+
 class CreateDatasetRequest(_Model):
     name: str = Field(description="Dataset name: letters, digits, '_' or '-'.", examples=["jacobian-easy-150"])
     expert: ExpertName = ExpertName.jacobian
@@ -205,7 +223,47 @@ class DatasetInfo(_Open):
     error: str | None = None
 
 
-class TrainBCRequest(_Model):
+MAX_SEEDS = 32
+
+
+class _Seeded(_Model):
+    """Seeds as an axis: `seeds` (or `n_seeds`) starts one run per seed under a shared study id."""
+
+    seeds: list[int] | None = Field(None, min_length=1, max_length=MAX_SEEDS,
+                                    description="One run per training seed, under one study (GET /studies/{id}).")
+    n_seeds: int | None = Field(None, ge=1, le=MAX_SEEDS, description="Shorthand for seeds = seed .. seed+n_seeds-1.")
+    study_id: str | None = Field(None, description="Set by the trainer on each run of a study; leave it out.")
+
+    @model_validator(mode="after")
+    def _one_seed_axis(self):
+        if self.seeds is not None and self.n_seeds is not None:
+            raise ValueError("give seeds or n_seeds, not both")
+        if self.seeds is not None:
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ValueError(f"seeds must be distinct, got {self.seeds}")
+            if any(s < 0 or s > 2**31 - 1 for s in self.seeds):
+                raise ValueError(f"seeds must be in [0, 2^31-1], got {self.seeds}")
+        if self.study_id is not None:
+            validate_run_id(self.study_id)
+        return self
+
+    @property
+    def is_study(self) -> bool:
+        return self.seeds is not None or self.n_seeds is not None
+
+    def run_seeds(self) -> list[int]:
+        if self.seeds is not None:
+            return list(self.seeds)
+        if self.n_seeds is not None:
+            return [self.seed + k for k in range(self.n_seeds)]  # type: ignore[attr-defined]
+        return [self.seed]  # type: ignore[attr-defined]
+
+    def for_seed(self, seed: int, study_id: str | None):
+        """The config of one run: this request at one seed, with the study it belongs to."""
+        return self.model_copy(update={"seed": seed, "seeds": None, "n_seeds": None, "study_id": study_id})
+
+
+class TrainBCRequest(_Seeded):
     dataset: str
     features: FeatureSource = FeatureSource.vjepa2
     epochs: int = Field(100, ge=1, le=10_000)
@@ -213,11 +271,13 @@ class TrainBCRequest(_Model):
     lr: float = Field(1e-3, gt=0, le=1.0)
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    select: Literal["best_val", "last"] = Field(
+        "best_val", description="Which epoch's weights the run keeps: lowest validation MSE, or the last epoch.")
 
     _name = field_validator("dataset")(lambda cls, v: validate_name(v, "dataset name"))
 
 
-class TrainSACRequest(_Model):
+class TrainSACRequest(_Seeded):
     features: FeatureSource = FeatureSource.state
     task: Task = Task.easy
     total_steps: int = Field(100_000, ge=1, le=100_000_000, description="Simulator steps (action repeats counted).")
@@ -254,17 +314,29 @@ class TrainSACRequest(_Model):
 
 
 class RunCreated(_Open):
+    """A started run; a multi-seed request also names its study and every run (run_id is the first run)."""
+
     run_id: str
+    study_id: str | None = None
+    run_ids: list[str] | None = None
+
+
+DEFAULT_EVAL_IMAGE_SIZE = 256  # frames rendered for runs that recorded no frame size of their own
 
 
 class EvalRequest(_Model):
+    """An evaluation request; its defaults live here only (the SDK and CLI send just what the user gave)."""
+
     episodes: int = Field(100, ge=1, le=10_000)
     task: Task = Task.easy
-    steps: int = Field(200, ge=10, le=10_000)
+    steps: int = Field(200, ge=10, le=10_000, description="Simulator steps per episode (a multiple of the run's "
+                       "action_repeat).")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Evaluation seed offset: episode k is seeded "
                       "1e9 + seed + k, a range no training episode uses.")
     parallel_envs: int = Field(8, ge=1, le=256)
-    image_size: int = Field(256, ge=16, le=1024)
+    image_size: int | None = Field(None, ge=16, le=1024, description="Frame size. Omitted: the run's own training "
+                                   "frame size (lineage.image_size); a different size needs allow_image_size_change.")
+    allow_image_size_change: bool = Field(False, description="Evaluate at an image_size other than the run's own.")
     gif_episodes: int = Field(2, ge=0, le=16, description="Episodes recorded as a GIF for the report.")
 
 
@@ -296,17 +368,182 @@ class EvalResult(_Open):
     error: str | None = None
 
 
+class _Fields(_Open):
+    """A typed record that also reads like the dict it replaced (record.metrics["epoch"], .get("epoch"))."""
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def __contains__(self, key: str) -> bool:
+        return key in type(self).model_fields or key in (self.model_extra or {})
+
+    def keys(self):
+        return self.model_dump(by_alias=True).keys()
+
+
+class BCConfig(TrainBCRequest, _Fields):
+    """A BC run's config: its request at one seed (records may carry fields a newer trainer added)."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+
+class SACConfig(TrainSACRequest, _Fields):
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+
+class BaselineConfig(_Fields):
+    policy: Literal["jacobian", "p-controller", "random"]
+    task: Task = Task.easy
+
+
+class RunLineage(_Fields):
+    """What a policy saw in training, so evaluation can match it."""
+
+    features: FeatureSource
+    dim: int | None = None
+    encoder_id: str | None = Field(None, description="vjepa2 only: the encoder evaluation must match.")
+    dataset: str | None = None
+    image_size: int | None = Field(None, description="Frame size (px) of the frames the policy learned from; "
+                                   "None when its features use no frames.")
+    action_repeat: int = Field(1, description="Simulator steps per action (SAC); evaluation acts at the same rate.")
+
+
+class BCMetrics(_Fields):
+    """What BC writes: every epoch (epoch/epochs, losses and curves), then the final fit statistics."""
+
+    epoch: int | None = None
+    epochs: int | None = None
+    train_loss: float | None = None
+    val_loss: float | None = None
+    train_loss_curve: list[float | None] = Field(default_factory=list)
+    val_loss_curve: list[float | None] = Field(default_factory=list)
+    checkpoint: str | None = None
+    features_lineage: dict[str, Any] | None = None
+
+
+class SACFinalEval(_Fields):
+    mean_return: float
+    std_return: float | None = None
+    success_rate: float | None = None
+    episodes: int | None = None
+    returns: list[float] = Field(default_factory=list)
+
+
+class SACMetrics(_Fields):
+    """What SAC writes: progress (env_steps of total_steps), the learning curve, then the final evaluation."""
+
+    env_steps: int | None = None
+    total_steps: int | None = None
+    agent_steps: int | None = None
+    updates: int | None = None
+    action_repeat: int | None = None
+    curve: list[dict[str, Any]] = Field(default_factory=list)
+    final_eval: SACFinalEval | None = None
+    features_lineage: dict[str, Any] | None = None
+
+
+class BaselineMetrics(_Fields):
+    success_rate: float | None = None
+
+
+RUN_TYPES: dict[str, tuple[type[_Fields], type[_Fields]]] = {
+    "bc": (BCConfig, BCMetrics), "sac": (SACConfig, SACMetrics), "baseline": (BaselineConfig, BaselineMetrics)}
+
+
+def typed_fields(kind: str, config: Any, metrics: Any) -> tuple[_Fields, _Fields]:
+    """A run's config and metrics as the models of its kind; a record they do not fit stays readable as _Fields."""
+    config_t, metrics_t = RUN_TYPES.get(kind, (_Fields, _Fields))
+    out = []
+    for model, raw in ((config_t, config), (metrics_t, metrics)):
+        if isinstance(raw, _Fields):
+            out.append(raw)
+            continue
+        try:
+            out.append(model.model_validate(raw or {}))
+        except ValueError:
+            out.append(_Fields.model_validate(raw or {}))
+    return out[0], out[1]
+
+
 class RunRecord(_Open):
     run_id: str
     kind: Literal["bc", "sac", "baseline"]
     status: RunStatus
-    config: dict[str, Any] = Field(default_factory=dict)
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    config: BCConfig | SACConfig | BaselineConfig | _Fields = Field(default_factory=_Fields)
+    metrics: BCMetrics | SACMetrics | BaselineMetrics | _Fields = Field(default_factory=_Fields)
+    lineage: RunLineage | None = None
+    study_id: str | None = None
     error: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
     evaluations: list[EvalResult] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_by_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "kind" in data:
+            data = dict(data)
+            data["config"], data["metrics"] = typed_fields(data["kind"], data.get("config"), data.get("metrics"))
+        return data
+
 
 class RunList(_Open):
     runs: list[RunRecord]
+
+
+class DatasetList(_Open):
+    datasets: list[DatasetInfo]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Studies: one run per seed, aggregated across seeds
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class SeedInterval(_Open):
+    """A quantity across seeds: mean with a 95% t-interval (Student's t, n-1 degrees of freedom) and the points."""
+
+    n: int
+    mean: float | None = None
+    ci95: list[float] | None = Field(None, description="None with fewer than 2 seeds.")
+    values: list[float] = Field(default_factory=list)
+
+
+class StudyRun(_Open):
+    run_id: str
+    seed: int
+    status: RunStatus
+    final_metric: float | None = None
+    success_rate: float | None = None
+    success_ci95: list[float] | None = Field(None, description="This run's own Wilson interval.")
+    mean_return: float | None = None
+    eval_status: RunStatus | None = None
+    error: str | None = None
+
+
+class StudyRecord(_Open):
+    study_id: str
+    kind: Literal["bc", "sac"]
+    status: RunStatus
+    seeds: list[int]
+    run_ids: list[str]
+    run_id: str = Field(description="The first run (the field a single-seed client reads).")
+    config: dict[str, Any] = Field(default_factory=dict)
+    metric: str = Field(description="final_metric of each run: BC final validation MSE (val_loss), SAC "
+                        "final_eval.mean_return.")
+    final: SeedInterval | None = None
+    success: SeedInterval | None = Field(None, description="Success rate across the seeds whose latest "
+                                         "evaluation succeeded.")
+    eval_request: dict[str, Any] | None = None
+    runs: list[StudyRun] = Field(default_factory=list)
+    created_at: str | None = None
+
+
+class StudyList(_Open):
+    studies: list[StudyRecord]

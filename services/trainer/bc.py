@@ -1,4 +1,4 @@
-"""Behaviour cloning from frozen features, exactly as the findings (FINDINGS.md, "BC Training").
+"""Behaviour cloning from frozen features, exactly as the first study (the findings' "BC Training"; docs/background.md).
 
     Linear(D->256) -> LayerNorm -> ReLU -> Linear(256->64) -> ReLU -> Linear(64->2) -> Tanh
     MSE on the expert's actions, Adam, cosine LR decay over 100 epochs, validation split by episode.
@@ -180,6 +180,7 @@ def fit_bc(
     progress: bool = False,
     threads: int | None = None,
     precision: str | None = None,
+    select: str = "best_val",
 ) -> tuple[BCPolicy, dict]:
     """Train a BCPolicy on x (N, D) float32 -> y (N, 2) float32 over the given row indices.
 
@@ -189,7 +190,13 @@ def fit_bc(
     `precision`: "fp32" (default; $VJEPA_ROBOT_BC_PRECISION overrides) or "bf16": features kept in bfloat16 and the
     MLP run under CPU autocast (AMX on Sapphire Rapids) -- 1.55x faster steps measured at D=1024, batch 256;
     weights, optimiser state and the loss stay fp32, and the checkpoint is the same fp32 policy.
+    `select`: "best_val" (default) returns the weights of the epoch with the lowest validation MSE (BC on
+    high-dimensional features overfits within a few epochs: the last epoch is rarely the best policy); "last"
+    returns the final epoch's. Without a validation split both are the last epoch. The metrics record
+    `best_epoch`, `best_val_loss` and `selected_epoch`.
     """
+    if select not in ("best_val", "last"):
+        raise ValueError(f"select must be 'best_val' or 'last', got {select!r}")
     precision = precision or os.environ.get(PRECISION_ENV, "fp32")
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r} (e.g. {PRECISION_ENV}=bf16)")
@@ -197,7 +204,8 @@ def fit_bc(
     torch.set_num_threads(threads or bc_threads())
     try:
         return _fit_bc(x, y, train_rows, val_rows, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                       on_epoch=on_epoch, should_stop=should_stop, progress=progress, precision=precision)
+                       on_epoch=on_epoch, should_stop=should_stop, progress=progress, precision=precision,
+                       select=select)
     finally:
         torch.set_num_threads(previous)
 
@@ -220,7 +228,8 @@ def bc_threads() -> int:
     return max(1, min(torch.get_num_threads(), free))
 
 
-def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoch, should_stop, progress, precision):
+def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoch, should_stop, progress, precision,
+            select="best_val"):
     t0 = time.perf_counter()
     n, d = x.shape
     mean, std = feature_stats(x, train_rows)
@@ -239,11 +248,12 @@ def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoc
         opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     except (RuntimeError, TypeError):
         opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)  # cosine decay (FINDINGS.md)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)  # cosine decay, as the findings
     gen = torch.Generator().manual_seed(seed)
 
     train_curve: list[float] = []
     val_curve: list[float | None] = []
+    best_epoch, best_val, best_state = None, None, None  # 1-based epoch of the lowest validation MSE
     stopped = False
     bar = None
     if progress:
@@ -275,20 +285,29 @@ def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoc
         train_curve.append(float(loss_sum) / max(len(tr), 1))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             val_curve.append(_mse(model, xt, yt, va))
+        if val_curve[-1] is not None and (best_val is None or val_curve[-1] < best_val):
+            best_epoch, best_val = len(val_curve), val_curve[-1]
+            if select == "best_val":
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if bar:
             bar.update(1)
             bar.set_postfix(train=f"{train_curve[-1]:.2e}", val=f"{val_curve[-1] or float('nan'):.2e}")
         if on_epoch is not None:
             on_epoch({"epoch": epoch + 1, "epochs": epochs, "train_loss": train_curve[-1], "val_loss": val_curve[-1],
-                      "train_loss_curve": list(train_curve), "val_loss_curve": list(val_curve)})
+                      "train_loss_curve": list(train_curve), "val_loss_curve": list(val_curve),
+                      "best_epoch": best_epoch, "best_val_loss": best_val})
         if should_stop is not None and should_stop():
             stopped = True
             break
     if bar:
         bar.close()
+    done = len(train_curve)
+    selected_epoch = done
+    if best_state is not None and best_epoch != done:
+        model.load_state_dict(best_state)
+        selected_epoch = best_epoch
     model.eval()
     train_s = time.perf_counter() - t_train
-    done = len(train_curve)
     metrics = {
         "train_loss": train_curve[-1] if train_curve else None,  # final MSE (the curves are *_curve)
         "val_loss": val_curve[-1] if val_curve else None,
@@ -296,6 +315,11 @@ def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoc
         "val_loss_curve": val_curve,
         "epoch": done,
         "epochs": epochs,
+        "select": select,
+        "best_epoch": best_epoch,
+        "best_val_loss": best_val,
+        "selected_epoch": selected_epoch,  # whose weights the checkpoint holds
+        "selected_val_loss": val_curve[selected_epoch - 1] if val_curve and selected_epoch else None,
         "stopped": stopped,
         "n_train": int(len(train_rows)),
         "n_val": int(len(val_rows)),
@@ -335,6 +359,7 @@ def train_bc(cfg: TrainBCRequest, run, features: FeatureSource, store: Store, pr
         should_stop=run.stop_requested,
         progress=progress,
         precision=precision,
+        select=getattr(cfg, "select", "best_val"),
     )
     metrics.update(
         pull_s=round(pull_s, 3),
