@@ -30,7 +30,12 @@ class EncoderSettings(BaseSettings):
     max_batch: int = Field(32, ge=1, le=4096, description="Most windows per forward pass; 1 turns batching off.")
     max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="Longest wait for a batch to fill, from its oldest request.")
     max_queue: int = Field(256, ge=1, description="Requests waiting for a forward pass before 503 + Retry-After.")
-    max_body_bytes: int = Field(256 * MIB, ge=1, description="Largest accepted POST /encode body (413 above it).")
+    max_body_bytes: int = Field(256 * MIB, ge=1, description="Largest accepted POST /encode or stream step body, "
+                                "after decompression (413 above it).")
+    stream_ttl_s: float = Field(300.0, gt=0, description="A frame stream idle this long is dropped (then 404).")
+    max_streams: int = Field(64, ge=1, description="Most open frame streams (503 + Retry-After above it).")
+    max_stream_bytes: int = Field(2048 * MIB, ge=1, description="Most bytes of frames all streams may hold on the "
+                                  "model's device (8 frames x envs x H x W x 3 each; 503 + Retry-After above it).")
     token: SecretStr | None = Field(None, description="Bearer token; every route but /healthz requires it when set.")
     token_file: Path | None = Field(None, description="File holding the bearer token (used when `token` is unset).")
 

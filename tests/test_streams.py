@@ -1,0 +1,206 @@
+"""Frame streams over real HTTP (uvicorn on loopback): a step's embeddings equal POST /encode of the full windows.
+
+The equality tests use the tiny random-init V-JEPA 2 preset (a stand-in for ViT-L) on CPU in fp32, where the same
+windows in a batch of the same size give bit-identical embeddings. Bounds and ttl use ToyEncoder (no forward pass).
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+
+import httpx
+import numpy as np
+import pytest
+import torch
+import zstandard
+
+from conftest import ToyEncoder, run_server
+from services.encoder.app import create_app
+from services.encoder.batcher import concat_windows
+from services.encoder.settings import EncoderSettings
+from services.encoder.streams import StreamRegistry
+from vjepa_robot_client.contract import NPY_MEDIA_TYPE, from_npy_bytes, to_npy_bytes
+from vjepa_robot_client.window import WindowBuffer, episode_windows, window_at
+
+NPY = {"Content-Type": NPY_MEDIA_TYPE, "Accept": NPY_MEDIA_TYPE}
+H = W = 32
+LIMIT = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def tiny_url(tmp_path_factory, tiny_encoder):
+    settings = EncoderSettings(store=str(tmp_path_factory.mktemp("store")), device="cpu", threads=1, max_batch=16,
+                               max_wait_ms=1.0, max_body_bytes=LIMIT)
+    with run_server(create_app(settings, encoder=tiny_encoder), startup_timeout=60) as url:
+        yield url
+
+
+def open_stream(url: str, envs: int, height: int = H, width: int = W) -> str:
+    r = httpx.post(f"{url}/streams", json={"envs": envs, "height": height, "width": width})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert set(body) == {"stream_id", "envs", "ttl_s", "encoder_id"} and body["envs"] == envs
+    return body["stream_id"]
+
+
+def step(url: str, sid: str, frames: np.ndarray, reset=(), headers=None, content=None) -> httpx.Response:
+    params = {"reset": ",".join(map(str, reset))} if len(reset) else None
+    return httpx.post(f"{url}/streams/{sid}/step", params=params, headers={**NPY, **(headers or {})},
+                      content=to_npy_bytes(frames) if content is None else content, timeout=60)
+
+
+def encode(url: str, windows: np.ndarray) -> np.ndarray:
+    r = httpx.post(f"{url}/encode", content=to_npy_bytes(windows), headers=NPY, timeout=60)
+    assert r.status_code == 200, r.text
+    return from_npy_bytes(r.content)
+
+
+def rollout_plan(lengths_per_env: list[list[int]], seed: int = 0):
+    """Per env, a list of episodes (random frames); returns per step t: frames (N, H, W, 3), resets, windows."""
+    rng = np.random.default_rng(seed)
+    episodes = [[rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8) for n in lens] for lens in lengths_per_env]
+    total = sum(lengths_per_env[0])
+    assert all(sum(lens) == total for lens in lengths_per_env)
+    windows_of = [[episode_windows(e) for e in env_eps] for env_eps in episodes]  # the reference, by episode
+    where = []  # per env, per global step: (episode k, step within episode)
+    for lens in lengths_per_env:
+        where.append([(k, t) for k, n in enumerate(lens) for t in range(n)])
+    for g in range(total):
+        frames = np.stack([episodes[i][where[i][g][0]][where[i][g][1]] for i in range(len(episodes))])
+        resets = [i for i in range(len(episodes)) if where[i][g][1] == 0 and g > 0]
+        windows = np.stack([windows_of[i][where[i][g][0]][where[i][g][1]] for i in range(len(episodes))])
+        yield frames, resets, windows
+
+
+def test_stream_steps_equal_encode_of_full_windows_across_resets_and_long_episodes(tiny_url):
+    # 3 envs, 20 steps: resets at different steps per env, episodes longer than 8 steps, one of length 1
+    plan = [[12, 8], [3, 1, 16], [20]]
+    sid = open_stream(tiny_url, 3)
+    for g, (frames, resets, windows) in enumerate(rollout_plan(plan)):
+        r = step(tiny_url, sid, frames, resets)  # the first step sends no reset: envs without a frame count as reset
+        assert r.status_code == 200, r.text
+        got = from_npy_bytes(r.content)
+        want = encode(tiny_url, windows)
+        assert got.shape == want.shape == (3, 96) and got.dtype == np.float32
+        assert np.array_equal(got, want), f"step {g}: max diff {np.abs(got - want).max()}"
+    assert httpx.delete(f"{tiny_url}/streams/{sid}").status_code == 204
+
+
+def test_stream_step_json_answer_and_full_window_resync(tiny_url):
+    rng = np.random.default_rng(1)
+    eps = rng.integers(0, 256, (2, 11, H, W, 3), dtype=np.uint8)
+    sid = open_stream(tiny_url, 2)
+    for t in range(10):
+        assert step(tiny_url, sid, eps[:, t]).status_code == 200
+    # a re-created stream is resynchronised with full windows, then continues with single frames
+    sid2 = open_stream(tiny_url, 2)
+    full = np.stack([window_at(eps[i], 9) for i in range(2)])
+    r = step(tiny_url, sid2, full)
+    assert r.status_code == 200 and np.array_equal(from_npy_bytes(r.content), encode(tiny_url, full))
+    r = httpx.post(f"{tiny_url}/streams/{sid2}/step", content=to_npy_bytes(eps[:, 10]),
+                   headers={"Content-Type": NPY_MEDIA_TYPE})  # JSON answer, like /encode
+    body = r.json()
+    want = encode(tiny_url, np.stack([window_at(eps[i], 10) for i in range(2)]))
+    assert body["dim"] == 96 and np.array_equal(np.asarray(body["embeddings"], np.float32), want)
+    assert np.array_equal(from_npy_bytes(step(tiny_url, sid, eps[:, 10]).content), want)
+
+
+@pytest.mark.parametrize("encoding", ["zstd", "gzip"])
+def test_compressed_bodies_give_the_same_embeddings(tiny_url, encoding):
+    rng = np.random.default_rng(2)
+    windows = rng.integers(0, 256, (2, 8, H, W, 3), dtype=np.uint8)
+    raw = to_npy_bytes(windows)
+    packed = zstandard.ZstdCompressor(level=3).compress(raw) if encoding == "zstd" else gzip.compress(raw)
+    r = httpx.post(f"{tiny_url}/encode", content=packed, headers={**NPY, "Content-Encoding": encoding})
+    assert r.status_code == 200, r.text
+    assert np.array_equal(from_npy_bytes(r.content), encode(tiny_url, windows))
+    sid = open_stream(tiny_url, 2)
+    frames = windows[:, 0]
+    r = step(tiny_url, sid, frames, headers={"Content-Encoding": encoding},
+             content=zstandard.ZstdCompressor().compress(to_npy_bytes(frames)) if encoding == "zstd"
+             else gzip.compress(to_npy_bytes(frames)))
+    assert r.status_code == 200, r.text
+    assert np.array_equal(from_npy_bytes(r.content), encode(tiny_url, np.repeat(frames[:, None], 8, axis=1)))
+
+
+def test_zip_bombs_stop_at_the_decompressed_limit(tiny_url):
+    bomb = np.zeros(LIMIT * 4, np.uint8)  # 4 MiB of zeros: a few KiB compressed, 4x the limit decompressed
+    for encoding, packed in (("zstd", zstandard.ZstdCompressor().compress(to_npy_bytes(bomb))),
+                             ("gzip", gzip.compress(to_npy_bytes(bomb)))):
+        assert len(packed) < LIMIT // 16
+        r = httpx.post(f"{tiny_url}/encode", content=packed, headers={**NPY, "Content-Encoding": encoding})
+        assert r.status_code == 413, r.text
+        assert str(LIMIT) in r.json()["detail"] and "decompressed" in r.json()["detail"]
+    r = httpx.post(f"{tiny_url}/encode", content=b"not zstd", headers={**NPY, "Content-Encoding": "zstd"})
+    assert r.status_code == 400 and "zstd" in r.json()["detail"]
+    r = httpx.post(f"{tiny_url}/encode", content=b"x", headers={**NPY, "Content-Encoding": "br"})
+    assert r.status_code == 415 and "br" in r.json()["detail"]
+
+
+def test_bad_steps_get_a_4xx_naming_the_problem(tiny_url):
+    sid = open_stream(tiny_url, 3)
+    ok = np.zeros((3, H, W, 3), np.uint8)
+    cases = [
+        (np.zeros((2, H, W, 3), np.uint8), (), 422, "wrong number of envs"),
+        (np.zeros((3, H, W + 1, 3), np.uint8), (), 422, "wrong frame size"),
+        (np.zeros((3, H, W, 3), np.float32), (), 422, "uint8"),
+        (np.zeros((3, H, W), np.uint8), (), 422, "wrong shape"),
+        (ok, (3,), 422, "out of range"),
+        (ok, (-1,), 422, "out of range"),
+        (np.zeros((3, 8, H, W, 3), np.uint8), (0,), 422, "full windows"),
+    ]
+    for frames, reset, code, words in cases:
+        r = step(tiny_url, sid, frames, reset)
+        assert r.status_code == code and words in r.json()["detail"], (frames.shape, reset, r.text)
+    r = httpx.post(f"{tiny_url}/streams/{sid}/step?reset=a", content=to_npy_bytes(ok), headers=NPY)
+    assert r.status_code == 422 and "'a'" in r.json()["detail"]
+    r = step(tiny_url, sid, ok, content=to_npy_bytes(ok)[:-10])
+    assert r.status_code == 400 and "truncated" in r.json()["detail"]
+    r = httpx.post(f"{tiny_url}/streams/nope/step", content=to_npy_bytes(ok), headers=NPY)
+    assert r.status_code == 404 and "'nope'" in r.json()["detail"]
+    assert httpx.post(f"{tiny_url}/streams", json={"envs": 0, "height": H, "width": W}).status_code == 422
+    assert step(tiny_url, sid, ok).status_code == 200  # the stream is still usable after every refusal
+
+
+def test_stream_bound_ttl_and_delete():
+    app = create_app(EncoderSettings(max_streams=2, max_stream_bytes=3 * 8 * H * W * 3, stream_ttl_s=0.3),
+                     encoder=ToyEncoder())
+    with run_server(app) as url:
+        a = open_stream(url, 1)
+        b = open_stream(url, 2)
+        r = httpx.post(f"{url}/streams", json={"envs": 1, "height": H, "width": W})
+        assert r.status_code == 503 and r.headers["retry-after"] and "too many streams" in r.json()["detail"]
+        assert httpx.delete(f"{url}/streams/{a}").status_code == 204
+        r = httpx.post(f"{url}/streams", json={"envs": 2, "height": H, "width": W})
+        assert r.status_code == 503 and "memory" in r.json()["detail"]  # 2 + 2 envs' windows > the 3 that fit
+        r = httpx.post(f"{url}/streams", json={"envs": 4, "height": H, "width": W})
+        assert r.status_code == 422 and "memory limit" in r.json()["detail"]  # can never fit
+        assert httpx.delete(f"{url}/streams/{a}").status_code == 404
+        time.sleep(0.7)  # b idles past its ttl; the sweeper drops it
+        r = step(url, b, np.zeros((2, H, W, 3), np.uint8))
+        assert r.status_code == 404 and b in r.json()["detail"]
+        assert "vjepa_encoder_streams 0.0" in httpx.get(f"{url}/metrics").text
+        open_stream(url, 2)
+
+
+def test_registry_and_batcher_keep_stream_windows_as_tensors_and_match_the_window_buffer():
+    """The rule on tensors equals the SDK's WindowBuffer; a batch mixing tensors and arrays joins on the device."""
+    reg = StreamRegistry(device="cpu", ttl_s=10, max_streams=1, max_bytes=1 << 30)
+    s = reg.create(2, 4, 4)
+    buf = WindowBuffer(2, 4, 4)
+    rng = np.random.default_rng(3)
+    for t in range(12):
+        frames = rng.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
+        reset = [1] if t == 5 else []
+        new = s.advance(frames, reset)
+        s.commit(new)
+        assert np.array_equal(new.numpy(), buf.push(frames, reset))
+    mixed = concat_windows([np.ones((1, 8, 4, 4, 3), np.uint8), s.windows])
+    assert isinstance(mixed, torch.Tensor) and mixed.shape == (3, 8, 4, 4, 3)
+    assert np.array_equal(mixed[1:].numpy(), buf.windows) and int(mixed[0].min()) == 1
+
+
+def test_encoder_takes_stream_tensors_like_arrays(tiny_encoder):
+    w = np.random.default_rng(4).integers(0, 256, (2, 8, H, W, 3), dtype=np.uint8)
+    assert np.array_equal(tiny_encoder.encode(torch.from_numpy(w)), tiny_encoder.encode(w))
