@@ -6,7 +6,12 @@
                                      float32 with `Accept: application/x-npy`
     POST /datasets/{name}/encode     start (or join) the background job embedding a dataset -> 202 DatasetEncodeStatus
     GET  /datasets/{name}/encode     its progress: status, done, total
+    POST /streams                    {"envs", "height", "width"} -> 201 {"stream_id", "envs", "ttl_s", "encoder_id"}
+    POST /streams/{id}/step          .npy (N, H, W, 3) uint8, the newest frame per env, ?reset=i,j -> like /encode
+    DELETE /streams/{id}             204
     GET  /metrics                    Prometheus text format
+
+/encode and stream steps accept `Content-Encoding: zstd` or `gzip`; the body limit applies to the decompressed size.
 
 Errors are JSON {"detail": "..."} naming the problem and the fix.
 """
@@ -21,7 +26,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
-from fastapi import Body, Depends, FastAPI, HTTPException, Request, status
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -30,6 +35,15 @@ from services.common.store import DatasetNotFound
 from services.encoder.batcher import DynamicBatcher, QueueFull
 from services.encoder.jobs import DatasetJobs, EmbeddingMeta
 from services.encoder.settings import EncoderSettings
+from services.encoder.streams import (
+    BodyTooLarge,
+    StreamInputError,
+    StreamNotFound,
+    StreamRegistry,
+    StreamsFull,
+    decompress,
+    parse_reset,
+)
 from vjepa_robot_client.contract import (
     NPY_MEDIA_TYPE,
     WINDOW_FRAMES,
@@ -40,6 +54,8 @@ from vjepa_robot_client.contract import (
     ErrorResponse,
     HealthResponse,
     NpyError,
+    StreamCreated,
+    StreamCreateRequest,
     from_npy_bytes,
     to_npy_bytes,
     validate_name,
@@ -107,8 +123,43 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def read_npy_body(request: Request, limit: int) -> bytes:
+    """A .npy request body: Content-Type checked, read within `limit`, Content-Encoding (zstd, gzip) decoded with the
+    same limit on the decompressed size (a zip bomb stops at the limit: 413)."""
+    ctype = request.headers.get("content-type", NPY_MEDIA_TYPE).split(";")[0].strip().lower()
+    if ctype not in ACCEPTED_BODY_TYPES:
+        raise HTTPException(415, detail=f"unsupported Content-Type {ctype!r}: send a .npy body as {NPY_MEDIA_TYPE}")
+    encoding = request.headers.get("content-encoding")
+    body = await read_body(request, limit)
+    if not encoding or encoding.strip().lower() == "identity":
+        return body
+    try:
+        return await asyncio.to_thread(decompress, body, encoding, limit)
+    except BodyTooLarge as exc:
+        raise HTTPException(413, detail=str(exc)) from None
+    except StreamInputError as exc:
+        raise HTTPException(exc.status_code, detail=str(exc)) from None
+
+
 def wants_npy(request: Request) -> bool:
     return NPY_MEDIA_TYPE in request.headers.get("accept", "")
+
+
+def embeddings_response(request: Request, emb: np.ndarray) -> Response:
+    """(B, D) float32 as .npy (Accept: application/x-npy) or as a JSON EncodeResponse."""
+    enc = request.app.state.encoder
+    if wants_npy(request):
+        return Response(to_npy_bytes(emb), media_type=NPY_MEDIA_TYPE, headers={"X-Encoder-Id": enc.encoder_id})
+    body = json.dumps({"encoder_id": enc.encoder_id, "dim": int(emb.shape[1]), "embeddings": emb.tolist()})
+    return Response(body, media_type="application/json")
+
+
+async def _sweep_streams(streams: StreamRegistry, metrics: "Metrics") -> None:
+    """Drop idle streams even when no request arrives to trigger the lazy check."""
+    while True:
+        await asyncio.sleep(min(30.0, max(0.05, streams.ttl_s / 4)))
+        streams.expire()
+        metrics.streams.set(len(streams))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -136,6 +187,7 @@ class Metrics:
             registry=self.registry,
         )
         self.queue = Gauge("vjepa_encoder_queue_depth", "Requests waiting for a forward pass.", registry=self.registry)
+        self.streams = Gauge("vjepa_encoder_streams", "Open frame streams.", registry=self.registry)
 
     # BatchObserver
     def batch(self, size: int) -> None:
@@ -220,9 +272,14 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         app.state.encoder = enc
         app.state.batcher = batcher
         app.state.jobs = DatasetJobs(settings.store, embed_via_batcher, EmbeddingMeta.of(enc))
+        app.state.streams = StreamRegistry(device=str(getattr(enc, "device", "cpu")), ttl_s=settings.stream_ttl_s,
+                                           max_streams=settings.max_streams, max_bytes=settings.max_stream_bytes)
+        sweeper = asyncio.create_task(_sweep_streams(app.state.streams, metrics), name="stream-sweeper")
         try:
             yield
         finally:
+            sweeper.cancel()
+            app.state.streams.clear()
             await batcher.stop()
 
     app = FastAPI(
@@ -266,10 +323,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         tags=["encoder"],
     )
     async def encode(request: Request):
-        ctype = request.headers.get("content-type", NPY_MEDIA_TYPE).split(";")[0].strip().lower()
-        if ctype not in ACCEPTED_BODY_TYPES:
-            raise HTTPException(415, detail=f"unsupported Content-Type {ctype!r}: send a .npy body as {NPY_MEDIA_TYPE}")
-        windows = parse_windows(await read_body(request, settings.max_body_bytes), request.app.state.encoder.frames)
+        windows = parse_windows(await read_npy_body(request, settings.max_body_bytes), request.app.state.encoder.frames)
         try:
             emb = await request.app.state.batcher.submit(windows)  # (B, D) float32
         except QueueFull as exc:
@@ -277,11 +331,79 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         except Exception as exc:
             log.exception("forward pass failed")
             raise HTTPException(500, detail=f"forward pass failed: {type(exc).__name__}: {exc}") from None
-        enc = request.app.state.encoder
-        if wants_npy(request):
-            return Response(to_npy_bytes(emb), media_type=NPY_MEDIA_TYPE, headers={"X-Encoder-Id": enc.encoder_id})
-        body = json.dumps({"encoder_id": enc.encoder_id, "dim": int(emb.shape[1]), "embeddings": emb.tolist()})
-        return Response(body, media_type="application/json")
+        return embeddings_response(request, emb)
+
+    # -- frame streams (services/encoder/streams.py) ------------------------------------------------------------
+
+    @app.post("/streams", response_model=StreamCreated, status_code=201, dependencies=[auth], responses=_ERRORS,
+              tags=["streams"])
+    async def create_stream(request: Request, req: StreamCreateRequest) -> StreamCreated:
+        """Open a frame stream: the encoder keeps each env's last 8 frames; each step sends one frame per env."""
+        streams: StreamRegistry = request.app.state.streams
+        try:
+            s = streams.create(req.envs, req.height, req.width)
+        except StreamsFull as exc:
+            raise HTTPException(503, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+        except StreamInputError as exc:
+            raise HTTPException(exc.status_code, detail=str(exc)) from None
+        metrics.streams.set(len(streams))
+        return StreamCreated(stream_id=s.stream_id, envs=s.envs, ttl_s=streams.ttl_s,
+                             encoder_id=request.app.state.encoder.encoder_id)
+
+    @app.post(
+        "/streams/{stream_id}/step",
+        response_model=EncodeResponse,
+        dependencies=[auth],
+        responses={**_ERRORS, 200: {"content": {NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+                "description": "A .npy uint8 array (N, H, W, 3): the newest frame of each of the stream's N envs "
+                               "(or full windows (N, 8, H, W, 3) to resynchronise a re-created stream).",
+            }
+        },
+        tags=["streams"],
+    )
+    async def stream_step(
+        request: Request,
+        stream_id: str,
+        reset: str | None = Query(None, description="Comma-separated env indices whose frame starts a new episode "
+                                  "(that frame fills the env's window). Envs without a frame yet count as reset.",
+                                  examples=["0,3"]),
+    ):
+        streams: StreamRegistry = request.app.state.streams
+        try:
+            s = streams.get(stream_id)
+            body = await read_npy_body(request, settings.max_body_bytes)
+            try:
+                frames = from_npy_bytes(body)
+            except NpyError as exc:
+                raise HTTPException(400, detail=f"{exc} (e.g. np.save(buf, np.zeros(({s.envs}, {s.height}, "
+                                                f"{s.width}, 3), np.uint8)))") from None
+            emb = await s.step(frames, parse_reset(reset, s.envs), request.app.state.batcher.submit)
+        except StreamNotFound as exc:
+            raise HTTPException(404, detail=str(exc)) from None
+        except StreamInputError as exc:
+            raise HTTPException(exc.status_code, detail=str(exc)) from None
+        except QueueFull as exc:
+            raise HTTPException(503, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+        except HTTPException:
+            raise
+        except Exception as exc:
+            log.exception("stream step failed")
+            raise HTTPException(500, detail=f"forward pass failed: {type(exc).__name__}: {exc}") from None
+        return embeddings_response(request, emb)
+
+    @app.delete("/streams/{stream_id}", status_code=204, dependencies=[auth], responses=_ERRORS, tags=["streams"],
+                response_class=Response)
+    async def delete_stream(request: Request, stream_id: str) -> Response:
+        try:
+            request.app.state.streams.delete(stream_id)
+        except StreamNotFound as exc:
+            raise HTTPException(404, detail=str(exc)) from None
+        metrics.streams.set(len(request.app.state.streams))
+        return Response(status_code=204)
 
     def _dataset_name(name: str) -> str:
         try:

@@ -53,6 +53,17 @@ class _Item:
         return tuple(self.windows.shape[2:])
 
 
+def concat_windows(parts: list) -> np.ndarray:
+    """Join a batch: numpy arrays, or torch tensors (a frame stream's windows stay on the model's device)."""
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts)
+    import torch
+
+    device = next(p.device for p in parts if not isinstance(p, np.ndarray))
+    return torch.cat([torch.from_numpy(p if p.flags.writeable else p.copy()).to(device) if isinstance(p, np.ndarray)
+                      else p for p in parts])
+
+
 class DynamicBatcher:
     def __init__(
         self,
@@ -162,7 +173,7 @@ class DynamicBatcher:
             self._observe_depth()
             if not batch:
                 continue
-            windows = batch[0].windows if len(batch) == 1 else np.concatenate([it.windows for it in batch])
+            windows = batch[0].windows if len(batch) == 1 else concat_windows([it.windows for it in batch])
             try:
                 emb = await loop.run_in_executor(self._executor, self._forward, windows)
             except asyncio.CancelledError:

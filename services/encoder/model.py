@@ -236,15 +236,20 @@ class Encoder:
     @torch.inference_mode()
     def encode(self, windows: np.ndarray) -> np.ndarray:
         """(B, 8, H, W, 3) uint8 -> (B, D) float32 embeddings (mean over tokens of last_hidden_state)."""
-        if windows.ndim != 5 or windows.shape[1] != self.frames or windows.shape[-1] != 3 or windows.dtype != np.uint8:
+        is_tensor = isinstance(windows, torch.Tensor)  # a frame stream's windows, already on the device
+        uint8 = windows.dtype == (torch.uint8 if is_tensor else np.uint8)
+        if windows.ndim != 5 or windows.shape[1] != self.frames or windows.shape[-1] != 3 or not uint8:
             raise ValueError(
-                f"expected a (B, {self.frames}, H, W, 3) uint8 array, got {windows.shape} {windows.dtype}"
+                f"expected a (B, {self.frames}, H, W, 3) uint8 array, got {tuple(windows.shape)} {windows.dtype}"
             )
         if windows.shape[0] == 0:
             return np.zeros((0, self.dim), np.float32)
-        if not windows.flags.writeable:  # an .npy body parsed zero-copy from bytes is read-only; torch wants writable
-            windows = windows.copy()
-        x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
+        if is_tensor:
+            x = windows.to(self.device)
+        else:
+            if not windows.flags.writeable:  # an .npy body parsed zero-copy from bytes is read-only; torch wants writable
+                windows = windows.copy()
+            x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
         pixels = preprocess(x, self.image_size).to(self.torch_dtype)  # (B, 8, 3, S, S)
         with self._lock:
             out = self.model(pixel_values_videos=pixels, skip_predictor=True)
