@@ -19,6 +19,7 @@ from .contract import (
     to_npy_bytes,
 )
 from .encoder import AsyncEncoderClient, EncoderClient
+from .stream import AsyncFrameStream, FrameStream
 from .errors import (
     BadRequest,
     ConnectionFailed,
@@ -35,7 +36,7 @@ from .trainer import AsyncTrainerClient, TrainerClient
 __version__ = "0.1.0"
 
 __all__ = [
-    "EncoderClient", "AsyncEncoderClient", "TrainerClient", "AsyncTrainerClient",
+    "EncoderClient", "AsyncEncoderClient", "TrainerClient", "AsyncTrainerClient", "FrameStream", "AsyncFrameStream",
     "VjepaRobotError", "BadRequest", "Unauthorized", "NotFound", "ServerError", "ServiceUnavailable",
     "ConnectionFailed", "RequestTimeout", "WaitTimeout",
     "EncoderInfo", "EncodeResponse", "DatasetEncodeStatus", "DatasetInfo", "RunRecord", "RunStatus", "EvalResult",

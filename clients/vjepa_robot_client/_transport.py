@@ -90,6 +90,39 @@ def raise_for_response(response: httpx.Response) -> None:
     raise error_for_status(response.status_code, message, detail=detail, method=request.method, url=str(request.url))
 
 
+# -- compressed request bodies (Content-Encoding), decompressed by the encoder within its body limit -------------
+
+COMPRESSIONS = ("zstd", "gzip")
+ZSTD_LEVEL = 3  # reacher renders: ~22 KiB per 256x256 frame at ~1 ms; higher levels buy little
+
+
+def is_loopback(url: str) -> bool:
+    host = (httpx.URL(url).host or "").lower()
+    return host in ("localhost", "::1", "[::1]") or host.startswith("127.")
+
+
+def resolve_compress(compress: str | None, url: str) -> str | None:
+    """"auto" -> zstd for a remote URL, none on loopback (compressing costs more than copying there)."""
+    if compress == "auto":
+        return None if is_loopback(url) else "zstd"
+    if compress is not None and compress not in COMPRESSIONS:
+        raise ValueError(f"compress must be 'auto', 'zstd', 'gzip' or None, got {compress!r}")
+    return compress
+
+
+def compress_body(data: bytes, method: str | None) -> tuple[bytes, dict[str, str]]:
+    """(body, extra headers) for a request body sent with Content-Encoding `method` (None: as is)."""
+    if method is None:
+        return data, {}
+    if method == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data), {"Content-Encoding": "zstd"}
+    import gzip
+
+    return gzip.compress(data, compresslevel=3), {"Content-Encoding": "gzip"}
+
+
 class _BaseTransport:
     """Configuration and policy shared by the sync and async drivers."""
 

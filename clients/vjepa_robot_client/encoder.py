@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from ._transport import AsyncTransport, SyncTransport
+from ._transport import AsyncTransport, SyncTransport, compress_body, resolve_compress
 from .contract import (
     NPY_MEDIA_TYPE,
     DatasetEncodeRequest,
@@ -27,6 +27,7 @@ from .contract import (
 )
 from .errors import WaitTimeout
 from ._progress import Progress
+from .stream import AsyncFrameStream, FrameStream
 
 ENCODER_URL_ENV = "VJEPA_ROBOT_ENCODER_URL"
 DEFAULT_ENCODER_URL = "http://127.0.0.1:8001"
@@ -47,9 +48,9 @@ def as_batch(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
-def _encode_request(frames: np.ndarray) -> dict[str, Any]:
-    return {"content": to_npy_bytes(as_batch(frames)),
-            "headers": {"Content-Type": NPY_MEDIA_TYPE, "Accept": NPY_MEDIA_TYPE}}
+def _encode_request(frames: np.ndarray, compress: str | None = None) -> dict[str, Any]:
+    content, headers = compress_body(to_npy_bytes(as_batch(frames)), compress)
+    return {"content": content, "headers": {"Content-Type": NPY_MEDIA_TYPE, "Accept": NPY_MEDIA_TYPE, **headers}}
 
 
 def _embeddings(response: httpx.Response) -> np.ndarray:
@@ -73,13 +74,20 @@ class EncoderClient(SyncTransport):
 
     >>> enc = EncoderClient("http://127.0.0.1:8001", token=None)
     >>> enc.encode(np.zeros((8, 256, 256, 3), np.uint8)).shape   # (1, D)
+    >>> s = enc.stream(envs=8, height=256, width=256)              # frame stream: one frame per env per step
+    >>> s.step(frames, reset=[0]).shape                            # (8, D)
+
+    compress: request bodies sent with Content-Encoding "zstd" or "gzip", or None; "auto" (default) is zstd for a
+    remote URL and none on loopback.
     """
 
     env_url = ENCODER_URL_ENV
     default_url = DEFAULT_ENCODER_URL
 
-    def __init__(self, url: str | None = None, token: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, url: str | None = None, token: str | None = None, *, compress: str | None = "auto",
+                 **kwargs: Any) -> None:
         super().__init__(url, token, **kwargs)
+        self.compress = resolve_compress(compress, self.url)
         self.last_encoder_id: str | None = None  # from the X-Encoder-Id header, when the service sends it
 
     def health(self) -> HealthResponse:
@@ -90,9 +98,13 @@ class EncoderClient(SyncTransport):
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """Embed windows: (B, T, H, W, 3) or (T, H, W, 3) uint8 -> (B, D) float32."""
-        response = self.request("POST", "/encode", **_encode_request(frames))
+        response = self.request("POST", "/encode", **_encode_request(frames, self.compress))
         self.last_encoder_id = response.headers.get("x-encoder-id", self.last_encoder_id)
         return _embeddings(response)
+
+    def stream(self, envs: int, height: int, width: int) -> FrameStream:
+        """Open a frame stream: `.step(frames, reset=...)` sends the newest frame of each env, -> (N, D) float32."""
+        return FrameStream(self, envs, height, width, compress=self.compress)
 
     def encode_dataset(self, name: str, batch_size: int = 32) -> DatasetEncodeStatus:
         """Start (idempotently) embedding every window of a dataset on the service; returns at once."""
@@ -124,8 +136,10 @@ class AsyncEncoderClient(AsyncTransport):
     env_url = ENCODER_URL_ENV
     default_url = DEFAULT_ENCODER_URL
 
-    def __init__(self, url: str | None = None, token: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, url: str | None = None, token: str | None = None, *, compress: str | None = "auto",
+                 **kwargs: Any) -> None:
         super().__init__(url, token, **kwargs)
+        self.compress = resolve_compress(compress, self.url)
         self.last_encoder_id: str | None = None
 
     async def health(self) -> HealthResponse:
@@ -136,9 +150,15 @@ class AsyncEncoderClient(AsyncTransport):
 
     async def encode(self, frames: np.ndarray) -> np.ndarray:
         """Embed windows: (B, T, H, W, 3) or (T, H, W, 3) uint8 -> (B, D) float32."""
-        response = await self.request("POST", "/encode", **_encode_request(frames))
+        response = await self.request("POST", "/encode", **_encode_request(frames, self.compress))
         self.last_encoder_id = response.headers.get("x-encoder-id", self.last_encoder_id)
         return _embeddings(response)
+
+    async def stream(self, envs: int, height: int, width: int) -> AsyncFrameStream:
+        """Open a frame stream (see EncoderClient.stream); its step and close are awaited."""
+        s = AsyncFrameStream(self, envs, height, width, compress=self.compress)
+        await s._open()
+        return s
 
     async def encode_dataset(self, name: str, batch_size: int = 32) -> DatasetEncodeStatus:
         body = DatasetEncodeRequest(batch_size=batch_size).model_dump(mode="json")

@@ -1,0 +1,182 @@
+"""Frame streams from the client side: send each env's newest frame, get (N, D) embeddings of the last 8 frames.
+
+    with EncoderClient(url).stream(envs=8, height=256, width=256) as s:
+        emb = s.step(frames)                   # (N, H, W, 3) uint8 -> (N, D) float32; the first step starts every env
+        emb = s.step(frames, reset=[2, 5])     # envs 2 and 5 start a new episode with this frame
+
+The stream keeps its own copy of each env's last 8 frames (a WindowBuffer), so it can always rebuild full windows.
+When the encoder has lost the stream (404: it restarted, or the stream idled past its ttl), the stream is re-created
+and that step sends the full windows (N, 8, H, W, 3), which both embeds them and restores the encoder's history;
+the next steps send single frames again. A restart costs one step, never an evaluation. The same resync follows
+any step whose outcome is unknown (a timeout, a dropped connection), so the two copies never drift apart.
+Connection errors and 503s are retried by the transport's one retry policy before any of this.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from ._transport import compress_body
+from .contract import NPY_MEDIA_TYPE, StreamCreated, StreamCreateRequest, to_npy_bytes
+from .errors import NotFound
+from .window import WindowBuffer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .encoder import AsyncEncoderClient, EncoderClient
+
+
+def _check_frames(frames: np.ndarray, envs: int, height: int, width: int) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.shape != (envs, height, width, 3) or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be ({envs}, {height}, {width}, 3) uint8 (the newest frame of each env), "
+                         f"got {frames.shape} {frames.dtype}")
+    return frames
+
+
+def _reset_list(reset: Sequence[int] | np.ndarray | None, envs: int) -> list[int]:
+    out = sorted({int(i) for i in (reset if reset is not None else [])})
+    if out and not (0 <= out[0] and out[-1] < envs):
+        raise ValueError(f"reset indices must be in [0, {envs}), got {out}")
+    return out
+
+
+class _StreamBase:
+    def __init__(self, envs: int, height: int, width: int, compress: str | None):
+        self.envs, self.height, self.width = int(envs), int(height), int(width)
+        self.compress = compress
+        self.buffer = WindowBuffer(self.envs, self.height, self.width)
+        self.stream_id: str | None = None
+        self.encoder_id: str | None = None
+        self.ttl_s: float | None = None
+        self.resyncs = 0  # steps that sent full windows (after a lost stream or an unknown outcome)
+        self._in_sync = True  # False: the encoder's copy may differ from ours; the next step sends full windows
+
+    def _create_body(self) -> dict[str, Any]:
+        return StreamCreateRequest(envs=self.envs, height=self.height, width=self.width).model_dump()
+
+    def _created(self, body: Any) -> None:
+        created = StreamCreated.model_validate(body)
+        self.stream_id, self.encoder_id, self.ttl_s = created.stream_id, created.encoder_id, created.ttl_s
+
+    def _step_request(self, body: np.ndarray, reset: list[int]) -> dict[str, Any]:
+        content, headers = compress_body(to_npy_bytes(body), self.compress)
+        params = {"reset": ",".join(map(str, reset))} if reset else None
+        return {"content": content, "params": params,
+                "headers": {"Content-Type": NPY_MEDIA_TYPE, "Accept": NPY_MEDIA_TYPE, **headers}}
+
+    def _path(self) -> str:
+        return f"/streams/{self.stream_id}/step"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.stream_id!r}, envs={self.envs}, {self.height}x{self.width})"
+
+
+class FrameStream(_StreamBase):
+    """A stream on a synchronous EncoderClient (see the module docstring)."""
+
+    def __init__(self, client: "EncoderClient", envs: int, height: int, width: int, compress: str | None = None):
+        super().__init__(envs, height, width, compress)
+        self.client = client
+        self._open()
+
+    def _open(self) -> None:
+        self._created(self.client.request("POST", "/streams", json=self._create_body()).json())
+
+    def step(self, frames: np.ndarray, reset: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """(N, H, W, 3) uint8 newest frames -> (N, D) float32 embeddings of each env's last 8 frames."""
+        from .encoder import _embeddings
+
+        frames = _check_frames(frames, self.envs, self.height, self.width)
+        reset = _reset_list(reset, self.envs)
+        windows = self.buffer.push(frames, reset)
+        lost = False
+        try:
+            if self._in_sync:
+                try:
+                    return _embeddings(self.client.request("POST", self._path(), **self._step_request(frames, reset)))
+                except NotFound:
+                    lost = True  # the encoder restarted or the stream expired
+            self._in_sync = False
+            if lost:
+                self._open()
+            try:
+                r = self.client.request("POST", self._path(), **self._step_request(windows, []))
+            except NotFound:
+                self._open()
+                r = self.client.request("POST", self._path(), **self._step_request(windows, []))
+            self.resyncs += 1
+            self._in_sync = True
+            return _embeddings(r)
+        except BaseException:
+            self._in_sync = False
+            raise
+
+    def close(self) -> None:
+        if self.stream_id is not None:
+            try:
+                self.client.request("DELETE", f"/streams/{self.stream_id}")
+            except NotFound:
+                pass
+            self.stream_id = None
+
+    def __enter__(self) -> "FrameStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class AsyncFrameStream(_StreamBase):
+    """A stream on an AsyncEncoderClient: `s = await client.stream(...)`, `await s.step(frames)`, `await s.close()`."""
+
+    def __init__(self, client: "AsyncEncoderClient", envs: int, height: int, width: int, compress: str | None = None):
+        super().__init__(envs, height, width, compress)
+        self.client = client
+
+    async def _open(self) -> None:
+        self._created((await self.client.request("POST", "/streams", json=self._create_body())).json())
+
+    async def step(self, frames: np.ndarray, reset: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        from .encoder import _embeddings
+
+        frames = _check_frames(frames, self.envs, self.height, self.width)
+        reset = _reset_list(reset, self.envs)
+        windows = self.buffer.push(frames, reset)
+        lost = self.stream_id is None  # opened lazily: __init__ cannot await
+        try:
+            if self._in_sync and not lost:
+                try:
+                    r = await self.client.request("POST", self._path(), **self._step_request(frames, reset))
+                    return _embeddings(r)
+                except NotFound:
+                    lost = True
+            self._in_sync = False
+            if lost:
+                await self._open()
+            try:
+                r = await self.client.request("POST", self._path(), **self._step_request(windows, []))
+            except NotFound:
+                await self._open()
+                r = await self.client.request("POST", self._path(), **self._step_request(windows, []))
+            self.resyncs += 1
+            self._in_sync = True
+            return _embeddings(r)
+        except BaseException:
+            self._in_sync = False
+            raise
+
+    async def close(self) -> None:
+        if self.stream_id is not None:
+            try:
+                await self.client.request("DELETE", f"/streams/{self.stream_id}")
+            except NotFound:
+                pass
+            self.stream_id = None
+
+    async def __aenter__(self) -> "AsyncFrameStream":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
