@@ -146,7 +146,6 @@ def plan_shards(episodes: int, shard_size: int, done: Iterable[int] = ()) -> lis
 
 def generate_shard(spec_dict: dict[str, Any], episode_start: int, episode_stop: int) -> list:
     """Roll out episodes [episode_start, episode_stop) of a dataset spec; returns their EpisodeRecords (no writes)."""
-    import vjepa_robot  # noqa: F401  (MUJOCO_GL=egl before dm_control loads)
     from services.trainer.datasets import DatasetSpec, generate_episode
 
     spec = DatasetSpec(**spec_dict)
@@ -156,53 +155,26 @@ def generate_shard(spec_dict: dict[str, Any], episode_start: int, episode_stop: 
 def build_dataset(spec_dict: dict[str, Any], store: str, *, shard_size: int = 10,
                   map_shards: Callable[[list[dict], list[int], list[int]], Iterable[list]] | None = None,
                   commit: Callable[[], None] = lambda: None, overwrite: bool = False) -> dict[str, Any]:
-    """Generate a dataset by shards and append it to the store from this one process (the only writer).
+    """Generate a dataset by shards with the one dataset builder (services.trainer.datasets.create_dataset),
+    appending from this one process (the only writer); reruns resume.
 
     `map_shards(specs, starts, stops)` yields each shard's records: Modal's `generate_shard_remote.map` in the
-    cloud, the builtin map locally. `commit()` runs after each shard's appends (Volume.commit on Modal)."""
+    cloud, the builtin map locally. `commit()` runs after each recorded step (Volume.commit on Modal): when the
+    dataset is marked running, after each shard's appends, and at the end."""
     from dataclasses import asdict
 
-    import vjepa_robot
-    from services.common.store import STEPS_SCHEMA, DatasetNotFound, Store, now_iso, steps_table_name
-    from services.trainer.datasets import DatasetSpec, delete_dataset, summarise
+    from services.trainer.datasets import DatasetSpec, create_dataset
 
     spec = DatasetSpec(**spec_dict)
-    db = Store(store)
-    table_name = steps_table_name(spec.name)
-    try:
-        existing = db.get_dataset_meta(spec.name)
-    except DatasetNotFound:
-        existing = None
-    if overwrite and (existing is not None or db.has_table(table_name)):
-        delete_dataset(db, spec.name)
-        existing = None
-    done = db.episodes_present(spec.name)
-    shards = plan_shards(spec.episodes, shard_size, done)
-    meta = {**asdict(spec), "created_at": (existing or {}).get("created_at") or now_iso(),
-            "version": vjepa_robot.__version__, "episodes_done": len(done), "success_rate": None,
-            "mean_return": None, "generator": "modal" if map_shards else "local"}
-    db.put_dataset_meta(spec.name, "running", meta)
-    commit()
+    generator = "modal" if map_shards else "local"
     map_shards = map_shards or (lambda specs, starts, stops: map(generate_shard, specs, starts, stops))
-    try:
-        for records in map_shards([asdict(spec)] * len(shards), [a for a, _ in shards], [b for _, b in shards]):
-            for rec in records:  # one episode, one append: a reader never sees half an episode
-                if db.has_table(table_name):
-                    db.open(table_name).add(rec.table)
-                else:
-                    db.db.create_table(table_name, data=rec.table, schema=STEPS_SCHEMA)
-            meta["episodes_done"] += len(records)
-            db.put_dataset_meta(spec.name, "running", meta)
-            commit()
-    except BaseException as exc:
-        meta["error"] = f"{type(exc).__name__}: {exc}"
-        db.put_dataset_meta(spec.name, "failed", meta)
-        commit()
-        raise
-    meta.update(summarise(db, spec.name))
-    db.put_dataset_meta(spec.name, "ready" if meta["episodes_done"] == spec.episodes else "failed", meta)
-    commit()
-    return db.get_dataset_meta(spec.name)
+
+    def by_shards(s: DatasetSpec, todo: list[int]) -> Iterable[list]:
+        shards = plan_shards(s.episodes, shard_size, set(range(s.episodes)) - set(todo))
+        return map_shards([asdict(s)] * len(shards), [a for a, _ in shards], [b for _, b in shards])
+
+    return create_dataset(spec, store, overwrite=overwrite, resume=not overwrite, progress=False, generate=by_shards,
+                          record_every=1, commit=commit, extra_meta={"generator": generator})
 
 
 class _ReloadStore:

@@ -65,11 +65,10 @@ def write_steps_dataset(store, name: str, episodes: int = 3, steps: int = 10, im
     """
     import pyarrow as pa
 
-    from services.common.store import STEPS_SCHEMA, encode_png, steps_table_name
+    from services.common.store import STEPS_SCHEMA, encode_png
 
     rng = np.random.default_rng(seed)
     out = {}
-    table = None
     for ep in range(episodes):
         frames = rng.integers(0, 256, size=(steps, image_size, image_size, 3), dtype=np.uint8)
         out[ep] = frames
@@ -82,9 +81,7 @@ def write_steps_dataset(store, name: str, episodes: int = 3, steps: int = 10, im
             },
             schema=STEPS_SCHEMA,
         )
-        if table is None:
-            table = store.db.create_table(steps_table_name(name), schema=STEPS_SCHEMA)
-        table.add(rows)
+        store.append_episode(name, rows)
     store.put_dataset_meta(name, "ready", {"expert": "random", "task": "easy", "episodes": episodes, "steps": steps,
                                            "seed": seed, "image_size": image_size})
     return out

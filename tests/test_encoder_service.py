@@ -134,12 +134,12 @@ def test_metrics_in_prometheus_format(tiny_server):
 
 
 def test_dataset_encoding_is_idempotent_with_lineage(tiny_dataset, tiny_encoder):
-    from services.encoder.dataset_encode import encode_dataset_via_service
+    from vjepa_robot_client import EncoderClient
 
     store, name, frames = tiny_dataset
     app = create_app(EncoderSettings(store=store.uri, max_batch=16, max_wait_ms=1.0), encoder=tiny_encoder)
-    with run_server(app) as url:
-        status = encode_dataset_via_service(name, url, batch_size=4, poll_s=0.1, timeout_s=120)
+    with run_server(app) as url, EncoderClient(url) as client:
+        status = client.encode_dataset_and_wait(name, batch_size=4, poll_interval=0.1, timeout=120)
         assert (status.status, status.done, status.total, status.encoder_id) == ("done", 30, 30, tiny_encoder.encoder_id)
         table = store.open(embeddings_table_name(name, tiny_encoder.encoder_id)).to_arrow()
         assert table.num_rows == 30
@@ -153,7 +153,7 @@ def test_dataset_encoding_is_idempotent_with_lineage(tiny_dataset, tiny_encoder)
             window = window_at(frames[int(ep[i])], int(st[i]))[None]
             np.testing.assert_allclose(emb[i], tiny_encoder.encode(window)[0], rtol=1e-4, atol=1e-5)
         # twice: still one row per step
-        again = encode_dataset_via_service(name, url, batch_size=4, poll_s=0.1, timeout_s=120)
+        again = client.encode_dataset_and_wait(name, batch_size=4, poll_interval=0.1, timeout=120)
         assert (again.status, again.done, again.total) == ("done", 30, 30)
         ep, st, _ = store.read_embeddings(name, tiny_encoder.encoder_id)
         assert len(ep) == 30 and len(set(zip(ep.tolist(), st.tolist()))) == 30

@@ -111,10 +111,11 @@ def datasets_encode(
     token: Optional[str] = typer.Option(None, envvar="VJEPA_ROBOT_TOKEN", help="Bearer token of the encoder."),
 ) -> None:
     """Ask the encoder service to embed every step's 8-frame window of a dataset (idempotent)."""
-    from services.encoder.dataset_encode import encode_dataset_via_service
+    from vjepa_robot_client import EncoderClient
 
     try:
-        status = encode_dataset_via_service(name, encoder_url, batch_size=batch_size, token=token, progress=True)
+        with EncoderClient(encoder_url, token=token) as client:
+            status = client.encode_dataset_and_wait(name, batch_size=batch_size, progress=True)
     except Exception as exc:  # the SDK's typed errors carry the server's message
         _fail(str(exc))
     typer.echo(f"dataset {name}: {status.done}/{status.total} windows embedded by encoder {status.encoder_id}")
@@ -183,38 +184,74 @@ def _local_ctx(store: Optional[str], runs_dir: Optional[Path], encoder_url: str,
                           token=token)
 
 
-def _run_local(kind: str, config: dict, store, runs_dir, encoder_url, token) -> dict:
-    from services.trainer import jobs
-
-    ctx = _local_ctx(store, runs_dir, encoder_url, token)
-    handle = ctx.runs.create(kind, config)
-    typer.echo(f"run {handle.run_id} (records in {ctx.runs.root})")
-    try:
-        if kind == "bc":
-            jobs.run_bc(ctx, handle, progress=True)
-        else:
-            jobs.run_sac(ctx, handle)
-    except BaseException as exc:
-        jobs.fail_run(handle)(exc)
-        raise
-    return handle.record
+def _seed_list(seeds: Optional[str], n_seeds: Optional[int]) -> dict:
+    """--seeds 0,1,2 and/or --n-seeds 3 as request fields (one run per seed, under one study)."""
+    out: dict = {}
+    if seeds:
+        try:
+            out["seeds"] = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            _fail(f"--seeds takes comma-separated integers, e.g. --seeds 0,1,2 (got {seeds!r})")
+        if n_seeds is not None and n_seeds != len(out["seeds"]):
+            _fail(f"--n-seeds {n_seeds} does not match the {len(out['seeds'])} seeds of --seeds {seeds}")
+    elif n_seeds is not None:
+        out["n_seeds"] = n_seeds
+    return out
 
 
 def _train(kind: str, request_model, fields: dict, trainer_url, encoder_url, store, runs_dir, token) -> None:
-    """Validate a training request, then run it through the trainer service or in this process."""
+    """Validate a training request, then run it through the trainer service or in this process
+    (services.trainer.jobs.train: the same validation and run creation the service's routes use)."""
     from pydantic import ValidationError
 
     try:
-        body = request_model(**fields).model_dump(mode="json")
+        req = request_model(**fields)
     except ValidationError as exc:
         _fail(str(exc))
     if trainer_url:
         from vjepa_robot_client import TrainerClient
 
         tr = TrainerClient(trainer_url, token=token)
-        _print_run(tr.wait((tr.train_bc if kind == "bc" else tr.train_sac)(**body)))
+        created = (tr.train_bc if kind == "bc" else tr.train_sac)(**req.model_dump(mode="json", exclude_none=True))
+        if req.is_study:
+            _print_study(tr.wait_study(created))
+        else:
+            _print_run(tr.wait(created))
+        return
+    from services.trainer import jobs
+
+    ctx = _local_ctx(store, runs_dir, encoder_url, token)
+    runner = _Announcing(ctx)
+    try:
+        created = jobs.train(ctx, runner, req, progress=True)
+    except jobs.Refused as exc:
+        _fail(exc.detail)
+    except Exception as exc:  # recorded in the run as `failed` before it got here
+        _fail(f"training failed: {type(exc).__name__}: {exc}", code=1)
+    if created.study_id:
+        _print_study(_local_study(ctx, created.study_id))
     else:
-        _print_run(_run_local(kind, body, store, runs_dir, encoder_url, token))
+        _print_run(ctx.runs.get(created.run_id))
+
+
+class _Announcing:
+    """jobs.InlineRunner that first says where the records go."""
+
+    def __init__(self, ctx):
+        from services.trainer.jobs import InlineRunner
+
+        self.ctx, self.inner = ctx, InlineRunner()
+
+    def submit(self, key, fn, on_error):
+        typer.echo(f"{key.replace(':', ' ', 1)} (records in {self.ctx.runs.root})")
+        self.inner.submit(key, fn, on_error)
+
+
+def _local_study(ctx, study_id: str):
+    from services.trainer.studies import aggregate
+
+    study = ctx.runs.get_study(study_id)
+    return aggregate(study, [ctx.runs.get(r) for r in study["run_ids"]])
 
 
 def _print_run(record) -> None:
@@ -242,7 +279,7 @@ def train_bc(
     from vjepa_robot_client.contract import TrainBCRequest
 
     fields = dict(dataset=dataset, features=features, epochs=epochs, batch_size=batch_size, lr=lr,
-                  val_fraction=val_fraction, seed=seed)
+                  val_fraction=val_fraction, seed=seed, **_seed_list(seeds, n_seeds))
     _train("bc", TrainBCRequest, fields, trainer_url, encoder_url, store, runs_dir, token)
 
 
@@ -259,6 +296,31 @@ def train_sac(
     encoder_url: str = EncoderUrlOpt,
     store: Optional[str] = StoreOpt,
     runs_dir: Optional[Path] = RunsOpt,
+def _interval(iv, pct: bool) -> str:
+    if iv is None or iv.mean is None:
+        return "-"
+    f = (lambda v: f"{100 * v:.1f}%") if pct else (lambda v: f"{v:.4g}")
+    ci = f" [95% CI {f(iv.ci95[0])}, {f(iv.ci95[1])}]" if iv.ci95 else ""
+    return f"{f(iv.mean)}{ci} over {iv.n} seed(s)"
+
+
+def _print_study(study) -> None:
+    typer.echo(f"study {study.study_id} ({study.kind}, seeds {study.seeds}): {study.status.value}")
+    for r in study.runs:
+        sr = "" if r.success_rate is None else f", success {100 * r.success_rate:.0f}%" + (
+            f" [{100 * r.success_ci95[0]:.0f}, {100 * r.success_ci95[1]:.0f}]" if r.success_ci95 else "")
+        fm = "-" if r.final_metric is None else f"{r.final_metric:.4g}"
+        typer.echo(f"  seed {r.seed}: {r.run_id} {r.status.value}, {study.metric} {fm}{sr}"
+                   + (f" ({r.error})" if r.error else ""))
+    typer.echo(f"  {study.metric}: {_interval(study.final, pct=False)}")
+    if study.success is not None:
+        typer.echo(f"  success: {_interval(study.success, pct=True)}")
+
+
+SeedsOpt = typer.Option(None, "--seeds", help="Comma-separated training seeds: one run per seed, under one study.")
+NSeedsOpt = typer.Option(None, "--n-seeds", help="Runs with seeds --seed .. --seed+N-1, under one study.")
+
+
     token: Optional[str] = TokenOpt,
 ) -> None:
     """Soft Actor-Critic online in parallel reacher envs on vjepa2 / state / random features."""
@@ -266,64 +328,78 @@ def train_sac(
 
     given = dict(total_steps=total_steps, parallel_envs=parallel_envs, episode_steps=episode_steps,
                  action_repeat=action_repeat)
-    fields = dict(features=features, task=task, seed=seed, **{k: v for k, v in given.items() if v})
+    fields = dict(features=features, task=task, seed=seed, **{k: v for k, v in given.items() if v},
+                  **_seed_list(seeds, n_seeds))
     _train("sac", TrainSACRequest, fields, trainer_url, encoder_url, store, runs_dir, token)
+    seeds: Optional[str] = SeedsOpt,
+    n_seeds: Optional[int] = NSeedsOpt,
 
 
 @app.command("eval")
 def evaluate(
-    run_id: str = typer.Argument(..., help="A run id, or jacobian | p-controller | random for a baseline."),
-    episodes: int = typer.Option(100),
-    task: str = typer.Option("easy"),
-    steps: int = typer.Option(200),
-    seed: int = typer.Option(0, help="Evaluation seed offset (seeds never overlap training)."),
-    parallel_envs: int = typer.Option(8),
-    image_size: int = typer.Option(256),
+    run_id: str = typer.Argument(..., help="A run id, a study id (every run of it), or jacobian | p-controller | "
+                                           "random for a baseline."),
+    episodes: Optional[int] = typer.Option(None, help="Episodes (default 100)."),
+    task: Optional[str] = typer.Option(None, help="easy | hard (default easy)."),
+    steps: Optional[int] = typer.Option(None, help="Simulator steps per episode (default 200)."),
+    seed: Optional[int] = typer.Option(None, help="Evaluation seed offset (seeds never overlap training)."),
+    parallel_envs: Optional[int] = typer.Option(None),
+    image_size: Optional[int] = typer.Option(None, help="Frame size; default: the run's own training frame size."),
+    allow_image_size_change: bool = typer.Option(False, "--allow-image-size-change",
+                                                 help="Evaluate at an --image-size other than the run's own."),
     trainer_url: Optional[str] = TrainerUrlOpt,
     encoder_url: str = EncoderUrlOpt,
     store: Optional[str] = StoreOpt,
     runs_dir: Optional[Path] = RunsOpt,
     token: Optional[str] = TokenOpt,
 ) -> None:
-    """Live evaluation of a trained run (or a baseline policy)."""
+    """Live evaluation of a trained run, of every run of a study, or of a baseline policy."""
+    from pydantic import ValidationError
+
     from vjepa_robot_client.contract import BaselineEvalRequest, EvalRequest
 
     baseline = run_id in ("jacobian", "p-controller", "random")
-    req = EvalRequest(episodes=episodes, task=task, steps=steps, seed=seed, parallel_envs=parallel_envs,
-                      image_size=image_size)
+    study = run_id.startswith("study-")
+    try:
+        req = BaselineEvalRequest(policy=run_id, **given) if baseline else EvalRequest(**given)
+    except ValidationError as exc:
+        _fail(str(exc))
+    seeds: Optional[str] = SeedsOpt,
+    n_seeds: Optional[int] = NSeedsOpt,
     if trainer_url:
         from vjepa_robot_client import TrainerClient
 
         tr = TrainerClient(trainer_url, token=token)
         if baseline:
-            run_id = tr.evaluate_baseline(run_id, **req.model_dump(exclude={"gif_episodes"}))
+            run_id = tr.evaluate_baseline(run_id, **given)
         else:
-            tr.evaluate(run_id, **req.model_dump())
+            tr.evaluate(run_id, **given)
         res = tr.wait_eval(run_id).model_dump(by_alias=True)
     else:
         from services.trainer import jobs
 
         ctx = _local_ctx(store, runs_dir, encoder_url, token)
-        if baseline:
-            handle = ctx.runs.create("baseline", BaselineEvalRequest(policy=run_id, **req.model_dump()).model_dump(
-                mode="json", include={"policy", "task"}))
-        else:
-            try:
-                handle = ctx.runs.handle(run_id)
-            except (KeyError, ValueError) as exc:
-                _fail(str(exc))
-        eval_id = handle.add_evaluation(req.model_dump(mode="json"))
+        runner = jobs.InlineRunner()
         try:
-            jobs.run_eval(ctx, handle, eval_id, req.model_dump(mode="json"))
-        except BaseException as exc:
-            jobs.eval_error_handler(handle, eval_id)(exc)
-            raise
-        res = handle.record["evaluations"][eval_id]
+            if study:
+                jobs.evaluate_study(ctx, runner, run_id, req)
+                _print_study(_local_study(ctx, run_id))
+                return
+            if baseline:
+                res = jobs.evaluate_baseline(ctx, runner, req)
+            else:
+                res = jobs.evaluate_run(ctx, runner, run_id, req)
+        except jobs.Refused as exc:
+            _fail(exc.detail)
+        res = ctx.runs.get(res.run_id)["evaluations"][res.eval_id]
     typer.echo(json.dumps({k: res.get(k) for k in ("run_id", "status", "success_rate", "success_ci95", "mean_return",
-                                                    "steps_per_second", "error")}, indent=1))
+                                                    "image_size", "steps_per_second", "error")}, indent=1))
 
 
 @app.command("probe")
+    given = dict(episodes=episodes, task=task, steps=steps, seed=seed, parallel_envs=parallel_envs,
+                 image_size=image_size, allow_image_size_change=allow_image_size_change or None)
+    given = {k: v for k, v in given.items() if v is not None}
 def probe_cmd(
     dataset: str,
     features: list[str] = typer.Option(["vjepa2", "state", "random"], "--features", help="Repeat for several."),
@@ -331,6 +407,10 @@ def probe_cmd(
     store: Optional[str] = StoreOpt,
     runs_dir: Optional[Path] = RunsOpt,
     token: Optional[str] = TokenOpt,
+        if study:
+            tr.evaluate_study(run_id, **given)
+            _print_study(tr.wait_study(run_id, evaluated=True))
+            return
     seed: int = typer.Option(0),
 ) -> None:
     """Linear probe (ridge): how well each feature source predicts fingertip xy and target xy (held-out R2)."""

@@ -143,8 +143,7 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
         console.print(f"{dataset}: expert success {ds.success_rate:.0%}, mean return {ds.mean_return:.1f}")
 
         console.rule("2. encode (frozen V-JEPA 2, batched)")
-        enc.encode_dataset(dataset)
-        status = enc.wait_dataset_encode(dataset, poll_interval=1.0)
+        status = enc.encode_dataset_and_wait(dataset, poll_interval=1.0)
         console.print(f"{status.done}/{status.total} windows embedded by {status.encoder_id}")
 
         console.rule("3. behaviour cloning on vjepa2 / state / random features")

@@ -129,6 +129,23 @@ class EncoderClient(SyncTransport):
                                       f"after {timeout} s")
                 time.sleep(poll_interval)
 
+    def encode_dataset_and_wait(self, name: str, *, batch_size: int = 32, progress: bool = False,
+                                timeout: float | None = None, poll_interval: float = 0.5) -> DatasetEncodeStatus:
+        """Embed a whole dataset on the service and wait: start (idempotent), poll, raise if the job failed.
+
+        The one "encode a dataset and wait" used by the CLI, the trainer's vjepa2 features and the demo.
+        Raises NotFound (unknown dataset), WaitTimeout (after `timeout` s), DatasetEncodeFailed (the job failed).
+        """
+        from .errors import DatasetEncodeFailed
+
+        status = self.encode_dataset(name, batch_size=batch_size)
+        if status.status not in _ENCODE_DONE:
+            status = self.wait_dataset_encode(name, progress=progress, timeout=timeout, poll_interval=poll_interval)
+        if status.status != "done":
+            raise DatasetEncodeFailed(f"encoding dataset {name!r} {status.status} on the encoder: {status.error}",
+                                      detail=status.error)
+        return status
+
 
 class AsyncEncoderClient(AsyncTransport):
     """The asyncio twin of EncoderClient: the same methods, awaited."""

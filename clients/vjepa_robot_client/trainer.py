@@ -15,6 +15,7 @@ from .contract import (
     BaselineEvalRequest,
     CreateDatasetRequest,
     DatasetInfo,
+    DatasetList,
     DatasetState,
     EvalRequest,
     EvalResult,
@@ -24,8 +25,11 @@ from .contract import (
     RunList,
     RunRecord,
     RunStatus,
+    StudyList,
+    StudyRecord,
     Task,
     TrainBCRequest,
+    TrainerInfo,
     TrainSACRequest,
     validate_name,
     validate_run_id,
@@ -37,16 +41,14 @@ DEFAULT_TRAINER_URL = "http://127.0.0.1:8002"
 TERMINAL = frozenset({RunStatus.succeeded, RunStatus.failed, RunStatus.interrupted})
 DATASET_TERMINAL = frozenset({DatasetState.ready, DatasetState.failed})
 
-# (done, total) key pairs a run's metrics may carry, most specific first; totals fall back to the run's config.
-_PROGRESS_KEYS = (("env_steps", "total_steps"), ("step", "total_steps"), ("global_step", "total_steps"),
-                  ("epoch", "epochs"))
+# (done, total) key pairs the trainers write into a run's metrics (SACMetrics, BCMetrics); totals fall back to
+# the run's config.
+_PROGRESS_KEYS = (("env_steps", "total_steps"), ("epoch", "epochs"))
 
 
 def run_progress(record: RunRecord) -> tuple[float | None, float | None]:
     """How far a run is, from its metrics (and config for the total); (None, None) when unknown."""
-    m, c = record.metrics or {}, record.config or {}
-    if isinstance(m.get("progress"), (int, float)):
-        return float(m["progress"]) * 100.0, 100.0
+    m, c = record.metrics, record.config
     for done_key, total_key in _PROGRESS_KEYS:
         done = m.get(done_key)
         total = m.get(total_key, c.get(total_key))
@@ -61,12 +63,29 @@ def _dataset_request(name: str, expert: str, task: str, episodes: int, steps: in
                                 image_size=image_size, workers=workers, overwrite=overwrite).model_dump(mode="json")
 
 
-def _eval_request(episodes: int, task: str, steps: int, seed: int, parallel_envs: int, image_size: int,
-                  gif_episodes: int, policy: str | None = None) -> dict[str, Any]:
-    kw = dict(episodes=episodes, task=task, steps=steps, seed=seed, parallel_envs=parallel_envs,
-              image_size=image_size, gif_episodes=gif_episodes)
+def _eval_request(policy: str | None = None, **given: Any) -> dict[str, Any]:
+    """Only the fields the caller gave: EvalRequest holds the defaults (image_size: the run's own frame size)."""
+    kw = {k: v for k, v in given.items() if v is not None}
     model = EvalRequest(**kw) if policy is None else BaselineEvalRequest(policy=policy, **kw)
-    return model.model_dump(mode="json")
+    return model.model_dump(mode="json", exclude_unset=True)
+
+
+def _created(body: dict[str, Any]) -> str:
+    """A run id (one seed) or a study id (seeds / n_seeds given)."""
+    created = RunCreated.model_validate(body)
+    return created.study_id or created.run_id
+
+
+def _study_done(study: StudyRecord, with_eval: bool) -> bool:
+    if study.status not in TERMINAL:
+        return False
+    if not with_eval:
+        return True
+    return all(r.eval_status in TERMINAL for r in study.runs if r.status == RunStatus.succeeded)
+
+
+def _study_progress(study: StudyRecord) -> tuple[int, int]:
+    return sum(r.status in TERMINAL for r in study.runs), len(study.runs)
 
 
 def _name(name: str) -> str:
@@ -133,15 +152,19 @@ class TrainerClient(SyncTransport):
 
     # runs ----------------------------------------------------------------------------------------------------------
     def train_bc(self, dataset: str, features: str | FeatureSource = "vjepa2", epochs: int = 100, **kwargs: Any) -> str:
-        """Start behaviour cloning on a dataset; returns the run id. kwargs: TrainBCRequest fields (lr, batch_size, ...)."""
-        body = TrainBCRequest(dataset=dataset, features=features, epochs=epochs, **kwargs).model_dump(mode="json")
-        return RunCreated.model_validate(self.request("POST", "/train/bc", json=body).json()).run_id
+        """Start behaviour cloning on a dataset; returns the run id, or with `seeds=[..]` / `n_seeds=` the study id
+        (one run per seed: get_study, wait_study). kwargs: TrainBCRequest fields (lr, batch_size, seeds, ...)."""
+        body = TrainBCRequest(dataset=dataset, features=features, epochs=epochs, **kwargs).model_dump(
+            mode="json", exclude_none=True)
+        return _created(self.request("POST", "/train/bc", json=body).json())
 
     def train_sac(self, features: str | FeatureSource = "state", task: str | Task = "easy", total_steps: int = 100_000,
                   **kwargs: Any) -> str:
-        """Start SAC in parallel envs; returns the run id. kwargs: TrainSACRequest fields (parallel_envs, ...)."""
-        body = TrainSACRequest(features=features, task=task, total_steps=total_steps, **kwargs).model_dump(mode="json")
-        return RunCreated.model_validate(self.request("POST", "/train/sac", json=body).json()).run_id
+        """Start SAC in parallel envs; returns the run id, or the study id with seeds / n_seeds (as train_bc).
+        kwargs: TrainSACRequest fields (parallel_envs, seeds, ...)."""
+        body = TrainSACRequest(features=features, task=task, total_steps=total_steps, **kwargs).model_dump(
+            mode="json", exclude_none=True)
+        return _created(self.request("POST", "/train/sac", json=body).json())
 
     def run(self, run_id: str) -> RunRecord:
         return RunRecord.model_validate(self.request("GET", f"/runs/{validate_run_id(run_id)}").json())
@@ -166,12 +189,49 @@ class TrainerClient(SyncTransport):
                 w.check(record.status.value)
                 time.sleep(poll_interval)
 
+    def info(self) -> TrainerInfo:
+        return TrainerInfo.model_validate(self.request("GET", "/info").json())
+
+    def datasets(self) -> list[DatasetInfo]:
+        return DatasetList.model_validate(self.request("GET", "/datasets").json()).datasets
+
+    # studies (one run per seed) ------------------------------------------------------------------------------------
+    def get_study(self, study_id: str) -> StudyRecord:
+        """Runs, per-run status and final metric, mean and 95% t-interval across seeds."""
+        return StudyRecord.model_validate(self.request("GET", f"/studies/{validate_run_id(study_id)}").json())
+
+    def studies(self) -> list[StudyRecord]:
+        return StudyList.model_validate(self.request("GET", "/studies").json()).studies
+
+    def evaluate_study(self, study_id: str, **fields: Any) -> StudyRecord:
+        """Evaluate every run of a study on the same evaluation seeds; fields: EvalRequest fields."""
+        body = _eval_request(**fields)
+        return StudyRecord.model_validate(
+            self.request("POST", f"/studies/{validate_run_id(study_id)}/eval", json=body).json())
+
+    def wait_study(self, study_id: str, *, evaluated: bool = False, progress: bool = True,
+                   timeout: float | None = None, poll_interval: float = 2.0) -> StudyRecord:
+        """Poll until every run is terminal (and, with evaluated=True, every succeeded run's latest evaluation)."""
+        w = _Waiter(f"study {study_id}", timeout, progress)
+        with w.bar:
+            while True:
+                study = self.get_study(study_id)
+                w.bar.update(*_study_progress(study), study.status.value)
+                if _study_done(study, evaluated):
+                    return study
+                w.check(study.status.value)
+                time.sleep(poll_interval)
+
     # evaluation ----------------------------------------------------------------------------------------------------
-    def evaluate(self, run_id: str, episodes: int = 100, task: str | Task = "easy", steps: int = 200,
-                 seed: int = 0, parallel_envs: int = 8, image_size: int = 256,
-                 gif_episodes: int = 2) -> EvalResult:
-        """Start live rollouts of a trained policy; returns the queued EvalResult."""
-        body = _eval_request(episodes, task, steps, seed, parallel_envs, image_size, gif_episodes)
+    def evaluate(self, run_id: str, episodes: int | None = None, task: str | Task | None = None,
+                 steps: int | None = None, seed: int | None = None, parallel_envs: int | None = None,
+                 image_size: int | None = None, gif_episodes: int | None = None,
+                 allow_image_size_change: bool | None = None) -> EvalResult:
+        """Start live rollouts of a trained policy; returns the queued EvalResult. Fields left out take
+        EvalRequest's defaults; image_size defaults to the run's own frame size."""
+        body = _eval_request(episodes=episodes, task=task, steps=steps, seed=seed, parallel_envs=parallel_envs,
+                             image_size=image_size, gif_episodes=gif_episodes,
+                             allow_image_size_change=allow_image_size_change)
         return EvalResult.model_validate(self.request("POST", f"/eval/{validate_run_id(run_id)}", json=body).json())
 
     def eval_result(self, run_id: str) -> EvalResult:
@@ -191,11 +251,10 @@ class TrainerClient(SyncTransport):
                 w.check(result.status.value)
                 time.sleep(poll_interval)
 
-    def evaluate_baseline(self, policy: str = "jacobian", episodes: int = 100, task: str | Task = "easy",
-                          steps: int = 200, seed: int = 0, parallel_envs: int = 8, image_size: int = 256,
-                          gif_episodes: int = 0) -> str:
-        """Evaluate an expert or random policy as a run of kind 'baseline'; returns its run id."""
-        body = _eval_request(episodes, task, steps, seed, parallel_envs, image_size, gif_episodes, policy=policy)
+    def evaluate_baseline(self, policy: str = "jacobian", gif_episodes: int = 0, **fields: Any) -> str:
+        """Evaluate an expert or random policy as a run of kind 'baseline'; returns its run id.
+        fields: EvalRequest fields (episodes, task, steps, seed, parallel_envs, image_size)."""
+        body = _eval_request(policy=policy, gif_episodes=gif_episodes, **fields)
         return RunCreated.model_validate(self.request("POST", "/eval/baseline", json=body).json()).run_id
 
 
@@ -231,13 +290,15 @@ class AsyncTrainerClient(AsyncTransport):
 
     async def train_bc(self, dataset: str, features: str | FeatureSource = "vjepa2", epochs: int = 100,
                        **kwargs: Any) -> str:
-        body = TrainBCRequest(dataset=dataset, features=features, epochs=epochs, **kwargs).model_dump(mode="json")
-        return RunCreated.model_validate((await self.request("POST", "/train/bc", json=body)).json()).run_id
+        body = TrainBCRequest(dataset=dataset, features=features, epochs=epochs, **kwargs).model_dump(
+            mode="json", exclude_none=True)
+        return _created((await self.request("POST", "/train/bc", json=body)).json())
 
     async def train_sac(self, features: str | FeatureSource = "state", task: str | Task = "easy",
                         total_steps: int = 100_000, **kwargs: Any) -> str:
-        body = TrainSACRequest(features=features, task=task, total_steps=total_steps, **kwargs).model_dump(mode="json")
-        return RunCreated.model_validate((await self.request("POST", "/train/sac", json=body)).json()).run_id
+        body = TrainSACRequest(features=features, task=task, total_steps=total_steps, **kwargs).model_dump(
+            mode="json", exclude_none=True)
+        return _created((await self.request("POST", "/train/sac", json=body)).json())
 
     async def run(self, run_id: str) -> RunRecord:
         return RunRecord.model_validate((await self.request("GET", f"/runs/{validate_run_id(run_id)}")).json())
@@ -260,10 +321,42 @@ class AsyncTrainerClient(AsyncTransport):
                 w.check(record.status.value)
                 await asyncio.sleep(poll_interval)
 
-    async def evaluate(self, run_id: str, episodes: int = 100, task: str | Task = "easy", steps: int = 200,
-                       seed: int = 0, parallel_envs: int = 8, image_size: int = 256,
-                       gif_episodes: int = 2) -> EvalResult:
-        body = _eval_request(episodes, task, steps, seed, parallel_envs, image_size, gif_episodes)
+    async def info(self) -> TrainerInfo:
+        return TrainerInfo.model_validate((await self.request("GET", "/info")).json())
+
+    async def datasets(self) -> list[DatasetInfo]:
+        return DatasetList.model_validate((await self.request("GET", "/datasets")).json()).datasets
+
+    async def get_study(self, study_id: str) -> StudyRecord:
+        return StudyRecord.model_validate((await self.request("GET", f"/studies/{validate_run_id(study_id)}")).json())
+
+    async def studies(self) -> list[StudyRecord]:
+        return StudyList.model_validate((await self.request("GET", "/studies")).json()).studies
+
+    async def evaluate_study(self, study_id: str, **fields: Any) -> StudyRecord:
+        body = _eval_request(**fields)
+        return StudyRecord.model_validate(
+            (await self.request("POST", f"/studies/{validate_run_id(study_id)}/eval", json=body)).json())
+
+    async def wait_study(self, study_id: str, *, evaluated: bool = False, progress: bool = True,
+                         timeout: float | None = None, poll_interval: float = 2.0) -> StudyRecord:
+        w = _Waiter(f"study {study_id}", timeout, progress)
+        with w.bar:
+            while True:
+                study = await self.get_study(study_id)
+                w.bar.update(*_study_progress(study), study.status.value)
+                if _study_done(study, evaluated):
+                    return study
+                w.check(study.status.value)
+                await asyncio.sleep(poll_interval)
+
+    async def evaluate(self, run_id: str, episodes: int | None = None, task: str | Task | None = None,
+                       steps: int | None = None, seed: int | None = None, parallel_envs: int | None = None,
+                       image_size: int | None = None, gif_episodes: int | None = None,
+                       allow_image_size_change: bool | None = None) -> EvalResult:
+        body = _eval_request(episodes=episodes, task=task, steps=steps, seed=seed, parallel_envs=parallel_envs,
+                             image_size=image_size, gif_episodes=gif_episodes,
+                             allow_image_size_change=allow_image_size_change)
         return EvalResult.model_validate((await self.request("POST", f"/eval/{validate_run_id(run_id)}", json=body)).json())
 
     async def eval_result(self, run_id: str) -> EvalResult:
@@ -281,8 +374,6 @@ class AsyncTrainerClient(AsyncTransport):
                 w.check(result.status.value)
                 await asyncio.sleep(poll_interval)
 
-    async def evaluate_baseline(self, policy: str = "jacobian", episodes: int = 100, task: str | Task = "easy",
-                                steps: int = 200, seed: int = 0, parallel_envs: int = 8,
-                                image_size: int = 256, gif_episodes: int = 0) -> str:
-        body = _eval_request(episodes, task, steps, seed, parallel_envs, image_size, gif_episodes, policy=policy)
+    async def evaluate_baseline(self, policy: str = "jacobian", gif_episodes: int = 0, **fields: Any) -> str:
+        body = _eval_request(policy=policy, gif_episodes=gif_episodes, **fields)
         return RunCreated.model_validate((await self.request("POST", "/eval/baseline", json=body)).json()).run_id

@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from services.common.auth import bearer_auth, warn_if_open
+from services.common.docs import offline_docs
 from services.common.store import DatasetNotFound
 from services.encoder.batcher import DynamicBatcher, QueueFull
 from services.encoder.jobs import DatasetJobs, EmbeddingMeta
@@ -312,7 +313,10 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         responses={
             **_ERRORS,
             200: {"content": {NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+        docs_url=None,  # offline_docs below serves /docs with local assets
+        redoc_url=None,
         },
+    offline_docs(app)
         openapi_extra={
             "requestBody": {
                 "required": True,

@@ -1,17 +1,28 @@
 """The trainer service's routes: thin - validate, start one background job, return 202.
 
     GET  /healthz                       {"status": "ok"} (no auth)
+    GET  /info                          TrainerInfo: version, store, runs dir, encoder URL, what it can do
+    GET  /metrics                       Prometheus: jobs by kind and status, evaluation steps/s, request counts
+    GET  /docs                          Swagger UI, its assets served from here (works offline)
     POST /datasets                      CreateDatasetRequest -> 202 DatasetInfo (generation runs in the background)
-    GET  /datasets                      [DatasetInfo]
+    GET  /datasets                      {"datasets": [DatasetInfo]}
     GET  /datasets/{name}               DatasetInfo: status running | ready | failed, success_rate, mean_return
-    POST /train/bc                      TrainBCRequest -> 202 {"run_id"}
-    POST /train/sac                     TrainSACRequest -> 202 {"run_id"}
+    POST /train/bc                      TrainBCRequest -> 202 RunCreated {"run_id"}; with seeds/n_seeds one run per
+                                        seed under a study: {"run_id" (the first), "study_id", "run_ids"}
+    POST /train/sac                     TrainSACRequest -> 202 RunCreated (seeds as for BC)
+    GET  /studies                       {"studies": [StudyRecord]}
+    GET  /studies/{study_id}            StudyRecord: runs, per-run status and final metric, mean and 95% t-interval
+                                        across seeds (final metric; success rate of evaluated runs)
+    POST /studies/{study_id}/eval       EvalRequest -> 202 StudyRecord: every run, the same evaluation seeds
+    POST /eval/study/{study_id}         the same
     GET  /runs                          {"runs": [RunRecord]}
     GET  /runs/{run_id}                 RunRecord: status queued | running | succeeded | failed | interrupted
     POST /runs/{run_id}/resume          continue an interrupted/failed SAC run from its last checkpoint (BC restarts)
     POST /eval/baseline                 BaselineEvalRequest -> 202 EvalResult: evaluates jacobian | p-controller |
                                         random with the same loop as trained policies, as a run of kind "baseline"
-    POST /eval/{run_id}                 EvalRequest -> 202 EvalResult (answered once the evaluation is recorded queued)
+    POST /eval/{run_id}                 EvalRequest -> 202 EvalResult (answered once the evaluation is recorded queued);
+                                        image_size defaults to the run's own frame size, another needs
+                                        allow_image_size_change: true (else 422 naming both sizes)
     GET  /eval/{run_id}                 the run's latest evaluation (earlier ones stay in the run's `evaluations`)
 
 Errors are JSON {"detail": "..."} naming the problem.
@@ -24,34 +35,43 @@ import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.auth import bearer_auth, load_token, warn_if_open
 from services.common.store import DatasetNotFound, Store
+from services.common.docs import offline_docs
 from vjepa_robot_client.contract import (
     BaselineEvalRequest,
     CreateDatasetRequest,
     DatasetInfo,
+    DatasetList,
     ErrorResponse,
     EvalRequest,
     EvalResult,
+    ExpertName,
+    FeatureSource,
     HealthResponse,
     RunCreated,
     RunList,
     RunRecord,
+    StudyList,
+    StudyRecord,
+    Task,
     TrainBCRequest,
+    TrainerInfo,
     TrainSACRequest,
     validate_name,
-    validate_run_id,
 )
 
 from . import jobs
-from .runs import RunNotFound, RunStore, default_runs_dir
+from .runs import RunStore, default_runs_dir
+from .studies import aggregate
 
 log = logging.getLogger("vjepa_robot.trainer")
+VERSION = "0.1.0"
 
 
 class TrainerSettings(BaseSettings):
@@ -120,12 +140,77 @@ class BodyLimitMiddleware:
                            status_code=413)(scope, receive, send)
 
 
+class TrainerMetrics:
+    """Prometheus metrics of one trainer app (its own registry, so several apps can live in one process)."""
+
+    def __init__(self, runs: RunStore):
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+        from prometheus_client.core import GaugeMetricFamily
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("vjepa_trainer_requests_total", "HTTP requests by method, route and status code",
+                                ["method", "route", "status"], registry=self.registry)
+        self.eval_steps = Counter("vjepa_trainer_eval_env_steps_total", "Simulator steps run by evaluations",
+                                  registry=self.registry)
+        self.eval_seconds = Counter("vjepa_trainer_eval_seconds_total", "Wall time of evaluations (s)",
+                                    registry=self.registry)
+        self.eval_sps = Gauge("vjepa_trainer_eval_steps_per_second", "Simulator steps/s of the latest evaluation",
+                              registry=self.registry)
+
+        class _Jobs:  # counted from the run records at scrape time, so they survive restarts
+            def collect(self_inner):
+                g = GaugeMetricFamily("vjepa_trainer_runs", "Runs by kind and status", labels=["kind", "status"])
+                counts: dict[tuple[str, str], int] = {}
+                for r in runs.list():
+                    key = (r.get("kind", "?"), r.get("status", "?"))
+                    counts[key] = counts.get(key, 0) + 1
+                for (kind, status), n in sorted(counts.items()):
+                    g.add_metric([kind, status], n)
+                yield g
+
+        self.registry.register(_Jobs())
+
+    def on_eval(self, result: dict) -> None:
+        sps, wall = result.get("steps_per_second"), result.get("wall_s")
+        if sps:
+            self.eval_sps.set(sps)
+            if wall:
+                self.eval_steps.inc(sps * wall)
+                self.eval_seconds.inc(wall)
+
+
+class RequestCountMiddleware:
+    """Pure ASGI: count requests by method, route template (not the raw path: run ids would explode labels), status."""
+
+    def __init__(self, app, metrics: TrainerMetrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        box = {"status": 500}
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                box["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(scope.get("method", "?"), path, str(box["status"])).inc()
+
+
 def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     settings = settings or TrainerSettings()
     token = load_token(settings.token, settings.token_file)
     store = Store(settings.store)
     runs = RunStore(settings.runs or default_runs_dir(store.uri))
-    ctx = jobs.TrainerContext(store=store, runs=runs, encoder_url=settings.encoder_url, token=token)
+    metrics = TrainerMetrics(runs)
+    ctx = jobs.TrainerContext(store=store, runs=runs, encoder_url=settings.encoder_url, token=token,
+                              on_eval=metrics.on_eval)
     runner = jobs.JobRunner(settings.job_workers)
 
     @asynccontextmanager
@@ -138,10 +223,17 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         runner.shutdown(runs)
         runs.recover()
 
-    app = FastAPI(title="vjepa-robot trainer", version="0.1.0", lifespan=lifespan, responses=ERRORS)
-    app.state.ctx, app.state.runner = ctx, runner
+    app = FastAPI(title="vjepa-robot trainer", version=VERSION, lifespan=lifespan, responses=ERRORS, docs_url=None,
+                  redoc_url=None)
+    app.state.ctx, app.state.runner, app.state.metrics = ctx, runner, metrics
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(RequestCountMiddleware, metrics=metrics)
+    offline_docs(app)
     auth = [Depends(bearer_auth(token))]
+
+    @app.exception_handler(jobs.Refused)
+    async def _refused(request: Request, exc: jobs.Refused):
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
@@ -154,6 +246,21 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     @app.get("/healthz", response_model=HealthResponse)
     def healthz():
         return HealthResponse()
+
+    @app.get("/info", response_model=TrainerInfo, dependencies=auth)
+    def info():
+        routes = sorted(f"{m} {r.path}" for r in app.routes if getattr(r, "include_in_schema", False)
+                        for m in sorted(getattr(r, "methods", ()) or ()) if m != "HEAD")
+        return TrainerInfo(version=VERSION, store=store.uri, runs_dir=str(runs.root), encoder_url=settings.encoder_url,
+                           auth=token is not None, job_workers=settings.job_workers,
+                           run_kinds=["bc", "sac", "baseline"], feature_sources=[f.value for f in FeatureSource],
+                           experts=[e.value for e in ExpertName], tasks=[t.value for t in Task], routes=routes)
+
+    @app.get("/metrics", dependencies=auth, response_class=Response)
+    def prometheus_metrics():
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # -- datasets ------------------------------------------------------------------------------------------------
 
@@ -189,11 +296,11 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         runner.submit(f"dataset:{req.name}", work, on_error)
         return DatasetInfo(**store.get_dataset_meta(req.name))
 
-    @app.get("/datasets", response_model=list[DatasetInfo], dependencies=auth)
+    @app.get("/datasets", response_model=DatasetList, dependencies=auth)
     def list_datasets():
         from .datasets import dataset_info
 
-        return [DatasetInfo(**dataset_info(store, m["name"])) for m in store.list_datasets()]
+        return DatasetList(datasets=[DatasetInfo(**dataset_info(store, m["name"])) for m in store.list_datasets()])
 
     @app.get("/datasets/{name}", response_model=DatasetInfo, dependencies=auth)
     def get_dataset(name: str):
@@ -215,16 +322,11 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 
     @app.post("/train/bc", status_code=202, response_model=RunCreated, dependencies=auth)
     def train_bc(req: TrainBCRequest):
-        _ready_dataset(store, req.dataset)
-        handle = runs.create("bc", req.model_dump(mode="json"))
-        runner.submit(f"run:{handle.run_id}", lambda: jobs.run_bc(ctx, handle), jobs.fail_run(handle))
-        return RunCreated(run_id=handle.run_id)
+        return jobs.train(ctx, runner, req)
 
     @app.post("/train/sac", status_code=202, response_model=RunCreated, dependencies=auth)
     def train_sac(req: TrainSACRequest):
-        handle = runs.create("sac", req.model_dump(mode="json"))
-        runner.submit(f"run:{handle.run_id}", lambda: jobs.run_sac(ctx, handle), jobs.fail_run(handle))
-        return RunCreated(run_id=handle.run_id)
+        return jobs.train(ctx, runner, req)
 
     @app.get("/runs", response_model=RunList, dependencies=auth)
     def list_runs():
@@ -232,56 +334,49 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 
     @app.get("/runs/{run_id}", response_model=RunRecord, dependencies=auth)
     def get_run(run_id: str):
-        return RunRecord(**_get_run(runs, run_id))
+        return RunRecord(**jobs.get_record(ctx, run_id))
 
     @app.post("/runs/{run_id}/resume", status_code=202, response_model=RunRecord, dependencies=auth)
     def resume_run(run_id: str):
-        record = _get_run(runs, run_id)
-        if record["status"] not in ("interrupted", "failed"):
-            raise HTTPException(409, detail=f"run {run_id} is {record['status']}: only an interrupted or failed run "
-                                            "can be resumed")
-        if record["kind"] == "baseline":
-            raise HTTPException(409, detail="baseline runs have nothing to resume: POST /eval/baseline again")
-        handle = runs.handle(run_id)
-        handle.update(status="queued", error=None)
-        runs.stop_event(run_id).clear()
-        if record["kind"] == "sac":
-            runner.submit(f"run:{run_id}", lambda: jobs.run_sac(ctx, handle, resume=True), jobs.fail_run(handle))
-        else:
-            runner.submit(f"run:{run_id}", lambda: jobs.run_bc(ctx, handle), jobs.fail_run(handle))
-        return RunRecord(**runs.get(run_id))
+        return RunRecord(**jobs.resume(ctx, runner, run_id))
+
+    # -- studies -------------------------------------------------------------------------------------------------
+
+    def study_record(study: dict) -> StudyRecord:
+        return aggregate(study, [runs.get(r) for r in study["run_ids"]])
+
+    @app.get("/studies", response_model=StudyList, dependencies=auth)
+    def list_studies():
+        return StudyList(studies=[study_record(s) for s in runs.list_studies()])
+
+    @app.get("/studies/{study_id}", response_model=StudyRecord, dependencies=auth)
+    def get_study(study_id: str):
+        return study_record(jobs.get_study(ctx, study_id))
+
+    @app.post("/studies/{study_id}/eval", status_code=202, response_model=StudyRecord, dependencies=auth)
+    def eval_study(study_id: str, req: EvalRequest):
+        return study_record(jobs.evaluate_study(ctx, runner, study_id, req))
+
+    @app.post("/eval/study/{study_id}", status_code=202, response_model=StudyRecord, dependencies=auth)
+    def eval_study_alias(study_id: str, req: EvalRequest):
+        return study_record(jobs.evaluate_study(ctx, runner, study_id, req))
 
     # -- evaluation ----------------------------------------------------------------------------------------------
 
     @app.post("/eval/baseline", status_code=202, response_model=EvalResult, dependencies=auth)
     def eval_baseline(req: BaselineEvalRequest):
-        handle = runs.create("baseline", {"policy": req.policy, "task": req.task.value})
-        return _start_eval(handle, EvalRequest(**req.model_dump(exclude={"policy"})))
+        return jobs.evaluate_baseline(ctx, runner, req)
 
     @app.post("/eval/{run_id}", status_code=202, response_model=EvalResult, dependencies=auth)
     def eval_run(run_id: str, req: EvalRequest):
-        record = _get_run(runs, run_id)
-        if record["kind"] != "baseline" and record["status"] != "succeeded":
-            raise HTTPException(409, detail=f"run {run_id} is {record['status']}: evaluate it once it has succeeded")
-        repeat = int(record["config"].get("action_repeat", 1))
-        if req.steps % repeat:
-            raise HTTPException(422, detail=f"steps ({req.steps}) counts simulator steps and must be a multiple of "
-                                            f"the run's action_repeat ({repeat})")
-        return _start_eval(runs.handle(run_id), req)
+        return jobs.evaluate_run(ctx, runner, run_id, req)
 
     @app.get("/eval/{run_id}", response_model=EvalResult, dependencies=auth)
     def get_eval(run_id: str):
-        record = _get_run(runs, run_id)
+        record = jobs.get_record(ctx, run_id)
         if not record["evaluations"]:
             raise HTTPException(404, detail=f"run {run_id} has no evaluation yet: POST /eval/{run_id} first")
         return EvalResult(**record["evaluations"][-1])
-
-    def _start_eval(handle, req: EvalRequest) -> EvalResult:
-        eval_id = handle.add_evaluation(req.model_dump(mode="json"))  # recorded `queued` before the 202
-        runner.submit(f"eval:{handle.run_id}:{eval_id}",
-                      lambda: jobs.run_eval(ctx, handle, eval_id, req.model_dump(mode="json")),
-                      jobs.eval_error_handler(handle, eval_id))
-        return EvalResult(**handle.record["evaluations"][eval_id])
 
     return app
 
@@ -291,27 +386,3 @@ def _valid_name(name: str) -> None:
         validate_name(name, "dataset name")
     except ValueError as exc:
         raise HTTPException(400, detail=str(exc)) from None
-
-
-def _ready_dataset(store: Store, name: str) -> dict:
-    from .datasets import dataset_info
-
-    _valid_name(name)
-    try:
-        meta = dataset_info(store, name)
-    except DatasetNotFound as exc:
-        raise HTTPException(404, detail=str(exc)) from None
-    if meta["status"] != "ready":
-        raise HTTPException(409, detail=f"dataset {name!r} is {meta['status']}, not ready: wait for it or re-create it")
-    return meta
-
-
-def _get_run(runs: RunStore, run_id: str) -> dict:
-    try:
-        validate_run_id(run_id)
-    except ValueError as exc:
-        raise HTTPException(400, detail=str(exc)) from None
-    try:
-        return runs.get(run_id)
-    except RunNotFound as exc:
-        raise HTTPException(404, detail=str(exc)) from None

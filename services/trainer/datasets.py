@@ -4,8 +4,9 @@
     meta = create_dataset(spec, store="./vjepa-robot-store", workers=2)
 
 Workers render and compress frames (PNG) and return whole episodes; the parent process is the only writer
-(FACTS.md: one writer per table), so a reader never sees a partial episode, and a crash loses at most the
-episodes in flight. Same seed, same frames and actions: episode i is seeded by train_episode_seed(seed, i).
+(LanceDB wants one writer per table), so a reader never sees a partial episode, and a crash loses at most the
+episodes in flight. `create_dataset` is THE way a dataset is built: the CLI, the trainer route and the Modal app
+(which generates shards on many containers) all call it. Same seed, same frames and actions: episode i is seeded by train_episode_seed(seed, i).
 """
 
 from __future__ import annotations
@@ -15,20 +16,13 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
 
 from services import __version__
-from services.common.store import (
-    STEPS_SCHEMA,
-    DatasetNotFound,
-    Store,
-    encode_png,
-    now_iso,
-    steps_table_name,
-)
+from services.common.store import STEPS_SCHEMA, DatasetNotFound, Store, encode_png, now_iso
 from vjepa_robot_client.contract import validate_name
 
 from .env import TASKS, episode_success, finger_target_xy, make, train_episode_seed
@@ -131,6 +125,10 @@ def generate_episode(spec: DatasetSpec, episode: int) -> EpisodeRecord:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+# Episodes in batches: each batch is appended (one episode per append), then progress may be recorded.
+GenerateFn = Callable[["DatasetSpec", list[int]], Iterable[list["EpisodeRecord"]]]
+
+
 def create_dataset(
     spec: DatasetSpec,
     store: Store | str | None = None,
@@ -140,17 +138,27 @@ def create_dataset(
     resume: bool = False,
     progress: bool = True,
     on_episode: Callable[[int, int], None] | None = None,
+    generate: GenerateFn | None = None,
+    record_every: int | None = None,
+    commit: Callable[[], None] = lambda: None,
+    extra_meta: dict | None = None,
 ) -> dict:
-    """Generate `spec` into the store and return its metadata. Refuses an existing name unless overwrite/resume."""
+    """Generate `spec` into the store and return its metadata. Refuses an existing name unless overwrite/resume.
+
+    `generate(spec, episodes)` yields batches of EpisodeRecords in episode order (default: `workers` local
+    processes, one episode per batch; the Modal app passes its shard map). Progress is recorded in the dataset's
+    metadata every `record_every` episodes (default a tenth of the dataset) and `commit()` runs after each
+    record (the Modal app commits its Volume there).
+    """
     store = store if isinstance(store, Store) else Store(store)
-    table_name = steps_table_name(spec.name)
     try:
         existing = store.get_dataset_meta(spec.name)
     except DatasetNotFound:
         existing = None
-    if existing is not None or store.has_table(table_name):
+    if existing is not None or store.has_steps(spec.name):
         if overwrite:
-            delete_dataset(store, spec.name)
+            store.drop_dataset(spec.name)
+            existing = None
         elif resume:
             if existing and {k: existing.get(k) for k in asdict(spec)} != asdict(spec):
                 raise ValueError(
@@ -167,31 +175,38 @@ def create_dataset(
     todo = [e for e in range(spec.episodes) if e not in done]
     meta = {**asdict(spec), "created_at": (existing or {}).get("created_at") or now_iso(),
             "version": __version__, "owner_pid": os.getpid(), "owner_host": os.uname().nodename,
-            "episodes_done": len(done), "success_rate": None, "mean_return": None}
-    store.put_dataset_meta(spec.name, "running", meta)
+            "episodes_done": len(done), "success_rate": None, "mean_return": None, **(extra_meta or {})}
 
+    def record(status: str) -> None:
+        store.put_dataset_meta(spec.name, status, meta)
+        commit()
+
+    record("running")
+    generate = generate or (lambda s, eps: ([rec] for rec in _generate(s, eps, workers)))
+    record_every = record_every or max(1, spec.episodes // 10)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=spec.episodes, initial=len(done), desc=f"dataset {spec.name}", unit="ep")
     t0 = time.perf_counter()
+    since_record = 0
     try:
-        for i, rec in enumerate(_generate(spec, todo, workers)):
-            if store.has_table(table_name):
-                store.open(table_name).add(rec.table)  # one episode, one append: never a partial episode
-            else:
-                store.db.create_table(table_name, data=rec.table, schema=STEPS_SCHEMA)
-            meta["episodes_done"] = len(done) + i + 1
-            if bar:
-                bar.update(1)
-            if on_episode:
-                on_episode(meta["episodes_done"], spec.episodes)
-            if (i + 1) % max(1, spec.episodes // 10) == 0:
-                store.put_dataset_meta(spec.name, "running", meta)
+        for batch in generate(spec, todo):
+            for rec in batch:
+                store.append_episode(spec.name, rec.table)  # one episode, one append: never a partial episode
+                meta["episodes_done"] += 1
+                since_record += 1
+                if bar:
+                    bar.update(1)
+                if on_episode:
+                    on_episode(meta["episodes_done"], spec.episodes)
+            if since_record >= record_every:
+                record("running")
+                since_record = 0
     except BaseException as exc:
         meta["error"] = f"{type(exc).__name__}: {exc}"
-        store.put_dataset_meta(spec.name, "failed", meta)
+        record("failed")
         raise
     finally:
         if bar:
@@ -202,13 +217,10 @@ def create_dataset(
     meta.pop("error", None)
     if meta["episodes_done"] != spec.episodes:
         meta["error"] = f"only {meta['episodes_done']} of {spec.episodes} episodes present"
-        store.put_dataset_meta(spec.name, "failed", meta)
+        record("failed")
         raise RuntimeError(meta["error"])
-    store.put_dataset_meta(spec.name, "ready", meta)
-    try:
-        store.open(table_name).optimize()
-    except Exception:  # compaction is an optimisation, never a reason to fail
-        pass
+    record("ready")
+    store.compact_steps(spec.name)
     return store.get_dataset_meta(spec.name)
 
 
@@ -249,11 +261,7 @@ def summarise(store: Store, name: str) -> dict:
 
 def delete_dataset(store: Store, name: str) -> None:
     """Drop a dataset's steps, its embeddings (every encoder) and its metadata."""
-    validate_name(name, "dataset name")
-    for t in store.table_names():
-        if t == steps_table_name(name) or t.startswith(f"emb__{name}__"):
-            store.drop(t)
-    store.delete_dataset_meta(name)
+    store.drop_dataset(name)
 
 
 def dataset_info(store: Store, name: str) -> dict:

@@ -1,4 +1,4 @@
-"""Feature sources: one interface for `vjepa2`, `state` and `random` (DESIGN.md).
+"""Feature sources: one interface for `vjepa2`, `state` and `random`.
 
 BC, SAC, evaluation and the linear probe take any of them, so every result has its baselines beside it,
 computed by the same code:
@@ -134,17 +134,9 @@ class VJEPA2Features(FeatureSource):
                 "image_size": self.info.image_size, "dtype": self.info.dtype}
 
     def ensure_encoded(self, store: Store, dataset: str, progress: bool = False) -> None:
-        from services.common.store import embeddings_table_name
-
-        meta = store.get_dataset_meta(dataset)
-        name = embeddings_table_name(dataset, self.encoder_id)
-        expected = int(meta.get("episodes", 0)) * int(meta.get("steps", 0))
-        if store.has_table(name) and store.open(name).count_rows() >= expected > 0:
-            return
-        self.client.encode_dataset(dataset)
-        status = self.client.wait_dataset_encode(dataset, progress=progress, poll_interval=0.5)
-        if status.status != "done":
-            raise RuntimeError(f"encoding dataset {dataset!r} failed: {status.error}")
+        """Have the encoder embed the dataset unless every step already has this encoder's embedding."""
+        if not store.embedding_progress(dataset, self.encoder_id).complete:
+            self.client.encode_dataset_and_wait(dataset, progress=progress)
 
     def offline(self, store: Store, dataset: str) -> FeatureTable:
         self.ensure_encoded(store, dataset)

@@ -1,12 +1,20 @@
-"""The trainer's work, as plain functions the routes (and the CLI, and tests) call.
+"""The trainer's jobs, one function each, used by the routes, the CLI's local mode and scripts alike:
 
-Each job runs in a background thread of the trainer process and always ends its run in a terminal state:
-`succeeded`, `failed` (with the error), or `interrupted` (the trainer stopped it; resume continues it).
+    train(ctx, runner, TrainBCRequest | TrainSACRequest) -> RunCreated      validate, create run(s), start
+    evaluate_run(ctx, runner, run_id, EvalRequest) -> EvalResult           validate against the run, start
+    evaluate_baseline(ctx, runner, BaselineEvalRequest) -> EvalResult
+    evaluate_study(ctx, runner, study_id, EvalRequest) -> dict             every run of a study, same eval seeds
+
+`runner` is a JobRunner (the service: background threads, answer at once) or an InlineRunner (the CLI: the job
+runs before the call returns). Bad input raises Refused(status_code, detail) before anything is recorded.
+Each job always ends its run in a terminal state: `succeeded`, `failed` (with the error), or `interrupted`
+(the trainer stopped it; resume continues it).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -14,9 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from services.common.store import Store
+from services.common.store import DatasetNotFound, Store
+from vjepa_robot_client.contract import (
+    DEFAULT_EVAL_IMAGE_SIZE,
+    BaselineEvalRequest,
+    EvalRequest,
+    EvalResult,
+    FeatureSource,
+    RunCreated,
+    RunLineage,
+    TrainBCRequest,
+    TrainSACRequest,
+    validate_name,
+    validate_run_id,
+)
 
-from .runs import RunHandle, RunStore
+from .runs import ACTIVE, RunHandle, RunNotFound, RunStore, StudyNotFound
 
 log = logging.getLogger("vjepa_robot.trainer")
 
@@ -25,12 +46,21 @@ class JobStopped(Exception):
     """Raised inside a job when the trainer asked it to stop (shutdown): the run ends `interrupted`."""
 
 
+class Refused(Exception):
+    """A request this trainer will not start; status_code is the HTTP status the service answers."""
+
+    def __init__(self, status_code: int, detail: str):
+        super().__init__(detail)
+        self.status_code, self.detail = status_code, detail
+
+
 @dataclass
 class TrainerContext:
     store: Store
     runs: RunStore
     encoder_url: str | None
     token: str | None = None
+    on_eval: Callable[[dict], None] | None = None  # sees every finished evaluation record (service metrics)
 
     def features(self, name: str):
         from .features import make_feature_source
@@ -73,12 +103,117 @@ class JobRunner:
             kind, _, rest = key.partition(":")
             if kind in ("run", "eval"):
                 runs.stop_event(rest.split(":")[0]).set()
+            elif kind in ("study", "studyeval"):
+                for run_id in runs.get_study(rest)["run_ids"]:
+                    runs.stop_event(run_id).set()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+class InlineRunner:
+    """JobRunner's interface for the CLI: the job runs now; a failure is recorded, then raised."""
+
+    def submit(self, key: str, fn: Callable[[], Any], on_error: Callable[[BaseException], None]) -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            on_error(exc)
+            raise
+
+    def active(self) -> list[str]:
+        return []
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# Jobs
+# Training
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def ready_dataset(store: Store, name: str) -> dict:
+    """The dataset's metadata if it is ready to train on, else Refused (400 bad name, 404 unknown, 409 not ready)."""
+    from .datasets import dataset_info
+
+    try:
+        validate_name(name, "dataset name")
+    except ValueError as exc:
+        raise Refused(400, str(exc)) from None
+    try:
+        meta = dataset_info(store, name)
+    except DatasetNotFound as exc:
+        raise Refused(404, str(exc)) from None
+    if meta["status"] != "ready":
+        raise Refused(409, f"dataset {name!r} is {meta['status']}, not ready: wait for it or re-create it")
+    return meta
+
+
+def _needs_frames(features: FeatureSource | str) -> bool:
+    return FeatureSource(features) == FeatureSource.vjepa2
+
+
+def train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) -> dict:
+    """Validate a training request and return the lineage its runs start with (frame size, action repeat)."""
+    if isinstance(req, TrainBCRequest):
+        meta = ready_dataset(ctx.store, req.dataset)
+        size = meta.get("image_size") if _needs_frames(req.features) else None
+        if _needs_frames(req.features) and not size:
+            raise Refused(409, f"dataset {req.dataset!r} stores no frames (image_size 0): vjepa2 features need "
+                               "frames; re-create it with --image-size 256, or train on state features")
+        return RunLineage(features=req.features, dataset=req.dataset, image_size=size,
+                          action_repeat=1).model_dump(mode="json")
+    return RunLineage(features=req.features, image_size=req.image_size if _needs_frames(req.features) else None,
+                      action_repeat=req.action_repeat).model_dump(mode="json")
+
+
+def train(ctx: TrainerContext, runner, req: TrainBCRequest | TrainSACRequest, progress: bool = False) -> RunCreated:
+    """Validate, create one run per seed (a study when the request has seeds/n_seeds), start them.
+
+    A study's runs run one after another in one job (CPU); a run that fails is recorded and the next seed
+    starts; a crash or stop leaves every unfinished run `failed`/`interrupted`, never `running` or `queued`.
+    """
+    kind = "bc" if isinstance(req, TrainBCRequest) else "sac"
+    lineage = train_lineage(ctx, req)
+    seeds = req.run_seeds()
+    study_id = f"study-{secrets.token_hex(4)}" if req.is_study else None
+    handles = [ctx.runs.create(kind, req.for_seed(s, study_id).model_dump(mode="json"), lineage=lineage,
+                               study_id=study_id) for s in seeds]
+    run_ids = [h.run_id for h in handles]
+    one = run_bc if kind == "bc" else run_sac
+    kw = {"progress": progress} if kind == "bc" else {}
+    if study_id is None:
+        runner.submit(f"run:{run_ids[0]}", lambda: one(ctx, handles[0], **kw), fail_run(handles[0]))
+        return RunCreated(run_id=run_ids[0])
+    config = req.model_dump(mode="json", exclude={"study_id"})
+    ctx.runs.create_study(kind, config, seeds, run_ids, study_id)
+
+    def work():
+        for h in handles:
+            if h.stop_requested():
+                raise JobStopped("the trainer was stopped during this study")
+            try:
+                one(ctx, h, **kw)
+            except JobStopped:
+                raise
+            except Exception as exc:  # one seed's failure is that run's result; the study goes on
+                log.error("study %s: run %s failed: %s", study_id, h.run_id, exc)
+                fail_run(h)(exc)
+
+    runner.submit(f"study:{study_id}", work, fail_unfinished(handles))
+    return RunCreated(run_id=run_ids[0], study_id=study_id, run_ids=run_ids)
+
+
+def resume(ctx: TrainerContext, runner, run_id: str) -> dict:
+    record = get_record(ctx, run_id)
+    if record["status"] not in ("interrupted", "failed"):
+        raise Refused(409, f"run {run_id} is {record['status']}: only an interrupted or failed run can be resumed")
+    if record["kind"] == "baseline":
+        raise Refused(409, "baseline runs have nothing to resume: POST /eval/baseline again")
+    handle = ctx.runs.handle(run_id)
+    handle.update(status="queued", error=None)
+    ctx.runs.stop_event(run_id).clear()
+    if record["kind"] == "sac":
+        runner.submit(f"run:{run_id}", lambda: run_sac(ctx, handle, resume=True), fail_run(handle))
+    else:
+        runner.submit(f"run:{run_id}", lambda: run_bc(ctx, handle), fail_run(handle))
+    return ctx.runs.get(run_id)
 
 
 def fail_run(handle: RunHandle):
@@ -89,15 +224,23 @@ def fail_run(handle: RunHandle):
     return on_error
 
 
-def run_bc(ctx: TrainerContext, handle: RunHandle, progress: bool = False) -> None:
-    from vjepa_robot_client.contract import TrainBCRequest
+def fail_unfinished(handles: list[RunHandle]):
+    def on_error(exc: BaseException):
+        for h in handles:
+            if h.record["status"] in ACTIVE:
+                fail_run(h)(exc)
 
+    return on_error
+
+
+def run_bc(ctx: TrainerContext, handle: RunHandle, progress: bool = False) -> None:
     from .bc import train_bc
 
     cfg = TrainBCRequest(**handle.record["config"])
     handle.update(status="running")
     features = ctx.features(cfg.features.value)
     try:
+        handle.update(lineage=_features_lineage(features))
         metrics = train_bc(cfg, handle, features, ctx.store, progress=progress)
         metrics["features_lineage"] = features.lineage()  # which encoder (if any) evaluation must match
     finally:
@@ -108,14 +251,13 @@ def run_bc(ctx: TrainerContext, handle: RunHandle, progress: bool = False) -> No
 
 
 def run_sac(ctx: TrainerContext, handle: RunHandle, resume: bool = False) -> None:
-    from vjepa_robot_client.contract import TrainSACRequest
-
     from .sac import train_sac
 
     cfg = TrainSACRequest(**handle.record["config"])
     handle.update(status="running")
     features = ctx.features(cfg.features.value)
     try:
+        handle.update(lineage=_features_lineage(features))
         metrics = train_sac(cfg, handle, features, resume=resume)
         metrics["features_lineage"] = features.lineage()
     finally:
@@ -123,6 +265,134 @@ def run_sac(ctx: TrainerContext, handle: RunHandle, resume: bool = False) -> Non
     if handle.stop_requested():
         raise JobStopped("the trainer was stopped during training")
     handle.update(status="succeeded", metrics=metrics)
+
+
+def _features_lineage(features) -> dict:
+    lin = features.lineage()
+    return {k: lin[k] for k in ("dim", "encoder_id") if lin.get(k) is not None}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def get_record(ctx: TrainerContext, run_id: str) -> dict:
+    try:
+        validate_run_id(run_id)
+    except ValueError as exc:
+        raise Refused(400, str(exc)) from None
+    try:
+        return ctx.runs.get(run_id)
+    except RunNotFound as exc:
+        raise Refused(404, str(exc)) from None
+
+
+def get_study(ctx: TrainerContext, study_id: str) -> dict:
+    try:
+        validate_run_id(study_id)
+    except ValueError as exc:
+        raise Refused(400, str(exc).replace("run id", "study id")) from None
+    try:
+        return ctx.runs.get_study(study_id)
+    except StudyNotFound as exc:
+        raise Refused(404, str(exc)) from None
+
+
+def run_lineage(ctx: TrainerContext, record: dict) -> RunLineage | None:
+    """A run's lineage; for records written before lineage was recorded, rebuilt from the config (and dataset)."""
+    if record["kind"] == "baseline":
+        return None
+    if record.get("lineage"):
+        return RunLineage.model_validate(record["lineage"])
+    cfg = record["config"]
+    frames = _needs_frames(cfg.get("features", "vjepa2"))
+    if record["kind"] == "sac":
+        return RunLineage(features=cfg["features"], image_size=int(cfg.get("image_size", 256)) if frames else None,
+                          action_repeat=int(cfg.get("action_repeat", 1)))
+    size = None
+    if frames:
+        try:
+            size = ctx.store.get_dataset_meta(cfg["dataset"]).get("image_size")
+        except (DatasetNotFound, ValueError):
+            size = None
+    return RunLineage(features=cfg["features"], dataset=cfg.get("dataset"), image_size=size, action_repeat=1)
+
+
+def resolve_eval(ctx: TrainerContext, record: dict, req: EvalRequest) -> EvalRequest:
+    """The request this run is evaluated with: image_size filled in from the run's own frame size; Refused when
+    the run is not evaluable, the steps do not fit its action repeat, or the frame size differs unasked."""
+    run_id = record["run_id"]
+    if record["kind"] != "baseline" and record["status"] != "succeeded":
+        raise Refused(409, f"run {run_id} is {record['status']}: evaluate it once it has succeeded")
+    lineage = run_lineage(ctx, record)
+    repeat = lineage.action_repeat if lineage else 1
+    if req.steps % repeat:
+        raise Refused(422, f"steps ({req.steps}) counts simulator steps and must be a multiple of the run's "
+                           f"action_repeat ({repeat})")
+    own = lineage.image_size if lineage else None
+    if req.image_size is None:
+        return req.model_copy(update={"image_size": own or DEFAULT_EVAL_IMAGE_SIZE})
+    if own and req.image_size != own and not req.allow_image_size_change:
+        raise Refused(422, f"image_size {req.image_size} differs from the run's own frame size {own} (run {run_id} "
+                           f"was trained on {own} px frames): leave image_size out to use {own}, or send "
+                           "allow_image_size_change: true to evaluate at another size on purpose")
+    return req
+
+
+def evaluate_run(ctx: TrainerContext, runner, run_id: str, req: EvalRequest) -> EvalResult:
+    record = get_record(ctx, run_id)
+    return _start_eval(ctx, runner, ctx.runs.handle(run_id), resolve_eval(ctx, record, req))
+
+
+def evaluate_baseline(ctx: TrainerContext, runner, req: BaselineEvalRequest) -> EvalResult:
+    handle = ctx.runs.create("baseline", {"policy": req.policy, "task": req.task.value})
+    plain = EvalRequest(**req.model_dump(exclude={"policy"}))
+    return _start_eval(ctx, runner, handle, resolve_eval(ctx, handle.record, plain))
+
+
+def evaluate_study(ctx: TrainerContext, runner, study_id: str, req: EvalRequest) -> dict:
+    """Evaluate every succeeded run of a study with the same request (hence the same evaluation seeds), one after
+    another in one job. Runs that did not succeed are skipped (they show in the study without an evaluation)."""
+    study = get_study(ctx, study_id)
+    records = [ctx.runs.get(r) for r in study["run_ids"]]
+    ready = [r for r in records if r["status"] == "succeeded"]
+    if not ready:
+        states = ", ".join(f"{r['run_id']} {r['status']}" for r in records)
+        raise Refused(409, f"study {study_id} has no succeeded run to evaluate yet ({states})")
+    resolved = [resolve_eval(ctx, r, req) for r in ready]  # every run is checked before any starts
+    jobs = []
+    for record, r in zip(ready, resolved):
+        handle = ctx.runs.handle(record["run_id"])
+        jobs.append((handle, handle.add_evaluation(r.model_dump(mode="json")), r))
+    ctx.runs.update_study(study_id, eval_request=req.model_dump(mode="json"))
+
+    def work():
+        for handle, eval_id, r in jobs:
+            try:
+                run_eval(ctx, handle, eval_id, r)
+            except JobStopped as exc:
+                for h, e, _ in jobs:
+                    if h.record["evaluations"][e]["status"] in ACTIVE:
+                        eval_error_handler(h, e)(exc)
+                raise
+            except Exception as exc:
+                eval_error_handler(handle, eval_id)(exc)
+
+    def on_error(exc):
+        for h, e, _ in jobs:
+            if h.record["evaluations"][e]["status"] in ACTIVE:
+                eval_error_handler(h, e)(exc)
+
+    runner.submit(f"studyeval:{study_id}", work, on_error)
+    return ctx.runs.get_study(study_id)
+
+
+def _start_eval(ctx: TrainerContext, runner, handle: RunHandle, req: EvalRequest) -> EvalResult:
+    eval_id = handle.add_evaluation(req.model_dump(mode="json"))  # recorded `queued` before the service answers
+    runner.submit(f"eval:{handle.run_id}:{eval_id}", lambda: run_eval(ctx, handle, eval_id, req),
+                  eval_error_handler(handle, eval_id))
+    return EvalResult(**handle.record["evaluations"][eval_id])
 
 
 def load_policy(ctx: TrainerContext, record: dict):
@@ -144,7 +414,8 @@ def load_policy(ctx: TrainerContext, record: dict):
     else:  # pragma: no cover
         raise ValueError(f"cannot evaluate a run of kind {kind!r}")
     features = ctx.features(record["config"]["features"])
-    want = record.get("metrics", {}).get("features_lineage", {}).get("encoder_id")
+    want = (record.get("lineage") or {}).get("encoder_id") or \
+        record.get("metrics", {}).get("features_lineage", {}).get("encoder_id")
     have = getattr(features, "encoder_id", None)
     if want and have and want != have:
         features.close()
@@ -153,11 +424,14 @@ def load_policy(ctx: TrainerContext, record: dict):
     return FeaturePolicy(fn, features), features
 
 
-def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, request: dict) -> None:
+def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, req: EvalRequest) -> None:
+    """Run one recorded evaluation; `req` is already resolved (resolve_eval): image_size is set."""
     from .evaluate import evaluate
 
     handle.update_evaluation(eval_id, status="running")
-    policy, features = load_policy(ctx, handle.record)
+    record = handle.record
+    policy, features = load_policy(ctx, record)
+    lineage = run_lineage(ctx, record)
     gif = Path(handle.dir) / f"eval{eval_id}.gif"
 
     def progress(done: int, total: int):
@@ -166,16 +440,19 @@ def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, request: dict
             raise JobStopped("the trainer was stopped during this evaluation")
 
     try:
-        result = evaluate(policy, task=request["task"], episodes=request["episodes"], steps=request["steps"],
-                          seed=request["seed"], parallel_envs=request["parallel_envs"],
-                          image_size=request.get("image_size", 256), gif_episodes=request.get("gif_episodes", 0),
-                          gif_path=gif, on_progress=progress,
-                          action_repeat=int(handle.record["config"].get("action_repeat", 1)))
+        result = evaluate(policy, task=req.task.value, episodes=req.episodes, steps=req.steps, seed=req.seed,
+                          parallel_envs=req.parallel_envs, image_size=req.image_size or DEFAULT_EVAL_IMAGE_SIZE,
+                          gif_episodes=req.gif_episodes, gif_path=gif, on_progress=progress,
+                          action_repeat=lineage.action_repeat if lineage else 1)
     finally:
         if features is not None:
             features.close()
+    # the frame size actually rendered for the policy (None: its features use no frames)
+    result["image_size"] = req.image_size if policy.needs_frames else None
     handle.update_evaluation(eval_id, status="succeeded", **result)
-    if handle.record["kind"] == "baseline":
+    if ctx.on_eval is not None:
+        ctx.on_eval(result)
+    if record["kind"] == "baseline":
         handle.update(status="succeeded", metrics={"success_rate": result["success_rate"]})
 
 
@@ -187,4 +464,3 @@ def eval_error_handler(handle: RunHandle, eval_id: int):
             handle.update(status="failed", error=f"{type(exc).__name__}: {exc}")
 
     return on_error
-

@@ -1,6 +1,8 @@
 """Run records: one directory per run holding `run.json` (written atomically) and its checkpoints.
 
-    <runs_dir>/<run_id>/run.json         {"run_id", "kind", "status", "config", "metrics", "error", "evaluations": [...]}
+    <runs_dir>/<run_id>/run.json         {"run_id", "kind", "status", "config", "metrics", "lineage", "study_id",
+                                          "error", "evaluations": [...]}  (vjepa_robot_client.contract.RunRecord)
+    <runs_dir>/studies/<study_id>.json   {"study_id", "kind", "config", "seeds", "run_ids", "eval_request", "created_at"}
     <runs_dir>/<run_id>/policy.safetensors, sac/...   checkpoints with their lineage in the safetensors metadata
 
 A run is never left `running` by a crash: when a trainer starts, `RunStore.recover()` marks every run (and every
@@ -31,6 +33,15 @@ def default_runs_dir(store_uri: str | None) -> Path:
     if store_uri and "://" not in store_uri:
         return Path(store_uri) / "runs"
     return Path("./vjepa-robot-runs")
+
+
+class StudyNotFound(KeyError):
+    def __init__(self, study_id: str):
+        super().__init__(study_id)
+        self.study_id = study_id
+
+    def __str__(self) -> str:
+        return f"unknown study {self.study_id!r}: list studies with GET /studies"
 
 
 class RunNotFound(KeyError):
@@ -73,13 +84,15 @@ class RunStore:
     def path(self, run_id: str) -> Path:
         return self.root / validate_run_id(run_id)
 
-    def create(self, kind: str, config: dict, run_id: str | None = None) -> "RunHandle":
+    def create(self, kind: str, config: dict, run_id: str | None = None, lineage: dict | None = None,
+               study_id: str | None = None) -> "RunHandle":
         run_id = validate_run_id(run_id or f"{kind}-{secrets.token_hex(4)}")
         d = self.path(run_id)
         d.mkdir(parents=True, exist_ok=False)
         ts = now_iso()
-        record = {"run_id": run_id, "kind": kind, "status": "queued", "config": config, "metrics": {}, "error": None,
-                  "created_at": ts, "updated_at": ts, "evaluations": []}
+        record = {"run_id": run_id, "kind": kind, "status": "queued", "config": config, "metrics": {},
+                  "lineage": lineage, "study_id": study_id, "error": None, "created_at": ts, "updated_at": ts,
+                  "evaluations": []}
         _atomic_write_json(d / "run.json", record)
         return self.handle(run_id)
 
@@ -110,6 +123,40 @@ class RunStore:
     def handle(self, run_id: str) -> "RunHandle":
         self.get(run_id)
         return RunHandle(self, run_id)
+
+    # -- studies (one run per seed) ------------------------------------------------------------------------------
+
+    def _study_path(self, study_id: str) -> Path:
+        return self.root / "studies" / f"{validate_run_id(study_id)}.json"
+
+    def create_study(self, kind: str, config: dict, seeds: list[int], run_ids: list[str], study_id: str) -> dict:
+        study = {"study_id": study_id, "kind": kind, "config": config, "seeds": seeds, "run_ids": run_ids,
+                 "eval_request": None, "created_at": now_iso()}
+        path = self._study_path(study_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write_json(path, study)
+        return study
+
+    def get_study(self, study_id: str) -> dict:
+        path = self._study_path(study_id)
+        if not path.exists():
+            raise StudyNotFound(study_id)
+        return json.loads(path.read_text())
+
+    def list_studies(self) -> list[dict]:
+        out = []
+        for p in sorted((self.root / "studies").glob("*.json")):
+            try:
+                out.append(json.loads(p.read_text()))
+            except (OSError, json.JSONDecodeError):
+                continue
+        return sorted(out, key=lambda r: r.get("created_at", ""))
+
+    def update_study(self, study_id: str, **fields) -> dict:
+        with self._lock:
+            study = {**self.get_study(study_id), **fields}
+            _atomic_write_json(self._study_path(study_id), study)
+            return study
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
 
@@ -149,12 +196,15 @@ class RunHandle:
     def record(self) -> dict:
         return self.store.get(self.run_id)
 
-    def update(self, status: str | None = None, metrics: dict | None = None, error: str | None = None) -> dict:
+    def update(self, status: str | None = None, metrics: dict | None = None, error: str | None = None,
+               lineage: dict | None = None) -> dict:
         def fn(r):
             if status is not None:
                 r["status"] = status
             if metrics:
                 r["metrics"].update(metrics)
+            if lineage:
+                r["lineage"] = {**(r.get("lineage") or {}), **lineage}
             if error is not None or status in ("succeeded", "running"):
                 r["error"] = error
 
