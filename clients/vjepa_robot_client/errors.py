@@ -61,6 +61,10 @@ class WaitTimeout(VjepaRobotError, TimeoutError):
     """A wait_* helper gave up before the run / evaluation / dataset reached a terminal state."""
 
 
+class DatasetEncodeFailed(VjepaRobotError):
+    """The encoder's dataset-embedding job ended `failed`; the message carries the job's own error."""
+
+
 def error_for_status(status_code: int, message: str, **kwargs: Any) -> VjepaRobotError:
     """The exception class for an HTTP status code."""
     if status_code in (401, 403):
