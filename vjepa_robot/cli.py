@@ -260,42 +260,6 @@ def _print_run(record) -> None:
     typer.echo(json.dumps({"run_id": rec["run_id"], "status": rec["status"], "metrics": metrics}, indent=1, default=str))
 
 
-@train_app.command("bc")
-def train_bc(
-    dataset: str,
-    features: str = typer.Option("vjepa2", help="vjepa2 | state | random"),
-    epochs: int = typer.Option(100),
-    batch_size: int = typer.Option(256),
-    lr: float = typer.Option(1e-3),
-    val_fraction: float = typer.Option(0.1),
-    seed: int = typer.Option(0),
-    trainer_url: Optional[str] = TrainerUrlOpt,
-    encoder_url: str = EncoderUrlOpt,
-    store: Optional[str] = StoreOpt,
-    runs_dir: Optional[Path] = RunsOpt,
-    token: Optional[str] = TokenOpt,
-) -> None:
-    """Behaviour cloning (the findings' MLP) on a dataset's features."""
-    from vjepa_robot_client.contract import TrainBCRequest
-
-    fields = dict(dataset=dataset, features=features, epochs=epochs, batch_size=batch_size, lr=lr,
-                  val_fraction=val_fraction, seed=seed, **_seed_list(seeds, n_seeds))
-    _train("bc", TrainBCRequest, fields, trainer_url, encoder_url, store, runs_dir, token)
-
-
-@train_app.command("sac")
-def train_sac(
-    features: str = typer.Option("state", help="vjepa2 | state | random"),
-    task: str = typer.Option("easy"),
-    total_steps: Optional[int] = typer.Option(None, help="Simulator steps (action repeats counted)."),
-    parallel_envs: Optional[int] = typer.Option(None),
-    episode_steps: Optional[int] = typer.Option(None),
-    action_repeat: Optional[int] = typer.Option(None),
-    seed: int = typer.Option(0),
-    trainer_url: Optional[str] = TrainerUrlOpt,
-    encoder_url: str = EncoderUrlOpt,
-    store: Optional[str] = StoreOpt,
-    runs_dir: Optional[Path] = RunsOpt,
 def _interval(iv, pct: bool) -> str:
     if iv is None or iv.mean is None:
         return "-"
@@ -321,6 +285,46 @@ SeedsOpt = typer.Option(None, "--seeds", help="Comma-separated training seeds: o
 NSeedsOpt = typer.Option(None, "--n-seeds", help="Runs with seeds --seed .. --seed+N-1, under one study.")
 
 
+@train_app.command("bc")
+def train_bc(
+    dataset: str,
+    features: str = typer.Option("vjepa2", help="vjepa2 | state | random"),
+    epochs: int = typer.Option(100),
+    batch_size: int = typer.Option(256),
+    lr: float = typer.Option(1e-3),
+    val_fraction: float = typer.Option(0.1),
+    seed: int = typer.Option(0),
+    seeds: Optional[str] = SeedsOpt,
+    n_seeds: Optional[int] = NSeedsOpt,
+    trainer_url: Optional[str] = TrainerUrlOpt,
+    encoder_url: str = EncoderUrlOpt,
+    store: Optional[str] = StoreOpt,
+    runs_dir: Optional[Path] = RunsOpt,
+    token: Optional[str] = TokenOpt,
+) -> None:
+    """Behaviour cloning (the findings' MLP) on a dataset's features."""
+    from vjepa_robot_client.contract import TrainBCRequest
+
+    fields = dict(dataset=dataset, features=features, epochs=epochs, batch_size=batch_size, lr=lr,
+                  val_fraction=val_fraction, seed=seed, **_seed_list(seeds, n_seeds))
+    _train("bc", TrainBCRequest, fields, trainer_url, encoder_url, store, runs_dir, token)
+
+
+@train_app.command("sac")
+def train_sac(
+    features: str = typer.Option("state", help="vjepa2 | state | random"),
+    task: str = typer.Option("easy"),
+    total_steps: Optional[int] = typer.Option(None, help="Simulator steps (action repeats counted)."),
+    parallel_envs: Optional[int] = typer.Option(None),
+    episode_steps: Optional[int] = typer.Option(None),
+    action_repeat: Optional[int] = typer.Option(None),
+    seed: int = typer.Option(0),
+    seeds: Optional[str] = SeedsOpt,
+    n_seeds: Optional[int] = NSeedsOpt,
+    trainer_url: Optional[str] = TrainerUrlOpt,
+    encoder_url: str = EncoderUrlOpt,
+    store: Optional[str] = StoreOpt,
+    runs_dir: Optional[Path] = RunsOpt,
     token: Optional[str] = TokenOpt,
 ) -> None:
     """Soft Actor-Critic online in parallel reacher envs on vjepa2 / state / random features."""
@@ -331,8 +335,6 @@ NSeedsOpt = typer.Option(None, "--n-seeds", help="Runs with seeds --seed .. --se
     fields = dict(features=features, task=task, seed=seed, **{k: v for k, v in given.items() if v},
                   **_seed_list(seeds, n_seeds))
     _train("sac", TrainSACRequest, fields, trainer_url, encoder_url, store, runs_dir, token)
-    seeds: Optional[str] = SeedsOpt,
-    n_seeds: Optional[int] = NSeedsOpt,
 
 
 @app.command("eval")
@@ -358,18 +360,23 @@ def evaluate(
 
     from vjepa_robot_client.contract import BaselineEvalRequest, EvalRequest
 
+    given = dict(episodes=episodes, task=task, steps=steps, seed=seed, parallel_envs=parallel_envs,
+                 image_size=image_size, allow_image_size_change=allow_image_size_change or None)
+    given = {k: v for k, v in given.items() if v is not None}
     baseline = run_id in ("jacobian", "p-controller", "random")
     study = run_id.startswith("study-")
     try:
         req = BaselineEvalRequest(policy=run_id, **given) if baseline else EvalRequest(**given)
     except ValidationError as exc:
         _fail(str(exc))
-    seeds: Optional[str] = SeedsOpt,
-    n_seeds: Optional[int] = NSeedsOpt,
     if trainer_url:
         from vjepa_robot_client import TrainerClient
 
         tr = TrainerClient(trainer_url, token=token)
+        if study:
+            tr.evaluate_study(run_id, **given)
+            _print_study(tr.wait_study(run_id, evaluated=True))
+            return
         if baseline:
             run_id = tr.evaluate_baseline(run_id, **given)
         else:
@@ -397,9 +404,6 @@ def evaluate(
 
 
 @app.command("probe")
-    given = dict(episodes=episodes, task=task, steps=steps, seed=seed, parallel_envs=parallel_envs,
-                 image_size=image_size, allow_image_size_change=allow_image_size_change or None)
-    given = {k: v for k, v in given.items() if v is not None}
 def probe_cmd(
     dataset: str,
     features: list[str] = typer.Option(["vjepa2", "state", "random"], "--features", help="Repeat for several."),
@@ -407,10 +411,6 @@ def probe_cmd(
     store: Optional[str] = StoreOpt,
     runs_dir: Optional[Path] = RunsOpt,
     token: Optional[str] = TokenOpt,
-        if study:
-            tr.evaluate_study(run_id, **given)
-            _print_study(tr.wait_study(run_id, evaluated=True))
-            return
     seed: int = typer.Option(0),
 ) -> None:
     """Linear probe (ridge): how well each feature source predicts fingertip xy and target xy (held-out R2)."""

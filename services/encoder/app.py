@@ -288,7 +288,10 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         version="0.1.0",
         description="Frozen V-JEPA 2 behind POST /encode, dynamically batched; embeds datasets into LanceDB.",
         lifespan=lifespan,
+        docs_url=None,  # offline_docs below serves /docs with local assets
+        redoc_url=None,
     )
+    offline_docs(app)
     app.state.settings = settings
     app.state.metrics = metrics
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -313,10 +316,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         responses={
             **_ERRORS,
             200: {"content": {NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
-        docs_url=None,  # offline_docs below serves /docs with local assets
-        redoc_url=None,
         },
-    offline_docs(app)
         openapi_extra={
             "requestBody": {
                 "required": True,
