@@ -1,16 +1,27 @@
-"""The linear probe of the findings ("What V-JEPA 2 encodes"): how linearly do features hold where things are?
+"""Probes ("What V-JEPA 2 encodes"): how well do features hold where things are, linearly and non-linearly?
 
     result = probe(store, "jacobian-easy-150", make_feature_source("state"))
-    # {"features": "state", "finger_xy_r2": ..., "target_xy_r2": ..., "alpha": {...}, "n_train": ..., "n_test": ...}
+    result["linear"]["finger_xy"]  # {"r2": mean over folds, "r2_sd", "r2_folds", "alpha", "alpha_at_edge", ...}
+    result["mlp"]["finger_xy"]     # {"r2", "r2_sd", "r2_folds"}
 
-Ridge regression, closed form, from the features to the fingertip xy (`finger_xy`) and the target xy
-(`target_xy`). Episodes are split three ways (train 60% / val 20% / test 20%, seeded): alpha is picked per target
-from a log grid by R2 on val, the ridge is refit on train+val with that alpha, and R2 is reported on the test
-episodes, which no fit has seen (steps of one episode are strongly correlated, so a row split would leak).
+Targets: the fingertip xy (`finger_xy`), the target xy (`target_xy`) and the fingertip-to-target vector
+(`to_target`). The target is fixed within an episode, so what counts is the number of distinct episodes a score
+is measured on: the probe is a k-fold over EPISODES (default 5): every episode is tested exactly once by a fit that
+never saw it, and R2 is reported as the mean and standard deviation across the folds (plus the pooled
+out-of-fold R2 over all episodes). Steps of one episode are strongly correlated, so a row split would leak.
 
-Features are standardised with train statistics; the two outputs' R2 are averaged (sklearn's uniform_average).
-The fit is one eigendecomposition of the D x D Gram matrix, after which every alpha costs a D x D product, so a
-100,000 x 1024 probe is a few seconds.
+Linear probe: closed-form ridge on standardised features. Its strength alpha is chosen per fold and target by an
+inner 3-fold cross-validation over the fold's training episodes on a log grid (1e-3 .. 1e7; the strongest alpha
+within 0.001 R2 of the best, so a plateau does not pin the choice to its bottom end); the chosen alpha is reported, and `alpha_at_edge` says when the choice hit either end of the grid (then the grid did not bracket the
+optimum; for features that carry nothing, the top edge -- predicting the mean -- is the honest answer).
+
+Non-linear probe: a small MLP (torch; D -> 128 -> 128 -> outputs, ReLU) trained on the same folds, all targets
+at once on standardised inputs and outputs; its training stops at the lowest loss on a validation slice of the
+fold's training episodes, never on the test episodes. This matters for the oracle: the 8-d state features hold
+`to_target` directly (linear R2 ~1) but the joint angles only as cos/sin of q1 and q2, and the fingertip is
+L1 (cos q1, sin q1) + L2 (cos(q1+q2), sin(q1+q2)): not linear in them, so only the MLP probe scores ~1 there.
+
+The ridge fit is one eigendecomposition of the D x D Gram matrix, after which every alpha costs a D x D product.
 """
 
 from __future__ import annotations
@@ -23,23 +34,24 @@ from services.common.store import Store, fixed_list_to_numpy
 
 from .features import FeatureSource
 
-TARGETS = ("finger_xy", "target_xy")
-ALPHAS = tuple(10.0**k for k in range(-3, 6))  # ridge strengths tried (features standardised)
-SPLIT = (0.6, 0.2, 0.2)  # train / val / test fractions of episodes
+TARGETS = ("finger_xy", "target_xy", "to_target")
+ALPHAS = tuple(float(10.0**k) for k in np.arange(-3.0, 7.01, 0.5))  # ridge strengths tried (features standardised)
+FOLDS = 5
+INNER_FOLDS = 3
+ALPHA_TOL = 1e-3  # inner-CV R2 within this of the best counts as a tie; the strongest tied alpha is chosen
 
 
-def split_episodes_3(episode: np.ndarray, seed: int, fractions=SPLIT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row indices (train, val, test), each a disjoint set of whole episodes; needs >= 3 episodes."""
+def kfold_episodes(episode: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(train_rows, test_rows)] for a seeded k-fold over whole episodes; every episode is tested once."""
     unique = np.random.default_rng(seed).permutation(np.unique(episode))
-    if len(unique) < 3:
-        raise ValueError(f"the probe needs at least 3 episodes (train/val/test by episode), got {len(unique)}")
-    n_val = max(1, int(round(fractions[1] * len(unique))))
-    n_test = max(1, int(round(fractions[2] * len(unique))))
-    n_train = len(unique) - n_val - n_test
-    if n_train < 1:
-        n_train, n_val = 1, len(unique) - 1 - n_test
-    groups = np.split(unique, [n_train, n_train + n_val])
-    return tuple(np.flatnonzero(np.isin(episode, g)) for g in groups)  # type: ignore[return-value]
+    if len(unique) < 2:
+        raise ValueError(f"a probe needs at least 2 episodes (folds are split by episode), got {len(unique)}")
+    folds = min(folds, len(unique))
+    out = []
+    for group in np.array_split(unique, folds):
+        test = np.isin(episode, group)
+        out.append((np.flatnonzero(~test), np.flatnonzero(test)))
+    return out
 
 
 def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
@@ -73,28 +85,126 @@ class Ridge:
         return ((x.astype(np.float64) - self.mean) / self.std) @ w + b
 
 
+def choose_alpha(x: np.ndarray, y: np.ndarray, episode: np.ndarray, seed: int, alphas=ALPHAS) -> float:
+    """The alpha with the best mean R2 over an inner k-fold (by episode) of these rows."""
+    inner = kfold_episodes(episode, INNER_FOLDS, seed + 1)
+    scores = np.zeros(len(alphas))
+    for tr, va in inner:
+        fit = Ridge(x[tr])
+        for i, a in enumerate(alphas):
+            scores[i] += r2_score(y[va], fit.predict(x[va], *fit.solve(y[tr], a)))
+    scores /= len(inner)
+    # the strongest alpha whose score is within ALPHA_TOL of the best: where R2 plateaus (an exact linear relation)
+    # any small alpha fits, and the plateau's bottom end would say nothing
+    return float(max(a for a, s in zip(alphas, scores) if s >= scores.max() - ALPHA_TOL))
+
+
+def fit_mlp(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *, seed: int = 0,
+            hidden: int = 128, max_steps: int = 1500, batch_size: int = 256, lr: float = 1e-3, eval_every: int = 100):
+    """A small MLP from x (N, D) to y (N, K), standardised both sides; returns predict(x) -> (M, K) with the
+    weights of the lowest validation MSE (checked every `eval_every` steps). One torch thread."""
+    import torch
+    from torch import nn
+
+    x_mean, x_std = x.mean(0), x.std(0)
+    x_std = np.where(x_std < 1e-8, 1.0, x_std)
+    y_mean, y_std = y.mean(0), y.std(0)
+    y_std = np.where(y_std < 1e-8, 1.0, y_std)
+
+    def tx(a):
+        return torch.from_numpy(((a - x_mean) / x_std).astype(np.float32))
+
+    xt, yt = tx(x), torch.from_numpy(((y - y_mean) / y_std).astype(np.float32))
+    xv, yv = tx(x_val), torch.from_numpy(((y_val - y_mean) / y_std).astype(np.float32))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                nn.Linear(hidden, y.shape[1]))
+            opt = torch.optim.Adam(net.parameters(), lr=lr)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_steps)
+            gen = torch.Generator().manual_seed(seed)
+            best, best_state = float("inf"), None
+            for step in range(max_steps):
+                idx = torch.randint(0, len(xt), (min(batch_size, len(xt)),), generator=gen)
+                loss = nn.functional.mse_loss(net(xt[idx]), yt[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                if step % eval_every == eval_every - 1 or step == max_steps - 1:
+                    with torch.no_grad():
+                        v = float(nn.functional.mse_loss(net(xv), yv))
+                    if v < best:
+                        best, best_state = v, {k: t.clone() for k, t in net.state_dict().items()}
+            net.load_state_dict(best_state)
+    finally:
+        torch.set_num_threads(previous)
+
+    def predict(a: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net(tx(a)).numpy().astype(np.float64) * y_std + y_mean
+
+    return predict
+
+
+def _summary(folds: list[float]) -> dict:
+    return {"r2": float(np.mean(folds)), "r2_sd": float(np.std(folds, ddof=1)) if len(folds) > 1 else 0.0,
+            "r2_folds": [round(float(f), 4) for f in folds]}
+
+
 def probe_arrays(x: np.ndarray, targets: dict[str, np.ndarray], episode: np.ndarray, seed: int = 0,
-                 alphas=ALPHAS) -> dict:
-    """Held-out R2 of a ridge from x (N, D) to each target (N, K); see the module docstring."""
-    tr, va, te = split_episodes_3(episode, seed)
-    out: dict = {"n_train": int(len(tr) + len(va)), "n_test": int(len(te)),
-                 "n_episodes": int(len(np.unique(episode))), "dim": int(x.shape[1]), "alpha": {}, "val_r2": {}}
-    fit_tr = Ridge(x[tr])
-    trva = np.concatenate([tr, va])
-    fit_all = Ridge(x[trva])
-    for name, y in targets.items():
-        y = y.astype(np.float64)
-        scores = {a: r2_score(y[va], fit_tr.predict(x[va], *fit_tr.solve(y[tr], a))) for a in alphas}
-        best = max(scores, key=scores.get)
-        w, b = fit_all.solve(y[trva], best)
-        out[f"{name}_r2"] = r2_score(y[te], fit_all.predict(x[te], w, b))
-        out["alpha"][name] = best
-        out["val_r2"][name] = scores[best]
+                 folds: int = FOLDS, alphas=ALPHAS, mlp: bool = True, mlp_steps: int = 1500) -> dict:
+    """k-fold (by episode) R2 of a ridge (alpha by inner CV) and of an MLP from x (N, D) to each target (N, K)."""
+    x = np.asarray(x, dtype=np.float32)
+    targets = {k: np.asarray(v, dtype=np.float64).reshape(len(x), -1) for k, v in targets.items()}
+    splits = kfold_episodes(episode, folds, seed)
+    n_eps = int(len(np.unique(episode)))
+    if n_eps < 4:
+        raise ValueError(f"the probe needs at least 4 episodes (k-fold by episode with an inner split), got {n_eps}")
+    names = list(targets)
+    lin = {n: {"folds": [], "alphas": []} for n in names}
+    mlp_folds: dict[str, list[float]] = {n: [] for n in names}
+    oof_lin = {n: np.zeros_like(targets[n]) for n in names}
+    oof_mlp = {n: np.zeros_like(targets[n]) for n in names}
+    y_all = np.concatenate([targets[n] for n in names], axis=1)
+    widths = np.cumsum([0] + [targets[n].shape[1] for n in names])
+    for f, (tr, te) in enumerate(splits):
+        fit = Ridge(x[tr])
+        for n in names:
+            y = targets[n]
+            alpha = choose_alpha(x[tr], y[tr], episode[tr], seed + f, alphas)
+            pred = fit.predict(x[te], *fit.solve(y[tr], alpha))
+            oof_lin[n][te] = pred
+            lin[n]["folds"].append(r2_score(y[te], pred))
+            lin[n]["alphas"].append(alpha)
+        if mlp:
+            # early-stopping slice: one inner fold of this fold's training episodes (the test episodes stay unseen)
+            fit_rows, stop_rows = kfold_episodes(episode[tr], 5, seed + 100 + f)[0]
+            predict = fit_mlp(x[tr][fit_rows], y_all[tr][fit_rows], x[tr][stop_rows], y_all[tr][stop_rows],
+                              seed=seed + f, max_steps=mlp_steps)
+            pred_all = predict(x[te])
+            for i, n in enumerate(names):
+                pred = pred_all[:, widths[i]:widths[i + 1]]
+                oof_mlp[n][te] = pred
+                mlp_folds[n].append(r2_score(targets[n][te], pred))
+    out: dict = {"folds": len(splits), "n_episodes": n_eps, "n_rows": int(len(x)), "dim": int(x.shape[1]),
+                 "targets": names, "alpha_grid": [float(alphas[0]), float(alphas[-1])], "linear": {}, "mlp": {}}
+    for n in names:
+        chosen = lin[n]["alphas"]
+        out["linear"][n] = {**_summary(lin[n]["folds"]), "r2_pooled": r2_score(targets[n], oof_lin[n]),
+                            "alpha": float(np.exp(np.median(np.log(chosen)))), "alphas": chosen,
+                            "alpha_at_edge": any(a in (alphas[0], alphas[-1]) for a in chosen)}
+        if mlp:
+            out["mlp"][n] = {**_summary(mlp_folds[n]), "r2_pooled": r2_score(targets[n], oof_mlp[n])}
     return out
 
 
-def probe(store: Store, dataset: str, features: FeatureSource, seed: int = 0) -> dict:
-    """Linear probe of `features` on `dataset`: held-out (by episode) R2 for finger xy and target xy."""
+def probe(store: Store, dataset: str, features: FeatureSource, seed: int = 0, folds: int = FOLDS,
+          mlp: bool = True) -> dict:
+    """Linear and MLP probes of `features` on `dataset`: k-fold (by episode) R2 for each target in TARGETS."""
     t0 = time.perf_counter()
     table = features.offline(store, dataset)
     steps = store.read_steps(dataset, list(TARGETS))
@@ -104,11 +214,11 @@ def probe(store: Store, dataset: str, features: FeatureSource, seed: int = 0) ->
                          f"rows as its steps ({len(table)} vs {steps.num_rows}): re-encode the dataset")
     targets = {t: fixed_list_to_numpy(steps.column(t), 2) for t in TARGETS}
     result = {"features": table.lineage.get("features", features.name), "dataset": dataset,
-              **probe_arrays(table.x, targets, table.episode, seed)}
+              **probe_arrays(table.x, targets, table.episode, seed, folds=folds, mlp=mlp)}
     result["lineage"] = table.lineage
     result["seed"] = seed
     result["wall_s"] = round(time.perf_counter() - t0, 3)
     return result
 
 
-__all__ = ["probe", "probe_arrays", "Ridge", "r2_score", "split_episodes_3"]
+__all__ = ["probe", "probe_arrays", "Ridge", "r2_score", "kfold_episodes", "choose_alpha", "fit_mlp", "TARGETS"]
