@@ -36,6 +36,7 @@ from services.common.store import DatasetNotFound
 from services.encoder.batcher import DynamicBatcher, QueueFull
 from services.encoder.jobs import DatasetJobs, EmbeddingMeta
 from services.encoder.settings import EncoderSettings
+from services.encoder.wire import BodyBuffers, Lease, LongerThanDeclared, from_npy_buffer, npy_bytes, read_into
 from services.encoder.streams import (
     BodyTooLarge,
     StreamInputError,
@@ -74,10 +75,10 @@ EXAMPLE = "np.save(buf, np.zeros((4, 8, 256, 256, 3), np.uint8))"
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def parse_windows(body: bytes, frames: int = WINDOW_FRAMES) -> np.ndarray:
-    """A .npy body -> (B, frames, H, W, 3) uint8. Raises HTTPException (400/422) naming the problem."""
+def parse_windows(body: bytes | memoryview, frames: int = WINDOW_FRAMES) -> np.ndarray:
+    """A .npy body -> (B, frames, H, W, 3) uint8 (a view of the body, no copy). Raises HTTPException (400/422)."""
     try:
-        arr = from_npy_bytes(body)
+        arr = from_npy_buffer(body)
     except NpyError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"{exc} (e.g. {EXAMPLE})") from None
     if arr.ndim == 4:
@@ -105,8 +106,12 @@ def parse_windows(body: bytes, frames: int = WINDOW_FRAMES) -> np.ndarray:
     return arr
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything over `limit` bytes by Content-Length or by what is actually read."""
+async def read_body(request: Request, limit: int, lease: Lease | None = None) -> bytes | memoryview:
+    """The request body, refusing (413) anything over `limit` bytes by Content-Length or by what is actually read.
+
+    With a `lease` and a Content-Length, the body is copied once into a reused buffer (services/encoder/wire.py)
+    and a view of it is returned; it stays valid until the lease ends.
+    """
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -115,6 +120,11 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise HTTPException(400, detail=f"invalid Content-Length header {declared!r}") from None
         if n > limit:
             raise HTTPException(413, detail=f"body too large: {n} bytes > limit {limit} bytes; send fewer windows per request")
+        if lease is not None:
+            try:
+                return await read_into(request.stream(), n, lease)
+            except LongerThanDeclared as exc:
+                raise HTTPException(400, detail=str(exc)) from None
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -124,14 +134,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_npy_body(request: Request, limit: int) -> bytes:
+async def read_npy_body(request: Request, limit: int, lease: Lease | None = None) -> bytes | memoryview:
     """A .npy request body: Content-Type checked, read within `limit`, Content-Encoding (zstd, gzip) decoded with the
     same limit on the decompressed size (a zip bomb stops at the limit: 413)."""
     ctype = request.headers.get("content-type", NPY_MEDIA_TYPE).split(";")[0].strip().lower()
     if ctype not in ACCEPTED_BODY_TYPES:
         raise HTTPException(415, detail=f"unsupported Content-Type {ctype!r}: send a .npy body as {NPY_MEDIA_TYPE}")
     encoding = request.headers.get("content-encoding")
-    body = await read_body(request, limit)
+    body = await read_body(request, limit, lease)
     if not encoding or encoding.strip().lower() == "identity":
         return body
     try:
@@ -150,7 +160,7 @@ def embeddings_response(request: Request, emb: np.ndarray) -> Response:
     """(B, D) float32 as .npy (Accept: application/x-npy) or as a JSON EncodeResponse."""
     enc = request.app.state.encoder
     if wants_npy(request):
-        return Response(to_npy_bytes(emb), media_type=NPY_MEDIA_TYPE, headers={"X-Encoder-Id": enc.encoder_id})
+        return Response(npy_bytes(emb), media_type=NPY_MEDIA_TYPE, headers={"X-Encoder-Id": enc.encoder_id})
     body = json.dumps({"encoder_id": enc.encoder_id, "dim": int(emb.shape[1]), "embeddings": emb.tolist()})
     return Response(body, media_type="application/json")
 
@@ -188,6 +198,12 @@ class Metrics:
             registry=self.registry,
         )
         self.queue = Gauge("vjepa_encoder_queue_depth", "Requests waiting for a forward pass.", registry=self.registry)
+        self.request_bytes = Counter(
+            "vjepa_encoder_request_bytes",
+            "Request body bytes received, by route, as they came over the wire (before any decompression).",
+            ["route"],
+            registry=self.registry,
+        )
         self.streams = Gauge("vjepa_encoder_streams", "Open frame streams.", registry=self.registry)
 
     # BatchObserver
@@ -209,6 +225,12 @@ class MetricsMiddleware:
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         code = {"status": 500}
+        received = [0]
+
+        async def receive_counted():
+            message = await receive()
+            received[0] += len(message.get("body", b""))
+            return message
 
         async def send_wrapper(message):
             if message["type"] == "http.response.start":
@@ -216,10 +238,12 @@ class MetricsMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive_counted, send_wrapper)
         finally:
             route = scope.get("route")
             label = getattr(route, "path", None) or "unmatched"
+            if received[0]:
+                self.metrics.request_bytes.labels(label).inc(received[0])
             self.metrics.requests.labels(scope["method"], label, str(code["status"])).inc()
             self.metrics.latency.labels(label).observe(time.perf_counter() - start)
 
@@ -240,6 +264,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
     warn_if_open(settings.host, token, "the encoder service")
     auth = Depends(bearer_auth(token))
     metrics = Metrics()
+    bodies = BodyBuffers()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -327,14 +352,16 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         tags=["encoder"],
     )
     async def encode(request: Request):
-        windows = parse_windows(await read_npy_body(request, settings.max_body_bytes), request.app.state.encoder.frames)
-        try:
-            emb = await request.app.state.batcher.submit(windows)  # (B, D) float32
-        except QueueFull as exc:
-            raise HTTPException(503, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
-        except Exception as exc:
-            log.exception("forward pass failed")
-            raise HTTPException(500, detail=f"forward pass failed: {type(exc).__name__}: {exc}") from None
+        with bodies.lease() as lease:  # the windows are a view of a reused buffer until this block ends
+            windows = parse_windows(await read_npy_body(request, settings.max_body_bytes, lease),
+                                    request.app.state.encoder.frames)
+            try:
+                emb = await request.app.state.batcher.submit(windows)  # (B, D) float32
+            except QueueFull as exc:
+                raise HTTPException(503, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+            except Exception as exc:
+                log.exception("forward pass failed")
+                raise HTTPException(500, detail=f"forward pass failed: {type(exc).__name__}: {exc}") from None
         return embeddings_response(request, emb)
 
     # -- frame streams (services/encoder/streams.py) ------------------------------------------------------------
