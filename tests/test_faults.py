@@ -1,7 +1,7 @@
 """Faults that really kill a process (SIGKILL): the services run as subprocesses (`vjepa-robot serve ...`).
 
     encoder killed and restarted (same port, preset, store) during a live vjepa2 evaluation -> the evaluation
-        retries (services/trainer/evaluate.py, up to 60 s) and completes
+        rides it out (the SDK's one retry policy, 40-80 s; the lost frame stream costs one step) and completes
     trainer killed during BC / SAC -> after a restart the run reads `interrupted`, never `running`; resume reaches
         `succeeded` (SAC from its last checkpoint: env_steps continue from > 0)
     trainer killed while generating a dataset -> `failed` with a message, never `running`; every visible episode is

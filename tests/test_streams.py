@@ -204,3 +204,70 @@ def test_registry_and_batcher_keep_stream_windows_as_tensors_and_match_the_windo
 def test_encoder_takes_stream_tensors_like_arrays(tiny_encoder):
     w = np.random.default_rng(4).integers(0, 256, (2, 8, H, W, 3), dtype=np.uint8)
     assert np.array_equal(tiny_encoder.encode(torch.from_numpy(w)), tiny_encoder.encode(w))
+
+
+def test_vjepa2_features_online_steps_a_stream_and_equals_offline_embeddings(tmp_path, tiny_encoder):
+    """VJEPA2Features.online (stream steps, resets from ts.first) == the dataset job's stored embeddings, also when
+    two rollouts of the same shape take turns on the stream (the continuity check resynchronises it)."""
+    from conftest import write_steps_dataset
+    from services.common.store import Store
+    from services.trainer.env import StepType, TimeStep
+    from services.trainer.features import VJEPA2Features
+
+    store = Store(str(tmp_path / "store"))
+    frames = write_steps_dataset(store, "ds", episodes=4, steps=10, image_size=H)
+    settings = EncoderSettings(store=str(tmp_path / "store"), device="cpu", threads=1, max_batch=16, max_wait_ms=1.0)
+    with run_server(create_app(settings, encoder=tiny_encoder), startup_timeout=60) as url:
+        src = VJEPA2Features(url)
+        table = src.offline(store, "ds")
+
+        def stored(ep, t):
+            return table.x[(table.episode == ep) & (table.step == t)][0]
+
+        def ts(ep, t):
+            kind = StepType.FIRST if t == 0 else StepType.MID
+            return TimeStep(kind, {}, frame=frames[ep][t], window=window_at(frames[ep], t), step=t)
+
+        lanes_a, lanes_b = [0, 1], [2, 3]  # two rollouts of 2 envs each: the same stream shape
+        for t in range(10):
+            for lanes in (lanes_a, lanes_b) if t < 5 else (lanes_a,):
+                got = src.online([ts(ep, t) for ep in lanes], lanes)
+                want = np.stack([stored(ep, t) for ep in lanes])
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+        for t in range(5, 10):  # rollout b resumes after a pause: resynchronised, not mixed with a's frames
+            np.testing.assert_allclose(src.online([ts(ep, t) for ep in lanes_b], lanes_b),
+                                       np.stack([stored(ep, t) for ep in lanes_b]), rtol=1e-4, atol=1e-5)
+        detached = src.online_detached([ts(3, 9)], [3])
+        np.testing.assert_allclose(detached[0], stored(3, 9), rtol=1e-4, atol=1e-5)
+        stream = src._streams[(2, H, W)]
+        assert len(src._streams) == 1 and stream.resyncs == 10  # each change of rollout (t = 1..5, and b at 5)
+        src.close()
+        assert "vjepa_encoder_streams 0.0" in httpx.get(f"{url}/metrics").text
+
+
+def test_sac_vec_env_steps_a_stream_and_embeds_terminal_windows_apart(tmp_path, tiny_encoder):
+    """ReacherVecEnv with vjepa2 (real dm_control renders): every vector step's obs equal the encoder's embeddings
+    of the lanes' own windows, and terminal observations are the terminal windows' embeddings (POST /encode)."""
+    from services.trainer.features import VJEPA2Features
+    from services.trainer.vec_env import ReacherVecEnv
+
+    settings = EncoderSettings(store=str(tmp_path / "store"), device="cpu", threads=1, max_batch=16, max_wait_ms=1.0)
+    with run_server(create_app(settings, encoder=tiny_encoder), startup_timeout=60) as url:
+        src = VJEPA2Features(url)
+        detached = []
+        plain_detached = src.online_detached
+        src.online_detached = lambda ts, seeds: detached.append([t.window for t in ts]) or plain_detached(ts, seeds)
+        venv = ReacherVecEnv(src, num_envs=2, task="easy", episode_steps=10, action_repeat=1, seed=0, image_size=H)
+        obs = venv.reset()
+        assert np.array_equal(obs, tiny_encoder.encode(np.stack([ts.window for ts in venv._ts])))
+        rng = np.random.default_rng(0)
+        for t in range(13):  # crosses one episode end (10 steps) for both envs
+            obs, rewards, dones, infos = venv.step(rng.uniform(-1, 1, (2, 2)).astype(np.float32))
+            assert np.array_equal(obs, tiny_encoder.encode(np.stack([ts.window for ts in venv._ts]))), t
+            if dones.any():
+                assert dones.all() and all(ts.first() for ts in venv._ts)
+                term = np.stack([infos[i]["terminal_observation"] for i in range(2)])
+                assert np.array_equal(term, tiny_encoder.encode(np.stack(detached[-1])))
+                assert not np.allclose(term, obs)
+        assert len(detached) == 1 and src._streams[(2, H, W)].resyncs == 0  # one stream, never out of step
+        src.close()

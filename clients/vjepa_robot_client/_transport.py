@@ -2,9 +2,12 @@
 
 One implementation of the policy, two thin drivers (httpx.Client and httpx.AsyncClient).
 
-Retried (the request provably did not run, so retrying is safe even for POST /train/bc):
+This is the SDK's one retry policy; evaluation and SAC training reach the encoder through it (an encoder restart
+during a rollout is ridden out here, not by the caller). Retried (the request provably did not run, so retrying is
+safe even for POST /train/bc):
   - connection errors (refused, DNS, connect timeout): the request never reached the service;
-  - 503 and 429 answers: the service refused it (e.g. the encoder's queue is full); Retry-After is honoured.
+  - 503 and 429 answers: the service refused it (e.g. the encoder's queue is full); Retry-After is honoured;
+  - for requests marked idempotent (POST /encode, a stream resync), also a connection lost mid-request.
 Never retried: read timeouts and other answers (a retry could start a second run).
 """
 
@@ -148,12 +151,15 @@ class _BaseTransport:
     def _client_kwargs(self) -> dict[str, Any]:
         return {"base_url": self.url, "headers": self._headers, "timeout": self.timeout}
 
-    def _classify(self, attempt: int, response: httpx.Response | None, exc: Exception | None) -> float | None:
+    def _classify(self, attempt: int, response: httpx.Response | None, exc: Exception | None,
+                  idempotent: bool = False) -> float | None:
         """Seconds to wait before retrying, or None when the outcome is final."""
         if attempt >= self.retry.retries:
             return None
         if exc is not None:
-            return self.retry.delay(attempt, None) if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)) else None
+            never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+            cut_off = idempotent and not isinstance(exc, httpx.TimeoutException)  # e.g. the server went away mid-way
+            return self.retry.delay(attempt, None) if never_sent or cut_off else None
         assert response is not None
         if response.status_code in RETRY_STATUS:
             return self.retry.delay(attempt, parse_retry_after(response.headers.get("retry-after")))
@@ -173,7 +179,7 @@ class SyncTransport(_BaseTransport):
         super().__init__(*args, **kwargs)
         self._http = httpx.Client(transport=transport, **self._client_kwargs())
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any) -> httpx.Response:
         attempt = 0
         while True:
             response: httpx.Response | None = None
@@ -182,7 +188,7 @@ class SyncTransport(_BaseTransport):
                 error: Exception | None = None
             except httpx.TransportError as exc:
                 error = exc
-            wait = self._classify(attempt, response, error)
+            wait = self._classify(attempt, response, error, idempotent)
             if wait is None:
                 if error is not None:
                     raise self._final_error(method, path, error) from error
@@ -210,7 +216,7 @@ class AsyncTransport(_BaseTransport):
         super().__init__(*args, **kwargs)
         self._http = httpx.AsyncClient(transport=transport, **self._client_kwargs())
 
-    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def request(self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any) -> httpx.Response:
         attempt = 0
         while True:
             response: httpx.Response | None = None
@@ -219,7 +225,7 @@ class AsyncTransport(_BaseTransport):
                 error: Exception | None = None
             except httpx.TransportError as exc:
                 error = exc
-            wait = self._classify(attempt, response, error)
+            wait = self._classify(attempt, response, error, idempotent)
             if wait is None:
                 if error is not None:
                     raise self._final_error(method, path, error) from error

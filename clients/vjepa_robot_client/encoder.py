@@ -132,7 +132,7 @@ class EncoderClient(SyncTransport):
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """Embed windows: (B, T, H, W, 3) or (T, H, W, 3) uint8 -> (B, D) float32."""
-        response = self.request("POST", "/encode", **_encode_request(frames, self.compress))
+        response = self.request("POST", "/encode", idempotent=True, **_encode_request(frames, self.compress))
         self.last_encoder_id = response.headers.get("x-encoder-id", self.last_encoder_id)
         return _embeddings(response)
 
@@ -201,7 +201,8 @@ class AsyncEncoderClient(AsyncTransport):
 
     async def encode(self, frames: np.ndarray) -> np.ndarray:
         """Embed windows: (B, T, H, W, 3) or (T, H, W, 3) uint8 -> (B, D) float32."""
-        response = await self.request("POST", "/encode", **_encode_request(frames, self.compress, aio=True))
+        response = await self.request("POST", "/encode", idempotent=True,
+                                      **_encode_request(frames, self.compress, aio=True))
         self.last_encoder_id = response.headers.get("x-encoder-id", self.last_encoder_id)
         return _embeddings(response)
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from ._transport import compress_body
 from .contract import NPY_MEDIA_TYPE, StreamCreated, StreamCreateRequest, to_npy_bytes
-from .errors import NotFound
-from .window import WindowBuffer
+from .errors import ConnectionFailed, NotFound
+from .window import WINDOW_FRAMES, WindowBuffer
 
 if TYPE_CHECKING:  # pragma: no cover
     from .encoder import AsyncEncoderClient, EncoderClient
@@ -33,6 +33,21 @@ def _check_frames(frames: np.ndarray, envs: int, height: int, width: int) -> np.
         raise ValueError(f"frames must be ({envs}, {height}, {width}, 3) uint8 (the newest frame of each env), "
                          f"got {frames.shape} {frames.dtype}")
     return frames
+
+
+def _check_windows(windows: np.ndarray, envs: int, height: int, width: int) -> np.ndarray:
+    windows = np.asarray(windows)
+    if windows.shape != (envs, WINDOW_FRAMES, height, width, 3) or windows.dtype != np.uint8:
+        raise ValueError(f"windows must be ({envs}, {WINDOW_FRAMES}, {height}, {width}, 3) uint8, "
+                         f"got {windows.shape} {windows.dtype}")
+    return windows
+
+
+def _cut_off(exc: ConnectionFailed) -> bool:
+    """The connection was lost mid-request (the step may or may not have run), not refused outright."""
+    import httpx
+
+    return not isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout))
 
 
 def _reset_list(reset: Sequence[int] | np.ndarray | None, envs: int) -> list[int]:
@@ -91,33 +106,46 @@ class FrameStream(_StreamBase):
         frames = _check_frames(frames, self.envs, self.height, self.width)
         reset = _reset_list(reset, self.envs)
         windows = self.buffer.push(frames, reset)
-        lost = False
-        try:
-            if self._in_sync:
-                try:
-                    return _embeddings(self.client.request("POST", self._path(), **self._step_request(frames, reset)))
-                except NotFound:
-                    lost = True  # the encoder restarted or the stream expired
-            self._in_sync = False
-            if lost:
-                self._open()
+        if self._in_sync:
+            self._in_sync = False  # until the answer arrives: an exception leaves the encoder's copy unknown
             try:
-                r = self.client.request("POST", self._path(), **self._step_request(windows, []))
-            except NotFound:
+                out = _embeddings(self.client.request("POST", self._path(), **self._step_request(frames, reset)))
+                self._in_sync = True
+                return out
+            except NotFound:  # the encoder restarted or the stream expired
                 self._open()
-                r = self.client.request("POST", self._path(), **self._step_request(windows, []))
-            self.resyncs += 1
-            self._in_sync = True
-            return _embeddings(r)
-        except BaseException:
-            self._in_sync = False
-            raise
+            except ConnectionFailed as exc:
+                if not _cut_off(exc):
+                    raise
+        return self._resync(windows)
+
+    def resync(self, windows: np.ndarray) -> np.ndarray:
+        """Replace every env's window with `windows` (N, 8, H, W, 3) uint8 (e.g. another rollout used this stream)
+        and embed them: -> (N, D) float32. The following steps continue from these windows."""
+        windows = _check_windows(windows, self.envs, self.height, self.width)
+        self.buffer.windows[:] = windows
+        self.buffer.started[:] = True
+        return self._resync(self.buffer.windows)
+
+    def _resync(self, windows: np.ndarray) -> np.ndarray:
+        from .encoder import _embeddings
+
+        self._in_sync = False
+        request = self._step_request(windows, [])
+        try:  # full windows set the encoder's copy, so sending them twice is harmless: idempotent
+            r = self.client.request("POST", self._path(), idempotent=True, **request)
+        except NotFound:
+            self._open()
+            r = self.client.request("POST", self._path(), idempotent=True, **request)
+        self.resyncs += 1
+        self._in_sync = True
+        return _embeddings(r)
 
     def close(self) -> None:
         if self.stream_id is not None:
             try:
                 self.client.request("DELETE", f"/streams/{self.stream_id}")
-            except NotFound:
+            except (NotFound, ConnectionFailed):
                 pass
             self.stream_id = None
 
@@ -144,34 +172,45 @@ class AsyncFrameStream(_StreamBase):
         frames = _check_frames(frames, self.envs, self.height, self.width)
         reset = _reset_list(reset, self.envs)
         windows = self.buffer.push(frames, reset)
-        lost = self.stream_id is None  # opened lazily: __init__ cannot await
-        try:
-            if self._in_sync and not lost:
-                try:
-                    r = await self.client.request("POST", self._path(), **self._step_request(frames, reset))
-                    return _embeddings(r)
-                except NotFound:
-                    lost = True
+        if self._in_sync:
             self._in_sync = False
-            if lost:
-                await self._open()
             try:
-                r = await self.client.request("POST", self._path(), **self._step_request(windows, []))
+                r = await self.client.request("POST", self._path(), **self._step_request(frames, reset))
+                out = _embeddings(r)
+                self._in_sync = True
+                return out
             except NotFound:
                 await self._open()
-                r = await self.client.request("POST", self._path(), **self._step_request(windows, []))
-            self.resyncs += 1
-            self._in_sync = True
-            return _embeddings(r)
-        except BaseException:
-            self._in_sync = False
-            raise
+            except ConnectionFailed as exc:
+                if not _cut_off(exc):
+                    raise
+        return await self._resync(windows)
+
+    async def resync(self, windows: np.ndarray) -> np.ndarray:
+        windows = _check_windows(windows, self.envs, self.height, self.width)
+        self.buffer.windows[:] = windows
+        self.buffer.started[:] = True
+        return await self._resync(self.buffer.windows)
+
+    async def _resync(self, windows: np.ndarray) -> np.ndarray:
+        from .encoder import _embeddings
+
+        self._in_sync = False
+        request = self._step_request(windows, [])
+        try:
+            r = await self.client.request("POST", self._path(), idempotent=True, **request)
+        except NotFound:
+            await self._open()
+            r = await self.client.request("POST", self._path(), idempotent=True, **request)
+        self.resyncs += 1
+        self._in_sync = True
+        return _embeddings(r)
 
     async def close(self) -> None:
         if self.stream_id is not None:
             try:
                 await self.client.request("DELETE", f"/streams/{self.stream_id}")
-            except NotFound:
+            except (NotFound, ConnectionFailed):
                 pass
             self.stream_id = None
 

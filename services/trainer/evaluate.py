@@ -1,7 +1,7 @@
 """Live evaluation: `parallel_envs` reacher envs step in lockstep; one batched feature call per step.
 
-For `vjepa2` features that call is one `POST /encode` of the B current windows over HTTP, so evaluation
-measures the whole served pipeline: render -> window -> encoder service -> policy -> torques.
+For `vjepa2` features that call is one frame-stream step over HTTP (the B newest frames; the encoder keeps the
+windows), so evaluation measures the whole served pipeline: render -> frame -> encoder service -> policy -> torques.
 
 The same loop evaluates trained policies (BC, SAC) and the baselines (the `jacobian` and `p-controller`
 experts and the random policy): a policy is anything that maps the B current time steps to (B, 2) actions.
@@ -21,7 +21,6 @@ from .experts import make_expert
 from .features import FeatureSource
 
 GIF_SIZE = 128
-ENCODER_RETRY_S = 60.0  # how long a live rollout waits for an encoder that went away before failing clearly
 
 
 class Policy(Protocol):
@@ -42,7 +41,7 @@ class FeaturePolicy:
         pass
 
     def act(self, envs, timesteps, seeds):
-        x = _with_retries(lambda: self.features.online(timesteps, seeds))  # (B, D) float32
+        x = self.features.online(timesteps, seeds)  # (B, D) float32; the SDK's retry policy rides out encoder restarts
         return np.asarray(self.policy_fn(x), dtype=np.float32).reshape(len(timesteps), 2)
 
 
@@ -62,31 +61,6 @@ class ExpertPolicy:
 
     def act(self, envs, timesteps, seeds):
         return np.stack([e.act(env.physics, ts) for e, env, ts in zip(self.experts, envs, timesteps)])
-
-
-def _with_retries(fn, budget_s: float = ENCODER_RETRY_S):
-    """Retry transient transport failures (an encoder restarting) for up to budget_s, then raise clearly."""
-    deadline = time.monotonic() + budget_s
-    delay = 0.25
-    while True:
-        try:
-            return fn()
-        except Exception as exc:  # the SDK raises typed errors; only connection-type failures are retried
-            if not _transient(exc) or time.monotonic() + delay > deadline:
-                raise RuntimeError(f"feature source failed during a live rollout: {type(exc).__name__}: {exc}") from exc
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
-def _transient(exc: Exception) -> bool:
-    import httpx
-
-    if isinstance(exc, (httpx.TransportError, ConnectionError, TimeoutError)):
-        return True
-    name = type(exc).__name__
-    return name in ("ServiceUnavailable", "ConnectionFailed", "TransportError") or isinstance(
-        getattr(exc, "__cause__", None), httpx.TransportError
-    )
 
 
 def evaluate(

@@ -51,6 +51,10 @@ class FeatureSource:
     def online(self, timesteps: Sequence[TimeStep], episode_seeds: Sequence[int]) -> np.ndarray:
         raise NotImplementedError
 
+    def online_detached(self, timesteps: Sequence[TimeStep], episode_seeds: Sequence[int]) -> np.ndarray:
+        """Features of time steps outside the lockstep lanes of `online` (a vector env's terminal steps)."""
+        return self.online(timesteps, episode_seeds)
+
     def close(self) -> None:
         pass
 
@@ -116,18 +120,30 @@ class RandomFeatures(FeatureSource):
 
 
 class VJEPA2Features(FeatureSource):
-    """Embeddings from the encoder service, reached only through the SDK over HTTP."""
+    """Embeddings from the encoder service, reached only through the SDK over HTTP.
+
+    Live rollouts step the encoder through a frame stream (one frame per env per vector step; the encoder keeps the
+    windows): one stream per (envs, height, width) lockstep shape. Each step first checks that the stream's windows
+    continue the given time steps' own windows (`ts.window`); when they do not (another rollout of the same shape
+    used the stream in between), the stream is resynchronised with the full windows, so features never depend on
+    which loop stepped the stream last. The SDK's one retry policy rides out an encoder restart (retries sized
+    for 40-80 s); a lost stream costs one step of full windows.
+    """
 
     name = "vjepa2"
     needs_frames = True
+    MAX_STREAMS = 4  # lockstep shapes kept open at once (SAC: training envs + evaluation envs)
 
     def __init__(self, encoder_url: str, token: str | None = None, timeout: float = 120.0):
         from vjepa_robot_client import EncoderClient
 
-        self.client = EncoderClient(encoder_url, token=token, timeout=timeout)
+        # 20 retries, backoff 0.25 s doubling to 5 s (jittered): 40-80 s for an encoder that restarts mid-rollout
+        self.client = EncoderClient(encoder_url, token=token, timeout=timeout, retries=20, backoff=0.25,
+                                    max_backoff=5.0)
         self.info = self.client.info()
         self.dim = int(self.info.dim)
         self.encoder_id = self.info.encoder_id
+        self._streams: dict[tuple[int, int, int], object] = {}  # (envs, H, W) -> FrameStream
 
     def lineage(self) -> dict:
         return {**super().lineage(), "encoder_id": self.encoder_id, "model": self.info.model,
@@ -144,11 +160,40 @@ class VJEPA2Features(FeatureSource):
         return FeatureTable(episode, step, x, self.lineage())
 
     def online(self, timesteps, episode_seeds):
-        windows = np.stack([ts.window for ts in timesteps])  # (B, 8, H, W, 3) uint8
-        return self.client.encode(windows)  # (B, D) float32, one POST /encode
+        """One stream step: each env's newest frame, resets from ts.first() -> (B, D) float32."""
+        windows = _windows_of(timesteps)  # (B, 8, H, W, 3) uint8: the reference the stream must continue
+        b, _, h, w, _ = windows.shape
+        stream = self._stream(b, h, w)
+        reset = [i for i, ts in enumerate(timesteps) if ts.first()]
+        going = np.setdiff1d(np.arange(b), reset)
+        buf = stream.buffer
+        if not all(buf.started[i] and np.array_equal(buf.windows[i, 1:], windows[i, :-1]) for i in going):
+            return stream.resync(windows)
+        return stream.step(windows[:, -1], reset=reset)
+
+    def online_detached(self, timesteps, episode_seeds):
+        """Windows outside the lockstep lanes (an episode's terminal step): one POST /encode of the full windows."""
+        return self.client.encode(_windows_of(timesteps))
+
+    def _stream(self, envs: int, height: int, width: int):
+        key = (envs, height, width)
+        if key not in self._streams:
+            if len(self._streams) >= self.MAX_STREAMS:
+                self._streams.pop(next(iter(self._streams))).close()
+            self._streams[key] = self.client.stream(envs, height, width)
+        return self._streams[key]
 
     def close(self) -> None:
+        for stream in self._streams.values():
+            stream.close()
+        self._streams.clear()
         self.client.close()
+
+
+def _windows_of(timesteps) -> np.ndarray:
+    if any(ts.window is None for ts in timesteps):
+        raise ValueError("vjepa2 features need rendered windows: build the env with image_size > 0")
+    return np.stack([ts.window for ts in timesteps])
 
 
 def make_feature_source(name: str, *, encoder_url: str | None = None, token: str | None = None) -> FeatureSource:

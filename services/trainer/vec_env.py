@@ -7,8 +7,9 @@
 Episode length and step counts are in *simulator* steps: with action_repeat=4, a 1000-step episode is 250
 agent steps, and every agent step advances the env-step counter by 4. Episodes end only by time limit, so
 every `done` carries `TimeLimit.truncated=True` and SAC bootstraps through it (SB3 issue 284).
-For `vjepa2` the vector step renders each env's frame and sends the N windows (plus the terminal windows of
-the envs that just finished) in ONE batched POST /encode; the replay buffer then stores only the embeddings.
+For `vjepa2` the vector step renders each env's frame and sends the N newest frames as ONE frame-stream step (the
+encoder keeps the windows); the terminal windows of envs that just finished go in one POST /encode of full windows
+(features.online_detached). The replay buffer then stores only the embeddings.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class ReacherVecEnv(VecEnv):
             batch_seeds.append(self._ep_seed[i])
         done_idx = [i for i in range(n) if batch_ts[i].last()]
         terminal_seeds = [self._ep_seed[i] for i in done_idx]
-        for i in done_idx:  # start the next episode; its first observation joins the same encode batch
+        for i in done_idx:  # start the next episode; its first observation is this step's obs
             dones[i] = True
             rec = {"return": float(self._ret[i]), "success": episode_success(self.envs[i].sim_rewards),
                    "seed": int(self._ep_seed[i])}
@@ -108,16 +109,17 @@ class ReacherVecEnv(VecEnv):
             infos[i]["episode"] = {"r": rec["return"], "l": batch_ts[i].step}
             infos[i]["TimeLimit.truncated"] = True  # reacher ends only by time limit: bootstrap through it
             self._reset_env(i)
-        first_ts = [self._ts[i] for i in done_idx]
         for i in range(n):
             if i not in done_idx:
                 self._ts[i] = batch_ts[i]
-        x = self._encode(batch_ts + first_ts, batch_seeds + [self._ep_seed[i] for i in done_idx])
-        obs = x[:n].copy()
-        for k, i in enumerate(done_idx):
-            infos[i]["terminal_observation"] = x[i]
-            obs[i] = x[n + k]
-        del terminal_seeds
+        # the N lanes step the feature source in lockstep (vjepa2: one frame-stream step; a done lane's next episode
+        # starts there); the terminal steps are embedded apart, statelessly (vjepa2: one POST /encode of full windows)
+        obs = self._encode(self._ts, self._ep_seed)
+        if done_idx:
+            term = np.asarray(self.features.online_detached([batch_ts[i] for i in done_idx], terminal_seeds),
+                              dtype=np.float32)
+            for k, i in enumerate(done_idx):
+                infos[i]["terminal_observation"] = term[k]
         return obs, rewards, dones, infos
 
     def close(self) -> None:
