@@ -162,6 +162,41 @@ def serve_trainer(
     serve(host=host, port=port, encoder_url=encoder_url, store=store, runs_dir=runs_dir, token_file=token_file)
 
 
+@app.command("fetch-model")
+def fetch_model(
+    preset: str = typer.Option("vitl", envvar="VJEPA_ROBOT_PRESET", help="vitl | vitl-random | tiny (the random-init "
+                               "presets have nothing to fetch)."),
+    model: Optional[str] = typer.Option(None, envvar="VJEPA_ROBOT_MODEL", help="A hub id instead of the preset."),
+    revision: Optional[str] = typer.Option(None, envvar="VJEPA_ROBOT_REVISION", help="Hub revision (commit) to pin."),
+) -> None:
+    """Download a V-JEPA 2 checkpoint into the Hugging Face cache ($HF_HOME) once, so the encoder loads from disk
+    (the GPU compose stack runs this as a one-shot service before the encoder starts)."""
+    import os
+
+    from huggingface_hub import snapshot_download
+
+    from services.encoder.model import PRESETS, VITL_HUB_ID, VITL_REVISION
+
+    if model is None and preset not in PRESETS:
+        _fail(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)} (or give --model HUB_ID)")
+    if model is None and preset != "vitl":
+        typer.echo(f"nothing to fetch: preset {preset} is random-init (no weights to download)")
+        return
+    repo = model or VITL_HUB_ID
+    if os.path.isdir(repo):
+        typer.echo(f"nothing to fetch: {repo} is a local directory")
+        return
+    rev = revision or (VITL_REVISION if model is None else None)
+    try:
+        path = snapshot_download(repo, revision=rev, allow_patterns=["*.json", "*.safetensors"])
+        if not any(name.endswith(".safetensors") for name in os.listdir(path)):  # older repos ship .bin weights only
+            path = snapshot_download(repo, revision=rev, allow_patterns=["*.json", "*.bin"])
+    except Exception as exc:  # offline, unknown repo, bad revision, full disk: one line, non-zero exit
+        _fail(f"cannot fetch {repo} (revision {rev or 'default'}) into the Hugging Face cache "
+              f"({os.environ.get('HF_HOME') or '~/.cache/huggingface'}): {type(exc).__name__}: {exc}", code=1)
+    typer.echo(f"{repo} (revision {rev or 'default'}) is in the cache: {path}")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # train / eval (in process by default; through a trainer service with --trainer-url)
 # ----------------------------------------------------------------------------------------------------------------
