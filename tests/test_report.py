@@ -1,58 +1,102 @@
-"""The report (services/trainer/report.py) from fake but correctly shaped run records (layout only: no training)."""
+"""The report (services/trainer/report.py) from correctly shaped run records (layout and honesty: no training)."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from services.trainer.report import condition_name, write_report
+from services.trainer.report import (PLUMBING, condition_name, condition_rows, load_notes, pct, read_runs, save_notes,
+                                     summary_lines, t_interval, title, wilson, write_report)
+
+TINY = {"features": "vjepa2", "dim": 96, "encoder_id": "abc123", "model": "preset:tiny", "image_size": 128}
+VITL = {"features": "vjepa2", "dim": 1024, "encoder_id": "def456", "model": "facebook/vjepa2-vitl-fpc64-256",
+        "image_size": 256}
 
 
-def _episodes(n: int, successes: int, seed: int = 0) -> list[dict]:
+def _episodes(n: int, successes: int) -> list[dict]:
     return [{"seed": 1_000_000_000 + i, "success": i < successes, "return": 150.0 if i < successes else 10.0}
             for i in range(n)]
 
 
 def _eval(n: int, k: int, gif=None, task="easy") -> dict:
     ev = {"status": "succeeded", "eval_id": 0, "task": task, "success_rate": k / n, "mean_return": 150.0 * k / n,
-          "episodes": _episodes(n, k), "steps_per_second": 812.0}
+          "episodes": _episodes(n, k), "steps_per_second": 812.0,
+          "request": {"task": task, "steps": 200, "seed": 0, "episodes": n, "image_size": 128}}
     if gif:
-        ev["gif"] = str(gif)
+        ev["gif"] = [str(gif)]
     return ev
 
 
+def _bc(run_id, features, seed, k, lineage=None, gif=None, n=50) -> dict:
+    curve = list(np.geomspace(0.05, 2e-4, 20))
+    val = [0.1 - 0.004 * e if e < 6 else 0.08 + 0.01 * e for e in range(20)]
+    return {"run_id": run_id, "kind": "bc", "status": "succeeded",
+            "config": {"dataset": "jac-150", "features": features, "seed": seed, "study_id": f"st-{seed}"},
+            "metrics": {"train_loss_curve": curve, "val_loss_curve": val, "epoch": 20, "n_train": 27000, "n_val": 3000,
+                        "train_s": 12.3, "select": "best_val", "best_epoch": 6, "selected_epoch": 6,
+                        "features_lineage": lineage or {"features": features, "dim": 8}},
+            "evaluations": [_eval(n, k, gif)]}
+
+
 def _runs(gif) -> list[dict]:
-    bc_curve = list(np.geomspace(0.05, 2e-4, 20))
     return [
         {"run_id": "baseline-1", "kind": "baseline", "status": "succeeded", "config": {"policy": "jacobian"},
          "metrics": {}, "evaluations": [_eval(50, 50)]},
         {"run_id": "baseline-2", "kind": "baseline", "status": "succeeded", "config": {"policy": "random"},
-         "metrics": {}, "evaluations": [_eval(50, 2)]},
-        {"run_id": "bc-1", "kind": "bc", "status": "succeeded", "config": {"dataset": "jac-150", "features": "state"},
-         "metrics": {"train_loss_curve": bc_curve, "val_loss_curve": [2 * v for v in bc_curve], "train_loss": bc_curve[-1],
-                     "val_loss": 2 * bc_curve[-1], "epoch": 20, "n_train": 27000, "n_val": 3000, "train_s": 12.3},
-         "evaluations": [{**_eval(50, 47, gif), "success_ci95": None}]},  # CI recomputed from the episodes
-        {"run_id": "sac-1", "kind": "sac", "status": "succeeded", "config": {"features": "vjepa2", "total_steps": 1000},
-         "metrics": {"curve": [{"env_steps": s, "mean_return": s / 10, "success_rate": s / 2000} for s in (200, 600, 1000)]},
+         "metrics": {}, "evaluations": [_eval(50, 0)]},
+        _bc("bc-s0", "state", 0, 47, gif=gif), _bc("bc-s1", "state", 1, 40), _bc("bc-s2", "state", 2, 45),
+        _bc("bc-tiny", "vjepa2", 0, 10, lineage=TINY, n=20),
+        {"run_id": "sac-1", "kind": "sac", "status": "succeeded", "config": {"features": "vjepa2", "seed": 0},
+         "metrics": {"features_lineage": TINY, "env_steps": 1000,
+                     "final_eval": {"mean_return": 90.0, "success_rate": 0.1, "episodes": 10},
+                     "curve": [{"env_steps": s, "mean_return": s / 10, "std_return": 5.0, "success_rate": s / 2000,
+                                "eval_episodes": 5} for s in (200, 600, 1000)]},
          "evaluations": [_eval(20, 10)]},
         {"run_id": "bc-2", "kind": "bc", "status": "running", "config": {"dataset": "jac-150", "features": "random"},
          "metrics": {"train_loss_curve": [0.1, 0.09], "val_loss_curve": [0.1, 0.11]}, "evaluations": []},
     ]
 
 
-def test_condition_names():
-    assert condition_name({"kind": "bc", "config": {"features": "vjepa2", "dataset": "d"}}) == "BC on vjepa2 (d)"
-    assert condition_name({"kind": "sac", "config": {"features": "state"}}) == "SAC on state"
+def test_numbers_for_people():
+    assert wilson(0, 3)[0] == 0.0 and wilson(3, 3)[1] == 1.0
+    assert pct(0.2, wilson(4, 20)) == "20% [8, 42]"
+    mean, lo, hi = t_interval([0.94, 0.80, 0.90])
+    assert abs(mean - 0.88) < 1e-12 and lo < 0.80 and hi > 0.94  # t(2) = 4.303: wide with three seeds
+    assert t_interval([0.5]) == (0.5, None, None)
+
+
+def test_condition_names_say_which_encoder():
+    tiny = {"kind": "bc", "config": {"features": "vjepa2", "dataset": "d"}, "metrics": {"features_lineage": TINY}}
+    name = condition_name(tiny)
+    assert "tiny" in name and "random-init" in name and "96-d" in name and "128 px" in name and PLUMBING in name
+    vitl = {"kind": "bc", "config": {"features": "vjepa2", "dataset": "d"}, "metrics": {"features_lineage": VITL}}
+    assert "pretrained" in condition_name(vitl) and PLUMBING not in condition_name(vitl)
+    assert condition_name({"kind": "sac", "config": {"features": "state"}}).startswith("SAC on state")
     assert "P-controller" in condition_name({"kind": "baseline", "config": {"policy": "p-controller"}})
+    assert "plumbing" in title([tiny]) and title([tiny, vitl]).startswith("V-JEPA 2")
+
+
+def test_seeds_are_aggregated_per_condition(tmp_path):
+    groups = condition_rows(_runs(None))
+    state = next(g for g in groups if g["condition"].startswith("BC on state"))
+    assert state["n_runs"] == 3 and state["seeds"] == [0, 1, 2] and state["ci_kind"] == "t across seeds"
+    assert abs(state["success_rate"] - (47 + 40 + 45) / 150) < 1e-12
+    order = [g["short"] for g in groups]  # baselines first, then BC (state before vjepa2), then SAC
+    assert order.index("Jacobian-transpose expert") < order.index("BC state") < order.index(
+        "BC vjepa2 (tiny, random-init)") < order.index("SAC vjepa2 (tiny, random-init)")
+    lines = summary_lines(_runs(None))
+    assert any(PLUMBING in line and "50% [30, 70]" in line for line in lines)
 
 
 def test_write_report(tmp_path):
     gif = tmp_path / "rollout.gif"
     frames = [Image.fromarray(np.full((16, 16, 3), c, np.uint8)) for c in (0, 128, 255)]
     frames[0].save(gif, save_all=True, append_images=frames[1:], duration=40)
-    probes = [{"features": "state", "dataset": "jac-150", "finger_xy_r2": 0.31, "target_xy_r2": 0.27,
-               "alpha": {"finger_xy": 1e4, "target_xy": 1e4}, "n_train": 24000, "n_test": 6000},
-              {"features": "random", "finger_xy_r2": -0.01, "target_xy_r2": -0.01, "alpha": 1e5}]
+    lin = {"r2": 0.2, "r2_sd": 0.1, "alpha": 1000.0, "alpha_at_edge": False}
+    probes = [{"features": "state", "dataset": "jac-150", "targets": ["finger_xy"], "folds": 5, "n_episodes": 40,
+               "linear": {"finger_xy": lin}, "mlp": {"finger_xy": {"r2": 0.96, "r2_sd": 0.02}}},
+              {"features": "vjepa2", "dataset": "jac-150", "targets": ["finger_xy"], "folds": 5, "n_episodes": 40,
+               "lineage": TINY, "linear": {"finger_xy": {**lin, "alpha": 1e7, "alpha_at_edge": True}}, "mlp": {}}]
 
     out = tmp_path / "report"
     path = write_report(_runs(gif), probes, out, extra_notes={"machine": "2-core shared CPU"})
@@ -62,15 +106,29 @@ def test_write_report(tmp_path):
     for png in ("success.png", "bc_loss.png", "sac_curves.png"):
         assert (out / png).stat().st_size > 1000 and f"]({png})" in text
         assert Image.open(out / png).format == "PNG"
-    for condition in ("Jacobian-transpose expert", "Random policy", "BC on state (jac-150)", "SAC on vjepa2"):
-        assert f"| {condition} |" in text
-    assert "| BC on state (jac-150) | 94.0% [83.8, 97.9] | 141.0 | 50 |" in text  # Wilson interval from episodes
-    assert "| 100.0% [92.9, 100.0]" in text
+    assert text.startswith("# vjepa-robot pipeline check") and "no V-JEPA 2 result" in text.splitlines()[0]
+    # every vjepa2 row names the stand-in encoder and is marked in the row itself
+    vj_rows = [line for line in text.splitlines() if line.startswith("| ") and "vjepa2" in line]
+    assert len(vj_rows) >= 4 and all("random-init" in line and PLUMBING in line for line in vj_rows)
+    assert "| Jacobian-transpose expert |" in text and "| 100% [93, 100] (Wilson)" in text
+    assert "| 0% [0, 7] (Wilson)" in text  # 0/50: the lower bound is exactly 0
+    assert "3 (seeds 0, 1, 2)" in text and "(t across seeds)" in text and "s0: 94% [84, 98]" in text
+    assert "| 6 (best_val) |" in text  # the kept epoch and its rule
     assert "`bc-2` (BC on random (jac-150), running)" in text
-    assert "| state | jac-150 | 0.310 | 0.270 | 10000, 10000 |" in text
+    assert "| finger_xy | 0.20 ± 0.10 | 1e+03 | 0.96 ± 0.02 | 5 x 40 episodes |" in text
+    assert "1e+07 (grid edge)" in text
     copied = list((out / "gifs").glob("*.gif"))
     assert len(copied) == 1 and f"(gifs/{copied[0].name})" in text
     assert "- **machine**: 2-core shared CPU" in text
+
+
+def test_notes_survive_and_reading_creates_nothing(tmp_path):
+    missing = tmp_path / "no-store" / "runs"
+    assert read_runs(missing) == [] and load_notes(missing) == {} and not (tmp_path / "no-store").exists()
+    runs_dir = tmp_path / "runs"
+    save_notes(runs_dir, {"encoder": "tiny preset", "machine": "2 cores"})
+    save_notes(runs_dir, {"wall_s": 12.5})
+    assert load_notes(runs_dir) == {"encoder": "tiny preset", "machine": "2 cores", "wall_s": 12.5}
 
 
 def test_report_without_results(tmp_path):
