@@ -3,6 +3,7 @@ dm_control rollouts. The trainer reaches the encoder only over HTTP, through the
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -13,6 +14,8 @@ from services.encoder.settings import EncoderSettings
 from services.trainer.app import TrainerSettings
 from services.trainer.app import create_app as create_trainer_app
 from services.trainer.runs import RunStore
+from vjepa_robot_client.contract import RunRecord
+from vjepa_robot_client.trainer import run_progress
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +53,7 @@ TERMINAL = ("succeeded", "failed", "interrupted")
 def test_dataset_bc_vjepa2_eval_and_baselines(stack):
     c = httpx.Client(base_url=stack["trainer"], timeout=60)
     r = c.post("/datasets", json={"name": "svc", "expert": "jacobian", "task": "easy", "episodes": 6, "steps": 40,
-                                  "seed": 1, "image_size": 64, "workers": 2})
+                                  "seed": 1, "image_size": 128, "workers": 2})
     assert r.status_code == 202, r.text
     assert c.get("/datasets/svc").json()["status"] in ("running", "ready")
     ds = wait_for(c, "/datasets/svc", lambda b: b["status"] != "running")
@@ -64,13 +67,23 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
     assert run["status"] == "succeeded", run["error"]
     assert run["kind"] == "bc" and run["config"]["features"] == "vjepa2"
     assert run["metrics"]["features_lineage"]["encoder_id"] == httpx.get(f"{stack['encoder']}/info").json()["encoder_id"]
+    # the frame size is part of the run's lineage: trained on the dataset's 128 px frames
+    assert run["lineage"]["image_size"] == 128 and run["lineage"]["action_repeat"] == 1
+    assert run["lineage"]["encoder_id"] == run["metrics"]["features_lineage"]["encoder_id"]
+    assert run_progress(RunRecord.model_validate(run)) == (5, 5)  # the SDK's progress reads keys BC writes
+
+    # another frame size is refused unless asked for explicitly, naming both sizes
+    r = c.post(f"/eval/{run_id}", json={"episodes": 2, "steps": 30, "image_size": 256})
+    assert r.status_code == 422 and "256" in r.json()["detail"] and "128" in r.json()["detail"], r.text
 
     before = _batch_count(stack["encoder"])
     r = c.post(f"/eval/{run_id}", json={"episodes": 4, "steps": 30, "task": "easy", "parallel_envs": 4,
-                                        "image_size": 64, "gif_episodes": 1})
+                                        "gif_episodes": 1})  # image_size omitted: the run's own 128 px
     assert r.status_code == 202 and r.json()["status"] == "queued"
     ev = wait_for(c, f"/eval/{run_id}", lambda b: b["status"] in TERMINAL)
     assert ev["status"] == "succeeded", ev["error"]
+    assert ev["image_size"] == 128
+    assert c.get(f"/runs/{run_id}").json()["evaluations"][0]["request"]["image_size"] == 128
     assert len(ev["episodes"]) == 4 and {"seed", "success", "return"} <= set(ev["episodes"][0])
     assert all(s >= 1_000_000_000 for s in (e["seed"] for e in ev["episodes"]))  # evaluation seeds
     lo, hi = ev["success_ci95"]
@@ -79,11 +92,27 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
     # one batched POST /encode per lockstep step: 30 steps x 1 wave of 4 envs
     assert _batch_count(stack["encoder"]) - before >= 30
 
-    # a second evaluation: GET /eval returns the latest; both stay listed in the run
-    c.post(f"/eval/{run_id}", json={"episodes": 2, "steps": 20, "parallel_envs": 2, "image_size": 64,
-                                    "gif_episodes": 0})
-    wait_for(c, f"/eval/{run_id}", lambda b: b["eval_id"] == 1 and b["status"] in TERMINAL)
+    # a second evaluation at another size, asked for explicitly: GET /eval returns the latest; both stay listed
+    r = c.post(f"/eval/{run_id}", json={"episodes": 2, "steps": 20, "parallel_envs": 2, "image_size": 64,
+                                        "allow_image_size_change": True, "gif_episodes": 0})
+    assert r.status_code == 202, r.text
+    ev = wait_for(c, f"/eval/{run_id}", lambda b: b["eval_id"] == 1 and b["status"] in TERMINAL)
+    assert ev["status"] == "succeeded" and ev["image_size"] == 64, ev
     assert len(c.get(f"/runs/{run_id}").json()["evaluations"]) == 2
+
+    # the CLI's local mode goes through the same resolution: no --image-size -> the run's own 128 px
+    from typer.testing import CliRunner
+
+    from vjepa_robot.cli import app as cli_app
+
+    common = ["--store", stack["store"], "--runs-dir", str(stack["runs"]), "--encoder-url", stack["encoder"]]
+    out = CliRunner().invoke(cli_app, ["eval", run_id, "--episodes", "2", "--steps", "20", "--parallel-envs", "2",
+                                       *common])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output[out.output.index("{"):])["image_size"] == 128
+    out = CliRunner().invoke(cli_app, ["eval", run_id, "--episodes", "2", "--steps", "20", "--image-size", "64",
+                                       *common])
+    assert out.exit_code == 2 and "64" in out.output and "128" in out.output, out.output
 
     # baselines go through the same evaluation loop
     r = c.post("/eval/baseline", json={"policy": "jacobian", "episodes": 4, "steps": 100, "parallel_envs": 4})
@@ -118,7 +147,11 @@ def test_sac_tiny_budget_through_the_service(stack, features):
     run = wait_for(c, f"/runs/{run_id}", lambda b: b["status"] in TERMINAL, timeout=400)
     assert run["status"] == "succeeded", run["error"]
     assert run["config"]["action_repeat"] == 4
+    assert run["lineage"]["action_repeat"] == 4
+    assert run["lineage"]["image_size"] == (64 if small else None)  # only vjepa2 features see frames
     assert run["metrics"]["env_steps"] >= body["total_steps"]
+    done, total = run_progress(RunRecord.model_validate(run))  # the SDK's progress reads keys SAC writes
+    assert done == run["metrics"]["env_steps"] and total == body["total_steps"]
     assert len(run["metrics"]["curve"]) >= 1
     if small:
         assert run["metrics"]["features_lineage"]["encoder_id"] == httpx.get(f"{stack['encoder']}/info").json()["encoder_id"]
@@ -154,6 +187,55 @@ def test_bad_requests_get_4xx_naming_the_problem(stack, method, path, body, code
     assert r.status_code == code, r.text
     assert words in r.json()["detail"], r.json()
     assert c.get("/healthz").status_code == 200  # and it keeps serving
+
+
+def test_trainer_conventions_info_metrics_offline_docs_and_list_shapes(tmp_path):
+    """/info says what the trainer is and can do; /metrics counts runs by kind and status and requests by route;
+    /docs loads its Swagger UI assets from the service itself (no CDN); list routes answer objects."""
+    from fastapi.testclient import TestClient
+
+    runs = RunStore(tmp_path / "runs")
+    runs.create("bc", {"dataset": "d", "features": "state"}).update(status="failed", error="x")
+    app = create_trainer_app(TrainerSettings(store=str(tmp_path / "store"), runs=str(tmp_path / "runs"),
+                                             encoder_url="http://127.0.0.1:9"))
+    with TestClient(app) as c:
+        info = c.get("/info").json()
+        assert info["runs_dir"] == str(tmp_path / "runs") and info["encoder_url"] == "http://127.0.0.1:9"
+        assert info["store"] == str(tmp_path / "store") and info["version"]
+        assert "state" in info["feature_sources"] and "POST /train/bc" in info["routes"]
+        assert c.get("/datasets").json() == {"datasets": []}
+        assert c.get("/studies").json() == {"studies": []}
+        c.get("/runs/bc-00000000")
+        text = c.get("/metrics").text
+        assert 'vjepa_trainer_runs{kind="bc",status="failed"} 1.0' in text
+        assert 'vjepa_trainer_requests_total{method="GET",route="/runs/{run_id}",status="404"} 1.0' in text
+        assert "vjepa_trainer_eval_steps_per_second" in text
+        html = c.get("/docs").text
+        assert "cdn" not in html.lower()
+        for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+            assert f"/docs-assets/{asset}" in html
+            r = c.get(f"/docs-assets/{asset}")
+            assert r.status_code == 200 and len(r.content) > 10_000
+
+
+def test_encoder_docs_are_served_offline_too(tmp_path):
+    from fastapi.testclient import TestClient
+
+    app = create_encoder_app(EncoderSettings(store=str(tmp_path / "store"), preset="tiny"))
+    with TestClient(app) as c:
+        html = c.get("/docs").text
+        assert "cdn" not in html.lower() and "/docs-assets/swagger-ui-bundle.js" in html
+        assert c.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+
+
+def test_eval_request_defaults_live_in_one_place():
+    """The SDK sends only what the caller gave; EvalRequest fills the rest (image_size: left to the run)."""
+    from vjepa_robot_client.contract import DEFAULT_EVAL_IMAGE_SIZE, EvalRequest
+    from vjepa_robot_client.trainer import _eval_request
+
+    assert _eval_request(episodes=5) == {"episodes": 5}
+    assert EvalRequest().image_size is None and DEFAULT_EVAL_IMAGE_SIZE == 256
+    assert _eval_request(policy="random")["policy"] == "random"
 
 
 def test_a_restarted_trainer_reports_interrupted_never_running(tmp_path):

@@ -55,14 +55,15 @@ def aggregate(study: dict, records: list[dict]) -> StudyRecord:
     for seed, rec in zip(study["seeds"], records):
         metric, value = final_metric(rec)
         ev = (rec.get("evaluations") or [None])[-1]
+        done = ev is not None and ev.get("status") == "succeeded"
         row = StudyRun(run_id=rec["run_id"], seed=seed, status=rec["status"], error=rec.get("error"),
-                       final_metric=value if rec["status"] == "succeeded" else None)
-        if ev is not None:
-            row.eval_status = ev.get("status")
-            if ev.get("status") == "succeeded":
-                row.success_rate, row.success_ci95 = ev.get("success_rate"), ev.get("success_ci95")
-                row.mean_return = ev.get("mean_return")
-                successes.append(row.success_rate)
+                       final_metric=value if rec["status"] == "succeeded" else None,
+                       eval_status=ev.get("status") if ev is not None else None,
+                       success_rate=ev.get("success_rate") if done else None,
+                       success_ci95=ev.get("success_ci95") if done else None,
+                       mean_return=ev.get("mean_return") if done else None)
+        if done:
+            successes.append(row.success_rate)
         if row.final_metric is not None:
             finals.append(row.final_metric)
         rows.append(row)
