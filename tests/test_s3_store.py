@@ -9,15 +9,12 @@ VJEPA_ROBOT_RUNS): they are files (JSON, checkpoints, GIFs), not LanceDB tables.
 from __future__ import annotations
 
 import logging
-import time
 
-import httpx
 import pytest
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] (the test extra) provides the local S3 server")
 
 BUCKET = "vjepa-test"
-TERMINAL = ("succeeded", "failed", "interrupted")
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +54,6 @@ def keys(s3, prefix: str) -> list[str]:
     return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
 
-def wait_for(client: httpx.Client, path: str, done, timeout: float = 120.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = client.get(path).json()
-        if done(body):
-            return body
-        assert time.monotonic() < deadline, f"{path} still {body.get('status')} after {timeout} s: {body}"
-        time.sleep(0.2)
-
-
 def test_store_basics_on_s3(s3, tmp_path):
     """The Store opens an s3:// URI without touching the local disk, and sees another handle's writes."""
     from services.common.store import Store
@@ -94,35 +81,30 @@ def test_dataset_encode_bc_eval_runs_on_s3(s3, tmp_path):
     from services.trainer.app import TrainerSettings
     from services.trainer.app import create_app as create_trainer_app
     from vjepa_robot.cli import app as cli
+    from vjepa_robot_client import EncoderClient, TrainerClient
 
     uri = s3["uri"]
     runs = tmp_path / "runs"
     enc_app = create_encoder_app(EncoderSettings(store=uri, preset="tiny", max_batch=32, max_wait_ms=5))
     with serve_app(enc_app) as enc_url:
         tr_app = create_trainer_app(TrainerSettings(store=uri, runs=str(runs), encoder_url=enc_url))
-        with serve_app(tr_app) as tr_url, httpx.Client(base_url=tr_url, timeout=60) as c:
-            r = c.post("/datasets", json={"name": "s3ds", "expert": "jacobian", "task": "easy", "episodes": 3,
-                                          "steps": 24, "seed": 0, "image_size": 32, "workers": 1})
-            assert r.status_code == 202, r.text
-            ds = wait_for(c, "/datasets/s3ds", lambda b: b["status"] != "running")
-            assert ds["status"] == "ready" and ds["episodes"] == 3, ds
+        with serve_app(tr_app) as tr_url, TrainerClient(tr_url) as tr:
+            tr.create_dataset("s3ds", expert="jacobian", episodes=3, steps=24, image_size=32, workers=1)
+            ds = tr.wait_dataset("s3ds", progress=False, timeout=120, poll_interval=0.2)
+            assert ds.status.value == "ready" and ds.episodes == 3, ds
 
-            r = c.post("/train/bc", json={"dataset": "s3ds", "features": "vjepa2", "epochs": 3, "batch_size": 32})
-            assert r.status_code == 202, r.text
-            run_id = r.json()["run_id"]
-            run = wait_for(c, f"/runs/{run_id}", lambda b: b["status"] in TERMINAL)
-            assert run["status"] == "succeeded", run["error"]
+            run_id = tr.train_bc("s3ds", features="vjepa2", epochs=3, batch_size=32)  # encodes through the encoder
+            run = tr.wait(run_id, progress=False, timeout=180, poll_interval=0.2)
+            assert run.status.value == "succeeded", run.error
 
-            r = c.post(f"/eval/{run_id}", json={"episodes": 2, "steps": 16, "parallel_envs": 2, "image_size": 32,
-                                                "gif_episodes": 0})
-            assert r.status_code == 202, r.text
-            ev = wait_for(c, f"/eval/{run_id}", lambda b: b["status"] in TERMINAL)
-            assert ev["status"] == "succeeded", ev["error"]
-            assert len(ev["episodes"]) == 2
+            queued = tr.evaluate(run_id, episodes=2, steps=16, parallel_envs=2, image_size=32, gif_episodes=0)
+            ev = tr.wait_eval(run_id, queued.eval_id, progress=False, timeout=180, poll_interval=0.2)
+            assert ev.status.value == "succeeded", ev.error
+            assert len(ev.episodes) == 2
 
-            assert run_id in {x["run_id"] for x in c.get("/runs").json()["runs"]}
-            assert "s3ds" in {d["name"] for d in c.get("/datasets").json()}
-            encoder_id = httpx.get(f"{enc_url}/info").json()["encoder_id"]
+            assert run_id in {r.run_id for r in tr.runs()}
+            assert "s3ds" in {d.name for d in tr.datasets()}
+            encoder_id = EncoderClient(enc_url).info().encoder_id
 
     # what landed where: tables in the bucket, run records on local disk, nothing under a local "s3:" directory
     store = Store(uri)
