@@ -25,7 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.trainer.features import make_feature_source  # noqa: E402
-from services.trainer.sac import HalfReplayBuffer, build_model, replay_bytes, train_sac  # noqa: E402
+from services.trainer.replay import Replay, replay_bytes  # noqa: E402
+from services.trainer.sac import SAC, Nets, train_sac  # noqa: E402
 from services.trainer.vec_env import ReacherVecEnv  # noqa: E402
 from vjepa_robot_client.contract import TrainSACRequest  # noqa: E402
 
@@ -67,34 +68,23 @@ def env_rate(src, envs: int, vec_steps: int, image_size: int, action_repeat: int
 
 
 def update_rate(dim: int, batch: int = 256, updates: int = 300) -> dict:
-    """Gradient updates/s of SB3 SAC with the findings' networks on dim-d features (replay filled at random)."""
-
-    class _Src:
-        name, needs_frames = "synthetic", False
-
-        def __init__(self, d):
-            self.dim = d
-
-        def online(self, ts, seeds):
-            return np.zeros((len(ts), self.dim), np.float32)
-
-    cfg = TrainSACRequest(parallel_envs=1, batch_size=batch, buffer_size=10_000, learning_starts=0)
-    venv = ReacherVecEnv(_Src(dim), num_envs=1, episode_steps=1000, action_repeat=4)
-    model = build_model(cfg, venv)
-    from stable_baselines3.common.logger import Logger
-
-    model.set_logger(Logger(folder=None, output_formats=[]))  # learn() normally sets it up
+    """Gradient updates/s of services.trainer.sac.SAC with the findings' networks on dim-d features
+    (replay filled at random, n-step 3)."""
+    agent = SAC(dim, TrainSACRequest(batch_size=batch), Nets())
+    replay = Replay(10_000, 1, dim, n_step=3)
     rng = np.random.default_rng(0)
     for _ in range(2_000):
-        model.replay_buffer.add(rng.standard_normal((1, dim)), rng.standard_normal((1, dim)), rng.uniform(-1, 1, (1, 2)),
-                                np.zeros(1), np.zeros(1), [{}])
-    model.train(gradient_steps=20, batch_size=batch)  # warm up
+        replay.add(rng.standard_normal((1, dim)), rng.standard_normal((1, dim)), rng.uniform(-1, 1, (1, 2)),
+                   np.zeros(1), np.zeros(1, bool), np.zeros(1, bool))
+    for _ in range(20):  # warm up
+        agent.update(replay.sample(batch, rng))
     t0 = time.perf_counter()
-    model.train(gradient_steps=updates, batch_size=batch)
+    for _ in range(updates):
+        agent.update(replay.sample(batch, rng))
     dt = time.perf_counter() - t0
     t1 = time.perf_counter()
     for _ in range(updates):
-        model.replay_buffer.sample(batch)
+        replay.sample(batch, rng)
     ds = time.perf_counter() - t1
     return {"dim": dim, "batch": batch, "updates_per_s": round(updates / dt, 1),
             "sample_share": round(ds / dt, 3)}
@@ -125,22 +115,18 @@ def replay_rss(n: int = 1_000_000, dim: int = 1024) -> dict:
 
     proc = psutil.Process()
     before = proc.memory_info().rss
-    from gymnasium import spaces
-
-    buf = HalfReplayBuffer(n, spaces.Box(-np.inf, np.inf, (dim,), np.float32), spaces.Box(-1, 1, (2,), np.float32),
-                           device="cpu", n_envs=16)
+    buf = Replay(n, 16, dim)
     chunk = np.random.default_rng(0).standard_normal((16, dim)).astype(np.float32)
     t0 = time.perf_counter()
-    infos = [{"TimeLimit.truncated": False}] * 16
     done = np.zeros(16, bool)
-    for t in range(buf.buffer_size):
+    for t in range(buf.slots):
         done[:] = (t % 250) == 249
-        buf.add(chunk, chunk, np.zeros((16, 2)), np.zeros(16), done, infos)
+        buf.add(chunk, chunk, np.zeros((16, 2)), np.zeros(16), done, truncated=done)
     fill = time.perf_counter() - t0
     after = proc.memory_info().rss
     return {"transitions": n, "dim": dim, "dtype": "float16", "n_envs": 16, "rss_delta_gb": round((after - before) / 1e9, 3),
             "buffer_nbytes_gb": round(buf.nbytes / 1e9, 3), "predicted_gb": round(replay_bytes(n, dim) / 1e9, 3),
-            "sb3_default_float32_gb": round(2 * n * dim * 4 / 1e9, 3), "fill_s": round(fill, 1),
+            "float32_obs_and_next_gb": round(2 * n * dim * 4 / 1e9, 3), "fill_s": round(fill, 1),
             "terminal_obs_kept": len(buf.terminal_obs)}
 
 

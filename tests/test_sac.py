@@ -1,4 +1,4 @@
-"""SAC unit tests: tiny-budget runs on state features, resume, stop, replay buffer accounting (issue 5)."""
+"""SAC unit tests: tiny-budget runs on state features, resume, stop, the update, replay buffer accounting."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from gymnasium import spaces
 
 from services.trainer.features import make_feature_source
-from services.trainer.sac import HalfReplayBuffer, policy_from_checkpoint, replay_bytes, train_sac
+from services.trainer.replay import Replay, replay_bytes
+from services.trainer.sac import SAC, Every, Nets, policy_from_checkpoint, train_sac
 from services.trainer.vec_env import ReacherVecEnv
 from vjepa_robot_client.contract import TrainSACRequest
 
@@ -80,16 +80,15 @@ def test_episode_steps_must_be_multiple_of_action_repeat():
         TrainSACRequest(episode_steps=1001, action_repeat=4)
 
 
-def _buffer(n: int, dim: int, n_envs: int = 1) -> HalfReplayBuffer:
-    return HalfReplayBuffer(n, spaces.Box(-np.inf, np.inf, (dim,), np.float32), spaces.Box(-1, 1, (2,), np.float32),
-                            device="cpu", n_envs=n_envs)
+def _buffer(n: int, dim: int, n_envs: int = 1, **kw) -> Replay:
+    return Replay(n, n_envs, dim, **kw)
 
 
 def test_replay_memory_accounting():
     buf = _buffer(10_000, 1024)
     assert buf.observations.dtype == np.float16 and not hasattr(buf, "next_observations")
     assert abs(buf.nbytes - replay_bytes(10_000, 1024)) < 1e-3 * buf.nbytes
-    # 1M x 1024: 2.1 GB, against 8.2 GB for SB3's float32 obs + next obs
+    # 1M x 1024: 2.1 GB, against 8.2 GB for float32 obs + float32 next obs
     assert replay_bytes(1_000_000, 1024) < 2.2e9 < 2 * 1_000_000 * 1024 * 4
 
 
@@ -99,16 +98,17 @@ def test_replay_next_obs_by_index_and_terminals(tmp_path):
         obs = np.full((2, 3), t, np.float32)
         nxt = np.full((2, 3), t + 1, np.float32)
         nxt[done] = 100 + t  # terminal observation, different from the next episode's first
-        buf.add(obs, nxt, np.zeros((2, 2)), np.ones(2), done, [{"TimeLimit.truncated": bool(d)} for d in done])
+        buf.add(obs, nxt, np.zeros((2, 2)), np.ones(2), done, truncated=done)
     add(0, np.array([False, False]))
     add(1, np.array([True, False]))
     add(2, np.array([False, False]))
     nxt = buf.next_observations_at(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]))[:, 0]
     assert list(nxt) == [1, 1, 101, 2]  # slot 1 of env 0 ended: its next is the terminal obs, not slot 2
-    s = buf._get_samples(np.array([0, 1, 1]))
+    s = buf.batch_at(np.array([0, 1, 1]), np.array([0, 0, 1]))
     assert buf.size() == 2 and np.all(s.dones.numpy() == 0)  # time-limit endings bootstrap
+    rng = np.random.default_rng(0)
     for _ in range(50):  # the newest slot (2) is never sampled
-        assert buf.sample(16).observations.max() < 2
+        assert buf.sample(16, rng).obs.max() < 2
     buf.save_npy(tmp_path)
     b2 = _buffer(8, 3, n_envs=2)
     b2.load_npy(tmp_path, buf.pos, buf.full)
@@ -128,14 +128,51 @@ def test_vec_env_resets_and_reports_terminal_observation():
 
 
 def test_replay_n_step_returns_stop_at_episode_end():
-    buf = HalfReplayBuffer(16, spaces.Box(-np.inf, np.inf, (1,), np.float32), spaces.Box(-1, 1, (2,), np.float32),
-                           device="cpu", n_step=3, gamma=0.5)
+    buf = _buffer(16, 1, n_step=3, gamma=0.5)
     for t in range(6):
         done = np.array([t == 1])
         nxt = np.array([[100.0 + t if done[0] else t + 1.0]])
-        buf.add(np.array([[float(t)]]), nxt, np.zeros((1, 2)), np.ones(1), done, [{"TimeLimit.truncated": bool(done[0])}])
-    s = buf._get_samples(np.array([0, 2]))
+        buf.add(np.array([[float(t)]]), nxt, np.zeros((1, 2)), np.ones(1), done, truncated=done)
+    s = buf.batch_at(np.array([0, 2]), np.array([0, 0]))
     assert s.rewards[:, 0].tolist() == [1.5, 1.75]  # slot 0: its episode ends at slot 1; slot 2: three steps
     assert s.discounts[:, 0].tolist() == [0.25, 0.125]
-    assert s.next_observations[:, 0].tolist() == [101.0, 5.0] and s.dones.sum() == 0
+    assert s.next_obs[:, 0].tolist() == [101.0, 5.0] and s.dones.sum() == 0
     assert buf.size() == 3  # slots 3..5 lack a full, written n-step window
+
+
+def test_actor_log_prob_is_the_squashed_gaussian_density():
+    torch.manual_seed(0)
+    agent = SAC(8, TrainSACRequest(), Nets())
+    obs = torch.randn(64, 8)
+    action, log_prob = agent.actor.sample(obs)
+    mu, log_std = agent.actor(obs)
+    dist = torch.distributions.TransformedDistribution(torch.distributions.Normal(mu, log_std.exp()),
+                                                       [torch.distributions.TanhTransform()])
+    want = dist.log_prob(action.clamp(-1 + 1e-6, 1 - 1e-6)).sum(-1, keepdim=True)
+    assert action.shape == (64, 2) and log_prob.shape == (64, 1) and action.abs().max() < 1
+    assert torch.allclose(log_prob, want, atol=2e-2)
+
+
+def test_update_fits_the_critic_and_tunes_the_temperature():
+    torch.manual_seed(0)
+    agent = SAC(3, TrainSACRequest(lr=3e-3, init_entropy_coef=0.1), Nets(actor=(32,), critic=(32,)))
+    buf = _buffer(64, 3)
+    rng = np.random.default_rng(0)
+    for _ in range(40):  # one-step episodes with reward 1 that truly terminate: Q(s, a) = 1
+        buf.add(rng.normal(size=(1, 3)), rng.normal(size=(1, 3)), rng.uniform(-1, 1, (1, 2)), np.ones(1),
+                np.ones(1, bool), truncated=np.zeros(1, bool))
+    b = buf.sample(32, rng)
+    with torch.no_grad():
+        q0 = float(torch.min(*agent.critic(b.obs, b.actions)).mean())
+    for _ in range(300):
+        m = agent.update(buf.sample(32, rng))
+    with torch.no_grad():
+        q1, q2 = agent.critic(b.obs, b.actions)
+    assert abs(q0 - 1) > 0.3 and float((q1 - 1).abs().max()) < 0.15 and float((q2 - 1).abs().max()) < 0.15
+    assert agent.updates == 300 and m["alpha"] != 0.1  # the temperature moved
+
+
+def test_every_fires_once_per_crossing():
+    due = Every(400, start=0)
+    assert [s for s in (128, 392, 400, 408, 1200, 1300, 1600) if due(s)] == [400, 1200, 1600]
+    assert not Every(400, start=488)(500) and Every(400, start=488)(800)

@@ -1,54 +1,48 @@
-"""SAC on frozen features (issue 5): stable-baselines3's SAC, the findings' small networks, durable runs.
+"""Soft Actor-Critic on frozen features, written out to be read top to bottom (CleanRL's layout).
 
-    run = ...                                            # services.trainer.runs.RunHandle (or anything alike)
-    features = make_feature_source("state")              # or "vjepa2" (encoder over HTTP) / "random"
-    metrics = train_sac(TrainSACRequest(), run, features)         # blocks; checkpoints into run.dir
-    metrics = train_sac(cfg, run, features, resume=True)          # continues from the last checkpoint
-    act = policy_from_checkpoint(run.dir)                # (B, D) float32 -> (B, 2) deterministic actions
+    features = make_feature_source("state")                    # or "vjepa2" (encoder over HTTP) / "random"
+    metrics = train_sac(TrainSACRequest(), run, features)      # blocks; checkpoints into run.dir
+    metrics = train_sac(cfg, run, features, resume=True)       # continues from the last checkpoint
+    act = policy_from_checkpoint(run.dir)                      # (B, D) float32 -> (B, 2) deterministic actions
 
-Networks (FINDINGS.md, Phase 2): actor Linear(D->256)-ReLU-Linear(256->64)-ReLU-Linear(64->2+2) (mean and
-log_std heads; SB3 splits the last layer in two), twin critics Linear(D+2->256)-ReLU-Linear(256->64)-ReLU-
-Linear(64->1), Polyak-averaged target critics, automatic entropy tuning (target entropy -dim(A) = -2).
+File order: networks, the agent's update (one gradient step), "every N steps" schedules, the training loop,
+loading a trained policy. The replay buffer is replay.py; checkpoint files are sac_checkpoint.py.
 
-Counting: `total_steps`, `episode_steps`, `eval_every`, `checkpoint_every` and every `env_steps` in the run
-record are *simulator* steps; with action_repeat=4 one agent transition is 4 env steps.
+Algorithm (Haarnoja et al. 2018, "SAC: algorithms and applications", with automatic entropy tuning):
+twin Q critics and their Polyak-averaged targets, a tanh-squashed Gaussian actor, a learned temperature alpha
+driven towards the target entropy -dim(A) = -2, n-step returns in the critic target (DrQ-v2), and
+`updates_per_transition` gradient steps per agent transition. Networks: the findings' [256, 64] hidden
+layers for actor and critics.
 
-Replay memory: features are stored once, as float16, and the next observation is read by index (slot t+1
-of the same env); the next observation of an episode's last transition (where the env was reset) is kept
-apart. 1M x 1024 features take 2.0 GB instead of SB3's 8.2 GB (float32 obs + next obs); see
-bench/SAC_RESULTS.md for the measured RSS.
-
-Checkpoints (run.dir/sac/, replaced atomically): policy.safetensors (actor, critics, target critics,
-log entropy coefficient), optim.pt (optimizer state dicts only, loaded with weights_only=True), state.json
-(counters, curve, config) and, when `checkpoint_replay` is on, the filled part of the replay buffer as .npy.
-No pickle anywhere.
+Counting: `total_steps`, `episode_steps`, `eval_every`, `checkpoint_every`, `learning_starts` and every
+`env_steps` in the run record are *simulator* steps; with action_repeat=4 one agent transition is 4 env steps.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
-from gymnasium import spaces
-from stable_baselines3 import SAC
-from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.type_aliases import ReplayBufferSamples
+import torch.nn.functional as F
+from torch import nn
 
 from vjepa_robot_client.contract import TrainSACRequest
 
-from .vec_env import ACTION_DIM, ReacherVecEnv, agent_steps, evaluate_policy
+from . import sac_checkpoint
+from .evaluate import FeaturePolicy, evaluate
+from .replay import Replay
+from .vec_env import ACTION_DIM, ReacherVecEnv, agent_steps
 
-NET_ARCH = [256, 64]  # FINDINGS.md Phase 2 actor and critic hidden sizes
-CHECKPOINT_DIR = "sac"  # run.dir/sac (runs.py layout)
-CHECKPOINT_FORMAT = 1
+NET_ARCH = (256, 64)  # the findings' actor and critic hidden sizes (Phase 2)
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # clamp of the actor's log standard deviation (as stable-baselines3)
+CHECKPOINT_FORMAT = 2  # 1: stable-baselines3 policy tensors (still loadable for evaluation); 2: this module
+checkpoint_path = sac_checkpoint.path  # the latest complete checkpoint of a run directory (or None)
 
 
 class RunLike(Protocol):
@@ -61,288 +55,398 @@ class RunLike(Protocol):
     def stop_requested(self) -> bool: ...
 
 
+@dataclass
+class Nets:
+    """Network shape and input scaling (not part of the wire request: fixed per code version, saved with runs)."""
+
+    actor: tuple[int, ...] = NET_ARCH
+    critic: tuple[int, ...] = NET_ARCH
+    normalize_obs: bool = False  # scale inputs by mean/std of the warm-up observations, then frozen
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# Replay buffer: float16 features, next observation by index
+# Networks
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class HalfReplayBuffer(ReplayBuffer):
-    """SB3 ReplayBuffer storing each observation once, as float16.
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear-ReLU layers over `sizes`, with a ReLU after every layer (heads are added by the caller)."""
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers)
 
-    Transition (t, env) has next observation observations[t+1, env], except where the episode ended at t:
-    then the real terminal observation sits in `terminal_obs[(t, env)]` (the slot t+1 holds the reset
-    observation of the next episode). The newest slot is never sampled: its successor is not written yet.
-    SB3's own optimize_memory_usage=True cannot handle time-limit endings (SB3 issue 934); this can.
+
+class ObsScale(nn.Module):
+    """x -> (x - mean) / std with fixed buffers: identity until fitted on the warm-up observations."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def fit(self, x: np.ndarray) -> None:  # (N, D)
+        self.mean.copy_(torch.as_tensor(x.mean(0), dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(x.std(0), dtype=torch.float32).clamp_min(1e-3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class Actor(nn.Module):
+    """obs (B, D) -> a tanh-squashed Gaussian over actions (B, 2) in [-1, 1]."""
+
+    def __init__(self, dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.scale = ObsScale(dim)
+        self.latent_pi = mlp([dim, *hidden])
+        self.mu = nn.Linear(hidden[-1], ACTION_DIM)
+        self.log_std = nn.Linear(hidden[-1], ACTION_DIM)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.latent_pi(self.scale(obs))
+        return self.mu(h), self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action (B, 2) and its log-probability (B, 1), tanh change of variables included."""
+        mu, log_std = self(obs)
+        u = mu + log_std.exp() * torch.randn_like(mu)
+        action = torch.tanh(u)
+        gauss = -0.5 * ((u - mu) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+        log_prob = (gauss - torch.log(1 - action**2 + 1e-6)).sum(-1, keepdim=True)
+        return action, log_prob
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self(obs)[0])
+
+
+class TwinLinear(nn.Module):
+    """Two independent Linear layers applied as one batched matmul: (2, B, in) -> (2, B, out)."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        bound = 1 / math.sqrt(n_in)  # nn.Linear's default initialisation
+        self.weight = nn.Parameter(torch.empty(2, n_in, n_out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(2, 1, n_out).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class TwinQ(nn.Module):
+    """Two independent critics Q1, Q2: (obs (B, D), action (B, 2)) -> (B, 1) each, computed side by side."""
+
+    def __init__(self, dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.scale = ObsScale(dim)
+        sizes = [dim + ACTION_DIM, *hidden, 1]
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [TwinLinear(a, b), nn.ReLU()]
+        self.q = nn.Sequential(*layers[:-1])  # no ReLU after the output layer
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([self.scale(obs), action], dim=-1)
+        q = self.q(x.expand(2, *x.shape))  # (2, B, 1)
+        return q[0], q[1]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The agent: networks, optimizers and one gradient step
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class SAC:
+    def __init__(self, dim: int, cfg: TrainSACRequest, nets: Nets):
+        self.gamma, self.tau = cfg.gamma, cfg.tau
+        self.actor = Actor(dim, nets.actor)
+        self.critic = TwinQ(dim, nets.critic)
+        self.critic_target = TwinQ(dim, nets.critic)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_target.requires_grad_(False)
+        self.target_entropy = -float(ACTION_DIM)
+        self.log_alpha = torch.tensor([math.log(cfg.init_entropy_coef)], requires_grad=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
+        self.updates = 0
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """(B, D) float32 -> (B, 2) actions in [-1, 1]: sampled while training, tanh(mean) when evaluating."""
+        x = torch.as_tensor(np.asarray(obs, np.float32))
+        return (self.actor.deterministic(x) if deterministic else self.actor.sample(x)[0]).numpy()
+
+    def fit_obs_scale(self, obs: np.ndarray) -> None:
+        for m in (self.actor.scale, self.critic.scale, self.critic_target.scale):
+            m.fit(obs)
+
+    def update(self, b) -> dict[str, float]:
+        """One gradient step on a replay.Batch: temperature, critics, actor, then the target critics."""
+        # the actor's action and log-probability on the batch (reused, with gradients, by the actor loss)
+        action_pi, log_prob = self.actor.sample(b.obs)
+
+        # temperature: raise alpha while the policy's entropy (-log_prob) is below the target, lower it above
+        alpha = self.log_alpha.detach().exp()
+        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        self.alpha_opt.zero_grad()
+        alpha_loss.backward()
+        self.alpha_opt.step()
+
+        # critics: soft n-step target y = R_n + gamma^k (1 - done) (min(Q1', Q2')(s', a') - alpha log pi(a'|s'))
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor.sample(b.next_obs)
+            q1_next, q2_next = self.critic_target(b.next_obs, next_action)
+            soft_v_next = torch.min(q1_next, q2_next) - alpha * next_log_prob
+            y = b.rewards + (1 - b.dones) * b.discounts * soft_v_next
+        q1, q2 = self.critic(b.obs, b.actions)
+        critic_loss = 0.5 * (F.mse_loss(q1, y) + F.mse_loss(q2, y))
+        self.critic_opt.zero_grad()
+        critic_loss.backward()
+        self.critic_opt.step()
+
+        # actor: maximise min(Q1, Q2)(s, a~pi) + alpha * entropy (gradients reach the actor only)
+        self.critic.requires_grad_(False)
+        q1_pi, q2_pi = self.critic(b.obs, action_pi)
+        actor_loss = (alpha * log_prob - torch.min(q1_pi, q2_pi)).mean()
+        self.actor_opt.zero_grad()
+        actor_loss.backward()
+        self.actor_opt.step()
+        self.critic.requires_grad_(True)
+
+        # target critics: Polyak averaging
+        with torch.no_grad():
+            for p, p_targ in zip(self.critic.parameters(), self.critic_target.parameters()):
+                p_targ.lerp_(p, self.tau)
+        self.updates += 1
+        return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "alpha": alpha.item()}
+
+    # -- checkpoint contents ----------------------------------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        t = {f"actor.{k}": v for k, v in self.actor.state_dict().items()}
+        t |= {f"critic.{k}": v for k, v in self.critic.state_dict().items()}
+        t |= {f"critic_target.{k}": v for k, v in self.critic_target.state_dict().items()}
+        return t | {"log_alpha": self.log_alpha.detach()}
+
+    def optim_state(self) -> dict:
+        return {"actor": self.actor_opt.state_dict(), "critic": self.critic_opt.state_dict(),
+                "alpha": self.alpha_opt.state_dict()}
+
+    def load(self, tensors: dict[str, torch.Tensor], optim: dict) -> None:
+        for name in ("actor", "critic", "critic_target"):
+            getattr(self, name).load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items()
+                                                 if k.startswith(name + ".")})
+        with torch.no_grad():
+            self.log_alpha.copy_(tensors["log_alpha"])
+        self.actor_opt.load_state_dict(optim["actor"])
+        self.critic_opt.load_state_dict(optim["critic"])
+        self.alpha_opt.load_state_dict(optim["alpha"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# "Every N env steps" schedules
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class Every:
+    """True once each time env steps cross a multiple of `every` (the counter may jump past several)."""
+
+    def __init__(self, every: int, start: int = 0):
+        self.every = int(every)
+        self.next = (start // self.every + 1) * self.every
+
+    def __call__(self, env_steps: int) -> bool:
+        if env_steps < self.next:
+            return False
+        self.next = (env_steps // self.every + 1) * self.every
+        return True
+
+
+class EverySeconds:
+    """True at most once per `seconds` of wall time (run-record progress updates)."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.last = float(seconds), 0.0
+
+    def __call__(self) -> bool:
+        now = time.perf_counter()
+        if now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training loop
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """Counters of a run; what state.json keeps besides the config."""
+
+    transitions: int = 0  # agent transitions over all envs (state.json: num_timesteps)
+    episodes_started: int = 0
+    wall_s: float = 0.0
+    curve: list[dict] = field(default_factory=list)
+    episodes_reported: int = 0
+    resumed: int = 0
+
+
+def evaluate_actor(act: Callable[[np.ndarray], np.ndarray], features, cfg: TrainSACRequest, episodes: int) -> dict:
+    """Deterministic evaluation on `episodes` fresh evaluation episodes, all at once (the one evaluation loop)."""
+    ev = evaluate(FeaturePolicy(act, features), task=cfg.task.value, episodes=episodes, steps=cfg.episode_steps,
+                  seed=cfg.eval_seed, parallel_envs=episodes, image_size=cfg.image_size,
+                  action_repeat=cfg.action_repeat)
+    returns = [e["return"] for e in ev["episodes"]]
+    return {"mean_return": ev["mean_return"], "std_return": float(np.std(returns)),
+            "success_rate": ev["success_rate"], "episodes": ev["episodes"]}
+
+
+def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False, nets: Nets | None = None) -> dict:
+    """Train SAC on `features` (a services.trainer.features.FeatureSource) for cfg.total_steps env steps.
+
+    Blocks; call it in a background thread or process. Checkpoints into run.dir every cfg.checkpoint_every
+    env steps and at the end (or on stop). resume=True continues from run.dir's last checkpoint: weights,
+    optimizers, counters, curve and (if checkpointed) the replay buffer. Returns the final metrics, which
+    include `final_eval` over cfg.final_eval_episodes episodes; a stopped run returns `stopped: True` without
+    a final evaluation. The caller owns run status (running/succeeded/failed/interrupted).
     """
+    torch.set_num_threads(max(1, int(os.environ.get("VJEPA_SAC_THREADS", "1"))))
+    agent_steps(cfg.episode_steps, cfg.action_repeat)  # validate before building anything
+    run.dir.mkdir(parents=True, exist_ok=True)
+    nets = nets or Nets()
+    prog, prior = Progress(), None
+    if resume:
+        prior = sac_checkpoint.load(run.dir)
+        if int(prior.state["dim"]) != int(features.dim):
+            raise ValueError(f"checkpoint has {prior.state['dim']}-d features, the source gives {features.dim}-d")
+        nets = Nets(**{k: tuple(v) if isinstance(v, list) else v for k, v in prior.state["nets"].items()})
+        s = prior.state
+        prog = Progress(s["num_timesteps"], s["episodes_started"], s["wall_s"], s["curve"],
+                        s.get("episodes_reported", 0), s.get("resumed", 0) + 1)
+    torch.manual_seed(cfg.seed + prog.resumed * 7919)
+    rng = np.random.default_rng([cfg.seed, prog.resumed])
 
-    def __init__(self, buffer_size: int, observation_space: spaces.Box, action_space: spaces.Box,
-                 device: torch.device | str = "auto", n_envs: int = 1, optimize_memory_usage: bool = False,
-                 handle_timeout_termination: bool = True, obs_dtype=np.float16, n_step: int = 1,
-                 gamma: float = 0.99):
-        # Skip ReplayBuffer.__init__ (it would allocate float32 obs and next obs); set up the same fields.
-        super(ReplayBuffer, self).__init__(buffer_size, observation_space, action_space, device, n_envs=n_envs)
-        self.buffer_size = max(buffer_size // n_envs, 2)
-        self.optimize_memory_usage = False
-        self.n_step, self.gamma = int(n_step), float(gamma)
-        self.handle_timeout_termination = handle_timeout_termination
-        self.observations = np.zeros((self.buffer_size, self.n_envs, *self.obs_shape), dtype=obs_dtype)
-        self.actions = np.zeros((self.buffer_size, self.n_envs, self.action_dim), dtype=np.float32)
-        self.rewards = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
-        self.dones = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
-        self.timeouts = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
-        self.has_terminal = np.zeros((self.buffer_size, self.n_envs), dtype=bool)
-        self.terminal_obs: dict[tuple[int, int], np.ndarray] = {}
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held (arrays plus terminal observations)."""
-        arrays = (self.observations, self.actions, self.rewards, self.dones, self.timeouts, self.has_terminal)
-        return int(sum(a.nbytes for a in arrays) + sum(v.nbytes for v in self.terminal_obs.values()))
-
-    def add(self, obs, next_obs, action, reward, done, infos) -> None:
-        p = self.pos
-        self.observations[p] = np.asarray(obs).reshape(self.n_envs, *self.obs_shape)
-        for e in np.flatnonzero(self.has_terminal[p]):  # the slot is overwritten: drop its old terminal obs
-            self.terminal_obs.pop((p, int(e)), None)
-        self.has_terminal[p] = False
-        done = np.asarray(done).reshape(self.n_envs)
-        next_obs = np.asarray(next_obs).reshape(self.n_envs, *self.obs_shape)
-        for e in np.flatnonzero(done):
-            self.terminal_obs[(p, int(e))] = next_obs[e].astype(self.observations.dtype)
-            self.has_terminal[p, e] = True
-        self.actions[p] = np.asarray(action).reshape(self.n_envs, self.action_dim)
-        self.rewards[p] = np.asarray(reward).reshape(self.n_envs)
-        self.dones[p] = done
-        if self.handle_timeout_termination:
-            self.timeouts[p] = [info.get("TimeLimit.truncated", False) for info in infos]
-        self.pos += 1
-        if self.pos == self.buffer_size:
-            self.full, self.pos = True, 0
-
-    def size(self) -> int:
-        """Transitions (per env) that can be sampled: all but the newest n_step slots (successors unwritten)."""
-        return (self.buffer_size if self.full else self.pos) - self.n_step
-
-    def sample(self, batch_size: int, env=None) -> ReplayBufferSamples:
-        n = self.size()
-        if n < 1:
-            raise ValueError("replay buffer holds fewer than 2 steps: raise learning_starts")
-        if self.full:  # slots pos, pos+1, ..., pos-2 (oldest first), never the newest pos-1
-            inds = (self.pos + np.random.randint(0, n, size=batch_size)) % self.buffer_size
+    N, repeat = cfg.parallel_envs, cfg.action_repeat
+    venv = ReacherVecEnv(features, num_envs=N, task=cfg.task.value, episode_steps=cfg.episode_steps,
+                         action_repeat=repeat, seed=cfg.seed, image_size=cfg.image_size,
+                         first_episode=prog.episodes_started)
+    agent = SAC(int(features.dim), cfg, nets)
+    replay = Replay(cfg.buffer_size, N, int(features.dim), ACTION_DIM, n_step=cfg.n_step, gamma=cfg.gamma)
+    # Random actions until learning_starts env steps (over all envs); counted again after a resume that lost
+    # its replay buffer, so the critic never trains on an almost empty buffer.
+    warmup_until = -(-cfg.learning_starts // repeat)  # agent transitions
+    if prior is not None:
+        agent.load(prior.tensors, prior.optim)
+        agent.updates = int(prior.state["n_updates"])
+        if prior.state["replay"]["saved"]:
+            replay.load_npy(prior.path, prior.state["replay"]["pos"], prior.state["replay"]["full"])
         else:
-            inds = np.random.randint(0, n, size=batch_size)
-        return self._get_samples(inds, env)
+            warmup_until += prog.transitions
+    grad_steps = cfg.gradient_steps if cfg.gradient_steps != -1 else cfg.updates_per_transition * N
+    # Whole vector steps, never past total_steps: e.g. 100,000 env steps with 16 envs x repeat 4 -> 99,968.
+    total = max(N, cfg.total_steps // repeat // N * N)
 
-    def _get_samples(self, batch_inds: np.ndarray, env=None) -> ReplayBufferSamples:
-        env_inds = np.random.randint(0, self.n_envs, size=len(batch_inds))
-        obs = self.observations[batch_inds, env_inds].astype(np.float32)
-        if self.n_step == 1:
-            next_obs = self.next_observations_at(batch_inds, env_inds)
-            dones = self.dones[batch_inds, env_inds] * (1 - self.timeouts[batch_inds, env_inds])
-            data = (obs, self.actions[batch_inds, env_inds], next_obs, dones.reshape(-1, 1),
-                    self.rewards[batch_inds, env_inds].reshape(-1, 1))
-            return ReplayBufferSamples(*tuple(map(self.to_torch, data)))
-        # n-step return (DrQ-v2 uses n=3; SB3's NStepReplayBuffer does the same for SAC): sum of gamma^k r_{t+k}
-        # until n steps or the episode's end, bootstrapping with gamma^(steps taken) from the state reached.
-        b = len(batch_inds)
-        ret, disc = np.zeros(b, np.float32), np.ones(b, np.float32)
-        open_, last = np.ones(b, bool), batch_inds.copy()
-        dones = np.zeros(b, np.float32)
-        for k in range(self.n_step):
-            t = (batch_inds + k) % self.buffer_size
-            ret += open_ * disc * self.rewards[t, env_inds]
-            disc = np.where(open_, disc * self.gamma, disc)
-            last = np.where(open_, t, last)
-            ended = open_ & self.has_terminal[t, env_inds]  # episode ended (or run cut) at t
-            dones = np.where(ended, self.dones[t, env_inds] * (1 - self.timeouts[t, env_inds]), dones)
-            open_ &= ~ended
-        next_obs = self.next_observations_at(last, env_inds)
-        data = (obs, self.actions[batch_inds, env_inds], next_obs, dones.reshape(-1, 1), ret.reshape(-1, 1))
-        return ReplayBufferSamples(*tuple(map(self.to_torch, data)), discounts=self.to_torch(disc.reshape(-1, 1)))
+    t0 = time.perf_counter() - prog.wall_s
+    env_steps = lambda: prog.transitions * repeat  # noqa: E731
+    eval_due, ckpt_due, report_due = Every(cfg.eval_every, env_steps()), Every(cfg.checkpoint_every, env_steps()), EverySeconds(2.0)
+    rate_mark = (time.perf_counter(), env_steps(), agent.updates)
+    rates: dict = {"env_steps_per_s": None, "updates_per_s": None}
+    deterministic = lambda x: agent.act(x, deterministic=True)  # noqa: E731
 
-    def next_observations_at(self, batch_inds: np.ndarray, env_inds: np.ndarray) -> np.ndarray:
-        """Next observations (B, D) float32 of transitions (slot, env): slot+1, or the kept terminal one."""
-        next_obs = self.observations[(batch_inds + 1) % self.buffer_size, env_inds].astype(np.float32)
-        for k in np.flatnonzero(self.has_terminal[batch_inds, env_inds]):
-            next_obs[k] = self.terminal_obs[(int(batch_inds[k]), int(env_inds[k]))]
-        return next_obs
+    def metrics() -> dict:
+        return {"env_steps": env_steps(), "total_steps": cfg.total_steps, "agent_steps": prog.transitions,
+                "updates": agent.updates, "action_repeat": repeat, "episode_steps": cfg.episode_steps,
+                "parallel_envs": N, "features": features.name, "dim": int(features.dim),
+                "wall_s": round(time.perf_counter() - t0, 2), "train_episodes": len(venv.completed),
+                "curve": list(prog.curve), **rates}
 
-    # -- persistence (.npy only, no pickle) --------------------------------------------------------------------
-    def save_npy(self, d: Path) -> None:
-        """Write the filled slots; the newest slot is dropped (its successor was never written)."""
-        end = self.buffer_size if self.full else self.pos
-        for name in ("observations", "actions", "rewards", "dones", "timeouts", "has_terminal"):
-            np.save(d / f"replay_{name}.npy", getattr(self, name)[:end], allow_pickle=False)
-        keys = np.array(sorted(self.terminal_obs), dtype=np.int64).reshape(-1, 2)
-        vals = (np.stack([self.terminal_obs[tuple(k)] for k in keys]) if len(keys)
-                else np.zeros((0, *self.obs_shape), self.observations.dtype))
-        np.save(d / "replay_terminal_keys.npy", keys, allow_pickle=False)
-        np.save(d / "replay_terminal_obs.npy", vals, allow_pickle=False)
+    def curve_point(ev: dict, episodes: int) -> dict:
+        recent = venv.completed[prog.episodes_reported:]
+        prog.episodes_reported = len(venv.completed)
+        return {"env_steps": env_steps(), "mean_return": round(ev["mean_return"], 2),
+                "std_return": round(ev["std_return"], 2), "success_rate": ev["success_rate"],
+                "eval_episodes": episodes, "wall_s": round(time.perf_counter() - t0, 2),
+                "train_return": round(float(np.mean([r["return"] for r in recent])), 2) if recent else None}
 
-    def load_npy(self, d: Path, pos: int, full: bool) -> None:
-        for name in ("observations", "actions", "rewards", "dones", "timeouts", "has_terminal"):
-            arr = np.load(d / f"replay_{name}.npy", allow_pickle=False)
-            if arr.shape[1:] != getattr(self, name).shape[1:] or len(arr) > self.buffer_size:
-                raise ValueError(f"checkpointed replay {name} {arr.shape} does not fit {getattr(self, name).shape}")
-            getattr(self, name)[: len(arr)] = arr
-        keys = np.load(d / "replay_terminal_keys.npy", allow_pickle=False)
-        vals = np.load(d / "replay_terminal_obs.npy", allow_pickle=False)
-        self.terminal_obs = {(int(t), int(e)): v for (t, e), v in zip(keys, vals)}
-        self.pos, self.full = int(pos), bool(full)
-        if not (self.pos or self.full):
-            return
-        # The newest slot's successor was never written (the run stopped mid-episode) and the resumed run
-        # starts new episodes. Drop the newest slot, and keep its observation aside as the next observation
-        # of the slot before it, whose successor slot is about to be overwritten.
-        newest = (self.pos - 1) % self.buffer_size
-        prev = (newest - 1) % self.buffer_size
-        if self.full or newest > 0:
-            for e in range(self.n_envs):
-                if not self.has_terminal[prev, e]:
-                    self.terminal_obs[(prev, e)] = self.observations[newest, e].copy()
-                    self.has_terminal[prev, e] = True
-        for e in np.flatnonzero(self.has_terminal[newest]):
-            self.terminal_obs.pop((newest, int(e)), None)
-        self.has_terminal[newest] = False
-        self.pos = newest
+    def checkpoint() -> None:
+        prog.episodes_started, prog.wall_s = venv.episodes_started, time.perf_counter() - t0
+        state = {"format": CHECKPOINT_FORMAT, "config": cfg.model_dump(mode="json"), "nets": asdict(nets),
+                 "dim": int(features.dim), "features": features.name, "num_timesteps": prog.transitions,
+                 "n_updates": agent.updates, **{k: v for k, v in asdict(prog).items() if k != "transitions"}}
+        if hasattr(features, "lineage"):
+            state["lineage"] = features.lineage()
+        sac_checkpoint.save(run.dir, agent.tensors(), agent.optim_state(), state,
+                            replay if cfg.checkpoint_replay else None)
 
+    run.update(metrics={"env_steps": env_steps(), "total_steps": cfg.total_steps, "action_repeat": repeat,
+                        "episode_steps": cfg.episode_steps, "resumed": bool(resume)})
+    stopped = False
+    obs = venv.reset() if prog.transitions < total else None  # (N, D)
+    while prog.transitions < total:
+        # -- act: uniform random actions during warm-up, then the stochastic policy --------------------------
+        if prog.transitions < warmup_until:
+            actions = rng.uniform(-1, 1, size=(N, ACTION_DIM)).astype(np.float32)
+        else:
+            actions = agent.act(obs)
+        next_obs, rewards, dones, infos = venv.step(actions)
+        real_next = next_obs.copy()  # where an episode ended: its terminal observation, not the next reset
+        for i in np.flatnonzero(dones):
+            real_next[i] = infos[i]["terminal_observation"]
+        # reacher episodes end only by time limit: every end is a truncation, and the critic bootstraps through it
+        replay.add(obs, real_next, actions, rewards, dones, truncated=dones)
+        obs = next_obs
+        prog.transitions += N
 
-def replay_bytes(transitions: int, dim: int, obs_dtype=np.float16) -> int:
-    """Bytes of a HalfReplayBuffer of `transitions` x `dim` features (terminal observations excluded)."""
-    per = dim * np.dtype(obs_dtype).itemsize + ACTION_DIM * 4 + 3 * 4 + 1
-    return int(transitions * per)
+        # -- learn: `grad_steps` updates per vector step once warm-up is over -------------------------------
+        if prog.transitions >= warmup_until and replay.size() >= 1:
+            if nets.normalize_obs and prior is None and agent.updates == 0:
+                agent.fit_obs_scale(replay.observations[: replay.pos].reshape(-1, replay.dim).astype(np.float32))
+            for _ in range(grad_steps):
+                agent.update(replay.sample(cfg.batch_size, rng))
 
+        # -- schedules: curve point, checkpoint, progress report, stop request ------------------------------
+        if eval_due(env_steps()):
+            prog.curve.append(curve_point(evaluate_actor(deterministic, features, cfg, cfg.eval_episodes),
+                                          cfg.eval_episodes))
+            report_due.last = 0.0  # report the new point now
+        if ckpt_due(env_steps()):
+            checkpoint()
+        if report_due():
+            now = time.perf_counter()
+            t, s, u = rate_mark
+            if now - t > 1.0:
+                rates = {"env_steps_per_s": round((env_steps() - s) / (now - t), 1),
+                         "updates_per_s": round((agent.updates - u) / (now - t), 1)}
+                rate_mark = (now, env_steps(), agent.updates)
+            run.update(metrics=metrics())
+        if run.stop_requested():
+            stopped = True
+            break
 
-# ----------------------------------------------------------------------------------------------------------------
-# Model
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _ent_coef(cfg: TrainSACRequest) -> str:
-    return f"auto_{cfg.init_entropy_coef}"
-
-
-def build_model(cfg: TrainSACRequest, venv: ReacherVecEnv) -> SAC:
-    """SB3 SAC with the findings' networks, reading every hyperparameter from the request."""
-    return SAC(
-        "MlpPolicy",
-        venv,
-        learning_rate=cfg.lr,
-        buffer_size=cfg.buffer_size,  # transitions, over all envs
-        learning_starts=_agent(cfg.learning_starts, cfg.action_repeat),
-        batch_size=cfg.batch_size,
-        tau=cfg.tau,
-        gamma=cfg.gamma,
-        train_freq=(1, "step"),
-        gradient_steps=cfg.gradient_steps if cfg.gradient_steps != -1 else cfg.updates_per_transition * cfg.parallel_envs,
-        ent_coef=_ent_coef(cfg),
-        target_entropy="auto",  # -dim(A) = -2
-        replay_buffer_class=HalfReplayBuffer,
-        replay_buffer_kwargs={"handle_timeout_termination": True, "n_step": cfg.n_step, "gamma": cfg.gamma},
-        policy_kwargs={"net_arch": {"pi": list(NET_ARCH), "qf": list(NET_ARCH)}, "n_critics": 2},
-        seed=cfg.seed,
-        device="cpu",
-        verbose=0,
-    )
-
-
-def _agent(env_steps: int, action_repeat: int) -> int:
-    """Agent transitions in `env_steps` simulator steps."""
-    return int(math.ceil(env_steps / action_repeat))
-
-
-def _deterministic_actor(policy) -> Callable[[np.ndarray], np.ndarray]:
-    def act(x: np.ndarray) -> np.ndarray:  # (B, D) float32 -> (B, 2) in [-1, 1]
-        with torch.no_grad():
-            return policy.actor(torch.as_tensor(np.asarray(x, np.float32)), deterministic=True).numpy()
-
-    return act
+    checkpoint()
+    out = metrics()
+    if stopped:
+        out["stopped"] = True
+    else:
+        ev = evaluate_actor(deterministic, features, cfg, cfg.final_eval_episodes)
+        out["final_eval"] = {k: ev[k] for k in ("mean_return", "std_return", "success_rate")} | {
+            "episodes": cfg.final_eval_episodes, "episode_steps": cfg.episode_steps,
+            "returns": [round(e["return"], 1) for e in ev["episodes"]]}
+        if not prog.curve or prog.curve[-1]["env_steps"] != env_steps():  # the curve ends at the final step
+            prog.curve.append(curve_point(ev, cfg.final_eval_episodes) | {"train_return": None})
+        out["curve"] = list(prog.curve)
+        sac_checkpoint.update_state(run.dir, final_eval=out["final_eval"], curve=list(prog.curve))
+    out["replay_bytes"] = replay.nbytes
+    run.update(metrics=out)
+    venv.close()
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Checkpoints
+# A trained policy
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _tensors(model: SAC) -> dict[str, torch.Tensor]:
-    t = {f"policy.{k}": v.detach().clone().contiguous() for k, v in model.policy.state_dict().items()}
-    if getattr(model, "log_ent_coef", None) is not None:
-        t["log_ent_coef"] = model.log_ent_coef.detach().clone().reshape(1)
-    return t
-
-
-def save_checkpoint(model: SAC, run_dir: Path, state: dict, with_replay: bool) -> Path:
-    """Write run_dir/checkpoint atomically (new dir, then rename); returns its path."""
-    from safetensors.torch import save_file
-
-    run_dir = Path(run_dir)
-    new, cur, old = run_dir / f"{CHECKPOINT_DIR}.new", run_dir / CHECKPOINT_DIR, run_dir / f"{CHECKPOINT_DIR}.old"
-    shutil.rmtree(new, ignore_errors=True)
-    new.mkdir(parents=True)
-    save_file(_tensors(model), str(new / "policy.safetensors"))
-    optim = {"actor": model.actor.optimizer.state_dict(), "critic": model.critic.optimizer.state_dict()}
-    if getattr(model, "ent_coef_optimizer", None) is not None:
-        optim["ent_coef"] = model.ent_coef_optimizer.state_dict()
-    torch.save(optim, new / "optim.pt")  # plain tensors/ints/floats: loadable with weights_only=True
-    buf: HalfReplayBuffer = model.replay_buffer
-    state = {**state, "format": CHECKPOINT_FORMAT, "num_timesteps": int(model.num_timesteps),
-             "n_updates": int(model._n_updates), "replay": {"saved": bool(with_replay), "pos": int(buf.pos),
-                                                          "full": bool(buf.full)}}
-    if with_replay:
-        buf.save_npy(new)
-    (new / "state.json").write_text(json.dumps(state, indent=1))
-    shutil.rmtree(old, ignore_errors=True)
-    if cur.exists():
-        cur.rename(old)
-    new.rename(cur)
-    shutil.rmtree(old, ignore_errors=True)
-    return cur
-
-
-def checkpoint_path(run_dir: Path) -> Path | None:
-    """The latest complete checkpoint (falls back to .old if a crash hit between the two renames)."""
-    for name in (CHECKPOINT_DIR, f"{CHECKPOINT_DIR}.old"):
-        p = Path(run_dir) / name
-        if (p / "state.json").exists():
-            return p
-    return None
-
-
-def load_state(run_dir: Path) -> dict:
-    p = checkpoint_path(run_dir)
-    if p is None:
-        raise FileNotFoundError(f"no SAC checkpoint under {run_dir}: train first (POST /train/sac)")
-    return json.loads((p / "state.json").read_text())
-
-
-def _load_weights(model_policy, path: Path) -> torch.Tensor | None:
-    from safetensors.torch import load_file
-
-    t = load_file(str(path / "policy.safetensors"))
-    model_policy.load_state_dict({k[len("policy."):]: v for k, v in t.items() if k.startswith("policy.")})
-    return t.get("log_ent_coef")
-
-
-def restore_checkpoint(model: SAC, run_dir: Path) -> dict:
-    """Load weights, optimizer states, counters (and the replay buffer if saved) into `model`."""
-    p = checkpoint_path(run_dir)
-    state = json.loads((p / "state.json").read_text())
-    log_ent = _load_weights(model.policy, p)
-    if log_ent is not None and getattr(model, "log_ent_coef", None) is not None:
-        with torch.no_grad():
-            model.log_ent_coef.copy_(log_ent.reshape(model.log_ent_coef.shape))
-    optim = torch.load(p / "optim.pt", weights_only=True)
-    model.actor.optimizer.load_state_dict(optim["actor"])
-    model.critic.optimizer.load_state_dict(optim["critic"])
-    if "ent_coef" in optim and getattr(model, "ent_coef_optimizer", None) is not None:
-        model.ent_coef_optimizer.load_state_dict(optim["ent_coef"])
-    model.num_timesteps = int(state["num_timesteps"])
-    model._n_updates = int(state["n_updates"])
-    if state["replay"]["saved"]:
-        model.replay_buffer.load_npy(p, state["replay"]["pos"], state["replay"]["full"])
-    else:  # replay lost: refill learning_starts transitions before updating again
-        model.learning_starts = model.num_timesteps + model.learning_starts
-    return state
 
 
 def policy_from_checkpoint(run_dir: str | Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -351,171 +455,22 @@ def policy_from_checkpoint(run_dir: str | Path) -> Callable[[np.ndarray], np.nda
     Rebuilt from policy.safetensors and state.json alone (no env, no pickle). `.dim`, `.features`,
     `.action_repeat` and `.episode_steps` on the returned callable say how to feed it.
     """
-    from stable_baselines3.sac.policies import SACPolicy
+    ck = sac_checkpoint.load(Path(run_dir), with_optim=False)
+    dim = int(ck.state["dim"])
+    if int(ck.state.get("format", 1)) == 1:  # stable-baselines3's names: policy.actor.{latent_pi,mu,log_std}.*
+        hidden, prefix = NET_ARCH, "policy.actor."
+    else:
+        hidden, prefix = tuple(ck.state["nets"]["actor"]), "actor."
+    actor = Actor(dim, hidden)
+    own = {k[len(prefix):]: v for k, v in ck.tensors.items() if k.startswith(prefix)}
+    actor.load_state_dict(own, strict=prefix == "actor.")
+    actor.eval()
 
-    state = load_state(Path(run_dir))
-    dim = int(state["dim"])
-    policy = SACPolicy(
-        spaces.Box(-np.inf, np.inf, (dim,), np.float32),
-        spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32),
-        lambda _: 0.0,
-        net_arch={"pi": list(NET_ARCH), "qf": list(NET_ARCH)},
-    )
-    _load_weights(policy, checkpoint_path(Path(run_dir)))
-    policy.set_training_mode(False)
-    act = _deterministic_actor(policy)
-    act.dim, act.features = dim, state["config"]["features"]  # type: ignore[attr-defined]
-    act.action_repeat = int(state["config"]["action_repeat"])  # type: ignore[attr-defined]
-    act.episode_steps = int(state["config"]["episode_steps"])  # type: ignore[attr-defined]
+    @torch.no_grad()
+    def act(x: np.ndarray) -> np.ndarray:
+        return actor.deterministic(torch.as_tensor(np.asarray(x, np.float32))).numpy()
+
+    act.dim, act.features = dim, ck.state["config"]["features"]  # type: ignore[attr-defined]
+    act.action_repeat = int(ck.state["config"]["action_repeat"])  # type: ignore[attr-defined]
+    act.episode_steps = int(ck.state["config"]["episode_steps"])  # type: ignore[attr-defined]
     return act
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Training
-# ----------------------------------------------------------------------------------------------------------------
-
-
-class _Progress(BaseCallback):
-    """Evaluations for the learning curve, checkpoints, run-record updates and stop requests."""
-
-    def __init__(self, cfg: TrainSACRequest, run: RunLike, features, venv: ReacherVecEnv, state: dict):
-        super().__init__()
-        self.cfg, self.run, self.features, self.venv, self.state = cfg, run, features, venv, state
-        self.curve: list[dict] = state.setdefault("curve", [])
-        self.t0 = time.perf_counter() - float(state.get("wall_s", 0.0))
-        self.env_time = 0.0
-        self.stopped = False
-        env_steps = self.env_steps_now(state.get("num_timesteps", 0))
-        self.next_eval = (env_steps // cfg.eval_every + 1) * cfg.eval_every
-        self.next_ckpt = (env_steps // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-        self.last_report = 0.0
-        self.rate_mark = (time.perf_counter(), env_steps, state.get("n_updates", 0))
-        self.rates = {"env_steps_per_s": None, "updates_per_s": None}
-
-    def env_steps_now(self, num_timesteps: int | None = None) -> int:
-        n = self.model.num_timesteps if num_timesteps is None else num_timesteps
-        return int(n) * self.cfg.action_repeat
-
-    def wall(self) -> float:
-        return time.perf_counter() - self.t0
-
-    def evaluate(self, episodes: int) -> dict:
-        return evaluate_policy(_deterministic_actor(self.model.policy), self.features, task=self.cfg.task.value,
-                               episodes=episodes, episode_steps=self.cfg.episode_steps,
-                               action_repeat=self.cfg.action_repeat, eval_seed=self.cfg.eval_seed,
-                               image_size=self.cfg.image_size)
-
-    def add_point(self, episodes: int) -> dict:
-        ev = self.evaluate(episodes)
-        done = self.venv.completed
-        recent = done[self.state.get("episodes_reported", 0):]
-        self.state["episodes_reported"] = len(done)
-        point = {"env_steps": self.env_steps_now(), "mean_return": round(ev["mean_return"], 2),
-                 "std_return": round(ev["std_return"], 2), "success_rate": ev["success_rate"],
-                 "eval_episodes": episodes, "wall_s": round(self.wall(), 2),
-                 "train_return": round(float(np.mean([r["return"] for r in recent])), 2) if recent else None}
-        self.curve.append(point)
-        return point
-
-    def metrics(self) -> dict:
-        env_steps = self.env_steps_now()
-        return {"env_steps": env_steps, "total_steps": self.cfg.total_steps, "agent_steps": int(self.model.num_timesteps),
-                "updates": int(self.model._n_updates), "action_repeat": self.cfg.action_repeat,
-                "episode_steps": self.cfg.episode_steps, "parallel_envs": self.cfg.parallel_envs,
-                "features": self.features.name, "dim": int(self.features.dim), "wall_s": round(self.wall(), 2),
-                "train_episodes": len(self.venv.completed), "curve": list(self.curve), **self.rates}
-
-    def checkpoint(self) -> None:
-        self.state.update({"wall_s": self.wall(), "episodes_started": self.venv.episodes_started})
-        save_checkpoint(self.model, self.run.dir, self.state, self.cfg.checkpoint_replay)
-
-    def _on_step(self) -> bool:
-        env_steps = self.env_steps_now()
-        if env_steps >= self.next_eval:
-            self.next_eval = (env_steps // self.cfg.eval_every + 1) * self.cfg.eval_every
-            self.add_point(self.cfg.eval_episodes)
-            self.last_report = 0.0  # report the new point now
-        if env_steps >= self.next_ckpt:
-            self.next_ckpt = (env_steps // self.cfg.checkpoint_every + 1) * self.cfg.checkpoint_every
-            self.checkpoint()
-        now = time.perf_counter()
-        if now - self.last_report > 2.0:
-            t, s, u = self.rate_mark
-            if now - t > 1.0:
-                self.rates = {"env_steps_per_s": round((env_steps - s) / (now - t), 1),
-                              "updates_per_s": round((self.model._n_updates - u) / (now - t), 1)}
-            self.rate_mark = (now, env_steps, self.model._n_updates)
-            self.run.update(metrics=self.metrics())
-            self.last_report = now
-        if self.run.stop_requested():
-            self.stopped = True
-            return False
-        return True
-
-
-def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False) -> dict:
-    """Train SAC on `features` (a services.trainer.features.FeatureSource) for cfg.total_steps env steps.
-
-    Blocks; call it in a background thread or process. Checkpoints into run.dir every cfg.checkpoint_every
-    env steps and at the end (or on stop). resume=True continues from run.dir's last checkpoint: weights,
-    optimizers, step counters, curve and (if checkpointed) the replay buffer. Returns the final metrics,
-    which include `final_eval` over cfg.final_eval_episodes episodes; a stopped run returns `stopped: True`
-    without a final evaluation. The caller owns run status (running/succeeded/failed/interrupted).
-    """
-    torch.set_num_threads(max(1, int(os.environ.get("VJEPA_SAC_THREADS", "1"))))
-    agent_steps(cfg.episode_steps, cfg.action_repeat)  # validate before building anything
-    run.dir.mkdir(parents=True, exist_ok=True)
-    state: dict = {"config": cfg.model_dump(mode="json"), "dim": int(features.dim), "features": features.name}
-    if hasattr(features, "lineage"):
-        state["lineage"] = features.lineage()
-    prior: dict | None = None
-    if resume:
-        prior = load_state(run.dir)
-        if int(prior["dim"]) != int(features.dim):
-            raise ValueError(f"checkpoint has {prior['dim']}-d features, the source gives {features.dim}-d")
-    venv = ReacherVecEnv(features, num_envs=cfg.parallel_envs, task=cfg.task.value,
-                         episode_steps=cfg.episode_steps, action_repeat=cfg.action_repeat, seed=cfg.seed,
-                         image_size=cfg.image_size, first_episode=int(prior.get("episodes_started", 0)) if prior else 0)
-    model = build_model(cfg, venv)
-    if prior is not None:
-        prior = restore_checkpoint(model, run.dir)
-        state.update({k: prior[k] for k in ("curve", "wall_s", "num_timesteps", "n_updates", "episodes_started")
-                      if k in prior})
-        state["resumed"] = int(prior.get("resumed", 0)) + 1
-    cb = _Progress(cfg, run, features, venv, state)
-    # Whole vector steps, never past total_steps: e.g. 100,000 env steps with 16 envs x repeat 4 -> 99,968.
-    total = max(cfg.parallel_envs, cfg.total_steps // cfg.action_repeat // cfg.parallel_envs * cfg.parallel_envs)
-    remaining = max(0, total - model.num_timesteps)
-    run.update(metrics={"env_steps": cb.env_steps_now(model.num_timesteps), "total_steps": cfg.total_steps,
-                        "action_repeat": cfg.action_repeat, "episode_steps": cfg.episode_steps,
-                        "resumed": bool(resume)})
-    if remaining:
-        model.learn(total_timesteps=remaining, callback=cb, reset_num_timesteps=False, progress_bar=False)
-    else:
-        cb.init_callback(model)
-    cb.checkpoint()
-    out = cb.metrics()
-    if cb.stopped:
-        out["stopped"] = True
-    else:
-        ev = cb.evaluate(cfg.final_eval_episodes)
-        out["final_eval"] = {k: ev[k] for k in ("mean_return", "std_return", "success_rate")} | {
-            "episodes": cfg.final_eval_episodes, "episode_steps": cfg.episode_steps,
-            "returns": [round(e["return"], 1) for e in ev["episodes"]]}
-        if not cb.curve or cb.curve[-1]["env_steps"] != cb.env_steps_now():  # the curve ends at the final step
-            cb.curve.append({"env_steps": cb.env_steps_now(), "mean_return": round(ev["mean_return"], 2),
-                             "std_return": round(ev["std_return"], 2), "success_rate": ev["success_rate"],
-                             "eval_episodes": cfg.final_eval_episodes, "wall_s": round(cb.wall(), 2),
-                             "train_return": None})
-            out["curve"] = list(cb.curve)
-        state["final_eval"] = out["final_eval"]
-        cb.state["final_eval"] = out["final_eval"]
-        sj = checkpoint_path(run.dir) / "state.json"
-        tmp = sj.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({**json.loads(sj.read_text()), "final_eval": out["final_eval"],
-                                   "curve": list(cb.curve)}, indent=1))
-        os.replace(tmp, sj)
-    out["replay_bytes"] = model.replay_buffer.nbytes
-    run.update(metrics=out)
-    venv.close()
-    return out

@@ -1,12 +1,13 @@
-"""Reacher environments stepping in lockstep, observed through a feature source (an SB3 VecEnv).
+"""Reacher environments stepping in lockstep, observed through a feature source (SAC's training envs).
 
     venv = ReacherVecEnv(features, num_envs=16, task="easy", episode_steps=1000, action_repeat=4, seed=0)
     obs = venv.reset()                       # (N, D) float32 features
     obs, reward, done, infos = venv.step(a)  # a: (N, 2) in [-1, 1]; one features.online call per vector step
+    # where done[i]: infos[i]["terminal_observation"] is the episode's last observation, obs[i] the next one's first
 
 Episode length and step counts are in *simulator* steps: with action_repeat=4, a 1000-step episode is 250
 agent steps, and every agent step advances the env-step counter by 4. Episodes end only by time limit, so
-every `done` carries `TimeLimit.truncated=True` and SAC bootstraps through it (SB3 issue 284).
+every `done` carries `TimeLimit.truncated=True` and SAC bootstraps through it.
 For `vjepa2` the vector step renders each env's frame and sends the N newest frames as ONE frame-stream step (the
 encoder keeps the windows); the terminal windows of envs that just finished go in one POST /encode of full windows
 (features.online_detached). The replay buffer then stores only the embeddings.
@@ -14,25 +15,18 @@ encoder keeps the windows); the terminal windows of envs that just finished go i
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
-import gymnasium as gym
 import numpy as np
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from vjepa_robot_client.contract import ACTION_DIM, check_action_repeat
 
 from .env import TimeStep, episode_success, make, train_episode_seed
 
-ACTION_DIM = 2
-
 
 def agent_steps(episode_steps: int, action_repeat: int) -> int:
-    """Agent (policy) steps in an episode of `episode_steps` simulator steps."""
-    if episode_steps % action_repeat:
-        raise ValueError(
-            f"episode_steps={episode_steps} is not a multiple of action_repeat={action_repeat}: "
-            f"episode length is counted in simulator steps (e.g. episode_steps=1000, action_repeat=4)"
-        )
-    return episode_steps // action_repeat
+    """Agent (policy) steps in an episode of `episode_steps` simulator steps (the contract's one rule)."""
+    return check_action_repeat(episode_steps, action_repeat)
 
 
 def make_env(task: str, *, seed: int, episode_steps: int, action_repeat: int, image_size: int):
@@ -41,7 +35,7 @@ def make_env(task: str, *, seed: int, episode_steps: int, action_repeat: int, im
     return make(task, seed=seed, episode_steps=episode_steps, image_size=image_size, action_repeat=action_repeat)
 
 
-class ReacherVecEnv(VecEnv):
+class ReacherVecEnv:
     """`num_envs` reacher envs in lockstep; observations are features (N, D) float32.
 
     Episode k of env i (k = 0, 1, ...) is training episode k * num_envs + i of `seed`
@@ -51,6 +45,7 @@ class ReacherVecEnv(VecEnv):
     def __init__(self, features, *, num_envs: int, task: str = "easy", episode_steps: int = 1000,
                  action_repeat: int = 4, seed: int = 0, image_size: int = 0, first_episode: int = 0):
         self.features = features
+        self.num_envs = int(num_envs)
         self.action_repeat = int(action_repeat)
         self.seed_base = int(seed)
         size = image_size if getattr(features, "needs_frames", False) else 0
@@ -62,9 +57,6 @@ class ReacherVecEnv(VecEnv):
         self._ret = np.zeros(num_envs)
         self._actions: np.ndarray | None = None
         self.completed: list[dict] = []  # finished training episodes: {"return", "success", "seed"}
-        obs_space = gym.spaces.Box(-np.inf, np.inf, (int(features.dim),), np.float32)
-        act_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
-        super().__init__(num_envs, obs_space, act_space)
 
     # -- episode bookkeeping ----------------------------------------------------------------------------------
     def _reset_env(self, i: int) -> TimeStep:
@@ -79,15 +71,14 @@ class ReacherVecEnv(VecEnv):
         assert x.shape == (len(timesteps), self.features.dim), x.shape
         return x
 
-    # -- VecEnv API ---------------------------------------------------------------------------------------------
+    # -- vector API ---------------------------------------------------------------------------------------------
     def reset(self) -> np.ndarray:
         ts = [self._reset_env(i) for i in range(self.num_envs)]
         return self._encode(ts, self._ep_seed)
 
-    def step_async(self, actions: np.ndarray) -> None:
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+        """actions (N, 2) -> obs (N, D) float32, rewards (N,) float32, dones (N,) bool, infos."""
         self._actions = np.clip(np.asarray(actions, dtype=np.float32).reshape(self.num_envs, ACTION_DIM), -1, 1)
-
-    def step_wait(self):
         n = self.num_envs
         rewards = np.zeros(n, np.float32)
         dones = np.zeros(n, bool)
@@ -100,7 +91,6 @@ class ReacherVecEnv(VecEnv):
             batch_ts.append(ts)
             batch_seeds.append(self._ep_seed[i])
         done_idx = [i for i in range(n) if batch_ts[i].last()]
-        terminal_seeds = [self._ep_seed[i] for i in done_idx]
         for i in done_idx:  # start the next episode; its first observation is this step's obs
             dones[i] = True
             rec = {"return": float(self._ret[i]), "success": episode_success(self.envs[i].sim_rewards),
@@ -116,44 +106,11 @@ class ReacherVecEnv(VecEnv):
         # starts there); the terminal steps are embedded apart, statelessly (vjepa2: one POST /encode of full windows)
         obs = self._encode(self._ts, self._ep_seed)
         if done_idx:
-            term = np.asarray(self.features.online_detached([batch_ts[i] for i in done_idx], terminal_seeds),
-                              dtype=np.float32)
+            term = np.asarray(self.features.online_detached([batch_ts[i] for i in done_idx],
+                                                            [batch_seeds[i] for i in done_idx]), dtype=np.float32)
             for k, i in enumerate(done_idx):
                 infos[i]["terminal_observation"] = term[k]
         return obs, rewards, dones, infos
 
     def close(self) -> None:
         self.envs = []
-
-    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
-        if attr_name == "render_mode":
-            return [None] * self.num_envs
-        return [getattr(self.envs[i], attr_name) for i in self._get_indices(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
-        for i in self._get_indices(indices):
-            setattr(self.envs[i], attr_name, value)
-
-    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
-        return [getattr(self.envs[i], method_name)(*method_args, **method_kwargs) for i in self._get_indices(indices)]
-
-    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
-
-
-def evaluate_policy(policy, features, *, task: str = "easy", episodes: int = 10, episode_steps: int = 1000,
-                    action_repeat: int = 4, eval_seed: int = 0, image_size: int = 0) -> dict:
-    """SAC's curve points: all `episodes` evaluation episodes at once, through the one evaluation loop
-    (services/trainer/evaluate.py: lockstep, one features.online call per step, success on simulator steps).
-
-    policy: (B, D) float32 features -> (B, 2) actions. Returns mean/std return (sum of simulator rewards, so a
-    1000-step episode scores at most 1000), success rate and the per-episode results.
-    """
-    from .evaluate import FeaturePolicy, evaluate
-
-    result = evaluate(FeaturePolicy(policy, features), task=task, episodes=episodes, steps=episode_steps,
-                      seed=eval_seed, parallel_envs=episodes, image_size=image_size or 256,
-                      action_repeat=action_repeat)
-    returns = [e["return"] for e in result["episodes"]]
-    return {"mean_return": result["mean_return"], "std_return": float(np.std(returns)),
-            "success_rate": result["success_rate"], "episodes": result["episodes"]}
