@@ -18,14 +18,49 @@ train_app = typer.Typer(help="Train policies (BC, SAC) through the trainer servi
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(serve_app, name="serve")
 app.add_typer(train_app, name="train")
+runs_app = typer.Typer(help="Training runs and their evaluations (the records the report is made from).",
+                       no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
 
 STORE_HELP = "Feature store: a local directory or a LanceDB URI (s3://...). Default: $VJEPA_ROBOT_STORE or ./vjepa-robot-store"
 StoreOpt = typer.Option(None, "--store", help=STORE_HELP, envvar="VJEPA_ROBOT_STORE")
 
 
 def _fail(message: str, code: int = 2) -> None:
+    # service errors name HTTP routes; a CLI user wants the command that does the same
+    message = message.replace("GET /runs", "`vjepa-robot runs list`")
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+_VERBOSE = {"on": False}
+
+
+@app.callback()
+def _global(verbose: bool = typer.Option(False, "--verbose", "-v", help="Full tracebacks for expected failures.")):
+    """vjepa-robot: frozen V-JEPA 2 as the eyes of a robot policy."""
+    _VERBOSE["on"] = verbose
+
+
+def expected_failure(exc: BaseException) -> str | None:
+    """A one-line message for failures a user can fix (service down, weights not loadable), else None."""
+    import httpx
+
+    from vjepa_robot_client.errors import ConnectionFailed, ServiceUnavailable, VjepaRobotError
+
+    chain, e = [], exc
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    for e in chain:
+        if isinstance(e, (ConnectionFailed, ServiceUnavailable, httpx.ConnectError, ConnectionRefusedError)):
+            return (f"a service is unreachable ({e}); is the encoder/trainer running? "
+                    "(vjepa-robot serve encoder / serve trainer, or --encoder-url / --trainer-url)")
+        if isinstance(e, OSError) and "V-JEPA 2 weights" in str(e):
+            return str(e).splitlines()[0]
+    if isinstance(exc, VjepaRobotError):
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -74,7 +109,6 @@ def datasets_list(store: Optional[str] = StoreOpt, as_json: bool = typer.Option(
     if not rows:
         typer.echo("no datasets yet: vjepa-robot datasets create NAME --expert jacobian --episodes 100")
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("name", "status", "expert", "task", "episodes", "steps", "success", "mean return", "created")
@@ -84,7 +118,7 @@ def datasets_list(store: Optional[str] = StoreOpt, as_json: bool = typer.Option(
         table.add_row(m["name"], m["status"], str(m.get("expert")), str(m.get("task")), str(m.get("episodes")),
                       str(m.get("steps")), "-" if sr is None else f"{sr:.1%}", "-" if mr is None else f"{mr:.1f}",
                       str(m.get("created_at")))
-    Console().print(table)
+    _console().print(table)
 
 
 @datasets_app.command("show")
@@ -137,6 +171,8 @@ def serve_encoder(
     max_batch: int = typer.Option(32, help="Most windows per forward pass.", envvar="VJEPA_ROBOT_MAX_BATCH"),
     max_wait_ms: float = typer.Option(5.0, help="Longest wait to fill a batch.", envvar="VJEPA_ROBOT_MAX_WAIT_MS"),
     token_file: Optional[Path] = typer.Option(None, help="File holding the bearer token (else $VJEPA_ROBOT_TOKEN)."),
+    compile: bool = typer.Option(False, "--compile", envvar="VJEPA_ROBOT_COMPILE",
+                                 help="torch.compile the model, batches padded to a few bucket sizes (for GPUs)."),
 ) -> None:
     """Serve frozen V-JEPA 2 behind POST /encode."""
     from services.encoder.server import serve
@@ -144,7 +180,7 @@ def serve_encoder(
     if preset and model:
         _fail("give --preset or --model, not both")
     serve(host=host, port=port, preset=preset, model=model, revision=revision, store=store, max_batch=max_batch,
-          max_wait_ms=max_wait_ms, token_file=token_file)
+          max_wait_ms=max_wait_ms, token_file=token_file, compile=compile or None)
 
 
 @serve_app.command("trainer")
@@ -448,7 +484,8 @@ def probe_cmd(
     token: Optional[str] = TokenOpt,
     seed: int = typer.Option(0),
 ) -> None:
-    """Linear probe (ridge): how well each feature source predicts fingertip xy and target xy (held-out R2)."""
+    """Linear (ridge) and MLP probes: how well each feature source predicts the fingertip, the target and the
+    fingertip-to-target vector (k-fold over episodes; R2 mean and spread across folds)."""
     from services.trainer.features import make_feature_source
     from services.trainer.probe import probe
     from vjepa_robot.demo import save_probes
@@ -463,8 +500,20 @@ def probe_cmd(
         except (ValueError, KeyError) as exc:
             _fail(str(exc))
     save_probes(ctx.runs.root, results)
-    for r in results:
-        typer.echo(json.dumps(r))
+    print_probes(results)
+
+
+def print_probes(results: list[dict]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from services.trainer.report import probe_rows
+
+    table = Table("features", "target", "linear R2 (mean ± sd)", "ridge alpha", "MLP R2 (mean ± sd)", "folds",
+                  title="Probes: R2 on held-out episodes")
+    for r in probe_rows(results):
+        table.add_row(*(escape(r[k]) for k in ("features", "target", "linear", "alpha", "mlp", "folds")))
+    _console().print(table)
 
 
 @app.command("report")
@@ -473,34 +522,174 @@ def report_cmd(
     store: Optional[str] = StoreOpt,
     runs_dir: Optional[Path] = RunsOpt,
 ) -> None:
-    """Write the Phase 1/2 report (README.md, bar chart, loss and learning curves, rollout GIFs) from recorded runs."""
-    from services.common.store import default_store_uri
-    from services.trainer.report import write_report
-    from services.trainer.runs import RunStore, default_runs_dir
+    """Write the report (README.md, bar chart, loss and learning curves, probe tables, rollout GIFs) from the
+    recorded runs. Reads only: it never creates a store or a runs directory."""
+    from services.trainer.report import load_notes, read_runs, summary_lines, title, write_report
     from vjepa_robot.demo import load_probes
 
-    root = runs_dir or default_runs_dir(store or default_store_uri())
-    runs = RunStore(root).list()
+    root = runs_root(store, runs_dir)
+    runs = read_runs(root)
     if not runs:
         _fail(f"no runs in {root}: train and evaluate something first (or run `vjepa-robot demo`)")
-    path = write_report(runs, load_probes(root), out)
+    path = write_report(runs, load_probes(root), out, extra_notes=load_notes(root))
+    typer.echo(title(runs))
+    for line in summary_lines(runs):
+        typer.echo(f"  {line}")
     typer.echo(f"report written to {path}")
+
+
+def runs_root(store: Optional[str], runs_dir: Optional[Path]) -> Path:
+    """Where run records live: --runs-dir / $VJEPA_ROBOT_RUNS, else <store>/runs (nothing is created)."""
+    from services.common.store import default_store_uri
+    from services.trainer.runs import default_runs_dir
+
+    return Path(runs_dir) if runs_dir else default_runs_dir(store or default_store_uri())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# runs
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _run_result(run: dict) -> str:
+    from services.trainer.report import evaluation_rows, num, pct
+
+    evals = evaluation_rows([run])
+    if evals:
+        e = evals[-1]
+        return f"{pct(e['success_rate'], e['ci'])} success ({e['episodes']} ep, {e['task']})"
+    m = run.get("metrics") or {}
+    if run.get("kind") == "sac" and (m.get("final_eval") or {}).get("mean_return") is not None:
+        return f"final return {num(m['final_eval']['mean_return'])} (not evaluated)"
+    if run.get("kind") == "bc" and m.get("val_loss") is not None:
+        kept = m.get("selected_epoch")
+        return f"val MSE {m.get('best_val_loss') or m['val_loss']:.2e}" + (f" (epoch {kept})" if kept else "") + \
+            " (not evaluated)"
+    return "-"
+
+
+def _run_features(run: dict) -> str:
+    from services.trainer.report import encoder_info, feature_lineage, is_plumbing
+
+    if run.get("kind") == "baseline":
+        return "scripted: " + str((run.get("config") or {}).get("policy"))
+    info = encoder_info(run)
+    if info["features"] != "vjepa2":
+        return str(info["features"])
+    lin = feature_lineage(run)
+    model = str(lin.get("model") or "encoder not recorded").removeprefix("preset:")
+    init = {True: "random-init", False: "pretrained"}.get(info["random_init"], "?")
+    return f"vjepa2 ({model}, {init}, {lin.get('dim', '?')}-d)" + (": plumbing check" if is_plumbing(run) else "")
+
+
+def _console():
+    """A rich console that wraps at the terminal's width, but not at 80 columns when output is piped."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 240)
+
+
+@runs_app.command("list")
+def runs_list(
+    store: Optional[str] = StoreOpt,
+    runs_dir: Optional[Path] = RunsOpt,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Every run: id, kind, features (and encoder), dataset, status, seed / study, result."""
+    from services.trainer.report import read_runs
+
+    root = runs_root(store, runs_dir)
+    runs = read_runs(root)
+    if as_json:
+        typer.echo(json.dumps([{k: r.get(k) for k in ("run_id", "kind", "status", "config", "created_at")}
+                               for r in runs], indent=1, default=str))
+        return
+    if not runs:
+        typer.echo(f"no runs in {root} yet: vjepa-robot demo, or vjepa-robot train bc DATASET")
+        return
+    from rich.table import Table
+
+    table = Table("run id", "kind", "features (encoder)", "dataset", "status", "seed / study", "result",
+                  title=f"runs in {root}")
+    for r in runs:
+        cfg = r.get("config") or {}
+        study = r.get("study_id") or cfg.get("study_id")
+        table.add_row(str(r.get("run_id")), str(r.get("kind")), _run_features(r), str(cfg.get("dataset") or "-"),
+                      str(r.get("status")), f"{cfg.get('seed', '-')}" + (f" / {study}" if study else ""),
+                      _run_result(r))
+    _console().print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: str = typer.Argument(..., help="A run id (vjepa-robot runs list)."),
+    store: Optional[str] = StoreOpt,
+    runs_dir: Optional[Path] = RunsOpt,
+    as_json: bool = typer.Option(False, "--json", help="The whole run record as JSON."),
+) -> None:
+    """One run: its config, metrics and evaluations."""
+    from services.trainer.report import condition_name, num, pct, wilson
+
+    root = runs_root(store, runs_dir)
+    path = root / run_id / "run.json"
+    if "/" in run_id or not path.is_file():
+        _fail(f"unknown run {run_id!r} in {root}: list runs with `vjepa-robot runs list`")
+    run = json.loads(path.read_text())
+    if as_json:
+        typer.echo(json.dumps(run, indent=1, default=str))
+        return
+    typer.echo(f"{run['run_id']}: {condition_name(run)}")
+    typer.echo(f"  status {run.get('status')}, created {run.get('created_at')}, updated {run.get('updated_at')}"
+               + (f", error: {run['error']}" if run.get("error") else ""))
+    typer.echo("config:")
+    for k, v in (run.get("config") or {}).items():
+        typer.echo(f"  {k:>22}: {v}")
+    typer.echo("metrics:")
+    for k, v in (run.get("metrics") or {}).items():
+        if isinstance(v, list):
+            v = f"[{len(v)} values]"
+        elif isinstance(v, float):
+            v = f"{v:.4g}"
+        typer.echo(f"  {k:>22}: {v}")
+    evals = run.get("evaluations") or []
+    typer.echo(f"evaluations: {len(evals) or 'none'}")
+    for e in evals:
+        eps = e.get("episodes") or []
+        k = sum(bool(x.get("success")) for x in eps)
+        rate = e.get("success_rate")
+        res = f"success {pct(rate, wilson(k, len(eps)) if eps else e.get('success_ci95'))}, return " \
+              f"{num(e.get('mean_return'))}" if rate is not None else (e.get("error") or "")
+        req = e.get("request") or {}
+        typer.echo(f"  #{e.get('eval_id')} {e.get('status')}: {res} ({len(eps)} episodes, task {req.get('task')}, "
+                   f"{req.get('steps')} steps, eval seed {req.get('seed')})" + (f", GIF {e['gif']}" if e.get("gif") else ""))
 
 
 @app.command("demo")
 def demo(
-    preset: str = typer.Option("quick", help="quick (tiny encoder, CPU, <= 10 min) | findings (ViT-L, GPU)."),
+    preset: str = typer.Option("quick", help="quick (tiny random-init encoder, CPU, ~10 min: a plumbing check) | "
+                                             "findings (pretrained ViT-L, GPU, 3 seeds)."),
     out: Path = typer.Option(Path("vjepa-robot-report"), "--out"),
-    workdir: Path = typer.Option(Path("vjepa-robot-demo"), help="Store, runs and service logs."),
+    store: Optional[str] = StoreOpt,
+    runs_dir: Optional[Path] = RunsOpt,
+    workdir: Path = typer.Option(Path("vjepa-robot-demo"), help="Service logs."),
     episodes: Optional[int] = typer.Option(None, help="Override the preset's number of demos."),
     eval_episodes: Optional[int] = typer.Option(None, help="Override the preset's evaluation episodes."),
     epochs: Optional[int] = typer.Option(None),
+    seeds: Optional[int] = typer.Option(None, help="Override the preset's number of BC seeds."),
 ) -> None:
-    """The whole Phase 1 study through both services on loopback, ending in a report."""
+    """The whole Phase 1 study through both services on loopback, ending in a report. It writes to the same
+    store and runs directory as every other command, so `vjepa-robot runs list` and `report` find it."""
+    from services.common.store import default_store_uri
     from vjepa_robot.demo import run_demo
 
+    store_uri = store or default_store_uri()
+    if "://" in store_uri:
+        _fail("the demo needs a local store directory (--store DIR)")
     try:
-        run_demo(preset, out=out, workdir=workdir, episodes=episodes, eval_episodes=eval_episodes, epochs=epochs)
+        run_demo(preset, out=out, workdir=workdir, store=Path(store_uri), runs_dir=runs_root(store, runs_dir),
+                 episodes=episodes, eval_episodes=eval_episodes, epochs=epochs, seeds=seeds)
     except ValueError as exc:
         _fail(str(exc))
 
@@ -518,6 +707,12 @@ def main() -> None:
         typer.secho(f"error: this command needs the trainer stack ({exc.name} is missing): "
                     f"pip install \"vjepa-robot[trainer]\"", fg=typer.colors.RED, err=True)
         raise SystemExit(2) from None
+    except Exception as exc:  # expected failures in one line; the trace behind --verbose
+        message = None if _VERBOSE["on"] else expected_failure(exc)
+        if message is None:
+            raise
+        typer.secho(f"error: {message} (full trace: --verbose)", fg=typer.colors.RED, err=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

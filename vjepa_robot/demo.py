@@ -2,20 +2,25 @@
 
     encoder (tiny preset, CPU) + trainer start as real uvicorn processes; the SDK drives them:
     dataset (jacobian expert) -> encode -> BC on vjepa2 / state / random -> live evaluation beside the
-    jacobian and p-controller experts and the random policy -> linear probe -> report.
+    jacobian and p-controller experts and the random policy -> probes -> report.
 
-`--preset findings` runs the findings' scale (500 x 200 demos, ViT-L, 100 evaluation episodes) for a GPU machine.
+The quick preset's encoder is the `tiny` random-init preset: a stand-in that checks the plumbing, and says so in
+the console and the report. `--preset findings` runs the findings' scale (500 x 200 demos, pretrained ViT-L,
+100 evaluation episodes, 3 BC seeds) for a GPU machine. Results go to the CLI's default store and runs directory
+(or --store / --runs-dir), so `vjepa-robot runs list` and `vjepa-robot report` see them afterwards.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.console import Console
@@ -35,12 +40,13 @@ class DemoConfig:
     task: str = "easy"
     workers: int = 2
     seed: int = 0
+    seeds: int = 1  # BC training seeds per condition (one run each)
 
 
 PRESETS = {
-    "quick": DemoConfig(),
+    "quick": DemoConfig(),  # one seed: the CPU time budget
     "findings": DemoConfig(encoder_preset="vitl", episodes=500, steps=200, image_size=256, eval_episodes=100,
-                           parallel_envs=16),
+                           parallel_envs=16, seeds=3),
 }
 
 
@@ -105,29 +111,37 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 1
 
 
 def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), workdir: Path = Path("vjepa-robot-demo"),
-             **overrides) -> Path:
+             store: Path | None = None, runs_dir: Path | None = None, **overrides) -> Path:
+    """Run the study; write to `store` / `runs_dir` (default: the CLI's defaults, so `vjepa-robot runs list` and
+    `vjepa-robot report` find the results afterwards); service logs go to `workdir`/logs."""
     from vjepa_robot_client import EncoderClient, TrainerClient
 
-    from services.common.store import Store
+    from services.common.store import Store, default_store_uri
     from services.trainer.features import make_feature_source
     from services.trainer.probe import probe
-    from services.trainer.report import write_report
-    from services.trainer.runs import RunStore
+    from services.trainer.report import is_plumbing, read_runs, save_notes, summary_lines, title, write_report
+    from services.trainer.runs import default_runs_dir
 
     if preset not in PRESETS:
         raise ValueError(f"unknown demo preset {preset!r}: choose one of {', '.join(PRESETS)}")
     cfg = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+    store_dir = Path(store or default_store_uri()).resolve()
+    runs_dir = Path(runs_dir or default_runs_dir(str(store_dir))).resolve()
     workdir = workdir.resolve()
-    store_dir, runs_dir = workdir / "store", workdir / "runs"
     dataset = f"demo-{cfg.task}-{cfg.episodes}x{cfg.steps}-s{cfg.seed}"
+    seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     t0 = time.perf_counter()
     console.rule(f"[bold]vjepa-robot demo ({preset})")
     console.print(json.dumps(asdict(cfg)))
     with Services(store_dir, runs_dir, workdir / "logs", cfg.encoder_preset) as svc:
         enc, tr = EncoderClient(svc.encoder_url, timeout=300), TrainerClient(svc.trainer_url, timeout=60)
         info = enc.info()
-        console.print(f"encoder {info.model} ({info.encoder_id}, {info.dim}-d, {info.device}) at {svc.encoder_url}; "
-                      f"trainer at {svc.trainer_url}; store {store_dir}")
+        stand_in = info.model.removeprefix("preset:") in ("tiny", "vitl-random")
+        console.print(f"encoder {info.model} ({info.encoder_id}, {info.dim}-d, {info.image_size} px input, "
+                      f"{info.device}) at {svc.encoder_url}; trainer at {svc.trainer_url}; store {store_dir}")
+        if stand_in:
+            console.print(f"[bold yellow]encoder {info.model} is a RANDOM-INIT stand-in: every vjepa2 result of this "
+                          "demo is a plumbing check, not a V-JEPA 2 result[/]")
 
         console.rule("1. expert dataset")
         try:
@@ -142,50 +156,88 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
             raise RuntimeError(f"dataset generation failed: {ds.error}")
         console.print(f"{dataset}: expert success {ds.success_rate:.0%}, mean return {ds.mean_return:.1f}")
 
-        console.rule("2. encode (frozen V-JEPA 2, batched)")
-        status = enc.encode_dataset_and_wait(dataset, poll_interval=1.0)
+        console.rule("2. encode (frozen V-JEPA 2" + (", random-init stand-in" if stand_in else "") + ", batched)")
+        enc.encode_dataset(dataset)
+        status = enc.wait_dataset_encode(dataset, poll_interval=1.0)
         console.print(f"{status.done}/{status.total} windows embedded by {status.encoder_id}")
 
-        console.rule("3. behaviour cloning on vjepa2 / state / random features")
-        bc_runs = {f: tr.train_bc(dataset, features=f, epochs=cfg.epochs, seed=cfg.seed) for f in
-                   ("vjepa2", "state", "random")}
-        for f, run_id in bc_runs.items():
-            rec = tr.wait(run_id, poll_interval=1.0)
-            if rec.status.value != "succeeded":
-                raise RuntimeError(f"BC on {f} {rec.status.value}: {rec.error}")
-            console.print(f"BC {f}: val loss {rec.metrics.get('val_loss')}")
+        console.rule(f"3. behaviour cloning on vjepa2 / state / random features ({len(seeds)} seed"
+                     f"{'s' if len(seeds) > 1 else ''}: {', '.join(map(str, seeds))})")
+        bc_runs: dict[str, list[str]] = {}
+        for f in ("vjepa2", "state", "random"):
+            if len(seeds) == 1:
+                bc_runs[f] = [tr.train_bc(dataset, features=f, epochs=cfg.epochs, seed=seeds[0])]
+            else:
+                study = tr.wait_study(tr.train_bc(dataset, features=f, epochs=cfg.epochs, seeds=seeds),
+                                      poll_interval=1.0)
+                bc_runs[f] = [r.run_id for r in study.runs]
+        for f, run_ids in bc_runs.items():
+            for run_id in run_ids:
+                rec = tr.wait(run_id, poll_interval=1.0)
+                if rec.status.value != "succeeded":
+                    raise RuntimeError(f"BC on {f} {rec.status.value}: {rec.error}")
+                m = rec.metrics or {}
+                console.print(f"BC {f} (seed {(rec.config or {}).get('seed')}): kept epoch {m.get('selected_epoch')} "
+                              f"of {m.get('epoch')}, validation MSE {m.get('best_val_loss') or m.get('val_loss'):.2e}")
 
         console.rule("4. live evaluation (the encoder is called over HTTP every step for vjepa2)")
         ev = dict(episodes=cfg.eval_episodes, task=cfg.task, steps=cfg.steps, parallel_envs=cfg.parallel_envs,
                   image_size=cfg.image_size)
-        pending = {run_id: f"BC {f}" for f, run_id in bc_runs.items()}
-        for run_id in bc_runs.values():
-            tr.evaluate(run_id, gif_episodes=2, **ev)
+        pending = {}
+        for f, run_ids in bc_runs.items():
+            for k, run_id in enumerate(run_ids):
+                tr.evaluate(run_id, gif_episodes=1 if k == 0 else 0, **ev)
+                pending[run_id] = f"BC {f} s{seeds[k]}"
         for policy in ("jacobian", "p-controller", "random"):
             pending[tr.evaluate_baseline(policy, gif_episodes=0, **ev)] = policy
         for run_id, label in pending.items():
             res = tr.wait_eval(run_id, poll_interval=1.0)
             if res.status.value != "succeeded":
                 raise RuntimeError(f"evaluation of {label} {res.status.value}: {res.error}")
-            console.print(f"{label:>14}: success {res.success_rate:.0%} {res.success_ci95}, return {res.mean_return:.1f}"
-                          f", {res.steps_per_second:.0f} steps/s")
 
-        console.rule("5. linear probe: what the features encode")
-        store = Store(str(store_dir))
+        console.rule("5. probes: what the features encode (linear and MLP, k-fold over episodes)")
+        st = Store(str(store_dir))
         probes = []
         for f in ("vjepa2", "state", "random"):
             src = make_feature_source(f, encoder_url=svc.encoder_url)
-            probes.append({**probe(store, dataset, src, seed=cfg.seed), "dataset": dataset})
+            probes.append({**probe(st, dataset, src, seed=cfg.seed), "dataset": dataset})
             src.close()
-            console.print(probes[-1])
         save_probes(runs_dir, probes)
+        from vjepa_robot.cli import print_probes
+
+        print_probes(probes)
 
         console.rule("6. report")
-        runs = RunStore(runs_dir).list()
-        path = write_report(runs, probes, Path(out),
-                            extra_notes={"demo": asdict(cfg), "encoder": info.model_dump(),
-                                         "wall_s": round(time.perf_counter() - t0, 1)})
+        runs = [r for r in read_runs(runs_dir) if r.get("run_id") in pending]
+        encoder_note = (f"{info.model} ({info.encoder_id}), {info.dim}-d, {info.image_size} px input, {info.dtype} on "
+                        f"{info.device}" + (": a RANDOM-INIT stand-in, so its rows are a plumbing check, not a V-JEPA 2 "
+                                            "result" if stand_in else ""))
+        notes = {"demo": f"preset {preset}: " + ", ".join(f"{k} {v}" for k, v in asdict(cfg).items()),
+                 "encoder": encoder_note,
+                 "seeds": (f"{len(seeds)} training seed(s) per condition ({', '.join(map(str, seeds))})"
+                           + ("; the quick demo keeps one seed to stay within its time budget: its intervals are "
+                              "over episodes, not seeds" if len(seeds) == 1 else "")),
+                 "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform(terse=True)}",
+                 "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "wall time": f"{time.perf_counter() - t0:.0f} s end to end"}
+        save_notes(runs_dir, notes)
+        path = write_report(runs, probes, Path(out), extra_notes=notes)
+    console.print(title(runs), style="bold", markup=False)
+    for line in summary_lines(runs):
+        console.print("  " + line, style="yellow" if "plumbing" in line else None, markup=False, highlight=False)
     console.print(f"[bold green]report written to {path}[/] in {time.perf_counter() - t0:.0f} s")
+    default_store = Path(default_store_uri()).resolve() == store_dir
+    flags = "" if default_store else f" --store {store_dir}"
+    if runs_dir != Path(default_runs_dir(str(store_dir))).resolve():
+        flags += f" --runs-dir {runs_dir}"
+    console.print("See the results again with:\n"
+                  f"  vjepa-robot runs list{flags}\n"
+                  f"  vjepa-robot runs show RUN_ID{flags}\n"
+                  f"  vjepa-robot report{flags} --out {Path(out)}\n"
+                  f"  vjepa-robot datasets list{'' if default_store else f' --store {store_dir}'}", highlight=False)
+    if any(is_plumbing(r) for r in runs):
+        console.print("[yellow]The vjepa2 rows used a random-init encoder: a plumbing check. The V-JEPA 2 result "
+                      "needs the pretrained checkpoint: vjepa-robot demo --preset findings (GPU).[/]")
     return path
 
 
