@@ -291,3 +291,46 @@ def test_the_store_keeps_its_promises(tmp_path):
     assert store.count_steps("d") == 0 and store.list_datasets() == []
     with pytest.raises(KeyError):
         store.embedding_progress("d", "enc-a")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One vocabulary, one answer
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_both_services_answer_422_for_a_bad_dataset_name(tmp_path):
+    from conftest import ToyEncoder
+    from fastapi.testclient import TestClient
+
+    from services.encoder.app import create_app as create_encoder
+    from services.encoder.settings import EncoderSettings
+    from services.trainer.app import create_app as create_trainer
+    from services.trainer.app import TrainerSettings
+
+    bad = "bad name!"
+    encoder = create_encoder(EncoderSettings(store=str(tmp_path / "store")), encoder=ToyEncoder())
+    trainer = create_trainer(TrainerSettings(store=str(tmp_path / "store"), runs=str(tmp_path / "runs")))
+    with TestClient(encoder) as enc, TestClient(trainer) as tr:
+        answers = {"encoder GET": enc.get(f"/datasets/{bad}/encode"), "encoder POST": enc.post(f"/datasets/{bad}/encode"),
+                   "trainer GET": tr.get(f"/datasets/{bad}"),
+                   "trainer POST": tr.post("/datasets", json={"name": bad, "episodes": 1, "steps": 10})}
+    assert {k: r.status_code for k, r in answers.items()} == dict.fromkeys(answers, 422)
+    assert all("dataset name" in r.text or "name" in r.text for r in answers.values())
+
+
+def test_vocabularies_come_from_the_contract():
+    from services.trainer import experts
+    from services.trainer.datasets import DatasetSpec
+    from vjepa_robot_client.contract import ACTION_DIM, EXPERTS, TASKS, BaselineEvalRequest, check_action_repeat
+
+    assert tuple(experts._REGISTRY) == EXPERTS
+    assert BaselineEvalRequest.model_json_schema()["properties"]["policy"]["enum"] == list(EXPERTS)
+    for name in EXPERTS:
+        assert experts.make_expert(name).name == name
+    for task in TASKS:
+        DatasetSpec(name="ok", task=task)
+    with pytest.raises(ValueError, match="choose one of easy, hard"):
+        DatasetSpec(name="ok", task="medium")
+    assert ACTION_DIM == 2 and check_action_repeat(1000, 4) == 250
+    with pytest.raises(ValueError, match="multiple of action_repeat"):
+        check_action_repeat(1002, 4)

@@ -429,12 +429,12 @@ def evaluate(
     """Live evaluation of a trained run, of every run of a study, or of a baseline policy."""
     from pydantic import ValidationError
 
-    from vjepa_robot_client.contract import BaselineEvalRequest, EvalRequest
+    from vjepa_robot_client.contract import EXPERTS, BaselineEvalRequest, EvalRequest
 
     given = dict(episodes=episodes, task=task, steps=steps, seed=seed, parallel_envs=parallel_envs,
                  image_size=image_size, allow_image_size_change=allow_image_size_change or None)
     given = {k: v for k, v in given.items() if v is not None}
-    baseline = run_id in ("jacobian", "p-controller", "random")
+    baseline = run_id in EXPERTS
     study = run_id.startswith("study-")
     try:
         req = BaselineEvalRequest(policy=run_id, **given) if baseline else EvalRequest(**given)

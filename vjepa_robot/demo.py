@@ -115,6 +115,7 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
     """Run the study; write to `store` / `runs_dir` (default: the CLI's defaults, so `vjepa-robot runs list` and
     `vjepa-robot report` find the results afterwards); service logs go to `workdir`/logs."""
     from vjepa_robot_client import EncoderClient, TrainerClient
+    from vjepa_robot_client.contract import EXPERTS
 
     from services.common.store import Store, default_store_uri
     from services.trainer.features import make_feature_source
@@ -188,7 +189,7 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
             for k, run_id in enumerate(run_ids):
                 tr.evaluate(run_id, gif_episodes=1 if k == 0 else 0, **ev)
                 pending[run_id] = f"BC {f} s{seeds[k]}"
-        for policy in ("jacobian", "p-controller", "random"):
+        for policy in EXPERTS:
             pending[tr.evaluate_baseline(policy, gif_episodes=0, **ev)] = policy
         for run_id, label in pending.items():
             res = tr.wait_eval(run_id, poll_interval=1.0)

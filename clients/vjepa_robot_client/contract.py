@@ -28,7 +28,7 @@ _RUN_ID_RE = re.compile(RUN_ID_PATTERN)
 
 
 class FeatureSource(str, Enum):
-    """Where a policy's input features come from (DESIGN.md: one interface for all three)."""
+    """Where a policy's input features come from (one interface for all three: BC, SAC, evaluation, probe)."""
 
     vjepa2 = "vjepa2"  # frozen V-JEPA 2 embedding of the last 8 frames, from the encoder over HTTP
     state = "state"  # oracle: cos/sin of joint angles, to_target, velocity
@@ -44,6 +44,23 @@ class ExpertName(str, Enum):
 class Task(str, Enum):
     easy = "easy"
     hard = "hard"
+
+
+# The vocabularies as plain strings, for the services, the CLI and messages; the enums above are their one source.
+EXPERTS: tuple[str, ...] = tuple(e.value for e in ExpertName)  # also the baseline policies of an evaluation
+TASKS: tuple[str, ...] = tuple(t.value for t in Task)
+FEATURE_SOURCES: tuple[str, ...] = tuple(f.value for f in FeatureSource)
+ExpertPolicy = Literal[EXPERTS]  # a JSON-schema enum of the expert names, for request fields
+ACTION_DIM = 2  # reacher's two joint torques, each in [-1, 1]
+
+
+def check_action_repeat(episode_steps: int, action_repeat: int) -> int:
+    """THE episode-length rule: episode_steps counts simulator steps and must be a positive multiple of
+    action_repeat. Returns the agent (policy) steps per episode; raises ValueError naming both numbers."""
+    if action_repeat < 1 or episode_steps < 1 or episode_steps % action_repeat:
+        raise ValueError(f"episode_steps ({episode_steps}) counts simulator steps and must be a positive multiple "
+                         f"of action_repeat ({action_repeat}), e.g. episode_steps=1000, action_repeat=4")
+    return episode_steps // action_repeat
 
 
 class RunStatus(str, Enum):
@@ -325,9 +342,7 @@ class TrainSACRequest(_Seeded):
 
     @model_validator(mode="after")
     def _episode_steps_multiple(self):
-        if self.episode_steps % self.action_repeat:
-            raise ValueError(f"episode_steps ({self.episode_steps}) counts simulator steps and must be a multiple "
-                             f"of action_repeat ({self.action_repeat}), e.g. episode_steps=1000, action_repeat=4")
+        check_action_repeat(self.episode_steps, self.action_repeat)
         return self
 
 
@@ -359,7 +374,7 @@ class EvalRequest(_Model):
 
 
 class BaselineEvalRequest(EvalRequest):
-    policy: Literal["jacobian", "p-controller", "random"] = "jacobian"
+    policy: ExpertPolicy = "jacobian"
 
 
 class EpisodeResult(_Open):
@@ -416,7 +431,7 @@ class SACConfig(TrainSACRequest, _Fields):
 
 
 class BaselineConfig(_Fields):
-    policy: Literal["jacobian", "p-controller", "random"]
+    policy: ExpertPolicy
     task: Task = Task.easy
 
 

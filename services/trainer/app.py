@@ -384,5 +384,5 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 def _valid_name(name: str) -> None:
     try:
         validate_name(name, "dataset name")
-    except ValueError as exc:
-        raise HTTPException(400, detail=str(exc)) from None
+    except ValueError as exc:  # 422 like every other validation error, and like the encoder's /datasets routes
+        raise HTTPException(422, detail=str(exc)) from None

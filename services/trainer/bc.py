@@ -34,14 +34,13 @@ import torch
 from torch import nn
 
 from services.common.store import Store, fixed_list_to_numpy
-from vjepa_robot_client.contract import TrainBCRequest
+from vjepa_robot_client.contract import ACTION_DIM, TrainBCRequest
 
 from .features import FeatureSource, FeatureTable
 from .runs import json_default
 
 CHECKPOINT_NAME = "policy.safetensors"
 CHECKPOINT_FORMAT = "vjepa-robot-bc-v1"
-ACTION_DIM = 2
 THREADS_ENV = "VJEPA_ROBOT_BC_THREADS"
 PRECISION_ENV = "VJEPA_ROBOT_BC_PRECISION"
 VAL_BATCH = 8192  # rows per forward pass when scoring the validation split (no gradients: memory is the limit)

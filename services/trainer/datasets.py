@@ -23,10 +23,10 @@ import pyarrow as pa
 
 from services import __version__
 from services.common.store import STEPS_SCHEMA, DatasetNotFound, Store, encode_png, now_iso
-from vjepa_robot_client.contract import validate_name
+from vjepa_robot_client.contract import EXPERTS, TASKS, validate_name
 
-from .env import TASKS, episode_success, finger_target_xy, make, train_episode_seed
-from .experts import EXPERTS, make_expert
+from .env import episode_success, finger_target_xy, make, train_episode_seed
+from .experts import make_expert
 
 
 class DatasetExists(Exception):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
+from vjepa_robot_client.contract import TASKS, check_action_repeat
 from vjepa_robot_client.window import WINDOW_FRAMES, WindowBuffer
 
 from . import _gl  # noqa: F401  (MUJOCO_GL default before dm_control loads)
@@ -27,7 +28,6 @@ CAMERA_ID = 0  # the fixed top-down camera; physics.render() defaults to the fre
 DEFAULT_EPISODE_STEPS = 200  # as in the findings
 SUCCESS_LAST_STEPS = 10
 CONTROL_TIMESTEP = 0.02  # seconds (dm_control reacher)
-TASKS = ("easy", "hard")
 # Seeds: training episodes (datasets, SAC) draw from [0, EVAL_SEED_BASE); evaluation from [EVAL_SEED_BASE, 2**31).
 EVAL_SEED_BASE = 1_000_000_000
 
@@ -272,11 +272,7 @@ def make(
     `episode_steps` counts simulator steps and must be a multiple of `action_repeat`; `TimeStep.step` counts
     agent steps (equal without a repeat). `env.sim_rewards` holds every simulator step's reward.
     """
-    if episode_steps < 1:
-        raise ValueError(f"episode_steps must be >= 1, got {episode_steps}")
-    if action_repeat < 1 or episode_steps % action_repeat:
-        raise ValueError(f"episode_steps={episode_steps} counts simulator steps and must be a multiple of "
-                         f"action_repeat={action_repeat} (e.g. episode_steps=1000, action_repeat=4)")
+    check_action_repeat(episode_steps, action_repeat)
     if image_size:
         check_renderer()
     env: Any = SimRewards(Reacher(task, seed))

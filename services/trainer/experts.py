@@ -1,7 +1,7 @@
 """Scripted experts for reacher. Each reads the simulator (privileged) and returns 2 torques in [-1, 1].
 
     jacobian      Jacobian-transpose PD on the fingertip: a = clip(J^T (kp * to_target - kd * J qvel) / gear)
-                  kp=10, kd=0.5 (FACTS.md: 100% success on easy and hard over 200 steps; a smooth expert clones
+                  kp=10, kd=0.5 (measured: 100% success on easy and hard over 200 steps; a smooth expert clones
                   better than a stiff kp=1000 one)
     p-controller  the findings' controller: the Cartesian error used directly as joint torque, k=5 (about 50%)
     random        uniform torques (the random policy)
@@ -13,6 +13,8 @@ from typing import Callable
 
 import mujoco
 import numpy as np
+
+from vjepa_robot_client.contract import ACTION_DIM, EXPERTS, ExpertName
 
 from .env import TimeStep
 
@@ -30,7 +32,7 @@ class Expert:
 
 
 class JacobianExpert(Expert):
-    name = "jacobian"
+    name = ExpertName.jacobian.value
 
     def __init__(self, kp: float = 10.0, kd: float = 0.5):
         self.kp, self.kd = kp, kd
@@ -52,7 +54,7 @@ class JacobianExpert(Expert):
 class PController(Expert):
     """The findings' expert: Cartesian error as joint torque. Kept to reproduce the findings' 20% ceiling."""
 
-    name = "p-controller"
+    name = ExpertName.p_controller.value
 
     def __init__(self, k: float = 5.0):
         self.k = k
@@ -62,7 +64,7 @@ class PController(Expert):
 
 
 class RandomExpert(Expert):
-    name = "random"
+    name = ExpertName.random.value
 
     def __init__(self):
         self._rng = np.random.default_rng(0)
@@ -71,18 +73,15 @@ class RandomExpert(Expert):
         self._rng = np.random.default_rng(seed)
 
     def act(self, physics, ts: TimeStep) -> np.ndarray:
-        return self._rng.uniform(-1.0, 1.0, size=2).astype(np.float32)
+        return self._rng.uniform(-1.0, 1.0, size=ACTION_DIM).astype(np.float32)
 
 
-EXPERTS: dict[str, Callable[[], Expert]] = {
-    "jacobian": JacobianExpert,
-    "p-controller": PController,
-    "random": RandomExpert,
-}
+_REGISTRY: dict[str, Callable[[], Expert]] = {cls.name: cls for cls in (JacobianExpert, PController, RandomExpert)}
+assert tuple(_REGISTRY) == EXPERTS, "the experts implemented here are the contract's ExpertName, no more, no less"
 
 
 def make_expert(name: str) -> Expert:
     try:
-        return EXPERTS[name]()
-    except KeyError:
+        return _REGISTRY[ExpertName(name).value]()
+    except (KeyError, ValueError):
         raise ValueError(f"unknown expert {name!r}: choose one of {', '.join(EXPERTS)}") from None

@@ -33,6 +33,7 @@ from vjepa_robot_client.contract import (
     RunLineage,
     TrainBCRequest,
     TrainSACRequest,
+    check_action_repeat,
     validate_name,
     validate_run_id,
 )
@@ -327,9 +328,10 @@ def resolve_eval(ctx: TrainerContext, record: dict, req: EvalRequest) -> EvalReq
         raise Refused(409, f"run {run_id} is {record['status']}: evaluate it once it has succeeded")
     lineage = run_lineage(ctx, record)
     repeat = lineage.action_repeat if lineage else 1
-    if req.steps % repeat:
-        raise Refused(422, f"steps ({req.steps}) counts simulator steps and must be a multiple of the run's "
-                           f"action_repeat ({repeat})")
+    try:
+        check_action_repeat(req.steps, repeat)
+    except ValueError as exc:
+        raise Refused(422, f"evaluation steps of run {run_id}: {exc}") from None
     own = lineage.image_size if lineage else None
     if req.image_size is None:
         return req.model_copy(update={"image_size": own or DEFAULT_EVAL_IMAGE_SIZE})
