@@ -310,7 +310,7 @@ def check_renderer() -> None:
 def state_features(obs: dict[str, np.ndarray]) -> np.ndarray:
     """The oracle features: cos, sin of the joint angles, to_target, velocity -> (8,) float32.
 
-    Raw unwrapped angles clone much worse (FACTS.md): the shoulder turns freely, so angles are unbounded.
+    Raw unwrapped angles clone much worse (docs/background.md): the shoulder turns freely, so angles are unbounded.
     """
     pos = obs["position"]
     return np.concatenate([np.cos(pos), np.sin(pos), obs["to_target"], obs["velocity"]]).astype(np.float32)

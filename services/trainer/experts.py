@@ -43,7 +43,7 @@ class JacobianExpert(Expert):
         if self._jacp is None or self._jacp.shape[1] != model.nv:
             self._jacp = np.zeros((3, model.nv))
         body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "finger")
-        # the finger geom sits at the origin of body `finger` (FACTS.md), so the body Jacobian is the fingertip's
+        # the finger geom sits at the origin of body `finger` (reacher.xml), so the body Jacobian is the fingertip's
         mujoco.mj_jacBody(model, data, self._jacp, None, body)
         jac = self._jacp[:2]  # (2, nv): xy rows
         qvel = np.asarray(data.qvel)
