@@ -13,6 +13,8 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import zstandard
 
 from conftest import ToyEncoder, run_server
@@ -160,6 +162,8 @@ def test_bad_steps_get_a_4xx_naming_the_problem(tiny_url):
     r = httpx.post(f"{tiny_url}/streams/nope/step", content=to_npy_bytes(ok), headers=NPY)
     assert r.status_code == 404 and "'nope'" in r.json()["detail"]
     assert httpx.post(f"{tiny_url}/streams", json={"envs": 0, "height": H, "width": W}).status_code == 422
+    r = httpx.post(f"{tiny_url}/streams", json={"envs": 2, "height": 256, "width": 256})  # 3 MiB of windows > 1 MiB
+    assert r.status_code == 422 and "must fit one request body" in r.json()["detail"]
     assert step(tiny_url, sid, ok).status_code == 200  # the stream is still usable after every refusal
 
 
@@ -271,3 +275,25 @@ def test_sac_vec_env_steps_a_stream_and_embeds_terminal_windows_apart(tmp_path, 
                 assert not np.allclose(term, obs)
         assert len(detached) == 1 and src._streams[(2, H, W)].resyncs == 0  # one stream, never out of step
         src.close()
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(body=st.one_of(st.binary(max_size=300), st.builds(
+           lambda shape, dtype, cut: to_npy_bytes(np.zeros(shape, dtype))[: None if cut == 0 else -cut],
+           st.lists(st.integers(0, 9), min_size=0, max_size=6).map(tuple),
+           st.sampled_from([np.uint8, np.float32, np.int64, np.bool_]), st.integers(0, 20))),
+       reset=st.one_of(st.none(), st.text(max_size=12)), encoding=st.sampled_from([None, "zstd", "gzip", "br"]))
+def test_fuzzed_step_bodies_on_a_live_stream_never_get_a_5xx(toy_stream, body, reset, encoding):
+    url, sid = toy_stream
+    headers = {"Content-Type": NPY_MEDIA_TYPE, **({"Content-Encoding": encoding} if encoding else {})}
+    r = httpx.post(f"{url}/streams/{sid}/step", params={"reset": reset} if reset is not None else None,
+                   content=body, headers=headers)
+    assert r.status_code < 500, r.text
+    assert r.status_code == 200 or r.json()["detail"]
+
+
+@pytest.fixture(scope="module")
+def toy_stream():
+    with run_server(create_app(EncoderSettings(max_body_bytes=LIMIT), encoder=ToyEncoder())) as url:
+        yield url, open_stream(url, 2, 3, 3)

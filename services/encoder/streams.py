@@ -31,6 +31,7 @@ import torch
 from vjepa_robot_client.window import WINDOW_FRAMES
 
 GIB = 1024**3
+NPY_HEADER_BYTES = 256  # np.save's header is 128 bytes for these shapes; room to spare
 
 
 class StreamNotFound(KeyError):
@@ -151,9 +152,10 @@ class StreamRegistry:
     """Live streams, bounded in number and in bytes held; idle ones expire after ttl_s."""
 
     def __init__(self, *, device: str = "cpu", ttl_s: float = 300.0, max_streams: int = 64, max_bytes: int = 2 * GIB,
-                 clock: Callable[[], float] = time.monotonic):
+                 max_body_bytes: int | None = None, clock: Callable[[], float] = time.monotonic):
         self.device, self.ttl_s = device, ttl_s
         self.max_streams, self.max_bytes = max_streams, max_bytes
+        self.max_body_bytes = max_body_bytes  # a stream's full windows must fit one body (the resync after a loss)
         self.clock = clock
         self._streams: dict[str, Stream] = {}
 
@@ -169,6 +171,11 @@ class StreamRegistry:
         if need > self.max_bytes:
             raise StreamInputError(f"stream too large: {envs} envs x {WINDOW_FRAMES} frames x {height}x{width}x3 = "
                                    f"{need} bytes > the encoder's stream memory limit of {self.max_bytes} bytes; "
+                                   f"use fewer envs or smaller frames")
+        if self.max_body_bytes is not None and need + NPY_HEADER_BYTES > self.max_body_bytes:
+            raise StreamInputError(f"stream too large: its full windows ({envs} envs x {WINDOW_FRAMES} frames x "
+                                   f"{height}x{width}x3 = {need} bytes) must fit one request body (limit "
+                                   f"{self.max_body_bytes} bytes) so a lost stream can be resynchronised; "
                                    f"use fewer envs or smaller frames")
         self.expire()
         if len(self._streams) >= self.max_streams:
