@@ -114,3 +114,52 @@ def test_tiny_preset_is_the_same_in_every_process(tiny_encoder):
 def test_unknown_preset_names_the_choices():
     with pytest.raises(ValueError, match="vitl-random"):
         Encoder.from_preset("huge")
+
+
+# -- torch.compile with bucketed batch sizes (--compile / VJEPA_ROBOT_COMPILE) ---------------------------------------
+
+
+def _spy_compiled(enc: Encoder) -> list[int]:
+    """Record the batch size of every call into the compiled graph."""
+    sizes: list[int] = []
+    compiled = enc._compiled
+
+    def spy(pixels):
+        sizes.append(int(pixels.shape[0]))
+        return compiled(pixels)
+
+    enc._compiled = spy
+    return sizes
+
+
+def test_compile_pads_batches_to_buckets_and_slices_back(tiny_encoder):
+    """Dynamo traces the real model (backend "eager": no code generation, so this stays quick on a CPU); batches are
+    padded to bucket sizes, larger ones run in chunks, and every window gets its own embedding back."""
+    enc = Encoder.from_preset("tiny", device="cpu", num_threads=1).compile(buckets=(1, 4), backend="eager")
+    sizes = _spy_compiled(enc)
+    w = windows(6, 64, seed=3)
+    want = tiny_encoder.encode(w)
+    for b in (1, 3, 4, 6):
+        got = enc.encode(w[:b])
+        assert got.shape == (b, enc.dim) and got.dtype == np.float32
+        np.testing.assert_allclose(got, want[:b], rtol=1e-5, atol=1e-5)
+    assert sizes == [1, 4, 4, 4, 4]  # 1 -> 1; 3 -> 4; 4 -> 4; 6 -> 4 + (2 padded to 4)
+    assert [enc.bucket(n) for n in (1, 2, 3, 4)] == [1, 4, 4, 4]
+    with pytest.raises(ValueError, match="positive"):
+        Encoder.from_preset("tiny", device="cpu", num_threads=1).compile(buckets=(0, 2))
+
+
+@pytest.mark.slow
+def test_compiled_inductor_matches_eager(tiny_encoder):
+    """The real thing on CPU: inductor generates and builds C++ kernels (~30 s of CPU the first time; cached after)."""
+    enc = Encoder.from_preset("tiny", device="cpu", num_threads=1).compile(buckets=(4,), warmup_upto=4)
+    w = windows(3, 64, seed=4)  # padded to 4: the graph compiled by the warm-up is reused
+    np.testing.assert_allclose(enc.encode(w), tiny_encoder.encode(w), rtol=1e-4, atol=1e-4)
+
+
+def test_compile_setting_from_the_environment(monkeypatch):
+    from services.encoder.settings import EncoderSettings
+
+    assert EncoderSettings().compile is False
+    monkeypatch.setenv("VJEPA_ROBOT_COMPILE", "1")
+    assert EncoderSettings().compile is True

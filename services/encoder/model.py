@@ -44,6 +44,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PRESET_SEED = 0  # random-init presets: the same seed -> the same weights in every process (trainer eval == dataset)
 PRESETS = ("vitl", "vitl-random", "tiny")
+# --compile pads each batch up to one of these sizes, so a few compiled graphs serve every batch size
+COMPILE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
 def tiny_config_kwargs() -> dict[str, Any]:
@@ -155,6 +157,8 @@ class Encoder:
         self.preprocessing = preprocessing_spec(self.image_size)
         self.encoder_id = make_encoder_id(source, revision, self.preprocessing, self.dtype)
         self._lock = threading.Lock()
+        self._compiled: Any = None  # torch.compile'd _embed, after .compile()
+        self.buckets: tuple[int, ...] = ()
 
     # -- loading -------------------------------------------------------------------------------------------------
 
@@ -252,9 +256,58 @@ class Encoder:
             x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
         pixels = preprocess(x, self.image_size).to(self.torch_dtype)  # (B, 8, 3, S, S)
         with self._lock:
-            out = self.model(pixel_values_videos=pixels, skip_predictor=True)
-        emb = out.last_hidden_state.float().mean(dim=1)  # (B, N, D) -> (B, D)
+            emb = self._embed(pixels) if self._compiled is None else self._embed_compiled(pixels)
         return emb.cpu().numpy().astype(np.float32, copy=False)
+
+    def _embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 8, 3, S, S) -> (B, D) float32: mean over tokens of last_hidden_state."""
+        out = self.model(pixel_values_videos=pixels, skip_predictor=True)
+        return out.last_hidden_state.float().mean(dim=1)
+
+    # -- torch.compile (opt-in: --compile / VJEPA_ROBOT_COMPILE) ---------------------------------------------------
+
+    def compile(self, *, buckets: tuple[int, ...] = COMPILE_BUCKETS, backend: str = "inductor",
+                warmup_upto: int | None = None) -> "Encoder":
+        """Run the model through torch.compile, one static graph per bucket size.
+
+        Batches are zero-padded up to the next bucket (larger ones run in chunks of the largest bucket) and the
+        outputs sliced back, so a handful of graphs serve every batch size instead of one recompile per new size.
+        Windows are independent through the ViT, so padding never changes a real window's embedding beyond the
+        kernels' float tolerance. `warmup_upto`: compile every bucket up to that batch now (slow: tens of seconds
+        per bucket), not on first use.
+        """
+        buckets = tuple(sorted(set(buckets)))
+        if not buckets or buckets[0] < 1:
+            raise ValueError(f"compile buckets must be positive batch sizes, got {buckets}")
+        import torch._dynamo
+
+        limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+        setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 2 * len(buckets)))
+        self.buckets = buckets
+        self._compiled = torch.compile(self._embed, backend=backend, dynamic=False)
+        if warmup_upto:
+            with torch.inference_mode(), self._lock:
+                for b in (b for b in buckets if b <= max(warmup_upto, buckets[0])):
+                    blank = torch.zeros((b, self.frames, 3, self.image_size, self.image_size), dtype=self.torch_dtype,
+                                        device=self.device)
+                    log.info("torch.compile: warming up batch %d", b)
+                    self._compiled(blank)
+        return self
+
+    def bucket(self, n: int) -> int:
+        """The padded size a chunk of n <= max(buckets) windows runs at."""
+        return next(b for b in self.buckets if b >= n)
+
+    def _embed_compiled(self, pixels: torch.Tensor) -> torch.Tensor:
+        outs, top = [], self.buckets[-1]
+        for start in range(0, pixels.shape[0], top):
+            chunk = pixels[start : start + top]
+            n = chunk.shape[0]
+            pad = self.bucket(n) - n
+            if pad:
+                chunk = torch.cat([chunk, chunk.new_zeros((pad, *chunk.shape[1:]))])
+            outs.append(self._compiled(chunk)[:n])
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
 def default_threads() -> int:
@@ -281,10 +334,17 @@ def load_encoder(
     *,
     device: str | None = None,
     num_threads: int | None = None,
+    compile: bool = False,
+    warmup_upto: int | None = None,
 ) -> Encoder:
-    """The one entry point services and the trainer use: a preset, or a hub id / directory (default preset tiny)."""
+    """The one entry point services and the trainer use: a preset, or a hub id / directory (default preset tiny).
+
+    compile: torch.compile the model with bucketed batch sizes (Encoder.compile), warming up buckets <= warmup_upto.
+    """
     if preset and model:
         raise ValueError("give a preset or a model (hub id or directory), not both")
     if model:
-        return Encoder.load(model, revision, device=device, num_threads=num_threads)
-    return Encoder.from_preset(preset or "tiny", device=device, num_threads=num_threads, revision=revision)
+        enc = Encoder.load(model, revision, device=device, num_threads=num_threads)
+    else:
+        enc = Encoder.from_preset(preset or "tiny", device=device, num_threads=num_threads, revision=revision)
+    return enc.compile(warmup_upto=warmup_upto) if compile else enc

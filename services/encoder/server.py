@@ -45,13 +45,14 @@ def serve(
     max_batch: int | None = None,
     max_wait_ms: float | None = None,
     token_file: Path | None = None,
+    compile: bool | None = None,
 ) -> None:
     """Build settings (explicit arguments override VJEPA_ROBOT_* variables) and serve until interrupted."""
     overrides = {
         k: v
         for k, v in dict(
             host=host, port=port, preset=preset, model=model, revision=revision, store=store,
-            max_batch=max_batch, max_wait_ms=max_wait_ms, token_file=token_file,
+            max_batch=max_batch, max_wait_ms=max_wait_ms, token_file=token_file, compile=compile,
         ).items()
         if v is not None
     }

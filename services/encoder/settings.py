@@ -36,6 +36,9 @@ class EncoderSettings(BaseSettings):
     max_streams: int = Field(64, ge=1, description="Most open frame streams (503 + Retry-After above it).")
     max_stream_bytes: int = Field(2048 * MIB, ge=1, description="Most bytes of frames all streams may hold on the "
                                   "model's device (8 frames x envs x H x W x 3 each; 503 + Retry-After above it).")
+    compile: bool = Field(False, description="torch.compile the model (VJEPA_ROBOT_COMPILE=1; for GPUs): batches padded "
+                          "to 1, 2, 4, ..., 64 windows so a few graphs are reused; every bucket up to max_batch is "
+                          "compiled at startup (tens of seconds each).")
     token: SecretStr | None = Field(None, description="Bearer token; every route but /healthz requires it when set.")
     token_file: Path | None = Field(None, description="File holding the bearer token (used when `token` is unset).")
 
