@@ -275,6 +275,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
             enc = await asyncio.to_thread(
                 load_encoder, settings.preset, settings.model, settings.revision,
                 device=settings.device, num_threads=settings.threads,
+                compile=settings.compile, warmup_upto=settings.max_batch,
             )
         log.info("encoder %s ready: %s", enc.encoder_id, enc.info())
         batcher = DynamicBatcher(
@@ -299,7 +300,8 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         app.state.batcher = batcher
         app.state.jobs = DatasetJobs(settings.store, embed_via_batcher, EmbeddingMeta.of(enc))
         app.state.streams = StreamRegistry(device=str(getattr(enc, "device", "cpu")), ttl_s=settings.stream_ttl_s,
-                                           max_streams=settings.max_streams, max_bytes=settings.max_stream_bytes)
+                                           max_streams=settings.max_streams, max_bytes=settings.max_stream_bytes,
+                                           max_body_bytes=settings.max_body_bytes)
         sweeper = asyncio.create_task(_sweep_streams(app.state.streams, metrics), name="stream-sweeper")
         try:
             yield
