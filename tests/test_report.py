@@ -135,3 +135,26 @@ def test_report_without_results(tmp_path):
     path = write_report([], [], tmp_path / "empty")
     assert "No finished evaluations yet." in path.read_text()
     assert not list((tmp_path / "empty").glob("*.png"))
+
+
+def test_rollout_gif_has_captions_real_time_and_the_expert(tmp_path):
+    """A real (tiny) live evaluation writes one GIF per episode: policy beside the expert, captioned, and its
+    frame delay is the simulated time per frame in milliseconds (not 0)."""
+    from services.trainer.evaluate import CONTROL_DT, evaluate_policy
+    from services.trainer.features import make_feature_source
+    from services.trainer.vec_env import make_env
+
+    assert make_env("easy", seed=0, episode_steps=10, action_repeat=1, image_size=0).physics.timestep() == CONTROL_DT
+    rec = evaluate_policy(lambda x: np.zeros((len(x), 2), np.float32), make_feature_source("state"), episodes=2,
+                          steps=40, parallel_envs=2, gif_episodes=1, gif_path=tmp_path / "eval0.gif")
+    assert len(rec["gif"]) == 1 and rec["gif"][0].endswith("eval0-ep0.gif")
+    gif = Image.open(rec["gif"][0])
+    assert gif.n_frames == 40 and gif.info["duration"] == round(1000 * CONTROL_DT)  # 20 ms: real time
+    assert gif.size == (2 * 160, 160 + 40)  # policy | expert, caption strip above
+    first = np.asarray(gif.convert("RGB"))
+    caption = first[:40]
+    assert (caption.max(axis=2) > 200).sum() > 100  # white caption text is drawn
+    assert np.array_equal(first[40:, :160], first[40:, 160:])  # same evaluation seed: the same start
+    gif.seek(gif.n_frames - 1)
+    last = np.asarray(gif.convert("RGB"))
+    assert not np.array_equal(last[40:, :160], last[40:, 160:])  # the expert moved, the zero policy did not

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Callable, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from .env import episode_success, eval_episode_seed, wilson_ci95
 from .experts import make_expert
 from .features import FeatureSource
 
-GIF_SIZE = 128
+GIF_SIZE = 160  # px per GIF panel
 
 
 class Policy(Protocol):
@@ -36,6 +36,9 @@ class FeaturePolicy:
     def __init__(self, policy_fn: Callable[[np.ndarray], np.ndarray], features: FeatureSource):
         self.policy_fn, self.features = policy_fn, features
         self.needs_frames = features.needs_frames
+        model = str(getattr(getattr(features, "info", None), "model", "") or "").removeprefix("preset:")
+        stand_in = " random-init" if model in ("tiny", "vitl-random") else ""
+        self.label = f"policy on {features.name}" + (f" ({model}{stand_in})" if model else "")
 
     def reset(self, seeds):
         pass
@@ -51,7 +54,7 @@ class ExpertPolicy:
     needs_frames = False
 
     def __init__(self, name: str):
-        self.name = name
+        self.name = self.label = name
         self.experts: list = []
 
     def reset(self, seeds):
@@ -76,12 +79,18 @@ def evaluate(
     gif_path: Path | str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     action_repeat: int = 1,
+    gif_label: str | None = None,
+    gif_expert: str | None = "jacobian",
 ) -> dict:
     """Roll `policy` out for `episodes` live episodes; returns the evaluation record (success, CI, returns).
 
     `steps` counts simulator steps. A policy trained with an action repeat (SAC) is evaluated with the same
     repeat, so it acts, and sees windows, at the rate it was trained at; success and return are still judged on
     every simulator step's reward.
+
+    GIFs: the first `gif_episodes` episodes each become `<gif_path stem>-ep<k>.gif` (record["gif"] lists them):
+    the policy beside the `gif_expert` on the same evaluation seed, at real time, each panel captioned with
+    the policy, seed, step, return so far and the episode's success.
     """
     from .vec_env import agent_steps, make_env
 
@@ -94,6 +103,7 @@ def evaluate(
             for _ in range(n_envs)]
     results: list[dict] = []
     gif_frames: list[list[np.ndarray]] = [[] for _ in range(min(gif_episodes, n_envs))]
+    gif_returns: list[list[float]] = [[] for _ in gif_frames]  # return so far at each recorded frame
     t0 = time.perf_counter()
     env_steps = 0
     for start in range(0, episodes, n_envs):
@@ -107,6 +117,7 @@ def evaluate(
             if record_gif:
                 for g, frames in enumerate(gif_frames):
                     frames.append(_gif_frame(active[g], timesteps[g]))
+                    gif_returns[g].append(float(np.sum(active[g].sim_rewards)))
             actions = policy.act(active, timesteps, seeds)  # (B, 2)
             timesteps = [env.step(a) for env, a in zip(active, actions)]
         rewards = np.asarray([env.sim_rewards for env in active], np.float32)  # (B, steps): every simulator step
@@ -128,7 +139,13 @@ def evaluate(
         "parallel_envs": n_envs,
     }
     if gif_frames and gif_path:
-        record["gif"] = str(write_gif(gif_frames, Path(gif_path)))
+        label = gif_label or getattr(policy, "label", None) or type(policy).__name__
+        expert = None if isinstance(policy, ExpertPolicy) else gif_expert
+        record["gif"] = [str(write_episode_gif(
+            [Panel(label, results[g]["seed"], gif_frames[g], gif_returns[g], results[g]["success"])]
+            + ([expert_panel(expert, task, results[g]["seed"], steps, action_repeat)] if expert else []),
+            Path(gif_path).with_name(f"{Path(gif_path).stem}-ep{g}.gif"), steps=steps,
+            frame_s=action_repeat * CONTROL_DT)) for g in range(len(gif_frames))]
     return record
 
 
@@ -143,14 +160,72 @@ def _gif_frame(env, ts) -> np.ndarray:
     return env.physics.render(height=GIF_SIZE, width=GIF_SIZE, camera_id=0)
 
 
-def write_gif(episodes_frames: list[list[np.ndarray]], path: Path, fps: int = 25) -> Path:
-    """Side-by-side rollouts, every second step, as one looping GIF."""
-    import imageio.v2 as imageio
+CONTROL_DT = 0.02  # s of simulated time per reacher control step (dm_control reacher: timestep 0.02, 1 substep)
+GIF_CAPTION_H = 40  # px of caption (three lines) above each panel
+
+
+class Panel(NamedTuple):
+    """One captioned rollout: frames (one per agent step) and the return so far at each."""
+
+    label: str
+    seed: int
+    frames: list
+    returns: list
+    success: bool
+
+
+def expert_panel(name: str, task: str, seed: int, steps: int, action_repeat: int = 1) -> Panel:
+    """The scripted expert on the same evaluation seed, acting every simulator step, framed at the policy's rate."""
+    from .vec_env import make_env
+
+    env = make_env(task, seed=0, episode_steps=steps, action_repeat=1, image_size=0)
+    expert = ExpertPolicy(name)
+    ts = env.reset(seed)
+    expert.reset([seed])
+    frames, returns = [], []
+    for t in range(steps):
+        if t % action_repeat == 0:
+            frames.append(_gif_frame(env, ts))
+            returns.append(float(np.sum(env.sim_rewards)))
+        ts = env.step(expert.act([env], [ts], [seed])[0])
+    label = {"jacobian": "Jacobian expert", "p-controller": "P-controller"}.get(name, name)
+    return Panel(label, seed, frames, returns, bool(episode_success(np.asarray(env.sim_rewards, np.float32))))
+
+
+def _caption(frame: np.ndarray, lines: tuple[str, ...]) -> np.ndarray:
+    from PIL import Image, ImageDraw, ImageFont
+
+    h, w = frame.shape[:2]
+    img = Image.new("RGB", (w, h + GIF_CAPTION_H), (20, 20, 20))
+    img.paste(Image.fromarray(frame), (0, GIF_CAPTION_H))
+    draw = ImageDraw.Draw(img)
+    try:
+        font = ImageFont.load_default(size=10)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        font = ImageFont.load_default()
+    for i, line in enumerate(lines):
+        draw.text((3, 1 + 13 * i), line, fill=(255, 255, 255), font=font)
+    return np.asarray(img)
+
+
+def write_episode_gif(panels: list[Panel], path: Path, *, steps: int, frame_s: float = CONTROL_DT,
+                      max_frames: int = 120) -> Path:
+    """Panels side by side, captioned, as one looping GIF whose frame delay is real simulated time."""
+    from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    n = min(len(f) for f in episodes_frames)
-    frames = [np.concatenate([ep[t] for ep in episodes_frames], axis=1) for t in range(0, n, 2)]
-    imageio.mimsave(path, frames, duration=1000 * 2 / fps / 1000, loop=0)
+    n = min(len(p.frames) for p in panels)
+    stride = max(1, -(-n // max_frames))  # every `stride`-th agent step, so a long episode stays a small file
+    per_frame = steps / max(n, 1)  # simulator steps per recorded frame
+    images = []
+    for t in list(range(0, n, stride)) + ([n - 1] if (n - 1) % stride else []):
+        row = [_caption(p.frames[t], (p.label[:28], f"seed {p.seed}: {'SUCCESS' if p.success else 'no success'}",
+                                      f"step {round((t + 1) * per_frame)}/{steps}  return {p.returns[t]:.1f}"))
+               for p in panels]
+        images.append(Image.fromarray(np.concatenate(row, axis=1)))
+    # Pillow's GIF `duration` is milliseconds per frame (imageio's pillow plugin passes it through unchanged)
+    delay_ms = int(round(1000 * frame_s * stride))
+    images[0].save(path, save_all=True, append_images=images[1:], duration=delay_ms, loop=0, optimize=False)
     return path
 
 
