@@ -2,6 +2,7 @@
 within 100,000 env steps. One config at a time, one thread (the machine is shared).
 
     python bench/sac_sweep.py --name base --seed 0 --set lr=1e-3 --set parallel_envs=1
+    python bench/sac_sweep.py --name norm --seed 3 --seed 4 --set nets.normalize_obs=false   # nets.* -> sac.Nets
     python bench/sac_sweep.py --summary          # table of every bench/results/sac_*.json
     python bench/sac_sweep.py --plot             # bench/results/sac_curves.png: return vs env steps, every run
 
@@ -24,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.trainer.features import make_feature_source  # noqa: E402
-from services.trainer.sac import train_sac  # noqa: E402
+from services.trainer.sac import Nets, train_sac  # noqa: E402
 from vjepa_robot_client.contract import TrainSACRequest  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -53,15 +54,27 @@ def _parse(kv: str):
     return k, {"true": True, "false": False}.get(v.lower(), v)
 
 
-def run_one(name: str, seed: int, overrides: dict, features: str = "state") -> dict:
+def split_overrides(overrides: dict) -> tuple[dict, Nets]:
+    """Request fields, and the `nets.*` ones as a sac.Nets (sizes written 256x64)."""
+    nets = {}
+    for k, v in overrides.items():
+        if k.startswith("nets."):
+            k = k[len("nets."):]
+            nets[k] = tuple(int(x) for x in str(v).split("x")) if k in ("actor", "critic") else v
+    return {k: v for k, v in overrides.items() if not k.startswith("nets.")}, Nets(**nets)
+
+
+def run_one(name: str, seed: int, overrides: dict, features: str = "state", keep: Path | None = None) -> dict:
     torch.set_num_threads(1)
+    request, nets = split_overrides(overrides)
     cfg = TrainSACRequest(**{"features": features, "seed": seed, "checkpoint_replay": False,
-                             "checkpoint_every": 1_000_000, **overrides})
+                             "checkpoint_every": 1_000_000, **request})
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
-        run = LocalRun(f"sweep-{name}-{seed}", Path(d))
-        out = train_sac(cfg, run, make_feature_source(features))
+        run = LocalRun(f"sweep-{name}-{seed}", keep or Path(d))  # keep: a directory that keeps the checkpoint
+        out = train_sac(cfg, run, make_feature_source(features), nets=nets)
     rec = {"name": name, "seed": seed, "overrides": overrides, "config": cfg.model_dump(mode="json"),
+           "nets": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(nets).items()},
            "curve": out["curve"], "final_eval": out.get("final_eval"), "wall_s": round(time.perf_counter() - t0, 1),
            "updates": out["updates"], "env_steps": out["env_steps"]}
     RESULTS.mkdir(exist_ok=True)
@@ -117,7 +130,8 @@ def main() -> None:
     ap.add_argument("--name", default="run")
     ap.add_argument("--seed", type=int, action="append")
     ap.add_argument("--features", default="state")
-    ap.add_argument("--set", action="append", default=[], help="TrainSACRequest field=value")
+    ap.add_argument("--set", action="append", default=[], help="TrainSACRequest field=value, or nets.<field>=value")
+    ap.add_argument("--keep", type=Path, help="keep each run's checkpoint in KEEP/<name>_s<seed>")
     ap.add_argument("--summary", action="store_true")
     ap.add_argument("--plot", action="store_true")
     a = ap.parse_args()
@@ -126,7 +140,8 @@ def main() -> None:
         return
     overrides = dict(_parse(kv) for kv in a.set)
     for seed in a.seed or [0]:
-        rec = run_one(a.name, seed, overrides, a.features)
+        keep = a.keep / f"{a.name}_s{seed}" if a.keep else None
+        rec = run_one(a.name, seed, overrides, a.features, keep)
         print(json.dumps({"name": rec["name"], "seed": seed, "final": rec["final_eval"], "wall_s": rec["wall_s"],
                           "curve": [(c["env_steps"], c["mean_return"]) for c in rec["curve"]]}), flush=True)
 
