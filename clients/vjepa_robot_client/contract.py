@@ -584,8 +584,8 @@ class TrainerInfo(_Open):
     run_ids: list[str]
     run_id: str = Field(description="The first run (the field a single-seed client reads).")
     config: dict[str, Any] = Field(default_factory=dict)
-    metric: str = Field(description="final_metric of each run: BC final validation MSE (val_loss), SAC "
-                        "final_eval.mean_return.")
+    metric: str = Field(description="final_metric of each run: BC validation MSE of the checkpoint it kept "
+                        "(val_loss at selected_epoch), SAC final_eval.mean_return.")
     final: SeedInterval | None = None
     success: SeedInterval | None = Field(None, description="Success rate across the seeds whose latest "
                                          "evaluation succeeded.")

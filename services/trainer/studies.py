@@ -29,11 +29,16 @@ def mean_ci95(values: list[float]) -> SeedInterval:
 
 
 def final_metric(record: dict) -> tuple[str, float | None]:
-    """(name, value) of a run's headline training result: BC final validation MSE, SAC final evaluation return."""
+    """(name, value) of a run's headline training result: BC validation MSE of the kept checkpoint, SAC final
+    evaluation return."""
     m = record.get("metrics") or {}
     if record["kind"] == "sac":
         fe = m.get("final_eval") or {}
         return "final_eval.mean_return", fe.get("mean_return")
+    # the validation MSE of the checkpoint BC kept (the best epoch by default), not of its last epoch
+    curve, kept = m.get("val_loss_curve") or [], m.get("selected_epoch")
+    if isinstance(kept, int) and 1 <= kept <= len(curve) and curve[kept - 1] is not None:
+        return "val_loss", curve[kept - 1]
     return "val_loss", m.get("val_loss")
 
 
