@@ -6,6 +6,7 @@ Heavy imports (torch, dm_control, transformers) happen inside commands, so `--he
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -37,6 +38,21 @@ _VERBOSE = {"on": False}
 
 
 @app.callback()
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP check of the hub (or $HF_ENDPOINT); True when offline mode is already chosen by the user."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE"):
+        return True
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _global(verbose: bool = typer.Option(False, "--verbose", "-v", help="Full tracebacks for expected failures.")):
     """vjepa-robot: frozen V-JEPA 2 as the eyes of a robot policy."""
     _VERBOSE["on"] = verbose
@@ -111,7 +127,9 @@ def datasets_list(store: Optional[str] = StoreOpt, as_json: bool = typer.Option(
         return
     from rich.table import Table
 
-    table = Table("name", "status", "expert", "task", "episodes", "steps", "success", "mean return", "created")
+    from rich.table import Column
+
+    table = Table(Column("name", overflow="fold"), "status", "expert", "task", "episodes", "steps", "success", "mean return", "created")
     for m in rows:
         sr = m.get("success_rate")
         mr = m.get("mean_return")
@@ -179,6 +197,20 @@ def serve_encoder(
 
     if preset and model:
         _fail("give --preset or --model, not both")
+    if (preset == "vitl" or (model and not Path(model).is_dir())) and not _hub_reachable():
+        # without this, the hub client retries for minutes before the loader's own message says what to do
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        from huggingface_hub import try_to_load_from_cache
+
+        from services.encoder.model import VITL_HUB_ID, VITL_REVISION
+
+        repo, rev = (model, revision) if model else (VITL_HUB_ID, revision or VITL_REVISION)
+        if not isinstance(try_to_load_from_cache(repo, "config.json", revision=rev), str):
+            _fail(f"cannot load V-JEPA 2 weights from {repo!r}: the Hugging Face hub is unreachable and the checkpoint "
+                  "is not in the local cache. Run `vjepa-robot fetch-model` where the hub is reachable, give --model "
+                  "DIR (a save_pretrained directory), or use --preset tiny (a random-init stand-in) for a demo.", code=1)
+        typer.secho("note: the Hugging Face hub is unreachable: loading the checkpoint from the local cache",
+                    fg=typer.colors.YELLOW, err=True)
     serve(host=host, port=port, preset=preset, model=model, revision=revision, store=store, max_batch=max_batch,
           max_wait_ms=max_wait_ms, token_file=token_file, compile=compile or None)
 
