@@ -8,9 +8,10 @@ from typing import Any
 
 
 class Progress:
-    def __init__(self, description: str, enabled: bool = True) -> None:
+    def __init__(self, description: str, enabled: bool = True, unit: str = "it") -> None:
         self.description = description
         self.enabled = enabled
+        self.unit = unit  # what `done` counts (epoch, step, episode, run): tqdm's rate reads "<unit>/s"
         self._bar: Any = None
         self._last: tuple | None = None
 
@@ -28,11 +29,11 @@ class Progress:
         try:
             from tqdm.auto import tqdm  # optional
         except ImportError:  # pragma: no cover - depends on the environment
-            shown = f"{done}/{total}" if total else ("" if done is None else str(done))
+            shown = f"{done}/{total} {self.unit}" if total else ("" if done is None else f"{done} {self.unit}")
             print(f"{self.description}: {state} {shown}".rstrip(), file=sys.stderr, flush=True)
             return
         if self._bar is None:
-            self._bar = tqdm(total=total, desc=self.description, leave=True, dynamic_ncols=True)
+            self._bar = tqdm(total=total, desc=self.description, unit=self.unit, leave=True, dynamic_ncols=True)
         if total is not None and self._bar.total != total:
             self._bar.total = total
         if done is not None:

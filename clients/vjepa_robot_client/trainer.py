@@ -63,6 +63,11 @@ def _dataset_request(name: str, expert: str, task: str, episodes: int, steps: in
                                 image_size=image_size, workers=workers, overwrite=overwrite).model_dump(mode="json")
 
 
+def _run_unit(record: RunRecord) -> str:
+    """What a run's progress counts: SAC simulator steps, BC epochs."""
+    return "step" if record.kind == "sac" else "epoch"
+
+
 def _eval_request(policy: str | None = None, **given: Any) -> dict[str, Any]:
     """Only the fields the caller gave: EvalRequest holds the defaults (image_size: the run's own frame size)."""
     kw = {k: v for k, v in given.items() if v is not None}
@@ -99,11 +104,11 @@ def _eval_done(result: EvalResult, eval_id: int | None) -> bool:
 class _Waiter:
     """Deadline and progress bookkeeping shared by the sync and async wait loops."""
 
-    def __init__(self, what: str, timeout: float | None, progress: bool) -> None:
+    def __init__(self, what: str, timeout: float | None, progress: bool, unit: str = "it") -> None:
         self.what = what
         self.timeout = timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
-        self.bar = Progress(what, enabled=progress)
+        self.bar = Progress(what, enabled=progress, unit=unit)
 
     def check(self, state: str) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -140,7 +145,7 @@ class TrainerClient(SyncTransport):
     def wait_dataset(self, name: str, *, progress: bool = True, timeout: float | None = None,
                      poll_interval: float = 2.0) -> DatasetInfo:
         """Poll until the dataset is ready or failed."""
-        w = _Waiter(f"dataset {name}", timeout, progress)
+        w = _Waiter(f"dataset {name}", timeout, progress, unit="episode")
         with w.bar:
             while True:
                 info = self.dataset(name)
@@ -179,10 +184,11 @@ class TrainerClient(SyncTransport):
     def wait(self, run_id: str, *, progress: bool = True, timeout: float | None = None,
              poll_interval: float = 2.0) -> RunRecord:
         """Poll until the run succeeded, failed or was interrupted; returns its record (check .status)."""
-        w = _Waiter(f"run {run_id}", timeout, progress)
+        w = _Waiter(f"run {run_id}", timeout, progress, unit="epoch")
         with w.bar:
             while True:
                 record = self.run(run_id)
+                w.bar.unit = _run_unit(record)  # known from the first record, before the bar is drawn
                 w.bar.update(*run_progress(record), record.status.value)
                 if record.status in TERMINAL:
                     return record
@@ -212,7 +218,7 @@ class TrainerClient(SyncTransport):
     def wait_study(self, study_id: str, *, evaluated: bool = False, progress: bool = True,
                    timeout: float | None = None, poll_interval: float = 2.0) -> StudyRecord:
         """Poll until every run is terminal (and, with evaluated=True, every succeeded run's latest evaluation)."""
-        w = _Waiter(f"study {study_id}", timeout, progress)
+        w = _Waiter(f"study {study_id}", timeout, progress, unit="run")
         with w.bar:
             while True:
                 study = self.get_study(study_id)
@@ -241,7 +247,7 @@ class TrainerClient(SyncTransport):
     def wait_eval(self, run_id: str, eval_id: int | None = None, *, progress: bool = True,
                   timeout: float | None = None, poll_interval: float = 2.0) -> EvalResult:
         """Poll until the run's latest evaluation (at least `eval_id`, if given) is terminal."""
-        w = _Waiter(f"eval {run_id}", timeout, progress)
+        w = _Waiter(f"eval {run_id}", timeout, progress, unit="episode")
         with w.bar:
             while True:
                 result = self.eval_result(run_id)
@@ -278,7 +284,7 @@ class AsyncTrainerClient(AsyncTransport):
 
     async def wait_dataset(self, name: str, *, progress: bool = True, timeout: float | None = None,
                            poll_interval: float = 2.0) -> DatasetInfo:
-        w = _Waiter(f"dataset {name}", timeout, progress)
+        w = _Waiter(f"dataset {name}", timeout, progress, unit="episode")
         with w.bar:
             while True:
                 info = await self.dataset(name)
@@ -311,10 +317,11 @@ class AsyncTrainerClient(AsyncTransport):
 
     async def wait(self, run_id: str, *, progress: bool = True, timeout: float | None = None,
                    poll_interval: float = 2.0) -> RunRecord:
-        w = _Waiter(f"run {run_id}", timeout, progress)
+        w = _Waiter(f"run {run_id}", timeout, progress, unit="epoch")
         with w.bar:
             while True:
                 record = await self.run(run_id)
+                w.bar.unit = _run_unit(record)  # known from the first record, before the bar is drawn
                 w.bar.update(*run_progress(record), record.status.value)
                 if record.status in TERMINAL:
                     return record
@@ -340,7 +347,7 @@ class AsyncTrainerClient(AsyncTransport):
 
     async def wait_study(self, study_id: str, *, evaluated: bool = False, progress: bool = True,
                          timeout: float | None = None, poll_interval: float = 2.0) -> StudyRecord:
-        w = _Waiter(f"study {study_id}", timeout, progress)
+        w = _Waiter(f"study {study_id}", timeout, progress, unit="run")
         with w.bar:
             while True:
                 study = await self.get_study(study_id)
@@ -364,7 +371,7 @@ class AsyncTrainerClient(AsyncTransport):
 
     async def wait_eval(self, run_id: str, eval_id: int | None = None, *, progress: bool = True,
                         timeout: float | None = None, poll_interval: float = 2.0) -> EvalResult:
-        w = _Waiter(f"eval {run_id}", timeout, progress)
+        w = _Waiter(f"eval {run_id}", timeout, progress, unit="episode")
         with w.bar:
             while True:
                 result = await self.eval_result(run_id)
