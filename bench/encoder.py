@@ -2,6 +2,7 @@
 
     python bench/encoder.py                     # tiny preset on CPU, 8x256x256 windows; prints a markdown table
     python bench/encoder.py --preset vitl --windows 64     # the real model (a GPU job)
+    python bench/encoder.py --preset vitl-random --batches 1,8,32,64 --compile     # + torch.compile rows (GPU)
 
 Measures, for 8-frame 256x256 uint8 windows (the renders' size):
   1. windows/s of Encoder.encode in process at batch 1, 8, 32;
@@ -10,6 +11,8 @@ Measures, for 8-frame 256x256 uint8 windows (the renders' size):
   3. 16 concurrent one-window clients against a server with batching on (max_batch 32, max_wait_ms 5) and off
      (max_batch 1): windows/s and the mean windows per forward pass read from /metrics.
 Servers run as separate processes (uvicorn services.encoder.server:app_from_env --factory), as in production.
+With --compile, the in-process row is measured eager and compiled (Encoder.compile, buckets warmed up first, the
+compile time printed) in the same run, and the HTTP server runs with VJEPA_ROBOT_COMPILE=1.
 """
 
 from __future__ import annotations
@@ -112,6 +115,7 @@ class Server:
             "VJEPA_ROBOT_MAX_WAIT_MS": str(max_wait_ms),
             "VJEPA_ROBOT_MAX_QUEUE": "1024",
             "VJEPA_ROBOT_THREADS": str(args.threads),
+            "VJEPA_ROBOT_COMPILE": "1" if args.compile and not noop else "0",
         }
         env.pop("VJEPA_ROBOT_TOKEN", None)
         if args.model:
@@ -207,6 +211,9 @@ def main() -> None:
     p.add_argument("--per-client", type=int, default=12)
     p.add_argument("--store", default=tempfile.mkdtemp(prefix="bench-store-"))
     p.add_argument("--threads", type=int, default=default_threads(), help="torch threads, in process and in the servers")
+    p.add_argument("--batches", type=lambda v: tuple(int(x) for x in v.split(",")), default=BATCHES,
+                   help="batch sizes, e.g. 1,8,32,64")
+    p.add_argument("--compile", action="store_true", help="also measure torch.compile (in process and over HTTP)")
     p.add_argument("--serve-noop", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve_noop:
@@ -222,13 +229,22 @@ def main() -> None:
     print(f"encoder: {enc.model_name} id {enc.encoder_id} dim {enc.dim} crop {enc.image_size} {enc.dtype} on {enc.device};"
           f" windows 8x{args.size}x{args.size}x3 uint8\n")
 
-    inproc = {b: timed_rate(lambda b=b: enc.encode(data[:b]), b, max(1, args.windows // b)) for b in BATCHES}
+    batches = args.batches
+    data = make_windows(max(batches), args.size)
+    inproc = {b: timed_rate(lambda b=b: enc.encode(data[:b]), b, max(1, args.windows // b)) for b in batches}
+    compiled = {}
+    if args.compile:
+        t_compile = time.perf_counter()
+        enc.compile(warmup_upto=max(batches))
+        print(f"torch.compile: buckets {enc.buckets} up to batch {max(batches)} compiled in "
+              f"{time.perf_counter() - t_compile:.0f} s")
+        compiled = {b: timed_rate(lambda b=b: enc.encode(data[:b]), b, max(1, args.windows // b)) for b in batches}
     del enc  # free the cores for the servers
 
     with Server(args, max_batch=32, max_wait_ms=0) as srv:
-        http = {b: http_rate(srv.url, data[:b], max(1, args.windows // b)) for b in BATCHES}
+        http = {b: http_rate(srv.url, data[:b], max(1, args.windows // b)) for b in batches}
     with Server(args, max_batch=32, max_wait_ms=0, noop=True) as srv:
-        noop = {b: http_rate(srv.url, data[:b], max(1, args.windows // b)) for b in BATCHES}
+        noop = {b: http_rate(srv.url, data[:b], max(1, args.windows // b)) for b in batches}
     with Server(args, max_batch=32, max_wait_ms=5) as srv:
         on_rate, on_batch = concurrent_clients(srv, data[:1], args.clients, args.per_client)
     with Server(args, max_batch=1, max_wait_ms=0) as srv:
@@ -237,9 +253,15 @@ def main() -> None:
     print("| batch | in process (windows/s) | HTTP .npy (windows/s) | HTTP - in process (ms/window) "
           "| transport alone, no-op model (ms/window) |")
     print("|---:|---:|---:|---:|---:|")
-    for b in BATCHES:
-        overhead = 1000 / http[b] - 1000 / inproc[b]
+    for b in batches:
+        overhead = 1000 / http[b] - 1000 / (compiled or inproc)[b]
         print(f"| {b} | {inproc[b]:.1f} | {http[b]:.1f} | {overhead:.2f} | {1000 / noop[b]:.2f} |")
+    if compiled:
+        print("\n| batch | in process, eager (windows/s) | in process, torch.compile (windows/s) | compiled latency (ms) |")
+        print("|---:|---:|---:|---:|")
+        for b in batches:
+            print(f"| {b} | {inproc[b]:.1f} | {compiled[b]:.1f} | {1000 * b / compiled[b]:.1f} |")
+        print("(the HTTP column above ran a server with VJEPA_ROBOT_COMPILE=1; its overhead is against the compiled rate)")
     print()
     print(f"| {args.clients} concurrent one-window clients | windows/s | mean windows per forward pass |")
     print("|---|---:|---:|")
