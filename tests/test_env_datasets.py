@@ -111,7 +111,24 @@ def test_recreating_is_refused_unless_overwrite(tmp_path):
         create_dataset(spec, store, workers=1, progress=False)
     meta = create_dataset(DatasetSpec(name="d", episodes=3, steps=15, image_size=0), store, workers=1,
                           overwrite=True, progress=False)
-    assert meta["episodes"] == 3 and store.steps("d").count_rows() == 45
+    assert meta["episodes"] == 3 and store.count_steps("d") == 45
+
+
+def test_a_claimed_dataset_is_running_at_once_and_create_fills_it_in(tmp_path):
+    """The trainer route's path: claim (answer 202 with `running`), then the one builder resumes the claim."""
+    from services.trainer.datasets import claim_dataset
+
+    store = Store(str(tmp_path / "store"))
+    spec = DatasetSpec(name="c", episodes=2, steps=10, image_size=0)
+    claim_dataset(spec, store)
+    meta = store.get_dataset_meta("c")
+    assert meta["status"] == "running" and meta["owner_pid"] == os.getpid() and meta["episodes_done"] == 0
+    with pytest.raises(DatasetExists):
+        claim_dataset(spec, store)
+    ready = create_dataset(spec, store, workers=1, resume=True, progress=False)
+    assert ready["status"] == "ready" and ready["created_at"] == meta["created_at"] and store.count_steps("c") == 20
+    claim_dataset(DatasetSpec(name="c", episodes=1, steps=10, image_size=0), store, overwrite=True)  # drops the old
+    assert store.count_steps("c") == 0 and store.get_dataset_meta("c")["episodes"] == 1
 
 
 @pytest.mark.parametrize(

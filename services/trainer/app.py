@@ -31,7 +31,6 @@ Errors are JSON {"detail": "..."} naming the problem.
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -266,28 +265,20 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 
     @app.post("/datasets", status_code=202, response_model=DatasetInfo, dependencies=auth)
     def create_dataset(req: CreateDatasetRequest):
-        from .datasets import DatasetSpec, create_dataset, delete_dataset
+        from .datasets import DatasetExists, DatasetSpec, claim_dataset, create_dataset
 
         spec = DatasetSpec(name=req.name, expert=req.expert.value, task=req.task.value, episodes=req.episodes,
                            steps=req.steps, seed=req.seed, image_size=req.image_size)
-        try:
-            existing = store.get_dataset_meta(req.name)
-        except DatasetNotFound:
-            existing = None
-        if existing is not None and not req.overwrite:
-            raise HTTPException(409, detail=f"dataset {req.name!r} already exists ({existing['status']}): choose "
-                                            f"another name or send \"overwrite\": true")
         if f"dataset:{req.name}" in runner.active():
             raise HTTPException(409, detail=f"dataset {req.name!r} is being generated right now")
-        # record `running` before answering, so a GET right after the 202 finds the dataset
-        # drop what an overwrite replaces now, so the dataset never vanishes (404) between this 202 and the job
-        delete_dataset(store, req.name)
-        # with this process as owner, so a trainer killed before generation starts leaves it `failed`, not `running`
-        store.put_dataset_meta(req.name, "running", {**spec.__dict__, "episodes_done": 0, "owner_pid": os.getpid(),
-                                                     "owner_host": os.uname().nodename})
+        # `running` (owned by this process) before answering, so a GET right after the 202 finds the dataset
+        try:
+            claim_dataset(spec, store, overwrite=req.overwrite)
+        except DatasetExists as exc:
+            raise HTTPException(409, detail=f"{exc} (send \"overwrite\": true to replace it)") from None
 
         def work():
-            create_dataset(spec, store, workers=req.workers, resume=True, progress=False)  # the meta above exists
+            create_dataset(spec, store, workers=req.workers, resume=True, progress=False)  # fills in the claim
 
         def on_error(exc):
             meta = {**spec.__dict__, "error": f"{type(exc).__name__}: {exc}"}

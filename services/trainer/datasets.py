@@ -151,31 +151,10 @@ def create_dataset(
     record (the Modal app commits its Volume there).
     """
     store = store if isinstance(store, Store) else Store(store)
-    try:
-        existing = store.get_dataset_meta(spec.name)
-    except DatasetNotFound:
-        existing = None
-    if existing is not None or store.has_steps(spec.name):
-        if overwrite:
-            store.drop_dataset(spec.name)
-            existing = None
-        elif resume:
-            if existing and {k: existing.get(k) for k in asdict(spec)} != asdict(spec):
-                raise ValueError(
-                    f"cannot resume dataset {spec.name!r}: it was created with different arguments "
-                    f"({ {k: existing.get(k) for k in asdict(spec)} }); use --overwrite to replace it"
-                )
-        else:
-            raise DatasetExists(
-                f"dataset {spec.name!r} already exists ({existing.get('status') if existing else 'partial'}): "
-                "choose another name, pass --overwrite to replace it, or --resume to complete an interrupted one"
-            )
-
+    existing = _make_room(store, spec, overwrite=overwrite, resume=resume)
     done = store.episodes_present(spec.name)
     todo = [e for e in range(spec.episodes) if e not in done]
-    meta = {**asdict(spec), "created_at": (existing or {}).get("created_at") or now_iso(),
-            "version": __version__, "owner_pid": os.getpid(), "owner_host": os.uname().nodename,
-            "episodes_done": len(done), "success_rate": None, "mean_return": None, **(extra_meta or {})}
+    meta = {**_running_meta(spec, existing), "episodes_done": len(done), **(extra_meta or {})}
 
     def record(status: str) -> None:
         store.put_dataset_meta(spec.name, status, meta)
@@ -222,6 +201,46 @@ def create_dataset(
     record("ready")
     store.compact_steps(spec.name)
     return store.get_dataset_meta(spec.name)
+
+
+def claim_dataset(spec: DatasetSpec, store: Store, *, overwrite: bool = False) -> dict:
+    """Record `spec` as `running` (owned by this process) before its generation starts, so a service can answer
+    at once and a reader finds the dataset; `create_dataset(spec, store, resume=True)` then fills it in.
+    Raises DatasetExists unless overwrite (an overwrite drops the old dataset now)."""
+    existing = _make_room(store, spec, overwrite=overwrite, resume=False)
+    meta = _running_meta(spec, existing)
+    store.put_dataset_meta(spec.name, "running", meta)
+    return meta
+
+
+def _make_room(store: Store, spec: DatasetSpec, *, overwrite: bool, resume: bool) -> dict | None:
+    """The existing dataset's metadata if it is to be resumed; None when there is none (or it was dropped)."""
+    try:
+        existing = store.get_dataset_meta(spec.name)
+    except DatasetNotFound:
+        existing = None
+    if existing is None and not store.has_steps(spec.name):
+        return None
+    if overwrite:
+        store.drop_dataset(spec.name)
+        return None
+    if resume:
+        if existing and {k: existing.get(k) for k in asdict(spec)} != asdict(spec):
+            raise ValueError(
+                f"cannot resume dataset {spec.name!r}: it was created with different arguments "
+                f"({ {k: existing.get(k) for k in asdict(spec)} }); use --overwrite to replace it"
+            )
+        return existing
+    raise DatasetExists(
+        f"dataset {spec.name!r} already exists ({existing.get('status') if existing else 'partial'}): "
+        "choose another name, overwrite it, or resume an interrupted one"
+    )
+
+
+def _running_meta(spec: DatasetSpec, existing: dict | None) -> dict:
+    return {**asdict(spec), "created_at": (existing or {}).get("created_at") or now_iso(), "version": __version__,
+            "owner_pid": os.getpid(), "owner_host": os.uname().nodename, "episodes_done": 0, "success_rate": None,
+            "mean_return": None}
 
 
 def _generate(spec: DatasetSpec, episodes: list[int], workers: int):
