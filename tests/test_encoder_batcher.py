@@ -98,3 +98,84 @@ def test_full_queue_raises_queue_full():
         await b.stop()
 
     run(main())
+
+
+# -- the /encode hot path's bytes (services/encoder/wire.py) and the SDK's body parts ---------------------------------
+
+from conftest import run_server  # noqa: E402
+from services.encoder.wire import BodyBuffers, from_npy_buffer  # noqa: E402
+from vjepa_robot_client import AsyncEncoderClient, EncoderClient  # noqa: E402
+from vjepa_robot_client.contract import NpyError, from_npy_bytes, to_npy_bytes  # noqa: E402
+
+
+def test_npy_from_a_buffer_is_a_view_and_refuses_what_from_npy_bytes_refuses():
+    arr = w(3)
+    buf = bytearray(to_npy_bytes(arr))
+    view = from_npy_buffer(memoryview(buf))
+    assert np.array_equal(view, arr) and view.dtype == np.uint8 and view.flags.writeable
+    assert np.shares_memory(view, np.frombuffer(buf, np.uint8))  # parsed in place, not copied
+    good = to_npy_bytes(arr)
+    for body in (b"", b"not an npy body", good[:-5], good[:8] + b"\xff\xff" + good[10:]):
+        with pytest.raises(NpyError) as from_bytes:
+            from_npy_bytes(body)
+        with pytest.raises(NpyError) as from_buffer:
+            from_npy_buffer(bytearray(body))
+        assert str(from_buffer.value) == str(from_bytes.value)
+    pickled = bytearray(good)  # an object-dtype header: refused before anything is unpickled
+    header_end = good.index(b"\n") + 1
+    obj_header = good[:header_end].replace(b"'|u1'", b"'|O' ")
+    pickled[:header_end] = obj_header
+    with pytest.raises(NpyError, match="object arrays are refused"):
+        from_npy_buffer(pickled)
+
+
+def test_body_buffers_are_reused_bounded_and_dropped_when_cancelled():
+    pool = BodyBuffers(keep=2, max_bytes=1000)
+    with pool.lease() as lease:
+        a = lease.take(100)
+    assert pool.idle_bytes() == 100
+    with pool.lease() as lease:
+        assert lease.take(50) is a  # the smallest idle buffer that fits
+    with pytest.raises(ValueError):
+        with pool.lease() as lease:
+            lease.take(10)
+            raise ValueError("a 4xx: the buffer is no longer read by anyone, so it goes back")
+    assert pool.idle_bytes() == 100
+    with pytest.raises(asyncio.CancelledError):
+        with pool.lease() as lease:
+            assert lease.take(10) is a
+            raise asyncio.CancelledError  # a forward pass may still read it: never handed out again
+    assert pool.idle_bytes() == 0
+    for size in (300, 400, 500):
+        pool.give(bytearray(size))
+    assert pool.idle_bytes() <= 1000 and len(pool._free) <= 2
+
+
+def test_encode_through_reused_buffers_returns_each_request_its_own_windows_and_counts_bytes(tmp_path):
+    """Sequential requests of shrinking and growing batches share receive buffers: each must see only its own
+    windows (the toy embedding is each window's channel means). The request-bytes counter sums the bodies."""
+    from services.encoder.app import create_app
+    from services.encoder.settings import EncoderSettings
+
+    toy = ToyEncoder()
+    app = create_app(EncoderSettings(store=str(tmp_path / "store"), max_batch=8, max_wait_ms=0), encoder=toy)
+    sent = 0
+    with run_server(app) as url:
+        with EncoderClient(url, compress=None) as client:
+            for b, seed in ((4, 1), (1, 2), (3, 3), (6, 4)):
+                x = np.random.default_rng(seed).integers(0, 256, size=(b, 8, 16, 16, 3), dtype=np.uint8)
+                np.testing.assert_allclose(client.encode(x), toy.encode(x), rtol=1e-6)
+                sent += len(to_npy_bytes(x))
+
+        async def async_round():
+            async with AsyncEncoderClient(url, compress=None) as aclient:
+                x = np.random.default_rng(5).integers(0, 256, size=(2, 8, 16, 16, 3), dtype=np.uint8)
+                np.testing.assert_allclose(await aclient.encode(x), toy.encode(x), rtol=1e-6)
+                return len(to_npy_bytes(x))
+
+        sent += asyncio.run(async_round())
+        import httpx
+
+        metrics = httpx.get(f"{url}/metrics").text
+    line = next(x for x in metrics.splitlines() if x.startswith('vjepa_encoder_request_bytes_total{route="/encode"}'))
+    assert float(line.split()[-1]) == sent
