@@ -56,16 +56,34 @@ TORCH_VERSION = "2.13.0"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _dependencies() -> list[str]:
-    """The root pyproject's dependencies (torch installed first, from the CUDA index). [] inside a container,
-    where the image is already built and this file is imported without the repository around it."""
+LOCK = ROOT / "constraints.txt"  # the project's lock file: images install the versions it pins
+LOCK_IN_IMAGE = "/opt/vjepa-robot/constraints.txt"
+
+
+def _dependencies(*extras: str) -> list[str]:
+    """The root pyproject's core dependencies plus those of `extras` (torch is installed first, from the CUDA
+    index). [] inside a container, where the image is already built and this file is imported without the
+    repository around it."""
     path = ROOT / "pyproject.toml"
     if not path.exists():
         return []
     import tomllib
 
-    deps = tomllib.loads(path.read_text())["project"]["dependencies"]
-    return [d for d in deps if not d.replace(" ", "").startswith("torch==")]
+    project = tomllib.loads(path.read_text())["project"]
+    deps = list(project["dependencies"])
+    for extra in extras:
+        deps += project["optional-dependencies"][extra]
+    return [d for d in deps if not d.replace(" ", "").startswith(("torch==", "vjepa-robot"))]
+
+
+def _locked(image: modal.Image, *packages: str) -> modal.Image:
+    """pip install `packages` constrained by the lock file (so a rebuild months later installs the same versions)."""
+    if not packages:
+        return image
+    if not LOCK.exists():
+        return image.pip_install(*packages)
+    return image.add_local_file(LOCK, LOCK_IN_IMAGE, copy=True).pip_install(*packages,
+                                                                             extra_options=f"-c {LOCK_IN_IMAGE}")
 
 
 def store_uri() -> str:
@@ -80,14 +98,23 @@ def is_volume_store() -> bool:
 # Images, volumes, secrets (all lazy: nothing here talks to Modal until deploy/run)
 # ----------------------------------------------------------------------------------------------------------------
 
-_base = (
+# One shared prefix (Debian + libgomp + CUDA torch) under two images, as in deploy/Dockerfile: Modal builds and caches
+# the common layers once. The encoder image carries the core set only (no simulator, RL or plotting stack); the
+# trainer image (trainer service, demo generation) adds the EGL/Mesa libraries and the `trainer` extra.
+_torch = (
     modal.Image.debian_slim(python_version="3.11")
-    .apt_install("libegl1", "libgl1", "libglvnd0", "libgles2", "libegl-mesa0", "libgl1-mesa-dri", "libgomp1")
+    .apt_install("libgomp1")
     .pip_install(f"torch=={TORCH_VERSION}", index_url="https://download.pytorch.org/whl/cu128")
-    .pip_install(*_dependencies())
-    .env({"MUJOCO_GL": "egl", "HF_HOME": f"{HF_CACHE_PATH}/hf", "PYTHONUNBUFFERED": "1"})
+    .env({"HF_HOME": f"{HF_CACHE_PATH}/hf", "PYTHONUNBUFFERED": "1"})
 )
-image = _base.add_local_python_source("vjepa_robot", "services", "vjepa_robot_client")
+_SOURCES = ("vjepa_robot", "services", "vjepa_robot_client")
+encoder_image = _locked(_torch, *_dependencies("encoder")).add_local_python_source(*_SOURCES)
+trainer_image = _locked(
+    _torch.apt_install("libegl1", "libgl1", "libglvnd0", "libgles2", "libegl-mesa0", "libgl1-mesa-dri")
+    .env({"MUJOCO_GL": "egl"}),
+    *_dependencies("trainer"),
+).add_local_python_source(*_SOURCES)
+image = trainer_image  # the trainer, the shard workers and generate_dataset render with MuJoCo
 
 hf_cache_volume = modal.Volume.from_name("vjepa-robot-hf-cache", create_if_missing=True)
 store_volume = modal.Volume.from_name("vjepa-robot-store", create_if_missing=True)
@@ -101,7 +128,7 @@ app = modal.App(APP_NAME)
 
 ENCODER_OPTIONS: dict[str, Any] = dict(
     gpu=GPU,
-    image=image,
+    image=encoder_image,
     volumes={HF_CACHE_PATH: hf_cache_volume, **store_volumes},
     secrets=[token_secret, *store_secrets],
     min_containers=ENCODER_MIN_CONTAINERS,

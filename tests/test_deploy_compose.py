@@ -1,6 +1,11 @@
-"""docker-compose.yml and the Dockerfiles, checked without Docker: the file parses, every VJEPA_ROBOT_* variable it
-sets is one the code reads, the container commands are valid CLI commands, and the encoder container's exact
-command + environment + healthcheck serve a working encoder on loopback."""
+"""docker-compose.yml, its GPU override, deploy/Dockerfile and .dockerignore, checked without Docker: the files parse,
+ports are published on 127.0.0.1 unless the user opts in, one token reaches both services, every VJEPA_ROBOT_*
+variable set is one the code reads, the container commands are valid CLI commands, the images install from the lock
+file, the GPU override fills the Hugging Face cache before the encoder starts, and the encoder container's exact
+command + environment + healthcheck serve a working encoder on loopback.
+
+test_compose_stack_smoke runs deploy/smoke.sh (build, up, healthy, quickstart, token, down/up persistence) where a
+Docker engine, Compose v2 and the base image are available, and is skipped with the reason otherwise."""
 
 from __future__ import annotations
 
@@ -19,7 +24,11 @@ from typer.testing import CliRunner
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_GPU = ROOT / "docker-compose.gpu.yml"
-DOCKERFILES = {"encoder": ROOT / "deploy/Dockerfile.encoder", "trainer": ROOT / "deploy/Dockerfile.trainer"}
+DOCKERFILE = ROOT / "deploy/Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+ENV_EXAMPLE = ROOT / ".env.example"
+LOCK = ROOT / "constraints.txt"
+SERVICES = ("encoder", "trainer")
 _DEFAULT = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 
 
@@ -59,13 +68,25 @@ def dockerfile_env(path: Path) -> set[str]:
     return set(re.findall(r"\b(VJEPA_ROBOT_[A-Z0-9_]+)=", path.read_text()))
 
 
+def dockerfile_stages(path: Path = DOCKERFILE) -> dict[str, tuple[str, str]]:
+    """{stage name: (parent, body text)} of a multi-stage Dockerfile."""
+    stages: dict[str, tuple[str, str]] = {}
+    parts = re.split(r"^FROM\s+", path.read_text(), flags=re.M)[1:]
+    for part in parts:
+        head, _, body = part.partition("\n")
+        parent, _, name = head.partition(" AS ")
+        stages[name.strip()] = (parent.strip(), body)
+    return stages
+
+
 def test_compose_structure():
     compose = load(COMPOSE)
     services = compose["services"]
-    assert set(services) >= {"encoder", "trainer"}
-    for name, dockerfile in DOCKERFILES.items():
+    assert set(services) >= set(SERVICES)
+    for name in SERVICES:
         svc = services[name]
-        assert (ROOT / svc["build"]["context"] / svc["build"]["dockerfile"]).resolve() == dockerfile.resolve()
+        assert (ROOT / svc["build"]["context"] / svc["build"]["dockerfile"]).resolve() == DOCKERFILE.resolve()
+        assert svc["build"]["target"] == name
         assert "store:/data/store" in svc["volumes"]  # one named volume, the same LanceDB store for both
         assert environment(svc)["VJEPA_ROBOT_STORE"] == "/data/store"
         test = svc["healthcheck"]["test"]
@@ -77,10 +98,83 @@ def test_compose_structure():
     assert environment(services["trainer"])["VJEPA_ROBOT_ENCODER_URL"] == "http://encoder:8001"
     assert environment(services["encoder"])["VJEPA_ROBOT_PRESET"] == "tiny"  # CPU default
     assert environment(services["trainer"])["MUJOCO_GL"] == "egl"
-    for dockerfile in DOCKERFILES.values():
-        text = dockerfile.read_text()
-        assert text.startswith("#") and "FROM python:3.11-slim" in text and "ARG TORCH_INDEX" in text
-    assert "libegl1" in DOCKERFILES["trainer"].read_text()
+
+
+def test_ports_are_published_on_loopback_unless_the_user_opts_in():
+    for name in SERVICES:
+        (mapping,) = load(COMPOSE)["services"][name]["ports"]
+        assert interpolate(mapping).startswith("127.0.0.1:"), mapping  # nothing set: loopback only
+        assert interpolate(mapping, {"VJEPA_ROBOT_BIND": "0.0.0.0"}).startswith("0.0.0.0:")
+        host, host_port, container_port = interpolate(mapping).split(":")
+        assert host_port == container_port == {"encoder": "8001", "trainer": "8002"}[name]
+
+
+def test_one_token_reaches_both_services_and_the_trainer_sends_it_to_the_encoder():
+    services = load(COMPOSE)["services"]
+    for name in SERVICES:
+        raw = services[name]["environment"]["VJEPA_ROBOT_TOKEN"]
+        assert interpolate(raw, {"VJEPA_ROBOT_TOKEN": "s3cret"}) == "s3cret" and interpolate(raw) == ""
+    # the trainer's setting that holds the token is the one it sends to the encoder (jobs.TrainerContext.token)
+    source = (ROOT / "services/trainer/app.py").read_text()
+    assert re.search(r"TrainerContext\([^)]*token=token", source)
+    # .env.example documents every variable the compose files interpolate, and sets no token
+    example = dict(line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines() if line and line[0] != "#")
+    assert example["VJEPA_ROBOT_TOKEN"] == "" and example["VJEPA_ROBOT_BIND"] == "127.0.0.1"
+    used = set()
+    for path in (COMPOSE, COMPOSE_GPU):
+        used |= {m.group(1) for m in _DEFAULT.finditer(path.read_text())}
+    assert used - set(example) <= {"VJEPA_ROBOT_MAX_BATCH"}, sorted(used - set(example))
+    assert set(example) <= used, sorted(set(example) - used)
+
+
+def test_dockerfile_stages_share_torch_and_install_from_the_lock():
+    stages = dockerfile_stages()
+    assert set(stages) == {"base", "encoder", "trainer"}
+    assert stages["base"][0] == "python:3.11-slim"
+    assert stages["encoder"][0] == stages["trainer"][0] == "base"  # one torch layer under both images
+    assert "ARG TORCH_INDEX" in stages["base"][1] and '"torch==${TORCH_VERSION}"' in stages["base"][1]
+    assert "COPY constraints.txt" in stages["base"][1]
+    for name in SERVICES:
+        body = stages[name][1]
+        installs = [ln for ln in body.splitlines() if "pip install" in ln]
+        assert installs and all("-c constraints.txt" in ln or "--no-deps" in ln for ln in installs), installs
+    encoder, trainer = stages["encoder"][1], stages["trainer"][1]
+    assert '".[encoder]"' in encoder and "trainer" not in re.sub(r"#.*", "", encoder)  # no simulator / RL stack
+    assert "libegl" not in encoder and "libegl1" in trainer and '".[trainer]"' in trainer
+    assert 'ARG TORCH_VERSION=2.13.0' in stages["base"][1]
+    assert re.search(r"^torch==2\.13\.0$", LOCK.read_text(), flags=re.M)  # the lock agrees with the image
+
+
+def _dockerignore_excludes(path: str, patterns: list[str]) -> bool:
+    """Docker's .dockerignore rule: patterns match the path or any parent, `**` crosses '/', the last match wins."""
+    excluded = False
+    parts = path.split("/")
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        regex = re.escape(pattern.lstrip("!").strip("/"))
+        regex = regex.replace(r"\*\*/", "(?:.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
+        regex = regex.replace(r"\?", "[^/]").replace(r"\[", "[").replace(r"\]", "]")
+        if any(re.fullmatch(regex, "/".join(parts[:i])) for i in range(1, len(parts) + 1)):
+            excluded = not negate
+    return excluded
+
+
+def test_dockerignore_keeps_build_outputs_out_of_the_context():
+    patterns = [ln.strip() for ln in DOCKERIGNORE.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    for path in ("clients/build/lib/vjepa_robot_client/__init__.py", "clients/vjepa_robot_client.egg-info/PKG-INFO",
+                 "vjepa_robot.egg-info/PKG-INFO", ".venv/bin/python", "services/__pycache__/x.cpython-311.pyc",
+                 ".git/HEAD", ".env", "vjepa-robot-store/datasets.lance/x", "vjepa-robot-runs/r/run.json",
+                 "vjepa-robot-demo/x", "vjepa-robot-report/README.md", ".pytest_cache/v", "build/lib/x.py",
+                 "bench/results/x.json"):
+        assert _dockerignore_excludes(path, patterns), f"{path} would enter the build context"
+    for path in ("pyproject.toml", "README.md", "constraints.txt", "services/encoder/app.py",
+                 "services/trainer/report.py", "clients/vjepa_robot_client/__init__.py", "clients/pyproject.toml",
+                 "vjepa_robot/cli.py", ".env.example"):
+        assert not _dockerignore_excludes(path, patterns), f"{path} is needed by the images but ignored"
+    copied = re.findall(r"^COPY (.+) \S+$", DOCKERFILE.read_text(), flags=re.M)
+    for sources in copied:
+        for source in sources.split():
+            assert (ROOT / source).exists() and not _dockerignore_excludes(source, patterns), source
 
 
 def test_gpu_override_reserves_a_gpu_and_uses_vitl():
@@ -89,7 +183,24 @@ def test_gpu_override_reserves_a_gpu_and_uses_vitl():
     assert environment(encoder)["VJEPA_ROBOT_DEVICE"] == "cuda"
     (device,) = encoder["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
-    assert "cu" in encoder["build"]["args"]["TORCH_INDEX"]
+    assert "cu" in encoder["build"]["args"]["TORCH_INDEX"] and encoder["build"]["target"] == "encoder"
+
+
+def test_gpu_override_fills_the_model_cache_before_the_encoder_starts():
+    gpu = load(COMPOSE_GPU)["services"]
+    fetch, encoder = gpu["fetch-model"], gpu["encoder"]
+    assert encoder["depends_on"]["fetch-model"]["condition"] == "service_completed_successfully"
+    assert fetch["restart"] == "no" and "ports" not in fetch
+    for svc in (fetch, encoder):
+        assert "hf-cache:/cache/hf" in svc["volumes"] and environment(svc)["HF_HOME"] == "/cache/hf"
+    assert fetch["image"] == encoder["image"] and fetch["build"] == encoder["build"]
+    assert environment(fetch)["VJEPA_ROBOT_PRESET"] == environment(encoder)["VJEPA_ROBOT_PRESET"] == "vitl"
+    assert "hf-cache" in load(COMPOSE)["volumes"]
+    from vjepa_robot.cli import app
+
+    assert fetch["command"][:2] == ["vjepa-robot", "fetch-model"]
+    result = CliRunner().invoke(app, [*fetch["command"][1:], "--help"])
+    assert result.exit_code == 0, result.output
 
 
 def test_every_env_var_set_is_read_by_the_code():
@@ -98,33 +209,35 @@ def test_every_env_var_set_is_read_by_the_code():
     for path in (COMPOSE, COMPOSE_GPU):
         for svc in load(path)["services"].values():
             set_by_deploy |= {k for k in environment(svc) if k.startswith("VJEPA_ROBOT_")}
-    for dockerfile in DOCKERFILES.values():
-        set_by_deploy |= dockerfile_env(dockerfile)
+    set_by_deploy |= dockerfile_env(DOCKERFILE)
     assert set_by_deploy, "no VJEPA_ROBOT_* variables found: did the compose file change shape?"
     unread = sorted(set_by_deploy - read)
     assert not unread, f"deploy files set variables no code reads: {unread}"
 
 
-@pytest.mark.parametrize("service", ["encoder", "trainer"])
+@pytest.mark.parametrize("service", SERVICES)
 def test_commands_are_valid_cli_commands(service):
     from vjepa_robot.cli import app
 
     command = load(COMPOSE)["services"][service]["command"]
     assert command[0] == "vjepa-robot"
-    assert command == [*_dockerfile_cmd(DOCKERFILES[service])]  # image default and compose agree
+    assert command == _dockerfile_cmd(dockerfile_stages()[service][1])  # image default and compose agree
     result = CliRunner().invoke(app, [*command[1:], "--help"])  # unknown options would fail before --help
     assert result.exit_code == 0, result.output
     # the console script the images call exists with that name
     from importlib.metadata import entry_points
 
     (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "vjepa-robot"]
-    assert ep.value == "vjepa_robot.cli:app"
+    import tomllib
+
+    assert ep.value == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["vjepa-robot"]
+    assert callable(ep.load())
 
 
-def _dockerfile_cmd(path: Path) -> list[str]:
+def _dockerfile_cmd(stage_text: str) -> list[str]:
     import json
 
-    (line,) = [ln for ln in path.read_text().splitlines() if ln.startswith("CMD [")]
+    (line,) = [ln for ln in stage_text.splitlines() if ln.startswith("CMD [")]
     return json.loads(line[4:])
 
 
@@ -167,3 +280,101 @@ def test_encoder_container_entrypoint_on_loopback(tmp_path):
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.mark.slow
+def test_fetch_model_fills_the_hf_cache_that_the_encoder_then_loads_offline(tmp_path, tiny_encoder, tiny_encoder_dir):
+    """`vjepa-robot fetch-model` resolves a hub checkpoint into $HF_HOME; offline, a filled cache is enough for both
+    it and the encoder. The hub is unreachable here, so the cache is laid out by hand in the hub's own layout
+    (models--org--name/refs/<rev> -> snapshots/<sha>/) from the tiny preset's saved weights. Subprocesses, because
+    huggingface_hub reads HF_HOME and HF_HUB_OFFLINE once, at import."""
+    import numpy as np
+
+    from vjepa_robot.cli import app
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VJEPA_ROBOT_", "HF_"))}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", VJEPA_ROBOT_THREADS="1")
+    cli = str(Path(sys.executable).with_name("vjepa-robot"))
+    empty = subprocess.run([cli, "fetch-model"], env=env, capture_output=True, text=True, timeout=120)
+    assert empty.returncode == 1, empty.stdout + empty.stderr  # default preset vitl, nothing cached, offline
+    assert "facebook/vjepa2-vitl" in empty.stderr and str(tmp_path / "hf") in empty.stderr
+    runner = CliRunner()
+    assert runner.invoke(app, ["fetch-model", "--preset", "tiny"]).exit_code == 0  # random init: nothing to fetch
+    bad = runner.invoke(app, ["fetch-model", "--preset", "vitl-huge"])
+    assert bad.exit_code == 2 and "unknown preset" in bad.output
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hf" / "hub" / "models--example--tiny-vjepa2"
+    shutil.copytree(tiny_encoder_dir, repo / "snapshots" / sha)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    filled = subprocess.run([cli, "fetch-model", "--model", "example/tiny-vjepa2", "--revision", "main"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert filled.returncode == 0, filled.stdout + filled.stderr
+    assert sha in filled.stdout and "is in the cache" in filled.stdout
+
+    window = np.random.default_rng(0).integers(0, 256, (1, 8, 32, 32, 3), dtype=np.uint8)
+    np.save(tmp_path / "window.npy", window)
+    script = ("import sys, numpy as np; from services.encoder.model import load_encoder; "
+              "enc = load_encoder(model='example/tiny-vjepa2', revision='main', device='cpu', num_threads=1); "
+              "assert enc.info()['model'] == 'example/tiny-vjepa2', enc.info(); "
+              "np.save(sys.argv[2], enc.encode(np.load(sys.argv[1])))")
+    loaded = subprocess.run([sys.executable, "-c", script, str(tmp_path / "window.npy"), str(tmp_path / "emb.npy")],
+                            env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "emb.npy"), tiny_encoder.encode(window), rtol=1e-5, atol=1e-6)
+
+
+def _smoke_skip_reason() -> str | None:
+    docker = shutil.which("docker")
+    if docker is None:
+        return "no docker CLI on this machine"
+    if subprocess.run([docker, "info"], capture_output=True, timeout=30).returncode != 0:
+        return "no Docker engine reachable (docker info failed)"
+    if subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30).returncode != 0:
+        return "Compose v2 (the `docker compose` plugin) is not installed"
+    if subprocess.run([docker, "image", "inspect", "python:3.11-slim"], capture_output=True, timeout=30).returncode != 0:
+        return "the base image python:3.11-slim is not available locally (docker pull python:3.11-slim first)"
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_compose_stack_smoke():
+    """deploy/smoke.sh: build both images, up, wait healthy, loopback-only ports, the token on both services, the SDK
+    quickstart, down/up persistence; its own compose project on free ports, removed afterwards."""
+    reason = _smoke_skip_reason()
+    if reason:
+        pytest.skip(f"compose smoke test skipped: {reason}")
+    env = {**os.environ, "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(ROOT / "deploy/smoke.sh")], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=3500)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    assert "smoke test passed" in proc.stdout
+
+
+def test_the_lock_pins_every_dependency_within_the_pyproject_ranges():
+    """constraints.txt (deploy/lock.sh) must cover pyproject.toml: a dependency added or re-ranged without refreshing
+    the lock fails here, not in a Docker build or CI install months later."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    pins: dict[str, Version] = {}
+    for line in LOCK.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt line is not an exact pin: {line!r}"
+            pins[canonicalize_name(name)] = Version(version.strip())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = [*project["dependencies"], *(d for deps in project["optional-dependencies"].values() for d in deps)]
+    for text in requirements:
+        req = Requirement(text)
+        if canonicalize_name(req.name) == "vjepa-robot":  # self-referencing extras (all, test)
+            continue
+        pinned = pins.get(canonicalize_name(req.name))
+        assert pinned is not None, f"{req.name} is not in constraints.txt: run deploy/lock.sh"
+        assert req.specifier.contains(pinned, prereleases=True), f"{req} but the lock pins {pinned}: run deploy/lock.sh"
+    assert pins[canonicalize_name("torch")] == Version("2.13.0")  # the CPU build on this disk, the images' pin

@@ -133,3 +133,22 @@ def test_build_dataset_locally_then_resume(modal_app, tmp_path):
     assert store.episodes_present("modal-shards") == {0, 1, 2}
     again = m.build_dataset(spec, str(tmp_path / "store"), shard_size=2)  # nothing left to do
     assert again["episodes_done"] == 3 and store.read_steps("modal-shards", ["step"]).num_rows == 30
+
+
+def test_encoder_image_is_slim_and_both_images_install_from_the_lock(modal_app):
+    """The encoder runs on an image without the simulator / RL / plotting stack; the trainer's image has it; both
+    install the lock file's versions (every dependency they name is pinned there)."""
+    m, seen = modal_app
+    (enc,) = [kw for kw in seen["cls"] if kw.get("gpu")]
+    assert enc["image"] is m.encoder_image
+    trainer = next(kw for kw in seen["function"] if kw.get("max_containers") == 1)
+    assert trainer["image"] is m.trainer_image
+    names = lambda deps: {re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0].lower() for d in deps}  # noqa: E731
+    encoder_deps, trainer_deps = names(m._dependencies("encoder")), names(m._dependencies("trainer"))
+    heavy = {"dm-control", "mujoco", "stable-baselines3", "gymnasium", "matplotlib"}
+    assert not heavy & encoder_deps and heavy <= trainer_deps
+    assert "torch" not in encoder_deps | trainer_deps  # installed first, from the CUDA index
+    pinned = {line.split("==")[0].lower().replace("_", "-") for line in m.LOCK.read_text().splitlines()
+              if "==" in line and not line.startswith("#")}
+    assert {d.replace("_", "-") for d in trainer_deps} <= pinned, sorted(trainer_deps - pinned)
+    assert "torch" in pinned
