@@ -138,7 +138,7 @@ class EncoderClient(SyncTransport):
 
     def stream(self, envs: int, height: int, width: int) -> FrameStream:
         """Open a frame stream: `.step(frames, reset=...)` sends the newest frame of each env, -> (N, D) float32."""
-        return FrameStream(self, envs, height, width, compress=self.compress)
+        return FrameStream(self, envs, height, width, self.compress, _embeddings)
 
     def encode_dataset(self, name: str, batch_size: int = 32) -> DatasetEncodeStatus:
         """Start (idempotently) embedding every window of a dataset on the service; returns at once."""
@@ -208,7 +208,7 @@ class AsyncEncoderClient(AsyncTransport):
 
     async def stream(self, envs: int, height: int, width: int) -> AsyncFrameStream:
         """Open a frame stream (see EncoderClient.stream); its step and close are awaited."""
-        s = AsyncFrameStream(self, envs, height, width, compress=self.compress)
+        s = AsyncFrameStream(self, envs, height, width, self.compress, _embeddings)
         await s._open()
         return s
 

@@ -14,7 +14,7 @@ Connection errors and 503s are retried by the transport's one retry policy befor
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -22,10 +22,6 @@ from ._transport import compress_body
 from .contract import NPY_MEDIA_TYPE, StreamCreated, StreamCreateRequest, to_npy_bytes
 from .errors import ConnectionFailed, NotFound
 from .window import WINDOW_FRAMES, WindowBuffer
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .encoder import AsyncEncoderClient, EncoderClient
-
 
 def _check_frames(frames: np.ndarray, envs: int, height: int, width: int) -> np.ndarray:
     frames = np.asarray(frames)
@@ -58,9 +54,11 @@ def _reset_list(reset: Sequence[int] | np.ndarray | None, envs: int) -> list[int
 
 
 class _StreamBase:
-    def __init__(self, envs: int, height: int, width: int, compress: str | None):
+    def __init__(self, envs: int, height: int, width: int, compress: str | None,
+                 parse: Callable[[Any], np.ndarray]):
         self.envs, self.height, self.width = int(envs), int(height), int(width)
         self.compress = compress
+        self._parse = parse  # the encoder client's answer -> (N, D) float32 (as for POST /encode)
         self.buffer = WindowBuffer(self.envs, self.height, self.width)
         self.stream_id: str | None = None
         self.encoder_id: str | None = None
@@ -91,8 +89,9 @@ class _StreamBase:
 class FrameStream(_StreamBase):
     """A stream on a synchronous EncoderClient (see the module docstring)."""
 
-    def __init__(self, client: "EncoderClient", envs: int, height: int, width: int, compress: str | None = None):
-        super().__init__(envs, height, width, compress)
+    def __init__(self, client: Any, envs: int, height: int, width: int, compress: str | None,
+                 parse: Callable[[Any], np.ndarray]):
+        super().__init__(envs, height, width, compress, parse)
         self.client = client
         self._open()
 
@@ -101,15 +100,13 @@ class FrameStream(_StreamBase):
 
     def step(self, frames: np.ndarray, reset: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """(N, H, W, 3) uint8 newest frames -> (N, D) float32 embeddings of each env's last 8 frames."""
-        from .encoder import _embeddings
-
         frames = _check_frames(frames, self.envs, self.height, self.width)
         reset = _reset_list(reset, self.envs)
         windows = self.buffer.push(frames, reset)
         if self._in_sync:
             self._in_sync = False  # until the answer arrives: an exception leaves the encoder's copy unknown
             try:
-                out = _embeddings(self.client.request("POST", self._path(), **self._step_request(frames, reset)))
+                out = self._parse(self.client.request("POST", self._path(), **self._step_request(frames, reset)))
                 self._in_sync = True
                 return out
             except NotFound:  # the encoder restarted or the stream expired
@@ -128,8 +125,6 @@ class FrameStream(_StreamBase):
         return self._resync(self.buffer.windows)
 
     def _resync(self, windows: np.ndarray) -> np.ndarray:
-        from .encoder import _embeddings
-
         self._in_sync = False
         request = self._step_request(windows, [])
         try:  # full windows set the encoder's copy, so sending them twice is harmless: idempotent
@@ -139,7 +134,7 @@ class FrameStream(_StreamBase):
             r = self.client.request("POST", self._path(), idempotent=True, **request)
         self.resyncs += 1
         self._in_sync = True
-        return _embeddings(r)
+        return self._parse(r)
 
     def close(self) -> None:
         if self.stream_id is not None:
@@ -159,16 +154,15 @@ class FrameStream(_StreamBase):
 class AsyncFrameStream(_StreamBase):
     """A stream on an AsyncEncoderClient: `s = await client.stream(...)`, `await s.step(frames)`, `await s.close()`."""
 
-    def __init__(self, client: "AsyncEncoderClient", envs: int, height: int, width: int, compress: str | None = None):
-        super().__init__(envs, height, width, compress)
+    def __init__(self, client: Any, envs: int, height: int, width: int, compress: str | None,
+                 parse: Callable[[Any], np.ndarray]):
+        super().__init__(envs, height, width, compress, parse)
         self.client = client
 
     async def _open(self) -> None:
         self._created((await self.client.request("POST", "/streams", json=self._create_body())).json())
 
     async def step(self, frames: np.ndarray, reset: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
-        from .encoder import _embeddings
-
         frames = _check_frames(frames, self.envs, self.height, self.width)
         reset = _reset_list(reset, self.envs)
         windows = self.buffer.push(frames, reset)
@@ -176,7 +170,7 @@ class AsyncFrameStream(_StreamBase):
             self._in_sync = False
             try:
                 r = await self.client.request("POST", self._path(), **self._step_request(frames, reset))
-                out = _embeddings(r)
+                out = self._parse(r)
                 self._in_sync = True
                 return out
             except NotFound:
@@ -193,8 +187,6 @@ class AsyncFrameStream(_StreamBase):
         return await self._resync(self.buffer.windows)
 
     async def _resync(self, windows: np.ndarray) -> np.ndarray:
-        from .encoder import _embeddings
-
         self._in_sync = False
         request = self._step_request(windows, [])
         try:
@@ -204,7 +196,7 @@ class AsyncFrameStream(_StreamBase):
             r = await self.client.request("POST", self._path(), idempotent=True, **request)
         self.resyncs += 1
         self._in_sync = True
-        return _embeddings(r)
+        return self._parse(r)
 
     async def close(self) -> None:
         if self.stream_id is not None:
