@@ -174,7 +174,7 @@ def test_killed_writer_leaves_no_partial_episode_and_resume_completes(tmp_path):
     assert info["status"] == "failed" and "--resume" in info["error"]
     # re-running with --resume completes it
     subprocess.run([*cmd, "--resume"], check=True, capture_output=True, timeout=300)
-    assert store.steps("k").count_rows() == 16 * 60
+    assert store.count_steps("k") == 16 * 60
     assert dataset_info(store, "k")["status"] == "ready"
     assert steps_table_name("k") in store.table_names()
 

@@ -229,4 +229,4 @@ def test_trainer_killed_during_dataset_generation_reports_failed_and_overwrite_c
         tr.create_dataset("gen", expert="jacobian", task="easy", seed=0, workers=1, overwrite=True, **spec)
         info = tr.wait_dataset("gen", progress=False, timeout=240, poll_interval=0.5)
     assert info.status.value == "ready" and info.episodes_done == spec["episodes"]
-    assert store.steps("gen").count_rows() == spec["episodes"] * spec["steps"]
+    assert store.count_steps("gen") == spec["episodes"] * spec["steps"]

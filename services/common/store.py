@@ -228,11 +228,15 @@ class Store:
 
     # -- steps ---------------------------------------------------------------------------------------------------
 
-    def steps(self, dataset: str):
+    def _steps(self, dataset: str):
         name = steps_table_name(dataset)
         if not self.has_table(name):
             raise DatasetNotFound(dataset)
         return self.open(name)
+
+    def require_steps(self, dataset: str) -> int:
+        """The dataset's step-row count; raises DatasetNotFound when it has no steps table."""
+        return self._steps(dataset).count_rows()
 
     def append_episode(self, dataset: str, rows: pa.Table) -> None:
         """Append one whole episode (STEPS_SCHEMA rows) in one `add`: a reader never sees half an episode."""
@@ -258,7 +262,7 @@ class Store:
     def compact_steps(self, dataset: str) -> None:
         """Merge the one-episode fragments of a finished dataset (an optimisation: failures are ignored)."""
         try:
-            self.steps(dataset).optimize()
+            self._steps(dataset).optimize()
         except Exception:  # noqa: BLE001  (compaction is never a reason to fail)
             pass
 
@@ -280,7 +284,7 @@ class Store:
 
     def read_steps(self, dataset: str, columns: list[str], where: str | None = None) -> pa.Table:
         """Columnar bulk read of a dataset's steps, sorted by (episode, step)."""
-        ds = self.steps(dataset).to_lance()
+        ds = self._steps(dataset).to_lance()
         cols = list(dict.fromkeys(["episode", "step", *columns]))
         table = ds.to_table(columns=cols, filter=where)
         return table.sort_by([("episode", "ascending"), ("step", "ascending")])

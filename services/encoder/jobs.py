@@ -100,7 +100,7 @@ class DatasetJobs:
     def start(self, dataset: str, batch_size: int) -> DatasetEncodeStatus:
         """Start (or join) the job for `dataset`. Raises DatasetNotFound synchronously."""
         store = self.store()
-        store.steps(dataset)  # DatasetNotFound -> 404 before any thread starts
+        store.require_steps(dataset)  # DatasetNotFound -> 404 before any thread starts
         with self._lock:
             current = self._jobs.get(dataset)
             if current is not None and current.status == "running":

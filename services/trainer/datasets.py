@@ -278,11 +278,6 @@ def summarise(store: Store, name: str) -> dict:
     }
 
 
-def delete_dataset(store: Store, name: str) -> None:
-    """Drop a dataset's steps, its embeddings (every encoder) and its metadata."""
-    store.drop_dataset(name)
-
-
 def dataset_info(store: Store, name: str) -> dict:
     """Metadata with a stale `running` (its generating process is gone) reported as `failed`."""
     meta = store.get_dataset_meta(name)
