@@ -250,3 +250,16 @@ def test_token_file_and_env_settings(tmp_path, monkeypatch):
     from services.encoder.server import app_from_env
 
     assert app_from_env().state.settings.max_batch == 7
+
+
+def test_encode_and_wait_raises_when_the_dataset_job_fails(tiny_dataset):
+    """The SDK's one encode-and-wait: a job that fails on the service raises DatasetEncodeFailed with its error."""
+    from vjepa_robot_client import DatasetEncodeFailed, EncoderClient, NotFound
+
+    store, name, _ = tiny_dataset
+    app = create_app(EncoderSettings(store=store.uri, max_batch=4, max_wait_ms=1.0), encoder=ToyEncoder(fail=True))
+    with run_server(app) as url, EncoderClient(url) as client:
+        with pytest.raises(DatasetEncodeFailed, match="toy forward pass exploded"):
+            client.encode_dataset_and_wait(name, batch_size=4, poll_interval=0.1, timeout=60)
+        with pytest.raises(NotFound):
+            client.encode_dataset_and_wait("no-such-dataset", poll_interval=0.1, timeout=60)

@@ -30,6 +30,7 @@ from .errors import (
     Unauthorized,
     VjepaRobotError,
     WaitTimeout,
+    DatasetEncodeFailed,
 )
 from .trainer import AsyncTrainerClient, TrainerClient
 
@@ -38,7 +39,7 @@ __version__ = "0.1.0"
 __all__ = [
     "EncoderClient", "AsyncEncoderClient", "TrainerClient", "AsyncTrainerClient", "FrameStream", "AsyncFrameStream",
     "VjepaRobotError", "BadRequest", "Unauthorized", "NotFound", "ServerError", "ServiceUnavailable",
-    "ConnectionFailed", "RequestTimeout", "WaitTimeout",
+    "ConnectionFailed", "RequestTimeout", "WaitTimeout", "DatasetEncodeFailed",
     "EncoderInfo", "EncodeResponse", "DatasetEncodeStatus", "DatasetInfo", "RunRecord", "RunStatus", "EvalResult",
     "FeatureSource", "from_npy_bytes", "to_npy_bytes",
 ]

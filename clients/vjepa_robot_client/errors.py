@@ -8,7 +8,8 @@
     │   └── ServiceUnavailable      503 (and 429) still answered after every retry
     ├── ConnectionFailed            could not connect, after every retry
     ├── RequestTimeout              the service took longer than `timeout`
-    └── WaitTimeout                 wait()/wait_eval()/wait_dataset() ran past its own timeout
+    ├── WaitTimeout                 wait()/wait_eval()/wait_dataset() ran past its own timeout
+    └── DatasetEncodeFailed         encode_dataset_and_wait(): the encoder's dataset job failed
 """
 
 from __future__ import annotations
