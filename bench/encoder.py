@@ -3,6 +3,7 @@
     python bench/encoder.py                     # tiny preset on CPU, 8x256x256 windows; prints a markdown table
     python bench/encoder.py --preset vitl --windows 64     # the real model (a GPU job)
     python bench/encoder.py --preset vitl-random --batches 1,8,32,64 --compile     # + torch.compile rows (GPU)
+    python bench/encoder.py --preset vitl-random --batches 1,8,32,64 --compile --in-process-only   # model rows only
 
 Measures, for 8-frame 256x256 uint8 windows (the renders' size):
   1. windows/s of Encoder.encode in process at batch 1, 8, 32;
@@ -107,6 +108,7 @@ class Server:
     def __init__(self, args, max_batch: int, max_wait_ms: float, noop: bool = False):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.compile = args.compile and not noop
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "clients"), os.environ.get("PYTHONPATH", "")]),
@@ -130,7 +132,7 @@ class Server:
         self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
 
     def __enter__(self) -> "Server":
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + (1800 if self.compile else 300)  # compiling every bucket takes minutes
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"encoder server exited with {self.proc.returncode}")
@@ -214,6 +216,7 @@ def main() -> None:
     p.add_argument("--batches", type=lambda v: tuple(int(x) for x in v.split(",")), default=BATCHES,
                    help="batch sizes, e.g. 1,8,32,64")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile (in process and over HTTP)")
+    p.add_argument("--in-process-only", action="store_true", help="skip the HTTP rows (no fastapi/uvicorn needed)")
     p.add_argument("--serve-noop", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve_noop:
@@ -240,10 +243,18 @@ def main() -> None:
               f"{time.perf_counter() - t_compile:.0f} s")
         compiled = {b: timed_rate(lambda b=b: enc.encode(data[:b]), b, max(1, args.windows // b)) for b in batches}
     del enc  # free the cores for the servers
+    if args.in_process_only:  # e.g. a GPU box without the web stack installed
+        print("| batch | in process, eager (windows/s) | latency (ms) |" + (" torch.compile (windows/s) | latency (ms) |" if compiled else ""))
+        print("|---:|---:|---:|" + ("---:|---:|" if compiled else ""))
+        for b in batches:
+            row = f"| {b} | {inproc[b]:.1f} | {1000 * b / inproc[b]:.1f} |"
+            print(row + (f" {compiled[b]:.1f} | {1000 * b / compiled[b]:.1f} |" if compiled else ""))
+        return
 
-    with Server(args, max_batch=32, max_wait_ms=0) as srv:
+    top = max(32, max(batches))  # one forward pass per request at every measured batch size
+    with Server(args, max_batch=top, max_wait_ms=0) as srv:
         http = {b: http_rate(srv.url, data[:b], max(1, args.windows // b)) for b in batches}
-    with Server(args, max_batch=32, max_wait_ms=0, noop=True) as srv:
+    with Server(args, max_batch=top, max_wait_ms=0, noop=True) as srv:
         noop = {b: http_rate(srv.url, data[:b], max(1, args.windows // b)) for b in batches}
     with Server(args, max_batch=32, max_wait_ms=5) as srv:
         on_rate, on_batch = concurrent_clients(srv, data[:1], args.clients, args.per_client)
