@@ -115,7 +115,7 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
     """Run the study; write to `store` / `runs_dir` (default: the CLI's defaults, so `vjepa-robot runs list` and
     `vjepa-robot report` find the results afterwards); service logs go to `workdir`/logs."""
     from vjepa_robot_client import EncoderClient, TrainerClient
-    from vjepa_robot_client.contract import EXPERTS
+    from vjepa_robot_client.contract import EXPERTS, FEATURE_SOURCES
 
     from services.common.store import Store, default_store_uri
     from services.trainer.features import make_feature_source
@@ -165,7 +165,7 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
         console.rule(f"3. behaviour cloning on vjepa2 / state / random features ({len(seeds)} seed"
                      f"{'s' if len(seeds) > 1 else ''}: {', '.join(map(str, seeds))})")
         bc_runs: dict[str, list[str]] = {}
-        for f in ("vjepa2", "state", "random"):
+        for f in FEATURE_SOURCES:
             if len(seeds) == 1:
                 bc_runs[f] = [tr.train_bc(dataset, features=f, epochs=cfg.epochs, seed=seeds[0])]
             else:
@@ -199,7 +199,7 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
         console.rule("5. probes: what the features encode (linear and MLP, k-fold over episodes)")
         st = Store(str(store_dir))
         probes = []
-        for f in ("vjepa2", "state", "random"):
+        for f in FEATURE_SOURCES:
             src = make_feature_source(f, encoder_url=svc.encoder_url)
             probes.append({**probe(st, dataset, src, seed=cfg.seed), "dataset": dataset})
             src.close()

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from services.common.store import Store
+from vjepa_robot_client.contract import FEATURE_SOURCES
 from vjepa_robot_client.contract import FeatureSource as FeatureName
 
 from .env import STATE_DIM, TimeStep, state_features, state_features_batch, train_episode_seed
@@ -60,7 +61,7 @@ class FeatureSource:
 
 
 class StateFeatures(FeatureSource):
-    name, dim = "state", STATE_DIM
+    name, dim = FeatureName.state.value, STATE_DIM
 
     def offline(self, store: Store, dataset: str) -> FeatureTable:
         t = store.read_steps(dataset, ["position", "to_target", "velocity"])
@@ -80,7 +81,7 @@ class RandomFeatures(FeatureSource):
     (numpy fills arrays from the stream in order).
     """
 
-    name = "random"
+    name = FeatureName.random.value
     BLOCK = 256
 
     def __init__(self, dim: int = RANDOM_DIM):
@@ -130,7 +131,7 @@ class VJEPA2Features(FeatureSource):
     for 40-80 s); a lost stream costs one step of full windows.
     """
 
-    name = "vjepa2"
+    name = FeatureName.vjepa2.value
     needs_frames = True
     MAX_STREAMS = 4  # lockstep shapes kept open at once (SAC: training envs + evaluation envs)
 
@@ -197,16 +198,17 @@ def _windows_of(timesteps) -> np.ndarray:
 
 
 def make_feature_source(name: str, *, encoder_url: str | None = None, token: str | None = None) -> FeatureSource:
-    name = FeatureName(name).value if name in {f.value for f in FeatureName} else name
-    if name == "state":
+    try:
+        kind = FeatureName(name)
+    except ValueError:
+        raise ValueError(f"unknown features {name!r}: choose one of {', '.join(FEATURE_SOURCES)}") from None
+    if kind is FeatureName.state:
         return StateFeatures()
-    if name == "random":
+    if kind is FeatureName.random:
         return RandomFeatures()
-    if name == "vjepa2":
-        if not encoder_url:
-            raise ValueError("features 'vjepa2' need an encoder: pass --encoder-url (e.g. http://127.0.0.1:8001)")
-        return VJEPA2Features(encoder_url, token=token)
-    raise ValueError(f"unknown features {name!r}: choose one of vjepa2, state, random")
+    if not encoder_url:
+        raise ValueError("features 'vjepa2' need an encoder: pass --encoder-url (e.g. http://127.0.0.1:8001)")
+    return VJEPA2Features(encoder_url, token=token)
 
 
 def _vec2(column) -> np.ndarray:
