@@ -48,3 +48,33 @@ def test_unknown_feature_source_is_named():
         make_feature_source("pixels")
     with pytest.raises(ValueError, match="encoder"):
         make_feature_source("vjepa2")
+
+
+def test_vjepa2_asks_the_encoder_only_while_the_store_says_incomplete(tmp_path):
+    """ensure_encoded uses the store's one completeness rule; the SDK's encode-and-wait does the rest.
+
+    The SDK client is replaced by a recorder (no encoder service here); the store, its tables and the rule are real.
+    """
+    from conftest import write_steps_dataset
+
+    from services.common.store import EmbeddingLineage, Store
+    from services.trainer.features import VJEPA2Features
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def encode_dataset_and_wait(self, dataset, progress=False):
+            self.calls.append(dataset)
+
+    store = Store(str(tmp_path / "store"))
+    write_steps_dataset(store, "d", episodes=2, steps=4, image_size=16)
+    src = object.__new__(VJEPA2Features)  # skip __init__: it would call the encoder's /info
+    src.client, src.encoder_id = Recorder(), "enc-a"
+    lineage = EmbeddingLineage(encoder_id="enc-a", model="stand-in", preprocessing="none", dim=3)
+    store.append_embeddings("d", 0, np.arange(4), np.zeros((4, 3), np.float32), lineage)
+    src.ensure_encoded(store, "d")
+    assert src.client.calls == ["d"]  # one episode of two embedded: incomplete
+    store.append_embeddings("d", 1, np.arange(4), np.zeros((4, 3), np.float32), lineage)
+    src.ensure_encoded(store, "d")
+    assert src.client.calls == ["d"]  # complete: the encoder is not asked again
