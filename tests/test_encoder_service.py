@@ -263,3 +263,12 @@ def test_encode_and_wait_raises_when_the_dataset_job_fails(tiny_dataset):
             client.encode_dataset_and_wait(name, batch_size=4, poll_interval=0.1, timeout=60)
         with pytest.raises(NotFound):
             client.encode_dataset_and_wait("no-such-dataset", poll_interval=0.1, timeout=60)
+
+        async def the_async_twin():
+            from vjepa_robot_client import AsyncEncoderClient
+
+            async with AsyncEncoderClient(url) as aclient:
+                await aclient.encode_dataset_and_wait(name, batch_size=4, poll_interval=0.1, timeout=60)
+
+        with pytest.raises(DatasetEncodeFailed, match="toy forward pass exploded"):
+            asyncio.run(the_async_twin())

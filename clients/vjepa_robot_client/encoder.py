@@ -232,3 +232,17 @@ class AsyncEncoderClient(AsyncTransport):
                     raise WaitTimeout(f"dataset {name}: embedding still {status.status} ({status.done}/{status.total}) "
                                       f"after {timeout} s")
                 await asyncio.sleep(poll_interval)
+
+    async def encode_dataset_and_wait(self, name: str, *, batch_size: int = 32, progress: bool = False,
+                                      timeout: float | None = None, poll_interval: float = 0.5) -> DatasetEncodeStatus:
+        """EncoderClient.encode_dataset_and_wait, awaited: start, poll, raise DatasetEncodeFailed if the job failed."""
+        from .errors import DatasetEncodeFailed
+
+        status = await self.encode_dataset(name, batch_size=batch_size)
+        if status.status not in _ENCODE_DONE:
+            status = await self.wait_dataset_encode(name, progress=progress, timeout=timeout,
+                                                    poll_interval=poll_interval)
+        if status.status != "done":
+            raise DatasetEncodeFailed(f"encoding dataset {name!r} {status.status} on the encoder: {status.error}",
+                                      detail=status.error)
+        return status
