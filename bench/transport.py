@@ -348,7 +348,7 @@ def main() -> None:
     for stack in args.stacks.split(","):
         http, loop = stack.split("/")
         with Server("bare", ROOT, http, loop) as srv:
-            rows.append((f"bare ASGI app on uvicorn {http}/{loop}, httpx client", run_client("bare", ROOT, srv, args)))
+            rows.append((f"bare ASGI app on uvicorn {http}/{loop}, httpx posting one bytes body", run_client("bare", ROOT, srv, args)))
     trees = [("this tree", ROOT)]
     if args.baseline:
         trees.insert(0, (f"commit {args.baseline}", export_tree(args.baseline)))
