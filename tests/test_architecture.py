@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -249,6 +250,7 @@ def test_the_graph_reader_sees_relative_and_function_level_imports():
 
 LANCE_CALLS = {"create_table", "open_table", "drop_table", "to_lance", "connect"}
 TABLE_PREFIXES = ("steps__", "emb__")
+TABLE_HELPERS = {"steps_table_name", "embeddings_table_name", "DATASETS_TABLE"}  # table names, spelled by the store
 
 
 def test_only_the_store_touches_lancedb():
@@ -271,6 +273,11 @@ def test_only_the_store_touches_lancedb():
                     bad.append(f"{rel}:{node.lineno} reaches into {node.value.id}.db")
             elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(TABLE_PREFIXES):
                 bad.append(f"{rel}:{node.lineno} spells a table name {node.value!r}")
+            elif isinstance(node, ast.Name) and node.id in TABLE_HELPERS:
+                bad.append(f"{rel}:{node.lineno} uses {node.id}")
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"\bstore\.(open|drop|db|has_table|table_names)\b", line):
+                bad.append(f"{rel}:{i} reaches past the store's methods: {line.strip()}")
     assert not bad, "outside services/common/store.py:\n" + "\n".join(bad)
 
 
