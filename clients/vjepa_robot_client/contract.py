@@ -13,10 +13,10 @@ from __future__ import annotations
 import io
 import re
 from enum import Enum
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from .window import WINDOW_FRAMES  # noqa: F401  (re-exported: part of the wire contract)
 
@@ -405,16 +405,26 @@ class _Fields(_Open):
     """A typed record that also reads like the dict it replaced (record.metrics["epoch"], .get("epoch"))."""
 
     def __getitem__(self, key: str) -> Any:
-        try:
-            return getattr(self, key)
-        except AttributeError:
-            raise KeyError(key) from None
+        if key not in self:
+            raise KeyError(key)
+        return getattr(self, key)
 
     def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default)
+        return getattr(self, key) if key in self else default
 
-    def __contains__(self, key: str) -> bool:
-        return key in type(self).model_fields or key in (self.model_extra or {})
+    def __contains__(self, key: str) -> bool:  # as for the dict: the keys the record carries
+        fields = type(self).model_fields if self._defaults_count else self.model_fields_set
+        return key in fields or key in (self.model_extra or {})
+
+    _defaults_count: ClassVar[bool] = False  # configs: every field has a value; metrics: only what was written
+
+    @model_serializer(mode="wrap")
+    def _written_only(self, handler):  # metrics go back on the wire as written: no null for a key never set
+        data = handler(self)
+        if self._defaults_count or not isinstance(data, dict):
+            return data
+        keep = self.model_fields_set | set(self.model_extra or {})
+        return {k: v for k, v in data.items() if k in keep}
 
     def keys(self):
         return self.model_dump(by_alias=True).keys()
@@ -423,20 +433,26 @@ class _Fields(_Open):
 class BCConfig(TrainBCRequest, _Fields):
     """A BC run's config: its request at one seed (records may carry fields a newer trainer added)."""
 
+    _defaults_count: ClassVar[bool] = True
+
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
 
 class SACConfig(TrainSACRequest, _Fields):
+    _defaults_count: ClassVar[bool] = True
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
 
 class BaselineConfig(_Fields):
+    _defaults_count: ClassVar[bool] = True
     policy: ExpertPolicy
     task: Task = Task.easy
 
 
 class RunLineage(_Fields):
     """What a policy saw in training, so evaluation can match it."""
+
+    _defaults_count: ClassVar[bool] = True
 
     features: FeatureSource
     dim: int | None = None
