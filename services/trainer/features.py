@@ -124,10 +124,10 @@ class VJEPA2Features(FeatureSource):
     """Embeddings from the encoder service, reached only through the SDK over HTTP.
 
     Live rollouts step the encoder through a frame stream (one frame per env per vector step; the encoder keeps the
-    windows): one stream per (envs, height, width) lockstep shape. Each step first checks that the stream's windows
-    continue the given time steps' own windows (`ts.window`); when they do not (another rollout of the same shape
-    used the stream in between), the stream is resynchronised with the full windows, so features never depend on
-    which loop stepped the stream last. The SDK's one retry policy rides out an encoder restart (retries sized
+    windows): one stream per (envs, height, width) lockstep shape. Each step first checks that the stream continues
+    the given time steps' own windows (`ts.window`: the stream's newest frame is each continuing env's previous
+    frame); when it does not (another rollout of the same shape used the stream in between), the stream is
+    resynchronised with the full windows, so features never depend on which loop stepped the stream last. The SDK's one retry policy rides out an encoder restart (retries sized
     for 40-80 s); a lost stream costs one step of full windows.
     """
 
@@ -168,7 +168,9 @@ class VJEPA2Features(FeatureSource):
         reset = [i for i, ts in enumerate(timesteps) if ts.first()]
         going = np.setdiff1d(np.arange(b), reset)
         buf = stream.buffer
-        if not all(buf.started[i] and np.array_equal(buf.windows[i, 1:], windows[i, :-1]) for i in going):
+        # the stream's newest frame of each continuing env must be that env's previous frame (one frame per env:
+        # ~1 ms for 8 envs at 256 px, against ~5 ms for whole windows)
+        if not all(buf.started[i] and np.array_equal(buf.windows[i, -1], windows[i, -2]) for i in going):
             return stream.resync(windows)
         return stream.step(windows[:, -1], reset=reset)
 
