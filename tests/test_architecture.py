@@ -271,7 +271,7 @@ def test_only_the_store_touches_lancedb():
                     bad.append(f"{rel}:{node.lineno} calls .{node.attr}")
                 if node.attr == "db" and isinstance(node.value, ast.Name) and "store" in node.value.id.lower():
                     bad.append(f"{rel}:{node.lineno} reaches into {node.value.id}.db")
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(TABLE_PREFIXES):
+            elif isinstance(node, ast.Constant) and str(node.value).startswith(TABLE_PREFIXES):
                 bad.append(f"{rel}:{node.lineno} spells a table name {node.value!r}")
             elif isinstance(node, ast.Name) and node.id in TABLE_HELPERS:
                 bad.append(f"{rel}:{node.lineno} uses {node.id}")
@@ -327,7 +327,8 @@ def test_both_services_answer_422_for_a_bad_dataset_name(tmp_path):
     encoder = create_encoder(EncoderSettings(store=str(tmp_path / "store")), encoder=ToyEncoder())
     trainer = create_trainer(TrainerSettings(store=str(tmp_path / "store"), runs=str(tmp_path / "runs")))
     with TestClient(encoder) as enc, TestClient(trainer) as tr:
-        answers = {"encoder GET": enc.get(f"/datasets/{bad}/encode"), "encoder POST": enc.post(f"/datasets/{bad}/encode"),
+        answers = {"encoder GET": enc.get(f"/datasets/{bad}/encode"),
+                   "encoder POST": enc.post(f"/datasets/{bad}/encode"),
                    "trainer GET": tr.get(f"/datasets/{bad}"),
                    "trainer POST": tr.post("/datasets", json={"name": bad, "episodes": 1, "steps": 10})}
     assert {k: r.status_code for k, r in answers.items()} == dict.fromkeys(answers, 422)

@@ -6,7 +6,8 @@
 Workers render and compress frames (PNG) and return whole episodes; the parent process is the only writer
 (LanceDB wants one writer per table), so a reader never sees a partial episode, and a crash loses at most the
 episodes in flight. `create_dataset` is THE way a dataset is built: the CLI, the trainer route and the Modal app
-(which generates shards on many containers) all call it. Same seed, same frames and actions: episode i is seeded by train_episode_seed(seed, i).
+(which generates shards on many containers) all call it. Same seed, same frames and actions: episode i is seeded
+by train_episode_seed(seed, i).
 """
 
 from __future__ import annotations
