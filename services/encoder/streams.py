@@ -235,7 +235,11 @@ def decompress(data: bytes, encoding: str | None, limit: int) -> bytes:
     if enc == "identity":
         return data
     if enc == "zstd":
-        import zstandard
+        try:
+            import zstandard
+        except ImportError:  # a hand-assembled image without it: say so instead of a 500
+            raise StreamInputError("this encoder cannot decode zstd bodies (the zstandard package is not installed); "
+                                   "send gzip or an uncompressed body", 415) from None
 
         try:
             reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
