@@ -248,7 +248,7 @@ class Store:
         else:
             try:
                 self.db.create_table(name, data=rows, schema=STEPS_SCHEMA)
-            except ValueError:  # created meanwhile (the writer raced a reader's has_table): append instead
+            except ValueError:  # "already exists": another process created it since has_table; append instead
                 self.open(name).add(rows)
 
     def count_steps(self, dataset: str) -> int:
