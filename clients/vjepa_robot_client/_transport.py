@@ -107,7 +107,13 @@ def is_loopback(url: str) -> bool:
 def resolve_compress(compress: str | None, url: str) -> str | None:
     """"auto" -> zstd for a remote URL, none on loopback (compressing costs more than copying there)."""
     if compress == "auto":
-        return None if is_loopback(url) else "zstd"
+        if is_loopback(url):
+            return None
+        try:
+            import zstandard  # noqa: F401
+        except ImportError:  # an install without it still compresses
+            return "gzip"
+        return "zstd"
     if compress is not None and compress not in COMPRESSIONS:
         raise ValueError(f"compress must be 'auto', 'zstd', 'gzip' or None, got {compress!r}")
     return compress
