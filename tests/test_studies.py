@@ -136,3 +136,33 @@ def test_sdk_study_records_parse(trainer):
                                        "config": {"dataset": "d", "features": "state"},
                                        "metrics": {"epoch": 2, "epochs": 5, "best_epoch": 1}})
     assert run_progress(record) == (2, 5) and record.metrics["best_epoch"] == 1  # fields a newer trainer adds
+
+
+@pytest.mark.slow
+def test_cli_studies_through_the_service_and_in_process(trainer):
+    """`train bc --n-seeds` / `--seeds` and `eval STUDY_ID`: through --trainer-url and in the CLI's own process
+    (same store and runs dir, found through the trainer's /info), one path for both."""
+    from typer.testing import CliRunner
+
+    from vjepa_robot.cli import app as cli_app
+
+    tr = TrainerClient(trainer, retries=0)
+    tr.create_dataset("cli-ds", episodes=4, steps=30, image_size=0, workers=1)
+    assert tr.wait_dataset("cli-ds", progress=False, poll_interval=0.3).status.value == "ready"
+    info = tr.info()
+    cli = CliRunner()
+    out = cli.invoke(cli_app, ["train", "bc", "cli-ds", "--features", "state", "--epochs", "2", "--n-seeds", "2",
+                               "--seed", "5", "--trainer-url", trainer])
+    assert out.exit_code == 0, out.output
+    assert "seed 5:" in out.output and "seed 6:" in out.output and "over 2 seed(s)" in out.output, out.output
+    local = ["--store", info.store, "--runs-dir", info.runs_dir]
+    out = cli.invoke(cli_app, ["train", "bc", "cli-ds", "--features", "state", "--epochs", "2", "--seeds", "1,3",
+                               *local])
+    assert out.exit_code == 0, out.output
+    study_id = out.output.split("study ")[1].split()[0]
+    assert tr.get_study(study_id).seeds == [1, 3]  # the service sees what the CLI ran in process
+    out = cli.invoke(cli_app, ["eval", study_id, "--episodes", "2", "--steps", "30", *local])
+    assert out.exit_code == 0 and "success:" in out.output, out.output
+    assert all(r.eval_status.value == "succeeded" for r in tr.get_study(study_id).runs)
+    out = cli.invoke(cli_app, ["train", "bc", "cli-ds", "--seeds", "1,x", *local])
+    assert out.exit_code == 2 and "--seeds" in out.output
