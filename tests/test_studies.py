@@ -28,6 +28,22 @@ def test_mean_ci95_is_a_student_t_interval_across_seeds():
     assert mean_ci95([0.5]).ci95 is None and mean_ci95([]).mean is None
 
 
+def test_sac_study_aggregates_final_returns_and_only_succeeded_runs():
+    study = {"study_id": "study-5ac0", "kind": "sac", "seeds": [0, 1, 2], "run_ids": ["sac-a", "sac-b", "sac-c"]}
+    records = [
+        {"run_id": "sac-a", "kind": "sac", "status": "succeeded", "metrics": {"final_eval": {"mean_return": 950.0}},
+         "evaluations": [{"status": "succeeded", "success_rate": 1.0, "success_ci95": [0.7, 1.0], "mean_return": 9}]},
+        {"run_id": "sac-b", "kind": "sac", "status": "succeeded", "metrics": {"final_eval": {"mean_return": 850.0}},
+         "evaluations": [{"status": "failed", "error": "x"}]},
+        {"run_id": "sac-c", "kind": "sac", "status": "running", "metrics": {"env_steps": 10}, "evaluations": []},
+    ]
+    agg = aggregate(study, records)
+    assert agg.metric == "final_eval.mean_return" and agg.status.value == "running"
+    assert agg.final.n == 2 and agg.final.mean == 900.0 and agg.final.values == [950.0, 850.0]
+    assert agg.success.n == 1 and agg.success.ci95 is None  # one evaluated seed: no interval across seeds
+    assert [r.eval_status.value if r.eval_status else None for r in agg.runs] == ["succeeded", "failed", None]
+
+
 def test_seed_fields_expand_and_validate():
     assert TrainBCRequest(dataset="d", seed=3, n_seeds=3).run_seeds() == [3, 4, 5]
     assert TrainBCRequest(dataset="d", seeds=[7, 1]).run_seeds() == [7, 1]
