@@ -61,3 +61,13 @@ def test_random_features_score_nothing(store):
     rnd = probe(store, DATASET, RandomFeatures(dim=64), mlp=False)
     for t in ("finger_xy", "target_xy", "to_target"):
         assert rnd["linear"][t]["r2"] < 0.2, rnd["linear"][t]
+
+
+def test_few_episodes_give_finite_fold_scores():
+    """A per-episode constant target over 6 episodes: each fold holds one or two targets, so its R2 is measured
+    against the variance over all episodes (its own would be ~0 and the R2 a meaningless -1e12)."""
+    rng = np.random.default_rng(0)
+    episode = np.repeat(np.arange(6), 50)
+    target = rng.uniform(-0.2, 0.2, (6, 2))[episode]
+    out = probe_arrays(rng.standard_normal((300, 16)).astype(np.float32), {"target_xy": target}, episode, mlp=False)
+    assert -5 < out["linear"]["target_xy"]["r2"] < 0.2 and all(np.isfinite(out["linear"]["target_xy"]["r2_folds"]))

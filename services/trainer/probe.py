@@ -8,7 +8,8 @@ Targets: the fingertip xy (`finger_xy`), the target xy (`target_xy`) and the fin
 (`to_target`). The target is fixed within an episode, so what counts is the number of distinct episodes a score
 is measured on: the probe is a k-fold over EPISODES (default 5): every episode is tested exactly once by a fit that
 never saw it, and R2 is reported as the mean and standard deviation across the folds (plus the pooled
-out-of-fold R2 over all episodes). Steps of one episode are strongly correlated, so a row split would leak.
+out-of-fold R2 over all episodes). Each fold's R2 is measured against the target's variance over ALL episodes:
+a fold holds few episodes, hence few distinct targets, and its own variance would make its R2 meaningless. Steps of one episode are strongly correlated, so a row split would leak.
 
 Linear probe: closed-form ridge on standardised features. Its strength alpha is chosen per fold and target by an
 inner 3-fold cross-validation over the fold's training episodes on a log grid (1e-3 .. 1e7; the strongest alpha
@@ -54,11 +55,16 @@ def kfold_episodes(episode: np.ndarray, folds: int, seed: int) -> list[tuple[np.
     return out
 
 
-def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
-    """Coefficient of determination per output column, averaged; 0 = predicting the mean, 1 = perfect."""
-    ss_res = np.square(y - pred).sum(0)
-    ss_tot = np.square(y - y.mean(0)).sum(0)
-    return float(np.mean(1.0 - ss_res / np.maximum(ss_tot, 1e-12)))
+def r2_score(y: np.ndarray, pred: np.ndarray, var: np.ndarray | None = None) -> float:
+    """Coefficient of determination per output column, averaged; 0 = predicting the mean, 1 = perfect.
+
+    `var`: measure against this per-column variance instead of y's own (a fold's R2 against the variance over
+    all episodes: a fold of one or two episodes has almost no target variance of its own, and its own-variance
+    R2 would be a huge negative number that says nothing)."""
+    if var is None:
+        var = np.square(y - y.mean(0)).mean(0)
+    mse = np.square(y - pred).mean(0)
+    return float(np.mean(1.0 - mse / np.maximum(var, 1e-12)))
 
 
 class Ridge:
@@ -89,10 +95,11 @@ def choose_alpha(x: np.ndarray, y: np.ndarray, episode: np.ndarray, seed: int, a
     """The alpha with the best mean R2 over an inner k-fold (by episode) of these rows."""
     inner = kfold_episodes(episode, INNER_FOLDS, seed + 1)
     scores = np.zeros(len(alphas))
+    var = y.var(0)
     for tr, va in inner:
         fit = Ridge(x[tr])
         for i, a in enumerate(alphas):
-            scores[i] += r2_score(y[va], fit.predict(x[va], *fit.solve(y[tr], a)))
+            scores[i] += r2_score(y[va], fit.predict(x[va], *fit.solve(y[tr], a)), var)
     scores /= len(inner)
     # the strongest alpha whose score is within ALPHA_TOL of the best: where R2 plateaus (an exact linear relation)
     # any small alpha fits, and the plateau's bottom end would say nothing
@@ -170,6 +177,7 @@ def probe_arrays(x: np.ndarray, targets: dict[str, np.ndarray], episode: np.ndar
     oof_lin = {n: np.zeros_like(targets[n]) for n in names}
     oof_mlp = {n: np.zeros_like(targets[n]) for n in names}
     y_all = np.concatenate([targets[n] for n in names], axis=1)
+    var_all = {n: targets[n].var(0) for n in names}  # each fold's R2 is measured against this
     widths = np.cumsum([0] + [targets[n].shape[1] for n in names])
     for f, (tr, te) in enumerate(splits):
         fit = Ridge(x[tr])
@@ -178,7 +186,7 @@ def probe_arrays(x: np.ndarray, targets: dict[str, np.ndarray], episode: np.ndar
             alpha = choose_alpha(x[tr], y[tr], episode[tr], seed + f, alphas)
             pred = fit.predict(x[te], *fit.solve(y[tr], alpha))
             oof_lin[n][te] = pred
-            lin[n]["folds"].append(r2_score(y[te], pred))
+            lin[n]["folds"].append(r2_score(y[te], pred, var_all[n]))
             lin[n]["alphas"].append(alpha)
         if mlp:
             # early-stopping slice: one inner fold of this fold's training episodes (the test episodes stay unseen)
@@ -189,7 +197,7 @@ def probe_arrays(x: np.ndarray, targets: dict[str, np.ndarray], episode: np.ndar
             for i, n in enumerate(names):
                 pred = pred_all[:, widths[i]:widths[i + 1]]
                 oof_mlp[n][te] = pred
-                mlp_folds[n].append(r2_score(targets[n][te], pred))
+                mlp_folds[n].append(r2_score(targets[n][te], pred, var_all[n]))
     out: dict = {"folds": len(splits), "n_episodes": n_eps, "n_rows": int(len(x)), "dim": int(x.shape[1]),
                  "targets": names, "alpha_grid": [float(alphas[0]), float(alphas[-1])], "linear": {}, "mlp": {}}
     for n in names:
