@@ -174,7 +174,9 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
                 bc_runs[f] = [r.run_id for r in study.runs]
         for f, run_ids in bc_runs.items():
             for run_id in run_ids:
-                rec = tr.wait(run_id, poll_interval=1.0)
+                rec = tr.run(run_id)  # a study was already waited for: no progress bar for a finished run
+                if rec.status.value not in ("succeeded", "failed", "interrupted"):
+                    rec = tr.wait(run_id, poll_interval=1.0)
                 if rec.status.value != "succeeded":
                     raise RuntimeError(f"BC on {f} {rec.status.value}: {rec.error}")
                 m = rec.metrics or {}
@@ -192,7 +194,9 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
         for policy in EXPERTS:
             pending[tr.evaluate_baseline(policy, gif_episodes=0, **ev)] = policy
         for run_id, label in pending.items():
-            res = tr.wait_eval(run_id, poll_interval=1.0)
+            res = tr.eval_result(run_id)  # evaluations run concurrently: a finished one needs no progress bar
+            if res.status.value not in ("succeeded", "failed", "interrupted"):
+                res = tr.wait_eval(run_id, poll_interval=1.0)
             if res.status.value != "succeeded":
                 raise RuntimeError(f"evaluation of {label} {res.status.value}: {res.error}")
 
