@@ -8,7 +8,8 @@ The link: the encoder runs on its own port; `tc` puts an htb qdisc on `lo` with 
 100mbit), one for packets *to* that port (u32 match ip dport: the uploads) and one for packets *from* it (sport: the
 answers): a symmetric link that shapes that port alone (netem is absent from this kernel, so there is no added
 delay, only the rate). The qdisc is added for each shaped measurement and always deleted afterwards (finally, and
-at exit); the bench refuses to start if `lo` already has a root qdisc. Needs root (CAP_NET_ADMIN).
+at exit, also on SIGTERM/Ctrl-C; after a SIGKILL run `tc qdisc del dev lo root` by hand); the bench refuses to start
+if `lo` already has a root qdisc. Needs root (CAP_NET_ADMIN).
 
 What runs: the real trainer-side evaluation loop (services.trainer.evaluate.evaluate: 8 envs in lockstep,
 dm_control reacher rendered at --image-size, windows of the last 8 frames), the real SDK and a real encoder service
@@ -20,7 +21,10 @@ with random weights (a stand-in policy: success is not the point, every step sti
 Measured per (mode, link): env steps/s (evaluate's own figure: simulator steps of all envs / wall time), request
 body bytes per env step from the encoder's `vjepa_encoder_request_bytes_total` (as sent, before decompression),
 and on the shaped link the bytes the two tc classes actually carried (TCP/IP and HTTP included, both directions).
-Rounds alternate loopback and shaped for each mode; the best round of each is kept (the machine is shared).
+Also the wall time per vector step spent inside the feature call (the encoder round trip, link included): it
+excludes rendering, so it shows the link's cost more steadily than env steps/s on a shared machine. Rounds run
+loopback and shaped back to back for each mode; the table gives medians over rounds, and the median of the
+per-round shaped/loopback ratios.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import argparse
 import atexit
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -115,6 +120,19 @@ def request_bytes(url: str) -> float:
 
 def measure(mode: str, url: str, act, args) -> dict:
     src = make_source(mode, url)
+    spent = [0.0, 0]  # seconds inside the feature call (the encoder round trip, link included), calls
+
+    def timed(fn):
+        def call(*a):
+            t = time.perf_counter()
+            try:
+                return fn(*a)
+            finally:
+                spent[0] += time.perf_counter() - t
+                spent[1] += 1
+        return call
+
+    src.online, src.online_detached = timed(src.online), timed(src.online_detached)
     try:
         b0, t0 = request_bytes(url), class_bytes()
         rec = evaluate(FeaturePolicy(act, src), task="easy", episodes=args.episodes, steps=args.steps, seed=0,
@@ -125,6 +143,7 @@ def measure(mode: str, url: str, act, args) -> dict:
     env_steps = args.episodes * args.steps
     wire = {k: t1.get(k, 0) - t0.get(k, 0) for k in ("1:1", "1:2")}
     return {"steps_per_s": rec["steps_per_second"], "request_bytes_per_step": (b1 - b0) / env_steps,
+            "encoder_ms_per_call": 1000 * spent[0] / max(spent[1], 1),
             "up_bytes_per_step": wire["1:1"] / env_steps, "down_bytes_per_step": wire["1:2"] / env_steps}
 
 
@@ -156,9 +175,10 @@ def main() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "vjepa_robot.cli", "serve", "encoder", "--port", str(port),
                              "--preset", args.preset, "--store", store], stdout=log, stderr=subprocess.STDOUT, env=env)
     atexit.register(unshape)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` and atexit remove the qdisc on kill
     t_start = time.perf_counter()
     load0 = os.getloadavg()
-    best: dict[tuple[str, str], dict] = {}
+    runs: dict[tuple[str, str], list[dict]] = {}
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, proc, Path(log.name))
@@ -184,10 +204,9 @@ def main() -> None:
                         if link == "shaped":
                             unshape()
                     print(f"{mode:13s} {link:8s} {r['steps_per_s']:6.1f} env steps/s, "
+                          f"{r['encoder_ms_per_call']:7.1f} ms per encoder call, "
                           f"{r['request_bytes_per_step'] / 1e3:8.1f} kB request body per env step", flush=True)
-                    key = (mode, link)
-                    if key not in best or r["steps_per_s"] > best[key]["steps_per_s"]:
-                        best[key] = r
+                    runs.setdefault((mode, link), []).append(r)
     finally:
         unshape()
         proc.terminate()
@@ -197,18 +216,22 @@ def main() -> None:
           f"{load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}; {os.cpu_count()} cores; took {time.perf_counter() - t_start:.0f} s")
     print(f"{args.parallel_envs} envs x {args.steps} steps x {args.episodes} episodes, {args.image_size}x{args.image_size} "
           f"frames, preset {args.preset} (random-init stand-in), random-weight BC MLP; shaped = {args.rate} each way; "
-          f"best of {args.rounds} round(s)\n")
-    print(f"| mode | loopback (env steps/s) | {args.rate} link (env steps/s) | link / loopback "
-          "| request body per env step | on the link per env step (up + down, tc) |")
-    print("|---|---:|---:|---:|---:|---:|")
+          f"{args.rounds} round(s)\n")
+    med = lambda rs, k: float(np.median([r[k] for r in rs]))  # noqa: E731
+    print(f"| mode | loopback: env steps/s | {args.rate}: env steps/s | {args.rate} / loopback (median of rounds) "
+          f"| encoder call per vector step, loopback / {args.rate} (ms) | request body per env step "
+          "| on the link per env step, up + down (tc) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for mode in modes:
-        lo, sh = best.get((mode, "loopback")), best.get((mode, "shaped"))
-        ratio = f"{sh['steps_per_s'] / lo['steps_per_s']:.0%}" if lo and sh else "-"
-        body = (sh or lo)["request_bytes_per_step"]
-        wire = f"{sh['up_bytes_per_step'] / 1e3:.1f} kB + {sh['down_bytes_per_step'] / 1e3:.1f} kB" if sh else "-"
-        print(f"| {mode} | {lo['steps_per_s']:.1f} | " if lo else f"| {mode} | - | ", end="")
-        print(f"{sh['steps_per_s']:.1f} | " if sh else "- | ", end="")
-        print(f"{ratio} | {body / 1e3:.1f} kB | {wire} |")
+        lo, sh = runs.get((mode, "loopback"), []), runs.get((mode, "shaped"), [])
+        cell = lambda rs, k, f: f.format(med(rs, k)) if rs else "-"  # noqa: E731
+        ratio = (f"{np.median([s['steps_per_s'] / l['steps_per_s'] for l, s in zip(lo, sh)]):.0%}"
+                 if lo and sh else "-")
+        wire = (f"{med(sh, 'up_bytes_per_step') / 1e3:.1f} kB + {med(sh, 'down_bytes_per_step') / 1e3:.1f} kB"
+                if sh else "-")
+        print(f"| {mode} | {cell(lo, 'steps_per_s', '{:.1f}')} | {cell(sh, 'steps_per_s', '{:.1f}')} | {ratio} "
+              f"| {cell(lo, 'encoder_ms_per_call', '{:.0f}')} / {cell(sh, 'encoder_ms_per_call', '{:.0f}')} "
+              f"| {med(lo or sh, 'request_bytes_per_step') / 1e3:.1f} kB | {wire} |")
 
 
 if __name__ == "__main__":
