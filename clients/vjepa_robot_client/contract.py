@@ -578,22 +578,6 @@ class StudyRun(_Open):
 
 class StudyRecord(_Open):
     study_id: str
-
-
-class TrainerInfo(_Open):
-    """GET /info of the trainer: what it is, where it keeps things, what it can do."""
-
-    version: str
-    store: str | None = None
-    runs_dir: str
-    encoder_url: str | None = None
-    auth: bool = Field(description="Whether requests need a bearer token.")
-    job_workers: int
-    run_kinds: list[str]
-    feature_sources: list[str]
-    experts: list[str]
-    tasks: list[str]
-    routes: list[str] = Field(default_factory=list, description="Method and path of every API route.")
     kind: Literal["bc", "sac"]
     status: RunStatus
     seeds: list[int]
@@ -612,3 +596,19 @@ class TrainerInfo(_Open):
 
 class StudyList(_Open):
     studies: list[StudyRecord]
+
+
+class TrainerInfo(_Open):
+    """GET /info of the trainer: what it is, where it keeps things, what it can do."""
+
+    version: str
+    store: str | None = None
+    runs_dir: str
+    encoder_url: str | None = None
+    auth: bool = Field(description="Whether requests need a bearer token.")
+    job_workers: int
+    run_kinds: list[str]
+    feature_sources: list[str]
+    experts: list[str]
+    tasks: list[str]
+    routes: list[str] = Field(default_factory=list, description="Method and path of every API route.")
