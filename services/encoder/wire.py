@@ -27,7 +27,7 @@ _HEAD = 64 * 1024 + 16  # a v1 .npy header is at most 65535 + 10 bytes; v2 heade
 class BodyBuffers:
     """A few reusable receive buffers (bytearrays). Bounded: at most `keep` idle buffers, `max_bytes` idle in all."""
 
-    def __init__(self, keep: int = 4, max_bytes: int = 1 << 30):
+    def __init__(self, keep: int = 4, max_bytes: int = 512 << 20):  # a 32-window body is 50 MB
         self.keep, self.max_bytes = keep, max_bytes
         self._free: list[bytearray] = []
         self._lock = threading.Lock()
