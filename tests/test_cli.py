@@ -90,6 +90,10 @@ def test_expected_failures_are_one_line(monkeypatch, capsys):
     assert "unreachable" in cli.expected_failure(wrapped)
     assert "cannot load" in cli.expected_failure(OSError("cannot load V-JEPA 2 weights from 'x': offline\nmore"))
     assert cli.expected_failure(ZeroDivisionError()) is None
+    from vjepa_robot_client.errors import NotFound
+
+    msg = cli.expected_failure(NotFound("unknown run 'x': list runs with GET /runs"))
+    assert "vjepa-robot runs list" in msg and "GET /runs" not in msg
 
     def boom():
         raise wrapped

@@ -74,8 +74,8 @@ def expected_failure(exc: BaseException) -> str | None:
                     "(vjepa-robot serve encoder / serve trainer, or --encoder-url / --trainer-url)")
         if isinstance(e, OSError) and "V-JEPA 2 weights" in str(e):
             return str(e).splitlines()[0]
-    if isinstance(exc, VjepaRobotError):
-        return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, VjepaRobotError):  # e.g. NotFound from a trainer service
+        return f"{type(exc).__name__}: {exc}".replace("GET /runs", "`vjepa-robot runs list`")
     return None
 
 
