@@ -51,6 +51,12 @@ def test_tiny_run_end_to_end(tmp_path):
     act = policy_from_checkpoint(tmp_path)
     a = act(np.zeros((3, 8), np.float32))
     assert a.shape == (3, 2) and np.all(np.abs(a) <= 1) and act.dim == 8
+    from safetensors.torch import load_file
+
+    t = load_file(str(ck / "policy.safetensors"))  # state features: inputs scaled by the warm-up statistics
+    assert float(t["actor.scale.fitted"]) == 1 and float(t["critic_target.scale.fitted"]) == 1
+    assert t["actor.scale.std"][4:6].max() < 0.5 < t["actor.scale.std"][6:].min()  # to_target ~0.1, velocity >1
+    assert json.loads((ck / "state.json").read_text())["nets"]["normalize_obs"] is True
 
 
 def test_stop_then_resume_continues_step_count(tmp_path):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -61,7 +61,10 @@ class Nets:
 
     actor: tuple[int, ...] = NET_ARCH
     critic: tuple[int, ...] = NET_ARCH
-    normalize_obs: bool = False  # scale inputs by mean/std of the warm-up observations, then frozen
+    # Scale every input by the mean/std of the warm-up (random-action) observations, then freeze the scaling.
+    # None: on for `state` features, where it took the 5-seed oracle over 900 (bench/SAC_RESULTS.md, "Why seeds
+    # fail"); off for `vjepa2`/`random`, where it was not measured.
+    normalize_obs: bool | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -84,10 +87,12 @@ class ObsScale(nn.Module):
         super().__init__()
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
+        self.register_buffer("fitted", torch.zeros(()))  # saved with the checkpoint: fit once per run
 
     def fit(self, x: np.ndarray) -> None:  # (N, D)
         self.mean.copy_(torch.as_tensor(x.mean(0), dtype=torch.float32))
         self.std.copy_(torch.as_tensor(x.std(0), dtype=torch.float32).clamp_min(1e-3))
+        self.fitted.fill_(1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
@@ -316,6 +321,8 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
     agent_steps(cfg.episode_steps, cfg.action_repeat)  # validate before building anything
     run.dir.mkdir(parents=True, exist_ok=True)
     nets = nets or Nets()
+    if nets.normalize_obs is None:
+        nets = replace(nets, normalize_obs=features.name == "state")
     prog, prior = Progress(), None
     if resume:
         prior = sac_checkpoint.load(run.dir)
@@ -401,8 +408,9 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
 
         # -- learn: `grad_steps` updates per vector step once warm-up is over -------------------------------
         if prog.transitions >= warmup_until and replay.size() >= 1:
-            if nets.normalize_obs and prior is None and agent.updates == 0:
-                agent.fit_obs_scale(replay.observations[: replay.pos].reshape(-1, replay.dim).astype(np.float32))
+            if nets.normalize_obs and not agent.actor.scale.fitted:
+                filled = replay.observations[: replay.slots if replay.full else replay.pos]
+                agent.fit_obs_scale(filled.reshape(-1, replay.dim).astype(np.float32))
             for _ in range(grad_steps):
                 agent.update(replay.sample(cfg.batch_size, rng))
 
@@ -463,7 +471,9 @@ def policy_from_checkpoint(run_dir: str | Path) -> Callable[[np.ndarray], np.nda
         hidden, prefix = tuple(ck.state["nets"]["actor"]), "actor."
     actor = Actor(dim, hidden)
     own = {k[len(prefix):]: v for k, v in ck.tensors.items() if k.startswith(prefix)}
-    actor.load_state_dict(own, strict=prefix == "actor.")
+    missing, unexpected = actor.load_state_dict(own, strict=False)  # format 1 has no input scaling: identity
+    if unexpected or any(not k.startswith("scale.") for k in missing):
+        raise ValueError(f"{run_dir}: actor tensors do not match (missing {missing}, unexpected {unexpected})")
     actor.eval()
 
     @torch.no_grad()
