@@ -148,7 +148,9 @@ def encoder_info(run: dict) -> dict:
         label = f"V-JEPA 2 `{preset}` preset, {'random-init' if random_init else 'pretrained'}"
     else:
         label = f"V-JEPA 2 `{model}`, {'random-init' if random_init else 'pretrained'}"
-    details = [f"{dim}-d" if dim else None, f"{size} px input" if size else None]
+    frames = (run.get("lineage") or {}).get("image_size")  # the frame size the policy was trained on
+    details = [f"{dim}-d" if dim else None, f"{size} px input" if size else None,
+               f"{frames} px frames" if frames and frames != size else None]
     label += "".join(f", {d}" for d in details if d)
     return {"features": "vjepa2", "label": label, "random_init": random_init, "encoder_id": lin.get("encoder_id")}
 
