@@ -158,3 +158,17 @@ def test_rollout_gif_has_captions_real_time_and_the_expert(tmp_path):
     gif.seek(gif.n_frames - 1)
     last = np.asarray(gif.convert("RGB"))
     assert not np.array_equal(last[40:, :160], last[40:, 160:])  # the expert moved, the zero policy did not
+
+
+def test_sac_curves_across_seeds(tmp_path):
+    from services.trainer.report import plot_sac_curves
+
+    runs = _runs(None)
+    sac = next(r for r in runs if r["kind"] == "sac")
+    second = {**sac, "run_id": "sac-2", "config": {**sac["config"], "seed": 1},
+              "metrics": {**sac["metrics"], "curve": [{**p, "mean_return": 2 * p["mean_return"]}
+                                                       for p in sac["metrics"]["curve"]]}}
+    groups = condition_rows([sac, second])
+    assert len(groups) == 1 and groups[0]["n_runs"] == 2
+    path = plot_sac_curves([sac, second], tmp_path / "sac.png")
+    assert Image.open(path).format == "PNG"
