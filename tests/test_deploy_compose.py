@@ -109,6 +109,36 @@ def test_ports_are_published_on_loopback_unless_the_user_opts_in():
         assert host_port == container_port == {"encoder": "8001", "trainer": "8002"}[name]
 
 
+def test_services_know_where_their_port_is_published(monkeypatch, caplog):
+    """Inside a container the services listen on 0.0.0.0; compose tells them the host interface their port is
+    published on (the same expression as the port mapping), so an unauthenticated stack on 127.0.0.1 logs a note and
+    one opened to other hosts logs the loud warning."""
+    import logging
+
+    from services.common.auth import PUBLISHED_HOST_ENV, warn_if_open
+
+    for env in ({}, {"VJEPA_ROBOT_BIND": "0.0.0.0"}, {"VJEPA_ROBOT_BIND": "192.168.1.5"}):
+        for name in SERVICES:
+            svc = load(COMPOSE)["services"][name]
+            (mapping,) = svc["ports"]
+            published = interpolate(svc["environment"][PUBLISHED_HOST_ENV], env)
+            assert published == interpolate(mapping, env).split(":")[0]
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv(PUBLISHED_HOST_ENV, "127.0.0.1")
+    warn_if_open("0.0.0.0", None, "svc-in-container")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "published on 127.0.0.1 only" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv(PUBLISHED_HOST_ENV, "0.0.0.0")
+    warn_if_open("0.0.0.0", None, "svc-in-container")
+    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "WITHOUT authentication" in record.getMessage() and "published on 0.0.0.0" in record.getMessage()
+    caplog.clear()
+    warn_if_open("0.0.0.0", "a-token", "svc-in-container")
+    assert not caplog.records
+
+
 def test_one_token_reaches_both_services_and_the_trainer_sends_it_to_the_encoder():
     services = load(COMPOSE)["services"]
     for name in SERVICES:

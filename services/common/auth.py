@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "VJEPA_ROBOT_TOKEN"
+PUBLISHED_HOST_ENV = "VJEPA_ROBOT_PUBLISHED_HOST"  # set by docker-compose.yml: the host interface ports are published on
 
 _bearer = HTTPBearer(auto_error=False, description="Bearer token (VJEPA_ROBOT_TOKEN) when the service sets one.")
 
@@ -49,15 +51,25 @@ def is_loopback(host: str) -> bool:
 
 
 def warn_if_open(host: str, token: str | None, service: str) -> None:
-    """Log a loud warning when a service listens beyond loopback without a token."""
-    if token is None and not is_loopback(host):
+    """Log a loud warning when a service is reachable beyond loopback without a token.
+
+    In a container the service must listen on 0.0.0.0; what decides who reaches it is where the port is published.
+    docker-compose.yml passes that host interface as VJEPA_ROBOT_PUBLISHED_HOST (the same value its port mapping
+    uses), so a stack published on 127.0.0.1 only logs a quiet note instead of the warning."""
+    if token is not None:
+        return
+    published = os.environ.get(PUBLISHED_HOST_ENV, "").strip()
+    if not is_loopback(published or host):
         log.warning(
-            "!!! %s listens on %s WITHOUT authentication: anyone who can reach it can use it. "
+            "!!! %s listens on %s%s WITHOUT authentication: anyone who can reach it can use it. "
             "Set %s (or --token-file) to require `Authorization: Bearer <token>`. !!!",
             service,
             host,
+            f" (published on {published})" if published else "",
             TOKEN_ENV,
         )
+    elif published and published != host:
+        log.info("%s listens on %s, published on %s only; no token is set", service, host, published)
 
 
 def bearer_auth(token: str | None) -> Callable:
