@@ -73,7 +73,7 @@ def run_one(name: str, seed: int, overrides: dict, features: str = "state", keep
     with tempfile.TemporaryDirectory() as d:
         run = LocalRun(f"sweep-{name}-{seed}", keep or Path(d))  # keep: a directory that keeps the checkpoint
         out = train_sac(cfg, run, make_feature_source(features), nets=nets)
-    rec = {"name": name, "seed": seed, "overrides": overrides, "config": cfg.model_dump(mode="json"),
+    rec = {"name": name, "seed": seed, "impl": "own", "overrides": overrides, "config": cfg.model_dump(mode="json"),
            "nets": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(nets).items()},
            "curve": out["curve"], "final_eval": out.get("final_eval"), "wall_s": round(time.perf_counter() - t0, 1),
            "updates": out["updates"], "env_steps": out["env_steps"]}
@@ -83,15 +83,15 @@ def run_one(name: str, seed: int, overrides: dict, features: str = "state", keep
 
 
 def summary() -> str:
-    rows = ["| run | seed | overrides | return by env steps (5-ep evals) | final 10-ep return | success | wall s |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| run | SAC | seed | overrides | return by env steps (5-ep evals) | final 10-ep return | success | wall s |",
+            "|---|---|---|---|---|---|---|---|"]
     for p in sorted(RESULTS.glob("sac_*.json")):
         if p.name == "sac_bench.json":
             continue
         r = json.loads(p.read_text())
         curve = " ".join(f"{c['env_steps'] // 1000}k:{c['mean_return']:.0f}" for c in r["curve"])
         fe = r.get("final_eval") or {}
-        rows.append(f"| {r['name']} | {r['seed']} | {json.dumps(r['overrides'])} | {curve} | "
+        rows.append(f"| {r['name']} | {r.get('impl', 'sb3')} | {r['seed']} | {json.dumps(r['overrides'])} | {curve} | "
                     f"{fe.get('mean_return', float('nan')):.0f} | {fe.get('success_rate', float('nan')):.2f} | {r['wall_s']} |")
     return "\n".join(rows)
 
