@@ -6,7 +6,7 @@
 
 Preprocessing (deliberate variant of VJEPA2VideoProcessor, recorded in the encoder id): the processor resizes the
 short side to crop*256/224 and centre-crops, which on our 256x256 renders upsamples to 292 and trims ~18 px a side
-(FACTS.md) - it would cut the arena's edge off. We resize each whole frame straight to crop x crop (bilinear,
+(docs/background.md) - it would cut the arena's edge off. We resize each whole frame straight to crop x crop (bilinear,
 antialiased, in uint8 like torchvision's fast path), then rescale 1/255 and normalise with the ImageNet mean/std
 exactly as the processor does. For 256x256 frames and the 256 crop of ViT-L the resize is the identity, so the
 input equals the processor's normalisation without its upsample-and-crop. Non-square frames are squashed to square.
@@ -51,7 +51,7 @@ COMPILE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 def tiny_config_kwargs() -> dict[str, Any]:
     """The tiny preset: hidden 96, 2 layers, 4 heads, 128x128 crops -> 256 tokens per 8-frame window.
 
-    The findings' tiny config (FACTS.md); ~4 ms per window on one CPU thread for the transformer itself.
+    A random-init stand-in (docs/background.md); ~4 ms per window on one CPU thread for the transformer itself.
     """
     return dict(
         crop_size=128,
