@@ -25,24 +25,26 @@ _HEAD = 64 * 1024 + 16  # a v1 .npy header is at most 65535 + 10 bytes; v2 heade
 
 
 class BodyBuffers:
-    """A few reusable receive buffers (bytearrays). Bounded: at most `keep` idle buffers, `max_bytes` idle in all."""
+    """A few reusable receive buffers. Bounded: at most `keep` idle buffers, `max_bytes` idle in all.
+
+    New buffers are np.empty, not bytearray: the pages of a fresh one are only mapped as bytes arrive, so a client that
+    declares a large Content-Length and sends little costs memory for what it sent, as with a list of chunks.
+    """
 
     def __init__(self, keep: int = 4, max_bytes: int = 512 << 20):  # a 32-window body is 50 MB
         self.keep, self.max_bytes = keep, max_bytes
-        self._free: list[bytearray] = []
+        self._free: list[np.ndarray] = []
         self._lock = threading.Lock()
 
-    def take(self, size: int) -> bytearray:
-        """The smallest idle buffer of at least `size` bytes, or a new one."""
+    def take(self, size: int) -> np.ndarray:
+        """The smallest idle buffer (uint8, 1-d) of at least `size` bytes, or a new one."""
         with self._lock:
-            fits = [b for b in self._free if len(b) >= size]
+            fits = [i for i, b in enumerate(self._free) if len(b) >= size]
             if fits:
-                buf = min(fits, key=len)
-                self._free.remove(buf)
-                return buf
-        return bytearray(size)
+                return self._free.pop(min(fits, key=lambda i: len(self._free[i])))
+        return np.empty(size, np.uint8)
 
-    def give(self, buf: bytearray) -> None:
+    def give(self, buf: np.ndarray) -> None:
         with self._lock:
             self._free.append(buf)
             self._free.sort(key=len)
@@ -72,7 +74,7 @@ class Lease:
     def __init__(self, pool: BodyBuffers):
         self.pool, self.taken = pool, []
 
-    def take(self, size: int) -> bytearray:
+    def take(self, size: int) -> np.ndarray:
         buf = self.pool.take(size)
         self.taken.append(buf)
         return buf
