@@ -520,7 +520,7 @@ def probe_cmd(
     fingertip-to-target vector (k-fold over episodes; R2 mean and spread across folds)."""
     from services.trainer.features import make_feature_source
     from services.trainer.probe import probe
-    from vjepa_robot.demo import save_probes
+    from vjepa_robot.probes import print_probes, save_probes
 
     ctx = _local_ctx(store, runs_dir, encoder_url, token)
     results = []
@@ -535,19 +535,6 @@ def probe_cmd(
     print_probes(results)
 
 
-def print_probes(results: list[dict]) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from services.trainer.report import probe_rows
-
-    table = Table("features", "target", "linear R2 (mean ± sd)", "ridge alpha", "MLP R2 (mean ± sd)", "folds",
-                  title="Probes: R2 on held-out episodes")
-    for r in probe_rows(results):
-        table.add_row(*(escape(r[k]) for k in ("features", "target", "linear", "alpha", "mlp", "folds")))
-    _console().print(table)
-
-
 @app.command("report")
 def report_cmd(
     out: Path = typer.Option(Path("vjepa-robot-report"), "--out", help="Output directory."),
@@ -557,7 +544,7 @@ def report_cmd(
     """Write the report (README.md, bar chart, loss and learning curves, probe tables, rollout GIFs) from the
     recorded runs. Reads only: it never creates a store or a runs directory."""
     from services.trainer.report import load_notes, read_runs, summary_lines, title, write_report
-    from vjepa_robot.demo import load_probes
+    from vjepa_robot.probes import load_probes
 
     root = runs_root(store, runs_dir)
     runs = read_runs(root)

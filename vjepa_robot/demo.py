@@ -25,6 +25,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from vjepa_robot.probes import print_probes, save_probes
+
 console = Console()
 
 
@@ -208,9 +210,7 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
             probes.append({**probe(st, dataset, src, seed=cfg.seed), "dataset": dataset})
             src.close()
         save_probes(runs_dir, probes)
-        from vjepa_robot.cli import print_probes
-
-        print_probes(probes)
+        print_probes(probes, console)
 
         console.rule("6. report")
         runs = [r for r in read_runs(runs_dir) if r.get("run_id") in pending]
@@ -244,14 +244,3 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
         console.print("[yellow]The vjepa2 rows used a random-init encoder: a plumbing check. The V-JEPA 2 result "
                       "needs the pretrained checkpoint: vjepa-robot demo --preset findings (GPU).[/]")
     return path
-
-
-def save_probes(runs_dir: Path, probes: list[dict]) -> None:
-    d = Path(runs_dir) / "probes"
-    d.mkdir(parents=True, exist_ok=True)
-    for p in probes:
-        (d / f"{p['dataset']}__{p['features']}.json").write_text(json.dumps(p, indent=1))
-
-
-def load_probes(runs_dir: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((Path(runs_dir) / "probes").glob("*.json"))]
