@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from services.trainer.report import (PLUMBING, condition_name, condition_rows, load_notes, pct, read_runs, save_notes,
-                                     summary_lines, t_interval, title, wilson, write_report)
+                                     summary_lines, t_interval, title, wilson_ci95, write_report)
 
 TINY = {"features": "vjepa2", "dim": 96, "encoder_id": "abc123", "model": "preset:tiny", "image_size": 128}
 VITL = {"features": "vjepa2", "dim": 1024, "encoder_id": "def456", "model": "facebook/vjepa2-vitl-fpc64-256",
@@ -58,8 +58,8 @@ def _runs(gif) -> list[dict]:
 
 
 def test_numbers_for_people():
-    assert wilson(0, 3)[0] == 0.0 and wilson(3, 3)[1] == 1.0
-    assert pct(0.2, wilson(4, 20)) == "20% [8, 42]"
+    assert wilson_ci95(0, 3)[0] == 0.0 and wilson_ci95(3, 3)[1] == 1.0
+    assert pct(0.2, wilson_ci95(4, 20)) == "20% [8, 42]"
     mean, lo, hi = t_interval([0.94, 0.80, 0.90])
     assert abs(mean - 0.88) < 1e-12 and lo < 0.80 and hi > 0.94  # t(2) = 4.303: wide with three seeds
     assert t_interval([0.5]) == (0.5, None, None)

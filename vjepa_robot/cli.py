@@ -649,7 +649,7 @@ def runs_show(
     as_json: bool = typer.Option(False, "--json", help="The whole run record as JSON."),
 ) -> None:
     """One run: its config, metrics and evaluations."""
-    from services.trainer.report import condition_name, num, pct, wilson
+    from services.trainer.report import condition_name, num, pct, wilson_ci95
 
     root = runs_root(store, runs_dir)
     path = root / run_id / "run.json"
@@ -678,7 +678,7 @@ def runs_show(
         eps = e.get("episodes") or []
         k = sum(bool(x.get("success")) for x in eps)
         rate = e.get("success_rate")
-        res = f"success {pct(rate, wilson(k, len(eps)) if eps else e.get('success_ci95'))}, return " \
+        res = f"success {pct(rate, wilson_ci95(k, len(eps)) if eps else e.get('success_ci95'))}, return " \
               f"{num(e.get('mean_return'))}" if rate is not None else (e.get("error") or "")
         req = e.get("request") or {}
         typer.echo(f"  #{e.get('eval_id')} {e.get('status')}: {res} ({len(eps)} episodes, task {req.get('task')}, "

@@ -13,7 +13,6 @@ frame window. `TimeStep` is typed; `observation` holds the simulator state (posi
 from __future__ import annotations
 
 import enum
-import math
 import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -49,18 +48,6 @@ def train_episode_seed(dataset_seed: int, episode: int) -> int:
 def eval_episode_seed(eval_seed: int, episode: int) -> int:
     """Seed of evaluation episode `episode`; always >= EVAL_SEED_BASE, so never a training seed."""
     return EVAL_SEED_BASE + (int(eval_seed) + int(episode)) % (2**31 - 1 - EVAL_SEED_BASE)
-
-
-def wilson_ci95(successes: int, n: int) -> tuple[float, float]:
-    """95% Wilson score interval for a success rate (well behaved at 0% and 100%)."""
-    if n <= 0:
-        return (0.0, 1.0)
-    z = 1.959963984540054
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 # ----------------------------------------------------------------------------------------------------------------

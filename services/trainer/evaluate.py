@@ -16,7 +16,8 @@ from typing import Callable, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
-from .env import episode_success, eval_episode_seed, wilson_ci95
+from .env import episode_success, eval_episode_seed
+from .stats import wilson_ci95
 from .experts import make_expert
 from .features import FeatureSource
 

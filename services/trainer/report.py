@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .env import wilson_ci95
+from .stats import t_interval, wilson_ci95
 
 BASELINE_NAMES = {
     "jacobian": "Jacobian-transpose expert",
@@ -42,35 +42,10 @@ NOTES_FILE = "report_notes.json"
 KIND_ORDER = {"baseline": 0, "bc": 1, "sac": 2}
 FEATURE_ORDER = {"state": 0, "vjepa2": 1, "random": 2}
 BASELINE_ORDER = {"jacobian": 0, "p-controller": 1, "random": 2}
-# 97.5% quantiles of Student's t for df = 1..30 (two-sided 95% intervals); df > 30 uses 1.96 + 2.5/df
-T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # Numbers for people
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def wilson(successes: int, n: int) -> tuple[float, float]:
-    """95% Wilson interval; exactly 0 (1) at the bound when there are 0 (n) successes."""
-    if n <= 0:
-        return (0.0, 1.0)
-    lo, hi = wilson_ci95(successes, n)
-    return (0.0 if successes == 0 else max(0.0, float(lo)), 1.0 if successes == n else min(1.0, float(hi)))
-
-
-def t_interval(values: list[float]) -> tuple[float, float | None, float | None]:
-    """(mean, lo, hi): the 95% t-interval of the mean across values (None bounds for fewer than 2 values)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, None, None
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    df = n - 1
-    t = T975[df - 1] if df <= len(T975) else 1.96 + 2.5 / df
-    half = t * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
 
 
 def pct(rate: float | None, ci: Any = None) -> str:
@@ -236,7 +211,7 @@ def evaluation_rows(runs: list[dict]) -> list[dict]:
                 "seed": _seed(run),
                 "success_rate": float(ev["success_rate"]),
                 "successes": k,
-                "ci": wilson(k, n) if n else ev.get("success_ci95"),
+                "ci": wilson_ci95(k, n) if n else ev.get("success_ci95"),
                 "mean_return": ev.get("mean_return"),
                 "episodes": n,
                 "task": ev.get("task") or req.get("task"),
@@ -450,7 +425,7 @@ def plot_sac_curves(runs: list[dict], path: Path) -> Path:
                 x = [p["env_steps"] for p in c]
                 mean = [scale * (p.get(key) or 0) for p in c]
                 if key == "success_rate":
-                    b = [wilson(round(p.get(key, 0) * p.get("eval_episodes", 0)), p.get("eval_episodes") or 0) for p in c]
+                    b = [wilson_ci95(round(p.get(key, 0) * p.get("eval_episodes", 0)), p.get("eval_episodes") or 0) for p in c]
                     lo, hi = [100 * v[0] for v in b], [100 * v[1] for v in b]
                 else:
                     half = [1.96 * (p.get("std_return") or 0) / math.sqrt(max(p.get("eval_episodes") or 1, 1)) for p in c]
@@ -703,4 +678,4 @@ def _gif_paths(gif: Any) -> list[Path]:
 
 __all__ = ["write_report", "condition_name", "condition_rows", "evaluation_rows", "encoder_info", "is_plumbing",
            "plot_success", "plot_bc_losses", "plot_sac_curves", "read_runs", "load_notes", "save_notes", "pct",
-           "wilson", "t_interval", "probe_rows", "summary_lines", "title"]
+           "wilson_ci95", "t_interval", "probe_rows", "summary_lines", "title"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from .stats import t_interval
 from vjepa_robot_client.contract import RunStatus, SeedInterval, StudyRecord, StudyRun
 
 
@@ -21,11 +22,8 @@ def mean_ci95(values: list[float]) -> SeedInterval:
     mean = sum(vals) / n
     if n < 2:
         return SeedInterval(n=n, mean=mean, values=vals)
-    from scipy.stats import t
-
-    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
-    half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return SeedInterval(n=n, mean=mean, ci95=[mean - half, mean + half], values=vals)
+    _, lo, hi = t_interval(vals)
+    return SeedInterval(n=n, mean=mean, ci95=[lo, hi], values=vals)
 
 
 def final_metric(record: dict) -> tuple[str, float | None]:
