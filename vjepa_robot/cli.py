@@ -649,7 +649,8 @@ def runs_show(
     as_json: bool = typer.Option(False, "--json", help="The whole run record as JSON."),
 ) -> None:
     """One run: its config, metrics and evaluations."""
-    from services.trainer.report import condition_name, num, pct, wilson_ci95
+    from services.trainer.report import condition_name, num, pct
+    from services.trainer.stats import wilson_ci95
 
     root = runs_root(store, runs_dir)
     path = root / run_id / "run.json"
