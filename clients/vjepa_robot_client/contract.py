@@ -209,24 +209,6 @@ class StreamCreated(_Open):
     encoder_id: str
 
 
-# -- frame streams: POST /streams, POST /streams/{id}/step (one .npy frame per env), DELETE /streams/{id} ----------
-
-CONTENT_ENCODINGS = ("zstd", "gzip")  # request bodies the encoder decompresses (Content-Encoding)
-
-
-class StreamCreateRequest(_Model):
-    envs: int = Field(ge=1, le=4096, description="Envs stepping in lockstep; each step sends one frame per env.")
-    height: int = Field(ge=1, le=4096, description="Frame height in pixels (every step's frames must match).")
-    width: int = Field(ge=1, le=4096, description="Frame width in pixels.")
-
-
-class StreamCreated(_Open):
-    stream_id: str
-    envs: int
-    ttl_s: float = Field(description="The stream is dropped after this many idle seconds (then 404).")
-    encoder_id: str
-
-
 class CreateDatasetRequest(_Model):
     name: str = Field(description="Dataset name: letters, digits, '_' or '-'.", examples=["jacobian-easy-150"])
     expert: ExpertName = ExpertName.jacobian
