@@ -103,7 +103,7 @@ def test_full_queue_raises_queue_full():
 # -- the /encode hot path's bytes (services/encoder/wire.py) and the SDK's body parts ---------------------------------
 
 from conftest import run_server  # noqa: E402
-from services.encoder.wire import BodyBuffers, from_npy_buffer  # noqa: E402
+from services.encoder.wire import BodyBuffers  # noqa: E402
 from vjepa_robot_client import AsyncEncoderClient, EncoderClient  # noqa: E402
 from vjepa_robot_client.contract import NpyError, from_npy_bytes, to_npy_bytes  # noqa: E402
 
@@ -111,7 +111,7 @@ from vjepa_robot_client.contract import NpyError, from_npy_bytes, to_npy_bytes  
 def test_npy_from_a_buffer_is_a_view_and_refuses_what_from_npy_bytes_refuses():
     arr = w(3)
     buf = bytearray(to_npy_bytes(arr))
-    view = from_npy_buffer(memoryview(buf))
+    view = from_npy_bytes(memoryview(buf))
     assert np.array_equal(view, arr) and view.dtype == np.uint8 and view.flags.writeable
     assert np.shares_memory(view, np.frombuffer(buf, np.uint8))  # parsed in place, not copied
     good = to_npy_bytes(arr)
@@ -119,14 +119,14 @@ def test_npy_from_a_buffer_is_a_view_and_refuses_what_from_npy_bytes_refuses():
         with pytest.raises(NpyError) as from_bytes:
             from_npy_bytes(body)
         with pytest.raises(NpyError) as from_buffer:
-            from_npy_buffer(bytearray(body))
+            from_npy_bytes(bytearray(body))
         assert str(from_buffer.value) == str(from_bytes.value)
     pickled = bytearray(good)  # an object-dtype header: refused before anything is unpickled
     header_end = good.index(b"\n") + 1
     obj_header = good[:header_end].replace(b"'|u1'", b"'|O' ")
     pickled[:header_end] = obj_header
     with pytest.raises(NpyError, match="object arrays are refused"):
-        from_npy_buffer(pickled)
+        from_npy_bytes(pickled)
 
 
 def test_body_buffers_are_reused_bounded_and_dropped_when_cancelled():

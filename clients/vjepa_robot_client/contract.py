@@ -102,40 +102,75 @@ class NpyError(ValueError):
     """A body that is not a valid, non-object .npy array."""
 
 
-def to_npy_bytes(array: np.ndarray) -> bytes:
+def npy_header(array: np.ndarray) -> bytes:
+    """The .npy (v1) header of a C-contiguous `array`: header + array.data is exactly np.save's output."""
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(array))
     return buf.getvalue()
 
 
-def from_npy_bytes(data: bytes) -> np.ndarray:
-    """Parse a .npy body without ever unpickling. Raises NpyError naming the problem."""
-    if not data:
+def to_npy_bytes(array: np.ndarray) -> bytes:
+    """np.save's bytes of `array`, built with one copy (np.save through BytesIO makes several)."""
+    array = np.ascontiguousarray(array)
+    return npy_header(array) + array.tobytes()
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+_NPY_HEAD = 64 * 1024 + 16  # a v1 .npy header is at most 65535 + 10 bytes; longer v2 headers are refused
+_HEADERS: dict[bytes, tuple[tuple[int, ...], bool, np.dtype]] = {}  # exact header bytes -> parsed (good ones only)
+_MAX_HEADERS = 256
+
+
+def from_npy_bytes(data: bytes | bytearray | memoryview) -> np.ndarray:
+    """Parse a .npy body (any bytes-like) without ever unpickling and without copying the payload: the array is a
+    view of `data`. Raises NpyError naming the problem.
+
+    Headers seen before are looked up, not parsed again: numpy's header parser takes ~0.25 ms (measured on the dev
+    box), a quarter of a one-window request's server time, and a client sends the same few shapes over and over.
+    """
+    view = memoryview(data).cast("B")
+    if len(view) == 0:
         raise NpyError("empty body: send a .npy array (np.save) with Content-Type: application/x-npy")
-    if not data.startswith(b"\x93NUMPY"):
+    if bytes(view[: len(_NPY_MAGIC)]) != _NPY_MAGIC:
         raise NpyError("body is not a .npy array (missing the \\x93NUMPY magic): serialise frames with np.save")
-    buf = io.BytesIO(data)
+    shape, fortran, dtype, offset = _known_npy_header(view) or _parse_npy_header(view)
+    count = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
+    expected = count * dtype.itemsize
+    payload = view[offset:]
+    if len(payload) < expected:
+        raise NpyError(f"truncated .npy body: header promises {expected} bytes of data, got {len(payload)}")
+    return np.frombuffer(payload, dtype=dtype, count=count).reshape(shape, order="F" if fortran else "C")
+
+
+def _known_npy_header(view: memoryview):
+    size_bytes = {1: 2, 2: 4}.get(view[6]) if len(view) > 7 else None
+    if size_bytes is None or len(view) < 8 + size_bytes:
+        return None
+    offset = 8 + size_bytes + int.from_bytes(view[8 : 8 + size_bytes], "little")
+    hit = _HEADERS.get(bytes(view[:offset])) if offset <= len(view) else None
+    return None if hit is None else (*hit, offset)
+
+
+def _parse_npy_header(view: memoryview):
+    head = io.BytesIO(bytes(view[:_NPY_HEAD]))
     try:
-        version = np.lib.format.read_magic(buf)
+        version = np.lib.format.read_magic(head)
         if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(buf)
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(head)
         elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf)
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(head)
         else:
             raise NpyError(f"unsupported .npy version {version}")
     except NpyError:
         raise
-    except Exception as exc:  # malformed header
+    except Exception as exc:  # malformed (or, for v2, over-long) header
         raise NpyError(f"malformed .npy header: {exc}") from None
     if dtype.hasobject:
         raise NpyError("object arrays are refused (they would need unpickling): send a uint8 array")
-    count = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
-    expected = count * dtype.itemsize
-    payload = memoryview(data)[buf.tell():]
-    if len(payload) < expected:
-        raise NpyError(f"truncated .npy body: header promises {expected} bytes of data, got {len(payload)}")
-    arr = np.frombuffer(payload, dtype=dtype, count=count)
-    return arr.reshape(shape, order="F" if fortran else "C")
+    offset = head.tell()
+    if len(_HEADERS) < _MAX_HEADERS:
+        _HEADERS[bytes(view[:offset])] = (shape, fortran, dtype)
+    return shape, fortran, dtype, offset
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from services.common.store import DatasetNotFound
 from services.encoder.batcher import DynamicBatcher, QueueFull
 from services.encoder.jobs import DatasetJobs, EmbeddingMeta
 from services.encoder.settings import EncoderSettings
-from services.encoder.wire import BodyBuffers, Lease, LongerThanDeclared, from_npy_buffer, npy_bytes, read_into
+from services.encoder.wire import BodyBuffers, Lease, LongerThanDeclared, read_into
 from services.encoder.streams import (
     BodyTooLarge,
     StreamInputError,
@@ -78,7 +78,7 @@ EXAMPLE = "np.save(buf, np.zeros((4, 8, 256, 256, 3), np.uint8))"
 def parse_windows(body: bytes | memoryview, frames: int = WINDOW_FRAMES) -> np.ndarray:
     """A .npy body -> (B, frames, H, W, 3) uint8 (a view of the body, no copy). Raises HTTPException (400/422)."""
     try:
-        arr = from_npy_buffer(body)
+        arr = from_npy_bytes(body)
     except NpyError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"{exc} (e.g. {EXAMPLE})") from None
     if arr.ndim == 4:
@@ -160,7 +160,7 @@ def embeddings_response(request: Request, emb: np.ndarray) -> Response:
     """(B, D) float32 as .npy (Accept: application/x-npy) or as a JSON EncodeResponse."""
     enc = request.app.state.encoder
     if wants_npy(request):
-        return Response(npy_bytes(emb), media_type=NPY_MEDIA_TYPE, headers={"X-Encoder-Id": enc.encoder_id})
+        return Response(to_npy_bytes(emb), media_type=NPY_MEDIA_TYPE, headers={"X-Encoder-Id": enc.encoder_id})
     body = json.dumps({"encoder_id": enc.encoder_id, "dim": int(emb.shape[1]), "embeddings": emb.tolist()})
     return Response(body, media_type="application/json")
 

@@ -4,24 +4,17 @@ Why (measured with bench/transport.py on the 2-core dev box): a 32-window body i
 already-touched buffer takes ~7 ms; into a fresh allocation ~24 ms, because glibc maps every allocation over 32 MB
 anew (page faults on first touch) and unmaps it on free. Collecting chunks and `b"".join`-ing them pays that on
 every request, plus a second full copy. Here each body is copied once, from the HTTP server's chunks into a
-buffer that lives across requests, and the .npy payload is viewed in place (np.frombuffer).
+buffer that lives across requests, and the .npy payload is viewed in place (contract.from_npy_bytes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import math
 import threading
 from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
-
-from vjepa_robot_client.contract import NpyError, from_npy_bytes
-
-NPY_MAGIC = b"\x93NUMPY"
-_HEAD = 64 * 1024 + 16  # a v1 .npy header is at most 65535 + 10 bytes; v2 headers this long are refused below
 
 
 class BodyBuffers:
@@ -98,74 +91,3 @@ async def read_into(chunks: AsyncIterator[bytes], size: int, lease: Lease) -> me
         view[got : got + n] = chunk
         got += n
     return view[:got]
-
-
-def from_npy_buffer(data: bytes | bytearray | memoryview) -> np.ndarray:
-    """from_npy_bytes for any bytes-like body, without copying the payload (never unpickles; the same errors).
-
-    Headers seen before are looked up, not parsed again: numpy's header parser takes ~0.25 ms (measured here), a
-    quarter of a one-window request's server time, and a client sends the same few shapes over and over.
-    """
-    view = memoryview(data).cast("B")
-    if len(view) == 0 or bytes(view[: len(NPY_MAGIC)]) != NPY_MAGIC:
-        return from_npy_bytes(bytes(view[:_HEAD]))  # the same error message (empty / not .npy)
-    known = _known_header(view)
-    if known is not None:
-        shape, fortran, dtype, offset = known
-    else:
-        shape, fortran, dtype, offset = _parse_header(view)
-    count = math.prod(shape)
-    expected = count * dtype.itemsize
-    payload = view[offset:]
-    if len(payload) < expected:
-        raise NpyError(f"truncated .npy body: header promises {expected} bytes of data, got {len(payload)}")
-    arr = np.frombuffer(payload, dtype=dtype, count=count)
-    return arr.reshape(shape, order="F" if fortran else "C")
-
-
-_HEADERS: dict[bytes, tuple[tuple[int, ...], bool, np.dtype]] = {}  # exact header bytes -> parsed (good ones only)
-_MAX_HEADERS = 256
-
-
-def _known_header(view: memoryview):
-    size_bytes = {1: 2, 2: 4}.get(view[6]) if len(view) > 7 else None
-    if size_bytes is None or len(view) < 8 + size_bytes:
-        return None
-    offset = 8 + size_bytes + int.from_bytes(view[8 : 8 + size_bytes], "little")
-    hit = _HEADERS.get(bytes(view[:offset])) if offset <= len(view) else None
-    return None if hit is None else (*hit, offset)
-
-
-def _parse_header(view: memoryview):
-    head = io.BytesIO(bytes(view[:_HEAD]))
-    try:
-        version = np.lib.format.read_magic(head)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(head)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(head)
-        else:
-            raise NpyError(f"unsupported .npy version {version}")
-    except NpyError:
-        raise
-    except Exception as exc:  # malformed (or, for v2, over-long) header
-        raise NpyError(f"malformed .npy header: {exc}") from None
-    if dtype.hasobject:
-        raise NpyError("object arrays are refused (they would need unpickling): send a uint8 array")
-    offset = head.tell()
-    if len(_HEADERS) < _MAX_HEADERS:
-        _HEADERS[bytes(view[:offset])] = (shape, fortran, dtype)
-    return shape, fortran, dtype, offset
-
-
-def npy_header(array: np.ndarray) -> bytes:
-    """The .npy (v1) header for a C-contiguous `array`: header + array.data is exactly np.save's output."""
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(array))
-    return buf.getvalue()
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    """np.save's bytes of `array`, built with one copy (np.save through BytesIO makes several)."""
-    array = np.ascontiguousarray(array)
-    return npy_header(array) + array.tobytes()
