@@ -56,7 +56,9 @@ def test_tiny_run_end_to_end(tmp_path):
     t = load_file(str(ck / "policy.safetensors"))  # state features: inputs scaled by the warm-up statistics
     assert float(t["actor.scale.fitted"]) == 1 and float(t["critic_target.scale.fitted"]) == 1
     assert t["actor.scale.std"][4:6].max() < 0.5 < t["actor.scale.std"][6:].min()  # to_target ~0.1, velocity >1
-    assert json.loads((ck / "state.json").read_text())["nets"]["normalize_obs"] is True
+    nets = json.loads((ck / "state.json").read_text())["nets"]
+    assert nets["normalize_obs"] is True and nets["critic"] == [256, 64] and nets["actor"] == [256, 64]
+    assert t["critic.q.2.weight"].shape == (2, 256, 64)  # twin critics' second layer
 
 
 def test_stop_then_resume_continues_step_count(tmp_path):
