@@ -715,7 +715,7 @@ def demo(
 
 
 # The trainer stack is an extra (pip install "vjepa-robot[trainer]"); an encoder-only install still runs the CLI.
-TRAINER_STACK = ("dm_control", "mujoco", "stable_baselines3", "gymnasium", "matplotlib", "imageio", "psutil")
+TRAINER_STACK = ("dm_control", "mujoco", "matplotlib", "imageio", "psutil")  # the `trainer` extra
 
 
 def main() -> None:
