@@ -12,7 +12,8 @@ Algorithm (Haarnoja et al. 2018, "SAC: algorithms and applications", with automa
 twin Q critics and their Polyak-averaged targets, a tanh-squashed Gaussian actor, a learned temperature alpha
 driven towards the target entropy -dim(A) = -2, n-step returns in the critic target (DrQ-v2), and
 `updates_per_transition` gradient steps per agent transition. Networks: the findings' [256, 64] hidden
-layers for actor and critics.
+layers for actor and critics; on `state` features the inputs are scaled by the warm-up observations' mean and
+std (`Nets.normalize_obs`), which took the failing seeds of the state oracle over 900 (bench/SAC_RESULTS.md).
 
 Counting: `total_steps`, `episode_steps`, `eval_every`, `checkpoint_every`, `learning_starts` and every
 `env_steps` in the run record are *simulator* steps; with action_repeat=4 one agent transition is 4 env steps.
