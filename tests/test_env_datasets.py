@@ -19,9 +19,9 @@ from services.trainer.env import (
     eval_episode_seed,
     make,
     train_episode_seed,
-    wilson_ci95,
 )
 from services.trainer.evaluate import ExpertPolicy, evaluate
+from services.trainer.stats import wilson_ci95
 from vjepa_robot_client.window import episode_windows
 
 
