@@ -49,37 +49,42 @@ def chunk_windows(frames: np.ndarray, start: int, stop: int, size: int = WINDOW_
 
 
 class WindowBuffer:
-    """The last `size` frames of each of N envs, as one (N, size, H, W, 3) array, updated in place.
+    """The last `size` frames of each of N envs, as one (N, size, H, W, 3) array.
 
     `push(frames, reset)` appends each env's newest frame; an env listed in `reset` starts a new episode, so its
     frame fills its whole window. The result equals `window_at(episode_frames, t)` for every env and step.
-    Works on numpy arrays; the encoder's streams use the same logic on torch tensors (see `roll_in`).
     """
 
     def __init__(self, envs: int, height: int, width: int, size: int = WINDOW_FRAMES):
         self.size = size
         self.windows = np.zeros((envs, size, height, width, 3), np.uint8)
-        self.started = np.zeros(envs, bool)  # False until an env's first frame arrives (then it must be a reset)
+        self.started = np.zeros(envs, bool)  # False until an env's first frame arrives (then it counts as a reset)
 
     def push(self, frames: np.ndarray, reset: np.ndarray | list[int] | None = None) -> np.ndarray:
-        """frames: (N, H, W, 3) uint8, the newest frame of each env -> the N current windows (a view)."""
-        reset_mask = np.zeros(len(self.windows), bool)
-        if reset is not None:
-            reset_mask[np.asarray(reset, dtype=int)] = True
-        reset_mask |= ~self.started
-        roll_in(self.windows, frames, reset_mask)
+        """frames: (N, H, W, 3) uint8, the newest frame of each env -> the N current windows."""
+        self.windows = advance(self.windows, frames, self.reset_mask(reset))
         self.started[:] = True
         return self.windows
 
+    def reset_mask(self, reset: np.ndarray | list[int] | None) -> np.ndarray:
+        """(N,) bool: the envs listed in `reset`, and every env that has not received a frame yet."""
+        mask = ~self.started
+        if reset is not None and len(reset):
+            mask[np.asarray(reset, dtype=np.int64)] = True
+        return mask
 
-def roll_in(windows, frames, reset_mask) -> None:
-    """Shift each window one frame left and put the newest frame last; reset envs get their frame in every slot.
 
-    windows: (N, T, H, W, 3); frames: (N, H, W, 3); reset_mask: (N,) bool. Works for numpy arrays and torch
-    tensors alike (only slicing and indexing), in place.
+def advance(windows, frames, reset_mask):
+    """The windows after one step, as a new array: each shifted one frame left with the newest frame last; an env in
+    `reset_mask` gets its frame in every slot (its episode starts there).
+
+    windows: (N, T, H, W, 3); frames: (N, H, W, 3); reset_mask: (N,) bool. numpy arrays or torch tensors alike (only
+    indexing: one gather makes the new array), so the encoder's streams apply the same rule on the model's device.
     """
-    windows[:, :-1] = windows[:, 1:].clone() if hasattr(windows, "clone") else windows[:, 1:].copy()
-    windows[:, -1] = frames
+    t = windows.shape[1]
+    new = windows[:, [*range(1, t), t - 1]]  # a copy: slots 1..T-1, then the last slot again (overwritten below)
+    new[:, -1] = frames
     idx = np.flatnonzero(np.asarray(reset_mask))
     if len(idx):
-        windows[idx] = frames[idx][:, None]
+        new[idx] = frames[idx][:, None]
+    return new

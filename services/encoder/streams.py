@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from vjepa_robot_client.window import WINDOW_FRAMES
+from vjepa_robot_client.window import WINDOW_FRAMES, advance
 
 GIB = 1024**3
 NPY_HEADER_BYTES = 256  # np.save's header is 128 bytes for these shapes; room to spare
@@ -101,13 +101,7 @@ class Stream:
         reset_mask = ~self.started.copy()
         if reset:
             reset_mask[np.asarray(reset, dtype=np.int64)] = True
-        # vjepa_robot_client.window.roll_in's rule, written as one new tensor instead of in place
-        new = torch.cat((self.windows[:, 1:], x[:, None]), dim=1)
-        idx = np.flatnonzero(reset_mask)
-        if len(idx):
-            t = torch.from_numpy(idx).to(self.device)
-            new[t] = x[t][:, None].expand(-1, WINDOW_FRAMES, -1, -1, -1)
-        return new
+        return advance(self.windows, x, reset_mask)  # the window rule, on the model's device
 
     async def step(self, frames: np.ndarray, reset: list[int], submit) -> np.ndarray:
         """One step: advance, embed through `submit` (the batcher), commit. Steps of one stream run one at a time."""

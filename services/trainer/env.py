@@ -231,7 +231,7 @@ class FrameWindow(_Wrapper):
         if self._buf is None:
             self._buf = WindowBuffer(1, *ts.frame.shape[:2], size=self.frames)
         window = self._buf.push(ts.frame[None], [0] if reset else None)[0]
-        return replace(ts, window=window.copy())
+        return replace(ts, window=window)  # a view of a fresh array: the next push makes a new one
 
     def reset(self, seed=None):
         return self._attach(self._env.reset(seed), reset=True)
