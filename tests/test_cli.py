@@ -103,3 +103,11 @@ def test_expected_failures_are_one_line(monkeypatch, capsys):
         cli.main()
     err = capsys.readouterr().err
     assert exc.value.code == 1 and err.count("\n") == 1 and "--verbose" in err and "Traceback" not in err
+
+
+def test_train_bc_select_reaches_the_request_and_a_bad_choice_is_one_line(tmp_path):
+    """`--select` is BC's checkpoint rule (best_val | last): a value outside it is refused before any work."""
+    res = CliRunner().invoke(cli.app, ["train", "bc", "some-dataset", "--features", "state", "--select", "nope",
+                                       "--store", str(tmp_path / "store")])
+    assert res.exit_code != 0 and "select" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "store").exists()  # refused at the edge: nothing created

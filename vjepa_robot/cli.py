@@ -396,6 +396,7 @@ def train_bc(
     batch_size: int = typer.Option(256),
     lr: float = typer.Option(1e-3),
     val_fraction: float = typer.Option(0.1),
+    select: str = typer.Option("best_val", help="best_val (the epoch with the lowest validation MSE) | last"),
     seed: int = typer.Option(0),
     seeds: Optional[str] = SeedsOpt,
     n_seeds: Optional[int] = NSeedsOpt,
@@ -405,11 +406,11 @@ def train_bc(
     runs_dir: Optional[Path] = RunsOpt,
     token: Optional[str] = TokenOpt,
 ) -> None:
-    """Behaviour cloning (the findings' MLP) on a dataset's features."""
+    """Behaviour cloning (the first study's MLP) on a dataset's features."""
     from vjepa_robot_client.contract import TrainBCRequest
 
     fields = dict(dataset=dataset, features=features, epochs=epochs, batch_size=batch_size, lr=lr,
-                  val_fraction=val_fraction, seed=seed, **_seed_list(seeds, n_seeds))
+                  val_fraction=val_fraction, select=select, seed=seed, **_seed_list(seeds, n_seeds))
     _train("bc", TrainBCRequest, fields, trainer_url, encoder_url, store, runs_dir, token)
 
 
