@@ -30,6 +30,7 @@ from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, statu
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from services.common.http_metrics import RequestMetricsMiddleware
 from services.common.auth import bearer_auth, warn_if_open
 from services.common.docs import offline_docs
 from services.common.store import DatasetNotFound
@@ -207,45 +208,17 @@ class Metrics:
         self.streams = Gauge("vjepa_encoder_streams", "Open frame streams.", registry=self.registry)
 
     # BatchObserver
+    def observe_request(self, method: str, route: str, status: str, seconds: float, body_bytes: int) -> None:
+        if body_bytes:
+            self.request_bytes.labels(route).inc(body_bytes)
+        self.requests.labels(method, route, status).inc()
+        self.latency.labels(route).observe(seconds)
+
     def batch(self, size: int) -> None:
         self.batch_size.observe(size)
 
     def queue_depth(self, depth: int) -> None:
         self.queue.set(depth)
-
-
-class MetricsMiddleware:
-    """Pure ASGI (no BaseHTTPMiddleware overhead): counts requests by status and times them."""
-
-    def __init__(self, app, metrics: Metrics):
-        self.app, self.metrics = app, metrics
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        start = time.perf_counter()
-        code = {"status": 500}
-        received = [0]
-
-        async def receive_counted():
-            message = await receive()
-            received[0] += len(message.get("body", b""))
-            return message
-
-        async def send_wrapper(message):
-            if message["type"] == "http.response.start":
-                code["status"] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive_counted, send_wrapper)
-        finally:
-            route = scope.get("route")
-            label = getattr(route, "path", None) or "unmatched"
-            if received[0]:
-                self.metrics.request_bytes.labels(label).inc(received[0])
-            self.metrics.requests.labels(scope["method"], label, str(code["status"])).inc()
-            self.metrics.latency.labels(label).observe(time.perf_counter() - start)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -321,7 +294,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
     offline_docs(app)
     app.state.settings = settings
     app.state.metrics = metrics
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestMetricsMiddleware, observe=metrics.observe_request)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception):  # still JSON, still naming the problem

@@ -39,6 +39,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.http_metrics import RequestMetricsMiddleware
 from services.common.auth import bearer_auth, load_token, warn_if_open
 from services.common.store import DatasetNotFound, Store
 from services.common.docs import offline_docs
@@ -169,6 +170,9 @@ class TrainerMetrics:
 
         self.registry.register(_Jobs())
 
+    def observe_request(self, method: str, route: str, status: str, seconds: float, body_bytes: int) -> None:
+        self.requests.labels(method, route, status).inc()
+
     def on_eval(self, result: dict) -> None:
         sps, wall = result.get("steps_per_second"), result.get("wall_s")
         if sps:
@@ -176,30 +180,6 @@ class TrainerMetrics:
             if wall:
                 self.eval_steps.inc(sps * wall)
                 self.eval_seconds.inc(wall)
-
-
-class RequestCountMiddleware:
-    """Pure ASGI: count requests by method, route template (not the raw path: run ids would explode labels), status."""
-
-    def __init__(self, app, metrics: TrainerMetrics):
-        self.app, self.metrics = app, metrics
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        box = {"status": 500}
-
-        async def send_status(message):
-            if message["type"] == "http.response.start":
-                box["status"] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(scope.get("method", "?"), path, str(box["status"])).inc()
 
 
 def create_app(settings: TrainerSettings | None = None) -> FastAPI:
@@ -226,7 +206,7 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
                   redoc_url=None)
     app.state.ctx, app.state.runner, app.state.metrics = ctx, runner, metrics
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
-    app.add_middleware(RequestCountMiddleware, metrics=metrics)
+    app.add_middleware(RequestMetricsMiddleware, observe=metrics.observe_request)
     offline_docs(app)
     auth = [Depends(bearer_auth(token))]
 
