@@ -158,8 +158,11 @@ def test_connection_refused_then_server_starts():
     thread.start()
     try:
         with EncoderClient(f"http://127.0.0.1:{port}", retries=10, backoff=0.1, max_backoff=0.5) as enc:
+            t0 = time.monotonic()
             emb = enc.encode(frames_batch(2))
-            assert emb.shape == (2, D) and started.is_set()
+            # answered only once the late server listened (>= 0.6 s in); `started` is set by the server's thread just
+            # after it listens, which can come a moment after it has already served this request: wait for it
+            assert emb.shape == (2, D) and time.monotonic() - t0 >= 0.5 and started.wait(5)
             assert enc.retry_count >= 1  # the first attempts were refused
     finally:
         stop.set()
