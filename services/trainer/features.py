@@ -162,17 +162,17 @@ class VJEPA2Features(FeatureSource):
 
     def online(self, timesteps, episode_seeds):
         """One stream step: each env's newest frame, resets from ts.first() -> (B, D) float32."""
-        windows = _windows_of(timesteps)  # (B, 8, H, W, 3) uint8: the reference the stream must continue
-        b, _, h, w, _ = windows.shape
+        wins = [_window(ts) for ts in timesteps]  # (8, H, W, 3) views: the reference the stream must continue
+        b, (h, w) = len(wins), wins[0].shape[1:3]
         stream = self._stream(b, h, w)
         reset = [i for i, ts in enumerate(timesteps) if ts.first()]
         going = np.setdiff1d(np.arange(b), reset)
         buf = stream.buffer
         # the stream's newest frame of each continuing env must be that env's previous frame (one frame per env:
-        # ~1 ms for 8 envs at 256 px, against ~5 ms for whole windows)
-        if not all(buf.started[i] and np.array_equal(buf.windows[i, -1], windows[i, -2]) for i in going):
-            return stream.resync(windows)
-        return stream.step(windows[:, -1], reset=reset)
+        # ~1 ms for 8 envs at 256 px, against ~5 ms for whole windows); whole windows are stacked only to resync
+        if not all(buf.started[i] and np.array_equal(buf.windows[i, -1], wins[i][-2]) for i in going):
+            return stream.resync(np.stack(wins))
+        return stream.step(np.stack([win[-1] for win in wins]), reset=reset)
 
     def online_detached(self, timesteps, episode_seeds):
         """Windows outside the lockstep lanes (an episode's terminal step): one POST /encode of the full windows."""
@@ -193,10 +193,14 @@ class VJEPA2Features(FeatureSource):
         self.client.close()
 
 
-def _windows_of(timesteps) -> np.ndarray:
-    if any(ts.window is None for ts in timesteps):
+def _window(ts) -> np.ndarray:
+    if ts.window is None:
         raise ValueError("vjepa2 features need rendered windows: build the env with image_size > 0")
-    return np.stack([ts.window for ts in timesteps])
+    return ts.window
+
+
+def _windows_of(timesteps) -> np.ndarray:
+    return np.stack([_window(ts) for ts in timesteps])
 
 
 def make_feature_source(name: str, *, encoder_url: str | None = None, token: str | None = None) -> FeatureSource:
