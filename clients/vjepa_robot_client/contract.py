@@ -46,10 +46,39 @@ class Task(str, Enum):
     hard = "hard"
 
 
+class Pooling(str, Enum):
+    """How the encoder reduces a window's last hidden state (part of the encoder id: rows never mix)."""
+
+    mean = "mean"  # mean over every token: one (D,) vector per window (the default; today's answers byte for byte)
+    grid = "grid"  # the (T', h, w, D) token grid reduced over time and average-pooled to g x g: (g*g, D) per window
+
+
+class Readout(str, Enum):
+    """How a policy reads its features (BC and SAC)."""
+
+    mean = "mean"  # the MLP on the mean-pooled embedding (or on state / random vectors)
+    attentive = "attentive"  # a cross-attention pooler with learned queries over the stored token grid, then the MLP
+    flare = "flare"  # CortexBench's fusion of the last 3 windows' embeddings: latest plus consecutive differences
+
+
+class Compression(str, Enum):
+    """Request-body compression the trainer's encoder clients use (VJEPA_ROBOT_COMPRESS / serve trainer --compress)."""
+
+    auto = "auto"  # zstd for a non-loopback encoder URL, none on loopback
+    zstd = "zstd"
+    gzip = "gzip"
+    none = "none"
+
+
+DEFAULT_GRID_SIZE = 4  # g: a grid answer has g*g tokens per window
+
 # The vocabularies as plain strings, for the services, the CLI and messages; the enums above are their one source.
 EXPERTS: tuple[str, ...] = tuple(e.value for e in ExpertName)  # also the baseline policies of an evaluation
 TASKS: tuple[str, ...] = tuple(t.value for t in Task)
 FEATURE_SOURCES: tuple[str, ...] = tuple(f.value for f in FeatureSource)
+POOLINGS: tuple[str, ...] = tuple(p.value for p in Pooling)
+READOUTS: tuple[str, ...] = tuple(r.value for r in Readout)
+COMPRESSIONS: tuple[str, ...] = tuple(c.value for c in Compression)
 ExpertPolicy = Literal[EXPERTS]  # a JSON-schema enum of the expert names, for request fields
 ACTION_DIM = 2  # reacher's two joint torques, each in [-1, 1]
 
