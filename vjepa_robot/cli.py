@@ -386,6 +386,9 @@ def _print_study(study) -> None:
 
 SeedsOpt = typer.Option(None, "--seeds", help="Comma-separated training seeds: one run per seed, under one study.")
 NSeedsOpt = typer.Option(None, "--n-seeds", help="Runs with seeds --seed .. --seed+N-1, under one study.")
+ReadoutOpt = typer.Option("mean", "--readout", help="How the policy reads its features: mean | attentive (a "
+                          "pooler over the token grid) | flare (the last 3 windows fused); docs/readouts.md")
+GridSizeOpt = typer.Option(4, "--grid-size", help="attentive: a g x g token grid per window (g*g tokens).")
 
 
 @train_app.command("bc")
@@ -400,6 +403,8 @@ def train_bc(
     seed: int = typer.Option(0),
     seeds: Optional[str] = SeedsOpt,
     n_seeds: Optional[int] = NSeedsOpt,
+    readout: str = ReadoutOpt,
+    grid_size: int = GridSizeOpt,
     trainer_url: Optional[str] = TrainerUrlOpt,
     encoder_url: str = EncoderUrlOpt,
     store: Optional[str] = StoreOpt,
@@ -410,7 +415,8 @@ def train_bc(
     from vjepa_robot_client.contract import TrainBCRequest
 
     fields = dict(dataset=dataset, features=features, epochs=epochs, batch_size=batch_size, lr=lr,
-                  val_fraction=val_fraction, select=select, seed=seed, **_seed_list(seeds, n_seeds))
+                  val_fraction=val_fraction, select=select, seed=seed, readout=readout, grid_size=grid_size,
+                  **_seed_list(seeds, n_seeds))
     _train("bc", TrainBCRequest, fields, trainer_url, encoder_url, store, runs_dir, token)
 
 
@@ -425,6 +431,8 @@ def train_sac(
     seed: int = typer.Option(0),
     seeds: Optional[str] = SeedsOpt,
     n_seeds: Optional[int] = NSeedsOpt,
+    readout: str = ReadoutOpt,
+    grid_size: int = GridSizeOpt,
     trainer_url: Optional[str] = TrainerUrlOpt,
     encoder_url: str = EncoderUrlOpt,
     store: Optional[str] = StoreOpt,
@@ -436,8 +444,8 @@ def train_sac(
 
     given = dict(total_steps=total_steps, parallel_envs=parallel_envs, episode_steps=episode_steps,
                  action_repeat=action_repeat)
-    fields = dict(features=features, task=task, seed=seed, **{k: v for k, v in given.items() if v},
-                  **_seed_list(seeds, n_seeds))
+    fields = dict(features=features, task=task, seed=seed, readout=readout, grid_size=grid_size,
+                  **{k: v for k, v in given.items() if v}, **_seed_list(seeds, n_seeds))
     _train("sac", TrainSACRequest, fields, trainer_url, encoder_url, store, runs_dir, token)
 
 

@@ -344,7 +344,17 @@ class _Seeded(_Model):
         return self.model_copy(update={"seed": seed, "seeds": None, "n_seeds": None, "study_id": study_id})
 
 
-class TrainBCRequest(_Seeded):
+class _ReadoutChoice(_Model):
+    """How the policy reads its features (BC and SAC alike); services/trainer/readouts.py and docs/readouts.md."""
+
+    readout: Readout = Field(Readout.mean, description="mean: the MLP on the mean-pooled embedding; attentive: a "
+                             "cross-attention pooler over the stored token grid (V-JEPA 2's attentive probe), then "
+                             "the MLP; flare: the MLP on CortexBench's fusion of the last 3 windows' embeddings.")
+    grid_size: int = Field(DEFAULT_GRID_SIZE, ge=1, le=64, description="attentive only: the token grid is g x g "
+                           "(g*g tokens per window); ignored by mean and flare.")
+
+
+class TrainBCRequest(_Seeded, _ReadoutChoice):
     dataset: str
     features: FeatureSource = FeatureSource.vjepa2
     epochs: int = Field(100, ge=1, le=10_000)
@@ -358,7 +368,7 @@ class TrainBCRequest(_Seeded):
     _name = field_validator("dataset")(lambda cls, v: validate_name(v, "dataset name"))
 
 
-class TrainSACRequest(_Seeded):
+class TrainSACRequest(_Seeded, _ReadoutChoice):
     features: FeatureSource = FeatureSource.state
     task: Task = Task.easy
     total_steps: int = Field(100_000, ge=1, le=100_000_000, description="Simulator steps (action repeats counted).")

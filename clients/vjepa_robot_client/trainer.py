@@ -12,6 +12,7 @@ from typing import Any
 from ._progress import Progress
 from ._transport import AsyncTransport, SyncTransport
 from .contract import (
+    DEFAULT_GRID_SIZE,
     BaselineEvalRequest,
     CreateDatasetRequest,
     DatasetInfo,
@@ -21,6 +22,7 @@ from .contract import (
     EvalResult,
     FeatureSource,
     HealthResponse,
+    Readout,
     RunCreated,
     RunList,
     RunRecord,
@@ -61,6 +63,13 @@ def _dataset_request(name: str, expert: str, task: str, episodes: int, steps: in
                      workers: int, overwrite: bool) -> dict[str, Any]:
     return CreateDatasetRequest(name=name, expert=expert, task=task, episodes=episodes, steps=steps, seed=seed,
                                 image_size=image_size, workers=workers, overwrite=overwrite).model_dump(mode="json")
+
+
+def _readout_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """The default readout is left out of the body, so a trainer from before readouts still takes the request."""
+    if body.get("readout") == "mean" and body.get("grid_size") == DEFAULT_GRID_SIZE:
+        body = {k: v for k, v in body.items() if k not in ("readout", "grid_size")}
+    return body
 
 
 def _run_unit(record: RunRecord) -> str:
@@ -156,19 +165,23 @@ class TrainerClient(SyncTransport):
                 time.sleep(poll_interval)
 
     # runs ----------------------------------------------------------------------------------------------------------
-    def train_bc(self, dataset: str, features: str | FeatureSource = "vjepa2", epochs: int = 100, **kwargs: Any) -> str:
+    def train_bc(self, dataset: str, features: str | FeatureSource = "vjepa2", epochs: int = 100, *,
+                 readout: str | Readout = "mean", grid_size: int = DEFAULT_GRID_SIZE, **kwargs: Any) -> str:
         """Start behaviour cloning on a dataset; returns the run id, or with `seeds=[..]` / `n_seeds=` the study id
-        (one run per seed: get_study, wait_study). kwargs: TrainBCRequest fields (lr, batch_size, seeds, ...)."""
-        body = TrainBCRequest(dataset=dataset, features=features, epochs=epochs, **kwargs).model_dump(
-            mode="json", exclude_none=True)
+        (one run per seed: get_study, wait_study). readout: mean | attentive (grid_size x grid_size token grid) |
+        flare. kwargs: TrainBCRequest fields (lr, batch_size, seeds, ...)."""
+        body = TrainBCRequest(dataset=dataset, features=features, epochs=epochs, readout=readout, grid_size=grid_size,
+                              **kwargs).model_dump(mode="json", exclude_none=True)
+        body = _readout_fields(body)
         return _created(self.request("POST", "/train/bc", json=body).json())
 
     def train_sac(self, features: str | FeatureSource = "state", task: str | Task = "easy", total_steps: int = 100_000,
-                  **kwargs: Any) -> str:
+                  *, readout: str | Readout = "mean", grid_size: int = DEFAULT_GRID_SIZE, **kwargs: Any) -> str:
         """Start SAC in parallel envs; returns the run id, or the study id with seeds / n_seeds (as train_bc).
-        kwargs: TrainSACRequest fields (parallel_envs, seeds, ...)."""
-        body = TrainSACRequest(features=features, task=task, total_steps=total_steps, **kwargs).model_dump(
-            mode="json", exclude_none=True)
+        readout as train_bc. kwargs: TrainSACRequest fields (parallel_envs, seeds, ...)."""
+        body = TrainSACRequest(features=features, task=task, total_steps=total_steps, readout=readout,
+                               grid_size=grid_size, **kwargs).model_dump(mode="json", exclude_none=True)
+        body = _readout_fields(body)
         return _created(self.request("POST", "/train/sac", json=body).json())
 
     def run(self, run_id: str) -> RunRecord:
@@ -294,16 +307,19 @@ class AsyncTrainerClient(AsyncTransport):
                 w.check(info.status.value)
                 await asyncio.sleep(poll_interval)
 
-    async def train_bc(self, dataset: str, features: str | FeatureSource = "vjepa2", epochs: int = 100,
-                       **kwargs: Any) -> str:
-        body = TrainBCRequest(dataset=dataset, features=features, epochs=epochs, **kwargs).model_dump(
-            mode="json", exclude_none=True)
+    async def train_bc(self, dataset: str, features: str | FeatureSource = "vjepa2", epochs: int = 100, *,
+                       readout: str | Readout = "mean", grid_size: int = DEFAULT_GRID_SIZE, **kwargs: Any) -> str:
+        body = TrainBCRequest(dataset=dataset, features=features, epochs=epochs, readout=readout, grid_size=grid_size,
+                              **kwargs).model_dump(mode="json", exclude_none=True)
+        body = _readout_fields(body)
         return _created((await self.request("POST", "/train/bc", json=body)).json())
 
     async def train_sac(self, features: str | FeatureSource = "state", task: str | Task = "easy",
-                        total_steps: int = 100_000, **kwargs: Any) -> str:
-        body = TrainSACRequest(features=features, task=task, total_steps=total_steps, **kwargs).model_dump(
-            mode="json", exclude_none=True)
+                        total_steps: int = 100_000, *, readout: str | Readout = "mean",
+                        grid_size: int = DEFAULT_GRID_SIZE, **kwargs: Any) -> str:
+        body = TrainSACRequest(features=features, task=task, total_steps=total_steps, readout=readout,
+                               grid_size=grid_size, **kwargs).model_dump(mode="json", exclude_none=True)
+        body = _readout_fields(body)
         return _created((await self.request("POST", "/train/sac", json=body)).json())
 
     async def run(self, run_id: str) -> RunRecord:

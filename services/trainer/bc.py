@@ -37,6 +37,7 @@ from services.common.store import Store, fixed_list_to_numpy
 from vjepa_robot_client.contract import ACTION_DIM, TrainBCRequest
 
 from .features import FeatureSource, FeatureTable
+from .readouts import AttentivePooler, GridFeatures, PoolerConfig, with_readout
 from .runs import json_default
 
 CHECKPOINT_NAME = "policy.safetensors"
@@ -52,13 +53,23 @@ VAL_BATCH = 8192  # rows per forward pass when scoring the validation split (no 
 
 
 class BCPolicy(nn.Module):
-    """The findings' MLP (279,490 parameters at D=1024) with the train-split standardisation baked in."""
+    """The findings' MLP (279,490 parameters at D=1024) with the train-split standardisation baked in.
 
-    def __init__(self, dim: int, hidden: int = 256, hidden2: int = 64, action_dim: int = ACTION_DIM):
+    With `pooler` (readout attentive) the input is a window's token grid, flat (B, G*D) or (B, G, D): it is
+    standardised per (token, channel), read by an AttentivePooler (services/trainer/readouts.py) to (B, D), and the
+    same MLP follows. Without it the state dict is exactly the findings' (checkpoints of either load strictly).
+    """
+
+    def __init__(self, dim: int, hidden: int = 256, hidden2: int = 64, action_dim: int = ACTION_DIM,
+                 pooler: PoolerConfig | None = None):
         super().__init__()
-        self.dim = dim
+        self.dim = dim  # input width: D, or G*D for a grid
+        self.pooler = AttentivePooler(pooler) if pooler is not None else None
+        if pooler is not None and pooler.tokens * pooler.dim != dim:
+            raise ValueError(f"a pooler over {pooler.tokens} x {pooler.dim} tokens reads {pooler.tokens * pooler.dim} "
+                             f"inputs, not {dim}")
         self.net = nn.Sequential(
-            nn.Linear(dim, hidden),
+            nn.Linear(self.pooler.out_dim if self.pooler is not None else dim, hidden),
             nn.LayerNorm(hidden),
             nn.ReLU(),
             nn.Linear(hidden, hidden2),
@@ -74,9 +85,13 @@ class BCPolicy(nn.Module):
         self.norm_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.norm_std.copy_(torch.as_tensor(std, dtype=torch.float32))
 
+    def head(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, dim) standardised features -> (B, 2) actions (training runs this on pre-standardised rows)."""
+        return self.net(self.pooler(z) if self.pooler is not None else z)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, D) raw features -> (B, 2) actions."""
-        return self.net((x - self.norm_mean) / self.norm_std)
+        """(B, D) raw features (or (B, G, D) raw grids) -> (B, 2) actions."""
+        return self.head((x.reshape(len(x), self.dim) - self.norm_mean) / self.norm_std)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -159,7 +174,7 @@ def _mse(model: BCPolicy, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) 
     total = 0.0
     for i in range(0, len(rows), VAL_BATCH):
         idx = rows[i:i + VAL_BATCH]
-        pred = model.net(x.index_select(0, idx))  # x is already standardised
+        pred = model.head(x.index_select(0, idx))  # x is already standardised
         total += float(nn.functional.mse_loss(pred.float(), y.index_select(0, idx), reduction="sum"))
     return total / (len(rows) * y.shape[1])
 
@@ -180,6 +195,7 @@ def fit_bc(
     threads: int | None = None,
     precision: str | None = None,
     select: str = "best_val",
+    pooler: PoolerConfig | None = None,
 ) -> tuple[BCPolicy, dict]:
     """Train a BCPolicy on x (N, D) float32 -> y (N, 2) float32 over the given row indices.
 
@@ -193,6 +209,8 @@ def fit_bc(
     high-dimensional features overfits within a few epochs: the last epoch is rarely the best policy); "last"
     returns the final epoch's. Without a validation split both are the last epoch. The metrics record
     `best_epoch`, `best_val_loss` and `selected_epoch`.
+    `pooler`: readout attentive: x holds flat token grids (N, G*D) and an AttentivePooler of this shape is trained
+    with the MLP (the readout's network; readouts.py).
     """
     if select not in ("best_val", "last"):
         raise ValueError(f"select must be 'best_val' or 'last', got {select!r}")
@@ -204,7 +222,7 @@ def fit_bc(
     try:
         return _fit_bc(x, y, train_rows, val_rows, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                        on_epoch=on_epoch, should_stop=should_stop, progress=progress, precision=precision,
-                       select=select)
+                       select=select, pooler=pooler)
     finally:
         torch.set_num_threads(previous)
 
@@ -228,7 +246,7 @@ def bc_threads() -> int:
 
 
 def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoch, should_stop, progress, precision,
-            select="best_val"):
+            select="best_val", pooler=None):
     t0 = time.perf_counter()
     n, d = x.shape
     mean, std = feature_stats(x, train_rows)
@@ -240,7 +258,7 @@ def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoc
 
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
         torch.manual_seed(seed)
-        model = BCPolicy(d)
+        model = BCPolicy(d, pooler=pooler)
     model.set_normalisation(mean, std)
     # fused Adam: one kernel per step for all parameters instead of a Python loop over them
     try:
@@ -268,7 +286,7 @@ def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoc
             idx = perm[i:i + batch_size]
             xb, yb = xt.index_select(0, idx), yt.index_select(0, idx)  # (b, D), (b, 2)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                pred = model.net(xb)  # xb is already standardised
+                pred = model.head(xb)  # xb is already standardised
             loss = nn.functional.mse_loss(pred.float(), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -342,8 +360,17 @@ def train_bc(cfg: TrainBCRequest, run, features: FeatureSource, store: Store, pr
     Reports {"epoch", "epochs", "train_loss", "val_loss", ...curves} with `run.update(metrics=...)` every epoch
     and stops early when `run.stop_requested()`. The caller owns the run's status (running/succeeded/failed).
     `precision` as in `fit_bc` (default fp32).
+
+    `cfg.readout` (readouts.py): `features` is wrapped with the readout first -- flare: the MLP reads (N, 3D) fusions
+    of consecutive steps; attentive: it reads the dataset's g x g token grids through an attentive pooler trained
+    with it. A dataset that holds mean embeddings only has its grids embedded first, said in the run's `phase`.
     """
     t0 = time.perf_counter()
+    features = with_readout(features, cfg.readout, cfg.grid_size)
+    pooler = None
+    if isinstance(features, GridFeatures):
+        features.on_progress = lambda message: run.update(metrics={"phase": message})
+        pooler = PoolerConfig(dim=features.token_dim, tokens=features.tokens)
     table, actions = load_bc_data(store, cfg.dataset, features)
     pull_s = time.perf_counter() - t0
     if len(table) == 0:
@@ -359,8 +386,11 @@ def train_bc(cfg: TrainBCRequest, run, features: FeatureSource, store: Store, pr
         progress=progress,
         precision=precision,
         select=getattr(cfg, "select", "best_val"),
+        pooler=pooler,
     )
     metrics.update(
+        readout=cfg.readout.value,
+        pooler=pooler.to_dict() if pooler is not None else None,
         pull_s=round(pull_s, 3),
         pull_gb_per_s=round(table.x.nbytes / 1e9 / pull_s, 3) if pull_s > 0 else None,
         n_train_episodes=int(len(np.unique(table.episode[train_rows]))),
@@ -393,6 +423,8 @@ def save_bc_policy(path: Path, model: BCPolicy, lineage: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     meta = {"format": CHECKPOINT_FORMAT, "dim": str(model.dim), "lineage": json.dumps(lineage, default=json_default)}
+    if model.pooler is not None:  # readout attentive: the pooler's shape, to rebuild it
+        meta["pooler"] = json.dumps(model.pooler.cfg.to_dict())
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)  # atomic: a reader never sees half a checkpoint
@@ -400,18 +432,27 @@ def save_bc_policy(path: Path, model: BCPolicy, lineage: dict) -> Path:
 
 
 class LoadedBCPolicy:
-    """A trained policy as a plain function: (B, D) float32 features -> (B, 2) float32 actions."""
+    """A trained policy as a plain function: (B, D) float32 features -> (B, 2) float32 actions.
+
+    `.readout` and `.grid_size` say which features it reads (evaluate.FeaturePolicy wraps its source with them):
+    mean (B, D), flare (B, 3D), attentive (B, G*D) flat grids or (B, G, D)."""
 
     def __init__(self, model: BCPolicy, lineage: dict, path: Path):
         self.model, self.lineage, self.path = model, lineage, path
         self.dim = model.dim
+        config = lineage.get("config") or {}
+        self.readout = config.get("readout", "mean")  # checkpoints from before readouts: mean
+        self.grid_size = int(config.get("grid_size") or 4)
 
     @torch.no_grad()
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 3:  # (B, G, D) grids
+            x = x.reshape(len(x), -1)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"BC policy expects features of shape (B, {self.dim}), got {x.shape} "
-                             f"(one row: x[None] ; features {self.lineage.get('features', {}).get('features')!r})")
+                             f"(one row: x[None] ; features {self.lineage.get('features', {}).get('features')!r}, "
+                             f"readout {self.readout!r})")
         return self.model(torch.from_numpy(np.ascontiguousarray(x))).numpy().astype(np.float32, copy=False)
 
 
@@ -430,7 +471,8 @@ def load_bc_policy(run_dir: Path | str) -> LoadedBCPolicy:
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a BC checkpoint (format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r})")
     state = load_file(str(path))
-    model = BCPolicy(int(meta["dim"]))
+    pooler = PoolerConfig(**json.loads(meta["pooler"])) if meta.get("pooler") else None
+    model = BCPolicy(int(meta["dim"]), pooler=pooler)
     model.load_state_dict(state, strict=True)
     model.eval()
     return LoadedBCPolicy(model, json.loads(meta.get("lineage", "{}")), path)

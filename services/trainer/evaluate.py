@@ -32,14 +32,24 @@ class Policy(Protocol):
 
 
 class FeaturePolicy:
-    """A trained network on top of a feature source: features.online -> policy_fn -> (B, 2) actions."""
+    """A trained network on top of a feature source: features.online -> policy_fn -> (B, 2) actions.
+
+    A policy_fn that names its readout (`.readout`, `.grid_size`: a loaded BC or SAC checkpoint) reads `features`
+    through it (readouts.with_readout): attentive steps a grid stream, flare fuses each episode's last 3 windows
+    (reset when its episode resets). A source that is already a readout's is used as given."""
 
     def __init__(self, policy_fn: Callable[[np.ndarray], np.ndarray], features: FeatureSource):
+        from .readouts import FlareFeatures, GridFeatures, with_readout
+
+        readout = getattr(features, "readout", None) or getattr(policy_fn, "readout", "mean")
+        if not isinstance(features, (FlareFeatures, GridFeatures)):
+            features = with_readout(features, readout, getattr(policy_fn, "grid_size", 4))
         self.policy_fn, self.features = policy_fn, features
         self.needs_frames = features.needs_frames
         model = str(getattr(getattr(features, "info", None), "model", "") or "").removeprefix("preset:")
         stand_in = " random-init" if model in ("tiny", "vitl-random") else ""
-        self.label = f"policy on {features.name}" + (f" ({model}{stand_in})" if model else "")
+        self.label = f"policy on {features.name}" + (f" ({model}{stand_in})" if model else "") + (
+            f", {readout} readout" if readout != "mean" else "")
 
     def reset(self, seeds):
         pass

@@ -25,6 +25,9 @@ from vjepa_robot_client.contract import FeatureSource as FeatureName
 from .env import STATE_DIM, TimeStep, state_features, state_features_batch, train_episode_seed
 
 RANDOM_DIM = 1024  # same width as ViT-L's embedding, so the MLP is the same size as with vjepa2
+# Token width of random grids (readout attentive): noise carries nothing at any width; 96 is the tiny stand-in's
+# width and keeps a 20,000-step g=8 grid table at 0.5 GB (1024 would be 5.2 GB).
+RANDOM_GRID_DIM = 96
 
 
 @dataclass
@@ -84,12 +87,30 @@ class RandomFeatures(FeatureSource):
     name = FeatureName.random.value
     BLOCK = 256
 
-    def __init__(self, dim: int = RANDOM_DIM):
-        self.dim = dim
+    def __init__(self, dim: int = RANDOM_DIM, salt: int | None = None, grid_dim: int = RANDOM_GRID_DIM):
+        self.dim, self.salt, self.grid_dim = dim, salt, grid_dim
         self._cache: dict[int, tuple[np.random.Generator, np.ndarray]] = {}
+        self._grids: dict[int, RandomFeatures] = {}  # grid_size -> the noise of its (g*g, grid_dim) grids
 
     def _stream(self, episode_seed: int) -> np.random.Generator:
-        return np.random.default_rng([int(episode_seed), 0x5EED])
+        return np.random.default_rng([int(episode_seed), 0x5EED] + ([self.salt] if self.salt is not None else []))
+
+    # -- random grids (readout attentive): the same scheme, one stream per (episode seed, grid size) -------------
+    def _grid(self, grid_size: int) -> "RandomFeatures":
+        if grid_size not in self._grids:
+            self._grids[grid_size] = RandomFeatures(grid_size**2 * self.grid_dim, salt=grid_size)
+        return self._grids[grid_size]
+
+    def offline_grid(self, store: Store, dataset: str, grid_size: int, progress=None) -> FeatureTable:
+        """x (N, g*g, grid_dim) float32 noise."""
+        t = self._grid(grid_size).offline(store, dataset)
+        t.x = t.x.reshape(len(t), grid_size**2, self.grid_dim)
+        return t
+
+    def online_grid(self, timesteps, episode_seeds, grid_size: int) -> np.ndarray:
+        return self._grid(grid_size).online(timesteps, episode_seeds).reshape(len(timesteps), grid_size**2, -1)
+
+    online_detached_grid = online_grid
 
     def rows(self, episode_seed: int, n: int) -> np.ndarray:
         """The first n vectors of an episode: (n, dim) float32."""
@@ -162,9 +183,12 @@ class VJEPA2Features(FeatureSource):
 
     def online(self, timesteps, episode_seeds):
         """One stream step: each env's newest frame, resets from ts.first() -> (B, D) float32."""
+        return self._stream_step(timesteps)
+
+    def _stream_step(self, timesteps, grid_size: int | None = None) -> np.ndarray:
         wins = [_window(ts) for ts in timesteps]  # (8, H, W, 3) views: the reference the stream must continue
         b, (h, w) = len(wins), wins[0].shape[1:3]
-        stream = self._stream(b, h, w)
+        stream = self._stream(b, h, w, grid_size)
         reset = [i for i, ts in enumerate(timesteps) if ts.first()]
         going = np.setdiff1d(np.arange(b), reset)
         buf = stream.buffer
@@ -178,13 +202,49 @@ class VJEPA2Features(FeatureSource):
         """Windows outside the lockstep lanes (an episode's terminal step): one POST /encode of the full windows."""
         return self.client.encode(_windows_of(timesteps))
 
-    def _stream(self, envs: int, height: int, width: int):
-        key = (envs, height, width)
+    def _stream(self, envs: int, height: int, width: int, grid_size: int | None = None):
+        key = (envs, height, width, grid_size)
         if key not in self._streams:
             if len(self._streams) >= self.MAX_STREAMS:
                 self._streams.pop(next(iter(self._streams))).close()
-            self._streams[key] = self.client.stream(envs, height, width)
+            pool = {} if grid_size is None else {"pool": "grid", "grid_size": grid_size}
+            self._streams[key] = self.client.stream(envs, height, width, **pool)
         return self._streams[key]
+
+    # -- token grids (readout attentive): the encoder's pool=grid, rows stored under their own encoder id --------
+    @property
+    def grid_dim(self) -> int:
+        return self.dim  # a grid token is as wide as the mean embedding (no layers concatenated)
+
+    def grid_encoder_id(self, grid_size: int) -> str:
+        from vjepa_robot_client.contract import pooled_encoder_id
+
+        return pooled_encoder_id(self.encoder_id, "grid", grid_size)
+
+    def ensure_grids(self, store: Store, dataset: str, grid_size: int, progress=None) -> bool:
+        """Have the encoder embed the dataset's g x g grids unless the store holds all of them; True if it did.
+        `progress(message)` hears about it first (a run's progress: the grids are embedded before training)."""
+        if store.embedding_progress(dataset, self.grid_encoder_id(grid_size)).complete:
+            return False
+        if progress is not None:
+            progress(f"embedding the {grid_size}x{grid_size} token grids of dataset {dataset!r} first "
+                     f"(encoder {self.grid_encoder_id(grid_size)}): it holds mean embeddings only")
+        self.client.encode_dataset_and_wait(dataset, pool="grid", grid_size=grid_size)
+        return True
+
+    def offline_grid(self, store: Store, dataset: str, grid_size: int, progress=None) -> FeatureTable:
+        """x (N, g*g, D) float32 token grids of every step, embedded first if the store lacks them."""
+        self.ensure_grids(store, dataset, grid_size, progress)
+        episode, step, x = store.read_embeddings(dataset, self.grid_encoder_id(grid_size))
+        x = np.asarray(x, np.float32).reshape(len(step), grid_size**2, -1)
+        return FeatureTable(episode, step, x, self.lineage())
+
+    def online_grid(self, timesteps, episode_seeds, grid_size: int) -> np.ndarray:
+        """One step of a pool=grid stream (the same resync rule as `online`) -> (B, g*g, D) float32."""
+        return np.asarray(self._stream_step(timesteps, grid_size), np.float32)
+
+    def online_detached_grid(self, timesteps, episode_seeds, grid_size: int) -> np.ndarray:
+        return np.asarray(self.client.encode(_windows_of(timesteps), pool="grid", grid_size=grid_size), np.float32)
 
     def close(self) -> None:
         for stream in self._streams.values():

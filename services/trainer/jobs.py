@@ -151,7 +151,18 @@ def _needs_frames(features: FeatureSource | str) -> bool:
 
 
 def train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) -> dict:
-    """Validate a training request and return the lineage its runs start with (frame size, action repeat)."""
+    """Validate a training request and return the lineage its runs start with (frame size, action repeat,
+    readout and the pooling it reads)."""
+    from .readouts import check_readout, readout_lineage
+
+    try:
+        check_readout(req.features.value, req.readout)
+    except ValueError as exc:
+        raise Refused(422, str(exc)) from None
+    return {**_train_lineage(ctx, req), **readout_lineage(req.readout, req.grid_size)}
+
+
+def _train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) -> dict:
     if isinstance(req, TrainBCRequest):
         meta = ready_dataset(ctx.store, req.dataset)
         size = meta.get("image_size") if _needs_frames(req.features) else None
