@@ -37,6 +37,7 @@ from vjepa_robot_client.contract import TrainSACRequest
 
 from . import sac_checkpoint
 from .evaluate import FeaturePolicy, evaluate
+from .readouts import AttentivePooler, GridFeatures, PoolerConfig, with_readout
 from .replay import Replay
 from .vec_env import ACTION_DIM, ReacherVecEnv, agent_steps
 
@@ -163,8 +164,20 @@ class TwinQ(nn.Module):
 
 
 class SAC:
-    def __init__(self, dim: int, cfg: TrainSACRequest, nets: Nets):
+    """Twin critics, actor, temperature; with `pooler` (readout attentive) one AttentivePooler reads the token grids
+    for both.
+
+    The pooler is shared by actor and critics and trained by the critic loss only, as DrQ-v2 trains its image
+    encoder (drqv2.py: the encoder's optimiser steps with the critic's, the actor gets `obs.detach()`): the actor's
+    gradient through a shared encoder fights the critic's and destabilises it (DrQ-v2, section 3; SAC-AE, Yarats et
+    al. 2019, found the same for a pixel autoencoder). The next observations are pooled by the same pooler under
+    no_grad (DrQ-v2 keeps no target encoder either). Flat (B, G*D) grids go in the replay buffer.
+    """
+
+    def __init__(self, dim: int, cfg: TrainSACRequest, nets: Nets, pooler: PoolerConfig | None = None):
         self.gamma, self.tau = cfg.gamma, cfg.tau
+        self.pooler = AttentivePooler(pooler) if pooler is not None else None
+        dim = self.pooler.out_dim if self.pooler is not None else dim  # actor and critics read the pooled vector
         self.actor = Actor(dim, nets.actor)
         self.critic = TwinQ(dim, nets.critic)
         self.critic_target = TwinQ(dim, nets.critic)
@@ -173,14 +186,19 @@ class SAC:
         self.target_entropy = -float(ACTION_DIM)
         self.log_alpha = torch.tensor([math.log(cfg.init_entropy_coef)], requires_grad=True)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        critic_params = list(self.critic.parameters()) + (list(self.pooler.parameters()) if self.pooler else [])
+        self.critic_opt = torch.optim.Adam(critic_params, lr=cfg.lr)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
         self.updates = 0
+
+    def embed(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, D) features -> themselves; (B, G*D) grids -> (B, D) through the pooler."""
+        return self.pooler(obs) if self.pooler is not None else obs
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """(B, D) float32 -> (B, 2) actions in [-1, 1]: sampled while training, tanh(mean) when evaluating."""
-        x = torch.as_tensor(np.asarray(obs, np.float32))
+        x = self.embed(torch.as_tensor(np.asarray(obs, np.float32)))
         return (self.actor.deterministic(x) if deterministic else self.actor.sample(x)[0]).numpy()
 
     def fit_obs_scale(self, obs: np.ndarray) -> None:
@@ -189,8 +207,11 @@ class SAC:
 
     def update(self, b) -> dict[str, float]:
         """One gradient step on a replay.Batch: temperature, critics, actor, then the target critics."""
+        obs = self.embed(b.obs)  # the pooler (if any) gets gradients from the critic loss only
+        with torch.no_grad():
+            next_obs = self.embed(b.next_obs)
         # the actor's action and log-probability on the batch (reused, with gradients, by the actor loss)
-        action_pi, log_prob = self.actor.sample(b.obs)
+        action_pi, log_prob = self.actor.sample(obs.detach())
 
         # temperature: raise alpha while the policy's entropy (-log_prob) is below the target, lower it above
         alpha = self.log_alpha.detach().exp()
@@ -201,11 +222,11 @@ class SAC:
 
         # critics: soft n-step target y = R_n + gamma^k (1 - done) (min(Q1', Q2')(s', a') - alpha log pi(a'|s'))
         with torch.no_grad():
-            next_action, next_log_prob = self.actor.sample(b.next_obs)
-            q1_next, q2_next = self.critic_target(b.next_obs, next_action)
+            next_action, next_log_prob = self.actor.sample(next_obs)
+            q1_next, q2_next = self.critic_target(next_obs, next_action)
             soft_v_next = torch.min(q1_next, q2_next) - alpha * next_log_prob
             y = b.rewards + (1 - b.dones) * b.discounts * soft_v_next
-        q1, q2 = self.critic(b.obs, b.actions)
+        q1, q2 = self.critic(obs, b.actions)
         critic_loss = 0.5 * (F.mse_loss(q1, y) + F.mse_loss(q2, y))
         self.critic_opt.zero_grad()
         critic_loss.backward()
@@ -213,7 +234,7 @@ class SAC:
 
         # actor: maximise min(Q1, Q2)(s, a~pi) + alpha * entropy (gradients reach the actor only)
         self.critic.requires_grad_(False)
-        q1_pi, q2_pi = self.critic(b.obs, action_pi)
+        q1_pi, q2_pi = self.critic(obs.detach(), action_pi)
         actor_loss = (alpha * log_prob - torch.min(q1_pi, q2_pi)).mean()
         self.actor_opt.zero_grad()
         actor_loss.backward()
@@ -232,6 +253,8 @@ class SAC:
         t = {f"actor.{k}": v for k, v in self.actor.state_dict().items()}
         t |= {f"critic.{k}": v for k, v in self.critic.state_dict().items()}
         t |= {f"critic_target.{k}": v for k, v in self.critic_target.state_dict().items()}
+        if self.pooler is not None:
+            t |= {f"pooler.{k}": v for k, v in self.pooler.state_dict().items()}
         return t | {"log_alpha": self.log_alpha.detach()}
 
     def optim_state(self) -> dict:
@@ -239,7 +262,7 @@ class SAC:
                 "alpha": self.alpha_opt.state_dict()}
 
     def load(self, tensors: dict[str, torch.Tensor], optim: dict) -> None:
-        for name in ("actor", "critic", "critic_target"):
+        for name in ("actor", "critic", "critic_target") + (("pooler",) if self.pooler is not None else ()):
             getattr(self, name).load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items()
                                                  if k.startswith(name + ".")})
         with torch.no_grad():
@@ -321,9 +344,16 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
     torch.set_num_threads(max(1, int(os.environ.get("VJEPA_SAC_THREADS", "1"))))
     agent_steps(cfg.episode_steps, cfg.action_repeat)  # validate before building anything
     run.dir.mkdir(parents=True, exist_ok=True)
+    # readout (readouts.py): flare observes (N, 3D) fusions; attentive observes flat grids through a grid stream and
+    # pools them in the agent (SAC's docstring: shared pooler, trained by the critic loss)
+    features = with_readout(features, cfg.readout, cfg.grid_size)
+    pooler = PoolerConfig(dim=features.token_dim, tokens=features.tokens) if isinstance(features, GridFeatures) \
+        else None
     nets = nets or Nets()
     if nets.normalize_obs is None:
         nets = replace(nets, normalize_obs=features.name == "state")
+    if pooler is not None:  # the pooled vector moves while the pooler learns: a frozen input scaling would be stale
+        nets = replace(nets, normalize_obs=False)
     prog, prior = Progress(), None
     if resume:
         prior = sac_checkpoint.load(run.dir)
@@ -340,7 +370,9 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
     venv = ReacherVecEnv(features, num_envs=N, task=cfg.task.value, episode_steps=cfg.episode_steps,
                          action_repeat=repeat, seed=cfg.seed, image_size=cfg.image_size,
                          first_episode=prog.episodes_started)
-    agent = SAC(int(features.dim), cfg, nets)
+    if prior is not None and prior.state.get("pooler"):
+        pooler = PoolerConfig(**prior.state["pooler"])
+    agent = SAC(int(features.dim), cfg, nets, pooler)
     replay = Replay(cfg.buffer_size, N, int(features.dim), ACTION_DIM, n_step=cfg.n_step, gamma=cfg.gamma)
     # Random actions until learning_starts env steps (over all envs); counted again after a resume that lost
     # its replay buffer, so the critic never trains on an almost empty buffer.
@@ -382,7 +414,8 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
         prog.episodes_started, prog.wall_s = venv.episodes_started, time.perf_counter() - t0
         state = {"format": CHECKPOINT_FORMAT, "config": cfg.model_dump(mode="json"), "nets": asdict(nets),
                  "dim": int(features.dim), "features": features.name, "num_timesteps": prog.transitions,
-                 "n_updates": agent.updates, **{k: v for k, v in asdict(prog).items() if k != "transitions"}}
+                 "n_updates": agent.updates, **{k: v for k, v in asdict(prog).items() if k != "transitions"},
+                 "readout": cfg.readout.value, "pooler": pooler.to_dict() if pooler is not None else None}
         if hasattr(features, "lineage"):
             state["lineage"] = features.lineage()
         sac_checkpoint.save(run.dir, agent.tensors(), agent.optim_state(), state,
@@ -470,7 +503,12 @@ def policy_from_checkpoint(run_dir: str | Path) -> Callable[[np.ndarray], np.nda
         hidden, prefix = NET_ARCH, "policy.actor."
     else:
         hidden, prefix = tuple(ck.state["nets"]["actor"]), "actor."
-    actor = Actor(dim, hidden)
+    pooler = None
+    if ck.state.get("pooler"):  # readout attentive: the shared pooler reads the grid before the actor
+        pooler = AttentivePooler(PoolerConfig(**ck.state["pooler"]))
+        pooler.load_state_dict({k[len("pooler."):]: v for k, v in ck.tensors.items() if k.startswith("pooler.")})
+        pooler.eval()
+    actor = Actor(pooler.out_dim if pooler is not None else dim, hidden)
     own = {k[len(prefix):]: v for k, v in ck.tensors.items() if k.startswith(prefix)}
     missing, unexpected = actor.load_state_dict(own, strict=False)  # format 1 has no input scaling: identity
     if unexpected or any(not k.startswith("scale.") for k in missing):
@@ -479,8 +517,11 @@ def policy_from_checkpoint(run_dir: str | Path) -> Callable[[np.ndarray], np.nda
 
     @torch.no_grad()
     def act(x: np.ndarray) -> np.ndarray:
-        return actor.deterministic(torch.as_tensor(np.asarray(x, np.float32))).numpy()
+        obs = torch.as_tensor(np.asarray(x, np.float32).reshape(len(x), dim))
+        return actor.deterministic(pooler(obs) if pooler is not None else obs).numpy()
 
+    act.readout = ck.state["config"].get("readout", "mean")  # type: ignore[attr-defined]
+    act.grid_size = int(ck.state["config"].get("grid_size") or 4)  # type: ignore[attr-defined]
     act.dim, act.features = dim, ck.state["config"]["features"]  # type: ignore[attr-defined]
     act.action_repeat = int(ck.state["config"]["action_repeat"])  # type: ignore[attr-defined]
     act.episode_steps = int(ck.state["config"]["episode_steps"])  # type: ignore[attr-defined]
