@@ -524,19 +524,29 @@ def probe_cmd(
     runs_dir: Optional[Path] = RunsOpt,
     token: Optional[str] = TokenOpt,
     seed: int = typer.Option(0),
+    readout: str = typer.Option("mean", "--readout", help="mean | flare: probe the features as this readout "
+                                "reads them (attentive: see --grid-size)."),
+    grid_size: list[int] = typer.Option([], "--grid-size", help="Also run the attentive probe on the g x g token "
+                                        "grid (vjepa2, random); repeat for several, e.g. --grid-size 4 --grid-size 8."),
 ) -> None:
     """Linear (ridge) and MLP probes: how well each feature source predicts the fingertip, the target and the
-    fingertip-to-target vector (k-fold over episodes; R2 mean and spread across folds)."""
+    fingertip-to-target vector (k-fold over episodes; R2 mean and spread across folds); with --grid-size, the
+    attentive probe on token grids beside them (docs/readouts.md)."""
     from services.trainer.features import make_feature_source
     from services.trainer.probe import probe
+    from services.trainer.readouts import with_readout
     from vjepa_robot.probes import print_probes, save_probes
 
+    if readout == "attentive":
+        _fail("probe --readout takes mean or flare; the attentive probe runs on each --grid-size given")
     ctx = _local_ctx(store, runs_dir, encoder_url, token)
     results = []
     for f in features:
         try:
             src = make_feature_source(f, encoder_url=encoder_url, token=token)
-            results.append({**probe(ctx.store, dataset, src, seed=seed), "dataset": dataset})
+            grids = tuple(grid_size) if f != "state" else ()
+            results.append({**probe(ctx.store, dataset, with_readout(src, readout), seed=seed, grid_sizes=grids),
+                            "dataset": dataset})
             src.close()
         except (ValueError, KeyError) as exc:
             _fail(str(exc))

@@ -13,7 +13,9 @@ def save_probes(runs_dir: Path, probes: list[dict]) -> None:
     d = Path(runs_dir) / "probes"
     d.mkdir(parents=True, exist_ok=True)
     for p in probes:
-        (d / f"{p['dataset']}__{p['features']}.json").write_text(json.dumps(p, indent=1))
+        readout = p.get("readout", "mean")
+        suffix = "" if readout == "mean" else f"__{readout}"  # a mean probe keeps its old file name
+        (d / f"{p['dataset']}__{p['features']}{suffix}.json").write_text(json.dumps(p, indent=1))
 
 
 def load_probes(runs_dir: Path) -> list[dict]:
@@ -30,5 +32,26 @@ def print_probes(results: list[dict], console=None) -> None:
     table = Table("features", "target", "linear R2 (mean ± sd)", "ridge alpha", "MLP R2 (mean ± sd)", "folds",
                   title="Probes: R2 on held-out episodes")
     for r in probe_rows(results):
-        table.add_row(*(escape(r[k]) for k in ("features", "target", "linear", "alpha", "mlp", "folds")))
-    (console or Console(width=None if sys.stdout.isatty() else 240)).print(table)
+        label = r["features"]
+        table.add_row(*(escape(v) for v in (label, r["target"], r["linear"], r["alpha"], r["mlp"], r["folds"])))
+    console = console or Console(width=None if sys.stdout.isatty() else 240)
+    console.print(table)
+    rows = attentive_rows(results)
+    if rows:
+        grid = Table("features", "grid", "target", "attentive R2 (mean ± sd)", "folds",
+                     title="Attentive probe on the token grid: R2 on held-out episodes")
+        for r in rows:
+            grid.add_row(*(escape(r[k]) for k in ("features", "grid", "target", "attentive", "folds")))
+        console.print(grid)
+
+
+def attentive_rows(results: list[dict]) -> list[dict]:
+    """One row per (features, grid size, target) of the attentive probes (probe(..., grid_sizes=...))."""
+    rows = []
+    for p in results:
+        for g, by_target in (p.get("attentive") or {}).items():
+            for t, s in by_target.items():
+                rows.append({"features": str(p.get("features")), "grid": f"{g}x{g}", "target": t,
+                             "attentive": f"{s['r2']:.3f} ± {s['r2_sd']:.3f}",
+                             "folds": f"{p.get('folds')} x {p.get('n_episodes')} episodes"})
+    return rows

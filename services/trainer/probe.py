@@ -23,6 +23,14 @@ fold's training episodes, never on the test episodes. This matters for the oracl
 L1 (cos q1, sin q1) + L2 (cos(q1+q2), sin(q1+q2)): not linear in them, so only the MLP probe scores ~1 there.
 
 The ridge fit is one eigendecomposition of the D x D Gram matrix, after which every alpha costs a D x D product.
+
+Attentive probe (readouts, issue 17): V-JEPA 2 reads its frozen tokens with an attentive probe, so a low score of
+the mean embedding cannot by itself tell a weak encoder from a pooling that averaged the fingertip away. With
+`grid_sizes`, a source that has token grids (vjepa2: the encoder's pool=grid; random: random grids) is also probed
+on each g x g grid by readouts.AttentivePooler + a linear head, trained on the same folds with the MLP probe's
+recipe (standardised inputs per (token, channel) and outputs, early stopping on a slice of the fold's training
+episodes): result["attentive"][str(g)][target]. A readout source (readouts.with_readout(src, "flare")) is probed
+like any other (ridge and MLP on its (3D,) rows); result["readout"] names it.
 """
 
 from __future__ import annotations
@@ -157,6 +165,86 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, 
     return predict
 
 
+def fit_attentive(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, tokens: int, *,
+                  seed: int = 0, max_steps: int = 1500, batch_size: int = 256, lr: float = 1e-3,
+                  eval_every: int = 100):
+    """An AttentivePooler over (N, G*D) flat grids + a linear head to y (N, K), as fit_mlp (standardised both sides,
+    the weights of the lowest validation MSE); returns predict(x) -> (M, K). One torch thread."""
+    import torch
+    from torch import nn
+
+    from .readouts import AttentivePooler, PoolerConfig
+
+    x_mean, x_std = x.mean(0), x.std(0)
+    x_std = np.where(x_std < 1e-8, 1.0, x_std)
+    y_mean, y_std = y.mean(0), y.std(0)
+    y_std = np.where(y_std < 1e-8, 1.0, y_std)
+
+    def tx(a):
+        return torch.from_numpy(((a - x_mean) / x_std).astype(np.float32))
+
+    xt, yt = tx(x), torch.from_numpy(((y - y_mean) / y_std).astype(np.float32))
+    xv, yv = tx(x_val), torch.from_numpy(((y_val - y_mean) / y_std).astype(np.float32))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            pooler = AttentivePooler(PoolerConfig(dim=x.shape[1] // tokens, tokens=tokens))
+            net = nn.Sequential(pooler, nn.Linear(pooler.out_dim, y.shape[1]))
+            opt = torch.optim.Adam(net.parameters(), lr=lr)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_steps)
+            gen = torch.Generator().manual_seed(seed)
+            best, best_state = float("inf"), None
+            for step in range(max_steps):
+                idx = torch.randint(0, len(xt), (min(batch_size, len(xt)),), generator=gen)
+                loss = nn.functional.mse_loss(net(xt[idx]), yt[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                if step % eval_every == eval_every - 1 or step == max_steps - 1:
+                    with torch.no_grad():
+                        v = float(nn.functional.mse_loss(net(xv), yv))
+                    if v < best:
+                        best, best_state = v, {k: t.clone() for k, t in net.state_dict().items()}
+            net.load_state_dict(best_state)
+            net.eval()
+    finally:
+        torch.set_num_threads(previous)
+
+    def predict(a: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return np.concatenate([net(tx(a[i:i + 4096])).numpy() for i in range(0, len(a), 4096)]).astype(
+                np.float64) * y_std + y_mean
+
+    return predict
+
+
+def probe_attentive(x: np.ndarray, tokens: int, targets: dict[str, np.ndarray], episode: np.ndarray, seed: int = 0,
+                    folds: int = FOLDS, steps: int = 1500) -> dict:
+    """k-fold (by episode) R2 of the attentive probe on flat grids x (N, G*D), all targets at once:
+    {target: {"r2", "r2_sd", "r2_folds", "r2_pooled"}} (the same folds and variance rule as probe_arrays)."""
+    x = np.asarray(x, dtype=np.float32)
+    targets = {k: np.asarray(v, dtype=np.float64).reshape(len(x), -1) for k, v in targets.items()}
+    names = list(targets)
+    y_all = np.concatenate([targets[n] for n in names], axis=1)
+    widths = np.cumsum([0] + [targets[n].shape[1] for n in names])
+    var_all = {n: targets[n].var(0) for n in names}
+    scores: dict[str, list[float]] = {n: [] for n in names}
+    oof = {n: np.zeros_like(targets[n]) for n in names}
+    for f, (tr, te) in enumerate(kfold_episodes(episode, folds, seed)):
+        fit_rows, stop_rows = kfold_episodes(episode[tr], 5, seed + 100 + f)[0]
+        predict = fit_attentive(x[tr][fit_rows], y_all[tr][fit_rows], x[tr][stop_rows], y_all[tr][stop_rows], tokens,
+                                seed=seed + f, max_steps=steps)
+        pred_all = predict(x[te])
+        for i, n in enumerate(names):
+            pred = pred_all[:, widths[i]:widths[i + 1]]
+            oof[n][te] = pred
+            scores[n].append(r2_score(targets[n][te], pred, var_all[n]))
+    return {n: {**_summary(scores[n]), "r2_pooled": r2_score(targets[n], oof[n])} for n in names}
+
+
 def _summary(folds: list[float]) -> dict:
     return {"r2": float(np.mean(folds)), "r2_sd": float(np.std(folds, ddof=1)) if len(folds) > 1 else 0.0,
             "r2_folds": [round(float(f), 4) for f in folds]}
@@ -211,8 +299,9 @@ def probe_arrays(x: np.ndarray, targets: dict[str, np.ndarray], episode: np.ndar
 
 
 def probe(store: Store, dataset: str, features: FeatureSource, seed: int = 0, folds: int = FOLDS,
-          mlp: bool = True) -> dict:
-    """Linear and MLP probes of `features` on `dataset`: k-fold (by episode) R2 for each target in TARGETS."""
+          mlp: bool = True, grid_sizes: tuple[int, ...] | list[int] = (), attentive_steps: int = 1500) -> dict:
+    """Linear and MLP probes of `features` on `dataset`: k-fold (by episode) R2 for each target in TARGETS; with
+    `grid_sizes`, the attentive probe on each g x g token grid too (result["attentive"][str(g)])."""
     t0 = time.perf_counter()
     table = features.offline(store, dataset)
     steps = store.read_steps(dataset, list(TARGETS))
@@ -223,10 +312,24 @@ def probe(store: Store, dataset: str, features: FeatureSource, seed: int = 0, fo
     targets = {t: fixed_list_to_numpy(steps.column(t), 2) for t in TARGETS}
     result = {"features": table.lineage.get("features", features.name), "dataset": dataset,
               **probe_arrays(table.x, targets, table.episode, seed, folds=folds, mlp=mlp)}
+    result["readout"] = getattr(features, "readout", "mean")
+    if grid_sizes:
+        from .readouts import GridFeatures
+
+        result["attentive"], result["grid_lineage"] = {}, {}
+        for g in grid_sizes:
+            grid = GridFeatures(getattr(features, "base", features), int(g))  # ValueError for a source without grids
+            gt = grid.offline(store, dataset)
+            if not (np.array_equal(gt.episode, table.episode) and np.array_equal(gt.step, table.step)):
+                raise ValueError(f"the {g}x{g} grids of dataset {dataset!r} do not cover the same rows as its steps: "
+                                 "re-encode the dataset")
+            result["attentive"][str(g)] = probe_attentive(gt.x, grid.tokens, targets, table.episode, seed,
+                                                          folds=folds, steps=attentive_steps)
+            result["grid_lineage"][str(g)] = gt.lineage
     result["lineage"] = table.lineage
     result["seed"] = seed
     result["wall_s"] = round(time.perf_counter() - t0, 3)
     return result
 
 
-__all__ = ["probe", "probe_arrays", "Ridge", "r2_score", "kfold_episodes", "choose_alpha", "fit_mlp", "TARGETS"]
+__all__ = ["probe", "probe_arrays", "probe_attentive", "fit_attentive", "Ridge", "r2_score", "kfold_episodes", "choose_alpha", "fit_mlp", "TARGETS"]

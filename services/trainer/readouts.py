@@ -19,9 +19,11 @@ the tokens first. V-JEPA 2 reads ViT-L with 16 heads, 1 query and depth 4 (3 sel
 Defaults here: 1 query, depth 1 (the cross-attention block alone, vjepa2's AttentivePooler default) and heads from
 `default_heads` (16 for D = 1024, 4 for the tiny stand-in's D = 96): small, because the tiny random-init stand-in's
 grids are 16-64 tokens of 96 dims and the CPU budget of these measurements is minutes. One departure: a learned
-per-cell position embedding (trunc-normal, std 0.02) is added to the tokens. V-JEPA 2's pooler has none: its 1,024
-ViT tokens still carry their position; our tokens are average-pooled cells, and attention over a set is blind to
-order, so without it the pooler could not tell which cell holds the fingertip.
+per-cell position embedding, initialised to a 2-D sine-cosine code of the cell's row and column (MAE's), is added to
+the tokens. V-JEPA 2's pooler has none: its 1,024 ViT tokens carry their position from the encoder; ours are
+average-pooled cells, and attention over a set is blind to order, so without it the pooler could not tell which
+cell holds the fingertip (a trunc-normal(0.02) start was tried: the synthetic position test did not learn in 600
+steps).
 
 FLARE (Yang et al., CortexBench / facebookresearch/eai-vc `cortexbench/mujoco_vc/src/mujoco_vc/model_loading.py`,
 `fuse_embeddings_flare`, history_window 3 in its DMC config): for the embeddings [e_{t-2}, e_{t-1}, e_t] of the last
@@ -253,6 +255,27 @@ class PoolerConfig:
         return asdict(self)
 
 
+def grid_sincos(tokens: int, dim: int) -> torch.Tensor:
+    """(1, G, D) 2-D sine-cosine position code of a square g x g grid (row-major), as MAE's
+    get_2d_sincos_pos_embed: half the channels code the row, half the column, at geometric frequencies; scaled to
+    unit variance per channel, the scale of the standardised tokens it is added to."""
+    g = math.isqrt(tokens)
+    if g * g != tokens:
+        raise ValueError(f"a token grid is square: {tokens} tokens is not g*g")
+    rows, cols = torch.meshgrid(torch.arange(g, dtype=torch.float64), torch.arange(g, dtype=torch.float64),
+                                indexing="ij")
+    half = dim // 2
+    out = torch.zeros(tokens, dim, dtype=torch.float64)
+    for k, coord in enumerate((rows.reshape(-1), cols.reshape(-1))):
+        n = (half if k == 0 else dim - half) // 2
+        freq = 1.0 / 10_000 ** (torch.arange(n, dtype=torch.float64) / max(n, 1))
+        angle = coord[:, None] * freq[None]
+        block = torch.cat([torch.sin(angle), torch.cos(angle)], dim=1)
+        lo = 0 if k == 0 else half
+        out[:, lo:lo + block.shape[1]] = block
+    return (out * math.sqrt(2.0)).float()[None]
+
+
 def _mlp(dim: int, ratio: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, int(dim * ratio)), nn.GELU(), nn.Linear(int(dim * ratio), dim))
 
@@ -313,7 +336,8 @@ class AttentivePooler(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=init_std)
                 nn.init.zeros_(m.bias)
         nn.init.trunc_normal_(self.queries, std=init_std)
-        nn.init.trunc_normal_(self.pos, std=init_std)
+        with torch.no_grad():
+            self.pos.copy_(grid_sincos(cfg.tokens, d))
         with torch.no_grad():
             for layer, blk in enumerate(self.blocks, start=1):
                 blk.proj.weight.div_(math.sqrt(2.0 * layer))
