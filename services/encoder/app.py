@@ -3,10 +3,12 @@
     GET  /healthz                    200 {"status": "ok"} (no auth)
     GET  /info                       EncoderInfo
     POST /encode                     .npy (B, 8, H, W, 3) or (8, H, W, 3) uint8 -> JSON EncodeResponse, or .npy (B, D)
-                                     float32 with `Accept: application/x-npy`
+                                     float32 with `Accept: application/x-npy`; ?pool=grid&grid_size=4 (also time,
+                                     layers, dtype: services/encoder/pooling.py) -> (B, g*g, D') float16 token grids
     POST /datasets/{name}/encode     start (or join) the background job embedding a dataset -> 202 DatasetEncodeStatus
     GET  /datasets/{name}/encode     its progress: status, done, total
-    POST /streams                    {"envs", "height", "width"} -> 201 {"stream_id", "envs", "ttl_s", "encoder_id"}
+    POST /streams                    {"envs", "height", "width"[, "pool", "grid_size"]} -> 201 {"stream_id", "envs",
+                                     "ttl_s", "encoder_id"}
     POST /streams/{id}/step          .npy (N, H, W, 3) uint8, the newest frame per env, ?reset=i,j -> like /encode
     DELETE /streams/{id}             204
     GET  /metrics                    Prometheus text format
@@ -36,6 +38,7 @@ from services.common.docs import offline_docs
 from services.common.store import DatasetNotFound
 from services.encoder.batcher import DynamicBatcher, QueueFull
 from services.encoder.jobs import DatasetJobs, EmbeddingMeta
+from services.encoder.pooling import PoolingBatchers, PoolingError, TooManyPoolings, check_served, pooling_from_query
 from services.encoder.settings import EncoderSettings
 from services.encoder.wire import BodyBuffers, Lease, LongerThanDeclared, read_into
 from services.encoder.streams import (
@@ -48,6 +51,7 @@ from services.encoder.streams import (
     parse_reset,
 )
 from vjepa_robot_client.contract import (
+    EMBEDDING_DTYPE_HEADER,
     NPY_MEDIA_TYPE,
     WINDOW_FRAMES,
     DatasetEncodeRequest,
@@ -57,6 +61,7 @@ from vjepa_robot_client.contract import (
     ErrorResponse,
     HealthResponse,
     NpyError,
+    PoolingSpec,
     StreamCreated,
     StreamCreateRequest,
     from_npy_bytes,
@@ -157,13 +162,46 @@ def wants_npy(request: Request) -> bool:
     return NPY_MEDIA_TYPE in request.headers.get("accept", "")
 
 
-def embeddings_response(request: Request, emb: np.ndarray) -> Response:
-    """(B, D) float32 as .npy (Accept: application/x-npy) or as a JSON EncodeResponse."""
+def embeddings_response(request: Request, emb: np.ndarray, pooling: PoolingSpec | None = None) -> Response:
+    """(B, D) float32 (mean) or (B, G, D') grids as .npy (Accept: application/x-npy) or as a JSON EncodeResponse.
+
+    X-Embedding-Dtype names the .npy's dtype (float16 grids unless dtype=float32); X-Encoder-Id is the pooling's id.
+    """
     enc = request.app.state.encoder
+    grid = pooling is not None and pooling.is_grid
+    encoder_id = pooling.encoder_id(enc.encoder_id) if grid else enc.encoder_id
     if wants_npy(request):
-        return Response(to_npy_bytes(emb), media_type=NPY_MEDIA_TYPE, headers={"X-Encoder-Id": enc.encoder_id})
+        headers = {"X-Encoder-Id": encoder_id, EMBEDDING_DTYPE_HEADER: str(emb.dtype)}
+        if grid:
+            headers["X-Pooling"] = pooling.tag()
+        return Response(to_npy_bytes(emb), media_type=NPY_MEDIA_TYPE, headers=headers)
+    if grid:
+        body = json.dumps({"encoder_id": encoder_id, "dim": int(emb.shape[-1]), "shape": list(emb.shape),
+                           "pooling": pooling.tag(), "embeddings": emb.astype(np.float32).tolist()})
+        return Response(body, media_type="application/json")
     body = json.dumps({"encoder_id": enc.encoder_id, "dim": int(emb.shape[1]), "embeddings": emb.tolist()})
     return Response(body, media_type="application/json")
+
+
+def request_pooling(request: Request, pool: str | None, grid_size: int | None, time_reduction: str | None = None,
+                    layers: Any = None, dtype: str | None = None) -> PoolingSpec:
+    """A request's pooling, checked against the loaded encoder: 422 naming the choices or the limits."""
+    try:
+        spec = pooling_from_query(pool, grid_size, time_reduction, layers, dtype)
+        return check_served(request.app.state.encoder, spec)
+    except PoolingError as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+
+
+_POOL_QUERY = {
+    "pool": Query("mean", description="mean (default: (B, D) float32, unchanged) or grid ((B, g*g, D') tokens)."),
+    "grid_size": Query(4, description="pool=grid: g, the side of the pooled token grid (<= the token grid's h)."),
+    "time": Query(None, alias="time",
+                  description="pool=grid: fold the T' temporal token slices by `mean` (default) or `last`."),
+    "layers": Query(None, description="pool=grid: comma-separated 0-based blocks concatenated on D, e.g. "
+                                      "17,19,21,23 (default: the last hidden state)."),
+    "dtype": Query(None, description="pool=grid: float16 (default) or float32 answers."),
+}
 
 
 async def _sweep_streams(streams: StreamRegistry, metrics: "Metrics") -> None:
@@ -271,7 +309,22 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
 
         app.state.encoder = enc
         app.state.batcher = batcher
-        app.state.jobs = DatasetJobs(settings.store, embed_via_batcher, EmbeddingMeta.of(enc))
+        # grid poolings: one batcher each, made like the mean one (services/encoder/pooling.py)
+        poolers = PoolingBatchers(batcher, lambda fn: DynamicBatcher(
+            fn, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue,
+            observer=metrics), enc.encode)
+        app.state.poolers = poolers
+
+        def embed_pooled(windows: np.ndarray, spec: PoolingSpec) -> np.ndarray:
+            if not spec.is_grid:
+                return embed_via_batcher(windows)
+            while True:
+                try:
+                    return asyncio.run_coroutine_threadsafe(poolers.submit(windows, spec), loop).result()
+                except QueueFull:
+                    time.sleep(0.05)
+
+        app.state.jobs = DatasetJobs(settings.store, embed_pooled, lambda spec: EmbeddingMeta.of(enc, spec))
         app.state.streams = StreamRegistry(device=str(getattr(enc, "device", "cpu")), ttl_s=settings.stream_ttl_s,
                                            max_streams=settings.max_streams, max_bytes=settings.max_stream_bytes,
                                            max_body_bytes=settings.max_body_bytes)
@@ -281,6 +334,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         finally:
             sweeper.cancel()
             app.state.streams.clear()
+            await poolers.stop()
             await batcher.stop()
 
     app = FastAPI(
@@ -326,18 +380,23 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         },
         tags=["encoder"],
     )
-    async def encode(request: Request):
+    async def encode(request: Request, pool: str = _POOL_QUERY["pool"], grid_size: int = _POOL_QUERY["grid_size"],
+                     time_reduction: str | None = _POOL_QUERY["time"], layers: str | None = _POOL_QUERY["layers"],
+                     dtype: str | None = _POOL_QUERY["dtype"]):
+        spec = request_pooling(request, pool, grid_size, time_reduction, layers, dtype)  # 422 before the body
         with bodies.lease() as lease:  # the windows are a view of a reused buffer until this block ends
             windows = parse_windows(await read_npy_body(request, settings.max_body_bytes, lease),
                                     request.app.state.encoder.frames)
             try:
-                emb = await request.app.state.batcher.submit(windows)  # (B, D) float32
+                emb = await request.app.state.poolers.submit(windows, spec)  # (B, D) float32 or (B, G, D') grids
+            except TooManyPoolings as exc:
+                raise HTTPException(503, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
             except QueueFull as exc:
                 raise HTTPException(503, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
             except Exception as exc:
                 log.exception("forward pass failed")
                 raise HTTPException(500, detail=f"forward pass failed: {type(exc).__name__}: {exc}") from None
-        return embeddings_response(request, emb)
+        return embeddings_response(request, emb, spec)
 
     # -- frame streams (services/encoder/streams.py) ------------------------------------------------------------
 
@@ -346,15 +405,16 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
     async def create_stream(request: Request, req: StreamCreateRequest) -> StreamCreated:
         """Open a frame stream: the encoder keeps each env's last 8 frames; each step sends one frame per env."""
         streams: StreamRegistry = request.app.state.streams
+        spec = request_pooling(request, req.pool.value, req.grid_size, req.time, req.layers, req.dtype)
         try:
-            s = streams.create(req.envs, req.height, req.width)
+            s = streams.create(req.envs, req.height, req.width, pooling=spec)
         except StreamsFull as exc:
             raise HTTPException(503, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
         except StreamInputError as exc:
             raise HTTPException(exc.status_code, detail=str(exc)) from None
         metrics.streams.set(len(streams))
         return StreamCreated(stream_id=s.stream_id, envs=s.envs, ttl_s=streams.ttl_s,
-                             encoder_id=request.app.state.encoder.encoder_id)
+                             encoder_id=spec.encoder_id(request.app.state.encoder.encoder_id))
 
     @app.post(
         "/streams/{stream_id}/step",
@@ -387,19 +447,19 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
             except NpyError as exc:
                 raise HTTPException(400, detail=f"{exc} (e.g. np.save(buf, np.zeros(({s.envs}, {s.height}, "
                                                 f"{s.width}, 3), np.uint8)))") from None
-            emb = await s.step(frames, parse_reset(reset, s.envs), request.app.state.batcher.submit)
+            emb = await s.step(frames, parse_reset(reset, s.envs), request.app.state.poolers.submitter(s.pooling))
         except StreamNotFound as exc:
             raise HTTPException(404, detail=str(exc)) from None
         except StreamInputError as exc:
             raise HTTPException(exc.status_code, detail=str(exc)) from None
-        except QueueFull as exc:
+        except (QueueFull, TooManyPoolings) as exc:
             raise HTTPException(503, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
         except HTTPException:
             raise
         except Exception as exc:
             log.exception("stream step failed")
             raise HTTPException(500, detail=f"forward pass failed: {type(exc).__name__}: {exc}") from None
-        return embeddings_response(request, emb)
+        return embeddings_response(request, emb, s.pooling)
 
     @app.delete("/streams/{stream_id}", status_code=204, dependencies=[auth], responses=_ERRORS, tags=["streams"],
                 response_class=Response)
@@ -428,8 +488,9 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
     async def encode_dataset(request: Request, name: str, req: DatasetEncodeRequest | None = Body(None)):
         name = _dataset_name(name)
         req = req or DatasetEncodeRequest()
+        spec = request_pooling(request, req.pool.value, req.grid_size, req.time, req.layers, req.dtype)
         try:
-            return await asyncio.to_thread(request.app.state.jobs.start, name, req.batch_size)
+            return await asyncio.to_thread(request.app.state.jobs.start, name, req.batch_size, spec)
         except DatasetNotFound as exc:
             raise HTTPException(404, detail=str(exc)) from None
 
@@ -440,10 +501,15 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         responses=_ERRORS,
         tags=["datasets"],
     )
-    async def dataset_encode_status(request: Request, name: str):
+    async def dataset_encode_status(request: Request, name: str, pool: str = _POOL_QUERY["pool"],
+                                    grid_size: int = _POOL_QUERY["grid_size"],
+                                    time_reduction: str | None = _POOL_QUERY["time"],
+                                    layers: str | None = _POOL_QUERY["layers"],
+                                    dtype: str | None = _POOL_QUERY["dtype"]):
         name = _dataset_name(name)
+        spec = request_pooling(request, pool, grid_size, time_reduction, layers, dtype)
         try:
-            return await asyncio.to_thread(request.app.state.jobs.status, name)
+            return await asyncio.to_thread(request.app.state.jobs.status, name, spec)
         except DatasetNotFound as exc:
             raise HTTPException(404, detail=str(exc)) from None
 
