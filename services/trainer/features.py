@@ -233,10 +233,11 @@ class VJEPA2Features(FeatureSource):
         return True
 
     def offline_grid(self, store: Store, dataset: str, grid_size: int, progress=None) -> FeatureTable:
-        """x (N, g*g, D) float32 token grids of every step, embedded first if the store lacks them."""
+        """x (N, g*g, D) token grids of every step in their stored dtype (float16 by default), embedded first if the
+        store lacks them. Held in memory up to $VJEPA_ROBOT_GRID_RESIDENT_GB (default 4); a larger table is streamed
+        from the store into a memory-mapped file (read_grid_rows), so it never sits in memory twice."""
         self.ensure_grids(store, dataset, grid_size, progress)
-        episode, step, x = store.read_embeddings(dataset, self.grid_encoder_id(grid_size))
-        x = np.asarray(x, np.float32).reshape(len(step), grid_size**2, -1)
+        episode, step, x = read_grid_rows(store, dataset, self.grid_encoder_id(grid_size))
         return FeatureTable(episode, step, x, self.lineage())
 
     def online_grid(self, timesteps, episode_seeds, grid_size: int) -> np.ndarray:
@@ -251,6 +252,64 @@ class VJEPA2Features(FeatureSource):
             stream.close()
         self._streams.clear()
         self.client.close()
+
+
+GRID_RESIDENT_ENV = "VJEPA_ROBOT_GRID_RESIDENT_GB"
+
+
+def read_grid_rows(store: Store, dataset: str, encoder_id: str, resident_gb: float | None = None,
+                   batch_rows: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(episode (N,), step (N,), grids (N, G, D) in the stored dtype), sorted by (episode, step).
+
+    Up to `resident_gb` (default $VJEPA_ROBOT_GRID_RESIDENT_GB, else 4) the grids are read into memory in one go;
+    above it they stream from the store batch by batch (Store.iter_embeddings) into a memory-mapped temporary file
+    (unlinked at once: the mapping keeps it alive until the array is dropped), and training gathers its batches from
+    the page cache. A 100k-window ViT-L g=4 float16 grid table is 3.3 GB (docs/readouts.md)."""
+    import os
+    import tempfile
+
+    shape = store.embedding_shape(dataset, encoder_id)
+    n = store.count_steps(dataset)
+    limit = float(os.environ.get(GRID_RESIDENT_ENV, "4")) if resident_gb is None else float(resident_gb)
+    first = next(store.iter_embeddings(dataset, encoder_id, batch_rows=1), None)
+    dtype = first[2].dtype if first is not None else np.float32
+    if n * int(np.prod(shape)) * dtype.itemsize <= limit * 1e9:
+        return store.read_embeddings(dataset, encoder_id, dtype=None)
+    fd, path = tempfile.mkstemp(prefix=f"grids-{dataset}-", suffix=".npy")
+    os.close(fd)
+    try:
+        out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(n, *shape))
+    finally:
+        os.unlink(path)
+    episodes, steps, at = [], [], 0
+    for ep, st, x in store.iter_embeddings(dataset, encoder_id, batch_rows=batch_rows):
+        if at + len(st) > n:
+            raise ValueError(f"grids of dataset {dataset!r} hold more rows than its {n} steps: re-encode it")
+        out[at:at + len(st)] = x
+        episodes.append(ep)
+        steps.append(st)
+        at += len(st)
+    episode, step = (np.concatenate(a) if a else np.zeros(0, np.int32) for a in (episodes, steps))
+    key = episode.astype(np.int64) << 32 | step
+    if np.any(np.diff(key) < 0):  # written episode by episode, so rarely needed: sorting costs one more pass
+        order = np.argsort(key, kind="stable")
+        episode, step, out = episode[order], step[order], _gather_mapped(out[:at], order)
+    return episode, step, out[:at]
+
+
+def _gather_mapped(x: np.ndarray, order: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    import os
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="grids-sorted-", suffix=".npy")
+    os.close(fd)
+    try:
+        out = np.lib.format.open_memmap(path, mode="w+", dtype=x.dtype, shape=x.shape)
+    finally:
+        os.unlink(path)
+    for i in range(0, len(order), chunk):
+        out[i:i + chunk] = x[order[i:i + chunk]]
+    return out
 
 
 def _window(ts) -> np.ndarray:

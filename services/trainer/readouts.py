@@ -195,15 +195,16 @@ class GridFeatures(FeatureSource):
             lin["grid_encoder_id"] = self.base.grid_encoder_id(self.grid_size)
         return lin
 
-    def _flat(self, g: np.ndarray) -> np.ndarray:
-        g = np.asarray(g, np.float32)
+    def _flat(self, g: np.ndarray, dtype=np.float32) -> np.ndarray:
         if g.ndim != 3 or g.shape[1:] != (self.tokens, self.token_dim):
             raise ValueError(f"expected grids (B, {self.tokens}, {self.token_dim}), got {g.shape}")
-        return g.reshape(len(g), self.dim)
+        g = g.reshape(len(g), self.dim)  # a view: the stored array (in memory or memory-mapped) is not copied
+        return g if dtype is None else np.asarray(g, dtype)
 
     def offline(self, store, dataset: str, progress=None) -> FeatureTable:
+        """x (N, G*D) in the stored dtype (float16 grids stay float16: bc.fit_bc standardises them per batch)."""
         t = self.base.offline_grid(store, dataset, self.grid_size, progress=progress or self.on_progress)
-        return FeatureTable(t.episode, t.step, self._flat(t.x), self.lineage())
+        return FeatureTable(t.episode, t.step, self._flat(t.x, dtype=None), self.lineage())
 
     def online(self, timesteps, episode_seeds):
         return self._flat(self.base.online_grid(timesteps, episode_seeds, self.grid_size))
