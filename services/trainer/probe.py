@@ -299,7 +299,8 @@ def probe_arrays(x: np.ndarray, targets: dict[str, np.ndarray], episode: np.ndar
 
 
 def probe(store: Store, dataset: str, features: FeatureSource, seed: int = 0, folds: int = FOLDS,
-          mlp: bool = True, grid_sizes: tuple[int, ...] | list[int] = (), attentive_steps: int = 1500) -> dict:
+          mlp: bool = True, grid_sizes: tuple[int, ...] | list[int] = (), attentive_steps: int = 1500,
+          mlp_steps: int = 1500) -> dict:
     """Linear and MLP probes of `features` on `dataset`: k-fold (by episode) R2 for each target in TARGETS; with
     `grid_sizes`, the attentive probe on each g x g token grid too (result["attentive"][str(g)])."""
     t0 = time.perf_counter()
@@ -311,7 +312,7 @@ def probe(store: Store, dataset: str, features: FeatureSource, seed: int = 0, fo
                          f"rows as its steps ({len(table)} vs {steps.num_rows}): re-encode the dataset")
     targets = {t: fixed_list_to_numpy(steps.column(t), 2) for t in TARGETS}
     result = {"features": table.lineage.get("features", features.name), "dataset": dataset,
-              **probe_arrays(table.x, targets, table.episode, seed, folds=folds, mlp=mlp)}
+              **probe_arrays(table.x, targets, table.episode, seed, folds=folds, mlp=mlp, mlp_steps=mlp_steps)}
     result["readout"] = getattr(features, "readout", "mean")
     if grid_sizes:
         from .readouts import GridFeatures
