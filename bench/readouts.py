@@ -57,7 +57,11 @@ def main() -> None:
     ap.add_argument("--probe-steps", type=int, default=800, help="Attentive-probe optimiser steps per fold.")
     ap.add_argument("--skip", default="", help="Comma-separated parts to skip: probe,bc,vitl")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "readouts.json"))
+    ap.add_argument("--table", action="store_true", help="Only print the markdown tables of --out.")
     args = ap.parse_args()
+    if args.table:
+        print(markdown(json.loads(Path(args.out).read_text())))
+        return
     skip = set(filter(None, args.skip.split(",")))
     grids = [int(g) for g in args.grid_sizes.split(",") if g]
     torch.set_num_threads(1)
@@ -193,6 +197,60 @@ def _mean_step(d: int, batch: int, reps: int = 20) -> float:
         if i >= 2:
             times.append(time.perf_counter() - t)
     return float(np.median(times))
+
+
+def markdown(out: dict) -> str:
+    """The tables of bench/READOUT_RESULTS.md from a results JSON."""
+    lines = []
+    ds = out.get("dataset", {})
+    if out.get("probe"):
+        lines += [f"Probe R2 on held-out episodes (k-fold over {ds.get('episodes')} episodes = distinct targets; "
+                  "mean ± sd over folds):", "",
+                  "| features | readout | probe | fingertip xy | target xy | to_target |", "|---|---|---|---|---|---|"]
+        for name, p in out["probe"].items():
+            feats, readout = name.split(" ", 1)
+            for kind in ("linear", "mlp"):
+                lines.append(f"| {feats} | {readout} | {'ridge' if kind == 'linear' else 'MLP'} | "
+                             + " | ".join(_pm(p[kind][t]) for t in TARGETS) + " |")
+            for g, by_t in p.get("attentive", {}).items():
+                lines.append(f"| {feats} | attentive g={g} | attentive | " + " | ".join(_pm(by_t[t]) for t in TARGETS)
+                             + " |")
+        lines.append("")
+    if out.get("bc"):
+        lines += ["BC success (live, evaluation seeds; mean over seeds, 95% t-interval across seeds):", "",
+                  "| features | readout | seeds x episodes | success | per seed | val MSE (kept epoch) | s / epoch |"
+                  " params |", "|---|---|---|---|---|---|---|---|"]
+        n_eps = out.get("args", {}).get("eval_episodes")
+        for key, b in out["bc"].items():
+            feats, readout = key.split(" ", 1)
+            ci = b.get("success_ci95")
+            ci_s = f" [{100 * max(ci[0], 0):.0f}, {100 * min(ci[1], 1):.0f}]" if ci else ""
+            seeds = b["seeds"]
+            lines.append(f"| {feats} | {readout} | {len(seeds)} x {n_eps} | {100 * b['success_mean']:.1f}%{ci_s} | "
+                         + ", ".join(f"{100 * r['success_rate']:.0f}%" for r in seeds) + " | "
+                         + ", ".join(f"{r['val_loss']:.3f}" for r in seeds) + f" | {b['epoch_s_mean']:.3f} | "
+                         f"{seeds[0]['params']:,} |")
+        lines.append("")
+    if out.get("encode"):
+        lines += ["Encoding the dataset through the encoder service (tiny stand-in, 1 thread; shared machine):", "",
+                  "| pooling | s | s / 1000 windows | row shape |", "|---|---|---|---|"]
+        for k, e in out["encode"].items():
+            lines.append(f"| {k} | {e['s']} | {e['s_per_1000_windows']} | {e.get('row_shape', '(96,)')} |")
+        lines.append("")
+    v = out.get("vitl_estimate")
+    if v:
+        lines += [f"ViT-L estimate (D={v['D']}, g x g = {v['tokens']} tokens, float16): "
+                  f"{v['bytes_per_window_f16']:,} bytes per window, {v['gb_per_100k_f16']} GB per 100k windows "
+                  f"({v['gb_per_100k_f32']} GB as float32); one BC step of the attentive policy (pooler "
+                  f"{v['pooler_params']:,} parameters) at batch 256 on 1 CPU thread: {v['step_s_batch256_1thread']} s, "
+                  f"so {v['epoch_s_100k_1thread']} s per 100k-window epoch (mean readout: "
+                  f"{v['mean_readout_step_s_batch256_1thread']} s a step, {v['mean_readout_epoch_s_100k_1thread']} s "
+                  "an epoch)."]
+    return "\n".join(lines)
+
+
+def _pm(v: list[float]) -> str:
+    return f"{v[0]:.2f} ± {v[1]:.2f}"
 
 
 def _rate(seconds: float, windows: int) -> dict:

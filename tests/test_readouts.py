@@ -202,9 +202,9 @@ def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("ro-stack")
     store = str(root / "store")
     enc_app = create_encoder_app(EncoderSettings(store=store, preset="tiny", max_batch=32, max_wait_ms=5))
-    with serve_app(enc_app) as enc_url:
+    with serve_app(enc_app, startup_timeout=180) as enc_url:  # a loaded 2-core machine starts slowly
         tr_app = create_trainer_app(TrainerSettings(store=store, runs=str(root / "runs"), encoder_url=enc_url))
-        with serve_app(tr_app) as tr_url:
+        with serve_app(tr_app, startup_timeout=180) as tr_url:
             yield {"encoder": enc_url, "trainer": tr_url, "store": store, "runs": root / "runs"}
 
 
@@ -300,3 +300,24 @@ def test_cli_train_takes_readout_and_names_the_choices(tmp_path):
     assert record["config"]["readout"] == "attentive" and record["lineage"]["pooling"] == "grid"
     out = CliRunner().invoke(cli_app, ["train", "bc", "cli", "--features", "state", "--readout", "max", *common])
     assert out.exit_code == 2 and "attentive" in out.output and "flare" in out.output, out.output
+
+
+def test_grid_rows_stream_into_a_memory_map_above_the_resident_limit(tiny_dataset):
+    """Grids larger than VJEPA_ROBOT_GRID_RESIDENT_GB stream from the store into a memory-mapped file; both paths
+    give the same (episode, step)-sorted float16 rows (written here episode 2, 0, 1: the sort is exercised)."""
+    from services.common.store import EmbeddingLineage
+    from services.trainer.features import read_grid_rows
+
+    store, name, frames = tiny_dataset
+    lineage = EmbeddingLineage("toy-grid2", "toy", "none", dim=8, tokens=4, dtype="float16")
+    rng = np.random.default_rng(0)
+    written = {ep: rng.standard_normal((10, 4, 8)).astype(np.float16) for ep in (2, 0, 1)}
+    for ep, grids in written.items():
+        store.append_embeddings(name, ep, np.arange(10), grids, lineage)
+    mem = read_grid_rows(store, name, "toy-grid2", resident_gb=100)
+    mapped = read_grid_rows(store, name, "toy-grid2", resident_gb=0, batch_rows=7)
+    assert isinstance(mapped[2], np.memmap) and mapped[2].dtype == np.float16 and mapped[2].shape == (30, 4, 8)
+    for a, b in zip(mem, mapped):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(mapped[0], np.repeat([0, 1, 2], 10))
+    np.testing.assert_array_equal(mapped[2][10:20], written[1])
