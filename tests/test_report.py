@@ -1,4 +1,4 @@
-"""The report (services/trainer/report.py) from correctly shaped run records (layout and honesty: no training)."""
+"""The report (services/trainer/report/) from correctly shaped run records (layout and honesty: no training)."""
 
 from __future__ import annotations
 
