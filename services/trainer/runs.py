@@ -144,7 +144,7 @@ def migrate(raw: dict, frame_size: Callable[[str], int | None] | None = None) ->
         r["lineage"] = None
         return RunRecord.model_validate(r)
     features = cfg.get("features")
-    lineage = dict(r.get("lineage") or {})
+    lineage = {k: v for k, v in (r.get("lineage") or {}).items() if v is not None}  # unset: legacy copies may say
     for legacy in (cfg.get("features_lineage"), (metrics.get("lineage") or {}).get("features"),
                    metrics.get("features_lineage")):
         if isinstance(legacy, dict):
