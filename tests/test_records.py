@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+from vjepa_robot_client.contract import EncoderInfo, RunRecord, RunStatus, TrainBCRequest
 
 from services.trainer import jobs
 from services.trainer.run_kinds import BC, RUN_KINDS, SAC, kept_val_loss, run_kind
 from services.trainer.runs import RunStore, migrate
-from vjepa_robot_client.contract import EncoderInfo, RunRecord, RunStatus, TrainBCRequest
 
 TINY = {"features": "vjepa2", "dim": 96, "encoder_id": "abc123", "model": "preset:tiny", "image_size": 128,
         "dtype": "float32"}

@@ -5,8 +5,20 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from services.trainer.report import (PLUMBING, condition_name, condition_rows, load_notes, pct, read_runs, save_notes,
-                                     summary_lines, t_interval, title, wilson_ci95, write_report)
+from services.trainer.report import (
+    PLUMBING,
+    condition_name,
+    condition_rows,
+    load_notes,
+    pct,
+    read_runs,
+    save_notes,
+    summary_lines,
+    t_interval,
+    title,
+    wilson_ci95,
+    write_report,
+)
 
 TINY = {"features": "vjepa2", "dim": 96, "encoder_id": "abc123", "model": "preset:tiny", "image_size": 128}
 VITL = {"features": "vjepa2", "dim": 1024, "encoder_id": "def456", "model": "facebook/vjepa2-vitl-fpc64-256",

@@ -580,6 +580,16 @@ class SACFinalEval(_Fields):
     returns: list[float] = Field(default_factory=list)
 
 
+class SACCurvePoint(_Open):
+    """One learning-curve point: a deterministic evaluation during training."""
+
+    env_steps: int
+    mean_return: float | None = None
+    std_return: float | None = None
+    success_rate: float | None = None
+    eval_episodes: int | None = None
+
+
 class SACMetrics(_Fields):
     """What SAC writes: progress (env_steps of total_steps), the learning curve, then the final evaluation."""
 
@@ -588,7 +598,7 @@ class SACMetrics(_Fields):
     agent_steps: int | None = None
     updates: int | None = None
     action_repeat: int | None = None
-    curve: list[dict[str, Any]] = Field(default_factory=list)
+    curve: list[SACCurvePoint] = Field(default_factory=list)
     final_eval: SACFinalEval | None = None
     features_lineage: dict[str, Any] | None = None
 

@@ -18,10 +18,11 @@ import logging
 import secrets
 import threading
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from services.common.store import DatasetNotFound, Store
 from vjepa_robot_client.contract import (

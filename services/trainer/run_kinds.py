@@ -14,15 +14,17 @@ the jobs, the study aggregation and the report read this registry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
+
 from vjepa_robot_client.contract import (
+    RUN_TYPES,
     BaselineConfig,
     BaselineMetrics,
     BCConfig,
-    RUN_TYPES,
     BCMetrics,
     RunRecord,
     SACConfig,
@@ -113,7 +115,7 @@ def kept_val_loss(metrics: BCMetrics) -> float | None:
     return metrics.val_loss
 
 
-def _feature_policy(ctx: "TrainerContext", record: RunRecord, policy_fn) -> tuple[Any, Any]:
+def _feature_policy(ctx: TrainerContext, record: RunRecord, policy_fn) -> tuple[Any, Any]:
     """A trained network on the run's feature source; refuses an encoder other than the one it trained on."""
     from .evaluate import FeaturePolicy
 
@@ -132,7 +134,7 @@ def _feature_policy(ctx: "TrainerContext", record: RunRecord, policy_fn) -> tupl
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _train_bc(ctx, handle: "RunHandle", cfg, features, *, resume: bool = False, progress: bool = False) -> dict:
+def _train_bc(ctx, handle: RunHandle, cfg, features, *, resume: bool = False, progress: bool = False) -> dict:
     from .bc import train_bc
 
     return train_bc(cfg, handle, features, ctx.store, progress=progress)  # BC restarts: no resume state
@@ -144,7 +146,7 @@ def _load_bc(ctx, record: RunRecord):
     return _feature_policy(ctx, record, load_bc_policy(ctx.runs.path(record.run_id)))
 
 
-def _train_sac(ctx, handle: "RunHandle", cfg, features, *, resume: bool = False, progress: bool = False) -> dict:
+def _train_sac(ctx, handle: RunHandle, cfg, features, *, resume: bool = False, progress: bool = False) -> dict:
     from .sac import train_sac
 
     return train_sac(cfg, handle, features, resume=resume)

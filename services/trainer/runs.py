@@ -19,8 +19,9 @@ import json
 import os
 import secrets
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -209,7 +210,7 @@ class RunStore:
         return self.root / validate_run_id(run_id)
 
     def create(self, kind: str, config: dict | BaseModel, run_id: str | None = None,
-               lineage: RunLineage | dict | None = None, study_id: str | None = None) -> "RunHandle":
+               lineage: RunLineage | dict | None = None, study_id: str | None = None) -> RunHandle:
         run_id = validate_run_id(run_id or f"{kind}-{secrets.token_hex(4)}")
         d = self.path(run_id)
         d.mkdir(parents=True, exist_ok=False)
@@ -249,7 +250,7 @@ class RunStore:
             _atomic_write_json(self.path(run_id) / "run.json", dump_record(record))
             return record
 
-    def handle(self, run_id: str) -> "RunHandle":
+    def handle(self, run_id: str) -> RunHandle:
         self.get(run_id)
         return RunHandle(self, run_id)
 

@@ -190,29 +190,30 @@ def sac_curves_figure(runs):
         curves = [r.metrics.curve if isinstance(r.metrics, SACMetrics) else [] for r in members]
         label = short_name(members[0]) + f" ({len(members)} seed{'s' if len(members) > 1 else ''})" + (
             " (plumbing)" if is_plumbing(members[0]) else "")
-        common = sorted(set.intersection(*[{p.get("env_steps") for p in c} for c in curves]))
+        common = sorted(set.intersection(*[{p.env_steps for p in c} for c in curves]))
         for ax, key, scale in ((ax_s, "success_rate", 100), (ax_r, "mean_return", 1)):
+
+            def y(p, key: str = key, scale: int = scale) -> float:
+                return scale * (getattr(p, key) or 0)
+
             if len(members) > 1:
                 for c in curves:
-                    ax.plot([p["env_steps"] for p in c], [scale * (p.get(key) or 0) for p in c], color=color, lw=0.6,
-                            alpha=0.5)
-                by_x = [[scale * (next(p for p in c if p["env_steps"] == x).get(key) or 0) for c in curves]
-                        for x in common]
+                    ax.plot([p.env_steps for p in c], [y(p) for p in c], color=color, lw=0.6, alpha=0.5)
+                by_x = [[y(next(p for p in c if p.env_steps == x)) for c in curves] for x in common]
                 stats = [t_interval(v) for v in by_x]
                 mean = [s[0] for s in stats]
                 lo, hi = [s[1] for s in stats], [s[2] for s in stats]
                 x = common
             else:
                 c = curves[0]
-                x = [p["env_steps"] for p in c]
-                mean = [scale * (p.get(key) or 0) for p in c]
+                x = [p.env_steps for p in c]
+                mean = [y(p) for p in c]
                 if key == "success_rate":
-                    b = [wilson_ci95(round(p.get(key, 0) * p.get("eval_episodes", 0)), p.get("eval_episodes") or 0)
+                    b = [wilson_ci95(round((p.success_rate or 0) * (p.eval_episodes or 0)), p.eval_episodes or 0)
                          for p in c]
                     lo, hi = [100 * v[0] for v in b], [100 * v[1] for v in b]
                 else:
-                    half = [1.96 * (p.get("std_return") or 0) / math.sqrt(max(p.get("eval_episodes") or 1, 1))
-                            for p in c]
+                    half = [1.96 * (p.std_return or 0) / math.sqrt(max(p.eval_episodes or 1, 1)) for p in c]
                     lo, hi = [m - h for m, h in zip(mean, half)], [m + h for m, h in zip(mean, half)]
             if not x:
                 continue
