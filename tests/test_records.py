@@ -146,6 +146,8 @@ def test_report_rows_carry_readout_and_bars_get_distinct_labels(tmp_path):
     assert [g["readout"] for g in groups] == ["mean", "mean"]
     labels = bar_labels(groups)
     assert len(set(labels)) == 2 and any("jac-easy" in s for s in labels) and any("jac-hard" in s for s in labels)
+    one = condition_rows([_evaluated("bc-a", "jac-easy", 5)])
+    assert bar_labels(one) == ["BC state"]  # no collision: no additions
     assert "dots" not in success_title(groups)  # one seed per bar: no dots promised
     seeds = condition_rows([_evaluated("bc-a", "d", 5, seed=0), _evaluated("bc-b", "d", 7, seed=1)])
     assert len(seeds) == 1 and "dots = single seeds" in success_title(seeds)
@@ -158,8 +160,8 @@ def test_kept_epoch_markers_are_on_top_and_never_coincide():
 
     a, b = migrate(_bc("bc-a")), migrate(_bc("bc-b", config={"dataset": "jac", "features": "vjepa2", "seed": 1}))
     marks = kept_markers([a, b])
-    assert marks[0][:2] != marks[1][:2] and marks[0][2] != marks[1][2]  # same kept (epoch, loss): spread apart
-    assert all(abs(m[0] - 2) < 0.5 for m in marks)  # still at epoch 2
+    assert [m[:2] for m in marks] == [(2, 0.1), (2, 0.1)]  # both kept epoch 2 at the same loss: one spot...
+    assert marks[0][2] != marks[1][2] and abs(marks[0][3] - marks[1][3]) >= 8  # ...own markers, 8+ points apart
     fig = bc_loss_figure([a, b])
     lines = fig.axes[0].get_lines()
     kept = [ln for ln in lines if ln.get_label().startswith("kept epoch")]

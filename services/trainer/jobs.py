@@ -378,6 +378,8 @@ def evaluate_study(ctx: TrainerContext, runner, study_id: str, req: EvalRequest)
     """Evaluate every succeeded run of a study with the same request (hence the same evaluation seeds), one after
     another in one job. Runs that did not succeed are skipped (they show in the study without an evaluation)."""
     study = get_study(ctx, study_id)
+    if f"studyeval:{study_id}" in runner.active():
+        raise Refused(409, f"study {study_id} is being evaluated right now: wait for it (GET /studies/{study_id})")
     records = [ctx.runs.get(r) for r in study.run_ids]
     ready = [r for r in records if r.status == RunStatus.succeeded]
     if not ready:
@@ -405,7 +407,11 @@ def evaluate_study(ctx: TrainerContext, runner, study_id: str, req: EvalRequest)
             except Exception as exc:
                 eval_error_handler(handle, eval_id)(exc)
 
-    runner.submit(f"studyeval:{study_id}", work, fail_active)
+    try:
+        runner.submit(f"studyeval:{study_id}", work, fail_active)
+    except Refused as exc:  # this study is being evaluated already: the evaluations just recorded end failed
+        fail_active(RuntimeError(exc.detail))
+        raise
     return ctx.runs.get_study(study_id)
 
 

@@ -16,6 +16,7 @@ checkpoint.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import threading
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.common.store import now_iso
 from vjepa_robot_client.contract import (
@@ -33,8 +34,11 @@ from vjepa_robot_client.contract import (
     RunLineage,
     RunRecord,
     RunStatus,
+    _Fields,
     validate_run_id,
 )
+
+log = logging.getLogger("vjepa_robot.trainer")
 
 RUNS_ENV = "VJEPA_ROBOT_RUNS"
 ACTIVE = (RunStatus.queued, RunStatus.running)
@@ -203,6 +207,7 @@ class RunStore:
         self._lock = threading.RLock()
         self._stops: dict[str, threading.Event] = {}
         self._counted: dict[str, tuple[int, int, str, str]] = {}  # run.json -> (mtime_ns, size, kind, status)
+        self._count_lock = threading.Lock()  # scrapes may overlap
 
     # -- records -------------------------------------------------------------------------------------------------
 
@@ -257,6 +262,10 @@ class RunStore:
     def counts(self) -> dict[tuple[str, str], int]:
         """Runs by (kind, status), for the metrics scrape: a run.json is parsed again only when it changed (by
         mtime and size), so a scrape costs one stat per run rather than one JSON parse per run."""
+        with self._count_lock:
+            return self._counts()
+
+    def _counts(self) -> dict[tuple[str, str], int]:
         counts: dict[tuple[str, str], int] = {}
         seen = set()
         for key in _run_files(self.root):
@@ -370,7 +379,13 @@ class RunHandle:
             if status is not None:
                 r.status = RunStatus(status)
             if metrics:
-                r.metrics = type(r.metrics).model_validate({**r.metrics.model_dump(mode="json"), **plain(metrics)})
+                merged = {**r.metrics.model_dump(mode="json"), **plain(metrics)}
+                try:
+                    r.metrics = type(r.metrics).model_validate(merged)
+                except ValidationError as exc:  # keep the run going and its numbers recorded; say what did not fit
+                    log.warning("run %s: metrics do not fit %s (%s); recorded untyped",
+                                self.run_id, type(r.metrics).__name__, exc.errors()[:1])
+                    r.metrics = _Fields.model_validate(merged)
             if lineage:
                 r.lineage = RunLineage.model_validate({**(r.lineage.model_dump(mode="json") if r.lineage else {}),
                                                        **plain(lineage)})

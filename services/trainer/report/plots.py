@@ -55,16 +55,8 @@ def bar_labels(groups: list[dict]) -> list[str]:
     """One distinct label per bar: the short condition name (+ task unless easy), then, only where labels
     collide, the dataset, then the run ids."""
     base = [g["short"] + (f" [{g['task']}]" if g["task"] and g["task"] != "easy" else "") for g in groups]
-
-    def collide(labels: list[str]) -> set[int]:
-        return {i for i, s in enumerate(labels) if labels.count(s) > 1}
-
-    labels = list(base)
-    for i in collide(labels):
-        if groups[i]["dataset"]:
-            labels[i] += f"\n({groups[i]['dataset']})"
-    for i in collide(labels):
-        labels[i] += "\n" + ", ".join(m["run_id"] for m in groups[i]["members"])
+    labels = distinct_labels(base, [[g["dataset"], ", ".join(m["run_id"] for m in g["members"])] for g in groups])
+    labels = [b + "\n" + s[len(b):].strip() if s != b else s for s, b in zip(labels, base)]  # additions: own line
     return [s + ("\n(plumbing check)" if g["plumbing"] else "") for s, g in zip(labels, groups)]
 
 
@@ -115,39 +107,56 @@ def plot_success(groups: list[dict], path: Path) -> Path:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def kept_markers(runs: list[RunRecord]) -> list[tuple[float, float, str]]:
-    """(x, y, marker) of each BC run's kept epoch: a marker per run, and runs whose kept points coincide are
-    spread sideways by a fraction of an epoch (the point's epoch stays readable), so none hides another."""
-    out: list[tuple[float, float, str]] = []
+KEPT_SPREAD_PT = 9.0  # sideways distance (points) between kept-epoch markers that would sit on one spot
+
+
+def kept_markers(runs: list[RunRecord]) -> list[tuple[int, float, str, float] | None]:
+    """(epoch, val MSE, marker, sideways offset in points) of each BC run's kept epoch, None where it kept none.
+    Each run has its own marker; runs whose kept points coincide are spread sideways (in points, so at any
+    epoch count) around the true epoch, so none hides another."""
     points = []
     for run in runs:
         _, val = bc_curves(run)
         kept = getattr(run.metrics, "selected_epoch", None)
         points.append((kept, val[kept - 1]) if kept and 0 < kept <= len(val) and val[kept - 1] is not None else None)
+    out: list[tuple[int, float, str, float] | None] = []
     for i, p in enumerate(points):
         if p is None:
-            out.append(None)  # type: ignore[arg-type]
+            out.append(None)
             continue
-        same = [j for j, q in enumerate(points) if q is not None and q[0] == p[0] and math.isclose(q[1], p[1],
-                                                                                                 rel_tol=0.02)]
+        same = [j for j, q in enumerate(points)
+                if q is not None and q[0] == p[0] and math.isclose(q[1], p[1], rel_tol=0.05)]
         k = same.index(i)
-        offset = 0.0 if len(same) == 1 else 0.3 * (k - (len(same) - 1) / 2) / max(1, len(same) - 1)
-        out.append((p[0] + offset, p[1], KEPT_MARKERS[i % len(KEPT_MARKERS)]))
+        out.append((p[0], p[1], KEPT_MARKERS[i % len(KEPT_MARKERS)], KEPT_SPREAD_PT * (k - (len(same) - 1) / 2)))
     return out
+
+
+def distinct_labels(labels: list[str], extras: list[list[str | None]]) -> list[str]:
+    """Labels made unique by adding, only where they collide, the next extra that tells them apart."""
+    labels = list(labels)
+    for level in range(max((len(e) for e in extras), default=0)):
+        dup = {i for i, s in enumerate(labels) if labels.count(s) > 1}
+        for i in dup:
+            if level < len(extras[i]) and extras[i][level]:
+                labels[i] += f" ({extras[i][level]})"
+    return labels
 
 
 def bc_loss_figure(runs):
     """Train (solid) and validation (dashed) MSE per epoch; each run's kept epoch marked on top."""
+    from matplotlib.transforms import offset_copy
+
     runs = as_records(runs)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8))
     markers = kept_markers(runs)
-    for i, run in enumerate(runs):
+    labels = distinct_labels(
+        [short_name(r) + (f" s{seed_of(r)}" if seed_of(r) is not None else "") for r in runs],
+        [[r.lineage.dataset if r.lineage else None, r.run_id] for r in runs])
+    for i, (run, label) in enumerate(zip(runs, labels)):
         train, val = bc_curves(run)
         color = f"C{i % 10}"
-        seed = seed_of(run)
-        label = short_name(run) + (f" s{seed}" if seed is not None else "") + (" (plumbing)" if is_plumbing(run)
-                                                                               else "")
+        label += " (plumbing)" if is_plumbing(run) else ""
         ax.plot(range(1, len(train) + 1), train, color=color, lw=1, label=f"{label}: train", zorder=CURVE_Z)
         pts = [(e + 1, v) for e, v in enumerate(val) if v is not None]
         if pts:
@@ -155,13 +164,15 @@ def bc_loss_figure(runs):
     for i, (run, m) in enumerate(zip(runs, markers)):  # after every curve, above them all
         if m is None:
             continue
-        x, y, marker = m
-        ax.plot([x], [y], marker=marker, ms=11 if marker == "*" else 8, color=f"C{i % 10}", markeredgecolor="black",
-                linestyle="", zorder=KEPT_Z + i, label=f"kept epoch {round(x)} ({run.run_id})")
+        epoch, y, marker, dx = m
+        ax.plot([epoch], [y], marker=marker, ms=11 if marker == "*" else 8, color=f"C{i % 10}",
+                markeredgecolor="black", linestyle="", zorder=KEPT_Z + i, label=f"kept epoch {epoch} ({run.run_id})",
+                transform=offset_copy(ax.transData, fig=fig, x=dx, y=0, units="points"))
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE on expert actions")
-    ax.set_title("BC loss: solid = train, dashed = validation episodes, marker = the epoch each run kept")
+    ax.set_title("BC loss: solid = train, dashed = validation episodes, marker = the epoch each run kept\n"
+                 "(markers on one spot are set side by side)", fontsize=10)
     ax.legend(fontsize=6, ncol=2)
     return fig
 
