@@ -17,7 +17,7 @@ Writer: torch.utils.tensorboard.SummaryWriter, chosen on purpose: it ships with 
 and needs only the `tensorboard` package (the trainer extra), which also brings the viewer and the
 EventAccumulator the tests read the files back with; tensorboardX would be a second writer implementation of the
 same format. Events are flushed every FLUSH_S seconds (SummaryWriter's default is 120 s: too slow to watch).
-A resumed SAC run passes `purge_step` (its checkpoint's env steps): TensorBoard then drops the points the
+A resumed SAC run passes `purge_step` (its checkpoint's env steps + 1): TensorBoard then drops the points the
 interrupted run logged past its last checkpoint, so the curve does not double back.
 
 Weights & Biases (optional: `pip install "vjepa-robot[wandb]"`): on when `wandb=True` (the CLI's `--wandb` sets

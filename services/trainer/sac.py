@@ -350,10 +350,10 @@ def _train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool, nets:
     venv = closing.enter_context(ReacherVecEnv(features, num_envs=N, task=cfg.task.value,
                                                episode_steps=cfg.episode_steps, action_repeat=repeat, seed=cfg.seed,
                                                image_size=cfg.image_size, first_episode=prog.episodes_started))
-    # live curves; a resumed run drops the points logged past its checkpoint (TensorBoard's purge_step)
+    # live curves; a resumed run drops the points logged after its checkpoint (TensorBoard purges steps >= purge_step)
     curves = closing.enter_context(open_curves(run.dir, run_id=run.run_id, kind="sac",
                                                config=cfg.model_dump(mode="json"),
-                                               purge_step=prog.transitions * repeat if resume else None))
+                                               purge_step=prog.transitions * repeat + 1 if resume else None))
     # update metrics are averaged between points: ~50 points a run, one per 1,000 env steps at most
     update_means = MeanOf()
     log_due = Every(max(N * repeat, min(1000, cfg.total_steps // 50)), prog.transitions * repeat)
