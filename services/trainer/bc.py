@@ -40,6 +40,7 @@ from vjepa_robot_client.contract import ACTION_DIM, TrainBCRequest
 from .curves import open_curves
 from .features import FeatureSource, FeatureTable
 from .runs import json_default
+from .threads import seeded_torch
 
 CHECKPOINT_NAME = "policy.safetensors"
 CHECKPOINT_FORMAT = "vjepa-robot-bc-v1"
@@ -221,8 +222,7 @@ def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoc
         xt = xt.to(torch.bfloat16)  # half the memory and the bytes gathered per batch
     tr, va = torch.from_numpy(train_rows.astype(np.int64)), torch.from_numpy(val_rows.astype(np.int64))
 
-    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
-        torch.manual_seed(seed)
+    with seeded_torch(seed):  # seeded init, alone: no other job's draws interleave (services/trainer/threads.py)
         model = BCPolicy(d)
     model.set_normalisation(mean, std)
     # fused Adam: one kernel per step for all parameters instead of a Python loop over them

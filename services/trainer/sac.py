@@ -39,6 +39,7 @@ from . import sac_checkpoint
 from .curves import MeanOf, open_curves
 from .evaluate import FeaturePolicy, evaluate
 from .replay import Replay
+from .threads import seeded_torch
 from .vec_env import ACTION_DIM, ReacherVecEnv, agent_steps
 
 NET_ARCH = (256, 64)  # the findings' actor and critic hidden sizes (Phase 2)
@@ -109,6 +110,7 @@ class Actor(nn.Module):
         self.latent_pi = mlp([dim, *hidden])
         self.mu = nn.Linear(hidden[-1], ACTION_DIM)
         self.log_std = nn.Linear(hidden[-1], ACTION_DIM)
+        self.generator: torch.Generator | None = None  # the run's own noise stream (None: torch's global one)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.latent_pi(self.scale(obs))
@@ -117,7 +119,7 @@ class Actor(nn.Module):
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterised action (B, 2) and its log-probability (B, 1), tanh change of variables included."""
         mu, log_std = self(obs)
-        u = mu + log_std.exp() * torch.randn_like(mu)
+        u = mu + log_std.exp() * torch.randn(mu.shape, dtype=mu.dtype, generator=self.generator)
         action = torch.tanh(u)
         gauss = -0.5 * ((u - mu) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
         log_prob = (gauss - torch.log(1 - action**2 + 1e-6)).sum(-1, keepdim=True)
@@ -343,7 +345,6 @@ def _train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool, nets:
         s = prior.state
         prog = Progress(s["num_timesteps"], s["episodes_started"], s["wall_s"], s["curve"],
                         s.get("episodes_reported", 0), s.get("resumed", 0) + 1)
-    torch.manual_seed(cfg.seed + prog.resumed * 7919)
     rng = np.random.default_rng([cfg.seed, prog.resumed])
 
     N, repeat = cfg.parallel_envs, cfg.action_repeat
@@ -357,7 +358,11 @@ def _train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool, nets:
     # update metrics are averaged between points: ~50 points a run, one per 1,000 env steps at most
     update_means = MeanOf()
     log_due = Every(max(N * repeat, min(1000, cfg.total_steps // 50)), prog.transitions * repeat)
-    agent = SAC(int(features.dim), cfg, nets)
+    # networks built from the seeded global stream, alone; the actor's noise continues that stream privately, so a
+    # job beside this one (another SAC, a BC init) never shifts its numbers (services/trainer/threads.py)
+    with seeded_torch(cfg.seed + prog.resumed * 7919) as generator:
+        agent = SAC(int(features.dim), cfg, nets)
+    agent.actor.generator = generator
     replay = Replay(cfg.buffer_size, N, int(features.dim), ACTION_DIM, n_step=cfg.n_step, gamma=cfg.gamma)
     # Random actions until learning_starts env steps (over all envs); counted again after a resume that lost
     # its replay buffer, so the critic never trains on an almost empty buffer.

@@ -1,4 +1,5 @@
-"""torch's intra-op thread count for the trainer: set once per process, at service or CLI start, never by a job.
+"""Process-wide torch state in the trainer: the intra-op thread count (set once per process, at service or CLI
+start, never by a job) and the global RNG (jobs seed their own streams without touching each other's).
 
     VJEPA_ROBOT_TORCH_THREADS=4 vjepa-robot serve trainer     # default: min(4, max(1, cores // 2))
 
@@ -14,13 +15,24 @@ and the compose stack, and runs up to two jobs at once), at least 1, at most 4 (
 their matmuls gain little past a few threads). Measured on the shared 2-core box (bench/TRAINER_RESULTS.md): at
 load ~3, a BC step took 3.1 ms with 1 thread and 162 ms with 2 (OpenMP threads waiting on a core someone else
 holds), so the 2-core default is 1. Set VJEPA_ROBOT_TORCH_THREADS on a machine you know better.
+The count changes results, not only speed: a BC fit at 1 and at 2 threads gives different weights (measured,
+docs/reproducibility.md), so a fixed count is also what makes a run repeatable.
+
+RNG: torch's global generator is process-wide too, and the trainer runs up to two jobs at once in threads. A job
+that seeds it (torch.manual_seed) and then draws from it interleaves with another job's draws, so each job's
+numbers depend on timing. `seeded_torch(seed)` builds a job's networks under a lock with the global generator
+forked and seeded, and hands back a private Generator that continues exactly that stream: a job alone draws the
+same numbers as before, and two jobs side by side no longer perturb each other.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
@@ -74,4 +86,18 @@ def set_torch_threads(n: int | None = None) -> int:
     return n
 
 
-__all__ = ["TORCH_THREADS_ENV", "torch_threads", "set_torch_threads"]
+_RNG_LOCK = threading.Lock()
+
+
+@contextmanager
+def seeded_torch(seed: int) -> Iterator[torch.Generator]:
+    """Run the block (network construction) on torch's global CPU generator seeded with `seed`, alone; afterwards
+    the global generator is as it was, and the yielded Generator holds the stream where the block left it."""
+    gen = torch.Generator()
+    with _RNG_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield gen
+        gen.set_state(torch.get_rng_state())
+
+
+__all__ = ["TORCH_THREADS_ENV", "torch_threads", "set_torch_threads", "seeded_torch"]
