@@ -396,9 +396,9 @@ def _print_study(study) -> None:
 
 
 SeedsOpt = typer.Option(None, "--seeds", help="Comma-separated training seeds: one run per seed, under one study.")
-WandbOpt = typer.Option(False, "--wandb", help="Also log the live curves to Weights & Biases (pip install "
-                        "'vjepa-robot[wandb]'; WANDB_MODE=offline needs no account). TensorBoard event files are "
-                        "always written in the run directory.")
+WandbOpt = typer.Option(False, "--wandb", help="Also log the live curves to Weights & Biases (the project's `wandb` "
+                        "extra; WANDB_MODE=offline needs no account). TensorBoard event files are always written in "
+                        "the run directory.")
 NSeedsOpt = typer.Option(None, "--n-seeds", help="Runs with seeds --seed .. --seed+N-1, under one study.")
 
 
