@@ -22,7 +22,7 @@ from services.trainer.evaluate import FeaturePolicy, evaluate
 from services.trainer.features import make_feature_source
 from services.trainer.runs import RunStore
 from services.trainer.sac import train_sac
-from services.trainer.threads import TORCH_THREADS_ENV, torch_threads
+from services.trainer.threads import TORCH_THREADS_ENV, seeded_torch, torch_threads
 from test_sac import TINY, FakeRun
 from vjepa_robot_client.contract import EvalRequest, TrainBCRequest, TrainSACRequest
 
@@ -71,6 +71,18 @@ def test_torch_threads_setting(monkeypatch):
         warnings.simplefilter("always")
         assert torch_threads() == 2
     assert any(TORCH_THREADS_ENV in str(w.message) and "deprecated" in str(w.message) for w in caught)
+
+
+def test_seeded_torch_gives_a_job_its_own_stream_and_leaves_the_global_one_alone():
+    torch.manual_seed(123)
+    want_global = torch.rand(3)
+    torch.manual_seed(123)
+    with seeded_torch(0) as gen:  # a job builds its networks here ...
+        built = torch.rand(4)
+    noise = torch.rand(2, generator=gen)  # ... and draws its noise from `gen` afterwards
+    assert torch.equal(torch.rand(3), want_global)  # another job's global stream did not move
+    torch.manual_seed(0)
+    assert torch.equal(torch.cat([built, noise]), torch.rand(6))  # the job alone: exactly the seeded stream
 
 
 # ----------------------------------------------------------------------------------------------------------------
