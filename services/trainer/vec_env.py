@@ -49,8 +49,14 @@ class ReacherVecEnv:
         self.action_repeat = int(action_repeat)
         self.seed_base = int(seed)
         size = image_size if getattr(features, "needs_frames", False) else 0
-        self.envs = [make_env(task, seed=seed + i, episode_steps=episode_steps, action_repeat=action_repeat,
-                              image_size=size) for i in range(num_envs)]
+        self.envs: list = []
+        try:
+            for i in range(num_envs):
+                self.envs.append(make_env(task, seed=seed + i, episode_steps=episode_steps,
+                                          action_repeat=action_repeat, image_size=size))
+        except BaseException:
+            self.close()  # the envs built so far hold MuJoCo data and render contexts
+            raise
         self.episodes_started = int(first_episode)  # global episode counter, saved in checkpoints
         self._ep_seed = [0] * num_envs
         self._ts: list[TimeStep | None] = [None] * num_envs
@@ -113,4 +119,25 @@ class ReacherVecEnv:
         return obs, rewards, dones, infos
 
     def close(self) -> None:
-        self.envs = []
+        """Free every env's simulator and render context (idempotent). The feature source is the caller's."""
+        envs, self.envs = self.envs, []
+        close_envs(envs)
+
+    def __enter__(self) -> "ReacherVecEnv":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def close_envs(envs: Sequence) -> None:
+    """Close each env (env.Reacher.close: dm_control's Environment.close frees the MuJoCo data and the render
+    contexts); one env's failure to close does not keep the others open."""
+    errors = []
+    for env in envs:
+        try:
+            env.close()
+        except Exception as exc:  # noqa: BLE001  close the rest, then report
+            errors.append(exc)
+    if errors:
+        raise errors[0]
