@@ -58,6 +58,7 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="Comma-separated parts to skip: probe,bc,vitl")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "readouts.json"))
     ap.add_argument("--table", action="store_true", help="Only print the markdown tables of --out.")
+    ap.add_argument("--store", default=None, help="Reuse this store (its dataset `ro` and embeddings, if present).")
     args = ap.parse_args()
     if args.table:
         print(markdown(json.loads(Path(args.out).read_text())))
@@ -66,7 +67,7 @@ def main() -> None:
     grids = [int(g) for g in args.grid_sizes.split(",") if g]
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="bench-readouts-"))
-    store_uri = str(root / "store")
+    store_uri = args.store or str(root / "store")
     port = free_port()
     log = open(root / "encoder.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "vjepa_robot.cli", "serve", "encoder", "--port", str(port),
@@ -80,8 +81,9 @@ def main() -> None:
         wait_healthy(url, proc, root / "encoder.log", timeout=180)
         store = Store(store_uri)
         t0 = time.perf_counter()
-        create_dataset(DatasetSpec(name="ro", episodes=args.episodes, steps=args.steps, seed=0,
-                                   image_size=args.image_size), store=store, workers=1, progress=False)
+        if not store.has_steps("ro"):
+            create_dataset(DatasetSpec(name="ro", episodes=args.episodes, steps=args.steps, seed=0,
+                                       image_size=args.image_size), store=store, workers=1, progress=False)
         info = dataset_info(store, "ro")
         out["dataset"] = {"episodes": args.episodes, "steps": args.steps, "image_size": args.image_size,
                           "windows": args.episodes * args.steps, "expert_success": info.get("success_rate"),
