@@ -177,7 +177,8 @@ def vitl_estimate(g: int, windows: int = 100_000, batch: int = 256, reps: int = 
     row_bytes = tokens * d * 2
     mean_step = _mean_step(d, batch)
     return {"D": d, "tokens": tokens, "bytes_per_window_f16": row_bytes,
-            "gb_per_100k_f16": round(row_bytes * windows / 1e9, 2), "gb_per_100k_f32": round(2 * row_bytes * windows / 1e9, 2),
+            "gb_per_100k_f16": round(row_bytes * windows / 1e9, 2),
+            "gb_per_100k_f32": round(2 * row_bytes * windows / 1e9, 2),
             "pooler_params": sum(p.numel() for p in model.pooler.parameters()),
             "step_s_batch256_1thread": round(step_s, 4),
             "epoch_s_100k_1thread": round(step_s * windows / batch, 1),

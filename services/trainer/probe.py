@@ -333,4 +333,5 @@ def probe(store: Store, dataset: str, features: FeatureSource, seed: int = 0, fo
     return result
 
 
-__all__ = ["probe", "probe_arrays", "probe_attentive", "fit_attentive", "Ridge", "r2_score", "kfold_episodes", "choose_alpha", "fit_mlp", "TARGETS"]
+__all__ = ["probe", "probe_arrays", "probe_attentive", "fit_attentive", "Ridge", "r2_score",
+           "kfold_episodes", "choose_alpha", "fit_mlp", "TARGETS"]
