@@ -13,7 +13,8 @@
 
 /encode and stream steps accept `Content-Encoding: zstd` or `gzip`; the body limit applies to the decompressed size.
 
-Errors are JSON {"detail": "..."} naming the problem and the fix.
+Errors are JSON {"detail": "..."} naming the problem and the fix. Routes raise the domain's own exceptions (QueueFull,
+EncoderStopped, StreamNotFound, BodyTooLarge, ...); one handler maps them to status codes (ERROR_STATUS below).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -34,7 +34,7 @@ from services.common.http_metrics import RequestMetricsMiddleware
 from services.common.auth import bearer_auth, warn_if_open
 from services.common.docs import offline_docs
 from services.common.store import DatasetNotFound
-from services.encoder.batcher import DynamicBatcher, QueueFull
+from services.encoder.batcher import DynamicBatcher, EmbedTimeout, EncoderStopped, ForwardFailed, QueueFull
 from services.encoder.jobs import DatasetJobs, EmbeddingMeta
 from services.encoder.settings import EncoderSettings
 from services.encoder.wire import BodyBuffers, Lease, LongerThanDeclared, read_into
@@ -122,10 +122,7 @@ async def read_body(request: Request, limit: int, lease: Lease | None = None) ->
         if n > limit:
             raise HTTPException(413, detail=f"body too large: {n} bytes > limit {limit} bytes; send fewer windows per request")
         if lease is not None:
-            try:
-                return await read_into(request.stream(), n, lease)
-            except LongerThanDeclared as exc:
-                raise HTTPException(400, detail=str(exc)) from None
+            return await read_into(request.stream(), n, lease)  # LongerThanDeclared -> 400 (ERROR_STATUS)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -145,12 +142,7 @@ async def read_npy_body(request: Request, limit: int, lease: Lease | None = None
     body = await read_body(request, limit, lease)
     if not encoding or encoding.strip().lower() == "identity":
         return body
-    try:
-        return await asyncio.to_thread(decompress, body, encoding, limit)
-    except BodyTooLarge as exc:
-        raise HTTPException(413, detail=str(exc)) from None
-    except StreamInputError as exc:
-        raise HTTPException(exc.status_code, detail=str(exc)) from None
+    return await asyncio.to_thread(decompress, body, encoding, limit)  # BodyTooLarge 413, StreamInputError 4xx
 
 
 def wants_npy(request: Request) -> bool:
@@ -229,6 +221,33 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422, 503)
 }
 
+# The one mapping of the encoder's domain errors to HTTP answers (the trainer has its own for jobs.Refused). A class
+# matches its subclasses too (Starlette looks handlers up along the exception's MRO). StreamInputError carries its
+# own 4xx. The ones in RETRY_LATER tell the client when to come back; the SDK's retry policy honours Retry-After.
+ERROR_STATUS: dict[type[Exception], int] = {
+    QueueFull: 503,  # the batcher's queue is at max_queue
+    EncoderStopped: 503,  # shutting down: the work would never run
+    StreamsFull: 503,  # stream count or stream memory at its bound
+    StreamNotFound: 404,
+    DatasetNotFound: 404,
+    BodyTooLarge: 413,
+    LongerThanDeclared: 400,
+    StreamInputError: 422,  # its status_code wins (415 unknown encoding, 400 corrupt body, 422 wrong shape)
+    ForwardFailed: 500,  # the model raised, or returned the wrong number of rows
+    EmbedTimeout: 504,
+}
+RETRY_LATER = (QueueFull, EncoderStopped, StreamsFull)
+
+
+def error_response(request: Request, exc: Exception) -> JSONResponse:
+    """JSON {"detail"} with the status ERROR_STATUS gives the exception's class (or its own status_code)."""
+    code = getattr(exc, "status_code", None) or next(
+        (ERROR_STATUS[c] for c in type(exc).__mro__ if c in ERROR_STATUS), 500)
+    if code >= 500 and not isinstance(exc, RETRY_LATER):
+        log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, RETRY_LATER) else None
+    return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
+
 
 def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> FastAPI:
     """Build the service. `encoder` (anything with encode/encoder_id/dim/...) skips loading a model (tests)."""
@@ -237,7 +256,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
     warn_if_open(settings.host, token, "the encoder service")
     auth = Depends(bearer_auth(token))
     metrics = Metrics()
-    bodies = BodyBuffers()
+    bodies = BodyBuffers(keep=settings.body_pool_buffers, max_bytes=settings.body_pool_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -262,12 +281,10 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         loop = asyncio.get_running_loop()
 
         def embed_via_batcher(windows: np.ndarray) -> np.ndarray:
-            """Dataset jobs (a worker thread) share the batcher, so forward passes never overlap."""
-            while True:
-                try:
-                    return asyncio.run_coroutine_threadsafe(batcher.submit(windows), loop).result()
-                except QueueFull:
-                    time.sleep(0.05)
+            """Dataset jobs (a worker thread) share the batcher, so forward passes never overlap. Bounded: a full
+            queue is waited out for at most embed_timeout_s, and stop() ends the wait (EncoderStopped), so a job
+            never holds up shutdown; the job then reads `failed` and a re-run resumes where it stopped."""
+            return batcher.submit_from_thread(windows, loop, timeout=settings.embed_timeout_s)
 
         app.state.encoder = enc
         app.state.batcher = batcher
@@ -281,7 +298,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         finally:
             sweeper.cancel()
             app.state.streams.clear()
-            await batcher.stop()
+            await batcher.stop(grace_s=settings.shutdown_grace_s)
 
     app = FastAPI(
         title="vjepa-robot encoder",
@@ -294,6 +311,9 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
     offline_docs(app)
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.bodies = bodies
+    for exc_class in ERROR_STATUS:
+        app.add_exception_handler(exc_class, error_response)
     app.add_middleware(RequestMetricsMiddleware, observe=metrics.observe_request)
 
     @app.exception_handler(Exception)
@@ -330,13 +350,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         with bodies.lease() as lease:  # the windows are a view of a reused buffer until this block ends
             windows = parse_windows(await read_npy_body(request, settings.max_body_bytes, lease),
                                     request.app.state.encoder.frames)
-            try:
-                emb = await request.app.state.batcher.submit(windows)  # (B, D) float32
-            except QueueFull as exc:
-                raise HTTPException(503, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
-            except Exception as exc:
-                log.exception("forward pass failed")
-                raise HTTPException(500, detail=f"forward pass failed: {type(exc).__name__}: {exc}") from None
+            emb = await request.app.state.batcher.submit(windows)  # (B, D) float32
         return embeddings_response(request, emb)
 
     # -- frame streams (services/encoder/streams.py) ------------------------------------------------------------
@@ -346,12 +360,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
     async def create_stream(request: Request, req: StreamCreateRequest) -> StreamCreated:
         """Open a frame stream: the encoder keeps each env's last 8 frames; each step sends one frame per env."""
         streams: StreamRegistry = request.app.state.streams
-        try:
-            s = streams.create(req.envs, req.height, req.width)
-        except StreamsFull as exc:
-            raise HTTPException(503, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
-        except StreamInputError as exc:
-            raise HTTPException(exc.status_code, detail=str(exc)) from None
+        s = streams.create(req.envs, req.height, req.width)
         metrics.streams.set(len(streams))
         return StreamCreated(stream_id=s.stream_id, envs=s.envs, ttl_s=streams.ttl_s,
                              encoder_id=request.app.state.encoder.encoder_id)
@@ -379,35 +388,20 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
                                   examples=["0,3"]),
     ):
         streams: StreamRegistry = request.app.state.streams
+        s = streams.get(stream_id)
+        body = await read_npy_body(request, settings.max_body_bytes)
         try:
-            s = streams.get(stream_id)
-            body = await read_npy_body(request, settings.max_body_bytes)
-            try:
-                frames = from_npy_bytes(body)
-            except NpyError as exc:
-                raise HTTPException(400, detail=f"{exc} (e.g. np.save(buf, np.zeros(({s.envs}, {s.height}, "
-                                                f"{s.width}, 3), np.uint8)))") from None
-            emb = await s.step(frames, parse_reset(reset, s.envs), request.app.state.batcher.submit)
-        except StreamNotFound as exc:
-            raise HTTPException(404, detail=str(exc)) from None
-        except StreamInputError as exc:
-            raise HTTPException(exc.status_code, detail=str(exc)) from None
-        except QueueFull as exc:
-            raise HTTPException(503, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
-        except HTTPException:
-            raise
-        except Exception as exc:
-            log.exception("stream step failed")
-            raise HTTPException(500, detail=f"forward pass failed: {type(exc).__name__}: {exc}") from None
+            frames = from_npy_bytes(body)
+        except NpyError as exc:
+            raise HTTPException(400, detail=f"{exc} (e.g. np.save(buf, np.zeros(({s.envs}, {s.height}, "
+                                            f"{s.width}, 3), np.uint8)))") from None
+        emb = await s.step(frames, parse_reset(reset, s.envs), request.app.state.batcher.submit)
         return embeddings_response(request, emb)
 
     @app.delete("/streams/{stream_id}", status_code=204, dependencies=[auth], responses=_ERRORS, tags=["streams"],
                 response_class=Response)
     async def delete_stream(request: Request, stream_id: str) -> Response:
-        try:
-            request.app.state.streams.delete(stream_id)
-        except StreamNotFound as exc:
-            raise HTTPException(404, detail=str(exc)) from None
+        request.app.state.streams.delete(stream_id)
         metrics.streams.set(len(request.app.state.streams))
         return Response(status_code=204)
 
@@ -428,10 +422,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
     async def encode_dataset(request: Request, name: str, req: DatasetEncodeRequest | None = Body(None)):
         name = _dataset_name(name)
         req = req or DatasetEncodeRequest()
-        try:
-            return await asyncio.to_thread(request.app.state.jobs.start, name, req.batch_size)
-        except DatasetNotFound as exc:
-            raise HTTPException(404, detail=str(exc)) from None
+        return await asyncio.to_thread(request.app.state.jobs.start, name, req.batch_size)
 
     @app.get(
         "/datasets/{name}/encode",
@@ -442,10 +433,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
     )
     async def dataset_encode_status(request: Request, name: str):
         name = _dataset_name(name)
-        try:
-            return await asyncio.to_thread(request.app.state.jobs.status, name)
-        except DatasetNotFound as exc:
-            raise HTTPException(404, detail=str(exc)) from None
+        return await asyncio.to_thread(request.app.state.jobs.status, name)
 
     @app.get("/metrics", dependencies=[auth], tags=["ops"], response_class=Response)
     async def prometheus_metrics() -> Response:
