@@ -314,3 +314,28 @@ def test_fuzzed_step_bodies_on_a_live_stream_never_get_a_5xx(toy_stream, body, r
 def toy_stream():
     with run_server(create_app(EncoderSettings(max_body_bytes=LIMIT), encoder=ToyEncoder())) as url:
         yield url, open_stream(url, 2, 3, 3)
+
+
+def test_content_encodings_are_defined_once_and_both_sides_speak_each():
+    """contract.CONTENT_ENCODINGS is THE list (issue 20: it was defined twice, with different values)."""
+    import ast
+    from pathlib import Path
+
+    from services.encoder.streams import decompress
+    from vjepa_robot_client._transport import compress_body
+    from vjepa_robot_client.contract import CONTENT_ENCODINGS
+
+    root = Path(__file__).resolve().parents[1]
+    defined = []
+    for path in [*root.glob("services/**/*.py"), *root.glob("clients/**/*.py"), *root.glob("vjepa_robot/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, ast.AnnAssign) else []
+            defined += [str(path.relative_to(root)) for t in targets if getattr(t, "id", "") == "CONTENT_ENCODINGS"]
+    assert defined == ["clients/vjepa_robot_client/contract.py"], defined
+    data = to_npy_bytes(np.arange(3000, dtype=np.uint8).reshape(10, 10, 10, 3))
+    for enc in CONTENT_ENCODINGS:
+        body, headers = compress_body(data, enc)
+        assert headers == {"Content-Encoding": enc} and decompress(body, enc, LIMIT) == data
+    with pytest.raises(ValueError, match="zstd, gzip"):
+        compress_body(data, "br")

@@ -257,7 +257,9 @@ class DatasetEncodeStatus(_Open):
 
 # -- frame streams: POST /streams, POST /streams/{id}/step (one .npy frame per env), DELETE /streams/{id} ----------
 
-CONTENT_ENCODINGS = ("zstd", "gzip")  # request bodies the encoder decompresses (Content-Encoding)
+# THE request-body encodings (Content-Encoding) the encoder decompresses and the SDK sends; "identity" (or no header)
+# means uncompressed. services/encoder/streams.decompress and the SDK's compress_body both read this tuple.
+CONTENT_ENCODINGS: tuple[str, ...] = ("zstd", "gzip")
 
 
 class StreamCreateRequest(_Model):
