@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from services.common.http_metrics import RequestMetricsMiddleware
-from services.common.auth import bearer_auth, warn_if_open
+from services.common.auth import bearer_auth, require_token, warn_if_open
 from services.common.docs import offline_docs
 from services.common.store import DatasetNotFound
 from services.encoder.batcher import DynamicBatcher, EmbedTimeout, EncoderStopped, ForwardFailed, QueueFull
@@ -309,6 +309,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         redoc_url=None,
     )
     offline_docs(app)
+    require_token(app, token)  # every path but services.common.auth.PUBLIC_PATHS
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.bodies = bodies

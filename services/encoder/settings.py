@@ -49,7 +49,8 @@ class EncoderSettings(BaseSettings):
     compile: bool = Field(False, description="torch.compile the model (VJEPA_ROBOT_COMPILE=1; for GPUs): batches padded "
                           "to 1, 2, 4, ..., 64 windows so a few graphs are reused; every bucket up to max_batch is "
                           "compiled at startup (tens of seconds each).")
-    token: SecretStr | None = Field(None, description="Bearer token; every route but /healthz requires it when set.")
+    token: SecretStr | None = Field(None, description="Bearer token; when set, every path but the public ones "
+                              "(services.common.auth.PUBLIC_PATHS: /healthz, /docs, /openapi.json) requires it.")
     token_file: Path | None = Field(None, description="File holding the bearer token (used when `token` is unset).")
 
     @model_validator(mode="after")
