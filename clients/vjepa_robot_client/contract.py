@@ -261,6 +261,10 @@ class DatasetEncodeStatus(_Open):
 # means uncompressed. services/encoder/streams.decompress and the SDK's compress_body both read this tuple.
 CONTENT_ENCODINGS: tuple[str, ...] = ("zstd", "gzip")
 
+# Every request of a frame stream carries this header with the stream's own key, so a router with header affinity
+# keeps the stream on one encoder replica (Modal's name for the header; any load balancer can hash on it).
+STREAM_SESSION_HEADER = "Modal-Session-ID"
+
 
 class StreamCreateRequest(_Model):
     envs: int = Field(ge=1, le=4096, description="Envs stepping in lockstep; each step sends one frame per env.")
