@@ -322,3 +322,33 @@ def test_shutdown_does_not_wait_for_a_dataset_job_stuck_in_a_forward_pass(tmp_pa
     assert shutdown_s < 3.0, f"shutdown took {shutdown_s:.1f} s"
     assert not jobs._threads["stuck"].is_alive()
     assert job.status == "failed" and "shutting down" in (job.error or ""), job
+
+
+def test_the_body_pool_is_bounded_by_its_settings_and_reported(tmp_path):
+    """Issue 19 (memory under load): idle receive buffers are bounded by VJEPA_ROBOT_BODY_POOL_BYTES / _BUFFERS
+    whatever the concurrency was; buffers in use are not pooled (they are bounded by the requests in flight)."""
+    import httpx
+
+    from services.encoder.app import create_app
+    from services.encoder.settings import EncoderSettings
+
+    limit = 3 * len(to_npy_bytes(w(1, 16)))  # room for 3 one-window bodies
+    toy = ToyEncoder(delay_s=0.05)
+    app = create_app(EncoderSettings(store=str(tmp_path / "store"), body_pool_buffers=2, body_pool_bytes=limit,
+                                     max_wait_ms=0), encoder=toy)
+    assert (app.state.bodies.keep, app.state.bodies.max_bytes) == (2, limit)
+    with run_server(app) as url:
+        async def burst():
+            async with AsyncEncoderClient(url, compress=None) as c:
+                await asyncio.gather(*(c.encode(w(b, 16)) for b in (1, 2, 3, 1, 2, 3, 1, 2)))
+
+        asyncio.run(burst())  # 8 bodies in flight at once, of 3 sizes
+        idle = app.state.bodies.idle_bytes()
+        assert 0 < idle <= limit and len(app.state.bodies._free) <= 2
+        gauge = next(x for x in httpx.get(f"{url}/metrics").text.splitlines()
+                     if x.startswith("vjepa_encoder_body_pool_idle_bytes "))
+        assert float(gauge.split()[-1]) == idle
+    off = create_app(EncoderSettings(store=str(tmp_path / "store"), body_pool_buffers=0), encoder=toy)
+    with run_server(off) as url, EncoderClient(url, compress=None) as c:
+        c.encode(w(2, 16))
+        assert off.state.bodies.idle_bytes() == 0  # reuse off: nothing kept

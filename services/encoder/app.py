@@ -198,6 +198,8 @@ class Metrics:
             registry=self.registry,
         )
         self.streams = Gauge("vjepa_encoder_streams", "Open frame streams.", registry=self.registry)
+        self.body_pool = Gauge("vjepa_encoder_body_pool_idle_bytes", "Bytes of idle request-body buffers kept for "
+                               "reuse (bounded by VJEPA_ROBOT_BODY_POOL_BYTES / _BUFFERS).", registry=self.registry)
 
     # BatchObserver
     def observe_request(self, method: str, route: str, status: str, seconds: float, body_bytes: int) -> None:
@@ -313,6 +315,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.bodies = bodies
+    metrics.body_pool.set_function(bodies.idle_bytes)  # read at each scrape
     for exc_class in ERROR_STATUS:
         app.add_exception_handler(exc_class, error_response)
     app.add_middleware(RequestMetricsMiddleware, observe=metrics.observe_request)
