@@ -17,7 +17,7 @@ header affinity (Modal HTTP Servers' sticky routing, nginx `hash $http_modal_ses
 hash) keeps it on one replica, the re-created stream after a scale event included. Correctness never rests on the
 affinity: when the stream is lost LOSSES_BEFORE_STATELESS times without one frame step succeeding in between (a
 router that ignores the header), the stream stops keeping server state and sends each step's full windows to
-POST /encode: the same embeddings, ~2x the bytes (bench/STREAMS_RESULTS.md).
+POST /encode: the same embeddings, ~2.7x the bytes (measured: docs/streams.md).
 """
 
 from __future__ import annotations
