@@ -3,6 +3,7 @@
     nice python bench/soak.py                              # 16 clients, 10,000 calls, 8x64x64 windows, tiny preset
     nice python bench/soak.py --calls 10000 --json bench/results/soak.json
     VJEPA_ROBOT_BODY_POOL_BUFFERS=0 nice python bench/soak.py ...   # body-buffer reuse off, for comparison
+    MALLOC_MMAP_THRESHOLD_=131072 nice python bench/soak.py ...     # glibc: fixed mmap threshold (see RESULTS)
 
 The encoder is a real `vjepa-robot serve encoder --preset tiny` subprocess (bench/load.py's EncoderProcess; the tiny
 random-init preset is a stand-in for ViT-L). Each call is one raw httpx request (no SDK retries). A sampler reads the
@@ -98,7 +99,7 @@ def main() -> None:
     ap.add_argument("--plateau-mb", type=float, default=20.0)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    pool_env = {k: v for k, v in os.environ.items() if k.startswith("VJEPA_ROBOT_BODY_POOL")}
+    pool_env = {k: v for k, v in os.environ.items() if k.startswith(("VJEPA_ROBOT_BODY_POOL", "MALLOC_"))}
     with EncoderProcess("tiny") as enc:
         out = asyncio.run(soak(enc.url, enc.pid, clients=args.clients, calls=args.calls, size=args.size,
                                sample_s=args.sample_s))
