@@ -10,6 +10,7 @@
     POST /streams/{id}/step          .npy (N, H, W, 3) uint8, the newest frame per env, ?reset=i,j -> like /encode
     DELETE /streams/{id}             204
     GET  /metrics                    Prometheus text format
+    GET  /docs, /openapi.json        the API page and its schema (public, like /healthz: services/common/auth.py)
 
 /encode and stream steps accept `Content-Encoding: zstd` or `gzip`; the body limit applies to the decompressed size.
 
