@@ -451,3 +451,30 @@ def test_a_stream_through_a_router_without_affinity_turns_stateless_and_stays_ri
     creates = sum(1 for m, p, *_ in proxy.log if (m, p) == ("POST", "/streams"))
     assert creates == s.LOSSES_BEFORE_STATELESS  # the first + one per loss but the last
     assert sum(1 for m, p, *_ in proxy.log if p == "/encode") >= 12 - 1
+
+
+def test_the_async_stream_keeps_affinity_and_recovers_the_same_way(two_replicas, reacher_plan):
+    import asyncio
+
+    from vjepa_robot_client import AsyncEncoderClient
+
+    proxy = RoutingProxy(two_replicas, affinity_header=STREAM_SESSION_HEADER)
+    plan = reacher_plan[:12]
+
+    async def main(url):
+        async with AsyncEncoderClient(url, compress="zstd", retries=2, backoff=0.05) as client:
+            s = await client.stream(2, REACHER, REACHER)
+            got = []
+            for t, (frames, reset, _) in enumerate(plan):
+                if t == 6:
+                    proxy.remove(proxy.pick(s.session))
+                got.append(await s.step(frames, reset=reset))
+            await s.close()
+            return s, got
+
+    with run_server(proxy) as url:
+        s, got = asyncio.run(main(url))
+    for (_, _, want), emb in zip(plan, got):
+        np.testing.assert_allclose(emb, want, rtol=1e-5, atol=1e-6)
+    assert (s.lost, s.resyncs, s.stateless) == (1, 1, False)
+    assert _bytes_per_env_step(proxy, plan) <= GOAL_BYTES_PER_ENV_STEP
