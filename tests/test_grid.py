@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_server, write_steps_dataset
+from conftest import ToyEncoder, run_server, write_steps_dataset
 from services.common.store import EmbeddingLineage, Store, embeddings_table_name
 from services.encoder.app import create_app
 from services.encoder.model import Encoder, make_encoder_id, preprocess, tiny_config_kwargs
@@ -326,3 +326,13 @@ def test_cli_datasets_encode_with_grids(grid_server, tiny_encoder):
     assert result.exit_code == 0, result.output
     assert tiny_encoder.encoder_id_for(PoolingSpec.of("grid", 2)) in result.output
     assert grid_server[1].embedding_shape("grid-ds", f"{tiny_encoder.encoder_id}-grid2-tmean") == (4, 96)
+
+
+def test_an_encoder_without_grids_refuses_them(tmp_path):
+    """An encoder that serves mean only (the ToyEncoder: no token grid) answers grid requests 422, keeps serving."""
+    app = create_app(EncoderSettings(store=str(tmp_path)), encoder=ToyEncoder())
+    with run_server(app) as url:
+        assert httpx.get(f"{url}/info").json()["poolings"] == ["mean"]
+        r = httpx.post(f"{url}/encode", params={"pool": "grid"}, content=to_npy_bytes(windows(1)), headers=NPY)
+        assert r.status_code == 422 and "serves pool=mean only" in r.text
+        assert httpx.post(f"{url}/encode", content=to_npy_bytes(windows(1)), headers=NPY).status_code == 200
