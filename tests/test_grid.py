@@ -336,3 +336,25 @@ def test_an_encoder_without_grids_refuses_them(tmp_path):
         r = httpx.post(f"{url}/encode", params={"pool": "grid"}, content=to_npy_bytes(windows(1)), headers=NPY)
         assert r.status_code == 422 and "serves pool=mean only" in r.text
         assert httpx.post(f"{url}/encode", content=to_npy_bytes(windows(1)), headers=NPY).status_code == 200
+
+
+def test_async_sdk_grids(grid_server, tiny_encoder):
+    import asyncio
+
+    from vjepa_robot_client import AsyncEncoderClient
+
+    async def go():
+        async with AsyncEncoderClient(grid_server[0]) as client:
+            w = windows(2, seed=11)
+            g = await client.encode(w, pool="grid", grid_size=2, dtype="float32")
+            s = await client.stream(2, 32, 32, pool="grid", grid_size=2)
+            try:
+                step = await s.step(w[:, -1])
+            finally:
+                await s.close()
+            return w, g, step, s.buffer.windows.copy()
+
+    w, g, step, buf = asyncio.run(go())
+    np.testing.assert_array_equal(g, tiny_encoder.encode(w, PoolingSpec.of("grid", 2, dtype="float32")))
+    assert step.shape == (2, 4, 96) and step.dtype == np.float16
+    np.testing.assert_array_equal(step, tiny_encoder.encode(buf, PoolingSpec.of("grid", 2)))
