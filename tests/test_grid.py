@@ -282,6 +282,11 @@ def test_sdk_encode_and_grid_stream(grid_server, tiny_encoder):
             got = s.step(frames)
             assert s.resyncs == 1 and got.shape == (2, 16, 96)
             np.testing.assert_array_equal(got, tiny_encoder.encode(s.buffer.windows.copy(), GRID4))
+            # behind a router without affinity the stream goes stateless: full windows to POST /encode, still grids
+            s.stateless = True
+            got = s.step(rng.integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8))
+            assert got.shape == (2, 16, 96) and got.dtype == np.float16
+            np.testing.assert_array_equal(got, tiny_encoder.encode(s.buffer.windows.copy(), GRID4))
 
 
 def test_dataset_encode_stores_grids_through_the_service(grid_server, tiny_encoder):

@@ -413,7 +413,13 @@ class DatasetEncodeStatus(_Open):
 
 # -- frame streams: POST /streams, POST /streams/{id}/step (one .npy frame per env), DELETE /streams/{id} ----------
 
-CONTENT_ENCODINGS = ("zstd", "gzip")  # request bodies the encoder decompresses (Content-Encoding)
+# THE request-body encodings (Content-Encoding) the encoder decompresses and the SDK sends; "identity" (or no header)
+# means uncompressed. services/encoder/streams.decompress and the SDK's compress_body both read this tuple.
+CONTENT_ENCODINGS: tuple[str, ...] = ("zstd", "gzip")
+
+# Every request of a frame stream carries this header with the stream's own key, so a router with header affinity
+# keeps the stream on one encoder replica (Modal's name for the header; any load balancer can hash on it).
+STREAM_SESSION_HEADER = "Modal-Session-ID"
 
 
 class StreamCreateRequest(_Model):

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import time as time_  # `time` is the grid pooling's argument name here
 from typing import Any
 

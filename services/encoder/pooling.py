@@ -120,7 +120,8 @@ class PoolingBatchers:
         """An async `submit(windows)` for one pooling (what a frame stream's step calls)."""
         return functools.partial(self.submit, spec=spec)
 
-    async def stop(self) -> None:
+    async def stop(self, **kwargs: Any) -> None:
+        """Stop every grid batcher (kwargs go to DynamicBatcher.stop, e.g. grace_s)."""
         batchers, self._batchers = list(self._batchers.values()), {}
         for b in batchers:
-            await b.stop()
+            await b.stop(**kwargs)

@@ -32,6 +32,16 @@ class EncoderSettings(BaseSettings):
     max_queue: int = Field(256, ge=1, description="Requests waiting for a forward pass before 503 + Retry-After.")
     max_body_bytes: int = Field(256 * MIB, ge=1, description="Largest accepted POST /encode or stream step body, "
                                 "after decompression (413 above it).")
+    body_pool_bytes: int = Field(512 * MIB, ge=0, description="Most bytes of idle request-body buffers kept for "
+                                 "reuse (VJEPA_ROBOT_BODY_POOL_BYTES; 0 turns reuse off). Buffers in use by requests "
+                                 "are not counted: they are bounded by the requests in flight x their bodies.")
+    body_pool_buffers: int = Field(4, ge=0, description="Most idle request-body buffers kept for reuse "
+                                   "(VJEPA_ROBOT_BODY_POOL_BUFFERS; 0 turns reuse off).")
+    embed_timeout_s: float = Field(600.0, gt=0, description="Longest wait of a dataset-embedding batch for its "
+                                   "forward pass, queueing included (VJEPA_ROBOT_EMBED_TIMEOUT_S); the job then "
+                                   "fails and a re-run resumes it.")
+    shutdown_grace_s: float = Field(10.0, ge=0, description="At shutdown, how long a running forward pass is waited "
+                                    "for before the service exits without it (VJEPA_ROBOT_SHUTDOWN_GRACE_S).")
     stream_ttl_s: float = Field(300.0, gt=0, description="A frame stream idle this long is dropped (then 404).")
     max_streams: int = Field(64, ge=1, description="Most open frame streams (503 + Retry-After above it).")
     max_stream_bytes: int = Field(2048 * MIB, ge=1, description="Most bytes of frames all streams may hold on the "
@@ -39,7 +49,8 @@ class EncoderSettings(BaseSettings):
     compile: bool = Field(False, description="torch.compile the model (VJEPA_ROBOT_COMPILE=1; for GPUs): batches padded "
                           "to 1, 2, 4, ..., 64 windows so a few graphs are reused; every bucket up to max_batch is "
                           "compiled at startup (tens of seconds each).")
-    token: SecretStr | None = Field(None, description="Bearer token; every route but /healthz requires it when set.")
+    token: SecretStr | None = Field(None, description="Bearer token; when set, every path but the public ones "
+                              "(services.common.auth.PUBLIC_PATHS: /healthz, /docs, /openapi.json) requires it.")
     token_file: Path | None = Field(None, description="File holding the bearer token (used when `token` is unset).")
 
     @model_validator(mode="after")

@@ -40,7 +40,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.http_metrics import RequestMetricsMiddleware
-from services.common.auth import bearer_auth, load_token, warn_if_open
+from services.common.auth import bearer_auth, load_token, require_token, warn_if_open
 from services.common.store import DatasetNotFound, Store
 from services.common.docs import offline_docs
 from vjepa_robot_client.contract import (
@@ -205,6 +205,7 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     app = FastAPI(title="vjepa-robot trainer", version=VERSION, lifespan=lifespan, responses=ERRORS, docs_url=None,
                   redoc_url=None)
     app.state.ctx, app.state.runner, app.state.metrics = ctx, runner, metrics
+    require_token(app, token)  # every path but services.common.auth.PUBLIC_PATHS (issue 19)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, observe=metrics.observe_request)
     offline_docs(app)
