@@ -58,6 +58,7 @@ from services.encoder.streams import (
     parse_reset,
 )
 from vjepa_robot_client.contract import (
+    DEFAULT_GRID_SIZE,
     EMBEDDING_DTYPE_HEADER,
     NPY_MEDIA_TYPE,
     WINDOW_FRAMES,
@@ -191,7 +192,7 @@ def request_pooling(request: Request, pool: str | None, grid_size: int | None, t
 
 _POOL_QUERY = {
     "pool": Query("mean", description="mean (default: (B, D) float32, unchanged) or grid ((B, g*g, D') tokens)."),
-    "grid_size": Query(4, description="pool=grid: g, the side of the pooled token grid (<= the token grid's h)."),
+    "grid_size": Query(DEFAULT_GRID_SIZE, description="pool=grid: g, the side of the pooled token grid (<= the token grid's h)."),
     "time": Query(None, alias="time",
                   description="pool=grid: fold the T' temporal token slices by `mean` (default) or `last`."),
     "layers": Query(None, description="pool=grid: comma-separated 0-based blocks concatenated on D, e.g. "
