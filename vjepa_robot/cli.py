@@ -226,11 +226,18 @@ def serve_trainer(
     store: Optional[str] = StoreOpt,
     runs_dir: Optional[Path] = typer.Option(None, envvar="VJEPA_ROBOT_RUNS", help="Where run records and checkpoints live."),
     token_file: Optional[Path] = typer.Option(None, help="File holding the bearer token (else $VJEPA_ROBOT_TOKEN)."),
+    compress: str = typer.Option("auto", envvar="VJEPA_ROBOT_COMPRESS",
+                                 help="Bodies sent to the encoder: auto (zstd unless the encoder URL is loopback) | "
+                                      "zstd | gzip | none. Set zstd when a loopback URL is an SSH tunnel to a GPU."),
 ) -> None:
     """Serve datasets, BC/SAC training and live evaluation."""
     from services.trainer.server import serve
+    from vjepa_robot_client.contract import COMPRESSIONS
 
-    serve(host=host, port=port, encoder_url=encoder_url, store=store, runs_dir=runs_dir, token_file=token_file)
+    if compress not in COMPRESSIONS:
+        _fail(f"unknown --compress {compress!r}: choose one of {', '.join(COMPRESSIONS)}")
+    serve(host=host, port=port, encoder_url=encoder_url, store=store, runs_dir=runs_dir, token_file=token_file,
+          compress=compress)
 
 
 @app.command("fetch-model")
