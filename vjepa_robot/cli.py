@@ -161,13 +161,16 @@ def datasets_encode(
     encoder_url: str = typer.Option("http://127.0.0.1:8001", "--encoder-url", envvar="VJEPA_ROBOT_ENCODER_URL"),
     batch_size: int = typer.Option(32, help="Windows per forward pass."),
     token: Optional[str] = typer.Option(None, envvar="VJEPA_ROBOT_TOKEN", help="Bearer token of the encoder."),
+    pool: str = typer.Option("mean", help="mean (one vector per window) | grid (g x g token grids, float16)."),
+    grid_size: int = typer.Option(4, help="--pool grid: g, the pooled grid's side (g*g tokens per window)."),
 ) -> None:
     """Ask the encoder service to embed every step's 8-frame window of a dataset (idempotent)."""
     from vjepa_robot_client import EncoderClient
 
     try:
         with EncoderClient(encoder_url, token=token) as client:
-            status = client.encode_dataset_and_wait(name, batch_size=batch_size, progress=True)
+            status = client.encode_dataset_and_wait(name, batch_size=batch_size, progress=True, pool=pool,
+                                                    grid_size=grid_size)
     except Exception as exc:  # the SDK's typed errors carry the server's message
         _fail(str(exc))
     typer.echo(f"dataset {name}: {status.done}/{status.total} windows embedded by encoder {status.encoder_id}")
@@ -223,11 +226,18 @@ def serve_trainer(
     store: Optional[str] = StoreOpt,
     runs_dir: Optional[Path] = typer.Option(None, envvar="VJEPA_ROBOT_RUNS", help="Where run records and checkpoints live."),
     token_file: Optional[Path] = typer.Option(None, help="File holding the bearer token (else $VJEPA_ROBOT_TOKEN)."),
+    compress: str = typer.Option("auto", envvar="VJEPA_ROBOT_COMPRESS",
+                                 help="Bodies sent to the encoder: auto (zstd unless the encoder URL is loopback) | "
+                                      "zstd | gzip | none. Set zstd when a loopback URL is an SSH tunnel to a GPU."),
 ) -> None:
     """Serve datasets, BC/SAC training and live evaluation."""
     from services.trainer.server import serve
+    from vjepa_robot_client.contract import COMPRESSIONS
 
-    serve(host=host, port=port, encoder_url=encoder_url, store=store, runs_dir=runs_dir, token_file=token_file)
+    if compress not in COMPRESSIONS:
+        _fail(f"unknown --compress {compress!r}: choose one of {', '.join(COMPRESSIONS)}")
+    serve(host=host, port=port, encoder_url=encoder_url, store=store, runs_dir=runs_dir, token_file=token_file,
+          compress=compress)
 
 
 @app.command("fetch-model")

@@ -1,14 +1,18 @@
 """Clients of the encoder service: frames in (uint8 .npy), embeddings out (float32 .npy).
 
-    frames:     (B, T, H, W, 3) uint8, or one window (T, H, W, 3) uint8
-    embeddings: (B, D) float32   (one window gives (1, D))
+    frames:      (B, T, H, W, 3) uint8, or one window (T, H, W, 3) uint8
+    embeddings:  (B, D) float32   (one window gives (1, D))                     pool="mean" (the default)
+    token grids: (B, g*g, D') float16 (dtype="float32" for float32)            pool="grid", grid_size=g
+
+    enc.encode(frames, pool="grid", grid_size=4)                        # (B, 16, D) float16
+    enc.stream(envs, h, w, pool="grid", grid_size=4).step(frames)       # (N, 16, D) float16
+    enc.encode_dataset_and_wait(name, pool="grid", grid_size=4)         # rows under pooled_encoder_id(...)
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
-import time
+import time as time_  # `time` is the grid pooling's argument name here
 from typing import Any
 
 import httpx
@@ -16,17 +20,20 @@ import numpy as np
 
 from ._transport import AsyncTransport, SyncTransport, compress_body, resolve_compress
 from .contract import (
+    DEFAULT_GRID_SIZE,
     NPY_MEDIA_TYPE,
     DatasetEncodeRequest,
     DatasetEncodeStatus,
     EncodeResponse,
     EncoderInfo,
     HealthResponse,
+    PoolingSpec,
     from_npy_bytes,
     npy_header,
     to_npy_bytes,
     validate_name,
 )
+from ._urls import default_encoder_url
 from .errors import WaitTimeout
 from ._progress import Progress
 from .stream import AsyncFrameStream, FrameStream
@@ -98,6 +105,38 @@ def _embeddings(response: httpx.Response) -> np.ndarray:
     return out
 
 
+def _grids(response: httpx.Response) -> np.ndarray:
+    """The (B, G, D') token grids from an .npy answer (dtype as answered: float16 unless dtype=float32 was asked),
+    or from a JSON EncodeResponse (float32)."""
+    if response.headers.get("content-type", "").split(";")[0].strip() == NPY_MEDIA_TYPE:
+        out = np.array(from_npy_bytes(response.content), copy=True)  # writable, owned
+    else:
+        out = np.asarray(EncodeResponse.model_validate(response.json()).embeddings, dtype=np.float32)
+    if out.ndim != 3:
+        raise ValueError(f"encoder answered token grids of shape {out.shape}, expected (B, G, D)")
+    return out
+
+
+def _parser(spec: PoolingSpec):
+    return _grids if spec.is_grid else _embeddings
+
+
+def _spec(pool: str, grid_size: int, time: str, layers, dtype: str | None) -> PoolingSpec:
+    """The SDK's pooling arguments -> PoolingSpec (ValueError, before anything is sent, for a bad combination)."""
+    from pydantic import ValidationError
+
+    try:
+        return PoolingSpec.of(pool, grid_size, time, layers, dtype)
+    except ValidationError as exc:
+        raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}".lstrip(": ")
+                                   for e in exc.errors())) from None
+
+
+def _dataset_body(batch_size: int, spec: PoolingSpec) -> dict[str, Any]:
+    DatasetEncodeRequest(batch_size=batch_size, **spec.fields())  # refused here, before anything is sent
+    return {"batch_size": batch_size, **spec.fields()}  # pooling fields only when not mean: older servers accept it
+
+
 def _dataset_path(name: str) -> str:
     return f"/datasets/{validate_name(name, 'dataset name')}/encode"
 
@@ -110,17 +149,17 @@ class EncoderClient(SyncTransport):
     >>> s = enc.stream(envs=8, height=256, width=256)              # frame stream: one frame per env per step
     >>> s.step(frames, reset=[0]).shape                            # (8, D)
 
-    compress: request bodies sent with Content-Encoding "zstd" or "gzip", or None; "auto" (default) is zstd for a
-    remote URL and none on loopback.
+    compress: request bodies sent with Content-Encoding "zstd" or "gzip", or None / "none"; "auto" (default) is zstd
+    for a remote URL and none on loopback (an SSH tunnel to a remote GPU is loopback too: pass "zstd" there).
     """
 
     env_url = ENCODER_URL_ENV
-    default_url = DEFAULT_ENCODER_URL
+    default_url = property(lambda self: default_encoder_url())  # DEFAULT_ENCODER_URL unless the port variables say otherwise
 
     def __init__(self, url: str | None = None, token: str | None = None, *, compress: str | None = "auto",
                  **kwargs: Any) -> None:
         super().__init__(url, token, **kwargs)
-        self.compress = resolve_compress(compress, self.url)
+        self.compress = resolve_compress(None if compress == "none" else compress, self.url)
         self.last_encoder_id: str | None = None  # from the X-Encoder-Id header, when the service sends it
 
     def health(self) -> HealthResponse:
@@ -129,51 +168,73 @@ class EncoderClient(SyncTransport):
     def info(self) -> EncoderInfo:
         return EncoderInfo.model_validate(self.request("GET", "/info").json())
 
-    def encode(self, frames: np.ndarray) -> np.ndarray:
-        """Embed windows: (B, T, H, W, 3) or (T, H, W, 3) uint8 -> (B, D) float32."""
-        response = self.request("POST", "/encode", idempotent=True, **_encode_request(frames, self.compress))
+    def encode(self, frames: np.ndarray, pool: str = "mean", grid_size: int = DEFAULT_GRID_SIZE, *,
+               time: str = "mean", layers: list[int] | None = None, dtype: str | None = None) -> np.ndarray:
+        """Embed windows: (B, T, H, W, 3) or (T, H, W, 3) uint8 -> (B, D) float32 (pool="mean", the default), or
+        (B, grid_size**2, D') token grids (pool="grid"; float16 unless dtype="float32"; D' = D x len(layers)).
+        time: "mean" | "last" (how a grid folds the temporal token slices); see contract.PoolingSpec."""
+        spec = _spec(pool, grid_size, time, layers, dtype)
+        response = self.request("POST", "/encode", idempotent=True, params=spec.query() or None,
+                                **_encode_request(frames, self.compress))
         self.last_encoder_id = response.headers.get("x-encoder-id", self.last_encoder_id)
-        return _embeddings(response)
+        return _parser(spec)(response)
 
-    def stream(self, envs: int, height: int, width: int) -> FrameStream:
-        """Open a frame stream: `.step(frames, reset=...)` sends the newest frame of each env, -> (N, D) float32."""
-        return FrameStream(self, envs, height, width, self.compress, _embeddings)
+    def stream(self, envs: int, height: int, width: int, pool: str = "mean", grid_size: int = DEFAULT_GRID_SIZE, *,
+               time: str = "mean", layers: list[int] | None = None, dtype: str | None = None) -> FrameStream:
+        """Open a frame stream: `.step(frames, reset=...)` sends the newest frame of each env, -> (N, D) float32,
+        or (N, grid_size**2, D') token grids with pool="grid" (stream.encoder_id is the grid's id)."""
+        spec = _spec(pool, grid_size, time, layers, dtype)
+        return FrameStream(self, envs, height, width, self.compress, _parser(spec), pooling=spec)
 
-    def encode_dataset(self, name: str, batch_size: int = 32) -> DatasetEncodeStatus:
-        """Start (idempotently) embedding every window of a dataset on the service; returns at once."""
-        body = DatasetEncodeRequest(batch_size=batch_size).model_dump(mode="json")
+    def encode_dataset(self, name: str, batch_size: int = 32, pool: str = "mean",
+                       grid_size: int = DEFAULT_GRID_SIZE, *, time: str = "mean", layers: list[int] | None = None,
+                       dtype: str | None = None) -> DatasetEncodeStatus:
+        """Start (idempotently) embedding every window of a dataset on the service; returns at once.
+        pool="grid": the rows are stored as (g*g, D') token grids under status.encoder_id (pooled_encoder_id)."""
+        body = _dataset_body(batch_size, _spec(pool, grid_size, time, layers, dtype))
         return DatasetEncodeStatus.model_validate(self.request("POST", _dataset_path(name), json=body).json())
 
-    def dataset_encode_status(self, name: str) -> DatasetEncodeStatus:
-        return DatasetEncodeStatus.model_validate(self.request("GET", _dataset_path(name)).json())
+    def dataset_encode_status(self, name: str, pool: str = "mean", grid_size: int = DEFAULT_GRID_SIZE, *,
+                              time: str = "mean", layers: list[int] | None = None,
+                              dtype: str | None = None) -> DatasetEncodeStatus:
+        params = _spec(pool, grid_size, time, layers, dtype).query() or None
+        return DatasetEncodeStatus.model_validate(self.request("GET", _dataset_path(name), params=params).json())
 
     def wait_dataset_encode(self, name: str, *, progress: bool = True, timeout: float | None = None,
-                            poll_interval: float = 2.0) -> DatasetEncodeStatus:
-        """Poll until the dataset's embedding job is done or failed."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+                            poll_interval: float = 2.0, pool: str = "mean", grid_size: int = DEFAULT_GRID_SIZE,
+                            time: str = "mean", layers: list[int] | None = None,
+                            dtype: str | None = None) -> DatasetEncodeStatus:
+        """Poll until the dataset's embedding job (at this pooling) is done or failed."""
+        deadline = None if timeout is None else time_.monotonic() + timeout
         with Progress(f"encode {name}", enabled=progress) as bar:
             while True:
-                status = self.dataset_encode_status(name)
+                status = self.dataset_encode_status(name, pool, grid_size, time=time, layers=layers, dtype=dtype)
                 bar.update(status.done, status.total or None, status.status)
                 if status.status in _ENCODE_DONE or status.status == "idle":
                     return status
-                if deadline is not None and time.monotonic() > deadline:
+                if deadline is not None and time_.monotonic() > deadline:
                     raise WaitTimeout(f"dataset {name}: embedding still {status.status} ({status.done}/{status.total}) "
                                       f"after {timeout} s")
-                time.sleep(poll_interval)
+                time_.sleep(poll_interval)
 
     def encode_dataset_and_wait(self, name: str, *, batch_size: int = 32, progress: bool = False,
-                                timeout: float | None = None, poll_interval: float = 0.5) -> DatasetEncodeStatus:
+                                timeout: float | None = None, poll_interval: float = 0.5, pool: str = "mean",
+                                grid_size: int = DEFAULT_GRID_SIZE, time: str = "mean",
+                                layers: list[int] | None = None, dtype: str | None = None) -> DatasetEncodeStatus:
         """Embed a whole dataset on the service and wait: start (idempotent), poll, raise if the job failed.
 
         The one "encode a dataset and wait" used by the CLI, the trainer's vjepa2 features and the demo.
+        pool="grid", grid_size=g: store (g*g, D') token grids; read them with
+        Store.read_embeddings(name, status.encoder_id) -> (N, g*g, D').
         Raises NotFound (unknown dataset), WaitTimeout (after `timeout` s), DatasetEncodeFailed (the job failed).
         """
         from .errors import DatasetEncodeFailed
 
-        status = self.encode_dataset(name, batch_size=batch_size)
+        pooling = dict(pool=pool, grid_size=grid_size, time=time, layers=layers, dtype=dtype)
+        status = self.encode_dataset(name, batch_size, **pooling)
         if status.status not in _ENCODE_DONE:
-            status = self.wait_dataset_encode(name, progress=progress, timeout=timeout, poll_interval=poll_interval)
+            status = self.wait_dataset_encode(name, progress=progress, timeout=timeout, poll_interval=poll_interval,
+                                              **pooling)
         if status.status != "done":
             raise DatasetEncodeFailed(f"encoding dataset {name!r} {status.status} on the encoder: {status.error}",
                                       detail=status.error)
@@ -184,12 +245,12 @@ class AsyncEncoderClient(AsyncTransport):
     """The asyncio twin of EncoderClient: the same methods, awaited."""
 
     env_url = ENCODER_URL_ENV
-    default_url = DEFAULT_ENCODER_URL
+    default_url = property(lambda self: default_encoder_url())  # DEFAULT_ENCODER_URL unless the port variables say otherwise
 
     def __init__(self, url: str | None = None, token: str | None = None, *, compress: str | None = "auto",
                  **kwargs: Any) -> None:
         super().__init__(url, token, **kwargs)
-        self.compress = resolve_compress(compress, self.url)
+        self.compress = resolve_compress(None if compress == "none" else compress, self.url)
         self.last_encoder_id: str | None = None
 
     async def health(self) -> HealthResponse:
@@ -198,49 +259,67 @@ class AsyncEncoderClient(AsyncTransport):
     async def info(self) -> EncoderInfo:
         return EncoderInfo.model_validate((await self.request("GET", "/info")).json())
 
-    async def encode(self, frames: np.ndarray) -> np.ndarray:
-        """Embed windows: (B, T, H, W, 3) or (T, H, W, 3) uint8 -> (B, D) float32."""
-        response = await self.request("POST", "/encode", idempotent=True,
+    async def encode(self, frames: np.ndarray, pool: str = "mean", grid_size: int = DEFAULT_GRID_SIZE, *,
+                     time: str = "mean", layers: list[int] | None = None, dtype: str | None = None) -> np.ndarray:
+        """Embed windows: (B, T, H, W, 3) or (T, H, W, 3) uint8 -> (B, D) float32, or (B, g*g, D') grids."""
+        spec = _spec(pool, grid_size, time, layers, dtype)
+        response = await self.request("POST", "/encode", idempotent=True, params=spec.query() or None,
                                       **_encode_request(frames, self.compress, aio=True))
         self.last_encoder_id = response.headers.get("x-encoder-id", self.last_encoder_id)
-        return _embeddings(response)
+        return _parser(spec)(response)
 
-    async def stream(self, envs: int, height: int, width: int) -> AsyncFrameStream:
+    async def stream(self, envs: int, height: int, width: int, pool: str = "mean",
+                     grid_size: int = DEFAULT_GRID_SIZE, *, time: str = "mean", layers: list[int] | None = None,
+                     dtype: str | None = None) -> AsyncFrameStream:
         """Open a frame stream (see EncoderClient.stream); its step and close are awaited."""
-        s = AsyncFrameStream(self, envs, height, width, self.compress, _embeddings)
+        spec = _spec(pool, grid_size, time, layers, dtype)
+        s = AsyncFrameStream(self, envs, height, width, self.compress, _parser(spec), pooling=spec)
         await s._open()
         return s
 
-    async def encode_dataset(self, name: str, batch_size: int = 32) -> DatasetEncodeStatus:
-        body = DatasetEncodeRequest(batch_size=batch_size).model_dump(mode="json")
+    async def encode_dataset(self, name: str, batch_size: int = 32, pool: str = "mean",
+                             grid_size: int = DEFAULT_GRID_SIZE, *, time: str = "mean",
+                             layers: list[int] | None = None, dtype: str | None = None) -> DatasetEncodeStatus:
+        body = _dataset_body(batch_size, _spec(pool, grid_size, time, layers, dtype))
         return DatasetEncodeStatus.model_validate((await self.request("POST", _dataset_path(name), json=body)).json())
 
-    async def dataset_encode_status(self, name: str) -> DatasetEncodeStatus:
-        return DatasetEncodeStatus.model_validate((await self.request("GET", _dataset_path(name))).json())
+    async def dataset_encode_status(self, name: str, pool: str = "mean", grid_size: int = DEFAULT_GRID_SIZE, *,
+                                    time: str = "mean", layers: list[int] | None = None,
+                                    dtype: str | None = None) -> DatasetEncodeStatus:
+        params = _spec(pool, grid_size, time, layers, dtype).query() or None
+        r = await self.request("GET", _dataset_path(name), params=params)
+        return DatasetEncodeStatus.model_validate(r.json())
 
     async def wait_dataset_encode(self, name: str, *, progress: bool = True, timeout: float | None = None,
-                                  poll_interval: float = 2.0) -> DatasetEncodeStatus:
-        deadline = None if timeout is None else time.monotonic() + timeout
+                                  poll_interval: float = 2.0, pool: str = "mean", grid_size: int = DEFAULT_GRID_SIZE,
+                                  time: str = "mean", layers: list[int] | None = None,
+                                  dtype: str | None = None) -> DatasetEncodeStatus:
+        deadline = None if timeout is None else time_.monotonic() + timeout
         with Progress(f"encode {name}", enabled=progress) as bar:
             while True:
-                status = await self.dataset_encode_status(name)
+                status = await self.dataset_encode_status(name, pool, grid_size, time=time, layers=layers,
+                                                          dtype=dtype)
                 bar.update(status.done, status.total or None, status.status)
                 if status.status in _ENCODE_DONE or status.status == "idle":
                     return status
-                if deadline is not None and time.monotonic() > deadline:
+                if deadline is not None and time_.monotonic() > deadline:
                     raise WaitTimeout(f"dataset {name}: embedding still {status.status} ({status.done}/{status.total}) "
                                       f"after {timeout} s")
                 await asyncio.sleep(poll_interval)
 
     async def encode_dataset_and_wait(self, name: str, *, batch_size: int = 32, progress: bool = False,
-                                      timeout: float | None = None, poll_interval: float = 0.5) -> DatasetEncodeStatus:
+                                      timeout: float | None = None, poll_interval: float = 0.5, pool: str = "mean",
+                                      grid_size: int = DEFAULT_GRID_SIZE, time: str = "mean",
+                                      layers: list[int] | None = None,
+                                      dtype: str | None = None) -> DatasetEncodeStatus:
         """EncoderClient.encode_dataset_and_wait, awaited: start, poll, raise DatasetEncodeFailed if the job failed."""
         from .errors import DatasetEncodeFailed
 
-        status = await self.encode_dataset(name, batch_size=batch_size)
+        pooling = dict(pool=pool, grid_size=grid_size, time=time, layers=layers, dtype=dtype)
+        status = await self.encode_dataset(name, batch_size, **pooling)
         if status.status not in _ENCODE_DONE:
             status = await self.wait_dataset_encode(name, progress=progress, timeout=timeout,
-                                                    poll_interval=poll_interval)
+                                                    poll_interval=poll_interval, **pooling)
         if status.status != "done":
             raise DatasetEncodeFailed(f"encoding dataset {name!r} {status.status} on the encoder: {status.error}",
                                       detail=status.error)

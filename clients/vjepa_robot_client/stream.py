@@ -28,7 +28,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ._transport import compress_body
-from .contract import NPY_MEDIA_TYPE, STREAM_SESSION_HEADER, StreamCreated, StreamCreateRequest, to_npy_bytes
+from .contract import (NPY_MEDIA_TYPE, STREAM_SESSION_HEADER, PoolingSpec, StreamCreated, StreamCreateRequest,
+                       to_npy_bytes)
 from .errors import ConnectionFailed, NotFound
 from .window import WINDOW_FRAMES, WindowBuffer
 
@@ -64,8 +65,9 @@ def _reset_list(reset: Sequence[int] | np.ndarray | None, envs: int) -> list[int
 
 class _StreamBase:
     def __init__(self, envs: int, height: int, width: int, compress: str | None,
-                 parse: Callable[[Any], np.ndarray]):
+                 parse: Callable[[Any], np.ndarray], pooling: PoolingSpec | None = None):
         self.envs, self.height, self.width = int(envs), int(height), int(width)
+        self.pooling = pooling  # None / mean: steps give (N, D) float32; a grid: (N, g*g, D') (encoder_id says which)
         self.compress = compress
         self._parse = parse  # the encoder client's answer -> (N, D) float32 (as for POST /encode)
         self.buffer = WindowBuffer(self.envs, self.height, self.width)
@@ -92,19 +94,21 @@ class _StreamBase:
         self.lost += 1
         self._lost_in_a_row += 1
         if self._lost_in_a_row >= self.LOSSES_BEFORE_STATELESS and not self.stateless:
-            if getattr(self, "pooling", None) is not None:  # POST /encode would answer another pooling
-                raise NotFound(f"frame stream lost {self._lost_in_a_row} times in a row: the router in front of "
-                               f"the encoder does not keep {STREAM_SESSION_HEADER} affinity (docs/streams.md)")
             self.stateless = True
         return self.stateless
 
     def _encode_request(self, windows: np.ndarray) -> dict[str, Any]:
+        """Full windows for POST /encode, at the stream's pooling (a grid stream stays a grid when stateless)."""
         request = self._step_request(windows, [])
         request.pop("params", None)
+        if self.pooling is not None and self.pooling.query():
+            request["params"] = self.pooling.query()
         return request
 
     def _create_body(self) -> dict[str, Any]:
-        return StreamCreateRequest(envs=self.envs, height=self.height, width=self.width).model_dump()
+        pooling = self.pooling.fields() if self.pooling is not None else {}  # nothing extra for mean: older servers
+        body = StreamCreateRequest(envs=self.envs, height=self.height, width=self.width, **pooling)
+        return {"envs": body.envs, "height": body.height, "width": body.width, **pooling}
 
     def _created(self, body: Any) -> None:
         created = StreamCreated.model_validate(body)
@@ -129,8 +133,8 @@ class FrameStream(_StreamBase):
     """A stream on a synchronous EncoderClient (see the module docstring)."""
 
     def __init__(self, client: Any, envs: int, height: int, width: int, compress: str | None,
-                 parse: Callable[[Any], np.ndarray]):
-        super().__init__(envs, height, width, compress, parse)
+                 parse: Callable[[Any], np.ndarray], pooling: PoolingSpec | None = None):
+        super().__init__(envs, height, width, compress, parse, pooling)
         self.client = client
         self._open()
 
@@ -139,7 +143,8 @@ class FrameStream(_StreamBase):
                                           headers=self._session_headers()).json())
 
     def step(self, frames: np.ndarray, reset: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
-        """(N, H, W, 3) uint8 newest frames -> (N, D) float32 embeddings of each env's last 8 frames."""
+        """(N, H, W, 3) uint8 newest frames -> (N, D) float32 embeddings of each env's last 8 frames
+        ((N, g*g, D') token grids for a stream opened with pool="grid")."""
         frames = _check_frames(frames, self.envs, self.height, self.width)
         reset = _reset_list(reset, self.envs)
         windows = self.buffer.push(frames, reset)
@@ -209,8 +214,8 @@ class AsyncFrameStream(_StreamBase):
     """A stream on an AsyncEncoderClient: `s = await client.stream(...)`, `await s.step(frames)`, `await s.close()`."""
 
     def __init__(self, client: Any, envs: int, height: int, width: int, compress: str | None,
-                 parse: Callable[[Any], np.ndarray]):
-        super().__init__(envs, height, width, compress, parse)
+                 parse: Callable[[Any], np.ndarray], pooling: PoolingSpec | None = None):
+        super().__init__(envs, height, width, compress, parse, pooling)
         self.client = client
 
     async def _open(self) -> None:

@@ -4,6 +4,13 @@ Tables (all in one LanceDB database, a local directory by default or any LanceDB
     datasets                         one row per dataset: metadata + status (running/ready/failed)
     steps__<dataset>                 one row per step: frame (PNG), action, reward, state, finger/target xy
     emb__<dataset>__<encoder_id>     one row per step: the embedding of the 8-frame window ending at that step
+                                     pool=mean: (D,) float32; pool=grid (encoder id '<base>-grid4-tmean', ...):
+                                     (G, D) tokens flattened to G*D float16 (or float32), the shape in the schema
+
+Trainer-facing reads (issue 17): read_embeddings(dataset, encoder_id) -> (episode, step, X) with X (N, D) for a mean
+id and (N, G, D) for a grid id; embedding_shape(...) -> (D,) or (G, D) without reading rows; iter_embeddings(...)
+streams a large grid table in row batches; embedding_progress works for both. Grid ids come from
+vjepa_robot_client.contract.pooled_encoder_id(base_id, "grid", 4) (base_id = GET /info's encoder_id).
 
 This module is the only door to LanceDB: nothing else opens tables, spells table names or reads Lance datasets.
 Writers: one process per table (concurrent merge_insert from several processes duplicates rows). Episodes are
@@ -32,6 +39,8 @@ DEFAULT_STORE = "./vjepa-robot-store"
 PNG_COMPRESS_LEVEL = 3  # measured: ~20 KB per 256x256 reacher frame, ~2.6 ms encode, ~0.7 ms decode
 
 DATASETS_TABLE = "datasets"
+SHAPE_KEY = b"vjepa_robot.shape"  # grid tables: "G,D" in the schema metadata (mean tables have none: (D,))
+LINEAGE_KEY = b"vjepa_robot.lineage"  # tables created since issue 17: the encoder lineage as JSON (random_init, ...)
 EMBEDDINGS_STORAGE_VERSION = "legacy"  # bulk reads of fixed-size float vectors: ~3x faster than the v2 format here
 
 
@@ -82,19 +91,39 @@ DATASETS_SCHEMA = pa.schema(
 )
 
 
-def embeddings_schema(dim: int) -> pa.Schema:
+def embeddings_schema(dim: int, tokens: int | None = None, dtype: str = "float32",
+                      details: dict[str, Any] | None = None) -> pa.Schema:
+    """Mean rows: `embedding` is FixedSizeList<float32>[D]. Grid rows (tokens=G given): FixedSizeList<dtype>[G*D],
+    with "G,D" in the schema metadata, so a reader can restore (N, G, D). `details` (the encoder's lineage:
+    random_init, pooling, grid size, time reduction, layers) is kept in the metadata too."""
+    value = {"float32": pa.float32(), "float16": pa.float16()}[dtype]
+    width = dim if tokens is None else tokens * dim
+    metadata = {}
+    if tokens is not None:
+        metadata[SHAPE_KEY] = f"{tokens},{dim}".encode()
+    if details:
+        metadata[LINEAGE_KEY] = json.dumps(details, sort_keys=True, default=str).encode()
     return pa.schema(
         [
             ("dataset", pa.string()),
             ("episode", pa.int32()),
             ("step", pa.int32()),
             ("encoder_id", pa.string()),
-            ("embedding", pa.list_(pa.float32(), dim)),
+            ("embedding", pa.list_(value, width)),
             ("model", pa.string()),
             ("preprocessing", pa.string()),
             ("created_at", pa.string()),
-        ]
+        ],
+        metadata=metadata or None,
     )
+
+
+def row_shape(schema: pa.Schema) -> tuple[int, ...]:
+    """An embeddings table's per-row shape: (D,) for mean tables, (G, D) for grid tables."""
+    meta = schema.metadata or {}
+    if SHAPE_KEY in meta:
+        return tuple(int(x) for x in meta[SHAPE_KEY].decode().split(","))
+    return (schema.field("embedding").type.list_size,)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -115,7 +144,7 @@ def decode_png(data: bytes) -> np.ndarray:
 
 
 def fixed_list_to_numpy(column: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
-    """A FixedSizeList<float32> column -> (N, width) float32, zero-copy when it is one chunk."""
+    """A FixedSizeList<float32 | float16> column -> (N, width) in its own dtype, zero-copy when it is one chunk."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     values = column.values if isinstance(column, pa.FixedSizeListArray) else pa.array(column.to_pylist()).values
@@ -136,7 +165,14 @@ class EmbeddingLineage:
     encoder_id: str
     model: str
     preprocessing: str
-    dim: int
+    dim: int  # D' of one token (D, or D x len(layers))
+    tokens: int | None = None  # G = g*g for grid rows; None: mean rows, (D,) float32
+    dtype: str = "float32"  # storage dtype of grid rows: float16 (the default grid dtype) or float32
+    details: dict[str, Any] | None = None  # the encoder's lineage (random_init, pooling, ...): the table's metadata
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        return (self.dim,) if self.tokens is None else (self.tokens, self.dim)
 
 
 @dataclass(frozen=True)
@@ -301,21 +337,24 @@ class Store:
 
     def append_embeddings(self, dataset: str, episode: int, steps: np.ndarray, embeddings: np.ndarray,
                           lineage: "EmbeddingLineage") -> None:
-        """Append one episode's embeddings, (T,) steps and (T, D) float32, with their lineage, in one `add`."""
+        """Append one episode's embeddings, (T,) steps and (T, D) float32 (mean) or (T, G, D) (grid, stored in
+        lineage.dtype), with their lineage, in one `add`. A grid table keeps the shape and dtype it was created with."""
         steps = np.asarray(steps)
-        embeddings = np.asarray(embeddings, dtype=np.float32)
+        embeddings = np.asarray(embeddings, dtype=np.float32 if lineage.tokens is None else lineage.dtype)
         n = int(steps.shape[0])
-        if embeddings.shape != (n, lineage.dim):
+        if embeddings.shape != (n, *lineage.row_shape):
             raise ValueError(f"embeddings of episode {episode} have shape {embeddings.shape}, "
-                             f"expected ({n}, {lineage.dim}) for {n} steps")
-        schema = embeddings_schema(lineage.dim)
+                             f"expected {(n, *lineage.row_shape)} for {n} steps")
+        schema = embeddings_schema(lineage.dim, lineage.tokens, lineage.dtype, lineage.details)
+        width = int(np.prod(lineage.row_shape))
+        value_type = schema.field("embedding").type.value_type
         rows = pa.Table.from_arrays(
             [
                 pa.array([dataset] * n, pa.string()),
                 pa.array(np.full(n, episode, np.int32)),
                 pa.array(steps.astype(np.int32)),
                 pa.array([lineage.encoder_id] * n, pa.string()),
-                pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1), pa.float32()), lineage.dim),
+                pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1), value_type), width),
                 pa.array([lineage.model] * n, pa.string()),
                 pa.array([lineage.preprocessing] * n, pa.string()),
                 pa.array([now_iso()] * n, pa.string()),
@@ -324,7 +363,11 @@ class Store:
         )
         name = embeddings_table_name(dataset, lineage.encoder_id)
         if self.has_table(name):
-            self.open(name).add(rows)
+            table = self.open(name)
+            if table.schema.field("embedding").type != schema.field("embedding").type:
+                raise ValueError(f"table {name} holds {table.schema.field('embedding').type} rows, these are "
+                                 f"{schema.field('embedding').type}: one encoder id, one row shape and dtype")
+            table.add(rows.replace_schema_metadata(table.schema.metadata))
         else:
             # legacy (v1) files read ~3x faster in bulk here: 1.25 vs 0.38 GB/s for 100k x 1024 (bench/trainer.py)
             self.db.create_table(name, data=rows, schema=schema, data_storage_version=EMBEDDINGS_STORAGE_VERSION)
@@ -349,22 +392,60 @@ class Store:
         done = self.open(name).count_rows() if self.has_table(name) else 0
         return EmbeddingProgress(done=done, total=self.count_steps(dataset))
 
-    def read_embeddings(self, dataset: str, encoder_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(episode (N,), step (N,), embedding (N, D) float32), sorted by (episode, step)."""
+    def _embeddings(self, dataset: str, encoder_id: str):
         name = embeddings_table_name(dataset, encoder_id)
         if not self.has_table(name):
             raise KeyError(f"no embeddings of dataset {dataset!r} by encoder {encoder_id!r}: encode it first")
-        table = self.open(name).to_lance().to_table(columns=["episode", "step", "embedding"])
+        return self.open(name)
+
+    def embedding_shape(self, dataset: str, encoder_id: str) -> tuple[int, ...]:
+        """One row's shape without reading rows: (D,) for a mean id, (G, D) for a grid id. KeyError if absent."""
+        return row_shape(self._embeddings(dataset, encoder_id).schema)
+
+    def embedding_lineage(self, dataset: str, encoder_id: str) -> dict[str, Any]:
+        """The encoder lineage stored with the table (encoder_id, base_encoder_id, random_init, pooling, grid_size,
+        time_reduction, layers, embedding_dtype, ...); {} for a table written before it was recorded."""
+        meta = self._embeddings(dataset, encoder_id).schema.metadata or {}
+        return json.loads(meta[LINEAGE_KEY]) if LINEAGE_KEY in meta else {}
+
+    def read_embeddings(self, dataset: str, encoder_id: str, dtype: Any = np.float32,
+                        episodes: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(episode (N,), step (N,), embedding), sorted by (episode, step).
+
+        embedding: (N, D) for a mean id, (N, G, D) for a grid id; float32 by default, dtype=None keeps the stored
+        dtype (float16 grids: half the memory; a 100k-window ViT-L g=4 grid is 3.3 GB in float16).
+        episodes: read only these episodes (a filter pushed down to Lance), e.g. to train on a part at a time.
+        """
+        lance = self._embeddings(dataset, encoder_id).to_lance()
+        shape = row_shape(lance.schema)
+        where = None if episodes is None else f"episode IN ({', '.join(str(int(e)) for e in episodes) or '-1'})"
+        table = lance.to_table(columns=["episode", "step", "embedding"], filter=where)
         key = table.column("episode").to_numpy().astype(np.int64) << 32 | table.column("step").to_numpy()
         if len(key) and np.any(np.diff(key) < 0):  # written episode by episode: usually in order, no copy needed
             table = table.sort_by([("episode", "ascending"), ("step", "ascending")])
         emb = table.column("embedding").combine_chunks()
-        dim = emb.type.list_size
+        x = fixed_list_to_numpy(emb, emb.type.list_size).reshape(-1, *shape)
+        if dtype is not None and x.dtype != np.dtype(dtype):
+            x = x.astype(dtype)
         return (
             table.column("episode").to_numpy(),
             table.column("step").to_numpy(),
-            fixed_list_to_numpy(emb, dim),
+            x,
         )
+
+    def iter_embeddings(self, dataset: str, encoder_id: str, batch_rows: int = 4096, dtype: Any = None):
+        """Stream a table in batches of at most batch_rows rows: yields (episode (n,), step (n,), X (n, *shape)) in
+        storage order (Lance scans fragments in write order: an episode's rows are consecutive but a batch may cut
+        an episode, and episodes are not sorted). For grids too large to hold at once; dtype=None keeps the stored
+        dtype."""
+        lance = self._embeddings(dataset, encoder_id).to_lance()
+        shape = row_shape(lance.schema)
+        for batch in lance.to_batches(columns=["episode", "step", "embedding"], batch_size=batch_rows):
+            emb = batch.column("embedding")
+            x = fixed_list_to_numpy(emb, emb.type.list_size).reshape(-1, *shape)
+            if dtype is not None and x.dtype != np.dtype(dtype):
+                x = x.astype(dtype)
+            yield batch.column("episode").to_numpy(), batch.column("step").to_numpy(), x
 
 
 def _accepts_limit(fn) -> bool:

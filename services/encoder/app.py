@@ -3,10 +3,12 @@
     GET  /healthz                    200 {"status": "ok"} (no auth)
     GET  /info                       EncoderInfo
     POST /encode                     .npy (B, 8, H, W, 3) or (8, H, W, 3) uint8 -> JSON EncodeResponse, or .npy (B, D)
-                                     float32 with `Accept: application/x-npy`
+                                     float32 with `Accept: application/x-npy`; ?pool=grid&grid_size=4 (also time,
+                                     layers, dtype: services/encoder/pooling.py) -> (B, g*g, D') float16 token grids
     POST /datasets/{name}/encode     start (or join) the background job embedding a dataset -> 202 DatasetEncodeStatus
     GET  /datasets/{name}/encode     its progress: status, done, total
-    POST /streams                    {"envs", "height", "width"} -> 201 {"stream_id", "envs", "ttl_s", "encoder_id"}
+    POST /streams                    {"envs", "height", "width"[, "pool", "grid_size"]} -> 201 {"stream_id", "envs",
+                                     "ttl_s", "encoder_id"}
     POST /streams/{id}/step          .npy (N, H, W, 3) uint8, the newest frame per env, ?reset=i,j -> like /encode
     DELETE /streams/{id}             204
     GET  /metrics                    Prometheus text format
@@ -37,6 +39,14 @@ from services.common.docs import offline_docs
 from services.common.store import DatasetNotFound
 from services.encoder.batcher import DynamicBatcher, EmbedTimeout, EncoderStopped, ForwardFailed, QueueFull
 from services.encoder.jobs import DatasetJobs, EmbeddingMeta
+from services.encoder.pooling import (
+    PoolingBatchers,
+    PoolingError,
+    TooManyPoolings,
+    as_wire,
+    check_served,
+    pooling_from_query,
+)
 from services.encoder.settings import EncoderSettings
 from services.encoder.wire import BodyBuffers, Lease, LongerThanDeclared, read_into
 from services.encoder.streams import (
@@ -49,6 +59,8 @@ from services.encoder.streams import (
     parse_reset,
 )
 from vjepa_robot_client.contract import (
+    DEFAULT_GRID_SIZE,
+    EMBEDDING_DTYPE_HEADER,
     NPY_MEDIA_TYPE,
     WINDOW_FRAMES,
     DatasetEncodeRequest,
@@ -58,6 +70,7 @@ from vjepa_robot_client.contract import (
     ErrorResponse,
     HealthResponse,
     NpyError,
+    PoolingSpec,
     StreamCreated,
     StreamCreateRequest,
     from_npy_bytes,
@@ -150,13 +163,43 @@ def wants_npy(request: Request) -> bool:
     return NPY_MEDIA_TYPE in request.headers.get("accept", "")
 
 
-def embeddings_response(request: Request, emb: np.ndarray) -> Response:
-    """(B, D) float32 as .npy (Accept: application/x-npy) or as a JSON EncodeResponse."""
+def embeddings_response(request: Request, emb: np.ndarray, pooling: PoolingSpec | None = None) -> Response:
+    """(B, D) float32 (mean) or (B, G, D') grids as .npy (Accept: application/x-npy) or as a JSON EncodeResponse.
+
+    X-Embedding-Dtype names the .npy's dtype (float16 grids unless dtype=float32); X-Encoder-Id is the pooling's id.
+    """
     enc = request.app.state.encoder
+    grid = pooling is not None and pooling.is_grid
+    encoder_id = pooling.encoder_id(enc.encoder_id) if grid else enc.encoder_id
     if wants_npy(request):
-        return Response(to_npy_bytes(emb), media_type=NPY_MEDIA_TYPE, headers={"X-Encoder-Id": enc.encoder_id})
+        headers = {"X-Encoder-Id": encoder_id, EMBEDDING_DTYPE_HEADER: str(emb.dtype)}
+        if grid:
+            headers["X-Pooling"] = pooling.tag()
+        return Response(to_npy_bytes(emb), media_type=NPY_MEDIA_TYPE, headers=headers)
+    if grid:
+        body = json.dumps({"encoder_id": encoder_id, "dim": int(emb.shape[-1]), "shape": list(emb.shape),
+                           "pooling": pooling.tag(), "embeddings": emb.astype(np.float32).tolist()})
+        return Response(body, media_type="application/json")
     body = json.dumps({"encoder_id": enc.encoder_id, "dim": int(emb.shape[1]), "embeddings": emb.tolist()})
     return Response(body, media_type="application/json")
+
+
+def request_pooling(request: Request, pool: str | None, grid_size: int | None, time_reduction: str | None = None,
+                    layers: Any = None, dtype: str | None = None) -> PoolingSpec:
+    """A request's pooling, checked against the loaded encoder: 422 naming the choices or the limits."""
+    spec = pooling_from_query(pool, grid_size, time_reduction, layers, dtype)  # PoolingError -> 422 (ERROR_STATUS)
+    return check_served(request.app.state.encoder, spec)
+
+
+_POOL_QUERY = {
+    "pool": Query("mean", description="mean (default: (B, D) float32, unchanged) or grid ((B, g*g, D') tokens)."),
+    "grid_size": Query(DEFAULT_GRID_SIZE, description="pool=grid: g, the side of the pooled token grid (<= the token grid's h)."),
+    "time": Query(None, alias="time",
+                  description="pool=grid: fold the T' temporal token slices by `mean` (default) or `last`."),
+    "layers": Query(None, description="pool=grid: comma-separated 0-based blocks concatenated on D, e.g. "
+                                      "17,19,21,23 (default: the last hidden state)."),
+    "dtype": Query(None, description="pool=grid: float16 (default) or float32 answers."),
+}
 
 
 async def _sweep_streams(streams: StreamRegistry, metrics: "Metrics") -> None:
@@ -238,8 +281,10 @@ ERROR_STATUS: dict[type[Exception], int] = {
     StreamInputError: 422,  # its status_code wins (415 unknown encoding, 400 corrupt body, 422 wrong shape)
     ForwardFailed: 500,  # the model raised, or returned the wrong number of rows
     EmbedTimeout: 504,
+    PoolingError: 422,  # unknown pool / time / dtype, grid_size over the token grid, a block that does not exist
+    TooManyPoolings: 503,  # more distinct grid poolings in use at once than PoolingBatchers.max_specs
 }
-RETRY_LATER = (QueueFull, EncoderStopped, StreamsFull)
+RETRY_LATER = (QueueFull, EncoderStopped, StreamsFull, TooManyPoolings)
 
 
 def error_response(request: Request, exc: Exception) -> JSONResponse:
@@ -291,7 +336,20 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
 
         app.state.encoder = enc
         app.state.batcher = batcher
-        app.state.jobs = DatasetJobs(settings.store, embed_via_batcher, EmbeddingMeta.of(enc))
+        # grid poolings: one batcher each, made like the mean one (services/encoder/pooling.py)
+        poolers = PoolingBatchers(batcher, lambda fn: DynamicBatcher(
+            fn, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue,
+            observer=metrics), enc.encode)
+        app.state.poolers = poolers
+
+        def embed_pooled(windows: np.ndarray, spec: PoolingSpec) -> np.ndarray:
+            """embed_via_batcher at a pooling: a grid goes to its own batcher, with the same bounds."""
+            if not spec.is_grid:
+                return embed_via_batcher(windows)
+            grid_batcher = asyncio.run_coroutine_threadsafe(poolers.batcher(spec), loop).result()
+            return as_wire(grid_batcher.submit_from_thread(windows, loop, timeout=settings.embed_timeout_s), spec)
+
+        app.state.jobs = DatasetJobs(settings.store, embed_pooled, lambda spec: EmbeddingMeta.of(enc, spec))
         app.state.streams = StreamRegistry(device=str(getattr(enc, "device", "cpu")), ttl_s=settings.stream_ttl_s,
                                            max_streams=settings.max_streams, max_bytes=settings.max_stream_bytes,
                                            max_body_bytes=settings.max_body_bytes)
@@ -301,6 +359,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         finally:
             sweeper.cancel()
             app.state.streams.clear()
+            await poolers.stop(grace_s=settings.shutdown_grace_s)
             await batcher.stop(grace_s=settings.shutdown_grace_s)
 
     app = FastAPI(
@@ -351,12 +410,15 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         },
         tags=["encoder"],
     )
-    async def encode(request: Request):
+    async def encode(request: Request, pool: str = _POOL_QUERY["pool"], grid_size: int = _POOL_QUERY["grid_size"],
+                     time_reduction: str | None = _POOL_QUERY["time"], layers: str | None = _POOL_QUERY["layers"],
+                     dtype: str | None = _POOL_QUERY["dtype"]):
+        spec = request_pooling(request, pool, grid_size, time_reduction, layers, dtype)  # 422 before the body
         with bodies.lease() as lease:  # the windows are a view of a reused buffer until this block ends
             windows = parse_windows(await read_npy_body(request, settings.max_body_bytes, lease),
                                     request.app.state.encoder.frames)
-            emb = await request.app.state.batcher.submit(windows)  # (B, D) float32
-        return embeddings_response(request, emb)
+            emb = await request.app.state.poolers.submit(windows, spec)  # (B, D) float32 or (B, G, D') grids
+        return embeddings_response(request, emb, spec)
 
     # -- frame streams (services/encoder/streams.py) ------------------------------------------------------------
 
@@ -365,10 +427,11 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
     async def create_stream(request: Request, req: StreamCreateRequest) -> StreamCreated:
         """Open a frame stream: the encoder keeps each env's last 8 frames; each step sends one frame per env."""
         streams: StreamRegistry = request.app.state.streams
-        s = streams.create(req.envs, req.height, req.width)
+        spec = request_pooling(request, req.pool.value, req.grid_size, req.time, req.layers, req.dtype)
+        s = streams.create(req.envs, req.height, req.width, pooling=spec)
         metrics.streams.set(len(streams))
         return StreamCreated(stream_id=s.stream_id, envs=s.envs, ttl_s=streams.ttl_s,
-                             encoder_id=request.app.state.encoder.encoder_id)
+                             encoder_id=spec.encoder_id(request.app.state.encoder.encoder_id))
 
     @app.post(
         "/streams/{stream_id}/step",
@@ -400,8 +463,8 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         except NpyError as exc:
             raise HTTPException(400, detail=f"{exc} (e.g. np.save(buf, np.zeros(({s.envs}, {s.height}, "
                                             f"{s.width}, 3), np.uint8)))") from None
-        emb = await s.step(frames, parse_reset(reset, s.envs), request.app.state.batcher.submit)
-        return embeddings_response(request, emb)
+        emb = await s.step(frames, parse_reset(reset, s.envs), request.app.state.poolers.submitter(s.pooling))
+        return embeddings_response(request, emb, s.pooling)
 
     @app.delete("/streams/{stream_id}", status_code=204, dependencies=[auth], responses=_ERRORS, tags=["streams"],
                 response_class=Response)
@@ -427,7 +490,8 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
     async def encode_dataset(request: Request, name: str, req: DatasetEncodeRequest | None = Body(None)):
         name = _dataset_name(name)
         req = req or DatasetEncodeRequest()
-        return await asyncio.to_thread(request.app.state.jobs.start, name, req.batch_size)
+        spec = request_pooling(request, req.pool.value, req.grid_size, req.time, req.layers, req.dtype)
+        return await asyncio.to_thread(request.app.state.jobs.start, name, req.batch_size, spec)
 
     @app.get(
         "/datasets/{name}/encode",
@@ -436,9 +500,14 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         responses=_ERRORS,
         tags=["datasets"],
     )
-    async def dataset_encode_status(request: Request, name: str):
+    async def dataset_encode_status(request: Request, name: str, pool: str = _POOL_QUERY["pool"],
+                                    grid_size: int = _POOL_QUERY["grid_size"],
+                                    time_reduction: str | None = _POOL_QUERY["time"],
+                                    layers: str | None = _POOL_QUERY["layers"],
+                                    dtype: str | None = _POOL_QUERY["dtype"]):
         name = _dataset_name(name)
-        return await asyncio.to_thread(request.app.state.jobs.status, name)
+        spec = request_pooling(request, pool, grid_size, time_reduction, layers, dtype)
+        return await asyncio.to_thread(request.app.state.jobs.status, name, spec)
 
     @app.get("/metrics", dependencies=[auth], tags=["ops"], response_class=Response)
     async def prometheus_metrics() -> Response:

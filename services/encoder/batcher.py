@@ -280,7 +280,7 @@ class DynamicBatcher:
             if self.observer:
                 self.observer.batch(int(chunk.shape[0]))
             out = np.asarray(self.fn(chunk), dtype=np.float32)
-            if out.ndim != 2 or out.shape[0] != chunk.shape[0]:  # one row per window, or no caller gets any
+            if out.ndim < 2 or out.shape[0] != chunk.shape[0]:  # one row per window ((D,) or a (G, D) token grid)
                 raise ForwardFailed(f"forward pass returned shape {tuple(out.shape)} for {chunk.shape[0]} windows: "
                                     f"expected one embedding row per window ({chunk.shape[0]}, D); the model or its "
                                     f"wrapper dropped or added rows")

@@ -1,6 +1,9 @@
 """Embedding a whole dataset into the store: plain functions (tests call them directly) + a per-dataset job runner.
 
     encode_dataset(store, "jacobian-easy-150", embed=encoder.encode, meta=EmbeddingMeta.of(encoder))
+    spec = PoolingSpec.of("grid", 4)    # token grids: (T, 16, D) float16 rows under encoder.encoder_id_for(spec)
+    encode_dataset(store, "jacobian-easy-150", embed=lambda w: encoder.encode(w, spec),
+                   meta=EmbeddingMeta.of(encoder, spec))
 
 Reads each episode's frames (Store.read_episode_frames), builds every step's 8-frame window with the same padding
 rule as the live env (vjepa_robot_client.window), embeds them in batches and appends one episode at a time
@@ -17,20 +20,32 @@ from typing import Any, Callable
 import numpy as np
 
 from services.common.store import EmbeddingLineage, Store
-from vjepa_robot_client.contract import DatasetEncodeStatus
+from vjepa_robot_client.contract import MEAN_POOLING, DatasetEncodeStatus, PoolingSpec
 from vjepa_robot_client.window import chunk_windows
 
 log = logging.getLogger(__name__)
 
-EmbedFn = Callable[[np.ndarray], np.ndarray]  # (B, 8, H, W, 3) uint8 -> (B, D) float32
+EmbedFn = Callable[[np.ndarray], np.ndarray]  # (B, 8, H, W, 3) uint8 -> (B, D) float32, or (B, G, D') grids
+PooledEmbedFn = Callable[[np.ndarray, PoolingSpec], np.ndarray]  # the same, for a given pooling
 
 
 class EmbeddingMeta(EmbeddingLineage):
     """The lineage written next to every embedding (Store.EmbeddingLineage), read off a loaded encoder."""
 
     @classmethod
-    def of(cls, encoder: Any) -> "EmbeddingMeta":
-        return cls(encoder.encoder_id, encoder.model_name, encoder.preprocessing, int(encoder.dim))
+    def of(cls, encoder: Any, pooling: PoolingSpec | None = None) -> "EmbeddingMeta":
+        """Mean: the base id, (D,) float32 rows. Grid: '<base id>-<tag>', (g*g, D') rows in the spec's dtype, the
+        encoder's full lineage (random_init, pooling, layers, ...) kept in the table's schema."""
+        spec = pooling or MEAN_POOLING
+        base = getattr(encoder, "lineage", None)
+        lineage = base(spec) if callable(base) else {"encoder_id": spec.encoder_id(encoder.encoder_id),
+                                                     **spec.lineage()}
+        if not spec.is_grid:
+            return cls(encoder.encoder_id, encoder.model_name, encoder.preprocessing, int(encoder.dim),
+                       details=lineage)
+        dim = int(encoder.dim) * (len(spec.layers) if spec.layers else 1)
+        return cls(spec.encoder_id(encoder.encoder_id), encoder.model_name, encoder.preprocessing, dim,
+                   tokens=spec.tokens, dtype=spec.wire_dtype, details=lineage)
 
 
 def episode_step_counts(store: Store, dataset: str) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +64,7 @@ def episode_embeddings(frames: np.ndarray, embed: EmbedFn, batch_size: int) -> n
     for start in range(0, t_total, batch_size):
         stop = min(start + batch_size, t_total)
         windows = chunk_windows(frames, start, stop)  # (stop-start, 8, H, W, 3)
-        out.append(np.asarray(embed(windows), dtype=np.float32))
+        out.append(np.asarray(embed(windows)))  # (n, D) float32, or (n, G, D') grids in their own dtype
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -75,9 +90,9 @@ def encode_dataset(
         frames = store.read_episode_frames(dataset, ep)  # (T, H, W, 3) uint8, step order
         if frames.shape[0] != ep_steps.shape[0]:
             raise RuntimeError(f"episode {ep} of {dataset!r}: {frames.shape[0]} frames for {ep_steps.shape[0]} steps")
-        emb = episode_embeddings(frames, embed, batch_size)  # (T, D)
-        if emb.shape != (ep_steps.shape[0], meta.dim):
-            raise RuntimeError(f"the encoder returned {emb.shape}, expected ({ep_steps.shape[0]}, {meta.dim})")
+        emb = episode_embeddings(frames, embed, batch_size)  # (T, D) or (T, G, D')
+        if emb.shape != (ep_steps.shape[0], *meta.row_shape):
+            raise RuntimeError(f"the encoder returned {emb.shape}, expected {(ep_steps.shape[0], *meta.row_shape)}")
         store.append_embeddings(dataset, ep, ep_steps, emb, meta)  # one episode per add
         done += emb.shape[0]
         if on_progress:
@@ -86,66 +101,86 @@ def encode_dataset(
 
 
 class DatasetJobs:
-    """At most one background encoding job per dataset; progress readable at any time."""
+    """At most one background encoding job per (dataset, pooling); progress readable at any time.
 
-    def __init__(self, store_uri: str, embed: EmbedFn, meta: EmbeddingMeta):
-        self.store_uri, self.embed, self.meta = store_uri, embed, meta
+    embed(windows, spec) runs a forward pass of one pooling; meta_for(spec) is that pooling's lineage
+    (EmbeddingMeta.of(encoder, spec)). A plain EmbeddingMeta for `meta_for` serves mean pooling only.
+    """
+
+    def __init__(self, store_uri: str, embed: PooledEmbedFn,
+                 meta_for: "Callable[[PoolingSpec], EmbeddingMeta] | EmbeddingMeta"):
+        self.store_uri, self.embed = store_uri, embed
+        if isinstance(meta_for, EmbeddingLineage):
+            mean_meta = meta_for
+            self.meta_for: Callable[[PoolingSpec], EmbeddingLineage] = lambda spec: mean_meta
+        else:
+            self.meta_for = meta_for
         self._lock = threading.Lock()
-        self._jobs: dict[str, DatasetEncodeStatus] = {}
-        self._threads: dict[str, threading.Thread] = {}
+        self._jobs: dict[Any, DatasetEncodeStatus] = {}  # _key(dataset, meta) -> status
+        self._threads: dict[Any, threading.Thread] = {}
+
+    @staticmethod
+    def _key(dataset: str, meta: EmbeddingLineage) -> Any:
+        """Mean jobs are keyed by the dataset name (as before grids); a grid job by (dataset, its encoder id)."""
+        return dataset if meta.tokens is None else (dataset, meta.encoder_id)
 
     def store(self) -> Store:
         return Store(self.store_uri)
 
-    def start(self, dataset: str, batch_size: int) -> DatasetEncodeStatus:
-        """Start (or join) the job for `dataset`. Raises DatasetNotFound synchronously."""
+    def start(self, dataset: str, batch_size: int, pooling: PoolingSpec | None = None) -> DatasetEncodeStatus:
+        """Start (or join) the job for `dataset` at this pooling. Raises DatasetNotFound synchronously."""
+        spec = pooling or MEAN_POOLING
+        meta = self.meta_for(spec)
         store = self.store()
         store.require_steps(dataset)  # DatasetNotFound -> 404 before any thread starts
+        key = self._key(dataset, meta)
         with self._lock:
-            current = self._jobs.get(dataset)
+            current = self._jobs.get(key)
             if current is not None and current.status == "running":
                 return current.model_copy()
-            status = DatasetEncodeStatus(dataset=dataset, encoder_id=self.meta.encoder_id, status="running")
-            self._jobs[dataset] = status
+            status = DatasetEncodeStatus(dataset=dataset, encoder_id=meta.encoder_id, status="running")
+            self._jobs[key] = status
             thread = threading.Thread(
-                target=self._run, args=(dataset, batch_size), name=f"encode-{dataset}", daemon=True
+                target=self._run, args=(key, spec, meta, batch_size), name=f"encode-{dataset}", daemon=True
             )
-            self._threads[dataset] = thread
+            self._threads[key] = thread
             thread.start()
             return status.model_copy()
 
-    def status(self, dataset: str) -> DatasetEncodeStatus:
+    def status(self, dataset: str, pooling: PoolingSpec | None = None) -> DatasetEncodeStatus:
+        meta = self.meta_for(pooling or MEAN_POOLING)
         with self._lock:
-            job = self._jobs.get(dataset)
+            job = self._jobs.get(self._key(dataset, meta))
             if job is not None:
                 return job.model_copy()
-        progress = self.store().embedding_progress(dataset, self.meta.encoder_id)  # DatasetNotFound -> 404
-        return DatasetEncodeStatus(dataset=dataset, encoder_id=self.meta.encoder_id,
+        progress = self.store().embedding_progress(dataset, meta.encoder_id)  # DatasetNotFound -> 404
+        return DatasetEncodeStatus(dataset=dataset, encoder_id=meta.encoder_id,
                                    status="done" if progress.complete else "idle", done=progress.done,
                                    total=progress.total)
 
-    def join(self, dataset: str, timeout: float | None = None) -> None:
-        thread = self._threads.get(dataset)
+    def join(self, dataset: str, timeout: float | None = None, pooling: PoolingSpec | None = None) -> None:
+        thread = self._threads.get(self._key(dataset, self.meta_for(pooling or MEAN_POOLING)))
         if thread:
             thread.join(timeout)
 
-    def _set(self, dataset: str, **fields: Any) -> None:
+    def _set(self, key: Any, **fields: Any) -> None:
         with self._lock:
-            job = self._jobs[dataset]
-            self._jobs[dataset] = job.model_copy(update=fields)
+            job = self._jobs[key]
+            self._jobs[key] = job.model_copy(update=fields)
 
-    def _run(self, dataset: str, batch_size: int) -> None:
+    def _run(self, key: Any, spec: PoolingSpec, meta: EmbeddingLineage, batch_size: int) -> None:
+        dataset = key if isinstance(key, str) else key[0]
         try:
             done, total = encode_dataset(
                 self.store(),
                 dataset,
-                self.embed,
-                self.meta,
+                lambda windows: self.embed(windows, spec),
+                meta,
                 batch_size=batch_size,
-                on_progress=lambda d, t: self._set(dataset, done=d, total=t),
+                on_progress=lambda d, t: self._set(key, done=d, total=t),
             )
-            self._set(dataset, status="done", done=done, total=total)
-            log.info("dataset %s: %d/%d steps embedded by %s", dataset, done, total, self.meta.encoder_id)
+            self._set(key, status="done", done=done, total=total)
+            log.info("dataset %s: %d/%d steps embedded by %s", dataset, done, total, meta.encoder_id)
         except Exception as exc:  # the job reports; the service keeps serving
-            log.exception("encoding dataset %s failed", dataset)
-            self._set(dataset, status="failed", error=f"{type(exc).__name__}: {exc}")
+            log.exception("encoding dataset %s (%s) failed", dataset, meta.encoder_id)
+            self._set(key, status="failed", error=f"{type(exc).__name__}: {exc}")

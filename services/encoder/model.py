@@ -3,6 +3,8 @@
     enc = Encoder.from_preset("tiny")             # or Encoder.load("facebook/vjepa2-vitl-fpc64-256", revision=...)
     emb = enc.encode(windows)                     # (B, 8, H, W, 3) uint8 -> (B, D) float32
     enc.encoder_id                                # 12 hex chars: hash of source + revision + preprocessing + dtype
+    spec = PoolingSpec.of("grid", 4)              # token grids (vjepa_robot_client.contract.PoolingSpec)
+    grid = enc.encode(windows, spec)              # -> (B, 16, D) float16, stored under enc.encoder_id_for(spec)
 
 Preprocessing (deliberate variant of VJEPA2VideoProcessor, recorded in the encoder id): the processor resizes the
 short side to crop*256/224 and centre-crops, which on our 256x256 renders upsamples to 292 and trims ~18 px a side
@@ -12,6 +14,15 @@ exactly as the processor does. For 256x256 frames and the 256 crop of ViT-L the 
 input equals the processor's normalisation without its upsample-and-crop. Non-square frames are squashed to square.
 
 Embedding = mean over tokens of last_hidden_state (VJEPA2Model has no pooler); the predictor is skipped.
+
+Token grids (pool=grid, issue 17): VJEPA2PatchEmbeddings3D is a Conv3d with kernel = stride = (tubelet 2, patch 16,
+patch 16) whose (B, D, T', h, w) output is `.flatten(2).transpose(1, 2)`, so the N = T'*h*w tokens come in (t, h, w)
+C order (transformers 5.x modeling_vjepa2.py; facebookresearch/vjepa2 PatchEmbed3D the same) and reshape to
+(B, T', h, w, D) directly. Time is folded by the mean over the T' slices by default: the grid then refines today's
+mean embedding (when g divides h, the mean of the g*g grid tokens IS the mean-pooled vector, tested), and every
+slice's tokens already attend over the whole window; `time=last` keeps only the newest slice (frames 7-8) for a
+study of which is better for control. Then F.adaptive_avg_pool2d to g x g (uniform when g divides h). The pooling
+is part of the id: `encoder_id_for(spec)` is `encoder_id` for mean and `<encoder_id>-<spec.tag()>` for grids.
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vjepa_robot_client.contract import WINDOW_FRAMES
+from vjepa_robot_client.contract import MEAN_POOLING, POOLINGS, WINDOW_FRAMES, PoolingSpec
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +55,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PRESET_SEED = 0  # random-init presets: the same seed -> the same weights in every process (trainer eval == dataset)
 PRESETS = ("vitl", "vitl-random", "tiny")
+RANDOM_INIT_PRESETS = ("vitl-random", "tiny")  # Encoder.random_init is set from how the weights were made, not names
 # --compile pads each batch up to one of these sizes, so a few compiled graphs serve every batch size
 COMPILE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -143,10 +155,12 @@ class Encoder:
         name: str,
         device: str,
         dtype: torch.dtype,
+        random_init: bool = False,
     ):
         self.model = model.eval().requires_grad_(False)
         config = model.config
         self.source, self.revision = source, revision
+        self.random_init = bool(random_init)  # True: weights from a seeded random init (a stand-in), set by the loader
         self.model_name = name
         self.device = device
         self.torch_dtype = dtype
@@ -156,6 +170,11 @@ class Encoder:
         self.image_size = int(config.crop_size)
         self.preprocessing = preprocessing_spec(self.image_size)
         self.encoder_id = make_encoder_id(source, revision, self.preprocessing, self.dtype)
+        self.tubelet = int(config.tubelet_size)
+        self.patch = int(config.patch_size)
+        self.num_layers = int(config.num_hidden_layers)
+        # [T', h, w]: the token grid of one window (8 frames / tubelet 2 = 4 slices; crop / patch 16 per side)
+        self.token_grid = (self.frames // self.tubelet, self.image_size // self.patch, self.image_size // self.patch)
         self._lock = threading.Lock()
         self._compiled: Any = None  # torch.compile'd _embed, after .compile()
         self.buckets: tuple[int, ...] = ()
@@ -192,7 +211,11 @@ class Encoder:
         model = model.to(device)
         if local:  # a directory is identified by its resolved path; its revision is whatever is in it
             source, revision = os.path.realpath(source), revision or "local"
-        return cls(model, source=source, revision=revision, name=source, device=device, dtype=dtype)
+        # a checkpoint is pretrained unless it says otherwise: save_pretrained of a random-init preset keeps the
+        # config attribute set below (`vjepa_robot_random_init`), so a saved stand-in is still named one
+        random_init = bool(getattr(model.config, "vjepa_robot_random_init", False))
+        return cls(model, source=source, revision=revision, name=source, device=device, dtype=dtype,
+                   random_init=random_init)
 
     @classmethod
     def from_preset(
@@ -222,7 +245,10 @@ class Encoder:
         model = model.to(device=device, dtype=dtype)
         config_hash = hashlib.sha256(config.to_json_string(use_diff=False).encode()).hexdigest()[:12]
         source = f"random-init:{preset}:seed{PRESET_SEED}:{config_hash}"
-        return cls(model, source=source, revision=None, name=f"preset:{preset}", device=device, dtype=dtype)
+        # after the hash (the preset's id stays what it was): a save_pretrained copy of it still loads as random-init
+        model.config.vjepa_robot_random_init = True
+        return cls(model, source=source, revision=None, name=f"preset:{preset}", device=device, dtype=dtype,
+                   random_init=preset in RANDOM_INIT_PRESETS)
 
     # -- inference -----------------------------------------------------------------------------------------------
 
@@ -235,11 +261,53 @@ class Encoder:
             "image_size": self.image_size,
             "dtype": self.dtype,
             "device": self.device,
+            "random_init": self.random_init,
+            "poolings": list(POOLINGS),
+            "token_grid": list(self.token_grid),
+            "layers": self.num_layers,
         }
 
+    # -- pooling (vjepa_robot_client.contract.PoolingSpec) -------------------------------------------------------
+
+    def check_pooling(self, spec: PoolingSpec) -> PoolingSpec:
+        """Refuse (ValueError naming the limits) a grid larger than the token grid or a block that does not exist."""
+        if not spec.is_grid:
+            return spec
+        _, h, w = self.token_grid
+        if spec.grid_size > min(h, w):
+            raise ValueError(f"grid_size {spec.grid_size} is larger than this encoder's {h}x{w} token grid "
+                             f"({self.image_size} px crops / patch {self.patch}): choose grid_size 1..{min(h, w)}")
+        bad = [i for i in spec.layers or () if i >= self.num_layers]
+        if bad:
+            raise ValueError(f"layers {bad} out of range: this encoder has {self.num_layers} blocks "
+                             f"(0..{self.num_layers - 1}); e.g. layers={self.num_layers - 1} is the last one")
+        return spec
+
+    def encoder_id_for(self, spec: PoolingSpec | None) -> str:
+        """The id this pooling's rows are stored under: encoder_id for mean, '<encoder_id>-grid4-tmean' etc."""
+        return (spec or MEAN_POOLING).encoder_id(self.encoder_id)
+
+    def dim_for(self, spec: PoolingSpec | None) -> int:
+        """D' of one token: D, or D x len(layers) when several blocks are concatenated."""
+        return self.dim * len(spec.layers) if spec is not None and spec.layers else self.dim
+
+    def lineage(self, spec: PoolingSpec | None = None) -> dict[str, Any]:
+        """What the encoder writes next to embeddings and what a run records about its features."""
+        spec = spec or MEAN_POOLING
+        return {"encoder_id": self.encoder_id_for(spec), "base_encoder_id": self.encoder_id,
+                "model": self.model_name, "preprocessing": self.preprocessing, "dtype": self.dtype,
+                "random_init": self.random_init, "dim": self.dim_for(spec), "tokens": spec.tokens, **spec.lineage()}
+
     @torch.inference_mode()
-    def encode(self, windows: np.ndarray) -> np.ndarray:
-        """(B, 8, H, W, 3) uint8 -> (B, D) float32 embeddings (mean over tokens of last_hidden_state)."""
+    def encode(self, windows: np.ndarray, pooling: PoolingSpec | None = None) -> np.ndarray:
+        """(B, 8, H, W, 3) uint8 -> (B, D) float32 embeddings (mean over tokens of last_hidden_state).
+
+        pooling: a grid PoolingSpec -> (B, g*g, D') token grids in spec.wire_dtype (float16 unless dtype=float32);
+        None or pool=mean -> the mean path, unchanged.
+        """
+        grid = pooling is not None and pooling.is_grid
+        if grid:
+            self.check_pooling(pooling)
         is_tensor = isinstance(windows, torch.Tensor)  # a frame stream's windows, already on the device
         uint8 = windows.dtype == (torch.uint8 if is_tensor else np.uint8)
         if windows.ndim != 5 or windows.shape[1] != self.frames or windows.shape[-1] != 3 or not uint8:
@@ -247,6 +315,8 @@ class Encoder:
                 f"expected a (B, {self.frames}, H, W, 3) uint8 array, got {tuple(windows.shape)} {windows.dtype}"
             )
         if windows.shape[0] == 0:
+            if grid:
+                return np.zeros((0, pooling.tokens, self.dim_for(pooling)), pooling.wire_dtype)
             return np.zeros((0, self.dim), np.float32)
         if is_tensor:
             x = windows.to(self.device)
@@ -255,9 +325,39 @@ class Encoder:
                 windows = windows.copy()
             x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
         pixels = preprocess(x, self.image_size).to(self.torch_dtype)  # (B, 8, 3, S, S)
+        if grid:  # eager even under --compile (the compiled graphs are the mean path's)
+            with self._lock:
+                out = self._embed_grid(pixels, pooling)
+            return out.cpu().numpy().astype(pooling.wire_dtype, copy=False)
         with self._lock:
             emb = self._embed(pixels) if self._compiled is None else self._embed_compiled(pixels)
         return emb.cpu().numpy().astype(np.float32, copy=False)
+
+    def tokens(self, pixels: torch.Tensor, layers: tuple[int, ...] | None = None) -> torch.Tensor:
+        """(B, 8, 3, S, S) -> (B, T', h, w, D') float32 token grid of the last hidden state, or of `layers`.
+
+        layers: 0-based block indices; each block's output is passed through the encoder's final LayerNorm and
+        they are concatenated on D (facebookresearch/vjepa2 VisionTransformer.forward: out_layers ->
+        self.norm(x)). hidden_states[0] is the patch embedding, hidden_states[i + 1] block i's output.
+        """
+        out = self.model(pixel_values_videos=pixels, skip_predictor=True, output_hidden_states=bool(layers))
+        if layers:
+            norm = self.model.encoder.layernorm
+            x = torch.cat([norm(out.hidden_states[i + 1]) for i in layers], dim=-1)
+        else:
+            x = out.last_hidden_state
+        t, h, w = self.token_grid
+        if x.shape[1] != t * h * w:
+            raise RuntimeError(f"the model returned {x.shape[1]} tokens, expected {t}x{h}x{w} = {t * h * w}")
+        return x.float().reshape(x.shape[0], t, h, w, x.shape[-1])
+
+    def _embed_grid(self, pixels: torch.Tensor, spec: PoolingSpec) -> torch.Tensor:
+        """(B, 8, 3, S, S) -> (B, g*g, D') float32: fold time, adaptive-average-pool space, row-major tokens."""
+        x = self.tokens(pixels, spec.layers)  # (B, T', h, w, D')
+        x = x.mean(dim=1) if spec.time == "mean" else x[:, -1]  # (B, h, w, D')
+        g = spec.grid_size
+        x = F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2), (g, g))  # (B, D', g, g)
+        return x.flatten(2).transpose(1, 2).contiguous()  # (B, g*g, D'), token k = (row k // g, column k % g)
 
     def _embed(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 8, 3, S, S) -> (B, D) float32: mean over tokens of last_hidden_state."""

@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from vjepa_robot_client.contract import CONTENT_ENCODINGS
+from vjepa_robot_client.contract import CONTENT_ENCODINGS, PoolingSpec
 from vjepa_robot_client.window import WINDOW_FRAMES, advance
 
 GIB = 1024**3
@@ -70,6 +70,7 @@ class Stream:
     started: np.ndarray  # (N,) bool: False until an env's first frame arrived
     last_used: float
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pooling: PoolingSpec | None = None  # None / mean: steps answer (N, D); a grid: (N, g*g, D') (set at creation)
 
     @property
     def nbytes(self) -> int:
@@ -161,7 +162,7 @@ class StreamRegistry:
     def nbytes(self) -> int:
         return sum(s.nbytes for s in self._streams.values())
 
-    def create(self, envs: int, height: int, width: int) -> Stream:
+    def create(self, envs: int, height: int, width: int, pooling: PoolingSpec | None = None) -> Stream:
         need = stream_bytes(envs, height, width)
         if need > self.max_bytes:
             raise StreamInputError(f"stream too large: {envs} envs x {WINDOW_FRAMES} frames x {height}x{width}x3 = "
@@ -181,7 +182,7 @@ class StreamRegistry:
                               f"{need}; retry later or DELETE /streams/<id> of finished ones")
         sid = uuid.uuid4().hex
         windows = torch.zeros((envs, WINDOW_FRAMES, height, width, 3), dtype=torch.uint8, device=self.device)
-        s = Stream(sid, envs, height, width, self.device, windows, np.zeros(envs, bool), self.clock())
+        s = Stream(sid, envs, height, width, self.device, windows, np.zeros(envs, bool), self.clock(), pooling=pooling)
         self._streams[sid] = s
         return s
 
