@@ -105,7 +105,10 @@ def is_loopback(url: str) -> bool:
 
 
 def resolve_compress(compress: str | None, url: str) -> str | None:
-    """"auto" -> zstd for a remote URL, none on loopback (compressing costs more than copying there)."""
+    """"auto" -> zstd for a remote URL, none on loopback (compressing costs more than copying there);
+    "none" (the trainer's VJEPA_ROBOT_COMPRESS spelling) and None both mean uncompressed bodies."""
+    if compress == "none":
+        return None
     if compress == "auto":
         if is_loopback(url):
             return None
@@ -115,7 +118,7 @@ def resolve_compress(compress: str | None, url: str) -> str | None:
             return "gzip"
         return "zstd"
     if compress is not None and compress not in CONTENT_ENCODINGS:
-        raise ValueError(f"compress must be 'auto', 'zstd', 'gzip' or None, got {compress!r}")
+        raise ValueError(f"compress must be 'auto', 'zstd', 'gzip', 'none' or None, got {compress!r}")
     return compress
 
 

@@ -159,7 +159,7 @@ class EncoderClient(SyncTransport):
     def __init__(self, url: str | None = None, token: str | None = None, *, compress: str | None = "auto",
                  **kwargs: Any) -> None:
         super().__init__(url, token, **kwargs)
-        self.compress = resolve_compress(None if compress == "none" else compress, self.url)
+        self.compress = resolve_compress(compress, self.url)
         self.last_encoder_id: str | None = None  # from the X-Encoder-Id header, when the service sends it
 
     def health(self) -> HealthResponse:
@@ -250,7 +250,7 @@ class AsyncEncoderClient(AsyncTransport):
     def __init__(self, url: str | None = None, token: str | None = None, *, compress: str | None = "auto",
                  **kwargs: Any) -> None:
         super().__init__(url, token, **kwargs)
-        self.compress = resolve_compress(None if compress == "none" else compress, self.url)
+        self.compress = resolve_compress(compress, self.url)
         self.last_encoder_id: str | None = None
 
     async def health(self) -> HealthResponse:
