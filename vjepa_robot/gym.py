@@ -215,7 +215,8 @@ class ReacherVectorEnv(VectorEnv):
             self._venv.episodes_started = 0
             self._seeded = True
         obs = self._venv.reset()  # (N, D) float32
-        return obs, {"episode_seed": np.asarray(self._venv._ep_seed, dtype=np.int64)}
+        seeds = np.asarray(self._venv._ep_seed, dtype=np.int64)
+        return obs, {"episode_seed": seeds, "_episode_seed": np.ones(self.num_envs, bool)}
 
     def step(self, actions):
         obs, rewards, dones, infos = self._venv.step(np.asarray(actions, dtype=np.float32))
