@@ -6,11 +6,12 @@ vjepa_robot/reacher-{easy,hard}-v0 (vjepa_robot/gym.py: entry-point strings, so 
 gymnasium.make builds an env); the encoder image has no gymnasium and registers nothing.
 """
 
-from importlib.util import find_spec as _find_spec
-
 from services import __version__
 
-if _find_spec("gymnasium") is not None:  # measured: +0.08-0.14 s import (gymnasium itself), nothing else heavy
+try:  # measured: +0.08-0.14 s of import (gymnasium itself); nothing else heavy loads
     from . import gym as _gym  # noqa: F401  (registers the env ids)
+except ModuleNotFoundError as _exc:  # no gymnasium (the encoder image, the core install): register nothing
+    if _exc.name != "gymnasium":
+        raise
 
 __all__ = ["__version__"]
