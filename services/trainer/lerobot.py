@@ -244,7 +244,11 @@ class VideoWriter:
     """(H, W, 3) uint8 frames -> an mp4 at `fps` (PyAV). Frame k has pts k in time base 1/fps."""
 
     def __init__(self, path: Path, width: int, height: int, fps: int, codec: Codec):
+        import os
+
         import av
+
+        os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole configuration at info level otherwise
 
         self._av = av
         self.container = av.open(str(path), "w")
