@@ -20,7 +20,8 @@ from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 import vjepa_robot  # noqa: E402,F401  (registers the ids)
 from conftest import run_server  # noqa: E402
-from services.trainer.env import EVAL_SEED_BASE, eval_episode_seed, make, state_features, train_episode_seed  # noqa: E402
+from services.trainer.env import (  # noqa: E402
+    EVAL_SEED_BASE, eval_episode_seed, make, state_features, train_episode_seed)
 from vjepa_robot.gym import ENV_IDS, TASKS, ReacherVectorEnv  # noqa: E402
 from vjepa_robot_client.contract import TASKS as CONTRACT_TASKS  # noqa: E402
 
@@ -51,8 +52,8 @@ def test_every_trainer_task_has_an_env_id():
 
 def test_import_is_cheap_and_needs_no_gymnasium():
     """import vjepa_robot loads neither dm_control nor torch; without gymnasium it registers nothing, silently."""
-    code = ("import sys; import vjepa_robot, gymnasium; "
-            "print(json.dumps({'heavy': sorted(m for m in ('dm_control', 'torch', 'lancedb', 'mujoco') if m in sys.modules),"
+    code = ("import sys; import vjepa_robot, gymnasium; heavy = ('dm_control', 'torch', 'lancedb', 'mujoco'); "
+            "print(json.dumps({'heavy': sorted(m for m in heavy if m in sys.modules),"
             "'ids': [k for k in gymnasium.registry if k.startswith('vjepa_robot/')]}))")
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
     got = json.loads(out.stdout)

@@ -92,7 +92,8 @@ class ReacherEnv(gymnasium.Env):
     and `sim_return`.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": int(round(1 / (CONTROL_TIMESTEP * DEFAULTS["action_repeat"])))}
+    metadata = {"render_modes": ["rgb_array"],
+                "render_fps": int(round(1 / (CONTROL_TIMESTEP * DEFAULTS["action_repeat"])))}
 
     def __init__(self, task: str = "easy", features="state", encoder_url: str | None = None,
                  image_size: int = DEFAULTS["image_size"], action_repeat: int = DEFAULTS["action_repeat"],
@@ -224,7 +225,8 @@ class ReacherVectorEnv(VectorEnv):
         out: dict[str, Any] = {}
         if dones.any():
             final_obs = np.empty(n, dtype=object)
-            final_info = {"success": np.zeros(n, bool), "sim_return": np.zeros(n), "episode_seed": np.zeros(n, np.int64)}
+            final_info = {"success": np.zeros(n, bool), "sim_return": np.zeros(n),
+                          "episode_seed": np.zeros(n, np.int64)}
             ended = self._venv.completed[-int(dones.sum()):]  # appended in env order by ReacherVecEnv.step
             for k, i in enumerate(np.flatnonzero(dones)):
                 final_obs[i] = infos[i]["terminal_observation"]

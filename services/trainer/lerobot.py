@@ -495,7 +495,8 @@ def _episode_rows(name: str, episode: int, seed: int, rows: list[dict], frames: 
         "action": _fixed(np.asarray([r["action"] for r in rows], np.float32)), "reward": pa.array(reward),
         "position": _fixed(state[:, 0:2] if ours else zeros), "to_target": _fixed(state[:, 2:4] if ours else zeros),
         "velocity": _fixed(state[:, 4:6] if ours else zeros),
-        "finger_xy": _fixed(env_state[:, 0:2] if ours else zeros), "target_xy": _fixed(env_state[:, 2:4] if ours else zeros),
+        "finger_xy": _fixed(env_state[:, 0:2] if ours else zeros),
+        "target_xy": _fixed(env_state[:, 2:4] if ours else zeros),
     }
     return pa.table(cols, schema=STEPS_SCHEMA)
 
