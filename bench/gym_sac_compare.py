@@ -35,16 +35,16 @@ class Run:
         return False
 
 
-def own_sac(steps: int, seed: int, eval_episodes: int) -> dict:
+def own_sac(steps: int, seed: int, eval_episodes: int, normalize: bool = True) -> dict:
     from services.trainer.features import make_feature_source
-    from services.trainer.sac import train_sac
+    from services.trainer.sac import Nets, train_sac
     from vjepa_robot_client.contract import TrainSACRequest
 
     cfg = TrainSACRequest(features="state", total_steps=steps, seed=seed, eval_every=10 * steps,
                           checkpoint_every=10 * steps, checkpoint_replay=False, final_eval_episodes=eval_episodes)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
-        out = train_sac(cfg, Run(Path(d)), make_feature_source("state"))
+        out = train_sac(cfg, Run(Path(d)), make_feature_source("state"), nets=Nets(normalize_obs=normalize))
     fe = out["final_eval"]
     return {"env_steps": out["env_steps"], "updates": out["updates"], "mean_return": fe["mean_return"],
             "std_return": fe["std_return"], "success_rate": fe["success_rate"], "returns": fe["returns"],
@@ -64,16 +64,19 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--only", choices=["sb3", "own"], default=None)
+    p.add_argument("--no-normalize", action="store_true", help="our SAC without its input scaling (as SB3's)")
     a = p.parse_args()
     result = {"steps": a.steps, "seed": a.seed, "eval_episodes": a.eval_episodes}
     if a.only != "own":
         result["sb3_gym"] = sb3_sac(a.steps, a.seed, a.eval_episodes)
         print("sb3", result["sb3_gym"], flush=True)
     if a.only != "sb3":
-        result["own"] = own_sac(a.steps, a.seed, a.eval_episodes)
+        result["own"] = own_sac(a.steps, a.seed, a.eval_episodes, normalize=not a.no_normalize)
+        result["own"]["normalize_obs"] = not a.no_normalize
         print("own", result["own"], flush=True)
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"gym_sac_compare_{a.steps // 1000}k_s{a.seed}{'_' + a.only if a.only else ''}.json"
+    tag = ("_" + a.only if a.only else "") + ("_nonorm" if a.no_normalize else "")
+    path = RESULTS / f"gym_sac_compare_{a.steps // 1000}k_s{a.seed}{tag}.json"
     path.write_text(json.dumps(result, indent=2))
     print(path)
 

@@ -44,10 +44,16 @@ import torch  # noqa: E402
 import lerobot.datasets.lerobot_dataset as lrd  # noqa: E402
 
 
+_DECODED: dict[str, list] = {}  # one file decoded once (lerobot's own decoders seek instead)
+
+
 def decode_pyav(video_path, timestamps, tolerance_s, backend=None):
-    with av.open(str(video_path)) as c:
-        s = c.streams.video[0]
-        frames = [(float(f.pts * s.time_base), f.to_ndarray(format="rgb24")) for f in c.decode(s)]
+    if str(video_path) not in _DECODED:
+        with av.open(str(video_path)) as c:
+            s = c.streams.video[0]
+            _DECODED[str(video_path)] = [(float(f.pts * s.time_base), f.to_ndarray(format="rgb24"))
+                                         for f in c.decode(s)]
+    frames = _DECODED[str(video_path)]
     times = np.array([t for t, _ in frames])
     out = []
     for ts in timestamps:
