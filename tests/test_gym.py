@@ -155,10 +155,10 @@ def test_vector_env_is_one_stream_step_per_vector_step_and_matches_single_envs(e
 
 @pytest.mark.slow
 def test_sb3_sac_example_trains_at_a_tiny_budget():
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "sb3_sac.py"), "--steps", "480",
-                          "--learning-starts", "240", "--episode-steps", "80", "--eval-episodes", "2"],
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "sb3_sac.py"), "--steps", "320",
+                          "--learning-starts", "160", "--episode-steps", "80", "--eval-episodes", "2"],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["env_steps"] == 480 and len(result["returns"]) == 2
+    assert result["env_steps"] == 320 and len(result["returns"]) == 2
     assert 0.0 <= result["mean_return"] <= 80.0 and 0.0 <= result["success_rate"] <= 1.0
