@@ -176,6 +176,62 @@ def datasets_encode(
     typer.echo(f"dataset {name}: {status.done}/{status.total} windows embedded by encoder {status.encoder_id}")
 
 
+# -- LeRobot format (services/trainer/lerobot.py; docs/lerobot.md) ------------------------------------------------
+
+
+def _need_av() -> None:
+    try:
+        import av  # noqa: F401
+    except ModuleNotFoundError:
+        _fail('LeRobot datasets store frames as video through PyAV: pip install "vjepa-robot[lerobot]"')
+
+
+@datasets_app.command("export")
+def datasets_export(
+    name: str = typer.Argument(..., help="Dataset in the store."),
+    out_dir: Path = typer.Argument(..., help="Directory to write (created; must be empty unless --overwrite)."),
+    format: str = typer.Option("lerobot", "--format", help="Output format: lerobot (LeRobotDataset v3.0)."),
+    codec: str = typer.Option("h264-lossless", help="Video codec: h264-lossless (bit-identical frames) | av1 "
+                              "(LeRobot's default: smaller, lossy)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output directory."),
+    store: Optional[str] = StoreOpt,
+) -> None:
+    """Write a dataset as a LeRobotDataset v3.0 directory (parquet + mp4 + meta), loadable by lerobot."""
+    if format != "lerobot":
+        _fail(f"unknown format {format!r}: choose lerobot")
+    _need_av()
+    from services.common.store import DatasetNotFound, Store
+    from services.trainer.lerobot import export_lerobot
+
+    try:
+        info = export_lerobot(Store(store), name, out_dir, codec=codec, overwrite=overwrite)
+    except (DatasetNotFound, ValueError, FileExistsError) as exc:
+        _fail(str(exc))
+    typer.echo(f"dataset {name} -> {out_dir}: LeRobot {info['codebase_version']}, {info['total_episodes']} episodes, "
+               f"{info['total_frames']} frames at {info['fps']} fps, {info['bytes'] / 1e6:.1f} MB ({codec})")
+
+
+@datasets_app.command("import")
+def datasets_import(
+    src: Path = typer.Argument(..., help="A local LeRobotDataset v3.0 directory (one camera, a 2-d action)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Store dataset name (default: the exported dataset's "
+                                       "own name, else the directory's)."),
+    camera: Optional[str] = typer.Option(None, "--camera", help="Which camera, where the dataset has several."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a store dataset of this name."),
+    store: Optional[str] = StoreOpt,
+) -> None:
+    """Read a LeRobot v3.0 dataset into the store (frames, actions, rewards), ready to embed, probe and clone."""
+    _need_av()
+    from services.common.store import Store
+    from services.trainer.lerobot import import_lerobot
+
+    try:
+        meta = import_lerobot(Store(store), src, name=name, camera=camera, overwrite=overwrite)
+    except (ValueError, FileExistsError) as exc:
+        _fail(str(exc))
+    typer.echo(f"{src} -> dataset {meta['name']}: {meta['episodes_done']} episodes, status {meta['status']}")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # serve
 # ----------------------------------------------------------------------------------------------------------------
