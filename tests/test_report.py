@@ -1,12 +1,24 @@
-"""The report (services/trainer/report.py) from correctly shaped run records (layout and honesty: no training)."""
+"""The report (services/trainer/report/) from correctly shaped run records (layout and honesty: no training)."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from services.trainer.report import (PLUMBING, condition_name, condition_rows, load_notes, pct, read_runs, save_notes,
-                                     summary_lines, t_interval, title, wilson_ci95, write_report)
+from services.trainer.report import (
+    PLUMBING,
+    condition_name,
+    condition_rows,
+    load_notes,
+    pct,
+    read_runs,
+    save_notes,
+    summary_lines,
+    t_interval,
+    title,
+    wilson_ci95,
+    write_report,
+)
 
 TINY = {"features": "vjepa2", "dim": 96, "encoder_id": "abc123", "model": "preset:tiny", "image_size": 128}
 VITL = {"features": "vjepa2", "dim": 1024, "encoder_id": "def456", "model": "facebook/vjepa2-vitl-fpc64-256",
@@ -66,13 +78,17 @@ def test_numbers_for_people():
 
 
 def test_condition_names_say_which_encoder():
-    tiny = {"kind": "bc", "config": {"features": "vjepa2", "dataset": "d"}, "metrics": {"features_lineage": TINY}}
+    tiny = {"run_id": "bc-t", "status": "succeeded", "kind": "bc", "config": {"features": "vjepa2", "dataset": "d"},
+            "metrics": {"features_lineage": TINY}}
     name = condition_name(tiny)
     assert "tiny" in name and "random-init" in name and "96-d" in name and "128 px" in name and PLUMBING in name
-    vitl = {"kind": "bc", "config": {"features": "vjepa2", "dataset": "d"}, "metrics": {"features_lineage": VITL}}
+    vitl = {"run_id": "bc-v", "status": "succeeded", "kind": "bc", "config": {"features": "vjepa2", "dataset": "d"},
+            "metrics": {"features_lineage": VITL}}
     assert "pretrained" in condition_name(vitl) and PLUMBING not in condition_name(vitl)
-    assert condition_name({"kind": "sac", "config": {"features": "state"}}).startswith("SAC on state")
-    assert "P-controller" in condition_name({"kind": "baseline", "config": {"policy": "p-controller"}})
+    assert condition_name({"run_id": "sac-1", "status": "queued", "kind": "sac",
+                           "config": {"features": "state"}}).startswith("SAC on state")
+    assert "P-controller" in condition_name({"run_id": "baseline-1", "status": "succeeded", "kind": "baseline",
+                                             "config": {"policy": "p-controller"}})
     assert "plumbing" in title([tiny]) and title([tiny, vitl]).startswith("V-JEPA 2")
 
 

@@ -605,7 +605,23 @@ class EpisodeResult(_Open):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
-class EvalResult(_Open):
+class DictReadable:
+    """Read access as the dict this model replaced (record["status"], .get("error")), for callers that have not
+    moved to attributes yet; writing goes through attributes only."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in type(self).model_fields and key not in (self.model_extra or {}):  # type: ignore[attr-defined]
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
+class EvalResult(DictReadable, _Open):
     run_id: str
     eval_id: int | None = None
     status: RunStatus
@@ -618,6 +634,15 @@ class EvalResult(_Open):
     episodes_done: int | None = Field(None, description="Progress of a running evaluation.")
     episodes_total: int | None = None
     error: str | None = None
+    request: dict[str, Any] | None = Field(None, description="The resolved EvalRequest this evaluation ran.")
+    image_size: int | None = Field(None, description="Frame size rendered for the policy (None: no frames).")
+    gif: list[str] | None = Field(None, description="Rollout GIFs the trainer wrote (paths on its disk).")
+    created_at: str | None = None
+
+    @field_validator("gif", mode="before")
+    @classmethod
+    def _gif_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
 
 
 class _Fields(_Open):
@@ -669,17 +694,33 @@ class BaselineConfig(_Fields):
 
 
 class RunLineage(_Fields):
-    """What a policy saw in training, so evaluation can match it."""
+    """What a policy saw in training, so evaluation can match it: one typed record, written where each fact is
+    known (features and encoder where the feature source is opened, frames and dataset where the request is
+    validated). Records written by older trainers are migrated into it by services.trainer.runs.migrate."""
 
     _defaults_count: ClassVar[bool] = True
 
     features: FeatureSource
     dim: int | None = None
     encoder_id: str | None = Field(None, description="vjepa2 only: the encoder evaluation must match.")
+    encoder_model: str | None = Field(None, description="vjepa2 only: the encoder's /info model (e.g. 'preset:tiny' "
+                                      "or a hub id).")
+    encoder_image_size: int | None = Field(None, description="vjepa2 only: the encoder's input size (px).")
+    encoder_dtype: str | None = None
+    random_init: bool | None = Field(None, description="vjepa2 only: the encoder's weights are random (a stand-in, "
+                                     "not a V-JEPA 2 result), as its /info said; None = not recorded.")
+    pooling: Pooling = Field(Pooling.mean, description="How the encoder reduced each window (vjepa2).")
+    grid_size: int | None = Field(None, description="g of a grid answer (g*g tokens per window); None for mean.")
+    readout: Readout = Field(Readout.mean, description="How the policy read its features.")
     dataset: str | None = None
     image_size: int | None = Field(None, description="Frame size (px) of the frames the policy learned from; "
                                    "None when its features use no frames.")
     action_repeat: int = Field(1, description="Simulator steps per action (SAC); evaluation acts at the same rate.")
+
+    @property
+    def is_stand_in(self) -> bool:
+        """vjepa2 features from a random-init encoder: a plumbing check, not a V-JEPA 2 result."""
+        return self.features == FeatureSource.vjepa2 and bool(self.random_init)
 
 
 class BCMetrics(_Fields):
@@ -692,7 +733,16 @@ class BCMetrics(_Fields):
     train_loss_curve: list[float | None] = Field(default_factory=list)
     val_loss_curve: list[float | None] = Field(default_factory=list)
     checkpoint: str | None = None
-    features_lineage: dict[str, Any] | None = None
+    select: str | None = None
+    best_epoch: int | None = None
+    best_val_loss: float | None = None
+    selected_epoch: int | None = Field(None, description="1-based epoch whose weights the run kept.")
+    n_train: int | None = None
+    n_val: int | None = None
+    train_s: float | None = None
+    features_lineage: dict[str, Any] | None = Field(None, description="The feature source's lineage as BC wrote it "
+                                                    "(read RunRecord.lineage instead: the one typed lineage).")
+
 
 
 class SACFinalEval(_Fields):
@@ -703,6 +753,16 @@ class SACFinalEval(_Fields):
     returns: list[float] = Field(default_factory=list)
 
 
+class SACCurvePoint(_Open):
+    """One learning-curve point: a deterministic evaluation during training."""
+
+    env_steps: int
+    mean_return: float | None = None
+    std_return: float | None = None
+    success_rate: float | None = None
+    eval_episodes: int | None = None
+
+
 class SACMetrics(_Fields):
     """What SAC writes: progress (env_steps of total_steps), the learning curve, then the final evaluation."""
 
@@ -711,7 +771,7 @@ class SACMetrics(_Fields):
     agent_steps: int | None = None
     updates: int | None = None
     action_repeat: int | None = None
-    curve: list[dict[str, Any]] = Field(default_factory=list)
+    curve: list[SACCurvePoint] = Field(default_factory=list)
     final_eval: SACFinalEval | None = None
     features_lineage: dict[str, Any] | None = None
 
@@ -739,9 +799,13 @@ def typed_fields(kind: str, config: Any, metrics: Any) -> tuple[_Fields, _Fields
     return out[0], out[1]
 
 
-class RunRecord(_Open):
+class RunRecord(DictReadable, _Open):
+    """A run as the trainer stores and serves it; config and metrics are the models of its kind (RUN_TYPES)."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=(), validate_assignment=True)
+
     run_id: str
-    kind: Literal["bc", "sac", "baseline"]
+    kind: str = Field(description="A run kind the trainer registers (GET /info run_kinds): bc, sac, baseline.")
     status: RunStatus
     config: BCConfig | SACConfig | BaselineConfig | _Fields = Field(default_factory=_Fields)
     metrics: BCMetrics | SACMetrics | BaselineMetrics | _Fields = Field(default_factory=_Fields)
@@ -759,6 +823,11 @@ class RunRecord(_Open):
             data = dict(data)
             data["config"], data["metrics"] = typed_fields(data["kind"], data.get("config"), data.get("metrics"))
         return data
+
+    @property
+    def is_stand_in(self) -> bool:
+        """Trained on a random-init V-JEPA 2 encoder (lineage.random_init): a plumbing check."""
+        return self.lineage is not None and self.lineage.is_stand_in
 
 
 class RunList(_Open):
@@ -797,7 +866,7 @@ class StudyRun(_Open):
 
 class StudyRecord(_Open):
     study_id: str
-    kind: Literal["bc", "sac"]
+    kind: str
     status: RunStatus
     seeds: list[int]
     run_ids: list[str]

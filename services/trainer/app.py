@@ -9,7 +9,8 @@
     GET  /datasets/{name}               DatasetInfo: status running | ready | failed, success_rate, mean_return
     POST /train/bc                      TrainBCRequest -> 202 RunCreated {"run_id"}; with seeds/n_seeds one run per
                                         seed under a study: {"run_id" (the first), "study_id", "run_ids"}
-    POST /train/sac                     TrainSACRequest -> 202 RunCreated (seeds as for BC)
+    POST /train/sac                     TrainSACRequest -> 202 RunCreated (seeds as for BC); one such route per
+                                        run kind that trains (services/trainer/run_kinds.py)
     GET  /studies                       {"studies": [StudyRecord]}
     GET  /studies/{study_id}            StudyRecord: runs, per-run status and final metric, mean and 95% t-interval
                                         across seeds (final metric; success rate of evaluated runs)
@@ -31,6 +32,7 @@ Errors are JSON {"detail": "..."} naming the problem.
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -61,14 +63,13 @@ from vjepa_robot_client.contract import (
     StudyList,
     StudyRecord,
     Task,
-    TrainBCRequest,
     TrainerInfo,
-    TrainSACRequest,
     validate_name,
 )
 
 from . import jobs
-from .runs import RunStore, default_runs_dir
+from .run_kinds import RUN_KINDS, trained_kinds
+from .runs import RunStore, StoredStudy, default_runs_dir
 from .studies import aggregate
 
 log = logging.getLogger("vjepa_robot.trainer")
@@ -162,14 +163,11 @@ class TrainerMetrics:
         self.eval_sps = Gauge("vjepa_trainer_eval_steps_per_second", "Simulator steps/s of the latest evaluation",
                               registry=self.registry)
 
-        class _Jobs:  # counted from the run records at scrape time, so they survive restarts
+        class _Jobs:  # counted from the run records at scrape time (so they survive restarts), parsing only the
+            # run.json files that changed since the last scrape (RunStore.counts)
             def collect(self_inner):
                 g = GaugeMetricFamily("vjepa_trainer_runs", "Runs by kind and status", labels=["kind", "status"])
-                counts: dict[tuple[str, str], int] = {}
-                for r in runs.list():
-                    key = (r.get("kind", "?"), r.get("status", "?"))
-                    counts[key] = counts.get(key, 0) + 1
-                for (kind, status), n in sorted(counts.items()):
+                for (kind, status), n in sorted(runs.counts().items()):
                     g.add_metric([kind, status], n)
                 yield g
 
@@ -191,11 +189,12 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     settings = settings or TrainerSettings()
     token = load_token(settings.token, settings.token_file)
     store = Store(settings.store)
-    runs = RunStore(settings.runs or default_runs_dir(store.uri))
+    runs = RunStore(settings.runs or default_runs_dir(store.uri), frame_size=_frame_size(store))
     metrics = TrainerMetrics(runs)
     ctx = jobs.TrainerContext(store=store, runs=runs, encoder_url=settings.encoder_url, token=token,
                               on_eval=metrics.on_eval, compress=settings.compress.value)
     runner = jobs.JobRunner(settings.job_workers)
+    dataset_claims = threading.Lock()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -240,7 +239,7 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
                         for m in sorted(getattr(r, "methods", ()) or ()) if m != "HEAD")
         return TrainerInfo(version=VERSION, store=store.uri, runs_dir=str(runs.root), encoder_url=settings.encoder_url,
                            auth=token is not None, job_workers=settings.job_workers,
-                           run_kinds=["bc", "sac", "baseline"], feature_sources=[f.value for f in FeatureSource],
+                           run_kinds=list(RUN_KINDS), feature_sources=[f.value for f in FeatureSource],
                            experts=[e.value for e in ExpertName], tasks=[t.value for t in Task], routes=routes)
 
     @app.get("/metrics", dependencies=auth, response_class=Response)
@@ -257,22 +256,25 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 
         spec = DatasetSpec(name=req.name, expert=req.expert.value, task=req.task.value, episodes=req.episodes,
                            steps=req.steps, seed=req.seed, image_size=req.image_size)
-        if f"dataset:{req.name}" in runner.active():
-            raise HTTPException(409, detail=f"dataset {req.name!r} is being generated right now")
-        # `running` (owned by this process) before answering, so a GET right after the 202 finds the dataset
-        try:
-            claim_dataset(spec, store, overwrite=req.overwrite)
-        except DatasetExists as exc:
-            raise HTTPException(409, detail=f"{exc} (send \"overwrite\": true to replace it)") from None
+        key, stop = f"dataset:{req.name}", threading.Event()  # shutdown sets `stop`: generation ends `failed`
+        with dataset_claims:  # check, claim and submit as one step: two POSTs never both generate one name
+            if key in runner.active():
+                raise HTTPException(409, detail=f"dataset {req.name!r} is being generated right now")
+            # `running` (owned by this process) before answering, so a GET right after the 202 finds the dataset
+            try:
+                claim_dataset(spec, store, overwrite=req.overwrite)
+            except DatasetExists as exc:
+                raise HTTPException(409, detail=f"{exc} (send \"overwrite\": true to replace it)") from None
 
-        def work():
-            create_dataset(spec, store, workers=req.workers, resume=True, progress=False)  # fills in the claim
+            def work():  # fills in the claim; records `failed` itself on any error or stop
+                create_dataset(spec, store, workers=req.workers, resume=True, progress=False, stop=stop)
 
-        def on_error(exc):
-            meta = {**spec.__dict__, "error": f"{type(exc).__name__}: {exc}"}
-            store.put_dataset_meta(req.name, "failed", meta)
+            def on_error(exc):
+                meta = store.get_dataset_meta(req.name)
+                if meta["status"] == "running":  # failed before create_dataset could record it
+                    store.put_dataset_meta(req.name, "failed", {**meta, "error": f"{type(exc).__name__}: {exc}"})
 
-        runner.submit(f"dataset:{req.name}", work, on_error)
+            runner.submit(key, work, on_error, stop=stop)
         return DatasetInfo(**store.get_dataset_meta(req.name))
 
     @app.get("/datasets", response_model=DatasetList, dependencies=auth)
@@ -299,30 +301,26 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 
     # -- training ------------------------------------------------------------------------------------------------
 
-    @app.post("/train/bc", status_code=202, response_model=RunCreated, dependencies=auth)
-    def train_bc(req: TrainBCRequest):
-        return jobs.train(ctx, runner, req)
-
-    @app.post("/train/sac", status_code=202, response_model=RunCreated, dependencies=auth)
-    def train_sac(req: TrainSACRequest):
-        return jobs.train(ctx, runner, req)
+    for kind in trained_kinds():  # POST /train/<kind> for every registered kind that trains (run_kinds.py)
+        app.post(f"/train/{kind.name}", status_code=202, response_model=RunCreated, dependencies=auth,
+                 name=f"train_{kind.name}", summary=f"Train {kind.label}")(_train_route(ctx, runner, kind.request))
 
     @app.get("/runs", response_model=RunList, dependencies=auth)
     def list_runs():
-        return RunList(runs=[RunRecord(**r) for r in runs.list()])
+        return RunList(runs=runs.list())
 
     @app.get("/runs/{run_id}", response_model=RunRecord, dependencies=auth)
     def get_run(run_id: str):
-        return RunRecord(**jobs.get_record(ctx, run_id))
+        return jobs.get_record(ctx, run_id)
 
     @app.post("/runs/{run_id}/resume", status_code=202, response_model=RunRecord, dependencies=auth)
     def resume_run(run_id: str):
-        return RunRecord(**jobs.resume(ctx, runner, run_id))
+        return jobs.resume(ctx, runner, run_id)
 
     # -- studies -------------------------------------------------------------------------------------------------
 
-    def study_record(study: dict) -> StudyRecord:
-        return aggregate(study, [runs.get(r) for r in study["run_ids"]])
+    def study_record(study: StoredStudy) -> StudyRecord:
+        return aggregate(study, [runs.get(r) for r in study.run_ids])
 
     @app.get("/studies", response_model=StudyList, dependencies=auth)
     def list_studies():
@@ -353,11 +351,33 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     @app.get("/eval/{run_id}", response_model=EvalResult, dependencies=auth)
     def get_eval(run_id: str):
         record = jobs.get_record(ctx, run_id)
-        if not record["evaluations"]:
+        if not record.evaluations:
             raise HTTPException(404, detail=f"run {run_id} has no evaluation yet: POST /eval/{run_id} first")
-        return EvalResult(**record["evaluations"][-1])
+        return record.evaluations[-1]
 
     return app
+
+
+def _train_route(ctx, runner, request_model):
+    """The route body of POST /train/<kind>: its request model is the kind's (so OpenAPI documents it)."""
+
+    def train(req):
+        return jobs.train(ctx, runner, req)
+
+    train.__annotations__ = {"req": request_model}
+    return train
+
+
+def _frame_size(store: Store):
+    """A dataset's frame size, for migrating run records written before lineage.image_size (runs.migrate)."""
+
+    def frame_size(name: str) -> int | None:
+        try:
+            return store.get_dataset_meta(name).get("image_size")
+        except (DatasetNotFound, ValueError):
+            return None
+
+    return frame_size
 
 
 def _valid_name(name: str) -> None:

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 import numpy as np
@@ -32,6 +35,30 @@ from .experts import make_expert
 
 class DatasetExists(Exception):
     pass
+
+
+class GenerationStopped(Exception):
+    """Raised inside create_dataset when its `stop` event is set (the trainer is shutting down)."""
+
+
+# Who owns a `running` dataset. A pid alone cannot say: in a container the trainer is always PID 1, so a trainer
+# restarted there has its dead predecessor's pid. The owner token is unique per process start (pid, the
+# process's start time as the kernel reports it, and a random part); a claim whose token is not this process's
+# and whose pid is now another process (another start time), or gone, is stale. A claim from another host (or a
+# host whose processes this one cannot see) is stale once its lease expires: the generating process renews
+# `heartbeat_at` at least every HEARTBEAT_S seconds.
+def _start_time(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return round(psutil.Process(pid).create_time(), 2)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+
+
+OWNER_TOKEN = f"{os.getpid()}-{_start_time(os.getpid())}-{uuid.uuid4().hex[:12]}"
+HEARTBEAT_S = 30.0
+LEASE_S = 10 * HEARTBEAT_S  # a claim not renewed for this long is stale wherever its owner ran
 
 
 @dataclass(frozen=True)
@@ -143,13 +170,16 @@ def create_dataset(
     record_every: int | None = None,
     commit: Callable[[], None] = lambda: None,
     extra_meta: dict | None = None,
+    stop: threading.Event | None = None,
 ) -> dict:
     """Generate `spec` into the store and return its metadata. Refuses an existing name unless overwrite/resume.
 
     `generate(spec, episodes)` yields batches of EpisodeRecords in episode order (default: `workers` local
     processes, one episode per batch; the Modal app passes its shard map). Progress is recorded in the dataset's
-    metadata every `record_every` episodes (default a tenth of the dataset) and `commit()` runs after each
-    record (the Modal app commits its Volume there).
+    metadata every `record_every` episodes (default a tenth of the dataset), and at least every HEARTBEAT_S
+    seconds (the claim's lease), and `commit()` runs after each record (the Modal app commits its Volume there).
+    `stop` (a threading.Event) is checked between batches: once set, generation ends `failed` with an error
+    saying it was stopped, never `ready` with missing episodes; `resume=True` completes it later.
     """
     store = store if isinstance(store, Store) else Store(store)
     existing = _make_room(store, spec, overwrite=overwrite, resume=resume)
@@ -157,9 +187,13 @@ def create_dataset(
     todo = [e for e in range(spec.episodes) if e not in done]
     meta = {**_running_meta(spec, existing), "episodes_done": len(done), **(extra_meta or {})}
 
+    last_record = [time.monotonic()]
+
     def record(status: str) -> None:
+        meta["heartbeat_at"] = now_iso()
         store.put_dataset_meta(spec.name, status, meta)
         commit()
+        last_record[0] = time.monotonic()
 
     record("running")
     generate = generate or (lambda s, eps: ([rec] for rec in _generate(s, eps, workers)))
@@ -173,6 +207,10 @@ def create_dataset(
     since_record = 0
     try:
         for batch in generate(spec, todo):
+            if stop is not None and stop.is_set():
+                raise GenerationStopped(f"generation stopped (the trainer is shutting down) after "
+                                        f"{meta['episodes_done']} of {spec.episodes} episodes; re-create it with "
+                                        "resume (CLI --resume) to complete it")
             for rec in batch:
                 store.append_episode(spec.name, rec.table)  # one episode, one append: never a partial episode
                 meta["episodes_done"] += 1
@@ -181,9 +219,12 @@ def create_dataset(
                     bar.update(1)
                 if on_episode:
                     on_episode(meta["episodes_done"], spec.episodes)
-            if since_record >= record_every:
+            if since_record >= record_every or time.monotonic() - last_record[0] >= HEARTBEAT_S:
                 record("running")
                 since_record = 0
+        if stop is not None and stop.is_set() and meta["episodes_done"] < spec.episodes:
+            raise GenerationStopped(f"generation stopped (the trainer is shutting down) after "
+                                    f"{meta['episodes_done']} of {spec.episodes} episodes")
     except BaseException as exc:
         meta["error"] = f"{type(exc).__name__}: {exc}"
         record("failed")
@@ -240,8 +281,8 @@ def _make_room(store: Store, spec: DatasetSpec, *, overwrite: bool, resume: bool
 
 def _running_meta(spec: DatasetSpec, existing: dict | None) -> dict:
     return {**asdict(spec), "created_at": (existing or {}).get("created_at") or now_iso(), "version": __version__,
-            "owner_pid": os.getpid(), "owner_host": os.uname().nodename, "episodes_done": 0, "success_rate": None,
-            "mean_return": None}
+            "owner_pid": os.getpid(), "owner_host": os.uname().nodename, "owner_token": OWNER_TOKEN,
+            "heartbeat_at": now_iso(), "episodes_done": 0, "success_rate": None, "mean_return": None}
 
 
 def _generate(spec: DatasetSpec, episodes: list[int], workers: int):
@@ -251,9 +292,11 @@ def _generate(spec: DatasetSpec, episodes: list[int], workers: int):
             yield generate_episode(spec, e)
         return
     # spawn, not fork: a forked EGL context is not safe to use
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                             initializer=_one_render_thread) as ex:
+    ex = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_one_render_thread)
+    try:
         yield from ex.map(generate_episode, [spec] * len(episodes), episodes, chunksize=1)
+    finally:  # stopped or failed early: drop the queued episodes, wait only for those in flight
+        ex.shutdown(wait=True, cancel_futures=True)
 
 
 def _one_render_thread() -> None:
@@ -279,15 +322,36 @@ def summarise(store: Store, name: str) -> dict:
     }
 
 
-def dataset_info(store: Store, name: str) -> dict:
-    """Metadata with a stale `running` (its generating process is gone) reported as `failed`."""
-    meta = store.get_dataset_meta(name)
-    if meta["status"] == "running" and meta.get("owner_host") == os.uname().nodename:
-        import psutil
+def stale_reason(meta: dict, now: datetime | None = None) -> str | None:
+    """Why a `running` claim is stale (its generating process is gone), or None while it may be alive.
 
-        pid = meta.get("owner_pid")
-        if pid and not psutil.pid_exists(int(pid)):
+    On the claiming host the process table decides (pid and start time); elsewhere only the lease can."""
+    token, pid = meta.get("owner_token"), meta.get("owner_pid")
+    if token == OWNER_TOKEN:
+        return None  # this process's own claim
+    if meta.get("owner_host") == os.uname().nodename and pid:
+        pid = int(pid)
+        started = _start_time(pid)
+        if started is None:
+            return f"process {pid} is gone"
+        if token is not None and token.split("-")[:2] != [str(pid), str(started)]:
+            return f"process {pid} is not the one that claimed it (the pid was reused, e.g. by a restarted container)"
+        return None  # that very process is alive (or a claim from before owner tokens, whose pid is alive)
+    beat = meta.get("heartbeat_at") or meta.get("updated_at")
+    if beat:
+        age = ((now or datetime.now(timezone.utc)) - datetime.fromisoformat(beat)).total_seconds()
+        if age > LEASE_S:
+            return f"its generator on {meta.get('owner_host')} renewed no lease for {age:.0f} s (lease {LEASE_S:.0f} s)"
+    return None
+
+
+def dataset_info(store: Store, name: str) -> dict:
+    """Metadata with a stale `running` (its generating process is gone: stale_reason) reported as `failed`."""
+    meta = store.get_dataset_meta(name)
+    if meta["status"] == "running":
+        why = stale_reason(meta)
+        if why:
             meta["status"] = "failed"
-            meta["error"] = (f"generation interrupted (process {pid} is gone) after {meta.get('episodes_done')} "
-                             f"episodes; re-run with --resume to complete it")
+            meta["error"] = (f"generation interrupted ({why}) after {meta.get('episodes_done')} episodes; "
+                             "re-run with --resume to complete it")
     return meta

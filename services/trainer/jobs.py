@@ -3,7 +3,8 @@
     train(ctx, runner, TrainBCRequest | TrainSACRequest) -> RunCreated      validate, create run(s), start
     evaluate_run(ctx, runner, run_id, EvalRequest) -> EvalResult           validate against the run, start
     evaluate_baseline(ctx, runner, BaselineEvalRequest) -> EvalResult
-    evaluate_study(ctx, runner, study_id, EvalRequest) -> dict             every run of a study, same eval seeds
+    evaluate_study(ctx, runner, study_id, EvalRequest) -> StoredStudy      every run of a study, same eval seeds
+    resume(ctx, runner, run_id) -> RunRecord                               atomically queued again (409 else)
 
 `runner` is a JobRunner (the service: background threads, answer at once) or an InlineRunner (the CLI: the job
 runs before the call returns). Bad input raises Refused(status_code, detail) before anything is recorded.
@@ -17,10 +18,11 @@ import logging
 import secrets
 import threading
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from services.common.store import DatasetNotFound, Store
 from vjepa_robot_client.contract import (
@@ -31,6 +33,8 @@ from vjepa_robot_client.contract import (
     FeatureSource,
     RunCreated,
     RunLineage,
+    RunRecord,
+    RunStatus,
     TrainBCRequest,
     TrainSACRequest,
     check_action_repeat,
@@ -38,7 +42,8 @@ from vjepa_robot_client.contract import (
     validate_run_id,
 )
 
-from .runs import ACTIVE, RunHandle, RunNotFound, RunStore, StudyNotFound
+from .run_kinds import BASELINE, kind_of_request, run_kind
+from .runs import ACTIVE, RunHandle, RunNotFound, RunStore, StoredStudy, StudyNotFound, lineage_from_features
 
 log = logging.getLogger("vjepa_robot.trainer")
 
@@ -53,6 +58,14 @@ class Refused(Exception):
     def __init__(self, status_code: int, detail: str):
         super().__init__(detail)
         self.status_code, self.detail = status_code, detail
+
+
+class JobBusy(Refused):
+    """A job with this key (run:<id>, dataset:<name>, ...) is still active."""
+
+    def __init__(self, key: str):
+        super().__init__(409, f"job {key} is still active: wait for it to end")
+        self.key = key
 
 
 @dataclass
@@ -71,14 +84,19 @@ class TrainerContext:
 
 
 class JobRunner:
-    """A small thread pool; every submitted job is wrapped so that its run can never stay `running`."""
+    """A small thread pool; every submitted job is wrapped so that its run can never stay `running`.
+
+    A key (run:<id>, eval:<id>:<n>, study:<id>, studyeval:<id>, dataset:<name>) has at most one active job:
+    `submit` refuses a second one atomically (JobBusy). A job may hand over a stop event (`stop=`): shutdown
+    sets it, as it sets the stop events of the runs behind run/eval/study keys."""
 
     def __init__(self, workers: int = 2):
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
-        self._active: set[str] = set()
+        self._active: dict[str, threading.Event | None] = {}  # key -> its stop event (None: a run's own)
         self._lock = threading.Lock()
 
-    def submit(self, key: str, fn: Callable[[], Any], on_error: Callable[[BaseException], None]) -> None:
+    def submit(self, key: str, fn: Callable[[], Any], on_error: Callable[[BaseException], None],
+               stop: threading.Event | None = None) -> None:
         def wrapped():
             try:
                 fn()
@@ -90,23 +108,34 @@ class JobRunner:
                     log.exception("could not record the failure of job %s", key)
             finally:
                 with self._lock:
-                    self._active.discard(key)
+                    self._active.pop(key, None)
 
         with self._lock:
-            self._active.add(key)
-        self.pool.submit(wrapped)
+            if key in self._active:
+                raise JobBusy(key)
+            self._active[key] = stop
+            try:
+                self.pool.submit(wrapped)
+            except RuntimeError:  # the pool is shut down: the trainer is stopping
+                del self._active[key]
+                raise Refused(503, "the trainer is shutting down: retry once it is back") from None
 
     def active(self) -> list[str]:
         with self._lock:
             return list(self._active)
 
     def shutdown(self, runs: RunStore) -> None:
-        for key in self.active():
+        """Ask every active job to stop (runs, evaluations, studies and dataset generation alike), then wait."""
+        with self._lock:
+            active = dict(self._active)
+        for key, stop in active.items():
+            if stop is not None:
+                stop.set()
             kind, _, rest = key.partition(":")
             if kind in ("run", "eval"):
                 runs.stop_event(rest.split(":")[0]).set()
             elif kind in ("study", "studyeval"):
-                for run_id in runs.get_study(rest)["run_ids"]:
+                for run_id in runs.get_study(rest).run_ids:
                     runs.stop_event(run_id).set()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
@@ -114,7 +143,8 @@ class JobRunner:
 class InlineRunner:
     """JobRunner's interface for the CLI: the job runs now; a failure is recorded, then raised."""
 
-    def submit(self, key: str, fn: Callable[[], Any], on_error: Callable[[BaseException], None]) -> None:
+    def submit(self, key: str, fn: Callable[[], Any], on_error: Callable[[BaseException], None],
+               stop: threading.Event | None = None) -> None:
         try:
             fn()
         except BaseException as exc:
@@ -151,18 +181,19 @@ def _needs_frames(features: FeatureSource | str) -> bool:
     return FeatureSource(features) == FeatureSource.vjepa2
 
 
-def train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) -> dict:
+def train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) -> RunLineage:
     """Validate a training request and return the lineage its runs start with (frame size, action repeat)."""
+    readout = getattr(req, "readout", None) or "mean"
     if isinstance(req, TrainBCRequest):
         meta = ready_dataset(ctx.store, req.dataset)
         size = meta.get("image_size") if _needs_frames(req.features) else None
         if _needs_frames(req.features) and not size:
             raise Refused(409, f"dataset {req.dataset!r} stores no frames (image_size 0): vjepa2 features need "
                                "frames; re-create it with --image-size 256, or train on state features")
-        return RunLineage(features=req.features, dataset=req.dataset, image_size=size,
-                          action_repeat=1).model_dump(mode="json")
+        return RunLineage(features=req.features, dataset=req.dataset, image_size=size, action_repeat=1,
+                          readout=readout)
     return RunLineage(features=req.features, image_size=req.image_size if _needs_frames(req.features) else None,
-                      action_repeat=req.action_repeat).model_dump(mode="json")
+                      action_repeat=req.action_repeat, readout=readout)
 
 
 def train(ctx: TrainerContext, runner, req: TrainBCRequest | TrainSACRequest, progress: bool = False) -> RunCreated:
@@ -171,27 +202,26 @@ def train(ctx: TrainerContext, runner, req: TrainBCRequest | TrainSACRequest, pr
     A study's runs run one after another in one job (CPU); a run that fails is recorded and the next seed
     starts; a crash or stop leaves every unfinished run `failed`/`interrupted`, never `running` or `queued`.
     """
-    kind = "bc" if isinstance(req, TrainBCRequest) else "sac"
+    kind = kind_of_request(req)
     lineage = train_lineage(ctx, req)
     seeds = req.run_seeds()
     study_id = f"study-{secrets.token_hex(4)}" if req.is_study else None
-    handles = [ctx.runs.create(kind, req.for_seed(s, study_id).model_dump(mode="json"), lineage=lineage,
+    handles = [ctx.runs.create(kind.name, req.for_seed(s, study_id).model_dump(mode="json"), lineage=lineage,
                                study_id=study_id) for s in seeds]
     run_ids = [h.run_id for h in handles]
-    one = run_bc if kind == "bc" else run_sac
-    kw = {"progress": progress} if kind == "bc" else {}
     if study_id is None:
-        runner.submit(f"run:{run_ids[0]}", lambda: one(ctx, handles[0], **kw), fail_run(handles[0]))
+        runner.submit(f"run:{run_ids[0]}", lambda: run_training(ctx, handles[0], progress=progress),
+                      fail_run(handles[0]))
         return RunCreated(run_id=run_ids[0])
     config = req.model_dump(mode="json", exclude={"study_id"})
-    ctx.runs.create_study(kind, config, seeds, run_ids, study_id)
+    ctx.runs.create_study(kind.name, config, seeds, run_ids, study_id)
 
     def work():
         for h in handles:
             if h.stop_requested():
                 raise JobStopped("the trainer was stopped during this study")
             try:
-                one(ctx, h, **kw)
+                run_training(ctx, h, progress=progress)
             except JobStopped:
                 raise
             except Exception as exc:  # one seed's failure is that run's result; the study goes on
@@ -202,20 +232,35 @@ def train(ctx: TrainerContext, runner, req: TrainBCRequest | TrainSACRequest, pr
     return RunCreated(run_id=run_ids[0], study_id=study_id, run_ids=run_ids)
 
 
-def resume(ctx: TrainerContext, runner, run_id: str) -> dict:
-    record = get_record(ctx, run_id)
-    if record["status"] not in ("interrupted", "failed"):
-        raise Refused(409, f"run {run_id} is {record['status']}: only an interrupted or failed run can be resumed")
-    if record["kind"] == "baseline":
-        raise Refused(409, "baseline runs have nothing to resume: POST /eval/baseline again")
-    handle = ctx.runs.handle(run_id)
-    handle.update(status="queued", error=None)
+RESUMABLE = (RunStatus.interrupted, RunStatus.failed)
+
+
+def resume(ctx: TrainerContext, runner, run_id: str) -> RunRecord:
+    """Queue an interrupted or failed run again: SAC continues from its last checkpoint, BC trains again.
+
+    The check and the transition to `queued` happen in one locked read-modify-write of the record, so of
+    concurrent resumes of one run exactly one is accepted; the others get 409."""
+    kind = run_kind(get_record(ctx, run_id).kind)
+    if kind.train is None:
+        raise Refused(409, f"{kind.name} runs have nothing to resume: POST /eval/baseline again")
+    key = f"run:{run_id}"
+
+    def queue(r: RunRecord) -> None:
+        if r.status not in RESUMABLE:
+            raise Refused(409, f"run {run_id} is {r.status.value}: only an interrupted or failed run can be resumed")
+        if key in runner.active():  # its last job is still winding down (recording its end)
+            raise Refused(409, f"run {run_id} is still finishing its last job: retry in a moment")
+        r.status, r.error = RunStatus.queued, None
+
+    record = ctx.runs.mutate(run_id, queue)
     ctx.runs.stop_event(run_id).clear()
-    if record["kind"] == "sac":
-        runner.submit(f"run:{run_id}", lambda: run_sac(ctx, handle, resume=True), fail_run(handle))
-    else:
-        runner.submit(f"run:{run_id}", lambda: run_bc(ctx, handle), fail_run(handle))
-    return ctx.runs.get(run_id)
+    handle = ctx.runs.handle(run_id)
+    try:
+        runner.submit(key, lambda: run_training(ctx, handle, resume=kind.resumable), fail_run(handle))
+    except Refused as exc:
+        handle.update(status="interrupted", error=exc.detail)
+        raise
+    return record
 
 
 def fail_run(handle: RunHandle):
@@ -229,22 +274,23 @@ def fail_run(handle: RunHandle):
 def fail_unfinished(handles: list[RunHandle]):
     def on_error(exc: BaseException):
         for h in handles:
-            if h.record["status"] in ACTIVE:
+            if h.record.status in ACTIVE:
                 fail_run(h)(exc)
 
     return on_error
 
 
-def run_bc(ctx: TrainerContext, handle: RunHandle, progress: bool = False) -> None:
-    from .bc import train_bc
-
-    cfg = TrainBCRequest(**handle.record["config"])
+def run_training(ctx: TrainerContext, handle: RunHandle, resume: bool = False, progress: bool = False) -> None:
+    """Train one recorded run with its kind's train function; the caller's on_error records a failure."""
+    record = handle.record
+    kind = run_kind(record.kind)
+    cfg = kind.request.model_validate(record.config.model_dump(mode="json"))  # type: ignore[union-attr]
     handle.update(status="running")
     features = ctx.features(cfg.features.value)
     try:
-        handle.update(lineage=_features_lineage(features))
-        metrics = train_bc(cfg, handle, features, ctx.store, progress=progress)
-        metrics["features_lineage"] = features.lineage()  # which encoder (if any) evaluation must match
+        handle.update(lineage=encoder_lineage(features, cfg))
+        metrics = kind.train(ctx, handle, cfg, features, resume=resume, progress=progress)  # type: ignore[misc]
+        metrics["features_lineage"] = features.lineage()  # as the source reported it (read RunRecord.lineage)
     finally:
         features.close()
     if handle.stop_requested():
@@ -252,26 +298,21 @@ def run_bc(ctx: TrainerContext, handle: RunHandle, progress: bool = False) -> No
     handle.update(status="succeeded", metrics=metrics)
 
 
-def run_sac(ctx: TrainerContext, handle: RunHandle, resume: bool = False) -> None:
-    from .sac import train_sac
-
-    cfg = TrainSACRequest(**handle.record["config"])
-    handle.update(status="running")
-    features = ctx.features(cfg.features.value)
-    try:
-        handle.update(lineage=_features_lineage(features))
-        metrics = train_sac(cfg, handle, features, resume=resume)
-        metrics["features_lineage"] = features.lineage()
-    finally:
-        features.close()
-    if handle.stop_requested():
-        raise JobStopped("the trainer was stopped during training")
-    handle.update(status="succeeded", metrics=metrics)
-
-
-def _features_lineage(features) -> dict:
-    lin = features.lineage()
-    return {k: lin[k] for k in ("dim", "encoder_id") if lin.get(k) is not None}
+def encoder_lineage(features, cfg) -> dict:
+    """The lineage facts known once the feature source is open: dim, and for vjepa2 the encoder the source
+    loaded (id, model, input size, dtype, and `random_init` as the encoder's GET /info states it: None from an
+    encoder too old to say), its pooling, and the readout the config asks for."""
+    lin = lineage_from_features(features.lineage())
+    info = getattr(features, "info", None)  # vjepa2: the EncoderInfo the source read from GET /info
+    if info is not None:
+        lin["random_init"] = getattr(info, "random_init", None)
+    for key in ("pooling", "grid_size"):  # a source reading a pooled grid says so itself
+        value = getattr(features, key, None)
+        if value is not None:
+            lin[key] = getattr(value, "value", value)
+    readout = getattr(cfg, "readout", None)  # a config field once readouts land; mean before
+    lin["readout"] = getattr(readout, "value", readout) or "mean"
+    return lin
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -279,7 +320,7 @@ def _features_lineage(features) -> dict:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def get_record(ctx: TrainerContext, run_id: str) -> dict:
+def get_record(ctx: TrainerContext, run_id: str) -> RunRecord:
     try:
         validate_run_id(run_id)
     except ValueError as exc:
@@ -290,7 +331,7 @@ def get_record(ctx: TrainerContext, run_id: str) -> dict:
         raise Refused(404, str(exc)) from None
 
 
-def get_study(ctx: TrainerContext, study_id: str) -> dict:
+def get_study(ctx: TrainerContext, study_id: str) -> StoredStudy:
     try:
         validate_run_id(study_id)
     except ValueError as exc:
@@ -301,33 +342,13 @@ def get_study(ctx: TrainerContext, study_id: str) -> dict:
         raise Refused(404, str(exc)) from None
 
 
-def run_lineage(ctx: TrainerContext, record: dict) -> RunLineage | None:
-    """A run's lineage; for records written before lineage was recorded, rebuilt from the config (and dataset)."""
-    if record["kind"] == "baseline":
-        return None
-    if record.get("lineage"):
-        return RunLineage.model_validate(record["lineage"])
-    cfg = record["config"]
-    frames = _needs_frames(cfg.get("features", "vjepa2"))
-    if record["kind"] == "sac":
-        return RunLineage(features=cfg["features"], image_size=int(cfg.get("image_size", 256)) if frames else None,
-                          action_repeat=int(cfg.get("action_repeat", 1)))
-    size = None
-    if frames:
-        try:
-            size = ctx.store.get_dataset_meta(cfg["dataset"]).get("image_size")
-        except (DatasetNotFound, ValueError):
-            size = None
-    return RunLineage(features=cfg["features"], dataset=cfg.get("dataset"), image_size=size, action_repeat=1)
-
-
-def resolve_eval(ctx: TrainerContext, record: dict, req: EvalRequest) -> EvalRequest:
+def resolve_eval(ctx: TrainerContext, record: RunRecord, req: EvalRequest) -> EvalRequest:
     """The request this run is evaluated with: image_size filled in from the run's own frame size; Refused when
     the run is not evaluable, the steps do not fit its action repeat, or the frame size differs unasked."""
-    run_id = record["run_id"]
-    if record["kind"] != "baseline" and record["status"] != "succeeded":
-        raise Refused(409, f"run {run_id} is {record['status']}: evaluate it once it has succeeded")
-    lineage = run_lineage(ctx, record)
+    run_id = record.run_id
+    if record.kind != BASELINE.name and record.status != RunStatus.succeeded:
+        raise Refused(409, f"run {run_id} is {record.status.value}: evaluate it once it has succeeded")
+    lineage = record.lineage
     repeat = lineage.action_repeat if lineage else 1
     try:
         check_action_repeat(req.steps, repeat)
@@ -349,45 +370,49 @@ def evaluate_run(ctx: TrainerContext, runner, run_id: str, req: EvalRequest) -> 
 
 
 def evaluate_baseline(ctx: TrainerContext, runner, req: BaselineEvalRequest) -> EvalResult:
-    handle = ctx.runs.create("baseline", {"policy": req.policy, "task": req.task.value})
+    handle = ctx.runs.create(BASELINE.name, {"policy": req.policy, "task": req.task.value})
     plain = EvalRequest(**req.model_dump(exclude={"policy"}))
     return _start_eval(ctx, runner, handle, resolve_eval(ctx, handle.record, plain))
 
 
-def evaluate_study(ctx: TrainerContext, runner, study_id: str, req: EvalRequest) -> dict:
+def evaluate_study(ctx: TrainerContext, runner, study_id: str, req: EvalRequest) -> StoredStudy:
     """Evaluate every succeeded run of a study with the same request (hence the same evaluation seeds), one after
     another in one job. Runs that did not succeed are skipped (they show in the study without an evaluation)."""
     study = get_study(ctx, study_id)
-    records = [ctx.runs.get(r) for r in study["run_ids"]]
-    ready = [r for r in records if r["status"] == "succeeded"]
+    if f"studyeval:{study_id}" in runner.active():
+        raise Refused(409, f"study {study_id} is being evaluated right now: wait for it (GET /studies/{study_id})")
+    records = [ctx.runs.get(r) for r in study.run_ids]
+    ready = [r for r in records if r.status == RunStatus.succeeded]
     if not ready:
-        states = ", ".join(f"{r['run_id']} {r['status']}" for r in records)
+        states = ", ".join(f"{r.run_id} {r.status.value}" for r in records)
         raise Refused(409, f"study {study_id} has no succeeded run to evaluate yet ({states})")
     resolved = [resolve_eval(ctx, r, req) for r in ready]  # every run is checked before any starts
     jobs = []
     for record, r in zip(ready, resolved):
-        handle = ctx.runs.handle(record["run_id"])
+        handle = ctx.runs.handle(record.run_id)
         jobs.append((handle, handle.add_evaluation(r.model_dump(mode="json")), r))
     ctx.runs.update_study(study_id, eval_request=req.model_dump(mode="json"))
+
+    def fail_active(exc: BaseException) -> None:
+        for h, e, _ in jobs:
+            if h.evaluation(e).status in ACTIVE:
+                eval_error_handler(h, e)(exc)
 
     def work():
         for handle, eval_id, r in jobs:
             try:
                 run_eval(ctx, handle, eval_id, r)
             except JobStopped as exc:
-                for h, e, _ in jobs:
-                    if h.record["evaluations"][e]["status"] in ACTIVE:
-                        eval_error_handler(h, e)(exc)
+                fail_active(exc)
                 raise
             except Exception as exc:
                 eval_error_handler(handle, eval_id)(exc)
 
-    def on_error(exc):
-        for h, e, _ in jobs:
-            if h.record["evaluations"][e]["status"] in ACTIVE:
-                eval_error_handler(h, e)(exc)
-
-    runner.submit(f"studyeval:{study_id}", work, on_error)
+    try:
+        runner.submit(f"studyeval:{study_id}", work, fail_active)
+    except Refused as exc:  # this study is being evaluated already: the evaluations just recorded end failed
+        fail_active(RuntimeError(exc.detail))
+        raise
     return ctx.runs.get_study(study_id)
 
 
@@ -395,36 +420,12 @@ def _start_eval(ctx: TrainerContext, runner, handle: RunHandle, req: EvalRequest
     eval_id = handle.add_evaluation(req.model_dump(mode="json"))  # recorded `queued` before the service answers
     runner.submit(f"eval:{handle.run_id}:{eval_id}", lambda: run_eval(ctx, handle, eval_id, req),
                   eval_error_handler(handle, eval_id))
-    return EvalResult(**handle.record["evaluations"][eval_id])
+    return handle.evaluation(eval_id)
 
 
-def load_policy(ctx: TrainerContext, record: dict):
-    """The Policy that evaluates a run: a trained network on its feature source, or a baseline."""
-    from .evaluate import ExpertPolicy, FeaturePolicy
-
-    run_dir = ctx.runs.path(record["run_id"])
-    kind = record["kind"]
-    if kind == "baseline":
-        return ExpertPolicy(record["config"]["policy"]), None
-    if kind == "bc":
-        from .bc import load_bc_policy
-
-        fn = load_bc_policy(run_dir)
-    elif kind == "sac":
-        from .sac import policy_from_checkpoint
-
-        fn = policy_from_checkpoint(run_dir)
-    else:  # pragma: no cover
-        raise ValueError(f"cannot evaluate a run of kind {kind!r}")
-    features = ctx.features(record["config"]["features"])
-    want = (record.get("lineage") or {}).get("encoder_id") or \
-        record.get("metrics", {}).get("features_lineage", {}).get("encoder_id")
-    have = getattr(features, "encoder_id", None)
-    if want and have and want != have:
-        features.close()
-        raise ValueError(f"run {record['run_id']} was trained on encoder {want} but the encoder service now serves "
-                         f"{have}: start the encoder with the same model, revision and dtype")
-    return FeaturePolicy(fn, features), features
+def load_policy(ctx: TrainerContext, record: RunRecord):
+    """The Policy that evaluates a run (its kind's load_policy) and the feature source to close after (or None)."""
+    return run_kind(record.kind).load_policy(ctx, record)
 
 
 def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, req: EvalRequest) -> None:
@@ -434,7 +435,6 @@ def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, req: EvalRequ
     handle.update_evaluation(eval_id, status="running")
     record = handle.record
     policy, features = load_policy(ctx, record)
-    lineage = run_lineage(ctx, record)
     gif = Path(handle.dir) / f"eval{eval_id}.gif"
 
     def progress(done: int, total: int):
@@ -446,7 +446,7 @@ def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, req: EvalRequ
         result = evaluate(policy, task=req.task.value, episodes=req.episodes, steps=req.steps, seed=req.seed,
                           parallel_envs=req.parallel_envs, image_size=req.image_size or DEFAULT_EVAL_IMAGE_SIZE,
                           gif_episodes=req.gif_episodes, gif_path=gif, on_progress=progress,
-                          action_repeat=lineage.action_repeat if lineage else 1)
+                          action_repeat=record.lineage.action_repeat if record.lineage else 1)
     finally:
         if features is not None:
             features.close()
@@ -455,7 +455,7 @@ def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, req: EvalRequ
     handle.update_evaluation(eval_id, status="succeeded", **result)
     if ctx.on_eval is not None:
         ctx.on_eval(result)
-    if record["kind"] == "baseline":
+    if record.kind == BASELINE.name:
         handle.update(status="succeeded", metrics={"success_rate": result["success_rate"]})
 
 
@@ -463,7 +463,7 @@ def eval_error_handler(handle: RunHandle, eval_id: int):
     def on_error(exc: BaseException):
         handle.update_evaluation(eval_id, status="interrupted" if isinstance(exc, JobStopped) else "failed",
                                  error=f"{type(exc).__name__}: {exc}")
-        if handle.record["kind"] == "baseline":
+        if handle.record.kind == BASELINE.name:
             handle.update(status="failed", error=f"{type(exc).__name__}: {exc}")
 
     return on_error

@@ -26,6 +26,11 @@ from pathlib import Path
 import torch
 
 CHECKPOINT_DIR = "sac"  # run.dir/sac (the runs directory layout)
+SB3_FORMAT = 1  # state.json "format" of checkpoints written through stable-baselines3 (no longer a dependency)
+
+
+class UnsupportedCheckpoint(ValueError):
+    """A checkpoint this trainer cannot load (a stable-baselines3 one, format 1)."""
 
 
 @dataclass
@@ -83,6 +88,11 @@ def load(run_dir: Path, with_optim: bool = True) -> Checkpoint:
 
     state = load_state(run_dir)
     p = path(run_dir)
+    if int(state.get("format", SB3_FORMAT)) == SB3_FORMAT:
+        raise UnsupportedCheckpoint(
+            f"{p} is a stable-baselines3 SAC checkpoint (format {SB3_FORMAT}), written by an older trainer; this "
+            "trainer no longer carries stable-baselines3 and cannot load or resume it: train the run again "
+            "(POST /train/sac with the same config)")
     optim = torch.load(p / "optim.pt", weights_only=True) if with_optim else {}
     return Checkpoint(p, load_file(str(p / "policy.safetensors")), optim, state)
 

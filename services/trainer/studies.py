@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import math
 
+from vjepa_robot_client.contract import RunRecord, RunStatus, SeedInterval, StudyRecord, StudyRun
+
+from .run_kinds import run_kind
+from .runs import StoredStudy, migrate
 from .stats import t_interval
-from vjepa_robot_client.contract import RunStatus, SeedInterval, StudyRecord, StudyRun
 
 
 def mean_ci95(values: list[float]) -> SeedInterval:
@@ -26,20 +29,6 @@ def mean_ci95(values: list[float]) -> SeedInterval:
     return SeedInterval(n=n, mean=mean, ci95=[lo, hi], values=vals)
 
 
-def final_metric(record: dict) -> tuple[str, float | None]:
-    """(name, value) of a run's headline training result: BC validation MSE of the kept checkpoint, SAC final
-    evaluation return."""
-    m = record.get("metrics") or {}
-    if record["kind"] == "sac":
-        fe = m.get("final_eval") or {}
-        return "final_eval.mean_return", fe.get("mean_return")
-    # the validation MSE of the checkpoint BC kept (the best epoch by default), not of its last epoch
-    curve, kept = m.get("val_loss_curve") or [], m.get("selected_epoch")
-    if isinstance(kept, int) and 1 <= kept <= len(curve) and curve[kept - 1] is not None:
-        return "val_loss", curve[kept - 1]
-    return "val_loss", m.get("val_loss")
-
-
 def study_status(statuses: list[str]) -> RunStatus:
     s = set(statuses)
     if "running" in s or ("queued" in s and s - {"queued"}):
@@ -51,27 +40,30 @@ def study_status(statuses: list[str]) -> RunStatus:
     return RunStatus.interrupted if "interrupted" in s and "failed" not in s else RunStatus.failed
 
 
-def aggregate(study: dict, records: list[dict]) -> StudyRecord:
-    """The study's record: per-run status, final metric and latest evaluation; means with intervals across seeds."""
+def aggregate(study: StoredStudy | dict, records: list[RunRecord | dict]) -> StudyRecord:
+    """The study's record: per-run status, final metric (the run kind's, run_kinds.py) and latest evaluation;
+    means with intervals across seeds."""
+    study = StoredStudy.model_validate(study)
+    records = [r if isinstance(r, RunRecord) else migrate(r) for r in records]
+    kind = run_kind(study.kind)
     rows, finals, successes = [], [], []
-    metric = "val_loss" if study["kind"] == "bc" else "final_eval.mean_return"
-    for seed, rec in zip(study["seeds"], records):
-        metric, value = final_metric(rec)
-        ev = (rec.get("evaluations") or [None])[-1]
-        done = ev is not None and ev.get("status") == "succeeded"
-        row = StudyRun(run_id=rec["run_id"], seed=seed, status=rec["status"], error=rec.get("error"),
-                       final_metric=value if rec["status"] == "succeeded" else None,
-                       eval_status=ev.get("status") if ev is not None else None,
-                       success_rate=ev.get("success_rate") if done else None,
-                       success_ci95=ev.get("success_ci95") if done else None,
-                       mean_return=ev.get("mean_return") if done else None)
+    for seed, rec in zip(study.seeds, records):
+        _, value = kind.final(rec)
+        ev = rec.evaluations[-1] if rec.evaluations else None
+        done = ev is not None and ev.status == RunStatus.succeeded
+        row = StudyRun(run_id=rec.run_id, seed=seed, status=rec.status, error=rec.error,
+                       final_metric=value if rec.status == RunStatus.succeeded else None,
+                       eval_status=ev.status if ev is not None else None,
+                       success_rate=ev.success_rate if done else None,
+                       success_ci95=ev.success_ci95 if done else None,
+                       mean_return=ev.mean_return if done else None)
         if done:
             successes.append(row.success_rate)
         if row.final_metric is not None:
             finals.append(row.final_metric)
         rows.append(row)
     return StudyRecord(
-        study_id=study["study_id"], kind=study["kind"], status=study_status([r.status.value for r in rows]),
-        seeds=study["seeds"], run_ids=study["run_ids"], run_id=study["run_ids"][0], config=study.get("config") or {},
-        metric=metric, final=mean_ci95(finals), success=mean_ci95(successes) if successes else None,
-        eval_request=study.get("eval_request"), runs=rows, created_at=study.get("created_at"))
+        study_id=study.study_id, kind=study.kind, status=study_status([r.status.value for r in rows]),
+        seeds=study.seeds, run_ids=study.run_ids, run_id=study.run_ids[0], config=study.config,
+        metric=kind.metric, final=mean_ci95(finals), success=mean_ci95(successes) if successes else None,
+        eval_request=study.eval_request, runs=rows, created_at=study.created_at)

@@ -1,0 +1,248 @@
+"""The report's pictures (matplotlib, Agg only): success bars, BC loss curves, SAC learning curves.
+
+Each plot is built by a `*_figure` function (returns the figure, for tests to inspect) and saved by `plot_*`.
+Rules kept here: every bar names its condition uniquely (the dataset, then the task and run ids are added when
+labels would collide), with its 95% interval and n; per-seed dots (and the title's mention of them) only when a
+bar has several seeds; random-init stand-ins hatched and named; each BC run's kept-epoch marker drawn above every
+curve with a marker of its own and a small sideways offset, so one run's marker never hides another's.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from vjepa_robot_client.contract import RunRecord, SACMetrics
+
+from ..run_kinds import RUN_KINDS
+from ..stats import t_interval, wilson_ci95
+from .rows import as_records, bc_curves, is_plumbing, sac_groups, seed_of, short_name
+
+SUCCESS_PNG = "success.png"
+BC_LOSS_PNG = "bc_loss.png"
+SAC_CURVES_PNG = "sac_curves.png"
+KEPT_MARKERS = ("*", "P", "X", "D", "^", "s", "v", "p", "h", "<", ">", "8")
+CURVE_Z, KEPT_Z = 2, 10  # kept-epoch markers above every curve
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def kind_color(kind: str) -> str:
+    k = RUN_KINDS.get(kind)
+    return k.color if k else "tab:orange"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Success bars
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def bar_labels(groups: list[dict]) -> list[str]:
+    """One distinct label per bar: the short condition name (+ task unless easy), then, only where labels
+    collide, the dataset, then the run ids."""
+    base = [g["short"] + (f" [{g['task']}]" if g["task"] and g["task"] != "easy" else "") for g in groups]
+    labels = distinct_labels(base, [[g["dataset"], ", ".join(m["run_id"] for m in g["members"])] for g in groups])
+    labels = [b + "\n" + s[len(b):].strip() if s != b else s for s, b in zip(labels, base)]  # additions: own line
+    return [s + ("\n(plumbing check)" if g["plumbing"] else "") for s, g in zip(labels, groups)]
+
+
+def success_title(groups: list[dict]) -> str:
+    t = ("Live success rate: bars = mean over seeds, whiskers = 95% interval\n"
+         "(t-interval across seeds when >1 seed, else Wilson over episodes)")
+    if any(g["n_runs"] > 1 for g in groups):
+        t += "; dots = single seeds"
+    return t
+
+
+def success_figure(groups: list[dict]):
+    """One bar per condition (mean over seeds), its 95% interval, per-seed points, n per bar, value labels."""
+    plt = _pyplot()
+    from matplotlib.patches import Patch
+
+    fig, ax = plt.subplots(figsize=(max(7, 1.25 * len(groups) + 2), 5.2))
+    for i, g in enumerate(groups):
+        rate = 100 * g["success_rate"]
+        lo, hi = (100 * g["ci"][0], 100 * g["ci"][1]) if g["ci"] else (rate, rate)
+        ax.bar(i, rate, color=kind_color(g["kind"]), hatch="//" if g["plumbing"] else None,
+               edgecolor="black" if g["plumbing"] else None, linewidth=0.5)
+        ax.errorbar(i, rate, yerr=[[rate - lo], [hi - rate]], color="black", capsize=4, lw=1)
+        if g["n_runs"] > 1:
+            pts = [100 * m["success_rate"] for m in g["members"]]
+            ax.scatter([i] * len(pts), pts, s=14, color="black", zorder=3)
+        seeds = "" if g["kind"] == "baseline" else f" x {len(set(g['seeds']))} seed{'s' if g['n_runs'] > 1 else ''}"
+        ax.text(i, min(hi, 100) + 2, f"{rate:.0f}%\nn={g['episodes']} ep{seeds}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(groups)), bar_labels(groups), rotation=25, ha="right", fontsize=8)
+    ax.set_ylabel("success rate (%)")
+    ax.set_ylim(0, 119)
+    ax.set_title(success_title(groups), fontsize=9)
+    handles = [Patch(color=k.color, label=name if name != "baseline" else "scripted baseline")
+               for name, k in RUN_KINDS.items() if any(g["kind"] == name for g in groups)]
+    if any(g["plumbing"] for g in groups):
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
+                             label="random-init encoder: plumbing check, not V-JEPA 2"))
+    ax.legend(handles=handles, fontsize=7, loc="upper right")
+    return fig
+
+
+def plot_success(groups: list[dict], path: Path) -> Path:
+    return _save(success_figure(groups), path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# BC losses
+# ----------------------------------------------------------------------------------------------------------------
+
+
+KEPT_SPREAD_PT = 9.0  # sideways distance (points) between kept-epoch markers that would sit on one spot
+
+
+def kept_markers(runs: list[RunRecord]) -> list[tuple[int, float, str, float] | None]:
+    """(epoch, val MSE, marker, sideways offset in points) of each BC run's kept epoch, None where it kept none.
+    Each run has its own marker; runs whose kept points coincide are spread sideways (in points, so at any
+    epoch count) around the true epoch, so none hides another."""
+    points = []
+    for run in runs:
+        _, val = bc_curves(run)
+        kept = getattr(run.metrics, "selected_epoch", None)
+        points.append((kept, val[kept - 1]) if kept and 0 < kept <= len(val) and val[kept - 1] is not None else None)
+    out: list[tuple[int, float, str, float] | None] = []
+    for i, p in enumerate(points):
+        if p is None:
+            out.append(None)
+            continue
+        same = [j for j, q in enumerate(points)
+                if q is not None and q[0] == p[0] and math.isclose(q[1], p[1], rel_tol=0.05)]
+        k = same.index(i)
+        out.append((p[0], p[1], KEPT_MARKERS[i % len(KEPT_MARKERS)], KEPT_SPREAD_PT * (k - (len(same) - 1) / 2)))
+    return out
+
+
+def distinct_labels(labels: list[str], extras: list[list[str | None]]) -> list[str]:
+    """Labels made unique by adding, only where they collide, the next extra that tells them apart."""
+    labels = list(labels)
+    for level in range(max((len(e) for e in extras), default=0)):
+        dup = {i for i, s in enumerate(labels) if labels.count(s) > 1}
+        for i in dup:
+            if level < len(extras[i]) and extras[i][level]:
+                labels[i] += f" ({extras[i][level]})"
+    return labels
+
+
+def bc_loss_figure(runs):
+    """Train (solid) and validation (dashed) MSE per epoch; each run's kept epoch marked on top."""
+    from matplotlib.transforms import offset_copy
+
+    runs = as_records(runs)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    markers = kept_markers(runs)
+    labels = distinct_labels(
+        [short_name(r) + (f" s{seed_of(r)}" if seed_of(r) is not None else "") for r in runs],
+        [[r.lineage.dataset if r.lineage else None, r.run_id] for r in runs])
+    for i, (run, label) in enumerate(zip(runs, labels)):
+        train, val = bc_curves(run)
+        color = f"C{i % 10}"
+        label += " (plumbing)" if is_plumbing(run) else ""
+        ax.plot(range(1, len(train) + 1), train, color=color, lw=1, label=f"{label}: train", zorder=CURVE_Z)
+        pts = [(e + 1, v) for e, v in enumerate(val) if v is not None]
+        if pts:
+            ax.plot(*zip(*pts), color=color, linestyle="--", lw=1, label=f"{label}: validation", zorder=CURVE_Z)
+    for i, (run, m) in enumerate(zip(runs, markers)):  # after every curve, above them all
+        if m is None:
+            continue
+        epoch, y, marker, dx = m
+        ax.plot([epoch], [y], marker=marker, ms=11 if marker == "*" else 8, color=f"C{i % 10}",
+                markeredgecolor="black", linestyle="", zorder=KEPT_Z + i, label=f"kept epoch {epoch} ({run.run_id})",
+                transform=offset_copy(ax.transData, fig=fig, x=dx, y=0, units="points"))
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE on expert actions")
+    ax.set_title("BC loss: solid = train, dashed = validation episodes, marker = the epoch each run kept\n"
+                 "(markers on one spot are set side by side)", fontsize=10)
+    ax.legend(fontsize=6, ncol=2)
+    return fig
+
+
+def plot_bc_losses(runs, path: Path) -> Path:
+    return _save(bc_loss_figure(runs), path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# SAC learning curves
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def sac_curves_figure(runs):
+    """Per condition: mean over seeds with a 95% band and thin per-seed lines; the final evaluation is a star.
+
+    One seed: the band is the per-point 95% interval over its evaluation episodes (Wilson for success,
+    mean +- 1.96 sd/sqrt(n) for return)."""
+    import numpy as np
+
+    runs = as_records(runs)
+    plt = _pyplot()
+    fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(12, 4.6))
+    for i, members in enumerate(sac_groups(runs)):
+        color = f"C{i % 10}"
+        curves = [r.metrics.curve if isinstance(r.metrics, SACMetrics) else [] for r in members]
+        label = short_name(members[0]) + f" ({len(members)} seed{'s' if len(members) > 1 else ''})" + (
+            " (plumbing)" if is_plumbing(members[0]) else "")
+        common = sorted(set.intersection(*[{p.env_steps for p in c} for c in curves]))
+        for ax, key, scale in ((ax_s, "success_rate", 100), (ax_r, "mean_return", 1)):
+
+            def y(p, key: str = key, scale: int = scale) -> float:
+                return scale * (getattr(p, key) or 0)
+
+            if len(members) > 1:
+                for c in curves:
+                    ax.plot([p.env_steps for p in c], [y(p) for p in c], color=color, lw=0.6, alpha=0.5)
+                by_x = [[y(next(p for p in c if p.env_steps == x)) for c in curves] for x in common]
+                stats = [t_interval(v) for v in by_x]
+                mean = [s[0] for s in stats]
+                lo, hi = [s[1] for s in stats], [s[2] for s in stats]
+                x = common
+            else:
+                c = curves[0]
+                x = [p.env_steps for p in c]
+                mean = [y(p) for p in c]
+                if key == "success_rate":
+                    b = [wilson_ci95(round((p.success_rate or 0) * (p.eval_episodes or 0)), p.eval_episodes or 0)
+                         for p in c]
+                    lo, hi = [100 * v[0] for v in b], [100 * v[1] for v in b]
+                else:
+                    half = [1.96 * (p.std_return or 0) / math.sqrt(max(p.eval_episodes or 1, 1)) for p in c]
+                    lo, hi = [m - h for m, h in zip(mean, half)], [m + h for m, h in zip(mean, half)]
+            if not x:
+                continue
+            ax.plot(x, mean, color=color, lw=1.8, label=label)
+            ax.fill_between(x, np.clip(lo, 0, None), np.clip(hi, None, 100 if key == "success_rate" else None),
+                            color=color, alpha=0.18)
+            ax.plot([x[-1]], [mean[-1]], marker="*", ms=13, color=color, markeredgecolor="black", linestyle="",
+                    zorder=KEPT_Z + i)
+    for ax in (ax_s, ax_r):
+        ax.plot([], [], marker="*", ms=10, color="white", markeredgecolor="black", linestyle="",
+                label="final evaluation (closes the curve)")
+    ax_s.set(xlabel="env steps (simulator)", ylabel="success rate (%)", title="SAC success rate", ylim=(0, 105))
+    ax_r.set(xlabel="env steps (simulator)", ylabel="mean return", title="SAC mean return")
+    ax_s.legend(fontsize=7)
+    fig.suptitle("Deterministic evaluations during training; band = 95% interval (across seeds, or over episodes "
+                 "for one seed)", fontsize=9)
+    return fig
+
+
+def plot_sac_curves(runs, path: Path) -> Path:
+    return _save(sac_curves_figure(runs), path)
