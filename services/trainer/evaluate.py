@@ -20,6 +20,7 @@ from .env import episode_success, eval_episode_seed
 from .stats import wilson_ci95
 from .experts import make_expert
 from .features import FeatureSource
+from .vec_env import closes_envs
 
 GIF_SIZE = 160  # px per GIF panel
 
@@ -67,6 +68,7 @@ class ExpertPolicy:
         return np.stack([e.act(env.physics, ts) for e, env, ts in zip(self.experts, envs, timesteps)])
 
 
+@closes_envs  # every env built during the call is freed when it returns or raises (vec_env.closes_envs)
 def evaluate(
     policy: Policy,
     *,
@@ -93,44 +95,40 @@ def evaluate(
     the policy beside the `gif_expert` on the same evaluation seed, at real time, each panel captioned with
     the policy, seed, step, return so far and the episode's success.
     """
-    from .vec_env import agent_steps, close_envs, make_env
+    from .vec_env import agent_steps, make_env
 
     if episodes < 1 or steps < 1 or parallel_envs < 1:
         raise ValueError("episodes, steps and parallel_envs must be >= 1")
     n_envs = min(parallel_envs, episodes)
     size = image_size if policy.needs_frames else 0
     n_agent = agent_steps(steps, action_repeat)
-    envs: list = []  # built inside the try below, so a failure while building frees those already made
+    envs = [make_env(task, seed=0, episode_steps=steps, action_repeat=action_repeat, image_size=size)
+            for _ in range(n_envs)]
     results: list[dict] = []
     gif_frames: list[list[np.ndarray]] = [[] for _ in range(min(gif_episodes, n_envs))]
     gif_returns: list[list[float]] = [[] for _ in gif_frames]  # return so far at each recorded frame
     t0 = time.perf_counter()
     env_steps = 0
-    try:  # the envs hold MuJoCo data and render contexts: freed however the rollout ends
-        for _ in range(n_envs):
-            envs.append(make_env(task, seed=0, episode_steps=steps, action_repeat=action_repeat, image_size=size))
-        for start in range(0, episodes, n_envs):
-            wave = list(range(start, min(start + n_envs, episodes)))
-            seeds = [eval_episode_seed(seed, i) for i in wave]
-            active = envs[: len(wave)]
-            timesteps = [env.reset(s) for env, s in zip(active, seeds)]
-            policy.reset(seeds)
-            record_gif = start == 0 and gif_frames
-            for _ in range(n_agent):
-                if record_gif:
-                    for g, frames in enumerate(gif_frames):
-                        frames.append(_gif_frame(active[g], timesteps[g]))
-                        gif_returns[g].append(float(np.sum(active[g].sim_rewards)))
-                actions = policy.act(active, timesteps, seeds)  # (B, 2)
-                timesteps = [env.step(a) for env, a in zip(active, actions)]
-            rewards = np.asarray([env.sim_rewards for env in active], np.float32)  # (B, steps): each sim step
-            env_steps += rewards.size
-            for i, s, r in zip(wave, seeds, rewards):
-                results.append({"seed": s, "success": episode_success(r), "return": float(r.sum())})
-            if on_progress:
-                on_progress(len(results), episodes)
-    finally:
-        close_envs(envs)
+    for start in range(0, episodes, n_envs):
+        wave = list(range(start, min(start + n_envs, episodes)))
+        seeds = [eval_episode_seed(seed, i) for i in wave]
+        active = envs[: len(wave)]
+        timesteps = [env.reset(s) for env, s in zip(active, seeds)]
+        policy.reset(seeds)
+        record_gif = start == 0 and gif_frames
+        for _ in range(n_agent):
+            if record_gif:
+                for g, frames in enumerate(gif_frames):
+                    frames.append(_gif_frame(active[g], timesteps[g]))
+                    gif_returns[g].append(float(np.sum(active[g].sim_rewards)))
+            actions = policy.act(active, timesteps, seeds)  # (B, 2)
+            timesteps = [env.step(a) for env, a in zip(active, actions)]
+        rewards = np.asarray([env.sim_rewards for env in active], np.float32)  # (B, steps): every simulator step
+        env_steps += rewards.size
+        for i, s, r in zip(wave, seeds, rewards):
+            results.append({"seed": s, "success": episode_success(r), "return": float(r.sum())})
+        if on_progress:
+            on_progress(len(results), episodes)
     wall = time.perf_counter() - t0
     successes = sum(r["success"] for r in results)
     record = {
@@ -179,26 +177,23 @@ class Panel(NamedTuple):
     success: bool
 
 
+@closes_envs
 def expert_panel(name: str, task: str, seed: int, steps: int, action_repeat: int = 1) -> Panel:
     """The scripted expert on the same evaluation seed, acting every simulator step, framed at the policy's rate."""
     from .vec_env import make_env
 
     env = make_env(task, seed=0, episode_steps=steps, action_repeat=1, image_size=0)
     expert = ExpertPolicy(name)
-    try:
-        ts = env.reset(seed)
-        expert.reset([seed])
-        frames, returns = [], []
-        for t in range(steps):
-            if t % action_repeat == 0:
-                frames.append(_gif_frame(env, ts))
-                returns.append(float(np.sum(env.sim_rewards)))
-            ts = env.step(expert.act([env], [ts], [seed])[0])
-        success = bool(episode_success(np.asarray(env.sim_rewards, np.float32)))
-    finally:
-        env.close()  # frees its render context (GIF frames are rendered here)
+    ts = env.reset(seed)
+    expert.reset([seed])
+    frames, returns = [], []
+    for t in range(steps):
+        if t % action_repeat == 0:
+            frames.append(_gif_frame(env, ts))
+            returns.append(float(np.sum(env.sim_rewards)))
+        ts = env.step(expert.act([env], [ts], [seed])[0])
     label = {"jacobian": "Jacobian expert", "p-controller": "P-controller"}.get(name, name)
-    return Panel(label, seed, frames, returns, success)
+    return Panel(label, seed, frames, returns, bool(episode_success(np.asarray(env.sim_rewards, np.float32))))
 
 
 def _caption(frame: np.ndarray, lines: tuple[str, ...]) -> np.ndarray:
