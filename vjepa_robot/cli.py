@@ -347,7 +347,9 @@ def _local_ctx(store: Optional[str], runs_dir: Optional[Path], encoder_url: str,
     from services.common.store import Store
     from services.trainer.jobs import TrainerContext
     from services.trainer.runs import RunStore, default_runs_dir
+    from services.trainer.threads import set_torch_threads
 
+    set_torch_threads()  # local jobs run in this process: its torch threads are set once, here
     st = Store(store)
     return TrainerContext(store=st, runs=RunStore(runs_dir or default_runs_dir(st.uri)), encoder_url=encoder_url,
                           token=token)
@@ -368,10 +370,19 @@ def _seed_list(seeds: Optional[str], n_seeds: Optional[int]) -> dict:
     return out
 
 
-def _train(kind: str, request_model, fields: dict, trainer_url, encoder_url, store, runs_dir, token) -> None:
+def _train(kind: str, request_model, fields: dict, trainer_url, encoder_url, store, runs_dir, token,
+           wandb: bool = False) -> None:
     """Validate a training request, then run it through the trainer service or in this process
     (services.trainer.jobs.train: the same validation and run creation the service's routes use)."""
     from pydantic import ValidationError
+
+    from services.trainer.curves import WANDB_ENV
+
+    if wandb and trainer_url:  # the service's own environment decides for the runs it trains
+        typer.secho(f"note: --wandb applies to local runs; a trainer service logs to W&B when it was started with "
+                    f"{WANDB_ENV}=1", fg=typer.colors.YELLOW, err=True)
+    elif wandb:
+        os.environ[WANDB_ENV] = "1"  # read by services/trainer/curves.py when the run opens its curves
 
     try:
         req = request_model(**fields)
@@ -451,6 +462,9 @@ def _print_study(study) -> None:
 
 
 SeedsOpt = typer.Option(None, "--seeds", help="Comma-separated training seeds: one run per seed, under one study.")
+WandbOpt = typer.Option(False, "--wandb", help="Also log the live curves to Weights & Biases (the project's `wandb` "
+                        "extra; WANDB_MODE=offline needs no account). TensorBoard event files are always written in "
+                        "the run directory.")
 NSeedsOpt = typer.Option(None, "--n-seeds", help="Runs with seeds --seed .. --seed+N-1, under one study.")
 
 
@@ -471,13 +485,14 @@ def train_bc(
     store: Optional[str] = StoreOpt,
     runs_dir: Optional[Path] = RunsOpt,
     token: Optional[str] = TokenOpt,
+    wandb: bool = WandbOpt,
 ) -> None:
     """Behaviour cloning (the first study's MLP) on a dataset's features."""
     from vjepa_robot_client.contract import TrainBCRequest
 
     fields = dict(dataset=dataset, features=features, epochs=epochs, batch_size=batch_size, lr=lr,
                   val_fraction=val_fraction, select=select, seed=seed, **_seed_list(seeds, n_seeds))
-    _train("bc", TrainBCRequest, fields, trainer_url, encoder_url, store, runs_dir, token)
+    _train("bc", TrainBCRequest, fields, trainer_url, encoder_url, store, runs_dir, token, wandb)
 
 
 @train_app.command("sac")
@@ -496,6 +511,7 @@ def train_sac(
     store: Optional[str] = StoreOpt,
     runs_dir: Optional[Path] = RunsOpt,
     token: Optional[str] = TokenOpt,
+    wandb: bool = WandbOpt,
 ) -> None:
     """Soft Actor-Critic online in parallel reacher envs on vjepa2 / state / random features."""
     from vjepa_robot_client.contract import TrainSACRequest
@@ -504,7 +520,7 @@ def train_sac(
                  action_repeat=action_repeat)
     fields = dict(features=features, task=task, seed=seed, **{k: v for k, v in given.items() if v},
                   **_seed_list(seeds, n_seeds))
-    _train("sac", TrainSACRequest, fields, trainer_url, encoder_url, store, runs_dir, token)
+    _train("sac", TrainSACRequest, fields, trainer_url, encoder_url, store, runs_dir, token, wandb)
 
 
 @app.command("eval")

@@ -12,8 +12,9 @@ caller always feeds raw features, offline and live alike. It matters for state f
 larger than cos/sin) and is harmless for V-JEPA 2 embeddings.
 
 Speed: the whole feature matrix is standardised once into one torch tensor; each batch is an `index_select`
-of a randperm slice -- no DataLoader, no per-row Python, no per-step normalisation. Threads: `bc_threads()`
-(one thread on a busy 2-core machine: two threads stalled 50x there). 100,000 x 1024, 100 epochs, batch 256 on
+of a randperm slice -- no DataLoader, no per-row Python, no per-step normalisation. Threads: the process's
+torch setting, chosen once at trainer start (services/trainer/threads.py; one thread on a 2-core machine: two
+stalled 50x on the busy shared box). 100,000 x 1024, 100 epochs, batch 256 on
 the shared 2-core Xeon (bench/TRAINER_RESULTS.md): 3.6 min fp32, 2.25 min with precision="bf16" (AMX autocast,
 same final losses); the findings took ~8 min. The step is compute-bound (two 256x1024x256 matmuls).
 
@@ -36,12 +37,13 @@ from torch import nn
 from services.common.store import Store, fixed_list_to_numpy
 from vjepa_robot_client.contract import ACTION_DIM, TrainBCRequest
 
+from .curves import open_curves
 from .features import FeatureSource, FeatureTable
 from .runs import json_default
+from .threads import seeded_torch
 
 CHECKPOINT_NAME = "policy.safetensors"
 CHECKPOINT_FORMAT = "vjepa-robot-bc-v1"
-THREADS_ENV = "VJEPA_ROBOT_BC_THREADS"
 PRECISION_ENV = "VJEPA_ROBOT_BC_PRECISION"
 VAL_BATCH = 8192  # rows per forward pass when scoring the validation split (no gradients: memory is the limit)
 
@@ -185,7 +187,8 @@ def fit_bc(
 
     Returns (model in eval mode, metrics). `on_epoch` gets {"epoch", "epochs", "train_loss", "val_loss"} after
     every epoch; `should_stop` is polled between batches (every 64) and ends training early, keeping the model.
-    `threads`: intra-op threads for this fit (default: `bc_threads()`); the previous setting is restored.
+    `threads`: deprecated and ignored: torch's thread count is process-wide, so it is set once at trainer start
+    (services/trainer/threads.py, $VJEPA_ROBOT_TORCH_THREADS), never by a job that another job runs beside.
     `precision`: "fp32" (default; $VJEPA_ROBOT_BC_PRECISION overrides) or "bf16": features kept in bfloat16 and the
     MLP run under CPU autocast (AMX on Sapphire Rapids) -- 1.55x faster steps measured at D=1024, batch 256;
     weights, optimiser state and the loss stay fp32, and the checkpoint is the same fp32 policy.
@@ -199,32 +202,13 @@ def fit_bc(
     precision = precision or os.environ.get(PRECISION_ENV, "fp32")
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r} (e.g. {PRECISION_ENV}=bf16)")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads or bc_threads())
-    try:
-        return _fit_bc(x, y, train_rows, val_rows, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                       on_epoch=on_epoch, should_stop=should_stop, progress=progress, precision=precision,
-                       select=select)
-    finally:
-        torch.set_num_threads(previous)
+    if threads is not None:
+        import warnings
 
-
-def bc_threads() -> int:
-    """Intra-op threads for BC: $VJEPA_ROBOT_BC_THREADS, else the cores not already busy (at least 1).
-
-    Measured on the shared 2-core machine (load ~3): one optimiser step at batch 256 took 3.1 ms with 1 thread and
-    162 ms with 2 -- OpenMP threads that wait on a core someone else holds stall every step. On an idle machine
-    this is torch's default (one per physical core).
-    """
-    env = os.environ.get(THREADS_ENV)
-    if env:
-        return max(1, int(env))
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
-    free = int((os.cpu_count() or 1) - busy)
-    return max(1, min(torch.get_num_threads(), free))
+        warnings.warn("fit_bc(threads=...) is ignored: set VJEPA_ROBOT_TORCH_THREADS (once per process)",
+                      DeprecationWarning, stacklevel=2)
+    return _fit_bc(x, y, train_rows, val_rows, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                   on_epoch=on_epoch, should_stop=should_stop, progress=progress, precision=precision, select=select)
 
 
 def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoch, should_stop, progress, precision,
@@ -238,8 +222,7 @@ def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoc
         xt = xt.to(torch.bfloat16)  # half the memory and the bytes gathered per batch
     tr, va = torch.from_numpy(train_rows.astype(np.int64)), torch.from_numpy(val_rows.astype(np.int64))
 
-    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
-        torch.manual_seed(seed)
+    with seeded_torch(seed):  # seeded init, alone: no other job's draws interleave (services/trainer/threads.py)
         model = BCPolicy(d)
     model.set_normalisation(mean, std)
     # fused Adam: one kernel per step for all parameters instead of a Python loop over them
@@ -341,7 +324,8 @@ def train_bc(cfg: TrainBCRequest, run, features: FeatureSource, store: Store, pr
 
     Reports {"epoch", "epochs", "train_loss", "val_loss", ...curves} with `run.update(metrics=...)` every epoch
     and stops early when `run.stop_requested()`. The caller owns the run's status (running/succeeded/failed).
-    `precision` as in `fit_bc` (default fp32).
+    `precision` as in `fit_bc` (default fp32). Live curves (loss/train, loss/val per epoch) go to TensorBoard event
+    files in run.dir, and to W&B where asked for (services/trainer/curves.py).
     """
     t0 = time.perf_counter()
     table, actions = load_bc_data(store, cfg.dataset, features)
@@ -351,15 +335,20 @@ def train_bc(cfg: TrainBCRequest, run, features: FeatureSource, store: Store, pr
     train_rows, val_rows = split_by_episode(table.episode, cfg.val_fraction, cfg.seed)
     val_episodes = np.unique(table.episode[val_rows]).tolist()
 
-    model, metrics = fit_bc(
-        table.x, actions, train_rows, val_rows,
-        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-        on_epoch=lambda m: run.update(metrics=m),
-        should_stop=run.stop_requested,
-        progress=progress,
-        precision=precision,
-        select=getattr(cfg, "select", "best_val"),
-    )
+    def on_epoch(m: dict) -> None:
+        run.update(metrics=m)
+        curves.log({"loss/train": m["train_loss"], "loss/val": m["val_loss"]}, step=m["epoch"])  # live curves
+
+    with open_curves(run.dir, run_id=run.run_id, kind="bc", config=cfg.model_dump(mode="json")) as curves:
+        model, metrics = fit_bc(
+            table.x, actions, train_rows, val_rows,
+            epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+            on_epoch=on_epoch,
+            should_stop=run.stop_requested,
+            progress=progress,
+            precision=precision,
+            select=getattr(cfg, "select", "best_val"),
+        )
     metrics.update(
         pull_s=round(pull_s, 3),
         pull_gb_per_s=round(table.x.nbytes / 1e9 / pull_s, 3) if pull_s > 0 else None,

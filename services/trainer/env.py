@@ -125,6 +125,11 @@ class Reacher:
         ts = self._env.step(action)
         return TimeStep(StepType.MID, _obs(ts.observation), float(ts.reward or 0.0), action.astype(np.float32))
 
+    def close(self) -> None:
+        """Free the MuJoCo data and the OpenGL/MuJoCo render contexts now (dm_control's Environment.close is a
+        no-op; Physics.free does the work and is idempotent). Wrappers forward close() here."""
+        self._env.physics.free()
+
 
 def _obs(observation) -> dict[str, np.ndarray]:
     return {k: np.asarray(observation[k], dtype=np.float64).copy() for k in ("position", "to_target", "velocity")}

@@ -20,6 +20,7 @@ from .env import episode_success, eval_episode_seed
 from .stats import wilson_ci95
 from .experts import make_expert
 from .features import FeatureSource
+from .vec_env import closes_envs
 
 GIF_SIZE = 160  # px per GIF panel
 
@@ -67,6 +68,7 @@ class ExpertPolicy:
         return np.stack([e.act(env.physics, ts) for e, env, ts in zip(self.experts, envs, timesteps)])
 
 
+@closes_envs  # every env built during the call is freed when it returns or raises (vec_env.closes_envs)
 def evaluate(
     policy: Policy,
     *,
@@ -175,6 +177,7 @@ class Panel(NamedTuple):
     success: bool
 
 
+@closes_envs
 def expert_panel(name: str, task: str, seed: int, steps: int, action_repeat: int = 1) -> Panel:
     """The scripted expert on the same evaluation seed, acting every simulator step, framed at the policy's rate."""
     from .vec_env import make_env

@@ -22,8 +22,8 @@ Counting: `total_steps`, `episode_steps`, `eval_every`, `checkpoint_every`, `lea
 from __future__ import annotations
 
 import math
-import os
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -36,8 +36,10 @@ from torch import nn
 from vjepa_robot_client.contract import TrainSACRequest
 
 from . import sac_checkpoint
+from .curves import MeanOf, open_curves
 from .evaluate import FeaturePolicy, evaluate
 from .replay import Replay
+from .threads import seeded_torch
 from .vec_env import ACTION_DIM, ReacherVecEnv, agent_steps
 
 NET_ARCH = (256, 64)  # the findings' actor and critic hidden sizes (Phase 2)
@@ -108,6 +110,7 @@ class Actor(nn.Module):
         self.latent_pi = mlp([dim, *hidden])
         self.mu = nn.Linear(hidden[-1], ACTION_DIM)
         self.log_std = nn.Linear(hidden[-1], ACTION_DIM)
+        self.generator: torch.Generator | None = None  # the run's own noise stream (None: torch's global one)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.latent_pi(self.scale(obs))
@@ -116,7 +119,7 @@ class Actor(nn.Module):
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterised action (B, 2) and its log-probability (B, 1), tanh change of variables included."""
         mu, log_std = self(obs)
-        u = mu + log_std.exp() * torch.randn_like(mu)
+        u = mu + log_std.exp() * torch.randn(mu.shape, dtype=mu.dtype, generator=self.generator)
         action = torch.tanh(u)
         gauss = -0.5 * ((u - mu) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
         log_prob = (gauss - torch.log(1 - action**2 + 1e-6)).sum(-1, keepdim=True)
@@ -317,8 +320,17 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
     optimizers, counters, curve and (if checkpointed) the replay buffer. Returns the final metrics, which
     include `final_eval` over cfg.final_eval_episodes episodes; a stopped run returns `stopped: True` without
     a final evaluation. The caller owns run status (running/succeeded/failed/interrupted).
+
+    Live curves go to TensorBoard event files in run.dir (and W&B where asked for): services/trainer/curves.py.
+    The training envs and the curve writers are closed however the run ends (`finally`); the feature source
+    belongs to the caller. torch's thread count is the process's (services/trainer/threads.py): never set here.
     """
-    torch.set_num_threads(max(1, int(os.environ.get("VJEPA_SAC_THREADS", "1"))))
+    with ExitStack() as closing:  # closes what _train_sac opens, in reverse order, on success or error
+        return _train_sac(cfg, run, features, resume, nets, closing)
+
+
+def _train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool, nets: Nets | None,
+               closing: ExitStack) -> dict:
     agent_steps(cfg.episode_steps, cfg.action_repeat)  # validate before building anything
     run.dir.mkdir(parents=True, exist_ok=True)
     nets = nets or Nets()
@@ -333,14 +345,24 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
         s = prior.state
         prog = Progress(s["num_timesteps"], s["episodes_started"], s["wall_s"], s["curve"],
                         s.get("episodes_reported", 0), s.get("resumed", 0) + 1)
-    torch.manual_seed(cfg.seed + prog.resumed * 7919)
     rng = np.random.default_rng([cfg.seed, prog.resumed])
 
     N, repeat = cfg.parallel_envs, cfg.action_repeat
-    venv = ReacherVecEnv(features, num_envs=N, task=cfg.task.value, episode_steps=cfg.episode_steps,
-                         action_repeat=repeat, seed=cfg.seed, image_size=cfg.image_size,
-                         first_episode=prog.episodes_started)
-    agent = SAC(int(features.dim), cfg, nets)
+    venv = closing.enter_context(ReacherVecEnv(features, num_envs=N, task=cfg.task.value,
+                                               episode_steps=cfg.episode_steps, action_repeat=repeat, seed=cfg.seed,
+                                               image_size=cfg.image_size, first_episode=prog.episodes_started))
+    # live curves; a resumed run drops the points logged after its checkpoint (TensorBoard purges steps >= purge_step)
+    curves = closing.enter_context(open_curves(run.dir, run_id=run.run_id, kind="sac",
+                                               config=cfg.model_dump(mode="json"),
+                                               purge_step=prog.transitions * repeat + 1 if resume else None))
+    # update metrics are averaged between points: ~50 points a run, one per 1,000 env steps at most
+    update_means = MeanOf()
+    log_due = Every(max(N * repeat, min(1000, cfg.total_steps // 50)), prog.transitions * repeat)
+    # networks built from the seeded global stream, alone; the actor's noise continues that stream privately, so a
+    # job beside this one (another SAC, a BC init) never shifts its numbers (services/trainer/threads.py)
+    with seeded_torch(cfg.seed + prog.resumed * 7919) as generator:
+        agent = SAC(int(features.dim), cfg, nets)
+    agent.actor.generator = generator
     replay = Replay(cfg.buffer_size, N, int(features.dim), ACTION_DIM, n_step=cfg.n_step, gamma=cfg.gamma)
     # Random actions until learning_starts env steps (over all envs); counted again after a resume that lost
     # its replay buffer, so the critic never trains on an almost empty buffer.
@@ -360,6 +382,7 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
     env_steps = lambda: prog.transitions * repeat  # noqa: E731
     eval_due, ckpt_due, report_due = Every(cfg.eval_every, env_steps()), Every(cfg.checkpoint_every, env_steps()), EverySeconds(2.0)
     rate_mark = (time.perf_counter(), env_steps(), agent.updates)
+    log_mark = (time.perf_counter(), env_steps())  # env steps/s between two logged points
     rates: dict = {"env_steps_per_s": None, "updates_per_s": None}
     deterministic = lambda x: agent.act(x, deterministic=True)  # noqa: E731
 
@@ -373,10 +396,21 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
     def curve_point(ev: dict, episodes: int) -> dict:
         recent = venv.completed[prog.episodes_reported:]
         prog.episodes_reported = len(venv.completed)
+        curves.log({"eval/mean_return": ev["mean_return"], "eval/success_rate": ev["success_rate"]}, env_steps())
         return {"env_steps": env_steps(), "mean_return": round(ev["mean_return"], 2),
                 "std_return": round(ev["std_return"], 2), "success_rate": ev["success_rate"],
                 "eval_episodes": episodes, "wall_s": round(time.perf_counter() - t0, 2),
                 "train_return": round(float(np.mean([r["return"] for r in recent])), 2) if recent else None}
+
+    def log_updates(mark: tuple[float, int]) -> tuple[float, int]:
+        """Means of the agent's update metrics since the last point, and env steps/s over the same span."""
+        now, (t, s) = time.perf_counter(), mark
+        m = update_means.pop()
+        curves.log({"loss/critic": m.get("critic_loss"), "loss/actor": m.get("actor_loss"),
+                    "train/alpha": m.get("alpha"),
+                    "perf/env_steps_per_s": (env_steps() - s) / (now - t) if now > t and env_steps() > s else None},
+                   env_steps())
+        return now, env_steps()
 
     def checkpoint() -> None:
         prog.episodes_started, prog.wall_s = venv.episodes_started, time.perf_counter() - t0
@@ -406,6 +440,10 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
         replay.add(obs, real_next, actions, rewards, dones, truncated=dones)
         obs = next_obs
         prog.transitions += N
+        if dones.any():  # the training episodes that ended at this vector step, as one curve point
+            ended = venv.completed[-int(dones.sum()):]
+            curves.log({"train/episode_return": float(np.mean([e["return"] for e in ended])),
+                        "train/episode_success": float(np.mean([e["success"] for e in ended]))}, env_steps())
 
         # -- learn: `grad_steps` updates per vector step once warm-up is over -------------------------------
         if prog.transitions >= warmup_until and replay.size() >= 1:
@@ -413,7 +451,9 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
                 filled = replay.observations[: replay.slots if replay.full else replay.pos]
                 agent.fit_obs_scale(filled.reshape(-1, replay.dim).astype(np.float32))
             for _ in range(grad_steps):
-                agent.update(replay.sample(cfg.batch_size, rng))
+                update_means.add(agent.update(replay.sample(cfg.batch_size, rng)))
+        if log_due(env_steps()):
+            log_mark = log_updates(log_mark)
 
         # -- schedules: curve point, checkpoint, progress report, stop request ------------------------------
         if eval_due(env_steps()):
@@ -435,6 +475,8 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
             break
 
     checkpoint()
+    if update_means.n:
+        log_updates(log_mark)
     out = metrics()
     if stopped:
         out["stopped"] = True
@@ -449,7 +491,6 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
         sac_checkpoint.update_state(run.dir, final_eval=out["final_eval"], curve=list(prog.curve))
     out["replay_bytes"] = replay.nbytes
     run.update(metrics=out)
-    venv.close()
     return out
 
 
