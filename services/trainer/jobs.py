@@ -434,7 +434,6 @@ def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, req: EvalRequ
 
     handle.update_evaluation(eval_id, status="running")
     record = handle.record
-    lineage = run_lineage(ctx, record)  # before load_policy: nothing may raise between opening features and `try`
     policy, features = load_policy(ctx, record)
     gif = Path(handle.dir) / f"eval{eval_id}.gif"
 
