@@ -12,7 +12,16 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(help="vjepa-robot: frozen V-JEPA 2 as the eyes of a robot policy.", no_args_is_help=True)
+from vjepa_robot.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNREACHABLE, invalid_input
+
+APP_HELP = """vjepa-robot: frozen V-JEPA 2 as the eyes of a robot policy.
+
+Global options go before the command (`vjepa-robot --verbose eval RUN_ID`); `--verbose` is also accepted
+after it. Exit codes: 0 done; 1 the work failed (training or evaluation failed, weights not loadable);
+2 the command was wrong (an option out of range, an unknown dataset or run, a refused request);
+3 a service could not be reached (is `vjepa-robot serve encoder` / `serve trainer` running?)."""
+
+app = typer.Typer(help=APP_HELP, no_args_is_help=True)
 datasets_app = typer.Typer(help="Expert datasets in the LanceDB feature store.", no_args_is_help=True)
 serve_app = typer.Typer(help="Run the encoder or trainer service.", no_args_is_help=True)
 train_app = typer.Typer(help="Train policies (BC, SAC) through the trainer service or in process.", no_args_is_help=True)
@@ -27,19 +36,24 @@ STORE_HELP = "Feature store: a local directory or a LanceDB URI (s3://...). Defa
 StoreOpt = typer.Option(None, "--store", help=STORE_HELP, envvar="VJEPA_ROBOT_STORE")
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     # service errors name HTTP routes; a CLI user wants the command that does the same
     message = message.replace("GET /runs", "`vjepa-robot runs list`")
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
+def _invalid(exc, model=None, **flags: str) -> None:
+    """Refuse a request the CLI built: one line naming the option, the value and what is allowed; exit 2."""
+    _fail(invalid_input(exc, model=model, flags=flags or None))
+
+
 _VERBOSE = {"on": False}
 
 
-@app.callback()
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick TCP check of the hub (or $HF_ENDPOINT); True when offline mode is already chosen by the user."""
+    """A quick TCP check of the hub (or $HF_ENDPOINT); True when offline mode is already chosen by the user.
+    Only `serve encoder` calls it, and only for a checkpoint that may come from the hub."""
     import socket
     from urllib.parse import urlparse
 
@@ -53,16 +67,35 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _global(verbose: bool = typer.Option(False, "--verbose", "-v", help="Full tracebacks for expected failures.")):
-    """vjepa-robot: frozen V-JEPA 2 as the eyes of a robot policy."""
-    _VERBOSE["on"] = verbose
+@app.callback()
+def _global(verbose: bool = typer.Option(False, "--verbose", "-v", help="Full tracebacks for expected failures "
+                                         "(give it before the command; `CMD ... --verbose` works too).")) -> None:
+    _VERBOSE["on"] = verbose or _VERBOSE["on"]
+
+
+def _announce_wait(url: str, service: str) -> None:
+    """One quick look (no retries) at a service the command is about to use: if it does not answer, say so now,
+    because the SDK's retry policy then waits about a minute before its own error."""
+    import httpx
+
+    try:
+        httpx.get(f"{url.rstrip('/')}/healthz", timeout=1.0)
+    except httpx.TransportError:
+        typer.secho(f"waiting for the {service} at {url} (not answering yet; retrying for about a minute; start it "
+                    f"with `vjepa-robot serve {service}`)", fg=typer.colors.YELLOW, err=True)
 
 
 def expected_failure(exc: BaseException) -> str | None:
-    """A one-line message for failures a user can fix (service down, weights not loadable), else None."""
+    """A one-line message for failures a user can fix (service down, weights not loadable, bad input), else None."""
+    found = classify_failure(exc)
+    return found[0] if found else None
+
+
+def classify_failure(exc: BaseException) -> tuple[str, int] | None:
+    """(one-line message, exit code) for an expected failure, else None (a bug: the trace is shown)."""
     import httpx
 
-    from vjepa_robot_client.errors import ConnectionFailed, ServiceUnavailable, VjepaRobotError
+    from vjepa_robot_client.errors import BadRequest, ConnectionFailed, ServiceUnavailable, VjepaRobotError
 
     chain, e = [], exc
     while e is not None and len(chain) < 8:
@@ -71,12 +104,22 @@ def expected_failure(exc: BaseException) -> str | None:
     for e in chain:
         if isinstance(e, (ConnectionFailed, ServiceUnavailable, httpx.ConnectError, ConnectionRefusedError)):
             return (f"a service is unreachable ({e}); is the encoder/trainer running? "
-                    "(vjepa-robot serve encoder / serve trainer, or --encoder-url / --trainer-url)")
+                    "(vjepa-robot serve encoder / serve trainer, or --encoder-url / --trainer-url)", EXIT_UNREACHABLE)
         if isinstance(e, OSError) and "V-JEPA 2 weights" in str(e):
-            return str(e).splitlines()[0]
+            return str(e).splitlines()[0], EXIT_FAILED
+    if isinstance(exc, BadRequest) and exc.status_code == 422:  # the service's own validation: the same one line
+        return invalid_input(exc.detail), EXIT_BAD_INPUT
     if isinstance(exc, VjepaRobotError):  # e.g. NotFound from a trainer service
-        return f"{type(exc).__name__}: {exc}".replace("GET /runs", "`vjepa-robot runs list`")
+        code = EXIT_BAD_INPUT if isinstance(exc, BadRequest) else EXIT_FAILED
+        return f"{type(exc).__name__}: {exc}".replace("GET /runs", "`vjepa-robot runs list`"), code
     return None
+
+
+def _failed_code(error: str | None) -> int:
+    """Exit code for a run or evaluation that ended `failed` with this recorded error (the trainer writes
+    "ExceptionType: message"): an encoder it could not reach is the same kind of failure as in local mode."""
+    return EXIT_UNREACHABLE if error and ("ConnectionFailed" in error or "ServiceUnavailable" in error) \
+        else EXIT_FAILED
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -99,8 +142,16 @@ def datasets_create(
     store: Optional[str] = StoreOpt,
 ) -> None:
     """Generate expert episodes in parallel workers and write them to LanceDB, one episode per append."""
-    from services.trainer.datasets import DatasetExists, DatasetSpec, create_dataset
+    from pydantic import ValidationError
 
+    from services.trainer.datasets import DatasetExists, DatasetSpec, create_dataset
+    from vjepa_robot_client.contract import CreateDatasetRequest
+
+    try:  # the service's own request model first: the same one-line refusal as through the trainer service
+        CreateDatasetRequest(name=name, expert=expert, task=task, episodes=episodes, steps=steps, seed=seed,
+                             image_size=image_size, workers=workers)
+    except ValidationError as exc:
+        _invalid(exc, CreateDatasetRequest, name="NAME")
     try:
         spec = DatasetSpec(name=name, expert=expert, task=task, episodes=episodes, steps=steps, seed=seed,
                            image_size=image_size)
@@ -165,11 +216,15 @@ def datasets_encode(
     """Ask the encoder service to embed every step's 8-frame window of a dataset (idempotent)."""
     from vjepa_robot_client import EncoderClient
 
+    if not 1 <= batch_size <= 1024:  # DatasetEncodeRequest's range
+        _fail(f"--batch-size {batch_size} is out of range: it must be between 1 and 1024")
+    _announce_wait(encoder_url, "encoder")
     try:
         with EncoderClient(encoder_url, token=token) as client:
             status = client.encode_dataset_and_wait(name, batch_size=batch_size, progress=True)
     except Exception as exc:  # the SDK's typed errors carry the server's message
-        _fail(str(exc))
+        found = classify_failure(exc)
+        _fail(found[0] if found else str(exc), found[1] if found else EXIT_FAILED)
     typer.echo(f"dataset {name}: {status.done}/{status.total} windows embedded by encoder {status.encoder_id}")
 
 
@@ -310,27 +365,38 @@ def _train(kind: str, request_model, fields: dict, trainer_url, encoder_url, sto
     try:
         req = request_model(**fields)
     except ValidationError as exc:
-        _fail(str(exc))
+        _invalid(exc, request_model, dataset="DATASET")
     if trainer_url:
         from vjepa_robot_client import TrainerClient
 
+        _announce_wait(trainer_url, "trainer")
         tr = TrainerClient(trainer_url, token=token)
         created = (tr.train_bc if kind == "bc" else tr.train_sac)(**req.model_dump(mode="json", exclude_none=True))
         if req.is_study:
-            _print_study(tr.wait_study(created))
+            study = tr.wait_study(created)
+            _print_study(study)
+            failed = [r for r in study.runs if r.status.value != "succeeded"]
+            if failed:
+                _fail(f"{len(failed)} of {len(study.runs)} runs of study {study.study_id} did not succeed: "
+                      f"{failed[0].error}", _failed_code(failed[0].error))
         else:
-            _print_run(tr.wait(created))
+            record = tr.wait(created)
+            _print_run(record)
+            if record.status.value != "succeeded":
+                _fail(f"training failed: {record.error}", _failed_code(record.error))
         return
     from services.trainer import jobs
 
     ctx = _local_ctx(store, runs_dir, encoder_url, token)
+    if req.features.value == "vjepa2":
+        _announce_wait(encoder_url, "encoder")
     runner = _Announcing(ctx)
     try:
         created = jobs.train(ctx, runner, req, progress=True)
     except jobs.Refused as exc:
         _fail(exc.detail)
     except Exception as exc:  # recorded in the run as `failed` before it got here
-        _fail(f"training failed: {type(exc).__name__}: {exc}", code=1)
+        _job_failed("training", exc)
     if created.study_id:
         _print_study(_local_study(ctx, created.study_id))
     else:
@@ -348,6 +414,16 @@ class _Announcing:
     def submit(self, key, fn, on_error):
         typer.echo(f"{key.replace(':', ' ', 1)} (records in {self.ctx.runs.root})")
         self.inner.submit(key, fn, on_error)
+
+
+def _job_failed(what: str, exc: BaseException) -> None:
+    """A job run in this process failed (it is recorded `failed`): one line, the exit code of its kind."""
+    if _VERBOSE["on"]:
+        raise exc
+    found = classify_failure(exc)
+    if found:
+        _fail(found[0], found[1] if found[1] != EXIT_BAD_INPUT else EXIT_FAILED)
+    _fail(f"{what} failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
 
 
 def _local_study(ctx, study_id: str):
@@ -469,17 +545,23 @@ def evaluate(
     given = {k: v for k, v in given.items() if v is not None}
     baseline = run_id in EXPERTS
     study = run_id.startswith("study-")
+    model = BaselineEvalRequest if baseline else EvalRequest
     try:
         req = BaselineEvalRequest(policy=run_id, **given) if baseline else EvalRequest(**given)
     except ValidationError as exc:
-        _fail(str(exc))
+        _invalid(exc, model, policy="RUN_ID")
     if trainer_url:
         from vjepa_robot_client import TrainerClient
 
+        _announce_wait(trainer_url, "trainer")
         tr = TrainerClient(trainer_url, token=token)
         if study:
             tr.evaluate_study(run_id, **given)
-            _print_study(tr.wait_study(run_id, evaluated=True))
+            result = tr.wait_study(run_id, evaluated=True)
+            _print_study(result)
+            errors = [r.error for r in result.runs if r.error]
+            if errors:
+                _fail(f"evaluation of study {run_id} failed: {errors[0]}", _failed_code(errors[0]))
             return
         if baseline:
             run_id = tr.evaluate_baseline(run_id, **given)
@@ -490,6 +572,8 @@ def evaluate(
         from services.trainer import jobs
 
         ctx = _local_ctx(store, runs_dir, encoder_url, token)
+        if not baseline and _uses_encoder(ctx, run_id, study):
+            _announce_wait(encoder_url, "encoder")
         runner = jobs.InlineRunner()
         try:
             if study:
@@ -502,9 +586,28 @@ def evaluate(
                 res = jobs.evaluate_run(ctx, runner, run_id, req)
         except jobs.Refused as exc:
             _fail(exc.detail)
+        except Exception as exc:  # recorded in the run's evaluation as `failed` before it got here
+            _job_failed("evaluation", exc)
         res = ctx.runs.get(res.run_id)["evaluations"][res.eval_id]
     typer.echo(json.dumps({k: res.get(k) for k in ("run_id", "status", "success_rate", "success_ci95", "mean_return",
                                                     "image_size", "steps_per_second", "error")}, indent=1))
+    if res.get("status") != "succeeded":
+        _fail(f"evaluation {res.get('status')}: {res.get('error')}", _failed_code(res.get("error")))
+
+
+def _uses_encoder(ctx, run_id: str, study: bool) -> bool:
+    """Whether evaluating this run (or any run of this study) needs the encoder service (vjepa2 features)."""
+    try:
+        ids = ctx.runs.get_study(run_id)["run_ids"] if study else [run_id]
+        for r in ids:
+            rec = ctx.runs.get(r)
+            cfg = rec.get("config") if isinstance(rec, dict) else getattr(rec, "config", None)
+            feats = cfg.get("features") if isinstance(cfg, dict) else getattr(cfg, "features", None)
+            if str(getattr(feats, "value", feats)) == "vjepa2":
+                return True
+        return False
+    except Exception:  # unknown run or study: jobs.evaluate_* refuses it with its own message
+        return False
 
 
 @app.command("probe")
@@ -524,6 +627,8 @@ def probe_cmd(
     from vjepa_robot.probes import print_probes, save_probes
 
     ctx = _local_ctx(store, runs_dir, encoder_url, token)
+    if "vjepa2" in features:
+        _announce_wait(encoder_url, "encoder")
     results = []
     for f in features:
         try:
@@ -719,21 +824,29 @@ def demo(
 TRAINER_STACK = ("dm_control", "mujoco", "matplotlib", "imageio", "psutil")  # the `trainer` extra
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    # `--verbose` is a global option (before the command); accept it after the command too, where people type it
+    cut = args.index("--") if "--" in args else len(args)
+    if "--verbose" in args[1:cut]:
+        _VERBOSE["on"] = True
+        args = [a for i, a in enumerate(args) if not (a == "--verbose" and 0 < i < cut)]
     try:
-        app()
+        app(args=args, prog_name="vjepa-robot")
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in TRAINER_STACK:
             raise
         typer.secho(f"error: this command needs the trainer stack ({exc.name} is missing): "
                     f"pip install \"vjepa-robot[trainer]\"", fg=typer.colors.RED, err=True)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_BAD_INPUT) from None
     except Exception as exc:  # expected failures in one line; the trace behind --verbose
-        message = None if _VERBOSE["on"] else expected_failure(exc)
-        if message is None:
+        found = None if _VERBOSE["on"] else classify_failure(exc)
+        if found is None:
             raise
-        typer.secho(f"error: {message} (full trace: --verbose)", fg=typer.colors.RED, err=True)
-        raise SystemExit(1) from None
+        typer.secho(f"error: {found[0]} (full trace: vjepa-robot --verbose ...)", fg=typer.colors.RED, err=True)
+        raise SystemExit(found[1]) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

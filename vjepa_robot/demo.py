@@ -52,6 +52,32 @@ PRESETS = {
 }
 
 
+def check_config(cfg: DemoConfig) -> None:
+    """Refuse a bad configuration before any service starts (ValueError, one line naming the demo's option):
+    every request the demo will send is built here first, with the services' own request models."""
+    from pydantic import ValidationError
+
+    from vjepa_robot.errors import invalid_input
+    from vjepa_robot_client.contract import CreateDatasetRequest, EvalRequest, TrainBCRequest
+
+    checks = [
+        (CreateDatasetRequest, dict(name="demo", task=cfg.task, episodes=cfg.episodes, steps=cfg.steps,
+                                    seed=cfg.seed, image_size=cfg.image_size, workers=cfg.workers), {}),
+        (TrainBCRequest, dict(dataset="demo", epochs=cfg.epochs, seed=cfg.seed,
+                              **({"n_seeds": cfg.seeds} if cfg.seeds != 1 else {})), {"n_seeds": "--seeds"}),
+        (EvalRequest, dict(episodes=cfg.eval_episodes, task=cfg.task, steps=cfg.steps,
+                           parallel_envs=cfg.parallel_envs, image_size=cfg.image_size),
+         {"episodes": "--eval-episodes", "steps": "steps (the preset's episode length)"}),
+    ]
+    for model, fields, flags in checks:
+        try:
+            model(**fields)
+        except ValidationError as exc:
+            raise ValueError(invalid_input(exc, model=model, flags=flags)) from None
+    if cfg.seeds < 1:
+        raise ValueError(f"--seeds {cfg.seeds} is out of range: it must be between 1 and 32")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -112,6 +138,32 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 1
     raise TimeoutError(f"service at {url} not healthy after {timeout} s (log: {log})")
 
 
+class Stages:
+    """Wall time per demo stage (time.perf_counter), printed at the end and kept in the report's notes."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self._name: str | None = None
+        self._t = 0.0
+
+    def start(self, name: str) -> None:
+        self.stop()
+        self._name, self._t = name, time.perf_counter()
+
+    def stop(self) -> None:
+        if self._name is not None:
+            self.times[self._name] = self.times.get(self._name, 0.0) + time.perf_counter() - self._t
+            self._name = None
+
+    def summary(self) -> str:
+        return ", ".join(f"{k} {fmt_s(v)}" for k, v in self.times.items())
+
+
+def fmt_s(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m else f"{s} s"
+
+
 def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), workdir: Path = Path("vjepa-robot-demo"),
              store: Path | None = None, runs_dir: Path | None = None, **overrides) -> Path:
     """Run the study; write to `store` / `runs_dir` (default: the CLI's defaults, so `vjepa-robot runs list` and
@@ -128,6 +180,7 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
     if preset not in PRESETS:
         raise ValueError(f"unknown demo preset {preset!r}: choose one of {', '.join(PRESETS)}")
     cfg = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+    check_config(cfg)  # before any service starts
     store_dir = Path(store or default_store_uri()).resolve()
     runs_dir = Path(runs_dir or default_runs_dir(str(store_dir))).resolve()
     workdir = workdir.resolve()
@@ -136,6 +189,8 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
     t0 = time.perf_counter()
     console.rule(f"[bold]vjepa-robot demo ({preset})")
     console.print(json.dumps(asdict(cfg)))
+    stages = Stages()
+    stages.start("services start")
     with Services(store_dir, runs_dir, workdir / "logs", cfg.encoder_preset) as svc:
         enc, tr = EncoderClient(svc.encoder_url, timeout=300), TrainerClient(svc.trainer_url, timeout=60)
         info = enc.info()
@@ -146,6 +201,7 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
             console.print(f"[bold yellow]encoder {info.model} is a RANDOM-INIT stand-in: every vjepa2 result of this "
                           "demo is a plumbing check, not a V-JEPA 2 result[/]")
 
+        stages.start("dataset")
         console.rule("1. expert dataset")
         try:
             ds = tr.dataset(dataset)
@@ -159,11 +215,13 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
             raise RuntimeError(f"dataset generation failed: {ds.error}")
         console.print(f"{dataset}: expert success {ds.success_rate:.0%}, mean return {ds.mean_return:.1f}")
 
+        stages.start("encode")
         console.rule("2. encode (frozen V-JEPA 2" + (", random-init stand-in" if stand_in else "") + ", batched)")
         enc.encode_dataset(dataset)
         status = enc.wait_dataset_encode(dataset, poll_interval=1.0)
         console.print(f"{status.done}/{status.total} windows embedded by {status.encoder_id}")
 
+        stages.start("BC")
         console.rule(f"3. behaviour cloning on vjepa2 / state / random features ({len(seeds)} seed"
                      f"{'s' if len(seeds) > 1 else ''}: {', '.join(map(str, seeds))})")
         bc_runs: dict[str, list[str]] = {}
@@ -185,6 +243,7 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
                 console.print(f"BC {f} (seed {(rec.config or {}).get('seed')}): kept epoch {m.get('selected_epoch')} "
                               f"of {m.get('epoch')}, validation MSE {m.get('best_val_loss') or m.get('val_loss'):.2e}")
 
+        stages.start("evaluation")
         console.rule("4. live evaluation (the encoder is called over HTTP every step for vjepa2)")
         ev = dict(episodes=cfg.eval_episodes, task=cfg.task, steps=cfg.steps, parallel_envs=cfg.parallel_envs,
                   image_size=cfg.image_size)
@@ -202,6 +261,7 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
             if res.status.value != "succeeded":
                 raise RuntimeError(f"evaluation of {label} {res.status.value}: {res.error}")
 
+        stages.start("probes")
         console.rule("5. probes: what the features encode (linear and MLP, k-fold over episodes)")
         st = Store(str(store_dir))
         probes = []
@@ -212,6 +272,7 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
         save_probes(runs_dir, probes)
         print_probes(probes, console)
 
+        stages.start("report")
         console.rule("6. report")
         runs = [r for r in read_runs(runs_dir) if r.get("run_id") in pending]
         encoder_note = (f"{info.model} ({info.encoder_id}), {info.dim}-d, {info.image_size} px input, {info.dtype} on "
@@ -227,6 +288,8 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
                  "wall time": f"{time.perf_counter() - t0:.0f} s end to end"}
         save_notes(runs_dir, notes)
         path = write_report(runs, probes, Path(out), extra_notes=notes)
+    stages.stop()
+    console.print(f"stage times: {stages.summary()}", highlight=False)
     console.print(title(runs), style="bold", markup=False)
     for line in summary_lines(runs):
         console.print("  " + line, style="yellow" if "plumbing" in line else None, markup=False, highlight=False)
