@@ -24,7 +24,8 @@ after it. Exit codes: 0 done; 1 the work failed (training or evaluation failed, 
 app = typer.Typer(help=APP_HELP, no_args_is_help=True)
 datasets_app = typer.Typer(help="Expert datasets in the LanceDB feature store.", no_args_is_help=True)
 serve_app = typer.Typer(help="Run the encoder or trainer service.", no_args_is_help=True)
-train_app = typer.Typer(help="Train policies (BC, SAC) through the trainer service or in process.", no_args_is_help=True)
+train_app = typer.Typer(help="Train policies (BC, SAC) through the trainer service or in process.",
+                        no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(serve_app, name="serve")
 app.add_typer(train_app, name="train")
@@ -32,7 +33,8 @@ runs_app = typer.Typer(help="Training runs and their evaluations (the records th
                        no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
-STORE_HELP = "Feature store: a local directory or a LanceDB URI (s3://...). Default: $VJEPA_ROBOT_STORE or ./vjepa-robot-store"
+STORE_HELP = ("Feature store: a local directory or a LanceDB URI (s3://...). "
+              "Default: $VJEPA_ROBOT_STORE or ./vjepa-robot-store")
 StoreOpt = typer.Option(None, "--store", help=STORE_HELP, envvar="VJEPA_ROBOT_STORE")
 
 
@@ -792,10 +794,14 @@ def runs_show(
                    f"{req.get('steps')} steps, eval seed {req.get('seed')})" + (f", GIF {e['gif']}" if e.get("gif") else ""))
 
 
+# Measured with `vjepa-robot demo` on the development machine (2 shared x86_64 cores): see README.md ("Time").
+DEMO_TIME = "{DEMO_HELP}"
+
+
 @app.command("demo")
 def demo(
-    preset: str = typer.Option("quick", help="quick (tiny random-init encoder, CPU, ~10 min: a plumbing check) | "
-                                             "findings (pretrained ViT-L, GPU, 3 seeds)."),
+    preset: str = typer.Option("quick", help="quick (tiny random-init encoder on CPU, a plumbing check: "
+                                             f"{DEMO_TIME}) | findings (pretrained ViT-L, GPU, 3 seeds)."),
     out: Path = typer.Option(Path("vjepa-robot-report"), "--out"),
     store: Optional[str] = StoreOpt,
     runs_dir: Optional[Path] = RunsOpt,
@@ -805,8 +811,9 @@ def demo(
     epochs: Optional[int] = typer.Option(None),
     seeds: Optional[int] = typer.Option(None, help="Override the preset's number of BC seeds."),
 ) -> None:
-    """The whole Phase 1 study through both services on loopback, ending in a report. It writes to the same
-    store and runs directory as every other command, so `vjepa-robot runs list` and `report` find it."""
+    """The whole BC experiment through both services on loopback: expert dataset, encode, BC on vjepa2 / state /
+    random features, live evaluation beside the experts, probes, report. It prints each stage's time at the end,
+    and writes to the same store and runs directory as every other command (`vjepa-robot runs list`, `report`)."""
     from services.common.store import default_store_uri
     from vjepa_robot.demo import run_demo
 

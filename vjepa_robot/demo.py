@@ -1,12 +1,15 @@
-"""`vjepa-robot demo`: the whole Phase 1 study, end to end, through both services on loopback.
+"""`vjepa-robot demo`: the whole BC experiment, end to end, through both services on loopback.
 
     encoder (tiny preset, CPU) + trainer start as real uvicorn processes; the SDK drives them:
     dataset (jacobian expert) -> encode -> BC on vjepa2 / state / random -> live evaluation beside the
     jacobian and p-controller experts and the random policy -> probes -> report.
+    Work that does not depend on other work runs concurrently: BC on state / random and the baselines' evaluation
+    while the encoder embeds the dataset; each evaluation as soon as its run is trained. Each stage's wall time is
+    printed at the end and kept in the report's notes.
 
 The quick preset's encoder is the `tiny` random-init preset: a stand-in that checks the plumbing, and says so in
-the console and the report. `--preset findings` runs the findings' scale (500 x 200 demos, pretrained ViT-L,
-100 evaluation episodes, 3 BC seeds) for a GPU machine. Results go to the CLI's default store and runs directory
+the console and the report. `--preset findings` runs the scale of the earlier study (500 x 200 demos, pretrained
+ViT-L, 100 evaluation episodes, 3 BC seeds) for a GPU machine. Results go to the CLI's default store and runs directory
 (or --store / --runs-dir), so `vjepa-robot runs list` and `vjepa-robot report` see them afterwards.
 """
 
@@ -41,7 +44,7 @@ class DemoConfig:
 
     encoder_preset: str = "tiny"
     episodes: int = 20  # demos
-    steps: int = 100  # control steps per episode (the findings used 200; the jacobian expert settles well before)
+    steps: int = 100  # control steps per episode (the earlier study used 200; the jacobian expert settles well before)
     image_size: int = 128  # rendered frame size: the tiny encoder's own crop (a 64 px render is not much cheaper)
     epochs: int = 100
     eval_episodes: int = 10  # one wave of parallel_envs
@@ -344,9 +347,9 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
         console.rule("6. report")
         t_report = time.perf_counter()
         runs = [r for r in read_runs(runs_dir) if r.get("run_id") in evaluated]
-        encoder_note = (f"{info.model} ({info.encoder_id}), {info.dim}-d, {info.image_size} px input, {info.dtype} on "
-                        f"{info.device}" + (": a RANDOM-INIT stand-in, so its rows are a plumbing check, not a V-JEPA 2 "
-                                            "result" if stand_in else ""))
+        encoder_note = (f"{info.model} ({info.encoder_id}), {info.dim}-d, {info.image_size} px input, {info.dtype} "
+                        f"on {info.device}" + (": a RANDOM-INIT stand-in, so its rows are a plumbing check, not a "
+                                               "V-JEPA 2 result" if stand_in else ""))
         notes = {"demo": f"preset {preset}: " + ", ".join(f"{k} {v}" for k, v in asdict(cfg).items()),
                  "encoder": encoder_note,
                  "seeds": (f"{len(seeds)} training seed(s) per condition ({', '.join(map(str, seeds))})"
