@@ -1,6 +1,8 @@
 """encode -> dataset -> BC -> live eval, through the SDK only. Start the services first: `vjepa-robot serve encoder
 --preset tiny` and `vjepa-robot serve trainer` (ports 8001 / 8002), or `docker compose up`."""
-import os, numpy as np
+import os
+
+import numpy as np
 from vjepa_robot_client import EncoderClient, TrainerClient
 
 enc, tr = EncoderClient(), TrainerClient()  # $VJEPA_ROBOT_ENCODER_URL / _TRAINER_URL / _TOKEN, else localhost

@@ -203,7 +203,8 @@ def test_runs_list_opens_no_connection_to_the_model_hub(runs_dir, monkeypatch):
     (["eval", "jacobian", "--episodes", "-1"], "--episodes -1 is out of range: it must be between 1 and 10000"),
     (["eval", "jacobian", "--task", "medium"], "--task 'medium' is not one of the choices: easy or hard"),
     (["eval", "nobody"], None),  # not a baseline: an unknown run (checked below)
-    (["train", "bc", "ds", "--features", "pixels"], "--features 'pixels' is not one of the choices: vjepa2, state or random"),
+    (["train", "bc", "ds", "--features", "pixels"],
+     "--features 'pixels' is not one of the choices: vjepa2, state or random"),
     (["train", "bc", "ds", "--epochs", "0"], "--epochs 0 is out of range: it must be between 1 and 10000"),
     (["train", "bc", "ds", "--lr", "0"], "--lr 0.0 is out of range: it must be > 0.0 and <= 1.0"),
     (["train", "bc", "ds", "--select", "nope"], "--select 'nope' is not one of the choices: best_val or last"),
@@ -289,3 +290,19 @@ def test_the_same_mistake_has_the_same_exit_code_in_both_modes(args, tmp_path, t
         codes[mode] = exc.value.code
         assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err, (mode, err)
     assert codes == {"local": 2, "service": 2}, codes
+
+
+def test_demo_stage_times_are_spans_of_their_jobs():
+    """The demo's stage times: each stage from its first job's start to its last job's end (stages overlap)."""
+    from vjepa_robot.demo import PRESETS, Job, Watch, check_config, fmt_s, stage_summary
+
+    for cfg in PRESETS.values():
+        check_config(cfg)  # the presets themselves pass the services' request models
+    w = Watch(console=None, t0=0.0)
+    for label, stage, start, end in [("encode", "encode", 10.0, 70.0), ("BC state", "BC", 12.0, 40.0),
+                                     ("BC vjepa2", "BC", 70.0, 100.0), ("eval", "evaluation", 41.0, 160.0)]:
+        w.done.append(Job(label, stage, poll=lambda: None, started=start, ended=end))
+    spans = w.spans()
+    assert spans == {"encode": 60.0, "BC": 88.0, "evaluation": 119.0}
+    assert stage_summary({"dataset": 30.0, **spans}) == "dataset 30 s, encode 1 min 00 s, BC 1 min 28 s, evaluation 1 min 59 s"
+    assert fmt_s(3600 + 5) == "60 min 05 s"

@@ -161,7 +161,8 @@ def datasets_create(
     except (ValueError, DatasetExists) as exc:
         _fail(str(exc))
     typer.echo(
-        f"dataset {name}: {meta['episodes']} episodes x {meta['steps']} steps, expert {meta['expert']} on {meta['task']}: "
+        f"dataset {name}: {meta['episodes']} episodes x {meta['steps']} steps, expert {meta['expert']} "
+        f"on {meta['task']}: "
         f"success {meta['success_rate']:.1%}, mean return {meta['mean_return']:.1f}"
     )
 
@@ -178,11 +179,10 @@ def datasets_list(store: Optional[str] = StoreOpt, as_json: bool = typer.Option(
     if not rows:
         typer.echo("no datasets yet: vjepa-robot datasets create NAME --expert jacobian --episodes 100")
         return
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    from rich.table import Column
-
-    table = Table(Column("name", overflow="fold"), "status", "expert", "task", "episodes", "steps", "success", "mean return", "created")
+    table = Table(Column("name", overflow="fold"), "status", "expert", "task", "episodes", "steps", "success",
+                  "mean return", "created")
     for m in rows:
         sr = m.get("success_rate")
         mr = m.get("mean_return")
@@ -265,7 +265,8 @@ def serve_encoder(
         if not isinstance(try_to_load_from_cache(repo, "config.json", revision=rev), str):
             _fail(f"cannot load V-JEPA 2 weights from {repo!r}: the Hugging Face hub is unreachable and the checkpoint "
                   "is not in the local cache. Run `vjepa-robot fetch-model` where the hub is reachable, give --model "
-                  "DIR (a save_pretrained directory), or use --preset tiny (a random-init stand-in) for a demo.", code=1)
+                  "DIR (a save_pretrained directory), or use --preset tiny (a random-init stand-in) for a demo.",
+                  code=EXIT_FAILED)
         typer.secho("note: the Hugging Face hub is unreachable: loading the checkpoint from the local cache",
                     fg=typer.colors.YELLOW, err=True)
     serve(host=host, port=port, preset=preset, model=model, revision=revision, store=store, max_batch=max_batch,
@@ -278,7 +279,8 @@ def serve_trainer(
     port: int = typer.Option(8002),
     encoder_url: str = typer.Option("http://127.0.0.1:8001", envvar="VJEPA_ROBOT_ENCODER_URL"),
     store: Optional[str] = StoreOpt,
-    runs_dir: Optional[Path] = typer.Option(None, envvar="VJEPA_ROBOT_RUNS", help="Where run records and checkpoints live."),
+    runs_dir: Optional[Path] = typer.Option(None, envvar="VJEPA_ROBOT_RUNS",
+                                            help="Where run records and checkpoints live."),
     token_file: Optional[Path] = typer.Option(None, help="File holding the bearer token (else $VJEPA_ROBOT_TOKEN)."),
 ) -> None:
     """Serve datasets, BC/SAC training and live evaluation."""
@@ -318,7 +320,7 @@ def fetch_model(
             path = snapshot_download(repo, revision=rev, allow_patterns=["*.json", "*.bin"])
     except Exception as exc:  # offline, unknown repo, bad revision, full disk: one line, non-zero exit
         _fail(f"cannot fetch {repo} (revision {rev or 'default'}) into the Hugging Face cache "
-              f"({os.environ.get('HF_HOME') or '~/.cache/huggingface'}): {type(exc).__name__}: {exc}", code=1)
+              f"({os.environ.get('HF_HOME') or '~/.cache/huggingface'}): {type(exc).__name__}: {exc}", code=EXIT_FAILED)
     typer.echo(f"{repo} (revision {rev or 'default'}) is in the cache: {path}")
 
 
@@ -438,7 +440,8 @@ def _local_study(ctx, study_id: str):
 def _print_run(record) -> None:
     rec = record if isinstance(record, dict) else record.model_dump(by_alias=True)
     metrics = {k: v for k, v in rec.get("metrics", {}).items() if not isinstance(v, (list, dict))}
-    typer.echo(json.dumps({"run_id": rec["run_id"], "status": rec["status"], "metrics": metrics}, indent=1, default=str))
+    typer.echo(json.dumps({"run_id": rec["run_id"], "status": rec["status"], "metrics": metrics}, indent=1,
+                          default=str))
 
 
 def _interval(iv, pct: bool) -> str:
@@ -791,7 +794,8 @@ def runs_show(
               f"{num(e.get('mean_return'))}" if rate is not None else (e.get("error") or "")
         req = e.get("request") or {}
         typer.echo(f"  #{e.get('eval_id')} {e.get('status')}: {res} ({len(eps)} episodes, task {req.get('task')}, "
-                   f"{req.get('steps')} steps, eval seed {req.get('seed')})" + (f", GIF {e['gif']}" if e.get("gif") else ""))
+                   f"{req.get('steps')} steps, eval seed {req.get('seed')})"
+                   + (f", GIF {e['gif']}" if e.get("gif") else ""))
 
 
 # Measured with `vjepa-robot demo` on the development machine (2 shared x86_64 cores): see README.md ("Time").
