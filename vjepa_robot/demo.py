@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 from datetime import datetime, timezone
@@ -39,11 +40,12 @@ class DemoConfig:
     """The quick preset is sized for a plumbing check on 2 CPU cores: every part of the pipeline runs (render,
     dataset, encode, BC on three feature sources, live evaluation over HTTP, baselines, probes, report), on as
     few frames as shows it working. Rendering and encoding are where the time goes (measured stage by stage:
-    a 40 x 200-step dataset, 8,000 windows and 20 x 200-step evaluations took 2 min 46 s, 2 min 25 s and most of
-    the rest at load ~4), so the quick preset renders and encodes a quarter of that."""
+    a 40 x 200-step dataset, 8,000 windows and 20 x 200-step evaluations took 2 min 46 s, 2 min 25 s and 11 min
+    (the vjepa2 evaluation alone) at load 4-16), so the quick preset renders and encodes half the dataset's frames
+    and a quarter of the evaluation's, and runs what does not depend on other work concurrently."""
 
     encoder_preset: str = "tiny"
-    episodes: int = 20  # demos
+    episodes: int = 40  # demos (20 left BC on state at 0%: 2 validation episodes picked epoch 2 of 100)
     steps: int = 100  # control steps per episode (the earlier study used 200; the jacobian expert settles well before)
     image_size: int = 128  # rendered frame size: the tiny encoder's own crop (a 64 px render is not much cheaper)
     epochs: int = 100
@@ -53,12 +55,13 @@ class DemoConfig:
     workers: int = 2
     seed: int = 0
     seeds: int = 1  # BC training seeds per condition (one run each)
+    probe_folds: int = 3  # k-fold over episodes for the probes (the CLI's `probe` uses 5)
 
 
 PRESETS = {
     "quick": DemoConfig(),  # one seed: the CPU time budget
     "findings": DemoConfig(encoder_preset="vitl", episodes=500, steps=200, image_size=256, eval_episodes=100,
-                           parallel_envs=16, seeds=3),
+                           parallel_envs=16, seeds=3, probe_folds=5),
 }
 
 
@@ -200,7 +203,7 @@ class Watch:
                     del live[task_id]
                     self.done.append(job)
                     if state not in ("succeeded", "ready", "done"):
-                        raise RuntimeError(f"{job.label} {state}: {getattr(result, 'error', None)}")
+                        raise RuntimeError(f"{job.label} {state}: {getattr(result, 'error', result)}")
                     bars.console.print(f"{job.label}: {self.describe(job)} ({fmt_s(job.ended - job.started)})",
                                        highlight=False, markup=False)
                     for follow in (job.then(result) if job.then else []):
@@ -221,6 +224,8 @@ class Watch:
             best = m.get("best_val_loss") if m.get("best_val_loss") is not None else m.get("val_loss")
             return (f"kept epoch {m.get('selected_epoch')} of {m.get('epoch')} (lowest validation MSE, "
                     f"{best:.2e})" if best is not None else str(r.status.value))
+        if job.stage == "probes":
+            return f"{job.poll()[0]} feature sources probed (R2 tables below)"
         if job.stage == "evaluation":
             lo, hi = r.success_ci95 or (None, None)
             ci = f" [95% CI {lo:.0%}, {hi:.0%}]" if lo is not None else ""
@@ -327,22 +332,48 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
             st = enc.dataset_encode_status(dataset)
             return st.done, st.total, st.status, "windows", st
 
-        encode = Job(f"encode {dataset}", "encode", poll_encode, then=lambda _: bc_jobs("vjepa2"))
+        # probes (what the features encode) run here, in a thread beside the services' jobs: state and random
+        # at once, vjepa2 once the dataset is embedded
+        st = Store(str(store_dir))
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe")
+        probe_futures: dict[str, Future] = {}
+
+        def submit_probe(f: str) -> None:
+            def work() -> dict:
+                src = make_feature_source(f, encoder_url=svc.encoder_url)
+                try:
+                    return {**probe(st, dataset, src, seed=cfg.seed, folds=cfg.probe_folds), "dataset": dataset}
+                finally:
+                    src.close()
+
+            probe_futures[f] = pool.submit(work)
+
+        def poll_probes():
+            done = [fut for fut in probe_futures.values() if fut.done()]
+            failed = next((fut.exception() for fut in done if fut.exception() is not None), None)
+            state = "failed" if failed else "succeeded" if len(done) == len(FEATURE_SOURCES) else "running"
+            return len(done), len(FEATURE_SOURCES), state, "sources", failed
+
+        def after_encode(_) -> list[Job]:
+            submit_probe("vjepa2")
+            return bc_jobs("vjepa2")
+
+        for f in FEATURE_SOURCES:
+            if f != "vjepa2":
+                submit_probe(f)
+        encode = Job(f"encode {dataset}", "encode", poll_encode, then=after_encode)
         others = [j for f in FEATURE_SOURCES if f != "vjepa2" for j in bc_jobs(f)]
-        watch.run([encode, *others, *[baseline_job(p) for p in EXPERTS]])
+        probes_job = Job(f"probes ({cfg.probe_folds} folds)", "probes", poll_probes)
+        try:
+            watch.run([encode, *others, *[baseline_job(p) for p in EXPERTS], probes_job])
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
         console.rule("5. probes: what the features encode (linear and MLP, k-fold over episodes)")
-        t_probe = time.perf_counter()
-        st = Store(str(store_dir))
-        probes = []
-        for f in FEATURE_SOURCES:
-            src = make_feature_source(f, encoder_url=svc.encoder_url)
-            probes.append({**probe(st, dataset, src, seed=cfg.seed), "dataset": dataset})
-            src.close()
+        probes = [probe_futures[f].result() for f in FEATURE_SOURCES]
         save_probes(runs_dir, probes)
         print_probes(probes, console)
         times.update(watch.spans())
-        times["probes"] = time.perf_counter() - t_probe
 
         console.rule("6. report")
         t_report = time.perf_counter()
@@ -359,12 +390,12 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
                  "load": "load average {:.1f} / {:.1f} / {:.1f} (1 / 5 / 15 min) at the end".format(*os.getloadavg()),
                  "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                  "wall time": f"{time.perf_counter() - t0:.0f} s end to end (stage times: "
-                              f"{stage_summary(times)}; encode, BC and evaluation overlap)"}
+                              f"{stage_summary(times)}; encode, BC, probes and evaluation overlap)"}
         save_notes(runs_dir, notes)
         path = write_report(runs, probes, Path(out), extra_notes=notes)
         times["report"] = time.perf_counter() - t_report
     total = time.perf_counter() - t0
-    console.print(f"stage times (wall; encode, BC and evaluation run concurrently, so they overlap): "
+    console.print(f"stage times (wall; encode, BC, probes and evaluation run concurrently, so they overlap): "
                   f"{stage_summary(times)}; total {fmt_s(total)}", highlight=False)
     console.print(title(runs), style="bold", markup=False)
     for line in summary_lines(runs):
@@ -386,7 +417,7 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
 
 
 def stage_summary(times: dict[str, float]) -> str:
-    order = ["services start", "dataset", "encode", "BC", "evaluation", "probes", "report"]
+    order = ["services start", "dataset", "encode", "BC", "probes", "evaluation", "report"]
     return ", ".join(f"{k} {fmt_s(times[k])}" for k in order if k in times)
 
 
