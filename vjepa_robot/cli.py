@@ -799,7 +799,7 @@ def runs_show(
 
 
 # Measured with `vjepa-robot demo` on the development machine (2 shared x86_64 cores): see README.md ("Time").
-DEMO_TIME = "{DEMO_HELP}"
+DEMO_TIME = "about 20 min on 2 cores shared with other jobs, less on a quiet machine"
 
 
 @app.command("demo")
