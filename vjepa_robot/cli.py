@@ -244,9 +244,8 @@ def fetch_model(
     (the GPU compose stack runs this as a one-shot service before the encoder starts)."""
     import os
 
-    from huggingface_hub import snapshot_download
-
     from services.encoder.model import PRESETS, VITL_HUB_ID, VITL_REVISION
+    from services.encoder.weights import resolve_hub
 
     if model is None and preset not in PRESETS:
         _fail(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)} (or give --model HUB_ID)")
@@ -258,14 +257,14 @@ def fetch_model(
         typer.echo(f"nothing to fetch: {repo} is a local directory")
         return
     rev = revision or (VITL_REVISION if model is None else None)
-    try:
-        path = snapshot_download(repo, revision=rev, allow_patterns=["*.json", "*.safetensors"])
-        if not any(name.endswith(".safetensors") for name in os.listdir(path)):  # older repos ship .bin weights only
-            path = snapshot_download(repo, revision=rev, allow_patterns=["*.json", "*.bin"])
+    try:  # the commit the hub resolved `rev` to is the pin the encoder id records (services/encoder/weights.py)
+        pinned = resolve_hub(repo, rev)
     except Exception as exc:  # offline, unknown repo, bad revision, full disk: one line, non-zero exit
         _fail(f"cannot fetch {repo} (revision {rev or 'default'}) into the Hugging Face cache "
               f"({os.environ.get('HF_HOME') or '~/.cache/huggingface'}): {type(exc).__name__}: {exc}", code=1)
-    typer.echo(f"{repo} (revision {rev or 'default'}) is in the cache: {path}")
+    typer.echo(f"{repo} (revision {rev or 'default'}) resolved to commit {pinned.commit}; it is in the cache: "
+               f"{pinned.path}")
+    typer.echo(f"pin it: --model {repo} --revision {pinned.commit}")
 
 
 # ----------------------------------------------------------------------------------------------------------------

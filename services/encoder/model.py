@@ -2,7 +2,8 @@
 
     enc = Encoder.from_preset("tiny")             # or Encoder.load("facebook/vjepa2-vitl-fpc64-256", revision=...)
     emb = enc.encode(windows)                     # (B, 8, H, W, 3) uint8 -> (B, D) float32
-    enc.encoder_id                                # 12 hex chars: hash of source + revision + preprocessing + dtype
+    enc.encoder_id                                # 12 hex chars: hash of weights (commit) + preprocessing + dtype
+    enc.weights                                   # the pin: hub commit sha, or sha256:<hex> of a directory
     spec = PoolingSpec.of("grid", 4)              # token grids (vjepa_robot_client.contract.PoolingSpec)
     grid = enc.encode(windows, spec)              # -> (B, 16, D) float16, stored under enc.encoder_id_for(spec)
 
@@ -40,14 +41,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from services.encoder.weights import ResolvedWeights, WeightsError, check_loading, resolve_weights
 from vjepa_robot_client.contract import MEAN_POOLING, POOLINGS, WINDOW_FRAMES, PoolingSpec
 
 log = logging.getLogger(__name__)
 
 VITL_HUB_ID = "facebook/vjepa2-vitl-fpc64-256"
-# The hub was unreachable from where this was written (no internet), so the commit could not be looked up: "main"
-# is pinned as a *named* revision. Set VJEPA_ROBOT_REVISION (or --revision) to a commit sha to pin it for real;
-# the revision string is part of the encoder id, so embeddings from different pins never mix.
+# The revision asked for by default. It is NOT what the id records: Encoder.load resolves it to the commit of the
+# snapshot loaded (services/encoder/weights.py), so when the hub's main moves the encoder id moves with it.
 VITL_REVISION = "main"
 
 # torchvision / transformers IMAGENET_DEFAULT_MEAN / _STD, as VJEPA2VideoProcessor uses them.
@@ -156,10 +157,14 @@ class Encoder:
         device: str,
         dtype: torch.dtype,
         random_init: bool = False,
+        weights: ResolvedWeights | None = None,
     ):
         self.model = model.eval().requires_grad_(False)
         config = model.config
         self.source, self.revision = source, revision
+        # the pin (a commit or a directory's content hash; "random-init:..." for presets) and what was asked
+        self.weights = weights.weights if weights is not None else source
+        self.requested_revision = weights.revision if weights is not None else None
         self.random_init = bool(random_init)  # True: weights from a seeded random init (a stand-in), set by the loader
         self.model_name = name
         self.device = device
@@ -191,31 +196,52 @@ class Encoder:
         dtype: torch.dtype | None = None,
         num_threads: int | None = None,
     ) -> "Encoder":
-        """Load a checkpoint with VJEPA2Model.from_pretrained: a hub id (pin `revision`) or a local directory."""
+        """Load a checkpoint: a hub id (resolved to the commit the hub gives for `revision`) or a local directory.
+
+        Refuses (WeightsError, one line) a checkpoint whose config is not V-JEPA 2's or whose weights did not all
+        load (services/encoder/weights.py); the predictor, which encode() never runs, may be absent."""
         from transformers import VJEPA2Model
 
         device = device or default_device()
         dtype = dtype or default_dtype(device)
         _set_threads(device, num_threads)
-        local = os.path.isdir(source)
+        try:
+            weights = resolve_weights(source, revision)
+        except WeightsError:
+            raise
+        except Exception as exc:  # offline and not cached, unknown repo, bad revision
+            raise OSError(
+                f"cannot load V-JEPA 2 weights from {source!r} (revision {revision!r}): {type(exc).__name__}: {exc}. "
+                "Give a local directory saved with save_pretrained, a reachable hub id, or --preset tiny for a demo."
+            ) from exc
+        model_type = weights.model_type()
+        if model_type != "vjepa2":
+            raise WeightsError(f"{source}: config.json says model_type {model_type!r}, not 'vjepa2' (V-JEPA 2): "
+                               "refusing to load it as V-JEPA 2 (its weights would not load)")
         kwargs: dict[str, Any] = {"dtype": dtype}
         if device.startswith("cuda"):
             kwargs["attn_implementation"] = "sdpa"
         try:
-            model = VJEPA2Model.from_pretrained(source, revision=None if local else revision, **kwargs)
-        except OSError as exc:
-            raise OSError(
-                f"cannot load V-JEPA 2 weights from {source!r} (revision {revision!r}): {exc}. "
-                "Give a local directory saved with save_pretrained, a reachable hub id, or --preset tiny for a demo."
-            ) from exc
+            # ignore_mismatched_sizes: let a wrong-shaped tensor through to check_loading, which names it (transformers'
+            # own error only points at a log report); the model is refused either way
+            model, loading = VJEPA2Model.from_pretrained(weights.path, output_loading_info=True,
+                                                         ignore_mismatched_sizes=True, **kwargs)
+        except (OSError, RuntimeError, ValueError) as exc:  # size mismatches raise here
+            raise WeightsError(f"{source}: cannot load as V-JEPA 2: {str(exc).splitlines()[0]}") from exc
+        skipped = check_loading(loading, source, "V-JEPA 2", ignore_missing=("predictor.",))
+        if skipped:
+            log.warning("%s: %d predictor weights absent (the predictor is never run: encode skips it)",
+                        source, len(skipped))
         model = model.to(device)
-        if local:  # a directory is identified by its resolved path; its revision is whatever is in it
-            source, revision = os.path.realpath(source), revision or "local"
         # a checkpoint is pretrained unless it says otherwise: save_pretrained of a random-init preset keeps the
         # config attribute set below (`vjepa_robot_random_init`), so a saved stand-in is still named one
         random_init = bool(getattr(model.config, "vjepa_robot_random_init", False))
-        return cls(model, source=source, revision=revision, name=source, device=device, dtype=dtype,
-                   random_init=random_init)
+        name = weights.path if weights.local else source
+        # the id follows the weights, never a moving name: a hub id with the commit its revision resolved to,
+        # a directory by its content (two checkpoints saved at one path differ; a copy elsewhere is the same)
+        id_source, id_revision = (("local-dir", weights.content_hash) if weights.local else (source, weights.commit))
+        return cls(model, source=id_source, revision=id_revision, name=name, device=device, dtype=dtype,
+                   random_init=random_init, weights=weights)
 
     @classmethod
     def from_preset(
@@ -265,6 +291,8 @@ class Encoder:
             "poolings": list(POOLINGS),
             "token_grid": list(self.token_grid),
             "layers": self.num_layers,
+            "weights": self.weights,
+            "revision": self.requested_revision,
         }
 
     # -- pooling (vjepa_robot_client.contract.PoolingSpec) -------------------------------------------------------
@@ -296,7 +324,8 @@ class Encoder:
         spec = spec or MEAN_POOLING
         return {"encoder_id": self.encoder_id_for(spec), "base_encoder_id": self.encoder_id,
                 "model": self.model_name, "preprocessing": self.preprocessing, "dtype": self.dtype,
-                "random_init": self.random_init, "dim": self.dim_for(spec), "tokens": spec.tokens, **spec.lineage()}
+                "random_init": self.random_init, "weights": self.weights, "revision": self.requested_revision,
+                "dim": self.dim_for(spec), "tokens": spec.tokens, **spec.lineage()}
 
     @torch.inference_mode()
     def encode(self, windows: np.ndarray, pooling: PoolingSpec | None = None) -> np.ndarray:
