@@ -6,7 +6,10 @@ All checkpoints here are tiny random-init models saved with save_pretrained to t
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -28,11 +31,29 @@ def _tiny_dinov2(path):
 
 
 def test_a_dinov2_checkpoint_is_refused_as_vjepa2_in_one_line(tmp_path):
+    """Asked for V-JEPA 2 (--family vjepa2), a DINOv2 directory is refused; without --family it is served as
+    DINOv2 (test_families.py), never as V-JEPA 2 with random weights."""
     _tiny_dinov2(tmp_path / "dino")
     with pytest.raises(WeightsError) as err:
-        Encoder.load(str(tmp_path / "dino"), device="cpu", num_threads=1)
+        Encoder.load(str(tmp_path / "dino"), device="cpu", num_threads=1, family="vjepa2")
     msg = str(err.value)
     assert "\n" not in msg and "dinov2" in msg and "vjepa2" in msg
+
+
+def test_serve_encoder_fails_at_load_on_a_partial_checkpoint(tmp_path, tiny_encoder_dir):
+    """The real CLI: `serve encoder --model DIR` exits non-zero, its log naming the tensor, and never serves."""
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_encoder_dir, broken)
+    tensors = load_file(broken / "model.safetensors")
+    del tensors["encoder.embeddings.patch_embeddings.proj.weight"]
+    save_file(tensors, broken / "model.safetensors", metadata={"format": "pt"})
+    out = subprocess.run([sys.executable, "-m", "vjepa_robot.cli", "serve", "encoder", "--model", str(broken),
+                          "--port", "0", "--store", str(tmp_path / "store")],
+                         capture_output=True, text=True, timeout=240, env={**os.environ, "VJEPA_ROBOT_THREADS": "1"})
+    assert out.returncode != 0
+    assert "not every weight loaded as V-JEPA 2: 1 missing (encoder.embeddings.patch_embeddings.proj.weight)" in (
+        out.stdout + out.stderr)
+    assert "Uvicorn running" not in out.stderr
 
 
 def test_a_vjepa2_checkpoint_missing_a_tensor_is_refused_naming_it(tmp_path, tiny_encoder_dir):

@@ -185,9 +185,14 @@ def datasets_encode(
 def serve_encoder(
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8001),
-    preset: Optional[str] = typer.Option(None, help="vitl | vitl-random | tiny (default tiny unless --model)."),
-    model: Optional[str] = typer.Option(None, help="Hub id or local directory of a V-JEPA 2 checkpoint."),
-    revision: Optional[str] = typer.Option(None, help="Hub revision (commit) to pin."),
+    preset: Optional[str] = typer.Option(None, help="vitl | vith | vitg | dinov2-base | siglip-base | tiny | "
+                                         "tiny-dinov2 | ... (default tiny unless --model; docs/encoders.md)."),
+    model: Optional[str] = typer.Option(None, help="Hub id or local directory of a checkpoint (V-JEPA 2, VideoMAE, "
+                                        "DINOv2, SigLIP)."),
+    revision: Optional[str] = typer.Option(None, help="Hub revision to load; the id records the commit it resolves to."),
+    family: Optional[str] = typer.Option(None, help="vjepa2 | videomae | dinov2 | siglip: refuse a --model of another "
+                                         "family (default: its config's model_type)."),
+    fusion: Optional[str] = typer.Option(None, help="Image families: fuse the 8 frames by mean | last | last3."),
     store: Optional[str] = StoreOpt,
     max_batch: int = typer.Option(32, help="Most windows per forward pass.", envvar="VJEPA_ROBOT_MAX_BATCH"),
     max_wait_ms: float = typer.Option(5.0, help="Longest wait to fill a batch.", envvar="VJEPA_ROBOT_MAX_WAIT_MS"),
@@ -215,7 +220,7 @@ def serve_encoder(
         typer.secho("note: the Hugging Face hub is unreachable: loading the checkpoint from the local cache",
                     fg=typer.colors.YELLOW, err=True)
     serve(host=host, port=port, preset=preset, model=model, revision=revision, store=store, max_batch=max_batch,
-          max_wait_ms=max_wait_ms, token_file=token_file, compile=compile or None)
+          max_wait_ms=max_wait_ms, token_file=token_file, compile=compile or None, family=family, fusion=fusion)
 
 
 @serve_app.command("trainer")
