@@ -112,7 +112,8 @@ def test_a_full_siglip_checkpoint_loads_its_vision_tower(tmp_path):
                              text_config=dict(**small, vocab_size=100, bos_token_id=1, eos_token_id=2,
                                               pad_token_id=0))).save_pretrained(tmp_path / "siglip")
     enc = load_encoder(model=str(tmp_path / "siglip"), device="cpu", num_threads=1)
-    assert (enc.family.name, enc.dim, enc.image_size, enc.preprocessing.count("mean0.5-std0.5")) == ("siglip", 32, 32, 1)
+    assert (enc.family.name, enc.dim, enc.image_size) == ("siglip", 32, 32)
+    assert "mean0.5-std0.5" in enc.preprocessing
     assert enc.encode(windows(1)).shape == (1, 32)
 
 

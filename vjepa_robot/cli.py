@@ -205,16 +205,17 @@ def serve_encoder(
 
     if preset and model:
         _fail("give --preset or --model, not both")
-    if (preset == "vitl" or (model and not Path(model).is_dir())) and not _hub_reachable():
+    from services.encoder.model import HUB_PRESETS, VITL_REVISION
+
+    if (preset in HUB_PRESETS or (model and not Path(model).is_dir())) and not _hub_reachable():
         # without this, the hub client retries for minutes before the loader's own message says what to do
         os.environ["HF_HUB_OFFLINE"] = "1"
         from huggingface_hub import try_to_load_from_cache
 
-        from services.encoder.model import VITL_HUB_ID, VITL_REVISION
-
-        repo, rev = (model, revision) if model else (VITL_HUB_ID, revision or VITL_REVISION)
+        repo = model or HUB_PRESETS[preset][1]
+        rev = revision or (VITL_REVISION if preset == "vitl" else None)
         if not isinstance(try_to_load_from_cache(repo, "config.json", revision=rev), str):
-            _fail(f"cannot load V-JEPA 2 weights from {repo!r}: the Hugging Face hub is unreachable and the checkpoint "
+            _fail(f"cannot load weights from {repo!r}: the Hugging Face hub is unreachable and the checkpoint "
                   "is not in the local cache. Run `vjepa-robot fetch-model` where the hub is reachable, give --model "
                   "DIR (a save_pretrained directory), or use --preset tiny (a random-init stand-in) for a demo.", code=1)
         typer.secho("note: the Hugging Face hub is unreachable: loading the checkpoint from the local cache",
@@ -240,8 +241,8 @@ def serve_trainer(
 
 @app.command("fetch-model")
 def fetch_model(
-    preset: str = typer.Option("vitl", envvar="VJEPA_ROBOT_PRESET", help="vitl | vitl-random | tiny (the random-init "
-                               "presets have nothing to fetch)."),
+    preset: str = typer.Option("vitl", envvar="VJEPA_ROBOT_PRESET", help="vitl | vith | vitg | dinov2-base | "
+                               "siglip-base | ... (docs/encoders.md; random-init presets have nothing to fetch)."),
     model: Optional[str] = typer.Option(None, envvar="VJEPA_ROBOT_MODEL", help="A hub id instead of the preset."),
     revision: Optional[str] = typer.Option(None, envvar="VJEPA_ROBOT_REVISION", help="Hub revision (commit) to pin."),
 ) -> None:
@@ -249,19 +250,19 @@ def fetch_model(
     (the GPU compose stack runs this as a one-shot service before the encoder starts)."""
     import os
 
-    from services.encoder.model import PRESETS, VITL_HUB_ID, VITL_REVISION
+    from services.encoder.model import HUB_PRESETS, PRESETS, VITL_REVISION
     from services.encoder.weights import resolve_hub
 
     if model is None and preset not in PRESETS:
         _fail(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)} (or give --model HUB_ID)")
-    if model is None and preset != "vitl":
+    if model is None and preset not in HUB_PRESETS:
         typer.echo(f"nothing to fetch: preset {preset} is random-init (no weights to download)")
         return
-    repo = model or VITL_HUB_ID
+    repo = model or HUB_PRESETS[preset][1]
     if os.path.isdir(repo):
         typer.echo(f"nothing to fetch: {repo} is a local directory")
         return
-    rev = revision or (VITL_REVISION if model is None else None)
+    rev = revision or (VITL_REVISION if model is None and preset == "vitl" else None)
     try:  # the commit the hub resolved `rev` to is the pin the encoder id records (services/encoder/weights.py)
         pinned = resolve_hub(repo, rev)
     except Exception as exc:  # offline, unknown repo, bad revision, full disk: one line, non-zero exit

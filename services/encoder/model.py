@@ -296,7 +296,8 @@ class Encoder:
             return cls.load(hub_id, rev, device=device, dtype=dtype, num_threads=num_threads, family=family,
                             fusion=fusion)
         if preset not in RANDOM_PRESETS:
-            raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)} (or give --model DIR_OR_HUB_ID)")
+            raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)} "
+                             "(or give --model DIR_OR_HUB_ID)")
         family = FAMILIES[RANDOM_PRESETS[preset]]
         device = device or default_device()
         dtype = dtype or default_dtype(device)
@@ -403,7 +404,8 @@ class Encoder:
             if not windows.flags.writeable:  # an .npy body parsed zero-copy from bytes is read-only; torch wants writable
                 windows = windows.copy()
             x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
-        pixels = preprocess(x, self.image_size, self.family.mean, self.family.std).to(self.torch_dtype)  # (B, 8, 3, S, S)
+        fam = self.family
+        pixels = preprocess(x, self.image_size, fam.mean, fam.std).to(self.torch_dtype)  # (B, 8, 3, S, S)
         if grid:  # eager even under --compile (the compiled graphs are the mean path's)
             with self._lock:
                 out = self._embed_grid(pixels, pooling)
