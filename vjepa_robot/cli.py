@@ -298,9 +298,14 @@ def datasets_import(
 def serve_encoder(
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8001),
-    preset: Optional[str] = typer.Option(None, help="vitl | vitl-random | tiny (default tiny unless --model)."),
-    model: Optional[str] = typer.Option(None, help="Hub id or local directory of a V-JEPA 2 checkpoint."),
-    revision: Optional[str] = typer.Option(None, help="Hub revision (commit) to pin."),
+    preset: Optional[str] = typer.Option(None, help="vitl | vith | vitg | dinov2-base | siglip-base | tiny | "
+                                         "tiny-dinov2 | ... (default tiny unless --model; docs/encoders.md)."),
+    model: Optional[str] = typer.Option(None, help="Hub id or local directory of a checkpoint (V-JEPA 2, VideoMAE, "
+                                        "DINOv2, SigLIP)."),
+    revision: Optional[str] = typer.Option(None, help="Hub revision to load; the id records the commit it resolves to."),
+    family: Optional[str] = typer.Option(None, help="vjepa2 | videomae | dinov2 | siglip: refuse a --model of another "
+                                         "family (default: its config's model_type)."),
+    fusion: Optional[str] = typer.Option(None, help="Image families: fuse the 8 frames by mean | last | last3."),
     store: Optional[str] = StoreOpt,
     max_batch: int = typer.Option(32, help="Most windows per forward pass.", envvar="VJEPA_ROBOT_MAX_BATCH"),
     max_wait_ms: float = typer.Option(5.0, help="Longest wait to fill a batch.", envvar="VJEPA_ROBOT_MAX_WAIT_MS"),
@@ -313,23 +318,24 @@ def serve_encoder(
 
     if preset and model:
         _fail("give --preset or --model, not both")
-    if (preset == "vitl" or (model and not Path(model).is_dir())) and not _hub_reachable():
+    from services.encoder.model import HUB_PRESETS, VITL_REVISION
+
+    if (preset in HUB_PRESETS or (model and not Path(model).is_dir())) and not _hub_reachable():
         # without this, the hub client retries for minutes before the loader's own message says what to do
         os.environ["HF_HUB_OFFLINE"] = "1"
         from huggingface_hub import try_to_load_from_cache
 
-        from services.encoder.model import VITL_HUB_ID, VITL_REVISION
-
-        repo, rev = (model, revision) if model else (VITL_HUB_ID, revision or VITL_REVISION)
+        repo = model or HUB_PRESETS[preset][1]
+        rev = revision or (VITL_REVISION if preset == "vitl" else None)
         if not isinstance(try_to_load_from_cache(repo, "config.json", revision=rev), str):
-            _fail(f"cannot load V-JEPA 2 weights from {repo!r}: the Hugging Face hub is unreachable and the checkpoint "
+            _fail(f"cannot load weights from {repo!r}: the Hugging Face hub is unreachable and the checkpoint "
                   "is not in the local cache. Run `vjepa-robot fetch-model` where the hub is reachable, give --model "
                   "DIR (a save_pretrained directory), or use --preset tiny (a random-init stand-in) for a demo.",
                   code=EXIT_FAILED)
         typer.secho("note: the Hugging Face hub is unreachable: loading the checkpoint from the local cache",
                     fg=typer.colors.YELLOW, err=True)
     serve(host=host, port=port, preset=preset, model=model, revision=revision, store=store, max_batch=max_batch,
-          max_wait_ms=max_wait_ms, token_file=token_file, compile=compile or None)
+          max_wait_ms=max_wait_ms, token_file=token_file, compile=compile or None, family=family, fusion=fusion)
 
 
 @serve_app.command("trainer")
@@ -357,8 +363,8 @@ def serve_trainer(
 
 @app.command("fetch-model")
 def fetch_model(
-    preset: str = typer.Option("vitl", envvar="VJEPA_ROBOT_PRESET", help="vitl | vitl-random | tiny (the random-init "
-                               "presets have nothing to fetch)."),
+    preset: str = typer.Option("vitl", envvar="VJEPA_ROBOT_PRESET", help="vitl | vith | vitg | dinov2-base | "
+                               "siglip-base | ... (docs/encoders.md; random-init presets have nothing to fetch)."),
     model: Optional[str] = typer.Option(None, envvar="VJEPA_ROBOT_MODEL", help="A hub id instead of the preset."),
     revision: Optional[str] = typer.Option(None, envvar="VJEPA_ROBOT_REVISION", help="Hub revision (commit) to pin."),
 ) -> None:
@@ -366,28 +372,27 @@ def fetch_model(
     (the GPU compose stack runs this as a one-shot service before the encoder starts)."""
     import os
 
-    from huggingface_hub import snapshot_download
-
-    from services.encoder.model import PRESETS, VITL_HUB_ID, VITL_REVISION
+    from services.encoder.model import HUB_PRESETS, PRESETS, VITL_REVISION
+    from services.encoder.weights import resolve_hub
 
     if model is None and preset not in PRESETS:
         _fail(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)} (or give --model HUB_ID)")
-    if model is None and preset != "vitl":
+    if model is None and preset not in HUB_PRESETS:
         typer.echo(f"nothing to fetch: preset {preset} is random-init (no weights to download)")
         return
-    repo = model or VITL_HUB_ID
+    repo = model or HUB_PRESETS[preset][1]
     if os.path.isdir(repo):
         typer.echo(f"nothing to fetch: {repo} is a local directory")
         return
-    rev = revision or (VITL_REVISION if model is None else None)
-    try:
-        path = snapshot_download(repo, revision=rev, allow_patterns=["*.json", "*.safetensors"])
-        if not any(name.endswith(".safetensors") for name in os.listdir(path)):  # older repos ship .bin weights only
-            path = snapshot_download(repo, revision=rev, allow_patterns=["*.json", "*.bin"])
+    rev = revision or (VITL_REVISION if model is None and preset == "vitl" else None)
+    try:  # the commit the hub resolved `rev` to is the pin the encoder id records (services/encoder/weights.py)
+        pinned = resolve_hub(repo, rev)
     except Exception as exc:  # offline, unknown repo, bad revision, full disk: one line, non-zero exit
         _fail(f"cannot fetch {repo} (revision {rev or 'default'}) into the Hugging Face cache "
               f"({os.environ.get('HF_HOME') or '~/.cache/huggingface'}): {type(exc).__name__}: {exc}", code=EXIT_FAILED)
-    typer.echo(f"{repo} (revision {rev or 'default'}) is in the cache: {path}")
+    typer.echo(f"{repo} (revision {rev or 'default'}) resolved to commit {pinned.commit}; it is in the cache: "
+               f"{pinned.path}")
+    typer.echo(f"pin it: --model {repo} --revision {pinned.commit}")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -316,6 +316,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
                 load_encoder, settings.preset, settings.model, settings.revision,
                 device=settings.device, num_threads=settings.threads,
                 compile=settings.compile, warmup_upto=settings.max_batch,
+                family=settings.family, fusion=settings.fusion,
             )
         log.info("encoder %s ready: %s", enc.encoder_id, enc.info())
         batcher = DynamicBatcher(

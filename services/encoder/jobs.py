@@ -43,7 +43,7 @@ class EmbeddingMeta(EmbeddingLineage):
         if not spec.is_grid:
             return cls(encoder.encoder_id, encoder.model_name, encoder.preprocessing, int(encoder.dim),
                        details=lineage)
-        dim = int(encoder.dim) * (len(spec.layers) if spec.layers else 1)
+        dim = encoder.dim_for(spec) if hasattr(encoder, "dim_for") else int(encoder.dim) * len(spec.layers or [1])
         return cls(spec.encoder_id(encoder.encoder_id), encoder.model_name, encoder.preprocessing, dim,
                    tokens=spec.tokens, dtype=spec.wire_dtype, details=lineage)
 

@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.store import default_store_uri
+from services.encoder.families import FUSIONS, family_named
 from services.encoder.model import PRESETS
 
 MIB = 1024 * 1024
@@ -25,6 +26,10 @@ class EncoderSettings(BaseSettings):
     preset: str | None = Field(None, description=f"One of {', '.join(PRESETS)}; default tiny unless `model` is set.")
     model: str | None = Field(None, description="Hub id or local directory of a V-JEPA 2 checkpoint (instead of preset).")
     revision: str | None = Field(None, description="Hub revision (commit sha) to pin; part of the encoder id.")
+    family: str | None = Field(None, description="Backbone family of `model` (vjepa2 | videomae | dinov2 | siglip); "
+                               "default: config.json's model_type (docs/encoders.md).")
+    fusion: str | None = Field(None, description="Image families: how the 8 frames' vectors fuse (mean | last | "
+                               "last3; default mean); part of the encoder id.")
     device: str | None = Field(None, description="cpu | cuda | cuda:N; default cuda when available.")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads on CPU; default: cores available minus one (min 1).")
     max_batch: int = Field(32, ge=1, le=4096, description="Most windows per forward pass; 1 turns batching off.")
@@ -59,6 +64,10 @@ class EncoderSettings(BaseSettings):
             raise ValueError(f"give a preset ({self.preset!r}) or a model ({self.model!r}), not both")
         if self.preset and self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        if self.family:
+            family_named(self.family)  # UnknownFamily (a ValueError) naming the supported families
+        if self.fusion and self.fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {self.fusion!r}: choose one of {', '.join(FUSIONS)}")
         return self
 
     def resolved_token(self) -> str | None:
