@@ -310,7 +310,7 @@ def test_dockerignore_keeps_build_outputs_out_of_the_context():
                  "bench/results/x.json"):
         assert _dockerignore_excludes(path, patterns), f"{path} would enter the build context"
     for path in ("pyproject.toml", "README.md", "constraints.txt", "services/encoder/app.py",
-                 "services/trainer/report.py", "clients/vjepa_robot_client/__init__.py", "clients/pyproject.toml",
+                 "services/trainer/report/rows.py", "clients/vjepa_robot_client/__init__.py", "clients/pyproject.toml",
                  "vjepa_robot/cli.py", ".env.example"):
         assert not _dockerignore_excludes(path, patterns), f"{path} is needed by the images but ignored"
     copied = re.findall(r"^COPY (.+) \S+$", DOCKERFILE.read_text(), flags=re.M)
