@@ -89,10 +89,7 @@ def test_compose_structure():
         assert svc["build"]["target"] == name
         assert "store:/data/store" in svc["volumes"]  # one named volume, the same LanceDB store for both
         assert environment(svc)["VJEPA_ROBOT_STORE"] == "/data/store"
-        test = svc["healthcheck"]["test"]
-        assert test[:3] == ["CMD", "python", "-c"] and "/healthz" in test[3]
-        port = svc["command"][svc["command"].index("--port") + 1]
-        assert f":{port}/healthz" in test[3]
+        assert "healthcheck" not in svc  # the image's HEALTHCHECK is the one definition (test_healthcheck_...)
     assert "store" in compose["volumes"]
     assert services["trainer"]["depends_on"]["encoder"]["condition"] == "service_healthy"
     assert environment(services["trainer"])["VJEPA_ROBOT_ENCODER_URL"] == "http://encoder:8001"
@@ -157,22 +154,137 @@ def test_one_token_reaches_both_services_and_the_trainer_sends_it_to_the_encoder
     assert set(example) <= used, sorted(set(example) - used)
 
 
-def test_dockerfile_stages_share_torch_and_install_from_the_lock():
+def test_dockerfile_stages_share_torch_and_the_core_dependencies_and_install_from_the_lock():
     stages = dockerfile_stages()
-    assert set(stages) == {"base", "encoder", "trainer"}
+    assert set(stages) == {"base", "core", "encoder", "trainer"}
     assert stages["base"][0] == "python:3.11-slim"
-    assert stages["encoder"][0] == stages["trainer"][0] == "base"  # one torch layer under both images
-    assert "ARG TORCH_INDEX" in stages["base"][1] and '"torch==${TORCH_VERSION}"' in stages["base"][1]
-    assert "COPY constraints.txt" in stages["base"][1]
-    for name in SERVICES:
-        body = stages[name][1]
-        installs = [ln for ln in body.splitlines() if "pip install" in ln]
+    assert stages["core"][0] == "base"
+    assert stages["encoder"][0] == stages["trainer"][0] == "core"  # one torch + core-dependency layer under both
+    base, core = stages["base"][1], stages["core"][1]
+    assert "ARG TORCH_INDEX" in base and '"torch==${TORCH_VERSION}"' in base
+    # torch alone, from the torch index; its own dependencies come with the core set, against the lock
+    (torch_install,) = _pip_installs(base)
+    assert "--no-deps" in torch_install and "--index-url" in torch_install
+    assert "COPY pyproject.toml constraints.txt deploy/requirements.py ./" in core
+    for name in ("core", *SERVICES):
+        installs = _pip_installs(stages[name][1])
         assert installs and all("-c constraints.txt" in ln or "--no-deps" in ln for ln in installs), installs
+    assert "python requirements.py >" in core  # the core dependencies, read from pyproject.toml
     encoder, trainer = stages["encoder"][1], stages["trainer"][1]
-    assert '".[encoder]"' in encoder and "trainer" not in re.sub(r"#.*", "", encoder)  # no simulator / RL stack
-    assert "libegl" not in encoder and "libegl1" in trainer and '".[trainer]"' in trainer
-    assert 'ARG TORCH_VERSION=2.13.0' in stages["base"][1]
+    assert "requirements.py encoder" in encoder and "trainer" not in re.sub(r"#.*", "", encoder)  # no simulator stack
+    assert "libegl" not in encoder and "libegl1" in trainer and "requirements.py trainer" in trainer
+    assert "libegl" not in core and "requirements.py trainer" not in core
+    assert 'ARG TORCH_VERSION=2.13.0' in base
     assert re.search(r"^torch==2\.13\.0$", LOCK.read_text(), flags=re.M)  # the lock agrees with the image
+
+
+def _instructions(body: str) -> list[str]:
+    """A stage's instructions, continuation lines joined, comments dropped."""
+    text = re.sub(r"^\s*#.*\n", "", body, flags=re.M).replace("\\\n", " ")
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def _pip_installs(body: str) -> list[str]:
+    """Every `pip install ...` command of a stage (RUN lines split at &&)."""
+    return [part.strip() for ins in _instructions(body) for part in ins.split("&&") if "pip install" in part]
+
+
+def test_no_dependency_layer_depends_on_docs_or_source():
+    """A documentation edit must rebuild only code layers: the stages whose layers both images share (base, core)
+    copy no README, docs or source, and in each image every dependency install comes before the first COPY of the
+    source or README.md."""
+    stages = dockerfile_stages()
+    for name in ("base", "core"):
+        copies = [ins for ins in _instructions(stages[name][1]) if ins.startswith(("COPY", "ADD"))]
+        for ins in copies:
+            sources = ins.split()[1:-1]
+            assert all(src in {"pyproject.toml", "constraints.txt", "deploy/requirements.py"} for src in sources), ins
+    for name in SERVICES:
+        steps = _instructions(stages[name][1])
+        first_copy = next(i for i, ins in enumerate(steps) if ins.startswith("COPY"))
+        deps = [i for i, ins in enumerate(steps) if "pip install" in ins and "-c constraints.txt" in ins]
+        assert deps and max(deps) < first_copy, steps
+        assert any(ins == "COPY README.md ./" for ins in steps[first_copy:])
+    # .dockerignore keeps docs out of the build context altogether
+    patterns = [ln.strip() for ln in DOCKERIGNORE.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    assert _dockerignore_excludes("docs/deploy.md", patterns) and _dockerignore_excludes("deploy/README.md", patterns)
+    assert not _dockerignore_excludes("deploy/requirements.py", patterns)
+
+
+def test_requirements_helper_lists_what_pyproject_declares():
+    """deploy/requirements.py (what the images install before any source) prints pyproject.toml's lists exactly."""
+    import tomllib
+
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        import requirements as helper
+    finally:
+        sys.path.pop(0)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert helper.requirements() == project["dependencies"]
+    assert helper.requirements("trainer") == project["optional-dependencies"]["trainer"]
+    assert helper.requirements("encoder") == project["optional-dependencies"]["encoder"]
+    assert helper.requirements("all") == project["optional-dependencies"]["trainer"]  # all = vjepa-robot[trainer]
+    out = subprocess.run([sys.executable, str(ROOT / "deploy/requirements.py"), "trainer"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == [r.replace(" ", "") for r in project["optional-dependencies"]["trainer"]]
+    bad = subprocess.run([sys.executable, str(ROOT / "deploy/requirements.py"), "gpu"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "unknown extra 'gpu'" in bad.stderr
+
+
+def dockerfile_healthchecks(path: Path = DOCKERFILE) -> dict[str, list[str]]:
+    """{stage: the exec-form command of its HEALTHCHECK}."""
+    import json
+
+    out: dict[str, list[str]] = {}
+    for name, (_, body) in dockerfile_stages(path).items():
+        checks = [ins for ins in _instructions(body) if ins.startswith("HEALTHCHECK")]
+        assert len(checks) <= 1, (name, checks)
+        if checks:
+            out[name] = json.loads(checks[0].split(" CMD ", 1)[1])
+    return out
+
+
+def test_healthcheck_is_defined_once_in_the_images():
+    checks = dockerfile_healthchecks()
+    assert set(checks) == set(SERVICES)
+    for name in SERVICES:
+        test = checks[name]
+        assert test[:2] == ["python", "-c"] and "/healthz" in test[2]
+        cmd = _dockerfile_cmd(dockerfile_stages()[name][1])
+        assert f":{cmd[cmd.index('--port') + 1]}/healthz" in test[2]  # checks the port the service listens on
+    for path in (COMPOSE, COMPOSE_GPU):
+        for name, svc in load(path)["services"].items():
+            assert "healthcheck" not in svc, f"{path.name}: {name} redefines the image's healthcheck"
+    assert "x-healthcheck" not in COMPOSE.read_text()
+
+
+def test_gpu_override_builds_each_image_tag_once():
+    """Two services with a build section and the same image tag make compose build that image twice."""
+    merged = {name: dict(svc) for name, svc in load(COMPOSE)["services"].items()}
+    for name, svc in load(COMPOSE_GPU)["services"].items():
+        merged[name] = {**merged.get(name, {}), **svc}
+    for files in ({"base": load(COMPOSE)["services"]}, {"gpu": merged}):
+        (services,) = files.values()
+        built = [svc["image"] for svc in services.values() if "build" in svc]
+        assert len(built) == len(set(built)), built
+        for name, svc in services.items():
+            if "build" not in svc:  # runs an image another service builds: never pulled from a registry
+                assert svc.get("pull_policy") == "never" and svc["image"] in built, name
+    assert merged["fetch-model"]["image"] == merged["encoder"]["image"] == "vjepa-robot-encoder:gpu"
+
+
+def test_nothing_imports_what_the_images_strip():
+    """The core stage removes Arrow Flight (and pyarrow's headers, sources and tests) from the images: the project's
+    code must not import it, and the build's own import check covers the pyarrow parts lance and lancedb use."""
+    for folder in ("vjepa_robot", "services", "clients"):
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text()
+            assert not re.search(r"pyarrow\.flight|from pyarrow import .*\bflight\b|pyarrow\.tests", text), path
+    core = dockerfile_stages()["core"][1]
+    assert "*flight*" in core
+    for module in ("pyarrow.dataset", "pyarrow.substrait", "pyarrow.fs", "lance", "lancedb"):
+        assert module in core, module
 
 
 def _dockerignore_excludes(path: str, patterns: list[str]) -> bool:
@@ -198,7 +310,7 @@ def test_dockerignore_keeps_build_outputs_out_of_the_context():
                  "bench/results/x.json"):
         assert _dockerignore_excludes(path, patterns), f"{path} would enter the build context"
     for path in ("pyproject.toml", "README.md", "constraints.txt", "services/encoder/app.py",
-                 "services/trainer/report.py", "clients/vjepa_robot_client/__init__.py", "clients/pyproject.toml",
+                 "services/trainer/report/rows.py", "clients/vjepa_robot_client/__init__.py", "clients/pyproject.toml",
                  "vjepa_robot/cli.py", ".env.example"):
         assert not _dockerignore_excludes(path, patterns), f"{path} is needed by the images but ignored"
     copied = re.findall(r"^COPY (.+) \S+$", DOCKERFILE.read_text(), flags=re.M)
@@ -223,7 +335,7 @@ def test_gpu_override_fills_the_model_cache_before_the_encoder_starts():
     assert fetch["restart"] == "no" and "ports" not in fetch
     for svc in (fetch, encoder):
         assert "hf-cache:/cache/hf" in svc["volumes"] and environment(svc)["HF_HOME"] == "/cache/hf"
-    assert fetch["image"] == encoder["image"] and fetch["build"] == encoder["build"]
+    assert fetch["image"] == encoder["image"] and "build" not in fetch  # the encoder's image, built once
     assert environment(fetch)["VJEPA_ROBOT_PRESET"] == environment(encoder)["VJEPA_ROBOT_PRESET"] == "vitl"
     assert "hf-cache" in load(COMPOSE)["volumes"]
     from vjepa_robot.cli import app
@@ -275,13 +387,19 @@ def test_docker_compose_config():
     docker = shutil.which("docker")
     if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
         pytest.skip("the docker compose plugin is not installed here; the YAML is validated by the tests above")
+    import json
+
     for files in (["-f", str(COMPOSE)], ["-f", str(COMPOSE), "-f", str(COMPOSE_GPU)]):
         subprocess.run([docker, "compose", *files, "config", "-q"], check=True, cwd=ROOT, timeout=60)
+        config = json.loads(subprocess.run([docker, "compose", *files, "config", "--format", "json"], check=True,
+                                           cwd=ROOT, timeout=60, capture_output=True, text=True).stdout)
+        built = [svc["image"] for svc in config["services"].values() if "build" in svc]  # compose's own merge
+        assert len(built) == len(set(built)), built
 
 
 def test_encoder_container_entrypoint_on_loopback(tmp_path):
     """The encoder service's command, environment and healthcheck, run as the container would (minus Docker):
-    `vjepa-robot serve encoder ...` with the compose environment, until the compose healthcheck passes."""
+    `vjepa-robot serve encoder ...` with the compose environment, until the image's healthcheck passes."""
     from _servers import free_port
     from vjepa_robot_client import EncoderClient
 
@@ -292,7 +410,7 @@ def test_encoder_container_entrypoint_on_loopback(tmp_path):
     command = [str(Path(sys.executable).with_name("vjepa-robot")), *svc["command"][1:]]
     command[command.index("--host") + 1] = "127.0.0.1"  # 0.0.0.0 inside the container
     command[command.index("--port") + 1] = str(port)
-    healthcheck = [sys.executable if a == "python" else a for a in svc["healthcheck"]["test"][1:]]
+    healthcheck = [sys.executable if a == "python" else a for a in dockerfile_healthchecks()["encoder"]]
     healthcheck[-1] = healthcheck[-1].replace(":8001/", f":{port}/")
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -183,3 +184,171 @@ def test_encode_through_reused_buffers_returns_each_request_its_own_windows_and_
         metrics = httpx.get(f"{url}/metrics").text
     line = next(x for x in metrics.splitlines() if x.startswith('vjepa_encoder_request_bytes_total{route="/encode"}'))
     assert float(line.split()[-1]) == sent
+
+
+# -- lifecycle: a stopped batcher refuses work; a forward pass must give one row per window (issue 19) -----------------
+
+from services.encoder.batcher import EmbedTimeout, EncoderStopped, ForwardFailed  # noqa: E402
+
+
+def test_a_stopped_batcher_refuses_work_and_fails_what_was_queued():
+    gate = threading.Event()
+    toy = ToyEncoder(block=gate)
+
+    async def main():
+        b = DynamicBatcher(toy.encode, max_batch=1, max_wait_ms=0, max_queue=4)
+        await b.start()
+        running = asyncio.create_task(b.submit(w()))
+        await asyncio.sleep(0.1)  # in the (blocked) forward pass
+        queued = asyncio.create_task(b.submit(w()))
+        await asyncio.sleep(0.05)
+        stopping = asyncio.create_task(b.stop(grace_s=0.2))
+        await asyncio.wait_for(stopping, 3)  # does not wait for the blocked pass beyond its grace
+        gate.set()
+        with pytest.raises(EncoderStopped, match="shutting down"):
+            await asyncio.wait_for(b.submit(w()), 2)  # refused at once, not queued forever
+        results = await asyncio.gather(running, queued, return_exceptions=True)
+        return b, results
+
+    b, results = run(main())
+    assert b.stopped
+    assert all(isinstance(r, EncoderStopped) for r in results), results
+
+
+@pytest.mark.parametrize("rows", [lambda b: b - 1, lambda b: b + 1, lambda b: 0])
+def test_a_forward_pass_with_the_wrong_number_of_rows_fails_every_caller(rows):
+    toy = ToyEncoder()
+
+    def wrong(windows):
+        return toy.encode(windows)[: rows(windows.shape[0])] if rows(windows.shape[0]) <= windows.shape[0] \
+            else np.concatenate([toy.encode(windows), toy.encode(windows[:1])])
+
+    async def main():
+        b = DynamicBatcher(wrong, max_batch=8, max_wait_ms=200)
+        await b.start()
+        out = await asyncio.gather(*(b.submit(w()) for _ in range(3)), return_exceptions=True)
+        await b.stop()
+        return out
+
+    results = run(main())
+    assert len(results) == 3
+    for r in results:  # nobody gets a short, empty or shifted slice
+        assert isinstance(r, ForwardFailed) and "one embedding row per window" in str(r), r
+
+
+def test_submit_from_a_thread_is_bounded_by_its_timeout_and_by_stop():
+    """The dataset-embedding path: it used to retry QueueFull forever and wait on .result() with no timeout."""
+    gate = threading.Event()
+    toy = ToyEncoder(block=gate)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        b = DynamicBatcher(toy.encode, max_batch=1, max_wait_ms=0, max_queue=1)
+        await b.start()
+        blocker = asyncio.create_task(b.submit(w()))  # holds the forward pass
+        await asyncio.sleep(0.1)
+        filler = asyncio.create_task(b.submit(w()))  # fills the queue: the thread's submits get QueueFull
+        await asyncio.sleep(0.05)
+        t0 = time.monotonic()
+        with pytest.raises(EmbedTimeout, match="no embedding within 0.3 s"):
+            await asyncio.to_thread(b.submit_from_thread, w(), loop, timeout=0.3)
+        timed_out_after = time.monotonic() - t0
+        waiting = asyncio.ensure_future(asyncio.to_thread(b.submit_from_thread, w(), loop, timeout=60))
+        await asyncio.sleep(0.2)
+        t0 = time.monotonic()
+        await b.stop(grace_s=0.1)
+        with pytest.raises(EncoderStopped):
+            await asyncio.wait_for(waiting, 3)
+        stopped_after = time.monotonic() - t0
+        gate.set()
+        await asyncio.gather(blocker, filler, return_exceptions=True)
+        with pytest.raises(EncoderStopped):  # and after stop, at once
+            await asyncio.to_thread(b.submit_from_thread, w(), loop, timeout=60)
+        return timed_out_after, stopped_after
+
+    timed_out_after, stopped_after = run(main())
+    assert 0.25 < timed_out_after < 2.0
+    assert stopped_after < 2.0
+
+
+def test_the_service_answers_503_shutting_down_once_the_batcher_stopped(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from services.encoder.app import create_app
+    from services.encoder.settings import EncoderSettings
+
+    app = create_app(EncoderSettings(store=str(tmp_path / "store")), encoder=ToyEncoder())
+    with TestClient(app) as c:
+        body = to_npy_bytes(w(1))
+        assert c.post("/encode", content=body).status_code == 200
+        c.portal.call(app.state.batcher.stop)
+        r = c.post("/encode", content=body)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+        assert "shutting down" in r.json()["detail"]
+        sid = c.post("/streams", json={"envs": 1, "height": 8, "width": 8}).json()["stream_id"]
+        r = c.post(f"/streams/{sid}/step", content=to_npy_bytes(w(1)[:, 0]))
+        assert r.status_code == 503 and "shutting down" in r.json()["detail"]
+
+
+def test_shutdown_does_not_wait_for_a_dataset_job_stuck_in_a_forward_pass(tmp_path):
+    """A dataset job whose forward pass hangs: leaving the lifespan takes about the grace period, the job's thread
+    ends, and the job reads failed naming the shutdown (a re-run resumes it: episodes are appended whole)."""
+    from fastapi.testclient import TestClient
+
+    from conftest import write_steps_dataset
+    from services.common.store import Store
+    from services.encoder.app import create_app
+    from services.encoder.settings import EncoderSettings
+
+    store = str(tmp_path / "store")
+    write_steps_dataset(Store(store), "stuck", episodes=2, steps=4, image_size=8)
+    gate = threading.Event()
+    toy = ToyEncoder(block=gate)  # every forward pass waits for the gate (10 s at most)
+    app = create_app(EncoderSettings(store=store, shutdown_grace_s=0.3, max_wait_ms=0), encoder=toy)
+    try:
+        with TestClient(app) as c:
+            assert c.post("/datasets/stuck/encode").status_code == 202
+            deadline = time.monotonic() + 5
+            while not toy.batch_sizes and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert toy.batch_sizes, "the job never reached the forward pass"
+            jobs = app.state.jobs
+            t0 = time.monotonic()
+        shutdown_s = time.monotonic() - t0
+        jobs.join("stuck", timeout=3)
+        job = jobs.status("stuck")
+    finally:
+        gate.set()
+    assert shutdown_s < 3.0, f"shutdown took {shutdown_s:.1f} s"
+    assert not jobs._threads["stuck"].is_alive()
+    assert job.status == "failed" and "shutting down" in (job.error or ""), job
+
+
+def test_the_body_pool_is_bounded_by_its_settings_and_reported(tmp_path):
+    """Issue 19 (memory under load): idle receive buffers are bounded by VJEPA_ROBOT_BODY_POOL_BYTES / _BUFFERS
+    whatever the concurrency was; buffers in use are not pooled (they are bounded by the requests in flight)."""
+    import httpx
+
+    from services.encoder.app import create_app
+    from services.encoder.settings import EncoderSettings
+
+    limit = 3 * len(to_npy_bytes(w(1, 16)))  # room for 3 one-window bodies
+    toy = ToyEncoder(delay_s=0.05)
+    app = create_app(EncoderSettings(store=str(tmp_path / "store"), body_pool_buffers=2, body_pool_bytes=limit,
+                                     max_wait_ms=0), encoder=toy)
+    assert (app.state.bodies.keep, app.state.bodies.max_bytes) == (2, limit)
+    with run_server(app) as url:
+        async def burst():
+            async with AsyncEncoderClient(url, compress=None) as c:
+                await asyncio.gather(*(c.encode(w(b, 16)) for b in (1, 2, 3, 1, 2, 3, 1, 2)))
+
+        asyncio.run(burst())  # 8 bodies in flight at once, of 3 sizes
+        idle = app.state.bodies.idle_bytes()
+        assert 0 < idle <= limit and len(app.state.bodies._free) <= 2
+        gauge = next(x for x in httpx.get(f"{url}/metrics").text.splitlines()
+                     if x.startswith("vjepa_encoder_body_pool_idle_bytes "))
+        assert float(gauge.split()[-1]) == idle
+    off = create_app(EncoderSettings(store=str(tmp_path / "store"), body_pool_buffers=0), encoder=toy)
+    with run_server(off) as url, EncoderClient(url, compress=None) as c:
+        c.encode(w(2, 16))
+        assert off.state.bodies.idle_bytes() == 0  # reuse off: nothing kept

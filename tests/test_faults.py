@@ -41,7 +41,7 @@ class Service:
     def start(self, timeout: float = 120.0) -> "Service":
         from vjepa_robot.demo import wait_healthy
 
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "VJEPA_SAC_THREADS": "1", **(self.env or {})}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "VJEPA_ROBOT_TORCH_THREADS": "1", **(self.env or {})}
         env.pop("VJEPA_ROBOT_TOKEN", None)
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(

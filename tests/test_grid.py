@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_server, write_steps_dataset
+from conftest import ToyEncoder, run_server, write_steps_dataset
 from services.common.store import EmbeddingLineage, Store, embeddings_table_name
 from services.encoder.app import create_app
 from services.encoder.model import Encoder, make_encoder_id, preprocess, tiny_config_kwargs
@@ -282,6 +282,11 @@ def test_sdk_encode_and_grid_stream(grid_server, tiny_encoder):
             got = s.step(frames)
             assert s.resyncs == 1 and got.shape == (2, 16, 96)
             np.testing.assert_array_equal(got, tiny_encoder.encode(s.buffer.windows.copy(), GRID4))
+            # behind a router without affinity the stream goes stateless: full windows to POST /encode, still grids
+            s.stateless = True
+            got = s.step(rng.integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8))
+            assert got.shape == (2, 16, 96) and got.dtype == np.float16
+            np.testing.assert_array_equal(got, tiny_encoder.encode(s.buffer.windows.copy(), GRID4))
 
 
 def test_dataset_encode_stores_grids_through_the_service(grid_server, tiny_encoder):
@@ -326,3 +331,35 @@ def test_cli_datasets_encode_with_grids(grid_server, tiny_encoder):
     assert result.exit_code == 0, result.output
     assert tiny_encoder.encoder_id_for(PoolingSpec.of("grid", 2)) in result.output
     assert grid_server[1].embedding_shape("grid-ds", f"{tiny_encoder.encoder_id}-grid2-tmean") == (4, 96)
+
+
+def test_an_encoder_without_grids_refuses_them(tmp_path):
+    """An encoder that serves mean only (the ToyEncoder: no token grid) answers grid requests 422, keeps serving."""
+    app = create_app(EncoderSettings(store=str(tmp_path)), encoder=ToyEncoder())
+    with run_server(app) as url:
+        assert httpx.get(f"{url}/info").json()["poolings"] == ["mean"]
+        r = httpx.post(f"{url}/encode", params={"pool": "grid"}, content=to_npy_bytes(windows(1)), headers=NPY)
+        assert r.status_code == 422 and "serves pool=mean only" in r.text
+        assert httpx.post(f"{url}/encode", content=to_npy_bytes(windows(1)), headers=NPY).status_code == 200
+
+
+def test_async_sdk_grids(grid_server, tiny_encoder):
+    import asyncio
+
+    from vjepa_robot_client import AsyncEncoderClient
+
+    async def go():
+        async with AsyncEncoderClient(grid_server[0]) as client:
+            w = windows(2, seed=11)
+            g = await client.encode(w, pool="grid", grid_size=2, dtype="float32")
+            s = await client.stream(2, 32, 32, pool="grid", grid_size=2)
+            try:
+                step = await s.step(w[:, -1])
+            finally:
+                await s.close()
+            return w, g, step, s.buffer.windows.copy()
+
+    w, g, step, buf = asyncio.run(go())
+    np.testing.assert_array_equal(g, tiny_encoder.encode(w, PoolingSpec.of("grid", 2, dtype="float32")))
+    assert step.shape == (2, 4, 96) and step.dtype == np.float16
+    np.testing.assert_array_equal(step, tiny_encoder.encode(buf, PoolingSpec.of("grid", 2)))

@@ -185,7 +185,7 @@ def test_vjepa2_evaluation_and_sac_jobs_stopped_or_failing_midway_close_streams_
     handle = ctx.runs.create("sac", cfg.model_dump(mode="json"))
     handle.stop_requested = CrashingRun(tmp_path).stop_requested  # the fault: raises at the 6th vector step
     with pytest.raises(Explodes) as failed:
-        jobs.run_sac(ctx, handle)
+        jobs.run_training(ctx, handle)
     assert open_streams(encoder) == 0
     assert live_physics() - before == set()
     assert stopped.traceback and failed.traceback

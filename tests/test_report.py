@@ -156,7 +156,7 @@ def test_report_without_results(tmp_path):
 def test_rollout_gif_has_captions_real_time_and_the_expert(tmp_path):
     """A real (tiny) live evaluation writes one GIF per episode: policy beside the expert, captioned, and its
     frame delay is the simulated time per frame in milliseconds (not 0)."""
-    from services.trainer.evaluate import CONTROL_DT, evaluate_policy
+    from services.trainer.evaluate import CONTROL_DT, GIF_CAPTION_H as CAP, evaluate_policy
     from services.trainer.features import make_feature_source
     from services.trainer.vec_env import make_env
 
@@ -166,14 +166,14 @@ def test_rollout_gif_has_captions_real_time_and_the_expert(tmp_path):
     assert len(rec["gif"]) == 1 and rec["gif"][0].endswith("eval0-ep0.gif")
     gif = Image.open(rec["gif"][0])
     assert gif.n_frames == 40 and gif.info["duration"] == round(1000 * CONTROL_DT)  # 20 ms: real time
-    assert gif.size == (2 * 160, 160 + 40)  # policy | expert, caption strip above
+    assert gif.size == (2 * 160, 160 + CAP)  # policy | expert, caption strip above
     first = np.asarray(gif.convert("RGB"))
-    caption = first[:40]
+    caption = first[:CAP]
     assert (caption.max(axis=2) > 200).sum() > 100  # white caption text is drawn
-    assert np.array_equal(first[40:, :160], first[40:, 160:])  # same evaluation seed: the same start
+    assert np.array_equal(first[CAP:, :160], first[CAP:, 160:])  # same evaluation seed: the same start
     gif.seek(gif.n_frames - 1)
     last = np.asarray(gif.convert("RGB"))
-    assert not np.array_equal(last[40:, :160], last[40:, 160:])  # the expert moved, the zero policy did not
+    assert not np.array_equal(last[CAP:, :160], last[CAP:, 160:])  # the expert moved, the zero policy did not
 
 
 def test_sac_curves_across_seeds(tmp_path):

@@ -314,3 +314,167 @@ def test_fuzzed_step_bodies_on_a_live_stream_never_get_a_5xx(toy_stream, body, r
 def toy_stream():
     with run_server(create_app(EncoderSettings(max_body_bytes=LIMIT), encoder=ToyEncoder())) as url:
         yield url, open_stream(url, 2, 3, 3)
+
+
+def test_content_encodings_are_defined_once_and_both_sides_speak_each():
+    """contract.CONTENT_ENCODINGS is THE list (issue 20: it was defined twice, with different values)."""
+    import ast
+    from pathlib import Path
+
+    from services.encoder.streams import decompress
+    from vjepa_robot_client._transport import compress_body
+    from vjepa_robot_client.contract import CONTENT_ENCODINGS
+
+    root = Path(__file__).resolve().parents[1]
+    defined = []
+    for path in [*root.glob("services/**/*.py"), *root.glob("clients/**/*.py"), *root.glob("vjepa_robot/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, ast.AnnAssign) else []
+            defined += [str(path.relative_to(root)) for t in targets if getattr(t, "id", "") == "CONTENT_ENCODINGS"]
+    assert defined == ["clients/vjepa_robot_client/contract.py"], defined
+    data = to_npy_bytes(np.arange(3000, dtype=np.uint8).reshape(10, 10, 10, 3))
+    for enc in CONTENT_ENCODINGS:
+        body, headers = compress_body(data, enc)
+        assert headers == {"Content-Encoding": enc} and decompress(body, enc, LIMIT) == data
+    with pytest.raises(ValueError, match="zstd, gzip"):
+        compress_body(data, "br")
+
+
+# -- a stream across encoder replicas (issue 19): two real replicas behind a load balancer on loopback ---------------
+
+from _servers import RoutingProxy  # noqa: E402
+from vjepa_robot_client import EncoderClient  # noqa: E402
+from vjepa_robot_client.contract import STREAM_SESSION_HEADER  # noqa: E402
+
+GOAL_BYTES_PER_ENV_STEP = 30_000  # issue 19's goal; one zstd 256x256 reacher frame is ~15.6 KB (bench/stream_bytes.py)
+REACHER = 256
+
+
+@pytest.fixture(scope="module")
+def reacher_plan(tiny_encoder):
+    """Real dm_control reacher-easy renders at 256x256, the jacobian expert acting, 2 envs x 36 vector steps with
+    episodes of 20 steps (one reset each), and the reference: the tiny encoder (random-init stand-in) in process on
+    each step's windows as the env itself built them (ts.window). Per step: (frames (2, H, W, 3), resets, emb)."""
+    from services.trainer.env import eval_episode_seed, make
+    from services.trainer.experts import make_expert
+
+    envs = [make("easy", seed=0, episode_steps=20, image_size=REACHER) for _ in range(2)]
+    experts = [make_expert("jacobian") for _ in envs]
+    seeds = [eval_episode_seed(0, i) for i in range(2)]
+    steps = [env.reset(s) for env, s in zip(envs, seeds)]
+    for e, s in zip(experts, seeds):
+        e.reset(s)
+    plan = []
+    for t in range(36):
+        windows = np.stack([ts.window for ts in steps])  # (2, 8, H, W, 3)
+        plan.append((windows[:, -1].copy(), [i for i, ts in enumerate(steps) if ts.first() and t > 0],
+                     tiny_encoder.encode(windows)))
+        nxt = []
+        for i, (env, e, ts) in enumerate(zip(envs, experts, steps)):
+            if ts.last():
+                seed = eval_episode_seed(0, 2 + i + t)
+                e.reset(seed)
+                nxt.append(env.reset(seed))
+            else:
+                nxt.append(env.step(e.act(env.physics, ts)))
+        steps = nxt
+    assert sum(len(r) for _, r, _ in plan) >= 2  # each env started a second episode mid-stream
+    return plan
+
+
+@pytest.fixture(scope="module")
+def two_replicas(tmp_path_factory, tiny_encoder):
+    """Two encoder replicas: each its own app (batcher, stream registry) under its own uvicorn on loopback. They
+    share the in-process tiny model object (read-only in inference), as replicas share their weights' file."""
+    store = str(tmp_path_factory.mktemp("replicas-store"))
+    settings = EncoderSettings(store=store, device="cpu", threads=1, max_batch=16, max_wait_ms=1.0)
+    with run_server(create_app(settings, encoder=tiny_encoder), startup_timeout=60) as a, \
+            run_server(create_app(settings, encoder=tiny_encoder), startup_timeout=60) as b:
+        yield [a, b]
+
+
+def _run_stream(url: str, plan, on_step=None):
+    with EncoderClient(url, compress="zstd", retries=2, backoff=0.05) as client:
+        s = client.stream(2, REACHER, REACHER)
+        got = []
+        for t, (frames, reset, _) in enumerate(plan):
+            if on_step is not None:
+                on_step(t, s)
+            got.append(s.step(frames, reset=reset))
+        s.close()
+    for t, ((_, _, want), emb) in enumerate(zip(plan, got)):  # the stream changes the bytes, never the result
+        np.testing.assert_allclose(emb, want, rtol=1e-5, atol=1e-6, err_msg=f"step {t}")
+    return s
+
+
+def _bytes_per_env_step(proxy: RoutingProxy, plan) -> float:
+    sent = sum(n for method, path, _, n, _ in proxy.log if method == "POST" and path != "/streams")
+    return sent / (len(plan) * 2)
+
+
+def test_a_stream_through_two_replicas_with_header_affinity_survives_a_scale_down_within_30kb(two_replicas,
+                                                                                              reacher_plan):
+    """The SDK sends Modal-Session-ID on every request of a stream; the router hashes on it (as Modal's sticky
+    routing does). Mid-stream the replica holding the stream goes away: one loss, one resync of full windows on the
+    other replica, and the bytes per env-step stay within the goal."""
+    proxy = RoutingProxy(two_replicas, affinity_header=STREAM_SESSION_HEADER)
+    holder = []
+
+    def scale_down(t, s):
+        if t == 18:
+            holder.append(proxy.pick(s.session))
+            proxy.remove(holder[0])
+
+    with run_server(proxy) as url:
+        s = _run_stream(url, reacher_plan, on_step=scale_down)
+    before = [u for m, p, u, _, _ in proxy.log[:19]]  # create + 18 steps: all on one replica
+    assert len(set(before)) == 1 and before[0] == holder[0], before
+    after = {u for m, p, u, _, code in proxy.log[19:]}
+    assert after == set(two_replicas) - set(holder), after
+    assert (s.lost, s.resyncs, s.stateless, s.steps) == (1, 1, False, len(reacher_plan))
+    statuses = [code for m, p, _, _, code in proxy.log if p.endswith("/step")]
+    assert statuses.count(404) == 1
+    per_step = _bytes_per_env_step(proxy, reacher_plan)
+    assert per_step <= GOAL_BYTES_PER_ENV_STEP, f"{per_step:.0f} bytes per env-step"
+    assert s.bytes_sent == sum(n for m, p, _, n, _ in proxy.log if m == "POST" and p != "/streams")
+
+
+def test_a_stream_through_a_router_without_affinity_turns_stateless_and_stays_right(two_replicas, reacher_plan):
+    """Plain round-robin (the router ignores the header): the stream is lost at once, again after each re-creation,
+    and after LOSSES_BEFORE_STATELESS losses the SDK sends full windows to POST /encode: same embeddings, more
+    bytes, no error, no endless re-creation."""
+    proxy = RoutingProxy(two_replicas, affinity_header=None)
+    with run_server(proxy) as url:
+        s = _run_stream(url, reacher_plan[:12])
+    assert s.stateless and s.lost == s.LOSSES_BEFORE_STATELESS
+    creates = sum(1 for m, p, *_ in proxy.log if (m, p) == ("POST", "/streams"))
+    assert creates == s.LOSSES_BEFORE_STATELESS  # the first + one per loss but the last
+    assert sum(1 for m, p, *_ in proxy.log if p == "/encode") >= 12 - 1
+
+
+def test_the_async_stream_keeps_affinity_and_recovers_the_same_way(two_replicas, reacher_plan):
+    import asyncio
+
+    from vjepa_robot_client import AsyncEncoderClient
+
+    proxy = RoutingProxy(two_replicas, affinity_header=STREAM_SESSION_HEADER)
+    plan = reacher_plan[:12]
+
+    async def main(url):
+        async with AsyncEncoderClient(url, compress="zstd", retries=2, backoff=0.05) as client:
+            s = await client.stream(2, REACHER, REACHER)
+            got = []
+            for t, (frames, reset, _) in enumerate(plan):
+                if t == 6:
+                    proxy.remove(proxy.pick(s.session))
+                got.append(await s.step(frames, reset=reset))
+            await s.close()
+            return s, got
+
+    with run_server(proxy) as url:
+        s, got = asyncio.run(main(url))
+    for (_, _, want), emb in zip(plan, got):
+        np.testing.assert_allclose(emb, want, rtol=1e-5, atol=1e-6)
+    assert (s.lost, s.resyncs, s.stateless) == (1, 1, False)
+    assert _bytes_per_env_step(proxy, plan) <= GOAL_BYTES_PER_ENV_STEP

@@ -12,10 +12,20 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(help="vjepa-robot: frozen V-JEPA 2 as the eyes of a robot policy.", no_args_is_help=True)
+from vjepa_robot.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNREACHABLE, invalid_input
+
+APP_HELP = """vjepa-robot: frozen V-JEPA 2 as the eyes of a robot policy.
+
+Global options go before the command (`vjepa-robot --verbose eval RUN_ID`); `--verbose` is also accepted
+after it. Exit codes: 0 done; 1 the work failed (training or evaluation failed, weights not loadable);
+2 the command was wrong (an option out of range, an unknown dataset or run, a refused request);
+3 a service could not be reached (is `vjepa-robot serve encoder` / `serve trainer` running?)."""
+
+app = typer.Typer(help=APP_HELP, no_args_is_help=True)
 datasets_app = typer.Typer(help="Expert datasets in the LanceDB feature store.", no_args_is_help=True)
 serve_app = typer.Typer(help="Run the encoder or trainer service.", no_args_is_help=True)
-train_app = typer.Typer(help="Train policies (BC, SAC) through the trainer service or in process.", no_args_is_help=True)
+train_app = typer.Typer(help="Train policies (BC, SAC) through the trainer service or in process.",
+                        no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(serve_app, name="serve")
 app.add_typer(train_app, name="train")
@@ -23,23 +33,29 @@ runs_app = typer.Typer(help="Training runs and their evaluations (the records th
                        no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
-STORE_HELP = "Feature store: a local directory or a LanceDB URI (s3://...). Default: $VJEPA_ROBOT_STORE or ./vjepa-robot-store"
+STORE_HELP = ("Feature store: a local directory or a LanceDB URI (s3://...). "
+              "Default: $VJEPA_ROBOT_STORE or ./vjepa-robot-store")
 StoreOpt = typer.Option(None, "--store", help=STORE_HELP, envvar="VJEPA_ROBOT_STORE")
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     # service errors name HTTP routes; a CLI user wants the command that does the same
     message = message.replace("GET /runs", "`vjepa-robot runs list`")
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
+def _invalid(exc, model=None, **flags: str) -> None:
+    """Refuse a request the CLI built: one line naming the option, the value and what is allowed; exit 2."""
+    _fail(invalid_input(exc, model=model, flags=flags or None))
+
+
 _VERBOSE = {"on": False}
 
 
-@app.callback()
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick TCP check of the hub (or $HF_ENDPOINT); True when offline mode is already chosen by the user."""
+    """A quick TCP check of the hub (or $HF_ENDPOINT); True when offline mode is already chosen by the user.
+    Only `serve encoder` calls it, and only for a checkpoint that may come from the hub."""
     import socket
     from urllib.parse import urlparse
 
@@ -53,16 +69,35 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _global(verbose: bool = typer.Option(False, "--verbose", "-v", help="Full tracebacks for expected failures.")):
-    """vjepa-robot: frozen V-JEPA 2 as the eyes of a robot policy."""
-    _VERBOSE["on"] = verbose
+@app.callback()
+def _global(verbose: bool = typer.Option(False, "--verbose", "-v", help="Full tracebacks for expected failures "
+                                         "(give it before the command; `CMD ... --verbose` works too).")) -> None:
+    _VERBOSE["on"] = verbose or _VERBOSE["on"]
+
+
+def _announce_wait(url: str, service: str) -> None:
+    """One quick look (no retries) at a service the command is about to use: if it does not answer, say so now,
+    because the SDK's retry policy then waits about a minute before its own error."""
+    import httpx
+
+    try:
+        httpx.get(f"{url.rstrip('/')}/healthz", timeout=1.0)
+    except httpx.TransportError:
+        typer.secho(f"waiting for the {service} at {url} (not answering yet; retrying for about a minute; start it "
+                    f"with `vjepa-robot serve {service}`)", fg=typer.colors.YELLOW, err=True)
 
 
 def expected_failure(exc: BaseException) -> str | None:
-    """A one-line message for failures a user can fix (service down, weights not loadable), else None."""
+    """A one-line message for failures a user can fix (service down, weights not loadable, bad input), else None."""
+    found = classify_failure(exc)
+    return found[0] if found else None
+
+
+def classify_failure(exc: BaseException) -> tuple[str, int] | None:
+    """(one-line message, exit code) for an expected failure, else None (a bug: the trace is shown)."""
     import httpx
 
-    from vjepa_robot_client.errors import ConnectionFailed, ServiceUnavailable, VjepaRobotError
+    from vjepa_robot_client.errors import BadRequest, ConnectionFailed, ServiceUnavailable, VjepaRobotError
 
     chain, e = [], exc
     while e is not None and len(chain) < 8:
@@ -71,12 +106,22 @@ def expected_failure(exc: BaseException) -> str | None:
     for e in chain:
         if isinstance(e, (ConnectionFailed, ServiceUnavailable, httpx.ConnectError, ConnectionRefusedError)):
             return (f"a service is unreachable ({e}); is the encoder/trainer running? "
-                    "(vjepa-robot serve encoder / serve trainer, or --encoder-url / --trainer-url)")
+                    "(vjepa-robot serve encoder / serve trainer, or --encoder-url / --trainer-url)", EXIT_UNREACHABLE)
         if isinstance(e, OSError) and "V-JEPA 2 weights" in str(e):
-            return str(e).splitlines()[0]
+            return str(e).splitlines()[0], EXIT_FAILED
+    if isinstance(exc, BadRequest) and exc.status_code == 422:  # the service's own validation: the same one line
+        return invalid_input(exc.detail), EXIT_BAD_INPUT
     if isinstance(exc, VjepaRobotError):  # e.g. NotFound from a trainer service
-        return f"{type(exc).__name__}: {exc}".replace("GET /runs", "`vjepa-robot runs list`")
+        code = EXIT_BAD_INPUT if isinstance(exc, BadRequest) else EXIT_FAILED
+        return f"{type(exc).__name__}: {exc}".replace("GET /runs", "`vjepa-robot runs list`"), code
     return None
+
+
+def _failed_code(error: str | None) -> int:
+    """Exit code for a run or evaluation that ended `failed` with this recorded error (the trainer writes
+    "ExceptionType: message"): an encoder it could not reach is the same kind of failure as in local mode."""
+    return EXIT_UNREACHABLE if error and ("ConnectionFailed" in error or "ServiceUnavailable" in error) \
+        else EXIT_FAILED
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -99,8 +144,16 @@ def datasets_create(
     store: Optional[str] = StoreOpt,
 ) -> None:
     """Generate expert episodes in parallel workers and write them to LanceDB, one episode per append."""
-    from services.trainer.datasets import DatasetExists, DatasetSpec, create_dataset
+    from pydantic import ValidationError
 
+    from services.trainer.datasets import DatasetExists, DatasetSpec, create_dataset
+    from vjepa_robot_client.contract import CreateDatasetRequest
+
+    try:  # the service's own request model first: the same one-line refusal as through the trainer service
+        CreateDatasetRequest(name=name, expert=expert, task=task, episodes=episodes, steps=steps, seed=seed,
+                             image_size=image_size, workers=workers)
+    except ValidationError as exc:
+        _invalid(exc, CreateDatasetRequest, name="NAME")
     try:
         spec = DatasetSpec(name=name, expert=expert, task=task, episodes=episodes, steps=steps, seed=seed,
                            image_size=image_size)
@@ -108,7 +161,8 @@ def datasets_create(
     except (ValueError, DatasetExists) as exc:
         _fail(str(exc))
     typer.echo(
-        f"dataset {name}: {meta['episodes']} episodes x {meta['steps']} steps, expert {meta['expert']} on {meta['task']}: "
+        f"dataset {name}: {meta['episodes']} episodes x {meta['steps']} steps, expert {meta['expert']} "
+        f"on {meta['task']}: "
         f"success {meta['success_rate']:.1%}, mean return {meta['mean_return']:.1f}"
     )
 
@@ -125,11 +179,10 @@ def datasets_list(store: Optional[str] = StoreOpt, as_json: bool = typer.Option(
     if not rows:
         typer.echo("no datasets yet: vjepa-robot datasets create NAME --expert jacobian --episodes 100")
         return
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    from rich.table import Column
-
-    table = Table(Column("name", overflow="fold"), "status", "expert", "task", "episodes", "steps", "success", "mean return", "created")
+    table = Table(Column("name", overflow="fold"), "status", "expert", "task", "episodes", "steps", "success",
+                  "mean return", "created")
     for m in rows:
         sr = m.get("success_rate")
         mr = m.get("mean_return")
@@ -167,13 +220,73 @@ def datasets_encode(
     """Ask the encoder service to embed every step's 8-frame window of a dataset (idempotent)."""
     from vjepa_robot_client import EncoderClient
 
+    if not 1 <= batch_size <= 1024:  # DatasetEncodeRequest's range
+        _fail(f"--batch-size {batch_size} is out of range: it must be between 1 and 1024")
+    _announce_wait(encoder_url, "encoder")
     try:
         with EncoderClient(encoder_url, token=token) as client:
             status = client.encode_dataset_and_wait(name, batch_size=batch_size, progress=True, pool=pool,
                                                     grid_size=grid_size)
     except Exception as exc:  # the SDK's typed errors carry the server's message
-        _fail(str(exc))
+        found = classify_failure(exc)
+        _fail(found[0] if found else str(exc), found[1] if found else EXIT_FAILED)
     typer.echo(f"dataset {name}: {status.done}/{status.total} windows embedded by encoder {status.encoder_id}")
+
+
+# -- LeRobot format (services/trainer/lerobot.py; docs/lerobot.md) ------------------------------------------------
+
+
+def _need_av() -> None:
+    try:
+        import av  # noqa: F401
+    except ModuleNotFoundError:
+        _fail('LeRobot datasets store frames as video through PyAV: pip install "vjepa-robot[lerobot]"')
+
+
+@datasets_app.command("export")
+def datasets_export(
+    name: str = typer.Argument(..., help="Dataset in the store."),
+    out_dir: Path = typer.Argument(..., help="Directory to write (created; must be empty unless --overwrite)."),
+    format: str = typer.Option("lerobot", "--format", help="Output format: lerobot (LeRobotDataset v3.0)."),
+    codec: str = typer.Option("h264-lossless", help="Video codec: h264-lossless (bit-identical frames) | av1 "
+                              "(LeRobot's default: smaller, lossy)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output directory."),
+    store: Optional[str] = StoreOpt,
+) -> None:
+    """Write a dataset as a LeRobotDataset v3.0 directory (parquet + mp4 + meta), loadable by lerobot."""
+    if format != "lerobot":
+        _fail(f"unknown format {format!r}: choose lerobot")
+    _need_av()
+    from services.common.store import DatasetNotFound, Store
+    from services.trainer.lerobot import export_lerobot
+
+    try:
+        info = export_lerobot(Store(store), name, out_dir, codec=codec, overwrite=overwrite)
+    except (DatasetNotFound, ValueError, FileExistsError) as exc:
+        _fail(str(exc))
+    typer.echo(f"dataset {name} -> {out_dir}: LeRobot {info['codebase_version']}, {info['total_episodes']} episodes, "
+               f"{info['total_frames']} frames at {info['fps']} fps, {info['bytes'] / 1e6:.1f} MB ({codec})")
+
+
+@datasets_app.command("import")
+def datasets_import(
+    src: Path = typer.Argument(..., help="A local LeRobotDataset v3.0 directory (one camera, a 2-d action)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Store dataset name (default: the exported dataset's "
+                                       "own name, else the directory's)."),
+    camera: Optional[str] = typer.Option(None, "--camera", help="Which camera, where the dataset has several."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a store dataset of this name."),
+    store: Optional[str] = StoreOpt,
+) -> None:
+    """Read a LeRobot v3.0 dataset into the store (frames, actions, rewards), ready to embed, probe and clone."""
+    _need_av()
+    from services.common.store import Store
+    from services.trainer.lerobot import import_lerobot
+
+    try:
+        meta = import_lerobot(Store(store), src, name=name, camera=camera, overwrite=overwrite)
+    except (ValueError, FileExistsError) as exc:
+        _fail(str(exc))
+    typer.echo(f"{src} -> dataset {meta['name']}: {meta['episodes_done']} episodes, status {meta['status']}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -185,9 +298,14 @@ def datasets_encode(
 def serve_encoder(
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8001),
-    preset: Optional[str] = typer.Option(None, help="vitl | vitl-random | tiny (default tiny unless --model)."),
-    model: Optional[str] = typer.Option(None, help="Hub id or local directory of a V-JEPA 2 checkpoint."),
-    revision: Optional[str] = typer.Option(None, help="Hub revision (commit) to pin."),
+    preset: Optional[str] = typer.Option(None, help="vitl | vith | vitg | dinov2-base | siglip-base | tiny | "
+                                         "tiny-dinov2 | ... (default tiny unless --model; docs/encoders.md)."),
+    model: Optional[str] = typer.Option(None, help="Hub id or local directory of a checkpoint (V-JEPA 2, VideoMAE, "
+                                        "DINOv2, SigLIP)."),
+    revision: Optional[str] = typer.Option(None, help="Hub revision to load; the id records the commit it resolves to."),
+    family: Optional[str] = typer.Option(None, help="vjepa2 | videomae | dinov2 | siglip: refuse a --model of another "
+                                         "family (default: its config's model_type)."),
+    fusion: Optional[str] = typer.Option(None, help="Image families: fuse the 8 frames by mean | last | last3."),
     store: Optional[str] = StoreOpt,
     max_batch: int = typer.Option(32, help="Most windows per forward pass.", envvar="VJEPA_ROBOT_MAX_BATCH"),
     max_wait_ms: float = typer.Option(5.0, help="Longest wait to fill a batch.", envvar="VJEPA_ROBOT_MAX_WAIT_MS"),
@@ -200,22 +318,24 @@ def serve_encoder(
 
     if preset and model:
         _fail("give --preset or --model, not both")
-    if (preset == "vitl" or (model and not Path(model).is_dir())) and not _hub_reachable():
+    from services.encoder.model import HUB_PRESETS, VITL_REVISION
+
+    if (preset in HUB_PRESETS or (model and not Path(model).is_dir())) and not _hub_reachable():
         # without this, the hub client retries for minutes before the loader's own message says what to do
         os.environ["HF_HUB_OFFLINE"] = "1"
         from huggingface_hub import try_to_load_from_cache
 
-        from services.encoder.model import VITL_HUB_ID, VITL_REVISION
-
-        repo, rev = (model, revision) if model else (VITL_HUB_ID, revision or VITL_REVISION)
+        repo = model or HUB_PRESETS[preset][1]
+        rev = revision or (VITL_REVISION if preset == "vitl" else None)
         if not isinstance(try_to_load_from_cache(repo, "config.json", revision=rev), str):
-            _fail(f"cannot load V-JEPA 2 weights from {repo!r}: the Hugging Face hub is unreachable and the checkpoint "
+            _fail(f"cannot load weights from {repo!r}: the Hugging Face hub is unreachable and the checkpoint "
                   "is not in the local cache. Run `vjepa-robot fetch-model` where the hub is reachable, give --model "
-                  "DIR (a save_pretrained directory), or use --preset tiny (a random-init stand-in) for a demo.", code=1)
+                  "DIR (a save_pretrained directory), or use --preset tiny (a random-init stand-in) for a demo.",
+                  code=EXIT_FAILED)
         typer.secho("note: the Hugging Face hub is unreachable: loading the checkpoint from the local cache",
                     fg=typer.colors.YELLOW, err=True)
     serve(host=host, port=port, preset=preset, model=model, revision=revision, store=store, max_batch=max_batch,
-          max_wait_ms=max_wait_ms, token_file=token_file, compile=compile or None)
+          max_wait_ms=max_wait_ms, token_file=token_file, compile=compile or None, family=family, fusion=fusion)
 
 
 @serve_app.command("trainer")
@@ -224,19 +344,27 @@ def serve_trainer(
     port: int = typer.Option(8002),
     encoder_url: str = typer.Option("http://127.0.0.1:8001", envvar="VJEPA_ROBOT_ENCODER_URL"),
     store: Optional[str] = StoreOpt,
-    runs_dir: Optional[Path] = typer.Option(None, envvar="VJEPA_ROBOT_RUNS", help="Where run records and checkpoints live."),
+    runs_dir: Optional[Path] = typer.Option(None, envvar="VJEPA_ROBOT_RUNS",
+                                            help="Where run records and checkpoints live."),
     token_file: Optional[Path] = typer.Option(None, help="File holding the bearer token (else $VJEPA_ROBOT_TOKEN)."),
+    compress: str = typer.Option("auto", envvar="VJEPA_ROBOT_COMPRESS",
+                                 help="Bodies sent to the encoder: auto (zstd unless the encoder URL is loopback) | "
+                                      "zstd | gzip | none. Set zstd when a loopback URL is an SSH tunnel to a GPU."),
 ) -> None:
     """Serve datasets, BC/SAC training and live evaluation."""
     from services.trainer.server import serve
+    from vjepa_robot_client.contract import COMPRESSIONS
 
-    serve(host=host, port=port, encoder_url=encoder_url, store=store, runs_dir=runs_dir, token_file=token_file)
+    if compress not in COMPRESSIONS:
+        _fail(f"unknown --compress {compress!r}: choose one of {', '.join(COMPRESSIONS)}")
+    serve(host=host, port=port, encoder_url=encoder_url, store=store, runs_dir=runs_dir, token_file=token_file,
+          compress=compress)
 
 
 @app.command("fetch-model")
 def fetch_model(
-    preset: str = typer.Option("vitl", envvar="VJEPA_ROBOT_PRESET", help="vitl | vitl-random | tiny (the random-init "
-                               "presets have nothing to fetch)."),
+    preset: str = typer.Option("vitl", envvar="VJEPA_ROBOT_PRESET", help="vitl | vith | vitg | dinov2-base | "
+                               "siglip-base | ... (docs/encoders.md; random-init presets have nothing to fetch)."),
     model: Optional[str] = typer.Option(None, envvar="VJEPA_ROBOT_MODEL", help="A hub id instead of the preset."),
     revision: Optional[str] = typer.Option(None, envvar="VJEPA_ROBOT_REVISION", help="Hub revision (commit) to pin."),
 ) -> None:
@@ -244,28 +372,27 @@ def fetch_model(
     (the GPU compose stack runs this as a one-shot service before the encoder starts)."""
     import os
 
-    from huggingface_hub import snapshot_download
-
-    from services.encoder.model import PRESETS, VITL_HUB_ID, VITL_REVISION
+    from services.encoder.model import HUB_PRESETS, PRESETS, VITL_REVISION
+    from services.encoder.weights import resolve_hub
 
     if model is None and preset not in PRESETS:
         _fail(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)} (or give --model HUB_ID)")
-    if model is None and preset != "vitl":
+    if model is None and preset not in HUB_PRESETS:
         typer.echo(f"nothing to fetch: preset {preset} is random-init (no weights to download)")
         return
-    repo = model or VITL_HUB_ID
+    repo = model or HUB_PRESETS[preset][1]
     if os.path.isdir(repo):
         typer.echo(f"nothing to fetch: {repo} is a local directory")
         return
-    rev = revision or (VITL_REVISION if model is None else None)
-    try:
-        path = snapshot_download(repo, revision=rev, allow_patterns=["*.json", "*.safetensors"])
-        if not any(name.endswith(".safetensors") for name in os.listdir(path)):  # older repos ship .bin weights only
-            path = snapshot_download(repo, revision=rev, allow_patterns=["*.json", "*.bin"])
+    rev = revision or (VITL_REVISION if model is None and preset == "vitl" else None)
+    try:  # the commit the hub resolved `rev` to is the pin the encoder id records (services/encoder/weights.py)
+        pinned = resolve_hub(repo, rev)
     except Exception as exc:  # offline, unknown repo, bad revision, full disk: one line, non-zero exit
         _fail(f"cannot fetch {repo} (revision {rev or 'default'}) into the Hugging Face cache "
-              f"({os.environ.get('HF_HOME') or '~/.cache/huggingface'}): {type(exc).__name__}: {exc}", code=1)
-    typer.echo(f"{repo} (revision {rev or 'default'}) is in the cache: {path}")
+              f"({os.environ.get('HF_HOME') or '~/.cache/huggingface'}): {type(exc).__name__}: {exc}", code=EXIT_FAILED)
+    typer.echo(f"{repo} (revision {rev or 'default'}) resolved to commit {pinned.commit}; it is in the cache: "
+               f"{pinned.path}")
+    typer.echo(f"pin it: --model {repo} --revision {pinned.commit}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -324,27 +451,38 @@ def _train(kind: str, request_model, fields: dict, trainer_url, encoder_url, sto
     try:
         req = request_model(**fields)
     except ValidationError as exc:
-        _fail(str(exc))
+        _invalid(exc, request_model, dataset="DATASET")
     if trainer_url:
         from vjepa_robot_client import TrainerClient
 
+        _announce_wait(trainer_url, "trainer")
         tr = TrainerClient(trainer_url, token=token)
         created = (tr.train_bc if kind == "bc" else tr.train_sac)(**req.model_dump(mode="json", exclude_none=True))
         if req.is_study:
-            _print_study(tr.wait_study(created))
+            study = tr.wait_study(created)
+            _print_study(study)
+            failed = [r for r in study.runs if r.status.value != "succeeded"]
+            if failed:
+                _fail(f"{len(failed)} of {len(study.runs)} runs of study {study.study_id} did not succeed: "
+                      f"{failed[0].error}", _failed_code(failed[0].error))
         else:
-            _print_run(tr.wait(created))
+            record = tr.wait(created)
+            _print_run(record)
+            if record.status.value != "succeeded":
+                _fail(f"training failed: {record.error}", _failed_code(record.error))
         return
     from services.trainer import jobs
 
     ctx = _local_ctx(store, runs_dir, encoder_url, token)
+    if req.features.value == "vjepa2":
+        _announce_wait(encoder_url, "encoder")
     runner = _Announcing(ctx)
     try:
         created = jobs.train(ctx, runner, req, progress=True)
     except jobs.Refused as exc:
         _fail(exc.detail)
     except Exception as exc:  # recorded in the run as `failed` before it got here
-        _fail(f"training failed: {type(exc).__name__}: {exc}", code=1)
+        _job_failed("training", exc)
     if created.study_id:
         _print_study(_local_study(ctx, created.study_id))
     else:
@@ -364,6 +502,16 @@ class _Announcing:
         self.inner.submit(key, fn, on_error)
 
 
+def _job_failed(what: str, exc: BaseException) -> None:
+    """A job run in this process failed (it is recorded `failed`): one line, the exit code of its kind."""
+    if _VERBOSE["on"]:
+        raise exc
+    found = classify_failure(exc)
+    if found:
+        _fail(found[0], found[1] if found[1] != EXIT_BAD_INPUT else EXIT_FAILED)
+    _fail(f"{what} failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
+
+
 def _local_study(ctx, study_id: str):
     from services.trainer.studies import aggregate
 
@@ -374,7 +522,8 @@ def _local_study(ctx, study_id: str):
 def _print_run(record) -> None:
     rec = record if isinstance(record, dict) else record.model_dump(by_alias=True)
     metrics = {k: v for k, v in rec.get("metrics", {}).items() if not isinstance(v, (list, dict))}
-    typer.echo(json.dumps({"run_id": rec["run_id"], "status": rec["status"], "metrics": metrics}, indent=1, default=str))
+    typer.echo(json.dumps({"run_id": rec["run_id"], "status": rec["status"], "metrics": metrics}, indent=1,
+                          default=str))
 
 
 def _interval(iv, pct: bool) -> str:
@@ -496,17 +645,23 @@ def evaluate(
     given = {k: v for k, v in given.items() if v is not None}
     baseline = run_id in EXPERTS
     study = run_id.startswith("study-")
+    model = BaselineEvalRequest if baseline else EvalRequest
     try:
         req = BaselineEvalRequest(policy=run_id, **given) if baseline else EvalRequest(**given)
     except ValidationError as exc:
-        _fail(str(exc))
+        _invalid(exc, model, policy="RUN_ID")
     if trainer_url:
         from vjepa_robot_client import TrainerClient
 
+        _announce_wait(trainer_url, "trainer")
         tr = TrainerClient(trainer_url, token=token)
         if study:
             tr.evaluate_study(run_id, **given)
-            _print_study(tr.wait_study(run_id, evaluated=True))
+            result = tr.wait_study(run_id, evaluated=True)
+            _print_study(result)
+            errors = [r.error for r in result.runs if r.error]
+            if errors:
+                _fail(f"evaluation of study {run_id} failed: {errors[0]}", _failed_code(errors[0]))
             return
         if baseline:
             run_id = tr.evaluate_baseline(run_id, **given)
@@ -517,6 +672,8 @@ def evaluate(
         from services.trainer import jobs
 
         ctx = _local_ctx(store, runs_dir, encoder_url, token)
+        if not baseline and _uses_encoder(ctx, run_id, study):
+            _announce_wait(encoder_url, "encoder")
         runner = jobs.InlineRunner()
         try:
             if study:
@@ -529,9 +686,28 @@ def evaluate(
                 res = jobs.evaluate_run(ctx, runner, run_id, req)
         except jobs.Refused as exc:
             _fail(exc.detail)
+        except Exception as exc:  # recorded in the run's evaluation as `failed` before it got here
+            _job_failed("evaluation", exc)
         res = ctx.runs.get(res.run_id)["evaluations"][res.eval_id]
     typer.echo(json.dumps({k: res.get(k) for k in ("run_id", "status", "success_rate", "success_ci95", "mean_return",
                                                     "image_size", "steps_per_second", "error")}, indent=1))
+    if res.get("status") != "succeeded":
+        _fail(f"evaluation {res.get('status')}: {res.get('error')}", _failed_code(res.get("error")))
+
+
+def _uses_encoder(ctx, run_id: str, study: bool) -> bool:
+    """Whether evaluating this run (or any run of this study) needs the encoder service (vjepa2 features)."""
+    try:
+        ids = ctx.runs.get_study(run_id)["run_ids"] if study else [run_id]
+        for r in ids:
+            rec = ctx.runs.get(r)
+            cfg = rec.get("config") if isinstance(rec, dict) else getattr(rec, "config", None)
+            feats = cfg.get("features") if isinstance(cfg, dict) else getattr(cfg, "features", None)
+            if str(getattr(feats, "value", feats)) == "vjepa2":
+                return True
+        return False
+    except Exception:  # unknown run or study: jobs.evaluate_* refuses it with its own message
+        return False
 
 
 @app.command("probe")
@@ -559,6 +735,8 @@ def probe_cmd(
     if readout == "attentive":
         _fail("probe --readout takes mean or flare; the attentive probe runs on each --grid-size given")
     ctx = _local_ctx(store, runs_dir, encoder_url, token)
+    if "vjepa2" in features:
+        _announce_wait(encoder_url, "encoder")
     results = []
     for f in features:
         try:
@@ -721,13 +899,18 @@ def runs_show(
               f"{num(e.get('mean_return'))}" if rate is not None else (e.get("error") or "")
         req = e.get("request") or {}
         typer.echo(f"  #{e.get('eval_id')} {e.get('status')}: {res} ({len(eps)} episodes, task {req.get('task')}, "
-                   f"{req.get('steps')} steps, eval seed {req.get('seed')})" + (f", GIF {e['gif']}" if e.get("gif") else ""))
+                   f"{req.get('steps')} steps, eval seed {req.get('seed')})"
+                   + (f", GIF {e['gif']}" if e.get("gif") else ""))
+
+
+# Measured with `vjepa-robot demo` on the development machine (2 shared x86_64 cores): see README.md ("Time").
+DEMO_TIME = "about 20 min on 2 cores shared with other jobs, less on a quiet machine"
 
 
 @app.command("demo")
 def demo(
-    preset: str = typer.Option("quick", help="quick (tiny random-init encoder, CPU, ~10 min: a plumbing check) | "
-                                             "findings (pretrained ViT-L, GPU, 3 seeds)."),
+    preset: str = typer.Option("quick", help="quick (tiny random-init encoder on CPU, a plumbing check: "
+                                             f"{DEMO_TIME}) | findings (pretrained ViT-L, GPU, 3 seeds)."),
     out: Path = typer.Option(Path("vjepa-robot-report"), "--out"),
     store: Optional[str] = StoreOpt,
     runs_dir: Optional[Path] = RunsOpt,
@@ -737,8 +920,9 @@ def demo(
     epochs: Optional[int] = typer.Option(None),
     seeds: Optional[int] = typer.Option(None, help="Override the preset's number of BC seeds."),
 ) -> None:
-    """The whole Phase 1 study through both services on loopback, ending in a report. It writes to the same
-    store and runs directory as every other command, so `vjepa-robot runs list` and `report` find it."""
+    """The whole BC experiment through both services on loopback: expert dataset, encode, BC on vjepa2 / state /
+    random features, live evaluation beside the experts, probes, report. It prints each stage's time at the end,
+    and writes to the same store and runs directory as every other command (`vjepa-robot runs list`, `report`)."""
     from services.common.store import default_store_uri
     from vjepa_robot.demo import run_demo
 
@@ -756,21 +940,29 @@ def demo(
 TRAINER_STACK = ("dm_control", "mujoco", "matplotlib", "imageio", "psutil")  # the `trainer` extra
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    # `--verbose` is a global option (before the command); accept it after the command too, where people type it
+    cut = args.index("--") if "--" in args else len(args)
+    if "--verbose" in args[1:cut]:
+        _VERBOSE["on"] = True
+        args = [a for i, a in enumerate(args) if not (a == "--verbose" and 0 < i < cut)]
     try:
-        app()
+        app(args=args, prog_name="vjepa-robot")
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in TRAINER_STACK:
             raise
         typer.secho(f"error: this command needs the trainer stack ({exc.name} is missing): "
                     f"pip install \"vjepa-robot[trainer]\"", fg=typer.colors.RED, err=True)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_BAD_INPUT) from None
     except Exception as exc:  # expected failures in one line; the trace behind --verbose
-        message = None if _VERBOSE["on"] else expected_failure(exc)
-        if message is None:
+        found = None if _VERBOSE["on"] else classify_failure(exc)
+        if found is None:
             raise
-        typer.secho(f"error: {message} (full trace: --verbose)", fg=typer.colors.RED, err=True)
-        raise SystemExit(1) from None
+        typer.secho(f"error: {found[0]} (full trace: vjepa-robot --verbose ...)", fg=typer.colors.RED, err=True)
+        raise SystemExit(found[1]) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

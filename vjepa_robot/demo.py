@@ -1,12 +1,15 @@
-"""`vjepa-robot demo`: the whole Phase 1 study, end to end, through both services on loopback.
+"""`vjepa-robot demo`: the whole BC experiment, end to end, through both services on loopback.
 
     encoder (tiny preset, CPU) + trainer start as real uvicorn processes; the SDK drives them:
     dataset (jacobian expert) -> encode -> BC on vjepa2 / state / random -> live evaluation beside the
     jacobian and p-controller experts and the random policy -> probes -> report.
+    Work that does not depend on other work runs concurrently: BC on state / random and the baselines' evaluation
+    while the encoder embeds the dataset; each evaluation as soon as its run is trained. Each stage's wall time is
+    printed at the end and kept in the report's notes.
 
 The quick preset's encoder is the `tiny` random-init preset: a stand-in that checks the plumbing, and says so in
-the console and the report. `--preset findings` runs the findings' scale (500 x 200 demos, pretrained ViT-L,
-100 evaluation episodes, 3 BC seeds) for a GPU machine. Results go to the CLI's default store and runs directory
+the console and the report. `--preset findings` runs the scale of the earlier study (500 x 200 demos, pretrained
+ViT-L, 100 evaluation episodes, 3 BC seeds) for a GPU machine. Results go to the CLI's default store and runs directory
 (or --store / --runs-dir), so `vjepa-robot runs list` and `vjepa-robot report` see them afterwards.
 """
 
@@ -19,7 +22,9 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,24 +37,58 @@ console = Console()
 
 @dataclass(frozen=True)
 class DemoConfig:
+    """The quick preset is sized for a plumbing check on 2 CPU cores: every part of the pipeline runs (render,
+    dataset, encode, BC on three feature sources, live evaluation over HTTP, baselines, probes, report), on as
+    few frames as shows it working. Rendering and encoding are where the time goes (measured stage by stage:
+    a 40 x 200-step dataset, 8,000 windows and 20 x 200-step evaluations took 2 min 46 s, 2 min 25 s and 11 min
+    (the vjepa2 evaluation alone) at load 4-16), so the quick preset renders and encodes half the dataset's frames
+    and a quarter of the evaluation's, and runs what does not depend on other work concurrently."""
+
     encoder_preset: str = "tiny"
-    episodes: int = 40  # demos
-    steps: int = 200  # control steps per episode, as in the findings
-    image_size: int = 128  # rendered frame size (the tiny encoder resizes to its own crop anyway)
+    episodes: int = 40  # demos (20 left BC on state at 0%: 2 validation episodes picked epoch 2 of 100)
+    steps: int = 100  # control steps per episode (the earlier study used 200; the jacobian expert settles well before)
+    image_size: int = 128  # rendered frame size: the tiny encoder's own crop (a 64 px render is not much cheaper)
     epochs: int = 100
-    eval_episodes: int = 20
+    eval_episodes: int = 10  # one wave of parallel_envs
     parallel_envs: int = 10
     task: str = "easy"
     workers: int = 2
     seed: int = 0
     seeds: int = 1  # BC training seeds per condition (one run each)
+    probe_folds: int = 3  # k-fold over episodes for the probes (the CLI's `probe` uses 5)
 
 
 PRESETS = {
     "quick": DemoConfig(),  # one seed: the CPU time budget
     "findings": DemoConfig(encoder_preset="vitl", episodes=500, steps=200, image_size=256, eval_episodes=100,
-                           parallel_envs=16, seeds=3),
+                           parallel_envs=16, seeds=3, probe_folds=5),
 }
+
+
+def check_config(cfg: DemoConfig) -> None:
+    """Refuse a bad configuration before any service starts (ValueError, one line naming the demo's option):
+    every request the demo will send is built here first, with the services' own request models."""
+    from pydantic import ValidationError
+
+    from vjepa_robot.errors import invalid_input
+    from vjepa_robot_client.contract import CreateDatasetRequest, EvalRequest, TrainBCRequest
+
+    checks = [
+        (CreateDatasetRequest, dict(name="demo", task=cfg.task, episodes=cfg.episodes, steps=cfg.steps,
+                                    seed=cfg.seed, image_size=cfg.image_size, workers=cfg.workers), {}),
+        (TrainBCRequest, dict(dataset="demo", epochs=cfg.epochs, seed=cfg.seed,
+                              **({"n_seeds": cfg.seeds} if cfg.seeds != 1 else {})), {"n_seeds": "--seeds"}),
+        (EvalRequest, dict(episodes=cfg.eval_episodes, task=cfg.task, steps=cfg.steps,
+                           parallel_envs=cfg.parallel_envs, image_size=cfg.image_size),
+         {"episodes": "--eval-episodes", "steps": "steps (the preset's episode length)"}),
+    ]
+    for model, fields, flags in checks:
+        try:
+            model(**fields)
+        except ValidationError as exc:
+            raise ValueError(invalid_input(exc, model=model, flags=flags)) from None
+    if cfg.seeds < 1:
+        raise ValueError(f"--seeds {cfg.seeds} is out of range: it must be between 1 and 32")
 
 
 def free_port() -> int:
@@ -112,6 +151,101 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 1
     raise TimeoutError(f"service at {url} not healthy after {timeout} s (log: {log})")
 
 
+TERMINAL = ("succeeded", "failed", "interrupted", "ready", "done")  # runs/evaluations, datasets, encode jobs
+
+
+@dataclass
+class Job:
+    """One piece of work on a service, watched until it ends: `poll()` -> (done, total, state, result)."""
+
+    label: str
+    stage: str  # dataset | encode | BC | evaluation: the stage whose time it counts towards
+    poll: Callable[[], tuple]
+    then: Callable[[Any], list["Job"]] | None = None  # jobs to start once this one has succeeded
+    started: float = 0.0
+    ended: float | None = None
+    result: Any = None
+
+
+class Watch:
+    """All of the demo's service jobs in one rich progress display: a bar per job (every one, finished or not,
+    so the console is the same for every run and evaluation), a line when each ends, and each job's wall time.
+
+    Jobs run concurrently on the services (the trainer runs two at once); a job's `then` starts the jobs that
+    need its result (BC on vjepa2 after the encode, an evaluation after its training run)."""
+
+    def __init__(self, console: Console, t0: float):
+        self.console, self.t0 = console, t0
+        self.done: list[Job] = []
+
+    def run(self, jobs: list[Job], poll_interval: float = 1.0) -> list[Job]:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bars = Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[unit]:<8} {task.fields[state]:<10}"), TimeElapsedColumn(),
+                        console=self.console, transient=False)
+        live: dict[int, Job] = {}
+
+        def start(job: Job) -> None:
+            job.started = time.perf_counter()
+            live[bars.add_task(job.label, total=None, unit="", state="queued")] = job
+
+        with bars:
+            for job in jobs:
+                start(job)
+            while live:
+                for task_id, job in list(live.items()):
+                    done, total, state, unit, result = job.poll()
+                    bars.update(task_id, completed=done or 0, total=total or None, state=state, unit=unit)
+                    if state not in TERMINAL:
+                        continue
+                    job.ended, job.result = time.perf_counter(), result
+                    del live[task_id]
+                    self.done.append(job)
+                    if state not in ("succeeded", "ready", "done"):
+                        raise RuntimeError(f"{job.label} {state}: {getattr(result, 'error', result)}")
+                    bars.console.print(f"{job.label}: {self.describe(job)} ({fmt_s(job.ended - job.started)})",
+                                       highlight=False, markup=False)
+                    for follow in (job.then(result) if job.then else []):
+                        start(follow)
+                if live:
+                    time.sleep(poll_interval)
+        return self.done
+
+    @staticmethod
+    def describe(job: Job) -> str:
+        r = job.result
+        if job.stage == "dataset":
+            return f"expert success {r.success_rate:.0%}, mean return {r.mean_return:.1f}"
+        if job.stage == "encode":
+            return f"{r.done}/{r.total} windows embedded by {r.encoder_id}"
+        if job.stage == "BC":
+            m = r.metrics or {}
+            best = m.get("best_val_loss") if m.get("best_val_loss") is not None else m.get("val_loss")
+            return (f"kept epoch {m.get('selected_epoch')} of {m.get('epoch')} (lowest validation MSE, "
+                    f"{best:.2e})" if best is not None else str(r.status.value))
+        if job.stage == "probes":
+            return f"{job.poll()[0]} feature sources probed (R2 tables below)"
+        if job.stage == "evaluation":
+            lo, hi = r.success_ci95 or (None, None)
+            ci = f" [95% CI {lo:.0%}, {hi:.0%}]" if lo is not None else ""
+            return f"success {r.success_rate:.0%}{ci} over {len(r.episodes)} episodes, mean return {r.mean_return:.1f}"
+        return ""
+
+    def spans(self) -> dict[str, float]:
+        """Wall time per stage: from its first job's start to its last job's end (stages overlap)."""
+        out: dict[str, tuple[float, float]] = {}
+        for j in self.done:
+            lo, hi = out.get(j.stage, (j.started, j.ended))
+            out[j.stage] = (min(lo, j.started), max(hi, j.ended))
+        return {k: hi - lo for k, (lo, hi) in out.items()}
+
+
+def fmt_s(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m else f"{s} s"
+
+
 def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), workdir: Path = Path("vjepa-robot-demo"),
              store: Path | None = None, runs_dir: Path | None = None, **overrides) -> Path:
     """Run the study; write to `store` / `runs_dir` (default: the CLI's defaults, so `vjepa-robot runs list` and
@@ -128,15 +262,18 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
     if preset not in PRESETS:
         raise ValueError(f"unknown demo preset {preset!r}: choose one of {', '.join(PRESETS)}")
     cfg = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+    check_config(cfg)  # before any service starts
     store_dir = Path(store or default_store_uri()).resolve()
     runs_dir = Path(runs_dir or default_runs_dir(str(store_dir))).resolve()
     workdir = workdir.resolve()
     dataset = f"demo-{cfg.task}-{cfg.episodes}x{cfg.steps}-s{cfg.seed}"
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     t0 = time.perf_counter()
+    times: dict[str, float] = {}
     console.rule(f"[bold]vjepa-robot demo ({preset})")
     console.print(json.dumps(asdict(cfg)))
     with Services(store_dir, runs_dir, workdir / "logs", cfg.encoder_preset) as svc:
+        times["services start"] = time.perf_counter() - t0
         enc, tr = EncoderClient(svc.encoder_url, timeout=300), TrainerClient(svc.trainer_url, timeout=60)
         info = enc.info()
         stand_in = info.model.removeprefix("preset:") in ("tiny", "vitl-random")
@@ -145,8 +282,9 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
         if stand_in:
             console.print(f"[bold yellow]encoder {info.model} is a RANDOM-INIT stand-in: every vjepa2 result of this "
                           "demo is a plumbing check, not a V-JEPA 2 result[/]")
+        watch = Watch(console, t0)
 
-        console.rule("1. expert dataset")
+        console.rule("1. expert dataset (the jacobian expert, rendered in parallel workers)")
         try:
             ds = tr.dataset(dataset)
         except Exception:
@@ -154,83 +292,115 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
         if ds is None or ds.status.value != "ready":
             tr.create_dataset(dataset, expert="jacobian", task=cfg.task, episodes=cfg.episodes, steps=cfg.steps,
                               seed=cfg.seed, image_size=cfg.image_size, workers=cfg.workers, overwrite=ds is not None)
-            ds = tr.wait_dataset(dataset, poll_interval=1.0)
-        if ds.status.value != "ready":
-            raise RuntimeError(f"dataset generation failed: {ds.error}")
-        console.print(f"{dataset}: expert success {ds.success_rate:.0%}, mean return {ds.mean_return:.1f}")
 
-        console.rule("2. encode (frozen V-JEPA 2" + (", random-init stand-in" if stand_in else "") + ", batched)")
-        enc.encode_dataset(dataset)
-        status = enc.wait_dataset_encode(dataset, poll_interval=1.0)
-        console.print(f"{status.done}/{status.total} windows embedded by {status.encoder_id}")
+        def poll_dataset():
+            d = tr.dataset(dataset)
+            return d.episodes_done if d.status.value == "running" else d.episodes, cfg.episodes, d.status.value, \
+                "episodes", d
 
-        console.rule(f"3. behaviour cloning on vjepa2 / state / random features ({len(seeds)} seed"
-                     f"{'s' if len(seeds) > 1 else ''}: {', '.join(map(str, seeds))})")
-        bc_runs: dict[str, list[str]] = {}
-        for f in FEATURE_SOURCES:
-            if len(seeds) == 1:
-                bc_runs[f] = [tr.train_bc(dataset, features=f, epochs=cfg.epochs, seed=seeds[0])]
-            else:
-                study = tr.wait_study(tr.train_bc(dataset, features=f, epochs=cfg.epochs, seeds=seeds),
-                                      poll_interval=1.0)
-                bc_runs[f] = [r.run_id for r in study.runs]
-        for f, run_ids in bc_runs.items():
-            for run_id in run_ids:
-                rec = tr.run(run_id)  # a study was already waited for: no progress bar for a finished run
-                if rec.status.value not in ("succeeded", "failed", "interrupted"):
-                    rec = tr.wait(run_id, poll_interval=1.0)
-                if rec.status.value != "succeeded":
-                    raise RuntimeError(f"BC on {f} {rec.status.value}: {rec.error}")
-                m = rec.metrics or {}
-                console.print(f"BC {f} (seed {(rec.config or {}).get('seed')}): kept epoch {m.get('selected_epoch')} "
-                              f"of {m.get('epoch')}, validation MSE {m.get('best_val_loss') or m.get('val_loss'):.2e}")
+        watch.run([Job(f"dataset {dataset}", "dataset", poll_dataset)])
 
-        console.rule("4. live evaluation (the encoder is called over HTTP every step for vjepa2)")
+        console.rule("2-4. encode (frozen V-JEPA 2" + (", random-init stand-in" if stand_in else "") + ") while BC "
+                     "trains on state / random and the baselines are evaluated; then BC on vjepa2; evaluations")
         ev = dict(episodes=cfg.eval_episodes, task=cfg.task, steps=cfg.steps, parallel_envs=cfg.parallel_envs,
                   image_size=cfg.image_size)
-        pending = {}
-        for f, run_ids in bc_runs.items():
-            for k, run_id in enumerate(run_ids):
-                tr.evaluate(run_id, gif_episodes=1 if k == 0 else 0, **ev)
-                pending[run_id] = f"BC {f} s{seeds[k]}"
-        for policy in EXPERTS:
-            pending[tr.evaluate_baseline(policy, gif_episodes=0, **ev)] = policy
-        for run_id, label in pending.items():
-            res = tr.eval_result(run_id)  # evaluations run concurrently: a finished one needs no progress bar
-            if res.status.value not in ("succeeded", "failed", "interrupted"):
-                res = tr.wait_eval(run_id, poll_interval=1.0)
-            if res.status.value != "succeeded":
-                raise RuntimeError(f"evaluation of {label} {res.status.value}: {res.error}")
+        evaluated: dict[str, str] = {}  # run id -> label
+
+        def eval_job(run_id: str, label: str, gif: int) -> Job:
+            eval_id = tr.evaluate(run_id, gif_episodes=gif, **ev).eval_id
+            evaluated[run_id] = label
+            return Job(f"eval {label}", "evaluation", lambda: _poll_eval(tr, run_id, eval_id))
+
+        def baseline_job(policy: str) -> Job:
+            run_id = tr.evaluate_baseline(policy, gif_episodes=0, **ev)
+            evaluated[run_id] = policy
+            return Job(f"eval {policy} (baseline)", "evaluation", lambda: _poll_eval(tr, run_id, None))
+
+        def bc_jobs(f: str) -> list[Job]:
+            if len(seeds) == 1:
+                run_ids = [tr.train_bc(dataset, features=f, epochs=cfg.epochs, seed=seeds[0])]
+            else:
+                run_ids = [r.run_id for r in tr.get_study(tr.train_bc(dataset, features=f, epochs=cfg.epochs,
+                                                                      seeds=seeds)).runs]
+            return [Job(f"BC {f} s{seeds[k]}", "BC", (lambda rid=rid: _poll_run(tr, rid)),
+                        then=(lambda rec, k=k, f=f: [eval_job(rec.run_id, f"BC {f} s{seeds[k]}", int(k == 0))]))
+                    for k, rid in enumerate(run_ids)]
+
+        enc.encode_dataset(dataset)
+
+        def poll_encode():
+            st = enc.dataset_encode_status(dataset)
+            return st.done, st.total, st.status, "windows", st
+
+        # probes (what the features encode) run here, in a thread beside the services' jobs: state and random
+        # at once, vjepa2 once the dataset is embedded
+        st = Store(str(store_dir))
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe")
+        probe_futures: dict[str, Future] = {}
+
+        def submit_probe(f: str) -> None:
+            def work() -> dict:
+                src = make_feature_source(f, encoder_url=svc.encoder_url)
+                try:
+                    return {**probe(st, dataset, src, seed=cfg.seed, folds=cfg.probe_folds), "dataset": dataset}
+                finally:
+                    src.close()
+
+            probe_futures[f] = pool.submit(work)
+
+        def poll_probes():
+            done = [fut for fut in probe_futures.values() if fut.done()]
+            failed = next((fut.exception() for fut in done if fut.exception() is not None), None)
+            state = "failed" if failed else "succeeded" if len(done) == len(FEATURE_SOURCES) else "running"
+            return len(done), len(FEATURE_SOURCES), state, "sources", failed
+
+        def after_encode(_) -> list[Job]:
+            submit_probe("vjepa2")
+            return bc_jobs("vjepa2")
+
+        for f in FEATURE_SOURCES:
+            if f != "vjepa2":
+                submit_probe(f)
+        encode = Job(f"encode {dataset}", "encode", poll_encode, then=after_encode)
+        others = [j for f in FEATURE_SOURCES if f != "vjepa2" for j in bc_jobs(f)]
+        probes_job = Job(f"probes ({cfg.probe_folds} folds)", "probes", poll_probes)
+        try:
+            watch.run([encode, *others, *[baseline_job(p) for p in EXPERTS], probes_job])
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
         console.rule("5. probes: what the features encode (linear and MLP, k-fold over episodes)")
-        st = Store(str(store_dir))
-        probes = []
-        for f in FEATURE_SOURCES:
-            src = make_feature_source(f, encoder_url=svc.encoder_url)
-            probes.append({**probe(st, dataset, src, seed=cfg.seed), "dataset": dataset})
-            src.close()
+        probes = [probe_futures[f].result() for f in FEATURE_SOURCES]
         save_probes(runs_dir, probes)
         print_probes(probes, console)
+        times.update(watch.spans())
 
         console.rule("6. report")
-        runs = [r for r in read_runs(runs_dir) if r.get("run_id") in pending]
-        encoder_note = (f"{info.model} ({info.encoder_id}), {info.dim}-d, {info.image_size} px input, {info.dtype} on "
-                        f"{info.device}" + (": a RANDOM-INIT stand-in, so its rows are a plumbing check, not a V-JEPA 2 "
-                                            "result" if stand_in else ""))
+        t_report = time.perf_counter()
+        runs = [r for r in read_runs(runs_dir) if r.get("run_id") in evaluated]
+        encoder_note = (f"{info.model} ({info.encoder_id}), {info.dim}-d, {info.image_size} px input, {info.dtype} "
+                        f"on {info.device}" + (": a RANDOM-INIT stand-in, so its rows are a plumbing check, not a "
+                                               "V-JEPA 2 result" if stand_in else ""))
         notes = {"demo": f"preset {preset}: " + ", ".join(f"{k} {v}" for k, v in asdict(cfg).items()),
                  "encoder": encoder_note,
                  "seeds": (f"{len(seeds)} training seed(s) per condition ({', '.join(map(str, seeds))})"
                            + ("; the quick demo keeps one seed to stay within its time budget: its intervals are "
                               "over episodes, not seeds" if len(seeds) == 1 else "")),
                  "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform(terse=True)}",
+                 "load": "load average {:.1f} / {:.1f} / {:.1f} (1 / 5 / 15 min) at the end".format(*os.getloadavg()),
                  "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 "wall time": f"{time.perf_counter() - t0:.0f} s end to end"}
+                 "wall time": f"{time.perf_counter() - t0:.0f} s end to end (stage times: "
+                              f"{stage_summary(times)}; encode, BC, probes and evaluation overlap)"}
         save_notes(runs_dir, notes)
         path = write_report(runs, probes, Path(out), extra_notes=notes)
+        times["report"] = time.perf_counter() - t_report
+    total = time.perf_counter() - t0
+    console.print(f"stage times (wall; encode, BC, probes and evaluation run concurrently, so they overlap): "
+                  f"{stage_summary(times)}; total {fmt_s(total)}", highlight=False)
     console.print(title(runs), style="bold", markup=False)
     for line in summary_lines(runs):
         console.print("  " + line, style="yellow" if "plumbing" in line else None, markup=False, highlight=False)
-    console.print(f"[bold green]report written to {path}[/] in {time.perf_counter() - t0:.0f} s")
+    console.print(f"[bold green]report written to {path}[/] in {fmt_s(total)}")
     default_store = Path(default_store_uri()).resolve() == store_dir
     flags = "" if default_store else f" --store {store_dir}"
     if runs_dir != Path(default_runs_dir(str(store_dir))).resolve():
@@ -244,3 +414,23 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
         console.print("[yellow]The vjepa2 rows used a random-init encoder: a plumbing check. The V-JEPA 2 result "
                       "needs the pretrained checkpoint: vjepa-robot demo --preset findings (GPU).[/]")
     return path
+
+
+def stage_summary(times: dict[str, float]) -> str:
+    order = ["services start", "dataset", "encode", "BC", "probes", "evaluation", "report"]
+    return ", ".join(f"{k} {fmt_s(times[k])}" for k in order if k in times)
+
+
+def _poll_run(tr, run_id: str) -> tuple:
+    from vjepa_robot_client.trainer import run_progress
+
+    rec = tr.run(run_id)
+    done, total = run_progress(rec)
+    return done, total, rec.status.value, "epochs", rec
+
+
+def _poll_eval(tr, run_id: str, eval_id: int | None) -> tuple:
+    res = tr.eval_result(run_id)
+    if eval_id is not None and res.eval_id is not None and res.eval_id < eval_id:  # an older evaluation
+        return 0, None, "queued", "episodes", res
+    return (res.episodes_done or len(res.episodes)), res.episodes_total, res.status.value, "episodes", res

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from .contract import CONTENT_ENCODINGS
 from .errors import ConnectionFailed, RequestTimeout, VjepaRobotError, error_for_status
 
 RETRY_STATUS = frozenset({429, 503})
@@ -95,7 +96,6 @@ def raise_for_response(response: httpx.Response) -> None:
 
 # -- compressed request bodies (Content-Encoding), decompressed by the encoder within its body limit -------------
 
-COMPRESSIONS = ("zstd", "gzip")
 ZSTD_LEVEL = 3  # reacher renders: ~22 KiB per 256x256 frame at ~1 ms; higher levels buy little
 
 
@@ -105,7 +105,10 @@ def is_loopback(url: str) -> bool:
 
 
 def resolve_compress(compress: str | None, url: str) -> str | None:
-    """"auto" -> zstd for a remote URL, none on loopback (compressing costs more than copying there)."""
+    """"auto" -> zstd for a remote URL, none on loopback (compressing costs more than copying there);
+    "none" (the trainer's VJEPA_ROBOT_COMPRESS spelling) and None both mean uncompressed bodies."""
+    if compress == "none":
+        return None
     if compress == "auto":
         if is_loopback(url):
             return None
@@ -114,8 +117,8 @@ def resolve_compress(compress: str | None, url: str) -> str | None:
         except ImportError:  # an install without it still compresses
             return "gzip"
         return "zstd"
-    if compress is not None and compress not in COMPRESSIONS:
-        raise ValueError(f"compress must be 'auto', 'zstd', 'gzip' or None, got {compress!r}")
+    if compress is not None and compress not in CONTENT_ENCODINGS:
+        raise ValueError(f"compress must be 'auto', 'zstd', 'gzip', 'none' or None, got {compress!r}")
     return compress
 
 
@@ -127,9 +130,11 @@ def compress_body(data: bytes, method: str | None) -> tuple[bytes, dict[str, str
         import zstandard
 
         return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data), {"Content-Encoding": "zstd"}
-    import gzip
+    if method == "gzip":
+        import gzip
 
-    return gzip.compress(data, compresslevel=3), {"Content-Encoding": "gzip"}
+        return gzip.compress(data, compresslevel=3), {"Content-Encoding": "gzip"}
+    raise ValueError(f"unknown Content-Encoding {method!r}: choose one of {', '.join(CONTENT_ENCODINGS)} or None")
 
 
 class _BaseTransport:

@@ -378,6 +378,15 @@ class EncoderInfo(_Open):
     poolings: list[str] = Field(default_factory=lambda: ["mean"], description="The `pool` values served.")
     token_grid: list[int] | None = Field(None, description="[T', h, w]: a window's token grid (grid_size <= h).")
     layers: int | None = Field(None, description="Transformer blocks (valid `layers` indices: 0 .. layers-1).")
+    # issue 18: the pinned weights and the backbone family (None from servers older than these fields)
+    weights: str | None = Field(None, description="The loaded weights, pinned: the hub commit sha the revision "
+                                "resolved to, 'sha256:<hex>' of a local directory's files, or 'random-init:...'.")
+    revision: str | None = Field(None, description="The hub revision asked for (e.g. 'main'); `weights` is what it "
+                                 "resolved to. None for directories and presets.")
+    family: str | None = Field(None, description="Backbone family: vjepa2 | videomae | dinov2 | siglip.")
+    token_pooling: str | None = Field(None, description="How one forward's tokens become a vector (mean, cls, map).")
+    fusion: str | None = Field(None, description="How an image family's per-frame vectors fuse over the window "
+                               "(mean, last, last3); 'video' for video families.")
 
 
 class EncodeResponse(_Open):
@@ -413,7 +422,13 @@ class DatasetEncodeStatus(_Open):
 
 # -- frame streams: POST /streams, POST /streams/{id}/step (one .npy frame per env), DELETE /streams/{id} ----------
 
-CONTENT_ENCODINGS = ("zstd", "gzip")  # request bodies the encoder decompresses (Content-Encoding)
+# THE request-body encodings (Content-Encoding) the encoder decompresses and the SDK sends; "identity" (or no header)
+# means uncompressed. services/encoder/streams.decompress and the SDK's compress_body both read this tuple.
+CONTENT_ENCODINGS: tuple[str, ...] = ("zstd", "gzip")
+
+# Every request of a frame stream carries this header with the stream's own key, so a router with header affinity
+# keeps the stream on one encoder replica (Modal's name for the header; any load balancer can hash on it).
+STREAM_SESSION_HEADER = "Modal-Session-ID"
 
 
 class StreamCreateRequest(_Model):

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import time as time_  # `time` is the grid pooling's argument name here
 from typing import Any
 
@@ -34,6 +33,7 @@ from .contract import (
     to_npy_bytes,
     validate_name,
 )
+from ._urls import default_encoder_url
 from .errors import WaitTimeout
 from ._progress import Progress
 from .stream import AsyncFrameStream, FrameStream
@@ -149,12 +149,12 @@ class EncoderClient(SyncTransport):
     >>> s = enc.stream(envs=8, height=256, width=256)              # frame stream: one frame per env per step
     >>> s.step(frames, reset=[0]).shape                            # (8, D)
 
-    compress: request bodies sent with Content-Encoding "zstd" or "gzip", or None; "auto" (default) is zstd for a
-    remote URL and none on loopback.
+    compress: request bodies sent with Content-Encoding "zstd" or "gzip", or None / "none"; "auto" (default) is zstd
+    for a remote URL and none on loopback (an SSH tunnel to a remote GPU is loopback too: pass "zstd" there).
     """
 
     env_url = ENCODER_URL_ENV
-    default_url = DEFAULT_ENCODER_URL
+    default_url = property(lambda self: default_encoder_url())  # DEFAULT_ENCODER_URL unless the port variables say otherwise
 
     def __init__(self, url: str | None = None, token: str | None = None, *, compress: str | None = "auto",
                  **kwargs: Any) -> None:
@@ -245,7 +245,7 @@ class AsyncEncoderClient(AsyncTransport):
     """The asyncio twin of EncoderClient: the same methods, awaited."""
 
     env_url = ENCODER_URL_ENV
-    default_url = DEFAULT_ENCODER_URL
+    default_url = property(lambda self: default_encoder_url())  # DEFAULT_ENCODER_URL unless the port variables say otherwise
 
     def __init__(self, url: str | None = None, token: str | None = None, *, compress: str | None = "auto",
                  **kwargs: Any) -> None:

@@ -36,6 +36,7 @@ from .contract import (
     validate_name,
     validate_run_id,
 )
+from ._urls import default_trainer_url
 from .errors import WaitTimeout
 
 TRAINER_URL_ENV = "VJEPA_ROBOT_TRAINER_URL"
@@ -135,7 +136,7 @@ class TrainerClient(SyncTransport):
     """
 
     env_url = TRAINER_URL_ENV
-    default_url = DEFAULT_TRAINER_URL
+    default_url = property(lambda self: default_trainer_url())  # DEFAULT_TRAINER_URL unless the port variables say otherwise
 
     def health(self) -> HealthResponse:
         return HealthResponse.model_validate(self.request("GET", "/healthz").json())
@@ -281,7 +282,7 @@ class AsyncTrainerClient(AsyncTransport):
     """The asyncio twin of TrainerClient: the same methods, awaited."""
 
     env_url = TRAINER_URL_ENV
-    default_url = DEFAULT_TRAINER_URL
+    default_url = property(lambda self: default_trainer_url())  # DEFAULT_TRAINER_URL unless the port variables say otherwise
 
     async def health(self) -> HealthResponse:
         return HealthResponse.model_validate((await self.request("GET", "/healthz")).json())

@@ -1,5 +1,8 @@
 """/docs that work on an offline host: Swagger UI's assets come from the `swagger-ui-bundle` package, served by
-the service itself, instead of FastAPI's default CDN links. Create the app with docs_url=None, then call this."""
+the service itself, instead of FastAPI's default CDN links. Create the app with docs_url=None, then call this.
+
+/docs, /docs-assets/ and /openapi.json are public even when a token is set (services/common/auth.py PUBLIC_PATHS
+says why); keep `path` and ASSETS in step with that list."""
 
 from __future__ import annotations
 

@@ -435,8 +435,9 @@ class Store:
 
     def iter_embeddings(self, dataset: str, encoder_id: str, batch_rows: int = 4096, dtype: Any = None):
         """Stream a table in batches of at most batch_rows rows: yields (episode (n,), step (n,), X (n, *shape)) in
-        storage order (episodes whole and in write order, not sorted across episodes). For grids too large to
-        hold at once; dtype=None keeps the stored dtype."""
+        storage order (Lance scans fragments in write order: an episode's rows are consecutive but a batch may cut
+        an episode, and episodes are not sorted). For grids too large to hold at once; dtype=None keeps the stored
+        dtype."""
         lance = self._embeddings(dataset, encoder_id).to_lance()
         shape = row_shape(lance.schema)
         for batch in lance.to_batches(columns=["episode", "step", "embedding"], batch_size=batch_rows):

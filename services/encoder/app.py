@@ -12,10 +12,12 @@
     POST /streams/{id}/step          .npy (N, H, W, 3) uint8, the newest frame per env, ?reset=i,j -> like /encode
     DELETE /streams/{id}             204
     GET  /metrics                    Prometheus text format
+    GET  /docs, /openapi.json        the API page and its schema (public, like /healthz: services/common/auth.py)
 
 /encode and stream steps accept `Content-Encoding: zstd` or `gzip`; the body limit applies to the decompressed size.
 
-Errors are JSON {"detail": "..."} naming the problem and the fix.
+Errors are JSON {"detail": "..."} naming the problem and the fix. Routes raise the domain's own exceptions (QueueFull,
+EncoderStopped, StreamNotFound, BodyTooLarge, ...); one handler maps them to status codes (ERROR_STATUS below).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -33,12 +34,19 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from services.common.http_metrics import RequestMetricsMiddleware
-from services.common.auth import bearer_auth, warn_if_open
+from services.common.auth import bearer_auth, require_token, warn_if_open
 from services.common.docs import offline_docs
 from services.common.store import DatasetNotFound
-from services.encoder.batcher import DynamicBatcher, QueueFull
+from services.encoder.batcher import DynamicBatcher, EmbedTimeout, EncoderStopped, ForwardFailed, QueueFull
 from services.encoder.jobs import DatasetJobs, EmbeddingMeta
-from services.encoder.pooling import PoolingBatchers, PoolingError, TooManyPoolings, check_served, pooling_from_query
+from services.encoder.pooling import (
+    PoolingBatchers,
+    PoolingError,
+    TooManyPoolings,
+    as_wire,
+    check_served,
+    pooling_from_query,
+)
 from services.encoder.settings import EncoderSettings
 from services.encoder.wire import BodyBuffers, Lease, LongerThanDeclared, read_into
 from services.encoder.streams import (
@@ -51,6 +59,7 @@ from services.encoder.streams import (
     parse_reset,
 )
 from vjepa_robot_client.contract import (
+    DEFAULT_GRID_SIZE,
     EMBEDDING_DTYPE_HEADER,
     NPY_MEDIA_TYPE,
     WINDOW_FRAMES,
@@ -127,10 +136,7 @@ async def read_body(request: Request, limit: int, lease: Lease | None = None) ->
         if n > limit:
             raise HTTPException(413, detail=f"body too large: {n} bytes > limit {limit} bytes; send fewer windows per request")
         if lease is not None:
-            try:
-                return await read_into(request.stream(), n, lease)
-            except LongerThanDeclared as exc:
-                raise HTTPException(400, detail=str(exc)) from None
+            return await read_into(request.stream(), n, lease)  # LongerThanDeclared -> 400 (ERROR_STATUS)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -150,12 +156,7 @@ async def read_npy_body(request: Request, limit: int, lease: Lease | None = None
     body = await read_body(request, limit, lease)
     if not encoding or encoding.strip().lower() == "identity":
         return body
-    try:
-        return await asyncio.to_thread(decompress, body, encoding, limit)
-    except BodyTooLarge as exc:
-        raise HTTPException(413, detail=str(exc)) from None
-    except StreamInputError as exc:
-        raise HTTPException(exc.status_code, detail=str(exc)) from None
+    return await asyncio.to_thread(decompress, body, encoding, limit)  # BodyTooLarge 413, StreamInputError 4xx
 
 
 def wants_npy(request: Request) -> bool:
@@ -186,16 +187,13 @@ def embeddings_response(request: Request, emb: np.ndarray, pooling: PoolingSpec 
 def request_pooling(request: Request, pool: str | None, grid_size: int | None, time_reduction: str | None = None,
                     layers: Any = None, dtype: str | None = None) -> PoolingSpec:
     """A request's pooling, checked against the loaded encoder: 422 naming the choices or the limits."""
-    try:
-        spec = pooling_from_query(pool, grid_size, time_reduction, layers, dtype)
-        return check_served(request.app.state.encoder, spec)
-    except PoolingError as exc:
-        raise HTTPException(422, detail=str(exc)) from None
+    spec = pooling_from_query(pool, grid_size, time_reduction, layers, dtype)  # PoolingError -> 422 (ERROR_STATUS)
+    return check_served(request.app.state.encoder, spec)
 
 
 _POOL_QUERY = {
     "pool": Query("mean", description="mean (default: (B, D) float32, unchanged) or grid ((B, g*g, D') tokens)."),
-    "grid_size": Query(4, description="pool=grid: g, the side of the pooled token grid (<= the token grid's h)."),
+    "grid_size": Query(DEFAULT_GRID_SIZE, description="pool=grid: g, the side of the pooled token grid (<= the token grid's h)."),
     "time": Query(None, alias="time",
                   description="pool=grid: fold the T' temporal token slices by `mean` (default) or `last`."),
     "layers": Query(None, description="pool=grid: comma-separated 0-based blocks concatenated on D, e.g. "
@@ -244,6 +242,8 @@ class Metrics:
             registry=self.registry,
         )
         self.streams = Gauge("vjepa_encoder_streams", "Open frame streams.", registry=self.registry)
+        self.body_pool = Gauge("vjepa_encoder_body_pool_idle_bytes", "Bytes of idle request-body buffers kept for "
+                               "reuse (bounded by VJEPA_ROBOT_BODY_POOL_BYTES / _BUFFERS).", registry=self.registry)
 
     # BatchObserver
     def observe_request(self, method: str, route: str, status: str, seconds: float, body_bytes: int) -> None:
@@ -267,6 +267,35 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422, 503)
 }
 
+# The one mapping of the encoder's domain errors to HTTP answers (the trainer has its own for jobs.Refused). A class
+# matches its subclasses too (Starlette looks handlers up along the exception's MRO). StreamInputError carries its
+# own 4xx. The ones in RETRY_LATER tell the client when to come back; the SDK's retry policy honours Retry-After.
+ERROR_STATUS: dict[type[Exception], int] = {
+    QueueFull: 503,  # the batcher's queue is at max_queue
+    EncoderStopped: 503,  # shutting down: the work would never run
+    StreamsFull: 503,  # stream count or stream memory at its bound
+    StreamNotFound: 404,
+    DatasetNotFound: 404,
+    BodyTooLarge: 413,
+    LongerThanDeclared: 400,
+    StreamInputError: 422,  # its status_code wins (415 unknown encoding, 400 corrupt body, 422 wrong shape)
+    ForwardFailed: 500,  # the model raised, or returned the wrong number of rows
+    EmbedTimeout: 504,
+    PoolingError: 422,  # unknown pool / time / dtype, grid_size over the token grid, a block that does not exist
+    TooManyPoolings: 503,  # more distinct grid poolings in use at once than PoolingBatchers.max_specs
+}
+RETRY_LATER = (QueueFull, EncoderStopped, StreamsFull, TooManyPoolings)
+
+
+def error_response(request: Request, exc: Exception) -> JSONResponse:
+    """JSON {"detail"} with the status ERROR_STATUS gives the exception's class (or its own status_code)."""
+    code = getattr(exc, "status_code", None) or next(
+        (ERROR_STATUS[c] for c in type(exc).__mro__ if c in ERROR_STATUS), 500)
+    if code >= 500 and not isinstance(exc, RETRY_LATER):
+        log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, RETRY_LATER) else None
+    return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
+
 
 def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> FastAPI:
     """Build the service. `encoder` (anything with encode/encoder_id/dim/...) skips loading a model (tests)."""
@@ -275,7 +304,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
     warn_if_open(settings.host, token, "the encoder service")
     auth = Depends(bearer_auth(token))
     metrics = Metrics()
-    bodies = BodyBuffers()
+    bodies = BodyBuffers(keep=settings.body_pool_buffers, max_bytes=settings.body_pool_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -287,6 +316,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
                 load_encoder, settings.preset, settings.model, settings.revision,
                 device=settings.device, num_threads=settings.threads,
                 compile=settings.compile, warmup_upto=settings.max_batch,
+                family=settings.family, fusion=settings.fusion,
             )
         log.info("encoder %s ready: %s", enc.encoder_id, enc.info())
         batcher = DynamicBatcher(
@@ -300,12 +330,10 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         loop = asyncio.get_running_loop()
 
         def embed_via_batcher(windows: np.ndarray) -> np.ndarray:
-            """Dataset jobs (a worker thread) share the batcher, so forward passes never overlap."""
-            while True:
-                try:
-                    return asyncio.run_coroutine_threadsafe(batcher.submit(windows), loop).result()
-                except QueueFull:
-                    time.sleep(0.05)
+            """Dataset jobs (a worker thread) share the batcher, so forward passes never overlap. Bounded: a full
+            queue is waited out for at most embed_timeout_s, and stop() ends the wait (EncoderStopped), so a job
+            never holds up shutdown; the job then reads `failed` and a re-run resumes where it stopped."""
+            return batcher.submit_from_thread(windows, loop, timeout=settings.embed_timeout_s)
 
         app.state.encoder = enc
         app.state.batcher = batcher
@@ -316,13 +344,11 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         app.state.poolers = poolers
 
         def embed_pooled(windows: np.ndarray, spec: PoolingSpec) -> np.ndarray:
+            """embed_via_batcher at a pooling: a grid goes to its own batcher, with the same bounds."""
             if not spec.is_grid:
                 return embed_via_batcher(windows)
-            while True:
-                try:
-                    return asyncio.run_coroutine_threadsafe(poolers.submit(windows, spec), loop).result()
-                except QueueFull:
-                    time.sleep(0.05)
+            grid_batcher = asyncio.run_coroutine_threadsafe(poolers.batcher(spec), loop).result()
+            return as_wire(grid_batcher.submit_from_thread(windows, loop, timeout=settings.embed_timeout_s), spec)
 
         app.state.jobs = DatasetJobs(settings.store, embed_pooled, lambda spec: EmbeddingMeta.of(enc, spec))
         app.state.streams = StreamRegistry(device=str(getattr(enc, "device", "cpu")), ttl_s=settings.stream_ttl_s,
@@ -334,8 +360,8 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         finally:
             sweeper.cancel()
             app.state.streams.clear()
-            await poolers.stop()
-            await batcher.stop()
+            await poolers.stop(grace_s=settings.shutdown_grace_s)
+            await batcher.stop(grace_s=settings.shutdown_grace_s)
 
     app = FastAPI(
         title="vjepa-robot encoder",
@@ -346,8 +372,13 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         redoc_url=None,
     )
     offline_docs(app)
+    require_token(app, token)  # every path but services.common.auth.PUBLIC_PATHS
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.bodies = bodies
+    metrics.body_pool.set_function(bodies.idle_bytes)  # read at each scrape
+    for exc_class in ERROR_STATUS:
+        app.add_exception_handler(exc_class, error_response)
     app.add_middleware(RequestMetricsMiddleware, observe=metrics.observe_request)
 
     @app.exception_handler(Exception)
@@ -387,15 +418,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         with bodies.lease() as lease:  # the windows are a view of a reused buffer until this block ends
             windows = parse_windows(await read_npy_body(request, settings.max_body_bytes, lease),
                                     request.app.state.encoder.frames)
-            try:
-                emb = await request.app.state.poolers.submit(windows, spec)  # (B, D) float32 or (B, G, D') grids
-            except TooManyPoolings as exc:
-                raise HTTPException(503, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
-            except QueueFull as exc:
-                raise HTTPException(503, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
-            except Exception as exc:
-                log.exception("forward pass failed")
-                raise HTTPException(500, detail=f"forward pass failed: {type(exc).__name__}: {exc}") from None
+            emb = await request.app.state.poolers.submit(windows, spec)  # (B, D) float32 or (B, G, D') grids
         return embeddings_response(request, emb, spec)
 
     # -- frame streams (services/encoder/streams.py) ------------------------------------------------------------
@@ -406,12 +429,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         """Open a frame stream: the encoder keeps each env's last 8 frames; each step sends one frame per env."""
         streams: StreamRegistry = request.app.state.streams
         spec = request_pooling(request, req.pool.value, req.grid_size, req.time, req.layers, req.dtype)
-        try:
-            s = streams.create(req.envs, req.height, req.width, pooling=spec)
-        except StreamsFull as exc:
-            raise HTTPException(503, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
-        except StreamInputError as exc:
-            raise HTTPException(exc.status_code, detail=str(exc)) from None
+        s = streams.create(req.envs, req.height, req.width, pooling=spec)
         metrics.streams.set(len(streams))
         return StreamCreated(stream_id=s.stream_id, envs=s.envs, ttl_s=streams.ttl_s,
                              encoder_id=spec.encoder_id(request.app.state.encoder.encoder_id))
@@ -439,35 +457,20 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
                                   examples=["0,3"]),
     ):
         streams: StreamRegistry = request.app.state.streams
+        s = streams.get(stream_id)
+        body = await read_npy_body(request, settings.max_body_bytes)
         try:
-            s = streams.get(stream_id)
-            body = await read_npy_body(request, settings.max_body_bytes)
-            try:
-                frames = from_npy_bytes(body)
-            except NpyError as exc:
-                raise HTTPException(400, detail=f"{exc} (e.g. np.save(buf, np.zeros(({s.envs}, {s.height}, "
-                                                f"{s.width}, 3), np.uint8)))") from None
-            emb = await s.step(frames, parse_reset(reset, s.envs), request.app.state.poolers.submitter(s.pooling))
-        except StreamNotFound as exc:
-            raise HTTPException(404, detail=str(exc)) from None
-        except StreamInputError as exc:
-            raise HTTPException(exc.status_code, detail=str(exc)) from None
-        except (QueueFull, TooManyPoolings) as exc:
-            raise HTTPException(503, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
-        except HTTPException:
-            raise
-        except Exception as exc:
-            log.exception("stream step failed")
-            raise HTTPException(500, detail=f"forward pass failed: {type(exc).__name__}: {exc}") from None
+            frames = from_npy_bytes(body)
+        except NpyError as exc:
+            raise HTTPException(400, detail=f"{exc} (e.g. np.save(buf, np.zeros(({s.envs}, {s.height}, "
+                                            f"{s.width}, 3), np.uint8)))") from None
+        emb = await s.step(frames, parse_reset(reset, s.envs), request.app.state.poolers.submitter(s.pooling))
         return embeddings_response(request, emb, s.pooling)
 
     @app.delete("/streams/{stream_id}", status_code=204, dependencies=[auth], responses=_ERRORS, tags=["streams"],
                 response_class=Response)
     async def delete_stream(request: Request, stream_id: str) -> Response:
-        try:
-            request.app.state.streams.delete(stream_id)
-        except StreamNotFound as exc:
-            raise HTTPException(404, detail=str(exc)) from None
+        request.app.state.streams.delete(stream_id)
         metrics.streams.set(len(request.app.state.streams))
         return Response(status_code=204)
 
@@ -489,10 +492,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         name = _dataset_name(name)
         req = req or DatasetEncodeRequest()
         spec = request_pooling(request, req.pool.value, req.grid_size, req.time, req.layers, req.dtype)
-        try:
-            return await asyncio.to_thread(request.app.state.jobs.start, name, req.batch_size, spec)
-        except DatasetNotFound as exc:
-            raise HTTPException(404, detail=str(exc)) from None
+        return await asyncio.to_thread(request.app.state.jobs.start, name, req.batch_size, spec)
 
     @app.get(
         "/datasets/{name}/encode",
@@ -508,10 +508,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
                                     dtype: str | None = _POOL_QUERY["dtype"]):
         name = _dataset_name(name)
         spec = request_pooling(request, pool, grid_size, time_reduction, layers, dtype)
-        try:
-            return await asyncio.to_thread(request.app.state.jobs.status, name, spec)
-        except DatasetNotFound as exc:
-            raise HTTPException(404, detail=str(exc)) from None
+        return await asyncio.to_thread(request.app.state.jobs.status, name, spec)
 
     @app.get("/metrics", dependencies=[auth], tags=["ops"], response_class=Response)
     async def prometheus_metrics() -> Response:

@@ -43,7 +43,7 @@ class EmbeddingMeta(EmbeddingLineage):
         if not spec.is_grid:
             return cls(encoder.encoder_id, encoder.model_name, encoder.preprocessing, int(encoder.dim),
                        details=lineage)
-        dim = int(encoder.dim) * (len(spec.layers) if spec.layers else 1)
+        dim = encoder.dim_for(spec) if hasattr(encoder, "dim_for") else int(encoder.dim) * len(spec.layers or [1])
         return cls(spec.encoder_id(encoder.encoder_id), encoder.model_name, encoder.preprocessing, dim,
                    tokens=spec.tokens, dtype=spec.wire_dtype, details=lineage)
 
@@ -116,8 +116,13 @@ class DatasetJobs:
         else:
             self.meta_for = meta_for
         self._lock = threading.Lock()
-        self._jobs: dict[tuple[str, str], DatasetEncodeStatus] = {}  # (dataset, encoder id) -> status
-        self._threads: dict[tuple[str, str], threading.Thread] = {}
+        self._jobs: dict[Any, DatasetEncodeStatus] = {}  # _key(dataset, meta) -> status
+        self._threads: dict[Any, threading.Thread] = {}
+
+    @staticmethod
+    def _key(dataset: str, meta: EmbeddingLineage) -> Any:
+        """Mean jobs are keyed by the dataset name (as before grids); a grid job by (dataset, its encoder id)."""
+        return dataset if meta.tokens is None else (dataset, meta.encoder_id)
 
     def store(self) -> Store:
         return Store(self.store_uri)
@@ -128,7 +133,7 @@ class DatasetJobs:
         meta = self.meta_for(spec)
         store = self.store()
         store.require_steps(dataset)  # DatasetNotFound -> 404 before any thread starts
-        key = (dataset, meta.encoder_id)
+        key = self._key(dataset, meta)
         with self._lock:
             current = self._jobs.get(key)
             if current is not None and current.status == "running":
@@ -145,7 +150,7 @@ class DatasetJobs:
     def status(self, dataset: str, pooling: PoolingSpec | None = None) -> DatasetEncodeStatus:
         meta = self.meta_for(pooling or MEAN_POOLING)
         with self._lock:
-            job = self._jobs.get((dataset, meta.encoder_id))
+            job = self._jobs.get(self._key(dataset, meta))
             if job is not None:
                 return job.model_copy()
         progress = self.store().embedding_progress(dataset, meta.encoder_id)  # DatasetNotFound -> 404
@@ -154,17 +159,17 @@ class DatasetJobs:
                                    total=progress.total)
 
     def join(self, dataset: str, timeout: float | None = None, pooling: PoolingSpec | None = None) -> None:
-        thread = self._threads.get((dataset, self.meta_for(pooling or MEAN_POOLING).encoder_id))
+        thread = self._threads.get(self._key(dataset, self.meta_for(pooling or MEAN_POOLING)))
         if thread:
             thread.join(timeout)
 
-    def _set(self, key: tuple[str, str], **fields: Any) -> None:
+    def _set(self, key: Any, **fields: Any) -> None:
         with self._lock:
             job = self._jobs[key]
             self._jobs[key] = job.model_copy(update=fields)
 
-    def _run(self, key: tuple[str, str], spec: PoolingSpec, meta: EmbeddingLineage, batch_size: int) -> None:
-        dataset = key[0]
+    def _run(self, key: Any, spec: PoolingSpec, meta: EmbeddingLineage, batch_size: int) -> None:
+        dataset = key if isinstance(key, str) else key[0]
         try:
             done, total = encode_dataset(
                 self.store(),

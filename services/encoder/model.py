@@ -2,7 +2,8 @@
 
     enc = Encoder.from_preset("tiny")             # or Encoder.load("facebook/vjepa2-vitl-fpc64-256", revision=...)
     emb = enc.encode(windows)                     # (B, 8, H, W, 3) uint8 -> (B, D) float32
-    enc.encoder_id                                # 12 hex chars: hash of source + revision + preprocessing + dtype
+    enc.encoder_id                                # 12 hex chars: hash of weights (commit) + preprocessing + dtype
+    enc.weights                                   # the pin: hub commit sha, or sha256:<hex> of a directory
     spec = PoolingSpec.of("grid", 4)              # token grids (vjepa_robot_client.contract.PoolingSpec)
     grid = enc.encode(windows, spec)              # -> (B, 16, D) float16, stored under enc.encoder_id_for(spec)
 
@@ -40,22 +41,47 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from services.encoder.families import (
+    FAMILIES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Backbone,
+    Family,
+    UnknownFamily,
+    family_for_model_type,
+    family_named,
+    tiny_config,
+    tiny_vjepa2_kwargs,
+)
+from services.encoder.weights import ResolvedWeights, WeightsError, check_loading, resolve_weights
 from vjepa_robot_client.contract import MEAN_POOLING, POOLINGS, WINDOW_FRAMES, PoolingSpec
 
 log = logging.getLogger(__name__)
 
 VITL_HUB_ID = "facebook/vjepa2-vitl-fpc64-256"
-# The hub was unreachable from where this was written (no internet), so the commit could not be looked up: "main"
-# is pinned as a *named* revision. Set VJEPA_ROBOT_REVISION (or --revision) to a commit sha to pin it for real;
-# the revision string is part of the encoder id, so embeddings from different pins never mix.
+# The revision asked for by default. It is NOT what the id records: Encoder.load resolves it to the commit of the
+# snapshot loaded (services/encoder/weights.py), so when the hub's main moves the encoder id moves with it.
 VITL_REVISION = "main"
 
-# torchvision / transformers IMAGENET_DEFAULT_MEAN / _STD, as VJEPA2VideoProcessor uses them.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 PRESET_SEED = 0  # random-init presets: the same seed -> the same weights in every process (trainer eval == dataset)
-PRESETS = ("vitl", "vitl-random", "tiny")
-RANDOM_INIT_PRESETS = ("vitl-random", "tiny")  # Encoder.random_init is set from how the weights were made, not names
+# preset -> (family, hub id) for released checkpoints, or (family, None) for random-init stand-ins.
+# V-JEPA 2 ids: the released encoders (facebookresearch/vjepa2 README / the hub's facebook/vjepa2-* models):
+# ViT-L 300M (1024 wide, 24 blocks), ViT-H 600M (1280, 32), ViT-g 1B (1408, 40) at 256 px, ViT-g at 384 px.
+HUB_PRESETS: dict[str, tuple[str, str]] = {
+    "vitl": ("vjepa2", VITL_HUB_ID),
+    "vith": ("vjepa2", "facebook/vjepa2-vith-fpc64-256"),
+    "vitg": ("vjepa2", "facebook/vjepa2-vitg-fpc64-256"),
+    "vitg-384": ("vjepa2", "facebook/vjepa2-vitg-fpc64-384"),
+    "videomae-base": ("videomae", "MCG-NJU/videomae-base"),
+    "dinov2-small": ("dinov2", "facebook/dinov2-small"),
+    "dinov2-base": ("dinov2", "facebook/dinov2-base"),
+    "dinov2-large": ("dinov2", "facebook/dinov2-large"),
+    "siglip-base": ("siglip", "google/siglip-base-patch16-224"),
+}
+RANDOM_PRESETS: dict[str, str] = {"vitl-random": "vjepa2", "tiny": "vjepa2", "tiny-videomae": "videomae",
+                                  "tiny-dinov2": "dinov2", "tiny-siglip": "siglip"}
+PRESETS = (*HUB_PRESETS, *RANDOM_PRESETS)
+RANDOM_INIT_PRESETS = tuple(RANDOM_PRESETS)  # Encoder.random_init is set from how the weights were made, not names
 # --compile pads each batch up to one of these sizes, so a few compiled graphs serve every batch size
 COMPILE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -65,30 +91,22 @@ def tiny_config_kwargs() -> dict[str, Any]:
 
     A random-init stand-in (docs/background.md); ~4 ms per window on one CPU thread for the transformer itself.
     """
-    return dict(
-        crop_size=128,
-        frames_per_clip=WINDOW_FRAMES,
-        patch_size=16,
-        tubelet_size=2,
-        hidden_size=96,
-        num_attention_heads=4,
-        num_hidden_layers=2,
-        mlp_ratio=4.0,
-        pred_hidden_size=32,
-        pred_num_attention_heads=2,
-        pred_num_hidden_layers=1,
-    )
+    return tiny_vjepa2_kwargs()
 
 
-def preprocessing_spec(image_size: int) -> str:
+def preprocessing_spec(image_size: int, norm: str = "imagenet-mean-std") -> str:
     """A stable, human-readable description of the preprocessing; part of the encoder id and the lineage columns."""
-    return f"resize{image_size}x{image_size}-bilinear-antialias-uint8|rescale1/255|imagenet-mean-std|no-crop"
+    return f"resize{image_size}x{image_size}-bilinear-antialias-uint8|rescale1/255|{norm}|no-crop"
 
 
-def make_encoder_id(source: str, revision: str | None, preprocessing: str, dtype: str) -> str:
-    """sha256 of model source + revision + preprocessing + dtype, first 12 hex chars (a valid store name)."""
+def make_encoder_id(source: str, revision: str | None, preprocessing: str, dtype: str, **extra: Any) -> str:
+    """sha256 of model source + revision (the pinned weights) + preprocessing + dtype, first 12 hex chars.
+
+    extra: family, token pooling and fusion of the non-V-JEPA 2 families (V-JEPA 2's are fixed, so its ids are
+    what they were before families existed: the tiny preset keeps its id)."""
     blob = json.dumps(
-        {"source": source, "revision": revision, "preprocessing": preprocessing, "dtype": dtype}, sort_keys=True
+        {"source": source, "revision": revision, "preprocessing": preprocessing, "dtype": dtype, **extra},
+        sort_keys=True, default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -112,17 +130,19 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def preprocess(windows: torch.Tensor, image_size: int) -> torch.Tensor:
-    """(B, T, H, W, 3) uint8 -> (B, T, 3, S, S) float32, resized to S=image_size and ImageNet-normalised."""
+def preprocess(windows: torch.Tensor, image_size: int, mean: tuple[float, ...] = IMAGENET_MEAN,
+               std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
+    """(B, T, H, W, 3) uint8 -> (B, T, 3, S, S) float32, resized to S=image_size and normalised (ImageNet's by
+    default; a family's own mean/std otherwise)."""
     b, t, h, w, c = windows.shape
     x = windows.reshape(b * t, h, w, c).permute(0, 3, 1, 2)  # (B*T, 3, H, W), channels_last in memory
     if (h, w) != (image_size, image_size):
         # uint8 antialiased bilinear is the fast (torchvision) path: ~0.5 ms per 8x256x256 window vs ~5 ms in fp32
         x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
     x = x.float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    x = (x - mean) / std
+    mean_t = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    x = (x - mean_t) / std_t
     return x.contiguous().reshape(b, t, c, image_size, image_size)
 
 
@@ -144,7 +164,8 @@ class ModelSpec:
 
 
 class Encoder:
-    """Frozen V-JEPA 2: loaded once, eval(), no grad, predictor skipped. Thread-safe `encode` (one forward at a time)."""
+    """A frozen backbone (V-JEPA 2 by default; any family in services/encoder/families.py): loaded once, eval(),
+    no grad (V-JEPA 2: predictor skipped). Thread-safe `encode` (one forward at a time)."""
 
     def __init__(
         self,
@@ -156,25 +177,36 @@ class Encoder:
         device: str,
         dtype: torch.dtype,
         random_init: bool = False,
+        weights: ResolvedWeights | None = None,
+        fusion: str | None = None,
     ):
         self.model = model.eval().requires_grad_(False)
-        config = model.config
+        self.family: Family = family_for_model_type(model.config.model_type)
+        self.backbone = Backbone(self.model, self.family, fusion)
+        self.fusion, self.token_pooling = self.backbone.fusion, self.family.token_pooling
         self.source, self.revision = source, revision
+        # the pin (a commit or a directory's content hash; "random-init:..." for presets) and what was asked
+        self.weights = weights.weights if weights is not None else source
+        self.requested_revision = weights.revision if weights is not None else None
         self.random_init = bool(random_init)  # True: weights from a seeded random init (a stand-in), set by the loader
         self.model_name = name
         self.device = device
         self.torch_dtype = dtype
         self.dtype = str(dtype).removeprefix("torch.")
-        self.dim = int(config.hidden_size)
+        self.dim = self.backbone.dim  # the window vector's D (image families with fusion last3: 3 x width)
+        self.token_dim = self.backbone.width  # one token's D (pool=grid)
         self.frames = WINDOW_FRAMES
-        self.image_size = int(config.crop_size)
-        self.preprocessing = preprocessing_spec(self.image_size)
-        self.encoder_id = make_encoder_id(source, revision, self.preprocessing, self.dtype)
-        self.tubelet = int(config.tubelet_size)
-        self.patch = int(config.patch_size)
-        self.num_layers = int(config.num_hidden_layers)
-        # [T', h, w]: the token grid of one window (8 frames / tubelet 2 = 4 slices; crop / patch 16 per side)
-        self.token_grid = (self.frames // self.tubelet, self.image_size // self.patch, self.image_size // self.patch)
+        self.image_size = self.backbone.image_size
+        self.preprocessing = preprocessing_spec(self.image_size, self.family.norm)
+        extra = ({} if self.family.name == "vjepa2" else
+                 {"family": self.family.name, "token_pooling": self.token_pooling, "fusion": self.fusion})
+        self.encoder_id = make_encoder_id(source, revision, self.preprocessing, self.dtype, **extra)
+        self.patch = self.backbone.patch
+        self.tubelet = WINDOW_FRAMES // self.backbone.token_grid[0]
+        self.num_layers = self.backbone.num_layers
+        # [T', h, w]: the token grid of one window (V-JEPA 2: 8 frames / tubelet 2 = 4 slices; crop / patch 16 per
+        # side; image families: T' = the 8 frames)
+        self.token_grid = self.backbone.token_grid
         self._lock = threading.Lock()
         self._compiled: Any = None  # torch.compile'd _embed, after .compile()
         self.buckets: tuple[int, ...] = ()
@@ -190,32 +222,60 @@ class Encoder:
         device: str | None = None,
         dtype: torch.dtype | None = None,
         num_threads: int | None = None,
+        family: str | None = None,
+        fusion: str | None = None,
     ) -> "Encoder":
-        """Load a checkpoint with VJEPA2Model.from_pretrained: a hub id (pin `revision`) or a local directory."""
-        from transformers import VJEPA2Model
+        """Load a checkpoint: a hub id (resolved to the commit the hub gives for `revision`) or a local directory.
 
+        family: vjepa2 | videomae | dinov2 | siglip, or None to take it from config.json's model_type
+        (UnknownFamily naming the supported ones). Refuses (WeightsError, one line) a checkpoint whose config is
+        not the family's or whose weights did not all load (services/encoder/weights.py); V-JEPA 2's predictor,
+        which encode() never runs, may be absent. fusion: image families' frame fusion (families.FUSIONS)."""
+        fam = family_named(family) if family else None
         device = device or default_device()
         dtype = dtype or default_dtype(device)
         _set_threads(device, num_threads)
-        local = os.path.isdir(source)
-        kwargs: dict[str, Any] = {"dtype": dtype}
+        try:
+            weights = resolve_weights(source, revision)
+        except WeightsError:
+            raise
+        except Exception as exc:  # offline and not cached, unknown repo, bad revision
+            raise OSError(
+                f"cannot load V-JEPA 2 weights from {source!r} (revision {revision!r}): {type(exc).__name__}: {exc}. "
+                "Give a local directory saved with save_pretrained, a reachable hub id, or --preset tiny for a demo."
+            ) from exc
+        model_type = weights.model_type()
+        if fam is None:
+            fam = family_for_model_type(model_type, source)
+        elif model_type not in fam.classes:
+            raise WeightsError(f"{source}: config.json says model_type {model_type!r}, not "
+                               f"{' or '.join(map(repr, fam.classes))} ({fam.label}): refusing to load it as "
+                               f"{fam.label} (its weights would not load)")
+        model_cls = fam.model_class(model_type)
+        kwargs: dict[str, Any] = {"dtype": dtype, **fam.load_kwargs}
         if device.startswith("cuda"):
             kwargs["attn_implementation"] = "sdpa"
         try:
-            model = VJEPA2Model.from_pretrained(source, revision=None if local else revision, **kwargs)
-        except OSError as exc:
-            raise OSError(
-                f"cannot load V-JEPA 2 weights from {source!r} (revision {revision!r}): {exc}. "
-                "Give a local directory saved with save_pretrained, a reachable hub id, or --preset tiny for a demo."
-            ) from exc
+            # ignore_mismatched_sizes: let a wrong-shaped tensor through to check_loading, which names it (transformers'
+            # own error only points at a log report); the model is refused either way
+            model, loading = model_cls.from_pretrained(weights.path, output_loading_info=True,
+                                                       ignore_mismatched_sizes=True, **kwargs)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise WeightsError(f"{source}: cannot load as {fam.label}: {str(exc).splitlines()[0]}") from exc
+        skipped = check_loading(loading, source, fam.label, ignore_missing=fam.ignore_missing,
+                                ignore_unexpected=fam.ignore_unexpected)
+        if skipped:
+            log.warning("%s: %d weights absent that encode never runs (%s...)", source, len(skipped), skipped[0])
         model = model.to(device)
-        if local:  # a directory is identified by its resolved path; its revision is whatever is in it
-            source, revision = os.path.realpath(source), revision or "local"
         # a checkpoint is pretrained unless it says otherwise: save_pretrained of a random-init preset keeps the
         # config attribute set below (`vjepa_robot_random_init`), so a saved stand-in is still named one
         random_init = bool(getattr(model.config, "vjepa_robot_random_init", False))
-        return cls(model, source=source, revision=revision, name=source, device=device, dtype=dtype,
-                   random_init=random_init)
+        name = weights.path if weights.local else source
+        # the id follows the weights, never a moving name: a hub id with the commit its revision resolved to,
+        # a directory by its content (two checkpoints saved at one path differ; a copy elsewhere is the same)
+        id_source, id_revision = (("local-dir", weights.content_hash) if weights.local else (source, weights.commit))
+        return cls(model, source=id_source, revision=id_revision, name=name, device=device, dtype=dtype,
+                   random_init=random_init, weights=weights, fusion=fusion)
 
     @classmethod
     def from_preset(
@@ -226,29 +286,39 @@ class Encoder:
         dtype: torch.dtype | None = None,
         num_threads: int | None = None,
         revision: str | None = None,
+        fusion: str | None = None,
     ) -> "Encoder":
-        """`vitl` (the hub checkpoint), `vitl-random` (ViT-L, random init), `tiny` (small random init, CPU)."""
-        if preset == "vitl":
-            return cls.load(VITL_HUB_ID, revision or VITL_REVISION, device=device, dtype=dtype, num_threads=num_threads)
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)} (or give --model DIR_OR_HUB_ID)")
-        from transformers import VJEPA2Config, VJEPA2Model
-
+        """A released checkpoint (HUB_PRESETS: vitl, vith, vitg, ..., dinov2-base, siglip-base) or a random-init
+        stand-in (RANDOM_PRESETS: tiny, vitl-random, tiny-videomae, tiny-dinov2, tiny-siglip)."""
+        if preset in HUB_PRESETS:
+            family, hub_id = HUB_PRESETS[preset]
+            rev = revision or (VITL_REVISION if preset == "vitl" else None)
+            return cls.load(hub_id, rev, device=device, dtype=dtype, num_threads=num_threads, family=family,
+                            fusion=fusion)
+        if preset not in RANDOM_PRESETS:
+            raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)} "
+                             "(or give --model DIR_OR_HUB_ID)")
+        family = FAMILIES[RANDOM_PRESETS[preset]]
         device = device or default_device()
         dtype = dtype or default_dtype(device)
         _set_threads(device, num_threads)
-        config = VJEPA2Config(**tiny_config_kwargs()) if preset == "tiny" else VJEPA2Config()
+        if preset == "vitl-random":
+            from transformers import VJEPA2Config
+
+            config = VJEPA2Config()
+        else:
+            config = tiny_config(family.name)
         if device.startswith("cuda"):
             config._attn_implementation = "sdpa"  # noqa: SLF001
         with _seeded(PRESET_SEED):
-            model = VJEPA2Model(config)
+            model = family.model_class(config.model_type)(config)
         model = model.to(device=device, dtype=dtype)
         config_hash = hashlib.sha256(config.to_json_string(use_diff=False).encode()).hexdigest()[:12]
         source = f"random-init:{preset}:seed{PRESET_SEED}:{config_hash}"
         # after the hash (the preset's id stays what it was): a save_pretrained copy of it still loads as random-init
         model.config.vjepa_robot_random_init = True
         return cls(model, source=source, revision=None, name=f"preset:{preset}", device=device, dtype=dtype,
-                   random_init=preset in RANDOM_INIT_PRESETS)
+                   random_init=True, fusion=fusion)
 
     # -- inference -----------------------------------------------------------------------------------------------
 
@@ -265,7 +335,14 @@ class Encoder:
             "poolings": list(POOLINGS),
             "token_grid": list(self.token_grid),
             "layers": self.num_layers,
+            "weights": self.weights,
+            "revision": self.requested_revision,
+            **self.family_info(),
         }
+
+    def family_info(self) -> dict[str, Any]:
+        """Family, per-forward token pooling and frame fusion: in /info and in every lineage."""
+        return {"family": self.family.name, "token_pooling": self.token_pooling, "fusion": self.fusion}
 
     # -- pooling (vjepa_robot_client.contract.PoolingSpec) -------------------------------------------------------
 
@@ -289,14 +366,17 @@ class Encoder:
 
     def dim_for(self, spec: PoolingSpec | None) -> int:
         """D' of one token: D, or D x len(layers) when several blocks are concatenated."""
-        return self.dim * len(spec.layers) if spec is not None and spec.layers else self.dim
+        if spec is None or not spec.is_grid:
+            return self.dim
+        return self.token_dim * (len(spec.layers) if spec.layers else 1)
 
     def lineage(self, spec: PoolingSpec | None = None) -> dict[str, Any]:
         """What the encoder writes next to embeddings and what a run records about its features."""
         spec = spec or MEAN_POOLING
         return {"encoder_id": self.encoder_id_for(spec), "base_encoder_id": self.encoder_id,
                 "model": self.model_name, "preprocessing": self.preprocessing, "dtype": self.dtype,
-                "random_init": self.random_init, "dim": self.dim_for(spec), "tokens": spec.tokens, **spec.lineage()}
+                "random_init": self.random_init, "weights": self.weights, "revision": self.requested_revision,
+                **self.family_info(), "dim": self.dim_for(spec), "tokens": spec.tokens, **spec.lineage()}
 
     @torch.inference_mode()
     def encode(self, windows: np.ndarray, pooling: PoolingSpec | None = None) -> np.ndarray:
@@ -324,7 +404,8 @@ class Encoder:
             if not windows.flags.writeable:  # an .npy body parsed zero-copy from bytes is read-only; torch wants writable
                 windows = windows.copy()
             x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
-        pixels = preprocess(x, self.image_size).to(self.torch_dtype)  # (B, 8, 3, S, S)
+        fam = self.family
+        pixels = preprocess(x, self.image_size, fam.mean, fam.std).to(self.torch_dtype)  # (B, 8, 3, S, S)
         if grid:  # eager even under --compile (the compiled graphs are the mean path's)
             with self._lock:
                 out = self._embed_grid(pixels, pooling)
@@ -340,16 +421,7 @@ class Encoder:
         they are concatenated on D (facebookresearch/vjepa2 VisionTransformer.forward: out_layers ->
         self.norm(x)). hidden_states[0] is the patch embedding, hidden_states[i + 1] block i's output.
         """
-        out = self.model(pixel_values_videos=pixels, skip_predictor=True, output_hidden_states=bool(layers))
-        if layers:
-            norm = self.model.encoder.layernorm
-            x = torch.cat([norm(out.hidden_states[i + 1]) for i in layers], dim=-1)
-        else:
-            x = out.last_hidden_state
-        t, h, w = self.token_grid
-        if x.shape[1] != t * h * w:
-            raise RuntimeError(f"the model returned {x.shape[1]} tokens, expected {t}x{h}x{w} = {t * h * w}")
-        return x.float().reshape(x.shape[0], t, h, w, x.shape[-1])
+        return self.backbone.tokens(pixels, layers)
 
     def _embed_grid(self, pixels: torch.Tensor, spec: PoolingSpec) -> torch.Tensor:
         """(B, 8, 3, S, S) -> (B, g*g, D') float32: fold time, adaptive-average-pool space, row-major tokens."""
@@ -360,9 +432,9 @@ class Encoder:
         return x.flatten(2).transpose(1, 2).contiguous()  # (B, g*g, D'), token k = (row k // g, column k % g)
 
     def _embed(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, 8, 3, S, S) -> (B, D) float32: mean over tokens of last_hidden_state."""
-        out = self.model(pixel_values_videos=pixels, skip_predictor=True)
-        return out.last_hidden_state.float().mean(dim=1)
+        """(B, 8, 3, S, S) -> (B, D) float32: the family's pooling (V-JEPA 2: mean over tokens of last_hidden_state)
+        and, for image families, the frames fused (families.py)."""
+        return self.backbone.embed(pixels)
 
     # -- torch.compile (opt-in: --compile / VJEPA_ROBOT_COMPILE) ---------------------------------------------------
 
@@ -436,6 +508,8 @@ def load_encoder(
     num_threads: int | None = None,
     compile: bool = False,
     warmup_upto: int | None = None,
+    family: str | None = None,
+    fusion: str | None = None,
 ) -> Encoder:
     """The one entry point services and the trainer use: a preset, or a hub id / directory (default preset tiny).
 
@@ -444,7 +518,10 @@ def load_encoder(
     if preset and model:
         raise ValueError("give a preset or a model (hub id or directory), not both")
     if model:
-        enc = Encoder.load(model, revision, device=device, num_threads=num_threads)
+        enc = Encoder.load(model, revision, device=device, num_threads=num_threads, family=family, fusion=fusion)
     else:
-        enc = Encoder.from_preset(preset or "tiny", device=device, num_threads=num_threads, revision=revision)
+        if family:
+            raise ValueError("--family goes with --model (a preset names its family)")
+        enc = Encoder.from_preset(preset or "tiny", device=device, num_threads=num_threads, revision=revision,
+                                  fusion=fusion)
     return enc.compile(warmup_upto=warmup_upto) if compile else enc

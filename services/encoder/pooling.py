@@ -13,6 +13,7 @@ in use at once is bounded (PoolingBatchers.max_specs) so a client cannot make th
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Any, Callable
 
@@ -91,18 +92,23 @@ class PoolingBatchers:
                  max_specs: int = 16):
         self.default, self.make, self.encode, self.max_specs = default, make, encode, max_specs
         self._batchers: dict[PoolingSpec, Any] = {}
+        self._lock = asyncio.Lock()  # two first requests of one pooling start one batcher
 
     async def batcher(self, spec: PoolingSpec | None) -> Any:
         if spec is None or not spec.is_grid:
             return self.default
         b = self._batchers.get(spec)
-        if b is None:
-            if len(self._batchers) >= self.max_specs:
-                raise TooManyPoolings(f"too many distinct grid poolings in use ({self.max_specs}): retry later, or "
-                                      f"use one of {', '.join(s.tag() for s in self._batchers)}")
-            b = self.make(functools.partial(self.encode, pooling=spec))
-            await b.start()
-            self._batchers[spec] = b
+        if b is not None:
+            return b
+        async with self._lock:
+            b = self._batchers.get(spec)
+            if b is None:
+                if len(self._batchers) >= self.max_specs:
+                    raise TooManyPoolings(f"too many distinct grid poolings in use ({self.max_specs}): retry later, "
+                                          f"or use one of {', '.join(s.tag() for s in self._batchers)}")
+                b = self.make(functools.partial(self.encode, pooling=spec))
+                await b.start()
+                self._batchers[spec] = b
         return b
 
     async def submit(self, windows: Any, spec: PoolingSpec | None = None) -> np.ndarray:
@@ -114,7 +120,8 @@ class PoolingBatchers:
         """An async `submit(windows)` for one pooling (what a frame stream's step calls)."""
         return functools.partial(self.submit, spec=spec)
 
-    async def stop(self) -> None:
+    async def stop(self, **kwargs: Any) -> None:
+        """Stop every grid batcher (kwargs go to DynamicBatcher.stop, e.g. grace_s)."""
         batchers, self._batchers = list(self._batchers.values()), {}
         for b in batchers:
-            await b.stop()
+            await b.stop(**kwargs)

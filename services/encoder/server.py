@@ -46,6 +46,8 @@ def serve(
     max_wait_ms: float | None = None,
     token_file: Path | None = None,
     compile: bool | None = None,
+    family: str | None = None,
+    fusion: str | None = None,
 ) -> None:
     """Build settings (explicit arguments override VJEPA_ROBOT_* variables) and serve until interrupted."""
     overrides = {
@@ -53,6 +55,7 @@ def serve(
         for k, v in dict(
             host=host, port=port, preset=preset, model=model, revision=revision, store=store,
             max_batch=max_batch, max_wait_ms=max_wait_ms, token_file=token_file, compile=compile,
+            family=family, fusion=fusion,
         ).items()
         if v is not None
     }

@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from vjepa_robot_client.contract import PoolingSpec
+from vjepa_robot_client.contract import CONTENT_ENCODINGS, PoolingSpec
 from vjepa_robot_client.window import WINDOW_FRAMES, advance
 
 GIB = 1024**3
@@ -214,7 +214,6 @@ class StreamRegistry:
 # Compressed bodies: Content-Encoding zstd | gzip, with the size limit applied to the decompressed bytes
 # ----------------------------------------------------------------------------------------------------------------
 
-CONTENT_ENCODINGS = ("zstd", "gzip", "identity")
 _CHUNK = 1 << 20
 
 
@@ -253,7 +252,8 @@ def decompress(data: bytes, encoding: str | None, limit: int) -> bytes:
         if not d.eof:
             raise StreamInputError("truncated gzip body: the compressed stream ends before its end marker", 400)
         return out
-    raise StreamInputError(f"unsupported Content-Encoding {encoding!r}: send zstd, gzip or an uncompressed body", 415)
+    raise StreamInputError(f"unsupported Content-Encoding {encoding!r}: send one of {', '.join(CONTENT_ENCODINGS)} "
+                           f"or an uncompressed body", 415)
 
 
 def _read_limited(read: Callable[[int], bytes], limit: int) -> bytes:

@@ -42,9 +42,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.http_metrics import RequestMetricsMiddleware
-from services.common.auth import bearer_auth, load_token, warn_if_open
+from services.common.auth import bearer_auth, load_token, require_token, warn_if_open
 from services.common.store import DatasetNotFound, Store
 from services.common.docs import offline_docs
+from vjepa_robot_client.contract import Compression
 from vjepa_robot_client.contract import (
     BaselineEvalRequest,
     CreateDatasetRequest,
@@ -89,6 +90,10 @@ class TrainerSettings(BaseSettings):
     token_file: Path | None = None
     job_workers: int = 2  # background jobs at once
     max_body_bytes: int = 1024 * 1024  # VJEPA_ROBOT_MAX_BODY_BYTES: largest JSON body accepted (413 above it)
+    # VJEPA_ROBOT_COMPRESS: request bodies of every encoder client the trainer makes (evaluation, SAC, dataset
+    # features). auto = zstd unless the encoder URL is loopback; set zstd when a loopback URL is really a tunnel to a
+    # remote GPU (`ssh -L 8001:gpu-host:8001`), where raw frames (~197 KB per 8-env step at 256 px) cross a slow link.
+    compress: Compression = Compression.auto
 
 
 ERRORS = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
@@ -187,7 +192,7 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     runs = RunStore(settings.runs or default_runs_dir(store.uri), frame_size=_frame_size(store))
     metrics = TrainerMetrics(runs)
     ctx = jobs.TrainerContext(store=store, runs=runs, encoder_url=settings.encoder_url, token=token,
-                              on_eval=metrics.on_eval)
+                              on_eval=metrics.on_eval, compress=settings.compress.value)
     runner = jobs.JobRunner(settings.job_workers)
     dataset_claims = threading.Lock()
 
@@ -197,6 +202,8 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         if fixed:
             log.warning("marked %d run(s) interrupted after a restart: %s", len(fixed), ", ".join(fixed))
         warn_if_open(settings.host, token, "the trainer service")
+        log.info("encoder requests: compress=%s (VJEPA_ROBOT_COMPRESS; auto = zstd unless the URL is loopback)",
+                 settings.compress.value)
         yield
         runner.shutdown(runs)
         runs.recover()
@@ -204,6 +211,7 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     app = FastAPI(title="vjepa-robot trainer", version=VERSION, lifespan=lifespan, responses=ERRORS, docs_url=None,
                   redoc_url=None)
     app.state.ctx, app.state.runner, app.state.metrics = ctx, runner, metrics
+    require_token(app, token)  # every path but services.common.auth.PUBLIC_PATHS (issue 19)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, observe=metrics.observe_request)
     offline_docs(app)

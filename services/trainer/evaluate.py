@@ -20,6 +20,7 @@ from .env import episode_success, eval_episode_seed
 from .stats import wilson_ci95
 from .experts import make_expert
 from .features import FeatureSource
+from .vec_env import closes_envs
 
 GIF_SIZE = 160  # px per GIF panel
 
@@ -46,8 +47,10 @@ class FeaturePolicy:
             features = with_readout(features, readout, getattr(policy_fn, "grid_size", 4))
         self.policy_fn, self.features = policy_fn, features
         self.needs_frames = features.needs_frames
-        model = str(getattr(getattr(features, "info", None), "model", "") or "").removeprefix("preset:")
-        stand_in = " random-init" if model in ("tiny", "vitl-random") else ""
+        info = getattr(getattr(features, "base", features), "info", None)  # a readout wraps the encoder's source
+        model = str(getattr(info, "model", "") or "").removeprefix("preset:")
+        # "random-init" is the fact the encoder reported where it loaded its weights (GET /info), not a preset name
+        stand_in = " random-init stand-in" if getattr(info, "random_init", False) else ""
         self.label = f"policy on {features.name}" + (f" ({model}{stand_in})" if model else "") + (
             f", {readout} readout" if readout != "mean" else "")
 
@@ -77,6 +80,7 @@ class ExpertPolicy:
         return np.stack([e.act(env.physics, ts) for e, env, ts in zip(self.experts, envs, timesteps)])
 
 
+@closes_envs  # every env built during the call is freed when it returns or raises (vec_env.closes_envs)
 def evaluate(
     policy: Policy,
     *,
@@ -103,44 +107,45 @@ def evaluate(
     the policy beside the `gif_expert` on the same evaluation seed, at real time, each panel captioned with
     the policy, seed, step, return so far and the episode's success.
     """
-    from .vec_env import agent_steps, close_envs, make_env
+    from .vec_env import agent_steps, make_env
 
     if episodes < 1 or steps < 1 or parallel_envs < 1:
         raise ValueError("episodes, steps and parallel_envs must be >= 1")
     n_envs = min(parallel_envs, episodes)
     size = image_size if policy.needs_frames else 0
     n_agent = agent_steps(steps, action_repeat)
-    envs: list = []  # built inside the try below, so a failure while building frees those already made
+    envs = [make_env(task, seed=0, episode_steps=steps, action_repeat=action_repeat, image_size=size)
+            for _ in range(n_envs)]
     results: list[dict] = []
     gif_frames: list[list[np.ndarray]] = [[] for _ in range(min(gif_episodes, n_envs))]
     gif_returns: list[list[float]] = [[] for _ in gif_frames]  # return so far at each recorded frame
+    gif_rewards: list[list[float]] = [[] for _ in gif_frames]  # the latest simulator step's reward at each frame
+    gif_targets: list = [None for _ in gif_frames]  # (x, y, r) px of the target sphere, fixed within an episode
     t0 = time.perf_counter()
     env_steps = 0
-    try:  # the envs hold MuJoCo data and render contexts: freed however the rollout ends
-        for _ in range(n_envs):
-            envs.append(make_env(task, seed=0, episode_steps=steps, action_repeat=action_repeat, image_size=size))
-        for start in range(0, episodes, n_envs):
-            wave = list(range(start, min(start + n_envs, episodes)))
-            seeds = [eval_episode_seed(seed, i) for i in wave]
-            active = envs[: len(wave)]
-            timesteps = [env.reset(s) for env, s in zip(active, seeds)]
-            policy.reset(seeds)
-            record_gif = start == 0 and gif_frames
-            for _ in range(n_agent):
-                if record_gif:
-                    for g, frames in enumerate(gif_frames):
-                        frames.append(_gif_frame(active[g], timesteps[g]))
-                        gif_returns[g].append(float(np.sum(active[g].sim_rewards)))
-                actions = policy.act(active, timesteps, seeds)  # (B, 2)
-                timesteps = [env.step(a) for env, a in zip(active, actions)]
-            rewards = np.asarray([env.sim_rewards for env in active], np.float32)  # (B, steps): each sim step
-            env_steps += rewards.size
-            for i, s, r in zip(wave, seeds, rewards):
-                results.append({"seed": s, "success": episode_success(r), "return": float(r.sum())})
-            if on_progress:
-                on_progress(len(results), episodes)
-    finally:
-        close_envs(envs)
+    for start in range(0, episodes, n_envs):
+        wave = list(range(start, min(start + n_envs, episodes)))
+        seeds = [eval_episode_seed(seed, i) for i in wave]
+        active = envs[: len(wave)]
+        timesteps = [env.reset(s) for env, s in zip(active, seeds)]
+        policy.reset(seeds)
+        record_gif = start == 0 and gif_frames
+        for _ in range(n_agent):
+            if record_gif:
+                for g, frames in enumerate(gif_frames):
+                    frames.append(_gif_frame(active[g], timesteps[g]))
+                    gif_returns[g].append(float(np.sum(active[g].sim_rewards)))
+                    gif_rewards[g].append(float(active[g].sim_rewards[-1]) if len(active[g].sim_rewards) else 0.0)
+                    if gif_targets[g] is None:
+                        gif_targets[g] = target_pixel(active[g].physics)
+            actions = policy.act(active, timesteps, seeds)  # (B, 2)
+            timesteps = [env.step(a) for env, a in zip(active, actions)]
+        rewards = np.asarray([env.sim_rewards for env in active], np.float32)  # (B, steps): every simulator step
+        env_steps += rewards.size
+        for i, s, r in zip(wave, seeds, rewards):
+            results.append({"seed": s, "success": episode_success(r), "return": float(r.sum())})
+        if on_progress:
+            on_progress(len(results), episodes)
     wall = time.perf_counter() - t0
     successes = sum(r["success"] for r in results)
     record = {
@@ -157,7 +162,8 @@ def evaluate(
         label = gif_label or getattr(policy, "label", None) or type(policy).__name__
         expert = None if isinstance(policy, ExpertPolicy) else gif_expert
         record["gif"] = [str(write_episode_gif(
-            [Panel(label, results[g]["seed"], gif_frames[g], gif_returns[g], results[g]["success"])]
+            [Panel(label, results[g]["seed"], gif_frames[g], gif_returns[g], results[g]["success"], gif_rewards[g],
+                   gif_targets[g])]
             + ([expert_panel(expert, task, results[g]["seed"], steps, action_repeat)] if expert else []),
             Path(gif_path).with_name(f"{Path(gif_path).stem}-ep{g}.gif"), steps=steps,
             frame_s=action_repeat * CONTROL_DT)) for g in range(len(gif_frames))]
@@ -176,55 +182,121 @@ def _gif_frame(env, ts) -> np.ndarray:
 
 
 CONTROL_DT = 0.02  # s of simulated time per reacher control step (dm_control reacher: timestep 0.02, 1 substep)
-GIF_CAPTION_H = 40  # px of caption (three lines) above each panel
+GIF_LINE_H = 12  # px per caption line (Pillow's default font at size 10)
+GIF_CAPTION_LINES = 5  # the label (up to 2 lines), seed and step, return and the live reward / final outcome
+GIF_CAPTION_H = GIF_LINE_H * GIF_CAPTION_LINES + 4  # px of caption above each panel
 
 
 class Panel(NamedTuple):
-    """One captioned rollout: frames (one per agent step) and the return so far at each."""
+    """One captioned rollout: frames (one per agent step), the return so far and the latest reward at each, and
+    where the target sphere is drawn ((x, y, radius) px in a GIF_SIZE frame)."""
 
     label: str
     seed: int
     frames: list
     returns: list
     success: bool
+    rewards: list | None = None
+    target: tuple | None = None
 
 
+def target_pixel(physics, size: int = GIF_SIZE) -> tuple[float, float, float] | None:
+    """The target sphere's centre and radius in pixels of a size x size render of camera 0, projected with
+    dm_control's camera matrix (world -> homogeneous image coordinates: x = xs / s, y = ys / s)."""
+    try:
+        from dm_control.mujoco.engine import Camera
+
+        cam = Camera(physics, height=size, width=size, camera_id=0).matrix  # (3, 4)
+        centre = np.asarray(physics.named.data.geom_xpos["target"], np.float64)
+        radius = float(physics.named.model.geom_size["target"][0])
+        (x, y, s), (x2, _, s2) = cam @ np.append(centre, 1.0), cam @ np.append(centre + [radius, 0, 0], 1.0)
+        return float(x / s), float(y / s), abs(x2 / s2 - x / s)
+    except (ImportError, KeyError, AttributeError):  # a panel without a reacher target: no mark
+        return None
+
+
+@closes_envs
 def expert_panel(name: str, task: str, seed: int, steps: int, action_repeat: int = 1) -> Panel:
     """The scripted expert on the same evaluation seed, acting every simulator step, framed at the policy's rate."""
     from .vec_env import make_env
 
     env = make_env(task, seed=0, episode_steps=steps, action_repeat=1, image_size=0)
     expert = ExpertPolicy(name)
-    try:
-        ts = env.reset(seed)
-        expert.reset([seed])
-        frames, returns = [], []
-        for t in range(steps):
-            if t % action_repeat == 0:
-                frames.append(_gif_frame(env, ts))
-                returns.append(float(np.sum(env.sim_rewards)))
-            ts = env.step(expert.act([env], [ts], [seed])[0])
-        success = bool(episode_success(np.asarray(env.sim_rewards, np.float32)))
-    finally:
-        env.close()  # frees its render context (GIF frames are rendered here)
+    ts = env.reset(seed)
+    expert.reset([seed])
+    frames, returns, rewards = [], [], []
+    target = target_pixel(env.physics)
+    for t in range(steps):
+        if t % action_repeat == 0:
+            frames.append(_gif_frame(env, ts))
+            returns.append(float(np.sum(env.sim_rewards)))
+            rewards.append(float(env.sim_rewards[-1]) if len(env.sim_rewards) else 0.0)
+        ts = env.step(expert.act([env], [ts], [seed])[0])
     label = {"jacobian": "Jacobian expert", "p-controller": "P-controller"}.get(name, name)
-    return Panel(label, seed, frames, returns, success)
+    return Panel(label, seed, frames, returns, bool(episode_success(np.asarray(env.sim_rewards, np.float32))),
+                 rewards, target)
 
 
-def _caption(frame: np.ndarray, lines: tuple[str, ...]) -> np.ndarray:
-    from PIL import Image, ImageDraw, ImageFont
+def _font(size: int = 10):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def wrap_label(label: str, width: int, font=None, max_lines: int = 2) -> list[str]:
+    """Word-wrap a panel label to `width` px (so "(tiny random-init stand-in)" is never cut off); a word longer
+    than a line is cut at the line's end."""
+    from PIL import Image, ImageDraw
+
+    font = font or _font()
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines: list[str] = []
+    for word in label.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    if len(lines) > max_lines:  # keep the last line (the stand-in mark) and join the rest
+        lines = [" ".join(lines[: len(lines) - max_lines + 1])] + lines[len(lines) - max_lines + 1:]
+    out = []
+    for line in lines:
+        while draw.textlength(line, font=font) > width and len(line) > 1:
+            line = line[:-1]
+        out.append(line)
+    return out
+
+
+def _caption(frame: np.ndarray, lines: list[str], target: tuple | None = None) -> np.ndarray:
+    from PIL import Image, ImageDraw
 
     h, w = frame.shape[:2]
     img = Image.new("RGB", (w, h + GIF_CAPTION_H), (20, 20, 20))
     img.paste(Image.fromarray(frame), (0, GIF_CAPTION_H))
     draw = ImageDraw.Draw(img)
-    try:
-        font = ImageFont.load_default(size=10)
-    except TypeError:  # Pillow < 10.1: the fixed bitmap font
-        font = ImageFont.load_default()
+    font = _font()
     for i, line in enumerate(lines):
-        draw.text((3, 1 + 13 * i), line, fill=(255, 255, 255), font=font)
+        draw.text((3, 1 + GIF_LINE_H * i), line, fill=(255, 255, 255), font=font)
+    if target is not None:  # ring and name the target sphere (the arm's fingertip must reach it)
+        x, y, r = target[0], target[1] + GIF_CAPTION_H, target[2] + 3
+        draw.ellipse((x - r, y - r, x + r, y + r), outline=(255, 255, 255), width=1)
+        tx = x + r + 2 if x + r + 40 < w else x - r - 36
+        draw.text((tx, y - 6), "target", fill=(255, 255, 255), font=font)
     return np.asarray(img)
+
+
+def caption_lines(p: Panel, t: int, last: bool, steps: int, per_frame: float) -> list[str]:
+    """The caption of panel `p` at recorded frame t: the live state on every frame (the reward right now), and
+    the episode's outcome only on the last frame, where it is known."""
+    label = wrap_label(p.label, GIF_SIZE - 6)
+    label += [""] * (2 - len(label))
+    now = p.rewards[t] if p.rewards is not None else None
+    state = ("SUCCESS" if p.success else "no success") if last else \
+        (f"reward {now:.0f}/1 now" if now is not None else "")
+    return [*label, f"seed {p.seed}", f"step {round((t + 1) * per_frame)}/{steps}",
+            f"return {p.returns[t]:.1f}  {state}".rstrip()]
 
 
 def write_episode_gif(panels: list[Panel], path: Path, *, steps: int, frame_s: float = CONTROL_DT,
@@ -238,9 +310,7 @@ def write_episode_gif(panels: list[Panel], path: Path, *, steps: int, frame_s: f
     per_frame = steps / max(n, 1)  # simulator steps per recorded frame
     images = []
     for t in list(range(0, n, stride)) + ([n - 1] if (n - 1) % stride else []):
-        row = [_caption(p.frames[t], (p.label[:28], f"seed {p.seed}: {'SUCCESS' if p.success else 'no success'}",
-                                      f"step {round((t + 1) * per_frame)}/{steps}  return {p.returns[t]:.1f}"))
-               for p in panels]
+        row = [_caption(p.frames[t], caption_lines(p, t, t == n - 1, steps, per_frame), p.target) for p in panels]
         images.append(Image.fromarray(np.concatenate(row, axis=1)))
     # Pillow's GIF `duration` is milliseconds per frame (imageio's pillow plugin passes it through unchanged)
     delay_ms = int(round(1000 * frame_s * stride))

@@ -156,12 +156,13 @@ class VJEPA2Features(FeatureSource):
     needs_frames = True
     MAX_STREAMS = 4  # lockstep shapes kept open at once (SAC: training envs + evaluation envs)
 
-    def __init__(self, encoder_url: str, token: str | None = None, timeout: float = 120.0):
+    def __init__(self, encoder_url: str, token: str | None = None, timeout: float = 120.0, compress: str = "auto"):
         from vjepa_robot_client import EncoderClient
 
-        # 20 retries, backoff 0.25 s doubling to 5 s (jittered): 40-80 s for an encoder that restarts mid-rollout
+        # 20 retries, backoff 0.25 s doubling to 5 s (jittered): 40-80 s for an encoder that restarts mid-rollout.
+        # compress (auto | zstd | gzip | none): the trainer's VJEPA_ROBOT_COMPRESS, for /encode and stream bodies.
         self.client = EncoderClient(encoder_url, token=token, timeout=timeout, retries=20, backoff=0.25,
-                                    max_backoff=5.0)
+                                    max_backoff=5.0, compress=None if compress == "none" else compress)
         self.info = self.client.info()
         self.dim = int(self.info.dim)
         self.encoder_id = self.info.encoder_id
@@ -322,7 +323,8 @@ def _windows_of(timesteps) -> np.ndarray:
     return np.stack([_window(ts) for ts in timesteps])
 
 
-def make_feature_source(name: str, *, encoder_url: str | None = None, token: str | None = None) -> FeatureSource:
+def make_feature_source(name: str, *, encoder_url: str | None = None, token: str | None = None,
+                        compress: str = "auto") -> FeatureSource:
     try:
         kind = FeatureName(name)
     except ValueError:
@@ -333,7 +335,7 @@ def make_feature_source(name: str, *, encoder_url: str | None = None, token: str
         return RandomFeatures()
     if not encoder_url:
         raise ValueError("features 'vjepa2' need an encoder: pass --encoder-url (e.g. http://127.0.0.1:8001)")
-    return VJEPA2Features(encoder_url, token=token)
+    return VJEPA2Features(encoder_url, token=token, compress=compress)
 
 
 def _vec2(column) -> np.ndarray:

@@ -75,11 +75,12 @@ class TrainerContext:
     encoder_url: str | None
     token: str | None = None
     on_eval: Callable[[dict], None] | None = None  # sees every finished evaluation record (service metrics)
+    compress: str = "auto"  # auto | zstd | gzip | none: request bodies of every encoder client made here
 
     def features(self, name: str):
         from .features import make_feature_source
 
-        return make_feature_source(name, encoder_url=self.encoder_url, token=self.token)
+        return make_feature_source(name, encoder_url=self.encoder_url, token=self.token, compress=self.compress)
 
 
 class JobRunner:

@@ -29,9 +29,11 @@ def serve(
     store: str | None = None,
     runs_dir: Path | None = None,
     token_file: Path | None = None,
+    compress: str | None = None,
 ) -> None:
     overrides = {k: v for k, v in dict(host=host, port=port, encoder_url=encoder_url, store=store,
-                                       runs=str(runs_dir) if runs_dir else None, token_file=token_file).items()
+                                       runs=str(runs_dir) if runs_dir else None, token_file=token_file,
+                                       compress=compress).items()
                  if v is not None}
     settings = TrainerSettings(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -15,7 +15,9 @@ encoder keeps the windows); the terminal windows of envs that just finished go i
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextvars
+import functools
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -29,10 +31,38 @@ def agent_steps(episode_steps: int, action_repeat: int) -> int:
     return check_action_repeat(episode_steps, action_repeat)
 
 
+# The envs made inside the innermost `closes_envs` call of this thread (None: outside any); a ContextVar, so each job
+# thread has its own.
+_ENV_SCOPE: contextvars.ContextVar[list | None] = contextvars.ContextVar("vjepa_robot_env_scope", default=None)
+F = TypeVar("F", bound=Callable)
+
+
 def make_env(task: str, *, seed: int, episode_steps: int, action_repeat: int, image_size: int):
-    """env.make's recipe; episode_steps counts simulator steps, `env.sim_rewards` records each one's reward."""
+    """env.make's recipe; episode_steps counts simulator steps, `env.sim_rewards` records each one's reward.
+    Inside a `closes_envs` function the env is closed when that function returns or raises."""
     agent_steps(episode_steps, action_repeat)  # the clear error for a length that is not a multiple
-    return make(task, seed=seed, episode_steps=episode_steps, image_size=image_size, action_repeat=action_repeat)
+    env = make(task, seed=seed, episode_steps=episode_steps, image_size=image_size, action_repeat=action_repeat)
+    scope = _ENV_SCOPE.get()
+    if scope is not None:
+        scope.append(env)
+    return env
+
+
+def closes_envs(fn: F) -> F:
+    """Decorator: every env that make_env builds during a call of `fn` is closed in its `finally` (the envs hold
+    MuJoCo data and render contexts; an exception's traceback would otherwise keep them alive)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        made: list = []
+        token = _ENV_SCOPE.set(made)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _ENV_SCOPE.reset(token)
+            close_envs(made)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class ReacherVecEnv:
