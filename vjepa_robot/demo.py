@@ -276,7 +276,7 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
         times["services start"] = time.perf_counter() - t0
         enc, tr = EncoderClient(svc.encoder_url, timeout=300), TrainerClient(svc.trainer_url, timeout=60)
         info = enc.info()
-        stand_in = info.model.removeprefix("preset:") in ("tiny", "vitl-random")
+        stand_in = bool(getattr(info, "random_init", False))  # the encoder says so where it loads its weights
         console.print(f"encoder {info.model} ({info.encoder_id}, {info.dim}-d, {info.image_size} px input, "
                       f"{info.device}) at {svc.encoder_url}; trainer at {svc.trainer_url}; store {store_dir}")
         if stand_in:
