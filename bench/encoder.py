@@ -86,7 +86,9 @@ class NoopEncoder:
     dim, frames, image_size, dtype, device = 1024, 8, 256, "float32", "cpu"
 
     def info(self) -> dict:
-        return {k: getattr(self, k) for k in ("encoder_id", "dim", "frames", "image_size", "dtype", "device")} | {"model": "noop"}
+        return {k: getattr(self, k) for k in ("encoder_id", "dim", "frames", "image_size", "dtype", "device")} | {
+            "model": "noop"
+        }
 
     def encode(self, windows: np.ndarray) -> np.ndarray:
         return np.zeros((windows.shape[0], self.dim), np.float32)
@@ -125,13 +127,24 @@ class Server:
             env.pop("VJEPA_ROBOT_PRESET", None)
         else:
             env["VJEPA_ROBOT_PRESET"] = args.preset
-        cmd = [sys.executable, "-m", "uvicorn", "services.encoder.server:app_from_env", "--factory",
-               "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "services.encoder.server:app_from_env",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
         if noop:
             cmd = [sys.executable, __file__, "--serve-noop", str(self.port)]
         self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         deadline = time.monotonic() + (1800 if self.compile else 300)  # compiling every bucket takes minutes
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -175,7 +188,8 @@ def http_rate(url: str, batch: np.ndarray, calls: int) -> float:
 
 
 def concurrent_clients(server: Server, window: np.ndarray, clients: int, per_client: int) -> tuple[float, float]:
-    """(windows/s, mean windows per forward pass) for `clients` threads each sending `per_client` one-window requests."""
+    """(windows/s, mean windows per forward pass) for `clients` threads each sending `per_client` one-window
+    requests."""
     body = to_npy_bytes(window)
     with httpx.Client(timeout=300) as warm:  # one warm-up request outside the measurement
         warm.post(f"{server.url}/encode", content=body, headers=HEADERS).raise_for_status()
@@ -212,9 +226,15 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--per-client", type=int, default=12)
     p.add_argument("--store", default=tempfile.mkdtemp(prefix="bench-store-"))
-    p.add_argument("--threads", type=int, default=default_threads(), help="torch threads, in process and in the servers")
-    p.add_argument("--batches", type=lambda v: tuple(int(x) for x in v.split(",")), default=BATCHES,
-                   help="batch sizes, e.g. 1,8,32,64")
+    p.add_argument(
+        "--threads", type=int, default=default_threads(), help="torch threads, in process and in the servers"
+    )
+    p.add_argument(
+        "--batches",
+        type=lambda v: tuple(int(x) for x in v.split(",")),
+        default=BATCHES,
+        help="batch sizes, e.g. 1,8,32,64",
+    )
     p.add_argument("--compile", action="store_true", help="also measure torch.compile (in process and over HTTP)")
     p.add_argument("--in-process-only", action="store_true", help="skip the HTTP rows (no fastapi/uvicorn needed)")
     p.add_argument("--serve-noop", type=int, default=None, help=argparse.SUPPRESS)
@@ -227,10 +247,14 @@ def main() -> None:
     import torch
 
     data = make_windows(32, args.size)
-    print(f"machine: {cpu_model()}, {available_cpus()} cores available, torch threads {torch.get_num_threads()}, "
-          f"{platform.python_version()}, torch {torch.__version__}")
-    print(f"encoder: {enc.model_name} id {enc.encoder_id} dim {enc.dim} crop {enc.image_size} {enc.dtype} on {enc.device};"
-          f" windows 8x{args.size}x{args.size}x3 uint8\n")
+    print(
+        f"machine: {cpu_model()}, {available_cpus()} cores available, torch threads {torch.get_num_threads()}, "
+        f"{platform.python_version()}, torch {torch.__version__}"
+    )
+    print(
+        f"encoder: {enc.model_name} id {enc.encoder_id} dim {enc.dim} crop {enc.image_size} {enc.dtype} "
+        f"on {enc.device}; windows 8x{args.size}x{args.size}x3 uint8\n"
+    )
 
     batches = args.batches
     data = make_windows(max(batches), args.size)
@@ -239,12 +263,17 @@ def main() -> None:
     if args.compile:
         t_compile = time.perf_counter()
         enc.compile(warmup_upto=max(batches))
-        print(f"torch.compile: buckets {enc.buckets} up to batch {max(batches)} compiled in "
-              f"{time.perf_counter() - t_compile:.0f} s")
+        print(
+            f"torch.compile: buckets {enc.buckets} up to batch {max(batches)} compiled in "
+            f"{time.perf_counter() - t_compile:.0f} s"
+        )
         compiled = {b: timed_rate(lambda b=b: enc.encode(data[:b]), b, max(1, args.windows // b)) for b in batches}
-    del enc  # free the cores for the servers
+    enc = None  # free the model (and the cores) for the servers
     if args.in_process_only:  # e.g. a GPU box without the web stack installed
-        print("| batch | in process, eager (windows/s) | latency (ms) |" + (" torch.compile (windows/s) | latency (ms) |" if compiled else ""))
+        print(
+            "| batch | in process, eager (windows/s) | latency (ms) |"
+            + (" torch.compile (windows/s) | latency (ms) |" if compiled else "")
+        )
         print("|---:|---:|---:|" + ("---:|---:|" if compiled else ""))
         for b in batches:
             row = f"| {b} | {inproc[b]:.1f} | {1000 * b / inproc[b]:.1f} |"
@@ -261,24 +290,33 @@ def main() -> None:
     with Server(args, max_batch=1, max_wait_ms=0) as srv:
         off_rate, off_batch = concurrent_clients(srv, data[:1], args.clients, args.per_client)
 
-    print("| batch | in process (windows/s) | HTTP .npy (windows/s) | HTTP - in process (ms/window) "
-          "| transport alone, no-op model (ms/window) |")
+    print(
+        "| batch | in process (windows/s) | HTTP .npy (windows/s) | HTTP - in process (ms/window) "
+        "| transport alone, no-op model (ms/window) |"
+    )
     print("|---:|---:|---:|---:|---:|")
     for b in batches:
         overhead = 1000 / http[b] - 1000 / (compiled or inproc)[b]
         print(f"| {b} | {inproc[b]:.1f} | {http[b]:.1f} | {overhead:.2f} | {1000 / noop[b]:.2f} |")
     if compiled:
-        print("\n| batch | in process, eager (windows/s) | in process, torch.compile (windows/s) | compiled latency (ms) |")
+        print(
+            "\n| batch | in process, eager (windows/s) | in process, torch.compile (windows/s) "
+            "| compiled latency (ms) |"
+        )
         print("|---:|---:|---:|---:|")
         for b in batches:
             print(f"| {b} | {inproc[b]:.1f} | {compiled[b]:.1f} | {1000 * b / compiled[b]:.1f} |")
-        print("(the HTTP column above ran a server with VJEPA_ROBOT_COMPILE=1; its overhead is against the compiled rate)")
+        print(
+            "(the HTTP column above ran a server with VJEPA_ROBOT_COMPILE=1; its overhead is against the compiled rate)"
+        )
     print()
     print(f"| {args.clients} concurrent one-window clients | windows/s | mean windows per forward pass |")
     print("|---|---:|---:|")
     print(f"| batching on (max_batch 32, max_wait_ms 5) | {on_rate:.1f} | {on_batch:.2f} |")
     print(f"| batching off (max_batch 1) | {off_rate:.1f} | {off_batch:.2f} |")
-    print(f"\ngain from batching: x{on_rate / off_rate:.2f} windows/s; bench took {time.perf_counter() - t_start:.0f} s")
+    print(
+        f"\ngain from batching: x{on_rate / off_rate:.2f} windows/s; bench took {time.perf_counter() - t_start:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -52,9 +52,24 @@ def main() -> None:
     port = free_port()
     store = tempfile.mkdtemp(prefix="bench-eval-")
     log = open(os.path.join(store, "encoder.log"), "w")
-    proc = subprocess.Popen([sys.executable, "-m", "vjepa_robot.cli", "serve", "encoder", "--port", str(port),
-                             "--preset", args.preset, "--store", store], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "VJEPA_ROBOT_THREADS": "1"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vjepa_robot.cli",
+            "serve",
+            "encoder",
+            "--port",
+            str(port),
+            "--preset",
+            args.preset,
+            "--store",
+            store,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "VJEPA_ROBOT_THREADS": "1"},
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         from pathlib import Path
@@ -69,16 +84,23 @@ def main() -> None:
         def act(x):
             return policy(torch.from_numpy(x)).numpy()
 
-        kw = dict(task="easy", episodes=args.episodes, steps=args.steps, parallel_envs=args.parallel_envs,
-                  image_size=args.image_size)
+        kw = dict(
+            task="easy",
+            episodes=args.episodes,
+            steps=args.steps,
+            parallel_envs=args.parallel_envs,
+            image_size=args.image_size,
+        )
         best = {"http": 0.0, "in process": 0.0}
         for _ in range(args.rounds):
             for mode, src in (("in process", local), ("http", http)):
                 r = evaluate(FeaturePolicy(act, src), **kw)
                 best[mode] = max(best[mode], r["steps_per_second"])
-        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; preset {args.preset}; "
-              f"{args.parallel_envs} envs x {args.steps} steps x {args.episodes} episodes, "
-              f"{args.image_size}x{args.image_size} frames\n")
+        print(
+            f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; preset {args.preset}; "
+            f"{args.parallel_envs} envs x {args.steps} steps x {args.episodes} episodes, "
+            f"{args.image_size}x{args.image_size} frames\n"
+        )
         print("| evaluation | env steps/s |\n|---|---|")
         print(f"| encoder in process | {best['in process']:.1f} |")
         print(f"| encoder over HTTP (one POST /encode per lockstep step) | {best['http']:.1f} |")

@@ -35,8 +35,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     w = np.random.default_rng(0).integers(0, 256, (args.batch, 8, 256, 256, 3), dtype=np.uint8)
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), "
-          f"batch {args.batch}, {args.reps} timed calls after a warm-up")
+    print(
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), "
+        f"batch {args.batch}, {args.reps} timed calls after a warm-up"
+    )
     print("| preset | family | pooling / fusion | input | D | windows/s | ms / window |")
     print("|---|---|---|---|---:|---:|---:|")
     for preset in args.presets.split(","):
@@ -48,8 +50,10 @@ def main() -> None:
         dt = (time.perf_counter() - t0) / (args.reps * args.batch)
         t, h, _ = enc.token_grid
         what = f"{enc.image_size}px, {t}x{h}x{h} tokens"
-        print(f"| {preset} | {enc.family.name} | {enc.token_pooling} / {enc.fusion} | {what} | {enc.dim} | "
-              f"{1 / dt:.1f} | {1000 * dt:.1f} |")
+        print(
+            f"| {preset} | {enc.family.name} | {enc.token_pooling} / {enc.fusion} | {what} | {enc.dim} | "
+            f"{1 / dt:.1f} | {1000 * dt:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,9 @@ def generation_fps(root: Path, workers: int, episodes: int, steps: int, size: in
     store = Store(str(root / f"w{workers}"))
     name = f"bench-w{workers}"
     t = time.perf_counter()
-    create_dataset(DatasetSpec(name=name, episodes=episodes, steps=steps, image_size=size), store, workers=workers,
-                   progress=False)
+    create_dataset(
+        DatasetSpec(name=name, episodes=episodes, steps=steps, image_size=size), store, workers=workers, progress=False
+    )
     return episodes * steps / (time.perf_counter() - t), store, name
 
 
@@ -76,15 +77,20 @@ def main() -> None:
             decode_png(frames[len(frames) // 2])
         dec_ms = (time.perf_counter() - t) / 50 * 1e3
         raw = args.image_size * args.image_size * 3
-        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-              f"MUJOCO_GL={os.environ.get('MUJOCO_GL')}; {args.episodes} episodes x {args.steps} steps, "
-              f"{args.image_size}x{args.image_size}\n")
+        print(
+            f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"MUJOCO_GL={os.environ.get('MUJOCO_GL')}; {args.episodes} episodes x {args.steps} steps, "
+            f"{args.image_size}x{args.image_size}\n"
+        )
         print("| measure | value |\n|---|---|")
         print(f"| bare physics.step + render, 1 process | {render:.1f} frames/s |")
         print(f"| generation, 1 worker | {fps1:.1f} frames/s ({fps1 / render:.0%} of bare render) |")
         print(f"| generation, 2 workers | {fps2:.1f} frames/s |")
         print(f"| parallel efficiency fps(2) / (2 x fps(1)) | {fps2 / (2 * fps1):.0%} |")
-        print(f"| PNG bytes per frame (mean) | {png.mean() / 1024:.1f} KiB ({png.mean() / raw:.1%} of raw {raw // 1024} KiB) |")
+        print(
+            f"| PNG bytes per frame (mean) | {png.mean() / 1024:.1f} KiB "
+            f"({png.mean() / raw:.1%} of raw {raw // 1024} KiB) |"
+        )
         print(f"| steps table on disk per step (frame + state) | {table_bytes / len(frames) / 1024:.1f} KiB |")
         print(f"| PNG encode / decode per frame | {enc_ms:.2f} ms / {dec_ms:.2f} ms |")
     finally:

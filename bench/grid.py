@@ -70,8 +70,14 @@ def throughput(args) -> list[dict]:
                 rates[name].append(batch * args.calls / (time.perf_counter() - t0))
         base = statistics.median(rates["mean"])
         for name, r in rates.items():
-            rows.append({"batch": batch, "variant": name, "windows_per_s": statistics.median(r),
-                         "ratio_to_mean": statistics.median(r) / base})
+            rows.append(
+                {
+                    "batch": batch,
+                    "variant": name,
+                    "windows_per_s": statistics.median(r),
+                    "ratio_to_mean": statistics.median(r) / base,
+                }
+            )
     return rows
 
 
@@ -82,8 +88,9 @@ def store_bytes(args) -> list[dict]:
         store = Store(str(tmp))
         rng = np.random.default_rng(0)
         for dim, n in ((96, args.store_rows), (VITL_DIM, max(50, args.store_rows // 8))):
-            cases = [("mean", None, "float32")] + [(f"grid g={g}", g, dt) for g in (4, 8)
-                                                   for dt in ("float16", "float32")]
+            cases = [("mean", None, "float32")] + [
+                (f"grid g={g}", g, dt) for g in (4, 8) for dt in ("float16", "float32")
+            ]
             for name, g, dtype in cases:
                 eid = f"bench-{dim}-{name.replace(' ', '').replace('=', '')}-{dtype}"
                 tokens = None if g is None else g * g
@@ -92,14 +99,23 @@ def store_bytes(args) -> list[dict]:
                 for ep in range(0, n, per_ep):
                     k = min(per_ep, n - ep)
                     shape = (k, dim) if tokens is None else (k, tokens, dim)
-                    store.append_embeddings("bench", ep // per_ep, np.arange(k),
-                                            rng.normal(size=shape).astype(dtype), lineage)
+                    store.append_embeddings(
+                        "bench", ep // per_ep, np.arange(k), rng.normal(size=shape).astype(dtype), lineage
+                    )
                 table_dir = tmp / f"{embeddings_table_name('bench', eid)}.lance"
                 per_window = dir_bytes(table_dir) / n
                 payload = dim * (1 if tokens is None else tokens) * np.dtype(dtype).itemsize
-                rows.append({"dim": dim, "variant": name, "dtype": dtype, "rows": n,
-                             "bytes_per_window": per_window, "payload_bytes": payload,
-                             "gb_per_100k": per_window * 100_000 / 1e9})
+                rows.append(
+                    {
+                        "dim": dim,
+                        "variant": name,
+                        "dtype": dtype,
+                        "rows": n,
+                        "bytes_per_window": per_window,
+                        "payload_bytes": payload,
+                        "gb_per_100k": per_window * 100_000 / 1e9,
+                    }
+                )
                 store.drop(embeddings_table_name("bench", eid))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -138,6 +154,7 @@ def wire_bytes(args) -> list[dict]:
             if response.request.method == "POST" and response.request.url.path.endswith("/step"):
                 response.read()
                 answers[name].append(len(response.content))
+
         return hook
 
     envs = [make("easy", seed=0, episode_steps=args.steps, image_size=256) for _ in range(args.envs)]
@@ -151,11 +168,13 @@ def wire_bytes(args) -> list[dict]:
     clients = {k: EncoderClient(url, compress=None) for k in answers}
     for k, c in clients.items():
         c._http.event_hooks["response"] = [count(k)]  # the answer bodies as received (bench only: a private handle)
-    streams = {"mean": clients["mean"].stream(n, 256, 256),
-               "grid": clients["grid"].stream(n, 256, 256, pool="grid", grid_size=4)}
+    streams = {
+        "mean": clients["mean"].stream(n, 256, 256),
+        "grid": clients["grid"].stream(n, 256, 256, pool="grid", grid_size=4),
+    }
     dtype = None
     try:
-        for step in range(args.steps):
+        for _ in range(args.steps):
             frames = np.stack([ts.window[-1] for ts in timesteps])  # (N, 256, 256, 3) newest renders
             raw = to_npy_bytes(frames)
             up_raw += len(raw)
@@ -173,14 +192,19 @@ def wire_bytes(args) -> list[dict]:
         thread.join(10)
     steps = args.steps
     header = len(to_npy_bytes(np.zeros((n, 16, VITL_DIM), np.float16))) - n * 16 * VITL_DIM * 2
-    return [{
-        "envs": n, "steps": steps, "grid_dtype": dtype,
-        "request_raw_per_env_step": up_raw / steps / n, "request_zstd_per_env_step": up_zstd / steps / n,
-        "answer_mean_per_env_step": sum(answers["mean"]) / len(answers["mean"]) / n,
-        "answer_grid4_per_env_step": sum(answers["grid"]) / len(answers["grid"]) / n,
-        "vitl_answer_mean_per_env_step": (n * VITL_DIM * 4 + header) / n,
-        "vitl_answer_grid4_f16_per_env_step": (n * 16 * VITL_DIM * 2 + header) / n,
-    }]
+    return [
+        {
+            "envs": n,
+            "steps": steps,
+            "grid_dtype": dtype,
+            "request_raw_per_env_step": up_raw / steps / n,
+            "request_zstd_per_env_step": up_zstd / steps / n,
+            "answer_mean_per_env_step": sum(answers["mean"]) / len(answers["mean"]) / n,
+            "answer_grid4_per_env_step": sum(answers["grid"]) / len(answers["grid"]) / n,
+            "vitl_answer_mean_per_env_step": (n * VITL_DIM * 4 + header) / n,
+            "vitl_answer_grid4_f16_per_env_step": (n * 16 * VITL_DIM * 2 + header) / n,
+        }
+    ]
 
 
 def main() -> None:
@@ -200,8 +224,12 @@ def main() -> None:
     args = ap.parse_args()
     args.batches = [int(b) for b in args.batches.split(",")]
     os.environ.setdefault("MUJOCO_GL", "egl")
-    result: dict = {"preset": args.preset, "device": args.device, "threads": args.threads,
-                    "load_before": os.getloadavg()[0]}
+    result: dict = {
+        "preset": args.preset,
+        "device": args.device,
+        "threads": args.threads,
+        "load_before": os.getloadavg()[0],
+    }
     result["throughput"] = throughput(args)
     print("| batch | variant | windows/s | vs mean |\n|---:|---|---:|---:|")
     for r in result["throughput"]:
@@ -211,8 +239,10 @@ def main() -> None:
         print("\n| D | variant | dtype | bytes/window on disk | payload | GB per 100k windows |")
         print("|---:|---|---|---:|---:|---:|")
         for r in result["store"]:
-            print(f"| {r['dim']} | {r['variant']} | {r['dtype']} | {r['bytes_per_window']:,.0f} | "
-                  f"{r['payload_bytes']:,} | {r['gb_per_100k']:.3f} |")
+            print(
+                f"| {r['dim']} | {r['variant']} | {r['dtype']} | {r['bytes_per_window']:,.0f} | "
+                f"{r['payload_bytes']:,} | {r['gb_per_100k']:.3f} |"
+            )
     if not args.skip_wire:
         result["wire"] = wire_bytes(args)
         print("\n" + json.dumps(result["wire"], indent=2))

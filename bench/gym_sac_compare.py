@@ -40,20 +40,43 @@ def own_sac(steps: int, seed: int, eval_episodes: int, normalize: bool = True) -
     from services.trainer.sac import Nets, train_sac
     from vjepa_robot_client.contract import TrainSACRequest
 
-    cfg = TrainSACRequest(features="state", total_steps=steps, seed=seed, eval_every=10 * steps,
-                          checkpoint_every=10 * steps, checkpoint_replay=False, final_eval_episodes=eval_episodes)
+    cfg = TrainSACRequest(
+        features="state",
+        total_steps=steps,
+        seed=seed,
+        eval_every=10 * steps,
+        checkpoint_every=10 * steps,
+        checkpoint_replay=False,
+        final_eval_episodes=eval_episodes,
+    )
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         out = train_sac(cfg, Run(Path(d)), make_feature_source("state"), nets=Nets(normalize_obs=normalize))
     fe = out["final_eval"]
-    return {"env_steps": out["env_steps"], "updates": out["updates"], "mean_return": fe["mean_return"],
-            "std_return": fe["std_return"], "success_rate": fe["success_rate"], "returns": fe["returns"],
-            "wall_s": round(time.perf_counter() - t0, 1)}
+    return {
+        "env_steps": out["env_steps"],
+        "updates": out["updates"],
+        "mean_return": fe["mean_return"],
+        "std_return": fe["std_return"],
+        "success_rate": fe["success_rate"],
+        "returns": fe["returns"],
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
 
 
 def sb3_sac(steps: int, seed: int, eval_episodes: int) -> dict:
-    cmd = [sys.executable, str(ROOT / "examples" / "sb3_sac.py"), "--features", "state", "--steps", str(steps),
-           "--seed", str(seed), "--eval-episodes", str(eval_episodes)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "examples" / "sb3_sac.py"),
+        "--features",
+        "state",
+        "--steps",
+        str(steps),
+        "--seed",
+        str(seed),
+        "--eval-episodes",
+        str(eval_episodes),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -53,19 +53,39 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_encoder(Path(tmp))
         try:
-            own = ReacherVecEnv(make_feature_source("vjepa2", encoder_url=url), num_envs=a.envs, task="easy",
-                                episode_steps=1000, action_repeat=repeat, image_size=a.image_size)
-            venv = gym.make_vec("vjepa_robot/reacher-easy-v0", num_envs=a.envs, vectorization_mode="vector_entry_point",
-                                features="vjepa2", encoder_url=url, image_size=a.image_size, action_repeat=repeat)
-            single = gym.make("vjepa_robot/reacher-easy-v0", features="vjepa2", encoder_url=url,
-                              image_size=a.image_size, action_repeat=repeat)
+            own = ReacherVecEnv(
+                make_feature_source("vjepa2", encoder_url=url),
+                num_envs=a.envs,
+                task="easy",
+                episode_steps=1000,
+                action_repeat=repeat,
+                image_size=a.image_size,
+            )
+            venv = gym.make_vec(
+                "vjepa_robot/reacher-easy-v0",
+                num_envs=a.envs,
+                vectorization_mode="vector_entry_point",
+                features="vjepa2",
+                encoder_url=url,
+                image_size=a.image_size,
+                action_repeat=repeat,
+            )
+            single = gym.make(
+                "vjepa_robot/reacher-easy-v0",
+                features="vjepa2",
+                encoder_url=url,
+                image_size=a.image_size,
+                action_repeat=repeat,
+            )
             out: dict[str, list[float]] = {"trainer_ReacherVecEnv": [], "gymnasium_vector": [], "gymnasium_single": []}
             for _ in range(a.rounds):
                 out["trainer_ReacherVecEnv"].append(rate(own.step, own.reset, a.envs, a.steps, repeat, rng))
-                out["gymnasium_vector"].append(rate(venv.step, lambda: venv.reset(seed=0), a.envs, a.steps, repeat,
-                                                    rng))
-                out["gymnasium_single"].append(rate(lambda x: single.step(x[0]), lambda: single.reset(seed=0), 1,
-                                                    a.steps, repeat, rng))
+                out["gymnasium_vector"].append(
+                    rate(venv.step, lambda: venv.reset(seed=0), a.envs, a.steps, repeat, rng)
+                )
+                out["gymnasium_single"].append(
+                    rate(lambda x: single.step(x[0]), lambda: single.reset(seed=0), 1, a.steps, repeat, rng)
+                )
                 print({k: round(v[-1], 1) for k, v in out.items()}, flush=True)
             own.features.close()
             venv.close()
@@ -73,10 +93,15 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    result = {"envs": a.envs, "image_size": a.image_size, "action_repeat": repeat, "steps_per_round": a.steps,
-              "encoder": "tiny random-init V-JEPA 2 (stand-in), one thread, loopback",
-              "env_steps_per_s": {k: [round(x, 1) for x in v] for k, v in out.items()},
-              "median": {k: round(float(np.median(v)), 1) for k, v in out.items()}}
+    result = {
+        "envs": a.envs,
+        "image_size": a.image_size,
+        "action_repeat": repeat,
+        "steps_per_round": a.steps,
+        "encoder": "tiny random-init V-JEPA 2 (stand-in), one thread, loopback",
+        "env_steps_per_s": {k: [round(x, 1) for x in v] for k, v in out.items()},
+        "median": {k: round(float(np.median(v)), 1) for k, v in out.items()},
+    }
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "gym_throughput.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result["median"]))

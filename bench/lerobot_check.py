@@ -35,14 +35,18 @@ except Exception:  # noqa: BLE001  (the CUDA build raises RuntimeError at import
     tv.transforms.v2.Transform = object
     tv.transforms.v2.functional = types.ModuleType("torchvision.transforms.v2.functional")
     tv.transforms.Compose = tv.transforms.v2.Compose = object
-    sys.modules.update({"torchvision": tv, "torchvision.transforms": tv.transforms,
-                        "torchvision.transforms.v2": tv.transforms.v2,
-                        "torchvision.transforms.v2.functional": tv.transforms.v2.functional})
+    sys.modules.update(
+        {
+            "torchvision": tv,
+            "torchvision.transforms": tv.transforms,
+            "torchvision.transforms.v2": tv.transforms.v2,
+            "torchvision.transforms.v2.functional": tv.transforms.v2.functional,
+        }
+    )
 
 import av  # noqa: E402
-import torch  # noqa: E402
 import lerobot.datasets.lerobot_dataset as lrd  # noqa: E402
-
+import torch  # noqa: E402
 
 _DECODED: dict[str, list] = {}  # one file decoded once (lerobot's own decoders seek instead)
 
@@ -51,8 +55,9 @@ def decode_pyav(video_path, timestamps, tolerance_s, backend=None):
     if str(video_path) not in _DECODED:
         with av.open(str(video_path)) as c:
             s = c.streams.video[0]
-            _DECODED[str(video_path)] = [(float(f.pts * s.time_base), f.to_ndarray(format="rgb24"))
-                                         for f in c.decode(s)]
+            _DECODED[str(video_path)] = [
+                (float(f.pts * s.time_base), f.to_ndarray(format="rgb24")) for f in c.decode(s)
+            ]
     frames = _DECODED[str(video_path)]
     times = np.array([t for t, _ in frames])
     out = []
@@ -69,8 +74,20 @@ lrd.decode_video_frames = decode_pyav
 def main(root: str, frames_npz: str) -> None:
     expected = np.load(frames_npz)["frames"]  # (N, H, W, 3) uint8, in (episode, step) order
     ds = lrd.LeRobotDataset("local/reacher", root=root, video_backend="pyav")
-    print("codebase_version", ds.meta.info["codebase_version"], "fps", ds.fps, "episodes", ds.num_episodes,
-          "frames", ds.num_frames, "len", len(ds), "features", sorted(ds.features))
+    print(
+        "codebase_version",
+        ds.meta.info["codebase_version"],
+        "fps",
+        ds.fps,
+        "episodes",
+        ds.num_episodes,
+        "frames",
+        ds.num_frames,
+        "len",
+        len(ds),
+        "features",
+        sorted(ds.features),
+    )
     assert len(ds) == len(expected) == ds.num_frames
     cam = ds.meta.video_keys[0]
     worst = 0

@@ -43,8 +43,12 @@ def main() -> None:
         tmp = Path(tmp)
         store = Store(str(tmp / "store"))
         t0 = time.perf_counter()
-        create_dataset(DatasetSpec(name="src", episodes=a.episodes, steps=a.steps, image_size=a.image_size), store,
-                       workers=1, progress=False)
+        create_dataset(
+            DatasetSpec(name="src", episodes=a.episodes, steps=a.steps, image_size=a.image_size),
+            store,
+            workers=1,
+            progress=False,
+        )
         result["generate_s"] = round(time.perf_counter() - t0, 1)
         result["store_steps_table_bytes"] = L.directory_bytes(tmp / "store" / "steps__src.lance")
         ref = frames(store, "src").astype(np.int16)
@@ -61,9 +65,12 @@ def main() -> None:
             mse = float(np.mean(err.astype(np.float64) ** 2))
             video = out / L.VIDEO_PATH.format(video_key=L.CAMERA, chunk_index=0, file_index=0)
             result["codecs"][codec] = {
-                "bytes": info["bytes"], "video_bytes": video.stat().st_size,
-                "export_s": round(export_s, 1), "import_s": round(import_s, 1),
-                "bit_identical": bool(mse == 0), "max_abs_error": int(err.max()),
+                "bytes": info["bytes"],
+                "video_bytes": video.stat().st_size,
+                "export_s": round(export_s, 1),
+                "import_s": round(import_s, 1),
+                "bit_identical": bool(mse == 0),
+                "max_abs_error": int(err.max()),
                 "mean_abs_error": round(float(err.mean()), 3),
                 "psnr_db": None if mse == 0 else round(10 * np.log10(255**2 / mse), 2),
                 "pixels_off_by_more_than_8": round(float(np.mean(err.max(axis=-1) > 8)), 5),

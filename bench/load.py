@@ -62,8 +62,16 @@ def rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
-async def run_load(url: str, *, clients: int = 64, calls: int = 2000, size: int = 64, pid: int | None = None,
-                   timeout: float = 120.0, token: str | None = None) -> LoadResult:
+async def run_load(
+    url: str,
+    *,
+    clients: int = 64,
+    calls: int = 2000,
+    size: int = 64,
+    pid: int | None = None,
+    timeout: float = 120.0,
+    token: str | None = None,
+) -> LoadResult:
     """`clients` workers share `calls` requests of one (8, size, size, 3) uint8 window; latency per 200 answer."""
     body = to_npy_bytes(np.random.default_rng(0).integers(0, 256, (8, size, size, 3), dtype=np.uint8))
     headers = {"Content-Type": "application/x-npy", "Accept": "application/x-npy"}
@@ -113,8 +121,14 @@ async def run_load(url: str, *, clients: int = 64, calls: int = 2000, size: int 
 class EncoderProcess:
     """`vjepa-robot serve encoder` as a child process on a free loopback port."""
 
-    def __init__(self, preset: str = "tiny", store: str | None = None, max_queue: int | None = None,
-                 log: Path | None = None, extra_env: dict | None = None):
+    def __init__(
+        self,
+        preset: str = "tiny",
+        store: str | None = None,
+        max_queue: int | None = None,
+        log: Path | None = None,
+        extra_env: dict | None = None,
+    ):
         self.preset, self.max_queue, self.extra_env = preset, max_queue, extra_env or {}
         self._tmp = tempfile.TemporaryDirectory() if store is None else None
         self.store = store or self._tmp.name
@@ -122,7 +136,7 @@ class EncoderProcess:
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
-    def __enter__(self) -> "EncoderProcess":
+    def __enter__(self) -> EncoderProcess:
         import socket
 
         from vjepa_robot.demo import wait_healthy
@@ -137,8 +151,24 @@ class EncoderProcess:
             env["VJEPA_ROBOT_MAX_QUEUE"] = str(self.max_queue)
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vjepa_robot.cli", "serve", "encoder", "--port", str(port), "--preset",
-                 self.preset, "--store", self.store], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+                [
+                    sys.executable,
+                    "-m",
+                    "vjepa_robot.cli",
+                    "serve",
+                    "encoder",
+                    "--port",
+                    str(port),
+                    "--preset",
+                    self.preset,
+                    "--store",
+                    self.store,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+            )
         wait_healthy(self.url, self.proc, self.log, timeout=180)
         return self
 

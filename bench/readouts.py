@@ -70,24 +70,52 @@ def main() -> None:
     store_uri = args.store or str(root / "store")
     port = free_port()
     log = open(root / "encoder.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "vjepa_robot.cli", "serve", "encoder", "--port", str(port),
-                             "--preset", "tiny", "--store", store_uri], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "VJEPA_ROBOT_THREADS": "1"})
-    out: dict = {"encoder": "tiny random-init stand-in (preset tiny: hidden 96, 2 layers; NOT V-JEPA 2's weights)",
-                 "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                            f"load {os.getloadavg()[0]:.1f} at start", "args": vars(args)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vjepa_robot.cli",
+            "serve",
+            "encoder",
+            "--port",
+            str(port),
+            "--preset",
+            "tiny",
+            "--store",
+            store_uri,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "VJEPA_ROBOT_THREADS": "1"},
+    )
+    out: dict = {
+        "encoder": "tiny random-init stand-in (preset tiny: hidden 96, 2 layers; NOT V-JEPA 2's weights)",
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load {os.getloadavg()[0]:.1f} at start",
+        "args": vars(args),
+    }
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, proc, root / "encoder.log", timeout=180)
         store = Store(store_uri)
         t0 = time.perf_counter()
         if not store.has_steps("ro"):
-            create_dataset(DatasetSpec(name="ro", episodes=args.episodes, steps=args.steps, seed=0,
-                                       image_size=args.image_size), store=store, workers=1, progress=False)
+            create_dataset(
+                DatasetSpec(name="ro", episodes=args.episodes, steps=args.steps, seed=0, image_size=args.image_size),
+                store=store,
+                workers=1,
+                progress=False,
+            )
         info = dataset_info(store, "ro")
-        out["dataset"] = {"episodes": args.episodes, "steps": args.steps, "image_size": args.image_size,
-                          "windows": args.episodes * args.steps, "expert_success": info.get("success_rate"),
-                          "distinct_targets": args.episodes, "generation_s": round(time.perf_counter() - t0, 1)}
+        out["dataset"] = {
+            "episodes": args.episodes,
+            "steps": args.steps,
+            "image_size": args.image_size,
+            "windows": args.episodes * args.steps,
+            "expert_success": info.get("success_rate"),
+            "distinct_targets": args.episodes,
+            "generation_s": round(time.perf_counter() - t0, 1),
+        }
         print("dataset", out["dataset"], flush=True)
 
         vj = VJEPA2Features(url)
@@ -110,39 +138,67 @@ def main() -> None:
             for seed in range(args.seeds):
                 for features, readout in rows:
                     key = f"{features} {readout}" + (f" g={args.bc_grid}" if readout == "attentive" else "")
-                    cfg = TrainBCRequest(dataset="ro", features=features, readout=readout, grid_size=args.bc_grid,
-                                         epochs=args.epochs, seed=seed)
+                    cfg = TrainBCRequest(
+                        dataset="ro",
+                        features=features,
+                        readout=readout,
+                        grid_size=args.bc_grid,
+                        epochs=args.epochs,
+                        seed=seed,
+                    )
                     run = runs.create("bc", cfg.model_dump(mode="json"))
                     src = vj if features == "vjepa2" else StateFeatures()
                     m = train_bc(cfg, run, src, store)
                     policy = load_bc_policy(run.dir)
                     t = time.perf_counter()
-                    ev = evaluate_policy(policy, src, task="easy", episodes=args.eval_episodes, steps=args.steps,
-                                         seed=0, parallel_envs=args.parallel_envs, image_size=args.image_size)
-                    row = {"seed": seed, "success_rate": ev["success_rate"], "mean_return": round(ev["mean_return"], 2),
-                           "val_loss": m["selected_val_loss"], "selected_epoch": m["selected_epoch"],
-                           "epoch_s": round(m["train_s"] / max(m["epoch"], 1), 3), "params": m["params"],
-                           "dim": m["dim"], "eval_s": round(time.perf_counter() - t, 1)}
+                    ev = evaluate_policy(
+                        policy,
+                        src,
+                        task="easy",
+                        episodes=args.eval_episodes,
+                        steps=args.steps,
+                        seed=0,
+                        parallel_envs=args.parallel_envs,
+                        image_size=args.image_size,
+                    )
+                    row = {
+                        "seed": seed,
+                        "success_rate": ev["success_rate"],
+                        "mean_return": round(ev["mean_return"], 2),
+                        "val_loss": m["selected_val_loss"],
+                        "selected_epoch": m["selected_epoch"],
+                        "epoch_s": round(m["train_s"] / max(m["epoch"], 1), 3),
+                        "params": m["params"],
+                        "dim": m["dim"],
+                        "eval_s": round(time.perf_counter() - t, 1),
+                    }
                     print("bc", key, row, flush=True)
                     entry = out["bc"].setdefault(key, {"seeds": []})
                     entry["seeds"].append(row)
                     sr = [r["success_rate"] for r in entry["seeds"]]
-                    entry.update(success_mean=float(np.mean(sr)), success_ci95=_t_interval(sr),
-                                 epoch_s_mean=float(np.mean([r["epoch_s"] for r in entry["seeds"]])))
+                    entry.update(
+                        success_mean=float(np.mean(sr)),
+                        success_ci95=_t_interval(sr),
+                        epoch_s_mean=float(np.mean([r["epoch_s"] for r in entry["seeds"]])),
+                    )
                     _save(args.out, out)
         if "probe" not in skip:
             out["probe"] = {}
-            for name, src, kw in (("vjepa2 mean", vj, {"grid_sizes": grids, "attentive_steps": args.probe_steps}),
-                                  ("vjepa2 flare", with_readout(vj, "flare"), {}),
-                                  ("state mean", StateFeatures(), {})):
+            for name, src, kw in (
+                ("vjepa2 mean", vj, {"grid_sizes": grids, "attentive_steps": args.probe_steps}),
+                ("vjepa2 flare", with_readout(vj, "flare"), {}),
+                ("state mean", StateFeatures(), {}),
+            ):
                 t = time.perf_counter()
                 res = probe(store, "ro", src, mlp_steps=args.probe_steps, **kw)
-                out["probe"][name] = {"linear": {k: _r2(res["linear"][k]) for k in TARGETS},
-                                      "mlp": {k: _r2(res["mlp"][k]) for k in TARGETS},
-                                      "attentive": {g: {k: _r2(v[k]) for k in TARGETS}
-                                                    for g, v in (res.get("attentive") or {}).items()},
-                                      "folds": res["folds"], "n_episodes": res["n_episodes"],
-                                      "wall_s": round(time.perf_counter() - t, 1)}
+                out["probe"][name] = {
+                    "linear": {k: _r2(res["linear"][k]) for k in TARGETS},
+                    "mlp": {k: _r2(res["mlp"][k]) for k in TARGETS},
+                    "attentive": {g: {k: _r2(v[k]) for k in TARGETS} for g, v in (res.get("attentive") or {}).items()},
+                    "folds": res["folds"],
+                    "n_episodes": res["n_episodes"],
+                    "wall_s": round(time.perf_counter() - t, 1),
+                }
                 print("probe", name, json.dumps(out["probe"][name]), flush=True)
                 _save(args.out, out)
 
@@ -176,14 +232,18 @@ def vitl_estimate(g: int, windows: int = 100_000, batch: int = 256, reps: int = 
     step_s = float(np.median(times))
     row_bytes = tokens * d * 2
     mean_step = _mean_step(d, batch)
-    return {"D": d, "tokens": tokens, "bytes_per_window_f16": row_bytes,
-            "gb_per_100k_f16": round(row_bytes * windows / 1e9, 2),
-            "gb_per_100k_f32": round(2 * row_bytes * windows / 1e9, 2),
-            "pooler_params": sum(p.numel() for p in model.pooler.parameters()),
-            "step_s_batch256_1thread": round(step_s, 4),
-            "epoch_s_100k_1thread": round(step_s * windows / batch, 1),
-            "mean_readout_step_s_batch256_1thread": round(mean_step, 5),
-            "mean_readout_epoch_s_100k_1thread": round(mean_step * windows / batch, 1)}
+    return {
+        "D": d,
+        "tokens": tokens,
+        "bytes_per_window_f16": row_bytes,
+        "gb_per_100k_f16": round(row_bytes * windows / 1e9, 2),
+        "gb_per_100k_f32": round(2 * row_bytes * windows / 1e9, 2),
+        "pooler_params": sum(p.numel() for p in model.pooler.parameters()),
+        "step_s_batch256_1thread": round(step_s, 4),
+        "epoch_s_100k_1thread": round(step_s * windows / batch, 1),
+        "mean_readout_step_s_batch256_1thread": round(mean_step, 5),
+        "mean_readout_epoch_s_100k_1thread": round(mean_step * windows / batch, 1),
+    }
 
 
 def _mean_step(d: int, batch: int, reps: int = 20) -> float:
@@ -207,48 +267,70 @@ def markdown(out: dict) -> str:
     lines = []
     ds = out.get("dataset", {})
     if out.get("probe"):
-        lines += [f"Probe R2 on held-out episodes (k-fold over {ds.get('episodes')} episodes = distinct targets; "
-                  "mean ± sd over folds):", "",
-                  "| features | readout | probe | fingertip xy | target xy | to_target |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"Probe R2 on held-out episodes (k-fold over {ds.get('episodes')} episodes = distinct targets; "
+            "mean ± sd over folds):",
+            "",
+            "| features | readout | probe | fingertip xy | target xy | to_target |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, p in out["probe"].items():
             feats, readout = name.split(" ", 1)
             for kind in ("linear", "mlp"):
-                lines.append(f"| {feats} | {readout} | {'ridge' if kind == 'linear' else 'MLP'} | "
-                             + " | ".join(_pm(p[kind][t]) for t in TARGETS) + " |")
+                lines.append(
+                    f"| {feats} | {readout} | {'ridge' if kind == 'linear' else 'MLP'} | "
+                    + " | ".join(_pm(p[kind][t]) for t in TARGETS)
+                    + " |"
+                )
             for g, by_t in p.get("attentive", {}).items():
-                lines.append(f"| {feats} | attentive g={g} | attentive | " + " | ".join(_pm(by_t[t]) for t in TARGETS)
-                             + " |")
+                lines.append(
+                    f"| {feats} | attentive g={g} | attentive | " + " | ".join(_pm(by_t[t]) for t in TARGETS) + " |"
+                )
         lines.append("")
     if out.get("bc"):
-        lines += ["BC success (live, evaluation seeds; mean over seeds, 95% t-interval across seeds):", "",
-                  "| features | readout | seeds x episodes | success | per seed | val MSE (kept epoch) | s / epoch |"
-                  " params |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "BC success (live, evaluation seeds; mean over seeds, 95% t-interval across seeds):",
+            "",
+            "| features | readout | seeds x episodes | success | per seed | val MSE (kept epoch) | s / epoch |"
+            " params |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         n_eps = out.get("args", {}).get("eval_episodes")
         for key, b in out["bc"].items():
             feats, readout = key.split(" ", 1)
             ci = b.get("success_ci95")
             ci_s = f" [{100 * max(ci[0], 0):.0f}, {100 * min(ci[1], 1):.0f}]" if ci else ""
             seeds = b["seeds"]
-            lines.append(f"| {feats} | {readout} | {len(seeds)} x {n_eps} | {100 * b['success_mean']:.1f}%{ci_s} | "
-                         + ", ".join(f"{100 * r['success_rate']:.0f}%" for r in seeds) + " | "
-                         + ", ".join(f"{r['val_loss']:.3f}" for r in seeds) + f" | {b['epoch_s_mean']:.3f} | "
-                         f"{seeds[0]['params']:,} |")
+            lines.append(
+                f"| {feats} | {readout} | {len(seeds)} x {n_eps} | {100 * b['success_mean']:.1f}%{ci_s} | "
+                + ", ".join(f"{100 * r['success_rate']:.0f}%" for r in seeds)
+                + " | "
+                + ", ".join(f"{r['val_loss']:.3f}" for r in seeds)
+                + f" | {b['epoch_s_mean']:.3f} | "
+                f"{seeds[0]['params']:,} |"
+            )
         lines.append("")
     if out.get("encode"):
-        lines += ["Encoding the dataset through the encoder service (tiny stand-in, 1 thread; shared machine):", "",
-                  "| pooling | s | s / 1000 windows | row shape |", "|---|---|---|---|"]
+        lines += [
+            "Encoding the dataset through the encoder service (tiny stand-in, 1 thread; shared machine):",
+            "",
+            "| pooling | s | s / 1000 windows | row shape |",
+            "|---|---|---|---|",
+        ]
         for k, e in out["encode"].items():
             lines.append(f"| {k} | {e['s']} | {e['s_per_1000_windows']} | {e.get('row_shape', '(96,)')} |")
         lines.append("")
     v = out.get("vitl_estimate")
     if v:
-        lines += [f"ViT-L estimate (D={v['D']}, g x g = {v['tokens']} tokens, float16): "
-                  f"{v['bytes_per_window_f16']:,} bytes per window, {v['gb_per_100k_f16']} GB per 100k windows "
-                  f"({v['gb_per_100k_f32']} GB as float32); one BC step of the attentive policy (pooler "
-                  f"{v['pooler_params']:,} parameters) at batch 256 on 1 CPU thread: {v['step_s_batch256_1thread']} s, "
-                  f"so {v['epoch_s_100k_1thread']} s per 100k-window epoch (mean readout: "
-                  f"{v['mean_readout_step_s_batch256_1thread']} s a step, {v['mean_readout_epoch_s_100k_1thread']} s "
-                  "an epoch)."]
+        lines += [
+            f"ViT-L estimate (D={v['D']}, g x g = {v['tokens']} tokens, float16): "
+            f"{v['bytes_per_window_f16']:,} bytes per window, {v['gb_per_100k_f16']} GB per 100k windows "
+            f"({v['gb_per_100k_f32']} GB as float32); one BC step of the attentive policy (pooler "
+            f"{v['pooler_params']:,} parameters) at batch 256 on 1 CPU thread: {v['step_s_batch256_1thread']} s, "
+            f"so {v['epoch_s_100k_1thread']} s per 100k-window epoch (mean readout: "
+            f"{v['mean_readout_step_s_batch256_1thread']} s a step, {v['mean_readout_epoch_s_100k_1thread']} s "
+            "an epoch)."
+        ]
     return "\n".join(lines)
 
 

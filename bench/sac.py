@@ -37,7 +37,14 @@ class Timed:
     """Wraps a feature source, timing its online() calls (for vjepa2: render-free POST /encode round trips)."""
 
     def __init__(self, src):
-        self.src, self.name, self.dim, self.needs_frames, self.t, self.calls = src, src.name, src.dim, src.needs_frames, 0.0, 0
+        self.src, self.name, self.dim, self.needs_frames, self.t, self.calls = (
+            src,
+            src.name,
+            src.dim,
+            src.needs_frames,
+            0.0,
+            0,
+        )
 
     def online(self, timesteps, seeds):
         t0 = time.perf_counter()
@@ -50,8 +57,9 @@ class Timed:
 def env_rate(src, envs: int, vec_steps: int, image_size: int, action_repeat: int = 4) -> dict:
     """Env steps/s of the VecEnv alone (random actions), and the share spent in features.online."""
     timed = Timed(src)
-    venv = ReacherVecEnv(timed, num_envs=envs, episode_steps=1000, action_repeat=action_repeat, seed=0,
-                         image_size=image_size)
+    venv = ReacherVecEnv(
+        timed, num_envs=envs, episode_steps=1000, action_repeat=action_repeat, seed=0, image_size=image_size
+    )
     venv.reset()
     venv.step(np.zeros((envs, 2)))  # warm up (first render / first request)
     timed.t, timed.calls = 0.0, 0
@@ -61,10 +69,18 @@ def env_rate(src, envs: int, vec_steps: int, image_size: int, action_repeat: int
         venv.step(rng.uniform(-1, 1, (envs, 2)))
     dt = time.perf_counter() - t0
     env_steps = vec_steps * envs * action_repeat
-    return {"features": src.name, "dim": int(src.dim), "envs": envs, "image_size": image_size if src.needs_frames else 0,
-            "vector_steps": vec_steps, "env_steps_per_s": round(env_steps / dt, 1),
-            "agent_steps_per_s": round(vec_steps * envs / dt, 1), "ms_per_vector_step": round(1000 * dt / vec_steps, 1),
-            "features_share": round(timed.t / dt, 3), "features_calls_per_vector_step": timed.calls / vec_steps}
+    return {
+        "features": src.name,
+        "dim": int(src.dim),
+        "envs": envs,
+        "image_size": image_size if src.needs_frames else 0,
+        "vector_steps": vec_steps,
+        "env_steps_per_s": round(env_steps / dt, 1),
+        "agent_steps_per_s": round(vec_steps * envs / dt, 1),
+        "ms_per_vector_step": round(1000 * dt / vec_steps, 1),
+        "features_share": round(timed.t / dt, 3),
+        "features_calls_per_vector_step": timed.calls / vec_steps,
+    }
 
 
 def update_rate(dim: int, batch: int = 256, updates: int = 300) -> dict:
@@ -74,8 +90,14 @@ def update_rate(dim: int, batch: int = 256, updates: int = 300) -> dict:
     replay = Replay(10_000, 1, dim, n_step=3)
     rng = np.random.default_rng(0)
     for _ in range(2_000):
-        replay.add(rng.standard_normal((1, dim)), rng.standard_normal((1, dim)), rng.uniform(-1, 1, (1, 2)),
-                   np.zeros(1), np.zeros(1, bool), np.zeros(1, bool))
+        replay.add(
+            rng.standard_normal((1, dim)),
+            rng.standard_normal((1, dim)),
+            rng.uniform(-1, 1, (1, 2)),
+            np.zeros(1),
+            np.zeros(1, bool),
+            np.zeros(1, bool),
+        )
     for _ in range(20):  # warm up
         agent.update(replay.sample(batch, rng))
     t0 = time.perf_counter()
@@ -86,8 +108,7 @@ def update_rate(dim: int, batch: int = 256, updates: int = 300) -> dict:
     for _ in range(updates):
         replay.sample(batch, rng)
     ds = time.perf_counter() - t1
-    return {"dim": dim, "batch": batch, "updates_per_s": round(updates / dt, 1),
-            "sample_share": round(ds / dt, 3)}
+    return {"dim": dim, "batch": batch, "updates_per_s": round(updates / dt, 1), "sample_share": round(ds / dt, 3)}
 
 
 def train_rate(src, envs: int, image_size: int, vector_steps: int = 24) -> dict:
@@ -98,16 +119,31 @@ def train_rate(src, envs: int, image_size: int, vector_steps: int = 24) -> dict:
     from sac_sweep import LocalRun
 
     per = envs * 4
-    cfg = TrainSACRequest(features=src.name, parallel_envs=envs, total_steps=vector_steps * per,
-                          learning_starts=vector_steps * per // 2, image_size=image_size, eval_every=10**9,
-                          checkpoint_every=10**9, final_eval_episodes=1, checkpoint_replay=False)
+    cfg = TrainSACRequest(
+        features=src.name,
+        parallel_envs=envs,
+        total_steps=vector_steps * per,
+        learning_starts=vector_steps * per // 2,
+        image_size=image_size,
+        eval_every=10**9,
+        checkpoint_every=10**9,
+        final_eval_episodes=1,
+        checkpoint_replay=False,
+    )
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         m = train_sac(cfg, LocalRun("bench", Path(d)), src)
         wall = time.perf_counter() - t0
-    return {"features": src.name, "envs": envs, "image_size": image_size, "env_steps": m["env_steps"],
-            "updates": m["updates"], "wall_s_incl_final_eval": round(wall, 1),
-            "env_steps_per_s_last": m.get("env_steps_per_s"), "updates_per_s_last": m.get("updates_per_s")}
+    return {
+        "features": src.name,
+        "envs": envs,
+        "image_size": image_size,
+        "env_steps": m["env_steps"],
+        "updates": m["updates"],
+        "wall_s_incl_final_eval": round(wall, 1),
+        "env_steps_per_s_last": m.get("env_steps_per_s"),
+        "updates_per_s_last": m.get("updates_per_s"),
+    }
 
 
 def replay_rss(n: int = 1_000_000, dim: int = 1024) -> dict:
@@ -124,10 +160,18 @@ def replay_rss(n: int = 1_000_000, dim: int = 1024) -> dict:
         buf.add(chunk, chunk, np.zeros((16, 2)), np.zeros(16), done, truncated=done)
     fill = time.perf_counter() - t0
     after = proc.memory_info().rss
-    return {"transitions": n, "dim": dim, "dtype": "float16", "n_envs": 16, "rss_delta_gb": round((after - before) / 1e9, 3),
-            "buffer_nbytes_gb": round(buf.nbytes / 1e9, 3), "predicted_gb": round(replay_bytes(n, dim) / 1e9, 3),
-            "float32_obs_and_next_gb": round(2 * n * dim * 4 / 1e9, 3), "fill_s": round(fill, 1),
-            "terminal_obs_kept": len(buf.terminal_obs)}
+    return {
+        "transitions": n,
+        "dim": dim,
+        "dtype": "float16",
+        "n_envs": 16,
+        "rss_delta_gb": round((after - before) / 1e9, 3),
+        "buffer_nbytes_gb": round(buf.nbytes / 1e9, 3),
+        "predicted_gb": round(replay_bytes(n, dim) / 1e9, 3),
+        "float32_obs_and_next_gb": round(2 * n * dim * 4 / 1e9, 3),
+        "fill_s": round(fill, 1),
+        "terminal_obs_kept": len(buf.terminal_obs),
+    }
 
 
 def _free_port() -> int:
@@ -141,8 +185,12 @@ def _free_port() -> int:
 def start_encoder(tmp: Path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = {**os.environ, "VJEPA_ROBOT_STORE": str(tmp / "store"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "vjepa-robot"), "serve", "encoder", "--preset", "tiny",
-                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "vjepa-robot"), "serve", "encoder", "--preset", "tiny", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     import httpx
 
@@ -184,8 +232,13 @@ def main() -> None:
 
                 proc, url = start_encoder(Path(tempfile.mkdtemp()))
             src = make_feature_source("vjepa2", encoder_url=url)
-            out["encoder"] = {"url_started_here": proc is not None, "encoder_id": src.encoder_id, "dim": src.dim,
-                              "model": src.info.model, "image_size": src.info.image_size}
+            out["encoder"] = {
+                "url_started_here": proc is not None,
+                "encoder_id": src.encoder_id,
+                "dim": src.dim,
+                "model": src.info.model,
+                "image_size": src.info.image_size,
+            }
             for size in (a.image_size, 128):
                 out["env"].append(env_rate(src, a.envs, a.steps, size))
             out["env"].append(env_rate(make_feature_source("state"), a.envs, a.steps, 0))

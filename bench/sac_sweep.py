@@ -59,7 +59,7 @@ def split_overrides(overrides: dict) -> tuple[dict, Nets]:
     nets = {}
     for k, v in overrides.items():
         if k.startswith("nets."):
-            k = k[len("nets."):]
+            k = k[len("nets.") :]
             nets[k] = tuple(int(x) for x in str(v).split("x")) if k in ("actor", "critic") else v
     return {k: v for k, v in overrides.items() if not k.startswith("nets.")}, Nets(**nets)
 
@@ -67,32 +67,46 @@ def split_overrides(overrides: dict) -> tuple[dict, Nets]:
 def run_one(name: str, seed: int, overrides: dict, features: str = "state", keep: Path | None = None) -> dict:
     torch.set_num_threads(1)
     request, nets = split_overrides(overrides)
-    cfg = TrainSACRequest(**{"features": features, "seed": seed, "checkpoint_replay": False,
-                             "checkpoint_every": 1_000_000, **request})
+    cfg = TrainSACRequest(
+        **{"features": features, "seed": seed, "checkpoint_replay": False, "checkpoint_every": 1_000_000, **request}
+    )
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         run = LocalRun(f"sweep-{name}-{seed}", keep or Path(d))  # keep: a directory that keeps the checkpoint
         out = train_sac(cfg, run, make_feature_source(features), nets=nets)
-    rec = {"name": name, "seed": seed, "impl": "own", "overrides": overrides, "config": cfg.model_dump(mode="json"),
-           "nets": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(nets).items()},
-           "curve": out["curve"], "final_eval": out.get("final_eval"), "wall_s": round(time.perf_counter() - t0, 1),
-           "updates": out["updates"], "env_steps": out["env_steps"]}
+    rec = {
+        "name": name,
+        "seed": seed,
+        "impl": "own",
+        "overrides": overrides,
+        "config": cfg.model_dump(mode="json"),
+        "nets": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(nets).items()},
+        "curve": out["curve"],
+        "final_eval": out.get("final_eval"),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "updates": out["updates"],
+        "env_steps": out["env_steps"],
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"sac_{name}_s{seed}.json").write_text(json.dumps(rec, indent=1))
     return rec
 
 
 def summary() -> str:
-    rows = ["| run | SAC | seed | overrides | return by env steps (5-ep evals) | final 10-ep return | success | wall s |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| run | SAC | seed | overrides | return by env steps (5-ep evals) | final 10-ep return | success | wall s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for p in sorted(RESULTS.glob("sac_*.json")):
         if p.name == "sac_bench.json":
             continue
         r = json.loads(p.read_text())
         curve = " ".join(f"{c['env_steps'] // 1000}k:{c['mean_return']:.0f}" for c in r["curve"])
         fe = r.get("final_eval") or {}
-        rows.append(f"| {r['name']} | {r.get('impl', 'sb3')} | {r['seed']} | {json.dumps(r['overrides'])} | {curve} | "
-                    f"{fe.get('mean_return', float('nan')):.0f} | {fe.get('success_rate', float('nan')):.2f} | {r['wall_s']} |")
+        rows.append(
+            f"| {r['name']} | {r.get('impl', 'sb3')} | {r['seed']} | {json.dumps(r['overrides'])} | {curve} | "
+            f"{fe.get('mean_return', float('nan')):.0f} | {fe.get('success_rate', float('nan')):.2f} | {r['wall_s']} |"
+        )
     return "\n".join(rows)
 
 
@@ -112,8 +126,13 @@ def plot(path: Path = RESULTS / "sac_curves.png") -> Path:
         if r.get("final_eval") and xs[-1] < r["env_steps"]:  # older runs: close the curve with the final eval
             xs.append(r["env_steps"])
             ys.append(r["final_eval"]["mean_return"])
-        ax.plot(xs, ys, color=colours[r["name"]], alpha=0.8, label=r["name"] if r["seed"] == min(
-            q["seed"] for q in runs if q["name"] == r["name"]) else None)
+        ax.plot(
+            xs,
+            ys,
+            color=colours[r["name"]],
+            alpha=0.8,
+            label=r["name"] if r["seed"] == min(q["seed"] for q in runs if q["name"] == r["name"]) else None,
+        )
     ax.axhline(900, color="k", ls="--", lw=1, label="bar: 900")
     ax.set_xlabel("env steps (simulator steps, action repeat counted)")
     ax.set_ylabel("mean return, 1000-step episodes\n(deterministic eval: 5 episodes, last point 10)")
@@ -142,8 +161,18 @@ def main() -> None:
     for seed in a.seed or [0]:
         keep = a.keep / f"{a.name}_s{seed}" if a.keep else None
         rec = run_one(a.name, seed, overrides, a.features, keep)
-        print(json.dumps({"name": rec["name"], "seed": seed, "final": rec["final_eval"], "wall_s": rec["wall_s"],
-                          "curve": [(c["env_steps"], c["mean_return"]) for c in rec["curve"]]}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "name": rec["name"],
+                    "seed": seed,
+                    "final": rec["final_eval"],
+                    "wall_s": rec["wall_s"],
+                    "curve": [(c["env_steps"], c["mean_return"]) for c in rec["curve"]],
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -79,8 +79,26 @@ def shape(port: int, rate: str) -> None:
     _tc("qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb")
     for classid, field in (("1:1", "dport"), ("1:2", "sport")):
         _tc("class", "add", "dev", "lo", "parent", "1:", "classid", classid, "htb", "rate", rate, "ceil", rate)
-        _tc("filter", "add", "dev", "lo", "protocol", "ip", "parent", "1:", "prio", "1", "u32",
-            "match", "ip", field, str(port), "0xffff", "flowid", classid)
+        _tc(
+            "filter",
+            "add",
+            "dev",
+            "lo",
+            "protocol",
+            "ip",
+            "parent",
+            "1:",
+            "prio",
+            "1",
+            "u32",
+            "match",
+            "ip",
+            field,
+            str(port),
+            "0xffff",
+            "flowid",
+            classid,
+        )
 
 
 def unshape() -> None:
@@ -130,21 +148,33 @@ def measure(mode: str, url: str, act, args) -> dict:
             finally:
                 spent[0] += time.perf_counter() - t
                 spent[1] += 1
+
         return call
 
     src.online, src.online_detached = timed(src.online), timed(src.online_detached)
     try:
         b0, t0 = request_bytes(url), class_bytes()
-        rec = evaluate(FeaturePolicy(act, src), task="easy", episodes=args.episodes, steps=args.steps, seed=0,
-                       parallel_envs=args.parallel_envs, image_size=args.image_size)
+        rec = evaluate(
+            FeaturePolicy(act, src),
+            task="easy",
+            episodes=args.episodes,
+            steps=args.steps,
+            seed=0,
+            parallel_envs=args.parallel_envs,
+            image_size=args.image_size,
+        )
         b1, t1 = request_bytes(url), class_bytes()
     finally:
         src.close()
     env_steps = args.episodes * args.steps
     wire = {k: t1.get(k, 0) - t0.get(k, 0) for k in ("1:1", "1:2")}
-    return {"steps_per_s": rec["steps_per_second"], "request_bytes_per_step": (b1 - b0) / env_steps,
-            "encoder_ms_per_call": 1000 * spent[0] / max(spent[1], 1),
-            "up_bytes_per_step": wire["1:1"] / env_steps, "down_bytes_per_step": wire["1:2"] / env_steps}
+    return {
+        "steps_per_s": rec["steps_per_second"],
+        "request_bytes_per_step": (b1 - b0) / env_steps,
+        "encoder_ms_per_call": 1000 * spent[0] / max(spent[1], 1),
+        "up_bytes_per_step": wire["1:1"] / env_steps,
+        "down_bytes_per_step": wire["1:2"] / env_steps,
+    }
 
 
 def main() -> None:
@@ -164,16 +194,34 @@ def main() -> None:
     if bad := [m for m in modes if m not in MODES] + [link for link in links if link not in LINKS]:
         p.error(f"unknown mode/link {bad}: modes {MODES}, links {LINKS}")
     if "shaped" in links and lo_has_root_qdisc():
-        sys.exit(f"lo already has a root qdisc (someone else's?): {_tc('qdisc', 'show', 'dev', 'lo').strip()}; "
-                 "not touching it")
+        sys.exit(
+            f"lo already has a root qdisc (someone else's?): {_tc('qdisc', 'show', 'dev', 'lo').strip()}; "
+            "not touching it"
+        )
     torch.set_num_threads(1)
     port = free_port()
     store = tempfile.mkdtemp(prefix="bench-shaped-")
     log = open(os.path.join(store, "encoder.log"), "w")
     env = {**os.environ, "VJEPA_ROBOT_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "clients")])}
     env.pop("VJEPA_ROBOT_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, "-m", "vjepa_robot.cli", "serve", "encoder", "--port", str(port),
-                             "--preset", args.preset, "--store", store], stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vjepa_robot.cli",
+            "serve",
+            "encoder",
+            "--port",
+            str(port),
+            "--preset",
+            args.preset,
+            "--store",
+            store,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     atexit.register(unshape)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` and atexit remove the qdisc on kill
     t_start = time.perf_counter()
@@ -203,35 +251,54 @@ def main() -> None:
                     finally:
                         if link == "shaped":
                             unshape()
-                    print(f"{mode:13s} {link:8s} {r['steps_per_s']:6.1f} env steps/s, "
-                          f"{r['encoder_ms_per_call']:7.1f} ms per encoder call, "
-                          f"{r['request_bytes_per_step'] / 1e3:8.1f} kB request body per env step", flush=True)
+                    print(
+                        f"{mode:13s} {link:8s} {r['steps_per_s']:6.1f} env steps/s, "
+                        f"{r['encoder_ms_per_call']:7.1f} ms per encoder call, "
+                        f"{r['request_bytes_per_step'] / 1e3:8.1f} kB request body per env step",
+                        flush=True,
+                    )
                     runs.setdefault((mode, link), []).append(r)
     finally:
         unshape()
         proc.terminate()
         proc.wait(timeout=30)
     load1 = os.getloadavg()
-    print(f"\nload average (1, 5, 15 min) before {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, after "
-          f"{load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}; {os.cpu_count()} cores; took {time.perf_counter() - t_start:.0f} s")
-    print(f"{args.parallel_envs} envs x {args.steps} steps x {args.episodes} episodes, {args.image_size}x{args.image_size} "
-          f"frames, preset {args.preset} (random-init stand-in), random-weight BC MLP; shaped = {args.rate} each way; "
-          f"{args.rounds} round(s)\n")
+    print(
+        f"\nload average (1, 5, 15 min) before {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, after "
+        f"{load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}; {os.cpu_count()} cores; "
+        f"took {time.perf_counter() - t_start:.0f} s"
+    )
+    print(
+        f"{args.parallel_envs} envs x {args.steps} steps x {args.episodes} episodes, "
+        f"{args.image_size}x{args.image_size} "
+        f"frames, preset {args.preset} (random-init stand-in), random-weight BC MLP; shaped = {args.rate} each way; "
+        f"{args.rounds} round(s)\n"
+    )
     med = lambda rs, k: float(np.median([r[k] for r in rs]))  # noqa: E731
-    print(f"| mode | loopback: env steps/s | {args.rate}: env steps/s | {args.rate} / loopback (median of rounds) "
-          f"| encoder call per vector step, loopback / {args.rate} (ms) | request body per env step "
-          "| on the link per env step, up + down (tc) |")
+    print(
+        f"| mode | loopback: env steps/s | {args.rate}: env steps/s | {args.rate} / loopback (median of rounds) "
+        f"| encoder call per vector step, loopback / {args.rate} (ms) | request body per env step "
+        "| on the link per env step, up + down (tc) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for mode in modes:
         lo, sh = runs.get((mode, "loopback"), []), runs.get((mode, "shaped"), [])
         cell = lambda rs, k, f: f.format(med(rs, k)) if rs else "-"  # noqa: E731
-        ratio = (f"{np.median([s['steps_per_s'] / l['steps_per_s'] for l, s in zip(lo, sh)]):.0%}"
-                 if lo and sh else "-")
-        wire = (f"{med(sh, 'up_bytes_per_step') / 1e3:.1f} kB + {med(sh, 'down_bytes_per_step') / 1e3:.1f} kB"
-                if sh else "-")
-        print(f"| {mode} | {cell(lo, 'steps_per_s', '{:.1f}')} | {cell(sh, 'steps_per_s', '{:.1f}')} | {ratio} "
-              f"| {cell(lo, 'encoder_ms_per_call', '{:.0f}')} / {cell(sh, 'encoder_ms_per_call', '{:.0f}')} "
-              f"| {med(lo or sh, 'request_bytes_per_step') / 1e3:.1f} kB | {wire} |")
+        ratio = (
+            f"{np.median([s['steps_per_s'] / lo_run['steps_per_s'] for lo_run, s in zip(lo, sh)]):.0%}"
+            if lo and sh
+            else "-"
+        )
+        wire = (
+            f"{med(sh, 'up_bytes_per_step') / 1e3:.1f} kB + {med(sh, 'down_bytes_per_step') / 1e3:.1f} kB"
+            if sh
+            else "-"
+        )
+        print(
+            f"| {mode} | {cell(lo, 'steps_per_s', '{:.1f}')} | {cell(sh, 'steps_per_s', '{:.1f}')} | {ratio} "
+            f"| {cell(lo, 'encoder_ms_per_call', '{:.0f}')} / {cell(sh, 'encoder_ms_per_call', '{:.0f}')} "
+            f"| {med(lo or sh, 'request_bytes_per_step') / 1e3:.1f} kB | {wire} |"
+        )
 
 
 if __name__ == "__main__":

@@ -53,9 +53,14 @@ async def soak(url: str, pid: int, *, clients: int, calls: int, size: int, sampl
 
         async def sample_once():
             m = await client.get("/metrics")
-            samples.append({"t_s": round(time.perf_counter() - t0, 1), "calls_done": done[0],
-                            "rss_mb": round(rss_mb(pid), 1), "pool_idle_mb": round((pool_idle_bytes(m.text) or 0)
-                                                                                  / 2**20, 2)})
+            samples.append(
+                {
+                    "t_s": round(time.perf_counter() - t0, 1),
+                    "calls_done": done[0],
+                    "rss_mb": round(rss_mb(pid), 1),
+                    "pool_idle_mb": round((pool_idle_bytes(m.text) or 0) / 2**20, 2),
+                }
+            )
 
         async def sampler():
             while True:
@@ -82,12 +87,21 @@ async def soak(url: str, pid: int, *, clients: int, calls: int, size: int, sampl
     half = [s for s in samples if s["calls_done"] <= calls // 2]
     first_half_peak = max(s["rss_mb"] for s in half) if half else samples[0]["rss_mb"]
     final_peak = max(s["rss_mb"] for s in samples)
-    return {"clients": clients, "calls": calls, "window": f"8x{size}x{size}x3 uint8", "status": status,
-            "wall_s": round(wall, 1), "calls_per_s": round(calls / wall, 1),
-            "rss_start_mb": samples[0]["rss_mb"], "rss_peak_first_half_mb": first_half_peak,
-            "rss_peak_mb": final_peak, "rss_end_mb": samples[-1]["rss_mb"],
-            "growth_second_half_mb": round(final_peak - first_half_peak, 1),
-            "pool_idle_max_mb": max(s["pool_idle_mb"] for s in samples), "samples": samples}
+    return {
+        "clients": clients,
+        "calls": calls,
+        "window": f"8x{size}x{size}x3 uint8",
+        "status": status,
+        "wall_s": round(wall, 1),
+        "calls_per_s": round(calls / wall, 1),
+        "rss_start_mb": samples[0]["rss_mb"],
+        "rss_peak_first_half_mb": first_half_peak,
+        "rss_peak_mb": final_peak,
+        "rss_end_mb": samples[-1]["rss_mb"],
+        "growth_second_half_mb": round(final_peak - first_half_peak, 1),
+        "pool_idle_max_mb": max(s["pool_idle_mb"] for s in samples),
+        "samples": samples,
+    }
 
 
 def main() -> None:
@@ -101,8 +115,9 @@ def main() -> None:
     args = ap.parse_args()
     pool_env = {k: v for k, v in os.environ.items() if k.startswith(("VJEPA_ROBOT_BODY_POOL", "MALLOC_"))}
     with EncoderProcess("tiny") as enc:
-        out = asyncio.run(soak(enc.url, enc.pid, clients=args.clients, calls=args.calls, size=args.size,
-                               sample_s=args.sample_s))
+        out = asyncio.run(
+            soak(enc.url, enc.pid, clients=args.clients, calls=args.calls, size=args.size, sample_s=args.sample_s)
+        )
     out["pool_settings"] = pool_env or "defaults (4 buffers, 512 MiB idle)"
     out["plateau"] = out["growth_second_half_mb"] < args.plateau_mb
     print(json.dumps({k: v for k, v in out.items() if k != "samples"}, indent=1))

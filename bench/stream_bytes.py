@@ -60,13 +60,26 @@ def main() -> None:
         timesteps = [env.step(e.act(env.physics, ts)) for env, e, ts in zip(envs, experts, timesteps)]
         render_s += time.perf_counter() - t0
     env_steps = args.envs * args.steps
-    rows = {name: {"bytes_per_env_step": round(b / env_steps), "compress_ms_per_body": round(1000 * t / n, 2)}
-            for name, (b, t, n) in totals.items()}
+    rows = {
+        name: {"bytes_per_env_step": round(b / env_steps), "compress_ms_per_body": round(1000 * t / n, 2)}
+        for name, (b, t, n) in totals.items()
+    }
     raw_stream = rows["stream step, raw"]["bytes_per_env_step"]
-    for name, row in rows.items():
+    for row in rows.values():
         row["ratio_vs_raw_frame"] = round(raw_stream / row["bytes_per_env_step"], 2)
-    print(json.dumps({"envs": args.envs, "steps": args.steps, "image_size": args.image_size, "policy": args.policy,
-                      "env_step_s_render_and_act": round(render_s / env_steps, 4), "rows": rows}, indent=1))
+    print(
+        json.dumps(
+            {
+                "envs": args.envs,
+                "steps": args.steps,
+                "image_size": args.image_size,
+                "policy": args.policy,
+                "env_step_s_render_and_act": round(render_s / env_steps, 4),
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,13 @@ def plan(envs: int, steps: int, episode_steps: int, size: int, encoder: Encoder)
     out, episode = [], envs
     for t in range(steps):
         windows = np.stack([ts.window for ts in ts_list])
-        out.append((windows[:, -1].copy(), [i for i, ts in enumerate(ts_list) if ts.first() and t > 0],
-                    encoder.encode(windows)))
+        out.append(
+            (
+                windows[:, -1].copy(),
+                [i for i, ts in enumerate(ts_list) if ts.first() and t > 0],
+                encoder.encode(windows),
+            )
+        )
         nxt = []
         for env, e, ts in zip(env_list, experts, ts_list):
             if ts.last():
@@ -81,11 +86,18 @@ def run(name: str, upstreams: list[str], steps_plan, envs: int, size: int, affin
         s.close()
     sent = sum(n for m, p, _, n, _ in proxy.log if m == "POST" and p != "/streams")
     by_replica = {u.rsplit(":", 1)[-1]: sum(1 for _, _, v, _, _ in proxy.log if v == u) for u in upstreams}
-    return {"scenario": name, "env_steps": envs * len(steps_plan),
-            "bytes_per_env_step": round(sent / (envs * len(steps_plan))), "lost": s.lost, "resyncs": s.resyncs,
-            "stateless": s.stateless, "404s": sum(1 for *_, code in proxy.log if code == 404),
-            "requests_by_replica_port": by_replica, "max_abs_diff_vs_in_process": worst,
-            "ms_per_vector_step": round(1000 * wall / len(steps_plan), 1)}
+    return {
+        "scenario": name,
+        "env_steps": envs * len(steps_plan),
+        "bytes_per_env_step": round(sent / (envs * len(steps_plan))),
+        "lost": s.lost,
+        "resyncs": s.resyncs,
+        "stateless": s.stateless,
+        "404s": sum(1 for *_, code in proxy.log if code == 404),
+        "requests_by_replica_port": by_replica,
+        "max_abs_diff_vs_in_process": worst,
+        "ms_per_vector_step": round(1000 * wall / len(steps_plan), 1),
+    }
 
 
 def main() -> None:
@@ -101,15 +113,23 @@ def main() -> None:
     store = tempfile.TemporaryDirectory()  # the replicas' store: unused by streams, required by the app
     settings = EncoderSettings(store=store.name, device="cpu", threads=1, max_wait_ms=1.0)
     rows = []
-    with store, serve_app(create_app(settings, encoder=encoder), startup_timeout=60) as a, \
-            serve_app(create_app(settings, encoder=encoder), startup_timeout=60) as b:
+    with (
+        store,
+        serve_app(create_app(settings, encoder=encoder), startup_timeout=60) as a,
+        serve_app(create_app(settings, encoder=encoder), startup_timeout=60) as b,
+    ):
         rows.append(run("affinity", [a, b], steps_plan, args.envs, args.image_size, True, None))
-        rows.append(run("affinity+scale-down", [a, b], steps_plan, args.envs, args.image_size, True,
-                        args.steps // 2))
+        rows.append(run("affinity+scale-down", [a, b], steps_plan, args.envs, args.image_size, True, args.steps // 2))
         rows.append(run("round-robin", [a, b], steps_plan, args.envs, args.image_size, False, None))
-    result = {"envs": args.envs, "steps": args.steps, "episode_steps": args.episode_steps,
-              "image_size": args.image_size, "encoder": "tiny (random-init stand-in)", "compress": "zstd",
-              "rows": rows}
+    result = {
+        "envs": args.envs,
+        "steps": args.steps,
+        "episode_steps": args.episode_steps,
+        "image_size": args.image_size,
+        "encoder": "tiny (random-init stand-in)",
+        "compress": "zstd",
+        "rows": rows,
+    }
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -77,27 +77,47 @@ def write_synthetic(store: Store, episodes: int, steps: int, dim: int, seed: int
     episode = np.repeat(np.arange(episodes, dtype=np.int32), steps)
     step = np.tile(np.arange(steps, dtype=np.int32), episodes)
     zeros2 = np.zeros((n, 2), np.float32)
-    steps_table = pa.table({
-        "dataset": pa.array([DATASET] * n), "episode": episode, "step": step, "seed": episode.astype(np.int64),
-        "frame": pa.array([b""] * n, pa.binary()), "action": _fsl(actions), "reward": np.zeros(n, np.float32),
-        "position": _fsl(zeros2), "to_target": _fsl(zeros2), "velocity": _fsl(zeros2), "finger_xy": _fsl(zeros2),
-        "target_xy": _fsl(zeros2),
-    }, schema=STEPS_SCHEMA)
+    steps_table = pa.table(
+        {
+            "dataset": pa.array([DATASET] * n),
+            "episode": episode,
+            "step": step,
+            "seed": episode.astype(np.int64),
+            "frame": pa.array([b""] * n, pa.binary()),
+            "action": _fsl(actions),
+            "reward": np.zeros(n, np.float32),
+            "position": _fsl(zeros2),
+            "to_target": _fsl(zeros2),
+            "velocity": _fsl(zeros2),
+            "finger_xy": _fsl(zeros2),
+            "target_xy": _fsl(zeros2),
+        },
+        schema=STEPS_SCHEMA,
+    )
     store.db.create_table(steps_table_name(DATASET), data=steps_table, schema=STEPS_SCHEMA)
     store.put_dataset_meta(DATASET, "ready", {"episodes": episodes, "steps": steps, "expert": "synthetic"})
     schema = embeddings_schema(dim)
-    emb_table = pa.table({
-        "dataset": pa.array([DATASET] * n), "episode": episode, "step": step, "encoder_id": pa.array([ENCODER_ID] * n),
-        "embedding": _fsl(x), "model": pa.array(["synthetic"] * n), "preprocessing": pa.array([""] * n),
-        "created_at": pa.array([""] * n),
-    }, schema=schema)
+    emb_table = pa.table(
+        {
+            "dataset": pa.array([DATASET] * n),
+            "episode": episode,
+            "step": step,
+            "encoder_id": pa.array([ENCODER_ID] * n),
+            "embedding": _fsl(x),
+            "model": pa.array(["synthetic"] * n),
+            "preprocessing": pa.array([""] * n),
+            "created_at": pa.array([""] * n),
+        },
+        schema=schema,
+    )
     t = time.perf_counter()
     store.db.create_table(embeddings_table_name(DATASET, ENCODER_ID), data=emb_table, schema=schema)
     write_s = time.perf_counter() - t
     # lance's default (v2.x) file format decodes FixedSizeList<float32, 1024> several times slower than the
     # legacy format on this CPU: measure both from the same bytes
-    store.db.create_table(embeddings_table_name(DATASET, ENCODER_ID_LEGACY), data=emb_table, schema=schema,
-                          data_storage_version="legacy")
+    store.db.create_table(
+        embeddings_table_name(DATASET, ENCODER_ID_LEGACY), data=emb_table, schema=schema, data_storage_version="legacy"
+    )
     return write_s, x
 
 
@@ -126,11 +146,14 @@ def time_pulls(store: Store, x: np.ndarray, npy: Path, repeats: int) -> dict[str
     def npy_load():
         return np.load(npy)
 
-    routes = {"lancedb `to_arrow()`": lancedb_to_arrow, "lance `to_table(columns=[embedding])`": lance_to_table,
-              "`Store.read_embeddings` (lance + sort by episode, step)": read_embeddings,
-              "legacy-format table: lance `to_table(columns=[embedding])`": legacy_to_table,
-              "legacy-format table: `Store.read_embeddings`": legacy_read_embeddings,
-              "`.npy` (np.load, warm)": npy_load}
+    routes = {
+        "lancedb `to_arrow()`": lancedb_to_arrow,
+        "lance `to_table(columns=[embedding])`": lance_to_table,
+        "`Store.read_embeddings` (lance + sort by episode, step)": read_embeddings,
+        "legacy-format table: lance `to_table(columns=[embedding])`": legacy_to_table,
+        "legacy-format table: `Store.read_embeddings`": legacy_read_embeddings,
+        "`.npy` (np.load, warm)": npy_load,
+    }
     out = {}
     for label, fn in routes.items():
         got = fn()
@@ -178,26 +201,37 @@ def main() -> None:
             m = train_bc(cfg, run, StoredEmbeddings(ENCODER_ID, args.dim), store, precision=precision)
             results.append((precision, m, time.perf_counter() - t, load, os.getloadavg()[0]))
 
-        print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-              f"torch threads for BC {threads} (bc_threads()); shared machine: other jobs compete for the cores, "
-              f"see the load averages\n")
-        print(f"Features: {args.episodes * args.steps:,} x {args.dim} float32 = {gb:.3f} GB; "
-              f"LanceDB create_table {write_s:.2f} s\n")
+        print(
+            f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+            f"torch threads for BC {threads} (bc_threads()); shared machine: other jobs compete for the cores, "
+            f"see the load averages\n"
+        )
+        print(
+            f"Features: {args.episodes * args.steps:,} x {args.dim} float32 = {gb:.3f} GB; "
+            f"LanceDB create_table {write_s:.2f} s\n"
+        )
         npy_s = pulls["`.npy` (np.load, warm)"]
         print("| Feature pull route | seconds (median) | GB/s | x .npy time |")
         print("|---|---|---|---|")
         for label, s in pulls.items():
             print(f"| {label} | {s:.3f} | {gb / s:.2f} | {s / npy_s:.1f} |")
         m0 = results[0][1]
-        print(f"\nBC: {m0['n_train']:,} train + {m0['n_val']:,} val rows, D={args.dim}, batch {args.batch_size}, "
-              f"{args.epochs} epochs (goal <= 3 min; findings ~8 min)\n")
-        print("| precision | pull inside train_bc | training | s/epoch | train_bc wall | samples/s | final train / val MSE "
-              "| load avg before / after |")
+        print(
+            f"\nBC: {m0['n_train']:,} train + {m0['n_val']:,} val rows, D={args.dim}, batch {args.batch_size}, "
+            f"{args.epochs} epochs (goal <= 3 min; findings ~8 min)\n"
+        )
+        print(
+            "| precision | pull inside train_bc | training | s/epoch | train_bc wall | samples/s "
+            "| final train / val MSE "
+            "| load avg before / after |"
+        )
         print("|---|---|---|---|---|---|---|---|")
         for precision, m, wall, l0, l1 in results:
-            print(f"| {precision} | {m['pull_s']:.2f} s ({m['pull_gb_per_s']:.2f} GB/s) | {m['train_s']:.1f} s "
-                  f"| {m['train_s'] / max(m['epoch'], 1):.2f} | {wall:.1f} s = {wall / 60:.2f} min "
-                  f"| {m['samples_per_s']:,.0f} | {m['train_loss']:.2e} / {m['val_loss']:.2e} | {l0:.1f} / {l1:.1f} |")
+            print(
+                f"| {precision} | {m['pull_s']:.2f} s ({m['pull_gb_per_s']:.2f} GB/s) | {m['train_s']:.1f} s "
+                f"| {m['train_s'] / max(m['epoch'], 1):.2f} | {wall:.1f} s = {wall / 60:.2f} min "
+                f"| {m['samples_per_s']:,.0f} | {m['train_loss']:.2e} / {m['val_loss']:.2e} | {l0:.1f} / {l1:.1f} |"
+            )
         print("\nEvaluation steps/s over HTTP vs in process: not measured here (the evaluation benchmark).")
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -154,7 +154,8 @@ class NoopEncoder:
 
     def info(self) -> dict:
         return {k: getattr(self, k) for k in ("encoder_id", "dim", "frames", "image_size", "dtype", "device")} | {
-            "model": "noop"}
+            "model": "noop"
+        }
 
     def encode(self, windows):
         import numpy as np
@@ -179,8 +180,16 @@ def bare_asgi_app():
             view[got : got + len(chunk)] = chunk
             got += len(chunk)
             more = msg.get("more_body", False)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/octet-stream"), (b"content-length", str(len(answer)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/octet-stream"),
+                    (b"content-length", str(len(answer)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": answer})
 
     return app
@@ -197,8 +206,12 @@ def serve(kind: str, root: str, port: int, http: str, loop: str, profile: str | 
         from services.encoder.app import create_app
         from services.encoder.settings import EncoderSettings
 
-        app = create_app(EncoderSettings(store=tempfile.mkdtemp(prefix="bench-store-"), max_batch=32, max_wait_ms=0,
-                                         max_queue=1024, token=None), encoder=NoopEncoder())
+        app = create_app(
+            EncoderSettings(
+                store=tempfile.mkdtemp(prefix="bench-store-"), max_batch=32, max_wait_ms=0, max_queue=1024, token=None
+            ),
+            encoder=NoopEncoder(),
+        )
     profiler = None
     if profile:
         import signal
@@ -230,7 +243,7 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VJEPA_ROBOT_")}
         self.proc = subprocess.Popen(cmd, env=env, cwd=root)
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         import httpx
 
         deadline = time.monotonic() + 120
@@ -257,8 +270,9 @@ class Server:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def client(kind: str, root: str, url: str, batches, n_windows: int, rounds: int, profile: str | None,
-           server_pid: int) -> None:
+def client(
+    kind: str, root: str, url: str, batches, n_windows: int, rounds: int, profile: str | None, server_pid: int
+) -> None:
     """Child process: print {batch: ms/window} as JSON, plus in-process stage timings of the SDK's own steps."""
     sys.path[:0] = [root, os.path.join(root, "clients")]
     import httpx
@@ -276,8 +290,12 @@ def client(kind: str, root: str, url: str, batches, n_windows: int, rounds: int,
             for b in batches:
                 body = data[:b].tobytes()
                 out["ms_per_window"][b] = best_ms_per_window(
-                    lambda body=body: http.post(url + "/encode", content=body).raise_for_status(), b, n_windows, rounds,
-                    server_pid)
+                    lambda body=body: http.post(url + "/encode", content=body).raise_for_status(),
+                    b,
+                    n_windows,
+                    rounds,
+                    server_pid,
+                )
                 out["cpu"][b] = CPU[b]
     else:
         from vjepa_robot_client import EncoderClient
@@ -285,12 +303,13 @@ def client(kind: str, root: str, url: str, batches, n_windows: int, rounds: int,
 
         with EncoderClient(url, token=None) as enc:
             for b in batches:
-                out["ms_per_window"][b] = best_ms_per_window(lambda b=b: enc.encode(data[:b]), b, n_windows, rounds,
-                                                             server_pid)
+                out["ms_per_window"][b] = best_ms_per_window(
+                    lambda b=b: enc.encode(data[:b]), b, n_windows, rounds, server_pid
+                )
                 out["cpu"][b] = CPU[b]
         # The client's own CPU steps, timed in process on the same data (ms per window at the largest batch)
         b = max(batches)
-        build = getattr(sdk, "_encode_request")
+        build = sdk._encode_request
         out["stages"]["client: build request body"] = best_ms_per_window(lambda: build(data[:b]), b, 2 * b, rounds)
     if profiler:
         profiler.stop()
@@ -298,9 +317,20 @@ def client(kind: str, root: str, url: str, batches, n_windows: int, rounds: int,
     print(json.dumps(out))
 
 
-def run_client(kind: str, root: Path, srv: "Server", args, profile: str | None = None) -> dict:
-    cmd = [sys.executable, __file__, "--client", kind, str(root), srv.url, ",".join(map(str, args.batches)),
-           str(args.windows), str(args.rounds), profile or "", str(srv.proc.pid)]
+def run_client(kind: str, root: Path, srv: Server, args, profile: str | None = None) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--client",
+        kind,
+        str(root),
+        srv.url,
+        ",".join(map(str, args.batches)),
+        str(args.windows),
+        str(args.rounds),
+        profile or "",
+        str(srv.proc.pid),
+    ]
     res = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise RuntimeError(f"client failed: {res.stderr[-2000:]}")
@@ -310,8 +340,12 @@ def run_client(kind: str, root: Path, srv: "Server", args, profile: str | None =
 def export_tree(rev: str) -> Path:
     """The tree of commit `rev` in a temp dir (git archive: the repository itself is not touched)."""
     dest = Path(tempfile.mkdtemp(prefix=f"bench-{rev}-"))
-    archive = subprocess.run(["git", "archive", "--format=tar", rev, "services", "clients", "vjepa_robot"], cwd=ROOT,
-                             capture_output=True, check=True).stdout
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", rev, "services", "clients", "vjepa_robot"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
     tar_path = dest / "tree.tar"
     tar_path.write_bytes(archive)
     with tarfile.open(tar_path) as tar:
@@ -326,8 +360,9 @@ def main() -> None:
     p.add_argument("--windows", type=int, default=64, help="windows per round per batch size")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--baseline", default=None, help="a git commit: also measure its service (before/after, one run)")
-    p.add_argument("--stacks", default="h11/asyncio,httptools/uvloop",
-                   help="uvicorn http/loop pairs for the bare ASGI rung")
+    p.add_argument(
+        "--stacks", default="h11/asyncio,httptools/uvloop", help="uvicorn http/loop pairs for the bare ASGI rung"
+    )
     p.add_argument("--profile", default=None, help="directory: write pyinstrument profiles of the service runs")
     p.add_argument("--serve", nargs=6, help=argparse.SUPPRESS)
     p.add_argument("--client", nargs=8, help=argparse.SUPPRESS)
@@ -337,18 +372,27 @@ def main() -> None:
         return serve(kind, root, int(port), http, loop, profile or None)
     if args.client:
         kind, root, url, batches, n, rounds, profile, pid = args.client
-        return client(kind, root, url, tuple(int(x) for x in batches.split(",")), int(n), int(rounds), profile or None,
-                      int(pid))
+        return client(
+            kind, root, url, tuple(int(x) for x in batches.split(",")), int(n), int(rounds), profile or None, int(pid)
+        )
 
     t0 = time.perf_counter()
     print(f"load average before: {load_average()}; {os.cpu_count()} cores; python {sys.version.split()[0]}")
     rows: list[tuple[str, dict]] = []
-    for name, family in (("raw TCP socket, 127.0.0.1 (kernel floor)", socket.AF_INET), ("raw Unix domain socket", socket.AF_UNIX)):
+    for name, family in (
+        ("raw TCP socket, 127.0.0.1 (kernel floor)", socket.AF_INET),
+        ("raw Unix domain socket", socket.AF_UNIX),
+    ):
         rows.append((name, {"ms_per_window": raw_socket(family, args.batches, args.windows, args.rounds), "cpu": {}}))
     for stack in args.stacks.split(","):
         http, loop = stack.split("/")
         with Server("bare", ROOT, http, loop) as srv:
-            rows.append((f"bare ASGI app on uvicorn {http}/{loop}, httpx posting one bytes body", run_client("bare", ROOT, srv, args)))
+            rows.append(
+                (
+                    f"bare ASGI app on uvicorn {http}/{loop}, httpx posting one bytes body",
+                    run_client("bare", ROOT, srv, args),
+                )
+            )
     trees = [("this tree", ROOT)]
     if args.baseline:
         trees.insert(0, (f"commit {args.baseline}", export_tree(args.baseline)))
@@ -363,15 +407,24 @@ def main() -> None:
         rows.append((f"service + SDK client, {name}", res))
         stages[name] = res["stages"]
     print(f"load average after: {load_average()}; took {time.perf_counter() - t0:.0f} s\n")
+
     def get(d, b):
         return d.get(b, d.get(str(b)))
 
-    print("| wall ms per window (8x256x256x3 uint8, 1.57 MB), no-op model | "
-          + " | ".join(f"batch {b}" for b in args.batches) + " | CPU ms/window client + server, batch "
-          + "/".join(map(str, args.batches)) + " |")
+    print(
+        "| wall ms per window (8x256x256x3 uint8, 1.57 MB), no-op model | "
+        + " | ".join(f"batch {b}" for b in args.batches)
+        + " | CPU ms/window client + server, batch "
+        + "/".join(map(str, args.batches))
+        + " |"
+    )
     print("|---|" + "---:|" * len(args.batches) + "---|")
     for name, res in rows:
-        cpu = " / ".join(f"{get(res['cpu'], b)[0]:.2f} + {get(res['cpu'], b)[1]:.2f}" for b in args.batches) if res["cpu"] else "-"
+        cpu = (
+            " / ".join(f"{get(res['cpu'], b)[0]:.2f} + {get(res['cpu'], b)[1]:.2f}" for b in args.batches)
+            if res["cpu"]
+            else "-"
+        )
         print(f"| {name} | " + " | ".join(f"{get(res['ms_per_window'], b):.2f}" for b in args.batches) + f" | {cpu} |")
     print()
     for name, st in stages.items():

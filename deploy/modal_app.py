@@ -29,8 +29,9 @@ Everything here imports and its plain functions run without Modal credentials (t
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import modal
 
@@ -82,8 +83,9 @@ def _locked(image: modal.Image, *packages: str) -> modal.Image:
         return image
     if not LOCK.exists():
         return image.pip_install(*packages)
-    return image.add_local_file(LOCK, LOCK_IN_IMAGE, copy=True).pip_install(*packages,
-                                                                             extra_options=f"-c {LOCK_IN_IMAGE}")
+    return image.add_local_file(LOCK, LOCK_IN_IMAGE, copy=True).pip_install(
+        *packages, extra_options=f"-c {LOCK_IN_IMAGE}"
+    )
 
 
 def store_uri() -> str:
@@ -110,8 +112,9 @@ _torch = (
 _SOURCES = ("vjepa_robot", "services", "vjepa_robot_client")
 encoder_image = _locked(_torch, *_dependencies("encoder")).add_local_python_source(*_SOURCES)
 trainer_image = _locked(
-    _torch.apt_install("libegl1", "libgl1", "libglvnd0", "libgles2", "libegl-mesa0", "libgl1-mesa-dri")
-    .env({"MUJOCO_GL": "egl"}),
+    _torch.apt_install("libegl1", "libgl1", "libglvnd0", "libgles2", "libegl-mesa0", "libgl1-mesa-dri").env(
+        {"MUJOCO_GL": "egl"}
+    ),
     *_dependencies("trainer"),
 ).add_local_python_source(*_SOURCES)
 image = trainer_image  # the trainer, the shard workers and generate_dataset render with MuJoCo
@@ -179,9 +182,15 @@ def generate_shard(spec_dict: dict[str, Any], episode_start: int, episode_stop: 
     return [generate_episode(spec, e) for e in range(episode_start, episode_stop)]
 
 
-def build_dataset(spec_dict: dict[str, Any], store: str, *, shard_size: int = 10,
-                  map_shards: Callable[[list[dict], list[int], list[int]], Iterable[list]] | None = None,
-                  commit: Callable[[], None] = lambda: None, overwrite: bool = False) -> dict[str, Any]:
+def build_dataset(
+    spec_dict: dict[str, Any],
+    store: str,
+    *,
+    shard_size: int = 10,
+    map_shards: Callable[[list[dict], list[int], list[int]], Iterable[list]] | None = None,
+    commit: Callable[[], None] = lambda: None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Generate a dataset by shards with the one dataset builder (services.trainer.datasets.create_dataset),
     appending from this one process (the only writer); reruns resume.
 
@@ -200,8 +209,17 @@ def build_dataset(spec_dict: dict[str, Any], store: str, *, shard_size: int = 10
         shards = plan_shards(s.episodes, shard_size, set(range(s.episodes)) - set(todo))
         return map_shards([asdict(s)] * len(shards), [a for a, _ in shards], [b for _, b in shards])
 
-    return create_dataset(spec, store, overwrite=overwrite, resume=not overwrite, progress=False, generate=by_shards,
-                          record_every=1, commit=commit, extra_meta={"generator": generator})
+    return create_dataset(
+        spec,
+        store,
+        overwrite=overwrite,
+        resume=not overwrite,
+        progress=False,
+        generate=by_shards,
+        record_every=1,
+        commit=commit,
+        extra_meta={"generator": generator},
+    )
 
 
 class _ReloadStore:
@@ -225,15 +243,25 @@ class _ReloadStore:
 def encoder_settings(**overrides: Any):
     from services.encoder.settings import EncoderSettings
 
-    return EncoderSettings(**{"host": "0.0.0.0", "preset": PRESET, "store": store_uri(), "device": "cuda",
-                              "max_batch": 32, "max_wait_ms": 5.0, **overrides})
+    return EncoderSettings(
+        **{
+            "host": "0.0.0.0",
+            "preset": PRESET,
+            "store": store_uri(),
+            "device": "cuda",
+            "max_batch": 32,
+            "max_wait_ms": 5.0,
+            **overrides,
+        }
+    )
 
 
 def trainer_settings(encoder_url: str, **overrides: Any):
     from services.trainer.app import TrainerSettings
 
-    return TrainerSettings(**{"host": "0.0.0.0", "store": store_uri(), "runs": RUNS_PATH,
-                              "encoder_url": encoder_url, **overrides})
+    return TrainerSettings(
+        **{"host": "0.0.0.0", "store": store_uri(), "runs": RUNS_PATH, "encoder_url": encoder_url, **overrides}
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -257,8 +285,9 @@ class Encoder:
     def web(self):
         from services.encoder.app import create_app
 
-        return _ReloadStore(create_app(encoder_settings(), encoder=self.encoder),
-                            store_volume if is_volume_store() else None)
+        return _ReloadStore(
+            create_app(encoder_settings(), encoder=self.encoder), store_volume if is_volume_store() else None
+        )
 
 
 def _encoder_url() -> str:
@@ -278,26 +307,50 @@ def trainer():
     return _ReloadStore(create_app(trainer_settings(_encoder_url())), store_volume if is_volume_store() else None)
 
 
-generate_shard_remote = app.function(image=image, cpu=2.0, memory=4096, max_containers=SHARD_WORKERS_MAX,
-                                     timeout=60 * 60, retries=2, name="generate_shard")(generate_shard)
+generate_shard_remote = app.function(
+    image=image,
+    cpu=2.0,
+    memory=4096,
+    max_containers=SHARD_WORKERS_MAX,
+    timeout=60 * 60,
+    retries=2,
+    name="generate_shard",
+)(generate_shard)
 
 
 @app.function(image=image, cpu=2.0, memory=8192, volumes=store_volumes, secrets=store_secrets, timeout=6 * 60 * 60)
 def generate_dataset(spec_dict: dict[str, Any], shard_size: int = 10, overwrite: bool = False) -> dict[str, Any]:
     """Fan demo generation out over shards (.map) and append the episodes here, the one writer."""
     commit = store_volume.commit if is_volume_store() else (lambda: None)
-    return build_dataset(spec_dict, store_uri(), shard_size=shard_size, overwrite=overwrite, commit=commit,
-                         map_shards=lambda specs, starts, stops: generate_shard_remote.map(specs, starts, stops))
+    return build_dataset(
+        spec_dict,
+        store_uri(),
+        shard_size=shard_size,
+        overwrite=overwrite,
+        commit=commit,
+        map_shards=lambda specs, starts, stops: generate_shard_remote.map(specs, starts, stops),
+    )
 
 
 @app.local_entrypoint()
-def make_dataset(name: str, expert: str = "jacobian", task: str = "easy", episodes: int = 100, steps: int = 200,
-                 seed: int = 0, image_size: int = 256, shard_size: int = 10, overwrite: bool = False) -> None:
+def make_dataset(
+    name: str,
+    expert: str = "jacobian",
+    task: str = "easy",
+    episodes: int = 100,
+    steps: int = 200,
+    seed: int = 0,
+    image_size: int = 256,
+    shard_size: int = 10,
+    overwrite: bool = False,
+) -> None:
     """modal run deploy/modal_app.py::make_dataset --name jacobian-easy-500 --episodes 500"""
     spec = dict(name=name, expert=expert, task=task, episodes=episodes, steps=steps, seed=seed, image_size=image_size)
     meta = generate_dataset.remote(spec, shard_size=shard_size, overwrite=overwrite)
-    print(f"dataset {name}: {meta.get('episodes_done')} episodes, success {meta.get('success_rate')}, "
-          f"mean return {meta.get('mean_return')}")
+    print(
+        f"dataset {name}: {meta.get('episodes_done')} episodes, success {meta.get('success_rate')}, "
+        f"mean return {meta.get('mean_return')}"
+    )
 
 
 @app.local_entrypoint()

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 PYPROJECT = Path(__file__).resolve().with_name("pyproject.toml")
 if not PYPROJECT.exists():  # run from the repository (deploy/requirements.py) rather than the image's /app

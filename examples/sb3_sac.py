@@ -47,8 +47,13 @@ def parse_args() -> argparse.Namespace:
 
 
 def env_kwargs(a: argparse.Namespace) -> dict:
-    return {"features": a.features, "encoder_url": a.encoder_url, "image_size": a.image_size,
-            "action_repeat": a.action_repeat, "episode_steps": a.episode_steps}
+    return {
+        "features": a.features,
+        "encoder_url": a.encoder_url,
+        "image_size": a.image_size,
+        "action_repeat": a.action_repeat,
+        "episode_steps": a.episode_steps,
+    }
 
 
 def evaluate(model: SAC, a: argparse.Namespace) -> dict:
@@ -67,8 +72,12 @@ def evaluate(model: SAC, a: argparse.Namespace) -> dict:
         successes.append(bool(info["success"]))
         obs, _ = env.reset()  # continues the evaluation seed sequence
     env.close()
-    return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
-            "success_rate": float(np.mean(successes)), "returns": [round(r, 1) for r in returns]}
+    return {
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns)),
+        "success_rate": float(np.mean(successes)),
+        "returns": [round(r, 1) for r in returns],
+    }
 
 
 def main() -> None:
@@ -77,16 +86,35 @@ def main() -> None:
     env = gym.make(f"vjepa_robot/reacher-{a.task}-v0", **env_kwargs(a))  # training seeds: train_episode_seed(seed, k)
     env.reset(seed=a.seed)
     model = SAC(
-        "MlpPolicy", env, learning_rate=1e-3, buffer_size=1_000_000, batch_size=256, tau=0.01, gamma=0.99,
-        learning_starts=a.learning_starts // a.action_repeat, train_freq=1, gradient_steps=2, n_steps=3,
-        ent_coef="auto_0.1", policy_kwargs={"net_arch": [256, 64]}, seed=a.seed, device="cpu", verbose=0,
+        "MlpPolicy",
+        env,
+        learning_rate=1e-3,
+        buffer_size=1_000_000,
+        batch_size=256,
+        tau=0.01,
+        gamma=0.99,
+        learning_starts=a.learning_starts // a.action_repeat,
+        train_freq=1,
+        gradient_steps=2,
+        n_steps=3,
+        ent_coef="auto_0.1",
+        policy_kwargs={"net_arch": [256, 64]},
+        seed=a.seed,
+        device="cpu",
+        verbose=0,
     )
     t0 = time.perf_counter()
     model.learn(total_timesteps=a.steps // a.action_repeat)  # SB3 counts agent steps
     wall = time.perf_counter() - t0
     env.close()
-    result = {"features": a.features, "task": a.task, "env_steps": a.steps, "seed": a.seed, **evaluate(model, a),
-              "wall_s": round(wall, 1)}
+    result = {
+        "features": a.features,
+        "task": a.task,
+        "env_steps": a.steps,
+        "seed": a.seed,
+        **evaluate(model, a),
+        "wall_s": round(wall, 1),
+    }
     print(json.dumps(result))
 
 

@@ -1,7 +1,7 @@
 """Run a real ASGI app under uvicorn on loopback, in a background thread, for tests.
 
-    with serve_app(app) as url:            # url = "http://127.0.0.1:<free port>"
-        EncoderClient(url).health()
+with serve_app(app) as url:            # url = "http://127.0.0.1:<free port>"
+    EncoderClient(url).health()
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import contextlib
 import socket
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -97,17 +97,28 @@ class RoutingProxy:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
-                   if k.lower() not in (b"host", b"content-length", b"transfer-encoding")]
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in scope["headers"]
+            if k.lower() not in (b"host", b"content-length", b"transfer-encoding")
+        ]
         key = next((v for k, v in headers if self.affinity_header and k.lower() == self.affinity_header), None)
         upstream = self.pick(key)
         query = scope.get("query_string", b"").decode("latin-1")
         url = upstream + scope["path"] + (f"?{query}" if query else "")
         r = await self._client.request(scope["method"], url, headers=headers, content=body)
         self.log.append((scope["method"], scope["path"], upstream, len(body), r.status_code))
-        out_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in r.headers.items()
-                       if k.lower() not in ("content-length", "transfer-encoding", "content-encoding", "connection")]
+        out_headers = [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in r.headers.items()
+            if k.lower() not in ("content-length", "transfer-encoding", "content-encoding", "connection")
+        ]
         content = r.content
-        await send({"type": "http.response.start", "status": r.status_code,
-                    "headers": [*out_headers, (b"content-length", str(len(content)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": r.status_code,
+                "headers": [*out_headers, (b"content-length", str(len(content)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": content})

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from _servers import serve_app
 
 run_server = serve_app  # run_server(app, port=None, startup_timeout=20.0) -> ContextManager[str]
@@ -29,8 +28,15 @@ class ToyEncoder:
     block: a threading.Event the forward pass waits on (fills the queue for the 503 test).
     """
 
-    def __init__(self, *, dim: int = 4, delay_s: float = 0.0, assert_batch_gt: int | None = None,
-                 fail: bool = False, block: threading.Event | None = None):
+    def __init__(
+        self,
+        *,
+        dim: int = 4,
+        delay_s: float = 0.0,
+        assert_batch_gt: int | None = None,
+        fail: bool = False,
+        block: threading.Event | None = None,
+    ):
         self.encoder_id = "toy0000000001"
         self.model_name = "toy"
         self.preprocessing = "none"
@@ -40,8 +46,15 @@ class ToyEncoder:
         self.batch_sizes: list[int] = []
 
     def info(self) -> dict[str, Any]:
-        return {"encoder_id": self.encoder_id, "model": self.model_name, "dim": self.dim, "frames": self.frames,
-                "image_size": self.image_size, "dtype": self.dtype, "device": self.device}
+        return {
+            "encoder_id": self.encoder_id,
+            "model": self.model_name,
+            "dim": self.dim,
+            "frames": self.frames,
+            "image_size": self.image_size,
+            "dtype": self.dtype,
+            "device": self.device,
+        }
 
     def encode(self, windows: np.ndarray) -> np.ndarray:
         self.batch_sizes.append(int(windows.shape[0]))
@@ -52,13 +65,18 @@ class ToyEncoder:
         if self.fail:
             raise RuntimeError("toy forward pass exploded")
         if self.assert_batch_gt is not None:
-            assert windows.shape[0] > self.assert_batch_gt, f"expected a batch > {self.assert_batch_gt}, got {windows.shape[0]}"
+            assert windows.shape[0] > self.assert_batch_gt, (
+                f"expected a batch > {self.assert_batch_gt}, got {windows.shape[0]}"
+            )
         means = windows.reshape(windows.shape[0], -1, 3).mean(axis=1) / 255.0  # (B, 3)
-        return np.concatenate([means, np.full((windows.shape[0], self.dim - 3), windows.shape[1])], axis=1).astype(np.float32)
+        return np.concatenate([means, np.full((windows.shape[0], self.dim - 3), windows.shape[1])], axis=1).astype(
+            np.float32
+        )
 
 
-def write_steps_dataset(store, name: str, episodes: int = 3, steps: int = 10, image_size: int = 32,
-                        seed: int = 0) -> dict[int, np.ndarray]:
+def write_steps_dataset(
+    store, name: str, episodes: int = 3, steps: int = 10, image_size: int = 32, seed: int = 0
+) -> dict[int, np.ndarray]:
     """A tiny dataset written straight into the store (STEPS_SCHEMA rows, one episode per add) + its meta.
 
     Returns {episode: (steps, H, W, 3) uint8 frames}. Independent of the dataset generator.
@@ -75,15 +93,34 @@ def write_steps_dataset(store, name: str, episodes: int = 3, steps: int = 10, im
         zeros2 = [[0.0, 0.0]] * steps
         rows = pa.Table.from_pydict(
             {
-                "dataset": [name] * steps, "episode": [ep] * steps, "step": list(range(steps)), "seed": [ep] * steps,
-                "frame": [encode_png(f) for f in frames], "action": zeros2, "reward": [0.0] * steps,
-                "position": zeros2, "to_target": zeros2, "velocity": zeros2, "finger_xy": zeros2, "target_xy": zeros2,
+                "dataset": [name] * steps,
+                "episode": [ep] * steps,
+                "step": list(range(steps)),
+                "seed": [ep] * steps,
+                "frame": [encode_png(f) for f in frames],
+                "action": zeros2,
+                "reward": [0.0] * steps,
+                "position": zeros2,
+                "to_target": zeros2,
+                "velocity": zeros2,
+                "finger_xy": zeros2,
+                "target_xy": zeros2,
             },
             schema=STEPS_SCHEMA,
         )
         store.append_episode(name, rows)
-    store.put_dataset_meta(name, "ready", {"expert": "random", "task": "easy", "episodes": episodes, "steps": steps,
-                                           "seed": seed, "image_size": image_size})
+    store.put_dataset_meta(
+        name,
+        "ready",
+        {
+            "expert": "random",
+            "task": "easy",
+            "episodes": episodes,
+            "steps": steps,
+            "seed": seed,
+            "image_size": image_size,
+        },
+    )
     return out
 
 

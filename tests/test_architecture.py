@@ -40,8 +40,13 @@ BLOCK_TRAINER_STACK = textwrap.dedent(f"""
 
 
 def _run(code: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK_TRAINER_STACK + textwrap.dedent(code)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK_TRAINER_STACK + textwrap.dedent(code)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -123,8 +128,13 @@ def _imports(module: str, path: Path, known: set[str]) -> list[tuple[str, int]]:
     is_package = path.name == "__init__.py"
     found: list[tuple[str, int]] = []
     tree = ast.parse(path.read_text(), filename=str(path))
-    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
-                   for stmt in block.body for n in ast.walk(stmt)}
+    typing_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and _is_type_checking(block.test)
+        for stmt in block.body
+        for n in ast.walk(stmt)
+    }
     for node in ast.walk(tree):
         if id(node) in typing_only:  # `if TYPE_CHECKING:` imports never run
             continue
@@ -144,7 +154,8 @@ def _imports(module: str, path: Path, known: set[str]) -> list[tuple[str, int]]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _graph() -> dict[str, list[tuple[str, int]]]:
@@ -181,8 +192,11 @@ def test_no_forbidden_imports():
         for imported, line in edges:
             for src, dst, why in FORBIDDEN:
                 # vjepa_robot_client is its own top-level package, not part of vjepa_robot
-                if _is(importer, src) and _is(imported, dst) and not (dst == "vjepa_robot" and
-                                                                       _is(imported, "vjepa_robot_client")):
+                if (
+                    _is(importer, src)
+                    and _is(imported, dst)
+                    and not (dst == "vjepa_robot" and _is(imported, "vjepa_robot_client"))
+                ):
                     bad.append(f"{importer}:{line} imports {imported} ({why})")
             for src, third in FORBIDDEN_THIRD_PARTY:
                 if _is(importer, src) and imported.split(".")[0] in third:
@@ -262,8 +276,11 @@ def test_only_the_store_touches_lancedb():
             continue
         for node in ast.walk(ast.parse(path.read_text(), filename=rel)):
             if isinstance(node, ast.Import):
-                bad += [f"{rel}:{node.lineno} imports {a.name}" for a in node.names if a.name.split(".")[0] in
-                        ("lancedb", "lance")]
+                bad += [
+                    f"{rel}:{node.lineno} imports {a.name}"
+                    for a in node.names
+                    if a.name.split(".")[0] in ("lancedb", "lance")
+                ]
             elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("lancedb", "lance"):
                 bad.append(f"{rel}:{node.lineno} imports from {node.module}")
             elif isinstance(node, ast.Attribute):
@@ -284,9 +301,9 @@ def test_only_the_store_touches_lancedb():
 def test_the_store_keeps_its_promises(tmp_path):
     """Episodes and embeddings go in through the store; THE completeness rule is the store's."""
     import numpy as np
+    from conftest import write_steps_dataset
 
     from services.common.store import EmbeddingLineage, Store
-    from conftest import write_steps_dataset
 
     store = Store(str(tmp_path / "store"))
     write_steps_dataset(store, "d", episodes=2, steps=5, image_size=16)
@@ -320,17 +337,19 @@ def test_both_services_answer_422_for_a_bad_dataset_name(tmp_path):
 
     from services.encoder.app import create_app as create_encoder
     from services.encoder.settings import EncoderSettings
-    from services.trainer.app import create_app as create_trainer
     from services.trainer.app import TrainerSettings
+    from services.trainer.app import create_app as create_trainer
 
     bad = "bad name!"
     encoder = create_encoder(EncoderSettings(store=str(tmp_path / "store")), encoder=ToyEncoder())
     trainer = create_trainer(TrainerSettings(store=str(tmp_path / "store"), runs=str(tmp_path / "runs")))
     with TestClient(encoder) as enc, TestClient(trainer) as tr:
-        answers = {"encoder GET": enc.get(f"/datasets/{bad}/encode"),
-                   "encoder POST": enc.post(f"/datasets/{bad}/encode"),
-                   "trainer GET": tr.get(f"/datasets/{bad}"),
-                   "trainer POST": tr.post("/datasets", json={"name": bad, "episodes": 1, "steps": 10})}
+        answers = {
+            "encoder GET": enc.get(f"/datasets/{bad}/encode"),
+            "encoder POST": enc.post(f"/datasets/{bad}/encode"),
+            "trainer GET": tr.get(f"/datasets/{bad}"),
+            "trainer POST": tr.post("/datasets", json={"name": bad, "episodes": 1, "steps": 10}),
+        }
     assert {k: r.status_code for k, r in answers.items()} == dict.fromkeys(answers, 422)
     assert all("dataset name" in r.text or "name" in r.text for r in answers.values())
 

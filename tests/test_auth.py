@@ -1,10 +1,10 @@
 """Bearer-token auth of both services (issue 7), over real HTTP on loopback.
 
-    every route each app serves, route by route: the public ones (auth.PUBLIC_PATHS: /healthz, /docs, /openapi.json,
-    /docs-assets/) 200 without a token; all others 401 without a token and with a wrong one, served with it
-    the trainer forwards its token to the encoder (a vjepa2 BC run succeeds; with the wrong token it fails, saying 401)
-    the SDK clients take token=...
-    no token + a non-loopback host -> a loud warning in the log
+every route each app serves, route by route: the public ones (auth.PUBLIC_PATHS: /healthz, /docs, /openapi.json,
+/docs-assets/) 200 without a token; all others 401 without a token and with a wrong one, served with it
+the trainer forwards its token to the encoder (a vjepa2 BC run succeeds; with the wrong token it fails, saying 401)
+the SDK clients take token=...
+no token + a non-loopback host -> a loud warning in the log
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import logging
 import httpx
 import numpy as np
 import pytest
+from _servers import serve_app
+from conftest import ToyEncoder, write_steps_dataset
 from fastapi.testclient import TestClient
 
-from conftest import ToyEncoder, write_steps_dataset
-from _servers import serve_app
 from services.common.auth import PUBLIC_PATHS, PUBLIC_PREFIXES, is_public, warn_if_open
 from services.encoder.app import create_app as create_encoder
 from services.encoder.settings import EncoderSettings
@@ -65,8 +65,12 @@ def _assert_public_and_guarded(url: str, app) -> dict[str, list]:
                 assert r.status_code == 200, (method, path, r.status_code, r.text[:200])
                 public.append(path)
                 continue
-            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
-                            {"Authorization": "Bearer"}):
+            for headers in (
+                {},
+                {"Authorization": "Bearer wrong"},
+                {"Authorization": f"Basic {TOKEN}"},
+                {"Authorization": "Bearer"},
+            ):
                 r = c.request(method, path, headers=headers)
                 assert r.status_code == 401, (method, path, headers, r.status_code, r.text)
                 assert "token" in r.json()["detail"] and r.headers["www-authenticate"] == "Bearer"
@@ -86,9 +90,10 @@ def test_public_routes_are_one_list_tested_route_by_route_on_both_services(tmp_p
     does. They are public on purpose now (auth.py says why), and every other route is checked one by one."""
     enc = create_encoder(EncoderSettings(store=str(tmp_path / "e"), token=TOKEN), encoder=ToyEncoder())
     tr = create_trainer(TrainerSettings(store=str(tmp_path / "s"), runs=str(tmp_path / "r"), token=TOKEN))
-    for app, must_guard in ((enc, {("GET", "/info"), ("POST", "/encode"), ("GET", "/metrics"),
-                                   ("POST", "/streams")}),
-                            (tr, {("GET", "/info"), ("GET", "/runs"), ("GET", "/metrics")})):
+    for app, must_guard in (
+        (enc, {("GET", "/info"), ("POST", "/encode"), ("GET", "/metrics"), ("POST", "/streams")}),
+        (tr, {("GET", "/info"), ("GET", "/runs"), ("GET", "/metrics")}),
+    ):
         with serve_app(app) as url:
             seen = _assert_public_and_guarded(url, app)
         assert must_guard <= set(seen["guarded"]), seen["guarded"]
@@ -123,8 +128,11 @@ def test_encoder_routes_need_the_token(tmp_path):
             assert enc.encode(np.zeros((2, 8, 16, 16, 3), np.uint8)).shape == (2, 4)
         with EncoderClient(url, token="wrong", retries=0) as bad, pytest.raises(Unauthorized):
             bad.info()
-        ok = httpx.post(f"{url}/encode", content=to_npy_bytes(np.zeros((8, 16, 16, 3), np.uint8)),
-                        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-npy"})
+        ok = httpx.post(
+            f"{url}/encode",
+            content=to_npy_bytes(np.zeros((8, 16, 16, 3), np.uint8)),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-npy"},
+        )
         assert ok.status_code == 200
 
 
@@ -136,8 +144,9 @@ def test_trainer_routes_need_the_token(tmp_path):
             assert tr.runs() == []
             tr.create_dataset("tiny", episodes=1, steps=10, image_size=0, workers=1)
             assert tr.wait_dataset("tiny", progress=False, timeout=60, poll_interval=0.2).status.value == "ready"
-            run_id = tr.evaluate_baseline("random", episodes=1, steps=10, parallel_envs=1, image_size=16,
-                                          gif_episodes=0)
+            run_id = tr.evaluate_baseline(
+                "random", episodes=1, steps=10, parallel_envs=1, image_size=16, gif_episodes=0
+            )
             assert tr.wait_eval(run_id, progress=False, timeout=60, poll_interval=0.2).status.value == "succeeded"
         with TrainerClient(url, token="wrong", retries=0) as bad, pytest.raises(Unauthorized):
             bad.runs()
@@ -151,8 +160,9 @@ def test_trainer_sends_its_token_to_the_encoder(tmp_path, tiny_encoder, trainer_
     write_steps_dataset(Store(store_dir), "frames", episodes=2, steps=8, image_size=32)
     enc_app = create_encoder(EncoderSettings(store=store_dir, token=TOKEN), encoder=tiny_encoder)
     with serve_app(enc_app) as enc_url:
-        tr_app = create_trainer(TrainerSettings(store=store_dir, runs=str(tmp_path / "runs"), encoder_url=enc_url,
-                                                token=trainer_token))
+        tr_app = create_trainer(
+            TrainerSettings(store=store_dir, runs=str(tmp_path / "runs"), encoder_url=enc_url, token=trainer_token)
+        )
         with serve_app(tr_app) as tr_url, TrainerClient(tr_url, token=trainer_token, timeout=30) as tr:
             run_id = tr.train_bc("frames", features="vjepa2", epochs=2, batch_size=8)
             record = tr.wait(run_id, progress=False, timeout=120, poll_interval=0.2)

@@ -23,8 +23,9 @@ DATASET = "jac-bc"
 def store(tmp_path_factory) -> Store:
     store = Store(str(tmp_path_factory.mktemp("store")))
     # image_size=0: state-only, ~4 s for 100 episodes x 200 steps
-    create_dataset(DatasetSpec(name=DATASET, episodes=100, steps=200, seed=0, image_size=0), store=store, workers=1,
-                   progress=False)
+    create_dataset(
+        DatasetSpec(name=DATASET, episodes=100, steps=200, seed=0, image_size=0), store=store, workers=1, progress=False
+    )
     return store
 
 
@@ -111,18 +112,24 @@ def test_stop_requested_ends_training_early(store, runs):
 
 @pytest.mark.slow
 def test_bc_state_live_success(tmp_path):
-    """Measured before: BC on state features from 150 jacobian demos succeeded 94% live; 300 demos keep it clear of 90%."""
+    """Measured before: BC on state features from 150 jacobian demos succeeded 94% live; 300 demos keep it clear of
+    90%."""
     from services.trainer.evaluate import evaluate_policy
 
     store = Store(str(tmp_path / "store"))
-    create_dataset(DatasetSpec(name="jac-live", episodes=300, steps=200, seed=0, image_size=0), store=store,
-                   workers=1, progress=False)
+    create_dataset(
+        DatasetSpec(name="jac-live", episodes=300, steps=200, seed=0, image_size=0),
+        store=store,
+        workers=1,
+        progress=False,
+    )
     cfg = TrainBCRequest(dataset="jac-live", features="state", epochs=100, seed=0)
     run = RunStore(tmp_path / "runs").create("bc", cfg.model_dump(mode="json"))
     features = make_feature_source("state")
     train_bc(cfg, run, features, store)
-    result = evaluate_policy(load_bc_policy(run.dir), features, task="easy", episodes=50, steps=200, seed=0,
-                             parallel_envs=8)
+    result = evaluate_policy(
+        load_bc_policy(run.dir), features, task="easy", episodes=50, steps=200, seed=0, parallel_envs=8
+    )
     assert result["success_rate"] >= 0.9, result["success_rate"]
 
 

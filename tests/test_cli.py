@@ -25,16 +25,40 @@ def runs_dir(tmp_path):
     root = tmp_path / "store" / "runs"
     runs = RunStore(root)
     h = runs.create("bc", {"dataset": "demo-ds", "features": "vjepa2", "epochs": 5, "seed": 0}, run_id="bc-tiny")
-    h.update(status="succeeded", metrics={"epoch": 5, "val_loss": 0.2, "best_val_loss": 0.1, "selected_epoch": 2,
-                                          "train_loss_curve": [0.3, 0.2, 0.1, 0.05, 0.01],
-                                          "val_loss_curve": [0.15, 0.1, 0.12, 0.15, 0.2], "features_lineage": TINY})
+    h.update(
+        status="succeeded",
+        metrics={
+            "epoch": 5,
+            "val_loss": 0.2,
+            "best_val_loss": 0.1,
+            "selected_epoch": 2,
+            "train_loss_curve": [0.3, 0.2, 0.1, 0.05, 0.01],
+            "val_loss_curve": [0.15, 0.1, 0.12, 0.15, 0.2],
+            "features_lineage": TINY,
+        },
+    )
     eid = h.add_evaluation({"task": "easy", "steps": 200, "seed": 0, "episodes": 20, "image_size": 128})
     eps = [{"seed": 10**9 + i, "success": i < 4, "return": 50.0 if i < 4 else 5.0} for i in range(20)]
-    h.update_evaluation(eid, status="succeeded", task="easy", success_rate=0.2, mean_return=14.0, episodes=eps,
-                        success_ci95=[0.0806, 0.416])
+    h.update_evaluation(
+        eid,
+        status="succeeded",
+        task="easy",
+        success_rate=0.2,
+        mean_return=14.0,
+        episodes=eps,
+        success_ci95=[0.0806, 0.416],
+    )
     s = runs.create("bc", {"dataset": "demo-ds", "features": "state", "epochs": 5, "seed": 3}, run_id="bc-state")
-    s.update(status="succeeded", metrics={"epoch": 5, "val_loss": 0.01, "best_val_loss": 0.009, "selected_epoch": 4,
-                                          "features_lineage": {"features": "state", "dim": 8}})
+    s.update(
+        status="succeeded",
+        metrics={
+            "epoch": 5,
+            "val_loss": 0.01,
+            "best_val_loss": 0.009,
+            "selected_epoch": 4,
+            "features_lineage": {"features": "state", "dim": 8},
+        },
+    )
     return root
 
 
@@ -110,8 +134,10 @@ def test_expected_failures_are_one_line(monkeypatch, capsys):
 
 def test_train_bc_select_reaches_the_request_and_a_bad_choice_is_one_line(tmp_path):
     """`--select` is BC's checkpoint rule (best_val | last): a value outside it is refused before any work."""
-    res = CliRunner().invoke(cli.app, ["train", "bc", "some-dataset", "--features", "state", "--select", "nope",
-                                       "--store", str(tmp_path / "store")])
+    res = CliRunner().invoke(
+        cli.app,
+        ["train", "bc", "some-dataset", "--features", "state", "--select", "nope", "--store", str(tmp_path / "store")],
+    )
     assert res.exit_code != 0 and "select" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "store").exists()  # refused at the edge: nothing created
 
@@ -166,8 +192,13 @@ def test_verbose_shows_the_full_trace_of_an_expected_failure(tmp_path, dead_url,
     with pytest.raises(ConnectionFailed):  # before the command: the callback sets it and main() re-raises
         cli.main(["--verbose", *args])
     cli._VERBOSE["on"] = False
-    proc = subprocess.run([sys.executable, "-m", "vjepa_robot.cli", *args, "--verbose"], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "VJEPA_ROBOT_STORE": str(tmp_path / "s")})
+    proc = subprocess.run(
+        [sys.executable, "-m", "vjepa_robot.cli", *args, "--verbose"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "VJEPA_ROBOT_STORE": str(tmp_path / "s")},
+    )
     assert proc.returncode != 0 and "Traceback (most recent call last)" in proc.stderr, proc.stderr[-2000:]
     assert "ConnectionFailed" in proc.stderr and "No such option" not in proc.stderr
 
@@ -188,7 +219,7 @@ def test_runs_list_opens_no_connection_to_the_model_hub(runs_dir, monkeypatch):
         try:
             listener.accept()[0].close()
             return True
-        except socket.timeout:
+        except TimeoutError:
             return False
 
     try:
@@ -199,23 +230,34 @@ def test_runs_list_opens_no_connection_to_the_model_hub(runs_dir, monkeypatch):
         listener.close()
 
 
-@pytest.mark.parametrize("args, line", [
-    (["eval", "jacobian", "--episodes", "-1"], "--episodes -1 is out of range: it must be between 1 and 10000"),
-    (["eval", "jacobian", "--task", "medium"], "--task 'medium' is not one of the choices: easy or hard"),
-    (["eval", "nobody"], None),  # not a baseline: an unknown run (checked below)
-    (["train", "bc", "ds", "--features", "pixels"],
-     "--features 'pixels' is not one of the choices: vjepa2, state or random"),
-    (["train", "bc", "ds", "--epochs", "0"], "--epochs 0 is out of range: it must be between 1 and 10000"),
-    (["train", "bc", "ds", "--lr", "0"], "--lr 0.0 is out of range: it must be > 0.0 and <= 1.0"),
-    (["train", "bc", "ds", "--select", "nope"], "--select 'nope' is not one of the choices: best_val or last"),
-    (["train", "sac", "--parallel-envs", "999"], "--parallel-envs 999 is out of range: it must be between 1 and 256"),
-    (["datasets", "create", "x", "--episodes", "0"], "--episodes 0 is out of range: it must be between 1 and 100000"),
-    (["datasets", "create", "x", "--expert", "nobody"], "--expert 'nobody' is not one of the choices"),
-    (["demo", "--episodes", "-5"], "--episodes -5 is out of range: it must be between 1 and 100000"),
-    (["demo", "--eval-episodes", "0"], "--eval-episodes 0 is out of range: it must be between 1 and 10000"),
-    (["demo", "--seeds", "0"], "--seeds 0 is out of range: it must be between 1 and 32"),
-    (["demo", "--epochs", "-1"], "--epochs -1 is out of range: it must be between 1 and 10000"),
-])
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["eval", "jacobian", "--episodes", "-1"], "--episodes -1 is out of range: it must be between 1 and 10000"),
+        (["eval", "jacobian", "--task", "medium"], "--task 'medium' is not one of the choices: easy or hard"),
+        (["eval", "nobody"], None),  # not a baseline: an unknown run (checked below)
+        (
+            ["train", "bc", "ds", "--features", "pixels"],
+            "--features 'pixels' is not one of the choices: vjepa2, state or random",
+        ),
+        (["train", "bc", "ds", "--epochs", "0"], "--epochs 0 is out of range: it must be between 1 and 10000"),
+        (["train", "bc", "ds", "--lr", "0"], "--lr 0.0 is out of range: it must be > 0.0 and <= 1.0"),
+        (["train", "bc", "ds", "--select", "nope"], "--select 'nope' is not one of the choices: best_val or last"),
+        (
+            ["train", "sac", "--parallel-envs", "999"],
+            "--parallel-envs 999 is out of range: it must be between 1 and 256",
+        ),
+        (
+            ["datasets", "create", "x", "--episodes", "0"],
+            "--episodes 0 is out of range: it must be between 1 and 100000",
+        ),
+        (["datasets", "create", "x", "--expert", "nobody"], "--expert 'nobody' is not one of the choices"),
+        (["demo", "--episodes", "-5"], "--episodes -5 is out of range: it must be between 1 and 100000"),
+        (["demo", "--eval-episodes", "0"], "--eval-episodes 0 is out of range: it must be between 1 and 10000"),
+        (["demo", "--seeds", "0"], "--seeds 0 is out of range: it must be between 1 and 32"),
+        (["demo", "--epochs", "-1"], "--epochs -1 is out of range: it must be between 1 and 10000"),
+    ],
+)
 def test_validation_failures_are_one_plain_line(tmp_path, args, line):
     """One line, no pydantic text or URL, exit 2, and nothing created (the demo starts no service: the check
     runs before Services, so it also returns in well under the services' start time)."""
@@ -242,11 +284,21 @@ def test_a_service_422_becomes_the_same_line():
     from vjepa_robot_client.contract import EvalRequest
     from vjepa_robot_client.errors import BadRequest
 
-    fastapi = [{"type": "greater_than_equal", "loc": ["body", "episodes"], "msg": "Input should be greater than or "
-                "equal to 1", "input": -1, "ctx": {"ge": 1}}]
+    fastapi = [
+        {
+            "type": "greater_than_equal",
+            "loc": ["body", "episodes"],
+            "msg": "Input should be greater than or equal to 1",
+            "input": -1,
+            "ctx": {"ge": 1},
+        }
+    ]
     assert invalid_input(fastapi, model=EvalRequest) == "--episodes -1 is out of range: it must be between 1 and 10000"
-    exc = BadRequest("422 POST /eval/x: episodes: Input should be greater than or equal to 1", status_code=422,
-                     detail="episodes: Input should be greater than or equal to 1")
+    exc = BadRequest(
+        "422 POST /eval/x: episodes: Input should be greater than or equal to 1",
+        status_code=422,
+        detail="episodes: Input should be greater than or equal to 1",
+    )
     msg, code = cli.classify_failure(exc)
     assert code == 2 and msg == "--episodes: it must be greater than or equal to 1"
 
@@ -266,21 +318,26 @@ def test_waiting_line_then_unreachable_exit_code(dead_url, quiet_verbose, capsys
 def trainer_url(tmp_path_factory):
     """A real trainer service on loopback (its encoder URL points nowhere: these tests never need it)."""
     from _servers import serve_app
+
     from services.trainer.app import TrainerSettings, create_app
 
     root = tmp_path_factory.mktemp("cli-trainer")
-    app = create_app(TrainerSettings(store=str(root / "store"), runs=str(root / "runs"),
-                                     encoder_url="http://127.0.0.1:9"))
+    app = create_app(
+        TrainerSettings(store=str(root / "store"), runs=str(root / "runs"), encoder_url="http://127.0.0.1:9")
+    )
     with serve_app(app) as url:
         yield url
 
 
-@pytest.mark.parametrize("args", [
-    ["train", "bc", "no-such-dataset", "--features", "state"],  # refused by the trainer's jobs (404)
-    ["eval", "no-such-run", "--episodes", "1"],  # unknown run (404)
-    ["eval", "jacobian", "--episodes", "-1"],  # validation (before any request)
-    ["train", "bc", "ds", "--features", "pixels"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "bc", "no-such-dataset", "--features", "state"],  # refused by the trainer's jobs (404)
+        ["eval", "no-such-run", "--episodes", "1"],  # unknown run (404)
+        ["eval", "jacobian", "--episodes", "-1"],  # validation (before any request)
+        ["train", "bc", "ds", "--features", "pixels"],
+    ],
+)
 def test_the_same_mistake_has_the_same_exit_code_in_both_modes(args, tmp_path, trainer_url, quiet_verbose, capsys):
     codes = {}
     for mode, extra in (("local", ["--store", str(tmp_path / "store")]), ("service", ["--trainer-url", trainer_url])):
@@ -299,10 +356,17 @@ def test_demo_stage_times_are_spans_of_their_jobs():
     for cfg in PRESETS.values():
         check_config(cfg)  # the presets themselves pass the services' request models
     w = Watch(console=None, t0=0.0)
-    for label, stage, start, end in [("encode", "encode", 10.0, 70.0), ("BC state", "BC", 12.0, 40.0),
-                                     ("BC vjepa2", "BC", 70.0, 100.0), ("eval", "evaluation", 41.0, 160.0)]:
+    for label, stage, start, end in [
+        ("encode", "encode", 10.0, 70.0),
+        ("BC state", "BC", 12.0, 40.0),
+        ("BC vjepa2", "BC", 70.0, 100.0),
+        ("eval", "evaluation", 41.0, 160.0),
+    ]:
         w.done.append(Job(label, stage, poll=lambda: None, started=start, ended=end))
     spans = w.spans()
     assert spans == {"encode": 60.0, "BC": 88.0, "evaluation": 119.0}
-    assert stage_summary({"dataset": 30.0, **spans}) == "dataset 30 s, encode 1 min 00 s, BC 1 min 28 s, evaluation 1 min 59 s"
+    assert (
+        stage_summary({"dataset": 30.0, **spans})
+        == "dataset 30 s, encode 1 min 00 s, BC 1 min 28 s, evaluation 1 min 59 s"
+    )
     assert fmt_s(3600 + 5) == "60 min 05 s"

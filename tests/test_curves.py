@@ -7,17 +7,18 @@ import importlib.util
 import math
 
 import pytest
+from test_sac import TINY, FakeRun
 
 from services.trainer.bc import train_bc
 from services.trainer.curves import open_curves
 from services.trainer.features import make_feature_source
 from services.trainer.runs import RunStore
 from services.trainer.sac import train_sac
-from test_sac import TINY, FakeRun
 from vjepa_robot_client.contract import TrainBCRequest, TrainSACRequest
 
-event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator",
-                                        reason="tensorboard (the trainer extra) is not installed")
+event_accumulator = pytest.importorskip(
+    "tensorboard.backend.event_processing.event_accumulator", reason="tensorboard (the trainer extra) is not installed"
+)
 
 
 def scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
@@ -37,8 +38,9 @@ def test_bc_run_writes_train_and_val_loss_per_epoch(tiny_dataset, tmp_path):
     assert set(s) == {"loss/train", "loss/val"}
     assert [step for step, _ in s["loss/train"]] == [1, 2, 3, 4] == [step for step, _ in s["loss/val"]]
     # the logged values are the run's own curves (float32 in the event file)
-    assert all(math.isclose(v, want, rel_tol=1e-6)
-               for (_, v), want in zip(s["loss/train"], metrics["train_loss_curve"]))
+    assert all(
+        math.isclose(v, want, rel_tol=1e-6) for (_, v), want in zip(s["loss/train"], metrics["train_loss_curve"])
+    )
     assert all(math.isclose(v, want, rel_tol=1e-6) for (_, v), want in zip(s["loss/val"], metrics["val_loss_curve"]))
 
 
@@ -47,8 +49,16 @@ def test_sac_run_writes_returns_losses_alpha_and_speed(tmp_path):
     200 env steps, evaluation every 400: the steps of every curve follow from that schedule."""
     out = train_sac(TrainSACRequest(**TINY), FakeRun(tmp_path), make_feature_source("state"))
     s = scalars(tmp_path)
-    want = {"train/episode_return", "train/episode_success", "eval/mean_return", "eval/success_rate",
-            "loss/critic", "loss/actor", "train/alpha", "perf/env_steps_per_s"}
+    want = {
+        "train/episode_return",
+        "train/episode_success",
+        "eval/mean_return",
+        "eval/success_rate",
+        "loss/critic",
+        "loss/actor",
+        "train/alpha",
+        "perf/env_steps_per_s",
+    }
     assert set(s) == want
     steps = {t: [step for step, _ in v] for t, v in s.items()}
     assert steps["train/episode_return"] == [200, 400, 600, 800]  # both envs end an episode every 100 env steps
@@ -56,8 +66,9 @@ def test_sac_run_writes_returns_losses_alpha_and_speed(tmp_path):
     assert [v for _, v in s["eval/mean_return"]] == pytest.approx([p["mean_return"] for p in out["curve"]], abs=0.01)
     # update metrics: one point per 16 env steps (min(1000, 800 // 50)) once updates have begun, the last at 800
     assert steps["loss/critic"] == steps["loss/actor"] == steps["train/alpha"]
-    assert steps["loss/critic"][-1] == 800 and all(b - a == 16 for a, b in zip(steps["loss/critic"],
-                                                                              steps["loss/critic"][1:]))
+    assert steps["loss/critic"][-1] == 800 and all(
+        b - a == 16 for a, b in zip(steps["loss/critic"], steps["loss/critic"][1:])
+    )
     assert 200 <= steps["loss/critic"][0] <= 224
     assert steps["perf/env_steps_per_s"] == list(range(16, 801, 16))  # from the first logged span on
     assert all(v > 0 for _, v in s["perf/env_steps_per_s"]) and all(0 < v for _, v in s["train/alpha"])
@@ -97,8 +108,9 @@ def test_a_curve_write_error_never_costs_the_run(tmp_path, caplog):
     assert "TensorBoard logging stopped" in caplog.text
 
 
-@pytest.mark.skipif(importlib.util.find_spec("wandb") is None,
-                    reason="wandb (the optional `wandb` extra) is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("wandb") is None, reason="wandb (the optional `wandb` extra) is not installed"
+)
 def test_wandb_offline_writes_its_run_dir(tiny_dataset, tmp_path, monkeypatch):
     """VJEPA_ROBOT_WANDB=1 with WANDB_MODE=offline: no account, no network; the run's files land in <run dir>/wandb."""
     monkeypatch.setenv("VJEPA_ROBOT_WANDB", "1")

@@ -174,7 +174,7 @@ def test_dockerfile_stages_share_torch_and_the_core_dependencies_and_install_fro
     assert "requirements.py encoder" in encoder and "trainer" not in re.sub(r"#.*", "", encoder)  # no simulator stack
     assert "libegl" not in encoder and "libegl1" in trainer and "requirements.py trainer" in trainer
     assert "libegl" not in core and "requirements.py trainer" not in core
-    assert 'ARG TORCH_VERSION=2.13.0' in base
+    assert "ARG TORCH_VERSION=2.13.0" in base
     assert re.search(r"^torch==2\.13\.0$", LOCK.read_text(), flags=re.M)  # the lock agrees with the image
 
 
@@ -225,8 +225,9 @@ def test_requirements_helper_lists_what_pyproject_declares():
     assert helper.requirements("trainer") == project["optional-dependencies"]["trainer"]
     assert helper.requirements("encoder") == project["optional-dependencies"]["encoder"]
     assert helper.requirements("all") == project["optional-dependencies"]["trainer"]  # all = vjepa-robot[trainer]
-    out = subprocess.run([sys.executable, str(ROOT / "deploy/requirements.py"), "trainer"], capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "deploy/requirements.py"), "trainer"], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == [r.replace(" ", "") for r in project["optional-dependencies"]["trainer"]]
     bad = subprocess.run([sys.executable, str(ROOT / "deploy/requirements.py"), "gpu"], capture_output=True, text=True)
     assert bad.returncode != 0 and "unknown extra 'gpu'" in bad.stderr
@@ -303,15 +304,34 @@ def _dockerignore_excludes(path: str, patterns: list[str]) -> bool:
 
 def test_dockerignore_keeps_build_outputs_out_of_the_context():
     patterns = [ln.strip() for ln in DOCKERIGNORE.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    for path in ("clients/build/lib/vjepa_robot_client/__init__.py", "clients/vjepa_robot_client.egg-info/PKG-INFO",
-                 "vjepa_robot.egg-info/PKG-INFO", ".venv/bin/python", "services/__pycache__/x.cpython-311.pyc",
-                 ".git/HEAD", ".env", "vjepa-robot-store/datasets.lance/x", "vjepa-robot-runs/r/run.json",
-                 "vjepa-robot-demo/x", "vjepa-robot-report/README.md", ".pytest_cache/v", "build/lib/x.py",
-                 "bench/results/x.json"):
+    for path in (
+        "clients/build/lib/vjepa_robot_client/__init__.py",
+        "clients/vjepa_robot_client.egg-info/PKG-INFO",
+        "vjepa_robot.egg-info/PKG-INFO",
+        ".venv/bin/python",
+        "services/__pycache__/x.cpython-311.pyc",
+        ".git/HEAD",
+        ".env",
+        "vjepa-robot-store/datasets.lance/x",
+        "vjepa-robot-runs/r/run.json",
+        "vjepa-robot-demo/x",
+        "vjepa-robot-report/README.md",
+        ".pytest_cache/v",
+        "build/lib/x.py",
+        "bench/results/x.json",
+    ):
         assert _dockerignore_excludes(path, patterns), f"{path} would enter the build context"
-    for path in ("pyproject.toml", "README.md", "constraints.txt", "services/encoder/app.py",
-                 "services/trainer/report/rows.py", "clients/vjepa_robot_client/__init__.py", "clients/pyproject.toml",
-                 "vjepa_robot/cli.py", ".env.example"):
+    for path in (
+        "pyproject.toml",
+        "README.md",
+        "constraints.txt",
+        "services/encoder/app.py",
+        "services/trainer/report/rows.py",
+        "clients/vjepa_robot_client/__init__.py",
+        "clients/pyproject.toml",
+        "vjepa_robot/cli.py",
+        ".env.example",
+    ):
         assert not _dockerignore_excludes(path, patterns), f"{path} is needed by the images but ignored"
     copied = re.findall(r"^COPY (.+) \S+$", DOCKERFILE.read_text(), flags=re.M)
     for sources in copied:
@@ -391,8 +411,16 @@ def test_docker_compose_config():
 
     for files in (["-f", str(COMPOSE)], ["-f", str(COMPOSE), "-f", str(COMPOSE_GPU)]):
         subprocess.run([docker, "compose", *files, "config", "-q"], check=True, cwd=ROOT, timeout=60)
-        config = json.loads(subprocess.run([docker, "compose", *files, "config", "--format", "json"], check=True,
-                                           cwd=ROOT, timeout=60, capture_output=True, text=True).stdout)
+        config = json.loads(
+            subprocess.run(
+                [docker, "compose", *files, "config", "--format", "json"],
+                check=True,
+                cwd=ROOT,
+                timeout=60,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
         built = [svc["image"] for svc in config["services"].values() if "build" in svc]  # compose's own merge
         assert len(built) == len(set(built)), built
 
@@ -401,12 +429,19 @@ def test_encoder_container_entrypoint_on_loopback(tmp_path):
     """The encoder service's command, environment and healthcheck, run as the container would (minus Docker):
     `vjepa-robot serve encoder ...` with the compose environment, until the image's healthcheck passes."""
     from _servers import free_port
+
     from vjepa_robot_client import EncoderClient
 
     svc = load(COMPOSE)["services"]["encoder"]
     port = free_port()
-    env = {**os.environ, **environment(svc), "VJEPA_ROBOT_STORE": str(tmp_path / "store"),
-           "VJEPA_ROBOT_TOKEN": "compose-token", "HF_HOME": str(tmp_path / "hf"), "VJEPA_ROBOT_THREADS": "1"}
+    env = {
+        **os.environ,
+        **environment(svc),
+        "VJEPA_ROBOT_STORE": str(tmp_path / "store"),
+        "VJEPA_ROBOT_TOKEN": "compose-token",
+        "HF_HOME": str(tmp_path / "hf"),
+        "VJEPA_ROBOT_THREADS": "1",
+    }
     command = [str(Path(sys.executable).with_name("vjepa-robot")), *svc["command"][1:]]
     command[command.index("--host") + 1] = "127.0.0.1"  # 0.0.0.0 inside the container
     command[command.index("--port") + 1] = str(port)
@@ -456,19 +491,32 @@ def test_fetch_model_fills_the_hf_cache_that_the_encoder_then_loads_offline(tmp_
     shutil.copytree(tiny_encoder_dir, repo / "snapshots" / sha)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(sha)
-    filled = subprocess.run([cli, "fetch-model", "--model", "example/tiny-vjepa2", "--revision", "main"], env=env,
-                            capture_output=True, text=True, timeout=120)
+    filled = subprocess.run(
+        [cli, "fetch-model", "--model", "example/tiny-vjepa2", "--revision", "main"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert filled.returncode == 0, filled.stdout + filled.stderr
     assert sha in filled.stdout and "is in the cache" in filled.stdout
 
     window = np.random.default_rng(0).integers(0, 256, (1, 8, 32, 32, 3), dtype=np.uint8)
     np.save(tmp_path / "window.npy", window)
-    script = ("import sys, numpy as np; from services.encoder.model import load_encoder; "
-              "enc = load_encoder(model='example/tiny-vjepa2', revision='main', device='cpu', num_threads=1); "
-              "assert enc.info()['model'] == 'example/tiny-vjepa2', enc.info(); "
-              "np.save(sys.argv[2], enc.encode(np.load(sys.argv[1])))")
-    loaded = subprocess.run([sys.executable, "-c", script, str(tmp_path / "window.npy"), str(tmp_path / "emb.npy")],
-                            env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    script = (
+        "import sys, numpy as np; from services.encoder.model import load_encoder; "
+        "enc = load_encoder(model='example/tiny-vjepa2', revision='main', device='cpu', num_threads=1); "
+        "assert enc.info()['model'] == 'example/tiny-vjepa2', enc.info(); "
+        "np.save(sys.argv[2], enc.encode(np.load(sys.argv[1])))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "window.npy"), str(tmp_path / "emb.npy")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     np.testing.assert_allclose(np.load(tmp_path / "emb.npy"), tiny_encoder.encode(window), rtol=1e-5, atol=1e-6)
 
@@ -481,7 +529,10 @@ def _smoke_skip_reason() -> str | None:
         return "no Docker engine reachable (docker info failed)"
     if subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30).returncode != 0:
         return "Compose v2 (the `docker compose` plugin) is not installed"
-    if subprocess.run([docker, "image", "inspect", "python:3.11-slim"], capture_output=True, timeout=30).returncode != 0:
+    if (
+        subprocess.run([docker, "image", "inspect", "python:3.11-slim"], capture_output=True, timeout=30).returncode
+        != 0
+    ):
         return "the base image python:3.11-slim is not available locally (docker pull python:3.11-slim first)"
     return None
 
@@ -495,8 +546,9 @@ def test_compose_stack_smoke():
     if reason:
         pytest.skip(f"compose smoke test skipped: {reason}")
     env = {**os.environ, "PYTHON": sys.executable}
-    proc = subprocess.run(["bash", str(ROOT / "deploy/smoke.sh")], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=3500)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "deploy/smoke.sh")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=3500
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     assert "smoke test passed" in proc.stdout
 
@@ -505,7 +557,6 @@ def test_the_lock_pins_every_dependency_within_the_pyproject_ranges():
     """constraints.txt (deploy/lock.sh) must cover pyproject.toml: a dependency added or re-ranged without refreshing
     the lock fails here, not in a Docker build or CI install months later."""
     import tomllib
-
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
     from packaging.version import Version

@@ -19,8 +19,14 @@ pytestmark = pytest.mark.filterwarnings("ignore::modal.exception.DeprecationErro
 
 def load_modal_app(monkeypatch, **env: str):
     """Import deploy/modal_app.py afresh, recording the options given to app.cls / app.function / modal.concurrent."""
-    for key in ("VJEPA_ROBOT_MODAL_GPU", "VJEPA_ROBOT_MODAL_STORE", "VJEPA_ROBOT_MODAL_MIN_CONTAINERS",
-                "VJEPA_ROBOT_MODAL_MAX_CONTAINERS", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"):
+    for key in (
+        "VJEPA_ROBOT_MODAL_GPU",
+        "VJEPA_ROBOT_MODAL_STORE",
+        "VJEPA_ROBOT_MODAL_MIN_CONTAINERS",
+        "VJEPA_ROBOT_MODAL_MAX_CONTAINERS",
+        "MODAL_TOKEN_ID",
+        "MODAL_TOKEN_SECRET",
+    ):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -86,8 +92,12 @@ def test_encoder_class_configuration(modal_app):
 
 
 def test_gpu_and_store_are_configurable(monkeypatch):
-    m, seen = load_modal_app(monkeypatch, VJEPA_ROBOT_MODAL_GPU="H100", VJEPA_ROBOT_MODAL_STORE="s3://bucket/store",
-                             VJEPA_ROBOT_MODAL_MAX_CONTAINERS="10")
+    m, seen = load_modal_app(
+        monkeypatch,
+        VJEPA_ROBOT_MODAL_GPU="H100",
+        VJEPA_ROBOT_MODAL_STORE="s3://bucket/store",
+        VJEPA_ROBOT_MODAL_MAX_CONTAINERS="10",
+    )
     (enc,) = [kw for kw in seen["cls"] if kw.get("gpu")]
     assert enc["gpu"] == "H100" and enc["max_containers"] == 10
     assert m.store_uri() == "s3://bucket/store" and "/data/store" not in enc["volumes"]
@@ -149,7 +159,10 @@ def test_encoder_image_is_slim_and_both_images_install_from_the_lock(modal_app):
     assert simulator_and_plotting <= trainer_deps
     assert not (simulator_and_plotting | {"stable-baselines3", "gymnasium"}) & encoder_deps
     assert "torch" not in encoder_deps | trainer_deps  # installed first, from the CUDA index
-    pinned = {line.split("==")[0].lower().replace("_", "-") for line in m.LOCK.read_text().splitlines()
-              if "==" in line and not line.startswith("#")}
+    pinned = {
+        line.split("==")[0].lower().replace("_", "-")
+        for line in m.LOCK.read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
     assert {d.replace("_", "-") for d in trainer_deps} <= pinned, sorted(trainer_deps - pinned)
     assert "torch" in pinned

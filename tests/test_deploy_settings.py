@@ -18,13 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _servers import free_port, serve_app
 from pydantic import ValidationError
 
-from _servers import free_port, serve_app
-
 ROOT = Path(__file__).resolve().parents[1]
-URL_AND_PORT_VARS = ("VJEPA_ROBOT_ENCODER_URL", "VJEPA_ROBOT_TRAINER_URL", "VJEPA_ROBOT_ENCODER_PORT",
-                     "VJEPA_ROBOT_TRAINER_PORT", "VJEPA_ROBOT_BIND")
+URL_AND_PORT_VARS = (
+    "VJEPA_ROBOT_ENCODER_URL",
+    "VJEPA_ROBOT_TRAINER_URL",
+    "VJEPA_ROBOT_ENCODER_PORT",
+    "VJEPA_ROBOT_TRAINER_PORT",
+    "VJEPA_ROBOT_BIND",
+)
 
 
 class RecordingASGI:
@@ -46,8 +50,11 @@ def recorded_encoder(tmp_path_factory, tiny_encoder):
     from services.encoder.app import create_app
     from services.encoder.settings import EncoderSettings
 
-    app = RecordingASGI(create_app(EncoderSettings(store=str(tmp_path_factory.mktemp("enc-store")), max_wait_ms=1.0),
-                                   encoder=tiny_encoder))
+    app = RecordingASGI(
+        create_app(
+            EncoderSettings(store=str(tmp_path_factory.mktemp("enc-store")), max_wait_ms=1.0), encoder=tiny_encoder
+        )
+    )
     with serve_app(app) as url:
         yield url, app
 
@@ -133,14 +140,19 @@ def test_serve_trainer_compress_flag(tmp_path):
     choices (a real process each: the flag must reach the service's settings)."""
     cli = str(Path(sys.executable).with_name("vjepa-robot"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("VJEPA_ROBOT_")}
-    bad = subprocess.run([cli, "serve", "trainer", "--compress", "brotli"], env=env, capture_output=True, text=True,
-                         timeout=120)
+    bad = subprocess.run(
+        [cli, "serve", "trainer", "--compress", "brotli"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 2 and "brotli" in bad.stderr and "zstd" in bad.stderr, bad.stderr
 
     port = free_port()
-    proc = subprocess.Popen([cli, "serve", "trainer", "--port", str(port), "--store", str(tmp_path / "store"),
-                             "--compress", "zstd"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        [cli, "serve", "trainer", "--port", str(port), "--store", str(tmp_path / "store"), "--compress", "zstd"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         import httpx
 
@@ -207,11 +219,11 @@ def test_sdk_default_port_must_be_a_port(clean_env):
 
 def test_sdk_reaches_a_service_on_a_moved_port(clean_env, tmp_path):
     """End to end: a real encoder on a free port, found by the SDK from VJEPA_ROBOT_ENCODER_PORT alone."""
+    from conftest import ToyEncoder
+
     from services.encoder.app import create_app
     from services.encoder.settings import EncoderSettings
     from vjepa_robot_client import EncoderClient
-
-    from conftest import ToyEncoder
 
     port = free_port()
     app = create_app(EncoderSettings(store=str(tmp_path / "store")), encoder=ToyEncoder())

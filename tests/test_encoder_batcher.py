@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import ToyEncoder
+
 from services.encoder.batcher import DynamicBatcher, QueueFull
 
 
@@ -104,6 +104,7 @@ def test_full_queue_raises_queue_full():
 # -- the /encode hot path's bytes (services/encoder/wire.py) and the SDK's body parts ---------------------------------
 
 from conftest import run_server  # noqa: E402
+
 from services.encoder.wire import BodyBuffers  # noqa: E402
 from vjepa_robot_client import AsyncEncoderClient, EncoderClient  # noqa: E402
 from vjepa_robot_client.contract import NpyError, from_npy_bytes, to_npy_bytes  # noqa: E402
@@ -220,8 +221,11 @@ def test_a_forward_pass_with_the_wrong_number_of_rows_fails_every_caller(rows):
     toy = ToyEncoder()
 
     def wrong(windows):
-        return toy.encode(windows)[: rows(windows.shape[0])] if rows(windows.shape[0]) <= windows.shape[0] \
+        return (
+            toy.encode(windows)[: rows(windows.shape[0])]
+            if rows(windows.shape[0]) <= windows.shape[0]
             else np.concatenate([toy.encode(windows), toy.encode(windows[:1])])
+        )
 
     async def main():
         b = DynamicBatcher(wrong, max_batch=8, max_wait_ms=200)
@@ -293,9 +297,9 @@ def test_the_service_answers_503_shutting_down_once_the_batcher_stopped(tmp_path
 def test_shutdown_does_not_wait_for_a_dataset_job_stuck_in_a_forward_pass(tmp_path):
     """A dataset job whose forward pass hangs: leaving the lifespan takes about the grace period, the job's thread
     ends, and the job reads failed naming the shutdown (a re-run resumes it: episodes are appended whole)."""
+    from conftest import write_steps_dataset
     from fastapi.testclient import TestClient
 
-    from conftest import write_steps_dataset
     from services.common.store import Store
     from services.encoder.app import create_app
     from services.encoder.settings import EncoderSettings
@@ -334,10 +338,13 @@ def test_the_body_pool_is_bounded_by_its_settings_and_reported(tmp_path):
 
     limit = 3 * len(to_npy_bytes(w(1, 16)))  # room for 3 one-window bodies
     toy = ToyEncoder(delay_s=0.05)
-    app = create_app(EncoderSettings(store=str(tmp_path / "store"), body_pool_buffers=2, body_pool_bytes=limit,
-                                     max_wait_ms=0), encoder=toy)
+    app = create_app(
+        EncoderSettings(store=str(tmp_path / "store"), body_pool_buffers=2, body_pool_bytes=limit, max_wait_ms=0),
+        encoder=toy,
+    )
     assert (app.state.bodies.keep, app.state.bodies.max_bytes) == (2, limit)
     with run_server(app) as url:
+
         async def burst():
             async with AsyncEncoderClient(url, compress=None) as c:
                 await asyncio.gather(*(c.encode(w(b, 16)) for b in (1, 2, 3, 1, 2, 3, 1, 2)))
@@ -345,8 +352,11 @@ def test_the_body_pool_is_bounded_by_its_settings_and_reported(tmp_path):
         asyncio.run(burst())  # 8 bodies in flight at once, of 3 sizes
         idle = app.state.bodies.idle_bytes()
         assert 0 < idle <= limit and len(app.state.bodies._free) <= 2
-        gauge = next(x for x in httpx.get(f"{url}/metrics").text.splitlines()
-                     if x.startswith("vjepa_encoder_body_pool_idle_bytes "))
+        gauge = next(
+            x
+            for x in httpx.get(f"{url}/metrics").text.splitlines()
+            if x.startswith("vjepa_encoder_body_pool_idle_bytes ")
+        )
         assert float(gauge.split()[-1]) == idle
     off = create_app(EncoderSettings(store=str(tmp_path / "store"), body_pool_buffers=0), encoder=toy)
     with run_server(off) as url, EncoderClient(url, compress=None) as c:

@@ -107,8 +107,9 @@ def test_tiny_preset_is_the_same_in_every_process(tiny_encoder):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     other = json.loads(out.stdout.strip().splitlines()[-1])
     assert other["id"] == tiny_encoder.encoder_id
-    np.testing.assert_allclose(np.array(other["emb"], np.float32), tiny_encoder.encode(windows(1, 128))[0],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.array(other["emb"], np.float32), tiny_encoder.encode(windows(1, 128))[0], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_unknown_preset_names_the_choices():

@@ -10,13 +10,13 @@ import time
 import httpx
 import numpy as np
 import pytest
-
 from conftest import ToyEncoder, run_server
+
 from services.common.store import embeddings_table_name
 from services.encoder.app import create_app
 from services.encoder.settings import EncoderSettings
-from vjepa_robot_client.window import window_at
 from vjepa_robot_client.contract import NPY_MEDIA_TYPE, from_npy_bytes, to_npy_bytes
+from vjepa_robot_client.window import window_at
 
 NPY = {"Content-Type": NPY_MEDIA_TYPE}
 LIMIT = 2 * 1024 * 1024  # a small body limit so the 413 test stays cheap
@@ -29,8 +29,15 @@ def windows(b: int, size: int = 32, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tiny_server(tmp_path_factory):
     """The real app with the tiny preset (loaded in the app's lifespan, as in production)."""
-    settings = EncoderSettings(preset="tiny", store=str(tmp_path_factory.mktemp("store")), device="cpu", threads=1,
-                               max_batch=8, max_wait_ms=2.0, max_body_bytes=LIMIT)
+    settings = EncoderSettings(
+        preset="tiny",
+        store=str(tmp_path_factory.mktemp("store")),
+        device="cpu",
+        threads=1,
+        max_batch=8,
+        max_wait_ms=2.0,
+        max_body_bytes=LIMIT,
+    )
     app = create_app(settings)
     with run_server(app, startup_timeout=120) as url:
         yield url, app
@@ -45,7 +52,13 @@ def test_healthz_and_info(tiny_server):
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
     info = httpx.get(f"{url}/info").json()
     assert set(info) >= {"encoder_id", "model", "dim", "frames", "image_size", "dtype", "device", "max_batch"}
-    assert (info["dim"], info["frames"], info["image_size"], info["dtype"], info["max_batch"]) == (96, 8, 128, "float32", 8)
+    assert (info["dim"], info["frames"], info["image_size"], info["dtype"], info["max_batch"]) == (
+        96,
+        8,
+        128,
+        "float32",
+        8,
+    )
 
 
 def test_encode_json_and_npy_equal_in_process(tiny_server, tiny_encoder):
@@ -116,7 +129,10 @@ def test_wrong_content_type_and_unknown_dataset(tiny_server):
     url, _ = tiny_server
     r = httpx.post(f"{url}/encode", json={"frames": []})
     assert r.status_code == 415 and NPY_MEDIA_TYPE in r.json()["detail"]
-    for r in (httpx.post(f"{url}/datasets/no-such-dataset/encode"), httpx.get(f"{url}/datasets/no-such-dataset/encode")):
+    for r in (
+        httpx.post(f"{url}/datasets/no-such-dataset/encode"),
+        httpx.get(f"{url}/datasets/no-such-dataset/encode"),
+    ):
         assert r.status_code == 404 and "unknown dataset" in r.json()["detail"]
     r = httpx.get(f"{url}/datasets/bad%20name!/encode")
     assert r.status_code == 422 and "invalid dataset name" in r.json()["detail"]
@@ -127,8 +143,12 @@ def test_metrics_in_prometheus_format(tiny_server):
     url, _ = tiny_server
     post_npy(url, windows(2))
     text = httpx.get(f"{url}/metrics").text
-    for name in ("vjepa_encoder_requests_total", "vjepa_encoder_batch_size_bucket", "vjepa_encoder_queue_depth",
-                 "vjepa_encoder_request_latency_seconds_bucket"):
+    for name in (
+        "vjepa_encoder_requests_total",
+        "vjepa_encoder_batch_size_bucket",
+        "vjepa_encoder_queue_depth",
+        "vjepa_encoder_request_latency_seconds_bucket",
+    ):
         assert name in text, name
     assert 'route="/encode",status="200"' in text
 
@@ -140,7 +160,12 @@ def test_dataset_encoding_is_idempotent_with_lineage(tiny_dataset, tiny_encoder)
     app = create_app(EncoderSettings(store=store.uri, max_batch=16, max_wait_ms=1.0), encoder=tiny_encoder)
     with run_server(app) as url, EncoderClient(url) as client:
         status = client.encode_dataset_and_wait(name, batch_size=4, poll_interval=0.1, timeout=120)
-        assert (status.status, status.done, status.total, status.encoder_id) == ("done", 30, 30, tiny_encoder.encoder_id)
+        assert (status.status, status.done, status.total, status.encoder_id) == (
+            "done",
+            30,
+            30,
+            tiny_encoder.encoder_id,
+        )
         table = store.open(embeddings_table_name(name, tiny_encoder.encoder_id)).to_arrow()
         assert table.num_rows == 30
         for col in ("dataset", "episode", "step", "encoder_id", "embedding", "model", "preprocessing", "created_at"):
@@ -165,7 +190,9 @@ def test_toy_model_receives_real_batches_under_concurrency(tmp_path):
 
     async def fire(url):
         async with httpx.AsyncClient(timeout=30) as client:
-            reqs = [client.post(f"{url}/encode", content=to_npy_bytes(windows(1, seed=i)), headers=NPY) for i in range(8)]
+            reqs = [
+                client.post(f"{url}/encode", content=to_npy_bytes(windows(1, seed=i)), headers=NPY) for i in range(8)
+            ]
             return await asyncio.gather(*reqs)
 
     with run_server(app) as url:
@@ -182,8 +209,9 @@ def test_an_error_in_a_batch_reaches_every_caller(tmp_path):
 
     async def fire(url):
         async with httpx.AsyncClient(timeout=30) as client:
-            return await asyncio.gather(*(client.post(f"{url}/encode", content=to_npy_bytes(windows(1)), headers=NPY)
-                                          for _ in range(3)))
+            return await asyncio.gather(
+                *(client.post(f"{url}/encode", content=to_npy_bytes(windows(1)), headers=NPY) for _ in range(3))
+            )
 
     with run_server(app) as url:
         responses = asyncio.run(fire(url))
@@ -241,7 +269,13 @@ def test_token_file_and_env_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("VJEPA_ROBOT_TOKEN_FILE", str(token_file))
     monkeypatch.delenv("VJEPA_ROBOT_TOKEN", raising=False)
     s = EncoderSettings()
-    assert (s.max_batch, s.max_wait_ms, s.max_body_bytes, s.preset, s.store) == (7, 3.5, 1000, "tiny", str(tmp_path / "s"))
+    assert (s.max_batch, s.max_wait_ms, s.max_body_bytes, s.preset, s.store) == (
+        7,
+        3.5,
+        1000,
+        "tiny",
+        str(tmp_path / "s"),
+    )
     assert s.resolved_token() == "from-file"
     monkeypatch.setenv("VJEPA_ROBOT_TOKEN", "from-env")
     assert EncoderSettings().resolved_token() == "from-env"

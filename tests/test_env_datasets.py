@@ -85,10 +85,10 @@ def test_jacobian_expert_succeeds_and_beats_the_others(task):
 def test_same_seed_same_frames_and_actions(tmp_path):
     store = Store(str(tmp_path / "store"))
     for name in ("a", "b"):
-        create_dataset(DatasetSpec(name=name, episodes=3, steps=20, seed=5, image_size=32), store, workers=2,
-                       progress=False)
-    create_dataset(DatasetSpec(name="c", episodes=3, steps=20, seed=6, image_size=32), store, workers=1,
-                   progress=False)
+        create_dataset(
+            DatasetSpec(name=name, episodes=3, steps=20, seed=5, image_size=32), store, workers=2, progress=False
+        )
+    create_dataset(DatasetSpec(name="c", episodes=3, steps=20, seed=6, image_size=32), store, workers=1, progress=False)
     cols = ["frame", "action", "reward", "seed"]
     a, b, c = (store.read_steps(n, cols) for n in ("a", "b", "c"))
     assert a.num_rows == 60
@@ -109,8 +109,9 @@ def test_recreating_is_refused_unless_overwrite(tmp_path):
     create_dataset(spec, store, workers=1, progress=False)
     with pytest.raises(DatasetExists, match="already exists"):
         create_dataset(spec, store, workers=1, progress=False)
-    meta = create_dataset(DatasetSpec(name="d", episodes=3, steps=15, image_size=0), store, workers=1,
-                          overwrite=True, progress=False)
+    meta = create_dataset(
+        DatasetSpec(name="d", episodes=3, steps=15, image_size=0), store, workers=1, overwrite=True, progress=False
+    )
     assert meta["episodes"] == 3 and store.count_steps("d") == 45
 
 
@@ -142,8 +143,12 @@ def test_a_claimed_dataset_is_running_at_once_and_create_fills_it_in(tmp_path):
     ],
 )
 def test_bad_arguments_are_rejected_naming_the_argument(tmp_path, args, word):
-    proc = subprocess.run([sys.executable, "-m", "vjepa_robot.cli", "datasets", "create", "x", *args, "--store",
-                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vjepa_robot.cli", "datasets", "create", "x", *args, "--store", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert word in proc.stderr, proc.stderr
 
@@ -156,8 +161,24 @@ def test_bad_dataset_name_is_rejected():
 @pytest.mark.slow
 def test_killed_writer_leaves_no_partial_episode_and_resume_completes(tmp_path):
     store_dir = str(tmp_path / "store")
-    cmd = [sys.executable, "-m", "vjepa_robot.cli", "datasets", "create", "k", "--episodes", "16", "--steps", "60",
-           "--image-size", "32", "--workers", "1", "--store", store_dir]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vjepa_robot.cli",
+        "datasets",
+        "create",
+        "k",
+        "--episodes",
+        "16",
+        "--steps",
+        "60",
+        "--image-size",
+        "32",
+        "--workers",
+        "1",
+        "--store",
+        store_dir,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = Store(store_dir)
     deadline = time.monotonic() + 120

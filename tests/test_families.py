@@ -48,7 +48,7 @@ def test_image_families_fuse_frames_as_recorded():
     last3 = Encoder.from_preset("tiny-dinov2", device="cpu", num_threads=1, fusion="last3")
     assert len({mean.encoder_id, last.encoder_id, last3.encoder_id}) == 3  # the fusion is part of the id
     w = windows(2)
-    per_frame = np.stack([last.encode(np.repeat(w[:, t:t + 1], 8, axis=1)) for t in range(8)], axis=1)  # (B, 8, D)
+    per_frame = np.stack([last.encode(np.repeat(w[:, t : t + 1], 8, axis=1)) for t in range(8)], axis=1)  # (B, 8, D)
     np.testing.assert_allclose(mean.encode(w), per_frame.mean(axis=1), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(last.encode(w), per_frame[:, -1], rtol=1e-4, atol=1e-5)
     assert last3.dim == 3 * mean.dim
@@ -66,7 +66,7 @@ def test_image_families_fuse_frames_as_recorded():
 def test_grids_for_every_family(encoders):
     """pool=grid: image families' patch grids averaged over the 8 frames (time=mean) or the newest (time=last)."""
     w = windows(2)
-    for fam, enc in encoders.items():
+    for enc in encoders.values():
         g = enc.encode(w, PoolingSpec.of("grid", 4))
         assert g.shape == (2, 16, enc.token_dim) and g.dtype == np.float16
         assert enc.lineage(PoolingSpec.of("grid", 4))["dim"] == enc.token_dim
@@ -108,9 +108,12 @@ def test_a_full_siglip_checkpoint_loads_its_vision_tower(tmp_path):
     from transformers import SiglipConfig, SiglipModel
 
     small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
-    SiglipModel(SiglipConfig(vision_config=dict(**small, image_size=32, patch_size=16),
-                             text_config=dict(**small, vocab_size=100, bos_token_id=1, eos_token_id=2,
-                                              pad_token_id=0))).save_pretrained(tmp_path / "siglip")
+    SiglipModel(
+        SiglipConfig(
+            vision_config=dict(**small, image_size=32, patch_size=16),
+            text_config=dict(**small, vocab_size=100, bos_token_id=1, eos_token_id=2, pad_token_id=0),
+        )
+    ).save_pretrained(tmp_path / "siglip")
     enc = load_encoder(model=str(tmp_path / "siglip"), device="cpu", num_threads=1)
     assert (enc.family.name, enc.dim, enc.image_size) == ("siglip", 32, 32)
     assert "mean0.5-std0.5" in enc.preprocessing
@@ -120,8 +123,16 @@ def test_a_full_siglip_checkpoint_loads_its_vision_tower(tmp_path):
 def test_an_unknown_family_names_the_supported_ones(tmp_path):
     from transformers import ViTConfig, ViTModel
 
-    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                       image_size=32, patch_size=16)).save_pretrained(tmp_path / "vit")
+    ViTModel(
+        ViTConfig(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=32,
+            patch_size=16,
+        )
+    ).save_pretrained(tmp_path / "vit")
     with pytest.raises(UnknownFamily) as err:
         load_encoder(model=str(tmp_path / "vit"), device="cpu", num_threads=1)
     assert "'vit'" in str(err.value) and all(f in str(err.value) for f in FAMILIES)

@@ -18,13 +18,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
-
 from _servers import free_port
+
 from vjepa_robot_client import TrainerClient
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ class Service:
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120.0) -> "Service":
+    def start(self, timeout: float = 120.0) -> Service:
         from vjepa_robot.demo import wait_healthy
 
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "VJEPA_ROBOT_TORCH_THREADS": "1", **(self.env or {})}
@@ -46,7 +46,10 @@ class Service:
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "vjepa_robot.cli", "serve", self.kind, "--port", str(self.port), *self.args],
-                stdout=log, stderr=subprocess.STDOUT, env=env)
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         wait_healthy(self.url, self.proc, self.log, timeout=timeout)
         return self
 
@@ -159,9 +162,20 @@ def test_trainer_killed_during_sac_resumes_from_the_last_checkpoint(services):
 
     tr_svc = services("trainer").start()
     runs_dir = Path(tr_svc.args[tr_svc.args.index("--runs-dir") + 1])
-    cfg = dict(features="state", task="easy", total_steps=2000, parallel_envs=2, episode_steps=200, action_repeat=4,
-               learning_starts=50, batch_size=64, checkpoint_every=200, eval_every=1000, eval_episodes=1,
-               final_eval_episodes=2)
+    cfg = dict(
+        features="state",
+        task="easy",
+        total_steps=2000,
+        parallel_envs=2,
+        episode_steps=200,
+        action_repeat=4,
+        learning_starts=50,
+        batch_size=64,
+        checkpoint_every=200,
+        eval_every=1000,
+        eval_episodes=1,
+        final_eval_episodes=2,
+    )
     with TrainerClient(tr_svc.url, timeout=60) as tr:
         run_id = tr.train_sac(**cfg)
         wait_for(lambda: checkpoint_path(runs_dir / run_id) is not None, 180, "a first SAC checkpoint")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from services.trainer.datasets import DatasetSpec, create_dataset
-from services.trainer.env import TimeStep, StepType, make, train_episode_seed
+from services.trainer.env import StepType, TimeStep, make, train_episode_seed
 from services.trainer.experts import make_expert
 from services.trainer.features import RandomFeatures, StateFeatures, make_feature_source
 

@@ -7,9 +7,17 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from services.trainer.evaluate import (GIF_CAPTION_H, GIF_SIZE, FeaturePolicy, Panel, caption_lines, evaluate,
-                                       target_pixel, wrap_label)
 from services.trainer.env import eval_episode_seed
+from services.trainer.evaluate import (
+    GIF_CAPTION_H,
+    GIF_SIZE,
+    FeaturePolicy,
+    Panel,
+    caption_lines,
+    evaluate,
+    target_pixel,
+    wrap_label,
+)
 from services.trainer.features import make_feature_source
 
 STAND_IN = "policy on vjepa2 (tiny random-init stand-in)"

@@ -9,8 +9,8 @@ import httpx
 import numpy as np
 import pytest
 import torch
-
 from conftest import ToyEncoder, run_server, write_steps_dataset
+
 from services.common.store import EmbeddingLineage, Store, embeddings_table_name
 from services.encoder.app import create_app
 from services.encoder.model import Encoder, make_encoder_id, preprocess, tiny_config_kwargs
@@ -90,8 +90,12 @@ def test_time_last_and_layers(tiny_encoder):
     np.testing.assert_allclose(last, ref.numpy(), rtol=1e-5, atol=1e-5)
     assert np.abs(last - enc.encode(w, GRID4_F32)).max() > 1e-3  # the choice matters
     # the last block through the final LayerNorm is the last hidden state
-    np.testing.assert_allclose(enc.encode(w, PoolingSpec.of("grid", 4, layers=[1], dtype="float32")),
-                               enc.encode(w, GRID4_F32), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        enc.encode(w, PoolingSpec.of("grid", 4, layers=[1], dtype="float32")),
+        enc.encode(w, GRID4_F32),
+        rtol=1e-6,
+        atol=1e-6,
+    )
     both = enc.encode(w, PoolingSpec.of("grid", 4, layers=[0, 1], dtype="float32"))
     assert both.shape == (2, 16, 192)
     np.testing.assert_allclose(both[..., 96:], enc.encode(w, GRID4_F32), rtol=1e-6, atol=1e-6)
@@ -122,8 +126,13 @@ def test_refusals_name_the_limits(tiny_encoder):
 def test_ids_differ_per_pooling_and_mean_keeps_the_base_id(tiny_encoder):
     enc = tiny_encoder
     assert enc.encoder_id_for(None) == enc.encoder_id_for(MEAN_POOLING) == enc.encoder_id
-    specs = [GRID4, PoolingSpec.of("grid", 8), GRID4_F32, PoolingSpec.of("grid", 4, time="last"),
-             PoolingSpec.of("grid", 4, layers=[0, 1])]
+    specs = [
+        GRID4,
+        PoolingSpec.of("grid", 8),
+        GRID4_F32,
+        PoolingSpec.of("grid", 4, time="last"),
+        PoolingSpec.of("grid", 4, layers=[0, 1]),
+    ]
     ids = [enc.encoder_id_for(s) for s in specs]
     assert len(set(ids + [enc.encoder_id])) == len(specs) + 1
     for i in ids:
@@ -131,8 +140,16 @@ def test_ids_differ_per_pooling_and_mean_keeps_the_base_id(tiny_encoder):
     assert ids[0] == f"{enc.encoder_id}-grid4-tmean" == pooled_encoder_id(enc.encoder_id, "grid", 4)
     assert pooled_encoder_id(enc.encoder_id) == enc.encoder_id
     lin = enc.lineage(PoolingSpec.of("grid", 4, layers=[0, 1]))
-    assert (lin["pooling"], lin["grid_size"], lin["time_reduction"], lin["layers"], lin["dim"], lin["tokens"],
-            lin["embedding_dtype"], lin["random_init"]) == ("grid", 4, "mean", [0, 1], 192, 16, "float16", True)
+    assert (
+        lin["pooling"],
+        lin["grid_size"],
+        lin["time_reduction"],
+        lin["layers"],
+        lin["dim"],
+        lin["tokens"],
+        lin["embedding_dtype"],
+        lin["random_init"],
+    ) == ("grid", 4, "mean", [0, 1], 192, 16, "float16", True)
 
 
 def test_random_init_is_set_where_the_encoder_is_loaded(tiny_encoder, tiny_encoder_dir):
@@ -160,8 +177,15 @@ def test_store_grid_round_trip_shape_progress_and_streaming(tmp_path):
     store = Store(str(tmp_path / "s"))
     write_steps_dataset(store, "d", episodes=3, steps=5, image_size=8)
     rng = np.random.default_rng(0)
-    grid = EmbeddingLineage("enc-a-grid4-tmean", "stand-in", "none", 6, tokens=16, dtype="float16",
-                            details={"pooling": "grid", "grid_size": 4, "random_init": True})
+    grid = EmbeddingLineage(
+        "enc-a-grid4-tmean",
+        "stand-in",
+        "none",
+        6,
+        tokens=16,
+        dtype="float16",
+        details={"pooling": "grid", "grid_size": 4, "random_init": True},
+    )
     mean = EmbeddingLineage("enc-a", "stand-in", "none", 6)
     rows = {ep: rng.normal(size=(5, 16, 6)).astype(np.float16) for ep in range(3)}
     assert not store.embedding_progress("d", grid.encoder_id).complete
@@ -217,12 +241,19 @@ def test_encode_grid_over_http(grid_server, tiny_encoder):
     got = from_npy_bytes(r.content)
     assert got.shape == (3, 16, 96) and got.dtype == np.float16
     np.testing.assert_array_equal(got, tiny_encoder.encode(w, GRID4))
-    j = httpx.post(f"{url}/encode", params={"pool": "grid", "grid_size": 2, "dtype": "float32", "layers": "0,1"},
-                   content=to_npy_bytes(w), headers={"Content-Type": NPY_MEDIA_TYPE}).json()
+    j = httpx.post(
+        f"{url}/encode",
+        params={"pool": "grid", "grid_size": 2, "dtype": "float32", "layers": "0,1"},
+        content=to_npy_bytes(w),
+        headers={"Content-Type": NPY_MEDIA_TYPE},
+    ).json()
     assert j["shape"] == [3, 4, 192] and j["pooling"] == "grid2-tmean-l0_1-f32" and j["dim"] == 192
-    np.testing.assert_allclose(np.array(j["embeddings"], np.float32),
-                               tiny_encoder.encode(w, PoolingSpec.of("grid", 2, layers=[0, 1], dtype="float32")),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        np.array(j["embeddings"], np.float32),
+        tiny_encoder.encode(w, PoolingSpec.of("grid", 2, layers=[0, 1], dtype="float32")),
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 def test_mean_answers_unchanged_over_http(grid_server):
@@ -235,16 +266,19 @@ def test_mean_answers_unchanged_over_http(grid_server):
     assert plain.headers.get("x-pooling") is None
 
 
-@pytest.mark.parametrize("params, words", [
-    ({"pool": "max"}, ["unknown pool 'max'", "mean, grid"]),
-    ({"pool": "grid", "grid_size": 9}, ["grid_size 9", "8x8 token grid", "1..8"]),
-    ({"pool": "grid", "layers": "5"}, ["layers [5] out of range"]),
-    ({"pool": "grid", "layers": "a,b"}, ["'a' is not a block index"]),
-    ({"pool": "grid", "dtype": "bfloat16"}, ["unknown dtype", "float16, float32"]),
-    ({"pool": "grid", "time": "first"}, ["unknown time reduction", "mean, last"]),
-    ({"pool": "mean", "layers": "1"}, ["pool=grid only"]),
-    ({"pool": "grid", "grid_size": 0}, ["grid_size"]),
-])
+@pytest.mark.parametrize(
+    "params, words",
+    [
+        ({"pool": "max"}, ["unknown pool 'max'", "mean, grid"]),
+        ({"pool": "grid", "grid_size": 9}, ["grid_size 9", "8x8 token grid", "1..8"]),
+        ({"pool": "grid", "layers": "5"}, ["layers [5] out of range"]),
+        ({"pool": "grid", "layers": "a,b"}, ["'a' is not a block index"]),
+        ({"pool": "grid", "dtype": "bfloat16"}, ["unknown dtype", "float16, float32"]),
+        ({"pool": "grid", "time": "first"}, ["unknown time reduction", "mean, last"]),
+        ({"pool": "mean", "layers": "1"}, ["pool=grid only"]),
+        ({"pool": "grid", "grid_size": 0}, ["grid_size"]),
+    ],
+)
 def test_bad_poolings_are_422_naming_the_choices(grid_server, params, words):
     url = grid_server[0]
     r = httpx.post(f"{url}/encode", params=params, content=to_npy_bytes(windows(1)), headers=NPY)
@@ -267,8 +301,10 @@ def test_sdk_encode_and_grid_stream(grid_server, tiny_encoder):
         assert client.last_encoder_id == tiny_encoder.encoder_id_for(GRID4)
         with pytest.raises(ValueError, match="pool=grid only"):
             client.encode(w, pool="mean", layers=[1])  # refused before anything is sent
-        with client.stream(envs=2, height=32, width=32, pool="grid", grid_size=4) as s, \
-                client.stream(envs=2, height=32, width=32) as m:
+        with (
+            client.stream(envs=2, height=32, width=32, pool="grid", grid_size=4) as s,
+            client.stream(envs=2, height=32, width=32) as m,
+        ):
             assert s.encoder_id == tiny_encoder.encoder_id_for(GRID4) and m.encoder_id == tiny_encoder.encoder_id
             for step in range(3):
                 frames = rng.integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
@@ -295,8 +331,9 @@ def test_dataset_encode_stores_grids_through_the_service(grid_server, tiny_encod
     url, store, frames = grid_server
     grid_id = pooled_encoder_id(tiny_encoder.encoder_id, "grid", 4)
     with EncoderClient(url) as client:
-        status = client.encode_dataset_and_wait("grid-ds", batch_size=4, pool="grid", grid_size=4, poll_interval=0.1,
-                                                timeout=120)
+        status = client.encode_dataset_and_wait(
+            "grid-ds", batch_size=4, pool="grid", grid_size=4, poll_interval=0.1, timeout=120
+        )
         assert (status.status, status.done, status.total, status.encoder_id) == ("done", 12, 12, grid_id)
         # the mean rows are a separate job and table: nothing mixes
         assert client.dataset_encode_status("grid-ds").status == "idle"
@@ -314,7 +351,12 @@ def test_dataset_encode_stores_grids_through_the_service(grid_server, tiny_encod
     assert set(table.column("encoder_id").to_pylist()) == {grid_id}
     lin = store.embedding_lineage("grid-ds", grid_id)
     assert (lin["base_encoder_id"], lin["pooling"], lin["grid_size"], lin["time_reduction"], lin["random_init"]) == (
-        tiny_encoder.encoder_id, "grid", 4, "mean", True)
+        tiny_encoder.encoder_id,
+        "grid",
+        4,
+        "mean",
+        True,
+    )
     # grid_size too large for the token grid: 422 before any job starts
     r = httpx.post(f"{url}/datasets/grid-ds/encode", json={"pool": "grid", "grid_size": 16})
     assert r.status_code == 422 and "token grid" in r.text
@@ -326,8 +368,9 @@ def test_cli_datasets_encode_with_grids(grid_server, tiny_encoder):
     from vjepa_robot.cli import app
 
     url = grid_server[0]
-    result = CliRunner().invoke(app, ["datasets", "encode", "grid-ds", "--encoder-url", url, "--pool", "grid",
-                                      "--grid-size", "2"])
+    result = CliRunner().invoke(
+        app, ["datasets", "encode", "grid-ds", "--encoder-url", url, "--pool", "grid", "--grid-size", "2"]
+    )
     assert result.exit_code == 0, result.output
     assert tiny_encoder.encoder_id_for(PoolingSpec.of("grid", 2)) in result.output
     assert grid_server[1].embedding_shape("grid-ds", f"{tiny_encoder.encoder_id}-grid2-tmean") == (4, 96)

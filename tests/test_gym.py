@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 
 gym = pytest.importorskip("gymnasium")
+from conftest import run_server  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 import vjepa_robot  # noqa: E402,F401  (registers the ids)
-from conftest import run_server  # noqa: E402
-from services.trainer.env import (  # noqa: E402
-    EVAL_SEED_BASE, eval_episode_seed, make, state_features, train_episode_seed)
+from services.trainer.env import EVAL_SEED_BASE, eval_episode_seed, make, state_features, train_episode_seed  # noqa: E402
 from vjepa_robot.gym import ENV_IDS, TASKS, ReacherVectorEnv  # noqa: E402
 from vjepa_robot_client.contract import TASKS as CONTRACT_TASKS  # noqa: E402
 
@@ -35,8 +34,9 @@ def encoder_url(tmp_path_factory, tiny_encoder):
     from services.encoder.app import create_app
     from services.encoder.settings import EncoderSettings
 
-    settings = EncoderSettings(store=str(tmp_path_factory.mktemp("store")), device="cpu", threads=1, max_batch=16,
-                               max_wait_ms=1.0)
+    settings = EncoderSettings(
+        store=str(tmp_path_factory.mktemp("store")), device="cpu", threads=1, max_batch=16, max_wait_ms=1.0
+    )
     with run_server(create_app(settings, encoder=tiny_encoder), startup_timeout=60) as url:
         yield url
 
@@ -52,9 +52,11 @@ def test_every_trainer_task_has_an_env_id():
 
 def test_import_is_cheap_and_needs_no_gymnasium():
     """import vjepa_robot loads neither dm_control nor torch; without gymnasium it registers nothing, silently."""
-    code = ("import sys; import vjepa_robot, gymnasium; heavy = ('dm_control', 'torch', 'lancedb', 'mujoco'); "
-            "print(json.dumps({'heavy': sorted(m for m in heavy if m in sys.modules),"
-            "'ids': [k for k in gymnasium.registry if k.startswith('vjepa_robot/')]}))")
+    code = (
+        "import sys; import vjepa_robot, gymnasium; heavy = ('dm_control', 'torch', 'lancedb', 'mujoco'); "
+        "print(json.dumps({'heavy': sorted(m for m in heavy if m in sys.modules),"
+        "'ids': [k for k in gymnasium.registry if k.startswith('vjepa_robot/')]}))"
+    )
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
     got = json.loads(out.stdout)
     assert got == {"heavy": [], "ids": ["vjepa_robot/reacher-easy-v0", "vjepa_robot/reacher-hard-v0"]}
@@ -80,8 +82,14 @@ def test_check_env_passes(features):
 
 
 def test_check_env_passes_vjepa2_with_rendering(encoder_url):
-    env = gym.make("vjepa_robot/reacher-hard-v0", features="vjepa2", encoder_url=encoder_url, image_size=H,
-                   render_mode="rgb_array", **SHORT)
+    env = gym.make(
+        "vjepa_robot/reacher-hard-v0",
+        features="vjepa2",
+        encoder_url=encoder_url,
+        image_size=H,
+        render_mode="rgb_array",
+        **SHORT,
+    )
     assert _check(env.unwrapped) == []
     obs, _ = env.reset(seed=1)
     assert obs.shape == env.observation_space.shape and obs.dtype == np.float32
@@ -123,8 +131,15 @@ def test_time_limit_is_truncated_never_terminated_and_seeds_follow_the_project()
 def test_vector_env_is_one_stream_step_per_vector_step_and_matches_single_envs(encoder_url):
     """vjepa2 vector env: SAME_STEP autoreset, truncations only, final_obs = the single env's last observation."""
     n = 3
-    venv = gym.make_vec("vjepa_robot/reacher-easy-v0", num_envs=n, vectorization_mode="vector_entry_point",
-                        features="vjepa2", encoder_url=encoder_url, image_size=H, **SHORT)
+    venv = gym.make_vec(
+        "vjepa_robot/reacher-easy-v0",
+        num_envs=n,
+        vectorization_mode="vector_entry_point",
+        features="vjepa2",
+        encoder_url=encoder_url,
+        image_size=H,
+        **SHORT,
+    )
     assert isinstance(venv, ReacherVectorEnv) and venv.metadata["autoreset_mode"].name == "SAME_STEP"
     stream_steps = []
     src = venv.features
@@ -141,8 +156,9 @@ def test_vector_env_is_one_stream_step_per_vector_step_and_matches_single_envs(e
     assert truncated.all() and info["_final_obs"].all() and len(stream_steps) == 10
     assert list(info["final_info"]["episode_seed"]) == [train_episode_seed(5, i) for i in range(n)]
     # env 1 alone, same episode seed and actions: the same last observation (the single env's own stream)
-    single = gym.make("vjepa_robot/reacher-easy-v0", features="vjepa2", encoder_url=encoder_url, image_size=H,
-                      **SHORT).unwrapped
+    single = gym.make(
+        "vjepa_robot/reacher-easy-v0", features="vjepa2", encoder_url=encoder_url, image_size=H, **SHORT
+    ).unwrapped
     single.reset(seed=5)
     single._seed_base, single._episode = 5, 1  # episode 1 of seed 5 is vector env 1's first episode
     single.reset()
@@ -155,9 +171,24 @@ def test_vector_env_is_one_stream_step_per_vector_step_and_matches_single_envs(e
 
 @pytest.mark.slow
 def test_sb3_sac_example_trains_at_a_tiny_budget():
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "sb3_sac.py"), "--steps", "320",
-                          "--learning-starts", "160", "--episode-steps", "80", "--eval-episodes", "2"],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "sb3_sac.py"),
+            "--steps",
+            "320",
+            "--learning-starts",
+            "160",
+            "--episode-steps",
+            "80",
+            "--eval-episodes",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["env_steps"] == 320 and len(result["returns"]) == 2

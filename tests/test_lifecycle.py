@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from test_sac import TINY, FakeRun
 
 from services.common.store import Store
 from services.encoder.app import create_app as create_encoder_app
@@ -23,7 +24,6 @@ from services.trainer.features import make_feature_source
 from services.trainer.runs import RunStore
 from services.trainer.sac import train_sac
 from services.trainer.threads import TORCH_THREADS_ENV, seeded_torch, torch_threads
-from test_sac import TINY, FakeRun
 from vjepa_robot_client.contract import EvalRequest, TrainBCRequest, TrainSACRequest
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -145,8 +145,9 @@ def encoder(tmp_path_factory, tiny_encoder):
     from conftest import run_server
 
     store = str(tmp_path_factory.mktemp("store"))
-    app = create_encoder_app(EncoderSettings(store=store, device="cpu", threads=1, max_batch=16, max_wait_ms=1.0),
-                             encoder=tiny_encoder)
+    app = create_encoder_app(
+        EncoderSettings(store=store, device="cpu", threads=1, max_batch=16, max_wait_ms=1.0), encoder=tiny_encoder
+    )
     with run_server(app, startup_timeout=60) as url:
         yield {"url": url, "app": app, "store": store}
 
@@ -165,18 +166,21 @@ def test_vjepa2_evaluation_and_sac_jobs_stopped_or_failing_midway_close_streams_
     store = Store(encoder["store"])
     write_steps_dataset(store, "life", episodes=3, steps=10, image_size=32)
     ctx = jobs.TrainerContext(store=store, runs=RunStore(tmp_path / "runs"), encoder_url=encoder["url"])
-    bc = jobs.train(ctx, jobs.InlineRunner(), TrainBCRequest(dataset="life", features="vjepa2", epochs=2,
-                                                             batch_size=8))
+    bc = jobs.train(ctx, jobs.InlineRunner(), TrainBCRequest(dataset="life", features="vjepa2", epochs=2, batch_size=8))
     assert ctx.runs.get(bc.run_id)["status"] == "succeeded"
     assert open_streams(encoder) == 0
 
     before = live_physics()
     ctx.runs.stop_event(bc.run_id).set()  # the trainer is shutting down: the evaluation stops after its first wave
     with pytest.raises(jobs.JobStopped) as stopped:  # its traceback, kept alive, holds the evaluation's frames
-        jobs.evaluate_run(ctx, jobs.InlineRunner(), bc.run_id,
-                          EvalRequest(episodes=2, parallel_envs=1, steps=10, gif_episodes=0))
-    evaluation = ctx.runs.get(bc.run_id)["evaluations"]["0"] if isinstance(
-        ctx.runs.get(bc.run_id)["evaluations"], dict) else ctx.runs.get(bc.run_id)["evaluations"][0]
+        jobs.evaluate_run(
+            ctx, jobs.InlineRunner(), bc.run_id, EvalRequest(episodes=2, parallel_envs=1, steps=10, gif_episodes=0)
+        )
+    evaluation = (
+        ctx.runs.get(bc.run_id)["evaluations"]["0"]
+        if isinstance(ctx.runs.get(bc.run_id)["evaluations"], dict)
+        else ctx.runs.get(bc.run_id)["evaluations"][0]
+    )
     assert evaluation["status"] == "interrupted" and evaluation["episodes_done"] == 1
     assert open_streams(encoder) == 0
     assert live_physics() - before == set()

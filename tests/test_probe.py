@@ -21,8 +21,9 @@ DATASET = "jac-probe"
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Store:
     store = Store(str(tmp_path_factory.mktemp("store")))
-    create_dataset(DatasetSpec(name=DATASET, episodes=40, steps=100, seed=1, image_size=0), store=store, workers=1,
-                   progress=False)
+    create_dataset(
+        DatasetSpec(name=DATASET, episodes=40, steps=100, seed=1, image_size=0), store=store, workers=1, progress=False
+    )
     return store
 
 

@@ -39,9 +39,14 @@ def test_the_two_commands_come_first_and_every_relative_link_resolves():
 
 
 def test_the_quickstart_shows_how_to_point_it_at_cli_started_services():
-    usage = README[README.index("From your own scripts"):]
-    for needed in ("vjepa-robot serve encoder", "vjepa-robot serve trainer", "VJEPA_ROBOT_TRAINER_URL=",
-                   "VJEPA_ROBOT_ENCODER_URL=", "python examples/quickstart.py"):
+    usage = README[README.index("From your own scripts") :]
+    for needed in (
+        "vjepa-robot serve encoder",
+        "vjepa-robot serve trainer",
+        "VJEPA_ROBOT_TRAINER_URL=",
+        "VJEPA_ROBOT_ENCODER_URL=",
+        "python examples/quickstart.py",
+    ):
         assert needed in usage, needed
 
 

@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from test_features import _replay
 
 from services.trainer.datasets import DatasetSpec, create_dataset
 from services.trainer.env import StepType, TimeStep, train_episode_seed
@@ -25,7 +26,6 @@ from services.trainer.readouts import (
     flare_table,
     with_readout,
 )
-from test_features import _replay
 
 # ----------------------------------------------------------------------------------------------------------------
 # FLARE
@@ -42,8 +42,17 @@ def test_flare_table_pads_each_episode_with_its_first_embedding():
     step = np.array([0, 1, 2, 3, 0, 1])
     x = np.array([[1.0], [2.0], [4.0], [8.0], [100.0], [101.0]])
     f = flare_table(x, episode, step)
-    np.testing.assert_array_equal(f, [[0, 0, 1], [0, 1, 2], [1, 2, 4], [2, 4, 8],  # step 0: (0, 0, e0)
-                                      [0, 0, 100], [0, 1, 101]])  # a new episode never reaches into the last
+    np.testing.assert_array_equal(
+        f,
+        [
+            [0, 0, 1],
+            [0, 1, 2],
+            [1, 2, 4],
+            [2, 4, 8],  # step 0: (0, 0, e0)
+            [0, 0, 100],
+            [0, 1, 101],
+        ],
+    )  # a new episode never reaches into the last
 
 
 def test_flare_offline_equals_online_and_resets_with_the_episode(tmp_store):
@@ -139,8 +148,9 @@ def test_bc_checkpoints_keep_their_readout(tmp_store, tmp_path):
     from services.trainer.runs import RunStore
     from vjepa_robot_client.contract import TrainBCRequest
 
-    create_dataset(DatasetSpec(name="ck", episodes=6, steps=30, image_size=0, seed=2), tmp_store, workers=1,
-                   progress=False)
+    create_dataset(
+        DatasetSpec(name="ck", episodes=6, steps=30, image_size=0, seed=2), tmp_store, workers=1, progress=False
+    )
     runs = RunStore(tmp_path / "runs")
     for features, readout, dim in (("random", "attentive", 16 * 96), ("state", "flare", 24)):
         cfg = TrainBCRequest(dataset="ck", features=features, readout=readout, epochs=2, batch_size=64)
@@ -159,25 +169,44 @@ def test_bc_checkpoints_keep_their_readout(tmp_store, tmp_path):
 
 
 def test_sac_attentive_shares_one_pooler_trained_by_the_critic(tmp_path):
-    from services.trainer.sac import SAC, Nets, policy_from_checkpoint, train_sac
     from services.trainer.replay import Batch
     from services.trainer.runs import RunStore
+    from services.trainer.sac import SAC, Nets, policy_from_checkpoint, train_sac
     from vjepa_robot_client.contract import TrainSACRequest
 
     cfg = TrainSACRequest(features="random", readout="attentive", grid_size=2)
     agent = SAC(4 * 16, cfg, Nets(), PoolerConfig(dim=16, tokens=4))
-    b = Batch(obs=torch.randn(8, 64), actions=torch.rand(8, 2), rewards=torch.rand(8, 1), discounts=torch.ones(8, 1),
-              next_obs=torch.randn(8, 64), dones=torch.zeros(8, 1))
+    b = Batch(
+        obs=torch.randn(8, 64),
+        actions=torch.rand(8, 2),
+        rewards=torch.rand(8, 1),
+        discounts=torch.ones(8, 1),
+        next_obs=torch.randn(8, 64),
+        dones=torch.zeros(8, 1),
+    )
     before = {k: v.clone() for k, v in agent.pooler.state_dict().items()}
     actor_ids = {id(p) for p in agent.actor_opt.param_groups[0]["params"]}
     assert not actor_ids & {id(p) for p in agent.pooler.parameters()}  # only the critic's optimiser steps it
     agent.update(b)
     assert any(not torch.equal(before[k], v) for k, v in agent.pooler.state_dict().items())
 
-    cfg = TrainSACRequest(features="random", readout="attentive", grid_size=2, total_steps=60, parallel_envs=2,
-                          episode_steps=30, action_repeat=1, learning_starts=20, eval_every=1000,
-                          checkpoint_every=1000, eval_episodes=1, final_eval_episodes=2, buffer_size=500,
-                          batch_size=16, updates_per_transition=1)
+    cfg = TrainSACRequest(
+        features="random",
+        readout="attentive",
+        grid_size=2,
+        total_steps=60,
+        parallel_envs=2,
+        episode_steps=30,
+        action_repeat=1,
+        learning_starts=20,
+        eval_every=1000,
+        checkpoint_every=1000,
+        eval_episodes=1,
+        final_eval_episodes=2,
+        buffer_size=500,
+        batch_size=16,
+        updates_per_transition=1,
+    )
     run = RunStore(tmp_path / "runs").create("sac", cfg.model_dump(mode="json"))
     metrics = train_sac(cfg, run, RandomFeatures())
     act = policy_from_checkpoint(run.dir)
@@ -243,8 +272,7 @@ def test_readouts_through_the_service_train_and_evaluate_live(stack):
     from vjepa_robot_client.contract import pooled_encoder_id
 
     c = httpx.Client(base_url=stack["trainer"], timeout=60)
-    r = c.post("/datasets", json={"name": "ro", "episodes": 4, "steps": 20, "seed": 1, "image_size": 32,
-                                  "workers": 1})
+    r = c.post("/datasets", json={"name": "ro", "episodes": 4, "steps": 20, "seed": 1, "image_size": 32, "workers": 1})
     assert r.status_code == 202, r.text
     assert _wait(c, "/datasets/ro", lambda b: b["status"] != "running")["status"] == "ready"
     tr = TrainerClient(stack["trainer"])
@@ -278,10 +306,26 @@ def test_readouts_through_the_service_train_and_evaluate_live(stack):
         ev = _wait(c, f"/eval/{rid}", _terminal)
         assert ev["status"] == "succeeded" and len(ev["episodes"]) == 2, ev.get("error")
 
-    sac = tr.wait(tr.train_sac("vjepa2", total_steps=40, readout="attentive", grid_size=2, parallel_envs=2,
-                               episode_steps=20, action_repeat=1, learning_starts=20, eval_every=1000,
-                               checkpoint_every=1000, eval_episodes=1, final_eval_episodes=1, buffer_size=200,
-                               batch_size=8, image_size=32), progress=False)
+    sac = tr.wait(
+        tr.train_sac(
+            "vjepa2",
+            total_steps=40,
+            readout="attentive",
+            grid_size=2,
+            parallel_envs=2,
+            episode_steps=20,
+            action_repeat=1,
+            learning_starts=20,
+            eval_every=1000,
+            checkpoint_every=1000,
+            eval_episodes=1,
+            final_eval_episodes=1,
+            buffer_size=200,
+            batch_size=8,
+            image_size=32,
+        ),
+        progress=False,
+    )
     assert sac.status.value == "succeeded", sac.error
     assert sac.lineage["readout"] == "attentive" and sac.metrics["final_eval"]["episodes"] == 1
 
@@ -293,11 +337,27 @@ def test_cli_train_takes_readout_and_names_the_choices(tmp_path):
     from vjepa_robot.cli import app as cli_app
 
     store = str(tmp_path / "store")
-    create_dataset(DatasetSpec(name="cli", episodes=4, steps=20, image_size=0, seed=0), Store(store), workers=1,
-                   progress=False)
+    create_dataset(
+        DatasetSpec(name="cli", episodes=4, steps=20, image_size=0, seed=0), Store(store), workers=1, progress=False
+    )
     common = ["--store", store, "--runs-dir", str(tmp_path / "runs")]
-    out = CliRunner().invoke(cli_app, ["train", "bc", "cli", "--features", "random", "--readout", "attentive",
-                                       "--grid-size", "2", "--epochs", "1", *common])
+    out = CliRunner().invoke(
+        cli_app,
+        [
+            "train",
+            "bc",
+            "cli",
+            "--features",
+            "random",
+            "--readout",
+            "attentive",
+            "--grid-size",
+            "2",
+            "--epochs",
+            "1",
+            *common,
+        ],
+    )
     assert out.exit_code == 0, out.output
     record = json.loads(next((tmp_path / "runs").glob("*/run.json")).read_text())
     assert record["config"]["readout"] == "attentive" and record["lineage"]["pooling"] == "grid"

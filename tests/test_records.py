@@ -14,21 +14,36 @@ import time
 from pathlib import Path
 
 import pytest
-from vjepa_robot_client.contract import EncoderInfo, RunRecord, RunStatus, TrainBCRequest
 
 from services.trainer import jobs
 from services.trainer.run_kinds import BC, RUN_KINDS, SAC, kept_val_loss, run_kind
 from services.trainer.runs import RunStore, migrate
+from vjepa_robot_client.contract import EncoderInfo, RunRecord, RunStatus, TrainBCRequest
 
-TINY = {"features": "vjepa2", "dim": 96, "encoder_id": "abc123", "model": "preset:tiny", "image_size": 128,
-        "dtype": "float32"}
+TINY = {
+    "features": "vjepa2",
+    "dim": 96,
+    "encoder_id": "abc123",
+    "model": "preset:tiny",
+    "image_size": 128,
+    "dtype": "float32",
+}
 
 
 def _bc(run_id="bc-1", **over) -> dict:
-    rec = {"run_id": run_id, "kind": "bc", "status": "succeeded",
-           "config": {"dataset": "jac", "features": "vjepa2", "seed": 0},
-           "metrics": {"val_loss_curve": [0.3, 0.1, 0.2], "val_loss": 0.2, "selected_epoch": 2,
-                       "train_loss_curve": [0.4, 0.2, 0.1]}, "evaluations": []}
+    rec = {
+        "run_id": run_id,
+        "kind": "bc",
+        "status": "succeeded",
+        "config": {"dataset": "jac", "features": "vjepa2", "seed": 0},
+        "metrics": {
+            "val_loss_curve": [0.3, 0.1, 0.2],
+            "val_loss": 0.2,
+            "selected_epoch": 2,
+            "train_loss_curve": [0.4, 0.2, 0.1],
+        },
+        "evaluations": [],
+    }
     rec.update(over)
     return rec
 
@@ -39,29 +54,49 @@ def _bc(run_id="bc-1", **over) -> dict:
 
 
 def test_every_legacy_lineage_shape_migrates_into_one_typed_lineage():
-    for legacy in ({"metrics": {**_bc()["metrics"], "features_lineage": TINY}},
-                   {"metrics": {**_bc()["metrics"], "lineage": {"features": TINY}}},
-                   {"config": {**_bc()["config"], "features_lineage": TINY}}):
+    for legacy in (
+        {"metrics": {**_bc()["metrics"], "features_lineage": TINY}},
+        {"metrics": {**_bc()["metrics"], "lineage": {"features": TINY}}},
+        {"config": {**_bc()["config"], "features_lineage": TINY}},
+    ):
         r = migrate(_bc(**legacy), frame_size=lambda name: 64)
         lin = r.lineage
-        assert (lin.encoder_id, lin.encoder_model, lin.dim, lin.encoder_image_size) == ("abc123", "preset:tiny", 96,
-                                                                                         128)
+        assert (lin.encoder_id, lin.encoder_model, lin.dim, lin.encoder_image_size) == (
+            "abc123",
+            "preset:tiny",
+            96,
+            128,
+        )
         assert lin.image_size == 64 and lin.dataset == "jac" and lin.action_repeat == 1  # frames: from the dataset
         assert lin.random_init is True and r.is_stand_in  # a record from before random_init: the legacy rule
         assert lin.pooling.value == "mean" and lin.grid_size is None and lin.readout.value == "mean"
     # a written lineage wins over the legacy copies, and random_init as recorded is never second-guessed
-    r = migrate(_bc(lineage={"features": "vjepa2", "encoder_id": "new", "random_init": False, "image_size": 256},
-                    metrics={"features_lineage": TINY}))
+    r = migrate(
+        _bc(
+            lineage={"features": "vjepa2", "encoder_id": "new", "random_init": False, "image_size": 256},
+            metrics={"features_lineage": TINY},
+        )
+    )
     assert r.lineage.encoder_id == "new" and r.lineage.random_init is False and not r.is_stand_in
     # SAC without lineage: frame size and action repeat from its config
-    sac = migrate({"run_id": "sac-1", "kind": "sac", "status": "succeeded",
-                   "config": {"features": "vjepa2", "image_size": 96, "action_repeat": 4}})
+    sac = migrate(
+        {
+            "run_id": "sac-1",
+            "kind": "sac",
+            "status": "succeeded",
+            "config": {"features": "vjepa2", "image_size": 96, "action_repeat": 4},
+        }
+    )
     assert sac.lineage.image_size == 96 and sac.lineage.action_repeat == 4
     # early BC records kept their curves under train_loss / val_loss
     old = migrate(_bc(metrics={"train_loss": [0.3, 0.2], "val_loss": [0.5, 0.4]}))
     assert old.metrics.train_loss_curve == [0.3, 0.2] and old.metrics.val_loss == 0.4
-    assert migrate({"run_id": "baseline-1", "kind": "baseline", "status": "succeeded",
-                    "config": {"policy": "random"}}).lineage is None
+    assert (
+        migrate(
+            {"run_id": "baseline-1", "kind": "baseline", "status": "succeeded", "config": {"policy": "random"}}
+        ).lineage
+        is None
+    )
 
 
 def test_random_init_is_read_from_the_lineage_not_from_preset_names():
@@ -74,17 +109,32 @@ def test_random_init_is_read_from_the_lineage_not_from_preset_names():
     assert title([named_tiny]).startswith("V-JEPA 2")
     unknown = migrate(_bc(lineage={"features": "vjepa2", "encoder_model": "my/own-vit"}))
     assert unknown.lineage.random_init is False  # legacy rule: not one of the random-init presets
-    src = "".join(p.read_text() for p in [*Path("services/trainer/report").glob("*.py"),
-                                          Path("services/trainer/jobs.py"), Path("services/trainer/studies.py"),
-                                          Path("services/trainer/run_kinds.py")])
+    src = "".join(
+        p.read_text()
+        for p in [
+            *Path("services/trainer/report").glob("*.py"),
+            Path("services/trainer/jobs.py"),
+            Path("services/trainer/studies.py"),
+            Path("services/trainer/run_kinds.py"),
+        ]
+    )
     assert "vitl-random" not in src and '"tiny"' not in src and "preset:tiny" not in src
 
 
 def test_encoder_lineage_takes_random_init_from_the_encoders_info():
     class StandIn:  # the fields VJEPA2Features exposes; its EncoderInfo is the real model GET /info parses into
         def __init__(self, **extra):
-            self.info = EncoderInfo(encoder_id="e1", model="preset:tiny", dim=96, frames=8, image_size=128,
-                                    dtype="float32", device="cpu", max_batch=8, **extra)
+            self.info = EncoderInfo(
+                encoder_id="e1",
+                model="preset:tiny",
+                dim=96,
+                frames=8,
+                image_size=128,
+                dtype="float32",
+                device="cpu",
+                max_batch=8,
+                **extra,
+            )
 
         def lineage(self):
             return {"features": "vjepa2", "dim": 96, "encoder_id": "e1", "model": "preset:tiny", "image_size": 128}
@@ -101,8 +151,15 @@ def test_the_registry_owns_final_metrics_and_labels():
     rec = migrate(_bc())
     assert BC.final(rec) == ("val_loss", 0.1)  # the kept epoch's validation MSE, not the last epoch's 0.2
     assert kept_val_loss(rec.metrics) == 0.1
-    sac = migrate({"run_id": "sac-1", "kind": "sac", "status": "succeeded", "config": {"features": "state"},
-                   "metrics": {"final_eval": {"mean_return": 900.0}}})
+    sac = migrate(
+        {
+            "run_id": "sac-1",
+            "kind": "sac",
+            "status": "succeeded",
+            "config": {"features": "state"},
+            "metrics": {"final_eval": {"mean_return": 900.0}},
+        }
+    )
     assert SAC.final(sac) == ("final_eval.mean_return", 900.0) and SAC.resumable and not BC.resumable
     with pytest.raises(KeyError, match="this trainer knows"):
         run_kind("ppo")
@@ -110,18 +167,24 @@ def test_the_registry_owns_final_metrics_and_labels():
 
 def test_store_returns_typed_records_and_writes_them_back(tmp_path):
     runs = RunStore(tmp_path)
-    h = runs.create("bc", TrainBCRequest(dataset="d", features="state").model_dump(mode="json"),
-                    lineage={"features": "state", "dataset": "d"})
+    h = runs.create(
+        "bc",
+        TrainBCRequest(dataset="d", features="state").model_dump(mode="json"),
+        lineage={"features": "state", "dataset": "d"},
+    )
     h.update(status="running", metrics={"epoch": 1, "val_loss_curve": [0.5]})
     eid = h.add_evaluation({"episodes": 3})
-    h.update_evaluation(eid, status="succeeded", success_rate=0.5, episodes=[{"seed": 1, "success": True,
-                                                                              "return": 3.0}])
+    h.update_evaluation(
+        eid, status="succeeded", success_rate=0.5, episodes=[{"seed": 1, "success": True, "return": 3.0}]
+    )
     r = runs.get(h.run_id)
     assert isinstance(r, RunRecord) and r.status is RunStatus.running and r.metrics.epoch == 1
     assert r.evaluations[0].episodes[0].return_ == 3.0 and r.lineage.dataset == "d"
     raw = json.loads((tmp_path / h.run_id / "run.json").read_text())
-    assert raw["evaluations"][0]["episodes"][0]["return"] == 3.0 and raw["metrics"] == {"epoch": 1,
-                                                                                         "val_loss_curve": [0.5]}
+    assert raw["evaluations"][0]["episodes"][0]["return"] == 3.0 and raw["metrics"] == {
+        "epoch": 1,
+        "val_loss_curve": [0.5],
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -131,9 +194,19 @@ def test_store_returns_typed_records_and_writes_them_back(tmp_path):
 
 def _evaluated(run_id, dataset, k, seed=0, readout=None) -> dict:
     eps = [{"seed": i, "success": i < k, "return": 1.0} for i in range(10)]
-    rec = _bc(run_id, config={"dataset": dataset, "features": "state", "seed": seed},
-              evaluations=[{"status": "succeeded", "task": "easy", "success_rate": k / 10, "episodes": eps,
-                            "request": {"task": "easy", "steps": 200, "seed": 0}}])
+    rec = _bc(
+        run_id,
+        config={"dataset": dataset, "features": "state", "seed": seed},
+        evaluations=[
+            {
+                "status": "succeeded",
+                "task": "easy",
+                "success_rate": k / 10,
+                "episodes": eps,
+                "request": {"task": "easy", "steps": 200, "seed": 0},
+            }
+        ],
+    )
     if readout:
         rec["lineage"] = {"features": "state", "dataset": dataset, "readout": readout}
     return rec
@@ -196,8 +269,11 @@ def test_concurrent_resumes_accept_exactly_one(tmp_path):
             return super().get(run_id)
 
     runs = SlowReads(tmp_path / "runs")
-    h = runs.create("bc", TrainBCRequest(dataset="d", features="state").model_dump(mode="json"),
-                    lineage={"features": "state", "dataset": "d"})
+    h = runs.create(
+        "bc",
+        TrainBCRequest(dataset="d", features="state").model_dump(mode="json"),
+        lineage={"features": "state", "dataset": "d"},
+    )
     h.update(status="interrupted", error="stopped")
     ctx = jobs.TrainerContext(store=None, runs=runs, encoder_url=None)  # type: ignore[arg-type]
     runner, results, barrier = _Recorder(), [], threading.Barrier(8)
@@ -263,10 +339,16 @@ def test_a_claim_by_a_dead_process_with_this_pid_is_stale(tmp_path):
     store.put_dataset_meta("mine", "running", {**base, "owner_token": OWNER_TOKEN})
     store.put_dataset_meta("reused", "running", {**base, "owner_token": f"{os.getpid()}-12345.67-0123abcd"})
     store.put_dataset_meta("gone", "running", {**base, "owner_pid": 2**22 + 12345, "owner_token": "x-1-2"})
-    store.put_dataset_meta("remote-old", "running", {**base, "owner_host": "elsewhere", "owner_token": "1-1-1",
-                                                     "heartbeat_at": "2020-01-01T00:00:00+00:00"})
-    store.put_dataset_meta("remote-live", "running", {**base, "owner_host": "elsewhere", "owner_token": "1-1-1",
-                                                      "heartbeat_at": jobs_now()})
+    store.put_dataset_meta(
+        "remote-old",
+        "running",
+        {**base, "owner_host": "elsewhere", "owner_token": "1-1-1", "heartbeat_at": "2020-01-01T00:00:00+00:00"},
+    )
+    store.put_dataset_meta(
+        "remote-live",
+        "running",
+        {**base, "owner_host": "elsewhere", "owner_token": "1-1-1", "heartbeat_at": jobs_now()},
+    )
     assert dataset_info(store, "mine")["status"] == "running"
     reused = dataset_info(store, "reused")
     assert reused["status"] == "failed" and "reused" in reused["error"] and "--resume" in reused["error"]
@@ -288,8 +370,7 @@ def test_shutdown_stops_dataset_generation_promptly_and_never_leaves_it_ready(tm
 
     app = create_app(TrainerSettings(store=str(tmp_path / "store"), runs=str(tmp_path / "runs"), job_workers=1))
     with TestClient(app) as client:
-        r = client.post("/datasets", json={"name": "big", "episodes": 2000, "steps": 50, "image_size": 0,
-                                           "workers": 1})
+        r = client.post("/datasets", json={"name": "big", "episodes": 2000, "steps": 50, "image_size": 0, "workers": 1})
         assert r.status_code == 202, r.text
         deadline = time.monotonic() + 120
         while client.get("/datasets/big").json()["episodes_done"] < 1:

@@ -21,19 +21,33 @@ from services.trainer.report import (
 )
 
 TINY = {"features": "vjepa2", "dim": 96, "encoder_id": "abc123", "model": "preset:tiny", "image_size": 128}
-VITL = {"features": "vjepa2", "dim": 1024, "encoder_id": "def456", "model": "facebook/vjepa2-vitl-fpc64-256",
-        "image_size": 256}
+VITL = {
+    "features": "vjepa2",
+    "dim": 1024,
+    "encoder_id": "def456",
+    "model": "facebook/vjepa2-vitl-fpc64-256",
+    "image_size": 256,
+}
 
 
 def _episodes(n: int, successes: int) -> list[dict]:
-    return [{"seed": 1_000_000_000 + i, "success": i < successes, "return": 150.0 if i < successes else 10.0}
-            for i in range(n)]
+    return [
+        {"seed": 1_000_000_000 + i, "success": i < successes, "return": 150.0 if i < successes else 10.0}
+        for i in range(n)
+    ]
 
 
 def _eval(n: int, k: int, gif=None, task="easy") -> dict:
-    ev = {"status": "succeeded", "eval_id": 0, "task": task, "success_rate": k / n, "mean_return": 150.0 * k / n,
-          "episodes": _episodes(n, k), "steps_per_second": 812.0,
-          "request": {"task": task, "steps": 200, "seed": 0, "episodes": n, "image_size": 128}}
+    ev = {
+        "status": "succeeded",
+        "eval_id": 0,
+        "task": task,
+        "success_rate": k / n,
+        "mean_return": 150.0 * k / n,
+        "episodes": _episodes(n, k),
+        "steps_per_second": 812.0,
+        "request": {"task": task, "steps": 200, "seed": 0, "episodes": n, "image_size": 128},
+    }
     if gif:
         ev["gif"] = [str(gif)]
     return ev
@@ -42,30 +56,79 @@ def _eval(n: int, k: int, gif=None, task="easy") -> dict:
 def _bc(run_id, features, seed, k, lineage=None, gif=None, n=50) -> dict:
     curve = list(np.geomspace(0.05, 2e-4, 20))
     val = [0.1 - 0.004 * e if e < 6 else 0.08 + 0.01 * e for e in range(20)]
-    return {"run_id": run_id, "kind": "bc", "status": "succeeded",
-            "config": {"dataset": "jac-150", "features": features, "seed": seed, "study_id": f"st-{seed}"},
-            "metrics": {"train_loss_curve": curve, "val_loss_curve": val, "epoch": 20, "n_train": 27000, "n_val": 3000,
-                        "train_s": 12.3, "select": "best_val", "best_epoch": 6, "selected_epoch": 6,
-                        "features_lineage": lineage or {"features": features, "dim": 8}},
-            "evaluations": [_eval(n, k, gif)]}
+    return {
+        "run_id": run_id,
+        "kind": "bc",
+        "status": "succeeded",
+        "config": {"dataset": "jac-150", "features": features, "seed": seed, "study_id": f"st-{seed}"},
+        "metrics": {
+            "train_loss_curve": curve,
+            "val_loss_curve": val,
+            "epoch": 20,
+            "n_train": 27000,
+            "n_val": 3000,
+            "train_s": 12.3,
+            "select": "best_val",
+            "best_epoch": 6,
+            "selected_epoch": 6,
+            "features_lineage": lineage or {"features": features, "dim": 8},
+        },
+        "evaluations": [_eval(n, k, gif)],
+    }
 
 
 def _runs(gif) -> list[dict]:
     return [
-        {"run_id": "baseline-1", "kind": "baseline", "status": "succeeded", "config": {"policy": "jacobian"},
-         "metrics": {}, "evaluations": [_eval(50, 50)]},
-        {"run_id": "baseline-2", "kind": "baseline", "status": "succeeded", "config": {"policy": "random"},
-         "metrics": {}, "evaluations": [_eval(50, 0)]},
-        _bc("bc-s0", "state", 0, 47, gif=gif), _bc("bc-s1", "state", 1, 40), _bc("bc-s2", "state", 2, 45),
+        {
+            "run_id": "baseline-1",
+            "kind": "baseline",
+            "status": "succeeded",
+            "config": {"policy": "jacobian"},
+            "metrics": {},
+            "evaluations": [_eval(50, 50)],
+        },
+        {
+            "run_id": "baseline-2",
+            "kind": "baseline",
+            "status": "succeeded",
+            "config": {"policy": "random"},
+            "metrics": {},
+            "evaluations": [_eval(50, 0)],
+        },
+        _bc("bc-s0", "state", 0, 47, gif=gif),
+        _bc("bc-s1", "state", 1, 40),
+        _bc("bc-s2", "state", 2, 45),
         _bc("bc-tiny", "vjepa2", 0, 10, lineage=TINY, n=20),
-        {"run_id": "sac-1", "kind": "sac", "status": "succeeded", "config": {"features": "vjepa2", "seed": 0},
-         "metrics": {"features_lineage": TINY, "env_steps": 1000,
-                     "final_eval": {"mean_return": 90.0, "success_rate": 0.1, "episodes": 10},
-                     "curve": [{"env_steps": s, "mean_return": s / 10, "std_return": 5.0, "success_rate": s / 2000,
-                                "eval_episodes": 5} for s in (200, 600, 1000)]},
-         "evaluations": [_eval(20, 10)]},
-        {"run_id": "bc-2", "kind": "bc", "status": "running", "config": {"dataset": "jac-150", "features": "random"},
-         "metrics": {"train_loss_curve": [0.1, 0.09], "val_loss_curve": [0.1, 0.11]}, "evaluations": []},
+        {
+            "run_id": "sac-1",
+            "kind": "sac",
+            "status": "succeeded",
+            "config": {"features": "vjepa2", "seed": 0},
+            "metrics": {
+                "features_lineage": TINY,
+                "env_steps": 1000,
+                "final_eval": {"mean_return": 90.0, "success_rate": 0.1, "episodes": 10},
+                "curve": [
+                    {
+                        "env_steps": s,
+                        "mean_return": s / 10,
+                        "std_return": 5.0,
+                        "success_rate": s / 2000,
+                        "eval_episodes": 5,
+                    }
+                    for s in (200, 600, 1000)
+                ],
+            },
+            "evaluations": [_eval(20, 10)],
+        },
+        {
+            "run_id": "bc-2",
+            "kind": "bc",
+            "status": "running",
+            "config": {"dataset": "jac-150", "features": "random"},
+            "metrics": {"train_loss_curve": [0.1, 0.09], "val_loss_curve": [0.1, 0.11]},
+            "evaluations": [],
+        },
     ]
 
 
@@ -78,17 +141,29 @@ def test_numbers_for_people():
 
 
 def test_condition_names_say_which_encoder():
-    tiny = {"run_id": "bc-t", "status": "succeeded", "kind": "bc", "config": {"features": "vjepa2", "dataset": "d"},
-            "metrics": {"features_lineage": TINY}}
+    tiny = {
+        "run_id": "bc-t",
+        "status": "succeeded",
+        "kind": "bc",
+        "config": {"features": "vjepa2", "dataset": "d"},
+        "metrics": {"features_lineage": TINY},
+    }
     name = condition_name(tiny)
     assert "tiny" in name and "random-init" in name and "96-d" in name and "128 px" in name and PLUMBING in name
-    vitl = {"run_id": "bc-v", "status": "succeeded", "kind": "bc", "config": {"features": "vjepa2", "dataset": "d"},
-            "metrics": {"features_lineage": VITL}}
+    vitl = {
+        "run_id": "bc-v",
+        "status": "succeeded",
+        "kind": "bc",
+        "config": {"features": "vjepa2", "dataset": "d"},
+        "metrics": {"features_lineage": VITL},
+    }
     assert "pretrained" in condition_name(vitl) and PLUMBING not in condition_name(vitl)
-    assert condition_name({"run_id": "sac-1", "status": "queued", "kind": "sac",
-                           "config": {"features": "state"}}).startswith("SAC on state")
-    assert "P-controller" in condition_name({"run_id": "baseline-1", "status": "succeeded", "kind": "baseline",
-                                             "config": {"policy": "p-controller"}})
+    assert condition_name(
+        {"run_id": "sac-1", "status": "queued", "kind": "sac", "config": {"features": "state"}}
+    ).startswith("SAC on state")
+    assert "P-controller" in condition_name(
+        {"run_id": "baseline-1", "status": "succeeded", "kind": "baseline", "config": {"policy": "p-controller"}}
+    )
     assert "plumbing" in title([tiny]) and title([tiny, vitl]).startswith("V-JEPA 2")
 
 
@@ -98,8 +173,12 @@ def test_seeds_are_aggregated_per_condition(tmp_path):
     assert state["n_runs"] == 3 and state["seeds"] == [0, 1, 2] and state["ci_kind"] == "t across seeds"
     assert abs(state["success_rate"] - (47 + 40 + 45) / 150) < 1e-12
     order = [g["short"] for g in groups]  # baselines first, then BC (state before vjepa2), then SAC
-    assert order.index("Jacobian-transpose expert") < order.index("BC state") < order.index(
-        "BC vjepa2 (tiny, random-init)") < order.index("SAC vjepa2 (tiny, random-init)")
+    assert (
+        order.index("Jacobian-transpose expert")
+        < order.index("BC state")
+        < order.index("BC vjepa2 (tiny, random-init)")
+        < order.index("SAC vjepa2 (tiny, random-init)")
+    )
     lines = summary_lines(_runs(None))
     assert any(PLUMBING in line and "50% [30, 70]" in line for line in lines)
 
@@ -109,10 +188,27 @@ def test_write_report(tmp_path):
     frames = [Image.fromarray(np.full((16, 16, 3), c, np.uint8)) for c in (0, 128, 255)]
     frames[0].save(gif, save_all=True, append_images=frames[1:], duration=40)
     lin = {"r2": 0.2, "r2_sd": 0.1, "alpha": 1000.0, "alpha_at_edge": False}
-    probes = [{"features": "state", "dataset": "jac-150", "targets": ["finger_xy"], "folds": 5, "n_episodes": 40,
-               "linear": {"finger_xy": lin}, "mlp": {"finger_xy": {"r2": 0.96, "r2_sd": 0.02}}},
-              {"features": "vjepa2", "dataset": "jac-150", "targets": ["finger_xy"], "folds": 5, "n_episodes": 40,
-               "lineage": TINY, "linear": {"finger_xy": {**lin, "alpha": 1e7, "alpha_at_edge": True}}, "mlp": {}}]
+    probes = [
+        {
+            "features": "state",
+            "dataset": "jac-150",
+            "targets": ["finger_xy"],
+            "folds": 5,
+            "n_episodes": 40,
+            "linear": {"finger_xy": lin},
+            "mlp": {"finger_xy": {"r2": 0.96, "r2_sd": 0.02}},
+        },
+        {
+            "features": "vjepa2",
+            "dataset": "jac-150",
+            "targets": ["finger_xy"],
+            "folds": 5,
+            "n_episodes": 40,
+            "lineage": TINY,
+            "linear": {"finger_xy": {**lin, "alpha": 1e7, "alpha_at_edge": True}},
+            "mlp": {},
+        },
+    ]
 
     out = tmp_path / "report"
     path = write_report(_runs(gif), probes, out, extra_notes={"machine": "2-core shared CPU"})
@@ -156,13 +252,21 @@ def test_report_without_results(tmp_path):
 def test_rollout_gif_has_captions_real_time_and_the_expert(tmp_path):
     """A real (tiny) live evaluation writes one GIF per episode: policy beside the expert, captioned, and its
     frame delay is the simulated time per frame in milliseconds (not 0)."""
-    from services.trainer.evaluate import CONTROL_DT, GIF_CAPTION_H as CAP, evaluate_policy
+    from services.trainer.evaluate import CONTROL_DT, evaluate_policy
+    from services.trainer.evaluate import GIF_CAPTION_H as CAP
     from services.trainer.features import make_feature_source
     from services.trainer.vec_env import make_env
 
     assert make_env("easy", seed=0, episode_steps=10, action_repeat=1, image_size=0).physics.timestep() == CONTROL_DT
-    rec = evaluate_policy(lambda x: np.zeros((len(x), 2), np.float32), make_feature_source("state"), episodes=2,
-                          steps=40, parallel_envs=2, gif_episodes=1, gif_path=tmp_path / "eval0.gif")
+    rec = evaluate_policy(
+        lambda x: np.zeros((len(x), 2), np.float32),
+        make_feature_source("state"),
+        episodes=2,
+        steps=40,
+        parallel_envs=2,
+        gif_episodes=1,
+        gif_path=tmp_path / "eval0.gif",
+    )
     assert len(rec["gif"]) == 1 and rec["gif"][0].endswith("eval0-ep0.gif")
     gif = Image.open(rec["gif"][0])
     assert gif.n_frames == 40 and gif.info["duration"] == round(1000 * CONTROL_DT)  # 20 ms: real time
@@ -181,9 +285,15 @@ def test_sac_curves_across_seeds(tmp_path):
 
     runs = _runs(None)
     sac = next(r for r in runs if r["kind"] == "sac")
-    second = {**sac, "run_id": "sac-2", "config": {**sac["config"], "seed": 1},
-              "metrics": {**sac["metrics"], "curve": [{**p, "mean_return": 2 * p["mean_return"]}
-                                                       for p in sac["metrics"]["curve"]]}}
+    second = {
+        **sac,
+        "run_id": "sac-2",
+        "config": {**sac["config"], "seed": 1},
+        "metrics": {
+            **sac["metrics"],
+            "curve": [{**p, "mean_return": 2 * p["mean_return"]} for p in sac["metrics"]["curve"]],
+        },
+    }
     groups = condition_rows([sac, second])
     assert len(groups) == 1 and groups[0]["n_runs"] == 2
     path = plot_sac_curves([sac, second], tmp_path / "sac.png")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_sac import TINY
 
 from services.common.store import Store
 from services.encoder.app import create_app as create_encoder_app
@@ -21,7 +22,6 @@ from services.trainer import jobs
 from services.trainer.bc import CHECKPOINT_NAME
 from services.trainer.datasets import DatasetSpec, create_dataset
 from services.trainer.runs import RunStore
-from test_sac import TINY
 from vjepa_robot_client.contract import EvalRequest, TrainBCRequest, TrainSACRequest
 
 
@@ -58,8 +58,11 @@ def test_two_identical_bc_runs_give_identical_weights_and_val_loss(tiny_dataset,
         runner.shutdown(ctx.runs)
     recs = [ctx.runs.get(r) for r in (solo, *pair)]
     assert [r["status"] for r in recs] == ["succeeded"] * 3, [r.get("error") for r in recs]
-    assert recs[0]["metrics"]["val_loss_curve"] == recs[1]["metrics"]["val_loss_curve"] == \
-        recs[2]["metrics"]["val_loss_curve"]
+    assert (
+        recs[0]["metrics"]["val_loss_curve"]
+        == recs[1]["metrics"]["val_loss_curve"]
+        == recs[2]["metrics"]["val_loss_curve"]
+    )
     assert recs[0]["metrics"]["train_loss_curve"] == recs[1]["metrics"]["train_loss_curve"]
     for r in pair:
         assert_same_weights(weights(ctx.runs.path(solo)), weights(ctx.runs.path(r)))
@@ -70,8 +73,9 @@ def encoder(tmp_path_factory, tiny_encoder):
     from conftest import run_server
 
     store = str(tmp_path_factory.mktemp("store"))
-    app = create_encoder_app(EncoderSettings(store=store, device="cpu", threads=1, max_batch=16, max_wait_ms=1.0),
-                             encoder=tiny_encoder)
+    app = create_encoder_app(
+        EncoderSettings(store=store, device="cpu", threads=1, max_batch=16, max_wait_ms=1.0), encoder=tiny_encoder
+    )
     with run_server(app, startup_timeout=60) as url:
         yield {"url": url, "store": store, "encoder_id": tiny_encoder.encoder_id}
 
@@ -82,21 +86,32 @@ def test_small_bc_pipeline_twice_gives_identical_numbers(encoder, tmp_path):
     ctx = jobs.TrainerContext(store=store, runs=RunStore(tmp_path / "runs"), encoder_url=encoder["url"])
     out = {}
     for name, workers in (("rep-a", 2), ("rep-b", 1)):  # the demo generates with 2 workers; 1 must agree
-        create_dataset(DatasetSpec(name=name, episodes=4, steps=20, seed=0, image_size=32), store=store,
-                       workers=workers, progress=False)
-        run_id = jobs.train(ctx, jobs.InlineRunner(), TrainBCRequest(dataset=name, features="vjepa2", epochs=5,
-                                                                     batch_size=16, seed=0)).run_id
-        jobs.evaluate_run(ctx, jobs.InlineRunner(), run_id,
-                          EvalRequest(episodes=3, steps=20, parallel_envs=2, gif_episodes=0))
+        create_dataset(
+            DatasetSpec(name=name, episodes=4, steps=20, seed=0, image_size=32),
+            store=store,
+            workers=workers,
+            progress=False,
+        )
+        run_id = jobs.train(
+            ctx, jobs.InlineRunner(), TrainBCRequest(dataset=name, features="vjepa2", epochs=5, batch_size=16, seed=0)
+        ).run_id
+        jobs.evaluate_run(
+            ctx, jobs.InlineRunner(), run_id, EvalRequest(episodes=3, steps=20, parallel_envs=2, gif_episodes=0)
+        )
         rec = ctx.runs.get(run_id)
         ev = rec["evaluations"]
         ev = ev["0"] if isinstance(ev, dict) else ev[0]
         assert rec["status"] == "succeeded" and ev["status"] == "succeeded", (rec.get("error"), ev.get("error"))
         frames = store.read_steps(name, ["frame", "action"])
         _, _, emb = store.read_embeddings(name, encoder["encoder_id"])
-        out[name] = dict(frames=frames.column("frame").to_pylist(), actions=frames.column("action").to_pylist(),
-                         emb=emb, weights=weights(ctx.runs.path(run_id)), val=rec["metrics"]["val_loss_curve"],
-                         returns=[e["return"] for e in ev["episodes"]])
+        out[name] = dict(
+            frames=frames.column("frame").to_pylist(),
+            actions=frames.column("action").to_pylist(),
+            emb=emb,
+            weights=weights(ctx.runs.path(run_id)),
+            val=rec["metrics"]["val_loss_curve"],
+            returns=[e["return"] for e in ev["episodes"]],
+        )
     a, b = out["rep-a"], out["rep-b"]
     assert a["frames"] == b["frames"] and a["actions"] == b["actions"]  # PNG bytes: the renders themselves
     assert np.array_equal(a["emb"], b["emb"])

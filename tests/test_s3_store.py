@@ -23,7 +23,6 @@ def s3(tmp_path_factory):
     import os
 
     import boto3
-
     from _servers import free_port
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per S3 request otherwise
@@ -31,13 +30,23 @@ def s3(tmp_path_factory):
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    env = {"AWS_ENDPOINT": endpoint, "AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret",
-           "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
+    env = {
+        "AWS_ENDPOINT": endpoint,
+        "AWS_ACCESS_KEY_ID": "test-key",
+        "AWS_SECRET_ACCESS_KEY": "test-secret",
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # module scope: dataset worker processes inherit it, as in a container
     try:
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                              aws_access_key_id="test-key", aws_secret_access_key="test-secret")
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test-key",
+            aws_secret_access_key="test-secret",
+        )
         client.create_bucket(Bucket=BUCKET)
         yield {"endpoint": endpoint, "client": client, "uri": f"s3://{BUCKET}/store"}
     finally:
@@ -72,9 +81,9 @@ def test_store_basics_on_s3(s3, tmp_path):
 def test_dataset_encode_bc_eval_runs_on_s3(s3, tmp_path):
     """Both services with VJEPA_ROBOT_STORE=s3://..., driven over HTTP; the CLI reads the same bucket."""
     import numpy as np
+    from _servers import serve_app
     from typer.testing import CliRunner
 
-    from _servers import serve_app
     from services.common.store import Store
     from services.encoder.app import create_app as create_encoder_app
     from services.encoder.settings import EncoderSettings
@@ -120,11 +129,28 @@ def test_dataset_encode_bc_eval_runs_on_s3(s3, tmp_path):
     result = CliRunner().invoke(cli, ["datasets", "list", "--store", uri, "--json"])
     assert result.exit_code == 0, result.output
     assert "s3ds" in result.output
-    result = CliRunner().invoke(cli, ["datasets", "create", "cli-ds", "--episodes", "2", "--steps", "20",
-                                      "--image-size", "0", "--workers", "1", "--store", uri])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "datasets",
+            "create",
+            "cli-ds",
+            "--episodes",
+            "2",
+            "--steps",
+            "20",
+            "--image-size",
+            "0",
+            "--workers",
+            "1",
+            "--store",
+            uri,
+        ],
+    )
     assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(cli, ["train", "bc", "cli-ds", "--features", "state", "--epochs", "2",
-                                      "--store", uri, "--runs-dir", str(runs)])
+    result = CliRunner().invoke(
+        cli, ["train", "bc", "cli-ds", "--features", "state", "--epochs", "2", "--store", uri, "--runs-dir", str(runs)]
+    )
     assert result.exit_code == 0, result.output
     assert '"succeeded"' in result.output
     assert Store(uri).get_dataset_meta("cli-ds")["status"] == "ready"

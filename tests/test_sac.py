@@ -17,9 +17,20 @@ from vjepa_robot_client.contract import TrainSACRequest
 
 torch.set_num_threads(1)
 
-TINY = dict(features="state", total_steps=800, parallel_envs=2, episode_steps=100, action_repeat=4,
-            learning_starts=200, batch_size=32, buffer_size=2000, eval_every=400, checkpoint_every=400,
-            eval_episodes=1, final_eval_episodes=2)
+TINY = dict(
+    features="state",
+    total_steps=800,
+    parallel_envs=2,
+    episode_steps=100,
+    action_repeat=4,
+    learning_starts=200,
+    batch_size=32,
+    buffer_size=2000,
+    eval_every=400,
+    checkpoint_every=400,
+    eval_episodes=1,
+    final_eval_episodes=2,
+)
 
 
 class FakeRun:
@@ -62,7 +73,9 @@ def test_tiny_run_end_to_end(tmp_path):
 
 
 def test_stop_then_resume_continues_step_count(tmp_path):
-    run = FakeRun(tmp_path, stop_after=60)  # one poll per vector step: the 61st poll stops it: 61 x 2 envs x 4 = 488 env steps
+    run = FakeRun(
+        tmp_path, stop_after=60
+    )  # one poll per vector step: the 61st poll stops it: 61 x 2 envs x 4 = 488 env steps
     out = train_sac(TrainSACRequest(**TINY), run, make_feature_source("state"))
     assert out.get("stopped") and out["env_steps"] == 488
     state = json.loads((tmp_path / "sac" / "state.json").read_text())
@@ -102,11 +115,13 @@ def test_replay_memory_accounting():
 
 def test_replay_next_obs_by_index_and_terminals(tmp_path):
     buf = _buffer(8, 3, n_envs=2)  # 4 slots per env
+
     def add(t, done):
         obs = np.full((2, 3), t, np.float32)
         nxt = np.full((2, 3), t + 1, np.float32)
         nxt[done] = 100 + t  # terminal observation, different from the next episode's first
         buf.add(obs, nxt, np.zeros((2, 2)), np.ones(2), done, truncated=done)
+
     add(0, np.array([False, False]))
     add(1, np.array([True, False]))
     add(2, np.array([False, False]))
@@ -154,8 +169,9 @@ def test_actor_log_prob_is_the_squashed_gaussian_density():
     obs = torch.randn(64, 8)
     action, log_prob = agent.actor.sample(obs)
     mu, log_std = agent.actor(obs)
-    dist = torch.distributions.TransformedDistribution(torch.distributions.Normal(mu, log_std.exp()),
-                                                       [torch.distributions.TanhTransform()])
+    dist = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mu, log_std.exp()), [torch.distributions.TanhTransform()]
+    )
     want = dist.log_prob(action.clamp(-1 + 1e-6, 1 - 1e-6)).sum(-1, keepdim=True)
     assert action.shape == (64, 2) and log_prob.shape == (64, 1) and action.abs().max() < 1
     assert torch.allclose(log_prob, want, atol=2e-2)
@@ -167,8 +183,14 @@ def test_update_fits_the_critic_and_tunes_the_temperature():
     buf = _buffer(64, 3)
     rng = np.random.default_rng(0)
     for _ in range(40):  # one-step episodes with reward 1 that truly terminate: Q(s, a) = 1
-        buf.add(rng.normal(size=(1, 3)), rng.normal(size=(1, 3)), rng.uniform(-1, 1, (1, 2)), np.ones(1),
-                np.ones(1, bool), truncated=np.zeros(1, bool))
+        buf.add(
+            rng.normal(size=(1, 3)),
+            rng.normal(size=(1, 3)),
+            rng.uniform(-1, 1, (1, 2)),
+            np.ones(1),
+            np.ones(1, bool),
+            truncated=np.zeros(1, bool),
+        )
     b = buf.sample(32, rng)
     with torch.no_grad():
         q0 = float(torch.min(*agent.critic(b.obs, b.actions)).mean())

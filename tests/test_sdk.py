@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 import pytest
+from _servers import free_port, serve_app
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from vjepa_robot_client import (
     AsyncEncoderClient,
@@ -35,8 +35,6 @@ from vjepa_robot_client import (
 )
 from vjepa_robot_client._transport import parse_retry_after
 from vjepa_robot_client.contract import NPY_MEDIA_TYPE, RunStatus, from_npy_bytes, to_npy_bytes
-
-from _servers import free_port, serve_app
 
 D = 4
 
@@ -62,8 +60,9 @@ def flaky_encoder(busy: int = 2, retry_after: str = "0", token: str | None = Non
     async def encode(request: Request):
         app.state.hits += 1
         if app.state.hits <= busy:
-            return JSONResponse({"detail": "queue full, retry later"}, status_code=503,
-                                headers={"Retry-After": retry_after})
+            return JSONResponse(
+                {"detail": "queue full, retry later"}, status_code=503, headers={"Retry-After": retry_after}
+            )
         frames = from_npy_bytes(await request.body())
         if frames.ndim != 5:
             return JSONResponse({"detail": f"frames must be (B, T, H, W, 3), got {frames.shape}"}, status_code=400)
@@ -105,9 +104,11 @@ def expected(frames: np.ndarray) -> np.ndarray:
 
 
 def test_sdk_import_pulls_no_torch():
-    code = ("import sys, vjepa_robot_client as c; c.EncoderClient; c.AsyncTrainerClient; "
-            "heavy = [m for m in ('torch', 'dm_control', 'mujoco', 'lancedb', 'transformers', 'fastapi', 'services') "
-            "if m in sys.modules]; assert not heavy, heavy")
+    code = (
+        "import sys, vjepa_robot_client as c; c.EncoderClient; c.AsyncTrainerClient; "
+        "heavy = [m for m in ('torch', 'dm_control', 'mujoco', 'lancedb', 'transformers', 'fastapi', 'services') "
+        "if m in sys.modules]; assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
@@ -278,8 +279,13 @@ def stepping_trainer() -> FastAPI:
         app.state.polls += 1
         epoch = min(app.state.polls, 3)
         status = "succeeded" if app.state.polls >= 4 else "running"
-        return {"run_id": run_id, "kind": "bc", "status": status, "config": {"epochs": 3},
-                "metrics": {"epoch": epoch, "train_loss": 0.1, "new_field": [1, 2]}}
+        return {
+            "run_id": run_id,
+            "kind": "bc",
+            "status": status,
+            "config": {"epochs": 3},
+            "metrics": {"epoch": epoch, "train_loss": 0.1, "new_field": [1, 2]},
+        }
 
     @app.post("/eval/{run_id}", status_code=202)
     async def evaluate(run_id: str, request: Request):
@@ -289,8 +295,13 @@ def stepping_trainer() -> FastAPI:
 
     @app.get("/eval/{run_id}")
     def eval_result(run_id: str):
-        return {"run_id": run_id, "eval_id": 1, "status": "succeeded", "success_rate": 0.5,
-                "episodes": [{"seed": 1, "success": True, "return": 10.0}]}
+        return {
+            "run_id": run_id,
+            "eval_id": 1,
+            "status": "succeeded",
+            "success_rate": 0.5,
+            "episodes": [{"seed": 1, "success": True, "return": 10.0}],
+        }
 
     @app.post("/datasets", status_code=202)
     def create():

@@ -7,8 +7,8 @@ import asyncio
 
 import numpy as np
 import pytest
-
 from _servers import serve_app
+
 from vjepa_robot_client import AsyncEncoderClient, BadRequest, EncoderClient, NotFound, Unauthorized
 
 pytest.importorskip("services.encoder.app")
@@ -21,8 +21,15 @@ def encoder_url(tmp_path_factory):
     from services.encoder.app import create_app
     from services.encoder.settings import EncoderSettings
 
-    settings = EncoderSettings(preset="tiny", store=str(tmp_path_factory.mktemp("store")), token=TOKEN,
-                               device="cpu", threads=1, max_batch=8, max_wait_ms=2.0)
+    settings = EncoderSettings(
+        preset="tiny",
+        store=str(tmp_path_factory.mktemp("store")),
+        token=TOKEN,
+        device="cpu",
+        threads=1,
+        max_batch=8,
+        max_wait_ms=2.0,
+    )
     with serve_app(create_app(settings), startup_timeout=120) as url:
         yield url
 
@@ -77,14 +84,17 @@ def _tiny_app(tiny_encoder, tmp_path, **kw):
     from services.encoder.app import create_app
     from services.encoder.settings import EncoderSettings
 
-    return create_app(EncoderSettings(store=str(tmp_path), device="cpu", threads=1, max_batch=8, max_wait_ms=1.0, **kw),
-                      encoder=tiny_encoder)
+    return create_app(
+        EncoderSettings(store=str(tmp_path), device="cpu", threads=1, max_batch=8, max_wait_ms=1.0, **kw),
+        encoder=tiny_encoder,
+    )
 
 
 def test_stream_survives_an_encoder_restart_at_the_cost_of_one_step(tiny_encoder, tmp_path):
     """Kill the real server between steps and start a new one on the same port: the SDK's stream gets 404, re-creates
     the stream, sends the full windows once, and every step still equals POST /encode of the full windows."""
     from _servers import free_port
+
     from vjepa_robot_client.window import episode_windows
 
     n, size, steps = 2, 32, 12
@@ -132,8 +142,13 @@ def test_async_stream_and_compressed_encode_equal_plain(tiny_encoder, tmp_path):
         assert np.array_equal(zstd_emb, plain.encode(batch)) and np.array_equal(gz.encode(batch), plain.encode(batch))
         restart = eps[1, 4:]  # env 1's second episode starts at step 4
         for t in range(10):
-            full = np.stack([episode_windows(eps[0])[t], episode_windows(restart)[t - 4] if t >= 4 else
-                             episode_windows(eps[1])[t], episode_windows(eps[2])[t]])
+            full = np.stack(
+                [
+                    episode_windows(eps[0])[t],
+                    episode_windows(restart)[t - 4] if t >= 4 else episode_windows(eps[1])[t],
+                    episode_windows(eps[2])[t],
+                ]
+            )
             assert np.array_equal(streamed[t], plain.encode(full)), t
 
 

@@ -13,11 +13,11 @@ import httpx
 import numpy as np
 import pytest
 import torch
+import zstandard
+from conftest import ToyEncoder, run_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-import zstandard
 
-from conftest import ToyEncoder, run_server
 from services.encoder.app import create_app
 from services.encoder.batcher import concat_windows
 from services.encoder.settings import EncoderSettings
@@ -32,8 +32,14 @@ LIMIT = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def tiny_url(tmp_path_factory, tiny_encoder):
-    settings = EncoderSettings(store=str(tmp_path_factory.mktemp("store")), device="cpu", threads=1, max_batch=16,
-                               max_wait_ms=1.0, max_body_bytes=LIMIT)
+    settings = EncoderSettings(
+        store=str(tmp_path_factory.mktemp("store")),
+        device="cpu",
+        threads=1,
+        max_batch=16,
+        max_wait_ms=1.0,
+        max_body_bytes=LIMIT,
+    )
     with run_server(create_app(settings, encoder=tiny_encoder), startup_timeout=60) as url:
         yield url
 
@@ -48,8 +54,13 @@ def open_stream(url: str, envs: int, height: int = H, width: int = W) -> str:
 
 def step(url: str, sid: str, frames: np.ndarray, reset=(), headers=None, content=None) -> httpx.Response:
     params = {"reset": ",".join(map(str, reset))} if len(reset) else None
-    return httpx.post(f"{url}/streams/{sid}/step", params=params, headers={**NPY, **(headers or {})},
-                      content=to_npy_bytes(frames) if content is None else content, timeout=60)
+    return httpx.post(
+        f"{url}/streams/{sid}/step",
+        params=params,
+        headers={**NPY, **(headers or {})},
+        content=to_npy_bytes(frames) if content is None else content,
+        timeout=60,
+    )
 
 
 def encode(url: str, windows: np.ndarray) -> np.ndarray:
@@ -100,8 +111,9 @@ def test_stream_step_json_answer_and_full_window_resync(tiny_url):
     full = np.stack([window_at(eps[i], 9) for i in range(2)])
     r = step(tiny_url, sid2, full)
     assert r.status_code == 200 and np.array_equal(from_npy_bytes(r.content), encode(tiny_url, full))
-    r = httpx.post(f"{tiny_url}/streams/{sid2}/step", content=to_npy_bytes(eps[:, 10]),
-                   headers={"Content-Type": NPY_MEDIA_TYPE})  # JSON answer, like /encode
+    r = httpx.post(
+        f"{tiny_url}/streams/{sid2}/step", content=to_npy_bytes(eps[:, 10]), headers={"Content-Type": NPY_MEDIA_TYPE}
+    )  # JSON answer, like /encode
     body = r.json()
     want = encode(tiny_url, np.stack([window_at(eps[i], 10) for i in range(2)]))
     assert body["dim"] == 96 and np.array_equal(np.asarray(body["embeddings"], np.float32), want)
@@ -119,17 +131,25 @@ def test_compressed_bodies_give_the_same_embeddings(tiny_url, encoding):
     assert np.array_equal(from_npy_bytes(r.content), encode(tiny_url, windows))
     sid = open_stream(tiny_url, 2)
     frames = windows[:, 0]
-    r = step(tiny_url, sid, frames, headers={"Content-Encoding": encoding},
-             content=zstandard.ZstdCompressor().compress(to_npy_bytes(frames)) if encoding == "zstd"
-             else gzip.compress(to_npy_bytes(frames)))
+    r = step(
+        tiny_url,
+        sid,
+        frames,
+        headers={"Content-Encoding": encoding},
+        content=zstandard.ZstdCompressor().compress(to_npy_bytes(frames))
+        if encoding == "zstd"
+        else gzip.compress(to_npy_bytes(frames)),
+    )
     assert r.status_code == 200, r.text
     assert np.array_equal(from_npy_bytes(r.content), encode(tiny_url, np.repeat(frames[:, None], 8, axis=1)))
 
 
 def test_zip_bombs_stop_at_the_decompressed_limit(tiny_url):
     bomb = np.zeros(LIMIT * 4, np.uint8)  # 4 MiB of zeros: a few KiB compressed, 4x the limit decompressed
-    for encoding, packed in (("zstd", zstandard.ZstdCompressor().compress(to_npy_bytes(bomb))),
-                             ("gzip", gzip.compress(to_npy_bytes(bomb)))):
+    for encoding, packed in (
+        ("zstd", zstandard.ZstdCompressor().compress(to_npy_bytes(bomb))),
+        ("gzip", gzip.compress(to_npy_bytes(bomb))),
+    ):
         assert len(packed) < LIMIT // 16
         r = httpx.post(f"{tiny_url}/encode", content=packed, headers={**NPY, "Content-Encoding": encoding})
         assert r.status_code == 413, r.text
@@ -231,6 +251,7 @@ def test_vjepa2_features_online_steps_a_stream_and_equals_offline_embeddings(tmp
     """VJEPA2Features.online (stream steps, resets from ts.first) == the dataset job's stored embeddings, also when
     two rollouts of the same shape take turns on the stream (the continuity check resynchronises it)."""
     from conftest import write_steps_dataset
+
     from services.common.store import Store
     from services.trainer.env import StepType, TimeStep
     from services.trainer.features import VJEPA2Features
@@ -256,8 +277,12 @@ def test_vjepa2_features_online_steps_a_stream_and_equals_offline_embeddings(tmp
                 want = np.stack([stored(ep, t) for ep in lanes])
                 np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
         for t in range(5, 10):  # rollout b resumes after a pause: resynchronised, not mixed with a's frames
-            np.testing.assert_allclose(src.online([ts(ep, t) for ep in lanes_b], lanes_b),
-                                       np.stack([stored(ep, t) for ep in lanes_b]), rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(
+                src.online([ts(ep, t) for ep in lanes_b], lanes_b),
+                np.stack([stored(ep, t) for ep in lanes_b]),
+                rtol=1e-4,
+                atol=1e-5,
+            )
         detached = src.online_detached([ts(3, 9)], [3])
         np.testing.assert_allclose(detached[0], stored(3, 9), rtol=1e-4, atol=1e-5)
         stream = src._streams[(2, H, W)]
@@ -294,18 +319,29 @@ def test_sac_vec_env_steps_a_stream_and_embeds_terminal_windows_apart(tmp_path, 
         src.close()
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
-@given(body=st.one_of(st.binary(max_size=300), st.builds(
-           lambda shape, dtype, cut: to_npy_bytes(np.zeros(shape, dtype))[: None if cut == 0 else -cut],
-           st.lists(st.integers(0, 9), min_size=0, max_size=6).map(tuple),
-           st.sampled_from([np.uint8, np.float32, np.int64, np.bool_]), st.integers(0, 20))),
-       reset=st.one_of(st.none(), st.text(max_size=12)), encoding=st.sampled_from([None, "zstd", "gzip", "br"]))
+@settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.builds(
+            lambda shape, dtype, cut: to_npy_bytes(np.zeros(shape, dtype))[: None if cut == 0 else -cut],
+            st.lists(st.integers(0, 9), min_size=0, max_size=6).map(tuple),
+            st.sampled_from([np.uint8, np.float32, np.int64, np.bool_]),
+            st.integers(0, 20),
+        ),
+    ),
+    reset=st.one_of(st.none(), st.text(max_size=12)),
+    encoding=st.sampled_from([None, "zstd", "gzip", "br"]),
+)
 def test_fuzzed_step_bodies_on_a_live_stream_never_get_a_5xx(toy_stream, body, reset, encoding):
     url, sid = toy_stream
     headers = {"Content-Type": NPY_MEDIA_TYPE, **({"Content-Encoding": encoding} if encoding else {})}
-    r = httpx.post(f"{url}/streams/{sid}/step", params={"reset": reset} if reset is not None else None,
-                   content=body, headers=headers)
+    r = httpx.post(
+        f"{url}/streams/{sid}/step",
+        params={"reset": reset} if reset is not None else None,
+        content=body,
+        headers=headers,
+    )
     assert r.status_code < 500, r.text
     assert r.status_code == 200 or r.json()["detail"]
 
@@ -329,8 +365,13 @@ def test_content_encodings_are_defined_once_and_both_sides_speak_each():
     defined = []
     for path in [*root.glob("services/**/*.py"), *root.glob("clients/**/*.py"), *root.glob("vjepa_robot/**/*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-                node, ast.AnnAssign) else []
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, ast.AnnAssign)
+                else []
+            )
             defined += [str(path.relative_to(root)) for t in targets if getattr(t, "id", "") == "CONTENT_ENCODINGS"]
     assert defined == ["clients/vjepa_robot_client/contract.py"], defined
     data = to_npy_bytes(np.arange(3000, dtype=np.uint8).reshape(10, 10, 10, 3))
@@ -344,6 +385,7 @@ def test_content_encodings_are_defined_once_and_both_sides_speak_each():
 # -- a stream across encoder replicas (issue 19): two real replicas behind a load balancer on loopback ---------------
 
 from _servers import RoutingProxy  # noqa: E402
+
 from vjepa_robot_client import EncoderClient  # noqa: E402
 from vjepa_robot_client.contract import STREAM_SESSION_HEADER  # noqa: E402
 
@@ -368,8 +410,13 @@ def reacher_plan(tiny_encoder):
     plan = []
     for t in range(36):
         windows = np.stack([ts.window for ts in steps])  # (2, 8, H, W, 3)
-        plan.append((windows[:, -1].copy(), [i for i, ts in enumerate(steps) if ts.first() and t > 0],
-                     tiny_encoder.encode(windows)))
+        plan.append(
+            (
+                windows[:, -1].copy(),
+                [i for i, ts in enumerate(steps) if ts.first() and t > 0],
+                tiny_encoder.encode(windows),
+            )
+        )
         nxt = []
         for i, (env, e, ts) in enumerate(zip(envs, experts, steps)):
             if ts.last():
@@ -389,8 +436,10 @@ def two_replicas(tmp_path_factory, tiny_encoder):
     share the in-process tiny model object (read-only in inference), as replicas share their weights' file."""
     store = str(tmp_path_factory.mktemp("replicas-store"))
     settings = EncoderSettings(store=store, device="cpu", threads=1, max_batch=16, max_wait_ms=1.0)
-    with run_server(create_app(settings, encoder=tiny_encoder), startup_timeout=60) as a, \
-            run_server(create_app(settings, encoder=tiny_encoder), startup_timeout=60) as b:
+    with (
+        run_server(create_app(settings, encoder=tiny_encoder), startup_timeout=60) as a,
+        run_server(create_app(settings, encoder=tiny_encoder), startup_timeout=60) as b,
+    ):
         yield [a, b]
 
 
@@ -413,8 +462,9 @@ def _bytes_per_env_step(proxy: RoutingProxy, plan) -> float:
     return sent / (len(plan) * 2)
 
 
-def test_a_stream_through_two_replicas_with_header_affinity_survives_a_scale_down_within_30kb(two_replicas,
-                                                                                              reacher_plan):
+def test_a_stream_through_two_replicas_with_header_affinity_survives_a_scale_down_within_30kb(
+    two_replicas, reacher_plan
+):
     """The SDK sends Modal-Session-ID on every request of a stream; the router hashes on it (as Modal's sticky
     routing does). Mid-stream the replica holding the stream goes away: one loss, one resync of full windows on the
     other replica, and the bytes per env-step stay within the goal."""

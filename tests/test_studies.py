@@ -31,10 +31,20 @@ def test_mean_ci95_is_a_student_t_interval_across_seeds():
 def test_sac_study_aggregates_final_returns_and_only_succeeded_runs():
     study = {"study_id": "study-5ac0", "kind": "sac", "seeds": [0, 1, 2], "run_ids": ["sac-a", "sac-b", "sac-c"]}
     records = [
-        {"run_id": "sac-a", "kind": "sac", "status": "succeeded", "metrics": {"final_eval": {"mean_return": 950.0}},
-         "evaluations": [{"status": "succeeded", "success_rate": 1.0, "success_ci95": [0.7, 1.0], "mean_return": 9}]},
-        {"run_id": "sac-b", "kind": "sac", "status": "succeeded", "metrics": {"final_eval": {"mean_return": 850.0}},
-         "evaluations": [{"status": "failed", "error": "x"}]},
+        {
+            "run_id": "sac-a",
+            "kind": "sac",
+            "status": "succeeded",
+            "metrics": {"final_eval": {"mean_return": 950.0}},
+            "evaluations": [{"status": "succeeded", "success_rate": 1.0, "success_ci95": [0.7, 1.0], "mean_return": 9}],
+        },
+        {
+            "run_id": "sac-b",
+            "kind": "sac",
+            "status": "succeeded",
+            "metrics": {"final_eval": {"mean_return": 850.0}},
+            "evaluations": [{"status": "failed", "error": "x"}],
+        },
         {"run_id": "sac-c", "kind": "sac", "status": "running", "metrics": {"env_steps": 10}, "evaluations": []},
     ]
     agg = aggregate(study, records)
@@ -80,8 +90,9 @@ def trainer(tmp_path_factory):
     from _servers import serve_app
 
     root = tmp_path_factory.mktemp("studies")
-    app = create_trainer_app(TrainerSettings(store=str(root / "store"), runs=str(root / "runs"),
-                                             encoder_url="http://127.0.0.1:9"))  # state features need no encoder
+    app = create_trainer_app(
+        TrainerSettings(store=str(root / "store"), runs=str(root / "runs"), encoder_url="http://127.0.0.1:9")
+    )  # state features need no encoder
     with serve_app(app) as url:
         yield url
 
@@ -148,9 +159,15 @@ def test_study_routes_name_the_problem(trainer):
 
 
 def test_sdk_study_records_parse(trainer):
-    record = RunRecord.model_validate({"run_id": "bc-1", "kind": "bc", "status": "running",
-                                       "config": {"dataset": "d", "features": "state"},
-                                       "metrics": {"epoch": 2, "epochs": 5, "best_epoch": 1}})
+    record = RunRecord.model_validate(
+        {
+            "run_id": "bc-1",
+            "kind": "bc",
+            "status": "running",
+            "config": {"dataset": "d", "features": "state"},
+            "metrics": {"epoch": 2, "epochs": 5, "best_epoch": 1},
+        }
+    )
     assert run_progress(record) == (2, 5) and record.metrics["best_epoch"] == 1  # fields a newer trainer adds
 
 
@@ -167,13 +184,30 @@ def test_cli_studies_through_the_service_and_in_process(trainer):
     assert tr.wait_dataset("cli-ds", progress=False, poll_interval=0.3).status.value == "ready"
     info = tr.info()
     cli = CliRunner()
-    out = cli.invoke(cli_app, ["train", "bc", "cli-ds", "--features", "state", "--epochs", "2", "--n-seeds", "2",
-                               "--seed", "5", "--trainer-url", trainer])
+    out = cli.invoke(
+        cli_app,
+        [
+            "train",
+            "bc",
+            "cli-ds",
+            "--features",
+            "state",
+            "--epochs",
+            "2",
+            "--n-seeds",
+            "2",
+            "--seed",
+            "5",
+            "--trainer-url",
+            trainer,
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert "seed 5:" in out.output and "seed 6:" in out.output and "over 2 seed(s)" in out.output, out.output
     local = ["--store", info.store, "--runs-dir", info.runs_dir]
-    out = cli.invoke(cli_app, ["train", "bc", "cli-ds", "--features", "state", "--epochs", "2", "--seeds", "1,3",
-                               *local])
+    out = cli.invoke(
+        cli_app, ["train", "bc", "cli-ds", "--features", "state", "--epochs", "2", "--seeds", "1,3", *local]
+    )
     assert out.exit_code == 0, out.output
     study_id = out.output.split("study ")[1].split()[0]
     assert tr.get_study(study_id).seeds == [1, 3]  # the service sees what the CLI ran in process

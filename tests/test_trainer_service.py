@@ -52,8 +52,19 @@ TERMINAL = ("succeeded", "failed", "interrupted")
 @pytest.mark.slow
 def test_dataset_bc_vjepa2_eval_and_baselines(stack):
     c = httpx.Client(base_url=stack["trainer"], timeout=60)
-    r = c.post("/datasets", json={"name": "svc", "expert": "jacobian", "task": "easy", "episodes": 6, "steps": 40,
-                                  "seed": 1, "image_size": 128, "workers": 2})
+    r = c.post(
+        "/datasets",
+        json={
+            "name": "svc",
+            "expert": "jacobian",
+            "task": "easy",
+            "episodes": 6,
+            "steps": 40,
+            "seed": 1,
+            "image_size": 128,
+            "workers": 2,
+        },
+    )
     assert r.status_code == 202, r.text
     assert c.get("/datasets/svc").json()["status"] in ("running", "ready")
     ds = wait_for(c, "/datasets/svc", lambda b: b["status"] != "running")
@@ -66,7 +77,9 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
     run = wait_for(c, f"/runs/{run_id}", lambda b: b["status"] in TERMINAL)
     assert run["status"] == "succeeded", run["error"]
     assert run["kind"] == "bc" and run["config"]["features"] == "vjepa2"
-    assert run["metrics"]["features_lineage"]["encoder_id"] == httpx.get(f"{stack['encoder']}/info").json()["encoder_id"]
+    assert (
+        run["metrics"]["features_lineage"]["encoder_id"] == httpx.get(f"{stack['encoder']}/info").json()["encoder_id"]
+    )
     # the frame size is part of the run's lineage: trained on the dataset's 128 px frames
     assert run["lineage"]["image_size"] == 128 and run["lineage"]["action_repeat"] == 1
     assert run["lineage"]["encoder_id"] == run["metrics"]["features_lineage"]["encoder_id"]
@@ -77,8 +90,9 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
     assert r.status_code == 422 and "256" in r.json()["detail"] and "128" in r.json()["detail"], r.text
 
     before = _batch_count(stack["encoder"])
-    r = c.post(f"/eval/{run_id}", json={"episodes": 4, "steps": 30, "task": "easy", "parallel_envs": 4,
-                                        "gif_episodes": 1})  # image_size omitted: the run's own 128 px
+    r = c.post(
+        f"/eval/{run_id}", json={"episodes": 4, "steps": 30, "task": "easy", "parallel_envs": 4, "gif_episodes": 1}
+    )  # image_size omitted: the run's own 128 px
     assert r.status_code == 202 and r.json()["status"] == "queued"
     ev = wait_for(c, f"/eval/{run_id}", lambda b: b["status"] in TERMINAL)
     assert ev["status"] == "succeeded", ev["error"]
@@ -93,8 +107,17 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
     assert _batch_count(stack["encoder"]) - before >= 30
 
     # a second evaluation at another size, asked for explicitly: GET /eval returns the latest; both stay listed
-    r = c.post(f"/eval/{run_id}", json={"episodes": 2, "steps": 20, "parallel_envs": 2, "image_size": 64,
-                                        "allow_image_size_change": True, "gif_episodes": 0})
+    r = c.post(
+        f"/eval/{run_id}",
+        json={
+            "episodes": 2,
+            "steps": 20,
+            "parallel_envs": 2,
+            "image_size": 64,
+            "allow_image_size_change": True,
+            "gif_episodes": 0,
+        },
+    )
     assert r.status_code == 202, r.text
     ev = wait_for(c, f"/eval/{run_id}", lambda b: b["eval_id"] == 1 and b["status"] in TERMINAL)
     assert ev["status"] == "succeeded" and ev["image_size"] == 64, ev
@@ -106,12 +129,14 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
     from vjepa_robot.cli import app as cli_app
 
     common = ["--store", stack["store"], "--runs-dir", str(stack["runs"]), "--encoder-url", stack["encoder"]]
-    out = CliRunner().invoke(cli_app, ["eval", run_id, "--episodes", "2", "--steps", "20", "--parallel-envs", "2",
-                                       *common])
+    out = CliRunner().invoke(
+        cli_app, ["eval", run_id, "--episodes", "2", "--steps", "20", "--parallel-envs", "2", *common]
+    )
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output[out.output.index("{"):])["image_size"] == 128
-    out = CliRunner().invoke(cli_app, ["eval", run_id, "--episodes", "2", "--steps", "20", "--image-size", "64",
-                                       *common])
+    assert json.loads(out.output[out.output.index("{") :])["image_size"] == 128
+    out = CliRunner().invoke(
+        cli_app, ["eval", run_id, "--episodes", "2", "--steps", "20", "--image-size", "64", *common]
+    )
     assert out.exit_code == 2 and "64" in out.output and "128" in out.output, out.output
 
     # baselines go through the same evaluation loop
@@ -137,10 +162,22 @@ def test_sac_tiny_budget_through_the_service(stack, features):
     """SAC on each feature source; for vjepa2 every vector step is one POST /encode to the encoder service."""
     c = httpx.Client(base_url=stack["trainer"], timeout=60)
     small = features == "vjepa2"
-    body = {"features": features, "task": "easy", "total_steps": 800 if small else 1600, "parallel_envs": 2,
-            "episode_steps": 200, "action_repeat": 4, "learning_starts": 100, "batch_size": 64,
-            "eval_every": 400 if small else 800, "eval_episodes": 1, "final_eval_episodes": 1 if small else 2,
-            "checkpoint_every": 800, "seed": 3, "image_size": 64}
+    body = {
+        "features": features,
+        "task": "easy",
+        "total_steps": 800 if small else 1600,
+        "parallel_envs": 2,
+        "episode_steps": 200,
+        "action_repeat": 4,
+        "learning_starts": 100,
+        "batch_size": 64,
+        "eval_every": 400 if small else 800,
+        "eval_episodes": 1,
+        "final_eval_episodes": 1 if small else 2,
+        "checkpoint_every": 800,
+        "seed": 3,
+        "image_size": 64,
+    }
     r = c.post("/train/sac", json=body)
     assert r.status_code == 202, r.text
     run_id = r.json()["run_id"]
@@ -154,7 +191,10 @@ def test_sac_tiny_budget_through_the_service(stack, features):
     assert done == run["metrics"]["env_steps"] and total == body["total_steps"]
     assert len(run["metrics"]["curve"]) >= 1
     if small:
-        assert run["metrics"]["features_lineage"]["encoder_id"] == httpx.get(f"{stack['encoder']}/info").json()["encoder_id"]
+        assert (
+            run["metrics"]["features_lineage"]["encoder_id"]
+            == httpx.get(f"{stack['encoder']}/info").json()["encoder_id"]
+        )
     r = c.post(f"/eval/{run_id}", json={"episodes": 2, "steps": 50, "parallel_envs": 2, "image_size": 64})
     assert r.status_code == 422 and "action_repeat" in r.json()["detail"]  # 50 simulator steps != k x 4
     # evaluated with its own action repeat: 48 simulator steps = 12 agent steps, success judged per simulator step
@@ -196,8 +236,9 @@ def test_trainer_conventions_info_metrics_offline_docs_and_list_shapes(tmp_path)
 
     runs = RunStore(tmp_path / "runs")
     runs.create("bc", {"dataset": "d", "features": "state"}).update(status="failed", error="x")
-    app = create_trainer_app(TrainerSettings(store=str(tmp_path / "store"), runs=str(tmp_path / "runs"),
-                                             encoder_url="http://127.0.0.1:9"))
+    app = create_trainer_app(
+        TrainerSettings(store=str(tmp_path / "store"), runs=str(tmp_path / "runs"), encoder_url="http://127.0.0.1:9")
+    )
     with TestClient(app) as c:
         info = c.get("/info").json()
         assert info["runs_dir"] == str(tmp_path / "runs") and info["encoder_url"] == "http://127.0.0.1:9"
@@ -263,8 +304,13 @@ def test_readme_quickstart_script_runs_against_the_services(stack):
     from pathlib import Path
 
     script = Path(__file__).parent.parent / "examples" / "quickstart.py"
-    env = {**os.environ, "VJEPA_ROBOT_ENCODER_URL": stack["encoder"], "VJEPA_ROBOT_TRAINER_URL": stack["trainer"],
-           "QUICKSTART_EPISODES": "3", "QUICKSTART_STEPS": "30"}
+    env = {
+        **os.environ,
+        "VJEPA_ROBOT_ENCODER_URL": stack["encoder"],
+        "VJEPA_ROBOT_TRAINER_URL": stack["trainer"],
+        "QUICKSTART_EPISODES": "3",
+        "QUICKSTART_STEPS": "30",
+    }
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "bc succeeded" in proc.stdout and "success " in proc.stdout, proc.stdout
@@ -282,8 +328,9 @@ def test_async_trainer_client_against_the_real_service(stack):
             await tr.create_dataset("async-ds", episodes=4, steps=40, image_size=0, workers=1)
             ds = await tr.wait_dataset("async-ds", progress=False, poll_interval=0.3)
             assert ds.status.value == "ready"
-            run = await tr.wait(await tr.train_bc("async-ds", features="state", epochs=3), progress=False,
-                                poll_interval=0.3)
+            run = await tr.wait(
+                await tr.train_bc("async-ds", features="state", epochs=3), progress=False, poll_interval=0.3
+            )
             assert run.status.value == "succeeded", run.error
             queued = await tr.evaluate(run.run_id, episodes=2, steps=30, parallel_envs=2)
             result = await tr.wait_eval(run.run_id, queued.eval_id, progress=False, poll_interval=0.3)

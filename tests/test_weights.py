@@ -25,8 +25,16 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 def _tiny_dinov2(path):
     from transformers import Dinov2Config, Dinov2Model
 
-    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                             image_size=28, patch_size=14)).save_pretrained(path)
+    Dinov2Model(
+        Dinov2Config(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=28,
+            patch_size=14,
+        )
+    ).save_pretrained(path)
     return path
 
 
@@ -47,12 +55,29 @@ def test_serve_encoder_fails_at_load_on_a_partial_checkpoint(tmp_path, tiny_enco
     tensors = load_file(broken / "model.safetensors")
     del tensors["encoder.embeddings.patch_embeddings.proj.weight"]
     save_file(tensors, broken / "model.safetensors", metadata={"format": "pt"})
-    out = subprocess.run([sys.executable, "-m", "vjepa_robot.cli", "serve", "encoder", "--model", str(broken),
-                          "--port", "0", "--store", str(tmp_path / "store")],
-                         capture_output=True, text=True, timeout=240, env={**os.environ, "VJEPA_ROBOT_THREADS": "1"})
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vjepa_robot.cli",
+            "serve",
+            "encoder",
+            "--model",
+            str(broken),
+            "--port",
+            "0",
+            "--store",
+            str(tmp_path / "store"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "VJEPA_ROBOT_THREADS": "1"},
+    )
     assert out.returncode != 0
     assert "not every weight loaded as V-JEPA 2: 1 missing (encoder.embeddings.patch_embeddings.proj.weight)" in (
-        out.stdout + out.stderr)
+        out.stdout + out.stderr
+    )
     assert "Uvicorn running" not in out.stderr
 
 
@@ -121,7 +146,7 @@ def test_a_hub_revision_is_resolved_to_its_commit_through_the_cache(tmp_path, ti
     assert w.commit == SHA and w.revision == "main" and w.weights == SHA and not w.local
     assert w.path.endswith(f"snapshots/{SHA}")
     assert resolve_hub("example/tiny-vjepa2", SHA, cache_dir=str(tmp_path), local_files_only=True).commit == SHA
-    with pytest.raises(Exception):  # a revision the cache has no ref for: not silently "main"
+    with pytest.raises(Exception):  # noqa: B017 -- huggingface_hub's error class varies by version; a revision the cache has no ref for: not silently "main"
         resolve_hub("example/tiny-vjepa2", "v2", cache_dir=str(tmp_path), local_files_only=True)
 
 
@@ -129,8 +154,11 @@ def test_when_main_moves_the_encoder_id_moves(tmp_path, tiny_encoder_dir, monkey
     """Two snapshots of one hub id: the id of `main` follows refs/main, so old and new embeddings never mix."""
     import services.encoder.weights as weights
 
-    monkeypatch.setattr(weights, "resolve_hub", lambda repo, rev, **kw: resolve_hub(
-        repo, rev, cache_dir=str(tmp_path), local_files_only=True))
+    monkeypatch.setattr(
+        weights,
+        "resolve_hub",
+        lambda repo, rev, **kw: resolve_hub(repo, rev, cache_dir=str(tmp_path), local_files_only=True),
+    )
     repo = _fake_cache(tmp_path, tiny_encoder_dir)
     old = load_encoder(model="example/tiny-vjepa2", revision="main", device="cpu", num_threads=1)
     assert old.weights == SHA and old.info()["revision"] == "main" and old.info()["model"] == "example/tiny-vjepa2"

@@ -2,7 +2,14 @@
 
 import numpy as np
 
-from vjepa_robot_client.window import WINDOW_FRAMES, WindowBuffer, chunk_windows, episode_windows, window_at, window_index
+from vjepa_robot_client.window import (
+    WINDOW_FRAMES,
+    WindowBuffer,
+    chunk_windows,
+    episode_windows,
+    window_at,
+    window_index,
+)
 
 
 def _episode(T, h=4, w=5, seed=0):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -24,17 +23,20 @@ after it. Exit codes: 0 done; 1 the work failed (training or evaluation failed, 
 app = typer.Typer(help=APP_HELP, no_args_is_help=True)
 datasets_app = typer.Typer(help="Expert datasets in the LanceDB feature store.", no_args_is_help=True)
 serve_app = typer.Typer(help="Run the encoder or trainer service.", no_args_is_help=True)
-train_app = typer.Typer(help="Train policies (BC, SAC) through the trainer service or in process.",
-                        no_args_is_help=True)
+train_app = typer.Typer(
+    help="Train policies (BC, SAC) through the trainer service or in process.", no_args_is_help=True
+)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(serve_app, name="serve")
 app.add_typer(train_app, name="train")
-runs_app = typer.Typer(help="Training runs and their evaluations (the records the report is made from).",
-                       no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Training runs and their evaluations (the records the report is made from).", no_args_is_help=True
+)
 app.add_typer(runs_app, name="runs")
 
-STORE_HELP = ("Feature store: a local directory or a LanceDB URI (s3://...). "
-              "Default: $VJEPA_ROBOT_STORE or ./vjepa-robot-store")
+STORE_HELP = (
+    "Feature store: a local directory or a LanceDB URI (s3://...). Default: $VJEPA_ROBOT_STORE or ./vjepa-robot-store"
+)
 StoreOpt = typer.Option(None, "--store", help=STORE_HELP, envvar="VJEPA_ROBOT_STORE")
 
 
@@ -70,8 +72,14 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 @app.callback()
-def _global(verbose: bool = typer.Option(False, "--verbose", "-v", help="Full tracebacks for expected failures "
-                                         "(give it before the command; `CMD ... --verbose` works too).")) -> None:
+def _global(
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="Full tracebacks for expected failures (give it before the command; `CMD ... --verbose` works too).",
+    ),
+) -> None:
     _VERBOSE["on"] = verbose or _VERBOSE["on"]
 
 
@@ -83,8 +91,12 @@ def _announce_wait(url: str, service: str) -> None:
     try:
         httpx.get(f"{url.rstrip('/')}/healthz", timeout=1.0)
     except httpx.TransportError:
-        typer.secho(f"waiting for the {service} at {url} (not answering yet; retrying for about a minute; start it "
-                    f"with `vjepa-robot serve {service}`)", fg=typer.colors.YELLOW, err=True)
+        typer.secho(
+            f"waiting for the {service} at {url} (not answering yet; retrying for about a minute; start it "
+            f"with `vjepa-robot serve {service}`)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
 
 def expected_failure(exc: BaseException) -> str | None:
@@ -105,8 +117,11 @@ def classify_failure(exc: BaseException) -> tuple[str, int] | None:
         e = e.__cause__ or e.__context__
     for e in chain:
         if isinstance(e, (ConnectionFailed, ServiceUnavailable, httpx.ConnectError, ConnectionRefusedError)):
-            return (f"a service is unreachable ({e}); is the encoder/trainer running? "
-                    "(vjepa-robot serve encoder / serve trainer, or --encoder-url / --trainer-url)", EXIT_UNREACHABLE)
+            return (
+                f"a service is unreachable ({e}); is the encoder/trainer running? "
+                "(vjepa-robot serve encoder / serve trainer, or --encoder-url / --trainer-url)",
+                EXIT_UNREACHABLE,
+            )
         if isinstance(e, OSError) and "V-JEPA 2 weights" in str(e):
             return str(e).splitlines()[0], EXIT_FAILED
     if isinstance(exc, BadRequest) and exc.status_code == 422:  # the service's own validation: the same one line
@@ -120,8 +135,7 @@ def classify_failure(exc: BaseException) -> tuple[str, int] | None:
 def _failed_code(error: str | None) -> int:
     """Exit code for a run or evaluation that ended `failed` with this recorded error (the trainer writes
     "ExceptionType: message"): an encoder it could not reach is the same kind of failure as in local mode."""
-    return EXIT_UNREACHABLE if error and ("ConnectionFailed" in error or "ServiceUnavailable" in error) \
-        else EXIT_FAILED
+    return EXIT_UNREACHABLE if error and ("ConnectionFailed" in error or "ServiceUnavailable" in error) else EXIT_FAILED
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -141,7 +155,7 @@ def datasets_create(
     workers: int = typer.Option(2, help="Parallel worker processes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset of this name."),
     resume: bool = typer.Option(False, "--resume", help="Complete an interrupted dataset of this name."),
-    store: Optional[str] = StoreOpt,
+    store: str | None = StoreOpt,
 ) -> None:
     """Generate expert episodes in parallel workers and write them to LanceDB, one episode per append."""
     from pydantic import ValidationError
@@ -150,13 +164,22 @@ def datasets_create(
     from vjepa_robot_client.contract import CreateDatasetRequest
 
     try:  # the service's own request model first: the same one-line refusal as through the trainer service
-        CreateDatasetRequest(name=name, expert=expert, task=task, episodes=episodes, steps=steps, seed=seed,
-                             image_size=image_size, workers=workers)
+        CreateDatasetRequest(
+            name=name,
+            expert=expert,
+            task=task,
+            episodes=episodes,
+            steps=steps,
+            seed=seed,
+            image_size=image_size,
+            workers=workers,
+        )
     except ValidationError as exc:
         _invalid(exc, CreateDatasetRequest, name="NAME")
     try:
-        spec = DatasetSpec(name=name, expert=expert, task=task, episodes=episodes, steps=steps, seed=seed,
-                           image_size=image_size)
+        spec = DatasetSpec(
+            name=name, expert=expert, task=task, episodes=episodes, steps=steps, seed=seed, image_size=image_size
+        )
         meta = create_dataset(spec, store=store, workers=workers, overwrite=overwrite, resume=resume, progress=True)
     except (ValueError, DatasetExists) as exc:
         _fail(str(exc))
@@ -168,7 +191,7 @@ def datasets_create(
 
 
 @datasets_app.command("list")
-def datasets_list(store: Optional[str] = StoreOpt, as_json: bool = typer.Option(False, "--json")) -> None:
+def datasets_list(store: str | None = StoreOpt, as_json: bool = typer.Option(False, "--json")) -> None:
     """List datasets with their status and expert success."""
     from services.common.store import Store
 
@@ -181,19 +204,36 @@ def datasets_list(store: Optional[str] = StoreOpt, as_json: bool = typer.Option(
         return
     from rich.table import Column, Table
 
-    table = Table(Column("name", overflow="fold"), "status", "expert", "task", "episodes", "steps", "success",
-                  "mean return", "created")
+    table = Table(
+        Column("name", overflow="fold"),
+        "status",
+        "expert",
+        "task",
+        "episodes",
+        "steps",
+        "success",
+        "mean return",
+        "created",
+    )
     for m in rows:
         sr = m.get("success_rate")
         mr = m.get("mean_return")
-        table.add_row(m["name"], m["status"], str(m.get("expert")), str(m.get("task")), str(m.get("episodes")),
-                      str(m.get("steps")), "-" if sr is None else f"{sr:.1%}", "-" if mr is None else f"{mr:.1f}",
-                      str(m.get("created_at")))
+        table.add_row(
+            m["name"],
+            m["status"],
+            str(m.get("expert")),
+            str(m.get("task")),
+            str(m.get("episodes")),
+            str(m.get("steps")),
+            "-" if sr is None else f"{sr:.1%}",
+            "-" if mr is None else f"{mr:.1f}",
+            str(m.get("created_at")),
+        )
     _console().print(table)
 
 
 @datasets_app.command("show")
-def datasets_show(name: str, store: Optional[str] = StoreOpt, as_json: bool = typer.Option(False, "--json")) -> None:
+def datasets_show(name: str, store: str | None = StoreOpt, as_json: bool = typer.Option(False, "--json")) -> None:
     """Show one dataset's metadata (--json prints it as JSON)."""
     from services.common.store import DatasetNotFound, Store
 
@@ -213,7 +253,7 @@ def datasets_encode(
     name: str,
     encoder_url: str = typer.Option("http://127.0.0.1:8001", "--encoder-url", envvar="VJEPA_ROBOT_ENCODER_URL"),
     batch_size: int = typer.Option(32, help="Windows per forward pass."),
-    token: Optional[str] = typer.Option(None, envvar="VJEPA_ROBOT_TOKEN", help="Bearer token of the encoder."),
+    token: str | None = typer.Option(None, envvar="VJEPA_ROBOT_TOKEN", help="Bearer token of the encoder."),
     pool: str = typer.Option("mean", help="mean (one vector per window) | grid (g x g token grids, float16)."),
     grid_size: int = typer.Option(4, help="--pool grid: g, the pooled grid's side (g*g tokens per window)."),
 ) -> None:
@@ -225,8 +265,9 @@ def datasets_encode(
     _announce_wait(encoder_url, "encoder")
     try:
         with EncoderClient(encoder_url, token=token) as client:
-            status = client.encode_dataset_and_wait(name, batch_size=batch_size, progress=True, pool=pool,
-                                                    grid_size=grid_size)
+            status = client.encode_dataset_and_wait(
+                name, batch_size=batch_size, progress=True, pool=pool, grid_size=grid_size
+            )
     except Exception as exc:  # the SDK's typed errors carry the server's message
         found = classify_failure(exc)
         _fail(found[0] if found else str(exc), found[1] if found else EXIT_FAILED)
@@ -248,10 +289,12 @@ def datasets_export(
     name: str = typer.Argument(..., help="Dataset in the store."),
     out_dir: Path = typer.Argument(..., help="Directory to write (created; must be empty unless --overwrite)."),
     format: str = typer.Option("lerobot", "--format", help="Output format: lerobot (LeRobotDataset v3.0)."),
-    codec: str = typer.Option("h264-lossless", help="Video codec: h264-lossless (bit-identical frames) | av1 "
-                              "(LeRobot's default: smaller, lossy)."),
+    codec: str = typer.Option(
+        "h264-lossless",
+        help="Video codec: h264-lossless (bit-identical frames) | av1 (LeRobot's default: smaller, lossy).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output directory."),
-    store: Optional[str] = StoreOpt,
+    store: str | None = StoreOpt,
 ) -> None:
     """Write a dataset as a LeRobotDataset v3.0 directory (parquet + mp4 + meta), loadable by lerobot."""
     if format != "lerobot":
@@ -264,18 +307,21 @@ def datasets_export(
         info = export_lerobot(Store(store), name, out_dir, codec=codec, overwrite=overwrite)
     except (DatasetNotFound, ValueError, FileExistsError) as exc:
         _fail(str(exc))
-    typer.echo(f"dataset {name} -> {out_dir}: LeRobot {info['codebase_version']}, {info['total_episodes']} episodes, "
-               f"{info['total_frames']} frames at {info['fps']} fps, {info['bytes'] / 1e6:.1f} MB ({codec})")
+    typer.echo(
+        f"dataset {name} -> {out_dir}: LeRobot {info['codebase_version']}, {info['total_episodes']} episodes, "
+        f"{info['total_frames']} frames at {info['fps']} fps, {info['bytes'] / 1e6:.1f} MB ({codec})"
+    )
 
 
 @datasets_app.command("import")
 def datasets_import(
     src: Path = typer.Argument(..., help="A local LeRobotDataset v3.0 directory (one camera, a 2-d action)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Store dataset name (default: the exported dataset's "
-                                       "own name, else the directory's)."),
-    camera: Optional[str] = typer.Option(None, "--camera", help="Which camera, where the dataset has several."),
+    name: str | None = typer.Option(
+        None, "--name", help="Store dataset name (default: the exported dataset's own name, else the directory's)."
+    ),
+    camera: str | None = typer.Option(None, "--camera", help="Which camera, where the dataset has several."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a store dataset of this name."),
-    store: Optional[str] = StoreOpt,
+    store: str | None = StoreOpt,
 ) -> None:
     """Read a LeRobot v3.0 dataset into the store (frames, actions, rewards), ready to embed, probe and clone."""
     _need_av()
@@ -298,20 +344,31 @@ def datasets_import(
 def serve_encoder(
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8001),
-    preset: Optional[str] = typer.Option(None, help="vitl | vith | vitg | dinov2-base | siglip-base | tiny | "
-                                         "tiny-dinov2 | ... (default tiny unless --model; docs/encoders.md)."),
-    model: Optional[str] = typer.Option(None, help="Hub id or local directory of a checkpoint (V-JEPA 2, VideoMAE, "
-                                        "DINOv2, SigLIP)."),
-    revision: Optional[str] = typer.Option(None, help="Hub revision to load; the id records the commit it resolves to."),
-    family: Optional[str] = typer.Option(None, help="vjepa2 | videomae | dinov2 | siglip: refuse a --model of another "
-                                         "family (default: its config's model_type)."),
-    fusion: Optional[str] = typer.Option(None, help="Image families: fuse the 8 frames by mean | last | last3."),
-    store: Optional[str] = StoreOpt,
+    preset: str | None = typer.Option(
+        None,
+        help="vitl | vith | vitg | dinov2-base | siglip-base | tiny | "
+        "tiny-dinov2 | ... (default tiny unless --model; docs/encoders.md).",
+    ),
+    model: str | None = typer.Option(
+        None, help="Hub id or local directory of a checkpoint (V-JEPA 2, VideoMAE, DINOv2, SigLIP)."
+    ),
+    revision: str | None = typer.Option(None, help="Hub revision to load; the id records the commit it resolves to."),
+    family: str | None = typer.Option(
+        None,
+        help="vjepa2 | videomae | dinov2 | siglip: refuse a --model of another "
+        "family (default: its config's model_type).",
+    ),
+    fusion: str | None = typer.Option(None, help="Image families: fuse the 8 frames by mean | last | last3."),
+    store: str | None = StoreOpt,
     max_batch: int = typer.Option(32, help="Most windows per forward pass.", envvar="VJEPA_ROBOT_MAX_BATCH"),
     max_wait_ms: float = typer.Option(5.0, help="Longest wait to fill a batch.", envvar="VJEPA_ROBOT_MAX_WAIT_MS"),
-    token_file: Optional[Path] = typer.Option(None, help="File holding the bearer token (else $VJEPA_ROBOT_TOKEN)."),
-    compile: bool = typer.Option(False, "--compile", envvar="VJEPA_ROBOT_COMPILE",
-                                 help="torch.compile the model, batches padded to a few bucket sizes (for GPUs)."),
+    token_file: Path | None = typer.Option(None, help="File holding the bearer token (else $VJEPA_ROBOT_TOKEN)."),
+    compile: bool = typer.Option(
+        False,
+        "--compile",
+        envvar="VJEPA_ROBOT_COMPILE",
+        help="torch.compile the model, batches padded to a few bucket sizes (for GPUs).",
+    ),
 ) -> None:
     """Serve frozen V-JEPA 2 behind POST /encode."""
     from services.encoder.server import serve
@@ -328,14 +385,31 @@ def serve_encoder(
         repo = model or HUB_PRESETS[preset][1]
         rev = revision or (VITL_REVISION if preset == "vitl" else None)
         if not isinstance(try_to_load_from_cache(repo, "config.json", revision=rev), str):
-            _fail(f"cannot load weights from {repo!r}: the Hugging Face hub is unreachable and the checkpoint "
-                  "is not in the local cache. Run `vjepa-robot fetch-model` where the hub is reachable, give --model "
-                  "DIR (a save_pretrained directory), or use --preset tiny (a random-init stand-in) for a demo.",
-                  code=EXIT_FAILED)
-        typer.secho("note: the Hugging Face hub is unreachable: loading the checkpoint from the local cache",
-                    fg=typer.colors.YELLOW, err=True)
-    serve(host=host, port=port, preset=preset, model=model, revision=revision, store=store, max_batch=max_batch,
-          max_wait_ms=max_wait_ms, token_file=token_file, compile=compile or None, family=family, fusion=fusion)
+            _fail(
+                f"cannot load weights from {repo!r}: the Hugging Face hub is unreachable and the checkpoint "
+                "is not in the local cache. Run `vjepa-robot fetch-model` where the hub is reachable, give --model "
+                "DIR (a save_pretrained directory), or use --preset tiny (a random-init stand-in) for a demo.",
+                code=EXIT_FAILED,
+            )
+        typer.secho(
+            "note: the Hugging Face hub is unreachable: loading the checkpoint from the local cache",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    serve(
+        host=host,
+        port=port,
+        preset=preset,
+        model=model,
+        revision=revision,
+        store=store,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        token_file=token_file,
+        compile=compile or None,
+        family=family,
+        fusion=fusion,
+    )
 
 
 @serve_app.command("trainer")
@@ -343,13 +417,17 @@ def serve_trainer(
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8002),
     encoder_url: str = typer.Option("http://127.0.0.1:8001", envvar="VJEPA_ROBOT_ENCODER_URL"),
-    store: Optional[str] = StoreOpt,
-    runs_dir: Optional[Path] = typer.Option(None, envvar="VJEPA_ROBOT_RUNS",
-                                            help="Where run records and checkpoints live."),
-    token_file: Optional[Path] = typer.Option(None, help="File holding the bearer token (else $VJEPA_ROBOT_TOKEN)."),
-    compress: str = typer.Option("auto", envvar="VJEPA_ROBOT_COMPRESS",
-                                 help="Bodies sent to the encoder: auto (zstd unless the encoder URL is loopback) | "
-                                      "zstd | gzip | none. Set zstd when a loopback URL is an SSH tunnel to a GPU."),
+    store: str | None = StoreOpt,
+    runs_dir: Path | None = typer.Option(
+        None, envvar="VJEPA_ROBOT_RUNS", help="Where run records and checkpoints live."
+    ),
+    token_file: Path | None = typer.Option(None, help="File holding the bearer token (else $VJEPA_ROBOT_TOKEN)."),
+    compress: str = typer.Option(
+        "auto",
+        envvar="VJEPA_ROBOT_COMPRESS",
+        help="Bodies sent to the encoder: auto (zstd unless the encoder URL is loopback) | "
+        "zstd | gzip | none. Set zstd when a loopback URL is an SSH tunnel to a GPU.",
+    ),
 ) -> None:
     """Serve datasets, BC/SAC training and live evaluation."""
     from services.trainer.server import serve
@@ -357,16 +435,27 @@ def serve_trainer(
 
     if compress not in COMPRESSIONS:
         _fail(f"unknown --compress {compress!r}: choose one of {', '.join(COMPRESSIONS)}")
-    serve(host=host, port=port, encoder_url=encoder_url, store=store, runs_dir=runs_dir, token_file=token_file,
-          compress=compress)
+    serve(
+        host=host,
+        port=port,
+        encoder_url=encoder_url,
+        store=store,
+        runs_dir=runs_dir,
+        token_file=token_file,
+        compress=compress,
+    )
 
 
 @app.command("fetch-model")
 def fetch_model(
-    preset: str = typer.Option("vitl", envvar="VJEPA_ROBOT_PRESET", help="vitl | vith | vitg | dinov2-base | "
-                               "siglip-base | ... (docs/encoders.md; random-init presets have nothing to fetch)."),
-    model: Optional[str] = typer.Option(None, envvar="VJEPA_ROBOT_MODEL", help="A hub id instead of the preset."),
-    revision: Optional[str] = typer.Option(None, envvar="VJEPA_ROBOT_REVISION", help="Hub revision (commit) to pin."),
+    preset: str = typer.Option(
+        "vitl",
+        envvar="VJEPA_ROBOT_PRESET",
+        help="vitl | vith | vitg | dinov2-base | "
+        "siglip-base | ... (docs/encoders.md; random-init presets have nothing to fetch).",
+    ),
+    model: str | None = typer.Option(None, envvar="VJEPA_ROBOT_MODEL", help="A hub id instead of the preset."),
+    revision: str | None = typer.Option(None, envvar="VJEPA_ROBOT_REVISION", help="Hub revision (commit) to pin."),
 ) -> None:
     """Download a V-JEPA 2 checkpoint into the Hugging Face cache ($HF_HOME) once, so the encoder loads from disk
     (the GPU compose stack runs this as a one-shot service before the encoder starts)."""
@@ -388,10 +477,14 @@ def fetch_model(
     try:  # the commit the hub resolved `rev` to is the pin the encoder id records (services/encoder/weights.py)
         pinned = resolve_hub(repo, rev)
     except Exception as exc:  # offline, unknown repo, bad revision, full disk: one line, non-zero exit
-        _fail(f"cannot fetch {repo} (revision {rev or 'default'}) into the Hugging Face cache "
-              f"({os.environ.get('HF_HOME') or '~/.cache/huggingface'}): {type(exc).__name__}: {exc}", code=EXIT_FAILED)
-    typer.echo(f"{repo} (revision {rev or 'default'}) resolved to commit {pinned.commit}; it is in the cache: "
-               f"{pinned.path}")
+        _fail(
+            f"cannot fetch {repo} (revision {rev or 'default'}) into the Hugging Face cache "
+            f"({os.environ.get('HF_HOME') or '~/.cache/huggingface'}): {type(exc).__name__}: {exc}",
+            code=EXIT_FAILED,
+        )
+    typer.echo(
+        f"{repo} (revision {rev or 'default'}) resolved to commit {pinned.commit}; it is in the cache: {pinned.path}"
+    )
     typer.echo(f"pin it: --model {repo} --revision {pinned.commit}")
 
 
@@ -399,15 +492,23 @@ def fetch_model(
 # train / eval (in process by default; through a trainer service with --trainer-url)
 # ----------------------------------------------------------------------------------------------------------------
 
-TrainerUrlOpt = typer.Option(None, "--trainer-url", envvar="VJEPA_ROBOT_TRAINER_URL",
-                             help="Run through this trainer service (else in this process).")
-EncoderUrlOpt = typer.Option("http://127.0.0.1:8001", "--encoder-url", envvar="VJEPA_ROBOT_ENCODER_URL",
-                             help="Encoder service, for vjepa2 features.")
+TrainerUrlOpt = typer.Option(
+    None,
+    "--trainer-url",
+    envvar="VJEPA_ROBOT_TRAINER_URL",
+    help="Run through this trainer service (else in this process).",
+)
+EncoderUrlOpt = typer.Option(
+    "http://127.0.0.1:8001",
+    "--encoder-url",
+    envvar="VJEPA_ROBOT_ENCODER_URL",
+    help="Encoder service, for vjepa2 features.",
+)
 RunsOpt = typer.Option(None, "--runs-dir", envvar="VJEPA_ROBOT_RUNS", help="Run records (default <store>/runs).")
 TokenOpt = typer.Option(None, "--token", envvar="VJEPA_ROBOT_TOKEN", help="Bearer token of the services.")
 
 
-def _local_ctx(store: Optional[str], runs_dir: Optional[Path], encoder_url: str, token: Optional[str]):
+def _local_ctx(store: str | None, runs_dir: Path | None, encoder_url: str, token: str | None):
     from services.common.store import Store
     from services.trainer.jobs import TrainerContext
     from services.trainer.runs import RunStore, default_runs_dir
@@ -415,11 +516,12 @@ def _local_ctx(store: Optional[str], runs_dir: Optional[Path], encoder_url: str,
 
     set_torch_threads()  # local jobs run in this process: its torch threads are set once, here
     st = Store(store)
-    return TrainerContext(store=st, runs=RunStore(runs_dir or default_runs_dir(st.uri)), encoder_url=encoder_url,
-                          token=token)
+    return TrainerContext(
+        store=st, runs=RunStore(runs_dir or default_runs_dir(st.uri)), encoder_url=encoder_url, token=token
+    )
 
 
-def _seed_list(seeds: Optional[str], n_seeds: Optional[int]) -> dict:
+def _seed_list(seeds: str | None, n_seeds: int | None) -> dict:
     """--seeds 0,1,2 and/or --n-seeds 3 as request fields (one run per seed, under one study)."""
     out: dict = {}
     if seeds:
@@ -434,8 +536,9 @@ def _seed_list(seeds: Optional[str], n_seeds: Optional[int]) -> dict:
     return out
 
 
-def _train(kind: str, request_model, fields: dict, trainer_url, encoder_url, store, runs_dir, token,
-           wandb: bool = False) -> None:
+def _train(
+    kind: str, request_model, fields: dict, trainer_url, encoder_url, store, runs_dir, token, wandb: bool = False
+) -> None:
     """Validate a training request, then run it through the trainer service or in this process
     (services.trainer.jobs.train: the same validation and run creation the service's routes use)."""
     from pydantic import ValidationError
@@ -443,8 +546,12 @@ def _train(kind: str, request_model, fields: dict, trainer_url, encoder_url, sto
     from services.trainer.curves import WANDB_ENV
 
     if wandb and trainer_url:  # the service's own environment decides for the runs it trains
-        typer.secho(f"note: --wandb applies to local runs; a trainer service logs to W&B when it was started with "
-                    f"{WANDB_ENV}=1", fg=typer.colors.YELLOW, err=True)
+        typer.secho(
+            f"note: --wandb applies to local runs; a trainer service logs to W&B when it was started with "
+            f"{WANDB_ENV}=1",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     elif wandb:
         os.environ[WANDB_ENV] = "1"  # read by services/trainer/curves.py when the run opens its curves
 
@@ -463,8 +570,11 @@ def _train(kind: str, request_model, fields: dict, trainer_url, encoder_url, sto
             _print_study(study)
             failed = [r for r in study.runs if r.status.value != "succeeded"]
             if failed:
-                _fail(f"{len(failed)} of {len(study.runs)} runs of study {study.study_id} did not succeed: "
-                      f"{failed[0].error}", _failed_code(failed[0].error))
+                _fail(
+                    f"{len(failed)} of {len(study.runs)} runs of study {study.study_id} did not succeed: "
+                    f"{failed[0].error}",
+                    _failed_code(failed[0].error),
+                )
         else:
             record = tr.wait(created)
             _print_run(record)
@@ -522,8 +632,9 @@ def _local_study(ctx, study_id: str):
 def _print_run(record) -> None:
     rec = record if isinstance(record, dict) else record.model_dump(by_alias=True)
     metrics = {k: v for k, v in rec.get("metrics", {}).items() if not isinstance(v, (list, dict))}
-    typer.echo(json.dumps({"run_id": rec["run_id"], "status": rec["status"], "metrics": metrics}, indent=1,
-                          default=str))
+    typer.echo(
+        json.dumps({"run_id": rec["run_id"], "status": rec["status"], "metrics": metrics}, indent=1, default=str)
+    )
 
 
 def _interval(iv, pct: bool) -> str:
@@ -537,23 +648,37 @@ def _interval(iv, pct: bool) -> str:
 def _print_study(study) -> None:
     typer.echo(f"study {study.study_id} ({study.kind}, seeds {study.seeds}): {study.status.value}")
     for r in study.runs:
-        sr = "" if r.success_rate is None else f", success {100 * r.success_rate:.0f}%" + (
-            f" [{100 * r.success_ci95[0]:.0f}, {100 * r.success_ci95[1]:.0f}]" if r.success_ci95 else "")
+        sr = (
+            ""
+            if r.success_rate is None
+            else f", success {100 * r.success_rate:.0f}%"
+            + (f" [{100 * r.success_ci95[0]:.0f}, {100 * r.success_ci95[1]:.0f}]" if r.success_ci95 else "")
+        )
         fm = "-" if r.final_metric is None else f"{r.final_metric:.4g}"
-        typer.echo(f"  seed {r.seed}: {r.run_id} {r.status.value}, {study.metric} {fm}{sr}"
-                   + (f" ({r.error})" if r.error else ""))
+        typer.echo(
+            f"  seed {r.seed}: {r.run_id} {r.status.value}, {study.metric} {fm}{sr}"
+            + (f" ({r.error})" if r.error else "")
+        )
     typer.echo(f"  {study.metric}: {_interval(study.final, pct=False)}")
     if study.success is not None:
         typer.echo(f"  success: {_interval(study.success, pct=True)}")
 
 
 SeedsOpt = typer.Option(None, "--seeds", help="Comma-separated training seeds: one run per seed, under one study.")
-WandbOpt = typer.Option(False, "--wandb", help="Also log the live curves to Weights & Biases (the project's `wandb` "
-                        "extra; WANDB_MODE=offline needs no account). TensorBoard event files are always written in "
-                        "the run directory.")
+WandbOpt = typer.Option(
+    False,
+    "--wandb",
+    help="Also log the live curves to Weights & Biases (the project's `wandb` "
+    "extra; WANDB_MODE=offline needs no account). TensorBoard event files are always written in "
+    "the run directory.",
+)
 NSeedsOpt = typer.Option(None, "--n-seeds", help="Runs with seeds --seed .. --seed+N-1, under one study.")
-ReadoutOpt = typer.Option("mean", "--readout", help="How the policy reads its features: mean | attentive (a "
-                          "pooler over the token grid) | flare (the last 3 windows fused); docs/readouts.md")
+ReadoutOpt = typer.Option(
+    "mean",
+    "--readout",
+    help="How the policy reads its features: mean | attentive (a "
+    "pooler over the token grid) | flare (the last 3 windows fused); docs/readouts.md",
+)
 GridSizeOpt = typer.Option(4, "--grid-size", help="attentive: a g x g token grid per window (g*g tokens).")
 
 
@@ -567,23 +692,33 @@ def train_bc(
     val_fraction: float = typer.Option(0.1),
     select: str = typer.Option("best_val", help="best_val (the epoch with the lowest validation MSE) | last"),
     seed: int = typer.Option(0),
-    seeds: Optional[str] = SeedsOpt,
-    n_seeds: Optional[int] = NSeedsOpt,
+    seeds: str | None = SeedsOpt,
+    n_seeds: int | None = NSeedsOpt,
     readout: str = ReadoutOpt,
     grid_size: int = GridSizeOpt,
-    trainer_url: Optional[str] = TrainerUrlOpt,
+    trainer_url: str | None = TrainerUrlOpt,
     encoder_url: str = EncoderUrlOpt,
-    store: Optional[str] = StoreOpt,
-    runs_dir: Optional[Path] = RunsOpt,
-    token: Optional[str] = TokenOpt,
+    store: str | None = StoreOpt,
+    runs_dir: Path | None = RunsOpt,
+    token: str | None = TokenOpt,
     wandb: bool = WandbOpt,
 ) -> None:
     """Behaviour cloning (the first study's MLP) on a dataset's features."""
     from vjepa_robot_client.contract import TrainBCRequest
 
-    fields = dict(dataset=dataset, features=features, epochs=epochs, batch_size=batch_size, lr=lr,
-                  val_fraction=val_fraction, select=select, seed=seed, readout=readout, grid_size=grid_size,
-                  **_seed_list(seeds, n_seeds))
+    fields = dict(
+        dataset=dataset,
+        features=features,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        val_fraction=val_fraction,
+        select=select,
+        seed=seed,
+        readout=readout,
+        grid_size=grid_size,
+        **_seed_list(seeds, n_seeds),
+    )
     _train("bc", TrainBCRequest, fields, trainer_url, encoder_url, store, runs_dir, token, wandb)
 
 
@@ -591,57 +726,74 @@ def train_bc(
 def train_sac(
     features: str = typer.Option("state", help="vjepa2 | state | random"),
     task: str = typer.Option("easy"),
-    total_steps: Optional[int] = typer.Option(None, help="Simulator steps (action repeats counted)."),
-    parallel_envs: Optional[int] = typer.Option(None),
-    episode_steps: Optional[int] = typer.Option(None),
-    action_repeat: Optional[int] = typer.Option(None),
+    total_steps: int | None = typer.Option(None, help="Simulator steps (action repeats counted)."),
+    parallel_envs: int | None = typer.Option(None),
+    episode_steps: int | None = typer.Option(None),
+    action_repeat: int | None = typer.Option(None),
     seed: int = typer.Option(0),
-    seeds: Optional[str] = SeedsOpt,
-    n_seeds: Optional[int] = NSeedsOpt,
+    seeds: str | None = SeedsOpt,
+    n_seeds: int | None = NSeedsOpt,
     readout: str = ReadoutOpt,
     grid_size: int = GridSizeOpt,
-    trainer_url: Optional[str] = TrainerUrlOpt,
+    trainer_url: str | None = TrainerUrlOpt,
     encoder_url: str = EncoderUrlOpt,
-    store: Optional[str] = StoreOpt,
-    runs_dir: Optional[Path] = RunsOpt,
-    token: Optional[str] = TokenOpt,
+    store: str | None = StoreOpt,
+    runs_dir: Path | None = RunsOpt,
+    token: str | None = TokenOpt,
     wandb: bool = WandbOpt,
 ) -> None:
     """Soft Actor-Critic online in parallel reacher envs on vjepa2 / state / random features."""
     from vjepa_robot_client.contract import TrainSACRequest
 
-    given = dict(total_steps=total_steps, parallel_envs=parallel_envs, episode_steps=episode_steps,
-                 action_repeat=action_repeat)
-    fields = dict(features=features, task=task, seed=seed, readout=readout, grid_size=grid_size,
-                  **{k: v for k, v in given.items() if v}, **_seed_list(seeds, n_seeds))
+    given = dict(
+        total_steps=total_steps, parallel_envs=parallel_envs, episode_steps=episode_steps, action_repeat=action_repeat
+    )
+    fields = dict(
+        features=features,
+        task=task,
+        seed=seed,
+        readout=readout,
+        grid_size=grid_size,
+        **{k: v for k, v in given.items() if v},
+        **_seed_list(seeds, n_seeds),
+    )
     _train("sac", TrainSACRequest, fields, trainer_url, encoder_url, store, runs_dir, token, wandb)
 
 
 @app.command("eval")
 def evaluate(
-    run_id: str = typer.Argument(..., help="A run id, a study id (every run of it), or jacobian | p-controller | "
-                                           "random for a baseline."),
-    episodes: Optional[int] = typer.Option(None, help="Episodes (default 100)."),
-    task: Optional[str] = typer.Option(None, help="easy | hard (default easy)."),
-    steps: Optional[int] = typer.Option(None, help="Simulator steps per episode (default 200)."),
-    seed: Optional[int] = typer.Option(None, help="Evaluation seed offset (seeds never overlap training)."),
-    parallel_envs: Optional[int] = typer.Option(None),
-    image_size: Optional[int] = typer.Option(None, help="Frame size; default: the run's own training frame size."),
-    allow_image_size_change: bool = typer.Option(False, "--allow-image-size-change",
-                                                 help="Evaluate at an --image-size other than the run's own."),
-    trainer_url: Optional[str] = TrainerUrlOpt,
+    run_id: str = typer.Argument(
+        ..., help="A run id, a study id (every run of it), or jacobian | p-controller | random for a baseline."
+    ),
+    episodes: int | None = typer.Option(None, help="Episodes (default 100)."),
+    task: str | None = typer.Option(None, help="easy | hard (default easy)."),
+    steps: int | None = typer.Option(None, help="Simulator steps per episode (default 200)."),
+    seed: int | None = typer.Option(None, help="Evaluation seed offset (seeds never overlap training)."),
+    parallel_envs: int | None = typer.Option(None),
+    image_size: int | None = typer.Option(None, help="Frame size; default: the run's own training frame size."),
+    allow_image_size_change: bool = typer.Option(
+        False, "--allow-image-size-change", help="Evaluate at an --image-size other than the run's own."
+    ),
+    trainer_url: str | None = TrainerUrlOpt,
     encoder_url: str = EncoderUrlOpt,
-    store: Optional[str] = StoreOpt,
-    runs_dir: Optional[Path] = RunsOpt,
-    token: Optional[str] = TokenOpt,
+    store: str | None = StoreOpt,
+    runs_dir: Path | None = RunsOpt,
+    token: str | None = TokenOpt,
 ) -> None:
     """Live evaluation of a trained run, of every run of a study, or of a baseline policy."""
     from pydantic import ValidationError
 
     from vjepa_robot_client.contract import EXPERTS, BaselineEvalRequest, EvalRequest
 
-    given = dict(episodes=episodes, task=task, steps=steps, seed=seed, parallel_envs=parallel_envs,
-                 image_size=image_size, allow_image_size_change=allow_image_size_change or None)
+    given = dict(
+        episodes=episodes,
+        task=task,
+        steps=steps,
+        seed=seed,
+        parallel_envs=parallel_envs,
+        image_size=image_size,
+        allow_image_size_change=allow_image_size_change or None,
+    )
     given = {k: v for k, v in given.items() if v is not None}
     baseline = run_id in EXPERTS
     study = run_id.startswith("study-")
@@ -689,8 +841,24 @@ def evaluate(
         except Exception as exc:  # recorded in the run's evaluation as `failed` before it got here
             _job_failed("evaluation", exc)
         res = ctx.runs.get(res.run_id)["evaluations"][res.eval_id]
-    typer.echo(json.dumps({k: res.get(k) for k in ("run_id", "status", "success_rate", "success_ci95", "mean_return",
-                                                    "image_size", "steps_per_second", "error")}, indent=1))
+    typer.echo(
+        json.dumps(
+            {
+                k: res.get(k)
+                for k in (
+                    "run_id",
+                    "status",
+                    "success_rate",
+                    "success_ci95",
+                    "mean_return",
+                    "image_size",
+                    "steps_per_second",
+                    "error",
+                )
+            },
+            indent=1,
+        )
+    )
     if res.get("status") != "succeeded":
         _fail(f"evaluation {res.get('status')}: {res.get('error')}", _failed_code(res.get("error")))
 
@@ -715,14 +883,21 @@ def probe_cmd(
     dataset: str,
     features: list[str] = typer.Option(["vjepa2", "state", "random"], "--features", help="Repeat for several."),
     encoder_url: str = EncoderUrlOpt,
-    store: Optional[str] = StoreOpt,
-    runs_dir: Optional[Path] = RunsOpt,
-    token: Optional[str] = TokenOpt,
+    store: str | None = StoreOpt,
+    runs_dir: Path | None = RunsOpt,
+    token: str | None = TokenOpt,
     seed: int = typer.Option(0),
-    readout: str = typer.Option("mean", "--readout", help="mean | flare: probe the features as this readout "
-                                "reads them (attentive: see --grid-size)."),
-    grid_size: list[int] = typer.Option([], "--grid-size", help="Also run the attentive probe on the g x g token "
-                                        "grid (vjepa2, random); repeat for several, e.g. --grid-size 4 --grid-size 8."),
+    readout: str = typer.Option(
+        "mean",
+        "--readout",
+        help="mean | flare: probe the features as this readout reads them (attentive: see --grid-size).",
+    ),
+    grid_size: list[int] = typer.Option(
+        [],
+        "--grid-size",
+        help="Also run the attentive probe on the g x g token "
+        "grid (vjepa2, random); repeat for several, e.g. --grid-size 4 --grid-size 8.",
+    ),
 ) -> None:
     """Linear (ridge) and MLP probes: how well each feature source predicts the fingertip, the target and the
     fingertip-to-target vector (k-fold over episodes; R2 mean and spread across folds); with --grid-size, the
@@ -742,8 +917,12 @@ def probe_cmd(
         try:
             src = make_feature_source(f, encoder_url=encoder_url, token=token)
             grids = tuple(grid_size) if f != "state" else ()
-            results.append({**probe(ctx.store, dataset, with_readout(src, readout), seed=seed, grid_sizes=grids),
-                            "dataset": dataset})
+            results.append(
+                {
+                    **probe(ctx.store, dataset, with_readout(src, readout), seed=seed, grid_sizes=grids),
+                    "dataset": dataset,
+                }
+            )
             src.close()
         except (ValueError, KeyError) as exc:
             _fail(str(exc))
@@ -754,8 +933,8 @@ def probe_cmd(
 @app.command("report")
 def report_cmd(
     out: Path = typer.Option(Path("vjepa-robot-report"), "--out", help="Output directory."),
-    store: Optional[str] = StoreOpt,
-    runs_dir: Optional[Path] = RunsOpt,
+    store: str | None = StoreOpt,
+    runs_dir: Path | None = RunsOpt,
 ) -> None:
     """Write the report (README.md, bar chart, loss and learning curves, probe tables, rollout GIFs) from the
     recorded runs. Reads only: it never creates a store or a runs directory."""
@@ -773,7 +952,7 @@ def report_cmd(
     typer.echo(f"report written to {path}")
 
 
-def runs_root(store: Optional[str], runs_dir: Optional[Path]) -> Path:
+def runs_root(store: str | None, runs_dir: Path | None) -> Path:
     """Where run records live: --runs-dir / $VJEPA_ROBOT_RUNS, else <store>/runs (nothing is created)."""
     from services.common.store import default_store_uri
     from services.trainer.runs import default_runs_dir
@@ -798,8 +977,11 @@ def _run_result(run: dict) -> str:
         return f"final return {num(m['final_eval']['mean_return'])} (not evaluated)"
     if run.get("kind") == "bc" and m.get("val_loss") is not None:
         kept = m.get("selected_epoch")
-        return f"val MSE {m.get('best_val_loss') or m['val_loss']:.2e}" + (f" (epoch {kept})" if kept else "") + \
-            " (not evaluated)"
+        return (
+            f"val MSE {m.get('best_val_loss') or m['val_loss']:.2e}"
+            + (f" (epoch {kept})" if kept else "")
+            + " (not evaluated)"
+        )
     return "-"
 
 
@@ -828,8 +1010,8 @@ def _console():
 
 @runs_app.command("list")
 def runs_list(
-    store: Optional[str] = StoreOpt,
-    runs_dir: Optional[Path] = RunsOpt,
+    store: str | None = StoreOpt,
+    runs_dir: Path | None = RunsOpt,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Every run: id, kind, features (and encoder), dataset, status, seed / study, result."""
@@ -838,30 +1020,42 @@ def runs_list(
     root = runs_root(store, runs_dir)
     runs = read_runs(root)
     if as_json:
-        typer.echo(json.dumps([{k: r.get(k) for k in ("run_id", "kind", "status", "config", "created_at")}
-                               for r in runs], indent=1, default=str))
+        typer.echo(
+            json.dumps(
+                [{k: r.get(k) for k in ("run_id", "kind", "status", "config", "created_at")} for r in runs],
+                indent=1,
+                default=str,
+            )
+        )
         return
     if not runs:
         typer.echo(f"no runs in {root} yet: vjepa-robot demo, or vjepa-robot train bc DATASET")
         return
     from rich.table import Table
 
-    table = Table("run id", "kind", "features (encoder)", "dataset", "status", "seed / study", "result",
-                  title=f"runs in {root}")
+    table = Table(
+        "run id", "kind", "features (encoder)", "dataset", "status", "seed / study", "result", title=f"runs in {root}"
+    )
     for r in runs:
         cfg = r.get("config") or {}
         study = r.get("study_id") or cfg.get("study_id")
-        table.add_row(str(r.get("run_id")), str(r.get("kind")), _run_features(r), str(cfg.get("dataset") or "-"),
-                      str(r.get("status")), f"{cfg.get('seed', '-')}" + (f" / {study}" if study else ""),
-                      _run_result(r))
+        table.add_row(
+            str(r.get("run_id")),
+            str(r.get("kind")),
+            _run_features(r),
+            str(cfg.get("dataset") or "-"),
+            str(r.get("status")),
+            f"{cfg.get('seed', '-')}" + (f" / {study}" if study else ""),
+            _run_result(r),
+        )
     _console().print(table)
 
 
 @runs_app.command("show")
 def runs_show(
     run_id: str = typer.Argument(..., help="A run id (vjepa-robot runs list)."),
-    store: Optional[str] = StoreOpt,
-    runs_dir: Optional[Path] = RunsOpt,
+    store: str | None = StoreOpt,
+    runs_dir: Path | None = RunsOpt,
     as_json: bool = typer.Option(False, "--json", help="The whole run record as JSON."),
 ) -> None:
     """One run: its config, metrics and evaluations."""
@@ -877,8 +1071,10 @@ def runs_show(
         typer.echo(json.dumps(run, indent=1, default=str))
         return
     typer.echo(f"{run['run_id']}: {condition_name(run)}")
-    typer.echo(f"  status {run.get('status')}, created {run.get('created_at')}, updated {run.get('updated_at')}"
-               + (f", error: {run['error']}" if run.get("error") else ""))
+    typer.echo(
+        f"  status {run.get('status')}, created {run.get('created_at')}, updated {run.get('updated_at')}"
+        + (f", error: {run['error']}" if run.get("error") else "")
+    )
     typer.echo("config:")
     for k, v in (run.get("config") or {}).items():
         typer.echo(f"  {k:>22}: {v}")
@@ -895,12 +1091,17 @@ def runs_show(
         eps = e.get("episodes") or []
         k = sum(bool(x.get("success")) for x in eps)
         rate = e.get("success_rate")
-        res = f"success {pct(rate, wilson_ci95(k, len(eps)) if eps else e.get('success_ci95'))}, return " \
-              f"{num(e.get('mean_return'))}" if rate is not None else (e.get("error") or "")
+        res = (
+            f"success {pct(rate, wilson_ci95(k, len(eps)) if eps else e.get('success_ci95'))}, return "
+            f"{num(e.get('mean_return'))}"
+            if rate is not None
+            else (e.get("error") or "")
+        )
         req = e.get("request") or {}
-        typer.echo(f"  #{e.get('eval_id')} {e.get('status')}: {res} ({len(eps)} episodes, task {req.get('task')}, "
-                   f"{req.get('steps')} steps, eval seed {req.get('seed')})"
-                   + (f", GIF {e['gif']}" if e.get("gif") else ""))
+        typer.echo(
+            f"  #{e.get('eval_id')} {e.get('status')}: {res} ({len(eps)} episodes, task {req.get('task')}, "
+            f"{req.get('steps')} steps, eval seed {req.get('seed')})" + (f", GIF {e['gif']}" if e.get("gif") else "")
+        )
 
 
 # Measured with `vjepa-robot demo` on the development machine (2 shared x86_64 cores): see README.md ("Time").
@@ -909,16 +1110,19 @@ DEMO_TIME = "about 20 min on 2 cores shared with other jobs, less on a quiet mac
 
 @app.command("demo")
 def demo(
-    preset: str = typer.Option("quick", help="quick (tiny random-init encoder on CPU, a plumbing check: "
-                                             f"{DEMO_TIME}) | findings (pretrained ViT-L, GPU, 3 seeds)."),
+    preset: str = typer.Option(
+        "quick",
+        help="quick (tiny random-init encoder on CPU, a plumbing check: "
+        f"{DEMO_TIME}) | findings (pretrained ViT-L, GPU, 3 seeds).",
+    ),
     out: Path = typer.Option(Path("vjepa-robot-report"), "--out"),
-    store: Optional[str] = StoreOpt,
-    runs_dir: Optional[Path] = RunsOpt,
+    store: str | None = StoreOpt,
+    runs_dir: Path | None = RunsOpt,
     workdir: Path = typer.Option(Path("vjepa-robot-demo"), help="Service logs."),
-    episodes: Optional[int] = typer.Option(None, help="Override the preset's number of demos."),
-    eval_episodes: Optional[int] = typer.Option(None, help="Override the preset's evaluation episodes."),
-    epochs: Optional[int] = typer.Option(None),
-    seeds: Optional[int] = typer.Option(None, help="Override the preset's number of BC seeds."),
+    episodes: int | None = typer.Option(None, help="Override the preset's number of demos."),
+    eval_episodes: int | None = typer.Option(None, help="Override the preset's evaluation episodes."),
+    epochs: int | None = typer.Option(None),
+    seeds: int | None = typer.Option(None, help="Override the preset's number of BC seeds."),
 ) -> None:
     """The whole BC experiment through both services on loopback: expert dataset, encode, BC on vjepa2 / state /
     random features, live evaluation beside the experts, probes, report. It prints each stage's time at the end,
@@ -930,8 +1134,17 @@ def demo(
     if "://" in store_uri:
         _fail("the demo needs a local store directory (--store DIR)")
     try:
-        run_demo(preset, out=out, workdir=workdir, store=Path(store_uri), runs_dir=runs_root(store, runs_dir),
-                 episodes=episodes, eval_episodes=eval_episodes, epochs=epochs, seeds=seeds)
+        run_demo(
+            preset,
+            out=out,
+            workdir=workdir,
+            store=Path(store_uri),
+            runs_dir=runs_root(store, runs_dir),
+            episodes=episodes,
+            eval_episodes=eval_episodes,
+            epochs=epochs,
+            seeds=seeds,
+        )
     except ValueError as exc:
         _fail(str(exc))
 
@@ -954,8 +1167,11 @@ def main(argv: list[str] | None = None) -> None:
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in TRAINER_STACK:
             raise
-        typer.secho(f"error: this command needs the trainer stack ({exc.name} is missing): "
-                    f"pip install \"vjepa-robot[trainer]\"", fg=typer.colors.RED, err=True)
+        typer.secho(
+            f'error: this command needs the trainer stack ({exc.name} is missing): pip install "vjepa-robot[trainer]"',
+            fg=typer.colors.RED,
+            err=True,
+        )
         raise SystemExit(EXIT_BAD_INPUT) from None
     except Exception as exc:  # expected failures in one line; the trace behind --verbose
         found = None if _VERBOSE["on"] else classify_failure(exc)

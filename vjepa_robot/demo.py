@@ -22,11 +22,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -60,8 +61,16 @@ class DemoConfig:
 
 PRESETS = {
     "quick": DemoConfig(),  # one seed: the CPU time budget
-    "findings": DemoConfig(encoder_preset="vitl", episodes=500, steps=200, image_size=256, eval_episodes=100,
-                           parallel_envs=16, seeds=3, probe_folds=5),
+    "findings": DemoConfig(
+        encoder_preset="vitl",
+        episodes=500,
+        steps=200,
+        image_size=256,
+        eval_episodes=100,
+        parallel_envs=16,
+        seeds=3,
+        probe_folds=5,
+    ),
 }
 
 
@@ -74,13 +83,37 @@ def check_config(cfg: DemoConfig) -> None:
     from vjepa_robot_client.contract import CreateDatasetRequest, EvalRequest, TrainBCRequest
 
     checks = [
-        (CreateDatasetRequest, dict(name="demo", task=cfg.task, episodes=cfg.episodes, steps=cfg.steps,
-                                    seed=cfg.seed, image_size=cfg.image_size, workers=cfg.workers), {}),
-        (TrainBCRequest, dict(dataset="demo", epochs=cfg.epochs, seed=cfg.seed,
-                              **({"n_seeds": cfg.seeds} if cfg.seeds != 1 else {})), {"n_seeds": "--seeds"}),
-        (EvalRequest, dict(episodes=cfg.eval_episodes, task=cfg.task, steps=cfg.steps,
-                           parallel_envs=cfg.parallel_envs, image_size=cfg.image_size),
-         {"episodes": "--eval-episodes", "steps": "steps (the preset's episode length)"}),
+        (
+            CreateDatasetRequest,
+            dict(
+                name="demo",
+                task=cfg.task,
+                episodes=cfg.episodes,
+                steps=cfg.steps,
+                seed=cfg.seed,
+                image_size=cfg.image_size,
+                workers=cfg.workers,
+            ),
+            {},
+        ),
+        (
+            TrainBCRequest,
+            dict(
+                dataset="demo", epochs=cfg.epochs, seed=cfg.seed, **({"n_seeds": cfg.seeds} if cfg.seeds != 1 else {})
+            ),
+            {"n_seeds": "--seeds"},
+        ),
+        (
+            EvalRequest,
+            dict(
+                episodes=cfg.eval_episodes,
+                task=cfg.task,
+                steps=cfg.steps,
+                parallel_envs=cfg.parallel_envs,
+                image_size=cfg.image_size,
+            ),
+            {"episodes": "--eval-episodes", "steps": "steps (the preset's episode length)"},
+        ),
     ]
     for model, fields, flags in checks:
         try:
@@ -109,17 +142,32 @@ class Services:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "w")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen([sys.executable, "-m", "vjepa_robot.cli", "serve", name, *args], stdout=log,
-                                stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vjepa_robot.cli", "serve", name, *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         self.procs.append(proc)
         return proc
 
-    def __enter__(self) -> "Services":
+    def __enter__(self) -> Services:
         pe, pt = free_port(), free_port()
         self.encoder_url, self.trainer_url = f"http://127.0.0.1:{pe}", f"http://127.0.0.1:{pt}"
         enc = self._spawn("encoder", ["--port", str(pe), "--preset", self.preset, "--store", str(self.store)])
-        tr = self._spawn("trainer", ["--port", str(pt), "--encoder-url", self.encoder_url, "--store", str(self.store),
-                                     "--runs-dir", str(self.runs)])
+        tr = self._spawn(
+            "trainer",
+            [
+                "--port",
+                str(pt),
+                "--encoder-url",
+                self.encoder_url,
+                "--store",
+                str(self.store),
+                "--runs-dir",
+                str(self.runs),
+            ],
+        )
         wait_healthy(self.encoder_url, enc, self.logs / "encoder.log")
         wait_healthy(self.trainer_url, tr, self.logs / "trainer.log")
         return self
@@ -140,8 +188,9 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 1
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"service at {url} exited with code {proc.returncode}; its log ({log}):\n"
-                               + log.read_text()[-3000:])
+            raise RuntimeError(
+                f"service at {url} exited with code {proc.returncode}; its log ({log}):\n" + log.read_text()[-3000:]
+            )
         try:
             if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
                 return
@@ -161,7 +210,7 @@ class Job:
     label: str
     stage: str  # dataset | encode | BC | evaluation: the stage whose time it counts towards
     poll: Callable[[], tuple]
-    then: Callable[[Any], list["Job"]] | None = None  # jobs to start once this one has succeeded
+    then: Callable[[Any], list[Job]] | None = None  # jobs to start once this one has succeeded
     started: float = 0.0
     ended: float | None = None
     result: Any = None
@@ -181,9 +230,15 @@ class Watch:
     def run(self, jobs: list[Job], poll_interval: float = 1.0) -> list[Job]:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        bars = Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[unit]:<8} {task.fields[state]:<10}"), TimeElapsedColumn(),
-                        console=self.console, transient=False)
+        bars = Progress(
+            TextColumn("{task.description:<34}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[unit]:<8} {task.fields[state]:<10}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
         live: dict[int, Job] = {}
 
         def start(job: Job) -> None:
@@ -204,9 +259,12 @@ class Watch:
                     self.done.append(job)
                     if state not in ("succeeded", "ready", "done"):
                         raise RuntimeError(f"{job.label} {state}: {getattr(result, 'error', result)}")
-                    bars.console.print(f"{job.label}: {self.describe(job)} ({fmt_s(job.ended - job.started)})",
-                                       highlight=False, markup=False)
-                    for follow in (job.then(result) if job.then else []):
+                    bars.console.print(
+                        f"{job.label}: {self.describe(job)} ({fmt_s(job.ended - job.started)})",
+                        highlight=False,
+                        markup=False,
+                    )
+                    for follow in job.then(result) if job.then else []:
                         start(follow)
                 if live:
                     time.sleep(poll_interval)
@@ -222,8 +280,11 @@ class Watch:
         if job.stage == "BC":
             m = r.metrics or {}
             best = m.get("best_val_loss") if m.get("best_val_loss") is not None else m.get("val_loss")
-            return (f"kept epoch {m.get('selected_epoch')} of {m.get('epoch')} (lowest validation MSE, "
-                    f"{best:.2e})" if best is not None else str(r.status.value))
+            return (
+                f"kept epoch {m.get('selected_epoch')} of {m.get('epoch')} (lowest validation MSE, {best:.2e})"
+                if best is not None
+                else str(r.status.value)
+            )
         if job.stage == "probes":
             return f"{job.poll()[0]} feature sources probed (R2 tables below)"
         if job.stage == "evaluation":
@@ -246,18 +307,23 @@ def fmt_s(seconds: float) -> str:
     return f"{m} min {s:02d} s" if m else f"{s} s"
 
 
-def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), workdir: Path = Path("vjepa-robot-demo"),
-             store: Path | None = None, runs_dir: Path | None = None, **overrides) -> Path:
+def run_demo(
+    preset: str = "quick",
+    out: Path = Path("vjepa-robot-report"),
+    workdir: Path = Path("vjepa-robot-demo"),
+    store: Path | None = None,
+    runs_dir: Path | None = None,
+    **overrides,
+) -> Path:
     """Run the study; write to `store` / `runs_dir` (default: the CLI's defaults, so `vjepa-robot runs list` and
     `vjepa-robot report` find the results afterwards); service logs go to `workdir`/logs."""
-    from vjepa_robot_client import EncoderClient, TrainerClient
-    from vjepa_robot_client.contract import EXPERTS, FEATURE_SOURCES
-
     from services.common.store import Store, default_store_uri
     from services.trainer.features import make_feature_source
     from services.trainer.probe import probe
     from services.trainer.report import is_plumbing, read_runs, save_notes, summary_lines, title, write_report
     from services.trainer.runs import default_runs_dir
+    from vjepa_robot_client import EncoderClient, TrainerClient
+    from vjepa_robot_client.contract import EXPERTS, FEATURE_SOURCES
 
     if preset not in PRESETS:
         raise ValueError(f"unknown demo preset {preset!r}: choose one of {', '.join(PRESETS)}")
@@ -277,11 +343,15 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
         enc, tr = EncoderClient(svc.encoder_url, timeout=300), TrainerClient(svc.trainer_url, timeout=60)
         info = enc.info()
         stand_in = bool(getattr(info, "random_init", False))  # the encoder says so where it loads its weights
-        console.print(f"encoder {info.model} ({info.encoder_id}, {info.dim}-d, {info.image_size} px input, "
-                      f"{info.device}) at {svc.encoder_url}; trainer at {svc.trainer_url}; store {store_dir}")
+        console.print(
+            f"encoder {info.model} ({info.encoder_id}, {info.dim}-d, {info.image_size} px input, "
+            f"{info.device}) at {svc.encoder_url}; trainer at {svc.trainer_url}; store {store_dir}"
+        )
         if stand_in:
-            console.print(f"[bold yellow]encoder {info.model} is a RANDOM-INIT stand-in: every vjepa2 result of this "
-                          "demo is a plumbing check, not a V-JEPA 2 result[/]")
+            console.print(
+                f"[bold yellow]encoder {info.model} is a RANDOM-INIT stand-in: every vjepa2 result of this "
+                "demo is a plumbing check, not a V-JEPA 2 result[/]"
+            )
         watch = Watch(console, t0)
 
         console.rule("1. expert dataset (the jacobian expert, rendered in parallel workers)")
@@ -290,20 +360,41 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
         except Exception:
             ds = None
         if ds is None or ds.status.value != "ready":
-            tr.create_dataset(dataset, expert="jacobian", task=cfg.task, episodes=cfg.episodes, steps=cfg.steps,
-                              seed=cfg.seed, image_size=cfg.image_size, workers=cfg.workers, overwrite=ds is not None)
+            tr.create_dataset(
+                dataset,
+                expert="jacobian",
+                task=cfg.task,
+                episodes=cfg.episodes,
+                steps=cfg.steps,
+                seed=cfg.seed,
+                image_size=cfg.image_size,
+                workers=cfg.workers,
+                overwrite=ds is not None,
+            )
 
         def poll_dataset():
             d = tr.dataset(dataset)
-            return d.episodes_done if d.status.value == "running" else d.episodes, cfg.episodes, d.status.value, \
-                "episodes", d
+            return (
+                d.episodes_done if d.status.value == "running" else d.episodes,
+                cfg.episodes,
+                d.status.value,
+                "episodes",
+                d,
+            )
 
         watch.run([Job(f"dataset {dataset}", "dataset", poll_dataset)])
 
-        console.rule("2-4. encode (frozen V-JEPA 2" + (", random-init stand-in" if stand_in else "") + ") while BC "
-                     "trains on state / random and the baselines are evaluated; then BC on vjepa2; evaluations")
-        ev = dict(episodes=cfg.eval_episodes, task=cfg.task, steps=cfg.steps, parallel_envs=cfg.parallel_envs,
-                  image_size=cfg.image_size)
+        console.rule(
+            "2-4. encode (frozen V-JEPA 2" + (", random-init stand-in" if stand_in else "") + ") while BC "
+            "trains on state / random and the baselines are evaluated; then BC on vjepa2; evaluations"
+        )
+        ev = dict(
+            episodes=cfg.eval_episodes,
+            task=cfg.task,
+            steps=cfg.steps,
+            parallel_envs=cfg.parallel_envs,
+            image_size=cfg.image_size,
+        )
         evaluated: dict[str, str] = {}  # run id -> label
 
         def eval_job(run_id: str, label: str, gif: int) -> Job:
@@ -320,11 +411,19 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
             if len(seeds) == 1:
                 run_ids = [tr.train_bc(dataset, features=f, epochs=cfg.epochs, seed=seeds[0])]
             else:
-                run_ids = [r.run_id for r in tr.get_study(tr.train_bc(dataset, features=f, epochs=cfg.epochs,
-                                                                      seeds=seeds)).runs]
-            return [Job(f"BC {f} s{seeds[k]}", "BC", (lambda rid=rid: _poll_run(tr, rid)),
-                        then=(lambda rec, k=k, f=f: [eval_job(rec.run_id, f"BC {f} s{seeds[k]}", int(k == 0))]))
-                    for k, rid in enumerate(run_ids)]
+                run_ids = [
+                    r.run_id
+                    for r in tr.get_study(tr.train_bc(dataset, features=f, epochs=cfg.epochs, seeds=seeds)).runs
+                ]
+            return [
+                Job(
+                    f"BC {f} s{seeds[k]}",
+                    "BC",
+                    (lambda rid=rid: _poll_run(tr, rid)),
+                    then=(lambda rec, k=k, f=f: [eval_job(rec.run_id, f"BC {f} s{seeds[k]}", int(k == 0))]),
+                )
+                for k, rid in enumerate(run_ids)
+            ]
 
         enc.encode_dataset(dataset)
 
@@ -378,25 +477,38 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
         console.rule("6. report")
         t_report = time.perf_counter()
         runs = [r for r in read_runs(runs_dir) if r.get("run_id") in evaluated]
-        encoder_note = (f"{info.model} ({info.encoder_id}), {info.dim}-d, {info.image_size} px input, {info.dtype} "
-                        f"on {info.device}" + (": a RANDOM-INIT stand-in, so its rows are a plumbing check, not a "
-                                               "V-JEPA 2 result" if stand_in else ""))
-        notes = {"demo": f"preset {preset}: " + ", ".join(f"{k} {v}" for k, v in asdict(cfg).items()),
-                 "encoder": encoder_note,
-                 "seeds": (f"{len(seeds)} training seed(s) per condition ({', '.join(map(str, seeds))})"
-                           + ("; the quick demo keeps one seed to stay within its time budget: its intervals are "
-                              "over episodes, not seeds" if len(seeds) == 1 else "")),
-                 "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform(terse=True)}",
-                 "load": "load average {:.1f} / {:.1f} / {:.1f} (1 / 5 / 15 min) at the end".format(*os.getloadavg()),
-                 "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 "wall time": f"{time.perf_counter() - t0:.0f} s end to end (stage times: "
-                              f"{stage_summary(times)}; encode, BC, probes and evaluation overlap)"}
+        encoder_note = (
+            f"{info.model} ({info.encoder_id}), {info.dim}-d, {info.image_size} px input, {info.dtype} "
+            f"on {info.device}"
+            + (": a RANDOM-INIT stand-in, so its rows are a plumbing check, not a V-JEPA 2 result" if stand_in else "")
+        )
+        notes = {
+            "demo": f"preset {preset}: " + ", ".join(f"{k} {v}" for k, v in asdict(cfg).items()),
+            "encoder": encoder_note,
+            "seeds": (
+                f"{len(seeds)} training seed(s) per condition ({', '.join(map(str, seeds))})"
+                + (
+                    "; the quick demo keeps one seed to stay within its time budget: its intervals are "
+                    "over episodes, not seeds"
+                    if len(seeds) == 1
+                    else ""
+                )
+            ),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform(terse=True)}",
+            "load": "load average {:.1f} / {:.1f} / {:.1f} (1 / 5 / 15 min) at the end".format(*os.getloadavg()),
+            "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "wall time": f"{time.perf_counter() - t0:.0f} s end to end (stage times: "
+            f"{stage_summary(times)}; encode, BC, probes and evaluation overlap)",
+        }
         save_notes(runs_dir, notes)
         path = write_report(runs, probes, Path(out), extra_notes=notes)
         times["report"] = time.perf_counter() - t_report
     total = time.perf_counter() - t0
-    console.print(f"stage times (wall; encode, BC, probes and evaluation run concurrently, so they overlap): "
-                  f"{stage_summary(times)}; total {fmt_s(total)}", highlight=False)
+    console.print(
+        f"stage times (wall; encode, BC, probes and evaluation run concurrently, so they overlap): "
+        f"{stage_summary(times)}; total {fmt_s(total)}",
+        highlight=False,
+    )
     console.print(title(runs), style="bold", markup=False)
     for line in summary_lines(runs):
         console.print("  " + line, style="yellow" if "plumbing" in line else None, markup=False, highlight=False)
@@ -405,14 +517,19 @@ def run_demo(preset: str = "quick", out: Path = Path("vjepa-robot-report"), work
     flags = "" if default_store else f" --store {store_dir}"
     if runs_dir != Path(default_runs_dir(str(store_dir))).resolve():
         flags += f" --runs-dir {runs_dir}"
-    console.print("See the results again with:\n"
-                  f"  vjepa-robot runs list{flags}\n"
-                  f"  vjepa-robot runs show RUN_ID{flags}\n"
-                  f"  vjepa-robot report{flags} --out {Path(out)}\n"
-                  f"  vjepa-robot datasets list{'' if default_store else f' --store {store_dir}'}", highlight=False)
+    console.print(
+        "See the results again with:\n"
+        f"  vjepa-robot runs list{flags}\n"
+        f"  vjepa-robot runs show RUN_ID{flags}\n"
+        f"  vjepa-robot report{flags} --out {Path(out)}\n"
+        f"  vjepa-robot datasets list{'' if default_store else f' --store {store_dir}'}",
+        highlight=False,
+    )
     if any(is_plumbing(r) for r in runs):
-        console.print("[yellow]The vjepa2 rows used a random-init encoder: a plumbing check. The V-JEPA 2 result "
-                      "needs the pretrained checkpoint: vjepa-robot demo --preset findings (GPU).[/]")
+        console.print(
+            "[yellow]The vjepa2 rows used a random-init encoder: a plumbing check. The V-JEPA 2 result "
+            "needs the pretrained checkpoint: vjepa-robot demo --preset findings (GPU).[/]"
+        )
     return path
 
 

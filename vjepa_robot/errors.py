@@ -13,7 +13,8 @@ Imports only pydantic (no typer, no torch): the demo validates its configuration
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 # Exit codes, the same in local and --trainer-url modes (documented in `vjepa-robot --help`).
 EXIT_FAILED = 1  # the work ran and failed (training / evaluation failed, weights not loadable, fetch failed)
@@ -59,8 +60,13 @@ def _one(err: Mapping[str, Any], model: Any, flags: Mapping[str, str] | None) ->
     name = flag(field, flags) if field else "the request"
     kind, ctx, msg = err.get("type", ""), err.get("ctx") or {}, str(err.get("msg", "invalid"))
     has_input = "input" in err and kind != "missing"
-    given = f"{name} {err['input']!r}" if has_input and isinstance(err.get("input"), str) else \
-        f"{name} {err.get('input')}" if has_input else name
+    given = (
+        f"{name} {err['input']!r}"
+        if has_input and isinstance(err.get("input"), str)
+        else f"{name} {err.get('input')}"
+        if has_input
+        else name
+    )
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         rng = _range_text({**_bounds(model, field), **{k: v for k, v in ctx.items() if k in _BOUND_WORDS}})
         return f"{given} is out of range: it must be {rng}"
@@ -70,8 +76,13 @@ def _one(err: Mapping[str, Any], model: Any, flags: Mapping[str, str] | None) ->
     if kind in ("too_short", "too_long"):
         b = _bounds(model, field)
         lo, hi = b.get("min_length", ctx.get("min_length")), b.get("max_length", ctx.get("max_length"))
-        allowed = f"between {lo} and {hi}" if lo is not None and hi is not None else f"at least {lo}" \
-            if lo is not None else f"at most {hi}"
+        allowed = (
+            f"between {lo} and {hi}"
+            if lo is not None and hi is not None
+            else f"at least {lo}"
+            if lo is not None
+            else f"at most {hi}"
+        )
         return f"{given} has {ctx.get('actual_length', '?')} items: it must have {allowed}"
     if kind == "missing":
         return f"{name} is required"

@@ -37,7 +37,10 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 TASKS = ("easy", "hard")  # vjepa_robot_client.contract.TASKS (checked by a test; kept literal so import stays cheap)
 ENV_IDS = {task: f"vjepa_robot/reacher-{task}-v0" for task in TASKS}
 DEFAULTS: dict[str, Any] = {  # TrainSACRequest's defaults: the project's SAC protocol (action repeat 4, 1000 steps)
-    "features": "state", "episode_steps": 1000, "action_repeat": 4, "image_size": 256,
+    "features": "state",
+    "episode_steps": 1000,
+    "action_repeat": 4,
+    "image_size": 256,
 }
 SPLITS = ("train", "eval")
 CONTROL_TIMESTEP = 0.02  # seconds per simulator step (services/trainer/env.py)
@@ -92,13 +95,23 @@ class ReacherEnv(gymnasium.Env):
     and `sim_return`.
     """
 
-    metadata = {"render_modes": ["rgb_array"],
-                "render_fps": int(round(1 / (CONTROL_TIMESTEP * DEFAULTS["action_repeat"])))}
+    metadata = {
+        "render_modes": ["rgb_array"],
+        "render_fps": int(round(1 / (CONTROL_TIMESTEP * DEFAULTS["action_repeat"]))),
+    }
 
-    def __init__(self, task: str = "easy", features="state", encoder_url: str | None = None,
-                 image_size: int = DEFAULTS["image_size"], action_repeat: int = DEFAULTS["action_repeat"],
-                 episode_steps: int = DEFAULTS["episode_steps"], split: str = "train", token: str | None = None,
-                 render_mode: str | None = None):
+    def __init__(
+        self,
+        task: str = "easy",
+        features="state",
+        encoder_url: str | None = None,
+        image_size: int = DEFAULTS["image_size"],
+        action_repeat: int = DEFAULTS["action_repeat"],
+        episode_steps: int = DEFAULTS["episode_steps"],
+        split: str = "train",
+        token: str | None = None,
+        render_mode: str | None = None,
+    ):
         from services.trainer.vec_env import make_env
 
         if render_mode not in (None, "rgb_array"):
@@ -112,8 +125,9 @@ class ReacherEnv(gymnasium.Env):
         frames = self.image_size if getattr(self.features, "needs_frames", False) else 0
         # the trainer's own recipe (SimRewards, ActionRepeat, EpisodeLength, Pixels, FrameWindow); checks the task,
         # the repeat and the length with the project's error messages
-        self._env = make_env(task, seed=0, episode_steps=self.episode_steps, action_repeat=self.action_repeat,
-                             image_size=frames)
+        self._env = make_env(
+            task, seed=0, episode_steps=self.episode_steps, action_repeat=self.action_repeat, image_size=frames
+        )
         self.observation_space = _box(self.features.dim)
         self.action_space = ACTION_SPACE
         self._seed_base: int | None = None
@@ -188,10 +202,19 @@ class ReacherVectorEnv(VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
 
-    def __init__(self, num_envs: int = 1, task: str = "easy", features="state", encoder_url: str | None = None,
-                 image_size: int = DEFAULTS["image_size"], action_repeat: int = DEFAULTS["action_repeat"],
-                 episode_steps: int = DEFAULTS["episode_steps"], split: str = "train", token: str | None = None,
-                 render_mode: str | None = None):
+    def __init__(
+        self,
+        num_envs: int = 1,
+        task: str = "easy",
+        features="state",
+        encoder_url: str | None = None,
+        image_size: int = DEFAULTS["image_size"],
+        action_repeat: int = DEFAULTS["action_repeat"],
+        episode_steps: int = DEFAULTS["episode_steps"],
+        split: str = "train",
+        token: str | None = None,
+        render_mode: str | None = None,
+    ):
         from services.trainer.vec_env import ReacherVecEnv
 
         if render_mode is not None:
@@ -200,12 +223,20 @@ class ReacherVectorEnv(VectorEnv):
         self.features, self._owns_features = _feature_source(features, encoder_url, token)
         self.num_envs = int(num_envs)
         cls = _EvalSeeded(ReacherVecEnv) if self.split == "eval" else ReacherVecEnv
-        self._venv = cls(self.features, num_envs=self.num_envs, task=task, episode_steps=int(episode_steps),
-                         action_repeat=int(action_repeat), seed=0, image_size=int(image_size))
+        self._venv = cls(
+            self.features,
+            num_envs=self.num_envs,
+            task=task,
+            episode_steps=int(episode_steps),
+            action_repeat=int(action_repeat),
+            seed=0,
+            image_size=int(image_size),
+        )
         self.single_observation_space = _box(self.features.dim)
         self.single_action_space = ACTION_SPACE
-        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(self.num_envs, int(self.features.dim)),
-                                            dtype=np.float32)
+        self.observation_space = spaces.Box(
+            -np.inf, np.inf, shape=(self.num_envs, int(self.features.dim)), dtype=np.float32
+        )
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.num_envs, 2), dtype=np.float32)
         self._seeded = False
 
@@ -225,17 +256,24 @@ class ReacherVectorEnv(VectorEnv):
         out: dict[str, Any] = {}
         if dones.any():
             final_obs = np.empty(n, dtype=object)
-            final_info = {"success": np.zeros(n, bool), "sim_return": np.zeros(n),
-                          "episode_seed": np.zeros(n, np.int64)}
-            ended = self._venv.completed[-int(dones.sum()):]  # appended in env order by ReacherVecEnv.step
+            final_info = {
+                "success": np.zeros(n, bool),
+                "sim_return": np.zeros(n),
+                "episode_seed": np.zeros(n, np.int64),
+            }
+            ended = self._venv.completed[-int(dones.sum()) :]  # appended in env order by ReacherVecEnv.step
             for k, i in enumerate(np.flatnonzero(dones)):
                 final_obs[i] = infos[i]["terminal_observation"]
                 final_info["success"][i] = ended[k]["success"]
                 final_info["sim_return"][i] = ended[k]["return"]
                 final_info["episode_seed"][i] = ended[k]["seed"]
             final_info["_success"] = final_info["_sim_return"] = final_info["_episode_seed"] = dones.copy()
-            out |= {"final_obs": final_obs, "_final_obs": dones.copy(), "final_info": final_info,
-                    "_final_info": dones.copy()}
+            out |= {
+                "final_obs": final_obs,
+                "_final_obs": dones.copy(),
+                "final_info": final_info,
+                "_final_info": dones.copy(),
+            }
         # every end is a time limit (ReacherVecEnv marks TimeLimit.truncated): truncated, never terminated
         return obs, rewards.astype(np.float64), np.zeros(n, bool), dones.copy(), out
 

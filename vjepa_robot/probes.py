@@ -29,8 +29,15 @@ def print_probes(results: list[dict], console=None) -> None:
 
     from services.trainer.report import probe_rows
 
-    table = Table("features", "target", "linear R2 (mean ± sd)", "ridge alpha", "MLP R2 (mean ± sd)", "folds",
-                  title="Probes: R2 on held-out episodes")
+    table = Table(
+        "features",
+        "target",
+        "linear R2 (mean ± sd)",
+        "ridge alpha",
+        "MLP R2 (mean ± sd)",
+        "folds",
+        title="Probes: R2 on held-out episodes",
+    )
     for r in probe_rows(results):
         label = r["features"]
         table.add_row(*(escape(v) for v in (label, r["target"], r["linear"], r["alpha"], r["mlp"], r["folds"])))
@@ -38,8 +45,14 @@ def print_probes(results: list[dict], console=None) -> None:
     console.print(table)
     rows = attentive_rows(results)
     if rows:
-        grid = Table("features", "grid", "target", "attentive R2 (mean ± sd)", "folds",
-                     title="Attentive probe on the token grid: R2 on held-out episodes")
+        grid = Table(
+            "features",
+            "grid",
+            "target",
+            "attentive R2 (mean ± sd)",
+            "folds",
+            title="Attentive probe on the token grid: R2 on held-out episodes",
+        )
         for r in rows:
             grid.add_row(*(escape(r[k]) for k in ("features", "grid", "target", "attentive", "folds")))
         console.print(grid)
@@ -51,7 +64,13 @@ def attentive_rows(results: list[dict]) -> list[dict]:
     for p in results:
         for g, by_target in (p.get("attentive") or {}).items():
             for t, s in by_target.items():
-                rows.append({"features": str(p.get("features")), "grid": f"{g}x{g}", "target": t,
-                             "attentive": f"{s['r2']:.3f} ± {s['r2_sd']:.3f}",
-                             "folds": f"{p.get('folds')} x {p.get('n_episodes')} episodes"})
+                rows.append(
+                    {
+                        "features": str(p.get("features")),
+                        "grid": f"{g}x{g}",
+                        "target": t,
+                        "attentive": f"{s['r2']:.3f} ± {s['r2_sd']:.3f}",
+                        "folds": f"{p.get('folds')} x {p.get('n_episodes')} episodes",
+                    }
+                )
     return rows

@@ -9,8 +9,8 @@ Depends on httpx, pydantic and numpy only (no torch, no dm_control), so any expe
 from .contract import (
     DatasetEncodeStatus,
     DatasetInfo,
-    EncoderInfo,
     EncodeResponse,
+    EncoderInfo,
     EvalResult,
     FeatureSource,
     RunRecord,
@@ -19,10 +19,10 @@ from .contract import (
     to_npy_bytes,
 )
 from .encoder import AsyncEncoderClient, EncoderClient
-from .stream import AsyncFrameStream, FrameStream
 from .errors import (
     BadRequest,
     ConnectionFailed,
+    DatasetEncodeFailed,
     NotFound,
     RequestTimeout,
     ServerError,
@@ -30,16 +30,37 @@ from .errors import (
     Unauthorized,
     VjepaRobotError,
     WaitTimeout,
-    DatasetEncodeFailed,
 )
+from .stream import AsyncFrameStream, FrameStream
 from .trainer import AsyncTrainerClient, TrainerClient
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "EncoderClient", "AsyncEncoderClient", "TrainerClient", "AsyncTrainerClient", "FrameStream", "AsyncFrameStream",
-    "VjepaRobotError", "BadRequest", "Unauthorized", "NotFound", "ServerError", "ServiceUnavailable",
-    "ConnectionFailed", "RequestTimeout", "WaitTimeout", "DatasetEncodeFailed",
-    "EncoderInfo", "EncodeResponse", "DatasetEncodeStatus", "DatasetInfo", "RunRecord", "RunStatus", "EvalResult",
-    "FeatureSource", "from_npy_bytes", "to_npy_bytes",
+    "EncoderClient",
+    "AsyncEncoderClient",
+    "TrainerClient",
+    "AsyncTrainerClient",
+    "FrameStream",
+    "AsyncFrameStream",
+    "VjepaRobotError",
+    "BadRequest",
+    "Unauthorized",
+    "NotFound",
+    "ServerError",
+    "ServiceUnavailable",
+    "ConnectionFailed",
+    "RequestTimeout",
+    "WaitTimeout",
+    "DatasetEncodeFailed",
+    "EncoderInfo",
+    "EncodeResponse",
+    "DatasetEncodeStatus",
+    "DatasetInfo",
+    "RunRecord",
+    "RunStatus",
+    "EvalResult",
+    "FeatureSource",
+    "from_npy_bytes",
+    "to_npy_bytes",
 ]

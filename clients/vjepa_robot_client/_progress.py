@@ -15,7 +15,7 @@ class Progress:
         self._bar: Any = None
         self._last: tuple | None = None
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -105,7 +105,7 @@ def is_loopback(url: str) -> bool:
 
 
 def resolve_compress(compress: str | None, url: str) -> str | None:
-    """"auto" -> zstd for a remote URL, none on loopback (compressing costs more than copying there);
+    """ "auto" -> zstd for a remote URL, none on loopback (compressing costs more than copying there);
     "none" (the trainer's VJEPA_ROBOT_COMPRESS spelling) and None both mean uncompressed bodies."""
     if compress == "none":
         return None
@@ -143,9 +143,17 @@ class _BaseTransport:
     env_url: str = ""
     default_url: str = ""
 
-    def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-                 retries: int = DEFAULT_RETRIES, backoff: float = 0.5, max_backoff: float = 10.0,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = 0.5,
+        max_backoff: float = 10.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         url = url or os.environ.get(self.env_url) or self.default_url
         self.url = url.rstrip("/")
         self.token = token if token is not None else (os.environ.get("VJEPA_ROBOT_TOKEN") or None)
@@ -162,8 +170,9 @@ class _BaseTransport:
     def _client_kwargs(self) -> dict[str, Any]:
         return {"base_url": self.url, "headers": self._headers, "timeout": self.timeout}
 
-    def _classify(self, attempt: int, response: httpx.Response | None, exc: Exception | None,
-                  idempotent: bool = False) -> float | None:
+    def _classify(
+        self, attempt: int, response: httpx.Response | None, exc: Exception | None, idempotent: bool = False
+    ) -> float | None:
         """Seconds to wait before retrying, or None when the outcome is final."""
         if attempt >= self.retry.retries:
             return None
@@ -179,10 +188,18 @@ class _BaseTransport:
     def _final_error(self, method: str, path: str, exc: Exception) -> VjepaRobotError:
         where = f"{method} {self.url}{path}"
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
-            return RequestTimeout(f"{where}: no answer within the client timeout ({self.timeout}); "
-                                  f"raise timeout=... or send smaller batches", method=method, url=where)
-        return ConnectionFailed(f"{where}: cannot connect after {self.retry.retries + 1} attempts ({exc}); "
-                                f"is the service running at {self.url}?", method=method, url=where)
+            return RequestTimeout(
+                f"{where}: no answer within the client timeout ({self.timeout}); "
+                f"raise timeout=... or send smaller batches",
+                method=method,
+                url=where,
+            )
+        return ConnectionFailed(
+            f"{where}: cannot connect after {self.retry.retries + 1} attempts ({exc}); "
+            f"is the service running at {self.url}?",
+            method=method,
+            url=where,
+        )
 
 
 class SyncTransport(_BaseTransport):

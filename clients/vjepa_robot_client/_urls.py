@@ -26,8 +26,10 @@ def local_url(port_env: str, default_port: int) -> str:
     raw = (os.environ.get(port_env) or "").strip()
     if raw:
         if not raw.isdigit() or not 0 < int(raw) < 65536:
-            raise ValueError(f"{port_env}={raw!r} is not a port number (1-65535); fix it, or set the service URL "
-                             f"variable (VJEPA_ROBOT_ENCODER_URL / VJEPA_ROBOT_TRAINER_URL) or pass url=")
+            raise ValueError(
+                f"{port_env}={raw!r} is not a port number (1-65535); fix it, or set the service URL "
+                f"variable (VJEPA_ROBOT_ENCODER_URL / VJEPA_ROBOT_TRAINER_URL) or pass url="
+            )
         port = int(raw)
     else:
         port = default_port

@@ -92,8 +92,10 @@ def check_action_repeat(episode_steps: int, action_repeat: int) -> int:
     """THE episode-length rule: episode_steps counts simulator steps and must be a positive multiple of
     action_repeat. Returns the agent (policy) steps per episode; raises ValueError naming both numbers."""
     if action_repeat < 1 or episode_steps < 1 or episode_steps % action_repeat:
-        raise ValueError(f"episode_steps ({episode_steps}) counts simulator steps and must be a positive multiple "
-                         f"of action_repeat ({action_repeat}), e.g. episode_steps=1000, action_repeat=4")
+        raise ValueError(
+            f"episode_steps ({episode_steps}) counts simulator steps and must be a positive multiple "
+            f"of action_repeat ({action_repeat}), e.g. episode_steps=1000, action_repeat=4"
+        )
     return episode_steps // action_repeat
 
 
@@ -123,7 +125,9 @@ def validate_name(name: str, what: str = "name") -> str:
 
 def validate_run_id(run_id: str) -> str:
     if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id):
-        raise ValueError(f"invalid run id {run_id!r}: run ids are lowercase letters, digits and '-' (e.g. 'bc-1a2b3c4d')")
+        raise ValueError(
+            f"invalid run id {run_id!r}: run ids are lowercase letters, digits and '-' (e.g. 'bc-1a2b3c4d')"
+        )
     return run_id
 
 
@@ -249,13 +253,18 @@ class PoolingSpec(_Model):
     pool: Pooling = Field(Pooling.mean, description="mean: one (D,) vector per window; grid: (g*g, D) tokens.")
     grid_size: int = Field(DEFAULT_GRID_SIZE, ge=1, le=64, description="g (pool=grid): g x g tokens per window.")
     time: Literal[TIME_REDUCTIONS] = Field(
-        "mean", description="pool=grid: fold the T' temporal slices by their mean, or keep the last slice.")
+        "mean", description="pool=grid: fold the T' temporal slices by their mean, or keep the last slice."
+    )
     layers: tuple[int, ...] | None = Field(
-        None, min_length=1, max_length=MAX_GRID_LAYERS,
+        None,
+        min_length=1,
+        max_length=MAX_GRID_LAYERS,
         description="pool=grid: 0-based transformer blocks whose (LayerNorm'd) outputs are concatenated on D; "
-                    "default: the last hidden state.")
+        "default: the last hidden state.",
+    )
     dtype: Literal[EMBEDDING_DTYPES] | None = Field(
-        None, description="Answer and storage dtype: float16 (grid default) or float32 (mean: always float32).")
+        None, description="Answer and storage dtype: float16 (grid default) or float32 (mean: always float32)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -269,8 +278,14 @@ class PoolingSpec(_Model):
         return self
 
     @classmethod
-    def of(cls, pool: str | Pooling = Pooling.mean, grid_size: int = DEFAULT_GRID_SIZE, time: str = "mean",
-           layers: "str | list[int] | tuple[int, ...] | None" = None, dtype: str | None = None) -> "PoolingSpec":
+    def of(
+        cls,
+        pool: str | Pooling = Pooling.mean,
+        grid_size: int = DEFAULT_GRID_SIZE,
+        time: str = "mean",
+        layers: str | list[int] | tuple[int, ...] | None = None,
+        dtype: str | None = None,
+    ) -> PoolingSpec:
         """From loose arguments (a query string's layers '17,19,21,23' too); raises pydantic's ValidationError."""
         if isinstance(layers, str):
             layers = parse_layers(layers)
@@ -304,9 +319,13 @@ class PoolingSpec(_Model):
 
     def lineage(self) -> dict[str, Any]:
         """Recorded next to every embedding and in run lineages."""
-        return {"pooling": self.pool.value, "grid_size": self.grid_size if self.is_grid else None,
-                "time_reduction": self.time if self.is_grid else None,
-                "layers": list(self.layers) if self.layers else None, "embedding_dtype": self.wire_dtype}
+        return {
+            "pooling": self.pool.value,
+            "grid_size": self.grid_size if self.is_grid else None,
+            "time_reduction": self.time if self.is_grid else None,
+            "layers": list(self.layers) if self.layers else None,
+            "embedding_dtype": self.wire_dtype,
+        }
 
     def query(self) -> dict[str, str]:
         """Query parameters for POST /encode (empty for the default, so a mean request is unchanged)."""
@@ -334,7 +353,7 @@ def _check_pooling(request):
     from pydantic import ValidationError
 
     try:
-        request.pooling
+        _ = request.pooling  # building the spec validates it
     except ValidationError as exc:
         raise ValueError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
     return request
@@ -350,22 +369,31 @@ def parse_layers(value: str) -> tuple[int, ...]:
         try:
             out.append(int(token))
         except ValueError:
-            raise ValueError(f"layers: {token!r} is not a block index; give comma-separated integers, "
-                             f"e.g. layers=17,19,21,23") from None
+            raise ValueError(
+                f"layers: {token!r} is not a block index; give comma-separated integers, e.g. layers=17,19,21,23"
+            ) from None
     if not out:
         raise ValueError("layers: give at least one block index, e.g. layers=17,19,21,23")
     return tuple(out)
 
 
-def pooled_encoder_id(base_id: str, pool: str = "mean", grid_size: int = DEFAULT_GRID_SIZE, time: str = "mean",
-                      layers: "list[int] | tuple[int, ...] | str | None" = None, dtype: str | None = None) -> str:
+def pooled_encoder_id(
+    base_id: str,
+    pool: str = "mean",
+    grid_size: int = DEFAULT_GRID_SIZE,
+    time: str = "mean",
+    layers: list[int] | tuple[int, ...] | str | None = None,
+    dtype: str | None = None,
+) -> str:
     """The encoder id a pooling's embeddings are stored under (Store.read_embeddings' key), from GET /info's id."""
     return PoolingSpec.of(pool, grid_size, time, layers, dtype).encoder_id(base_id)
 
 
 class EncoderInfo(_Open):
-    encoder_id: str = Field(description="Hash of model source + revision + preprocessing + dtype (pool=mean rows; "
-                                        "grids: PoolingSpec.encoder_id(encoder_id)).")
+    encoder_id: str = Field(
+        description="Hash of model source + revision + preprocessing + dtype (pool=mean rows; "
+        "grids: PoolingSpec.encoder_id(encoder_id))."
+    )
     model: str
     dim: int
     frames: int
@@ -373,27 +401,40 @@ class EncoderInfo(_Open):
     dtype: str
     device: str
     max_batch: int
-    random_init: bool | None = Field(None, description="True for random-init weights (a stand-in, e.g. presets "
-                                                       "tiny and vitl-random); set where the encoder is loaded.")
+    random_init: bool | None = Field(
+        None,
+        description="True for random-init weights (a stand-in, e.g. presets "
+        "tiny and vitl-random); set where the encoder is loaded.",
+    )
     poolings: list[str] = Field(default_factory=lambda: ["mean"], description="The `pool` values served.")
     token_grid: list[int] | None = Field(None, description="[T', h, w]: a window's token grid (grid_size <= h).")
     layers: int | None = Field(None, description="Transformer blocks (valid `layers` indices: 0 .. layers-1).")
     # issue 18: the pinned weights and the backbone family (None from servers older than these fields)
-    weights: str | None = Field(None, description="The loaded weights, pinned: the hub commit sha the revision "
-                                "resolved to, 'sha256:<hex>' of a local directory's files, or 'random-init:...'.")
-    revision: str | None = Field(None, description="The hub revision asked for (e.g. 'main'); `weights` is what it "
-                                 "resolved to. None for directories and presets.")
+    weights: str | None = Field(
+        None,
+        description="The loaded weights, pinned: the hub commit sha the revision "
+        "resolved to, 'sha256:<hex>' of a local directory's files, or 'random-init:...'.",
+    )
+    revision: str | None = Field(
+        None,
+        description="The hub revision asked for (e.g. 'main'); `weights` is what it "
+        "resolved to. None for directories and presets.",
+    )
     family: str | None = Field(None, description="Backbone family: vjepa2 | videomae | dinov2 | siglip.")
     token_pooling: str | None = Field(None, description="How one forward's tokens become a vector (mean, cls, map).")
-    fusion: str | None = Field(None, description="How an image family's per-frame vectors fuse over the window "
-                               "(mean, last, last3); 'video' for video families.")
+    fusion: str | None = Field(
+        None,
+        description="How an image family's per-frame vectors fuse over the window "
+        "(mean, last, last3); 'video' for video families.",
+    )
 
 
 class EncodeResponse(_Open):
     encoder_id: str
     dim: int
     embeddings: list[list[float]] | list[list[list[float]]] = Field(
-        description="(B, D) for pool=mean; (B, G, D) for pool=grid.")
+        description="(B, D) for pool=mean; (B, G, D) for pool=grid."
+    )
 
 
 class DatasetEncodeRequest(_Model):
@@ -492,8 +533,12 @@ MAX_SEEDS = 32
 class _Seeded(_Model):
     """Seeds as an axis: `seeds` (or `n_seeds`) starts one run per seed under a shared study id."""
 
-    seeds: list[int] | None = Field(None, min_length=1, max_length=MAX_SEEDS,
-                                    description="One run per training seed, under one study (GET /studies/{id}).")
+    seeds: list[int] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_SEEDS,
+        description="One run per training seed, under one study (GET /studies/{id}).",
+    )
     n_seeds: int | None = Field(None, ge=1, le=MAX_SEEDS, description="Shorthand for seeds = seed .. seed+n_seeds-1.")
     study_id: str | None = Field(None, description="Set by the trainer on each run of a study; leave it out.")
 
@@ -529,11 +574,18 @@ class _Seeded(_Model):
 class _ReadoutChoice(_Model):
     """How the policy reads its features (BC and SAC alike); services/trainer/readouts.py and docs/readouts.md."""
 
-    readout: Readout = Field(Readout.mean, description="mean: the MLP on the mean-pooled embedding; attentive: a "
-                             "cross-attention pooler over the stored token grid (V-JEPA 2's attentive probe), then "
-                             "the MLP; flare: the MLP on CortexBench's fusion of the last 3 windows' embeddings.")
-    grid_size: int = Field(DEFAULT_GRID_SIZE, ge=1, le=64, description="attentive only: the token grid is g x g "
-                           "(g*g tokens per window); ignored by mean and flare.")
+    readout: Readout = Field(
+        Readout.mean,
+        description="mean: the MLP on the mean-pooled embedding; attentive: a "
+        "cross-attention pooler over the stored token grid (V-JEPA 2's attentive probe), then "
+        "the MLP; flare: the MLP on CortexBench's fusion of the last 3 windows' embeddings.",
+    )
+    grid_size: int = Field(
+        DEFAULT_GRID_SIZE,
+        ge=1,
+        le=64,
+        description="attentive only: the token grid is g x g (g*g tokens per window); ignored by mean and flare.",
+    )
 
 
 class TrainBCRequest(_Seeded, _ReadoutChoice):
@@ -545,7 +597,8 @@ class TrainBCRequest(_Seeded, _ReadoutChoice):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     select: Literal["best_val", "last"] = Field(
-        "best_val", description="Which epoch's weights the run keeps: lowest validation MSE, or the last epoch.")
+        "best_val", description="Which epoch's weights the run keeps: lowest validation MSE, or the last epoch."
+    )
 
     _name = field_validator("dataset")(lambda cls, v: validate_name(v, "dataset name"))
 
@@ -564,9 +617,16 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
     gamma: float = Field(0.99, gt=0, le=1.0)
     tau: float = Field(0.01, gt=0, le=1.0)
     buffer_size: int = Field(1_000_000, ge=1)
-    gradient_steps: int = Field(-1, ge=-1, description="Updates per vector step; -1 = updates_per_transition x parallel_envs.")
-    updates_per_transition: int = Field(2, ge=1, le=32, description="Update-to-data ratio when gradient_steps=-1 "
-                                        "(per agent transition; 2 reached the 900 bar on state features).")
+    gradient_steps: int = Field(
+        -1, ge=-1, description="Updates per vector step; -1 = updates_per_transition x parallel_envs."
+    )
+    updates_per_transition: int = Field(
+        2,
+        ge=1,
+        le=32,
+        description="Update-to-data ratio when gradient_steps=-1 "
+        "(per agent transition; 2 reached the 900 bar on state features).",
+    )
     checkpoint_every: int = Field(20_000, ge=1, description="Env steps between checkpoints.")
     eval_every: int = Field(10_000, ge=1, description="Env steps between learning-curve points.")
     image_size: int = Field(256, ge=16, le=1024, description="Render size for vjepa2 features.")
@@ -575,8 +635,11 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
     eval_episodes: int = Field(5, ge=1, le=1000, description="Deterministic evaluation episodes per curve point.")
     final_eval_episodes: int = Field(10, ge=1, le=10_000, description="Episodes of the final evaluation.")
     eval_seed: int = Field(0, ge=0, le=2**31 - 1, description="Evaluation seeds: env.eval_episode_seed(eval_seed, k).")
-    checkpoint_replay: bool = Field(True, description="Save the replay buffer (.npy) with each checkpoint, so a "
-                                    "resumed run keeps its data; off: resume refills learning_starts first.")
+    checkpoint_replay: bool = Field(
+        True,
+        description="Save the replay buffer (.npy) with each checkpoint, so a "
+        "resumed run keeps its data; off: resume refills learning_starts first.",
+    )
 
     @model_validator(mode="after")
     def _episode_steps_multiple(self):
@@ -600,13 +663,23 @@ class EvalRequest(_Model):
 
     episodes: int = Field(100, ge=1, le=10_000)
     task: Task = Task.easy
-    steps: int = Field(200, ge=10, le=10_000, description="Simulator steps per episode (a multiple of the run's "
-                       "action_repeat).")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="Evaluation seed offset: episode k is seeded "
-                      "1e9 + seed + k, a range no training episode uses.")
+    steps: int = Field(
+        200, ge=10, le=10_000, description="Simulator steps per episode (a multiple of the run's action_repeat)."
+    )
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**31 - 1,
+        description="Evaluation seed offset: episode k is seeded 1e9 + seed + k, a range no training episode uses.",
+    )
     parallel_envs: int = Field(8, ge=1, le=256)
-    image_size: int | None = Field(None, ge=16, le=1024, description="Frame size. Omitted: the run's own training "
-                                   "frame size (lineage.image_size); a different size needs allow_image_size_change.")
+    image_size: int | None = Field(
+        None,
+        ge=16,
+        le=1024,
+        description="Frame size. Omitted: the run's own training "
+        "frame size (lineage.image_size); a different size needs allow_image_size_change.",
+    )
     allow_image_size_change: bool = Field(False, description="Evaluate at an image_size other than the run's own.")
     gif_episodes: int = Field(2, ge=0, le=16, description="Episodes recorded as a GIF for the report.")
 
@@ -722,18 +795,23 @@ class RunLineage(_Fields):
     features: FeatureSource
     dim: int | None = None
     encoder_id: str | None = Field(None, description="vjepa2 only: the encoder evaluation must match.")
-    encoder_model: str | None = Field(None, description="vjepa2 only: the encoder's /info model (e.g. 'preset:tiny' "
-                                      "or a hub id).")
+    encoder_model: str | None = Field(
+        None, description="vjepa2 only: the encoder's /info model (e.g. 'preset:tiny' or a hub id)."
+    )
     encoder_image_size: int | None = Field(None, description="vjepa2 only: the encoder's input size (px).")
     encoder_dtype: str | None = None
-    random_init: bool | None = Field(None, description="vjepa2 only: the encoder's weights are random (a stand-in, "
-                                     "not a V-JEPA 2 result), as its /info said; None = not recorded.")
+    random_init: bool | None = Field(
+        None,
+        description="vjepa2 only: the encoder's weights are random (a stand-in, "
+        "not a V-JEPA 2 result), as its /info said; None = not recorded.",
+    )
     pooling: Pooling = Field(Pooling.mean, description="How the encoder reduced each window (vjepa2).")
     grid_size: int | None = Field(None, description="g of a grid answer (g*g tokens per window); None for mean.")
     readout: Readout = Field(Readout.mean, description="How the policy read its features.")
     dataset: str | None = None
-    image_size: int | None = Field(None, description="Frame size (px) of the frames the policy learned from; "
-                                   "None when its features use no frames.")
+    image_size: int | None = Field(
+        None, description="Frame size (px) of the frames the policy learned from; None when its features use no frames."
+    )
     action_repeat: int = Field(1, description="Simulator steps per action (SAC); evaluation acts at the same rate.")
 
     @property
@@ -759,9 +837,11 @@ class BCMetrics(_Fields):
     n_train: int | None = None
     n_val: int | None = None
     train_s: float | None = None
-    features_lineage: dict[str, Any] | None = Field(None, description="The feature source's lineage as BC wrote it "
-                                                    "(read RunRecord.lineage instead: the one typed lineage).")
-
+    features_lineage: dict[str, Any] | None = Field(
+        None,
+        description="The feature source's lineage as BC wrote it "
+        "(read RunRecord.lineage instead: the one typed lineage).",
+    )
 
 
 class SACFinalEval(_Fields):
@@ -800,7 +880,10 @@ class BaselineMetrics(_Fields):
 
 
 RUN_TYPES: dict[str, tuple[type[_Fields], type[_Fields]]] = {
-    "bc": (BCConfig, BCMetrics), "sac": (SACConfig, SACMetrics), "baseline": (BaselineConfig, BaselineMetrics)}
+    "bc": (BCConfig, BCMetrics),
+    "sac": (SACConfig, SACMetrics),
+    "baseline": (BaselineConfig, BaselineMetrics),
+}
 
 
 def typed_fields(kind: str, config: Any, metrics: Any) -> tuple[_Fields, _Fields]:
@@ -891,11 +974,14 @@ class StudyRecord(_Open):
     run_ids: list[str]
     run_id: str = Field(description="The first run (the field a single-seed client reads).")
     config: dict[str, Any] = Field(default_factory=dict)
-    metric: str = Field(description="final_metric of each run: BC validation MSE of the checkpoint it kept "
-                        "(val_loss at selected_epoch), SAC final_eval.mean_return.")
+    metric: str = Field(
+        description="final_metric of each run: BC validation MSE of the checkpoint it kept "
+        "(val_loss at selected_epoch), SAC final_eval.mean_return."
+    )
     final: SeedInterval | None = None
-    success: SeedInterval | None = Field(None, description="Success rate across the seeds whose latest "
-                                         "evaluation succeeded.")
+    success: SeedInterval | None = Field(
+        None, description="Success rate across the seeds whose latest evaluation succeeded."
+    )
     eval_request: dict[str, Any] | None = None
     runs: list[StudyRun] = Field(default_factory=list)
     created_at: str | None = None

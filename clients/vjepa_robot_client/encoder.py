@@ -1,12 +1,12 @@
 """Clients of the encoder service: frames in (uint8 .npy), embeddings out (float32 .npy).
 
-    frames:      (B, T, H, W, 3) uint8, or one window (T, H, W, 3) uint8
-    embeddings:  (B, D) float32   (one window gives (1, D))                     pool="mean" (the default)
-    token grids: (B, g*g, D') float16 (dtype="float32" for float32)            pool="grid", grid_size=g
+frames:      (B, T, H, W, 3) uint8, or one window (T, H, W, 3) uint8
+embeddings:  (B, D) float32   (one window gives (1, D))                     pool="mean" (the default)
+token grids: (B, g*g, D') float16 (dtype="float32" for float32)            pool="grid", grid_size=g
 
-    enc.encode(frames, pool="grid", grid_size=4)                        # (B, 16, D) float16
-    enc.stream(envs, h, w, pool="grid", grid_size=4).step(frames)       # (N, 16, D) float16
-    enc.encode_dataset_and_wait(name, pool="grid", grid_size=4)         # rows under pooled_encoder_id(...)
+enc.encode(frames, pool="grid", grid_size=4)                        # (B, 16, D) float16
+enc.stream(envs, h, w, pool="grid", grid_size=4).step(frames)       # (N, 16, D) float16
+enc.encode_dataset_and_wait(name, pool="grid", grid_size=4)         # rows under pooled_encoder_id(...)
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from typing import Any
 import httpx
 import numpy as np
 
+from ._progress import Progress
 from ._transport import AsyncTransport, SyncTransport, compress_body, resolve_compress
+from ._urls import default_encoder_url
 from .contract import (
     DEFAULT_GRID_SIZE,
     NPY_MEDIA_TYPE,
@@ -33,9 +35,7 @@ from .contract import (
     to_npy_bytes,
     validate_name,
 )
-from ._urls import default_encoder_url
 from .errors import WaitTimeout
-from ._progress import Progress
 from .stream import AsyncFrameStream, FrameStream
 
 ENCODER_URL_ENV = "VJEPA_ROBOT_ENCODER_URL"
@@ -49,11 +49,15 @@ def as_batch(frames: np.ndarray) -> np.ndarray:
     if frames.ndim == 4:
         frames = frames[None]
     if frames.ndim != 5 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be (B, T, H, W, 3) or one window (T, H, W, 3), got shape {frames.shape}; "
-                         f"e.g. np.stack(last_8_frames)[None] for one window")
+        raise ValueError(
+            f"frames must be (B, T, H, W, 3) or one window (T, H, W, 3), got shape {frames.shape}; "
+            f"e.g. np.stack(last_8_frames)[None] for one window"
+        )
     if frames.dtype != np.uint8:
-        raise ValueError(f"frames must be uint8 (raw RGB renders), got {frames.dtype}; "
-                         f"convert with (x * 255).clip(0, 255).astype(np.uint8) if they are floats in [0, 1]")
+        raise ValueError(
+            f"frames must be uint8 (raw RGB renders), got {frames.dtype}; "
+            f"convert with (x * 255).clip(0, 255).astype(np.uint8) if they are floats in [0, 1]"
+        )
     return frames
 
 
@@ -128,8 +132,9 @@ def _spec(pool: str, grid_size: int, time: str, layers, dtype: str | None) -> Po
     try:
         return PoolingSpec.of(pool, grid_size, time, layers, dtype)
     except ValidationError as exc:
-        raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}".lstrip(": ")
-                                   for e in exc.errors())) from None
+        raise ValueError(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}".lstrip(": ") for e in exc.errors())
+        ) from None
 
 
 def _dataset_body(batch_size: int, spec: PoolingSpec) -> dict[str, Any]:
@@ -154,10 +159,13 @@ class EncoderClient(SyncTransport):
     """
 
     env_url = ENCODER_URL_ENV
-    default_url = property(lambda self: default_encoder_url())  # DEFAULT_ENCODER_URL unless the port variables say otherwise
+    default_url = property(
+        lambda self: default_encoder_url()
+    )  # DEFAULT_ENCODER_URL unless the port variables say otherwise
 
-    def __init__(self, url: str | None = None, token: str | None = None, *, compress: str | None = "auto",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, url: str | None = None, token: str | None = None, *, compress: str | None = "auto", **kwargs: Any
+    ) -> None:
         super().__init__(url, token, **kwargs)
         self.compress = resolve_compress(compress, self.url)
         self.last_encoder_id: str | None = None  # from the X-Encoder-Id header, when the service sends it
@@ -168,42 +176,85 @@ class EncoderClient(SyncTransport):
     def info(self) -> EncoderInfo:
         return EncoderInfo.model_validate(self.request("GET", "/info").json())
 
-    def encode(self, frames: np.ndarray, pool: str = "mean", grid_size: int = DEFAULT_GRID_SIZE, *,
-               time: str = "mean", layers: list[int] | None = None, dtype: str | None = None) -> np.ndarray:
+    def encode(
+        self,
+        frames: np.ndarray,
+        pool: str = "mean",
+        grid_size: int = DEFAULT_GRID_SIZE,
+        *,
+        time: str = "mean",
+        layers: list[int] | None = None,
+        dtype: str | None = None,
+    ) -> np.ndarray:
         """Embed windows: (B, T, H, W, 3) or (T, H, W, 3) uint8 -> (B, D) float32 (pool="mean", the default), or
         (B, grid_size**2, D') token grids (pool="grid"; float16 unless dtype="float32"; D' = D x len(layers)).
         time: "mean" | "last" (how a grid folds the temporal token slices); see contract.PoolingSpec."""
         spec = _spec(pool, grid_size, time, layers, dtype)
-        response = self.request("POST", "/encode", idempotent=True, params=spec.query() or None,
-                                **_encode_request(frames, self.compress))
+        response = self.request(
+            "POST", "/encode", idempotent=True, params=spec.query() or None, **_encode_request(frames, self.compress)
+        )
         self.last_encoder_id = response.headers.get("x-encoder-id", self.last_encoder_id)
         return _parser(spec)(response)
 
-    def stream(self, envs: int, height: int, width: int, pool: str = "mean", grid_size: int = DEFAULT_GRID_SIZE, *,
-               time: str = "mean", layers: list[int] | None = None, dtype: str | None = None) -> FrameStream:
+    def stream(
+        self,
+        envs: int,
+        height: int,
+        width: int,
+        pool: str = "mean",
+        grid_size: int = DEFAULT_GRID_SIZE,
+        *,
+        time: str = "mean",
+        layers: list[int] | None = None,
+        dtype: str | None = None,
+    ) -> FrameStream:
         """Open a frame stream: `.step(frames, reset=...)` sends the newest frame of each env, -> (N, D) float32,
         or (N, grid_size**2, D') token grids with pool="grid" (stream.encoder_id is the grid's id)."""
         spec = _spec(pool, grid_size, time, layers, dtype)
         return FrameStream(self, envs, height, width, self.compress, _parser(spec), pooling=spec)
 
-    def encode_dataset(self, name: str, batch_size: int = 32, pool: str = "mean",
-                       grid_size: int = DEFAULT_GRID_SIZE, *, time: str = "mean", layers: list[int] | None = None,
-                       dtype: str | None = None) -> DatasetEncodeStatus:
+    def encode_dataset(
+        self,
+        name: str,
+        batch_size: int = 32,
+        pool: str = "mean",
+        grid_size: int = DEFAULT_GRID_SIZE,
+        *,
+        time: str = "mean",
+        layers: list[int] | None = None,
+        dtype: str | None = None,
+    ) -> DatasetEncodeStatus:
         """Start (idempotently) embedding every window of a dataset on the service; returns at once.
         pool="grid": the rows are stored as (g*g, D') token grids under status.encoder_id (pooled_encoder_id)."""
         body = _dataset_body(batch_size, _spec(pool, grid_size, time, layers, dtype))
         return DatasetEncodeStatus.model_validate(self.request("POST", _dataset_path(name), json=body).json())
 
-    def dataset_encode_status(self, name: str, pool: str = "mean", grid_size: int = DEFAULT_GRID_SIZE, *,
-                              time: str = "mean", layers: list[int] | None = None,
-                              dtype: str | None = None) -> DatasetEncodeStatus:
+    def dataset_encode_status(
+        self,
+        name: str,
+        pool: str = "mean",
+        grid_size: int = DEFAULT_GRID_SIZE,
+        *,
+        time: str = "mean",
+        layers: list[int] | None = None,
+        dtype: str | None = None,
+    ) -> DatasetEncodeStatus:
         params = _spec(pool, grid_size, time, layers, dtype).query() or None
         return DatasetEncodeStatus.model_validate(self.request("GET", _dataset_path(name), params=params).json())
 
-    def wait_dataset_encode(self, name: str, *, progress: bool = True, timeout: float | None = None,
-                            poll_interval: float = 2.0, pool: str = "mean", grid_size: int = DEFAULT_GRID_SIZE,
-                            time: str = "mean", layers: list[int] | None = None,
-                            dtype: str | None = None) -> DatasetEncodeStatus:
+    def wait_dataset_encode(
+        self,
+        name: str,
+        *,
+        progress: bool = True,
+        timeout: float | None = None,
+        poll_interval: float = 2.0,
+        pool: str = "mean",
+        grid_size: int = DEFAULT_GRID_SIZE,
+        time: str = "mean",
+        layers: list[int] | None = None,
+        dtype: str | None = None,
+    ) -> DatasetEncodeStatus:
         """Poll until the dataset's embedding job (at this pooling) is done or failed."""
         deadline = None if timeout is None else time_.monotonic() + timeout
         with Progress(f"encode {name}", enabled=progress) as bar:
@@ -213,14 +264,26 @@ class EncoderClient(SyncTransport):
                 if status.status in _ENCODE_DONE or status.status == "idle":
                     return status
                 if deadline is not None and time_.monotonic() > deadline:
-                    raise WaitTimeout(f"dataset {name}: embedding still {status.status} ({status.done}/{status.total}) "
-                                      f"after {timeout} s")
+                    raise WaitTimeout(
+                        f"dataset {name}: embedding still {status.status} ({status.done}/{status.total}) "
+                        f"after {timeout} s"
+                    )
                 time_.sleep(poll_interval)
 
-    def encode_dataset_and_wait(self, name: str, *, batch_size: int = 32, progress: bool = False,
-                                timeout: float | None = None, poll_interval: float = 0.5, pool: str = "mean",
-                                grid_size: int = DEFAULT_GRID_SIZE, time: str = "mean",
-                                layers: list[int] | None = None, dtype: str | None = None) -> DatasetEncodeStatus:
+    def encode_dataset_and_wait(
+        self,
+        name: str,
+        *,
+        batch_size: int = 32,
+        progress: bool = False,
+        timeout: float | None = None,
+        poll_interval: float = 0.5,
+        pool: str = "mean",
+        grid_size: int = DEFAULT_GRID_SIZE,
+        time: str = "mean",
+        layers: list[int] | None = None,
+        dtype: str | None = None,
+    ) -> DatasetEncodeStatus:
         """Embed a whole dataset on the service and wait: start (idempotent), poll, raise if the job failed.
 
         The one "encode a dataset and wait" used by the CLI, the trainer's vjepa2 features and the demo.
@@ -233,11 +296,13 @@ class EncoderClient(SyncTransport):
         pooling = dict(pool=pool, grid_size=grid_size, time=time, layers=layers, dtype=dtype)
         status = self.encode_dataset(name, batch_size, **pooling)
         if status.status not in _ENCODE_DONE:
-            status = self.wait_dataset_encode(name, progress=progress, timeout=timeout, poll_interval=poll_interval,
-                                              **pooling)
+            status = self.wait_dataset_encode(
+                name, progress=progress, timeout=timeout, poll_interval=poll_interval, **pooling
+            )
         if status.status != "done":
-            raise DatasetEncodeFailed(f"encoding dataset {name!r} {status.status} on the encoder: {status.error}",
-                                      detail=status.error)
+            raise DatasetEncodeFailed(
+                f"encoding dataset {name!r} {status.status} on the encoder: {status.error}", detail=status.error
+            )
         return status
 
 
@@ -245,10 +310,13 @@ class AsyncEncoderClient(AsyncTransport):
     """The asyncio twin of EncoderClient: the same methods, awaited."""
 
     env_url = ENCODER_URL_ENV
-    default_url = property(lambda self: default_encoder_url())  # DEFAULT_ENCODER_URL unless the port variables say otherwise
+    default_url = property(
+        lambda self: default_encoder_url()
+    )  # DEFAULT_ENCODER_URL unless the port variables say otherwise
 
-    def __init__(self, url: str | None = None, token: str | None = None, *, compress: str | None = "auto",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, url: str | None = None, token: str | None = None, *, compress: str | None = "auto", **kwargs: Any
+    ) -> None:
         super().__init__(url, token, **kwargs)
         self.compress = resolve_compress(compress, self.url)
         self.last_encoder_id: str | None = None
@@ -259,68 +327,126 @@ class AsyncEncoderClient(AsyncTransport):
     async def info(self) -> EncoderInfo:
         return EncoderInfo.model_validate((await self.request("GET", "/info")).json())
 
-    async def encode(self, frames: np.ndarray, pool: str = "mean", grid_size: int = DEFAULT_GRID_SIZE, *,
-                     time: str = "mean", layers: list[int] | None = None, dtype: str | None = None) -> np.ndarray:
+    async def encode(
+        self,
+        frames: np.ndarray,
+        pool: str = "mean",
+        grid_size: int = DEFAULT_GRID_SIZE,
+        *,
+        time: str = "mean",
+        layers: list[int] | None = None,
+        dtype: str | None = None,
+    ) -> np.ndarray:
         """Embed windows: (B, T, H, W, 3) or (T, H, W, 3) uint8 -> (B, D) float32, or (B, g*g, D') grids."""
         spec = _spec(pool, grid_size, time, layers, dtype)
-        response = await self.request("POST", "/encode", idempotent=True, params=spec.query() or None,
-                                      **_encode_request(frames, self.compress, aio=True))
+        response = await self.request(
+            "POST",
+            "/encode",
+            idempotent=True,
+            params=spec.query() or None,
+            **_encode_request(frames, self.compress, aio=True),
+        )
         self.last_encoder_id = response.headers.get("x-encoder-id", self.last_encoder_id)
         return _parser(spec)(response)
 
-    async def stream(self, envs: int, height: int, width: int, pool: str = "mean",
-                     grid_size: int = DEFAULT_GRID_SIZE, *, time: str = "mean", layers: list[int] | None = None,
-                     dtype: str | None = None) -> AsyncFrameStream:
+    async def stream(
+        self,
+        envs: int,
+        height: int,
+        width: int,
+        pool: str = "mean",
+        grid_size: int = DEFAULT_GRID_SIZE,
+        *,
+        time: str = "mean",
+        layers: list[int] | None = None,
+        dtype: str | None = None,
+    ) -> AsyncFrameStream:
         """Open a frame stream (see EncoderClient.stream); its step and close are awaited."""
         spec = _spec(pool, grid_size, time, layers, dtype)
         s = AsyncFrameStream(self, envs, height, width, self.compress, _parser(spec), pooling=spec)
         await s._open()
         return s
 
-    async def encode_dataset(self, name: str, batch_size: int = 32, pool: str = "mean",
-                             grid_size: int = DEFAULT_GRID_SIZE, *, time: str = "mean",
-                             layers: list[int] | None = None, dtype: str | None = None) -> DatasetEncodeStatus:
+    async def encode_dataset(
+        self,
+        name: str,
+        batch_size: int = 32,
+        pool: str = "mean",
+        grid_size: int = DEFAULT_GRID_SIZE,
+        *,
+        time: str = "mean",
+        layers: list[int] | None = None,
+        dtype: str | None = None,
+    ) -> DatasetEncodeStatus:
         body = _dataset_body(batch_size, _spec(pool, grid_size, time, layers, dtype))
         return DatasetEncodeStatus.model_validate((await self.request("POST", _dataset_path(name), json=body)).json())
 
-    async def dataset_encode_status(self, name: str, pool: str = "mean", grid_size: int = DEFAULT_GRID_SIZE, *,
-                                    time: str = "mean", layers: list[int] | None = None,
-                                    dtype: str | None = None) -> DatasetEncodeStatus:
+    async def dataset_encode_status(
+        self,
+        name: str,
+        pool: str = "mean",
+        grid_size: int = DEFAULT_GRID_SIZE,
+        *,
+        time: str = "mean",
+        layers: list[int] | None = None,
+        dtype: str | None = None,
+    ) -> DatasetEncodeStatus:
         params = _spec(pool, grid_size, time, layers, dtype).query() or None
         r = await self.request("GET", _dataset_path(name), params=params)
         return DatasetEncodeStatus.model_validate(r.json())
 
-    async def wait_dataset_encode(self, name: str, *, progress: bool = True, timeout: float | None = None,
-                                  poll_interval: float = 2.0, pool: str = "mean", grid_size: int = DEFAULT_GRID_SIZE,
-                                  time: str = "mean", layers: list[int] | None = None,
-                                  dtype: str | None = None) -> DatasetEncodeStatus:
+    async def wait_dataset_encode(
+        self,
+        name: str,
+        *,
+        progress: bool = True,
+        timeout: float | None = None,
+        poll_interval: float = 2.0,
+        pool: str = "mean",
+        grid_size: int = DEFAULT_GRID_SIZE,
+        time: str = "mean",
+        layers: list[int] | None = None,
+        dtype: str | None = None,
+    ) -> DatasetEncodeStatus:
         deadline = None if timeout is None else time_.monotonic() + timeout
         with Progress(f"encode {name}", enabled=progress) as bar:
             while True:
-                status = await self.dataset_encode_status(name, pool, grid_size, time=time, layers=layers,
-                                                          dtype=dtype)
+                status = await self.dataset_encode_status(name, pool, grid_size, time=time, layers=layers, dtype=dtype)
                 bar.update(status.done, status.total or None, status.status)
                 if status.status in _ENCODE_DONE or status.status == "idle":
                     return status
                 if deadline is not None and time_.monotonic() > deadline:
-                    raise WaitTimeout(f"dataset {name}: embedding still {status.status} ({status.done}/{status.total}) "
-                                      f"after {timeout} s")
+                    raise WaitTimeout(
+                        f"dataset {name}: embedding still {status.status} ({status.done}/{status.total}) "
+                        f"after {timeout} s"
+                    )
                 await asyncio.sleep(poll_interval)
 
-    async def encode_dataset_and_wait(self, name: str, *, batch_size: int = 32, progress: bool = False,
-                                      timeout: float | None = None, poll_interval: float = 0.5, pool: str = "mean",
-                                      grid_size: int = DEFAULT_GRID_SIZE, time: str = "mean",
-                                      layers: list[int] | None = None,
-                                      dtype: str | None = None) -> DatasetEncodeStatus:
+    async def encode_dataset_and_wait(
+        self,
+        name: str,
+        *,
+        batch_size: int = 32,
+        progress: bool = False,
+        timeout: float | None = None,
+        poll_interval: float = 0.5,
+        pool: str = "mean",
+        grid_size: int = DEFAULT_GRID_SIZE,
+        time: str = "mean",
+        layers: list[int] | None = None,
+        dtype: str | None = None,
+    ) -> DatasetEncodeStatus:
         """EncoderClient.encode_dataset_and_wait, awaited: start, poll, raise DatasetEncodeFailed if the job failed."""
         from .errors import DatasetEncodeFailed
 
         pooling = dict(pool=pool, grid_size=grid_size, time=time, layers=layers, dtype=dtype)
         status = await self.encode_dataset(name, batch_size, **pooling)
         if status.status not in _ENCODE_DONE:
-            status = await self.wait_dataset_encode(name, progress=progress, timeout=timeout,
-                                                    poll_interval=poll_interval, **pooling)
+            status = await self.wait_dataset_encode(
+                name, progress=progress, timeout=timeout, poll_interval=poll_interval, **pooling
+            )
         if status.status != "done":
-            raise DatasetEncodeFailed(f"encoding dataset {name!r} {status.status} on the encoder: {status.error}",
-                                      detail=status.error)
+            raise DatasetEncodeFailed(
+                f"encoding dataset {name!r} {status.status} on the encoder: {status.error}", detail=status.error
+            )
         return status

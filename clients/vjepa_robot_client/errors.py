@@ -1,15 +1,15 @@
 """Typed exceptions of the SDK. Every HTTP error carries the server's own message (its JSON `detail`).
 
-    VjepaRobotError                 base: anything the SDK raises on purpose
-    ├── BadRequest                  4xx: the request was refused; fix the request (400, 409, 422, ...)
-    │   ├── Unauthorized            401/403: missing or wrong bearer token
-    │   └── NotFound                404: no such dataset / run / route
-    ├── ServerError                 5xx other than 503: the service failed
-    │   └── ServiceUnavailable      503 (and 429) still answered after every retry
-    ├── ConnectionFailed            could not connect, after every retry
-    ├── RequestTimeout              the service took longer than `timeout`
-    ├── WaitTimeout                 wait()/wait_eval()/wait_dataset() ran past its own timeout
-    └── DatasetEncodeFailed         encode_dataset_and_wait(): the encoder's dataset job failed
+VjepaRobotError                 base: anything the SDK raises on purpose
+├── BadRequest                  4xx: the request was refused; fix the request (400, 409, 422, ...)
+│   ├── Unauthorized            401/403: missing or wrong bearer token
+│   └── NotFound                404: no such dataset / run / route
+├── ServerError                 5xx other than 503: the service failed
+│   └── ServiceUnavailable      503 (and 429) still answered after every retry
+├── ConnectionFailed            could not connect, after every retry
+├── RequestTimeout              the service took longer than `timeout`
+├── WaitTimeout                 wait()/wait_eval()/wait_dataset() ran past its own timeout
+└── DatasetEncodeFailed         encode_dataset_and_wait(): the encoder's dataset job failed
 """
 
 from __future__ import annotations
@@ -20,8 +20,15 @@ from typing import Any
 class VjepaRobotError(Exception):
     """Base of every error the SDK raises. `status_code` and `detail` are set for HTTP errors."""
 
-    def __init__(self, message: str, *, status_code: int | None = None, detail: Any = None,
-                 method: str | None = None, url: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        detail: Any = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code

@@ -23,29 +23,41 @@ POST /encode: the same embeddings, ~2.7x the bytes (measured: docs/streams.md).
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from ._transport import compress_body
-from .contract import (NPY_MEDIA_TYPE, STREAM_SESSION_HEADER, PoolingSpec, StreamCreated, StreamCreateRequest,
-                       to_npy_bytes)
+from .contract import (
+    NPY_MEDIA_TYPE,
+    STREAM_SESSION_HEADER,
+    PoolingSpec,
+    StreamCreated,
+    StreamCreateRequest,
+    to_npy_bytes,
+)
 from .errors import ConnectionFailed, NotFound
 from .window import WINDOW_FRAMES, WindowBuffer
+
 
 def _check_frames(frames: np.ndarray, envs: int, height: int, width: int) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.shape != (envs, height, width, 3) or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be ({envs}, {height}, {width}, 3) uint8 (the newest frame of each env), "
-                         f"got {frames.shape} {frames.dtype}")
+        raise ValueError(
+            f"frames must be ({envs}, {height}, {width}, 3) uint8 (the newest frame of each env), "
+            f"got {frames.shape} {frames.dtype}"
+        )
     return frames
 
 
 def _check_windows(windows: np.ndarray, envs: int, height: int, width: int) -> np.ndarray:
     windows = np.asarray(windows)
     if windows.shape != (envs, WINDOW_FRAMES, height, width, 3) or windows.dtype != np.uint8:
-        raise ValueError(f"windows must be ({envs}, {WINDOW_FRAMES}, {height}, {width}, 3) uint8, "
-                         f"got {windows.shape} {windows.dtype}")
+        raise ValueError(
+            f"windows must be ({envs}, {WINDOW_FRAMES}, {height}, {width}, 3) uint8, "
+            f"got {windows.shape} {windows.dtype}"
+        )
     return windows
 
 
@@ -64,8 +76,15 @@ def _reset_list(reset: Sequence[int] | np.ndarray | None, envs: int) -> list[int
 
 
 class _StreamBase:
-    def __init__(self, envs: int, height: int, width: int, compress: str | None,
-                 parse: Callable[[Any], np.ndarray], pooling: PoolingSpec | None = None):
+    def __init__(
+        self,
+        envs: int,
+        height: int,
+        width: int,
+        compress: str | None,
+        parse: Callable[[Any], np.ndarray],
+        pooling: PoolingSpec | None = None,
+    ):
         self.envs, self.height, self.width = int(envs), int(height), int(width)
         self.pooling = pooling  # None / mean: steps give (N, D) float32; a grid: (N, g*g, D') (encoder_id says which)
         self.compress = compress
@@ -118,9 +137,11 @@ class _StreamBase:
         content, headers = compress_body(to_npy_bytes(body), self.compress)
         params = {"reset": ",".join(map(str, reset))} if reset else None
         self.bytes_sent += len(content)
-        return {"content": content, "params": params,
-                "headers": {"Content-Type": NPY_MEDIA_TYPE, "Accept": NPY_MEDIA_TYPE, **headers,
-                            **self._session_headers()}}
+        return {
+            "content": content,
+            "params": params,
+            "headers": {"Content-Type": NPY_MEDIA_TYPE, "Accept": NPY_MEDIA_TYPE, **headers, **self._session_headers()},
+        }
 
     def _path(self) -> str:
         return f"/streams/{self.stream_id}/step"
@@ -132,15 +153,24 @@ class _StreamBase:
 class FrameStream(_StreamBase):
     """A stream on a synchronous EncoderClient (see the module docstring)."""
 
-    def __init__(self, client: Any, envs: int, height: int, width: int, compress: str | None,
-                 parse: Callable[[Any], np.ndarray], pooling: PoolingSpec | None = None):
+    def __init__(
+        self,
+        client: Any,
+        envs: int,
+        height: int,
+        width: int,
+        compress: str | None,
+        parse: Callable[[Any], np.ndarray],
+        pooling: PoolingSpec | None = None,
+    ):
         super().__init__(envs, height, width, compress, parse, pooling)
         self.client = client
         self._open()
 
     def _open(self) -> None:
-        self._created(self.client.request("POST", "/streams", json=self._create_body(),
-                                          headers=self._session_headers()).json())
+        self._created(
+            self.client.request("POST", "/streams", json=self._create_body(), headers=self._session_headers()).json()
+        )
 
     def step(self, frames: np.ndarray, reset: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """(N, H, W, 3) uint8 newest frames -> (N, D) float32 embeddings of each env's last 8 frames
@@ -203,7 +233,7 @@ class FrameStream(_StreamBase):
                 pass
             self.stream_id = None
 
-    def __enter__(self) -> "FrameStream":
+    def __enter__(self) -> FrameStream:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -213,14 +243,25 @@ class FrameStream(_StreamBase):
 class AsyncFrameStream(_StreamBase):
     """A stream on an AsyncEncoderClient: `s = await client.stream(...)`, `await s.step(frames)`, `await s.close()`."""
 
-    def __init__(self, client: Any, envs: int, height: int, width: int, compress: str | None,
-                 parse: Callable[[Any], np.ndarray], pooling: PoolingSpec | None = None):
+    def __init__(
+        self,
+        client: Any,
+        envs: int,
+        height: int,
+        width: int,
+        compress: str | None,
+        parse: Callable[[Any], np.ndarray],
+        pooling: PoolingSpec | None = None,
+    ):
         super().__init__(envs, height, width, compress, parse, pooling)
         self.client = client
 
     async def _open(self) -> None:
-        self._created((await self.client.request("POST", "/streams", json=self._create_body(),
-                                                 headers=self._session_headers())).json())
+        self._created(
+            (
+                await self.client.request("POST", "/streams", json=self._create_body(), headers=self._session_headers())
+            ).json()
+        )
 
     async def step(self, frames: np.ndarray, reset: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         frames = _check_frames(frames, self.envs, self.height, self.width)
@@ -263,8 +304,7 @@ class AsyncFrameStream(_StreamBase):
         self._in_sync = False
         while True:
             try:
-                r = await self.client.request("POST", self._path(), idempotent=True,
-                                              **self._step_request(windows, []))
+                r = await self.client.request("POST", self._path(), idempotent=True, **self._step_request(windows, []))
                 break
             except NotFound:
                 if self._lose():
@@ -282,7 +322,7 @@ class AsyncFrameStream(_StreamBase):
                 pass
             self.stream_id = None
 
-    async def __aenter__(self) -> "AsyncFrameStream":
+    async def __aenter__(self) -> AsyncFrameStream:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from ._progress import Progress
 from ._transport import AsyncTransport, SyncTransport
+from ._urls import default_trainer_url
 from .contract import (
     DEFAULT_GRID_SIZE,
     BaselineEvalRequest,
@@ -36,7 +37,6 @@ from .contract import (
     validate_name,
     validate_run_id,
 )
-from ._urls import default_trainer_url
 from .errors import WaitTimeout
 
 TRAINER_URL_ENV = "VJEPA_ROBOT_TRAINER_URL"
@@ -60,10 +60,28 @@ def run_progress(record: RunRecord) -> tuple[float | None, float | None]:
     return None, None
 
 
-def _dataset_request(name: str, expert: str, task: str, episodes: int, steps: int, seed: int, image_size: int,
-                     workers: int, overwrite: bool) -> dict[str, Any]:
-    return CreateDatasetRequest(name=name, expert=expert, task=task, episodes=episodes, steps=steps, seed=seed,
-                                image_size=image_size, workers=workers, overwrite=overwrite).model_dump(mode="json")
+def _dataset_request(
+    name: str,
+    expert: str,
+    task: str,
+    episodes: int,
+    steps: int,
+    seed: int,
+    image_size: int,
+    workers: int,
+    overwrite: bool,
+) -> dict[str, Any]:
+    return CreateDatasetRequest(
+        name=name,
+        expert=expert,
+        task=task,
+        episodes=episodes,
+        steps=steps,
+        seed=seed,
+        image_size=image_size,
+        workers=workers,
+        overwrite=overwrite,
+    ).model_dump(mode="json")
 
 
 def _readout_fields(body: dict[str, Any]) -> dict[str, Any]:
@@ -136,15 +154,26 @@ class TrainerClient(SyncTransport):
     """
 
     env_url = TRAINER_URL_ENV
-    default_url = property(lambda self: default_trainer_url())  # DEFAULT_TRAINER_URL unless the port variables say otherwise
+    default_url = property(
+        lambda self: default_trainer_url()
+    )  # DEFAULT_TRAINER_URL unless the port variables say otherwise
 
     def health(self) -> HealthResponse:
         return HealthResponse.model_validate(self.request("GET", "/healthz").json())
 
     # datasets ------------------------------------------------------------------------------------------------------
-    def create_dataset(self, name: str, expert: str = "jacobian", task: str | Task = "easy", episodes: int = 100,
-                       steps: int = 200, seed: int = 0, image_size: int = 256, workers: int = 2,
-                       overwrite: bool = False) -> DatasetInfo:
+    def create_dataset(
+        self,
+        name: str,
+        expert: str = "jacobian",
+        task: str | Task = "easy",
+        episodes: int = 100,
+        steps: int = 200,
+        seed: int = 0,
+        image_size: int = 256,
+        workers: int = 2,
+        overwrite: bool = False,
+    ) -> DatasetInfo:
         """Start generating expert episodes into the store; returns the dataset's status (202, running)."""
         body = _dataset_request(name, expert, task, episodes, steps, seed, image_size, workers, overwrite)
         return DatasetInfo.model_validate(self.request("POST", "/datasets", json=body).json())
@@ -152,8 +181,9 @@ class TrainerClient(SyncTransport):
     def dataset(self, name: str) -> DatasetInfo:
         return DatasetInfo.model_validate(self.request("GET", f"/datasets/{_name(name)}").json())
 
-    def wait_dataset(self, name: str, *, progress: bool = True, timeout: float | None = None,
-                     poll_interval: float = 2.0) -> DatasetInfo:
+    def wait_dataset(
+        self, name: str, *, progress: bool = True, timeout: float | None = None, poll_interval: float = 2.0
+    ) -> DatasetInfo:
         """Poll until the dataset is ready or failed."""
         w = _Waiter(f"dataset {name}", timeout, progress, unit="episode")
         with w.bar:
@@ -166,22 +196,40 @@ class TrainerClient(SyncTransport):
                 time.sleep(poll_interval)
 
     # runs ----------------------------------------------------------------------------------------------------------
-    def train_bc(self, dataset: str, features: str | FeatureSource = "vjepa2", epochs: int = 100, *,
-                 readout: str | Readout = "mean", grid_size: int = DEFAULT_GRID_SIZE, **kwargs: Any) -> str:
+    def train_bc(
+        self,
+        dataset: str,
+        features: str | FeatureSource = "vjepa2",
+        epochs: int = 100,
+        *,
+        readout: str | Readout = "mean",
+        grid_size: int = DEFAULT_GRID_SIZE,
+        **kwargs: Any,
+    ) -> str:
         """Start behaviour cloning on a dataset; returns the run id, or with `seeds=[..]` / `n_seeds=` the study id
         (one run per seed: get_study, wait_study). readout: mean | attentive (grid_size x grid_size token grid) |
         flare. kwargs: TrainBCRequest fields (lr, batch_size, seeds, ...)."""
-        body = TrainBCRequest(dataset=dataset, features=features, epochs=epochs, readout=readout, grid_size=grid_size,
-                              **kwargs).model_dump(mode="json", exclude_none=True)
+        body = TrainBCRequest(
+            dataset=dataset, features=features, epochs=epochs, readout=readout, grid_size=grid_size, **kwargs
+        ).model_dump(mode="json", exclude_none=True)
         body = _readout_fields(body)
         return _created(self.request("POST", "/train/bc", json=body).json())
 
-    def train_sac(self, features: str | FeatureSource = "state", task: str | Task = "easy", total_steps: int = 100_000,
-                  *, readout: str | Readout = "mean", grid_size: int = DEFAULT_GRID_SIZE, **kwargs: Any) -> str:
+    def train_sac(
+        self,
+        features: str | FeatureSource = "state",
+        task: str | Task = "easy",
+        total_steps: int = 100_000,
+        *,
+        readout: str | Readout = "mean",
+        grid_size: int = DEFAULT_GRID_SIZE,
+        **kwargs: Any,
+    ) -> str:
         """Start SAC in parallel envs; returns the run id, or the study id with seeds / n_seeds (as train_bc).
         readout as train_bc. kwargs: TrainSACRequest fields (parallel_envs, seeds, ...)."""
-        body = TrainSACRequest(features=features, task=task, total_steps=total_steps, readout=readout,
-                               grid_size=grid_size, **kwargs).model_dump(mode="json", exclude_none=True)
+        body = TrainSACRequest(
+            features=features, task=task, total_steps=total_steps, readout=readout, grid_size=grid_size, **kwargs
+        ).model_dump(mode="json", exclude_none=True)
         body = _readout_fields(body)
         return _created(self.request("POST", "/train/sac", json=body).json())
 
@@ -195,8 +243,9 @@ class TrainerClient(SyncTransport):
         """Continue an interrupted run from its last checkpoint."""
         return RunRecord.model_validate(self.request("POST", f"/runs/{validate_run_id(run_id)}/resume").json())
 
-    def wait(self, run_id: str, *, progress: bool = True, timeout: float | None = None,
-             poll_interval: float = 2.0) -> RunRecord:
+    def wait(
+        self, run_id: str, *, progress: bool = True, timeout: float | None = None, poll_interval: float = 2.0
+    ) -> RunRecord:
         """Poll until the run succeeded, failed or was interrupted; returns its record (check .status)."""
         w = _Waiter(f"run {run_id}", timeout, progress, unit="epoch")
         with w.bar:
@@ -227,10 +276,18 @@ class TrainerClient(SyncTransport):
         """Evaluate every run of a study on the same evaluation seeds; fields: EvalRequest fields."""
         body = _eval_request(**fields)
         return StudyRecord.model_validate(
-            self.request("POST", f"/studies/{validate_run_id(study_id)}/eval", json=body).json())
+            self.request("POST", f"/studies/{validate_run_id(study_id)}/eval", json=body).json()
+        )
 
-    def wait_study(self, study_id: str, *, evaluated: bool = False, progress: bool = True,
-                   timeout: float | None = None, poll_interval: float = 2.0) -> StudyRecord:
+    def wait_study(
+        self,
+        study_id: str,
+        *,
+        evaluated: bool = False,
+        progress: bool = True,
+        timeout: float | None = None,
+        poll_interval: float = 2.0,
+    ) -> StudyRecord:
         """Poll until every run is terminal (and, with evaluated=True, every succeeded run's latest evaluation)."""
         w = _Waiter(f"study {study_id}", timeout, progress, unit="run")
         with w.bar:
@@ -243,23 +300,45 @@ class TrainerClient(SyncTransport):
                 time.sleep(poll_interval)
 
     # evaluation ----------------------------------------------------------------------------------------------------
-    def evaluate(self, run_id: str, episodes: int | None = None, task: str | Task | None = None,
-                 steps: int | None = None, seed: int | None = None, parallel_envs: int | None = None,
-                 image_size: int | None = None, gif_episodes: int | None = None,
-                 allow_image_size_change: bool | None = None) -> EvalResult:
+    def evaluate(
+        self,
+        run_id: str,
+        episodes: int | None = None,
+        task: str | Task | None = None,
+        steps: int | None = None,
+        seed: int | None = None,
+        parallel_envs: int | None = None,
+        image_size: int | None = None,
+        gif_episodes: int | None = None,
+        allow_image_size_change: bool | None = None,
+    ) -> EvalResult:
         """Start live rollouts of a trained policy; returns the queued EvalResult. Fields left out take
         EvalRequest's defaults; image_size defaults to the run's own frame size."""
-        body = _eval_request(episodes=episodes, task=task, steps=steps, seed=seed, parallel_envs=parallel_envs,
-                             image_size=image_size, gif_episodes=gif_episodes,
-                             allow_image_size_change=allow_image_size_change)
+        body = _eval_request(
+            episodes=episodes,
+            task=task,
+            steps=steps,
+            seed=seed,
+            parallel_envs=parallel_envs,
+            image_size=image_size,
+            gif_episodes=gif_episodes,
+            allow_image_size_change=allow_image_size_change,
+        )
         return EvalResult.model_validate(self.request("POST", f"/eval/{validate_run_id(run_id)}", json=body).json())
 
     def eval_result(self, run_id: str) -> EvalResult:
         """The run's latest evaluation."""
         return EvalResult.model_validate(self.request("GET", f"/eval/{validate_run_id(run_id)}").json())
 
-    def wait_eval(self, run_id: str, eval_id: int | None = None, *, progress: bool = True,
-                  timeout: float | None = None, poll_interval: float = 2.0) -> EvalResult:
+    def wait_eval(
+        self,
+        run_id: str,
+        eval_id: int | None = None,
+        *,
+        progress: bool = True,
+        timeout: float | None = None,
+        poll_interval: float = 2.0,
+    ) -> EvalResult:
         """Poll until the run's latest evaluation (at least `eval_id`, if given) is terminal."""
         w = _Waiter(f"eval {run_id}", timeout, progress, unit="episode")
         with w.bar:
@@ -282,22 +361,34 @@ class AsyncTrainerClient(AsyncTransport):
     """The asyncio twin of TrainerClient: the same methods, awaited."""
 
     env_url = TRAINER_URL_ENV
-    default_url = property(lambda self: default_trainer_url())  # DEFAULT_TRAINER_URL unless the port variables say otherwise
+    default_url = property(
+        lambda self: default_trainer_url()
+    )  # DEFAULT_TRAINER_URL unless the port variables say otherwise
 
     async def health(self) -> HealthResponse:
         return HealthResponse.model_validate((await self.request("GET", "/healthz")).json())
 
-    async def create_dataset(self, name: str, expert: str = "jacobian", task: str | Task = "easy", episodes: int = 100,
-                             steps: int = 200, seed: int = 0, image_size: int = 256, workers: int = 2,
-                             overwrite: bool = False) -> DatasetInfo:
+    async def create_dataset(
+        self,
+        name: str,
+        expert: str = "jacobian",
+        task: str | Task = "easy",
+        episodes: int = 100,
+        steps: int = 200,
+        seed: int = 0,
+        image_size: int = 256,
+        workers: int = 2,
+        overwrite: bool = False,
+    ) -> DatasetInfo:
         body = _dataset_request(name, expert, task, episodes, steps, seed, image_size, workers, overwrite)
         return DatasetInfo.model_validate((await self.request("POST", "/datasets", json=body)).json())
 
     async def dataset(self, name: str) -> DatasetInfo:
         return DatasetInfo.model_validate((await self.request("GET", f"/datasets/{_name(name)}")).json())
 
-    async def wait_dataset(self, name: str, *, progress: bool = True, timeout: float | None = None,
-                           poll_interval: float = 2.0) -> DatasetInfo:
+    async def wait_dataset(
+        self, name: str, *, progress: bool = True, timeout: float | None = None, poll_interval: float = 2.0
+    ) -> DatasetInfo:
         w = _Waiter(f"dataset {name}", timeout, progress, unit="episode")
         with w.bar:
             while True:
@@ -308,18 +399,35 @@ class AsyncTrainerClient(AsyncTransport):
                 w.check(info.status.value)
                 await asyncio.sleep(poll_interval)
 
-    async def train_bc(self, dataset: str, features: str | FeatureSource = "vjepa2", epochs: int = 100, *,
-                       readout: str | Readout = "mean", grid_size: int = DEFAULT_GRID_SIZE, **kwargs: Any) -> str:
-        body = TrainBCRequest(dataset=dataset, features=features, epochs=epochs, readout=readout, grid_size=grid_size,
-                              **kwargs).model_dump(mode="json", exclude_none=True)
+    async def train_bc(
+        self,
+        dataset: str,
+        features: str | FeatureSource = "vjepa2",
+        epochs: int = 100,
+        *,
+        readout: str | Readout = "mean",
+        grid_size: int = DEFAULT_GRID_SIZE,
+        **kwargs: Any,
+    ) -> str:
+        body = TrainBCRequest(
+            dataset=dataset, features=features, epochs=epochs, readout=readout, grid_size=grid_size, **kwargs
+        ).model_dump(mode="json", exclude_none=True)
         body = _readout_fields(body)
         return _created((await self.request("POST", "/train/bc", json=body)).json())
 
-    async def train_sac(self, features: str | FeatureSource = "state", task: str | Task = "easy",
-                        total_steps: int = 100_000, *, readout: str | Readout = "mean",
-                        grid_size: int = DEFAULT_GRID_SIZE, **kwargs: Any) -> str:
-        body = TrainSACRequest(features=features, task=task, total_steps=total_steps, readout=readout,
-                               grid_size=grid_size, **kwargs).model_dump(mode="json", exclude_none=True)
+    async def train_sac(
+        self,
+        features: str | FeatureSource = "state",
+        task: str | Task = "easy",
+        total_steps: int = 100_000,
+        *,
+        readout: str | Readout = "mean",
+        grid_size: int = DEFAULT_GRID_SIZE,
+        **kwargs: Any,
+    ) -> str:
+        body = TrainSACRequest(
+            features=features, task=task, total_steps=total_steps, readout=readout, grid_size=grid_size, **kwargs
+        ).model_dump(mode="json", exclude_none=True)
         body = _readout_fields(body)
         return _created((await self.request("POST", "/train/sac", json=body)).json())
 
@@ -332,8 +440,9 @@ class AsyncTrainerClient(AsyncTransport):
     async def resume(self, run_id: str) -> RunRecord:
         return RunRecord.model_validate((await self.request("POST", f"/runs/{validate_run_id(run_id)}/resume")).json())
 
-    async def wait(self, run_id: str, *, progress: bool = True, timeout: float | None = None,
-                   poll_interval: float = 2.0) -> RunRecord:
+    async def wait(
+        self, run_id: str, *, progress: bool = True, timeout: float | None = None, poll_interval: float = 2.0
+    ) -> RunRecord:
         w = _Waiter(f"run {run_id}", timeout, progress, unit="epoch")
         with w.bar:
             while True:
@@ -360,10 +469,18 @@ class AsyncTrainerClient(AsyncTransport):
     async def evaluate_study(self, study_id: str, **fields: Any) -> StudyRecord:
         body = _eval_request(**fields)
         return StudyRecord.model_validate(
-            (await self.request("POST", f"/studies/{validate_run_id(study_id)}/eval", json=body)).json())
+            (await self.request("POST", f"/studies/{validate_run_id(study_id)}/eval", json=body)).json()
+        )
 
-    async def wait_study(self, study_id: str, *, evaluated: bool = False, progress: bool = True,
-                         timeout: float | None = None, poll_interval: float = 2.0) -> StudyRecord:
+    async def wait_study(
+        self,
+        study_id: str,
+        *,
+        evaluated: bool = False,
+        progress: bool = True,
+        timeout: float | None = None,
+        poll_interval: float = 2.0,
+    ) -> StudyRecord:
         w = _Waiter(f"study {study_id}", timeout, progress, unit="run")
         with w.bar:
             while True:
@@ -374,20 +491,44 @@ class AsyncTrainerClient(AsyncTransport):
                 w.check(study.status.value)
                 await asyncio.sleep(poll_interval)
 
-    async def evaluate(self, run_id: str, episodes: int | None = None, task: str | Task | None = None,
-                       steps: int | None = None, seed: int | None = None, parallel_envs: int | None = None,
-                       image_size: int | None = None, gif_episodes: int | None = None,
-                       allow_image_size_change: bool | None = None) -> EvalResult:
-        body = _eval_request(episodes=episodes, task=task, steps=steps, seed=seed, parallel_envs=parallel_envs,
-                             image_size=image_size, gif_episodes=gif_episodes,
-                             allow_image_size_change=allow_image_size_change)
-        return EvalResult.model_validate((await self.request("POST", f"/eval/{validate_run_id(run_id)}", json=body)).json())
+    async def evaluate(
+        self,
+        run_id: str,
+        episodes: int | None = None,
+        task: str | Task | None = None,
+        steps: int | None = None,
+        seed: int | None = None,
+        parallel_envs: int | None = None,
+        image_size: int | None = None,
+        gif_episodes: int | None = None,
+        allow_image_size_change: bool | None = None,
+    ) -> EvalResult:
+        body = _eval_request(
+            episodes=episodes,
+            task=task,
+            steps=steps,
+            seed=seed,
+            parallel_envs=parallel_envs,
+            image_size=image_size,
+            gif_episodes=gif_episodes,
+            allow_image_size_change=allow_image_size_change,
+        )
+        return EvalResult.model_validate(
+            (await self.request("POST", f"/eval/{validate_run_id(run_id)}", json=body)).json()
+        )
 
     async def eval_result(self, run_id: str) -> EvalResult:
         return EvalResult.model_validate((await self.request("GET", f"/eval/{validate_run_id(run_id)}")).json())
 
-    async def wait_eval(self, run_id: str, eval_id: int | None = None, *, progress: bool = True,
-                        timeout: float | None = None, poll_interval: float = 2.0) -> EvalResult:
+    async def wait_eval(
+        self,
+        run_id: str,
+        eval_id: int | None = None,
+        *,
+        progress: bool = True,
+        timeout: float | None = None,
+        poll_interval: float = 2.0,
+    ) -> EvalResult:
         w = _Waiter(f"eval {run_id}", timeout, progress, unit="episode")
         with w.bar:
             while True:

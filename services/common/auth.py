@@ -20,8 +20,8 @@ import hmac
 import ipaddress
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from fastapi import Depends, FastAPI, HTTPException, status
 from fastapi.responses import JSONResponse
@@ -30,7 +30,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "VJEPA_ROBOT_TOKEN"
-PUBLISHED_HOST_ENV = "VJEPA_ROBOT_PUBLISHED_HOST"  # set by docker-compose.yml: the host interface ports are published on
+PUBLISHED_HOST_ENV = (
+    "VJEPA_ROBOT_PUBLISHED_HOST"  # set by docker-compose.yml: the host interface ports are published on
+)
 
 PUBLIC_PATHS: tuple[str, ...] = ("/healthz", "/docs", "/openapi.json")
 PUBLIC_PREFIXES: tuple[str, ...] = ("/docs-assets/",)  # Swagger UI's own js/css (services/common/docs.py)
@@ -64,8 +66,11 @@ class TokenMiddleware:
             header = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"authorization"), None)
             problem = token_error(header, self.token)
             if problem is not None:
-                response = JSONResponse({"detail": problem}, status_code=status.HTTP_401_UNAUTHORIZED,
-                                        headers={"WWW-Authenticate": "Bearer"})
+                response = JSONResponse(
+                    {"detail": problem},
+                    status_code=status.HTTP_401_UNAUTHORIZED,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
                 return await response(scope, receive, send)
         return await self.app(scope, receive, send)
 

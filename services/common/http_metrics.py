@@ -8,7 +8,7 @@ Each HTTP request is reported once it ends, to `observe(method, route, status, s
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 Observe = Callable[[str, str, str, float, int], None]
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 import io
 import json
 import os
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from dataclasses import dataclass
 from typing import Any
 
 import lancedb
@@ -91,8 +91,9 @@ DATASETS_SCHEMA = pa.schema(
 )
 
 
-def embeddings_schema(dim: int, tokens: int | None = None, dtype: str = "float32",
-                      details: dict[str, Any] | None = None) -> pa.Schema:
+def embeddings_schema(
+    dim: int, tokens: int | None = None, dtype: str = "float32", details: dict[str, Any] | None = None
+) -> pa.Schema:
     """Mean rows: `embedding` is FixedSizeList<float32>[D]. Grid rows (tokens=G given): FixedSizeList<dtype>[G*D],
     with "G,D" in the schema metadata, so a reader can restore (N, G, D). `details` (the encoder's lineage:
     random_init, pooling, grid size, time reduction, layers) is kept in the metadata too."""
@@ -335,16 +336,19 @@ class Store:
 
     # -- embeddings ----------------------------------------------------------------------------------------------
 
-    def append_embeddings(self, dataset: str, episode: int, steps: np.ndarray, embeddings: np.ndarray,
-                          lineage: "EmbeddingLineage") -> None:
+    def append_embeddings(
+        self, dataset: str, episode: int, steps: np.ndarray, embeddings: np.ndarray, lineage: EmbeddingLineage
+    ) -> None:
         """Append one episode's embeddings, (T,) steps and (T, D) float32 (mean) or (T, G, D) (grid, stored in
         lineage.dtype), with their lineage, in one `add`. A grid table keeps the shape and dtype it was created with."""
         steps = np.asarray(steps)
         embeddings = np.asarray(embeddings, dtype=np.float32 if lineage.tokens is None else lineage.dtype)
         n = int(steps.shape[0])
         if embeddings.shape != (n, *lineage.row_shape):
-            raise ValueError(f"embeddings of episode {episode} have shape {embeddings.shape}, "
-                             f"expected {(n, *lineage.row_shape)} for {n} steps")
+            raise ValueError(
+                f"embeddings of episode {episode} have shape {embeddings.shape}, "
+                f"expected {(n, *lineage.row_shape)} for {n} steps"
+            )
         schema = embeddings_schema(lineage.dim, lineage.tokens, lineage.dtype, lineage.details)
         width = int(np.prod(lineage.row_shape))
         value_type = schema.field("embedding").type.value_type
@@ -365,8 +369,10 @@ class Store:
         if self.has_table(name):
             table = self.open(name)
             if table.schema.field("embedding").type != schema.field("embedding").type:
-                raise ValueError(f"table {name} holds {table.schema.field('embedding').type} rows, these are "
-                                 f"{schema.field('embedding').type}: one encoder id, one row shape and dtype")
+                raise ValueError(
+                    f"table {name} holds {table.schema.field('embedding').type} rows, these are "
+                    f"{schema.field('embedding').type}: one encoder id, one row shape and dtype"
+                )
             table.add(rows.replace_schema_metadata(table.schema.metadata))
         else:
             # legacy (v1) files read ~3x faster in bulk here: 1.25 vs 0.38 GB/s for 100k x 1024 (bench/trainer.py)
@@ -408,8 +414,9 @@ class Store:
         meta = self._embeddings(dataset, encoder_id).schema.metadata or {}
         return json.loads(meta[LINEAGE_KEY]) if LINEAGE_KEY in meta else {}
 
-    def read_embeddings(self, dataset: str, encoder_id: str, dtype: Any = np.float32,
-                        episodes: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def read_embeddings(
+        self, dataset: str, encoder_id: str, dtype: Any = np.float32, episodes: list[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(episode (N,), step (N,), embedding), sorted by (episode, step).
 
         embedding: (N, D) for a mean id, (N, G, D) for a grid id; float32 by default, dtype=None keeps the stored

@@ -33,9 +33,9 @@ from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, statu
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from services.common.http_metrics import RequestMetricsMiddleware
 from services.common.auth import bearer_auth, require_token, warn_if_open
 from services.common.docs import offline_docs
+from services.common.http_metrics import RequestMetricsMiddleware
 from services.common.store import DatasetNotFound
 from services.encoder.batcher import DynamicBatcher, EmbedTimeout, EncoderStopped, ForwardFailed, QueueFull
 from services.encoder.jobs import DatasetJobs, EmbeddingMeta
@@ -48,7 +48,6 @@ from services.encoder.pooling import (
     pooling_from_query,
 )
 from services.encoder.settings import EncoderSettings
-from services.encoder.wire import BodyBuffers, Lease, LongerThanDeclared, read_into
 from services.encoder.streams import (
     BodyTooLarge,
     StreamInputError,
@@ -58,6 +57,7 @@ from services.encoder.streams import (
     decompress,
     parse_reset,
 )
+from services.encoder.wire import BodyBuffers, Lease, LongerThanDeclared, read_into
 from vjepa_robot_client.contract import (
     DEFAULT_GRID_SIZE,
     EMBEDDING_DTYPE_HEADER,
@@ -105,12 +105,16 @@ def parse_windows(body: bytes | memoryview, frames: int = WINDOW_FRAMES) -> np.n
             f"got shape {tuple(arr.shape)} ({arr.ndim}-d)",
         )
     if arr.dtype != np.uint8:
-        raise HTTPException(422, detail=f"wrong dtype {arr.dtype}: frames must be uint8 RGB (0-255); use arr.astype(np.uint8)")
+        raise HTTPException(
+            422, detail=f"wrong dtype {arr.dtype}: frames must be uint8 RGB (0-255); use arr.astype(np.uint8)"
+        )
     if arr.shape[0] == 0:
         raise HTTPException(422, detail="empty batch: the array holds 0 windows; send at least one (B >= 1)")
     if arr.shape[1] != frames:
         raise HTTPException(
-            422, detail=f"wrong number of frames: each window needs {frames} frames, got {arr.shape[1]} (shape {tuple(arr.shape)})"
+            422,
+            detail=f"wrong number of frames: each window needs {frames} frames, got {arr.shape[1]} "
+            f"(shape {tuple(arr.shape)})",
         )
     if arr.shape[-1] != 3:
         raise HTTPException(
@@ -134,14 +138,18 @@ async def read_body(request: Request, limit: int, lease: Lease | None = None) ->
         except ValueError:
             raise HTTPException(400, detail=f"invalid Content-Length header {declared!r}") from None
         if n > limit:
-            raise HTTPException(413, detail=f"body too large: {n} bytes > limit {limit} bytes; send fewer windows per request")
+            raise HTTPException(
+                413, detail=f"body too large: {n} bytes > limit {limit} bytes; send fewer windows per request"
+            )
         if lease is not None:
             return await read_into(request.stream(), n, lease)  # LongerThanDeclared -> 400 (ERROR_STATUS)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise HTTPException(413, detail=f"body too large: over the limit of {limit} bytes; send fewer windows per request")
+            raise HTTPException(
+                413, detail=f"body too large: over the limit of {limit} bytes; send fewer windows per request"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -177,15 +185,28 @@ def embeddings_response(request: Request, emb: np.ndarray, pooling: PoolingSpec 
             headers["X-Pooling"] = pooling.tag()
         return Response(to_npy_bytes(emb), media_type=NPY_MEDIA_TYPE, headers=headers)
     if grid:
-        body = json.dumps({"encoder_id": encoder_id, "dim": int(emb.shape[-1]), "shape": list(emb.shape),
-                           "pooling": pooling.tag(), "embeddings": emb.astype(np.float32).tolist()})
+        body = json.dumps(
+            {
+                "encoder_id": encoder_id,
+                "dim": int(emb.shape[-1]),
+                "shape": list(emb.shape),
+                "pooling": pooling.tag(),
+                "embeddings": emb.astype(np.float32).tolist(),
+            }
+        )
         return Response(body, media_type="application/json")
     body = json.dumps({"encoder_id": enc.encoder_id, "dim": int(emb.shape[1]), "embeddings": emb.tolist()})
     return Response(body, media_type="application/json")
 
 
-def request_pooling(request: Request, pool: str | None, grid_size: int | None, time_reduction: str | None = None,
-                    layers: Any = None, dtype: str | None = None) -> PoolingSpec:
+def request_pooling(
+    request: Request,
+    pool: str | None,
+    grid_size: int | None,
+    time_reduction: str | None = None,
+    layers: Any = None,
+    dtype: str | None = None,
+) -> PoolingSpec:
     """A request's pooling, checked against the loaded encoder: 422 naming the choices or the limits."""
     spec = pooling_from_query(pool, grid_size, time_reduction, layers, dtype)  # PoolingError -> 422 (ERROR_STATUS)
     return check_served(request.app.state.encoder, spec)
@@ -193,16 +214,22 @@ def request_pooling(request: Request, pool: str | None, grid_size: int | None, t
 
 _POOL_QUERY = {
     "pool": Query("mean", description="mean (default: (B, D) float32, unchanged) or grid ((B, g*g, D') tokens)."),
-    "grid_size": Query(DEFAULT_GRID_SIZE, description="pool=grid: g, the side of the pooled token grid (<= the token grid's h)."),
-    "time": Query(None, alias="time",
-                  description="pool=grid: fold the T' temporal token slices by `mean` (default) or `last`."),
-    "layers": Query(None, description="pool=grid: comma-separated 0-based blocks concatenated on D, e.g. "
-                                      "17,19,21,23 (default: the last hidden state)."),
+    "grid_size": Query(
+        DEFAULT_GRID_SIZE, description="pool=grid: g, the side of the pooled token grid (<= the token grid's h)."
+    ),
+    "time": Query(
+        None, alias="time", description="pool=grid: fold the T' temporal token slices by `mean` (default) or `last`."
+    ),
+    "layers": Query(
+        None,
+        description="pool=grid: comma-separated 0-based blocks concatenated on D, e.g. "
+        "17,19,21,23 (default: the last hidden state).",
+    ),
     "dtype": Query(None, description="pool=grid: float16 (default) or float32 answers."),
 }
 
 
-async def _sweep_streams(streams: StreamRegistry, metrics: "Metrics") -> None:
+async def _sweep_streams(streams: StreamRegistry, metrics: Metrics) -> None:
     """Drop idle streams even when no request arrives to trigger the lazy check."""
     while True:
         await asyncio.sleep(min(30.0, max(0.05, streams.ttl_s / 4)))
@@ -219,7 +246,10 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "vjepa_encoder_requests", "HTTP requests by route and status.", ["method", "route", "status"], registry=self.registry
+            "vjepa_encoder_requests",
+            "HTTP requests by route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
             "vjepa_encoder_request_latency_seconds",
@@ -242,8 +272,11 @@ class Metrics:
             registry=self.registry,
         )
         self.streams = Gauge("vjepa_encoder_streams", "Open frame streams.", registry=self.registry)
-        self.body_pool = Gauge("vjepa_encoder_body_pool_idle_bytes", "Bytes of idle request-body buffers kept for "
-                               "reuse (bounded by VJEPA_ROBOT_BODY_POOL_BYTES / _BUFFERS).", registry=self.registry)
+        self.body_pool = Gauge(
+            "vjepa_encoder_body_pool_idle_bytes",
+            "Bytes of idle request-body buffers kept for reuse (bounded by VJEPA_ROBOT_BODY_POOL_BYTES / _BUFFERS).",
+            registry=self.registry,
+        )
 
     # BatchObserver
     def observe_request(self, method: str, route: str, status: str, seconds: float, body_bytes: int) -> None:
@@ -290,7 +323,8 @@ RETRY_LATER = (QueueFull, EncoderStopped, StreamsFull, TooManyPoolings)
 def error_response(request: Request, exc: Exception) -> JSONResponse:
     """JSON {"detail"} with the status ERROR_STATUS gives the exception's class (or its own status_code)."""
     code = getattr(exc, "status_code", None) or next(
-        (ERROR_STATUS[c] for c in type(exc).__mro__ if c in ERROR_STATUS), 500)
+        (ERROR_STATUS[c] for c in type(exc).__mro__ if c in ERROR_STATUS), 500
+    )
     if code >= 500 and not isinstance(exc, RETRY_LATER):
         log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
     headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, RETRY_LATER) else None
@@ -313,10 +347,16 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
             from services.encoder.model import load_encoder
 
             enc = await asyncio.to_thread(
-                load_encoder, settings.preset, settings.model, settings.revision,
-                device=settings.device, num_threads=settings.threads,
-                compile=settings.compile, warmup_upto=settings.max_batch,
-                family=settings.family, fusion=settings.fusion,
+                load_encoder,
+                settings.preset,
+                settings.model,
+                settings.revision,
+                device=settings.device,
+                num_threads=settings.threads,
+                compile=settings.compile,
+                warmup_upto=settings.max_batch,
+                family=settings.family,
+                fusion=settings.fusion,
             )
         log.info("encoder %s ready: %s", enc.encoder_id, enc.info())
         batcher = DynamicBatcher(
@@ -338,9 +378,17 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         app.state.encoder = enc
         app.state.batcher = batcher
         # grid poolings: one batcher each, made like the mean one (services/encoder/pooling.py)
-        poolers = PoolingBatchers(batcher, lambda fn: DynamicBatcher(
-            fn, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue,
-            observer=metrics), enc.encode)
+        poolers = PoolingBatchers(
+            batcher,
+            lambda fn: DynamicBatcher(
+                fn,
+                max_batch=settings.max_batch,
+                max_wait_ms=settings.max_wait_ms,
+                max_queue=settings.max_queue,
+                observer=metrics,
+            ),
+            enc.encode,
+        )
         app.state.poolers = poolers
 
         def embed_pooled(windows: np.ndarray, spec: PoolingSpec) -> np.ndarray:
@@ -351,9 +399,13 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
             return as_wire(grid_batcher.submit_from_thread(windows, loop, timeout=settings.embed_timeout_s), spec)
 
         app.state.jobs = DatasetJobs(settings.store, embed_pooled, lambda spec: EmbeddingMeta.of(enc, spec))
-        app.state.streams = StreamRegistry(device=str(getattr(enc, "device", "cpu")), ttl_s=settings.stream_ttl_s,
-                                           max_streams=settings.max_streams, max_bytes=settings.max_stream_bytes,
-                                           max_body_bytes=settings.max_body_bytes)
+        app.state.streams = StreamRegistry(
+            device=str(getattr(enc, "device", "cpu")),
+            ttl_s=settings.stream_ttl_s,
+            max_streams=settings.max_streams,
+            max_bytes=settings.max_stream_bytes,
+            max_body_bytes=settings.max_body_bytes,
+        )
         sweeper = asyncio.create_task(_sweep_streams(app.state.streams, metrics), name="stream-sweeper")
         try:
             yield
@@ -411,28 +463,44 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         },
         tags=["encoder"],
     )
-    async def encode(request: Request, pool: str = _POOL_QUERY["pool"], grid_size: int = _POOL_QUERY["grid_size"],
-                     time_reduction: str | None = _POOL_QUERY["time"], layers: str | None = _POOL_QUERY["layers"],
-                     dtype: str | None = _POOL_QUERY["dtype"]):
+    async def encode(
+        request: Request,
+        pool: str = _POOL_QUERY["pool"],
+        grid_size: int = _POOL_QUERY["grid_size"],
+        time_reduction: str | None = _POOL_QUERY["time"],
+        layers: str | None = _POOL_QUERY["layers"],
+        dtype: str | None = _POOL_QUERY["dtype"],
+    ):
         spec = request_pooling(request, pool, grid_size, time_reduction, layers, dtype)  # 422 before the body
         with bodies.lease() as lease:  # the windows are a view of a reused buffer until this block ends
-            windows = parse_windows(await read_npy_body(request, settings.max_body_bytes, lease),
-                                    request.app.state.encoder.frames)
+            windows = parse_windows(
+                await read_npy_body(request, settings.max_body_bytes, lease), request.app.state.encoder.frames
+            )
             emb = await request.app.state.poolers.submit(windows, spec)  # (B, D) float32 or (B, G, D') grids
         return embeddings_response(request, emb, spec)
 
     # -- frame streams (services/encoder/streams.py) ------------------------------------------------------------
 
-    @app.post("/streams", response_model=StreamCreated, status_code=201, dependencies=[auth], responses=_ERRORS,
-              tags=["streams"])
+    @app.post(
+        "/streams",
+        response_model=StreamCreated,
+        status_code=201,
+        dependencies=[auth],
+        responses=_ERRORS,
+        tags=["streams"],
+    )
     async def create_stream(request: Request, req: StreamCreateRequest) -> StreamCreated:
         """Open a frame stream: the encoder keeps each env's last 8 frames; each step sends one frame per env."""
         streams: StreamRegistry = request.app.state.streams
         spec = request_pooling(request, req.pool.value, req.grid_size, req.time, req.layers, req.dtype)
         s = streams.create(req.envs, req.height, req.width, pooling=spec)
         metrics.streams.set(len(streams))
-        return StreamCreated(stream_id=s.stream_id, envs=s.envs, ttl_s=streams.ttl_s,
-                             encoder_id=spec.encoder_id(request.app.state.encoder.encoder_id))
+        return StreamCreated(
+            stream_id=s.stream_id,
+            envs=s.envs,
+            ttl_s=streams.ttl_s,
+            encoder_id=spec.encoder_id(request.app.state.encoder.encoder_id),
+        )
 
     @app.post(
         "/streams/{stream_id}/step",
@@ -444,7 +512,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
                 "required": True,
                 "content": {NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
                 "description": "A .npy uint8 array (N, H, W, 3): the newest frame of each of the stream's N envs "
-                               "(or full windows (N, 8, H, W, 3) to resynchronise a re-created stream).",
+                "(or full windows (N, 8, H, W, 3) to resynchronise a re-created stream).",
             }
         },
         tags=["streams"],
@@ -452,9 +520,12 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
     async def stream_step(
         request: Request,
         stream_id: str,
-        reset: str | None = Query(None, description="Comma-separated env indices whose frame starts a new episode "
-                                  "(that frame fills the env's window). Envs without a frame yet count as reset.",
-                                  examples=["0,3"]),
+        reset: str | None = Query(
+            None,
+            description="Comma-separated env indices whose frame starts a new episode "
+            "(that frame fills the env's window). Envs without a frame yet count as reset.",
+            examples=["0,3"],
+        ),
     ):
         streams: StreamRegistry = request.app.state.streams
         s = streams.get(stream_id)
@@ -462,13 +533,20 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         try:
             frames = from_npy_bytes(body)
         except NpyError as exc:
-            raise HTTPException(400, detail=f"{exc} (e.g. np.save(buf, np.zeros(({s.envs}, {s.height}, "
-                                            f"{s.width}, 3), np.uint8)))") from None
+            raise HTTPException(
+                400, detail=f"{exc} (e.g. np.save(buf, np.zeros(({s.envs}, {s.height}, {s.width}, 3), np.uint8)))"
+            ) from None
         emb = await s.step(frames, parse_reset(reset, s.envs), request.app.state.poolers.submitter(s.pooling))
         return embeddings_response(request, emb, s.pooling)
 
-    @app.delete("/streams/{stream_id}", status_code=204, dependencies=[auth], responses=_ERRORS, tags=["streams"],
-                response_class=Response)
+    @app.delete(
+        "/streams/{stream_id}",
+        status_code=204,
+        dependencies=[auth],
+        responses=_ERRORS,
+        tags=["streams"],
+        response_class=Response,
+    )
     async def delete_stream(request: Request, stream_id: str) -> Response:
         request.app.state.streams.delete(stream_id)
         metrics.streams.set(len(request.app.state.streams))
@@ -501,11 +579,15 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
         responses=_ERRORS,
         tags=["datasets"],
     )
-    async def dataset_encode_status(request: Request, name: str, pool: str = _POOL_QUERY["pool"],
-                                    grid_size: int = _POOL_QUERY["grid_size"],
-                                    time_reduction: str | None = _POOL_QUERY["time"],
-                                    layers: str | None = _POOL_QUERY["layers"],
-                                    dtype: str | None = _POOL_QUERY["dtype"]):
+    async def dataset_encode_status(
+        request: Request,
+        name: str,
+        pool: str = _POOL_QUERY["pool"],
+        grid_size: int = _POOL_QUERY["grid_size"],
+        time_reduction: str | None = _POOL_QUERY["time"],
+        layers: str | None = _POOL_QUERY["layers"],
+        dtype: str | None = _POOL_QUERY["dtype"],
+    ):
         name = _dataset_name(name)
         spec = request_pooling(request, pool, grid_size, time_reduction, layers, dtype)
         return await asyncio.to_thread(request.app.state.jobs.status, name, spec)

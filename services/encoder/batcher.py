@@ -29,9 +29,10 @@ import asyncio
 import concurrent.futures
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -82,8 +83,12 @@ def concat_windows(parts: list) -> np.ndarray:
     import torch
 
     device = next(p.device for p in parts if not isinstance(p, np.ndarray))
-    return torch.cat([torch.from_numpy(p if p.flags.writeable else p.copy()).to(device) if isinstance(p, np.ndarray)
-                      else p for p in parts])
+    return torch.cat(
+        [
+            torch.from_numpy(p if p.flags.writeable else p.copy()).to(device) if isinstance(p, np.ndarray) else p
+            for p in parts
+        ]
+    )
 
 
 class DynamicBatcher:
@@ -170,8 +175,9 @@ class DynamicBatcher:
         self._observe_depth()
         return await item.future
 
-    def submit_from_thread(self, windows: np.ndarray, loop: asyncio.AbstractEventLoop, *, timeout: float,
-                           poll_s: float = 0.05) -> np.ndarray:
+    def submit_from_thread(
+        self, windows: np.ndarray, loop: asyncio.AbstractEventLoop, *, timeout: float, poll_s: float = 0.05
+    ) -> np.ndarray:
         """submit() from a worker thread (not the loop's): waits for room in a full queue, but never past `timeout`
         seconds in all, and never after stop(). Raises EmbedTimeout or EncoderStopped; the dataset jobs use it, so a
         job cannot hang the service's shutdown."""
@@ -187,8 +193,10 @@ class DynamicBatcher:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     fut.cancel()
-                    raise EmbedTimeout(f"no embedding within {timeout:g} s (the encoder's queue stayed full or a "
-                                       f"forward pass did not end); raise VJEPA_ROBOT_EMBED_TIMEOUT_S if passes are slow")
+                    raise EmbedTimeout(
+                        f"no embedding within {timeout:g} s (the encoder's queue stayed full or a "
+                        f"forward pass did not end); raise VJEPA_ROBOT_EMBED_TIMEOUT_S if passes are slow"
+                    )
                 try:
                     return fut.result(timeout=min(left, 0.5))
                 except concurrent.futures.TimeoutError:
@@ -281,9 +289,11 @@ class DynamicBatcher:
                 self.observer.batch(int(chunk.shape[0]))
             out = np.asarray(self.fn(chunk), dtype=np.float32)
             if out.ndim < 2 or out.shape[0] != chunk.shape[0]:  # one row per window ((D,) or a (G, D) token grid)
-                raise ForwardFailed(f"forward pass returned shape {tuple(out.shape)} for {chunk.shape[0]} windows: "
-                                    f"expected one embedding row per window ({chunk.shape[0]}, D); the model or its "
-                                    f"wrapper dropped or added rows")
+                raise ForwardFailed(
+                    f"forward pass returned shape {tuple(out.shape)} for {chunk.shape[0]} windows: "
+                    f"expected one embedding row per window ({chunk.shape[0]}, D); the model or its "
+                    f"wrapper dropped or added rows"
+                )
             outs.append(out)
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
 

@@ -79,16 +79,39 @@ class Family:
         return getattr(transformers, self.classes[model_type])
 
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("vjepa2", "V-JEPA 2", "video", {"vjepa2": "VJEPA2Model"}, "mean", ignore_missing=("predictor.",)),
-    Family("videomae", "VideoMAE", "video", {"videomae": "VideoMAEModel"}, "mean",
-           ignore_unexpected=("decoder.", "encoder_to_decoder.", "mask_token", "fc_norm.", "classifier."),
-           load_kwargs={"num_frames": WINDOW_FRAMES}),
-    Family("dinov2", "DINOv2", "image", {"dinov2": "Dinov2Model", "dinov2_with_registers": "Dinov2WithRegistersModel"},
-           "cls", ignore_unexpected=("classifier.", "mask_token")),
-    Family("siglip", "SigLIP", "image", {"siglip": "SiglipVisionModel", "siglip_vision_model": "SiglipVisionModel"},
-           "map", mean=HALF, std=HALF, ignore_unexpected=("text_model.", "logit_scale", "logit_bias")),
-)}
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family("vjepa2", "V-JEPA 2", "video", {"vjepa2": "VJEPA2Model"}, "mean", ignore_missing=("predictor.",)),
+        Family(
+            "videomae",
+            "VideoMAE",
+            "video",
+            {"videomae": "VideoMAEModel"},
+            "mean",
+            ignore_unexpected=("decoder.", "encoder_to_decoder.", "mask_token", "fc_norm.", "classifier."),
+            load_kwargs={"num_frames": WINDOW_FRAMES},
+        ),
+        Family(
+            "dinov2",
+            "DINOv2",
+            "image",
+            {"dinov2": "Dinov2Model", "dinov2_with_registers": "Dinov2WithRegistersModel"},
+            "cls",
+            ignore_unexpected=("classifier.", "mask_token"),
+        ),
+        Family(
+            "siglip",
+            "SigLIP",
+            "image",
+            {"siglip": "SiglipVisionModel", "siglip_vision_model": "SiglipVisionModel"},
+            "map",
+            mean=HALF,
+            std=HALF,
+            ignore_unexpected=("text_model.", "logit_scale", "logit_bias"),
+        ),
+    )
+}
 
 
 def supported() -> str:
@@ -122,11 +145,22 @@ def check_fusion(fusion: str | None, family: Family) -> str:
 
 # -- tiny random-init configs: stand-ins so tests run on CPU ---------------------------------------------------------
 
+
 def tiny_vjepa2_kwargs() -> dict[str, Any]:
     """hidden 96, 2 layers, 4 heads, 128x128 crops -> 256 tokens per 8-frame window."""
-    return dict(crop_size=128, frames_per_clip=WINDOW_FRAMES, patch_size=16, tubelet_size=2, hidden_size=96,
-                num_attention_heads=4, num_hidden_layers=2, mlp_ratio=4.0, pred_hidden_size=32,
-                pred_num_attention_heads=2, pred_num_hidden_layers=1)
+    return dict(
+        crop_size=128,
+        frames_per_clip=WINDOW_FRAMES,
+        patch_size=16,
+        tubelet_size=2,
+        hidden_size=96,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        mlp_ratio=4.0,
+        pred_hidden_size=32,
+        pred_num_attention_heads=2,
+        pred_num_hidden_layers=1,
+    )
 
 
 _TINY_VIT = dict(hidden_size=96, num_hidden_layers=2, num_attention_heads=4, intermediate_size=384)
@@ -139,8 +173,9 @@ def tiny_config(family: str):
     if family == "vjepa2":
         return transformers.VJEPA2Config(**tiny_vjepa2_kwargs())
     if family == "videomae":
-        return transformers.VideoMAEConfig(**_TINY_VIT, image_size=128, patch_size=16, num_frames=WINDOW_FRAMES,
-                                           tubelet_size=2, use_mean_pooling=True)
+        return transformers.VideoMAEConfig(
+            **_TINY_VIT, image_size=128, patch_size=16, num_frames=WINDOW_FRAMES, tubelet_size=2, use_mean_pooling=True
+        )
     if family == "dinov2":
         return transformers.Dinov2Config(**_TINY_VIT, image_size=112, patch_size=14)
     if family == "siglip":
@@ -149,6 +184,7 @@ def tiny_config(family: str):
 
 
 # -- the per-family forward ------------------------------------------------------------------------------------------
+
 
 class Backbone:
     """One loaded model of a family: sizes, and the forward that turns normalised windows into vectors / tokens."""
@@ -180,9 +216,12 @@ class Backbone:
     def final_norm(self) -> torch.nn.Module | None:
         """The LayerNorm the model applies after its last block (for `layers`: each block's output through it)."""
         m = self.model
-        return {"vjepa2": lambda: m.encoder.layernorm, "dinov2": lambda: m.layernorm,
-                "siglip": lambda: getattr(m, "post_layernorm", None) or m.vision_model.post_layernorm,
-                "videomae": lambda: getattr(m, "layernorm", None)}[self.family.name]()
+        return {
+            "vjepa2": lambda: m.encoder.layernorm,
+            "dinov2": lambda: m.layernorm,
+            "siglip": lambda: getattr(m, "post_layernorm", None) or m.vision_model.post_layernorm,
+            "videomae": lambda: getattr(m, "layernorm", None),
+        }[self.family.name]()
 
     def _forward(self, pixels: torch.Tensor, hidden: bool = False):
         """pixels (B, 8, 3, S, S) -> the model's output (image families: over B*8 frames)."""
@@ -213,7 +252,7 @@ class Backbone:
             x = torch.cat([norm(out.hidden_states[i + 1]) for i in layers], dim=-1)
         else:
             x = out.last_hidden_state
-        x = x[:, self.prefix:]
+        x = x[:, self.prefix :]
         t, h, w = self.token_grid
         b = pixels.shape[0]
         if x.shape[0] * x.shape[1] != b * t * h * w:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -33,19 +34,26 @@ class EmbeddingMeta(EmbeddingLineage):
     """The lineage written next to every embedding (Store.EmbeddingLineage), read off a loaded encoder."""
 
     @classmethod
-    def of(cls, encoder: Any, pooling: PoolingSpec | None = None) -> "EmbeddingMeta":
+    def of(cls, encoder: Any, pooling: PoolingSpec | None = None) -> EmbeddingMeta:
         """Mean: the base id, (D,) float32 rows. Grid: '<base id>-<tag>', (g*g, D') rows in the spec's dtype, the
         encoder's full lineage (random_init, pooling, layers, ...) kept in the table's schema."""
         spec = pooling or MEAN_POOLING
         base = getattr(encoder, "lineage", None)
-        lineage = base(spec) if callable(base) else {"encoder_id": spec.encoder_id(encoder.encoder_id),
-                                                     **spec.lineage()}
+        lineage = (
+            base(spec) if callable(base) else {"encoder_id": spec.encoder_id(encoder.encoder_id), **spec.lineage()}
+        )
         if not spec.is_grid:
-            return cls(encoder.encoder_id, encoder.model_name, encoder.preprocessing, int(encoder.dim),
-                       details=lineage)
+            return cls(encoder.encoder_id, encoder.model_name, encoder.preprocessing, int(encoder.dim), details=lineage)
         dim = encoder.dim_for(spec) if hasattr(encoder, "dim_for") else int(encoder.dim) * len(spec.layers or [1])
-        return cls(spec.encoder_id(encoder.encoder_id), encoder.model_name, encoder.preprocessing, dim,
-                   tokens=spec.tokens, dtype=spec.wire_dtype, details=lineage)
+        return cls(
+            spec.encoder_id(encoder.encoder_id),
+            encoder.model_name,
+            encoder.preprocessing,
+            dim,
+            tokens=spec.tokens,
+            dtype=spec.wire_dtype,
+            details=lineage,
+        )
 
 
 def episode_step_counts(store: Store, dataset: str) -> tuple[np.ndarray, np.ndarray]:
@@ -107,8 +115,9 @@ class DatasetJobs:
     (EmbeddingMeta.of(encoder, spec)). A plain EmbeddingMeta for `meta_for` serves mean pooling only.
     """
 
-    def __init__(self, store_uri: str, embed: PooledEmbedFn,
-                 meta_for: "Callable[[PoolingSpec], EmbeddingMeta] | EmbeddingMeta"):
+    def __init__(
+        self, store_uri: str, embed: PooledEmbedFn, meta_for: Callable[[PoolingSpec], EmbeddingMeta] | EmbeddingMeta
+    ):
         self.store_uri, self.embed = store_uri, embed
         if isinstance(meta_for, EmbeddingLineage):
             mean_meta = meta_for
@@ -154,9 +163,13 @@ class DatasetJobs:
             if job is not None:
                 return job.model_copy()
         progress = self.store().embedding_progress(dataset, meta.encoder_id)  # DatasetNotFound -> 404
-        return DatasetEncodeStatus(dataset=dataset, encoder_id=meta.encoder_id,
-                                   status="done" if progress.complete else "idle", done=progress.done,
-                                   total=progress.total)
+        return DatasetEncodeStatus(
+            dataset=dataset,
+            encoder_id=meta.encoder_id,
+            status="done" if progress.complete else "idle",
+            done=progress.done,
+            total=progress.total,
+        )
 
     def join(self, dataset: str, timeout: float | None = None, pooling: PoolingSpec | None = None) -> None:
         thread = self._threads.get(self._key(dataset, self.meta_for(pooling or MEAN_POOLING)))

@@ -47,7 +47,6 @@ from services.encoder.families import (
     IMAGENET_STD,
     Backbone,
     Family,
-    UnknownFamily,
     family_for_model_type,
     family_named,
     tiny_config,
@@ -78,8 +77,13 @@ HUB_PRESETS: dict[str, tuple[str, str]] = {
     "dinov2-large": ("dinov2", "facebook/dinov2-large"),
     "siglip-base": ("siglip", "google/siglip-base-patch16-224"),
 }
-RANDOM_PRESETS: dict[str, str] = {"vitl-random": "vjepa2", "tiny": "vjepa2", "tiny-videomae": "videomae",
-                                  "tiny-dinov2": "dinov2", "tiny-siglip": "siglip"}
+RANDOM_PRESETS: dict[str, str] = {
+    "vitl-random": "vjepa2",
+    "tiny": "vjepa2",
+    "tiny-videomae": "videomae",
+    "tiny-dinov2": "dinov2",
+    "tiny-siglip": "siglip",
+}
 PRESETS = (*HUB_PRESETS, *RANDOM_PRESETS)
 RANDOM_INIT_PRESETS = tuple(RANDOM_PRESETS)  # Encoder.random_init is set from how the weights were made, not names
 # --compile pads each batch up to one of these sizes, so a few compiled graphs serve every batch size
@@ -106,7 +110,8 @@ def make_encoder_id(source: str, revision: str | None, preprocessing: str, dtype
     what they were before families existed: the tiny preset keeps its id)."""
     blob = json.dumps(
         {"source": source, "revision": revision, "preprocessing": preprocessing, "dtype": dtype, **extra},
-        sort_keys=True, default=str,
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -130,8 +135,12 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def preprocess(windows: torch.Tensor, image_size: int, mean: tuple[float, ...] = IMAGENET_MEAN,
-               std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
+def preprocess(
+    windows: torch.Tensor,
+    image_size: int,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+) -> torch.Tensor:
     """(B, T, H, W, 3) uint8 -> (B, T, 3, S, S) float32, resized to S=image_size and normalised (ImageNet's by
     default; a family's own mean/std otherwise)."""
     b, t, h, w, c = windows.shape
@@ -198,8 +207,11 @@ class Encoder:
         self.frames = WINDOW_FRAMES
         self.image_size = self.backbone.image_size
         self.preprocessing = preprocessing_spec(self.image_size, self.family.norm)
-        extra = ({} if self.family.name == "vjepa2" else
-                 {"family": self.family.name, "token_pooling": self.token_pooling, "fusion": self.fusion})
+        extra = (
+            {}
+            if self.family.name == "vjepa2"
+            else {"family": self.family.name, "token_pooling": self.token_pooling, "fusion": self.fusion}
+        )
         self.encoder_id = make_encoder_id(source, revision, self.preprocessing, self.dtype, **extra)
         self.patch = self.backbone.patch
         self.tubelet = WINDOW_FRAMES // self.backbone.token_grid[0]
@@ -224,7 +236,7 @@ class Encoder:
         num_threads: int | None = None,
         family: str | None = None,
         fusion: str | None = None,
-    ) -> "Encoder":
+    ) -> Encoder:
         """Load a checkpoint: a hub id (resolved to the commit the hub gives for `revision`) or a local directory.
 
         family: vjepa2 | videomae | dinov2 | siglip, or None to take it from config.json's model_type
@@ -248,9 +260,11 @@ class Encoder:
         if fam is None:
             fam = family_for_model_type(model_type, source)
         elif model_type not in fam.classes:
-            raise WeightsError(f"{source}: config.json says model_type {model_type!r}, not "
-                               f"{' or '.join(map(repr, fam.classes))} ({fam.label}): refusing to load it as "
-                               f"{fam.label} (its weights would not load)")
+            raise WeightsError(
+                f"{source}: config.json says model_type {model_type!r}, not "
+                f"{' or '.join(map(repr, fam.classes))} ({fam.label}): refusing to load it as "
+                f"{fam.label} (its weights would not load)"
+            )
         model_cls = fam.model_class(model_type)
         kwargs: dict[str, Any] = {"dtype": dtype, **fam.load_kwargs}
         if device.startswith("cuda"):
@@ -258,12 +272,14 @@ class Encoder:
         try:
             # ignore_mismatched_sizes: let a wrong-shaped tensor through to check_loading, which names it (transformers'
             # own error only points at a log report); the model is refused either way
-            model, loading = model_cls.from_pretrained(weights.path, output_loading_info=True,
-                                                       ignore_mismatched_sizes=True, **kwargs)
+            model, loading = model_cls.from_pretrained(
+                weights.path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
+            )
         except (OSError, RuntimeError, ValueError) as exc:
             raise WeightsError(f"{source}: cannot load as {fam.label}: {str(exc).splitlines()[0]}") from exc
-        skipped = check_loading(loading, source, fam.label, ignore_missing=fam.ignore_missing,
-                                ignore_unexpected=fam.ignore_unexpected)
+        skipped = check_loading(
+            loading, source, fam.label, ignore_missing=fam.ignore_missing, ignore_unexpected=fam.ignore_unexpected
+        )
         if skipped:
             log.warning("%s: %d weights absent that encode never runs (%s...)", source, len(skipped), skipped[0])
         model = model.to(device)
@@ -273,9 +289,18 @@ class Encoder:
         name = weights.path if weights.local else source
         # the id follows the weights, never a moving name: a hub id with the commit its revision resolved to,
         # a directory by its content (two checkpoints saved at one path differ; a copy elsewhere is the same)
-        id_source, id_revision = (("local-dir", weights.content_hash) if weights.local else (source, weights.commit))
-        return cls(model, source=id_source, revision=id_revision, name=name, device=device, dtype=dtype,
-                   random_init=random_init, weights=weights, fusion=fusion)
+        id_source, id_revision = ("local-dir", weights.content_hash) if weights.local else (source, weights.commit)
+        return cls(
+            model,
+            source=id_source,
+            revision=id_revision,
+            name=name,
+            device=device,
+            dtype=dtype,
+            random_init=random_init,
+            weights=weights,
+            fusion=fusion,
+        )
 
     @classmethod
     def from_preset(
@@ -287,17 +312,19 @@ class Encoder:
         num_threads: int | None = None,
         revision: str | None = None,
         fusion: str | None = None,
-    ) -> "Encoder":
+    ) -> Encoder:
         """A released checkpoint (HUB_PRESETS: vitl, vith, vitg, ..., dinov2-base, siglip-base) or a random-init
         stand-in (RANDOM_PRESETS: tiny, vitl-random, tiny-videomae, tiny-dinov2, tiny-siglip)."""
         if preset in HUB_PRESETS:
             family, hub_id = HUB_PRESETS[preset]
             rev = revision or (VITL_REVISION if preset == "vitl" else None)
-            return cls.load(hub_id, rev, device=device, dtype=dtype, num_threads=num_threads, family=family,
-                            fusion=fusion)
+            return cls.load(
+                hub_id, rev, device=device, dtype=dtype, num_threads=num_threads, family=family, fusion=fusion
+            )
         if preset not in RANDOM_PRESETS:
-            raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)} "
-                             "(or give --model DIR_OR_HUB_ID)")
+            raise ValueError(
+                f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)} (or give --model DIR_OR_HUB_ID)"
+            )
         family = FAMILIES[RANDOM_PRESETS[preset]]
         device = device or default_device()
         dtype = dtype or default_dtype(device)
@@ -317,8 +344,16 @@ class Encoder:
         source = f"random-init:{preset}:seed{PRESET_SEED}:{config_hash}"
         # after the hash (the preset's id stays what it was): a save_pretrained copy of it still loads as random-init
         model.config.vjepa_robot_random_init = True
-        return cls(model, source=source, revision=None, name=f"preset:{preset}", device=device, dtype=dtype,
-                   random_init=True, fusion=fusion)
+        return cls(
+            model,
+            source=source,
+            revision=None,
+            name=f"preset:{preset}",
+            device=device,
+            dtype=dtype,
+            random_init=True,
+            fusion=fusion,
+        )
 
     # -- inference -----------------------------------------------------------------------------------------------
 
@@ -352,12 +387,16 @@ class Encoder:
             return spec
         _, h, w = self.token_grid
         if spec.grid_size > min(h, w):
-            raise ValueError(f"grid_size {spec.grid_size} is larger than this encoder's {h}x{w} token grid "
-                             f"({self.image_size} px crops / patch {self.patch}): choose grid_size 1..{min(h, w)}")
+            raise ValueError(
+                f"grid_size {spec.grid_size} is larger than this encoder's {h}x{w} token grid "
+                f"({self.image_size} px crops / patch {self.patch}): choose grid_size 1..{min(h, w)}"
+            )
         bad = [i for i in spec.layers or () if i >= self.num_layers]
         if bad:
-            raise ValueError(f"layers {bad} out of range: this encoder has {self.num_layers} blocks "
-                             f"(0..{self.num_layers - 1}); e.g. layers={self.num_layers - 1} is the last one")
+            raise ValueError(
+                f"layers {bad} out of range: this encoder has {self.num_layers} blocks "
+                f"(0..{self.num_layers - 1}); e.g. layers={self.num_layers - 1} is the last one"
+            )
         return spec
 
     def encoder_id_for(self, spec: PoolingSpec | None) -> str:
@@ -373,10 +412,20 @@ class Encoder:
     def lineage(self, spec: PoolingSpec | None = None) -> dict[str, Any]:
         """What the encoder writes next to embeddings and what a run records about its features."""
         spec = spec or MEAN_POOLING
-        return {"encoder_id": self.encoder_id_for(spec), "base_encoder_id": self.encoder_id,
-                "model": self.model_name, "preprocessing": self.preprocessing, "dtype": self.dtype,
-                "random_init": self.random_init, "weights": self.weights, "revision": self.requested_revision,
-                **self.family_info(), "dim": self.dim_for(spec), "tokens": spec.tokens, **spec.lineage()}
+        return {
+            "encoder_id": self.encoder_id_for(spec),
+            "base_encoder_id": self.encoder_id,
+            "model": self.model_name,
+            "preprocessing": self.preprocessing,
+            "dtype": self.dtype,
+            "random_init": self.random_init,
+            "weights": self.weights,
+            "revision": self.requested_revision,
+            **self.family_info(),
+            "dim": self.dim_for(spec),
+            "tokens": spec.tokens,
+            **spec.lineage(),
+        }
 
     @torch.inference_mode()
     def encode(self, windows: np.ndarray, pooling: PoolingSpec | None = None) -> np.ndarray:
@@ -401,7 +450,9 @@ class Encoder:
         if is_tensor:
             x = windows.to(self.device)
         else:
-            if not windows.flags.writeable:  # an .npy body parsed zero-copy from bytes is read-only; torch wants writable
+            if (
+                not windows.flags.writeable
+            ):  # an .npy body parsed zero-copy from bytes is read-only; torch wants writable
                 windows = windows.copy()
             x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
         fam = self.family
@@ -438,8 +489,9 @@ class Encoder:
 
     # -- torch.compile (opt-in: --compile / VJEPA_ROBOT_COMPILE) ---------------------------------------------------
 
-    def compile(self, *, buckets: tuple[int, ...] = COMPILE_BUCKETS, backend: str = "inductor",
-                warmup_upto: int | None = None) -> "Encoder":
+    def compile(
+        self, *, buckets: tuple[int, ...] = COMPILE_BUCKETS, backend: str = "inductor", warmup_upto: int | None = None
+    ) -> Encoder:
         """Run the model through torch.compile, one static graph per bucket size.
 
         Batches are zero-padded up to the next bucket (larger ones run in chunks of the largest bucket) and the
@@ -460,8 +512,11 @@ class Encoder:
         if warmup_upto:
             with torch.inference_mode(), self._lock:
                 for b in (b for b in buckets if b <= max(warmup_upto, buckets[0])):
-                    blank = torch.zeros((b, self.frames, 3, self.image_size, self.image_size), dtype=self.torch_dtype,
-                                        device=self.device)
+                    blank = torch.zeros(
+                        (b, self.frames, 3, self.image_size, self.image_size),
+                        dtype=self.torch_dtype,
+                        device=self.device,
+                    )
                     log.info("torch.compile: warming up batch %d", b)
                     self._compiled(blank)
         return self
@@ -522,6 +577,7 @@ def load_encoder(
     else:
         if family:
             raise ValueError("--family goes with --model (a preset names its family)")
-        enc = Encoder.from_preset(preset or "tiny", device=device, num_threads=num_threads, revision=revision,
-                                  fusion=fusion)
+        enc = Encoder.from_preset(
+            preset or "tiny", device=device, num_threads=num_threads, revision=revision, fusion=fusion
+        )
     return enc.compile(warmup_upto=warmup_upto) if compile else enc

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
@@ -39,8 +40,13 @@ class TooManyPoolings(RuntimeError):
     """More distinct poolings in use at once than max_specs (503)."""
 
 
-def pooling_from_query(pool: str | None = "mean", grid_size: int | None = None, time: str | None = None,
-                       layers: str | list[int] | None = None, dtype: str | None = None) -> PoolingSpec:
+def pooling_from_query(
+    pool: str | None = "mean",
+    grid_size: int | None = None,
+    time: str | None = None,
+    layers: str | list[int] | None = None,
+    dtype: str | None = None,
+) -> PoolingSpec:
     """Loose request values -> PoolingSpec; PoolingError names the field and the choices."""
     pool = (pool or "mean").strip().lower()
     if pool not in POOLINGS:
@@ -88,8 +94,13 @@ def as_wire(emb: np.ndarray, spec: PoolingSpec | None) -> np.ndarray:
 class PoolingBatchers:
     """One batcher per pooling in use: `default` (the app's batcher) for mean; grids get their own from `make`."""
 
-    def __init__(self, default: Any, make: Callable[[Callable[[np.ndarray], np.ndarray]], Any], encode: Callable,
-                 max_specs: int = 16):
+    def __init__(
+        self,
+        default: Any,
+        make: Callable[[Callable[[np.ndarray], np.ndarray]], Any],
+        encode: Callable,
+        max_specs: int = 16,
+    ):
         self.default, self.make, self.encode, self.max_specs = default, make, encode, max_specs
         self._batchers: dict[PoolingSpec, Any] = {}
         self._lock = asyncio.Lock()  # two first requests of one pooling start one batcher
@@ -104,8 +115,10 @@ class PoolingBatchers:
             b = self._batchers.get(spec)
             if b is None:
                 if len(self._batchers) >= self.max_specs:
-                    raise TooManyPoolings(f"too many distinct grid poolings in use ({self.max_specs}): retry later, "
-                                          f"or use one of {', '.join(s.tag() for s in self._batchers)}")
+                    raise TooManyPoolings(
+                        f"too many distinct grid poolings in use ({self.max_specs}): retry later, "
+                        f"or use one of {', '.join(s.tag() for s in self._batchers)}"
+                    )
                 b = self.make(functools.partial(self.encode, pooling=spec))
                 await b.start()
                 self._batchers[spec] = b

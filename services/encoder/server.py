@@ -1,7 +1,7 @@
 """Run the encoder service with uvicorn.
 
-    vjepa-robot serve encoder --preset tiny --store ./vjepa-robot-store          # the CLI calls serve()
-    VJEPA_ROBOT_PRESET=tiny uvicorn services.encoder.server:app_from_env --factory --port 8001
+vjepa-robot serve encoder --preset tiny --store ./vjepa-robot-store          # the CLI calls serve()
+VJEPA_ROBOT_PRESET=tiny uvicorn services.encoder.server:app_from_env --factory --port 8001
 """
 
 from __future__ import annotations
@@ -53,9 +53,18 @@ def serve(
     overrides = {
         k: v
         for k, v in dict(
-            host=host, port=port, preset=preset, model=model, revision=revision, store=store,
-            max_batch=max_batch, max_wait_ms=max_wait_ms, token_file=token_file, compile=compile,
-            family=family, fusion=fusion,
+            host=host,
+            port=port,
+            preset=preset,
+            model=model,
+            revision=revision,
+            store=store,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            token_file=token_file,
+            compile=compile,
+            family=family,
+            fusion=fusion,
         ).items()
         if v is not None
     }

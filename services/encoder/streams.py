@@ -22,8 +22,8 @@ import io
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -40,8 +40,10 @@ class StreamNotFound(KeyError):
 
     def __init__(self, stream_id: str):
         super().__init__(stream_id)
-        self.message = (f"stream {stream_id!r} not found: it expired, was deleted, or the encoder restarted; "
-                        f"create a new one with POST /streams")
+        self.message = (
+            f"stream {stream_id!r} not found: it expired, was deleted, or the encoder restarted; "
+            f"create a new one with POST /streams"
+        )
 
     def __str__(self) -> str:
         return self.message
@@ -79,17 +81,23 @@ class Stream:
     def check_frames(self, frames: np.ndarray) -> None:
         """(N, H, W, 3) newest frames or (N, 8, H, W, 3) full windows, uint8, matching the stream."""
         n, h, w = self.envs, self.height, self.width
-        want = f"({n}, {h}, {w}, 3) uint8 (one newest frame per env) or full windows ({n}, {WINDOW_FRAMES}, {h}, {w}, 3)"
+        want = (
+            f"({n}, {h}, {w}, 3) uint8 (one newest frame per env) or full windows ({n}, {WINDOW_FRAMES}, {h}, {w}, 3)"
+        )
         if frames.dtype != np.uint8:
             raise StreamInputError(f"wrong dtype {frames.dtype}: frames must be uint8 RGB (0-255); expected {want}")
         if frames.ndim not in (4, 5) or (frames.ndim == 5 and frames.shape[1] != WINDOW_FRAMES):
             raise StreamInputError(f"wrong shape {tuple(frames.shape)}: expected {want}")
         if frames.shape[0] != n:
-            raise StreamInputError(f"wrong number of envs: the stream has {n} envs, the body holds {frames.shape[0]} "
-                                   f"frames (shape {tuple(frames.shape)}); expected {want}")
+            raise StreamInputError(
+                f"wrong number of envs: the stream has {n} envs, the body holds {frames.shape[0]} "
+                f"frames (shape {tuple(frames.shape)}); expected {want}"
+            )
         if tuple(frames.shape[-3:]) != (h, w, 3):
-            raise StreamInputError(f"wrong frame size {tuple(frames.shape[-3:])}: this stream was created for "
-                                   f"{h}x{w} RGB frames; expected {want}")
+            raise StreamInputError(
+                f"wrong frame size {tuple(frames.shape[-3:])}: this stream was created for "
+                f"{h}x{w} RGB frames; expected {want}"
+            )
 
     def advance(self, frames: np.ndarray, reset: list[int] | None = None) -> torch.Tensor:
         """The N windows after this step, as a new tensor (the stream itself is unchanged until `commit`)."""
@@ -97,8 +105,10 @@ class Stream:
         x = torch.from_numpy(frames if frames.flags.writeable else frames.copy()).to(self.device)
         if frames.ndim == 5:  # full windows: a resync after the stream was re-created
             if reset:
-                raise StreamInputError("`reset` cannot be combined with full windows: each window already holds its "
-                                       "episode's history; send newest frames (N, H, W, 3) with reset instead")
+                raise StreamInputError(
+                    "`reset` cannot be combined with full windows: each window already holds its "
+                    "episode's history; send newest frames (N, H, W, 3) with reset instead"
+                )
             return x
         reset_mask = ~self.started.copy()
         if reset:
@@ -136,8 +146,9 @@ def parse_reset(value: str | None, envs: int) -> list[int]:
         try:
             i = int(token)
         except ValueError:
-            raise StreamInputError(f"reset: {token!r} is not an env index; give comma-separated integers, "
-                                   f"e.g. ?reset=0,3") from None
+            raise StreamInputError(
+                f"reset: {token!r} is not an env index; give comma-separated integers, e.g. ?reset=0,3"
+            ) from None
         if not 0 <= i < envs:
             raise StreamInputError(f"reset index {i} out of range: this stream has {envs} envs (0..{envs - 1})")
         out.append(i)
@@ -147,8 +158,16 @@ def parse_reset(value: str | None, envs: int) -> list[int]:
 class StreamRegistry:
     """Live streams, bounded in number and in bytes held; idle ones expire after ttl_s."""
 
-    def __init__(self, *, device: str = "cpu", ttl_s: float = 300.0, max_streams: int = 64, max_bytes: int = 2 * GIB,
-                 max_body_bytes: int | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        *,
+        device: str = "cpu",
+        ttl_s: float = 300.0,
+        max_streams: int = 64,
+        max_bytes: int = 2 * GIB,
+        max_body_bytes: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.device, self.ttl_s = device, ttl_s
         self.max_streams, self.max_bytes = max_streams, max_bytes
         self.max_body_bytes = max_body_bytes  # a stream's full windows must fit one body (the resync after a loss)
@@ -165,21 +184,29 @@ class StreamRegistry:
     def create(self, envs: int, height: int, width: int, pooling: PoolingSpec | None = None) -> Stream:
         need = stream_bytes(envs, height, width)
         if need > self.max_bytes:
-            raise StreamInputError(f"stream too large: {envs} envs x {WINDOW_FRAMES} frames x {height}x{width}x3 = "
-                                   f"{need} bytes > the encoder's stream memory limit of {self.max_bytes} bytes; "
-                                   f"use fewer envs or smaller frames")
+            raise StreamInputError(
+                f"stream too large: {envs} envs x {WINDOW_FRAMES} frames x {height}x{width}x3 = "
+                f"{need} bytes > the encoder's stream memory limit of {self.max_bytes} bytes; "
+                f"use fewer envs or smaller frames"
+            )
         if self.max_body_bytes is not None and need + NPY_HEADER_BYTES > self.max_body_bytes:
-            raise StreamInputError(f"stream too large: its full windows ({envs} envs x {WINDOW_FRAMES} frames x "
-                                   f"{height}x{width}x3 = {need} bytes) must fit one request body (limit "
-                                   f"{self.max_body_bytes} bytes) so a lost stream can be resynchronised; "
-                                   f"use fewer envs or smaller frames")
+            raise StreamInputError(
+                f"stream too large: its full windows ({envs} envs x {WINDOW_FRAMES} frames x "
+                f"{height}x{width}x3 = {need} bytes) must fit one request body (limit "
+                f"{self.max_body_bytes} bytes) so a lost stream can be resynchronised; "
+                f"use fewer envs or smaller frames"
+            )
         self.expire()
         if len(self._streams) >= self.max_streams:
-            raise StreamsFull(f"too many streams: {len(self._streams)} open (limit {self.max_streams}); "
-                              f"retry later or DELETE /streams/<id> of finished ones")
+            raise StreamsFull(
+                f"too many streams: {len(self._streams)} open (limit {self.max_streams}); "
+                f"retry later or DELETE /streams/<id> of finished ones"
+            )
         if self.nbytes + need > self.max_bytes:
-            raise StreamsFull(f"stream memory full: {self.nbytes} of {self.max_bytes} bytes held, this stream needs "
-                              f"{need}; retry later or DELETE /streams/<id> of finished ones")
+            raise StreamsFull(
+                f"stream memory full: {self.nbytes} of {self.max_bytes} bytes held, this stream needs "
+                f"{need}; retry later or DELETE /streams/<id> of finished ones"
+            )
         sid = uuid.uuid4().hex
         windows = torch.zeros((envs, WINDOW_FRAMES, height, width, 3), dtype=torch.uint8, device=self.device)
         s = Stream(sid, envs, height, width, self.device, windows, np.zeros(envs, bool), self.clock(), pooling=pooling)
@@ -233,8 +260,11 @@ def decompress(data: bytes, encoding: str | None, limit: int) -> bytes:
         try:
             import zstandard
         except ImportError:  # a hand-assembled image without it: say so instead of a 500
-            raise StreamInputError("this encoder cannot decode zstd bodies (the zstandard package is not installed); "
-                                   "send gzip or an uncompressed body", 415) from None
+            raise StreamInputError(
+                "this encoder cannot decode zstd bodies (the zstandard package is not installed); "
+                "send gzip or an uncompressed body",
+                415,
+            ) from None
 
         try:
             reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
@@ -252,8 +282,11 @@ def decompress(data: bytes, encoding: str | None, limit: int) -> bytes:
         if not d.eof:
             raise StreamInputError("truncated gzip body: the compressed stream ends before its end marker", 400)
         return out
-    raise StreamInputError(f"unsupported Content-Encoding {encoding!r}: send one of {', '.join(CONTENT_ENCODINGS)} "
-                           f"or an uncompressed body", 415)
+    raise StreamInputError(
+        f"unsupported Content-Encoding {encoding!r}: send one of {', '.join(CONTENT_ENCODINGS)} "
+        f"or an uncompressed body",
+        415,
+    )
 
 
 def _read_limited(read: Callable[[int], bytes], limit: int) -> bytes:
@@ -268,4 +301,4 @@ def _read_limited(read: Callable[[int], bytes], limit: int) -> bytes:
 
 
 def _too_large(limit: int) -> str:
-    return (f"body too large: decompressed it exceeds the limit of {limit} bytes; send fewer windows per request")
+    return f"body too large: decompressed it exceeds the limit of {limit} bytes; send fewer windows per request"

@@ -26,9 +26,10 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 # what a checkpoint's weights and configs are made of (config.json, model.safetensors, sharded index, *.bin)
 WEIGHT_SUFFIXES = (".json", ".safetensors", ".bin")
@@ -89,8 +90,9 @@ def content_hash(directory: str | os.PathLike, suffixes: Iterable[str] = WEIGHT_
     return "sha256:" + outer.hexdigest()[:16]
 
 
-def resolve_hub(repo: str, revision: str | None = None, *, cache_dir: str | None = None,
-                local_files_only: bool | None = None) -> ResolvedWeights:
+def resolve_hub(
+    repo: str, revision: str | None = None, *, cache_dir: str | None = None, local_files_only: bool | None = None
+) -> ResolvedWeights:
     """Download (or find in the cache) a hub snapshot and return its folder and the commit it resolved to.
 
     local_files_only: default huggingface_hub's HF_HUB_OFFLINE; then `revision` is resolved through the cache's
@@ -100,8 +102,9 @@ def resolve_hub(repo: str, revision: str | None = None, *, cache_dir: str | None
     offline = constants.HF_HUB_OFFLINE if local_files_only is None else local_files_only
     path = None
     for patterns in HUB_PATTERNS:
-        path = snapshot_download(repo, revision=revision, allow_patterns=patterns, cache_dir=cache_dir,
-                                 local_files_only=offline)
+        path = snapshot_download(
+            repo, revision=revision, allow_patterns=patterns, cache_dir=cache_dir, local_files_only=offline
+        )
         if any(n.endswith((".safetensors", ".bin")) for n in os.listdir(path)):
             break
     commit = Path(path).name
@@ -126,8 +129,14 @@ def _keys(kind: str, keys: Iterable[str]) -> str:
     return f"{len(keys)} {kind} ({shown})"
 
 
-def check_loading(info: dict[str, Any], source: str, family: str, *, ignore_missing: tuple[str, ...] = (),
-                  ignore_unexpected: tuple[str, ...] = ()) -> list[str]:
+def check_loading(
+    info: dict[str, Any],
+    source: str,
+    family: str,
+    *,
+    ignore_missing: tuple[str, ...] = (),
+    ignore_unexpected: tuple[str, ...] = (),
+) -> list[str]:
     """Raise WeightsError (one line) unless every weight of the model was loaded from the checkpoint.
 
     info: from_pretrained(..., output_loading_info=True)'s dict. ignore_missing: name prefixes of parameters the
@@ -137,10 +146,21 @@ def check_loading(info: dict[str, Any], source: str, family: str, *, ignore_miss
     unexpected = [k for k in info.get("unexpected_keys") or () if not k.startswith(ignore_unexpected)]
     mismatched = [k if isinstance(k, str) else str(k[0]) for k in info.get("mismatched_keys") or ()]
     errors = [str(e).splitlines()[0] for e in info.get("error_msgs") or ()]
-    problems = [_keys(kind, keys) for kind, keys in (("missing", missing), ("unexpected", unexpected),
-                                                     ("mismatched", mismatched), ("errors", errors)) if keys]
+    problems = [
+        _keys(kind, keys)
+        for kind, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("mismatched", mismatched),
+            ("errors", errors),
+        )
+        if keys
+    ]
     if problems:
-        raise WeightsError(f"{source}: not every weight loaded as {family}: " + "; ".join(problems)
-                           + ". Refusing to serve randomly initialised weights: give a complete checkpoint of "
-                           "this family, or the right --family.")
+        raise WeightsError(
+            f"{source}: not every weight loaded as {family}: "
+            + "; ".join(problems)
+            + ". Refusing to serve randomly initialised weights: give a complete checkpoint of "
+            "this family, or the right --family."
+        )
     return sorted(k for k in info.get("missing_keys") or () if k.startswith(ignore_missing))

@@ -49,7 +49,7 @@ class BodyBuffers:
             return sum(map(len, self._free))
 
     @contextlib.contextmanager
-    def lease(self) -> Iterator["Lease"]:
+    def lease(self) -> Iterator[Lease]:
         """Buffers taken through the lease go back when the block ends - unless it ends cancelled: then a forward
         pass may still be reading the windows (the batcher does not stop a running pass), so the buffer is dropped."""
         lease = Lease(self)

@@ -41,13 +41,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.http_metrics import RequestMetricsMiddleware
 from services.common.auth import bearer_auth, load_token, require_token, warn_if_open
-from services.common.store import DatasetNotFound, Store
 from services.common.docs import offline_docs
-from vjepa_robot_client.contract import Compression
+from services.common.http_metrics import RequestMetricsMiddleware
+from services.common.store import DatasetNotFound, Store
 from vjepa_robot_client.contract import (
     BaselineEvalRequest,
+    Compression,
     CreateDatasetRequest,
     DatasetInfo,
     DatasetList,
@@ -96,8 +96,14 @@ class TrainerSettings(BaseSettings):
     compress: Compression = Compression.auto
 
 
-ERRORS = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
-          409: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+ERRORS = {
+    400: {"model": ErrorResponse},
+    401: {"model": ErrorResponse},
+    404: {"model": ErrorResponse},
+    409: {"model": ErrorResponse},
+    413: {"model": ErrorResponse},
+    422: {"model": ErrorResponse},
+}
 
 
 class BodyLimitMiddleware:
@@ -141,9 +147,13 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _too_large(self, scope, receive, send):
-        await JSONResponse({"detail": f"request body too large: the limit is {self.limit} bytes "
-                                      "(VJEPA_ROBOT_MAX_BODY_BYTES); send a smaller request"},
-                           status_code=413)(scope, receive, send)
+        await JSONResponse(
+            {
+                "detail": f"request body too large: the limit is {self.limit} bytes "
+                "(VJEPA_ROBOT_MAX_BODY_BYTES); send a smaller request"
+            },
+            status_code=413,
+        )(scope, receive, send)
 
 
 class TrainerMetrics:
@@ -154,14 +164,21 @@ class TrainerMetrics:
         from prometheus_client.core import GaugeMetricFamily
 
         self.registry = CollectorRegistry()
-        self.requests = Counter("vjepa_trainer_requests_total", "HTTP requests by method, route and status code",
-                                ["method", "route", "status"], registry=self.registry)
-        self.eval_steps = Counter("vjepa_trainer_eval_env_steps_total", "Simulator steps run by evaluations",
-                                  registry=self.registry)
-        self.eval_seconds = Counter("vjepa_trainer_eval_seconds_total", "Wall time of evaluations (s)",
-                                    registry=self.registry)
-        self.eval_sps = Gauge("vjepa_trainer_eval_steps_per_second", "Simulator steps/s of the latest evaluation",
-                              registry=self.registry)
+        self.requests = Counter(
+            "vjepa_trainer_requests_total",
+            "HTTP requests by method, route and status code",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.eval_steps = Counter(
+            "vjepa_trainer_eval_env_steps_total", "Simulator steps run by evaluations", registry=self.registry
+        )
+        self.eval_seconds = Counter(
+            "vjepa_trainer_eval_seconds_total", "Wall time of evaluations (s)", registry=self.registry
+        )
+        self.eval_sps = Gauge(
+            "vjepa_trainer_eval_steps_per_second", "Simulator steps/s of the latest evaluation", registry=self.registry
+        )
 
         class _Jobs:  # counted from the run records at scrape time (so they survive restarts), parsing only the
             # run.json files that changed since the last scrape (RunStore.counts)
@@ -191,8 +208,14 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     store = Store(settings.store)
     runs = RunStore(settings.runs or default_runs_dir(store.uri), frame_size=_frame_size(store))
     metrics = TrainerMetrics(runs)
-    ctx = jobs.TrainerContext(store=store, runs=runs, encoder_url=settings.encoder_url, token=token,
-                              on_eval=metrics.on_eval, compress=settings.compress.value)
+    ctx = jobs.TrainerContext(
+        store=store,
+        runs=runs,
+        encoder_url=settings.encoder_url,
+        token=token,
+        on_eval=metrics.on_eval,
+        compress=settings.compress.value,
+    )
     runner = jobs.JobRunner(settings.job_workers)
     dataset_claims = threading.Lock()
 
@@ -202,14 +225,17 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         if fixed:
             log.warning("marked %d run(s) interrupted after a restart: %s", len(fixed), ", ".join(fixed))
         warn_if_open(settings.host, token, "the trainer service")
-        log.info("encoder requests: compress=%s (VJEPA_ROBOT_COMPRESS; auto = zstd unless the URL is loopback)",
-                 settings.compress.value)
+        log.info(
+            "encoder requests: compress=%s (VJEPA_ROBOT_COMPRESS; auto = zstd unless the URL is loopback)",
+            settings.compress.value,
+        )
         yield
         runner.shutdown(runs)
         runs.recover()
 
-    app = FastAPI(title="vjepa-robot trainer", version=VERSION, lifespan=lifespan, responses=ERRORS, docs_url=None,
-                  redoc_url=None)
+    app = FastAPI(
+        title="vjepa-robot trainer", version=VERSION, lifespan=lifespan, responses=ERRORS, docs_url=None, redoc_url=None
+    )
     app.state.ctx, app.state.runner, app.state.metrics = ctx, runner, metrics
     require_token(app, token)  # every path but services.common.auth.PUBLIC_PATHS (issue 19)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
@@ -235,12 +261,26 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 
     @app.get("/info", response_model=TrainerInfo, dependencies=auth)
     def info():
-        routes = sorted(f"{m} {r.path}" for r in app.routes if getattr(r, "include_in_schema", False)
-                        for m in sorted(getattr(r, "methods", ()) or ()) if m != "HEAD")
-        return TrainerInfo(version=VERSION, store=store.uri, runs_dir=str(runs.root), encoder_url=settings.encoder_url,
-                           auth=token is not None, job_workers=settings.job_workers,
-                           run_kinds=list(RUN_KINDS), feature_sources=[f.value for f in FeatureSource],
-                           experts=[e.value for e in ExpertName], tasks=[t.value for t in Task], routes=routes)
+        routes = sorted(
+            f"{m} {r.path}"
+            for r in app.routes
+            if getattr(r, "include_in_schema", False)
+            for m in sorted(getattr(r, "methods", ()) or ())
+            if m != "HEAD"
+        )
+        return TrainerInfo(
+            version=VERSION,
+            store=store.uri,
+            runs_dir=str(runs.root),
+            encoder_url=settings.encoder_url,
+            auth=token is not None,
+            job_workers=settings.job_workers,
+            run_kinds=list(RUN_KINDS),
+            feature_sources=[f.value for f in FeatureSource],
+            experts=[e.value for e in ExpertName],
+            tasks=[t.value for t in Task],
+            routes=routes,
+        )
 
     @app.get("/metrics", dependencies=auth, response_class=Response)
     def prometheus_metrics():
@@ -254,8 +294,15 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     def create_dataset(req: CreateDatasetRequest):
         from .datasets import DatasetExists, DatasetSpec, claim_dataset, create_dataset
 
-        spec = DatasetSpec(name=req.name, expert=req.expert.value, task=req.task.value, episodes=req.episodes,
-                           steps=req.steps, seed=req.seed, image_size=req.image_size)
+        spec = DatasetSpec(
+            name=req.name,
+            expert=req.expert.value,
+            task=req.task.value,
+            episodes=req.episodes,
+            steps=req.steps,
+            seed=req.seed,
+            image_size=req.image_size,
+        )
         key, stop = f"dataset:{req.name}", threading.Event()  # shutdown sets `stop`: generation ends `failed`
         with dataset_claims:  # check, claim and submit as one step: two POSTs never both generate one name
             if key in runner.active():
@@ -264,7 +311,7 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
             try:
                 claim_dataset(spec, store, overwrite=req.overwrite)
             except DatasetExists as exc:
-                raise HTTPException(409, detail=f"{exc} (send \"overwrite\": true to replace it)") from None
+                raise HTTPException(409, detail=f'{exc} (send "overwrite": true to replace it)') from None
 
             def work():  # fills in the claim; records `failed` itself on any error or stop
                 create_dataset(spec, store, workers=req.workers, resume=True, progress=False, stop=stop)
@@ -302,8 +349,14 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     # -- training ------------------------------------------------------------------------------------------------
 
     for kind in trained_kinds():  # POST /train/<kind> for every registered kind that trains (run_kinds.py)
-        app.post(f"/train/{kind.name}", status_code=202, response_model=RunCreated, dependencies=auth,
-                 name=f"train_{kind.name}", summary=f"Train {kind.label}")(_train_route(ctx, runner, kind.request))
+        app.post(
+            f"/train/{kind.name}",
+            status_code=202,
+            response_model=RunCreated,
+            dependencies=auth,
+            name=f"train_{kind.name}",
+            summary=f"Train {kind.label}",
+        )(_train_route(ctx, runner, kind.request))
 
     @app.get("/runs", response_model=RunList, dependencies=auth)
     def list_runs():

@@ -27,8 +27,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -62,14 +62,22 @@ class BCPolicy(nn.Module):
     same MLP follows. Without it the state dict is exactly the findings' (checkpoints of either load strictly).
     """
 
-    def __init__(self, dim: int, hidden: int = 256, hidden2: int = 64, action_dim: int = ACTION_DIM,
-                 pooler: PoolerConfig | None = None):
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 256,
+        hidden2: int = 64,
+        action_dim: int = ACTION_DIM,
+        pooler: PoolerConfig | None = None,
+    ):
         super().__init__()
         self.dim = dim  # input width: D, or G*D for a grid
         self.pooler = AttentivePooler(pooler) if pooler is not None else None
         if pooler is not None and pooler.tokens * pooler.dim != dim:
-            raise ValueError(f"a pooler over {pooler.tokens} x {pooler.dim} tokens reads {pooler.tokens * pooler.dim} "
-                             f"inputs, not {dim}")
+            raise ValueError(
+                f"a pooler over {pooler.tokens} x {pooler.dim} tokens reads {pooler.tokens * pooler.dim} "
+                f"inputs, not {dim}"
+            )
         self.net = nn.Sequential(
             nn.Linear(self.pooler.out_dim if self.pooler is not None else dim, hidden),
             nn.LayerNorm(hidden),
@@ -138,7 +146,7 @@ def feature_stats(x: np.ndarray, rows: np.ndarray, chunk: int = 16_384) -> tuple
     d = x.shape[1]
     s, ss = np.zeros(d), np.zeros(d)
     for i in range(0, len(rows), chunk):
-        block = x[rows[i:i + chunk]].astype(np.float64)
+        block = x[rows[i : i + chunk]].astype(np.float64)
         s += block.sum(0)
         ss += np.square(block).sum(0)
     n = max(len(rows), 1)
@@ -165,7 +173,7 @@ def standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray, chunk: int = 1
     forward applies the same buffers to raw features at inference."""
     out = np.empty(x.shape, np.float32)
     for i in range(0, len(x), chunk):
-        np.divide(np.subtract(x[i:i + chunk], mean, dtype=np.float32), std, out=out[i:i + chunk])
+        np.divide(np.subtract(x[i : i + chunk], mean, dtype=np.float32), std, out=out[i : i + chunk])
     return torch.from_numpy(out)
 
 
@@ -198,12 +206,12 @@ class _Rows:
 
 
 @torch.no_grad()
-def _mse(model: BCPolicy, x: "_Rows", y: torch.Tensor, rows: torch.Tensor) -> float | None:
+def _mse(model: BCPolicy, x: _Rows, y: torch.Tensor, rows: torch.Tensor) -> float | None:
     if len(rows) == 0:
         return None
     total = 0.0
     for i in range(0, len(rows), VAL_BATCH):
-        idx = rows[i:i + VAL_BATCH]
+        idx = rows[i : i + VAL_BATCH]
         pred = model.head(x(idx))  # standardised rows
         total += float(nn.functional.mse_loss(pred.float(), y.index_select(0, idx), reduction="sum"))
     return total / (len(rows) * y.shape[1])
@@ -251,15 +259,46 @@ def fit_bc(
     if threads is not None:
         import warnings
 
-        warnings.warn("fit_bc(threads=...) is ignored: set VJEPA_ROBOT_TORCH_THREADS (once per process)",
-                      DeprecationWarning, stacklevel=2)
-    return _fit_bc(x, y, train_rows, val_rows, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                   on_epoch=on_epoch, should_stop=should_stop, progress=progress, precision=precision, select=select,
-                   pooler=pooler)
+        warnings.warn(
+            "fit_bc(threads=...) is ignored: set VJEPA_ROBOT_TORCH_THREADS (once per process)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    return _fit_bc(
+        x,
+        y,
+        train_rows,
+        val_rows,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        on_epoch=on_epoch,
+        should_stop=should_stop,
+        progress=progress,
+        precision=precision,
+        select=select,
+        pooler=pooler,
+    )
 
 
-def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoch, should_stop, progress, precision,
-            select="best_val", pooler=None):
+def _fit_bc(
+    x,
+    y,
+    train_rows,
+    val_rows,
+    *,
+    epochs,
+    batch_size,
+    lr,
+    seed,
+    on_epoch,
+    should_stop,
+    progress,
+    precision,
+    select="best_val",
+    pooler=None,
+):
     t0 = time.perf_counter()
     n, d = x.shape
     mean, std = feature_stats(x, train_rows)
@@ -293,7 +332,7 @@ def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoc
         perm = tr[torch.randperm(len(tr), generator=gen)]
         loss_sum = torch.zeros(())
         for b, i in enumerate(range(0, len(perm), batch_size)):
-            idx = perm[i:i + batch_size]
+            idx = perm[i : i + batch_size]
             xb, yb = xt(idx), yt.index_select(0, idx)  # (b, D), (b, 2)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 pred = model.head(xb)  # xb is already standardised
@@ -320,9 +359,18 @@ def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoc
             bar.update(1)
             bar.set_postfix(train=f"{train_curve[-1]:.2e}", val=f"{val_curve[-1] or float('nan'):.2e}")
         if on_epoch is not None:
-            on_epoch({"epoch": epoch + 1, "epochs": epochs, "train_loss": train_curve[-1], "val_loss": val_curve[-1],
-                      "train_loss_curve": list(train_curve), "val_loss_curve": list(val_curve),
-                      "best_epoch": best_epoch, "best_val_loss": best_val})
+            on_epoch(
+                {
+                    "epoch": epoch + 1,
+                    "epochs": epochs,
+                    "train_loss": train_curve[-1],
+                    "val_loss": val_curve[-1],
+                    "train_loss_curve": list(train_curve),
+                    "val_loss_curve": list(val_curve),
+                    "best_epoch": best_epoch,
+                    "best_val_loss": best_val,
+                }
+            )
         if should_stop is not None and should_stop():
             stopped = True
             break
@@ -363,8 +411,14 @@ def _fit_bc(x, y, train_rows, val_rows, *, epochs, batch_size, lr, seed, on_epoc
     return model, metrics
 
 
-def train_bc(cfg: TrainBCRequest, run, features: FeatureSource, store: Store, progress: bool = False,
-             precision: str | None = None) -> dict:
+def train_bc(
+    cfg: TrainBCRequest,
+    run,
+    features: FeatureSource,
+    store: Store,
+    progress: bool = False,
+    precision: str | None = None,
+) -> dict:
     """Train BC for `cfg` on `features` of `cfg.dataset`; write `run.dir/policy.safetensors`; return metrics.
 
     Reports {"epoch", "epochs", "train_loss", "val_loss", ...curves} with `run.update(metrics=...)` every epoch
@@ -395,8 +449,14 @@ def train_bc(cfg: TrainBCRequest, run, features: FeatureSource, store: Store, pr
 
     with open_curves(run.dir, run_id=run.run_id, kind="bc", config=cfg.model_dump(mode="json")) as curves:
         model, metrics = fit_bc(
-            table.x, actions, train_rows, val_rows,
-            epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+            table.x,
+            actions,
+            train_rows,
+            val_rows,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            seed=cfg.seed,
             on_epoch=on_epoch,
             should_stop=run.stop_requested,
             progress=progress,
@@ -466,9 +526,11 @@ class LoadedBCPolicy:
         if x.ndim == 3:  # (B, G, D) grids
             x = x.reshape(len(x), -1)
         if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"BC policy expects features of shape (B, {self.dim}), got {x.shape} "
-                             f"(one row: x[None] ; features {self.lineage.get('features', {}).get('features')!r}, "
-                             f"readout {self.readout!r})")
+            raise ValueError(
+                f"BC policy expects features of shape (B, {self.dim}), got {x.shape} "
+                f"(one row: x[None] ; features {self.lineage.get('features', {}).get('features')!r}, "
+                f"readout {self.readout!r})"
+            )
         return self.model(torch.from_numpy(np.ascontiguousarray(x))).numpy().astype(np.float32, copy=False)
 
 
@@ -485,7 +547,9 @@ def load_bc_policy(run_dir: Path | str) -> LoadedBCPolicy:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a BC checkpoint (format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r})")
+        raise ValueError(
+            f"{path} is not a BC checkpoint (format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r})"
+        )
     state = load_file(str(path))
     pooler = PoolerConfig(**json.loads(meta["pooler"])) if meta.get("pooler") else None
     model = BCPolicy(int(meta["dim"]), pooler=pooler)
@@ -494,5 +558,14 @@ def load_bc_policy(run_dir: Path | str) -> LoadedBCPolicy:
     return LoadedBCPolicy(model, json.loads(meta.get("lineage", "{}")), path)
 
 
-__all__ = ["BCPolicy", "fit_bc", "train_bc", "load_bc_policy", "save_bc_policy", "load_bc_data", "split_by_episode",
-           "LoadedBCPolicy", "CHECKPOINT_NAME"]
+__all__ = [
+    "BCPolicy",
+    "fit_bc",
+    "train_bc",
+    "load_bc_policy",
+    "save_bc_policy",
+    "load_bc_data",
+    "split_by_episode",
+    "LoadedBCPolicy",
+    "CHECKPOINT_NAME",
+]

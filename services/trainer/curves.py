@@ -34,8 +34,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 log = logging.getLogger("vjepa_robot.trainer")
 
@@ -54,16 +55,27 @@ def wandb_requested(wandb: bool | None = None) -> bool:
 class Curves:
     """The scalar writers of one run: TensorBoard always (when installed), W&B when asked for."""
 
-    def __init__(self, run_dir: Path | str, *, run_id: str, kind: str, config: Mapping[str, Any] | None = None,
-                 purge_step: int | None = None, wandb: bool | None = None):
+    def __init__(
+        self,
+        run_dir: Path | str,
+        *,
+        run_id: str,
+        kind: str,
+        config: Mapping[str, Any] | None = None,
+        purge_step: int | None = None,
+        wandb: bool | None = None,
+    ):
         self.run_dir, self.run_id, self.kind = Path(run_dir), run_id, kind
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._tb = self._wb = None
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is in the trainer extra; a bare core install trains without curves
-            log.warning("run %s: no live curves (the `tensorboard` package is not installed: pip install "
-                        "'vjepa-robot[trainer]')", run_id)
+            log.warning(
+                "run %s: no live curves (the `tensorboard` package is not installed: pip install "
+                "'vjepa-robot[trainer]')",
+                run_id,
+            )
         else:
             self._tb = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge_step, flush_secs=FLUSH_S)
             if config and not purge_step:
@@ -79,8 +91,11 @@ class Curves:
 
     def log(self, metrics: Mapping[str, float | int | bool | None], step: int) -> None:
         """Scalars at `step` (BC: epoch; SAC: env steps). None and non-numbers are skipped."""
-        values = {k: float(v) for k, v in metrics.items()
-                  if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))}
+        values = {
+            k: float(v)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))
+        }
         if not values:
             return
         if self._tb is not None:
@@ -109,7 +124,7 @@ class Curves:
         if wb is not None:
             wb.finish(exit_code=1 if failed else 0)
 
-    def __enter__(self) -> "Curves":
+    def __enter__(self) -> Curves:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -120,16 +135,32 @@ def _wandb_run(run_dir: Path, run_id: str, kind: str, config: Mapping[str, Any] 
     try:
         import wandb
     except ImportError:
-        raise RuntimeError(f"W&B logging was asked for (--wandb or {WANDB_ENV}=1) but the `wandb` package is not "
-                           "installed: pip install 'vjepa-robot[wandb]' (or unset it)") from None
+        raise RuntimeError(
+            f"W&B logging was asked for (--wandb or {WANDB_ENV}=1) but the `wandb` package is not "
+            "installed: pip install 'vjepa-robot[wandb]' (or unset it)"
+        ) from None
     # reinit="create_new": the trainer runs up to two jobs at once in one process, each with its own W&B run
-    return wandb.init(project=os.environ.get("WANDB_PROJECT", WANDB_PROJECT_DEFAULT), name=run_id, id=run_id,
-                      dir=str(run_dir), config=dict(config or {}), job_type=kind, resume="allow",
-                      reinit="create_new")
+    return wandb.init(
+        project=os.environ.get("WANDB_PROJECT", WANDB_PROJECT_DEFAULT),
+        name=run_id,
+        id=run_id,
+        dir=str(run_dir),
+        config=dict(config or {}),
+        job_type=kind,
+        resume="allow",
+        reinit="create_new",
+    )
 
 
-def open_curves(run_dir: Path | str, *, run_id: str, kind: str, config: Mapping[str, Any] | None = None,
-                purge_step: int | None = None, wandb: bool | None = None) -> Curves:
+def open_curves(
+    run_dir: Path | str,
+    *,
+    run_id: str,
+    kind: str,
+    config: Mapping[str, Any] | None = None,
+    purge_step: int | None = None,
+    wandb: bool | None = None,
+) -> Curves:
     """A Curves for a run directory (see the module docstring for tags and steps)."""
     return Curves(run_dir, run_id=run_id, kind=kind, config=config, purge_step=purge_step, wandb=wandb)
 

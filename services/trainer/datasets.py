@@ -17,10 +17,10 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -208,9 +208,11 @@ def create_dataset(
     try:
         for batch in generate(spec, todo):
             if stop is not None and stop.is_set():
-                raise GenerationStopped(f"generation stopped (the trainer is shutting down) after "
-                                        f"{meta['episodes_done']} of {spec.episodes} episodes; re-create it with "
-                                        "resume (CLI --resume) to complete it")
+                raise GenerationStopped(
+                    f"generation stopped (the trainer is shutting down) after "
+                    f"{meta['episodes_done']} of {spec.episodes} episodes; re-create it with "
+                    "resume (CLI --resume) to complete it"
+                )
             for rec in batch:
                 store.append_episode(spec.name, rec.table)  # one episode, one append: never a partial episode
                 meta["episodes_done"] += 1
@@ -223,8 +225,10 @@ def create_dataset(
                 record("running")
                 since_record = 0
         if stop is not None and stop.is_set() and meta["episodes_done"] < spec.episodes:
-            raise GenerationStopped(f"generation stopped (the trainer is shutting down) after "
-                                    f"{meta['episodes_done']} of {spec.episodes} episodes")
+            raise GenerationStopped(
+                f"generation stopped (the trainer is shutting down) after "
+                f"{meta['episodes_done']} of {spec.episodes} episodes"
+            )
     except BaseException as exc:
         meta["error"] = f"{type(exc).__name__}: {exc}"
         record("failed")
@@ -280,9 +284,18 @@ def _make_room(store: Store, spec: DatasetSpec, *, overwrite: bool, resume: bool
 
 
 def _running_meta(spec: DatasetSpec, existing: dict | None) -> dict:
-    return {**asdict(spec), "created_at": (existing or {}).get("created_at") or now_iso(), "version": __version__,
-            "owner_pid": os.getpid(), "owner_host": os.uname().nodename, "owner_token": OWNER_TOKEN,
-            "heartbeat_at": now_iso(), "episodes_done": 0, "success_rate": None, "mean_return": None}
+    return {
+        **asdict(spec),
+        "created_at": (existing or {}).get("created_at") or now_iso(),
+        "version": __version__,
+        "owner_pid": os.getpid(),
+        "owner_host": os.uname().nodename,
+        "owner_token": OWNER_TOKEN,
+        "heartbeat_at": now_iso(),
+        "episodes_done": 0,
+        "success_rate": None,
+        "mean_return": None,
+    }
 
 
 def _generate(spec: DatasetSpec, episodes: list[int], workers: int):
@@ -352,6 +365,8 @@ def dataset_info(store: Store, name: str) -> dict:
         why = stale_reason(meta)
         if why:
             meta["status"] = "failed"
-            meta["error"] = (f"generation interrupted ({why}) after {meta.get('episodes_done')} episodes; "
-                             "re-run with --resume to complete it")
+            meta["error"] = (
+                f"generation interrupted ({why}) after {meta.get('episodes_done')} episodes; "
+                "re-run with --resume to complete it"
+            )
     return meta

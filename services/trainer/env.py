@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
+
 from vjepa_robot_client.contract import TASKS, check_action_repeat
 from vjepa_robot_client.window import WINDOW_FRAMES, WindowBuffer
 

@@ -11,15 +11,16 @@ Evaluation seeds come from env.eval_episode_seed, a range no training episode us
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, NamedTuple, Protocol, Sequence
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from .env import episode_success, eval_episode_seed
-from .stats import wilson_ci95
 from .experts import make_expert
 from .features import FeatureSource
+from .stats import wilson_ci95
 from .vec_env import closes_envs
 
 GIF_SIZE = 160  # px per GIF panel
@@ -51,8 +52,11 @@ class FeaturePolicy:
         model = str(getattr(info, "model", "") or "").removeprefix("preset:")
         # "random-init" is the fact the encoder reported where it loaded its weights (GET /info), not a preset name
         stand_in = " random-init stand-in" if getattr(info, "random_init", False) else ""
-        self.label = f"policy on {features.name}" + (f" ({model}{stand_in})" if model else "") + (
-            f", {readout} readout" if readout != "mean" else "")
+        self.label = (
+            f"policy on {features.name}"
+            + (f" ({model}{stand_in})" if model else "")
+            + (f", {readout} readout" if readout != "mean" else "")
+        )
 
     def reset(self, seeds):
         pass
@@ -114,8 +118,9 @@ def evaluate(
     n_envs = min(parallel_envs, episodes)
     size = image_size if policy.needs_frames else 0
     n_agent = agent_steps(steps, action_repeat)
-    envs = [make_env(task, seed=0, episode_steps=steps, action_repeat=action_repeat, image_size=size)
-            for _ in range(n_envs)]
+    envs = [
+        make_env(task, seed=0, episode_steps=steps, action_repeat=action_repeat, image_size=size) for _ in range(n_envs)
+    ]
     results: list[dict] = []
     gif_frames: list[list[np.ndarray]] = [[] for _ in range(min(gif_episodes, n_envs))]
     gif_returns: list[list[float]] = [[] for _ in gif_frames]  # return so far at each recorded frame
@@ -142,7 +147,7 @@ def evaluate(
             timesteps = [env.step(a) for env, a in zip(active, actions)]
         rewards = np.asarray([env.sim_rewards for env in active], np.float32)  # (B, steps): every simulator step
         env_steps += rewards.size
-        for i, s, r in zip(wave, seeds, rewards):
+        for s, r in zip(seeds, rewards):
             results.append({"seed": s, "success": episode_success(r), "return": float(r.sum())})
         if on_progress:
             on_progress(len(results), episodes)
@@ -161,12 +166,28 @@ def evaluate(
     if gif_frames and gif_path:
         label = gif_label or getattr(policy, "label", None) or type(policy).__name__
         expert = None if isinstance(policy, ExpertPolicy) else gif_expert
-        record["gif"] = [str(write_episode_gif(
-            [Panel(label, results[g]["seed"], gif_frames[g], gif_returns[g], results[g]["success"], gif_rewards[g],
-                   gif_targets[g])]
-            + ([expert_panel(expert, task, results[g]["seed"], steps, action_repeat)] if expert else []),
-            Path(gif_path).with_name(f"{Path(gif_path).stem}-ep{g}.gif"), steps=steps,
-            frame_s=action_repeat * CONTROL_DT)) for g in range(len(gif_frames))]
+        record["gif"] = [
+            str(
+                write_episode_gif(
+                    [
+                        Panel(
+                            label,
+                            results[g]["seed"],
+                            gif_frames[g],
+                            gif_returns[g],
+                            results[g]["success"],
+                            gif_rewards[g],
+                            gif_targets[g],
+                        )
+                    ]
+                    + ([expert_panel(expert, task, results[g]["seed"], steps, action_repeat)] if expert else []),
+                    Path(gif_path).with_name(f"{Path(gif_path).stem}-ep{g}.gif"),
+                    steps=steps,
+                    frame_s=action_repeat * CONTROL_DT,
+                )
+            )
+            for g in range(len(gif_frames))
+        ]
     return record
 
 
@@ -233,8 +254,9 @@ def expert_panel(name: str, task: str, seed: int, steps: int, action_repeat: int
             rewards.append(float(env.sim_rewards[-1]) if len(env.sim_rewards) else 0.0)
         ts = env.step(expert.act([env], [ts], [seed])[0])
     label = {"jacobian": "Jacobian expert", "p-controller": "P-controller"}.get(name, name)
-    return Panel(label, seed, frames, returns, bool(episode_success(np.asarray(env.sim_rewards, np.float32))),
-                 rewards, target)
+    return Panel(
+        label, seed, frames, returns, bool(episode_success(np.asarray(env.sim_rewards, np.float32))), rewards, target
+    )
 
 
 def _font(size: int = 10):
@@ -260,7 +282,7 @@ def wrap_label(label: str, width: int, font=None, max_lines: int = 2) -> list[st
         else:
             lines.append(word)
     if len(lines) > max_lines:  # keep the last line (the stand-in mark) and join the rest
-        lines = [" ".join(lines[: len(lines) - max_lines + 1])] + lines[len(lines) - max_lines + 1:]
+        lines = [" ".join(lines[: len(lines) - max_lines + 1])] + lines[len(lines) - max_lines + 1 :]
     out = []
     for line in lines:
         while draw.textlength(line, font=font) > width and len(line) > 1:
@@ -293,14 +315,20 @@ def caption_lines(p: Panel, t: int, last: bool, steps: int, per_frame: float) ->
     label = wrap_label(p.label, GIF_SIZE - 6)
     label += [""] * (2 - len(label))
     now = p.rewards[t] if p.rewards is not None else None
-    state = ("SUCCESS" if p.success else "no success") if last else \
-        (f"reward {now:.0f}/1 now" if now is not None else "")
-    return [*label, f"seed {p.seed}", f"step {round((t + 1) * per_frame)}/{steps}",
-            f"return {p.returns[t]:.1f}  {state}".rstrip()]
+    state = (
+        ("SUCCESS" if p.success else "no success") if last else (f"reward {now:.0f}/1 now" if now is not None else "")
+    )
+    return [
+        *label,
+        f"seed {p.seed}",
+        f"step {round((t + 1) * per_frame)}/{steps}",
+        f"return {p.returns[t]:.1f}  {state}".rstrip(),
+    ]
 
 
-def write_episode_gif(panels: list[Panel], path: Path, *, steps: int, frame_s: float = CONTROL_DT,
-                      max_frames: int = 120) -> Path:
+def write_episode_gif(
+    panels: list[Panel], path: Path, *, steps: int, frame_s: float = CONTROL_DT, max_frames: int = 120
+) -> Path:
     """Panels side by side, captioned, as one looping GIF whose frame delay is real simulated time."""
     from PIL import Image
 
@@ -329,5 +357,12 @@ def evaluate_policy(
     **kwargs,
 ) -> dict:
     """Evaluate a trained network on a feature source (convenience for tests and scripts)."""
-    return evaluate(FeaturePolicy(policy_fn, features), task=task, episodes=episodes, steps=steps, seed=seed,
-                    parallel_envs=parallel_envs, **kwargs)
+    return evaluate(
+        FeaturePolicy(policy_fn, features),
+        task=task,
+        episodes=episodes,
+        steps=steps,
+        seed=seed,
+        parallel_envs=parallel_envs,
+        **kwargs,
+    )

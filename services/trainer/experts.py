@@ -1,15 +1,15 @@
 """Scripted experts for reacher. Each reads the simulator (privileged) and returns 2 torques in [-1, 1].
 
-    jacobian      Jacobian-transpose PD on the fingertip: a = clip(J^T (kp * to_target - kd * J qvel) / gear)
-                  kp=10, kd=0.5 (measured: 100% success on easy and hard over 200 steps; a smooth expert clones
-                  better than a stiff kp=1000 one)
-    p-controller  the findings' controller: the Cartesian error used directly as joint torque, k=5 (about 50%)
-    random        uniform torques (the random policy)
+jacobian      Jacobian-transpose PD on the fingertip: a = clip(J^T (kp * to_target - kd * J qvel) / gear)
+              kp=10, kd=0.5 (measured: 100% success on easy and hard over 200 steps; a smooth expert clones
+              better than a stiff kp=1000 one)
+p-controller  the findings' controller: the Cartesian error used directly as joint torque, k=5 (about 50%)
+random        uniform torques (the random policy)
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import mujoco
 import numpy as np

@@ -13,8 +13,8 @@ computed by the same code:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -69,8 +69,9 @@ class StateFeatures(FeatureSource):
     def offline(self, store: Store, dataset: str) -> FeatureTable:
         t = store.read_steps(dataset, ["position", "to_target", "velocity"])
         cols = [_vec2(t.column(c)) for c in ("position", "to_target", "velocity")]
-        return FeatureTable(t.column("episode").to_numpy(), t.column("step").to_numpy(), state_features_batch(*cols),
-                            self.lineage())
+        return FeatureTable(
+            t.column("episode").to_numpy(), t.column("step").to_numpy(), state_features_batch(*cols), self.lineage()
+        )
 
     def online(self, timesteps, episode_seeds):
         return np.stack([state_features(ts.observation) for ts in timesteps])
@@ -96,7 +97,7 @@ class RandomFeatures(FeatureSource):
         return np.random.default_rng([int(episode_seed), 0x5EED] + ([self.salt] if self.salt is not None else []))
 
     # -- random grids (readout attentive): the same scheme, one stream per (episode seed, grid size) -------------
-    def _grid(self, grid_size: int) -> "RandomFeatures":
+    def _grid(self, grid_size: int) -> RandomFeatures:
         if grid_size not in self._grids:
             self._grids[grid_size] = RandomFeatures(grid_size**2 * self.grid_dim, salt=grid_size)
         return self._grids[grid_size]
@@ -148,8 +149,9 @@ class VJEPA2Features(FeatureSource):
     windows): one stream per (envs, height, width) lockstep shape. Each step first checks that the stream continues
     the given time steps' own windows (`ts.window`: the stream's newest frame is each continuing env's previous
     frame); when it does not (another rollout of the same shape used the stream in between), the stream is
-    resynchronised with the full windows, so features never depend on which loop stepped the stream last. The SDK's one retry policy rides out an encoder restart (retries sized
-    for 40-80 s); a lost stream costs one step of full windows.
+    resynchronised with the full windows, so features never depend on which loop stepped the stream last. The SDK's
+    one retry policy rides out an encoder restart (retries sized for 40-80 s); a lost stream costs one step of full
+    windows.
     """
 
     name = FeatureName.vjepa2.value
@@ -161,16 +163,28 @@ class VJEPA2Features(FeatureSource):
 
         # 20 retries, backoff 0.25 s doubling to 5 s (jittered): 40-80 s for an encoder that restarts mid-rollout.
         # compress (auto | zstd | gzip | none): the trainer's VJEPA_ROBOT_COMPRESS, for /encode and stream bodies.
-        self.client = EncoderClient(encoder_url, token=token, timeout=timeout, retries=20, backoff=0.25,
-                                    max_backoff=5.0, compress=None if compress == "none" else compress)
+        self.client = EncoderClient(
+            encoder_url,
+            token=token,
+            timeout=timeout,
+            retries=20,
+            backoff=0.25,
+            max_backoff=5.0,
+            compress=None if compress == "none" else compress,
+        )
         self.info = self.client.info()
         self.dim = int(self.info.dim)
         self.encoder_id = self.info.encoder_id
         self._streams: dict[tuple[int, int, int], object] = {}  # (envs, H, W) -> FrameStream
 
     def lineage(self) -> dict:
-        return {**super().lineage(), "encoder_id": self.encoder_id, "model": self.info.model,
-                "image_size": self.info.image_size, "dtype": self.info.dtype}
+        return {
+            **super().lineage(),
+            "encoder_id": self.encoder_id,
+            "model": self.info.model,
+            "image_size": self.info.image_size,
+            "dtype": self.info.dtype,
+        }
 
     def ensure_encoded(self, store: Store, dataset: str, progress: bool = False) -> None:
         """Have the encoder embed the dataset unless every step already has this encoder's embedding."""
@@ -228,8 +242,10 @@ class VJEPA2Features(FeatureSource):
         if store.embedding_progress(dataset, self.grid_encoder_id(grid_size)).complete:
             return False
         if progress is not None:
-            progress(f"embedding the {grid_size}x{grid_size} token grids of dataset {dataset!r} first "
-                     f"(encoder {self.grid_encoder_id(grid_size)}): it holds mean embeddings only")
+            progress(
+                f"embedding the {grid_size}x{grid_size} token grids of dataset {dataset!r} first "
+                f"(encoder {self.grid_encoder_id(grid_size)}): it holds mean embeddings only"
+            )
         self.client.encode_dataset_and_wait(dataset, pool="grid", grid_size=grid_size)
         return True
 
@@ -258,8 +274,9 @@ class VJEPA2Features(FeatureSource):
 GRID_RESIDENT_ENV = "VJEPA_ROBOT_GRID_RESIDENT_GB"
 
 
-def read_grid_rows(store: Store, dataset: str, encoder_id: str, resident_gb: float | None = None,
-                   batch_rows: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_grid_rows(
+    store: Store, dataset: str, encoder_id: str, resident_gb: float | None = None, batch_rows: int = 4096
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(episode (N,), step (N,), grids (N, G, D) in the stored dtype), sorted by (episode, step).
 
     Up to `resident_gb` (default $VJEPA_ROBOT_GRID_RESIDENT_GB, else 4) the grids are read into memory in one go;
@@ -286,7 +303,7 @@ def read_grid_rows(store: Store, dataset: str, encoder_id: str, resident_gb: flo
     for ep, st, x in store.iter_embeddings(dataset, encoder_id, batch_rows=batch_rows):
         if at + len(st) > n:
             raise ValueError(f"grids of dataset {dataset!r} hold more rows than its {n} steps: re-encode it")
-        out[at:at + len(st)] = x
+        out[at : at + len(st)] = x
         episodes.append(ep)
         steps.append(st)
         at += len(st)
@@ -309,7 +326,7 @@ def _gather_mapped(x: np.ndarray, order: np.ndarray, chunk: int = 4096) -> np.nd
     finally:
         os.unlink(path)
     for i in range(0, len(order), chunk):
-        out[i:i + chunk] = x[order[i:i + chunk]]
+        out[i : i + chunk] = x[order[i : i + chunk]]
     return out
 
 
@@ -323,8 +340,9 @@ def _windows_of(timesteps) -> np.ndarray:
     return np.stack([_window(ts) for ts in timesteps])
 
 
-def make_feature_source(name: str, *, encoder_url: str | None = None, token: str | None = None,
-                        compress: str = "auto") -> FeatureSource:
+def make_feature_source(
+    name: str, *, encoder_url: str | None = None, token: str | None = None, compress: str = "auto"
+) -> FeatureSource:
     try:
         kind = FeatureName(name)
     except ValueError:

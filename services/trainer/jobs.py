@@ -95,8 +95,13 @@ class JobRunner:
         self._active: dict[str, threading.Event | None] = {}  # key -> its stop event (None: a run's own)
         self._lock = threading.Lock()
 
-    def submit(self, key: str, fn: Callable[[], Any], on_error: Callable[[BaseException], None],
-               stop: threading.Event | None = None) -> None:
+    def submit(
+        self,
+        key: str,
+        fn: Callable[[], Any],
+        on_error: Callable[[BaseException], None],
+        stop: threading.Event | None = None,
+    ) -> None:
         def wrapped():
             try:
                 fn()
@@ -143,8 +148,13 @@ class JobRunner:
 class InlineRunner:
     """JobRunner's interface for the CLI: the job runs now; a failure is recorded, then raised."""
 
-    def submit(self, key: str, fn: Callable[[], Any], on_error: Callable[[BaseException], None],
-               stop: threading.Event | None = None) -> None:
+    def submit(
+        self,
+        key: str,
+        fn: Callable[[], Any],
+        on_error: Callable[[BaseException], None],
+        stop: threading.Event | None = None,
+    ) -> None:
         try:
             fn()
         except BaseException as exc:
@@ -195,11 +205,18 @@ def train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) ->
         meta = ready_dataset(ctx.store, req.dataset)
         size = meta.get("image_size") if _needs_frames(req.features) else None
         if _needs_frames(req.features) and not size:
-            raise Refused(409, f"dataset {req.dataset!r} stores no frames (image_size 0): vjepa2 features need "
-                               "frames; re-create it with --image-size 256, or train on state features")
+            raise Refused(
+                409,
+                f"dataset {req.dataset!r} stores no frames (image_size 0): vjepa2 features need "
+                "frames; re-create it with --image-size 256, or train on state features",
+            )
         return RunLineage(features=req.features, dataset=req.dataset, image_size=size, action_repeat=1, **readout)
-    return RunLineage(features=req.features, image_size=req.image_size if _needs_frames(req.features) else None,
-                      action_repeat=req.action_repeat, **readout)
+    return RunLineage(
+        features=req.features,
+        image_size=req.image_size if _needs_frames(req.features) else None,
+        action_repeat=req.action_repeat,
+        **readout,
+    )
 
 
 def train(ctx: TrainerContext, runner, req: TrainBCRequest | TrainSACRequest, progress: bool = False) -> RunCreated:
@@ -212,12 +229,17 @@ def train(ctx: TrainerContext, runner, req: TrainBCRequest | TrainSACRequest, pr
     lineage = train_lineage(ctx, req)
     seeds = req.run_seeds()
     study_id = f"study-{secrets.token_hex(4)}" if req.is_study else None
-    handles = [ctx.runs.create(kind.name, req.for_seed(s, study_id).model_dump(mode="json"), lineage=lineage,
-                               study_id=study_id) for s in seeds]
+    handles = [
+        ctx.runs.create(
+            kind.name, req.for_seed(s, study_id).model_dump(mode="json"), lineage=lineage, study_id=study_id
+        )
+        for s in seeds
+    ]
     run_ids = [h.run_id for h in handles]
     if study_id is None:
-        runner.submit(f"run:{run_ids[0]}", lambda: run_training(ctx, handles[0], progress=progress),
-                      fail_run(handles[0]))
+        runner.submit(
+            f"run:{run_ids[0]}", lambda: run_training(ctx, handles[0], progress=progress), fail_run(handles[0])
+        )
         return RunCreated(run_id=run_ids[0])
     config = req.model_dump(mode="json", exclude={"study_id"})
     ctx.runs.create_study(kind.name, config, seeds, run_ids, study_id)
@@ -364,9 +386,12 @@ def resolve_eval(ctx: TrainerContext, record: RunRecord, req: EvalRequest) -> Ev
     if req.image_size is None:
         return req.model_copy(update={"image_size": own or DEFAULT_EVAL_IMAGE_SIZE})
     if own and req.image_size != own and not req.allow_image_size_change:
-        raise Refused(422, f"image_size {req.image_size} differs from the run's own frame size {own} (run {run_id} "
-                           f"was trained on {own} px frames): leave image_size out to use {own}, or send "
-                           "allow_image_size_change: true to evaluate at another size on purpose")
+        raise Refused(
+            422,
+            f"image_size {req.image_size} differs from the run's own frame size {own} (run {run_id} "
+            f"was trained on {own} px frames): leave image_size out to use {own}, or send "
+            "allow_image_size_change: true to evaluate at another size on purpose",
+        )
     return req
 
 
@@ -424,8 +449,11 @@ def evaluate_study(ctx: TrainerContext, runner, study_id: str, req: EvalRequest)
 
 def _start_eval(ctx: TrainerContext, runner, handle: RunHandle, req: EvalRequest) -> EvalResult:
     eval_id = handle.add_evaluation(req.model_dump(mode="json"))  # recorded `queued` before the service answers
-    runner.submit(f"eval:{handle.run_id}:{eval_id}", lambda: run_eval(ctx, handle, eval_id, req),
-                  eval_error_handler(handle, eval_id))
+    runner.submit(
+        f"eval:{handle.run_id}:{eval_id}",
+        lambda: run_eval(ctx, handle, eval_id, req),
+        eval_error_handler(handle, eval_id),
+    )
     return handle.evaluation(eval_id)
 
 
@@ -449,10 +477,19 @@ def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, req: EvalRequ
             raise JobStopped("the trainer was stopped during this evaluation")
 
     try:
-        result = evaluate(policy, task=req.task.value, episodes=req.episodes, steps=req.steps, seed=req.seed,
-                          parallel_envs=req.parallel_envs, image_size=req.image_size or DEFAULT_EVAL_IMAGE_SIZE,
-                          gif_episodes=req.gif_episodes, gif_path=gif, on_progress=progress,
-                          action_repeat=record.lineage.action_repeat if record.lineage else 1)
+        result = evaluate(
+            policy,
+            task=req.task.value,
+            episodes=req.episodes,
+            steps=req.steps,
+            seed=req.seed,
+            parallel_envs=req.parallel_envs,
+            image_size=req.image_size or DEFAULT_EVAL_IMAGE_SIZE,
+            gif_episodes=req.gif_episodes,
+            gif_path=gif,
+            on_progress=progress,
+            action_repeat=record.lineage.action_repeat if record.lineage else 1,
+        )
     finally:
         if features is not None:
             features.close()
@@ -467,8 +504,11 @@ def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, req: EvalRequ
 
 def eval_error_handler(handle: RunHandle, eval_id: int):
     def on_error(exc: BaseException):
-        handle.update_evaluation(eval_id, status="interrupted" if isinstance(exc, JobStopped) else "failed",
-                                 error=f"{type(exc).__name__}: {exc}")
+        handle.update_evaluation(
+            eval_id,
+            status="interrupted" if isinstance(exc, JobStopped) else "failed",
+            error=f"{type(exc).__name__}: {exc}",
+        )
         if handle.record.kind == BASELINE.name:
             handle.update(status="failed", error=f"{type(exc).__name__}: {exc}")
 

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -88,8 +89,15 @@ class LeRobotFormatError(ValueError):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def export_lerobot(store: Store, name: str, out_dir: str | Path, *, codec: str = "h264-lossless",
-                   task_text: str | None = None, overwrite: bool = False) -> dict:
+def export_lerobot(
+    store: Store,
+    name: str,
+    out_dir: str | Path,
+    *,
+    codec: str = "h264-lossless",
+    task_text: str | None = None,
+    overwrite: bool = False,
+) -> dict:
     """Write store dataset `name` as a LeRobot v3.0 dataset in `out_dir`; returns its info.json (plus `bytes`).
 
     Written into `<out_dir>.partial` and renamed at the end: a crash never leaves a half dataset at `out_dir`.
@@ -167,33 +175,57 @@ def _write(store: Store, name: str, meta: dict, root: Path, codec: Codec, task_t
                 if i % 5 == 0:  # LeRobot samples frames for image stats too (compute_stats.sample_indices)
                     img_stats.add(frame)
         features[CAMERA]["info"] = {
-            "video.height": h, "video.width": w, "video.codec": vw.codec_name, "video.pix_fmt": codec.pix_fmt,
-            "video.is_depth_map": False, "video.fps": FPS, "video.channels": 3, "has_audio": False,
+            "video.height": h,
+            "video.width": w,
+            "video.codec": vw.codec_name,
+            "video.pix_fmt": codec.pix_fmt,
+            "video.is_depth_map": False,
+            "video.fps": FPS,
+            "video.channels": 3,
+            "has_audio": False,
         }
-        video_meta = {f"videos/{CAMERA}/chunk_index": np.zeros(len(starts), np.int64),
-                      f"videos/{CAMERA}/file_index": np.zeros(len(starts), np.int64),
-                      f"videos/{CAMERA}/from_timestamp": starts / FPS,
-                      f"videos/{CAMERA}/to_timestamp": ends / FPS}
+        video_meta = {
+            f"videos/{CAMERA}/chunk_index": np.zeros(len(starts), np.int64),
+            f"videos/{CAMERA}/file_index": np.zeros(len(starts), np.int64),
+            f"videos/{CAMERA}/from_timestamp": starts / FPS,
+            f"videos/{CAMERA}/to_timestamp": ends / FPS,
+        }
 
     # -- data: one row per frame ----------------------------------------------------------------------------------
-    data = pa.table({
-        "observation.state": _fixed(state), "observation.environment_state": _fixed(env_state),
-        "action": _fixed(action), "next.reward": pa.array(reward), "next.done": pa.array(done),
-        "timestamp": pa.array((step / FPS).astype(np.float32)), "frame_index": pa.array(step),
-        "episode_index": pa.array(ep_index), "index": pa.array(np.arange(n, dtype=np.int64)),
-        "task_index": pa.array(np.zeros(n, np.int64)),
-    })
+    data = pa.table(
+        {
+            "observation.state": _fixed(state),
+            "observation.environment_state": _fixed(env_state),
+            "action": _fixed(action),
+            "next.reward": pa.array(reward),
+            "next.done": pa.array(done),
+            "timestamp": pa.array((step / FPS).astype(np.float32)),
+            "frame_index": pa.array(step),
+            "episode_index": pa.array(ep_index),
+            "index": pa.array(np.arange(n, dtype=np.int64)),
+            "task_index": pa.array(np.zeros(n, np.int64)),
+        }
+    )
     _write_parquet(data, root / DATA_PATH.format(chunk_index=0, file_index=0))
 
     # -- tasks: the task string is the pandas index (LeRobotDatasetMetadata.get_task_index uses tasks.loc[task]) ----
     tasks = pa.table({"task_index": pa.array([0], pa.int64()), "task": pa.array([task])})
-    _write_parquet(tasks.replace_schema_metadata({b"pandas": json.dumps(_pandas_meta()).encode()}),
-                   root / "meta/tasks.parquet")
+    _write_parquet(
+        tasks.replace_schema_metadata({b"pandas": json.dumps(_pandas_meta()).encode()}), root / "meta/tasks.parquet"
+    )
 
     # -- stats: global (stats.json) and per episode (stats/<feature>/<stat> columns of meta/episodes) --------------
-    numeric = {"observation.state": state, "observation.environment_state": env_state, "action": action,
-               "next.reward": reward[:, None], "timestamp": (step / FPS)[:, None], "frame_index": step[:, None],
-               "episode_index": ep_index[:, None], "index": np.arange(n)[:, None], "task_index": np.zeros((n, 1))}
+    numeric = {
+        "observation.state": state,
+        "observation.environment_state": env_state,
+        "action": action,
+        "next.reward": reward[:, None],
+        "timestamp": (step / FPS)[:, None],
+        "frame_index": step[:, None],
+        "episode_index": ep_index[:, None],
+        "index": np.arange(n)[:, None],
+        "task_index": np.zeros((n, 1)),
+    }
     stats = {k: _stats(v) for k, v in numeric.items()}
     if has_frames:
         stats[CAMERA] = img_stats.result()
@@ -206,11 +238,13 @@ def _write(store: Store, name: str, meta: dict, root: Path, codec: Codec, task_t
         "length": pa.array((ends - starts).astype(np.int64)),
         "data/chunk_index": pa.array(np.zeros(len(starts), np.int64)),
         "data/file_index": pa.array(np.zeros(len(starts), np.int64)),
-        "dataset_from_index": pa.array(starts.astype(np.int64)), "dataset_to_index": pa.array(ends.astype(np.int64)),
+        "dataset_from_index": pa.array(starts.astype(np.int64)),
+        "dataset_to_index": pa.array(ends.astype(np.int64)),
         **{k: pa.array(v) for k, v in video_meta.items()},
         "meta/episodes/chunk_index": pa.array(np.zeros(len(starts), np.int64)),
         "meta/episodes/file_index": pa.array(np.zeros(len(starts), np.int64)),
-        "store_episode": pa.array(episode[starts].astype(np.int64)), "seed": pa.array(seeds[starts]),
+        "store_episode": pa.array(episode[starts].astype(np.int64)),
+        "seed": pa.array(seeds[starts]),
     }
     for key, values in numeric.items():
         per = [_stats(values[a:b]) for a, b in zip(starts, ends)]
@@ -219,25 +253,41 @@ def _write(store: Store, name: str, meta: dict, root: Path, codec: Codec, task_t
     _write_parquet(pa.table(ep_cols), root / EPISODES_PATH.format(chunk_index=0, file_index=0))
 
     info = {
-        "codebase_version": CODEBASE_VERSION, "robot_type": "dm_control_reacher", "total_episodes": len(starts),
-        "total_frames": n, "total_tasks": 1, "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": DATA_FILE_MB,
-        "video_files_size_in_mb": VIDEO_FILE_MB, "fps": FPS, "splits": {"train": f"0:{len(starts)}"},
-        "data_path": DATA_PATH, "video_path": VIDEO_PATH if has_frames else None, "features": features,
+        "codebase_version": CODEBASE_VERSION,
+        "robot_type": "dm_control_reacher",
+        "total_episodes": len(starts),
+        "total_frames": n,
+        "total_tasks": 1,
+        "chunks_size": CHUNKS_SIZE,
+        "data_files_size_in_mb": DATA_FILE_MB,
+        "video_files_size_in_mb": VIDEO_FILE_MB,
+        "fps": FPS,
+        "splits": {"train": f"0:{len(starts)}"},
+        "data_path": DATA_PATH,
+        "video_path": VIDEO_PATH if has_frames else None,
+        "features": features,
     }
     (root / "meta/info.json").write_text(json.dumps(info, indent=4))
     ours = {k: v for k, v in meta.items() if k not in ("status", "updated_at", "owner_pid", "owner_host")}
-    (root / OURS).write_text(json.dumps({"source_dataset": name, "meta": ours, "exported_at": now_iso()},
-                                        indent=2, default=str))
+    (root / OURS).write_text(
+        json.dumps({"source_dataset": name, "meta": ours, "exported_at": now_iso()}, indent=2, default=str)
+    )
     return info
 
 
 def _pandas_meta() -> dict:
     """pandas' parquet metadata making `task` the index, as LeRobot's write_tasks (DataFrame.to_parquet) leaves it."""
-    col = lambda name, pt, nt: {"name": name, "field_name": name, "pandas_type": pt, "numpy_type": nt,  # noqa: E731
-                                "metadata": None}
-    return {"index_columns": ["task"], "column_indexes": [], "columns": [col("task_index", "int64", "int64"),
-            col("task", "unicode", "object")], "creator": {"library": "pyarrow", "version": pa.__version__},
-            "pandas_version": "2.2.0"}
+
+    def col(name: str, pt: str, nt: str) -> dict:
+        return {"name": name, "field_name": name, "pandas_type": pt, "numpy_type": nt, "metadata": None}
+
+    return {
+        "index_columns": ["task"],
+        "column_indexes": [],
+        "columns": [col("task_index", "int64", "int64"), col("task", "unicode", "object")],
+        "creator": {"library": "pyarrow", "version": pa.__version__},
+        "pandas_version": "2.2.0",
+    }
 
 
 class VideoWriter:
@@ -344,16 +394,25 @@ def read_info(root: str | Path) -> dict:
     info = json.loads(path.read_text())
     version = str(info.get("codebase_version"))
     if not version.startswith("v3"):
-        raise LeRobotFormatError(f"{root} is a LeRobot {version} dataset; import reads v3.0 (convert it with "
-                                 "lerobot's convert_dataset_v21_to_v30 first)")
+        raise LeRobotFormatError(
+            f"{root} is a LeRobot {version} dataset; import reads v3.0 (convert it with "
+            "lerobot's convert_dataset_v21_to_v30 first)"
+        )
     for key in ("fps", "features", "data_path"):
         if key not in info:
             raise LeRobotFormatError(f"{root}/meta/info.json has no {key!r}")
     return info
 
 
-def import_lerobot(store: Store, root: str | Path, *, name: str | None = None, camera: str | None = None,
-                   overwrite: bool = False, progress: bool = False) -> dict:
+def import_lerobot(
+    store: Store,
+    root: str | Path,
+    *,
+    name: str | None = None,
+    camera: str | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict:
     """Read a local LeRobot v3.0 dataset (one camera, a 2-d action) into the store as dataset `name`.
 
     Frames are decoded from the videos (or read from `image` features) and stored as PNG step rows, one episode
@@ -373,13 +432,16 @@ def import_lerobot(store: Store, root: str | Path, *, name: str | None = None, c
             raise LeRobotFormatError(f"no camera {camera!r} in {root}: choose one of {', '.join(cams) or 'none'}")
         cams = [camera]
     if len(cams) != 1:
-        raise LeRobotFormatError(f"{root} has {len(cams)} cameras ({', '.join(cams) or 'none'}): import takes one; "
-                                 "pick it with --camera")
+        raise LeRobotFormatError(
+            f"{root} has {len(cams)} cameras ({', '.join(cams) or 'none'}): import takes one; pick it with --camera"
+        )
     cam = cams[0]
     act = features.get("action")
     if act is None or list(act.get("shape", [])) != [2]:
-        raise LeRobotFormatError(f"{root}: the store holds 2-d actions (reacher's two torques); this dataset's "
-                                 f"action is {None if act is None else act.get('shape')}")
+        raise LeRobotFormatError(
+            f"{root}: the store holds 2-d actions (reacher's two torques); this dataset's "
+            f"action is {None if act is None else act.get('shape')}"
+        )
     try:
         existing = store.get_dataset_meta(name)
     except DatasetNotFound:
@@ -392,15 +454,21 @@ def import_lerobot(store: Store, root: str | Path, *, name: str | None = None, c
     episodes = _read_episodes(root)
     data = _read_data(root, info)
     fps = float(info["fps"])
-    meta = {**((ours or {}).get("meta") or {"expert": "lerobot", "task": "unknown"}),
-            "source": f"lerobot:{root.resolve()}", "imported_at": now_iso(), "lerobot_fps": fps,
-            "lerobot_camera": cam, "episodes": len(episodes), "episodes_done": 0}
+    meta = {
+        **((ours or {}).get("meta") or {"expert": "lerobot", "task": "unknown"}),
+        "source": f"lerobot:{root.resolve()}",
+        "imported_at": now_iso(),
+        "lerobot_fps": fps,
+        "lerobot_camera": cam,
+        "episodes": len(episodes),
+        "episodes_done": 0,
+    }
     store.put_dataset_meta(name, "running", meta)
     try:
         frames_of = _frame_reader(root, info, cam, episodes, data)
         sizes = set()
         for k, ep in enumerate(episodes):
-            rows = data[int(ep["dataset_from_index"]):int(ep["dataset_to_index"])]
+            rows = data[int(ep["dataset_from_index"]) : int(ep["dataset_to_index"])]
             frames = frames_of(k, ep, rows)  # (T, H, W, 3) uint8
             sizes.add(frames.shape[1:3])
             store_ep = int(ep.get("store_episode", ep["episode_index"]))
@@ -448,14 +516,19 @@ def _frame_reader(root: Path, info: dict, cam: str, episodes: list[dict], data: 
     """A function (k, episode row, data rows) -> (T, H, W, 3) uint8 frames of that episode."""
     fps = float(info["fps"])
     if info["features"][cam]["dtype"] == "image":
+
         def image_frames(k, ep, rows):
             return np.stack([decode_png(_image_bytes(root, r[cam])) for r in rows])
+
         return image_frames
     decoded: dict[Path, list[tuple[float, np.ndarray]]] = {}  # one video file decoded once, kept while needed
 
     def video_frames(k, ep, rows):
-        path = root / info["video_path"].format(video_key=cam, chunk_index=int(ep[f"videos/{cam}/chunk_index"]),
-                                                file_index=int(ep[f"videos/{cam}/file_index"]))
+        path = root / info["video_path"].format(
+            video_key=cam,
+            chunk_index=int(ep[f"videos/{cam}/chunk_index"]),
+            file_index=int(ep[f"videos/{cam}/file_index"]),
+        )
         if path not in decoded:
             decoded.clear()
             decoded[path] = list(read_video(path))
@@ -466,8 +539,10 @@ def _frame_reader(root: Path, info: dict, cam: str, episodes: list[dict], data: 
         for r in rows:
             i = int(np.argmin(np.abs(times - (start + float(r["timestamp"])))))
             if abs(times[i] - (start + float(r["timestamp"]))) > tol:
-                raise LeRobotFormatError(f"{path}: no frame at {start + float(r['timestamp']):.4f} s "
-                                         f"(episode {ep['episode_index']}, frame {r['frame_index']})")
+                raise LeRobotFormatError(
+                    f"{path}: no frame at {start + float(r['timestamp']):.4f} s "
+                    f"(episode {ep['episode_index']}, frame {r['frame_index']})"
+                )
             out.append(decoded[path][i][1])
         return np.stack(out)
 
@@ -489,11 +564,15 @@ def _episode_rows(name: str, episode: int, seed: int, rows: list[dict], frames: 
     env_state = np.asarray([r["observation.environment_state"] for r in rows], np.float32) if ours else None
     reward = np.asarray([_scalar(r.get("next.reward", 0.0)) for r in rows], np.float32)
     cols = {
-        "dataset": pa.array([name] * t), "episode": pa.array(np.full(t, episode, np.int32)),
+        "dataset": pa.array([name] * t),
+        "episode": pa.array(np.full(t, episode, np.int32)),
         "step": pa.array(np.asarray([_scalar(r["frame_index"]) for r in rows], np.int32)),
-        "seed": pa.array(np.full(t, seed, np.int64)), "frame": pa.array([encode_png(f) for f in frames], pa.binary()),
-        "action": _fixed(np.asarray([r["action"] for r in rows], np.float32)), "reward": pa.array(reward),
-        "position": _fixed(state[:, 0:2] if ours else zeros), "to_target": _fixed(state[:, 2:4] if ours else zeros),
+        "seed": pa.array(np.full(t, seed, np.int64)),
+        "frame": pa.array([encode_png(f) for f in frames], pa.binary()),
+        "action": _fixed(np.asarray([r["action"] for r in rows], np.float32)),
+        "reward": pa.array(reward),
+        "position": _fixed(state[:, 0:2] if ours else zeros),
+        "to_target": _fixed(state[:, 2:4] if ours else zeros),
         "velocity": _fixed(state[:, 4:6] if ours else zeros),
         "finger_xy": _fixed(env_state[:, 0:2] if ours else zeros),
         "target_xy": _fixed(env_state[:, 2:4] if ours else zeros),

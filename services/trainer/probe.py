@@ -9,12 +9,14 @@ Targets: the fingertip xy (`finger_xy`), the target xy (`target_xy`) and the fin
 is measured on: the probe is a k-fold over EPISODES (default 5): every episode is tested exactly once by a fit that
 never saw it, and R2 is reported as the mean and standard deviation across the folds (plus the pooled
 out-of-fold R2 over all episodes). Each fold's R2 is measured against the target's variance over ALL episodes:
-a fold holds few episodes, hence few distinct targets, and its own variance would make its R2 meaningless. Steps of one episode are strongly correlated, so a row split would leak.
+a fold holds few episodes, hence few distinct targets, and its own variance would make its R2 meaningless. Steps of
+one episode are strongly correlated, so a row split would leak.
 
 Linear probe: closed-form ridge on standardised features. Its strength alpha is chosen per fold and target by an
 inner 3-fold cross-validation over the fold's training episodes on a log grid (1e-3 .. 1e7; the strongest alpha
-within 0.001 R2 of the best, so a plateau does not pin the choice to its bottom end); the chosen alpha is reported, and `alpha_at_edge` says when the choice hit either end of the grid (then the grid did not bracket the
-optimum; for features that carry nothing, the top edge -- predicting the mean -- is the honest answer).
+within 0.001 R2 of the best, so a plateau does not pin the choice to its bottom end); the chosen alpha is reported,
+and `alpha_at_edge` says when the choice hit either end of the grid (then the grid did not bracket the optimum;
+for features that carry nothing, the top edge -- predicting the mean -- is the honest answer).
 
 Non-linear probe: a small MLP (torch; D -> 128 -> 128 -> outputs, ReLU) trained on the same folds, all targets
 at once on standardised inputs and outputs; its training stops at the lowest loss on a validation slice of the
@@ -114,8 +116,19 @@ def choose_alpha(x: np.ndarray, y: np.ndarray, episode: np.ndarray, seed: int, a
     return float(max(a for a, s in zip(alphas, scores) if s >= scores.max() - ALPHA_TOL))
 
 
-def fit_mlp(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *, seed: int = 0,
-            hidden: int = 128, max_steps: int = 1500, batch_size: int = 256, lr: float = 1e-3, eval_every: int = 100):
+def fit_mlp(
+    x: np.ndarray,
+    y: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    seed: int = 0,
+    hidden: int = 128,
+    max_steps: int = 1500,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    eval_every: int = 100,
+):
     """A small MLP from x (N, D) to y (N, K), standardised both sides; returns predict(x) -> (M, K) with the
     weights of the lowest validation MSE (checked every `eval_every` steps). One torch thread."""
     import torch
@@ -136,8 +149,13 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, 
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                nn.Linear(hidden, y.shape[1]))
+            net = nn.Sequential(
+                nn.Linear(x.shape[1], hidden),
+                nn.ReLU(),
+                nn.Linear(hidden, hidden),
+                nn.ReLU(),
+                nn.Linear(hidden, y.shape[1]),
+            )
             opt = torch.optim.Adam(net.parameters(), lr=lr)
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_steps)
             gen = torch.Generator().manual_seed(seed)
@@ -165,9 +183,19 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, 
     return predict
 
 
-def fit_attentive(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, tokens: int, *,
-                  seed: int = 0, max_steps: int = 1500, batch_size: int = 256, lr: float = 1e-3,
-                  eval_every: int = 100):
+def fit_attentive(
+    x: np.ndarray,
+    y: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    tokens: int,
+    *,
+    seed: int = 0,
+    max_steps: int = 1500,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    eval_every: int = 100,
+):
     """An AttentivePooler over (N, G*D) flat grids + a linear head to y (N, K), as fit_mlp (standardised both sides,
     the weights of the lowest validation MSE); returns predict(x) -> (M, K). One torch thread."""
     import torch
@@ -215,14 +243,24 @@ def fit_attentive(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.nda
 
     def predict(a: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return np.concatenate([net(tx(a[i:i + 4096])).numpy() for i in range(0, len(a), 4096)]).astype(
-                np.float64) * y_std + y_mean
+            return (
+                np.concatenate([net(tx(a[i : i + 4096])).numpy() for i in range(0, len(a), 4096)]).astype(np.float64)
+                * y_std
+                + y_mean
+            )
 
     return predict
 
 
-def probe_attentive(x: np.ndarray, tokens: int, targets: dict[str, np.ndarray], episode: np.ndarray, seed: int = 0,
-                    folds: int = FOLDS, steps: int = 1500) -> dict:
+def probe_attentive(
+    x: np.ndarray,
+    tokens: int,
+    targets: dict[str, np.ndarray],
+    episode: np.ndarray,
+    seed: int = 0,
+    folds: int = FOLDS,
+    steps: int = 1500,
+) -> dict:
     """k-fold (by episode) R2 of the attentive probe on flat grids x (N, G*D), all targets at once:
     {target: {"r2", "r2_sd", "r2_folds", "r2_pooled"}} (the same folds and variance rule as probe_arrays)."""
     x = np.asarray(x, dtype=np.float32)
@@ -235,23 +273,41 @@ def probe_attentive(x: np.ndarray, tokens: int, targets: dict[str, np.ndarray], 
     oof = {n: np.zeros_like(targets[n]) for n in names}
     for f, (tr, te) in enumerate(kfold_episodes(episode, folds, seed)):
         fit_rows, stop_rows = kfold_episodes(episode[tr], 5, seed + 100 + f)[0]
-        predict = fit_attentive(x[tr][fit_rows], y_all[tr][fit_rows], x[tr][stop_rows], y_all[tr][stop_rows], tokens,
-                                seed=seed + f, max_steps=steps)
+        predict = fit_attentive(
+            x[tr][fit_rows],
+            y_all[tr][fit_rows],
+            x[tr][stop_rows],
+            y_all[tr][stop_rows],
+            tokens,
+            seed=seed + f,
+            max_steps=steps,
+        )
         pred_all = predict(x[te])
         for i, n in enumerate(names):
-            pred = pred_all[:, widths[i]:widths[i + 1]]
+            pred = pred_all[:, widths[i] : widths[i + 1]]
             oof[n][te] = pred
             scores[n].append(r2_score(targets[n][te], pred, var_all[n]))
     return {n: {**_summary(scores[n]), "r2_pooled": r2_score(targets[n], oof[n])} for n in names}
 
 
 def _summary(folds: list[float]) -> dict:
-    return {"r2": float(np.mean(folds)), "r2_sd": float(np.std(folds, ddof=1)) if len(folds) > 1 else 0.0,
-            "r2_folds": [round(float(f), 4) for f in folds]}
+    return {
+        "r2": float(np.mean(folds)),
+        "r2_sd": float(np.std(folds, ddof=1)) if len(folds) > 1 else 0.0,
+        "r2_folds": [round(float(f), 4) for f in folds],
+    }
 
 
-def probe_arrays(x: np.ndarray, targets: dict[str, np.ndarray], episode: np.ndarray, seed: int = 0,
-                 folds: int = FOLDS, alphas=ALPHAS, mlp: bool = True, mlp_steps: int = 1500) -> dict:
+def probe_arrays(
+    x: np.ndarray,
+    targets: dict[str, np.ndarray],
+    episode: np.ndarray,
+    seed: int = 0,
+    folds: int = FOLDS,
+    alphas=ALPHAS,
+    mlp: bool = True,
+    mlp_steps: int = 1500,
+) -> dict:
     """k-fold (by episode) R2 of a ridge (alpha by inner CV) and of an MLP from x (N, D) to each target (N, K)."""
     x = np.asarray(x, dtype=np.float32)
     targets = {k: np.asarray(v, dtype=np.float64).reshape(len(x), -1) for k, v in targets.items()}
@@ -279,40 +335,73 @@ def probe_arrays(x: np.ndarray, targets: dict[str, np.ndarray], episode: np.ndar
         if mlp:
             # early-stopping slice: one inner fold of this fold's training episodes (the test episodes stay unseen)
             fit_rows, stop_rows = kfold_episodes(episode[tr], 5, seed + 100 + f)[0]
-            predict = fit_mlp(x[tr][fit_rows], y_all[tr][fit_rows], x[tr][stop_rows], y_all[tr][stop_rows],
-                              seed=seed + f, max_steps=mlp_steps)
+            predict = fit_mlp(
+                x[tr][fit_rows],
+                y_all[tr][fit_rows],
+                x[tr][stop_rows],
+                y_all[tr][stop_rows],
+                seed=seed + f,
+                max_steps=mlp_steps,
+            )
             pred_all = predict(x[te])
             for i, n in enumerate(names):
-                pred = pred_all[:, widths[i]:widths[i + 1]]
+                pred = pred_all[:, widths[i] : widths[i + 1]]
                 oof_mlp[n][te] = pred
                 mlp_folds[n].append(r2_score(targets[n][te], pred, var_all[n]))
-    out: dict = {"folds": len(splits), "n_episodes": n_eps, "n_rows": int(len(x)), "dim": int(x.shape[1]),
-                 "targets": names, "alpha_grid": [float(alphas[0]), float(alphas[-1])], "linear": {}, "mlp": {}}
+    out: dict = {
+        "folds": len(splits),
+        "n_episodes": n_eps,
+        "n_rows": int(len(x)),
+        "dim": int(x.shape[1]),
+        "targets": names,
+        "alpha_grid": [float(alphas[0]), float(alphas[-1])],
+        "linear": {},
+        "mlp": {},
+    }
     for n in names:
         chosen = lin[n]["alphas"]
-        out["linear"][n] = {**_summary(lin[n]["folds"]), "r2_pooled": r2_score(targets[n], oof_lin[n]),
-                            "alpha": float(np.exp(np.median(np.log(chosen)))), "alphas": chosen,
-                            "alpha_at_edge": any(a in (alphas[0], alphas[-1]) for a in chosen)}
+        out["linear"][n] = {
+            **_summary(lin[n]["folds"]),
+            "r2_pooled": r2_score(targets[n], oof_lin[n]),
+            "alpha": float(np.exp(np.median(np.log(chosen)))),
+            "alphas": chosen,
+            "alpha_at_edge": any(a in (alphas[0], alphas[-1]) for a in chosen),
+        }
         if mlp:
             out["mlp"][n] = {**_summary(mlp_folds[n]), "r2_pooled": r2_score(targets[n], oof_mlp[n])}
     return out
 
 
-def probe(store: Store, dataset: str, features: FeatureSource, seed: int = 0, folds: int = FOLDS,
-          mlp: bool = True, grid_sizes: tuple[int, ...] | list[int] = (), attentive_steps: int = 1500,
-          mlp_steps: int = 1500) -> dict:
+def probe(
+    store: Store,
+    dataset: str,
+    features: FeatureSource,
+    seed: int = 0,
+    folds: int = FOLDS,
+    mlp: bool = True,
+    grid_sizes: tuple[int, ...] | list[int] = (),
+    attentive_steps: int = 1500,
+    mlp_steps: int = 1500,
+) -> dict:
     """Linear and MLP probes of `features` on `dataset`: k-fold (by episode) R2 for each target in TARGETS; with
     `grid_sizes`, the attentive probe on each g x g token grid too (result["attentive"][str(g)])."""
     t0 = time.perf_counter()
     table = features.offline(store, dataset)
     steps = store.read_steps(dataset, list(TARGETS))
-    if not (np.array_equal(steps.column("episode").to_numpy(), table.episode)
-            and np.array_equal(steps.column("step").to_numpy(), table.step)):
-        raise ValueError(f"features {features.name!r} of dataset {dataset!r} do not cover the same (episode, step) "
-                         f"rows as its steps ({len(table)} vs {steps.num_rows}): re-encode the dataset")
+    if not (
+        np.array_equal(steps.column("episode").to_numpy(), table.episode)
+        and np.array_equal(steps.column("step").to_numpy(), table.step)
+    ):
+        raise ValueError(
+            f"features {features.name!r} of dataset {dataset!r} do not cover the same (episode, step) "
+            f"rows as its steps ({len(table)} vs {steps.num_rows}): re-encode the dataset"
+        )
     targets = {t: fixed_list_to_numpy(steps.column(t), 2) for t in TARGETS}
-    result = {"features": table.lineage.get("features", features.name), "dataset": dataset,
-              **probe_arrays(table.x, targets, table.episode, seed, folds=folds, mlp=mlp, mlp_steps=mlp_steps)}
+    result = {
+        "features": table.lineage.get("features", features.name),
+        "dataset": dataset,
+        **probe_arrays(table.x, targets, table.episode, seed, folds=folds, mlp=mlp, mlp_steps=mlp_steps),
+    }
     result["readout"] = getattr(features, "readout", "mean")
     if grid_sizes:
         from .readouts import GridFeatures
@@ -322,10 +411,13 @@ def probe(store: Store, dataset: str, features: FeatureSource, seed: int = 0, fo
             grid = GridFeatures(getattr(features, "base", features), int(g))  # ValueError for a source without grids
             gt = grid.offline(store, dataset)
             if not (np.array_equal(gt.episode, table.episode) and np.array_equal(gt.step, table.step)):
-                raise ValueError(f"the {g}x{g} grids of dataset {dataset!r} do not cover the same rows as its steps: "
-                                 "re-encode the dataset")
-            result["attentive"][str(g)] = probe_attentive(gt.x, grid.tokens, targets, table.episode, seed,
-                                                          folds=folds, steps=attentive_steps)
+                raise ValueError(
+                    f"the {g}x{g} grids of dataset {dataset!r} do not cover the same rows as its steps: "
+                    "re-encode the dataset"
+                )
+            result["attentive"][str(g)] = probe_attentive(
+                gt.x, grid.tokens, targets, table.episode, seed, folds=folds, steps=attentive_steps
+            )
             result["grid_lineage"][str(g)] = gt.lineage
     result["lineage"] = table.lineage
     result["seed"] = seed
@@ -333,5 +425,15 @@ def probe(store: Store, dataset: str, features: FeatureSource, seed: int = 0, fo
     return result
 
 
-__all__ = ["probe", "probe_arrays", "probe_attentive", "fit_attentive", "Ridge", "r2_score",
-           "kfold_episodes", "choose_alpha", "fit_mlp", "TARGETS"]
+__all__ = [
+    "probe",
+    "probe_arrays",
+    "probe_attentive",
+    "fit_attentive",
+    "Ridge",
+    "r2_score",
+    "kfold_episodes",
+    "choose_alpha",
+    "fit_mlp",
+    "TARGETS",
+]

@@ -35,8 +35,8 @@ max(t - k, 0) offline and fills its buffer with copies of the first embedding li
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -66,15 +66,20 @@ def readout_lineage(readout: str | Readout, grid_size: int = DEFAULT_GRID_SIZE) 
     """What a run's lineage records about its readout: readout, pooling and (grids only) grid_size."""
     r = parse_readout(readout)
     pooling = pooling_of(r)
-    return {"readout": r.value, "pooling": pooling.value,
-            "grid_size": int(grid_size) if pooling is Pooling.grid else None}
+    return {
+        "readout": r.value,
+        "pooling": pooling.value,
+        "grid_size": int(grid_size) if pooling is Pooling.grid else None,
+    }
 
 
 def check_readout(features: str, readout: str | Readout) -> None:
     """ValueError naming the problem when a feature source cannot be read this way (state has no token grid)."""
     if parse_readout(readout) is Readout.attentive and features == "state":
-        raise ValueError("readout 'attentive' reads a token grid, and state features are one 8-d vector per step: "
-                         "use readout 'mean' or 'flare' with state, or features 'vjepa2' / 'random' with attentive")
+        raise ValueError(
+            "readout 'attentive' reads a token grid, and state features are one 8-d vector per step: "
+            "use readout 'mean' or 'flare' with state, or features 'vjepa2' / 'random' with attentive"
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -123,8 +128,12 @@ class FlareFeatures(FeatureSource):
                 setattr(self, attr, getattr(base, attr))
 
     def lineage(self) -> dict:
-        return {**self.base.lineage(), "dim": self.dim, "embedding_dim": int(self.base.dim),
-                **readout_lineage(Readout.flare)}
+        return {
+            **self.base.lineage(),
+            "dim": self.dim,
+            "embedding_dim": int(self.base.dim),
+            **readout_lineage(Readout.flare),
+        }
 
     def offline(self, store, dataset: str) -> FeatureTable:
         t = self.base.offline(store, dataset)
@@ -189,8 +198,13 @@ class GridFeatures(FeatureSource):
                 setattr(self, attr, getattr(base, attr))
 
     def lineage(self) -> dict:
-        lin = {**self.base.lineage(), "dim": self.dim, "tokens": self.tokens, "token_dim": self.token_dim,
-               **readout_lineage(Readout.attentive, self.grid_size)}
+        lin = {
+            **self.base.lineage(),
+            "dim": self.dim,
+            "tokens": self.tokens,
+            "token_dim": self.token_dim,
+            **readout_lineage(Readout.attentive, self.grid_size),
+        }
         if hasattr(self.base, "grid_encoder_id"):
             lin["grid_encoder_id"] = self.base.grid_encoder_id(self.grid_size)
         return lin
@@ -213,8 +227,9 @@ class GridFeatures(FeatureSource):
         return self._flat(self.base.online_detached_grid(timesteps, episode_seeds, self.grid_size))
 
 
-def with_readout(base: FeatureSource, readout: str | Readout = Readout.mean,
-                 grid_size: int = DEFAULT_GRID_SIZE) -> FeatureSource:
+def with_readout(
+    base: FeatureSource, readout: str | Readout = Readout.mean, grid_size: int = DEFAULT_GRID_SIZE
+) -> FeatureSource:
     """The feature source a policy with this readout reads: `base` itself (mean), FLARE over it, or its grids."""
     r = parse_readout(readout)
     if r is Readout.mean:
@@ -263,8 +278,9 @@ def grid_sincos(tokens: int, dim: int) -> torch.Tensor:
     g = math.isqrt(tokens)
     if g * g != tokens:
         raise ValueError(f"a token grid is square: {tokens} tokens is not g*g")
-    rows, cols = torch.meshgrid(torch.arange(g, dtype=torch.float64), torch.arange(g, dtype=torch.float64),
-                                indexing="ij")
+    rows, cols = torch.meshgrid(
+        torch.arange(g, dtype=torch.float64), torch.arange(g, dtype=torch.float64), indexing="ij"
+    )
     half = dim // 2
     out = torch.zeros(tokens, dim, dtype=torch.float64)
     for k, coord in enumerate((rows.reshape(-1), cols.reshape(-1))):
@@ -273,7 +289,7 @@ def grid_sincos(tokens: int, dim: int) -> torch.Tensor:
         angle = coord[:, None] * freq[None]
         block = torch.cat([torch.sin(angle), torch.cos(angle)], dim=1)
         lo = 0 if k == 0 else half
-        out[:, lo:lo + block.shape[1]] = block
+        out[:, lo : lo + block.shape[1]] = block
     return (out * math.sqrt(2.0)).float()[None]
 
 
@@ -327,8 +343,9 @@ class AttentivePooler(nn.Module):
         d = cfg.dim
         self.pos = nn.Parameter(torch.zeros(1, cfg.tokens, d))
         self.queries = nn.Parameter(torch.zeros(1, cfg.num_queries, d))
-        self.blocks = nn.ModuleList([_SelfAttentionBlock(d, cfg.num_heads, cfg.mlp_ratio)
-                                     for _ in range(cfg.depth - 1)])
+        self.blocks = nn.ModuleList(
+            [_SelfAttentionBlock(d, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth - 1)]
+        )
         self.cross = _CrossAttentionBlock(d, cfg.num_heads, cfg.mlp_ratio)
         # vjepa2's init: trunc-normal(0.02) weights and queries, zero biases, unit LayerNorms, and each block's
         # output layers divided by sqrt(2 * layer) (AttentivePooler._rescale_blocks)
@@ -359,6 +376,19 @@ class AttentivePooler(nn.Module):
         return q.reshape(len(x), self.out_dim)
 
 
-__all__ = ["AttentivePooler", "PoolerConfig", "FlareFeatures", "GridFeatures", "with_readout", "flare_fuse",
-           "flare_table", "history_rows", "readout_lineage", "pooling_of", "parse_readout", "check_readout",
-           "default_heads", "FLARE_HISTORY"]
+__all__ = [
+    "AttentivePooler",
+    "PoolerConfig",
+    "FlareFeatures",
+    "GridFeatures",
+    "with_readout",
+    "flare_fuse",
+    "flare_table",
+    "history_rows",
+    "readout_lineage",
+    "pooling_of",
+    "parse_readout",
+    "check_readout",
+    "default_heads",
+    "FLARE_HISTORY",
+]

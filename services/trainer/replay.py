@@ -42,8 +42,16 @@ class Batch:
 
 
 class Replay:
-    def __init__(self, capacity: int, n_envs: int, dim: int, action_dim: int = 2, n_step: int = 1,
-                 gamma: float = 0.99, obs_dtype=np.float16):
+    def __init__(
+        self,
+        capacity: int,
+        n_envs: int,
+        dim: int,
+        action_dim: int = 2,
+        n_step: int = 1,
+        gamma: float = 0.99,
+        obs_dtype=np.float16,
+    ):
         self.n_envs, self.dim, self.action_dim = int(n_envs), int(dim), int(action_dim)
         self.slots = max(int(capacity) // self.n_envs, n_step + 2)  # slots per env
         self.n_step, self.gamma = int(n_step), float(gamma)
@@ -61,8 +69,15 @@ class Replay:
         """Bytes held (arrays plus terminal observations)."""
         return int(sum(getattr(self, a).nbytes for a in ARRAYS) + sum(v.nbytes for v in self.terminal_obs.values()))
 
-    def add(self, obs: np.ndarray, next_obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-            dones: np.ndarray, truncated: np.ndarray) -> None:
+    def add(
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        dones: np.ndarray,
+        truncated: np.ndarray,
+    ) -> None:
         """One vector step. next_obs is only read where dones is set: the terminal observation, kept apart."""
         p = self.pos
         self.observations[p] = np.asarray(obs).reshape(self.n_envs, self.dim)
@@ -109,9 +124,14 @@ class Replay:
             dones = np.where(ended, self.dones[t, env] * (1 - self.timeouts[t, env]), dones)
             open_ &= ~ended
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-        return Batch(obs=t(self.observations[slot, env]), actions=t(self.actions[slot, env]),
-                     rewards=t(ret[:, None]), discounts=t(disc[:, None]),
-                     next_obs=t(self.next_observations_at(last, env)), dones=t(dones[:, None]))
+        return Batch(
+            obs=t(self.observations[slot, env]),
+            actions=t(self.actions[slot, env]),
+            rewards=t(ret[:, None]),
+            discounts=t(disc[:, None]),
+            next_obs=t(self.next_observations_at(last, env)),
+            dones=t(dones[:, None]),
+        )
 
     def next_observations_at(self, slot: np.ndarray, env: np.ndarray) -> np.ndarray:
         """Next observations (B, D) float32 of transitions (slot, env): slot+1, or the kept terminal one."""
@@ -127,8 +147,11 @@ class Replay:
         for name in ARRAYS:
             np.save(d / f"replay_{name}.npy", getattr(self, name)[:end], allow_pickle=False)
         keys = np.array(sorted(self.terminal_obs), dtype=np.int64).reshape(-1, 2)
-        vals = (np.stack([self.terminal_obs[tuple(k)] for k in keys]) if len(keys)
-                else np.zeros((0, self.dim), self.observations.dtype))
+        vals = (
+            np.stack([self.terminal_obs[tuple(k)] for k in keys])
+            if len(keys)
+            else np.zeros((0, self.dim), self.observations.dtype)
+        )
         np.save(d / "replay_terminal_keys.npy", keys, allow_pickle=False)
         np.save(d / "replay_terminal_obs.npy", vals, allow_pickle=False)
         return {"pos": int(self.pos), "full": bool(self.full)}

@@ -124,8 +124,10 @@ def _feature_policy(ctx: TrainerContext, record: RunRecord, policy_fn) -> tuple[
     have = getattr(features, "encoder_id", None)
     if want and have and want != have:
         features.close()
-        raise ValueError(f"run {record.run_id} was trained on encoder {want} but the encoder service now serves "
-                         f"{have}: start the encoder with the same model, revision and dtype")
+        raise ValueError(
+            f"run {record.run_id} was trained on encoder {want} but the encoder service now serves "
+            f"{have}: start the encoder with the same model, revision and dtype"
+        )
     return FeaturePolicy(policy_fn, features), features
 
 
@@ -173,19 +175,65 @@ def _baseline_final(record: RunRecord) -> float | None:
     return record.metrics.success_rate if isinstance(record.metrics, BaselineMetrics) else None
 
 
-BASELINE = register(RunKind(
-    name="baseline", label="Baseline", config=BaselineConfig, metrics=BaselineMetrics, request=None,
-    metric="success_rate", final_metric=_baseline_final, load_policy=_load_baseline, higher_is_better=True,
-    order=0, color="tab:gray"))
-BC = register(RunKind(
-    name="bc", label="BC", config=BCConfig, metrics=BCMetrics, request=TrainBCRequest, metric="val_loss",
-    final_metric=lambda r: kept_val_loss(r.metrics) if isinstance(r.metrics, BCMetrics) else None,
-    load_policy=_load_bc, train=_train_bc, order=1, color="tab:blue"))
-SAC = register(RunKind(
-    name="sac", label="SAC", config=SACConfig, metrics=SACMetrics, request=TrainSACRequest,
-    metric="final_eval.mean_return", final_metric=_sac_final, load_policy=_load_sac, train=_train_sac,
-    resumable=True, higher_is_better=True, order=2, color="tab:green"))
+BASELINE = register(
+    RunKind(
+        name="baseline",
+        label="Baseline",
+        config=BaselineConfig,
+        metrics=BaselineMetrics,
+        request=None,
+        metric="success_rate",
+        final_metric=_baseline_final,
+        load_policy=_load_baseline,
+        higher_is_better=True,
+        order=0,
+        color="tab:gray",
+    )
+)
+BC = register(
+    RunKind(
+        name="bc",
+        label="BC",
+        config=BCConfig,
+        metrics=BCMetrics,
+        request=TrainBCRequest,
+        metric="val_loss",
+        final_metric=lambda r: kept_val_loss(r.metrics) if isinstance(r.metrics, BCMetrics) else None,
+        load_policy=_load_bc,
+        train=_train_bc,
+        order=1,
+        color="tab:blue",
+    )
+)
+SAC = register(
+    RunKind(
+        name="sac",
+        label="SAC",
+        config=SACConfig,
+        metrics=SACMetrics,
+        request=TrainSACRequest,
+        metric="final_eval.mean_return",
+        final_metric=_sac_final,
+        load_policy=_load_sac,
+        train=_train_sac,
+        resumable=True,
+        higher_is_better=True,
+        order=2,
+        color="tab:green",
+    )
+)
 
 
-__all__ = ["RunKind", "RUN_KINDS", "register", "run_kind", "trained_kinds", "kind_of_request", "kept_val_loss",
-           "UnknownRunKind", "BASELINE", "BC", "SAC"]
+__all__ = [
+    "RunKind",
+    "RUN_KINDS",
+    "register",
+    "run_kind",
+    "trained_kinds",
+    "kind_of_request",
+    "kept_val_loss",
+    "UnknownRunKind",
+    "BASELINE",
+    "BC",
+    "SAC",
+]

@@ -2,7 +2,8 @@
 
     <runs_dir>/<run_id>/run.json         {"run_id", "kind", "status", "config", "metrics", "lineage", "study_id",
                                           "error", "evaluations": [...]}  (vjepa_robot_client.contract.RunRecord)
-    <runs_dir>/studies/<study_id>.json   {"study_id", "kind", "config", "seeds", "run_ids", "eval_request", "created_at"}
+    <runs_dir>/studies/<study_id>.json   {"study_id", "kind", "config", "seeds", "run_ids", "eval_request",
+                                          "created_at"}
     <runs_dir>/<run_id>/policy.safetensors, sac/...   checkpoints with their lineage in the safetensors metadata
 
 `RunStore.get`/`list` return typed records (contract.RunRecord: config and metrics as the models of the run's
@@ -106,9 +107,16 @@ def plain(data: Any) -> Any:
 # random_init (every record this trainer writes) is never judged by its name.
 _LEGACY_RANDOM_INIT_MODELS = ("preset:tiny", "preset:vitl-random")
 # the feature source's lineage keys -> RunLineage fields
-_FEATURE_KEYS = {"features": "features", "dim": "dim", "encoder_id": "encoder_id", "model": "encoder_model",
-                 "dtype": "encoder_dtype", "random_init": "random_init", "pooling": "pooling",
-                 "grid_size": "grid_size"}
+_FEATURE_KEYS = {
+    "features": "features",
+    "dim": "dim",
+    "encoder_id": "encoder_id",
+    "model": "encoder_model",
+    "dtype": "encoder_dtype",
+    "random_init": "random_init",
+    "pooling": "pooling",
+    "grid_size": "grid_size",
+}
 
 
 def lineage_from_features(feature_lineage: dict) -> dict:
@@ -143,15 +151,19 @@ def migrate(raw: dict, frame_size: Callable[[str], int | None] | None = None) ->
             metrics.setdefault(f"{key}_curve", curve)
             metrics[key] = next((v for v in reversed(curve) if v is not None), None)
     r["metrics"] = metrics
-    r["evaluations"] = [{"run_id": r.get("run_id"), "eval_id": i, **(e or {})}
-                        for i, e in enumerate(r.get("evaluations") or [])]
+    r["evaluations"] = [
+        {"run_id": r.get("run_id"), "eval_id": i, **(e or {})} for i, e in enumerate(r.get("evaluations") or [])
+    ]
     if kind == "baseline":
         r["lineage"] = None
         return RunRecord.model_validate(r)
     features = cfg.get("features")
     lineage = {k: v for k, v in (r.get("lineage") or {}).items() if v is not None}  # unset: legacy copies may say
-    for legacy in (cfg.get("features_lineage"), (metrics.get("lineage") or {}).get("features"),
-                   metrics.get("features_lineage")):
+    for legacy in (
+        cfg.get("features_lineage"),
+        (metrics.get("lineage") or {}).get("features"),
+        metrics.get("features_lineage"),
+    ):
         if isinstance(legacy, dict):
             lineage = {**lineage_from_features(legacy), **lineage}
     if features is None:
@@ -214,16 +226,33 @@ class RunStore:
     def path(self, run_id: str) -> Path:
         return self.root / validate_run_id(run_id)
 
-    def create(self, kind: str, config: dict | BaseModel, run_id: str | None = None,
-               lineage: RunLineage | dict | None = None, study_id: str | None = None) -> RunHandle:
+    def create(
+        self,
+        kind: str,
+        config: dict | BaseModel,
+        run_id: str | None = None,
+        lineage: RunLineage | dict | None = None,
+        study_id: str | None = None,
+    ) -> RunHandle:
         run_id = validate_run_id(run_id or f"{kind}-{secrets.token_hex(4)}")
         d = self.path(run_id)
         d.mkdir(parents=True, exist_ok=False)
         ts = now_iso()
-        record = RunRecord.model_validate({
-            "run_id": run_id, "kind": kind, "status": "queued", "config": plain(config), "metrics": {},
-            "lineage": plain(lineage), "study_id": study_id, "error": None, "created_at": ts, "updated_at": ts,
-            "evaluations": []})
+        record = RunRecord.model_validate(
+            {
+                "run_id": run_id,
+                "kind": kind,
+                "status": "queued",
+                "config": plain(config),
+                "metrics": {},
+                "lineage": plain(lineage),
+                "study_id": study_id,
+                "error": None,
+                "created_at": ts,
+                "updated_at": ts,
+                "evaluations": [],
+            }
+        )
         _atomic_write_json(d / "run.json", dump_record(record))
         return self.handle(run_id)
 
@@ -292,10 +321,10 @@ class RunStore:
     def _study_path(self, study_id: str) -> Path:
         return self.root / "studies" / f"{validate_run_id(study_id)}.json"
 
-    def create_study(self, kind: str, config: dict, seeds: list[int], run_ids: list[str],
-                     study_id: str) -> StoredStudy:
-        study = StoredStudy(study_id=study_id, kind=kind, config=plain(config), seeds=seeds, run_ids=run_ids,
-                            created_at=now_iso())
+    def create_study(self, kind: str, config: dict, seeds: list[int], run_ids: list[str], study_id: str) -> StoredStudy:
+        study = StoredStudy(
+            study_id=study_id, kind=kind, config=plain(config), seeds=seeds, run_ids=run_ids, created_at=now_iso()
+        )
         path = self._study_path(study_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write_json(path, study.model_dump(mode="json"))
@@ -336,9 +365,11 @@ class RunStore:
                         r.error = "the trainer stopped while this run was active; POST /runs/{id}/resume continues it"
                     for i, e in enumerate(r.evaluations):
                         if e.status in ACTIVE:
-                            r.evaluations[i] = _eval_with(e, status="interrupted",
-                                                          error="the trainer stopped during this evaluation; "
-                                                                "POST /eval/{id} again")
+                            r.evaluations[i] = _eval_with(
+                                e,
+                                status="interrupted",
+                                error="the trainer stopped during this evaluation; POST /eval/{id} again",
+                            )
 
                 self.mutate(record.run_id, fix)
                 fixed.append(record.run_id)
@@ -373,8 +404,13 @@ class RunHandle:
     def record(self) -> RunRecord:
         return self.store.get(self.run_id)
 
-    def update(self, status: RunStatus | str | None = None, metrics: dict | None = None, error: str | None = None,
-               lineage: RunLineage | dict | None = None) -> RunRecord:
+    def update(
+        self,
+        status: RunStatus | str | None = None,
+        metrics: dict | None = None,
+        error: str | None = None,
+        lineage: RunLineage | dict | None = None,
+    ) -> RunRecord:
         def fn(r: RunRecord):
             if status is not None:
                 r.status = RunStatus(status)
@@ -383,12 +419,17 @@ class RunHandle:
                 try:
                     r.metrics = type(r.metrics).model_validate(merged)
                 except ValidationError as exc:  # keep the run going and its numbers recorded; say what did not fit
-                    log.warning("run %s: metrics do not fit %s (%s); recorded untyped",
-                                self.run_id, type(r.metrics).__name__, exc.errors()[:1])
+                    log.warning(
+                        "run %s: metrics do not fit %s (%s); recorded untyped",
+                        self.run_id,
+                        type(r.metrics).__name__,
+                        exc.errors()[:1],
+                    )
                     r.metrics = _Fields.model_validate(merged)
             if lineage:
-                r.lineage = RunLineage.model_validate({**(r.lineage.model_dump(mode="json") if r.lineage else {}),
-                                                       **plain(lineage)})
+                r.lineage = RunLineage.model_validate(
+                    {**(r.lineage.model_dump(mode="json") if r.lineage else {}), **plain(lineage)}
+                )
             if error is not None or status in ("succeeded", "running"):
                 r.error = error
 
@@ -404,9 +445,19 @@ class RunHandle:
 
         def fn(r: RunRecord):
             eid = len(r.evaluations)
-            r.evaluations = [*r.evaluations, EvalResult.model_validate(
-                {"run_id": self.run_id, "eval_id": eid, "status": "queued", "request": plain(request),
-                 "created_at": now_iso(), "episodes": []})]
+            r.evaluations = [
+                *r.evaluations,
+                EvalResult.model_validate(
+                    {
+                        "run_id": self.run_id,
+                        "eval_id": eid,
+                        "status": "queued",
+                        "request": plain(request),
+                        "created_at": now_iso(),
+                        "episodes": [],
+                    }
+                ),
+            ]
             box["eid"] = eid
 
         self.store.mutate(self.run_id, fn)

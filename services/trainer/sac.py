@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -261,13 +262,17 @@ class SAC:
         return t | {"log_alpha": self.log_alpha.detach()}
 
     def optim_state(self) -> dict:
-        return {"actor": self.actor_opt.state_dict(), "critic": self.critic_opt.state_dict(),
-                "alpha": self.alpha_opt.state_dict()}
+        return {
+            "actor": self.actor_opt.state_dict(),
+            "critic": self.critic_opt.state_dict(),
+            "alpha": self.alpha_opt.state_dict(),
+        }
 
     def load(self, tensors: dict[str, torch.Tensor], optim: dict) -> None:
         for name in ("actor", "critic", "critic_target") + (("pooler",) if self.pooler is not None else ()):
-            getattr(self, name).load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items()
-                                                 if k.startswith(name + ".")})
+            getattr(self, name).load_state_dict(
+                {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
+            )
         with torch.no_grad():
             self.log_alpha.copy_(tensors["log_alpha"])
         self.actor_opt.load_state_dict(optim["actor"])
@@ -327,12 +332,23 @@ class Progress:
 
 def evaluate_actor(act: Callable[[np.ndarray], np.ndarray], features, cfg: TrainSACRequest, episodes: int) -> dict:
     """Deterministic evaluation on `episodes` fresh evaluation episodes, all at once (the one evaluation loop)."""
-    ev = evaluate(FeaturePolicy(act, features), task=cfg.task.value, episodes=episodes, steps=cfg.episode_steps,
-                  seed=cfg.eval_seed, parallel_envs=episodes, image_size=cfg.image_size,
-                  action_repeat=cfg.action_repeat)
+    ev = evaluate(
+        FeaturePolicy(act, features),
+        task=cfg.task.value,
+        episodes=episodes,
+        steps=cfg.episode_steps,
+        seed=cfg.eval_seed,
+        parallel_envs=episodes,
+        image_size=cfg.image_size,
+        action_repeat=cfg.action_repeat,
+    )
     returns = [e["return"] for e in ev["episodes"]]
-    return {"mean_return": ev["mean_return"], "std_return": float(np.std(returns)),
-            "success_rate": ev["success_rate"], "episodes": ev["episodes"]}
+    return {
+        "mean_return": ev["mean_return"],
+        "std_return": float(np.std(returns)),
+        "success_rate": ev["success_rate"],
+        "episodes": ev["episodes"],
+    }
 
 
 def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False, nets: Nets | None = None) -> dict:
@@ -352,15 +368,17 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
         return _train_sac(cfg, run, features, resume, nets, closing)
 
 
-def _train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool, nets: Nets | None,
-               closing: ExitStack) -> dict:
+def _train_sac(
+    cfg: TrainSACRequest, run: RunLike, features, resume: bool, nets: Nets | None, closing: ExitStack
+) -> dict:
     agent_steps(cfg.episode_steps, cfg.action_repeat)  # validate before building anything
     run.dir.mkdir(parents=True, exist_ok=True)
     # readout (readouts.py): flare observes (N, 3D) fusions; attentive observes flat grids through a grid stream and
     # pools them in the agent (SAC's docstring: shared pooler, trained by the critic loss)
     features = with_readout(features, cfg.readout, cfg.grid_size)
-    pooler = PoolerConfig(dim=features.token_dim, tokens=features.tokens) if isinstance(features, GridFeatures) \
-        else None
+    pooler = (
+        PoolerConfig(dim=features.token_dim, tokens=features.tokens) if isinstance(features, GridFeatures) else None
+    )
     nets = nets or Nets()
     if nets.normalize_obs is None:
         nets = replace(nets, normalize_obs=features.name == "state")
@@ -373,18 +391,39 @@ def _train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool, nets:
             raise ValueError(f"checkpoint has {prior.state['dim']}-d features, the source gives {features.dim}-d")
         nets = Nets(**{k: tuple(v) if isinstance(v, list) else v for k, v in prior.state["nets"].items()})
         s = prior.state
-        prog = Progress(s["num_timesteps"], s["episodes_started"], s["wall_s"], s["curve"],
-                        s.get("episodes_reported", 0), s.get("resumed", 0) + 1)
+        prog = Progress(
+            s["num_timesteps"],
+            s["episodes_started"],
+            s["wall_s"],
+            s["curve"],
+            s.get("episodes_reported", 0),
+            s.get("resumed", 0) + 1,
+        )
     rng = np.random.default_rng([cfg.seed, prog.resumed])
 
     N, repeat = cfg.parallel_envs, cfg.action_repeat
-    venv = closing.enter_context(ReacherVecEnv(features, num_envs=N, task=cfg.task.value,
-                                               episode_steps=cfg.episode_steps, action_repeat=repeat, seed=cfg.seed,
-                                               image_size=cfg.image_size, first_episode=prog.episodes_started))
+    venv = closing.enter_context(
+        ReacherVecEnv(
+            features,
+            num_envs=N,
+            task=cfg.task.value,
+            episode_steps=cfg.episode_steps,
+            action_repeat=repeat,
+            seed=cfg.seed,
+            image_size=cfg.image_size,
+            first_episode=prog.episodes_started,
+        )
+    )
     # live curves; a resumed run drops the points logged after its checkpoint (TensorBoard purges steps >= purge_step)
-    curves = closing.enter_context(open_curves(run.dir, run_id=run.run_id, kind="sac",
-                                               config=cfg.model_dump(mode="json"),
-                                               purge_step=prog.transitions * repeat + 1 if resume else None))
+    curves = closing.enter_context(
+        open_curves(
+            run.dir,
+            run_id=run.run_id,
+            kind="sac",
+            config=cfg.model_dump(mode="json"),
+            purge_step=prog.transitions * repeat + 1 if resume else None,
+        )
+    )
     # update metrics are averaged between points: ~50 points a run, one per 1,000 env steps at most
     update_means = MeanOf()
     log_due = Every(max(N * repeat, min(1000, cfg.total_steps // 50)), prog.transitions * repeat)
@@ -412,51 +451,91 @@ def _train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool, nets:
 
     t0 = time.perf_counter() - prog.wall_s
     env_steps = lambda: prog.transitions * repeat  # noqa: E731
-    eval_due, ckpt_due, report_due = Every(cfg.eval_every, env_steps()), Every(cfg.checkpoint_every, env_steps()), EverySeconds(2.0)
+    eval_due, ckpt_due, report_due = (
+        Every(cfg.eval_every, env_steps()),
+        Every(cfg.checkpoint_every, env_steps()),
+        EverySeconds(2.0),
+    )
     rate_mark = (time.perf_counter(), env_steps(), agent.updates)
     log_mark = (time.perf_counter(), env_steps())  # env steps/s between two logged points
     rates: dict = {"env_steps_per_s": None, "updates_per_s": None}
     deterministic = lambda x: agent.act(x, deterministic=True)  # noqa: E731
 
     def metrics() -> dict:
-        return {"env_steps": env_steps(), "total_steps": cfg.total_steps, "agent_steps": prog.transitions,
-                "updates": agent.updates, "action_repeat": repeat, "episode_steps": cfg.episode_steps,
-                "parallel_envs": N, "features": features.name, "dim": int(features.dim),
-                "wall_s": round(time.perf_counter() - t0, 2), "train_episodes": len(venv.completed),
-                "curve": list(prog.curve), **rates}
+        return {
+            "env_steps": env_steps(),
+            "total_steps": cfg.total_steps,
+            "agent_steps": prog.transitions,
+            "updates": agent.updates,
+            "action_repeat": repeat,
+            "episode_steps": cfg.episode_steps,
+            "parallel_envs": N,
+            "features": features.name,
+            "dim": int(features.dim),
+            "wall_s": round(time.perf_counter() - t0, 2),
+            "train_episodes": len(venv.completed),
+            "curve": list(prog.curve),
+            **rates,
+        }
 
     def curve_point(ev: dict, episodes: int) -> dict:
-        recent = venv.completed[prog.episodes_reported:]
+        recent = venv.completed[prog.episodes_reported :]
         prog.episodes_reported = len(venv.completed)
         curves.log({"eval/mean_return": ev["mean_return"], "eval/success_rate": ev["success_rate"]}, env_steps())
-        return {"env_steps": env_steps(), "mean_return": round(ev["mean_return"], 2),
-                "std_return": round(ev["std_return"], 2), "success_rate": ev["success_rate"],
-                "eval_episodes": episodes, "wall_s": round(time.perf_counter() - t0, 2),
-                "train_return": round(float(np.mean([r["return"] for r in recent])), 2) if recent else None}
+        return {
+            "env_steps": env_steps(),
+            "mean_return": round(ev["mean_return"], 2),
+            "std_return": round(ev["std_return"], 2),
+            "success_rate": ev["success_rate"],
+            "eval_episodes": episodes,
+            "wall_s": round(time.perf_counter() - t0, 2),
+            "train_return": round(float(np.mean([r["return"] for r in recent])), 2) if recent else None,
+        }
 
     def log_updates(mark: tuple[float, int]) -> tuple[float, int]:
         """Means of the agent's update metrics since the last point, and env steps/s over the same span."""
         now, (t, s) = time.perf_counter(), mark
         m = update_means.pop()
-        curves.log({"loss/critic": m.get("critic_loss"), "loss/actor": m.get("actor_loss"),
-                    "train/alpha": m.get("alpha"),
-                    "perf/env_steps_per_s": (env_steps() - s) / (now - t) if now > t and env_steps() > s else None},
-                   env_steps())
+        curves.log(
+            {
+                "loss/critic": m.get("critic_loss"),
+                "loss/actor": m.get("actor_loss"),
+                "train/alpha": m.get("alpha"),
+                "perf/env_steps_per_s": (env_steps() - s) / (now - t) if now > t and env_steps() > s else None,
+            },
+            env_steps(),
+        )
         return now, env_steps()
 
     def checkpoint() -> None:
         prog.episodes_started, prog.wall_s = venv.episodes_started, time.perf_counter() - t0
-        state = {"format": CHECKPOINT_FORMAT, "config": cfg.model_dump(mode="json"), "nets": asdict(nets),
-                 "dim": int(features.dim), "features": features.name, "num_timesteps": prog.transitions,
-                 "n_updates": agent.updates, **{k: v for k, v in asdict(prog).items() if k != "transitions"},
-                 "readout": cfg.readout.value, "pooler": pooler.to_dict() if pooler is not None else None}
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "config": cfg.model_dump(mode="json"),
+            "nets": asdict(nets),
+            "dim": int(features.dim),
+            "features": features.name,
+            "num_timesteps": prog.transitions,
+            "n_updates": agent.updates,
+            **{k: v for k, v in asdict(prog).items() if k != "transitions"},
+            "readout": cfg.readout.value,
+            "pooler": pooler.to_dict() if pooler is not None else None,
+        }
         if hasattr(features, "lineage"):
             state["lineage"] = features.lineage()
-        sac_checkpoint.save(run.dir, agent.tensors(), agent.optim_state(), state,
-                            replay if cfg.checkpoint_replay else None)
+        sac_checkpoint.save(
+            run.dir, agent.tensors(), agent.optim_state(), state, replay if cfg.checkpoint_replay else None
+        )
 
-    run.update(metrics={"env_steps": env_steps(), "total_steps": cfg.total_steps, "action_repeat": repeat,
-                        "episode_steps": cfg.episode_steps, "resumed": bool(resume)})
+    run.update(
+        metrics={
+            "env_steps": env_steps(),
+            "total_steps": cfg.total_steps,
+            "action_repeat": repeat,
+            "episode_steps": cfg.episode_steps,
+            "resumed": bool(resume),
+        }
+    )
     stopped = False
     obs = venv.reset() if prog.transitions < total else None  # (N, D)
     while prog.transitions < total:
@@ -474,9 +553,14 @@ def _train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool, nets:
         obs = next_obs
         prog.transitions += N
         if dones.any():  # the training episodes that ended at this vector step, as one curve point
-            ended = venv.completed[-int(dones.sum()):]
-            curves.log({"train/episode_return": float(np.mean([e["return"] for e in ended])),
-                        "train/episode_success": float(np.mean([e["success"] for e in ended]))}, env_steps())
+            ended = venv.completed[-int(dones.sum()) :]
+            curves.log(
+                {
+                    "train/episode_return": float(np.mean([e["return"] for e in ended])),
+                    "train/episode_success": float(np.mean([e["success"] for e in ended])),
+                },
+                env_steps(),
+            )
 
         # -- learn: `grad_steps` updates per vector step once warm-up is over -------------------------------
         if prog.transitions >= warmup_until and replay.size() >= 1:
@@ -490,8 +574,9 @@ def _train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool, nets:
 
         # -- schedules: curve point, checkpoint, progress report, stop request ------------------------------
         if eval_due(env_steps()):
-            prog.curve.append(curve_point(evaluate_actor(deterministic, features, cfg, cfg.eval_episodes),
-                                          cfg.eval_episodes))
+            prog.curve.append(
+                curve_point(evaluate_actor(deterministic, features, cfg, cfg.eval_episodes), cfg.eval_episodes)
+            )
             report_due.last = 0.0  # report the new point now
         if ckpt_due(env_steps()):
             checkpoint()
@@ -499,8 +584,10 @@ def _train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool, nets:
             now = time.perf_counter()
             t, s, u = rate_mark
             if now - t > 1.0:
-                rates = {"env_steps_per_s": round((env_steps() - s) / (now - t), 1),
-                         "updates_per_s": round((agent.updates - u) / (now - t), 1)}
+                rates = {
+                    "env_steps_per_s": round((env_steps() - s) / (now - t), 1),
+                    "updates_per_s": round((agent.updates - u) / (now - t), 1),
+                }
                 rate_mark = (now, env_steps(), agent.updates)
             run.update(metrics=metrics())
         if run.stop_requested():
@@ -516,8 +603,10 @@ def _train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool, nets:
     else:
         ev = evaluate_actor(deterministic, features, cfg, cfg.final_eval_episodes)
         out["final_eval"] = {k: ev[k] for k in ("mean_return", "std_return", "success_rate")} | {
-            "episodes": cfg.final_eval_episodes, "episode_steps": cfg.episode_steps,
-            "returns": [round(e["return"], 1) for e in ev["episodes"]]}
+            "episodes": cfg.final_eval_episodes,
+            "episode_steps": cfg.episode_steps,
+            "returns": [round(e["return"], 1) for e in ev["episodes"]],
+        }
         if not prog.curve or prog.curve[-1]["env_steps"] != env_steps():  # the curve ends at the final step
             prog.curve.append(curve_point(ev, cfg.final_eval_episodes) | {"train_return": None})
         out["curve"] = list(prog.curve)
@@ -547,10 +636,10 @@ def policy_from_checkpoint(run_dir: str | Path) -> Callable[[np.ndarray], np.nda
     pooler = None
     if ck.state.get("pooler"):  # readout attentive: the shared pooler reads the grid before the actor
         pooler = AttentivePooler(PoolerConfig(**ck.state["pooler"]))
-        pooler.load_state_dict({k[len("pooler."):]: v for k, v in ck.tensors.items() if k.startswith("pooler.")})
+        pooler.load_state_dict({k[len("pooler.") :]: v for k, v in ck.tensors.items() if k.startswith("pooler.")})
         pooler.eval()
     actor = Actor(pooler.out_dim if pooler is not None else dim, hidden)
-    own = {k[len(prefix):]: v for k, v in ck.tensors.items() if k.startswith(prefix)}
+    own = {k[len(prefix) :]: v for k, v in ck.tensors.items() if k.startswith(prefix)}
     missing, unexpected = actor.load_state_dict(own, strict=False)  # format 1 has no input scaling: identity
     if unexpected or any(not k.startswith("scale.") for k in missing):
         raise ValueError(f"{run_dir}: actor tensors do not match (missing {missing}, unexpected {unexpected})")

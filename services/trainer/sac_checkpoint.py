@@ -92,7 +92,8 @@ def load(run_dir: Path, with_optim: bool = True) -> Checkpoint:
         raise UnsupportedCheckpoint(
             f"{p} is a stable-baselines3 SAC checkpoint (format {SB3_FORMAT}), written by an older trainer; this "
             "trainer no longer carries stable-baselines3 and cannot load or resume it: train the run again "
-            "(POST /train/sac with the same config)")
+            "(POST /train/sac with the same config)"
+        )
     optim = torch.load(p / "optim.pt", weights_only=True) if with_optim else {}
     return Checkpoint(p, load_file(str(p / "policy.safetensors")), optim, state)
 

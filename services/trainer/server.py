@@ -1,7 +1,7 @@
 """Run the trainer service with uvicorn.
 
-    vjepa-robot serve trainer --encoder-url http://127.0.0.1:8001 --store ./vjepa-robot-store   # the CLI calls serve()
-    VJEPA_ROBOT_ENCODER_URL=http://encoder:8001 uvicorn services.trainer.server:app_from_env --factory --port 8002
+vjepa-robot serve trainer --encoder-url http://127.0.0.1:8001 --store ./vjepa-robot-store   # the CLI calls serve()
+VJEPA_ROBOT_ENCODER_URL=http://encoder:8001 uvicorn services.trainer.server:app_from_env --factory --port 8002
 """
 
 from __future__ import annotations
@@ -31,10 +31,19 @@ def serve(
     token_file: Path | None = None,
     compress: str | None = None,
 ) -> None:
-    overrides = {k: v for k, v in dict(host=host, port=port, encoder_url=encoder_url, store=store,
-                                       runs=str(runs_dir) if runs_dir else None, token_file=token_file,
-                                       compress=compress).items()
-                 if v is not None}
+    overrides = {
+        k: v
+        for k, v in dict(
+            host=host,
+            port=port,
+            encoder_url=encoder_url,
+            store=store,
+            runs=str(runs_dir) if runs_dir else None,
+            token_file=token_file,
+            compress=compress,
+        ).items()
+        if v is not None
+    }
     settings = TrainerSettings(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per /encode call would drown the log

@@ -51,19 +51,34 @@ def aggregate(study: StoredStudy | dict, records: list[RunRecord | dict]) -> Stu
         _, value = kind.final(rec)
         ev = rec.evaluations[-1] if rec.evaluations else None
         done = ev is not None and ev.status == RunStatus.succeeded
-        row = StudyRun(run_id=rec.run_id, seed=seed, status=rec.status, error=rec.error,
-                       final_metric=value if rec.status == RunStatus.succeeded else None,
-                       eval_status=ev.status if ev is not None else None,
-                       success_rate=ev.success_rate if done else None,
-                       success_ci95=ev.success_ci95 if done else None,
-                       mean_return=ev.mean_return if done else None)
+        row = StudyRun(
+            run_id=rec.run_id,
+            seed=seed,
+            status=rec.status,
+            error=rec.error,
+            final_metric=value if rec.status == RunStatus.succeeded else None,
+            eval_status=ev.status if ev is not None else None,
+            success_rate=ev.success_rate if done else None,
+            success_ci95=ev.success_ci95 if done else None,
+            mean_return=ev.mean_return if done else None,
+        )
         if done:
             successes.append(row.success_rate)
         if row.final_metric is not None:
             finals.append(row.final_metric)
         rows.append(row)
     return StudyRecord(
-        study_id=study.study_id, kind=study.kind, status=study_status([r.status.value for r in rows]),
-        seeds=study.seeds, run_ids=study.run_ids, run_id=study.run_ids[0], config=study.config,
-        metric=kind.metric, final=mean_ci95(finals), success=mean_ci95(successes) if successes else None,
-        eval_request=study.eval_request, runs=rows, created_at=study.created_at)
+        study_id=study.study_id,
+        kind=study.kind,
+        status=study_status([r.status.value for r in rows]),
+        seeds=study.seeds,
+        run_ids=study.run_ids,
+        run_id=study.run_ids[0],
+        config=study.config,
+        metric=kind.metric,
+        final=mean_ci95(finals),
+        success=mean_ci95(successes) if successes else None,
+        eval_request=study.eval_request,
+        runs=rows,
+        created_at=study.created_at,
+    )

@@ -31,8 +31,8 @@ import logging
 import os
 import threading
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 
@@ -62,8 +62,11 @@ def torch_threads(environ: dict | None = None) -> int:
     if not value:
         for old, new in DEPRECATED_ENV.items():
             if env.get(old):
-                warnings.warn(f"{old} is deprecated: set {new} (read once at trainer start, for every job)",
-                              FutureWarning, stacklevel=2)  # shown to users by default
+                warnings.warn(
+                    f"{old} is deprecated: set {new} (read once at trainer start, for every job)",
+                    FutureWarning,
+                    stacklevel=2,
+                )  # shown to users by default
                 value, name = env[old], old
                 break
     if value:

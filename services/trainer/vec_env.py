@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -72,8 +73,18 @@ class ReacherVecEnv:
     (env.train_episode_seed), so runs are reproducible and never touch evaluation seeds.
     """
 
-    def __init__(self, features, *, num_envs: int, task: str = "easy", episode_steps: int = 1000,
-                 action_repeat: int = 4, seed: int = 0, image_size: int = 0, first_episode: int = 0):
+    def __init__(
+        self,
+        features,
+        *,
+        num_envs: int,
+        task: str = "easy",
+        episode_steps: int = 1000,
+        action_repeat: int = 4,
+        seed: int = 0,
+        image_size: int = 0,
+        first_episode: int = 0,
+    ):
         self.features = features
         self.num_envs = int(num_envs)
         self.action_repeat = int(action_repeat)
@@ -82,8 +93,11 @@ class ReacherVecEnv:
         self.envs: list = []
         try:
             for i in range(num_envs):
-                self.envs.append(make_env(task, seed=seed + i, episode_steps=episode_steps,
-                                          action_repeat=action_repeat, image_size=size))
+                self.envs.append(
+                    make_env(
+                        task, seed=seed + i, episode_steps=episode_steps, action_repeat=action_repeat, image_size=size
+                    )
+                )
         except BaseException:
             self.close()  # the envs built so far hold MuJoCo data and render contexts
             raise
@@ -129,8 +143,11 @@ class ReacherVecEnv:
         done_idx = [i for i in range(n) if batch_ts[i].last()]
         for i in done_idx:  # start the next episode; its first observation is this step's obs
             dones[i] = True
-            rec = {"return": float(self._ret[i]), "success": episode_success(self.envs[i].sim_rewards),
-                   "seed": int(self._ep_seed[i])}
+            rec = {
+                "return": float(self._ret[i]),
+                "success": episode_success(self.envs[i].sim_rewards),
+                "seed": int(self._ep_seed[i]),
+            }
             self.completed.append(rec)
             infos[i]["episode"] = {"r": rec["return"], "l": batch_ts[i].step}
             infos[i]["TimeLimit.truncated"] = True  # reacher ends only by time limit: bootstrap through it
@@ -142,8 +159,10 @@ class ReacherVecEnv:
         # starts there); the terminal steps are embedded apart, statelessly (vjepa2: one POST /encode of full windows)
         obs = self._encode(self._ts, self._ep_seed)
         if done_idx:
-            term = np.asarray(self.features.online_detached([batch_ts[i] for i in done_idx],
-                                                            [batch_seeds[i] for i in done_idx]), dtype=np.float32)
+            term = np.asarray(
+                self.features.online_detached([batch_ts[i] for i in done_idx], [batch_seeds[i] for i in done_idx]),
+                dtype=np.float32,
+            )
             for k, i in enumerate(done_idx):
                 infos[i]["terminal_observation"] = term[k]
         return obs, rewards, dones, infos
@@ -153,7 +172,7 @@ class ReacherVecEnv:
         envs, self.envs = self.envs, []
         close_envs(envs)
 
-    def __enter__(self) -> "ReacherVecEnv":
+    def __enter__(self) -> ReacherVecEnv:
         return self
 
     def __exit__(self, *exc) -> None:

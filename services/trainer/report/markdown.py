@@ -35,24 +35,33 @@ def title(runs) -> str:
     if any(r.lineage.random_init is False for r in vj):
         return "V-JEPA 2 -> robot policy: results"
     if vj:
-        return ("vjepa-robot pipeline check with a random-init stand-in encoder "
-                "(plumbing check: no V-JEPA 2 result in this report)")
+        return (
+            "vjepa-robot pipeline check with a random-init stand-in encoder "
+            "(plumbing check: no V-JEPA 2 result in this report)"
+        )
     return "vjepa-robot results"
 
 
 def summary_lines(runs) -> list[str]:
     """Plain-text lines for consoles: one per condition, rounded, random-init rows marked."""
-    return [f"{g['condition']}: success {pct(g['success_rate'], g['ci'])} ({g['ci_kind']}), "
-            f"return {num(g['mean_return'])}, {g['episodes']} episodes x {g['n_runs']} run(s)"
-            for g in condition_rows(runs)]
+    return [
+        f"{g['condition']}: success {pct(g['success_rate'], g['ci'])} ({g['ci_kind']}), "
+        f"return {num(g['mean_return'])}, {g['episodes']} episodes x {g['n_runs']} run(s)"
+        for g in condition_rows(runs)
+    ]
 
 
 def probe_table(probes: list[dict]) -> list[str]:
-    lines = ["| Features | Dataset | Target | Linear R2 (mean ± sd over folds) | Ridge alpha (median over folds) | "
-             "MLP R2 (mean ± sd) | Folds |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| Features | Dataset | Target | Linear R2 (mean ± sd over folds) | Ridge alpha (median over folds) | "
+        "MLP R2 (mean ± sd) | Folds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in probe_rows(probes):
-        lines.append(f"| {r['features']} | {r['dataset']} | {r['target']} | {r['linear']} | {r['alpha']} | "
-                     f"{r['mlp']} | {r['folds']} |")
+        lines.append(
+            f"| {r['features']} | {r['dataset']} | {r['target']} | {r['linear']} | {r['alpha']} | "
+            f"{r['mlp']} | {r['folds']} |"
+        )
     return lines
 
 
@@ -77,64 +86,92 @@ def write_report(runs, probes: list[dict], out_dir: Path, extra_notes: dict | No
         "",
     ]
     if any(r.is_stand_in for r in runs):
-        md += [f"> **Rows marked \"{PLUMBING}\" use a random-init V-JEPA 2 architecture (a preset with no trained "
-               "weights).** They check that the pipeline runs end to end; they say nothing about what pretrained "
-               "V-JEPA 2 features are worth. That needs the pretrained checkpoint (`--preset vitl`).", ""]
+        md += [
+            f'> **Rows marked "{PLUMBING}" use a random-init V-JEPA 2 architecture (a preset with no trained '
+            "weights).** They check that the pipeline runs end to end; they say nothing about what pretrained "
+            "V-JEPA 2 features are worth. That needs the pretrained checkpoint (`--preset vitl`).",
+            "",
+        ]
     md += ["## Conditions (live evaluation)", ""]
     if groups:
-        md += ["| Condition | Features / encoder | Readout | Seeds | Success [95% CI] | Per seed: success "
-               "[Wilson 95%] | Mean return | Episodes per run | Notes |", "|---|---|---|---|---|---|---|---|---|"]
+        md += [
+            "| Condition | Features / encoder | Readout | Seeds | Success [95% CI] | Per seed: success "
+            "[Wilson 95%] | Mean return | Episodes per run | Notes |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for g in groups:
             enc = g["encoder"] + (f" **({PLUMBING})**" if g["plumbing"] else "")
-            md.append(f"| {g['condition_short']} | {enc} | {g['readout']} | {seeds_cell(g)} | "
-                      f"{pct(g['success_rate'], g['ci'])} ({g['ci_kind']}) | {per_seed_cell(g)} | "
-                      f"{num(g['mean_return'])} | {g['episodes']} | {notes_cell(g)} |")
+            md.append(
+                f"| {g['condition_short']} | {enc} | {g['readout']} | {seeds_cell(g)} | "
+                f"{pct(g['success_rate'], g['ci'])} ({g['ci_kind']}) | {per_seed_cell(g)} | "
+                f"{num(g['mean_return'])} | {g['episodes']} | {notes_cell(g)} |"
+            )
         md += ["", f"![success rates]({plot_success(groups, out_dir / SUCCESS_PNG).name})", ""]
     else:
         md += ["No finished evaluations yet.", ""]
 
     unevaluated = [r for r in runs if not any(e.success_rate is not None for e in r.evaluations)]
     if unevaluated:
-        md += ["Runs without a finished evaluation: "
-               + ", ".join(f"`{r.run_id}` ({condition_name(r)}, {r.status.value})" for r in unevaluated), ""]
+        md += [
+            "Runs without a finished evaluation: "
+            + ", ".join(f"`{r.run_id}` ({condition_name(r)}, {r.status.value})" for r in unevaluated),
+            "",
+        ]
 
     bc_runs = sorted([r for r in runs if r.kind == "bc" and bc_curves(r)[0]], key=order_key)
     if bc_runs:
-        md += ["## Behaviour cloning", "",
-               "BC keeps the weights of the epoch with the lowest validation MSE unless its config says "
-               "`select: last`; each run's marker in the plot sits on the epoch it kept.", "",
-               "| Condition | Run | Seed | Epochs | Kept epoch (rule) | Val MSE at kept epoch | Final train / val MSE | "
-               "Train / val rows | Training time |", "|---|---|---|---|---|---|---|---|---|"]
+        md += [
+            "## Behaviour cloning",
+            "",
+            "BC keeps the weights of the epoch with the lowest validation MSE unless its config says "
+            "`select: last`; each run's marker in the plot sits on the epoch it kept.",
+            "",
+            "| Condition | Run | Seed | Epochs | Kept epoch (rule) | Val MSE at kept epoch | Final train / val MSE | "
+            "Train / val rows | Training time |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in bc_runs:
             b = bc_row(r)
-            md.append(f"| {b['condition']} | `{b['run_id']}` | {b['seed'] if b['seed'] is not None else '-'} | "
-                      f"{b['epochs']} | {b['kept_epoch']} ({b['rule']}) | {sci(b['kept_val'])} | "
-                      f"{sci(b['last_train'])} / {sci(b['last_val'])} | {b['n_train'] or '?'} / {b['n_val'] or '?'} | "
-                      f"{num(b['train_s']) + ' s' if b['train_s'] is not None else 'n/a'} |")
+            md.append(
+                f"| {b['condition']} | `{b['run_id']}` | {b['seed'] if b['seed'] is not None else '-'} | "
+                f"{b['epochs']} | {b['kept_epoch']} ({b['rule']}) | {sci(b['kept_val'])} | "
+                f"{sci(b['last_train'])} / {sci(b['last_val'])} | {b['n_train'] or '?'} / {b['n_val'] or '?'} | "
+                f"{num(b['train_s']) + ' s' if b['train_s'] is not None else 'n/a'} |"
+            )
         md += ["", f"![BC loss curves]({plot_bc_losses(bc_runs, out_dir / BC_LOSS_PNG).name})", ""]
 
     sac_runs = [r for r in runs if isinstance(r.metrics, SACMetrics) and r.metrics.curve]
     if sac_runs:
-        md += ["## SAC", "",
-               "Final evaluation = the deterministic policy on the run's final evaluation episodes at the end of "
-               "training (the last point of each curve).", "",
-               "| Condition | Seeds | Final return [95% CI] | Per seed | Final success | Env steps |",
-               "|---|---|---|---|---|---|"]
+        md += [
+            "## SAC",
+            "",
+            "Final evaluation = the deterministic policy on the run's final evaluation episodes at the end of "
+            "training (the last point of each curve).",
+            "",
+            "| Condition | Seeds | Final return [95% CI] | Per seed | Final success | Env steps |",
+            "|---|---|---|---|---|---|",
+        ]
         for members in sac_groups(sac_runs):
             s = sac_row(members)
             per = "; ".join(f"s{seed}: {num(ret)}" for seed, ret in s["per_seed"])
-            md.append(f"| {s['condition']} | {s['n']} | {num(s['mean'], 1, s['ci'])} | {per} | "
-                      f"{pct(s['success']) if s['success'] is not None else 'n/a'} | "
-                      f"{', '.join(f'{int(x):,}' for x in s['env_steps'])} |")
+            md.append(
+                f"| {s['condition']} | {s['n']} | {num(s['mean'], 1, s['ci'])} | {per} | "
+                f"{pct(s['success']) if s['success'] is not None else 'n/a'} | "
+                f"{', '.join(f'{int(x):,}' for x in s['env_steps'])} |"
+            )
         md += ["", f"![SAC learning curves]({plot_sac_curves(sac_runs, out_dir / SAC_CURVES_PNG).name})", ""]
 
     if probes:
-        md += ["## What the features encode (probes)", "",
-               "k-fold over episodes (each episode tested once by a fit that never saw it); R2 as mean ± sd across "
-               "folds. Linear: ridge, alpha by inner cross-validation (\"grid edge\" = the choice hit the end of the "
-               "1e-3..1e7 grid: for features that carry nothing, predicting the mean wins). MLP: a small MLP on the "
-               "same folds. The state features hold `to_target` directly and the joint angles as cos/sin, so the "
-               "fingertip is a non-linear function of them: the MLP row is their upper bound.", ""]
+        md += [
+            "## What the features encode (probes)",
+            "",
+            "k-fold over episodes (each episode tested once by a fit that never saw it); R2 as mean ± sd across "
+            'folds. Linear: ridge, alpha by inner cross-validation ("grid edge" = the choice hit the end of the '
+            "1e-3..1e7 grid: for features that carry nothing, predicting the mean wins). MLP: a small MLP on the "
+            "same folds. The state features hold `to_target` directly and the joint angles as cos/sin, so the "
+            "fingertip is a non-linear function of them: the MLP row is their upper bound.",
+            "",
+        ]
         md += probe_table(probes) + [""]
 
     gif_lines: list[str] = []
@@ -148,11 +185,20 @@ def write_report(runs, probes: list[dict], out_dir: Path, extra_notes: dict | No
                 dst.parent.mkdir(exist_ok=True)
                 if src.resolve() != dst.resolve():
                     shutil.copyfile(src, dst)
-                gif_lines += [f"**{r['condition']}** (`{r['run_id']}`, seed {r['seed']}, evaluation {r['eval_id']}, "
-                              f"episode {k})", "", f"![rollout](gifs/{dst.name})", ""]
+                gif_lines += [
+                    f"**{r['condition']}** (`{r['run_id']}`, seed {r['seed']}, evaluation {r['eval_id']}, episode {k})",
+                    "",
+                    f"![rollout](gifs/{dst.name})",
+                    "",
+                ]
     if gif_lines:
-        md += ["## Rollouts", "", "Each GIF: the policy (left) beside the Jacobian expert (right) on the same "
-               "evaluation seed, at real time; the caption gives step, return so far and success.", ""] + gif_lines
+        md += [
+            "## Rollouts",
+            "",
+            "Each GIF: the policy (left) beside the Jacobian expert (right) on the same "
+            "evaluation seed, at real time; the caption gives step, return so far and success.",
+            "",
+        ] + gif_lines
 
     if extra_notes:
         md += ["## Notes", ""] + [f"- **{k}**: {note_value(v)}" for k, v in extra_notes.items()] + [""]

@@ -56,13 +56,15 @@ def bar_labels(groups: list[dict]) -> list[str]:
     collide, the dataset, then the run ids."""
     base = [g["short"] + (f" [{g['task']}]" if g["task"] and g["task"] != "easy" else "") for g in groups]
     labels = distinct_labels(base, [[g["dataset"], ", ".join(m["run_id"] for m in g["members"])] for g in groups])
-    labels = [b + "\n" + s[len(b):].strip() if s != b else s for s, b in zip(labels, base)]  # additions: own line
+    labels = [b + "\n" + s[len(b) :].strip() if s != b else s for s, b in zip(labels, base)]  # additions: own line
     return [s + ("\n(plumbing check)" if g["plumbing"] else "") for s, g in zip(labels, groups)]
 
 
 def success_title(groups: list[dict]) -> str:
-    t = ("Live success rate: bars = mean over seeds, whiskers = 95% interval\n"
-         "(t-interval across seeds when >1 seed, else Wilson over episodes)")
+    t = (
+        "Live success rate: bars = mean over seeds, whiskers = 95% interval\n"
+        "(t-interval across seeds when >1 seed, else Wilson over episodes)"
+    )
     if any(g["n_runs"] > 1 for g in groups):
         t += "; dots = single seeds"
     return t
@@ -77,8 +79,14 @@ def success_figure(groups: list[dict]):
     for i, g in enumerate(groups):
         rate = 100 * g["success_rate"]
         lo, hi = (100 * g["ci"][0], 100 * g["ci"][1]) if g["ci"] else (rate, rate)
-        ax.bar(i, rate, color=kind_color(g["kind"]), hatch="//" if g["plumbing"] else None,
-               edgecolor="black" if g["plumbing"] else None, linewidth=0.5)
+        ax.bar(
+            i,
+            rate,
+            color=kind_color(g["kind"]),
+            hatch="//" if g["plumbing"] else None,
+            edgecolor="black" if g["plumbing"] else None,
+            linewidth=0.5,
+        )
         ax.errorbar(i, rate, yerr=[[rate - lo], [hi - rate]], color="black", capsize=4, lw=1)
         if g["n_runs"] > 1:
             pts = [100 * m["success_rate"] for m in g["members"]]
@@ -89,11 +97,20 @@ def success_figure(groups: list[dict]):
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(0, 119)
     ax.set_title(success_title(groups), fontsize=9)
-    handles = [Patch(color=k.color, label=name if name != "baseline" else "scripted baseline")
-               for name, k in RUN_KINDS.items() if any(g["kind"] == name for g in groups)]
+    handles = [
+        Patch(color=k.color, label=name if name != "baseline" else "scripted baseline")
+        for name, k in RUN_KINDS.items()
+        if any(g["kind"] == name for g in groups)
+    ]
     if any(g["plumbing"] for g in groups):
-        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
-                             label="random-init encoder: plumbing check, not V-JEPA 2"))
+        handles.append(
+            Patch(
+                facecolor="white",
+                edgecolor="black",
+                hatch="//",
+                label="random-init encoder: plumbing check, not V-JEPA 2",
+            )
+        )
     ax.legend(handles=handles, fontsize=7, loc="upper right")
     return fig
 
@@ -124,8 +141,9 @@ def kept_markers(runs: list[RunRecord]) -> list[tuple[int, float, str, float] | 
         if p is None:
             out.append(None)
             continue
-        same = [j for j, q in enumerate(points)
-                if q is not None and q[0] == p[0] and math.isclose(q[1], p[1], rel_tol=0.05)]
+        same = [
+            j for j, q in enumerate(points) if q is not None and q[0] == p[0] and math.isclose(q[1], p[1], rel_tol=0.05)
+        ]
         k = same.index(i)
         out.append((p[0], p[1], KEPT_MARKERS[i % len(KEPT_MARKERS)], KEPT_SPREAD_PT * (k - (len(same) - 1) / 2)))
     return out
@@ -152,7 +170,8 @@ def bc_loss_figure(runs):
     markers = kept_markers(runs)
     labels = distinct_labels(
         [short_name(r) + (f" s{seed_of(r)}" if seed_of(r) is not None else "") for r in runs],
-        [[r.lineage.dataset if r.lineage else None, r.run_id] for r in runs])
+        [[r.lineage.dataset if r.lineage else None, r.run_id] for r in runs],
+    )
     for i, (run, label) in enumerate(zip(runs, labels)):
         train, val = bc_curves(run)
         color = f"C{i % 10}"
@@ -165,14 +184,26 @@ def bc_loss_figure(runs):
         if m is None:
             continue
         epoch, y, marker, dx = m
-        ax.plot([epoch], [y], marker=marker, ms=11 if marker == "*" else 8, color=f"C{i % 10}",
-                markeredgecolor="black", linestyle="", zorder=KEPT_Z + i, label=f"kept epoch {epoch} ({run.run_id})",
-                transform=offset_copy(ax.transData, fig=fig, x=dx, y=0, units="points"))
+        ax.plot(
+            [epoch],
+            [y],
+            marker=marker,
+            ms=11 if marker == "*" else 8,
+            color=f"C{i % 10}",
+            markeredgecolor="black",
+            linestyle="",
+            zorder=KEPT_Z + i,
+            label=f"kept epoch {epoch} ({run.run_id})",
+            transform=offset_copy(ax.transData, fig=fig, x=dx, y=0, units="points"),
+        )
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE on expert actions")
-    ax.set_title("BC loss: solid = train, dashed = validation episodes, marker = the epoch each run kept\n"
-                 "(markers on one spot are set side by side)", fontsize=10)
+    ax.set_title(
+        "BC loss: solid = train, dashed = validation episodes, marker = the epoch each run kept\n"
+        "(markers on one spot are set side by side)",
+        fontsize=10,
+    )
     ax.legend(fontsize=6, ncol=2)
     return fig
 
@@ -199,8 +230,11 @@ def sac_curves_figure(runs):
     for i, members in enumerate(sac_groups(runs)):
         color = f"C{i % 10}"
         curves = [r.metrics.curve if isinstance(r.metrics, SACMetrics) else [] for r in members]
-        label = short_name(members[0]) + f" ({len(members)} seed{'s' if len(members) > 1 else ''})" + (
-            " (plumbing)" if is_plumbing(members[0]) else "")
+        label = (
+            short_name(members[0])
+            + f" ({len(members)} seed{'s' if len(members) > 1 else ''})"
+            + (" (plumbing)" if is_plumbing(members[0]) else "")
+        )
         common = sorted(set.intersection(*[{p.env_steps for p in c} for c in curves]))
         for ax, key, scale in ((ax_s, "success_rate", 100), (ax_r, "mean_return", 1)):
 
@@ -220,8 +254,10 @@ def sac_curves_figure(runs):
                 x = [p.env_steps for p in c]
                 mean = [y(p) for p in c]
                 if key == "success_rate":
-                    b = [wilson_ci95(round((p.success_rate or 0) * (p.eval_episodes or 0)), p.eval_episodes or 0)
-                         for p in c]
+                    b = [
+                        wilson_ci95(round((p.success_rate or 0) * (p.eval_episodes or 0)), p.eval_episodes or 0)
+                        for p in c
+                    ]
                     lo, hi = [100 * v[0] for v in b], [100 * v[1] for v in b]
                 else:
                     half = [1.96 * (p.std_return or 0) / math.sqrt(max(p.eval_episodes or 1, 1)) for p in c]
@@ -229,18 +265,41 @@ def sac_curves_figure(runs):
             if not x:
                 continue
             ax.plot(x, mean, color=color, lw=1.8, label=label)
-            ax.fill_between(x, np.clip(lo, 0, None), np.clip(hi, None, 100 if key == "success_rate" else None),
-                            color=color, alpha=0.18)
-            ax.plot([x[-1]], [mean[-1]], marker="*", ms=13, color=color, markeredgecolor="black", linestyle="",
-                    zorder=KEPT_Z + i)
+            ax.fill_between(
+                x,
+                np.clip(lo, 0, None),
+                np.clip(hi, None, 100 if key == "success_rate" else None),
+                color=color,
+                alpha=0.18,
+            )
+            ax.plot(
+                [x[-1]],
+                [mean[-1]],
+                marker="*",
+                ms=13,
+                color=color,
+                markeredgecolor="black",
+                linestyle="",
+                zorder=KEPT_Z + i,
+            )
     for ax in (ax_s, ax_r):
-        ax.plot([], [], marker="*", ms=10, color="white", markeredgecolor="black", linestyle="",
-                label="final evaluation (closes the curve)")
+        ax.plot(
+            [],
+            [],
+            marker="*",
+            ms=10,
+            color="white",
+            markeredgecolor="black",
+            linestyle="",
+            label="final evaluation (closes the curve)",
+        )
     ax_s.set(xlabel="env steps (simulator)", ylabel="success rate (%)", title="SAC success rate", ylim=(0, 105))
     ax_r.set(xlabel="env steps (simulator)", ylabel="mean return", title="SAC mean return")
     ax_s.legend(fontsize=7)
-    fig.suptitle("Deterministic evaluations during training; band = 95% interval (across seeds, or over episodes "
-                 "for one seed)", fontsize=9)
+    fig.suptitle(
+        "Deterministic evaluations during training; band = 95% interval (across seeds, or over episodes for one seed)",
+        fontsize=9,
+    )
     return fig
 
 

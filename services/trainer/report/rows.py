@@ -34,7 +34,7 @@ INIT_WORDS = {True: "random-init", False: "pretrained", None: "init not recorded
 
 
 def pct(rate: float | None, ci: Any = None) -> str:
-    """"20% [8, 42]" (rounded to whole percent; bounds clamped to [0, 100])."""
+    """ "20% [8, 42]" (rounded to whole percent; bounds clamped to [0, 100])."""
     if rate is None:
         return "n/a"
     s = f"{100 * rate:.0f}%"
@@ -108,9 +108,17 @@ def feature_lineage(run: RunRecord | dict) -> dict:
     lin = as_record(run).lineage
     if lin is None:
         return {}
-    out = {"features": lin.features.value, "dim": lin.dim, "encoder_id": lin.encoder_id, "model": lin.encoder_model,
-           "image_size": lin.encoder_image_size, "random_init": lin.random_init, "pooling": lin.pooling.value,
-           "grid_size": lin.grid_size, "readout": lin.readout.value}
+    out = {
+        "features": lin.features.value,
+        "dim": lin.dim,
+        "encoder_id": lin.encoder_id,
+        "model": lin.encoder_model,
+        "image_size": lin.encoder_image_size,
+        "random_init": lin.random_init,
+        "pooling": lin.pooling.value,
+        "grid_size": lin.grid_size,
+        "readout": lin.readout.value,
+    }
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -133,9 +141,12 @@ def encoder_info(run: RunRecord | dict) -> dict:
         named = f"`{_model_name(model)}` preset" if model.startswith("preset:") else f"`{model}`"
         label = f"V-JEPA 2 {named}, {INIT_WORDS[lin.random_init]}"
     size = lin.encoder_image_size
-    details = [f"{lin.dim}-d" if lin.dim else None, f"{size} px input" if size else None,
-               f"{lin.image_size} px frames" if lin.image_size and lin.image_size != size else None,
-               f"{lin.grid_size}x{lin.grid_size} token grid" if lin.pooling.value == "grid" and lin.grid_size else None]
+    details = [
+        f"{lin.dim}-d" if lin.dim else None,
+        f"{size} px input" if size else None,
+        f"{lin.image_size} px frames" if lin.image_size and lin.image_size != size else None,
+        f"{lin.grid_size}x{lin.grid_size} token grid" if lin.pooling.value == "grid" and lin.grid_size else None,
+    ]
     label += "".join(f", {d}" for d in details if d)
     return {"features": "vjepa2", "label": label, "random_init": lin.random_init, "encoder_id": lin.encoder_id}
 
@@ -180,14 +191,16 @@ def short_name(run: RunRecord | dict) -> str:
 def condition_key(run: RunRecord) -> str:
     """Runs with the same key differ only in their seed (and study id)."""
     cfg = {k: v for k, v in run.config.model_dump(mode="json").items() if k not in ("seed", "study_id")}
-    return json.dumps({"kind": run.kind, "config": cfg, "encoder": encoder_info(run).get("encoder_id"),
-                       "readout": readout_of(run)}, sort_keys=True, default=str)
+    return json.dumps(
+        {"kind": run.kind, "config": cfg, "encoder": encoder_info(run).get("encoder_id"), "readout": readout_of(run)},
+        sort_keys=True,
+        default=str,
+    )
 
 
 def order_key(run: RunRecord) -> tuple:
     kind = RUN_KINDS.get(run.kind)
-    sub = (BASELINE_ORDER.get(policy_of(run), 9) if run.lineage is None
-           else FEATURE_ORDER.get(features_of(run) or "", 9))
+    sub = BASELINE_ORDER.get(policy_of(run), 9) if run.lineage is None else FEATURE_ORDER.get(features_of(run) or "", 9)
     return (kind.order if kind else 9, sub, condition_name(run))
 
 
@@ -213,24 +226,26 @@ def evaluation_rows(runs) -> list[dict]:
             k = sum(e.success for e in ev.episodes) if ev.episodes else round(ev.success_rate * n)
             req = ev.request or {}
             task = ev.task or req.get("task")
-            rows.append({
-                "run": run,
-                "condition": condition_name(run),
-                "run_id": run.run_id,
-                "eval_id": ev.eval_id,
-                "kind": run.kind,
-                "seed": seed_of(run),
-                "success_rate": float(ev.success_rate),
-                "successes": k,
-                "ci": wilson_ci95(k, n) if n else ev.success_ci95,
-                "mean_return": ev.mean_return,
-                "episodes": n,
-                "task": task,
-                "protocol": {"task": task, "steps": req.get("steps"), "eval_seed": req.get("seed"), "episodes": n},
-                "image_size": req.get("image_size"),
-                "gif": ev.gif,
-                "plumbing": run.is_stand_in,
-            })
+            rows.append(
+                {
+                    "run": run,
+                    "condition": condition_name(run),
+                    "run_id": run.run_id,
+                    "eval_id": ev.eval_id,
+                    "kind": run.kind,
+                    "seed": seed_of(run),
+                    "success_rate": float(ev.success_rate),
+                    "successes": k,
+                    "ci": wilson_ci95(k, n) if n else ev.success_ci95,
+                    "mean_return": ev.mean_return,
+                    "episodes": n,
+                    "task": task,
+                    "protocol": {"task": task, "steps": req.get("steps"), "eval_seed": req.get("seed"), "episodes": n},
+                    "image_size": req.get("image_size"),
+                    "gif": ev.gif,
+                    "plumbing": run.is_stand_in,
+                }
+            )
     return rows
 
 
@@ -250,27 +265,29 @@ def condition_rows(runs) -> list[dict]:
         mean, lo, hi = t_interval(rates)
         multi = len(members) > 1
         returns = [float(m["mean_return"]) for m in members if m["mean_return"] is not None]
-        out.append({
-            "condition": first["condition"],
-            "condition_short": condition_name(run, short=True),
-            "short": short_name(run),
-            "kind": first["kind"],
-            "task": first["task"],
-            "plumbing": first["plumbing"],
-            "features": features_of(run),
-            "encoder": encoder_info(run)["label"],
-            "readout": readout_of(run) or "-",
-            "dataset": dataset_of(run),
-            "members": members,
-            "n_runs": len(members),
-            "seeds": [m["seed"] for m in members],
-            "success_rate": mean,
-            "ci": (max(0.0, lo), min(1.0, hi)) if multi else first["ci"],
-            "ci_kind": "t across seeds" if multi else "Wilson",
-            "mean_return": t_interval(returns)[0] if returns else None,
-            "episodes": first["episodes"],
-            "order": order_key(run) + (str(first["task"]),),
-        })
+        out.append(
+            {
+                "condition": first["condition"],
+                "condition_short": condition_name(run, short=True),
+                "short": short_name(run),
+                "kind": first["kind"],
+                "task": first["task"],
+                "plumbing": first["plumbing"],
+                "features": features_of(run),
+                "encoder": encoder_info(run)["label"],
+                "readout": readout_of(run) or "-",
+                "dataset": dataset_of(run),
+                "members": members,
+                "n_runs": len(members),
+                "seeds": [m["seed"] for m in members],
+                "success_rate": mean,
+                "ci": (max(0.0, lo), min(1.0, hi)) if multi else first["ci"],
+                "ci_kind": "t across seeds" if multi else "Wilson",
+                "mean_return": t_interval(returns)[0] if returns else None,
+                "episodes": first["episodes"],
+                "order": order_key(run) + (str(first["task"]),),
+            }
+        )
     return sorted(out, key=lambda g: g["order"])
 
 
@@ -288,8 +305,10 @@ def seeds_cell(g: dict) -> str:
 def per_seed_cell(g: dict) -> str:
     if g["n_runs"] == 1:
         return "-"
-    return "; ".join(f"{'s' + str(m['seed']) if m['seed'] is not None else m['run_id']}: "
-                     f"{pct(m['success_rate'], m['ci'])}" for m in g["members"])
+    return "; ".join(
+        f"{'s' + str(m['seed']) if m['seed'] is not None else m['run_id']}: {pct(m['success_rate'], m['ci'])}"
+        for m in g["members"]
+    )
 
 
 def notes_cell(g: dict) -> str:
@@ -322,12 +341,20 @@ def bc_row(run: RunRecord) -> dict:
     m = run.metrics
     train, val = bc_curves(run)
     kept = m.selected_epoch if isinstance(m, BCMetrics) else None
-    return {"condition": condition_name(run), "run_id": run.run_id, "seed": seed_of(run), "epochs": len(train),
-            "kept_epoch": kept or len(train), "rule": m.select or getattr(run.config, "select", None)
-            or "last (not recorded)", "kept_val": kept_val_loss(m) if kept else None,
-            "last_train": train[-1] if train else None,
-            "last_val": next((v for v in reversed(val) if v is not None), None),
-            "n_train": m.n_train, "n_val": m.n_val, "train_s": m.train_s}
+    return {
+        "condition": condition_name(run),
+        "run_id": run.run_id,
+        "seed": seed_of(run),
+        "epochs": len(train),
+        "kept_epoch": kept or len(train),
+        "rule": m.select or getattr(run.config, "select", None) or "last (not recorded)",
+        "kept_val": kept_val_loss(m) if kept else None,
+        "last_train": train[-1] if train else None,
+        "last_val": next((v for v in reversed(val) if v is not None), None),
+        "n_train": m.n_train,
+        "n_val": m.n_val,
+        "train_s": m.train_s,
+    }
 
 
 def sac_groups(runs: list[RunRecord]) -> list[list[RunRecord]]:
@@ -342,10 +369,15 @@ def sac_row(members: list[RunRecord]) -> dict:
     rets = [f.mean_return for f in finals if f is not None]
     mean, lo, hi = t_interval(rets) if rets else (None, None, None)
     succ = [f.success_rate for f in finals if f is not None and f.success_rate is not None]
-    return {"condition": condition_name(members[0]), "n": len(members), "mean": mean, "ci": (lo, hi),
-            "per_seed": [(seed_of(r), f.mean_return if f else None) for r, f in zip(members, finals)],
-            "success": sum(succ) / len(succ) if succ else None,
-            "env_steps": sorted({r.metrics.env_steps for r in members} - {None})}
+    return {
+        "condition": condition_name(members[0]),
+        "n": len(members),
+        "mean": mean,
+        "ci": (lo, hi),
+        "per_seed": [(seed_of(r), f.mean_return if f else None) for r, f in zip(members, finals)],
+        "success": sum(succ) / len(succ) if succ else None,
+        "env_steps": sorted({r.metrics.env_steps for r in members} - {None}),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -356,8 +388,16 @@ def sac_row(members: list[RunRecord]) -> dict:
 def probe_feature_label(p: dict) -> str:
     """A probe file's features, named as a run's would be (its lineage is the feature source's own)."""
     if p.get("features") == "vjepa2":
-        fake = migrate({"run_id": "probe", "kind": "bc", "status": "succeeded", "config": {"features": "vjepa2"},
-                        "lineage": {"features": "vjepa2"}, "metrics": {"features_lineage": p.get("lineage") or {}}})
+        fake = migrate(
+            {
+                "run_id": "probe",
+                "kind": "bc",
+                "status": "succeeded",
+                "config": {"features": "vjepa2"},
+                "lineage": {"features": "vjepa2"},
+                "metrics": {"features_lineage": p.get("lineage") or {}},
+            }
+        )
         return "vjepa2: " + encoder_info(fake)["label"] + (f" [{PLUMBING}]" if fake.is_stand_in else "")
     return FEATURE_NAMES.get(p.get("features"), str(p.get("features")))
 
@@ -377,8 +417,16 @@ def probe_rows(probes: list[dict]) -> list[dict]:
         for t in p.get("targets") or list(p["linear"]):
             lin, mlp = p["linear"].get(t) or {}, (p.get("mlp") or {}).get(t)
             alpha = lin.get("alpha")
-            rows.append({"features": probe_feature_label(p), "dataset": p.get("dataset", ""), "target": t,
-                         "linear": _r2(lin), "alpha": (f"{alpha:.2g}" if alpha is not None else "n/a")
-                         + (" (grid edge)" if lin.get("alpha_at_edge") else ""),
-                         "mlp": _r2(mlp), "folds": f"{p.get('folds')} x {p.get('n_episodes')} episodes"})
+            rows.append(
+                {
+                    "features": probe_feature_label(p),
+                    "dataset": p.get("dataset", ""),
+                    "target": t,
+                    "linear": _r2(lin),
+                    "alpha": (f"{alpha:.2g}" if alpha is not None else "n/a")
+                    + (" (grid edge)" if lin.get("alpha_at_edge") else ""),
+                    "mlp": _r2(mlp),
+                    "folds": f"{p.get('folds')} x {p.get('n_episodes')} episodes",
+                }
+            )
     return rows
