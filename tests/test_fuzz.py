@@ -44,7 +44,7 @@ CHECKS = [not_a_server_error, response_schema_conformance]
 def _trainer_app(tmp: Path, submitted: list | None = None, **kw):
     app = create_trainer(TrainerSettings(store=str(tmp / "store"), runs=str(tmp / "runs"), **kw))
     if submitted is not None:
-        app.state.runner.submit = lambda key, fn, on_error: submitted.append(key)  # record, don't run
+        app.state.runner.submit = lambda key, fn, on_error=None, **kw: submitted.append(key)  # record, do not run
     return app
 
 

@@ -110,7 +110,7 @@ def test_small_bc_pipeline_twice_gives_identical_numbers(encoder, tmp_path):
             emb=emb,
             weights=weights(ctx.runs.path(run_id)),
             val=rec["metrics"]["val_loss_curve"],
-            returns=[e["return"] for e in ev["episodes"]],
+            returns=[e.return_ for e in ev["episodes"]],
         )
     a, b = out["rep-a"], out["rep-b"]
     assert a["frames"] == b["frames"] and a["actions"] == b["actions"]  # PNG bytes: the renders themselves
