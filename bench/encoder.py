@@ -201,7 +201,7 @@ def concurrent_clients(server: Server, window: np.ndarray, clients: int, per_cli
             with httpx.Client(timeout=300) as client:
                 for _ in range(per_client):
                     client.post(f"{server.url}/encode", content=body, headers=HEADERS).raise_for_status()
-        except BaseException as exc:  # noqa: BLE001  reported after the run
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]

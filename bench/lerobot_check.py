@@ -23,7 +23,7 @@ import numpy as np
 
 try:
     import torchvision  # noqa: F401
-except Exception:  # noqa: BLE001  (the CUDA build raises RuntimeError at import on a CPU torch)
+except Exception:
     for mod in [m for m in sys.modules if m.startswith("torchvision")]:
         del sys.modules[mod]
     import importlib.machinery
@@ -44,9 +44,9 @@ except Exception:  # noqa: BLE001  (the CUDA build raises RuntimeError at import
         }
     )
 
-import av  # noqa: E402
-import lerobot.datasets.lerobot_dataset as lrd  # noqa: E402
-import torch  # noqa: E402
+import av
+import lerobot.datasets.lerobot_dataset as lrd
+import torch
 
 _DECODED: dict[str, list] = {}  # one file decoded once (lerobot's own decoders seek instead)
 

@@ -24,11 +24,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.trainer.features import make_feature_source  # noqa: E402
-from services.trainer.replay import Replay, replay_bytes  # noqa: E402
-from services.trainer.sac import SAC, Nets, train_sac  # noqa: E402
-from services.trainer.vec_env import ReacherVecEnv  # noqa: E402
-from vjepa_robot_client.contract import TrainSACRequest  # noqa: E402
+from services.trainer.features import make_feature_source
+from services.trainer.replay import Replay, replay_bytes
+from services.trainer.sac import SAC, Nets, train_sac
+from services.trainer.vec_env import ReacherVecEnv
+from vjepa_robot_client.contract import TrainSACRequest
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

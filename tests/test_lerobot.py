@@ -18,9 +18,9 @@ import pytest
 
 pytest.importorskip("av")
 
-from services.common.store import DatasetNotFound, Store, decode_png  # noqa: E402
-from services.trainer import lerobot as L  # noqa: E402
-from services.trainer.datasets import DatasetSpec, create_dataset  # noqa: E402
+from services.common.store import DatasetNotFound, Store, decode_png
+from services.trainer import lerobot as L
+from services.trainer.datasets import DatasetSpec, create_dataset
 
 COLUMNS = ["seed", "frame", "action", "reward", "position", "to_target", "velocity", "finger_xy", "target_xy"]
 

@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from load import EncoderProcess, rss_mb, run_load  # noqa: E402
+from load import EncoderProcess, rss_mb, run_load
 
 pytestmark = pytest.mark.slow
 

@@ -283,7 +283,7 @@ class ReacherVectorEnv(VectorEnv):
             self.features.close()
 
 
-def _EvalSeeded(base):  # noqa: N802  (a class factory: ReacherVecEnv is imported only when an env is built)
+def _EvalSeeded(base):
     """ReacherVecEnv on evaluation seeds: the one change is the seed rule of `_reset_env`."""
     from services.trainer.env import eval_episode_seed
 

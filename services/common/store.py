@@ -300,7 +300,7 @@ class Store:
         """Merge the one-episode fragments of a finished dataset (an optimisation: failures are ignored)."""
         try:
             self._steps(dataset).optimize()
-        except Exception:  # noqa: BLE001  (compaction is never a reason to fail)
+        except Exception:
             pass
 
     def drop_dataset(self, dataset: str) -> None:

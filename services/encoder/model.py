@@ -336,7 +336,7 @@ class Encoder:
         else:
             config = tiny_config(family.name)
         if device.startswith("cuda"):
-            config._attn_implementation = "sdpa"  # noqa: SLF001
+            config._attn_implementation = "sdpa"
         with _seeded(PRESET_SEED):
             model = family.model_class(config.model_type)(config)
         model = model.to(device=device, dtype=dtype)

@@ -102,13 +102,13 @@ class Curves:
             try:
                 for tag, v in values.items():
                     self._tb.add_scalar(tag, v, int(step))
-            except Exception as exc:  # noqa: BLE001  a curve never costs a run
+            except Exception as exc:
                 log.warning("run %s: TensorBoard logging stopped: %s", self.run_id, exc)
                 self._tb = None
         if self._wb is not None:
             try:
                 self._wb.log(values, step=int(step))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("run %s: W&B logging stopped: %s", self.run_id, exc)
                 self._wb = None
 

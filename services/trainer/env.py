@@ -117,7 +117,7 @@ class Reacher:
 
     def reset(self, seed: int | None = None) -> TimeStep:
         if seed is not None:
-            self._env.task._random = np.random.RandomState(seed)  # noqa: SLF001  re-seed the target/arm draw
+            self._env.task._random = np.random.RandomState(seed)
         ts = self._env.reset()
         return TimeStep(StepType.FIRST, _obs(ts.observation), 0.0)
 

@@ -24,7 +24,7 @@ GEAR = 0.05  # reacher motor gear (dm_control reacher.xml)
 class Expert:
     name: str = "expert"
 
-    def reset(self, seed: int) -> None:  # noqa: B027  (optional hook)
+    def reset(self, seed: int) -> None:
         pass
 
     def act(self, physics, ts: TimeStep) -> np.ndarray:

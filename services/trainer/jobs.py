@@ -105,7 +105,7 @@ class JobRunner:
         def wrapped():
             try:
                 fn()
-            except BaseException as exc:  # noqa: BLE001  the job must record every failure, then the thread ends
+            except BaseException as exc:
                 log.error("job %s failed: %s\n%s", key, exc, traceback.format_exc())
                 try:
                     on_error(exc)

@@ -186,7 +186,7 @@ def close_envs(envs: Sequence) -> None:
     for env in envs:
         try:
             env.close()
-        except Exception as exc:  # noqa: BLE001  close the rest, then report
+        except Exception as exc:
             errors.append(exc)
     if errors:
         raise errors[0]
