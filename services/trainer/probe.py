@@ -116,6 +116,53 @@ def choose_alpha(x: np.ndarray, y: np.ndarray, episode: np.ndarray, seed: int, a
     return float(max(a for a, s in zip(alphas, scores) if s >= scores.max() - ALPHA_TOL))
 
 
+def _fit_best(make_net, x, y, x_val, y_val, *, seed, max_steps, batch_size, lr, eval_every):
+    """Train make_net() on x (N, D) -> y (N, K), both standardised, with Adam and a cosine schedule; keep the weights
+    of the lowest validation MSE (checked every `eval_every` steps). Returns predict(x) -> (M, K). Threads: the
+    process's own setting (services/trainer/threads.py): a probe job never changes it."""
+    import torch
+    from torch import nn
+
+    x_mean, x_std = x.mean(0), x.std(0)
+    x_std = np.where(x_std < 1e-8, 1.0, x_std)
+    y_mean, y_std = y.mean(0), y.std(0)
+    y_std = np.where(y_std < 1e-8, 1.0, y_std)
+
+    def tx(a):
+        return torch.from_numpy(((a - x_mean) / x_std).astype(np.float32))
+
+    xt, yt = tx(x), torch.from_numpy(((y - y_mean) / y_std).astype(np.float32))
+    xv, yv = tx(x_val), torch.from_numpy(((y_val - y_mean) / y_std).astype(np.float32))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = make_net()
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_steps)
+        gen = torch.Generator().manual_seed(seed)
+        best, best_state = float("inf"), None
+        for step in range(max_steps):
+            idx = torch.randint(0, len(xt), (min(batch_size, len(xt)),), generator=gen)
+            loss = nn.functional.mse_loss(net(xt[idx]), yt[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if step % eval_every == eval_every - 1 or step == max_steps - 1:
+                with torch.no_grad():
+                    v = float(nn.functional.mse_loss(net(xv), yv))
+                if v < best:
+                    best, best_state = v, {k: t.clone() for k, t in net.state_dict().items()}
+        net.load_state_dict(best_state)
+        net.eval()
+
+    def predict(a: np.ndarray) -> np.ndarray:
+        with torch.no_grad():  # in chunks: a grid probe's rows are (G*D,) wide
+            out = np.concatenate([net(tx(a[i : i + 4096])).numpy() for i in range(0, len(a), 4096)])
+            return out.astype(np.float64) * y_std + y_mean
+
+    return predict
+
+
 def fit_mlp(
     x: np.ndarray,
     y: np.ndarray,
@@ -130,57 +177,30 @@ def fit_mlp(
     eval_every: int = 100,
 ):
     """A small MLP from x (N, D) to y (N, K), standardised both sides; returns predict(x) -> (M, K) with the
-    weights of the lowest validation MSE (checked every `eval_every` steps). One torch thread."""
-    import torch
+    weights of the lowest validation MSE (checked every `eval_every` steps)."""
     from torch import nn
 
-    x_mean, x_std = x.mean(0), x.std(0)
-    x_std = np.where(x_std < 1e-8, 1.0, x_std)
-    y_mean, y_std = y.mean(0), y.std(0)
-    y_std = np.where(y_std < 1e-8, 1.0, y_std)
+    def make_net():
+        return nn.Sequential(
+            nn.Linear(x.shape[1], hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, y.shape[1]),
+        )
 
-    def tx(a):
-        return torch.from_numpy(((a - x_mean) / x_std).astype(np.float32))
-
-    xt, yt = tx(x), torch.from_numpy(((y - y_mean) / y_std).astype(np.float32))
-    xv, yv = tx(x_val), torch.from_numpy(((y_val - y_mean) / y_std).astype(np.float32))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = nn.Sequential(
-                nn.Linear(x.shape[1], hidden),
-                nn.ReLU(),
-                nn.Linear(hidden, hidden),
-                nn.ReLU(),
-                nn.Linear(hidden, y.shape[1]),
-            )
-            opt = torch.optim.Adam(net.parameters(), lr=lr)
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_steps)
-            gen = torch.Generator().manual_seed(seed)
-            best, best_state = float("inf"), None
-            for step in range(max_steps):
-                idx = torch.randint(0, len(xt), (min(batch_size, len(xt)),), generator=gen)
-                loss = nn.functional.mse_loss(net(xt[idx]), yt[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                if step % eval_every == eval_every - 1 or step == max_steps - 1:
-                    with torch.no_grad():
-                        v = float(nn.functional.mse_loss(net(xv), yv))
-                    if v < best:
-                        best, best_state = v, {k: t.clone() for k, t in net.state_dict().items()}
-            net.load_state_dict(best_state)
-    finally:
-        torch.set_num_threads(previous)
-
-    def predict(a: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return net(tx(a)).numpy().astype(np.float64) * y_std + y_mean
-
-    return predict
+    return _fit_best(
+        make_net,
+        x,
+        y,
+        x_val,
+        y_val,
+        seed=seed,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        lr=lr,
+        eval_every=eval_every,
+    )
 
 
 def fit_attentive(
@@ -196,60 +216,28 @@ def fit_attentive(
     lr: float = 1e-3,
     eval_every: int = 100,
 ):
-    """An AttentivePooler over (N, G*D) flat grids + a linear head to y (N, K), as fit_mlp (standardised both sides,
-    the weights of the lowest validation MSE); returns predict(x) -> (M, K). One torch thread."""
-    import torch
+    """An AttentivePooler over (N, G*D) flat grids + a linear head to y (N, K), trained as fit_mlp (standardised
+    both sides, the weights of the lowest validation MSE); returns predict(x) -> (M, K)."""
     from torch import nn
 
     from .readouts import AttentivePooler, PoolerConfig
 
-    x_mean, x_std = x.mean(0), x.std(0)
-    x_std = np.where(x_std < 1e-8, 1.0, x_std)
-    y_mean, y_std = y.mean(0), y.std(0)
-    y_std = np.where(y_std < 1e-8, 1.0, y_std)
+    def make_net():
+        pooler = AttentivePooler(PoolerConfig(dim=x.shape[1] // tokens, tokens=tokens))
+        return nn.Sequential(pooler, nn.Linear(pooler.out_dim, y.shape[1]))
 
-    def tx(a):
-        return torch.from_numpy(((a - x_mean) / x_std).astype(np.float32))
-
-    xt, yt = tx(x), torch.from_numpy(((y - y_mean) / y_std).astype(np.float32))
-    xv, yv = tx(x_val), torch.from_numpy(((y_val - y_mean) / y_std).astype(np.float32))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            pooler = AttentivePooler(PoolerConfig(dim=x.shape[1] // tokens, tokens=tokens))
-            net = nn.Sequential(pooler, nn.Linear(pooler.out_dim, y.shape[1]))
-            opt = torch.optim.Adam(net.parameters(), lr=lr)
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_steps)
-            gen = torch.Generator().manual_seed(seed)
-            best, best_state = float("inf"), None
-            for step in range(max_steps):
-                idx = torch.randint(0, len(xt), (min(batch_size, len(xt)),), generator=gen)
-                loss = nn.functional.mse_loss(net(xt[idx]), yt[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                if step % eval_every == eval_every - 1 or step == max_steps - 1:
-                    with torch.no_grad():
-                        v = float(nn.functional.mse_loss(net(xv), yv))
-                    if v < best:
-                        best, best_state = v, {k: t.clone() for k, t in net.state_dict().items()}
-            net.load_state_dict(best_state)
-            net.eval()
-    finally:
-        torch.set_num_threads(previous)
-
-    def predict(a: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return (
-                np.concatenate([net(tx(a[i : i + 4096])).numpy() for i in range(0, len(a), 4096)]).astype(np.float64)
-                * y_std
-                + y_mean
-            )
-
-    return predict
+    return _fit_best(
+        make_net,
+        x,
+        y,
+        x_val,
+        y_val,
+        seed=seed,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        lr=lr,
+        eval_every=eval_every,
+    )
 
 
 def probe_attentive(
