@@ -1105,7 +1105,7 @@ def runs_show(
 
 
 # Measured with `vjepa-robot demo` on the development machine (2 shared x86_64 cores): see README.md ("Time").
-DEMO_TIME = "about 20 min on 2 cores shared with other jobs, less on a quiet machine"
+DEMO_TIME = "6-20 min on 2 cores, by what else runs (measured: 5 min 51 s at load ~5, 20 min at load 15-18)"
 
 
 @app.command("demo")
