@@ -285,7 +285,7 @@ def test_vjepa2_features_online_steps_a_stream_and_equals_offline_embeddings(tmp
             )
         detached = src.online_detached([ts(3, 9)], [3])
         np.testing.assert_allclose(detached[0], stored(3, 9), rtol=1e-4, atol=1e-5)
-        stream = src._streams[(2, H, W)]
+        stream = src._streams[(2, H, W, None)]  # (envs, height, width, grid size: None for mean)
         assert len(src._streams) == 1 and stream.resyncs == 10  # each change of rollout (t = 1..5, and b at 5)
         src.close()
         assert "vjepa_encoder_streams 0.0" in httpx.get(f"{url}/metrics").text
@@ -315,7 +315,7 @@ def test_sac_vec_env_steps_a_stream_and_embeds_terminal_windows_apart(tmp_path, 
                 term = np.stack([infos[i]["terminal_observation"] for i in range(2)])
                 assert np.array_equal(term, tiny_encoder.encode(np.stack(detached[-1])))
                 assert not np.allclose(term, obs)
-        assert len(detached) == 1 and src._streams[(2, H, W)].resyncs == 0  # one stream, never out of step
+        assert len(detached) == 1 and src._streams[(2, H, W, None)].resyncs == 0  # one stream, never out of step
         src.close()
 
 
