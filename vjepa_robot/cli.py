@@ -1105,7 +1105,7 @@ def runs_show(
 
 
 # Measured with `vjepa-robot demo` on the development machine (2 shared x86_64 cores): see README.md ("Time").
-DEMO_TIME = "6-20 min on 2 cores, by what else runs (measured: 5 min 51 s at load ~5, 20 min at load 15-18)"
+DEMO_TIME = "6-20 min on 2 cores, by what else runs"  # the README states the same (tests/test_readme.py)
 
 
 @app.command("demo")
