@@ -183,8 +183,24 @@ def test_state_sac_run_is_the_expert_of_a_walker_dataset_then_bc(trainer):
     assert bc["status"] == "succeeded", bc.get("error")
     assert (bc["lineage"]["task"], bc["lineage"]["action_repeat"], bc["lineage"]["dim"]) == ("walker-stand", 2, 24)
     # evaluated on its own task by default (the request names none), return only
-    r = c.post(f"/eval/{bc_id}", json={"episodes": 1, "steps": 40, "parallel_envs": 1, "gif_episodes": 0})
+    r = c.post(f"/eval/{bc_id}", json={"episodes": 1, "steps": 40, "parallel_envs": 1, "gif_episodes": 1})
     assert r.status_code == 202, r.text
     ev = _wait(c, f"/eval/{bc_id}")
     assert ev["status"] == "succeeded", ev.get("error")
     assert ev["task"] == "walker-stand" and ev["success_rate"] is None and ev["episodes"][0]["success"] is None
+    assert len(ev["gif"]) == 1  # the policy alone: no scripted expert beside it on walker
+
+    # the CLI's `datasets create --expert run:RUN_ID`, on the same store and runs directory
+    from typer.testing import CliRunner
+
+    from vjepa_robot import cli
+
+    info = c.get("/info").json()
+    args = ["datasets", "create", "walk-cli", "--expert", f"run:{sac_id}", "--task", "walker-stand"]
+    args += ["--episodes", "1", "--steps", "10", "--image-size", "0", "--workers", "1"]
+    res = CliRunner().invoke(cli.app, [*args, "--store", info["store"], "--runs-dir", info["runs_dir"]])
+    assert res.exit_code == 0, res.output
+    assert f"expert run:{sac_id} on walker-stand: mean return" in res.output
+    assert store.get_dataset_meta("walk-cli")["expert_run"]["run_id"] == sac_id
+    res = CliRunner().invoke(cli.app, [*args[:2], "x", *args[3:], "--task", "finger-spin", "--store", info["store"]])
+    assert res.exit_code != 0 and sac_id in res.output, res.output  # the default runs dir has no such run

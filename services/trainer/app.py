@@ -293,7 +293,7 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     @app.post("/datasets", status_code=202, response_model=DatasetInfo, dependencies=auth)
     def create_dataset(req: CreateDatasetRequest):
         from .datasets import DatasetExists, DatasetSpec, claim_dataset, create_dataset, resolve_expert
-        from .experts import ExpertRefused
+        from .run_experts import ExpertRefused
 
         try:  # a scripted expert on a task it cannot act on, or a run expert that cannot demonstrate it: 4xx
             spec, source = resolve_expert(

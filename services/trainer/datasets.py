@@ -35,7 +35,8 @@ from services.common.store import STEPS_SCHEMA, DatasetNotFound, Store, encode_p
 from vjepa_robot_client.contract import check_action_repeat, validate_expert, validate_name
 
 from .env import SUCCESS_LAST_STEPS, finger_target_xy, make, train_episode_seed
-from .experts import Expert, RunExpert, RunExpertSource, check_expert_task, make_expert, resolve_run_expert, run_id_of
+from .experts import Expert, check_expert_task, make_expert
+from .run_experts import RunExpert, RunExpertSource, resolve_run_expert, run_id_of
 from .tasks import canonical_task, task_spec
 
 
