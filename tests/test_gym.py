@@ -194,3 +194,17 @@ def test_sb3_sac_example_trains_at_a_tiny_budget():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["env_steps"] == 320 and len(result["returns"]) == 2
     assert 0.0 <= result["mean_return"] <= 80.0 and 0.0 <= result["success_rate"] <= 1.0
+
+
+def test_vector_env_on_a_task_without_success_reports_none_not_false():
+    """cartpole defines no success: an ended episode's final_info says None (unknown), never a silent False."""
+    from vjepa_robot.gym import make_vec
+
+    venv = make_vec("cartpole-balance", num_envs=2, features="state", episode_steps=16, action_repeat=8)
+    venv.reset(seed=0)
+    for _ in range(2):
+        _, _, _, truncated, infos = venv.step(np.zeros((2, venv.single_action_space.shape[0]), np.float32))
+    assert truncated.all()
+    assert list(infos["final_info"]["success"]) == [None, None]
+    assert (infos["final_info"]["sim_return"] > 0).all()  # cartpole-balance pays for an upright pole
+    venv.close()
