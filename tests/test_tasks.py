@@ -207,3 +207,9 @@ def test_state_sac_run_is_the_expert_of_a_walker_dataset_then_bc(trainer):
         assert res.exit_code == 0 and "return" in res.output, res.output
     res = CliRunner().invoke(cli.app, [*args[:2], "x", *args[3:], "--task", "finger-spin", "--store", info["store"]])
     assert res.exit_code != 0 and sac_id in res.output, res.output  # the default runs dir has no such run
+
+    # the probes read reacher's fingertip and target: a walker dataset is refused by name, before any fitting
+    from services.trainer.probe import probe
+
+    with pytest.raises(ValueError, match="walker-stand dataset"):
+        probe(store, "walk", features=None)

@@ -41,9 +41,10 @@ import time
 
 import numpy as np
 
-from services.common.store import Store, fixed_list_to_numpy
+from services.common.store import DatasetNotFound, Store, fixed_list_to_numpy
 
 from .features import FeatureSource
+from .tasks import has_success
 
 TARGETS = ("finger_xy", "target_xy", "to_target")
 ALPHAS = tuple(float(10.0**k) for k in np.arange(-3.0, 7.01, 0.5))  # ridge strengths tried (features standardised)
@@ -374,6 +375,15 @@ def probe(
     """Linear and MLP probes of `features` on `dataset`: k-fold (by episode) R2 for each target in TARGETS; with
     `grid_sizes`, the attentive probe on each g x g token grid too (result["attentive"][str(g)])."""
     t0 = time.perf_counter()
+    try:
+        task = store.get_dataset_meta(dataset).get("task", "easy")
+    except DatasetNotFound:  # steps written without a datasets row (tests, imports of old stores): reacher's
+        task = "easy"
+    if not has_success(task):  # the probe targets are reacher's fingertip and target positions
+        raise ValueError(
+            f"the probes read reacher's fingertip and target positions; dataset {dataset!r} is a {task} dataset "
+            "(probe a reacher dataset: task easy or hard)"
+        )
     table = features.offline(store, dataset)
     steps = store.read_steps(dataset, list(TARGETS))
     if not (
