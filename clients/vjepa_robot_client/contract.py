@@ -1136,3 +1136,7 @@ class BakeoffRecord(_Open):
     error: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
+
+
+class BakeoffList(_Open):
+    bakeoffs: list[BakeoffRecord]
