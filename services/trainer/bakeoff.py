@@ -202,7 +202,7 @@ def _encoder_infos(ctx, urls: list[str]) -> list:
     infos = []
     for url in urls:
         try:
-            with EncoderClient(url, token=ctx.token) as client:
+            with EncoderClient(url, token=ctx.token, retries=1, timeout=30) as client:  # refuse fast
                 infos.append(client.info())
         except Exception as exc:
             raise jobs.Refused(
