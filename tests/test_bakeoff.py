@@ -97,12 +97,27 @@ def test_batchnorm_head_is_cortexbenchs_mlp_and_round_trips(tmp_path):
 
 def test_settings_come_from_the_request_then_the_protocol_then_the_defaults():
     s = bakeoff.resolve(BakeoffRequest(encoders=["http://a"], tasks=["easy"], protocol="cortexbench", epochs=5))
-    assert s["dataset"]["episodes"] == 100 and s["dataset"]["steps"] == 1000 and s["dataset"]["image_size"] == 256
+    assert s["dataset"]["episodes"] == 100 and s["steps"] == {"easy": 1000} and s["dataset"]["image_size"] == 256
     assert s["eval"]["episodes"] == 10 and s["seeds"] == [100, 200, 300] and s["experts"] == {"easy": "jacobian"}
     assert s["bc"]["epochs"] == 5 and s["bc"]["head"] == "batchnorm" and "readout" not in s["bc"]
     plain = bakeoff.resolve(BakeoffRequest(encoders=["http://a"], seeds=[4], steps=30, eval_episodes=2))
-    assert plain["seeds"] == [4] and plain["dataset"]["steps"] == plain["eval"]["steps"] == 30
+    assert plain["seeds"] == [4] and plain["steps"] == {"easy": 30}
     assert plain["eval"]["episodes"] == 2 and plain["dataset"]["episodes"] == 100 and plain["bc"] == {"grid_size": 4}
+    own = bakeoff.resolve(BakeoffRequest(encoders=["http://a"], tasks=["easy", "walker-walk"], experts={
+        "walker-walk": "run:sac-1"}))  # fmt: skip
+    assert own["steps"] == {"easy": 200, "walker-walk": 1000}  # each task's own episode (tasks.py)
+    assert own["experts"] == {"easy": "jacobian", "walker-walk": "run:sac-1"}
+
+
+def test_cortexbench_runs_its_five_tasks_and_asks_for_their_experts():
+    with pytest.raises(ValueError) as exc:
+        bakeoff.resolve(BakeoffRequest(encoders=["http://a"], protocol="cortexbench"))
+    assert all(w in str(exc.value) for w in ("walker-stand", "finger-spin", "run:RUN_ID")), str(exc.value)
+    experts = {t: f"run:sac-{k}" for k, t in enumerate(["walker-stand", "walker-walk", "cheetah-run", "finger-spin"])}
+    s = bakeoff.resolve(BakeoffRequest(encoders=["http://a"], protocol="cortexbench", experts=experts))
+    assert s["tasks"] == ["walker-stand", "walker-walk", "easy", "cheetah-run", "finger-spin"]
+    assert s["tasks_not_here"] == [] and s["experts"]["easy"] == "jacobian"
+    assert set(s["steps"].values()) == {1000}
 
 
 @pytest.mark.parametrize(
@@ -246,7 +261,7 @@ def test_bakeoff_end_to_end_names_every_cell_its_weights(stack):
         stack["encoders"], tasks=["easy"], readouts=["mean", "flare"], seeds=[0, 1], episodes=2, steps=16,
         image_size=32, epochs=1, eval_episodes=1, parallel_envs=1, workers=1,
     )  # fmt: skip
-    assert record.status.value == "queued" and len(record.cells) == 4
+    assert record.status.value in ("queued", "running") and len(record.cells) == 4
     bad = httpx.post(f"{stack['trainer']}/bakeoff", json={"encoders": stack["encoders"][:1], "readouts": ["max"]})
     assert bad.status_code == 422 and "flare" in bad.text  # refused while the bake-off runs; the service serves on
     done = tr.wait_bakeoff(record.bakeoff_id, progress=False, timeout=600, poll_interval=0.5)

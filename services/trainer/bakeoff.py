@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from vjepa_robot_client.contract import (
-    TASKS,
     BakeoffCell,
     BakeoffRecord,
     BakeoffRequest,
@@ -55,7 +54,6 @@ log = logging.getLogger("vjepa_robot.trainer")
 TABLE_MD, FIGURE_PNG, RECORD_JSON = "bakeoff.md", "bakeoff.png", "bakeoff.json"
 STAND_IN = "stand-in (random-init weights): plumbing check, not a result of the model"
 DEFAULT_SEEDS = [0, 1, 2]
-REACHER_TASKS = ("easy", "hard")  # reacher's: the jacobian expert is their default demonstrator
 _LOCK = threading.Lock()  # record writes (the job) and reads that repair a dead job's record (routes)
 
 
@@ -64,7 +62,16 @@ def _now() -> str:
 
 
 def _reacher(task: str) -> bool:
-    return task in REACHER_TASKS or task.startswith("reacher")
+    """Reacher's tasks have a scripted expert (jacobian): their default demonstrator."""
+    from .tasks import task_spec
+
+    return task_spec(task).is_reacher
+
+
+def _has_success(task: str) -> bool:
+    from .tasks import has_success
+
+    return has_success(task)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -73,12 +80,16 @@ def _reacher(task: str) -> bool:
 
 
 def _protocol_tasks(names: list[str]) -> tuple[list[str], list[str]]:
-    """A protocol's tasks as this trainer names them (reacher-easy is `easy` where no `reacher-easy` exists), and
-    those this trainer does not have."""
+    """A protocol's tasks as this trainer names them (tasks.canonical_task: reacher-easy is `easy`), and those
+    this trainer does not have."""
+    from .tasks import canonical_task
+
     have, missing = [], []
     for name in names:
-        alias = name if name in TASKS else name.removeprefix("reacher-") if name.startswith("reacher-") else None
-        (have if alias in TASKS else missing).append(alias if alias in TASKS else name)
+        try:
+            have.append(canonical_task(name))
+        except ValueError:
+            missing.append(name)
     return have, missing
 
 
@@ -96,6 +107,9 @@ def resolve(req: BakeoffRequest) -> dict[str, Any]:
     missing: list[str] = []
     if p and "tasks" not in req.model_fields_set:
         tasks, missing = _protocol_tasks(p["tasks"])
+    extra = sorted(set(req.experts) - set(tasks))
+    if extra:
+        raise ValueError(f"experts names task(s) {extra} that are not in the tasks {tasks}")
     experts = {t: req.experts.get(t) or ("jacobian" if _reacher(t) else None) for t in tasks}
     lacking = [t for t, e in experts.items() if e is None]
     if lacking:
@@ -104,7 +118,11 @@ def resolve(req: BakeoffRequest) -> dict[str, Any]:
             f'{{"experts": {{"{lacking[0]}": "run:RUN_ID"}}}} (a trained policy\'s run); only reacher has a scripted '
             "expert (jacobian)"
         )
-    steps = pick(req.steps, ds.get("steps"), ds_defaults["steps"].default)
+    from .tasks import task_spec
+
+    # episode length per task: the request's, else the protocol's, else the task's own (tasks.py: reacher 200,
+    # the other suite tasks 1000 simulator steps)
+    steps = {t: pick(req.steps, ds.get("steps"), task_spec(t).episode_steps) for t in tasks}
     bc = dict(p.get("bc", {}))
     bc.pop("readout", None)  # the bake-off's readouts are an axis of their own
     for field in ("epochs", "batch_size"):
@@ -117,9 +135,9 @@ def resolve(req: BakeoffRequest) -> dict[str, Any]:
         "experts": experts,
         "readouts": [r.value for r in req.readouts],
         "seeds": list(req.seeds or p.get("seeds") or DEFAULT_SEEDS),
+        "steps": steps,
         "dataset": {
             "episodes": pick(req.episodes, ds.get("episodes"), ds_defaults["episodes"].default),
-            "steps": steps,
             "image_size": pick(req.image_size, ds.get("image_size"), ds_defaults["image_size"].default),
             "seed": pick(req.dataset_seed, ds.get("seed"), ds_defaults["seed"].default),
             "workers": req.workers or ds_defaults["workers"].default,
@@ -127,7 +145,6 @@ def resolve(req: BakeoffRequest) -> dict[str, Any]:
         "bc": {**bc, "grid_size": req.grid_size},
         "eval": {
             "episodes": pick(req.eval_episodes, ev.get("episodes"), ev_defaults["episodes"].default),
-            "steps": steps,  # the demos' episode length
             "seed": pick(req.eval_seed, ev.get("seed"), ev_defaults["seed"].default),
             "parallel_envs": req.parallel_envs or ev_defaults["parallel_envs"].default,
         },
@@ -239,8 +256,13 @@ def start(
         settings = resolve(req)
     except ValueError as exc:
         raise jobs.Refused(422, str(exc)) from None
-    infos = _encoder_infos(ctx, req.encoders)
     bakeoff_id = f"bakeoff-{secrets.token_hex(4)}"
+    for task in settings["tasks"]:  # every expert can demonstrate its task, before anything is recorded
+        try:
+            dataset_spec(ctx, settings, f"{bakeoff_id}-{task}", task)
+        except ValueError as exc:
+            raise jobs.Refused(getattr(exc, "status", 422), f"task {task}: {exc}") from None
+    infos = _encoder_infos(ctx, req.encoders)
     record = BakeoffRecord(
         bakeoff_id=bakeoff_id,
         status=RunStatus.queued,
@@ -280,20 +302,29 @@ def start(
     return load(ctx, bakeoff_id)
 
 
-def _make_dataset(ctx, record: BakeoffRecord, task: str, stop: threading.Event) -> None:
-    from .datasets import DatasetSpec, create_dataset
+def dataset_spec(ctx, settings: dict, name: str, task: str):
+    """The task's demos as a DatasetSpec, its expert resolved (a run expert's action repeat set: datasets.py);
+    ValueError / ExpertRefused when the expert cannot demonstrate the task."""
+    from .datasets import DatasetSpec, resolve_expert
 
-    s = record.settings
-    d = s["dataset"]
+    d = settings["dataset"]
     spec = DatasetSpec(
-        name=record.datasets[task],
-        expert=s["experts"][task],
+        name=name,
+        expert=settings["experts"][task],
         task=task,
         episodes=d["episodes"],
-        steps=d["steps"],
+        steps=settings["steps"][task],
         seed=d["seed"],
         image_size=d["image_size"],
     )
+    return resolve_expert(spec, ctx.runs)[0]
+
+
+def _make_dataset(ctx, record: BakeoffRecord, task: str, stop: threading.Event) -> None:
+    from .datasets import create_dataset
+
+    spec = dataset_spec(ctx, record.settings, record.datasets[task], task)
+    d = record.settings["dataset"]
     meta = create_dataset(spec, ctx.store, workers=d["workers"], progress=False, stop=stop)
     if meta.get("status") != "ready":
         raise RuntimeError(f"dataset {spec.name} ended {meta.get('status')}: {meta.get('error')}")
@@ -321,7 +352,7 @@ def _run_cell(ctx, record: BakeoffRecord, cell: BakeoffCell, stop: _Stop, progre
     save(ctx, record)
     if stop.is_set():
         raise jobs.JobStopped("the trainer was stopped during this bake-off")
-    ev = EvalRequest(task=cell.task, gif_episodes=0, **s["eval"])
+    ev = EvalRequest(task=cell.task, steps=s["steps"][cell.task], gif_episodes=0, **s["eval"])
     try:
         jobs.evaluate_study(cctx, _Inline(inline, stop, cctx), cell.study_id, ev)
     except jobs.Refused as exc:  # no run of the study succeeded: the cell fails with the runs' errors
@@ -333,7 +364,7 @@ def _run_cell(ctx, record: BakeoffRecord, cell: BakeoffCell, stop: _Stop, progre
     agg = aggregate(study, [cctx.runs.get(r) for r in study.run_ids])
     returns = [r.mean_return for r in agg.runs if r.mean_return is not None]
     cell.score = mean_ci95(returns) if returns else None
-    cell.success = agg.success if _reacher(cell.task) else None
+    cell.success = agg.success if _has_success(cell.task) else None
     failed = [r for r in agg.runs if r.status != RunStatus.succeeded or r.eval_status != RunStatus.succeeded]
     if failed and not cell.error:
         cell.error = f"{len(failed)} of {len(agg.runs)} seed(s) did not finish: " + "; ".join(
@@ -464,15 +495,17 @@ def table_markdown(record: BakeoffRecord) -> str:
     if all_stand_ins(record):
         title += f": every encoder is a {STAND_IN}"
     d, bc, ev = s.get("dataset", {}), s.get("bc", {}), s.get("eval", {})
+    steps = s.get("steps") or {}
+    steps_text = "/".join(sorted({str(v) for v in steps.values()})) if isinstance(steps, dict) else str(steps)
     lines = [
         title,
         "",
         f"Protocol: {s.get('protocol') or 'none (this tool defaults)'}. Demos per task: {d.get('episodes')} x "
-        f"{d.get('steps')} steps at {d.get('image_size')} px (experts: "
+        f"{steps_text} steps at {d.get('image_size')} px (experts: "
         + ", ".join(f"{t} {e}" for t, e in (s.get("experts") or {}).items())
         + f"). BC: {bc.get('head', 'findings')} head, {bc.get('epochs', 100)} epochs, batch {bc.get('batch_size', 256)}"
         f", lr schedule {bc.get('lr_schedule', 'cosine')}, kept epoch {bc.get('select', 'best_val')}. Evaluation: "
-        f"{ev.get('episodes')} episodes x {ev.get('steps')} steps, the same episodes for every seed (eval seed "
+        f"{ev.get('episodes')} episodes of the demos' length, the same episodes for every seed (eval seed "
         f"{ev.get('seed')}). Seeds: {', '.join(map(str, s.get('seeds', [])))}. Score: {s.get('score')}; per seed: "
         "that seed's mean return.",
         "",

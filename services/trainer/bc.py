@@ -99,6 +99,7 @@ class BCPolicy(nn.Module):
         if head not in HEADS:
             raise ValueError(f"unknown BC head {head!r}: choose one of {', '.join(HEADS)}")
         self.head_cfg = {"head": head, "hidden_sizes": list(hidden_sizes) if hidden_sizes else None}
+        self.action_dim = action_dim
         self.pooler = AttentivePooler(pooler) if pooler is not None else None
         if pooler is not None and pooler.tokens * pooler.dim != dim:
             raise ValueError(
@@ -147,7 +148,8 @@ def load_bc_data(store: Store, dataset: str, features: FeatureSource) -> tuple[F
             f"features {table.lineage.get('features')!r} of dataset {dataset!r} do not cover the same (episode, step) "
             f"rows as its steps ({len(table)} vs {len(step)} rows): re-encode the dataset"
         )
-    actions = fixed_list_to_numpy(steps.column("action"), ACTION_DIM).astype(np.float32, copy=False)
+    width = steps.schema.field("action").type.list_size  # the task's action_dim: 2 reacher, 6 walker (tasks.py)
+    actions = fixed_list_to_numpy(steps.column("action"), width).astype(np.float32, copy=False)
     if table.x.dtype not in (np.float32, np.float16):  # float16 grids stay half: fit_bc standardises per batch
         table.x = table.x.astype(np.float32)
     return table, actions
@@ -346,7 +348,7 @@ def _fit_bc(
     tr, va = torch.from_numpy(train_rows.astype(np.int64)), torch.from_numpy(val_rows.astype(np.int64))
 
     with seeded_torch(seed):  # seeded init, alone: no other job's draws interleave (services/trainer/threads.py)
-        model = BCPolicy(d, pooler=pooler, head=head, hidden_sizes=hidden_sizes)
+        model = BCPolicy(d, action_dim=y.shape[1], pooler=pooler, head=head, hidden_sizes=hidden_sizes)  # y (N, A)
     model.set_normalisation(mean, std)
     # fused Adam: one kernel per step for all parameters instead of a Python loop over them
     try:
@@ -551,6 +553,8 @@ def save_bc_policy(path: Path, model: BCPolicy, lineage: dict) -> Path:
         meta["pooler"] = json.dumps(model.pooler.cfg.to_dict())
     if model.head_cfg["head"] != "findings" or model.head_cfg["hidden_sizes"]:  # the MLP's shape, to rebuild it
         meta["head"] = json.dumps(model.head_cfg)
+    if model.action_dim != ACTION_DIM:  # a task other than reacher (reacher's checkpoints stay as they were)
+        meta["action_dim"] = str(model.action_dim)
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)  # atomic: a reader never sees half a checkpoint
@@ -603,7 +607,8 @@ def load_bc_policy(run_dir: Path | str) -> LoadedBCPolicy:
     state = load_file(str(path))
     pooler = PoolerConfig(**json.loads(meta["pooler"])) if meta.get("pooler") else None
     head = json.loads(meta["head"]) if meta.get("head") else {}  # absent: the findings' MLP
-    model = BCPolicy(int(meta["dim"]), pooler=pooler, **head)
+    action_dim = int(meta.get("action_dim", ACTION_DIM))
+    model = BCPolicy(int(meta["dim"]), action_dim=action_dim, pooler=pooler, **head)
     model.load_state_dict(state, strict=True)
     model.eval()
     return LoadedBCPolicy(model, json.loads(meta.get("lineage", "{}")), path)

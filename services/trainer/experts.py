@@ -1,10 +1,13 @@
-"""Scripted experts for reacher. Each reads the simulator (privileged) and returns 2 torques in [-1, 1].
+"""Experts: scripted ones for reacher, and trained runs (`run:RUN_ID`) for any task.
+
+Each reads the simulator (privileged) or its state and returns the task's actions in [-1, 1].
 
 jacobian      Jacobian-transpose PD on the fingertip: a = clip(J^T (kp * to_target - kd * J qvel) / gear)
               kp=10, kd=0.5 (measured: 100% success on easy and hard over 200 steps; a smooth expert clones
               better than a stiff kp=1000 one)
 p-controller  the findings' controller: the Cartesian error used directly as joint torque, k=5 (about 50%)
-random        uniform torques (the random policy)
+random        uniform torques (the random policy; any task: its action_dim from services/trainer/tasks.py)
+run:RUN_ID    a trained state-feature run (SAC or BC): services/trainer/run_experts.py
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 from vjepa_robot_client.contract import ACTION_DIM, EXPERTS, ExpertName
 
 from .env import TimeStep
+from .tasks import task_spec
 
 GEAR = 0.05  # reacher motor gear (dm_control reacher.xml)
 
@@ -66,22 +70,40 @@ class PController(Expert):
 class RandomExpert(Expert):
     name = ExpertName.random.value
 
-    def __init__(self):
+    def __init__(self, action_dim: int = ACTION_DIM):
         self._rng = np.random.default_rng(0)
+        self.action_dim = action_dim
 
     def reset(self, seed: int) -> None:
         self._rng = np.random.default_rng(seed)
 
     def act(self, physics, ts: TimeStep) -> np.ndarray:
-        return self._rng.uniform(-1.0, 1.0, size=ACTION_DIM).astype(np.float32)
+        return self._rng.uniform(-1.0, 1.0, size=self.action_dim).astype(np.float32)
 
 
 _REGISTRY: dict[str, Callable[[], Expert]] = {cls.name: cls for cls in (JacobianExpert, PController, RandomExpert)}
 assert tuple(_REGISTRY) == EXPERTS, "the experts implemented here are the contract's ExpertName, no more, no less"
 
 
-def make_expert(name: str) -> Expert:
+SCRIPTED_REACHER_ONLY = (ExpertName.jacobian.value, ExpertName.p_controller.value)  # they read reacher's geometry
+
+
+def check_expert_task(name: str, task: str) -> None:
+    """ValueError (422 at the services) when a scripted expert is asked for a task it cannot act on."""
+    spec = task_spec(task)
+    if name in SCRIPTED_REACHER_ONLY and not spec.is_reacher:
+        raise ValueError(
+            f"expert {name!r} is scripted for reacher only; task {spec.name} has no scripted expert: "
+            f"use a trained run as the expert, run:RUN_ID (train state SAC on {spec.name} first: docs/tasks.md)"
+        )
+
+
+def make_expert(name: str, task: str = "easy") -> Expert:
+    check_expert_task(name, task)
     try:
-        return _REGISTRY[ExpertName(name).value]()
-    except (KeyError, ValueError):
-        raise ValueError(f"unknown expert {name!r}: choose one of {', '.join(EXPERTS)}") from None
+        kind = ExpertName(name).value
+    except ValueError:
+        raise ValueError(f"unknown expert {name!r}: choose one of {', '.join(EXPERTS)} or run:RUN_ID") from None
+    if kind == ExpertName.random.value:
+        return RandomExpert(task_spec(task).action_dim)
+    return _REGISTRY[kind]()

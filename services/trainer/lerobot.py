@@ -126,6 +126,11 @@ def export_lerobot(
 
 
 def _write(store: Store, name: str, meta: dict, root: Path, codec: Codec, task_text: str | None) -> dict:
+    if "state" in store.steps_schema(name).names:  # store.task_steps_schema: a task other than reacher
+        raise ValueError(
+            f"dataset {name!r} is of task {meta.get('task')!r}: the LeRobot export writes reacher's state and action "
+            "names (STEPS_SCHEMA datasets) only, not yet another task's"
+        )
     cols = ["seed", "frame", "action", "reward", "position", "to_target", "velocity", "finger_xy", "target_xy"]
     t = store.read_steps(name, cols)
     n = t.num_rows

@@ -62,7 +62,7 @@ def aggregate(study: StoredStudy | dict, records: list[RunRecord | dict]) -> Stu
             success_ci95=ev.success_ci95 if done else None,
             mean_return=ev.mean_return if done else None,
         )
-        if done:
+        if done and row.success_rate is not None:  # None: a task without success (tasks.py) reports return only
             successes.append(row.success_rate)
         if row.final_metric is not None:
             finals.append(row.final_metric)
