@@ -284,3 +284,31 @@ def test_bakeoff_end_to_end_names_every_cell_its_weights(stack):
         ) and run.lineage.readout.value == c.readout
     assert tr.bakeoff_figure(done.bakeoff_id)[:4] == b"\x89PNG"
     assert [b.bakeoff_id for b in tr.bakeoffs()] == [done.bakeoff_id]
+
+
+def test_train_bc_with_the_cortexbench_protocol_records_the_resolved_recipe(tmp_path):
+    """POST /train/bc and `train bc` run jobs.train: the protocol fills what the request left out, the run records
+    the resolved config, and the BatchNorm checkpoint loads back."""
+    from conftest import write_steps_dataset
+
+    from services.common.store import Store
+    from services.trainer.bc import load_bc_policy
+    from services.trainer.runs import RunStore
+
+    store = Store(str(tmp_path / "store"))
+    write_steps_dataset(store, "d", episodes=3, steps=10, image_size=16)
+    ctx = jobs.TrainerContext(store=store, runs=RunStore(tmp_path / "runs"), encoder_url=None)
+    req = TrainBCRequest(dataset="d", features="state", protocol="cortexbench", epochs=2)
+    run = ctx.runs.get(jobs.train(ctx, jobs.InlineRunner(), req).run_id)
+    assert run.status.value == "succeeded", run.error
+    cfg = run.config
+    assert (cfg.protocol.value, cfg.head, cfg.lr_schedule, cfg.readout.value, cfg.epochs) == (
+        "cortexbench",
+        "batchnorm",
+        "constant",
+        "flare",
+        2,
+    )
+    assert (run.metrics.n_val, run.metrics["head"], run.lineage.readout.value) == (0, "batchnorm", "flare")
+    policy = load_bc_policy(tmp_path / "runs" / run.run_id)
+    assert isinstance(policy.model.net[0], torch.nn.BatchNorm1d) and policy.readout == "flare"
