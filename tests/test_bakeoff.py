@@ -275,6 +275,7 @@ def test_bakeoff_end_to_end_names_every_cell_its_weights(stack):
         mine = [r for r in rows if info["model"].removeprefix("preset:") in r]
         assert len(mine) == 2 and all(f"`{info['weights']}`" in r and "stand-in" in r for r in mine)
     assert "every encoder is a stand-in" in done.table.splitlines()[0]
+    assert set(done.demo_returns) == {"easy"} and "the demonstrator" in done.table
     for c in done.cells:
         assert c.score.n == 2 and len(c.run_ids) == 2 and c.stand_in
         run = tr.run(c.run_ids[0])  # the run's own lineage carries the pinned weights and the family

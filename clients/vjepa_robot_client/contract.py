@@ -1166,6 +1166,9 @@ class BakeoffRecord(_Open):
     settings: dict[str, Any] = Field(default_factory=dict, description="The resolved settings every cell ran with.")
     request: dict[str, Any] = Field(default_factory=dict)
     datasets: dict[str, str] = Field(default_factory=dict, description="task -> dataset name.")
+    demo_returns: dict[str, float | None] = Field(
+        default_factory=dict, description="task -> the demonstrator's mean return over its demos (the reference)."
+    )
     cells: list[BakeoffCell] = Field(default_factory=list)
     table: str | None = Field(None, description="The markdown table (also written to table_path).")
     table_path: str | None = None

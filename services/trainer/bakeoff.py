@@ -320,7 +320,7 @@ def dataset_spec(ctx, settings: dict, name: str, task: str):
     return resolve_expert(spec, ctx.runs)[0]
 
 
-def _make_dataset(ctx, record: BakeoffRecord, task: str, stop: threading.Event) -> None:
+def _make_dataset(ctx, record: BakeoffRecord, task: str, stop: threading.Event) -> dict:
     from .datasets import create_dataset
 
     spec = dataset_spec(ctx, record.settings, record.datasets[task], task)
@@ -328,6 +328,7 @@ def _make_dataset(ctx, record: BakeoffRecord, task: str, stop: threading.Event) 
     meta = create_dataset(spec, ctx.store, workers=d["workers"], progress=False, stop=stop)
     if meta.get("status") != "ready":
         raise RuntimeError(f"dataset {spec.name} ended {meta.get('status')}: {meta.get('error')}")
+    return meta
 
 
 def _run_cell(ctx, record: BakeoffRecord, cell: BakeoffCell, stop: _Stop, progress: bool) -> None:
@@ -404,7 +405,7 @@ def run(
     for task in record.settings["tasks"]:
         cells = [c for c in record.cells if c.task == task]
         try:
-            _make_dataset(ctx, record, task, stop)
+            meta = _make_dataset(ctx, record, task, stop)
         except Exception as exc:
             if stop.is_set():
                 raise jobs.JobStopped("the trainer was stopped during this bake-off") from None
@@ -413,8 +414,13 @@ def run(
                 c.status, c.error = RunStatus.failed, f"dataset {record.datasets[task]}: {type(exc).__name__}: {exc}"
             save(ctx, record)
             continue
+        record.demo_returns[task] = meta.get("mean_return")
+        save(ctx, record)
         if announce:
-            announce(f"dataset {record.datasets[task]} ready ({task}, expert {record.settings['experts'][task]})")
+            announce(
+                f"dataset {record.datasets[task]} ready ({task}, expert {record.settings['experts'][task]}, "
+                f"demo return {_fmt(meta.get('mean_return'))})"
+            )
         for cell in cells:
             if stop.is_set():
                 raise jobs.JobStopped("the trainer was stopped during this bake-off")
@@ -510,6 +516,13 @@ def table_markdown(record: BakeoffRecord) -> str:
         "that seed's mean return.",
         "",
     ]
+    if record.demo_returns:
+        lines += [
+            "Reference, the demonstrator's own mean return over its demos: "
+            + ", ".join(f"{t} {_fmt(v)}" for t, v in record.demo_returns.items())
+            + ".",
+            "",
+        ]
     if s.get("tasks_not_here"):
         lines += [f"Tasks of the protocol this trainer does not have: {', '.join(s['tasks_not_here'])}.", ""]
     if any(c.stand_in for c in record.cells):
