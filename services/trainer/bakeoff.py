@@ -481,7 +481,8 @@ def _interval(iv, digits: int = 1, pct: bool = False) -> str:
     k = 100.0 if pct else 1.0
     s = f"{_fmt(k * iv.mean, digits)}{'%' if pct else ''}"
     if iv.ci95:
-        s += f" [{_fmt(k * iv.ci95[0], digits)}, {_fmt(k * iv.ci95[1], digits)}]"
+        lo, hi = (max(0.0, iv.ci95[0]), min(1.0, iv.ci95[1])) if pct else iv.ci95  # a rate stays in [0, 1]
+        s += f" [{_fmt(k * lo, digits)}, {_fmt(k * hi, digits)}]"
     return s + f" (n={iv.n})"
 
 
