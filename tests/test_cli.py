@@ -234,7 +234,7 @@ def test_runs_list_opens_no_connection_to_the_model_hub(runs_dir, monkeypatch):
     "args, line",
     [
         (["eval", "jacobian", "--episodes", "-1"], "--episodes -1 is out of range: it must be between 1 and 10000"),
-        (["eval", "jacobian", "--task", "medium"], "--task 'medium' is not one of the choices: easy or hard"),
+        (["eval", "jacobian", "--task", "medium"], "--task 'medium' is not one of the choices: easy, hard, walker-"),
         (["eval", "nobody"], None),  # not a baseline: an unknown run (checked below)
         (
             ["train", "bc", "ds", "--features", "pixels"],
@@ -251,7 +251,10 @@ def test_runs_list_opens_no_connection_to_the_model_hub(runs_dir, monkeypatch):
             ["datasets", "create", "x", "--episodes", "0"],
             "--episodes 0 is out of range: it must be between 1 and 100000",
         ),
-        (["datasets", "create", "x", "--expert", "nobody"], "--expert 'nobody' is not one of the choices"),
+        (
+            ["datasets", "create", "x", "--expert", "nobody"],
+            "--expert: unknown expert 'nobody': choose one of jacobian, p-controller, random or run:RUN_ID",
+        ),
         (["demo", "--episodes", "-5"], "--episodes -5 is out of range: it must be between 1 and 100000"),
         (["demo", "--eval-episodes", "0"], "--eval-episodes 0 is out of range: it must be between 1 and 10000"),
         (["demo", "--seeds", "0"], "--seeds 0 is out of range: it must be between 1 and 32"),

@@ -73,7 +73,7 @@ def test_a_crashing_study_leaves_no_run_running_or_queued(tmp_path):
     store.put_dataset_meta("d", "ready", {"episodes": 1, "steps": 1, "image_size": 0})
 
     class Broken(jobs.TrainerContext):
-        def features(self, name):
+        def features(self, name, task=None):
             raise RuntimeError("feature source unavailable")
 
     ctx = Broken(store=store, runs=RunStore(tmp_path / "runs"), encoder_url=None)

@@ -202,5 +202,8 @@ def test_state_sac_run_is_the_expert_of_a_walker_dataset_then_bc(trainer):
     assert res.exit_code == 0, res.output
     assert f"expert run:{sac_id} on walker-stand: mean return" in res.output
     assert store.get_dataset_meta("walk-cli")["expert_run"]["run_id"] == sac_id
+    for cmd in (["runs", "show", bc_id], ["runs", "list"]):  # a return-only evaluation reads as a return
+        res = CliRunner().invoke(cli.app, [*cmd, "--runs-dir", info["runs_dir"]])
+        assert res.exit_code == 0 and "return" in res.output, res.output
     res = CliRunner().invoke(cli.app, [*args[:2], "x", *args[3:], "--task", "finger-spin", "--store", info["store"]])
     assert res.exit_code != 0 and sac_id in res.output, res.output  # the default runs dir has no such run

@@ -167,7 +167,7 @@ def datasets_create(
     resume: bool = typer.Option(False, "--resume", help="Complete an interrupted dataset of this name."),
     store: str | None = StoreOpt,
     runs_dir: Path | None = typer.Option(
-        None, "--runs-dir", envvar="VJEPA_ROBOT_RUNS", help="Run records, for --expert run:RUN_ID (default <store>/runs)."
+        None, "--runs-dir", envvar="VJEPA_ROBOT_RUNS", help="Runs for --expert run:RUN_ID (default <store>/runs)."
     ),
 ) -> None:
     """Generate expert episodes in parallel workers and write them to LanceDB, one episode per append."""
@@ -1018,6 +1018,8 @@ def _run_result(run: dict) -> str:
     evals = evaluation_rows([run])
     if evals:
         e = evals[-1]
+        if e["success_rate"] is None:  # a task without success (docs/tasks.md): its return is the result
+            return f"return {num(e['mean_return'])} ({e['episodes']} ep, {e['task']})"
         return f"{pct(e['success_rate'], e['ci'])} success ({e['episodes']} ep, {e['task']})"
     m = run.get("metrics") or {}
     if run.get("kind") == "sac" and (m.get("final_eval") or {}).get("mean_return") is not None:
@@ -1142,6 +1144,8 @@ def runs_show(
             f"success {pct(rate, wilson_ci95(k, len(eps)) if eps else e.get('success_ci95'))}, return "
             f"{num(e.get('mean_return'))}"
             if rate is not None
+            else f"return {num(e.get('mean_return'))} (no success on this task)"
+            if e.get("mean_return") is not None
             else (e.get("error") or "")
         )
         req = e.get("request") or {}

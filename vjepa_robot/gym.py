@@ -139,7 +139,6 @@ class ReacherEnv(gymnasium.Env):
         self.render_mode = render_mode
         self.task, self.image_size, self.action_repeat = task, int(image_size), int(action_repeat)
         self.episode_steps = int(episode_steps)
-        self.metadata = {**self.metadata, "render_fps": int(round(1 / (CONTROL_TIMESTEP * self.action_repeat)))}
         self.features, self._owns_features = _feature_source(features, encoder_url, token, task)
         frames = self.image_size if getattr(self.features, "needs_frames", False) else 0
         # the trainer's own recipe (SimRewards, ActionRepeat, EpisodeLength, Pixels, FrameWindow); checks the task,
@@ -147,6 +146,8 @@ class ReacherEnv(gymnasium.Env):
         self._env = make_env(
             task, seed=0, episode_steps=self.episode_steps, action_repeat=self.action_repeat, image_size=frames
         )
+        dt = self._env.spec.control_timestep  # s per simulator step: the task's (tasks.py; reacher 0.02)
+        self.metadata = {**self.metadata, "render_fps": int(round(1 / (dt * self.action_repeat)))}
         self.observation_space = _box(self.features.dim)
         self.action_dim = _action_dim(task)
         self.action_space = (

@@ -37,7 +37,7 @@ class Policy(Protocol):
 
 
 class FeaturePolicy:
-    """A trained network on top of a feature source: features.online -> policy_fn -> (B, 2) actions.
+    """A trained network on top of a feature source: features.online -> policy_fn -> (B, A) actions.
 
     A policy_fn that names its readout (`.readout`, `.grid_size`: a loaded BC or SAC checkpoint) reads `features`
     through it (readouts.with_readout): attentive steps a grid stream, flare fuses each episode's last 3 windows

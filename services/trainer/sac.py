@@ -105,7 +105,7 @@ class ObsScale(nn.Module):
 
 
 class Actor(nn.Module):
-    """obs (B, D) -> a tanh-squashed Gaussian over actions (B, 2) in [-1, 1]."""
+    """obs (B, D) -> a tanh-squashed Gaussian over actions (B, A) in [-1, 1] (A: the task's action_dim)."""
 
     def __init__(self, dim: int, hidden: tuple[int, ...], action_dim: int = ACTION_DIM):  # A: tasks.py action_dim
         super().__init__()
@@ -621,7 +621,7 @@ def _train_sac(
 
 
 def policy_from_checkpoint(run_dir: str | Path) -> Callable[[np.ndarray], np.ndarray]:
-    """Deterministic actor of a SAC run: (B, D) float32 features -> (B, 2) actions in [-1, 1].
+    """Deterministic actor of a SAC run: (B, D) float32 features -> (B, A) actions in [-1, 1] (A: its task's).
 
     Rebuilt from policy.safetensors and state.json alone (no env, no pickle). `.dim`, `.features`,
     `.action_repeat` and `.episode_steps` on the returned callable say how to feed it.

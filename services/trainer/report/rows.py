@@ -249,7 +249,8 @@ def evaluation_rows(runs) -> list[dict]:
             if ev.success_rate is None:
                 continue
             n = len(ev.episodes) or int(ev.episodes_total or 0)
-            k = sum(e.success for e in ev.episodes) if ev.episodes else round(ev.success_rate * n)
+            rate = ev.success_rate  # None: a task without success (services/trainer/tasks.py): return only
+            k = sum(bool(e.success) for e in ev.episodes) if ev.episodes else round((rate or 0.0) * n)
             req = ev.request or {}
             task = ev.task or req.get("task")
             rows.append(
@@ -260,9 +261,9 @@ def evaluation_rows(runs) -> list[dict]:
                     "eval_id": ev.eval_id,
                     "kind": run.kind,
                     "seed": seed_of(run),
-                    "success_rate": float(ev.success_rate),
+                    "success_rate": float(rate) if rate is not None else None,
                     "successes": k,
-                    "ci": wilson_ci95(k, n) if n else ev.success_ci95,
+                    "ci": (wilson_ci95(k, n) if n else ev.success_ci95) if rate is not None else None,
                     "mean_return": ev.mean_return,
                     "episodes": n,
                     "task": task,
