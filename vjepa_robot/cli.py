@@ -592,7 +592,8 @@ def _train(
 
         _announce_wait(trainer_url, "trainer")
         tr = TrainerClient(trainer_url, token=token)
-        created = (tr.train_bc if kind == "bc" else tr.train_sac)(**req.model_dump(mode="json", exclude_none=True))
+        body = req.model_dump(mode="json", exclude_none=True, exclude_unset=True)  # a --protocol fills the rest
+        created = (tr.train_bc if kind == "bc" else tr.train_sac)(**body)
         if req.is_study:
             study = tr.wait_study(created)
             _print_study(study)
@@ -710,19 +711,37 @@ ReadoutOpt = typer.Option(
 GridSizeOpt = typer.Option(4, "--grid-size", help="attentive: a g x g token grid per window (g*g tokens).")
 
 
+ProtocolOpt = typer.Option(
+    None,
+    "--protocol",
+    help="A named recipe filling every option not given: cortexbench "
+    "(eai-vc's DMC BC: BatchNorm MLP (256, 256, 256), flare, lr 1e-3 constant, batch 256, 100 epochs; "
+    "docs/bakeoff.md).",
+)
+
+
 @train_app.command("bc")
 def train_bc(
     dataset: str,
     features: str = typer.Option("vjepa2", help="vjepa2 | state | random"),
-    epochs: int = typer.Option(100),
-    batch_size: int = typer.Option(256),
-    lr: float = typer.Option(1e-3),
-    val_fraction: float = typer.Option(0.1),
-    select: str = typer.Option("best_val", help="best_val (the epoch with the lowest validation MSE) | last"),
+    epochs: int | None = typer.Option(None, help="Default 100 (or the --protocol's)."),
+    batch_size: int | None = typer.Option(None, help="Default 256."),
+    lr: float | None = typer.Option(None, help="Default 1e-3."),
+    val_fraction: float | None = typer.Option(None, help="Default 0.1 (cortexbench: 0, every demo trains)."),
+    select: str | None = typer.Option(None, help="best_val (default: the epoch with the lowest validation MSE) | last"),
+    head: str | None = typer.Option(
+        None, help="findings (default: the first study's MLP) | batchnorm (CortexBench's BatchNorm MLP)"
+    ),
+    protocol: str | None = ProtocolOpt,
     seed: int = typer.Option(0),
     seeds: str | None = SeedsOpt,
     n_seeds: int | None = NSeedsOpt,
-    readout: str = ReadoutOpt,
+    readout: str | None = typer.Option(
+        None,
+        "--readout",
+        help="How the policy reads its features: mean (default) | attentive (a "
+        "pooler over the token grid) | flare (the last 3 windows fused); docs/readouts.md",
+    ),
     grid_size: int = GridSizeOpt,
     trainer_url: str | None = TrainerUrlOpt,
     encoder_url: str = EncoderUrlOpt,
@@ -734,17 +753,15 @@ def train_bc(
     """Behaviour cloning (the first study's MLP) on a dataset's features."""
     from vjepa_robot_client.contract import TrainBCRequest
 
+    given = dict(epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, select=select, head=head)
     fields = dict(
         dataset=dataset,
         features=features,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        val_fraction=val_fraction,
-        select=select,
         seed=seed,
-        readout=readout,
         grid_size=grid_size,
+        **{k: v for k, v in given.items() if v is not None},  # left out: the request's defaults or the protocol's
+        **({"readout": readout} if readout is not None else {}),
+        **({"protocol": protocol} if protocol is not None else {}),
         **_seed_list(seeds, n_seeds),
     )
     _train("bc", TrainBCRequest, fields, trainer_url, encoder_url, store, runs_dir, token, wandb)
@@ -1181,6 +1198,169 @@ def demo(
         )
     except ValueError as exc:
         _fail(str(exc))
+
+
+# -- bake-off (issue 18 item 6): encoders x readouts x tasks x seeds, one table and one figure -------------------
+
+
+def _local_encoders(models: list[str], store: str, fusion: str | None, logs: Path):
+    """One encoder service per --model on loopback (child processes, as the demo starts them): a preset name
+    (tiny-dinov2, vitl, ...) or a hub id / checkpoint directory. Returns (urls, processes)."""
+    import subprocess
+    import sys
+
+    from services.encoder.model import PRESETS
+    from vjepa_robot.demo import free_port, wait_healthy
+
+    logs.mkdir(parents=True, exist_ok=True)
+    urls, procs = [], []
+    try:
+        for k, model in enumerate(models):
+            port = free_port()
+            which = ["--preset", model] if model in PRESETS else ["--model", model]
+            args = ["serve", "encoder", "--port", str(port), *which, "--store", store]
+            if fusion:
+                args += ["--fusion", fusion]
+            log = logs / f"encoder-{k}.log"
+            with open(log, "w") as fh:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "vjepa_robot.cli", *args],
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            procs.append(proc)
+            urls.append(f"http://127.0.0.1:{port}")
+            typer.echo(f"encoder {model}: {urls[-1]} (log {log})")
+        for url, proc, k in zip(urls, procs, range(len(urls))):
+            wait_healthy(url, proc, logs / f"encoder-{k}.log", timeout=600)
+    except BaseException:
+        _stop_all(procs)
+        raise
+    return urls, procs
+
+
+def _stop_all(procs) -> None:
+    import subprocess
+
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+@app.command("bake-off")
+def bake_off(
+    model: list[str] = typer.Option(
+        [],
+        "--model",
+        help="Start one local encoder per model (repeat): a preset "
+        "(tiny, tiny-videomae, tiny-dinov2, tiny-siglip, vitl, dinov2-base, siglip-base, ...) or a hub id / checkpoint "
+        "directory. Random-init presets are stand-ins, marked so in every row.",
+    ),
+    encoder: list[str] = typer.Option([], "--encoder", help="An encoder service already running, by URL (repeat)."),
+    task: list[str] = typer.Option([], "--task", help="A task (repeat); default easy, or the --protocol's five."),
+    expert: list[str] = typer.Option(
+        [], "--expert", help="TASK=EXPERT per task (repeat), e.g. walker-walk=run:RUN_ID; reacher: jacobian."
+    ),
+    readout: list[str] = typer.Option([], "--readout", help="mean | flare | attentive (repeat); default mean, flare."),
+    seeds: str | None = typer.Option(
+        None, "--seeds", help="BC seeds, comma-separated (default 0,1,2; cortexbench 100,200,300)."
+    ),
+    protocol: str | None = ProtocolOpt,
+    episodes: int | None = typer.Option(None, help="Demos per task (default 100)."),
+    steps: int | None = typer.Option(
+        None, help="Steps per demo and evaluation episode (default 200; cortexbench 1000)."
+    ),
+    image_size: int | None = typer.Option(None, help="Frame size in px (default 256)."),
+    epochs: int | None = typer.Option(None, help="BC epochs (default 100)."),
+    batch_size: int | None = typer.Option(None),
+    eval_episodes: int | None = typer.Option(None, help="Evaluation episodes per seed (default 100; cortexbench 10)."),
+    eval_seed: int | None = typer.Option(None),
+    parallel_envs: int | None = typer.Option(None, help="Evaluation environments in parallel."),
+    workers: int | None = typer.Option(None, help="Dataset generation processes."),
+    fusion: str | None = typer.Option(
+        None, help="--model encoders of image families: fuse frames by mean | last | last3."
+    ),
+    out: Path = typer.Option(Path("vjepa-robot-bakeoff"), "--out", help="Where the table and figure are copied."),
+    trainer_url: str | None = TrainerUrlOpt,
+    store: str | None = StoreOpt,
+    runs_dir: Path | None = RunsOpt,
+    token: str | None = TokenOpt,
+) -> None:
+    """Encoders x readouts x tasks x seeds as BC studies: one markdown table (every row naming its encoder's exact
+    weights; stand-ins marked) and one figure with across-seed intervals. docs/bakeoff.md."""
+    from pydantic import ValidationError
+
+    from vjepa_robot_client.contract import BakeoffRequest
+
+    if not model and not encoder:
+        _fail("name the encoders: --model PRESET_OR_CHECKPOINT (started here) and/or --encoder URL, each repeatable")
+    experts: dict[str, str] = {}
+    for e in expert:
+        name, sep, value = e.partition("=")
+        if not sep or not name or not value:
+            _fail(f"--expert takes TASK=EXPERT, e.g. --expert walker-walk=run:sac-1a2b (got {e!r})")
+        experts[name] = value
+    given = dict(
+        tasks=task or None,
+        experts=experts or None,
+        readouts=readout or None,
+        seeds=_seed_list(seeds, None).get("seeds"),
+        protocol=protocol,
+        episodes=episodes,
+        steps=steps,
+        image_size=image_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        eval_episodes=eval_episodes,
+        eval_seed=eval_seed,
+        parallel_envs=parallel_envs,
+        workers=workers,
+    )
+    fields = {k: v for k, v in given.items() if v is not None}
+    try:
+        BakeoffRequest(encoders=list(encoder) or ["http://placeholder"], **fields)  # the flags, checked first
+    except ValidationError as exc:
+        _invalid(exc, BakeoffRequest)
+    from services.common.store import Store, default_store_uri
+
+    store_uri = Store(store or default_store_uri()).uri
+    procs: list = []
+    try:
+        urls = list(encoder)
+        if model:
+            started, procs = _local_encoders(model, store_uri, fusion, out / "logs")
+            urls += started
+        req = BakeoffRequest(encoders=urls, **fields)
+        if trainer_url:
+            from vjepa_robot_client import TrainerClient
+
+            tr = TrainerClient(trainer_url, token=token)
+            record = tr.wait_bakeoff(tr.bakeoff(**req.model_dump(mode="json", exclude_unset=True)).bakeoff_id)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "bakeoff.md").write_text((record.table or "") + "\n")
+            if record.figure_path:
+                (out / "bakeoff.png").write_bytes(tr.bakeoff_figure(record.bakeoff_id))
+        else:
+            from services.trainer import bakeoff, jobs
+
+            ctx = _local_ctx(store_uri, runs_dir, None, token)
+            try:
+                record = bakeoff.start(ctx, jobs.InlineRunner(), req, announce=typer.echo)
+            except jobs.Refused as exc:
+                _fail(exc.detail)
+            record = bakeoff.load(ctx, record.bakeoff_id)
+            bakeoff.write_outputs(ctx, record, out)
+    finally:
+        _stop_all(procs)
+    typer.echo(record.table or "")
+    typer.echo(f"\ntable {out / 'bakeoff.md'}, figure {out / 'bakeoff.png'} (bake-off {record.bakeoff_id})")
+    if record.status.value != "succeeded":
+        _fail(f"bake-off {record.bakeoff_id} {record.status.value}: {record.error}", EXIT_FAILED)
 
 
 # The trainer stack is an extra (pip install "vjepa-robot[trainer]"); an encoder-only install still runs the CLI.

@@ -624,6 +624,15 @@ class _ReadoutChoice(_Model):
     )
 
 
+class Protocol(str, Enum):
+    """A named evaluation recipe (services/trainer/protocols.py)."""
+
+    cortexbench = "cortexbench"  # facebookresearch/eai-vc cortexbench/mujoco_vc, DMC_BC_config.yaml + train_loop.py
+
+
+PROTOCOLS: tuple[str, ...] = tuple(p.value for p in Protocol)
+
+
 class TrainBCRequest(_Seeded, _ReadoutChoice):
     dataset: str
     features: FeatureSource = FeatureSource.vjepa2
@@ -635,8 +644,33 @@ class TrainBCRequest(_Seeded, _ReadoutChoice):
     select: Literal["best_val", "last"] = Field(
         "best_val", description="Which epoch's weights the run keeps: lowest validation MSE, or the last epoch."
     )
+    # issue 18 item 5: the head CortexBench's DMC recipe trains, and the preset that sets it (protocols.py)
+    head: Literal["findings", "batchnorm"] = Field(
+        "findings",
+        description="findings: Linear-LayerNorm-ReLU (256, 64) + Tanh (the first "
+        "study's MLP); batchnorm: BatchNorm1d on the input features, then ReLU layers of hidden_sizes and a linear "
+        "output (mjrl's BatchNormMLP, as CortexBench trains it).",
+    )
+    hidden_sizes: list[int] | None = Field(
+        None, min_length=1, max_length=8, description="Hidden widths; None: the head's own ((256, 64) or (256,)*3)."
+    )
+    lr_schedule: Literal["cosine", "constant"] = Field(
+        "cosine", description="cosine decay over the epochs (the findings), or Adam at a constant lr (CortexBench)."
+    )
+    protocol: Protocol | None = Field(
+        None,
+        description="A named recipe (services/trainer/protocols.py): its values fill every field the request "
+        "leaves out; cortexbench = eai-vc's DMC BC recipe (docs/bakeoff.md).",
+    )
 
     _name = field_validator("dataset")(lambda cls, v: validate_name(v, "dataset name"))
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _widths(cls, v):
+        if v is not None and any(w < 1 or w > 8192 for w in v):
+            raise ValueError(f"hidden_sizes must be widths in [1, 8192], got {v}")
+        return v
 
 
 class TrainSACRequest(_Seeded, _ReadoutChoice):
@@ -850,6 +884,15 @@ class RunLineage(_Fields):
     )
     action_repeat: int = Field(1, description="Simulator steps per action (SAC); evaluation acts at the same rate.")
     task: str | None = Field(None, description="The task it trained on (SAC: its request's; BC: its dataset's).")
+    # issue 18 item 2: the encoder's pinned weights and what it is, from its GET /info (None: not recorded)
+    weights: str | None = Field(
+        None,
+        description="vjepa2 only: EncoderInfo.weights, the loaded weights pinned (hub "
+        "commit sha, 'sha256:<hex>' of a local directory, or 'random-init:...').",
+    )
+    family: str | None = Field(None, description="vjepa2 only: the backbone family (vjepa2, videomae, dinov2, siglip).")
+    fusion: str | None = Field(None, description="vjepa2 only: how an image family fused the window's frames.")
+    token_pooling: str | None = Field(None, description="vjepa2 only: how one forward's tokens became a vector.")
 
     @property
     def is_stand_in(self) -> bool:
@@ -1042,3 +1085,98 @@ class TrainerInfo(_Open):
     experts: list[str]
     tasks: list[str]
     routes: list[str] = Field(default_factory=list, description="Method and path of every API route.")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Bake-off (issue 18 item 6): encoders x readouts x tasks x seeds as studies, one table and one figure
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class BakeoffRequest(_Model):
+    """POST /bakeoff. Every field left out comes from `protocol` (services/trainer/protocols.py), else from the
+    small defaults of services/trainer/bakeoff.py; the resolved values are recorded in the bake-off."""
+
+    encoders: list[str] = Field(
+        min_length=1, max_length=16, description="Encoder service URLs, each serving one model (GET /info)."
+    )
+    tasks: list[Task] = Field(default_factory=lambda: [Task.easy], min_length=1, max_length=16)
+    experts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per task, the demonstrator of its dataset: an expert name or run:RUN_ID; default jacobian.",
+    )
+    readouts: list[Readout] = Field(default_factory=lambda: [Readout.mean, Readout.flare], min_length=1)
+    seeds: list[int] | None = Field(None, min_length=1, max_length=MAX_SEEDS, description="BC training seeds.")
+    protocol: Protocol | None = None
+    episodes: int | None = Field(None, ge=1, le=100_000, description="Demos per task.")
+    steps: int | None = Field(None, ge=10, le=10_000, description="Simulator steps per demo and evaluation episode.")
+    image_size: int | None = Field(None, ge=16, le=1024, description="Rendered frame size (px).")
+    dataset_seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    epochs: int | None = Field(None, ge=1, le=10_000)
+    batch_size: int | None = Field(None, ge=1, le=65_536)
+    eval_episodes: int | None = Field(None, ge=1, le=10_000)
+    eval_seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    parallel_envs: int | None = Field(None, ge=1, le=256)
+    workers: int | None = Field(None, ge=1, le=64, description="Dataset generation processes.")
+    grid_size: int = Field(DEFAULT_GRID_SIZE, ge=1, le=64, description="readout attentive: g x g tokens.")
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        for name in ("encoders", "tasks", "readouts", "seeds"):
+            v = getattr(self, name)
+            if v is not None and len(set(v)) != len(v):
+                raise ValueError(f"{name} must be distinct, got {[getattr(x, 'value', x) for x in v]}")
+        if self.seeds is not None and any(s < 0 or s > 2**31 - 1 for s in self.seeds):
+            raise ValueError(f"seeds must be in [0, 2^31-1], got {self.seeds}")
+        tasks = {t.value for t in self.tasks}
+        extra = sorted(set(self.experts) - tasks)
+        if extra and not (self.protocol is not None and "tasks" not in self.model_fields_set):  # else: its tasks
+            raise ValueError(f"experts names task(s) {extra} that are not in tasks {sorted(tasks)}")
+        for task, expert in self.experts.items():
+            if expert not in EXPERTS and not expert.startswith("run:"):
+                choices = ", ".join(EXPERTS)
+                raise ValueError(f"expert {expert!r} of task {task!r}: choose one of {choices} or run:RUN_ID")
+        return self
+
+
+class BakeoffCell(_Open):
+    """One (encoder, task, readout): a BC study over the seeds, evaluated on the same episodes."""
+
+    encoder_url: str
+    encoder_id: str | None = None
+    model: str | None = Field(None, description="The encoder's /info model (preset:NAME, hub id or directory).")
+    family: str | None = None
+    weights: str | None = Field(None, description="The encoder's pinned weights (EncoderInfo.weights).")
+    random_init: bool | None = None
+    stand_in: bool = Field(False, description="Random-init weights: a plumbing check, not a result of the model.")
+    task: str
+    readout: str
+    dataset: str | None = None
+    study_id: str | None = None
+    run_ids: list[str] = Field(default_factory=list)
+    status: RunStatus = RunStatus.queued
+    score: SeedInterval | None = Field(None, description="Mean evaluation return across seeds (95% t-interval).")
+    success: SeedInterval | None = Field(None, description="Success rate across seeds, where the task defines one.")
+    error: str | None = None
+
+
+class BakeoffRecord(_Open):
+    bakeoff_id: str
+    status: RunStatus
+    protocol: str | None = None
+    settings: dict[str, Any] = Field(default_factory=dict, description="The resolved settings every cell ran with.")
+    request: dict[str, Any] = Field(default_factory=dict)
+    datasets: dict[str, str] = Field(default_factory=dict, description="task -> dataset name.")
+    demo_returns: dict[str, float | None] = Field(
+        default_factory=dict, description="task -> the demonstrator's mean return over its demos (the reference)."
+    )
+    cells: list[BakeoffCell] = Field(default_factory=list)
+    table: str | None = Field(None, description="The markdown table (also written to table_path).")
+    table_path: str | None = None
+    figure_path: str | None = None
+    error: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class BakeoffList(_Open):
+    bakeoffs: list[BakeoffRecord]

@@ -14,6 +14,9 @@ from ._transport import AsyncTransport, SyncTransport
 from ._urls import default_trainer_url
 from .contract import (
     DEFAULT_GRID_SIZE,
+    BakeoffList,
+    BakeoffRecord,
+    BakeoffRequest,
     BaselineEvalRequest,
     CreateDatasetRequest,
     DatasetInfo,
@@ -200,18 +203,20 @@ class TrainerClient(SyncTransport):
         self,
         dataset: str,
         features: str | FeatureSource = "vjepa2",
-        epochs: int = 100,
+        epochs: int | None = None,
         *,
-        readout: str | Readout = "mean",
-        grid_size: int = DEFAULT_GRID_SIZE,
+        readout: str | Readout | None = None,
+        grid_size: int | None = None,
         **kwargs: Any,
     ) -> str:
         """Start behaviour cloning on a dataset; returns the run id, or with `seeds=[..]` / `n_seeds=` the study id
         (one run per seed: get_study, wait_study). readout: mean | attentive (grid_size x grid_size token grid) |
-        flare. kwargs: TrainBCRequest fields (lr, batch_size, seeds, ...)."""
+        flare. kwargs: TrainBCRequest fields (lr, batch_size, seeds, protocol="cortexbench", ...). Only the fields
+        given are sent: the trainer's defaults (or the protocol's) fill the rest."""
+        given = {"epochs": epochs, "readout": readout, "grid_size": grid_size, **kwargs}
         body = TrainBCRequest(
-            dataset=dataset, features=features, epochs=epochs, readout=readout, grid_size=grid_size, **kwargs
-        ).model_dump(mode="json", exclude_none=True)
+            dataset=dataset, features=features, **{k: v for k, v in given.items() if v is not None}
+        ).model_dump(mode="json", exclude_none=True, exclude_unset=True)
         body = _readout_fields(body)
         return _created(self.request("POST", "/train/bc", json=body).json())
 
@@ -356,6 +361,40 @@ class TrainerClient(SyncTransport):
         body = _eval_request(policy=policy, gif_episodes=gif_episodes, **fields)
         return RunCreated.model_validate(self.request("POST", "/eval/baseline", json=body).json()).run_id
 
+    # bake-off ------------------------------------------------------------------------------------------------------
+    def bakeoff(self, encoders: list[str], **fields: Any) -> BakeoffRecord:
+        """Start a bake-off: every encoder service URL x readouts x tasks x seeds as BC studies, one table and one
+        figure (docs/bakeoff.md). fields: BakeoffRequest fields (tasks, experts, readouts, seeds,
+        protocol="cortexbench", episodes, steps, image_size, epochs, eval_episodes, ...); only those given are sent.
+        Returns the record, `queued`; wait_bakeoff(record.bakeoff_id) waits for its table."""
+        body = BakeoffRequest(encoders=encoders, **fields).model_dump(mode="json", exclude_unset=True)
+        return BakeoffRecord.model_validate(self.request("POST", "/bakeoff", json=body).json())
+
+    def get_bakeoff(self, bakeoff_id: str) -> BakeoffRecord:
+        return BakeoffRecord.model_validate(self.request("GET", f"/bakeoff/{validate_run_id(bakeoff_id)}").json())
+
+    def bakeoffs(self) -> list[BakeoffRecord]:
+        return BakeoffList.model_validate(self.request("GET", "/bakeoff").json()).bakeoffs
+
+    def bakeoff_figure(self, bakeoff_id: str) -> bytes:
+        """The bake-off's figure (PNG bytes), once it has ended."""
+        return self.request("GET", f"/bakeoff/{validate_run_id(bakeoff_id)}/figure").content
+
+    def wait_bakeoff(
+        self, bakeoff_id: str, *, progress: bool = True, timeout: float | None = None, poll_interval: float = 2.0
+    ) -> BakeoffRecord:
+        """Poll until the bake-off has ended (succeeded, failed or interrupted); its table is record.table."""
+        w = _Waiter(f"bake-off {bakeoff_id}", timeout, progress, unit="cell")
+        with w.bar:
+            while True:
+                record = self.get_bakeoff(bakeoff_id)
+                done = sum(c.status in TERMINAL for c in record.cells)
+                w.bar.update(done, len(record.cells), record.status.value)
+                if record.status in TERMINAL:
+                    return record
+                w.check(record.status.value)
+                time.sleep(poll_interval)
+
 
 class AsyncTrainerClient(AsyncTransport):
     """The asyncio twin of TrainerClient: the same methods, awaited."""
@@ -403,15 +442,16 @@ class AsyncTrainerClient(AsyncTransport):
         self,
         dataset: str,
         features: str | FeatureSource = "vjepa2",
-        epochs: int = 100,
+        epochs: int | None = None,
         *,
-        readout: str | Readout = "mean",
-        grid_size: int = DEFAULT_GRID_SIZE,
+        readout: str | Readout | None = None,
+        grid_size: int | None = None,
         **kwargs: Any,
     ) -> str:
+        given = {"epochs": epochs, "readout": readout, "grid_size": grid_size, **kwargs}  # only these are sent
         body = TrainBCRequest(
-            dataset=dataset, features=features, epochs=epochs, readout=readout, grid_size=grid_size, **kwargs
-        ).model_dump(mode="json", exclude_none=True)
+            dataset=dataset, features=features, **{k: v for k, v in given.items() if v is not None}
+        ).model_dump(mode="json", exclude_none=True, exclude_unset=True)
         body = _readout_fields(body)
         return _created((await self.request("POST", "/train/bc", json=body)).json())
 

@@ -25,6 +25,10 @@
                                         image_size defaults to the run's own frame size, another needs
                                         allow_image_size_change: true (else 422 naming both sizes)
     GET  /eval/{run_id}                 the run's latest evaluation (earlier ones stay in the run's `evaluations`)
+    POST /bakeoff                       BakeoffRequest -> 202 BakeoffRecord: encoders (service URLs) x readouts x
+                                        tasks x seeds as BC studies, one table and one figure (services/trainer/
+                                        bakeoff.py); GET /bakeoff lists them, GET /bakeoff/{id} reads one,
+                                        GET /bakeoff/{id}/figure is its PNG
 
 Errors are JSON {"detail": "..."} naming the problem.
 """
@@ -46,6 +50,9 @@ from services.common.docs import offline_docs
 from services.common.http_metrics import RequestMetricsMiddleware
 from services.common.store import DatasetNotFound, Store
 from vjepa_robot_client.contract import (
+    BakeoffList,
+    BakeoffRecord,
+    BakeoffRequest,
     BaselineEvalRequest,
     Compression,
     CreateDatasetRequest,
@@ -401,6 +408,35 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     @app.post("/eval/study/{study_id}", status_code=202, response_model=StudyRecord, dependencies=auth)
     def eval_study_alias(study_id: str, req: EvalRequest):
         return study_record(jobs.evaluate_study(ctx, runner, study_id, req))
+
+    # -- bake-off (issue 18 item 6) --------------------------------------------------------------------------------
+
+    @app.post("/bakeoff", status_code=202, response_model=BakeoffRecord, dependencies=auth)
+    def start_bakeoff(req: BakeoffRequest):
+        from . import bakeoff
+
+        return bakeoff.start(ctx, runner, req)
+
+    @app.get("/bakeoff", response_model=BakeoffList, dependencies=auth)
+    def list_bakeoffs():
+        from . import bakeoff
+
+        return BakeoffList(bakeoffs=bakeoff.list_all(ctx, runner))
+
+    @app.get("/bakeoff/{bakeoff_id}", response_model=BakeoffRecord, dependencies=auth)
+    def get_bakeoff(bakeoff_id: str):
+        from . import bakeoff
+
+        return bakeoff.get(ctx, runner, bakeoff_id)
+
+    @app.get("/bakeoff/{bakeoff_id}/figure", response_class=Response, dependencies=auth)
+    def bakeoff_figure(bakeoff_id: str):
+        from . import bakeoff
+
+        record = bakeoff.get(ctx, runner, bakeoff_id)
+        if not record.figure_path or not Path(record.figure_path).is_file():
+            raise HTTPException(409, detail=f"bake-off {bakeoff_id} is {record.status.value}: no figure yet")
+        return Response(Path(record.figure_path).read_bytes(), media_type="image/png")
 
     # -- evaluation ----------------------------------------------------------------------------------------------
 

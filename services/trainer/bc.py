@@ -54,6 +54,28 @@ VAL_BATCH = 8192  # rows per forward pass when scoring the validation split (no 
 # ----------------------------------------------------------------------------------------------------------------
 
 
+HEADS = ("findings", "batchnorm")
+BATCHNORM_HIDDEN = (256, 256, 256)  # eai-vc DMC_BC_config.yaml bc_kwargs.hidden_sizes
+
+
+def findings_mlp(width: int, hidden: list[int], action_dim: int) -> nn.Sequential:
+    """Linear -> LayerNorm -> ReLU, then Linear -> ReLU per further width, then Linear -> Tanh (torques in [-1, 1])."""
+    layers: list[nn.Module] = [nn.Linear(width, hidden[0]), nn.LayerNorm(hidden[0]), nn.ReLU()]
+    for a, b in zip(hidden, hidden[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(hidden[-1], action_dim), nn.Tanh())
+
+
+def batchnorm_mlp(width: int, hidden: list[int], action_dim: int) -> nn.Sequential:
+    """CortexBench's policy (eai-vc cortexbench/mujoco_vc train_loop.py builds mjrl's BatchNormMLP): BatchNorm1d on
+    the input features, then Linear -> ReLU per hidden width (their dropout is 0), then a linear output with no
+    squashing (the simulator clips the torques to the actuators' ctrlrange)."""
+    layers: list[nn.Module] = [nn.BatchNorm1d(width)]
+    for a, b in zip([width, *hidden], hidden):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(hidden[-1], action_dim))
+
+
 class BCPolicy(nn.Module):
     """The findings' MLP (279,490 parameters at D=1024) with the train-split standardisation baked in.
 
@@ -69,9 +91,14 @@ class BCPolicy(nn.Module):
         hidden2: int = 64,
         action_dim: int = ACTION_DIM,
         pooler: PoolerConfig | None = None,
+        head: str = "findings",
+        hidden_sizes: list[int] | tuple[int, ...] | None = None,
     ):
         super().__init__()
         self.dim = dim  # input width: D, or G*D for a grid
+        if head not in HEADS:
+            raise ValueError(f"unknown BC head {head!r}: choose one of {', '.join(HEADS)}")
+        self.head_cfg = {"head": head, "hidden_sizes": list(hidden_sizes) if hidden_sizes else None}
         self.action_dim = action_dim
         self.pooler = AttentivePooler(pooler) if pooler is not None else None
         if pooler is not None and pooler.tokens * pooler.dim != dim:
@@ -79,15 +106,13 @@ class BCPolicy(nn.Module):
                 f"a pooler over {pooler.tokens} x {pooler.dim} tokens reads {pooler.tokens * pooler.dim} "
                 f"inputs, not {dim}"
             )
-        self.net = nn.Sequential(
-            nn.Linear(self.pooler.out_dim if self.pooler is not None else dim, hidden),
-            nn.LayerNorm(hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden2),
-            nn.ReLU(),
-            nn.Linear(hidden2, action_dim),
-            nn.Tanh(),  # torques live in [-1, 1]
-        )
+        width = self.pooler.out_dim if self.pooler is not None else dim
+        if head == "batchnorm":
+            self.net = batchnorm_mlp(width, list(hidden_sizes or BATCHNORM_HIDDEN), action_dim)
+        elif hidden_sizes:  # findings with other widths: LayerNorm after the first layer, ReLU, Tanh out
+            self.net = findings_mlp(width, list(hidden_sizes), action_dim)
+        else:
+            self.net = findings_mlp(width, [hidden, hidden2], action_dim)  # the findings' exact state dict
         # buffers, not parameters: saved with the weights, never trained
         self.register_buffer("norm_mean", torch.zeros(dim))
         self.register_buffer("norm_std", torch.ones(dim))
@@ -236,6 +261,9 @@ def fit_bc(
     precision: str | None = None,
     select: str = "best_val",
     pooler: PoolerConfig | None = None,
+    head: str = "findings",
+    hidden_sizes: list[int] | None = None,
+    lr_schedule: str = "cosine",
 ) -> tuple[BCPolicy, dict]:
     """Train a BCPolicy on x (N, D) float32 -> y (N, 2) float32 over the given row indices.
 
@@ -252,6 +280,9 @@ def fit_bc(
     `best_epoch`, `best_val_loss` and `selected_epoch`.
     `pooler`: readout attentive: x holds flat token grids (N, G*D) and an AttentivePooler of this shape is trained
     with the MLP (the readout's network; readouts.py).
+    `head` / `hidden_sizes`: the MLP (BCPolicy; "batchnorm" is CortexBench's BatchNorm MLP: a trailing batch of one
+    row is skipped, since BatchNorm cannot normalise one row in training). `lr_schedule`: "cosine" decays the lr
+    over the epochs (the findings), "constant" keeps Adam at lr (CortexBench).
     """
     if select not in ("best_val", "last"):
         raise ValueError(f"select must be 'best_val' or 'last', got {select!r}")
@@ -281,6 +312,9 @@ def fit_bc(
         precision=precision,
         select=select,
         pooler=pooler,
+        head=head,
+        hidden_sizes=hidden_sizes,
+        lr_schedule=lr_schedule,
     )
 
 
@@ -300,7 +334,12 @@ def _fit_bc(
     precision,
     select="best_val",
     pooler=None,
+    head="findings",
+    hidden_sizes=None,
+    lr_schedule="cosine",
 ):
+    if lr_schedule not in ("cosine", "constant"):
+        raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {lr_schedule!r}")
     t0 = time.perf_counter()
     n, d = x.shape
     mean, std = feature_stats(x, train_rows)
@@ -309,14 +348,14 @@ def _fit_bc(
     tr, va = torch.from_numpy(train_rows.astype(np.int64)), torch.from_numpy(val_rows.astype(np.int64))
 
     with seeded_torch(seed):  # seeded init, alone: no other job's draws interleave (services/trainer/threads.py)
-        model = BCPolicy(d, action_dim=y.shape[1], pooler=pooler)  # y (N, A): the task's action width
+        model = BCPolicy(d, action_dim=y.shape[1], pooler=pooler, head=head, hidden_sizes=hidden_sizes)  # y (N, A)
     model.set_normalisation(mean, std)
     # fused Adam: one kernel per step for all parameters instead of a Python loop over them
     try:
         opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     except (RuntimeError, TypeError):
         opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)  # cosine decay, as the findings
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs) if lr_schedule == "cosine" else None
     gen = torch.Generator().manual_seed(seed)
 
     train_curve: list[float] = []
@@ -335,6 +374,8 @@ def _fit_bc(
         loss_sum = torch.zeros(())
         for b, i in enumerate(range(0, len(perm), batch_size)):
             idx = perm[i : i + batch_size]
+            if len(idx) == 1 and head == "batchnorm" and len(perm) > 1:
+                continue  # BatchNorm cannot normalise a batch of one row in training
             xb, yb = xt(idx), yt.index_select(0, idx)  # (b, D), (b, 2)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 pred = model.head(xb)  # xb is already standardised
@@ -346,7 +387,8 @@ def _fit_bc(
             if should_stop is not None and b % 64 == 63 and should_stop():
                 stopped = True
                 break
-        sched.step()
+        if sched is not None:
+            sched.step()
         if stopped:
             break
         model.eval()
@@ -409,6 +451,9 @@ def _fit_bc(
         "fit_s": round(time.perf_counter() - t0, 3),
         "torch_threads": torch.get_num_threads(),
         "precision": precision,
+        "head": head,
+        "hidden_sizes": model.head_cfg["hidden_sizes"],
+        "lr_schedule": lr_schedule,
     }
     return model, metrics
 
@@ -465,6 +510,9 @@ def train_bc(
             precision=precision,
             select=getattr(cfg, "select", "best_val"),
             pooler=pooler,
+            head=getattr(cfg, "head", "findings"),
+            hidden_sizes=getattr(cfg, "hidden_sizes", None),
+            lr_schedule=getattr(cfg, "lr_schedule", "cosine"),
         )
     metrics.update(
         readout=cfg.readout.value,
@@ -503,6 +551,8 @@ def save_bc_policy(path: Path, model: BCPolicy, lineage: dict) -> Path:
     meta = {"format": CHECKPOINT_FORMAT, "dim": str(model.dim), "lineage": json.dumps(lineage, default=json_default)}
     if model.pooler is not None:  # readout attentive: the pooler's shape, to rebuild it
         meta["pooler"] = json.dumps(model.pooler.cfg.to_dict())
+    if model.head_cfg["head"] != "findings" or model.head_cfg["hidden_sizes"]:  # the MLP's shape, to rebuild it
+        meta["head"] = json.dumps(model.head_cfg)
     if model.action_dim != ACTION_DIM:  # a task other than reacher (reacher's checkpoints stay as they were)
         meta["action_dim"] = str(model.action_dim)
     tmp = path.with_suffix(".tmp")
@@ -556,7 +606,9 @@ def load_bc_policy(run_dir: Path | str) -> LoadedBCPolicy:
         )
     state = load_file(str(path))
     pooler = PoolerConfig(**json.loads(meta["pooler"])) if meta.get("pooler") else None
-    model = BCPolicy(int(meta["dim"]), action_dim=int(meta.get("action_dim", ACTION_DIM)), pooler=pooler)
+    head = json.loads(meta["head"]) if meta.get("head") else {}  # absent: the findings' MLP
+    action_dim = int(meta.get("action_dim", ACTION_DIM))
+    model = BCPolicy(int(meta["dim"]), action_dim=action_dim, pooler=pooler, **head)
     model.load_state_dict(state, strict=True)
     model.eval()
     return LoadedBCPolicy(model, json.loads(meta.get("lineage", "{}")), path)

@@ -234,6 +234,10 @@ def train(ctx: TrainerContext, runner, req: TrainBCRequest | TrainSACRequest, pr
     A study's runs run one after another in one job (CPU); a run that fails is recorded and the next seed
     starts; a crash or stop leaves every unfinished run `failed`/`interrupted`, never `running` or `queued`.
     """
+    if isinstance(req, TrainBCRequest):
+        from .protocols import apply_bc
+
+        req = apply_bc(req)  # a named protocol fills the fields the request left out (protocols.py)
     kind = kind_of_request(req)
     lineage = train_lineage(ctx, req)
     seeds = req.run_seeds()
@@ -343,6 +347,8 @@ def encoder_lineage(features, cfg) -> dict:
     info = getattr(features, "info", None)  # vjepa2: the EncoderInfo the source read from GET /info
     if info is not None:
         lin["random_init"] = getattr(info, "random_init", None)
+        for key in ("weights", "family", "fusion", "token_pooling"):  # issue 18: pinned weights beside every row
+            lin[key] = getattr(info, key, None)
     for key in ("pooling", "grid_size"):  # a source reading a pooled grid says so itself
         value = getattr(features, key, None)
         if value is not None:

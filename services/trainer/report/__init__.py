@@ -58,6 +58,8 @@ from .rows import (
     pct,
     probe_rows,
     short_name,
+    short_weights,
+    weights_of,
 )
 
 __all__ = [
@@ -84,6 +86,8 @@ __all__ = [
     "summary_lines",
     "title",
     "short_name",
+    "short_weights",
+    "weights_of",
     "bc_curves",
     "as_record",
     "bar_labels",

@@ -27,7 +27,14 @@ from .rows import (
     sac_row,
     sci,
     seeds_cell,
+    short_weights,
 )
+
+
+def weights_cell(weights: str | None) -> str:
+    """The pinned weights in a table cell: shortened in code, the full pin in the run records (lineage.weights)."""
+    short = short_weights(weights)
+    return short if short == "-" else f"`{short}`"
 
 
 def title(runs) -> str:
@@ -82,7 +89,9 @@ def write_report(runs, probes: list[dict], out_dir: Path, extra_notes: dict | No
         f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} from {len(runs)} run(s). "
         "Success = fingertip inside the target on each of the last 10 steps of an episode. A row with one seed "
         "gives the 95% Wilson interval over its episodes; a row with several seeds gives the mean over seeds with "
-        "a 95% t-interval across seeds, and each seed's own Wilson interval beside it.",
+        "a 95% t-interval across seeds, and each seed's own Wilson interval beside it. Weights: the encoder's pinned "
+        "weights (the hub commit, `sha256:` of a local checkpoint directory, or `random-init:`), shortened; the full "
+        'pin is in each run record (lineage.weights); "-": not recorded (older runs) or no encoder.',
         "",
     ]
     if any(r.is_stand_in for r in runs):
@@ -95,14 +104,14 @@ def write_report(runs, probes: list[dict], out_dir: Path, extra_notes: dict | No
     md += ["## Conditions (live evaluation)", ""]
     if groups:
         md += [
-            "| Condition | Features / encoder | Readout | Seeds | Success [95% CI] | Per seed: success "
+            "| Condition | Features / encoder | Weights | Readout | Seeds | Success [95% CI] | Per seed: success "
             "[Wilson 95%] | Mean return | Episodes per run | Notes |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for g in groups:
             enc = g["encoder"] + (f" **({PLUMBING})**" if g["plumbing"] else "")
             md.append(
-                f"| {g['condition_short']} | {enc} | {g['readout']} | {seeds_cell(g)} | "
+                f"| {g['condition_short']} | {enc} | {weights_cell(g['weights'])} | {g['readout']} | {seeds_cell(g)} | "
                 f"{pct(g['success_rate'], g['ci'])} ({g['ci_kind']}) | {per_seed_cell(g)} | "
                 f"{num(g['mean_return'])} | {g['episodes']} | {notes_cell(g)} |"
             )

@@ -27,6 +27,25 @@ PLUMBING = "plumbing check, not a V-JEPA 2 result"
 FEATURE_ORDER = {"state": 0, "vjepa2": 1, "random": 2}
 BASELINE_ORDER = {"jacobian": 0, "p-controller": 1, "random": 2}
 INIT_WORDS = {True: "random-init", False: "pretrained", None: "init not recorded"}
+FAMILY_NAMES = {"vjepa2": "V-JEPA 2", "videomae": "VideoMAE", "dinov2": "DINOv2", "siglip": "SigLIP"}
+NO_WEIGHTS = "-"  # a record written before lineage.weights (issue 18), or features with no encoder
+
+
+def weights_of(run: RunRecord | dict) -> str:
+    """The encoder's pinned weights as the row prints them (RunLineage.weights), "-" where not recorded."""
+    lin = as_record(run).lineage
+    return (lin.weights if lin is not None else None) or NO_WEIGHTS
+
+
+def short_weights(weights: str | None, n: int = 12) -> str:
+    """A pin, shortened for a table cell: 'sha256:' + 12 hex, a 12-hex hub commit, or the random-init tag."""
+    if not weights or weights == NO_WEIGHTS:
+        return NO_WEIGHTS
+    kind, sep, rest = weights.partition(":")
+    if sep and kind in ("sha256", "random-init"):
+        return f"{kind}:{rest[:n]}" if kind == "sha256" else weights
+    return weights[:n]
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Numbers for people
@@ -133,13 +152,14 @@ def encoder_info(run: RunRecord | dict) -> dict:
         label = FEATURE_NAMES.get(features, features)
         if lin.features == FeatureSource.random and lin.dim:
             label += f" ({lin.dim}-d)"
-        return {"features": features, "label": label, "random_init": False}
+        return {"features": features, "label": label, "random_init": False, "weights": None}
+    family = FAMILY_NAMES.get(lin.family or "vjepa2", lin.family)  # records before families: V-JEPA 2
     if not lin.encoder_model:
-        label = "V-JEPA 2, encoder not recorded (run unfinished?)"
+        label = f"{family}, encoder not recorded (run unfinished?)"
     else:
         model = lin.encoder_model
         named = f"`{_model_name(model)}` preset" if model.startswith("preset:") else f"`{model}`"
-        label = f"V-JEPA 2 {named}, {INIT_WORDS[lin.random_init]}"
+        label = f"{family} {named}, {INIT_WORDS[lin.random_init]}"
     size = lin.encoder_image_size
     details = [
         f"{lin.dim}-d" if lin.dim else None,
@@ -148,7 +168,13 @@ def encoder_info(run: RunRecord | dict) -> dict:
         f"{lin.grid_size}x{lin.grid_size} token grid" if lin.pooling.value == "grid" and lin.grid_size else None,
     ]
     label += "".join(f", {d}" for d in details if d)
-    return {"features": "vjepa2", "label": label, "random_init": lin.random_init, "encoder_id": lin.encoder_id}
+    return {
+        "features": "vjepa2",
+        "label": label,
+        "random_init": lin.random_init,
+        "encoder_id": lin.encoder_id,
+        "weights": lin.weights,
+    }
 
 
 def is_plumbing(run: RunRecord | dict) -> bool:
@@ -276,6 +302,7 @@ def condition_rows(runs) -> list[dict]:
                 "plumbing": first["plumbing"],
                 "features": features_of(run),
                 "encoder": encoder_info(run)["label"],
+                "weights": weights_of(run),
                 "readout": readout_of(run) or "-",
                 "dataset": dataset_of(run),
                 "members": members,
