@@ -5,6 +5,9 @@ within 100,000 env steps. One config at a time, one thread (the machine is share
     python bench/sac_sweep.py --name norm --seed 3 --seed 4 --set nets.normalize_obs=false   # nets.* -> sac.Nets
     python bench/sac_sweep.py --summary          # table of every bench/results/sac_*.json
     python bench/sac_sweep.py --plot             # bench/results/sac_curves.png: return vs env steps, every run
+    python bench/sac_sweep.py --name bro --seed 0 --set networks=bro --keep vjepa-robot-runs/sac22 --strat 60
+    python bench/sac_sweep.py --strat-only vjepa-robot-runs/sac22 --strat 60   # kept runs without strat_eval yet
+    python bench/sac_sweep.py --strat-table      # per-bin table of every run's stratified evaluation
 
 Each run writes bench/results/sac_<name>_s<seed>.json: the request, the learning curve (deterministic
 evaluation every eval_every env steps on eval_episodes 1000-step episodes), the final 10-episode evaluation
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -25,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.trainer.features import make_feature_source
-from services.trainer.sac import Nets, train_sac
+from services.trainer.sac import Nets, network_config, train_sac
 from vjepa_robot_client.contract import TrainSACRequest
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -54,14 +58,16 @@ def _parse(kv: str):
     return k, {"true": True, "false": False}.get(v.lower(), v)
 
 
-def split_overrides(overrides: dict) -> tuple[dict, Nets]:
-    """Request fields, and the `nets.*` ones as a sac.Nets (sizes written 256x64)."""
+def split_overrides(overrides: dict) -> tuple[dict, Nets | None]:
+    """Request fields, and the `nets.*` ones as a sac.Nets (sizes written 256x64); None without any `nets.*`
+    (then the request's `networks`, e.g. --set networks=bro, picks the configuration)."""
     nets = {}
     for k, v in overrides.items():
         if k.startswith("nets."):
             k = k[len("nets.") :]
             nets[k] = tuple(int(x) for x in str(v).split("x")) if k in ("actor", "critic") else v
-    return {k: v for k, v in overrides.items() if not k.startswith("nets.")}, Nets(**nets)
+    request = {k: v for k, v in overrides.items() if not k.startswith("nets.")}
+    return request, (Nets(**nets) if nets else None)
 
 
 def run_one(name: str, seed: int, overrides: dict, features: str = "state", keep: Path | None = None) -> dict:
@@ -80,7 +86,9 @@ def run_one(name: str, seed: int, overrides: dict, features: str = "state", keep
         "impl": "own",
         "overrides": overrides,
         "config": cfg.model_dump(mode="json"),
-        "nets": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(nets).items()},
+        "nets": {
+            k: list(v) if isinstance(v, tuple) else v for k, v in vars(nets or network_config(cfg.networks)).items()
+        },
         "curve": out["curve"],
         "final_eval": out.get("final_eval"),
         "wall_s": round(time.perf_counter() - t0, 1),
@@ -90,6 +98,75 @@ def run_one(name: str, seed: int, overrides: dict, features: str = "state", keep
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"sac_{name}_s{seed}.json").write_text(json.dumps(rec, indent=1))
     return rec
+
+
+def strat_eval(run_dir: Path, episodes: int = 60, seed: int = 0) -> dict:
+    """The issue-22 evaluation of a kept run: its final deterministic actor on `episodes` stratified targets (equal
+    episodes near / middle / far from the base, evaluate.stratified_targets), 1000-step episodes, the run's own
+    action repeat and task; every episode's target and return kept."""
+    from services.trainer.evaluate import FeaturePolicy, evaluate
+    from services.trainer.sac import policy_from_checkpoint
+
+    torch.set_num_threads(1)
+    act = policy_from_checkpoint(run_dir)
+    state = json.loads((Path(run_dir) / "sac" / "state.json").read_text())
+    features = make_feature_source(act.features)
+    ev = evaluate(
+        FeaturePolicy(act, features),
+        task=state["config"]["task"],
+        episodes=episodes,
+        steps=act.episode_steps,
+        seed=seed,
+        parallel_envs=min(episodes, 30),
+        action_repeat=act.action_repeat,
+        targets="stratified",
+    )
+    returns = [e["return"] for e in ev["episodes"]]
+    return {
+        "episodes": episodes,
+        "eval_seed": seed,
+        "mean_return": ev["mean_return"],
+        "std_return": float(torch.tensor(returns).std(unbiased=False)),
+        "success_rate": ev["success_rate"],
+        "by_distance": ev["by_distance"],
+        "failed": ev["failed"],
+        "episode_records": ev["episodes"],
+        "wall_s": ev["wall_s"],
+    }
+
+
+def add_strat(result: Path, run_dir: Path, episodes: int) -> dict:
+    rec = json.loads(result.read_text())
+    rec["strat_eval"] = strat_eval(run_dir, episodes)
+    rec["run_dir"] = str(run_dir)
+    result.write_text(json.dumps(rec, indent=1))
+    return rec
+
+
+def strat_table() -> str:
+    """Every run with a stratified evaluation: mean, success and per-bin (near / middle / far) numbers."""
+    rows = [
+        "| run | seed | final 10-ep (uniform) | stratified mean | success | near: success, mean, min | "
+        "middle | far | failed targets (radius m, angle deg, return) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in sorted(RESULTS.glob("sac_*.json")):
+        r = json.loads(p.read_text()) if p.name != "sac_bench.json" else {}
+        st = r.get("strat_eval")
+        if not st:
+            continue
+        bins = {b["bin"]: b for b in st["by_distance"]}
+        cell = lambda b: f"{b['success_rate']:.2f}, {b['mean_return']:.0f}, {b['min_return']:.0f}"  # noqa: E731
+        failed = "; ".join(
+            f"{f['target_radius']:.3f} {math.degrees(f['target_angle']):.0f} {f['return']:.0f}" for f in st["failed"]
+        )
+        fe = r.get("final_eval") or {}
+        rows.append(
+            f"| {r['name']} | {r['seed']} | {fe.get('mean_return', float('nan')):.0f} | {st['mean_return']:.1f} | "
+            f"{st['success_rate']:.3f} | {cell(bins['near'])} | {cell(bins['middle'])} | {cell(bins['far'])} | "
+            f"{failed or '-'} |"
+        )
+    return "\n".join(rows)
 
 
 def summary() -> str:
@@ -151,22 +228,37 @@ def main() -> None:
     ap.add_argument("--features", default="state")
     ap.add_argument("--set", action="append", default=[], help="TrainSACRequest field=value, or nets.<field>=value")
     ap.add_argument("--keep", type=Path, help="keep each run's checkpoint in KEEP/<name>_s<seed>")
+    ap.add_argument("--strat", type=int, default=0, help="after each run: stratified evaluation on N episodes")
+    ap.add_argument("--strat-only", type=Path, help="stratified evaluation of every kept run under this directory")
+    ap.add_argument("--strat-table", action="store_true")
     ap.add_argument("--summary", action="store_true")
     ap.add_argument("--plot", action="store_true")
     a = ap.parse_args()
-    if a.summary or a.plot:
-        print(summary() if a.summary else plot())
+    if a.summary or a.plot or a.strat_table:
+        print(summary() if a.summary else strat_table() if a.strat_table else plot())
+        return
+    if a.strat_only:  # <keep>/<name>_s<seed> -> bench/results/sac_<name>_s<seed>.json
+        for d in sorted(p for p in a.strat_only.iterdir() if (p / "sac" / "state.json").exists()):
+            result = RESULTS / f"sac_{d.name}.json"
+            if result.exists() and "strat_eval" not in json.loads(result.read_text()):
+                st = add_strat(result, d, a.strat or 60)["strat_eval"]
+                print(d.name, round(st["mean_return"], 1), st["success_rate"], len(st["failed"]), flush=True)
         return
     overrides = dict(_parse(kv) for kv in a.set)
     for seed in a.seed or [0]:
         keep = a.keep / f"{a.name}_s{seed}" if a.keep else None
         rec = run_one(a.name, seed, overrides, a.features, keep)
+        if a.strat and keep:
+            rec = add_strat(RESULTS / f"sac_{a.name}_s{seed}.json", keep, a.strat)
         print(
             json.dumps(
                 {
                     "name": rec["name"],
                     "seed": seed,
                     "final": rec["final_eval"],
+                    "strat": {k: rec["strat_eval"][k] for k in ("mean_return", "success_rate", "by_distance")}
+                    if "strat_eval" in rec
+                    else None,
                     "wall_s": rec["wall_s"],
                     "curve": [(c["env_steps"], c["mean_return"]) for c in rec["curve"]],
                 }
