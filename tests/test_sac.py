@@ -95,7 +95,7 @@ def test_named_networks_bro_and_stratified_final_eval(tmp_path):
     )
     assert more["env_steps"] == 1200
     assert json.loads((tmp_path / "sac" / "state.json").read_text())["nets"]["critic_kind"] == "bro"
-    with pytest.raises(ValueError, match="findings, bro"):
+    with pytest.raises(ValueError, match="findings, bro, ln"):
         network_config("huge")
 
 
@@ -204,7 +204,7 @@ def test_actor_log_prob_is_the_squashed_gaussian_density():
     assert torch.allclose(log_prob, want, atol=2e-2)
 
 
-@pytest.mark.parametrize("kind", ["mlp", "bro"])
+@pytest.mark.parametrize("kind", ["mlp", "ln", "bro"])
 def test_update_fits_the_critic_and_tunes_the_temperature(kind):
     torch.manual_seed(0)
     nets = Nets(actor=(32,), critic=(32,), critic_kind=kind, critic_blocks=1)

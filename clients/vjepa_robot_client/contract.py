@@ -633,6 +633,7 @@ class SACNetworks(str, Enum):
     """Named SAC network configurations (services/trainer/sac.py NETWORKS; bench/SAC_RESULTS.md measures them)."""
 
     findings = "findings"  # the first study's [256, 64] MLP actor and critics (the seed's Phase 2 plan)
+    ln = "ln"  # the findings' sizes, critics with a LayerNorm after each hidden layer (RLPD, Ball et al. 2023)
     bro = "bro"  # [256, 64] actor; critic of LayerNorm'd residual blocks (BRO, Nauman et al. 2024), width 128
 
 

@@ -70,8 +70,9 @@ class Nets:
     # None: on for `state` features, where it took the 5-seed oracle over 900 (bench/SAC_RESULTS.md, "Why seeds
     # fail"); off for `vjepa2`/`random`, where it was not measured.
     normalize_obs: bool | None = None
-    # "mlp": Linear-ReLU critics over `critic`; "bro": BRO's critic (ResidualQ): Linear(critic[0])-LayerNorm-ReLU,
-    # then `critic_blocks` LayerNorm'd residual blocks of that width, then Linear(1)
+    # "mlp": Linear-ReLU critics over `critic`; "ln": Linear-LayerNorm-ReLU over `critic` (RLPD's critic);
+    # "bro": BRO's critic: Linear(critic[0])-LayerNorm-ReLU, then `critic_blocks` LayerNorm'd residual blocks of
+    # that width, then Linear(1)
     critic_kind: str = "mlp"
     critic_blocks: int = 0
 
@@ -86,6 +87,9 @@ NETWORKS = {
     # the actor stays the findings'. LayerNorm in the critic bounds how far Q extrapolates off the data (Ball et
     # al. 2023, RLPD, section 4.1): the near-target failure is a folded pose valued above the goal next to it.
     "bro": Nets(critic=(128,), critic_kind="bro", critic_blocks=1),
+    # the findings' sizes with a LayerNorm after each hidden Linear of the critics (RLPD, Ball et al. 2023, section
+    # 4.1: LayerNorm keeps Q from extrapolating above the values seen in the data), at ~the findings' cost
+    "ln": Nets(critic_kind="ln"),
 }
 DEFAULT_NETWORKS = "findings"  # every feature source; a configuration becomes default only by the 5-seed bar
 
@@ -204,13 +208,13 @@ class TwinQ(nn.Module):
             body = [TwinLinear(dim + ACTION_DIM, w), TwinLayerNorm(w), nn.ReLU()]
             self.q = nn.Sequential(*body, *[TwinResidual(w) for _ in range(blocks)], TwinLinear(w, 1))
             return
-        if kind != "mlp":
-            raise ValueError(f"unknown critic kind {kind!r}: choose mlp or bro")
+        if kind not in ("mlp", "ln"):
+            raise ValueError(f"unknown critic kind {kind!r}: choose mlp, ln or bro")
         sizes = [dim + ACTION_DIM, *hidden, 1]
         layers: list[nn.Module] = []
         for a, b in zip(sizes[:-1], sizes[1:]):
-            layers += [TwinLinear(a, b), nn.ReLU()]
-        self.q = nn.Sequential(*layers[:-1])  # no ReLU after the output layer
+            layers += [TwinLinear(a, b)] + ([TwinLayerNorm(b)] if kind == "ln" else []) + [nn.ReLU()]
+        self.q = nn.Sequential(*layers[: -2 if kind == "ln" else -1])  # the output layer: no LayerNorm, no ReLU
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([self.scale(obs), action], dim=-1)
