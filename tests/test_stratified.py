@@ -116,3 +116,14 @@ def test_eval_route_targets_option(tmp_path):
         assert r.status_code == 404 and "targets=uniform" in r.json()["detail"], r.text
         r = c.get(f"/eval/{run_id}", params={"targets": "rings"})
         assert r.status_code == 422 and "stratified" in r.json()["detail"], r.text
+
+    # the report's by-distance figure draws the recorded targets (one episode per bin here)
+    from services.trainer.report import condition_rows, read_records, write_report
+    from services.trainer.report.plots import BY_DISTANCE_PNG, distance_episodes
+
+    records = read_records(tmp_path / "runs")
+    (group,) = condition_rows(records)
+    eps = distance_episodes(group)
+    assert len(eps) == 3 and all(TARGET_BINS[b][0] <= e[0] <= TARGET_BINS[b][1] for e, b in zip(eps, TARGET_BINS))
+    readme = write_report(records, [], tmp_path / "report")
+    assert (tmp_path / "report" / BY_DISTANCE_PNG).stat().st_size > 0 and BY_DISTANCE_PNG in readme.read_text()
