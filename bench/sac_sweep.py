@@ -169,6 +169,53 @@ def strat_table() -> str:
     return "\n".join(rows)
 
 
+def strat_plot(names: list[str], path: Path = RESULTS / "sac22_by_distance.png") -> Path:
+    """bench/results/sac22_by_distance.png: per configuration (name), success and return by target distance over
+    all its seeds' stratified evaluations (left: success per bin, 95% Wilson interval; right: every episode)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from services.trainer.evaluate import TARGET_BINS
+    from services.trainer.stats import wilson_ci95
+
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("sac_*.json")) if p.name != "sac_bench.json"]
+    runs = [r for r in runs if r.get("strat_eval") and r["name"] in names]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.6), dpi=100)
+    width = 0.8 / max(len(names), 1)
+    for j, name in enumerate(names):
+        mine = [r for r in runs if r["name"] == name]
+        eps = [e for r in mine for e in r["strat_eval"]["episode_records"]]
+        if not eps:
+            continue
+        c, seeds = plt.cm.tab10(j), ",".join(str(r["seed"]) for r in sorted(mine, key=lambda r: r["seed"]))
+        label = f"{name} (seeds {seeds}; {len(eps)} episodes)"
+        for i, b in enumerate(TARGET_BINS):
+            inside = [e for e in eps if e["target_bin"] == b]
+            k, n = sum(e["success"] for e in inside), len(inside)
+            rate, (lo, hi) = 100 * k / n, wilson_ci95(k, n)
+            x = i + (j - (len(names) - 1) / 2) * width
+            ax.bar(x, rate, width * 0.9, color=c, label=label if i == 0 else None)
+            ax.errorbar(x, rate, yerr=[[rate - 100 * lo], [100 * hi - rate]], color="k", capsize=3, lw=1)
+            ax.text(x, 100 * hi + 2, f"{k}/{n}", ha="center", fontsize=7)
+        bx.scatter([e["target_radius"] for e in eps], [e["return"] for e in eps], s=9, color=c, alpha=0.6, label=name)
+    ax.set_xticks(range(3), [f"{b}\n{lo:.2f}-{hi:.2f} m" for b, (lo, hi) in TARGET_BINS.items()])
+    ax.set_ylim(0, 119)
+    ax.set_ylabel("success (%), 95% Wilson interval")
+    ax.set_title("State SAC, reacher-easy, 100k env steps: success by target distance", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    for lo, _ in list(TARGET_BINS.values())[1:]:
+        bx.axvline(lo, color="grey", ls=":", lw=1)
+    bx.set_xlabel("target distance from the arm's base (m)")
+    bx.set_ylabel("episode return (1000 simulator steps)")
+    bx.set_title("Every stratified evaluation episode", fontsize=9)
+    bx.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
 def summary() -> str:
     rows = [
         "| run | SAC | seed | overrides | return by env steps (5-ep evals) | final 10-ep return | success | wall s |",
@@ -231,11 +278,15 @@ def main() -> None:
     ap.add_argument("--strat", type=int, default=0, help="after each run: stratified evaluation on N episodes")
     ap.add_argument("--strat-only", type=Path, help="stratified evaluation of every kept run under this directory")
     ap.add_argument("--strat-table", action="store_true")
+    ap.add_argument("--strat-plot", nargs="+", metavar="NAME", help="bench/results/sac22_by_distance.png of these runs")
     ap.add_argument("--summary", action="store_true")
     ap.add_argument("--plot", action="store_true")
     a = ap.parse_args()
     if a.summary or a.plot or a.strat_table:
         print(summary() if a.summary else strat_table() if a.strat_table else plot())
+        return
+    if a.strat_plot:
+        print(strat_plot(a.strat_plot))
         return
     if a.strat_only:  # <keep>/<name>_s<seed> -> bench/results/sac_<name>_s<seed>.json
         for d in sorted(p for p in a.strat_only.iterdir() if (p / "sac" / "state.json").exists()):
