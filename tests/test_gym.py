@@ -43,7 +43,8 @@ def encoder_url(tmp_path_factory, tiny_encoder):
 
 def test_every_trainer_task_has_an_env_id():
     assert TASKS == CONTRACT_TASKS
-    assert set(ENV_IDS.values()) == {"vjepa_robot/reacher-easy-v0", "vjepa_robot/reacher-hard-v0"}
+    assert {ENV_IDS["easy"], ENV_IDS["hard"]} == {"vjepa_robot/reacher-easy-v0", "vjepa_robot/reacher-hard-v0"}
+    assert ENV_IDS["walker-walk"] == "vjepa_robot/walker-walk-v0"  # other tasks: vjepa_robot/<task>-v0
     for env_id in ENV_IDS.values():
         spec = gym.spec(env_id)
         assert spec.entry_point == "vjepa_robot.gym:ReacherEnv"
@@ -59,7 +60,7 @@ def test_import_is_cheap_and_needs_no_gymnasium():
     )
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
     got = json.loads(out.stdout)
-    assert got == {"heavy": [], "ids": ["vjepa_robot/reacher-easy-v0", "vjepa_robot/reacher-hard-v0"]}
+    assert got == {"heavy": [], "ids": list(ENV_IDS.values())}  # reacher's two, then one per other task
     # gymnasium missing (the encoder image): sys.modules[name] = None makes find_spec and import see no gymnasium
     code = "import sys; sys.modules['gymnasium'] = None; import vjepa_robot; print('gym' in dir(vjepa_robot))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

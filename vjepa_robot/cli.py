@@ -143,11 +143,21 @@ def _failed_code(error: str | None) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+TASK_HELP = (
+    "dm_control task: easy | hard (reacher's; alias reacher-easy | reacher-hard) | walker-stand | walker-walk | "
+    "cheetah-run | finger-spin | cartpole-balance | cartpole-swingup (settings: docs/tasks.md)."
+)
+
+
 @datasets_app.command("create")
 def datasets_create(
     name: str = typer.Argument(..., help="Dataset name (letters, digits, '_', '-')."),
-    expert: str = typer.Option("jacobian", help="Expert: jacobian | p-controller | random."),
-    task: str = typer.Option("easy", help="reacher task: easy | hard."),
+    expert: str = typer.Option(
+        "jacobian",
+        help="Expert: jacobian | p-controller | random (reacher), or run:RUN_ID, a trained state-feature run of the "
+        "same task acting deterministically (any task: docs/tasks.md).",
+    ),
+    task: str = typer.Option("easy", help=TASK_HELP),
     episodes: int = typer.Option(100, help="Number of episodes."),
     steps: int = typer.Option(200, help="Control steps per episode."),
     seed: int = typer.Option(0, help="Dataset seed: the same seed gives the same frames and actions."),
@@ -156,11 +166,14 @@ def datasets_create(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset of this name."),
     resume: bool = typer.Option(False, "--resume", help="Complete an interrupted dataset of this name."),
     store: str | None = StoreOpt,
+    runs_dir: Path | None = typer.Option(
+        None, "--runs-dir", envvar="VJEPA_ROBOT_RUNS", help="Run records, for --expert run:RUN_ID (default <store>/runs)."
+    ),
 ) -> None:
     """Generate expert episodes in parallel workers and write them to LanceDB, one episode per append."""
     from pydantic import ValidationError
 
-    from services.trainer.datasets import DatasetExists, DatasetSpec, create_dataset
+    from services.trainer.datasets import DatasetExists, DatasetSpec, create_dataset, resolve_expert
     from vjepa_robot_client.contract import CreateDatasetRequest
 
     try:  # the service's own request model first: the same one-line refusal as through the trainer service
@@ -180,13 +193,28 @@ def datasets_create(
         spec = DatasetSpec(
             name=name, expert=expert, task=task, episodes=episodes, steps=steps, seed=seed, image_size=image_size
         )
-        meta = create_dataset(spec, store=store, workers=workers, overwrite=overwrite, resume=resume, progress=True)
+        runs = None
+        if expert.startswith("run:"):  # the run expert's record and checkpoint: the trainer's runs directory
+            from services.common.store import Store
+            from services.trainer.runs import RunStore, default_runs_dir
+
+            runs = RunStore(runs_dir or default_runs_dir(Store(store).uri))
+        spec, source = resolve_expert(spec, runs)
+        meta = create_dataset(
+            spec,
+            store=store,
+            workers=workers,
+            overwrite=overwrite,
+            resume=resume,
+            progress=True,
+            expert_source=source,
+        )
     except (ValueError, DatasetExists) as exc:
         _fail(str(exc))
+    success = "" if meta["success_rate"] is None else f"success {meta['success_rate']:.1%}, "  # reacher only
     typer.echo(
         f"dataset {name}: {meta['episodes']} episodes x {meta['steps']} steps, expert {meta['expert']} "
-        f"on {meta['task']}: "
-        f"success {meta['success_rate']:.1%}, mean return {meta['mean_return']:.1f}"
+        f"on {meta['task']}: {success}mean return {meta['mean_return']:.1f}"
     )
 
 
@@ -725,7 +753,7 @@ def train_bc(
 @train_app.command("sac")
 def train_sac(
     features: str = typer.Option("state", help="vjepa2 | state | random"),
-    task: str = typer.Option("easy"),
+    task: str = typer.Option("easy", help=TASK_HELP),
     total_steps: int | None = typer.Option(None, help="Simulator steps (action repeats counted)."),
     parallel_envs: int | None = typer.Option(None),
     episode_steps: int | None = typer.Option(None),
@@ -766,7 +794,9 @@ def evaluate(
         ..., help="A run id, a study id (every run of it), or jacobian | p-controller | random for a baseline."
     ),
     episodes: int | None = typer.Option(None, help="Episodes (default 100)."),
-    task: str | None = typer.Option(None, help="easy | hard (default easy)."),
+    task: str | None = typer.Option(
+        None, help="The task to evaluate on (default: the run's own task; easy for reacher runs). " + TASK_HELP
+    ),
     steps: int | None = typer.Option(None, help="Simulator steps per episode (default 200)."),
     seed: int | None = typer.Option(None, help="Evaluation seed offset (seeds never overlap training)."),
     parallel_envs: int | None = typer.Option(None),

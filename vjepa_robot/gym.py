@@ -34,8 +34,21 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-TASKS = ("easy", "hard")  # vjepa_robot_client.contract.TASKS (checked by a test; kept literal so import stays cheap)
-ENV_IDS = {task: f"vjepa_robot/reacher-{task}-v0" for task in TASKS}
+# vjepa_robot_client.contract.TASKS (checked by a test; kept literal so import stays cheap)
+TASKS = (
+    "easy",
+    "hard",
+    "walker-stand",
+    "walker-walk",
+    "cheetah-run",
+    "finger-spin",
+    "cartpole-balance",
+    "cartpole-swingup",
+)
+# reacher's ids as before; another task's: vjepa_robot/<task>-v0 (e.g. vjepa_robot/walker-walk-v0)
+ENV_IDS = {
+    task: f"vjepa_robot/reacher-{task}-v0" if task in ("easy", "hard") else f"vjepa_robot/{task}-v0" for task in TASKS
+}
 DEFAULTS: dict[str, Any] = {  # TrainSACRequest's defaults: the project's SAC protocol (action repeat 4, 1000 steps)
     "features": "state",
     "episode_steps": 1000,
@@ -63,13 +76,19 @@ def register() -> None:
         )
 
 
-def _feature_source(features, encoder_url: str | None, token: str | None):
+def _feature_source(features, encoder_url: str | None, token: str | None, task: str = "easy"):
     """A services.trainer.features.FeatureSource from its name, or the caller's own instance (shared clients)."""
     if not isinstance(features, str):
         return features, False  # not ours: the caller closes it
     from services.trainer.features import make_feature_source
 
-    return make_feature_source(features, encoder_url=encoder_url, token=token), True
+    return make_feature_source(features, encoder_url=encoder_url, token=token, task=task), True
+
+
+def _action_dim(task: str) -> int:
+    from services.trainer.tasks import task_spec  # at env build time: the import stays cheap
+
+    return task_spec(task).action_dim
 
 
 def _check_split(split: str) -> str:
@@ -121,7 +140,7 @@ class ReacherEnv(gymnasium.Env):
         self.task, self.image_size, self.action_repeat = task, int(image_size), int(action_repeat)
         self.episode_steps = int(episode_steps)
         self.metadata = {**self.metadata, "render_fps": int(round(1 / (CONTROL_TIMESTEP * self.action_repeat)))}
-        self.features, self._owns_features = _feature_source(features, encoder_url, token)
+        self.features, self._owns_features = _feature_source(features, encoder_url, token, task)
         frames = self.image_size if getattr(self.features, "needs_frames", False) else 0
         # the trainer's own recipe (SimRewards, ActionRepeat, EpisodeLength, Pixels, FrameWindow); checks the task,
         # the repeat and the length with the project's error messages
@@ -129,7 +148,10 @@ class ReacherEnv(gymnasium.Env):
             task, seed=0, episode_steps=self.episode_steps, action_repeat=self.action_repeat, image_size=frames
         )
         self.observation_space = _box(self.features.dim)
-        self.action_space = ACTION_SPACE
+        self.action_dim = _action_dim(task)
+        self.action_space = (
+            ACTION_SPACE if self.action_dim == 2 else spaces.Box(-1.0, 1.0, (self.action_dim,), np.float32)
+        )
         self._seed_base: int | None = None
         self._episode = 0
         self._ep_seed = 0
@@ -159,17 +181,17 @@ class ReacherEnv(gymnasium.Env):
         return self._observe(self._ts), {"episode_seed": self._ep_seed}
 
     def step(self, action):
-        from services.trainer.env import episode_success
+        from services.trainer.env import task_success
 
         if self._ts is None:
             raise gymnasium.error.ResetNeeded("call reset() before step()")
         if self._ts.last():
             raise gymnasium.error.ResetNeeded("the episode ended (truncated): call reset() before step()")
-        self._ts = self._env.step(np.asarray(action, dtype=np.float32).reshape(2))
+        self._ts = self._env.step(np.asarray(action, dtype=np.float32).reshape(self.action_dim))
         truncated = self._ts.last()  # the time limit, the only way a reacher episode ends
         info: dict[str, Any] = {"episode_seed": self._ep_seed}
         if truncated:
-            info["success"] = episode_success(self._env.sim_rewards)
+            info["success"] = task_success(self.task, self._env.sim_rewards)  # None: the task defines none
             info["sim_return"] = float(np.sum(self._env.sim_rewards))
         return self._observe(self._ts), float(self._ts.reward), False, truncated, info
 
@@ -178,10 +200,8 @@ class ReacherEnv(gymnasium.Env):
             return None
         if self._ts is not None and self._ts.frame is not None:
             return self._ts.frame  # (H, W, 3) uint8, the frame the features saw
-        from services.trainer.env import CAMERA_ID
-
         size = self.image_size or 256
-        return self._env.physics.render(height=size, width=size, camera_id=CAMERA_ID)
+        return self._env.physics.render(height=size, width=size, camera_id=self._env.spec.camera_id)
 
     def close(self):
         if self._owns_features:
@@ -220,7 +240,7 @@ class ReacherVectorEnv(VectorEnv):
         if render_mode is not None:
             raise ValueError("the vector env does not render: build single envs with render_mode='rgb_array'")
         self.split = _check_split(split)
-        self.features, self._owns_features = _feature_source(features, encoder_url, token)
+        self.features, self._owns_features = _feature_source(features, encoder_url, token, task)
         self.num_envs = int(num_envs)
         cls = _EvalSeeded(ReacherVecEnv) if self.split == "eval" else ReacherVecEnv
         self._venv = cls(
@@ -233,11 +253,12 @@ class ReacherVectorEnv(VectorEnv):
             image_size=int(image_size),
         )
         self.single_observation_space = _box(self.features.dim)
-        self.single_action_space = ACTION_SPACE
+        a = _action_dim(task)
+        self.single_action_space = ACTION_SPACE if a == 2 else spaces.Box(-1.0, 1.0, (a,), np.float32)
         self.observation_space = spaces.Box(
             -np.inf, np.inf, shape=(self.num_envs, int(self.features.dim)), dtype=np.float32
         )
-        self.action_space = spaces.Box(-1.0, 1.0, shape=(self.num_envs, 2), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(self.num_envs, a), dtype=np.float32)
         self._seeded = False
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

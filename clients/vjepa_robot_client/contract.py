@@ -43,8 +43,26 @@ class ExpertName(str, Enum):
 
 
 class Task(str, Enum):
+    """dm_control suite tasks (settings per task: services/trainer/tasks.py). Reacher's keep their short names
+    `easy`/`hard`; `reacher-easy`/`reacher-hard` are accepted as aliases of them (TASK_ALIASES)."""
+
     easy = "easy"
     hard = "hard"
+    walker_stand = "walker-stand"
+    walker_walk = "walker-walk"
+    cheetah_run = "cheetah-run"
+    finger_spin = "finger-spin"
+    cartpole_balance = "cartpole-balance"
+    cartpole_swingup = "cartpole-swingup"
+
+    @classmethod
+    def _missing_(cls, value):  # pydantic's enum validation calls this too: the aliases validate as their task
+        alias = TASK_ALIASES.get(value) if isinstance(value, str) else None
+        return cls(alias) if alias else None
+
+
+TASK_ALIASES: dict[str, str] = {"reacher-easy": "easy", "reacher-hard": "hard"}
+RUN_EXPERT_PREFIX = "run:"  # an expert named "run:<run id>" is that trained run's deterministic policy
 
 
 class Pooling(str, Enum):
@@ -85,7 +103,7 @@ POOLINGS: tuple[str, ...] = tuple(p.value for p in Pooling)
 READOUTS: tuple[str, ...] = tuple(r.value for r in Readout)
 COMPRESSIONS: tuple[str, ...] = tuple(c.value for c in Compression)
 ExpertPolicy = Literal[EXPERTS]  # a JSON-schema enum of the expert names, for request fields
-ACTION_DIM = 2  # reacher's two joint torques, each in [-1, 1]
+ACTION_DIM = 2  # reacher's two joint torques, each in [-1, 1]; other tasks: services/trainer/tasks.py (action_dim)
 
 
 def check_action_repeat(episode_steps: int, action_repeat: int) -> int:
@@ -496,9 +514,26 @@ class StreamCreated(_Open):
     encoder_id: str = Field(description="The id of the stream's pooling (PoolingSpec.encoder_id).")
 
 
+def validate_expert(value: str) -> str:
+    """A scripted expert's name, or `run:<run id>` (a trained run's policy as the demonstrator)."""
+    if isinstance(value, ExpertName):
+        return value.value
+    if isinstance(value, str) and value.startswith(RUN_EXPERT_PREFIX):
+        validate_run_id(value[len(RUN_EXPERT_PREFIX) :])
+        return value
+    if value in EXPERTS:
+        return value
+    raise ValueError(f"unknown expert {value!r}: choose one of {', '.join(EXPERTS)} or run:RUN_ID (a trained run)")
+
+
 class CreateDatasetRequest(_Model):
     name: str = Field(description="Dataset name: letters, digits, '_' or '-'.", examples=["jacobian-easy-150"])
-    expert: ExpertName = ExpertName.jacobian
+    expert: str = Field(
+        ExpertName.jacobian.value,
+        description=f"A scripted expert ({', '.join(EXPERTS)}; reacher only) or run:RUN_ID: a trained run's "
+        "deterministic policy (state-feature SAC or BC runs; the run's task must be the dataset's).",
+        examples=["jacobian", "run:sac-1a2b3c4d"],
+    )
     task: Task = Task.easy
     episodes: int = Field(100, ge=1, le=100_000)
     steps: int = Field(200, ge=1, le=10_000)
@@ -508,6 +543,7 @@ class CreateDatasetRequest(_Model):
     overwrite: bool = False
 
     _name = field_validator("name")(lambda cls, v: validate_name(v, "dataset name"))
+    _expert = field_validator("expert", mode="before")(lambda cls, v: validate_expert(v))
 
 
 class DatasetInfo(_Open):
@@ -621,7 +657,9 @@ def stratified_default(data: Any, targets: str, episodes: str) -> Any:
     return data
 
 
-def check_stratified(targets: EvalTargets, episodes: int, what: str = "episodes") -> None:
+def check_stratified(targets: EvalTargets, episodes: int, what: str = "episodes", task: Task = Task.easy) -> None:
+    if targets == EvalTargets.stratified and task not in (Task.easy, Task.hard):
+        raise ValueError(f"targets=stratified places reacher targets: task {task.value} has none (use uniform)")
     if targets == EvalTargets.stratified and episodes % 3:
         raise ValueError(
             f"targets=stratified spreads episodes evenly over 3 distance bins (near 0.05-0.10, middle 0.10-0.15, "
@@ -688,7 +726,7 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
     @model_validator(mode="after")
     def _episode_steps_multiple(self):
         check_action_repeat(self.episode_steps, self.action_repeat)
-        check_stratified(self.final_eval_targets, self.final_eval_episodes, "final_eval_episodes")
+        check_stratified(self.final_eval_targets, self.final_eval_episodes, "final_eval_episodes", self.task)
         return self
 
 
@@ -739,7 +777,7 @@ class EvalRequest(_Model):
 
     @model_validator(mode="after")
     def _stratified_episodes(self):
-        check_stratified(self.targets, self.episodes)
+        check_stratified(self.targets, self.episodes, task=self.task)
         return self
 
 
@@ -749,7 +787,7 @@ class BaselineEvalRequest(EvalRequest):
 
 class EpisodeResult(_Open):
     seed: int
-    success: bool
+    success: bool | None = Field(description="None where the task defines no success (every task but reacher's).")
     # `return` is a Python keyword: the attribute is `return_`, the JSON field is "return".
     return_: float = Field(alias="return")
 
@@ -872,6 +910,7 @@ class RunLineage(_Fields):
         None, description="Frame size (px) of the frames the policy learned from; None when its features use no frames."
     )
     action_repeat: int = Field(1, description="Simulator steps per action (SAC); evaluation acts at the same rate.")
+    task: str | None = Field(None, description="The task it trained on (SAC: its request's; BC: its dataset's).")
 
     @property
     def is_stand_in(self) -> bool:

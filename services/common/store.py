@@ -81,6 +81,35 @@ STEPS_SCHEMA = pa.schema(
     ]
 )
 
+
+def task_steps_schema(action_dim: int, state_dim: int) -> pa.Schema:
+    """The steps of a task other than reacher (services/trainer/tasks.py): actions (A,) and the flattened observation
+    `state` (S,) float32 (TaskSpec.state). Reacher's datasets keep STEPS_SCHEMA (existing stores read as before)."""
+    return pa.schema(
+        [
+            ("dataset", pa.string()),
+            ("episode", pa.int32()),
+            ("step", pa.int32()),
+            ("seed", pa.int64()),
+            ("frame", pa.binary()),  # PNG, empty when the dataset stores no frames (image_size=0)
+            ("action", pa.list_(pa.float32(), int(action_dim))),
+            ("reward", pa.float32()),
+            ("state", pa.list_(pa.float32(), int(state_dim))),
+        ]
+    )
+
+
+def is_steps_schema(schema: pa.Schema) -> bool:
+    """STEPS_SCHEMA (reacher) or a task_steps_schema(A, S)."""
+    if schema == STEPS_SCHEMA:
+        return True
+    try:
+        a, s = schema.field("action").type.list_size, schema.field("state").type.list_size
+    except (KeyError, AttributeError):
+        return False
+    return schema == task_steps_schema(a, s)
+
+
 DATASETS_SCHEMA = pa.schema(
     [
         ("name", pa.string()),
@@ -276,15 +305,16 @@ class Store:
         return self._steps(dataset).count_rows()
 
     def append_episode(self, dataset: str, rows: pa.Table) -> None:
-        """Append one whole episode (STEPS_SCHEMA rows) in one `add`: a reader never sees half an episode."""
-        if rows.schema != STEPS_SCHEMA:
-            raise ValueError(f"episode rows must have STEPS_SCHEMA, got {rows.schema}")
+        """Append one whole episode (STEPS_SCHEMA rows, or task_steps_schema rows for a task other than reacher) in
+        one `add`: a reader never sees half an episode."""
+        if not is_steps_schema(rows.schema):
+            raise ValueError(f"episode rows must have STEPS_SCHEMA or a task_steps_schema, got {rows.schema}")
         name = steps_table_name(dataset)
         if self.has_table(name):
             self.open(name).add(rows)
         else:
             try:
-                self.db.create_table(name, data=rows, schema=STEPS_SCHEMA)
+                self.db.create_table(name, data=rows, schema=rows.schema)
             except ValueError:  # "already exists": another process created it since has_table; append instead
                 self.open(name).add(rows)
 
@@ -292,6 +322,10 @@ class Store:
         """Step rows stored for a dataset (0 for a dataset whose generation has not written an episode yet)."""
         name = steps_table_name(dataset)
         return self.open(name).count_rows() if self.has_table(name) else 0
+
+    def steps_schema(self, dataset: str) -> pa.Schema:
+        """The schema of a dataset's steps: STEPS_SCHEMA (reacher) or a task_steps_schema (action and state widths)."""
+        return self._steps(dataset).schema
 
     def has_steps(self, dataset: str) -> bool:
         return self.has_table(steps_table_name(dataset))

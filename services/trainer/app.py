@@ -293,17 +293,26 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 
     @app.post("/datasets", status_code=202, response_model=DatasetInfo, dependencies=auth)
     def create_dataset(req: CreateDatasetRequest):
-        from .datasets import DatasetExists, DatasetSpec, claim_dataset, create_dataset
+        from .datasets import DatasetExists, DatasetSpec, claim_dataset, create_dataset, resolve_expert
+        from .experts import ExpertRefused
 
-        spec = DatasetSpec(
-            name=req.name,
-            expert=req.expert.value,
-            task=req.task.value,
-            episodes=req.episodes,
-            steps=req.steps,
-            seed=req.seed,
-            image_size=req.image_size,
-        )
+        try:  # a scripted expert on a task it cannot act on, or a run expert that cannot demonstrate it: 4xx
+            spec, source = resolve_expert(
+                DatasetSpec(
+                    name=req.name,
+                    expert=req.expert,
+                    task=req.task.value,
+                    episodes=req.episodes,
+                    steps=req.steps,
+                    seed=req.seed,
+                    image_size=req.image_size,
+                ),
+                runs,
+            )
+        except ExpertRefused as exc:
+            raise HTTPException(exc.status, detail=str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(422, detail=str(exc)) from None
         key, stop = f"dataset:{req.name}", threading.Event()  # shutdown sets `stop`: generation ends `failed`
         with dataset_claims:  # check, claim and submit as one step: two POSTs never both generate one name
             if key in runner.active():
@@ -315,7 +324,9 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
                 raise HTTPException(409, detail=f'{exc} (send "overwrite": true to replace it)') from None
 
             def work():  # fills in the claim; records `failed` itself on any error or stop
-                create_dataset(spec, store, workers=req.workers, resume=True, progress=False, stop=stop)
+                create_dataset(
+                    spec, store, workers=req.workers, resume=True, progress=False, stop=stop, expert_source=source
+                )
 
             def on_error(exc):
                 meta = store.get_dataset_meta(req.name)

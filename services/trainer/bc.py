@@ -72,6 +72,7 @@ class BCPolicy(nn.Module):
     ):
         super().__init__()
         self.dim = dim  # input width: D, or G*D for a grid
+        self.action_dim = action_dim
         self.pooler = AttentivePooler(pooler) if pooler is not None else None
         if pooler is not None and pooler.tokens * pooler.dim != dim:
             raise ValueError(
@@ -122,7 +123,8 @@ def load_bc_data(store: Store, dataset: str, features: FeatureSource) -> tuple[F
             f"features {table.lineage.get('features')!r} of dataset {dataset!r} do not cover the same (episode, step) "
             f"rows as its steps ({len(table)} vs {len(step)} rows): re-encode the dataset"
         )
-    actions = fixed_list_to_numpy(steps.column("action"), ACTION_DIM).astype(np.float32, copy=False)
+    width = steps.schema.field("action").type.list_size  # the task's action_dim: 2 reacher, 6 walker (tasks.py)
+    actions = fixed_list_to_numpy(steps.column("action"), width).astype(np.float32, copy=False)
     if table.x.dtype not in (np.float32, np.float16):  # float16 grids stay half: fit_bc standardises per batch
         table.x = table.x.astype(np.float32)
     return table, actions
@@ -307,7 +309,7 @@ def _fit_bc(
     tr, va = torch.from_numpy(train_rows.astype(np.int64)), torch.from_numpy(val_rows.astype(np.int64))
 
     with seeded_torch(seed):  # seeded init, alone: no other job's draws interleave (services/trainer/threads.py)
-        model = BCPolicy(d, pooler=pooler)
+        model = BCPolicy(d, action_dim=y.shape[1], pooler=pooler)  # y (N, A): the task's action width
     model.set_normalisation(mean, std)
     # fused Adam: one kernel per step for all parameters instead of a Python loop over them
     try:
@@ -501,6 +503,8 @@ def save_bc_policy(path: Path, model: BCPolicy, lineage: dict) -> Path:
     meta = {"format": CHECKPOINT_FORMAT, "dim": str(model.dim), "lineage": json.dumps(lineage, default=json_default)}
     if model.pooler is not None:  # readout attentive: the pooler's shape, to rebuild it
         meta["pooler"] = json.dumps(model.pooler.cfg.to_dict())
+    if model.action_dim != ACTION_DIM:  # a task other than reacher (reacher's checkpoints stay as they were)
+        meta["action_dim"] = str(model.action_dim)
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)  # atomic: a reader never sees half a checkpoint
@@ -552,7 +556,7 @@ def load_bc_policy(run_dir: Path | str) -> LoadedBCPolicy:
         )
     state = load_file(str(path))
     pooler = PoolerConfig(**json.loads(meta["pooler"])) if meta.get("pooler") else None
-    model = BCPolicy(int(meta["dim"]), pooler=pooler)
+    model = BCPolicy(int(meta["dim"]), action_dim=int(meta.get("action_dim", ACTION_DIM)), pooler=pooler)
     model.load_state_dict(state, strict=True)
     model.eval()
     return LoadedBCPolicy(model, json.loads(meta.get("lineage", "{}")), path)

@@ -8,6 +8,11 @@ Workers render and compress frames (PNG) and return whole episodes; the parent p
 episodes in flight. `create_dataset` is THE way a dataset is built: the CLI, the trainer route and the Modal app
 (which generates shards on many containers) all call it. Same seed, same frames and actions: episode i is seeded
 by train_episode_seed(seed, i).
+
+Any task of services/trainer/tasks.py: reacher's datasets keep STEPS_SCHEMA (position/to_target/velocity, the probe's
+finger/target positions); another task's rows have its action width and its flattened observation as `state`
+(store.task_steps_schema). Scripted experts are reacher's; `expert="run:RUN_ID"` rolls out a trained state-feature
+run (experts.RunExpert) at that run's action repeat, one stored row per agent step, and records the run in the meta.
 """
 
 from __future__ import annotations
@@ -19,18 +24,19 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
 
 from services import __version__
-from services.common.store import STEPS_SCHEMA, DatasetNotFound, Store, encode_png, now_iso
-from vjepa_robot_client.contract import EXPERTS, TASKS, validate_name
+from services.common.store import STEPS_SCHEMA, DatasetNotFound, Store, encode_png, now_iso, task_steps_schema
+from vjepa_robot_client.contract import check_action_repeat, validate_expert, validate_name
 
-from .env import episode_success, finger_target_xy, make, train_episode_seed
-from .experts import make_expert
+from .env import SUCCESS_LAST_STEPS, finger_target_xy, make, train_episode_seed
+from .experts import Expert, RunExpert, RunExpertSource, check_expert_task, make_expert, resolve_run_expert, run_id_of
+from .tasks import canonical_task, task_spec
 
 
 class DatasetExists(Exception):
@@ -70,13 +76,15 @@ class DatasetSpec:
     steps: int = 200
     seed: int = 0
     image_size: int = 256
+    action_repeat: int = 1  # simulator steps per expert action: a run expert's own (resolve_expert sets it)
 
     def __post_init__(self):
         validate_name(self.name, "dataset name")
-        if self.expert not in EXPERTS:
-            raise ValueError(f"unknown expert {self.expert!r}: choose one of {', '.join(EXPERTS)}")
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}: choose one of {', '.join(TASKS)}")
+        validate_expert(self.expert)  # a scripted expert's name or run:RUN_ID
+        object.__setattr__(self, "task", canonical_task(self.task))  # reacher-easy -> easy
+        if run_id_of(self.expert) is None:
+            check_expert_task(self.expert, self.task)  # jacobian on walker: use run:RUN_ID
+        check_action_repeat(self.steps if self.steps > 0 else 1, self.action_repeat)
         if self.episodes <= 0:
             raise ValueError(f"episodes must be > 0, got {self.episodes}")
         if self.steps <= 0:
@@ -91,9 +99,26 @@ class DatasetSpec:
 class EpisodeRecord:
     episode: int
     seed: int
-    success: bool
+    success: bool | None  # None: the task defines no success
     ret: float
-    table: pa.Table  # one row per step, STEPS_SCHEMA
+    table: pa.Table  # one row per agent step: STEPS_SCHEMA (reacher) or store.task_steps_schema
+
+
+def steps_schema_of(task: str) -> pa.Schema:
+    """The store layout of a task's steps: reacher's STEPS_SCHEMA, or its action/state widths (tasks.py)."""
+    spec = task_spec(task)
+    return STEPS_SCHEMA if spec.is_reacher else task_steps_schema(spec.action_dim, spec.state_dim)
+
+
+def episode_success_of(task: str, rewards: np.ndarray, action_repeat: int = 1) -> bool | None:
+    """env.episode_success on stored rewards; None where the task defines no success. With an action repeat n each
+    stored reward sums n simulator rewards (each <= 1), so the last ceil(10 / n) rows must each sum to n: the
+    fingertip in the target on each of the last ceil(10 / n) * n simulator steps (n = 1: the definition itself)."""
+    if not task_spec(task).has_success:
+        return None
+    r = np.asarray(rewards, np.float64)
+    k = -(-SUCCESS_LAST_STEPS // action_repeat)
+    return bool(r.size >= k and np.all(r[-k:] >= action_repeat))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -103,49 +128,91 @@ class EpisodeRecord:
 _ENV_CACHE: dict = {}
 
 
-def generate_episode(spec: DatasetSpec, episode: int) -> EpisodeRecord:
-    """Roll out the expert for one episode; the frame stored at step t is the one the expert acted on."""
-    key = (spec.task, spec.steps, spec.image_size)
+_EXPERT_CACHE: dict = {}
+
+
+def _expert_for(spec: DatasetSpec, source: RunExpertSource | None) -> Expert:
+    if run_id_of(spec.expert) is None:
+        return make_expert(spec.expert, spec.task)
+    if source is None:
+        raise ValueError(f"expert {spec.expert} needs its run (generate through create_dataset with the runs dir)")
+    if source not in _EXPERT_CACHE:  # one checkpoint load per worker, not per episode
+        _EXPERT_CACHE.clear()
+        _EXPERT_CACHE[source] = RunExpert(source)
+    return _EXPERT_CACHE[source]
+
+
+def generate_episode(spec: DatasetSpec, episode: int, source: RunExpertSource | None = None) -> EpisodeRecord:
+    """Roll out the expert for one episode; the frame stored at step t is the one the expert acted on.
+    `source` names a run expert's run (spec.expert "run:RUN_ID"); scripted experts need none."""
+    key = (spec.task, spec.steps, spec.image_size, spec.action_repeat)
     if key not in _ENV_CACHE:
         _ENV_CACHE.clear()
-        _ENV_CACHE[key] = make(spec.task, episode_steps=spec.steps, image_size=spec.image_size, window=0)
+        _ENV_CACHE[key] = make(
+            spec.task, episode_steps=spec.steps, image_size=spec.image_size, window=0, action_repeat=spec.action_repeat
+        )
     env = _ENV_CACHE[key]
-    expert = make_expert(spec.expert)
+    expert = _expert_for(spec, source)
+    schema = steps_schema_of(spec.task)
+    reacher = schema == STEPS_SCHEMA
+    state = task_spec(spec.task).state
     seed = train_episode_seed(spec.seed, episode)
     ts = env.reset(seed)
     expert.reset(seed)
-    cols: dict[str, list] = {k: [] for k in STEPS_SCHEMA.names}
+    cols: dict[str, list] = {k: [] for k in schema.names}
     t = 0
     while not ts.last():
         action = expert.act(env.physics, ts)
-        finger, target = finger_target_xy(env.physics)
         obs = ts.observation
+        if reacher:
+            finger, target = finger_target_xy(env.physics)
         nxt = env.step(action)
         cols["step"].append(t)
         cols["frame"].append(encode_png(ts.frame) if ts.frame is not None else b"")
         cols["action"].append(action.astype(np.float32))
-        cols["reward"].append(nxt.reward)  # the reward earned by this step's action
-        cols["position"].append(obs["position"])
-        cols["to_target"].append(obs["to_target"])
-        cols["velocity"].append(obs["velocity"])
-        cols["finger_xy"].append(finger)
-        cols["target_xy"].append(target)
+        cols["reward"].append(nxt.reward)  # the reward earned by this step's action (summed over an action repeat)
+        if reacher:
+            cols["position"].append(obs["position"])
+            cols["to_target"].append(obs["to_target"])
+            cols["velocity"].append(obs["velocity"])
+            cols["finger_xy"].append(finger)
+            cols["target_xy"].append(target)
+        else:
+            cols["state"].append(state(obs))  # (S,) float32: TaskSpec.state
         ts, t = nxt, t + 1
     n = len(cols["step"])
     cols["dataset"] = [spec.name] * n
     cols["episode"] = [episode] * n
     cols["seed"] = [seed] * n
     arrays = {}
-    for field in STEPS_SCHEMA:
+    for field in schema:
         values = cols[field.name]
         if pa.types.is_fixed_size_list(field.type):
             flat = pa.array(np.asarray(values, dtype=np.float32).reshape(-1))
             arrays[field.name] = pa.FixedSizeListArray.from_arrays(flat, field.type.list_size)
         else:
             arrays[field.name] = pa.array(values, type=field.type)
-    table = pa.table(arrays, schema=STEPS_SCHEMA)
+    table = pa.table(arrays, schema=schema)
     rewards = np.asarray(cols["reward"])
-    return EpisodeRecord(episode, seed, episode_success(rewards), float(rewards.sum()), table)
+    success = episode_success_of(spec.task, rewards, spec.action_repeat)
+    return EpisodeRecord(episode, seed, success, float(rewards.sum()), table)
+
+
+def resolve_expert(spec: DatasetSpec, runs=None) -> tuple[DatasetSpec, RunExpertSource | None]:
+    """A run expert's spec (its action repeat set to the run's) and source; a scripted expert's spec as given.
+    `runs` is the RunStore holding the run; experts.ExpertRefused (a ValueError with an HTTP status) when the run
+    cannot demonstrate this dataset's task."""
+    run_id = run_id_of(spec.expert)
+    if run_id is None:
+        return spec, None
+    if runs is None:
+        raise ValueError(f"expert {spec.expert} names a run: give the runs directory that holds it (--runs-dir)")
+    source = resolve_run_expert(runs, run_id, spec.task)
+    try:
+        check_action_repeat(spec.steps, source.action_repeat)
+    except ValueError as exc:
+        raise ValueError(f"expert run {run_id} acts every {source.action_repeat} simulator steps: {exc}") from None
+    return replace(spec, action_repeat=source.action_repeat), source
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -171,6 +238,7 @@ def create_dataset(
     commit: Callable[[], None] = lambda: None,
     extra_meta: dict | None = None,
     stop: threading.Event | None = None,
+    expert_source: RunExpertSource | None = None,
 ) -> dict:
     """Generate `spec` into the store and return its metadata. Refuses an existing name unless overwrite/resume.
 
@@ -180,8 +248,13 @@ def create_dataset(
     seconds (the claim's lease), and `commit()` runs after each record (the Modal app commits its Volume there).
     `stop` (a threading.Event) is checked between batches: once set, generation ends `failed` with an error
     saying it was stopped, never `ready` with missing episodes; `resume=True` completes it later.
+    `expert_source` (resolve_expert) is the run behind a `run:RUN_ID` expert; the meta records it as `expert_run`.
     """
     store = store if isinstance(store, Store) else Store(store)
+    if run_id_of(spec.expert) is not None and expert_source is None:
+        raise ValueError(f"expert {spec.expert} needs its run: resolve_expert(spec, runs) first")
+    if expert_source is not None:
+        extra_meta = {**(extra_meta or {}), "expert_run": expert_source.lineage()}
     existing = _make_room(store, spec, overwrite=overwrite, resume=resume)
     done = store.episodes_present(spec.name)
     todo = [e for e in range(spec.episodes) if e not in done]
@@ -196,7 +269,7 @@ def create_dataset(
         last_record[0] = time.monotonic()
 
     record("running")
-    generate = generate or (lambda s, eps: ([rec] for rec in _generate(s, eps, workers)))
+    generate = generate or (lambda s, eps: ([rec] for rec in _generate(s, eps, workers, expert_source)))
     record_every = record_every or max(1, spec.episodes // 10)
     bar = None
     if progress:
@@ -237,7 +310,7 @@ def create_dataset(
         if bar:
             bar.close()
 
-    meta.update(summarise(store, spec.name))
+    meta.update(summarise(store, spec.name, spec.task, spec.action_repeat))
     meta["generation_s"] = round(time.perf_counter() - t0, 2)
     meta.pop("error", None)
     if meta["episodes_done"] != spec.episodes:
@@ -259,6 +332,9 @@ def claim_dataset(spec: DatasetSpec, store: Store, *, overwrite: bool = False) -
     return meta
 
 
+_SPEC_DEFAULTS = {f.name: f.default for f in fields(DatasetSpec)}
+
+
 def _make_room(store: Store, spec: DatasetSpec, *, overwrite: bool, resume: bool) -> dict | None:
     """The existing dataset's metadata if it is to be resumed; None when there is none (or it was dropped)."""
     try:
@@ -271,10 +347,12 @@ def _make_room(store: Store, spec: DatasetSpec, *, overwrite: bool, resume: bool
         store.drop_dataset(spec.name)
         return None
     if resume:
-        if existing and {k: existing.get(k) for k in asdict(spec)} != asdict(spec):
+        # a field newer than the dataset (action_repeat) reads as its default
+        had = {k: existing.get(k, _SPEC_DEFAULTS.get(k)) for k in asdict(spec)} if existing else None
+        if had is not None and had != asdict(spec):
             raise ValueError(
                 f"cannot resume dataset {spec.name!r}: it was created with different arguments "
-                f"({ {k: existing.get(k) for k in asdict(spec)} }); use --overwrite to replace it"
+                f"({had}); use --overwrite to replace it"
             )
         return existing
     raise DatasetExists(
@@ -298,16 +376,16 @@ def _running_meta(spec: DatasetSpec, existing: dict | None) -> dict:
     }
 
 
-def _generate(spec: DatasetSpec, episodes: list[int], workers: int):
+def _generate(spec: DatasetSpec, episodes: list[int], workers: int, source: RunExpertSource | None = None):
     """Yield EpisodeRecords in episode order, from `workers` processes (in process when workers == 1)."""
     if workers <= 1 or len(episodes) <= 1:
         for e in episodes:
-            yield generate_episode(spec, e)
+            yield generate_episode(spec, e, source)
         return
     # spawn, not fork: a forked EGL context is not safe to use
     ex = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_one_render_thread)
     try:
-        yield from ex.map(generate_episode, [spec] * len(episodes), episodes, chunksize=1)
+        yield from ex.map(generate_episode, [spec] * len(episodes), episodes, [source] * len(episodes), chunksize=1)
     finally:  # stopped or failed early: drop the queued episodes, wait only for those in flight
         ex.shutdown(wait=True, cancel_futures=True)
 
@@ -319,8 +397,9 @@ def _one_render_thread() -> None:
     os.environ.setdefault("LP_NUM_THREADS", "1")
 
 
-def summarise(store: Store, name: str) -> dict:
-    """Success rate and mean return of the recorded episodes, from the stored rewards (the one definition)."""
+def summarise(store: Store, name: str, task: str = "easy", action_repeat: int = 1) -> dict:
+    """Success rate (None where the task defines none) and mean return of the recorded episodes, from the stored
+    rewards (the one definition: episode_success_of)."""
     t = store.read_steps(name, ["reward"])
     episode = t.column("episode").to_numpy()
     reward = t.column("reward").to_numpy()
@@ -329,7 +408,11 @@ def summarise(store: Store, name: str) -> dict:
     bounds = np.flatnonzero(np.diff(episode)) + 1
     per_ep = np.split(reward, bounds)
     return {
-        "success_rate": float(np.mean([episode_success(r) for r in per_ep])),
+        "success_rate": (
+            float(np.mean([episode_success_of(task, r, action_repeat) for r in per_ep]))
+            if task_spec(task).has_success
+            else None
+        ),
         "mean_return": float(np.mean([r.sum() for r in per_ep])),
         "episodes_done": len(per_ep),
     }

@@ -1,13 +1,15 @@
-"""dm_control reacher as a recipe of small wrappers (DrQ-v2 style), plus the one success definition.
+"""dm_control suite tasks as a recipe of small wrappers (DrQ-v2 style), plus the one success definition.
 
-    env = make(task="easy", episode_steps=200, image_size=256)   # frames from camera 0, 8-frame windows
+    env = make(task="easy", episode_steps=200, image_size=256)   # frames from the task's camera, 8-frame windows
     ts = env.reset(seed=7)
     while not ts.last():
         ts = env.step(policy(ts))
     ts.window  # (8, 256, 256, 3) uint8: the last 8 frames, the first frame repeated at the start
 
 Each wrapper does one job and passes everything else through: episode length, action repeat, pixels,
-frame window. `TimeStep` is typed; `observation` holds the simulator state (position, to_target, velocity).
+frame window. `TimeStep` is typed; `observation` holds the simulator state: reacher's position, to_target,
+velocity, or another task's own observation dict (walker: orientations, height, velocity). Every task's settings
+(camera, action and state dims, success) come from services/trainer/tasks.py; success is reacher's only.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from vjepa_robot_client.contract import TASKS, check_action_repeat
+from vjepa_robot_client.contract import check_action_repeat
 from vjepa_robot_client.window import WINDOW_FRAMES, WindowBuffer
 
 from . import _gl  # noqa: F401  (MUJOCO_GL default before dm_control loads)
+from .tasks import REACHER_STATE_DIM, reacher_state_features, task_spec
 
 CAMERA_ID = 0  # the fixed top-down camera; physics.render() defaults to the free camera (docs/background.md)
 DEFAULT_EPISODE_STEPS = 200  # as in the findings
@@ -39,6 +42,11 @@ def episode_success(rewards: np.ndarray | list[float]) -> bool:
     """
     r = np.asarray(rewards, dtype=np.float64)
     return bool(r.size >= SUCCESS_LAST_STEPS and np.all(r[-SUCCESS_LAST_STEPS:] >= 1.0))
+
+
+def task_success(task: str, rewards: np.ndarray | list[float]) -> bool | None:
+    """episode_success where the task defines success (reacher), else None: those tasks report return only."""
+    return episode_success(rewards) if task_spec(task).has_success else None
 
 
 def train_episode_seed(dataset_seed: int, episode: int) -> int:
@@ -65,7 +73,7 @@ class StepType(enum.IntEnum):
 @dataclass(frozen=True)
 class TimeStep:
     step_type: StepType
-    observation: dict[str, np.ndarray]  # position (2,), to_target (2,), velocity (2,) float64
+    observation: dict[str, np.ndarray]  # float64; reacher: position, to_target, velocity (2,) each; else the task's
     reward: float = 0.0
     action: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # the action that led here
     frame: np.ndarray | None = None  # (H, W, 3) uint8
@@ -95,21 +103,23 @@ class RendererUnavailable(RuntimeError):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class Reacher:
-    """dm_control reacher (no time limit of its own; EpisodeLength ends episodes). Reward not shown in pixels."""
+class SuiteEnv:
+    """A dm_control suite task (no time limit of its own; EpisodeLength ends episodes). Reward not shown in pixels.
+
+    `spec` (tasks.TaskSpec) names its settings; actions are clipped to [-1, 1] (every registered task's range)."""
 
     def __init__(self, task: str = "easy", seed: int = 0):
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
         from dm_control import suite
 
-        self.task = task
+        self.spec = task_spec(task)  # ValueError naming the tasks for an unknown one
+        self.task = self.spec.name
         self._env = suite.load(
-            "reacher",
-            task,
+            self.spec.domain,
+            self.spec.task,
             task_kwargs={"random": np.random.RandomState(seed), "time_limit": float("inf")},
-            visualize_reward=False,  # True colours the arm by reward: it would leak the reward into pixels
+            visualize_reward=False,  # True colours the body by reward: it would leak the reward into pixels
         )
+        self._keys = ("position", "to_target", "velocity") if self.spec.is_reacher else None
 
     @property
     def physics(self):
@@ -119,12 +129,15 @@ class Reacher:
         if seed is not None:
             self._env.task._random = np.random.RandomState(seed)
         ts = self._env.reset()
-        return TimeStep(StepType.FIRST, _obs(ts.observation), 0.0)
+        no_action = np.zeros(self.spec.action_dim, np.float32)
+        return TimeStep(StepType.FIRST, _obs(ts.observation, self._keys), 0.0, no_action)
 
     def step(self, action: np.ndarray) -> TimeStep:
-        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        action = np.clip(np.asarray(action, dtype=np.float64).reshape(self.spec.action_dim), -1.0, 1.0)
         ts = self._env.step(action)
-        return TimeStep(StepType.MID, _obs(ts.observation), float(ts.reward or 0.0), action.astype(np.float32))
+        return TimeStep(
+            StepType.MID, _obs(ts.observation, self._keys), float(ts.reward or 0.0), action.astype(np.float32)
+        )
 
     def close(self) -> None:
         """Free the MuJoCo data and the OpenGL/MuJoCo render contexts now (dm_control's Environment.close is a
@@ -132,8 +145,12 @@ class Reacher:
         self._env.physics.free()
 
 
-def _obs(observation) -> dict[str, np.ndarray]:
-    return {k: np.asarray(observation[k], dtype=np.float64).copy() for k in ("position", "to_target", "velocity")}
+Reacher = SuiteEnv  # the name this class had while reacher was the only task
+
+
+def _obs(observation, keys: tuple[str, ...] | None) -> dict[str, np.ndarray]:
+    """Copies of the observation arrays (float64): reacher's three, or every key of another task's observation."""
+    return {k: np.asarray(observation[k], dtype=np.float64).copy() for k in (keys or observation.keys())}
 
 
 class _Wrapper:
@@ -209,7 +226,7 @@ class EpisodeLength(_Wrapper):
 
 
 class Pixels(_Wrapper):
-    """Attach a (size, size, 3) uint8 render from camera 0 to every time step."""
+    """Attach a (size, size, 3) uint8 render from the task's camera (tasks.TaskSpec.camera_id) to every time step."""
 
     def __init__(self, env, size: int = 256, camera_id: int = CAMERA_ID):
         super().__init__(env)
@@ -260,7 +277,8 @@ def make(
     window: int = WINDOW_FRAMES,
     action_repeat: int = 1,
 ) -> Env:
-    """Build a reacher env. image_size=0 renders nothing (state-only: experts, state-feature BC/SAC).
+    """Build a suite task's env (tasks.py names the tasks). image_size=0 renders nothing (state-only: experts,
+    state-feature BC/SAC); frames come from the task's camera.
 
     `episode_steps` counts simulator steps and must be a multiple of `action_repeat`; `TimeStep.step` counts
     agent steps (equal without a repeat). `env.sim_rewards` holds every simulator step's reward.
@@ -268,11 +286,12 @@ def make(
     check_action_repeat(episode_steps, action_repeat)
     if image_size:
         check_renderer()
-    env: Any = SimRewards(Reacher(task, seed))
+    base = SuiteEnv(task, seed)
+    env: Any = SimRewards(base)
     env = ActionRepeat(env, action_repeat) if action_repeat > 1 else env
     env = EpisodeLength(env, episode_steps // action_repeat)  # agent steps
     if image_size:
-        env = Pixels(env, image_size)
+        env = Pixels(env, image_size, base.spec.camera_id)
         env = FrameWindow(env, window) if window else env
     return env
 
@@ -300,13 +319,7 @@ def check_renderer() -> None:
         ) from exc
 
 
-def state_features(obs: dict[str, np.ndarray]) -> np.ndarray:
-    """The oracle features: cos, sin of the joint angles, to_target, velocity -> (8,) float32.
-
-    Raw unwrapped angles clone much worse (docs/background.md): the shoulder turns freely, so angles are unbounded.
-    """
-    pos = obs["position"]
-    return np.concatenate([np.cos(pos), np.sin(pos), obs["to_target"], obs["velocity"]]).astype(np.float32)
+state_features = reacher_state_features  # reacher's oracle features (8,) float32; other tasks: TaskSpec.state
 
 
 def state_features_batch(position: np.ndarray, to_target: np.ndarray, velocity: np.ndarray) -> np.ndarray:
@@ -314,7 +327,7 @@ def state_features_batch(position: np.ndarray, to_target: np.ndarray, velocity: 
     return np.concatenate([np.cos(position), np.sin(position), to_target, velocity], axis=1).astype(np.float32)
 
 
-STATE_DIM = 8
+STATE_DIM = REACHER_STATE_DIM  # reacher's; another task's is tasks.task_spec(task).state_dim
 
 
 def finger_target_xy(physics) -> tuple[np.ndarray, np.ndarray]:

@@ -4,8 +4,10 @@ For `vjepa2` features that call is one frame-stream step over HTTP (the B newest
 windows), so evaluation measures the whole served pipeline: render -> frame -> encoder service -> policy -> torques.
 
 The same loop evaluates trained policies (BC, SAC) and the baselines (the `jacobian` and `p-controller`
-experts and the random policy): a policy is anything that maps the B current time steps to (B, 2) actions.
-Evaluation seeds come from env.eval_episode_seed, a range no training episode uses.
+experts and the random policy): a policy is anything that maps the B current time steps to (B, A) actions (A: the
+task's action_dim, services/trainer/tasks.py). Evaluation seeds come from env.eval_episode_seed, a range no training
+episode uses. Success is reacher's only: on other tasks every episode's `success` and the `success_rate` are None
+and the return is the result.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from .env import episode_success, eval_episode_seed
+from .env import episode_success, eval_episode_seed, task_success
 from .experts import make_expert
 from .features import FeatureSource
 from .stats import wilson_ci95
+from .tasks import task_spec
 from .vec_env import closes_envs
 
 GIF_SIZE = 160  # px per GIF panel
@@ -160,7 +163,7 @@ class FeaturePolicy:
 
     def act(self, envs, timesteps, seeds):
         x = self.features.online(timesteps, seeds)  # (B, D) float32; the SDK's retry policy rides out encoder restarts
-        return np.asarray(self.policy_fn(x), dtype=np.float32).reshape(len(timesteps), 2)
+        return np.asarray(self.policy_fn(x), dtype=np.float32).reshape(len(timesteps), -1)  # (B, A)
 
 
 class ExpertPolicy:
@@ -168,12 +171,13 @@ class ExpertPolicy:
 
     needs_frames = False
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, task: str = "easy"):
         self.name = self.label = name
+        self.task = task
         self.experts: list = []
 
     def reset(self, seeds):
-        self.experts = [make_expert(self.name) for _ in seeds]
+        self.experts = [make_expert(self.name, self.task) for _ in seeds]
         for e, s in zip(self.experts, seeds):
             e.reset(s)
 
@@ -219,8 +223,12 @@ def evaluate(
         raise ValueError("episodes, steps and parallel_envs must be >= 1")
     if targets not in TARGET_CHOICES:
         raise ValueError(f"unknown targets {targets!r}: choose one of {', '.join(TARGET_CHOICES)}")
+    reacher = task_spec(task).is_reacher  # only reacher has a target to place (and to report)
+    if targets == "stratified" and not reacher:
+        raise ValueError(f"targets=stratified places reacher targets: task {task!r} has none (use uniform)")
     placed = stratified_targets(seed, episodes) if targets == "stratified" else None
     n_envs = min(parallel_envs, episodes)
+    spec = task_spec(task)
     size = image_size if policy.needs_frames else 0
     n_agent = agent_steps(steps, action_repeat)
     envs = [
@@ -241,7 +249,7 @@ def evaluate(
             for env, i in zip(active, wave):
                 place_target(env, placed[i]["radius"], placed[i]["angle"])
         timesteps = [env.reset(s) for env, s in zip(active, seeds)]
-        where = [target_of(env.physics) for env in active]  # read back from the physics: what the episode really had
+        where = [target_of(env.physics) if reacher else None for env in active]  # read back: what the episode had
         policy.reset(seeds)
         record_gif = start == 0 and gif_frames
         for _ in range(n_agent):
@@ -257,17 +265,17 @@ def evaluate(
         rewards = np.asarray([env.sim_rewards for env in active], np.float32)  # (B, steps): every simulator step
         env_steps += rewards.size
         for s, r, w, i in zip(seeds, rewards, where, wave):
-            results.append({"seed": s, "success": episode_success(r), "return": float(r.sum())} | (w or {}))
+            results.append({"seed": s, "success": task_success(task, r), "return": float(r.sum())} | (w or {}))
             if placed is not None:
                 results[-1]["target_bin"] = placed[i]["bin"]
         if on_progress:
             on_progress(len(results), episodes)
     wall = time.perf_counter() - t0
-    successes = sum(r["success"] for r in results)
+    successes = sum(bool(r["success"]) for r in results)
     record = {
         "task": task,
-        "success_rate": successes / len(results),
-        "success_ci95": list(wilson_ci95(successes, len(results))),
+        "success_rate": successes / len(results) if spec.has_success else None,
+        "success_ci95": list(wilson_ci95(successes, len(results))) if spec.has_success else None,
         "mean_return": float(np.mean([r["return"] for r in results])),
         "episodes": results,
         "steps_per_second": env_steps / wall if wall > 0 else None,
@@ -284,7 +292,8 @@ def evaluate(
         ]
     if gif_frames and gif_path:
         label = gif_label or getattr(policy, "label", None) or type(policy).__name__
-        expert = None if isinstance(policy, ExpertPolicy) else gif_expert
+        # the scripted expert beside the policy exists for reacher only
+        expert = None if isinstance(policy, ExpertPolicy) or not spec.is_reacher else gif_expert
         record["gif"] = [
             str(
                 write_episode_gif(
@@ -302,7 +311,7 @@ def evaluate(
                     + ([expert_panel(expert, task, results[g]["seed"], steps, action_repeat)] if expert else []),
                     Path(gif_path).with_name(f"{Path(gif_path).stem}-ep{g}.gif"),
                     steps=steps,
-                    frame_s=action_repeat * CONTROL_DT,
+                    frame_s=action_repeat * spec.control_timestep,
                 )
             )
             for g in range(len(gif_frames))
@@ -318,7 +327,8 @@ def _gif_frame(env, ts) -> np.ndarray:
 
             frame = np.asarray(Image.fromarray(frame).resize((GIF_SIZE, GIF_SIZE)))
         return frame
-    return env.physics.render(height=GIF_SIZE, width=GIF_SIZE, camera_id=0)
+    spec = getattr(env, "spec", None)  # env.SuiteEnv's TaskSpec, through the wrappers
+    return env.physics.render(height=GIF_SIZE, width=GIF_SIZE, camera_id=spec.camera_id if spec else 0)
 
 
 CONTROL_DT = 0.02  # s of simulated time per reacher control step (dm_control reacher: timestep 0.02, 1 substep)
@@ -335,7 +345,7 @@ class Panel(NamedTuple):
     seed: int
     frames: list
     returns: list
-    success: bool
+    success: bool | None  # None: the task defines no success (the caption shows the return only)
     rewards: list | None = None
     target: tuple | None = None
 
@@ -434,9 +444,14 @@ def caption_lines(p: Panel, t: int, last: bool, steps: int, per_frame: float) ->
     label = wrap_label(p.label, GIF_SIZE - 6)
     label += [""] * (2 - len(label))
     now = p.rewards[t] if p.rewards is not None else None
-    state = (
-        ("SUCCESS" if p.success else "no success") if last else (f"reward {now:.0f}/1 now" if now is not None else "")
-    )
+    if p.success is None:  # a task without success: the return is the outcome; rewards are fractions of 1
+        state = "" if last else (f"reward {now:.2f} now" if now is not None else "")
+    else:
+        state = (
+            ("SUCCESS" if p.success else "no success")
+            if last
+            else (f"reward {now:.0f}/1 now" if now is not None else "")
+        )
     return [
         *label,
         f"seed {p.seed}",

@@ -7,7 +7,8 @@ computed by the same code:
     online(timesteps, episode_seeds) -> (B, D)  one batch per vector step, for live rollouts
 
 `vjepa2`  the frozen V-JEPA 2 embedding of the step's 8-frame window, from the encoder service over HTTP
-`state`   the oracle: cos/sin of the joint angles, to_target, velocity (8-d)
+`state`   the oracle: reacher's cos/sin of the joint angles, to_target, velocity (8-d); another task's observation
+          flattened (tasks.TaskSpec.state: walker 24-d), stored in its dataset's `state` column
 `random`  the lower bound: a fixed random vector per (episode seed, step), independent of the frames
 """
 
@@ -22,7 +23,8 @@ from services.common.store import Store
 from vjepa_robot_client.contract import FEATURE_SOURCES
 from vjepa_robot_client.contract import FeatureSource as FeatureName
 
-from .env import STATE_DIM, TimeStep, state_features, state_features_batch, train_episode_seed
+from .env import STATE_DIM, TimeStep, state_features_batch, train_episode_seed
+from .tasks import task_spec
 
 RANDOM_DIM = 1024  # same width as ViT-L's embedding, so the MLP is the same size as with vjepa2
 # Token width of random grids (readout attentive): noise carries nothing at any width; 96 is the tiny stand-in's
@@ -64,17 +66,33 @@ class FeatureSource:
 
 
 class StateFeatures(FeatureSource):
+    """The task's state features (tasks.TaskSpec.state): reacher's 8-d oracle, another task's flattened observation.
+    Offline it reads either store layout: reacher's position/to_target/velocity columns or the `state` column."""
+
     name, dim = FeatureName.state.value, STATE_DIM
 
+    def __init__(self, task: str = "easy"):
+        self.spec = task_spec(task)
+        self.task, self.dim = self.spec.name, self.spec.state_dim
+
     def offline(self, store: Store, dataset: str) -> FeatureTable:
-        t = store.read_steps(dataset, ["position", "to_target", "velocity"])
-        cols = [_vec2(t.column(c)) for c in ("position", "to_target", "velocity")]
-        return FeatureTable(
-            t.column("episode").to_numpy(), t.column("step").to_numpy(), state_features_batch(*cols), self.lineage()
-        )
+        from services.common.store import fixed_list_to_numpy
+
+        schema = store.steps_schema(dataset)
+        if "state" in schema.names:  # a task other than reacher: services.common.store.task_steps_schema
+            t = store.read_steps(dataset, ["state"])
+            x = fixed_list_to_numpy(t.column("state"), schema.field("state").type.list_size).astype(np.float32)
+        else:
+            t = store.read_steps(dataset, ["position", "to_target", "velocity"])
+            x = state_features_batch(*[_vec2(t.column(c)) for c in ("position", "to_target", "velocity")])
+        if x.shape[1] != self.dim:
+            raise ValueError(
+                f"dataset {dataset!r} has {x.shape[1]}-d states; state features of task {self.task} are {self.dim}-d"
+            )
+        return FeatureTable(t.column("episode").to_numpy(), t.column("step").to_numpy(), x, self.lineage())
 
     def online(self, timesteps, episode_seeds):
-        return np.stack([state_features(ts.observation) for ts in timesteps])
+        return np.stack([self.spec.state(ts.observation) for ts in timesteps])
 
 
 class RandomFeatures(FeatureSource):
@@ -341,14 +359,20 @@ def _windows_of(timesteps) -> np.ndarray:
 
 
 def make_feature_source(
-    name: str, *, encoder_url: str | None = None, token: str | None = None, compress: str = "auto"
+    name: str,
+    *,
+    encoder_url: str | None = None,
+    token: str | None = None,
+    compress: str = "auto",
+    task: str = "easy",
 ) -> FeatureSource:
+    """The feature source `name`; `task` sizes state features (tasks.py: reacher 8-d, walker 24-d, ...)."""
     try:
         kind = FeatureName(name)
     except ValueError:
         raise ValueError(f"unknown features {name!r}: choose one of {', '.join(FEATURE_SOURCES)}") from None
     if kind is FeatureName.state:
-        return StateFeatures()
+        return StateFeatures(task)
     if kind is FeatureName.random:
         return RandomFeatures()
     if not encoder_url:

@@ -35,6 +35,7 @@ from vjepa_robot_client.contract import (
     RunLineage,
     RunRecord,
     RunStatus,
+    Task,
     TrainBCRequest,
     TrainSACRequest,
     check_action_repeat,
@@ -77,10 +78,13 @@ class TrainerContext:
     on_eval: Callable[[dict], None] | None = None  # sees every finished evaluation record (service metrics)
     compress: str = "auto"  # auto | zstd | gzip | none: request bodies of every encoder client made here
 
-    def features(self, name: str):
+    def features(self, name: str, task: str | None = None):
+        """The feature source `name`; `task` (a run's lineage.task; None: reacher's easy) sizes state features."""
         from .features import make_feature_source
 
-        return make_feature_source(name, encoder_url=self.encoder_url, token=self.token, compress=self.compress)
+        return make_feature_source(
+            name, encoder_url=self.encoder_url, token=self.token, compress=self.compress, task=task or "easy"
+        )
 
 
 class JobRunner:
@@ -210,11 +214,16 @@ def train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) ->
                 f"dataset {req.dataset!r} stores no frames (image_size 0): vjepa2 features need "
                 "frames; re-create it with --image-size 256, or train on state features",
             )
-        return RunLineage(features=req.features, dataset=req.dataset, image_size=size, action_repeat=1, **readout)
+        # a dataset rolled out by a run expert acted at that run's action repeat (datasets.py): BC acts at it too
+        repeat, task = int(meta.get("action_repeat") or 1), meta.get("task") or "easy"
+        return RunLineage(
+            features=req.features, dataset=req.dataset, image_size=size, action_repeat=repeat, task=task, **readout
+        )
     return RunLineage(
         features=req.features,
         image_size=req.image_size if _needs_frames(req.features) else None,
         action_repeat=req.action_repeat,
+        task=req.task.value,
         **readout,
     )
 
@@ -314,7 +323,7 @@ def run_training(ctx: TrainerContext, handle: RunHandle, resume: bool = False, p
     kind = run_kind(record.kind)
     cfg = kind.request.model_validate(record.config.model_dump(mode="json"))  # type: ignore[union-attr]
     handle.update(status="running")
-    features = ctx.features(cfg.features.value)
+    features = ctx.features(cfg.features.value, record.lineage.task if record.lineage else None)
     try:
         handle.update(lineage=encoder_lineage(features, cfg))
         metrics = kind.train(ctx, handle, cfg, features, resume=resume, progress=progress)  # type: ignore[misc]
@@ -377,6 +386,7 @@ def resolve_eval(ctx: TrainerContext, record: RunRecord, req: EvalRequest) -> Ev
     if record.kind != BASELINE.name and record.status != RunStatus.succeeded:
         raise Refused(409, f"run {run_id} is {record.status.value}: evaluate it once it has succeeded")
     lineage = record.lineage
+    req = resolve_eval_task(record, req)
     repeat = lineage.action_repeat if lineage else 1
     try:
         check_action_repeat(req.steps, repeat)
@@ -395,12 +405,41 @@ def resolve_eval(ctx: TrainerContext, record: RunRecord, req: EvalRequest) -> Ev
     return req
 
 
+def resolve_eval_task(record: RunRecord, req: EvalRequest) -> EvalRequest:
+    """A request that names no task evaluates a run of a task other than reacher on its own task (reacher's runs
+    keep the default `easy`, as before); a task whose actions or states differ from the run's is refused (422)."""
+    from .tasks import task_spec
+
+    own = record.lineage.task if record.lineage else None
+    if not own:
+        return req
+    mine, asked = task_spec(own), task_spec(req.task)
+    if "task" not in req.model_fields_set and not mine.is_reacher:
+        update: dict = {"task": Task(mine.name)}
+        if "steps" not in req.model_fields_set:  # and its task's episode length (tasks.py), not reacher's 200
+            update["steps"] = mine.episode_steps
+        return req.model_copy(update=update)
+    if (mine.domain, mine.action_dim, mine.state_dim) != (asked.domain, asked.action_dim, asked.state_dim):
+        raise Refused(
+            422,
+            f"run {record.run_id} was trained on task {mine.name}; it cannot act on task {asked.name} "
+            f"(another body): evaluate it with task {mine.name}",
+        )
+    return req
+
+
 def evaluate_run(ctx: TrainerContext, runner, run_id: str, req: EvalRequest) -> EvalResult:
     record = get_record(ctx, run_id)
     return _start_eval(ctx, runner, ctx.runs.handle(run_id), resolve_eval(ctx, record, req))
 
 
 def evaluate_baseline(ctx: TrainerContext, runner, req: BaselineEvalRequest) -> EvalResult:
+    from .experts import check_expert_task
+
+    try:
+        check_expert_task(req.policy, req.task.value)
+    except ValueError as exc:
+        raise Refused(422, str(exc)) from None
     handle = ctx.runs.create(BASELINE.name, {"policy": req.policy, "task": req.task.value})
     plain = EvalRequest(**req.model_dump(exclude={"policy"}))
     return _start_eval(ctx, runner, handle, resolve_eval(ctx, handle.record, plain))

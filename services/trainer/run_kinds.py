@@ -119,7 +119,10 @@ def _feature_policy(ctx: TrainerContext, record: RunRecord, policy_fn) -> tuple[
     """A trained network on the run's feature source; refuses an encoder other than the one it trained on."""
     from .evaluate import FeaturePolicy
 
-    features = ctx.features(record.lineage.features.value if record.lineage else record.config["features"])
+    features = ctx.features(
+        record.lineage.features.value if record.lineage else record.config["features"],
+        record.lineage.task if record.lineage else None,  # sizes state features (tasks.py)
+    )
     want = record.lineage.encoder_id if record.lineage else None
     have = getattr(features, "encoder_id", None)
     if want and have and want != have:
@@ -168,7 +171,7 @@ def _sac_final(record: RunRecord) -> float | None:
 def _load_baseline(ctx, record: RunRecord):
     from .evaluate import ExpertPolicy
 
-    return ExpertPolicy(record.config["policy"]), None
+    return ExpertPolicy(record.config["policy"], record.config["task"]), None
 
 
 def _baseline_final(record: RunRecord) -> float | None:

@@ -41,6 +41,7 @@ from .curves import MeanOf, open_curves
 from .evaluate import FeaturePolicy, evaluate
 from .readouts import AttentivePooler, GridFeatures, PoolerConfig, with_readout
 from .replay import Replay
+from .tasks import task_spec
 from .threads import seeded_torch
 from .vec_env import ACTION_DIM, ReacherVecEnv, agent_steps
 
@@ -136,12 +137,12 @@ class ObsScale(nn.Module):
 class Actor(nn.Module):
     """obs (B, D) -> a tanh-squashed Gaussian over actions (B, 2) in [-1, 1]."""
 
-    def __init__(self, dim: int, hidden: tuple[int, ...]):
+    def __init__(self, dim: int, hidden: tuple[int, ...], action_dim: int = ACTION_DIM):  # A: tasks.py action_dim
         super().__init__()
         self.scale = ObsScale(dim)
         self.latent_pi = mlp([dim, *hidden])
-        self.mu = nn.Linear(hidden[-1], ACTION_DIM)
-        self.log_std = nn.Linear(hidden[-1], ACTION_DIM)
+        self.mu = nn.Linear(hidden[-1], action_dim)
+        self.log_std = nn.Linear(hidden[-1], action_dim)
         self.generator: torch.Generator | None = None  # the run's own noise stream (None: torch's global one)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,17 +201,19 @@ class TwinResidual(nn.Module):
 class TwinQ(nn.Module):
     """Two independent critics Q1, Q2: (obs (B, D), action (B, 2)) -> (B, 1) each, computed side by side."""
 
-    def __init__(self, dim: int, hidden: tuple[int, ...], kind: str = "mlp", blocks: int = 0):
+    def __init__(
+        self, dim: int, hidden: tuple[int, ...], action_dim: int = ACTION_DIM, kind: str = "mlp", blocks: int = 0
+    ):
         super().__init__()
         self.scale = ObsScale(dim)
         if kind == "bro":  # Nets.critic_kind: BRO's critic, width hidden[0]
             w = hidden[0]
-            body = [TwinLinear(dim + ACTION_DIM, w), TwinLayerNorm(w), nn.ReLU()]
+            body = [TwinLinear(dim + action_dim, w), TwinLayerNorm(w), nn.ReLU()]
             self.q = nn.Sequential(*body, *[TwinResidual(w) for _ in range(blocks)], TwinLinear(w, 1))
             return
         if kind not in ("mlp", "ln"):
             raise ValueError(f"unknown critic kind {kind!r}: choose mlp, ln or bro")
-        sizes = [dim + ACTION_DIM, *hidden, 1]
+        sizes = [dim + action_dim, *hidden, 1]
         layers: list[nn.Module] = []
         for a, b in zip(sizes[:-1], sizes[1:]):
             layers += [TwinLinear(a, b)] + ([TwinLayerNorm(b)] if kind == "ln" else []) + [nn.ReLU()]
@@ -242,12 +245,13 @@ class SAC:
         self.gamma, self.tau = cfg.gamma, cfg.tau
         self.pooler = AttentivePooler(pooler) if pooler is not None else None
         dim = self.pooler.out_dim if self.pooler is not None else dim  # actor and critics read the pooled vector
-        self.actor = Actor(dim, nets.actor)
-        self.critic = TwinQ(dim, nets.critic, nets.critic_kind, nets.critic_blocks)
-        self.critic_target = TwinQ(dim, nets.critic, nets.critic_kind, nets.critic_blocks)
+        self.action_dim = task_spec(cfg.task).action_dim  # reacher 2, walker 6 (services/trainer/tasks.py)
+        self.actor = Actor(dim, nets.actor, self.action_dim)
+        self.critic = TwinQ(dim, nets.critic, self.action_dim, nets.critic_kind, nets.critic_blocks)
+        self.critic_target = TwinQ(dim, nets.critic, self.action_dim, nets.critic_kind, nets.critic_blocks)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
-        self.target_entropy = -float(ACTION_DIM)
+        self.target_entropy = -float(self.action_dim)  # -|A|, SAC's heuristic
         self.log_alpha = torch.tensor([math.log(cfg.init_entropy_coef)], requires_grad=True)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
         critic_params = list(self.critic.parameters()) + (list(self.pooler.parameters()) if self.pooler else [])
@@ -498,7 +502,7 @@ def _train_sac(
     with seeded_torch(cfg.seed + prog.resumed * 7919) as generator:
         agent = SAC(int(features.dim), cfg, nets, pooler)
     agent.actor.generator = generator
-    replay = Replay(cfg.buffer_size, N, int(features.dim), ACTION_DIM, n_step=cfg.n_step, gamma=cfg.gamma)
+    replay = Replay(cfg.buffer_size, N, int(features.dim), agent.action_dim, n_step=cfg.n_step, gamma=cfg.gamma)
     # Random actions until learning_starts env steps (over all envs); counted again after a resume that lost
     # its replay buffer, so the critic never trains on an almost empty buffer.
     warmup_until = -(-cfg.learning_starts // repeat)  # agent transitions
@@ -605,7 +609,7 @@ def _train_sac(
     while prog.transitions < total:
         # -- act: uniform random actions during warm-up, then the stochastic policy --------------------------
         if prog.transitions < warmup_until:
-            actions = rng.uniform(-1, 1, size=(N, ACTION_DIM)).astype(np.float32)
+            actions = rng.uniform(-1, 1, size=(N, agent.action_dim)).astype(np.float32)
         else:
             actions = agent.act(obs)
         next_obs, rewards, dones, infos = venv.step(actions)
@@ -618,13 +622,10 @@ def _train_sac(
         prog.transitions += N
         if dones.any():  # the training episodes that ended at this vector step, as one curve point
             ended = venv.completed[-int(dones.sum()) :]
-            curves.log(
-                {
-                    "train/episode_return": float(np.mean([e["return"] for e in ended])),
-                    "train/episode_success": float(np.mean([e["success"] for e in ended])),
-                },
-                env_steps(),
-            )
+            point = {"train/episode_return": float(np.mean([e["return"] for e in ended]))}
+            if ended[0]["success"] is not None:  # only reacher defines success (tasks.py)
+                point["train/episode_success"] = float(np.mean([e["success"] for e in ended]))
+            curves.log(point, env_steps())
 
         # -- learn: `grad_steps` updates per vector step once warm-up is over -------------------------------
         if prog.transitions >= warmup_until and replay.size() >= 1:
@@ -711,8 +712,8 @@ def policy_from_checkpoint(run_dir: str | Path) -> Callable[[np.ndarray], np.nda
         pooler = AttentivePooler(PoolerConfig(**ck.state["pooler"]))
         pooler.load_state_dict({k[len("pooler.") :]: v for k, v in ck.tensors.items() if k.startswith("pooler.")})
         pooler.eval()
-    actor = Actor(pooler.out_dim if pooler is not None else dim, hidden)
     own = {k[len(prefix) :]: v for k, v in ck.tensors.items() if k.startswith(prefix)}
+    actor = Actor(pooler.out_dim if pooler is not None else dim, hidden, int(own["mu.weight"].shape[0]))  # (A, H)
     missing, unexpected = actor.load_state_dict(own, strict=False)  # format 1 has no input scaling: identity
     if unexpected or any(not k.startswith("scale.") for k in missing):
         raise ValueError(f"{run_dir}: actor tensors do not match (missing {missing}, unexpected {unexpected})")
@@ -726,6 +727,7 @@ def policy_from_checkpoint(run_dir: str | Path) -> Callable[[np.ndarray], np.nda
     act.readout = ck.state["config"].get("readout", "mean")  # type: ignore[attr-defined]
     act.grid_size = int(ck.state["config"].get("grid_size") or 4)  # type: ignore[attr-defined]
     act.dim, act.features = dim, ck.state["config"]["features"]  # type: ignore[attr-defined]
+    act.task = ck.state["config"].get("task", "easy")  # type: ignore[attr-defined]
     act.action_repeat = int(ck.state["config"]["action_repeat"])  # type: ignore[attr-defined]
     act.episode_steps = int(ck.state["config"]["episode_steps"])  # type: ignore[attr-defined]
     return act

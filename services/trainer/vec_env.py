@@ -1,8 +1,9 @@
-"""Reacher environments stepping in lockstep, observed through a feature source (SAC's training envs).
+"""Suite-task environments (services/trainer/tasks.py) stepping in lockstep, observed through a feature source
+(SAC's training envs).
 
     venv = ReacherVecEnv(features, num_envs=16, task="easy", episode_steps=1000, action_repeat=4, seed=0)
     obs = venv.reset()                       # (N, D) float32 features
-    obs, reward, done, infos = venv.step(a)  # a: (N, 2) in [-1, 1]; one features.online call per vector step
+    obs, reward, done, infos = venv.step(a)  # a: (N, A) in [-1, 1] (A: the task's action_dim); one features call
     # where done[i]: infos[i]["terminal_observation"] is the episode's last observation, obs[i] the next one's first
 
 Episode length and step counts are in *simulator* steps: with action_repeat=4, a 1000-step episode is 250
@@ -24,7 +25,10 @@ import numpy as np
 
 from vjepa_robot_client.contract import ACTION_DIM, check_action_repeat
 
-from .env import TimeStep, episode_success, make, train_episode_seed
+from .env import TimeStep, make, task_success, train_episode_seed
+from .tasks import task_spec
+
+__all__ = ["ACTION_DIM", "ReacherVecEnv", "agent_steps", "close_envs", "closes_envs", "make_env"]
 
 
 def agent_steps(episode_steps: int, action_repeat: int) -> int:
@@ -67,7 +71,8 @@ def closes_envs(fn: F) -> F:
 
 
 class ReacherVecEnv:
-    """`num_envs` reacher envs in lockstep; observations are features (N, D) float32.
+    """`num_envs` envs of one task in lockstep (the name is from when reacher was the only task); observations are
+    features (N, D) float32, actions (N, A) with A = tasks.task_spec(task).action_dim.
 
     Episode k of env i (k = 0, 1, ...) is training episode k * num_envs + i of `seed`
     (env.train_episode_seed), so runs are reproducible and never touch evaluation seeds.
@@ -86,6 +91,8 @@ class ReacherVecEnv:
         first_episode: int = 0,
     ):
         self.features = features
+        self.task = task_spec(task).name
+        self.action_dim = task_spec(task).action_dim
         self.num_envs = int(num_envs)
         self.action_repeat = int(action_repeat)
         self.seed_base = int(seed)
@@ -106,7 +113,7 @@ class ReacherVecEnv:
         self._ts: list[TimeStep | None] = [None] * num_envs
         self._ret = np.zeros(num_envs)
         self._actions: np.ndarray | None = None
-        self.completed: list[dict] = []  # finished training episodes: {"return", "success", "seed"}
+        self.completed: list[dict] = []  # finished training episodes: {"return", "success" (None: no success), "seed"}
 
     # -- episode bookkeeping ----------------------------------------------------------------------------------
     def _reset_env(self, i: int) -> TimeStep:
@@ -127,8 +134,8 @@ class ReacherVecEnv:
         return self._encode(ts, self._ep_seed)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-        """actions (N, 2) -> obs (N, D) float32, rewards (N,) float32, dones (N,) bool, infos."""
-        self._actions = np.clip(np.asarray(actions, dtype=np.float32).reshape(self.num_envs, ACTION_DIM), -1, 1)
+        """actions (N, A) -> obs (N, D) float32, rewards (N,) float32, dones (N,) bool, infos."""
+        self._actions = np.clip(np.asarray(actions, dtype=np.float32).reshape(self.num_envs, self.action_dim), -1, 1)
         n = self.num_envs
         rewards = np.zeros(n, np.float32)
         dones = np.zeros(n, bool)
@@ -145,12 +152,12 @@ class ReacherVecEnv:
             dones[i] = True
             rec = {
                 "return": float(self._ret[i]),
-                "success": episode_success(self.envs[i].sim_rewards),
+                "success": task_success(self.task, self.envs[i].sim_rewards),
                 "seed": int(self._ep_seed[i]),
             }
             self.completed.append(rec)
             infos[i]["episode"] = {"r": rec["return"], "l": batch_ts[i].step}
-            infos[i]["TimeLimit.truncated"] = True  # reacher ends only by time limit: bootstrap through it
+            infos[i]["TimeLimit.truncated"] = True  # suite tasks end only by time limit: bootstrap through it
             self._reset_env(i)
         for i in range(n):
             if i not in done_idx:
