@@ -100,7 +100,7 @@ def run_one(name: str, seed: int, overrides: dict, features: str = "state", keep
     return rec
 
 
-def strat_eval(run_dir: Path, episodes: int = 60, seed: int = 0) -> dict:
+def strat_eval(run_dir: Path, episodes: int = 60, seed: int = 0, task: str | None = None) -> dict:
     """The issue-22 evaluation of a kept run: its final deterministic actor on `episodes` stratified targets (equal
     episodes near / middle / far from the base, evaluate.stratified_targets), 1000-step episodes, the run's own
     action repeat and task; every episode's target and return kept."""
@@ -113,7 +113,7 @@ def strat_eval(run_dir: Path, episodes: int = 60, seed: int = 0) -> dict:
     features = make_feature_source(act.features)
     ev = evaluate(
         FeaturePolicy(act, features),
-        task=state["config"]["task"],
+        task=task or state["config"]["task"],
         episodes=episodes,
         steps=act.episode_steps,
         seed=seed,
@@ -135,9 +135,11 @@ def strat_eval(run_dir: Path, episodes: int = 60, seed: int = 0) -> dict:
     }
 
 
-def add_strat(result: Path, run_dir: Path, episodes: int) -> dict:
+def add_strat(result: Path, run_dir: Path, episodes: int, task: str | None = None) -> dict:
+    """Adds strat_eval (the run's own task) or, with `task`, strat_eval_<task> (e.g. an easy-trained policy on
+    reacher-hard's smaller target) to the run's result file."""
     rec = json.loads(result.read_text())
-    rec["strat_eval"] = strat_eval(run_dir, episodes)
+    rec[f"strat_eval_{task}" if task else "strat_eval"] = strat_eval(run_dir, episodes, task=task)
     rec["run_dir"] = str(run_dir)
     result.write_text(json.dumps(rec, indent=1))
     return rec
@@ -277,6 +279,7 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="keep each run's checkpoint in KEEP/<name>_s<seed>")
     ap.add_argument("--strat", type=int, default=0, help="after each run: stratified evaluation on N episodes")
     ap.add_argument("--strat-only", type=Path, help="stratified evaluation of every kept run under this directory")
+    ap.add_argument("--strat-task", help="with --strat-only: evaluate on this task instead (strat_eval_<task>)")
     ap.add_argument("--strat-table", action="store_true")
     ap.add_argument("--strat-plot", nargs="+", metavar="NAME", help="bench/results/sac22_by_distance.png of these runs")
     ap.add_argument("--summary", action="store_true")
@@ -291,8 +294,9 @@ def main() -> None:
     if a.strat_only:  # <keep>/<name>_s<seed> -> bench/results/sac_<name>_s<seed>.json
         for d in sorted(p for p in a.strat_only.iterdir() if (p / "sac" / "state.json").exists()):
             result = RESULTS / f"sac_{d.name}.json"
-            if result.exists() and "strat_eval" not in json.loads(result.read_text()):
-                st = add_strat(result, d, a.strat or 60)["strat_eval"]
+            key = f"strat_eval_{a.strat_task}" if a.strat_task else "strat_eval"
+            if result.exists() and key not in json.loads(result.read_text()):
+                st = add_strat(result, d, a.strat or 60, a.strat_task)[key]
                 print(d.name, round(st["mean_return"], 1), st["success_rate"], len(st["failed"]), flush=True)
         return
     overrides = dict(_parse(kv) for kv in a.set)
