@@ -85,6 +85,10 @@ def test_request_defaults_and_counts():
         EvalRequest(targets="stratified", episodes=20)
     with pytest.raises(ValueError, match="multiple of 3"):
         TrainSACRequest(final_eval_targets="stratified", final_eval_episodes=20)
+    with pytest.raises(ValueError, match="reacher targets"):  # only reacher has a target to place
+        EvalRequest(targets="stratified", task="cartpole-swingup")
+    with pytest.raises(ValueError, match="reacher targets"):
+        evaluate(ExpertPolicy("random", "cartpole-swingup"), task="cartpole-swingup", episodes=3, targets="stratified")
 
 
 def test_eval_route_targets_option(tmp_path):
