@@ -83,7 +83,7 @@ def plot(recs: list[dict], path: Path = RESULTS / "sac22_experts.png") -> Path |
             ax.axhline(mean, color="k", ls="--", lw=1, label=f"{what}: {mean} +- {sd}")
             ax.axhspan(mean - sd, mean + sd, color="k", alpha=0.08)
         repeat = next(r["config"]["action_repeat"] for r in recs if r["task"] == task)
-        ax.set_title(f"state SAC, {task} (action repeat {repeat}), findings' [256, 64] nets", fontsize=9)
+        ax.set_title(f"state SAC, {task}\n(action repeat {repeat}, the findings' [256, 64] nets)", fontsize=9)
         ax.set_xlabel("env steps (simulator steps, action repeat counted)")
         ax.set_ylabel("return, 1000-step episodes\n(deterministic, 5 episodes; last point 10)")
         ax.set_ylim(0, 1000)
