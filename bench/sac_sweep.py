@@ -218,6 +218,36 @@ def strat_plot(names: list[str], path: Path = RESULTS / "sac22_by_distance.png")
     return path
 
 
+def strat_summary(names: list[str]) -> str:
+    """Per configuration: the seeds' stratified means, their mean, sd and 95% t-interval across seeds (t(0.975,
+    n-1) x s / sqrt(n)), the lowest seed, successes over all episodes, and the 10-episode uniform means beside."""
+    from services.trainer.stats import t_interval
+
+    rows = [
+        "| configuration | seeds | stratified mean per seed | mean [95% t-interval across seeds] | lowest seed | "
+        "successful episodes | near-bin success | 10-ep uniform per seed (mean) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        runs = sorted((json.loads(p.read_text()) for p in RESULTS.glob(f"sac_{name}_s*.json")), key=lambda r: r["seed"])
+        runs = [r for r in runs if r.get("strat_eval")]
+        if not runs:
+            continue
+        means = [r["strat_eval"]["mean_return"] for r in runs]
+        m, lo, hi = t_interval(means)
+        ok = sum(e["success"] for r in runs for e in r["strat_eval"]["episode_records"])
+        n = sum(len(r["strat_eval"]["episode_records"]) for r in runs)
+        near = [e for r in runs for e in r["strat_eval"]["episode_records"] if e["target_bin"] == "near"]
+        uni = [r["final_eval"]["mean_return"] for r in runs]
+        ci = f"[{lo:.0f}, {hi:.0f}]" if len(runs) > 1 else "(one seed)"
+        rows.append(
+            f"| {name} | {','.join(str(r['seed']) for r in runs)} | {', '.join(f'{x:.0f}' for x in means)} | "
+            f"{m:.0f} {ci} | {min(means):.0f} | {ok}/{n} | {sum(e['success'] for e in near)}/{len(near)} | "
+            f"{', '.join(f'{x:.0f}' for x in uni)} ({sum(uni) / len(uni):.0f}) |"
+        )
+    return "\n".join(rows)
+
+
 def summary() -> str:
     rows = [
         "| run | SAC | seed | overrides | return by env steps (5-ep evals) | final 10-ep return | success | wall s |",
@@ -281,12 +311,16 @@ def main() -> None:
     ap.add_argument("--strat-only", type=Path, help="stratified evaluation of every kept run under this directory")
     ap.add_argument("--strat-task", help="with --strat-only: evaluate on this task instead (strat_eval_<task>)")
     ap.add_argument("--strat-table", action="store_true")
+    ap.add_argument("--strat-summary", nargs="+", metavar="NAME", help="5-seed summary of these configurations")
     ap.add_argument("--strat-plot", nargs="+", metavar="NAME", help="bench/results/sac22_by_distance.png of these runs")
     ap.add_argument("--summary", action="store_true")
     ap.add_argument("--plot", action="store_true")
     a = ap.parse_args()
     if a.summary or a.plot or a.strat_table:
         print(summary() if a.summary else strat_table() if a.strat_table else plot())
+        return
+    if a.strat_summary:
+        print(strat_summary(a.strat_summary))
         return
     if a.strat_plot:
         print(strat_plot(a.strat_plot))
