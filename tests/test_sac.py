@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from services.trainer.features import make_feature_source
 from services.trainer.replay import Replay, replay_bytes
-from services.trainer.sac import SAC, Every, Nets, policy_from_checkpoint, train_sac
+from services.trainer.sac import SAC, Every, Nets, network_config, policy_from_checkpoint, train_sac
 from services.trainer.vec_env import ReacherVecEnv
 from vjepa_robot_client.contract import TrainSACRequest
 
@@ -70,6 +71,32 @@ def test_tiny_run_end_to_end(tmp_path):
     nets = json.loads((ck / "state.json").read_text())["nets"]
     assert nets["normalize_obs"] is True and nets["critic"] == [256, 64] and nets["actor"] == [256, 64]
     assert t["critic.q.2.weight"].shape == (2, 256, 64)  # twin critics' second layer
+
+
+def test_named_networks_bro_and_stratified_final_eval(tmp_path):
+    cfg = TrainSACRequest(**TINY | {"final_eval_episodes": 3}, networks="bro", final_eval_targets="stratified")
+    out = train_sac(cfg, FakeRun(tmp_path), make_feature_source("state"))
+    state = json.loads((tmp_path / "sac" / "state.json").read_text())
+    assert state["nets"] == asdict(network_config("bro")) | {"critic": [128], "actor": [256, 64], "normalize_obs": True}
+    from safetensors.torch import load_file
+
+    t = load_file(str(tmp_path / "sac" / "policy.safetensors"))
+    assert t["critic.q.1.weight"].shape == (2, 1, 128)  # each twin's own LayerNorm gain
+    assert t["critic.q.3.f.0.weight"].shape == (2, 128, 128)  # the residual block
+    fe = out["final_eval"]
+    assert fe["targets"] == "stratified" and [b["bin"] for b in fe["by_distance"]] == ["near", "middle", "far"]
+    assert len(fe["target_radius"]) == 3 and len(fe["failed"]) == round(3 * (1 - fe["success_rate"]))
+    # resume rebuilds the same networks from state.json (not from the request's default)
+    more = train_sac(
+        cfg.model_copy(update={"total_steps": 1200, "networks": None}),
+        FakeRun(tmp_path),
+        make_feature_source("state"),
+        resume=True,
+    )
+    assert more["env_steps"] == 1200
+    assert json.loads((tmp_path / "sac" / "state.json").read_text())["nets"]["critic_kind"] == "bro"
+    with pytest.raises(ValueError, match="findings, bro, ln"):
+        network_config("huge")
 
 
 def test_stop_then_resume_continues_step_count(tmp_path):
@@ -177,9 +204,11 @@ def test_actor_log_prob_is_the_squashed_gaussian_density():
     assert torch.allclose(log_prob, want, atol=2e-2)
 
 
-def test_update_fits_the_critic_and_tunes_the_temperature():
+@pytest.mark.parametrize("kind", ["mlp", "ln", "bro"])
+def test_update_fits_the_critic_and_tunes_the_temperature(kind):
     torch.manual_seed(0)
-    agent = SAC(3, TrainSACRequest(lr=3e-3, init_entropy_coef=0.1), Nets(actor=(32,), critic=(32,)))
+    nets = Nets(actor=(32,), critic=(32,), critic_kind=kind, critic_blocks=1)
+    agent = SAC(3, TrainSACRequest(lr=3e-3, init_entropy_coef=0.1), nets)
     buf = _buffer(64, 3)
     rng = np.random.default_rng(0)
     for _ in range(40):  # one-step episodes with reward 1 that truly terminate: Q(s, a) = 1

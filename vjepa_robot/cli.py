@@ -821,6 +821,9 @@ def evaluate(
     allow_image_size_change: bool = typer.Option(
         False, "--allow-image-size-change", help="Evaluate at an --image-size other than the run's own."
     ),
+    targets: str | None = typer.Option(
+        None, help="uniform | stratified (equal episodes near/middle/far from the base; default 99 episodes)."
+    ),
     trainer_url: str | None = TrainerUrlOpt,
     encoder_url: str = EncoderUrlOpt,
     store: str | None = StoreOpt,
@@ -840,6 +843,7 @@ def evaluate(
         parallel_envs=parallel_envs,
         image_size=image_size,
         allow_image_size_change=allow_image_size_change or None,
+        targets=targets,
     )
     given = {k: v for k, v in given.items() if v is not None}
     baseline = run_id in EXPERTS
@@ -901,6 +905,8 @@ def evaluate(
                     "image_size",
                     "steps_per_second",
                     "error",
+                    "by_distance",  # success and return near / middle / far from the base (reacher)
+                    "failed",  # the episodes that failed: seed, return, target radius and angle
                 )
             },
             indent=1,

@@ -673,6 +673,42 @@ class TrainBCRequest(_Seeded, _ReadoutChoice):
         return v
 
 
+class EvalTargets(str, Enum):
+    """Where evaluation episodes put the reacher target (services/trainer/evaluate.py, issue 22)."""
+
+    uniform = "uniform"  # dm_control's own draw from each episode's seed (radius 0.05-0.20 m, any angle)
+    stratified = "stratified"  # equal episodes near / middle / far from the base, angles spread: episodes % 3 == 0
+
+
+STRATIFIED_EPISODES = {"episodes": 99, "final_eval_episodes": 30}  # defaults where targets=stratified: 33 / 10 a bin
+
+
+def stratified_default(data: Any, targets: str, episodes: str) -> Any:
+    """Before validation: with stratified targets and no episode count given, the count that fills the 3 bins."""
+    if isinstance(data, dict) and str(getattr(data.get(targets), "value", data.get(targets))) == "stratified":
+        if data.get(episodes) is None:
+            data = {**data, episodes: STRATIFIED_EPISODES[episodes]}
+    return data
+
+
+def check_stratified(targets: EvalTargets, episodes: int, what: str = "episodes", task: Task = Task.easy) -> None:
+    if targets == EvalTargets.stratified and task not in (Task.easy, Task.hard):
+        raise ValueError(f"targets=stratified places reacher targets: task {task.value} has none (use uniform)")
+    if targets == EvalTargets.stratified and episodes % 3:
+        raise ValueError(
+            f"targets=stratified spreads episodes evenly over 3 distance bins (near 0.05-0.10, middle 0.10-0.15, "
+            f"far 0.15-0.20 m): {what} must be a multiple of 3 (e.g. 30 or 99), got {episodes}"
+        )
+
+
+class SACNetworks(str, Enum):
+    """Named SAC network configurations (services/trainer/sac.py NETWORKS; bench/SAC_RESULTS.md measures them)."""
+
+    findings = "findings"  # the first study's [256, 64] MLP actor and critics (the seed's Phase 2 plan)
+    ln = "ln"  # the findings' sizes, critics with a LayerNorm after each hidden layer (RLPD, Ball et al. 2023)
+    bro = "bro"  # [256, 64] actor; critic of LayerNorm'd residual blocks (BRO, Nauman et al. 2024), width 128
+
+
 class TrainSACRequest(_Seeded, _ReadoutChoice):
     features: FeatureSource = FeatureSource.state
     task: Task = Task.easy
@@ -710,10 +746,21 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
         description="Save the replay buffer (.npy) with each checkpoint, so a "
         "resumed run keeps its data; off: resume refills learning_starts first.",
     )
+    final_eval_targets: EvalTargets = Field(
+        EvalTargets.uniform, description="Targets of the final evaluation (stratified: final_eval_episodes % 3 == 0)."
+    )
+    networks: SACNetworks | None = Field(
+        None, description="Network configuration (sac.NETWORKS); omitted: the default for the features."
+    )
+
+    _stratified_default = model_validator(mode="before")(
+        classmethod(lambda cls, d: stratified_default(d, "final_eval_targets", "final_eval_episodes"))
+    )
 
     @model_validator(mode="after")
     def _episode_steps_multiple(self):
         check_action_repeat(self.episode_steps, self.action_repeat)
+        check_stratified(self.final_eval_targets, self.final_eval_episodes, "final_eval_episodes", self.task)
         return self
 
 
@@ -752,6 +799,20 @@ class EvalRequest(_Model):
     )
     allow_image_size_change: bool = Field(False, description="Evaluate at an image_size other than the run's own.")
     gif_episodes: int = Field(2, ge=0, le=16, description="Episodes recorded as a GIF for the report.")
+    targets: EvalTargets = Field(
+        EvalTargets.uniform,
+        description="Where the reacher targets go: uniform (dm_control's draw) or stratified (equal episodes near, "
+        "middle and far from the base; episodes a multiple of 3).",
+    )
+
+    _stratified_default = model_validator(mode="before")(
+        classmethod(lambda cls, d: stratified_default(d, "targets", "episodes"))
+    )
+
+    @model_validator(mode="after")
+    def _stratified_episodes(self):
+        check_stratified(self.targets, self.episodes, task=self.task)
+        return self
 
 
 class BaselineEvalRequest(EvalRequest):

@@ -316,6 +316,7 @@ class TrainerClient(SyncTransport):
         image_size: int | None = None,
         gif_episodes: int | None = None,
         allow_image_size_change: bool | None = None,
+        targets: str | None = None,
     ) -> EvalResult:
         """Start live rollouts of a trained policy; returns the queued EvalResult. Fields left out take
         EvalRequest's defaults; image_size defaults to the run's own frame size."""
@@ -328,12 +329,14 @@ class TrainerClient(SyncTransport):
             image_size=image_size,
             gif_episodes=gif_episodes,
             allow_image_size_change=allow_image_size_change,
+            targets=targets,  # "stratified": equal episodes near, middle and far from the base (issue 22)
         )
         return EvalResult.model_validate(self.request("POST", f"/eval/{validate_run_id(run_id)}", json=body).json())
 
-    def eval_result(self, run_id: str) -> EvalResult:
-        """The run's latest evaluation."""
-        return EvalResult.model_validate(self.request("GET", f"/eval/{validate_run_id(run_id)}").json())
+    def eval_result(self, run_id: str, targets: str | None = None) -> EvalResult:
+        """The run's latest evaluation (with `targets`: the latest one run with those targets)."""
+        params = {"targets": targets} if targets else None
+        return EvalResult.model_validate(self.request("GET", f"/eval/{validate_run_id(run_id)}", params=params).json())
 
     def wait_eval(
         self,
@@ -542,6 +545,7 @@ class AsyncTrainerClient(AsyncTransport):
         image_size: int | None = None,
         gif_episodes: int | None = None,
         allow_image_size_change: bool | None = None,
+        targets: str | None = None,
     ) -> EvalResult:
         body = _eval_request(
             episodes=episodes,
@@ -552,13 +556,17 @@ class AsyncTrainerClient(AsyncTransport):
             image_size=image_size,
             gif_episodes=gif_episodes,
             allow_image_size_change=allow_image_size_change,
+            targets=targets,  # "stratified": equal episodes near, middle and far from the base (issue 22)
         )
         return EvalResult.model_validate(
             (await self.request("POST", f"/eval/{validate_run_id(run_id)}", json=body)).json()
         )
 
-    async def eval_result(self, run_id: str) -> EvalResult:
-        return EvalResult.model_validate((await self.request("GET", f"/eval/{validate_run_id(run_id)}")).json())
+    async def eval_result(self, run_id: str, targets: str | None = None) -> EvalResult:
+        params = {"targets": targets} if targets else None
+        return EvalResult.model_validate(
+            (await self.request("GET", f"/eval/{validate_run_id(run_id)}", params=params)).json()
+        )
 
     async def wait_eval(
         self,

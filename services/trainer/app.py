@@ -61,6 +61,7 @@ from vjepa_robot_client.contract import (
     ErrorResponse,
     EvalRequest,
     EvalResult,
+    EvalTargets,
     ExpertName,
     FeatureSource,
     HealthResponse,
@@ -449,11 +450,21 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         return jobs.evaluate_run(ctx, runner, run_id, req)
 
     @app.get("/eval/{run_id}", response_model=EvalResult, dependencies=auth)
-    def get_eval(run_id: str):
+    def get_eval(run_id: str, targets: EvalTargets | None = None):
+        """The latest evaluation; ?targets=stratified|uniform: the latest one run with those targets."""
         record = jobs.get_record(ctx, run_id)
-        if not record.evaluations:
-            raise HTTPException(404, detail=f"run {run_id} has no evaluation yet: POST /eval/{run_id} first")
-        return record.evaluations[-1]
+        evals = record.evaluations
+        if targets is not None:  # evaluations recorded before `targets` existed ran dm_control's uniform draw
+            evals = [e for e in evals if ((e.request or {}).get("targets") or "uniform") == targets.value]
+        if not evals:
+            which = f" with targets={targets.value}" if targets is not None else ""
+            raise HTTPException(
+                404,
+                detail=f"run {run_id} has no evaluation{which} yet: POST /eval/{run_id}"
+                + (f' with {{"targets": "{targets.value}"}}' if targets is not None else "")
+                + " first",
+            )
+        return evals[-1]
 
     return app
 

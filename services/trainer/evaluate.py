@@ -28,6 +28,103 @@ from .vec_env import closes_envs
 
 GIF_SIZE = 160  # px per GIF panel
 
+# -- stratified targets (issue 22) --------------------------------------------------------------------------------
+# dm_control's reacher (suite/reacher.py, Reacher.initialize_episode) draws the target at a radius uniform in
+# [0.05, 0.20] m from the arm's base and an angle uniform in [0, 2 pi) (x = r sin a, y = r cos a). A handful of
+# uniform episodes can miss the near targets where the state oracle fails (bench/SAC_RESULTS.md); `stratified`
+# places an equal number of episodes in each distance bin below, with angles spread evenly around the base inside
+# each bin. The bins split the radius range into equal thirds, so under dm_control's own (uniform-in-radius) draw
+# each bin holds a third of the probability: the stratified mean return estimates the same quantity as the
+# uniform one, with less variance from where the targets happened to fall.
+TARGET_RADIUS = (0.05, 0.20)  # m, dm_control reacher
+TARGET_BINS = {"near": (0.05, 0.10), "middle": (0.10, 0.15), "far": (0.15, 0.20)}  # m from the base
+TARGET_CHOICES = ("uniform", "stratified")
+
+
+def stratified_targets(seed: int, episodes: int) -> list[dict]:
+    """Target of each evaluation episode k: bin k % 3 (near, middle, far), radius uniform inside the bin, angle in
+    sector k // 3 of episodes / 3 equal sectors; the jitter comes from the episode's evaluation seed alone, so the
+    same (seed, k) always gets the same target. Raises ValueError unless episodes is a multiple of 3."""
+    names = list(TARGET_BINS)
+    if episodes < len(names) or episodes % len(names):
+        raise ValueError(
+            f"targets=stratified spreads episodes evenly over {len(names)} distance bins "
+            f"({', '.join(f'{n} {lo:.2f}-{hi:.2f} m' for n, (lo, hi) in TARGET_BINS.items())}): "
+            f"episodes must be a multiple of {len(names)} (e.g. 30 or 99), got {episodes}"
+        )
+    per_bin = episodes // len(names)
+    out = []
+    for k in range(episodes):
+        name, sector = names[k % len(names)], k // len(names)
+        lo, hi = TARGET_BINS[name]
+        u, v = np.random.default_rng([eval_episode_seed(seed, k), 22]).uniform(size=2)
+        out.append(
+            {"bin": name, "radius": float(lo + (hi - lo) * u), "angle": float(2 * np.pi * (sector + v) / per_bin)}
+        )
+    return out
+
+
+def _dm_task(env):
+    """The dm_control Task inside a wrapped env (env.make: wrappers -> Reacher -> control.Environment)."""
+    from dm_control.rl.control import Environment
+
+    e = env
+    while not isinstance(e, Environment):
+        e = getattr(e, "_env", None)
+        if e is None:
+            raise ValueError("targets=stratified needs a dm_control reacher env")
+    return e.task
+
+
+def place_target(env, radius: float | None, angle: float | None = None) -> None:
+    """Make env's next reset(seed) put the target at (radius, angle) (dm_control's convention: x = r sin a,
+    y = r cos a); None restores dm_control's own draw. The arm's start still comes from the seed: the joints are
+    drawn first, by the same random stream, and the target is moved inside the same reset context, so the first
+    observation, the first frame and the physics all see the placed target."""
+    task = _dm_task(env)
+    task.__dict__.pop("initialize_episode", None)  # back to the class's method
+    if radius is None:
+        return
+    own = task.initialize_episode
+
+    def initialize_episode(physics):
+        own(physics)
+        physics.named.model.geom_pos["target", "x"] = radius * np.sin(angle)
+        physics.named.model.geom_pos["target", "y"] = radius * np.cos(angle)
+
+    task.initialize_episode = initialize_episode
+
+
+def target_of(physics) -> dict | None:
+    """Where the reacher target is: distance from the base (m) and dm_control's angle (rad, in [0, 2 pi))."""
+    try:
+        x, y = (float(v) for v in physics.named.model.geom_pos["target"][:2])
+    except (KeyError, AttributeError, ValueError):  # not a reacher: no target to report
+        return None
+    return {
+        "target_radius": round(float(np.hypot(x, y)), 4),
+        "target_angle": round(float(np.arctan2(x, y)) % (2 * np.pi), 4),
+    }
+
+
+def by_distance(episodes: list[dict]) -> list[dict]:
+    """Success rate and mean return per distance bin of episodes that carry target_radius (any targets option)."""
+    rows = []
+    for name, (lo, hi) in TARGET_BINS.items():
+        eps = [e for e in episodes if "target_radius" in e and lo <= e["target_radius"] < hi + (hi == TARGET_RADIUS[1])]
+        if eps:
+            rows.append(
+                {
+                    "bin": name,
+                    "radius": [lo, hi],
+                    "episodes": len(eps),
+                    "success_rate": float(np.mean([e["success"] for e in eps])),
+                    "mean_return": float(np.mean([e["return"] for e in eps])),
+                    "min_return": float(np.min([e["return"] for e in eps])),
+                }
+            )
+    return rows
+
 
 class Policy(Protocol):
     needs_frames: bool
@@ -104,6 +201,7 @@ def evaluate(
     action_repeat: int = 1,
     gif_label: str | None = None,
     gif_expert: str | None = "jacobian",
+    targets: str = "uniform",
 ) -> dict:
     """Roll `policy` out for `episodes` live episodes; returns the evaluation record (success, CI, returns).
 
@@ -114,11 +212,21 @@ def evaluate(
     GIFs: the first `gif_episodes` episodes each become `<gif_path stem>-ep<k>.gif` (record["gif"] lists them):
     the policy beside the `gif_expert` on the same evaluation seed, at real time, each panel captioned with
     the policy, seed, step, return so far and the episode's success.
+
+    targets: "uniform" (dm_control's own draw from the episode seed) or "stratified" (stratified_targets: equal
+    episodes near, middle and far from the base; episodes a multiple of 3). Reacher episodes record their target
+    (target_radius, target_angle) either way; `by_distance` and `failed` summarise them.
     """
     from .vec_env import agent_steps, make_env
 
     if episodes < 1 or steps < 1 or parallel_envs < 1:
         raise ValueError("episodes, steps and parallel_envs must be >= 1")
+    if targets not in TARGET_CHOICES:
+        raise ValueError(f"unknown targets {targets!r}: choose one of {', '.join(TARGET_CHOICES)}")
+    reacher = task_spec(task).is_reacher  # only reacher has a target to place (and to report)
+    if targets == "stratified" and not reacher:
+        raise ValueError(f"targets=stratified places reacher targets: task {task!r} has none (use uniform)")
+    placed = stratified_targets(seed, episodes) if targets == "stratified" else None
     n_envs = min(parallel_envs, episodes)
     spec = task_spec(task)
     size = image_size if policy.needs_frames else 0
@@ -137,7 +245,11 @@ def evaluate(
         wave = list(range(start, min(start + n_envs, episodes)))
         seeds = [eval_episode_seed(seed, i) for i in wave]
         active = envs[: len(wave)]
+        if placed is not None:
+            for env, i in zip(active, wave):
+                place_target(env, placed[i]["radius"], placed[i]["angle"])
         timesteps = [env.reset(s) for env, s in zip(active, seeds)]
+        where = [target_of(env.physics) if reacher else None for env in active]  # read back: what the episode had
         policy.reset(seeds)
         record_gif = start == 0 and gif_frames
         for _ in range(n_agent):
@@ -152,8 +264,10 @@ def evaluate(
             timesteps = [env.step(a) for env, a in zip(active, actions)]
         rewards = np.asarray([env.sim_rewards for env in active], np.float32)  # (B, steps): every simulator step
         env_steps += rewards.size
-        for s, r in zip(seeds, rewards):
-            results.append({"seed": s, "success": task_success(task, r), "return": float(r.sum())})
+        for s, r, w, i in zip(seeds, rewards, where, wave):
+            results.append({"seed": s, "success": task_success(task, r), "return": float(r.sum())} | (w or {}))
+            if placed is not None:
+                results[-1]["target_bin"] = placed[i]["bin"]
         if on_progress:
             on_progress(len(results), episodes)
     wall = time.perf_counter() - t0
@@ -167,7 +281,15 @@ def evaluate(
         "steps_per_second": env_steps / wall if wall > 0 else None,
         "wall_s": round(wall, 2),
         "parallel_envs": n_envs,
+        "targets": targets,
     }
+    if any("target_radius" in r for r in results):
+        record["by_distance"] = by_distance(results)
+        record["failed"] = [  # which targets the policy misses: the report's and the reader's first question
+            {k: r[k] for k in ("seed", "return", "target_radius", "target_angle", "target_bin") if k in r}
+            for r in results
+            if not r["success"]
+        ]
     if gif_frames and gif_path:
         label = gif_label or getattr(policy, "label", None) or type(policy).__name__
         # the scripted expert beside the policy exists for reacher only

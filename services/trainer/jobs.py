@@ -534,6 +534,7 @@ def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, req: EvalRequ
             gif_path=gif,
             on_progress=progress,
             action_repeat=record.lineage.action_repeat if record.lineage else 1,
+            targets=req.targets.value,
         )
     finally:
         if features is not None:

@@ -71,6 +71,36 @@ class Nets:
     # None: on for `state` features, where it took the 5-seed oracle over 900 (bench/SAC_RESULTS.md, "Why seeds
     # fail"); off for `vjepa2`/`random`, where it was not measured.
     normalize_obs: bool | None = None
+    # "mlp": Linear-ReLU critics over `critic`; "ln": Linear-LayerNorm-ReLU over `critic` (RLPD's critic);
+    # "bro": BRO's critic: Linear(critic[0])-LayerNorm-ReLU, then `critic_blocks` LayerNorm'd residual blocks of
+    # that width, then Linear(1)
+    critic_kind: str = "mlp"
+    critic_blocks: int = 0
+
+
+# The named network configurations (TrainSACRequest.networks; bench/SAC_RESULTS.md measures each on 5 seeds).
+NETWORKS = {
+    # the first study's [256, 64] actor and critics (the findings; the seed's Phase 2 plan uses them)
+    "findings": Nets(),
+    # BRO (Nauman et al. 2024, "Bigger, Regularized, Optimistic", BroNet critic: Dense-LN-ReLU, then residual
+    # blocks Dense-LN-ReLU-Dense-LN + skip; 512 wide, 2 blocks there) cut to width 128 and 1 block for this CPU
+    # (one torch thread: 256 x 2 blocks ran 4.5x slower per update than the findings' nets, 128 x 1 ~1.5-2x);
+    # the actor stays the findings'. LayerNorm in the critic bounds how far Q extrapolates off the data (Ball et
+    # al. 2023, RLPD, section 4.1): the near-target failure is a folded pose valued above the goal next to it.
+    "bro": Nets(critic=(128,), critic_kind="bro", critic_blocks=1),
+    # the findings' sizes with a LayerNorm after each hidden Linear of the critics (RLPD, Ball et al. 2023, section
+    # 4.1: LayerNorm keeps Q from extrapolating above the values seen in the data), at ~the findings' cost
+    "ln": Nets(critic_kind="ln"),
+}
+DEFAULT_NETWORKS = "findings"  # every feature source; a configuration becomes default only by the 5-seed bar
+
+
+def network_config(name: str | None) -> Nets:
+    """The Nets of a named configuration (None: DEFAULT_NETWORKS); ValueError naming the choices."""
+    name = getattr(name, "value", name) or DEFAULT_NETWORKS
+    if name not in NETWORKS:
+        raise ValueError(f"unknown networks {name!r}: choose one of {', '.join(NETWORKS)}")
+    return NETWORKS[name]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -145,17 +175,49 @@ class TwinLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
+class TwinLayerNorm(nn.Module):
+    """LayerNorm over the last dim of (2, B, n), with each critic's own gain and bias."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(2, 1, n))
+        self.bias = nn.Parameter(torch.zeros(2, 1, n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.bias, F.layer_norm(x, x.shape[-1:]), self.weight)
+
+
+class TwinResidual(nn.Module):
+    """BRO's residual block on (2, B, n): x + LN(Linear(ReLU(LN(Linear(x)))))."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.f = nn.Sequential(TwinLinear(n, n), TwinLayerNorm(n), nn.ReLU(), TwinLinear(n, n), TwinLayerNorm(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.f(x)
+
+
 class TwinQ(nn.Module):
     """Two independent critics Q1, Q2: (obs (B, D), action (B, 2)) -> (B, 1) each, computed side by side."""
 
-    def __init__(self, dim: int, hidden: tuple[int, ...], action_dim: int = ACTION_DIM):
+    def __init__(
+        self, dim: int, hidden: tuple[int, ...], action_dim: int = ACTION_DIM, kind: str = "mlp", blocks: int = 0
+    ):
         super().__init__()
         self.scale = ObsScale(dim)
+        if kind == "bro":  # Nets.critic_kind: BRO's critic, width hidden[0]
+            w = hidden[0]
+            body = [TwinLinear(dim + action_dim, w), TwinLayerNorm(w), nn.ReLU()]
+            self.q = nn.Sequential(*body, *[TwinResidual(w) for _ in range(blocks)], TwinLinear(w, 1))
+            return
+        if kind not in ("mlp", "ln"):
+            raise ValueError(f"unknown critic kind {kind!r}: choose mlp, ln or bro")
         sizes = [dim + action_dim, *hidden, 1]
         layers: list[nn.Module] = []
         for a, b in zip(sizes[:-1], sizes[1:]):
-            layers += [TwinLinear(a, b), nn.ReLU()]
-        self.q = nn.Sequential(*layers[:-1])  # no ReLU after the output layer
+            layers += [TwinLinear(a, b)] + ([TwinLayerNorm(b)] if kind == "ln" else []) + [nn.ReLU()]
+        self.q = nn.Sequential(*layers[: -2 if kind == "ln" else -1])  # the output layer: no LayerNorm, no ReLU
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([self.scale(obs), action], dim=-1)
@@ -185,8 +247,8 @@ class SAC:
         dim = self.pooler.out_dim if self.pooler is not None else dim  # actor and critics read the pooled vector
         self.action_dim = task_spec(cfg.task).action_dim  # reacher 2, walker 6 (services/trainer/tasks.py)
         self.actor = Actor(dim, nets.actor, self.action_dim)
-        self.critic = TwinQ(dim, nets.critic, self.action_dim)
-        self.critic_target = TwinQ(dim, nets.critic, self.action_dim)
+        self.critic = TwinQ(dim, nets.critic, self.action_dim, nets.critic_kind, nets.critic_blocks)
+        self.critic_target = TwinQ(dim, nets.critic, self.action_dim, nets.critic_kind, nets.critic_blocks)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.target_entropy = -float(self.action_dim)  # -|A|, SAC's heuristic
@@ -332,8 +394,11 @@ class Progress:
     resumed: int = 0
 
 
-def evaluate_actor(act: Callable[[np.ndarray], np.ndarray], features, cfg: TrainSACRequest, episodes: int) -> dict:
-    """Deterministic evaluation on `episodes` fresh evaluation episodes, all at once (the one evaluation loop)."""
+def evaluate_actor(
+    act: Callable[[np.ndarray], np.ndarray], features, cfg: TrainSACRequest, episodes: int, targets: str = "uniform"
+) -> dict:
+    """Deterministic evaluation on `episodes` fresh evaluation episodes, all at once (the one evaluation loop);
+    targets "stratified" for the final one where cfg.final_eval_targets asks (evaluate.stratified_targets)."""
     ev = evaluate(
         FeaturePolicy(act, features),
         task=cfg.task.value,
@@ -343,6 +408,7 @@ def evaluate_actor(act: Callable[[np.ndarray], np.ndarray], features, cfg: Train
         parallel_envs=episodes,
         image_size=cfg.image_size,
         action_repeat=cfg.action_repeat,
+        targets=targets,
     )
     returns = [e["return"] for e in ev["episodes"]]
     return {
@@ -350,7 +416,7 @@ def evaluate_actor(act: Callable[[np.ndarray], np.ndarray], features, cfg: Train
         "std_return": float(np.std(returns)),
         "success_rate": ev["success_rate"],
         "episodes": ev["episodes"],
-    }
+    } | {k: ev[k] for k in ("by_distance", "failed") if k in ev}
 
 
 def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False, nets: Nets | None = None) -> dict:
@@ -381,7 +447,7 @@ def _train_sac(
     pooler = (
         PoolerConfig(dim=features.token_dim, tokens=features.tokens) if isinstance(features, GridFeatures) else None
     )
-    nets = nets or Nets()
+    nets = nets or network_config(cfg.networks)
     if nets.normalize_obs is None:
         nets = replace(nets, normalize_obs=features.name == "state")
     if pooler is not None:  # the pooled vector moves while the pooler learns: a frozen input scaling would be stale
@@ -600,12 +666,21 @@ def _train_sac(
     if stopped:
         out["stopped"] = True
     else:
-        ev = evaluate_actor(deterministic, features, cfg, cfg.final_eval_episodes)
+        targets = cfg.final_eval_targets.value
+        ev = evaluate_actor(deterministic, features, cfg, cfg.final_eval_episodes, targets)
         out["final_eval"] = {k: ev[k] for k in ("mean_return", "std_return", "success_rate")} | {
             "episodes": cfg.final_eval_episodes,
             "episode_steps": cfg.episode_steps,
             "returns": [round(e["return"], 1) for e in ev["episodes"]],
+            "targets": targets,
         }
+        if "by_distance" in ev:  # reacher: where the targets were, and which the policy missed
+            out["final_eval"] |= {
+                "target_radius": [e.get("target_radius") for e in ev["episodes"]],
+                "target_angle": [e.get("target_angle") for e in ev["episodes"]],
+                "by_distance": ev["by_distance"],
+                "failed": ev["failed"],
+            }
         if not prog.curve or prog.curve[-1]["env_steps"] != env_steps():  # the curve ends at the final step
             prog.curve.append(curve_point(ev, cfg.final_eval_episodes) | {"train_return": None})
         out["curve"] = list(prog.curve)

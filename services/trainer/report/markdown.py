@@ -116,6 +116,11 @@ def write_report(runs, probes: list[dict], out_dir: Path, extra_notes: dict | No
                 f"{num(g['mean_return'])} | {g['episodes']} | {notes_cell(g)} |"
             )
         md += ["", f"![success rates]({plot_success(groups, out_dir / SUCCESS_PNG).name})", ""]
+        from .plots import BY_DISTANCE_PNG, plot_by_distance  # here: one hunk (issue 22)
+
+        by_distance = plot_by_distance(groups, out_dir / BY_DISTANCE_PNG)  # reacher targets' distance
+        if by_distance is not None:
+            md += [f"![success and return by target distance]({by_distance.name})", ""]
     else:
         md += ["No finished evaluations yet.", ""]
 

@@ -21,6 +21,7 @@ from .rows import as_records, bc_curves, is_plumbing, sac_groups, seed_of, short
 SUCCESS_PNG = "success.png"
 BC_LOSS_PNG = "bc_loss.png"
 SAC_CURVES_PNG = "sac_curves.png"
+BY_DISTANCE_PNG = "success_by_distance.png"
 KEPT_MARKERS = ("*", "P", "X", "D", "^", "s", "v", "p", "h", "<", ">", "8")
 CURVE_Z, KEPT_Z = 2, 10  # kept-epoch markers above every curve
 
@@ -305,3 +306,73 @@ def sac_curves_figure(runs):
 
 def plot_sac_curves(runs, path: Path) -> Path:
     return _save(sac_curves_figure(runs), path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Success and return by target distance (issue 22)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def distance_episodes(group: dict) -> list[tuple[float, bool, float]]:
+    """(target radius m, success, return) of every episode of a condition's evaluations that recorded its target
+    (reacher evaluations do, with any `targets` option: evaluate.target_of)."""
+    out = []
+    for m in group["members"]:
+        for ev in m["run"].evaluations:
+            if ev.eval_id != m["eval_id"]:
+                continue
+            for e in ev.episodes:
+                r = (e.model_extra or {}).get("target_radius")
+                if r is not None:
+                    out.append((float(r), bool(e.success), float(e.return_)))
+    return out
+
+
+def distance_figure(groups: list[dict]):
+    """Left: success rate per distance bin (near / middle / far from the arm's base, evaluate.TARGET_BINS) per
+    condition, with 95% Wilson intervals and n; right: every episode's return against its target's distance, so a
+    hole (a bin, or a few targets, the policy never reaches) shows as points at 0."""
+    from ..evaluate import TARGET_BINS
+
+    plt = _pyplot()
+    shown = [(g, eps) for g in groups if (eps := distance_episodes(g))]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.6))
+    names = list(TARGET_BINS)
+    width = 0.8 / max(len(shown), 1)
+    colours = plt.cm.tab10.colors
+    for j, (g, eps) in enumerate(shown):
+        c = colours[j % len(colours)]
+        label = g["condition_short"] + (" (plumbing check)" if g["plumbing"] else "")
+        for i, (lo, hi) in enumerate(TARGET_BINS.values()):
+            inside = [
+                e for e in eps if lo <= e[0] < hi or (hi == max(b[1] for b in TARGET_BINS.values()) and e[0] == hi)
+            ]
+            if not inside:
+                continue
+            k, n = sum(e[1] for e in inside), len(inside)
+            rate, (clo, chi) = 100 * k / n, wilson_ci95(k, n)
+            x = i + (j - (len(shown) - 1) / 2) * width
+            ax.bar(x, rate, width * 0.9, color=c, label=label if i == 0 else None)
+            ax.errorbar(x, rate, yerr=[[rate - 100 * clo], [100 * chi - rate]], color="black", capsize=3, lw=1)
+            ax.text(x, min(100 * chi, 100) + 2, f"{rate:.0f}%\nn={n}", ha="center", va="bottom", fontsize=6)
+        bx.scatter([e[0] for e in eps], [e[2] for e in eps], s=10, color=c, alpha=0.7, label=label)
+    ax.set_xticks(range(len(names)), [f"{n}\n{lo:.2f}-{hi:.2f} m" for n, (lo, hi) in TARGET_BINS.items()])
+    ax.set_ylabel("success rate (%), whiskers: 95% Wilson interval")
+    ax.set_ylim(0, 135)  # room above the bars for the legend
+    ax.set_title("Success by target distance from the arm's base", fontsize=9)
+    for lo, _ in list(TARGET_BINS.values())[1:]:
+        bx.axvline(lo, color="grey", ls=":", lw=1)
+    bx.set_xlabel("target distance from the base (m)")
+    bx.set_ylabel("episode return")
+    bx.set_title("Every episode: return against target distance", fontsize=9)
+    if shown:
+        ax.legend(fontsize=7, loc="upper left")
+        bx.legend(fontsize=7, loc="center left")  # returns sit near the top or at 0: the middle is free
+    return fig
+
+
+def plot_by_distance(groups: list[dict], path: Path) -> Path | None:
+    """The by-distance figure, or None when no evaluation recorded its targets (nothing to draw)."""
+    if not any(distance_episodes(g) for g in groups):
+        return None
+    return _save(distance_figure(groups), path)

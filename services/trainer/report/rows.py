@@ -267,7 +267,8 @@ def evaluation_rows(runs) -> list[dict]:
                     "mean_return": ev.mean_return,
                     "episodes": n,
                     "task": task,
-                    "protocol": {"task": task, "steps": req.get("steps"), "eval_seed": req.get("seed"), "episodes": n},
+                    "protocol": {"task": task, "steps": req.get("steps"), "eval_seed": req.get("seed"), "episodes": n}
+                    | ({"targets": req["targets"]} if req.get("targets", "uniform") != "uniform" else {}),
                     "image_size": req.get("image_size"),
                     "gif": ev.gif,
                     "plumbing": run.is_stand_in,
