@@ -313,3 +313,28 @@ def test_train_bc_with_the_cortexbench_protocol_records_the_resolved_recipe(tmp_
     assert (run.metrics.n_val, run.metrics["head"], run.lineage.readout.value) == (0, "batchnorm", "flare")
     policy = load_bc_policy(tmp_path / "runs" / run.run_id)
     assert isinstance(policy.model.net[0], torch.nn.BatchNorm1d) and policy.readout == "flare"
+
+
+def test_bakeoff_on_a_task_demonstrated_by_a_trained_run(stack):
+    """A non-reacher task takes `run:RUN_ID` as its demonstrator: a tiny state-SAC run on cartpole-balance (a few
+    hundred steps: plumbing, not an expert) demonstrates, and the bake-off's dataset records the run."""
+    from vjepa_robot_client import TrainerClient
+
+    tr = TrainerClient(stack["trainer"])
+    sac = tr.train_sac(
+        features="state", task="cartpole-balance", total_steps=256, parallel_envs=2, episode_steps=64,
+        action_repeat=8, learning_starts=32, batch_size=16, buffer_size=512, eval_every=100_000,
+        checkpoint_every=100_000, final_eval_episodes=1,
+    )  # fmt: skip
+    assert tr.wait(sac, progress=False, timeout=300, poll_interval=0.5).status.value == "succeeded"
+    record = tr.bakeoff(
+        stack["encoders"][:1], tasks=["cartpole-balance"], experts={"cartpole-balance": f"run:{sac}"},
+        readouts=["mean"], seeds=[0], episodes=1, steps=16, image_size=32, epochs=1, eval_episodes=1,
+        parallel_envs=1, workers=1,
+    )  # fmt: skip
+    done = tr.wait_bakeoff(record.bakeoff_id, progress=False, timeout=600, poll_interval=0.5)
+    assert done.status.value == "succeeded", (done.error, [c.error for c in done.cells])
+    meta = httpx.get(f"{stack['trainer']}/datasets/{done.datasets['cartpole-balance']}").json()
+    assert meta["expert_run"]["run_id"] == sac and meta["success_rate"] is None
+    (cell,) = done.cells
+    assert cell.score.n == 1 and cell.success is None  # cartpole defines no success: the cell is scored by return

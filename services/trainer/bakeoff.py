@@ -303,8 +303,8 @@ def start(
 
 
 def dataset_spec(ctx, settings: dict, name: str, task: str):
-    """The task's demos as a DatasetSpec, its expert resolved (a run expert's action repeat set: datasets.py);
-    ValueError / ExpertRefused when the expert cannot demonstrate the task."""
+    """The task's demos as (DatasetSpec, run expert source or None), its expert resolved (a run expert's action
+    repeat set: datasets.py); ValueError / ExpertRefused when the expert cannot demonstrate the task."""
     from .datasets import DatasetSpec, resolve_expert
 
     d = settings["dataset"]
@@ -317,15 +317,15 @@ def dataset_spec(ctx, settings: dict, name: str, task: str):
         seed=d["seed"],
         image_size=d["image_size"],
     )
-    return resolve_expert(spec, ctx.runs)[0]
+    return resolve_expert(spec, ctx.runs)
 
 
 def _make_dataset(ctx, record: BakeoffRecord, task: str, stop: threading.Event) -> dict:
     from .datasets import create_dataset
 
-    spec = dataset_spec(ctx, record.settings, record.datasets[task], task)
+    spec, source = dataset_spec(ctx, record.settings, record.datasets[task], task)
     d = record.settings["dataset"]
-    meta = create_dataset(spec, ctx.store, workers=d["workers"], progress=False, stop=stop)
+    meta = create_dataset(spec, ctx.store, workers=d["workers"], progress=False, stop=stop, expert_source=source)
     if meta.get("status") != "ready":
         raise RuntimeError(f"dataset {spec.name} ended {meta.get('status')}: {meta.get('error')}")
     return meta
