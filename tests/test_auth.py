@@ -26,7 +26,13 @@ from services.trainer.app import create_app as create_trainer
 from vjepa_robot_client import EncoderClient, TrainerClient, Unauthorized, to_npy_bytes
 
 TOKEN = "t0ken-for-tests"
-PARAMS = {"name": "nope", "run_id": "bc-00000000", "stream_id": "nope", "study_id": "study-00000000", "bakeoff_id": "bakeoff-00000000"}
+PARAMS = {
+    "name": "nope",
+    "run_id": "bc-00000000",
+    "stream_id": "nope",
+    "study_id": "study-00000000",
+    "bakeoff_id": "bakeoff-00000000",
+}
 
 
 def _routes(app) -> list[tuple[str, str]]:
