@@ -278,15 +278,14 @@ class ReacherVectorEnv(VectorEnv):
         out: dict[str, Any] = {}
         if dones.any():
             final_obs = np.empty(n, dtype=object)
-            ended_all = self._venv.completed[-int(dones.sum()) :]
+            ended = self._venv.completed[-int(dones.sum()) :]  # appended in env order by ReacherVecEnv.step
             # bool where the task defines success (reacher); otherwise an object array of None, not a silent False
-            has = any(e["success"] is not None for e in ended_all)
+            has = any(e["success"] is not None for e in ended)
             final_info = {
                 "success": np.zeros(n, bool) if has else np.full(n, None, dtype=object),
                 "sim_return": np.zeros(n),
                 "episode_seed": np.zeros(n, np.int64),
             }
-            ended = ended_all  # appended in env order by ReacherVecEnv.step
             for k, i in enumerate(np.flatnonzero(dones)):
                 final_obs[i] = infos[i]["terminal_observation"]
                 final_info["success"][i] = ended[k]["success"]
