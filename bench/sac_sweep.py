@@ -87,7 +87,8 @@ def run_one(name: str, seed: int, overrides: dict, features: str = "state", keep
         "overrides": overrides,
         "config": cfg.model_dump(mode="json"),
         "nets": {
-            k: list(v) if isinstance(v, tuple) else v for k, v in vars(nets or network_config(cfg.networks)).items()
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in vars(nets or network_config(cfg.networks, cfg.features)).items()
         },
         "curve": out["curve"],
         "final_eval": out.get("final_eval"),

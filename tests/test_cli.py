@@ -248,6 +248,10 @@ def test_runs_list_opens_no_connection_to_the_model_hub(runs_dir, monkeypatch):
             "--parallel-envs 999 is out of range: it must be between 1 and 256",
         ),
         (
+            ["train", "sac", "--networks", "huge"],
+            "--networks 'huge' is not one of the choices: findings, ln or bro",
+        ),
+        (
             ["datasets", "create", "x", "--episodes", "0"],
             "--episodes 0 is out of range: it must be between 1 and 100000",
         ),

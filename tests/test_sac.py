@@ -70,7 +70,21 @@ def test_tiny_run_end_to_end(tmp_path):
     assert t["actor.scale.std"][4:6].max() < 0.5 < t["actor.scale.std"][6:].min()  # to_target ~0.1, velocity >1
     nets = json.loads((ck / "state.json").read_text())["nets"]
     assert nets["normalize_obs"] is True and nets["critic"] == [256, 64] and nets["actor"] == [256, 64]
-    assert t["critic.q.2.weight"].shape == (2, 256, 64)  # twin critics' second layer
+    # state's default networks are `ln` (issue 22): each hidden Linear of the twin critics is followed by a LayerNorm
+    assert nets["critic_kind"] == "ln" and run.metrics["networks"] == "ln"
+    assert t["critic.q.3.weight"].shape == (2, 256, 64) and t["critic.q.4.weight"].shape == (2, 1, 64)
+
+
+def test_default_networks_per_feature_source(tmp_path):
+    from services.trainer.sac import NETWORKS, default_networks
+
+    assert default_networks("state") == "ln" and network_config(None, "state") == NETWORKS["ln"]
+    assert default_networks("vjepa2") == default_networks("random") == "findings"  # the seed's Phase 2 plan
+    assert network_config(None) == NETWORKS["findings"] and network_config("bro", "state") == NETWORKS["bro"]
+    run = FakeRun(tmp_path)  # naming one overrides the features' default, and the run record says which
+    train_sac(TrainSACRequest(**TINY | {"total_steps": 400}, networks="findings"), run, make_feature_source("state"))
+    nets = json.loads((tmp_path / "sac" / "state.json").read_text())["nets"]
+    assert run.metrics["networks"] == "findings" and nets["critic_kind"] == "mlp"
 
 
 def test_named_networks_bro_and_stratified_final_eval(tmp_path):

@@ -775,6 +775,11 @@ def train_sac(
     parallel_envs: int | None = typer.Option(None),
     episode_steps: int | None = typer.Option(None),
     action_repeat: int | None = typer.Option(None),
+    networks: str | None = typer.Option(
+        None,
+        help="findings | ln | bro: the actor/critic configuration (services/trainer/sac.py NETWORKS; default: the "
+        "features' own, bench/SAC_RESULTS.md).",
+    ),
     seed: int = typer.Option(0),
     seeds: str | None = SeedsOpt,
     n_seeds: int | None = NSeedsOpt,
@@ -791,7 +796,11 @@ def train_sac(
     from vjepa_robot_client.contract import TrainSACRequest
 
     given = dict(
-        total_steps=total_steps, parallel_envs=parallel_envs, episode_steps=episode_steps, action_repeat=action_repeat
+        total_steps=total_steps,
+        parallel_envs=parallel_envs,
+        episode_steps=episode_steps,
+        action_repeat=action_repeat,
+        networks=networks,
     )
     fields = dict(
         features=features,

@@ -750,7 +750,9 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
         EvalTargets.uniform, description="Targets of the final evaluation (stratified: final_eval_episodes % 3 == 0)."
     )
     networks: SACNetworks | None = Field(
-        None, description="Network configuration (sac.NETWORKS); omitted: the default for the features."
+        None,
+        description="Network configuration (sac.NETWORKS). Omitted: the default for the features, ln on state "
+        "(LayerNorm'd critics: the 5-seed stratified result, bench/SAC_RESULTS.md), findings on vjepa2 and random.",
     )
 
     _stratified_default = model_validator(mode="before")(

@@ -92,12 +92,21 @@ NETWORKS = {
     # 4.1: LayerNorm keeps Q from extrapolating above the values seen in the data), at ~the findings' cost
     "ln": Nets(critic_kind="ln"),
 }
-DEFAULT_NETWORKS = "findings"  # every feature source; a configuration becomes default only by the 5-seed bar
+# The configuration a request without `networks` gets, per feature source. A configuration becomes a default only
+# by the 5-seed bar on the stratified evaluation (bench/SAC_RESULTS.md, issue 22): `ln` cleared it on `state`; the
+# other sources keep the findings' nets (the seed's Phase 2 plan) and can ask for `ln` or `bro` by name.
+DEFAULT_NETWORKS = {"state": "ln"}
+FALLBACK_NETWORKS = "findings"
 
 
-def network_config(name: str | None) -> Nets:
-    """The Nets of a named configuration (None: DEFAULT_NETWORKS); ValueError naming the choices."""
-    name = getattr(name, "value", name) or DEFAULT_NETWORKS
+def default_networks(features: str | None) -> str:
+    """The configuration name a request on `features` (a FeatureSource or its value) gets when it names none."""
+    return DEFAULT_NETWORKS.get(str(getattr(features, "value", features)), FALLBACK_NETWORKS)
+
+
+def network_config(name: str | None, features: str | None = None) -> Nets:
+    """The Nets of a named configuration (None: the default for `features`); ValueError naming the choices."""
+    name = getattr(name, "value", name) or default_networks(features)
     if name not in NETWORKS:
         raise ValueError(f"unknown networks {name!r}: choose one of {', '.join(NETWORKS)}")
     return NETWORKS[name]
@@ -447,7 +456,11 @@ def _train_sac(
     pooler = (
         PoolerConfig(dim=features.token_dim, tokens=features.tokens) if isinstance(features, GridFeatures) else None
     )
-    nets = nets or network_config(cfg.networks)
+    # the configuration's name for the run record ("custom": Nets given directly, as bench/sac_sweep.py's nets.*)
+    networks_name = (
+        "custom" if nets is not None else (getattr(cfg.networks, "value", None) or default_networks(cfg.features))
+    )
+    nets = nets or network_config(cfg.networks, cfg.features)
     if nets.normalize_obs is None:
         nets = replace(nets, normalize_obs=features.name == "state")
     if pooler is not None:  # the pooled vector moves while the pooler learns: a frozen input scaling would be stale
@@ -539,6 +552,7 @@ def _train_sac(
             "episode_steps": cfg.episode_steps,
             "parallel_envs": N,
             "features": features.name,
+            "networks": networks_name,
             "dim": int(features.dim),
             "wall_s": round(time.perf_counter() - t0, 2),
             "train_episodes": len(venv.completed),
