@@ -79,7 +79,7 @@ def run_one(name: str, seed: int, overrides: dict, features: str = "state", keep
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         run = LocalRun(f"sweep-{name}-{seed}", keep or Path(d))  # keep: a directory that keeps the checkpoint
-        out = train_sac(cfg, run, make_feature_source(features), nets=nets)
+        out = train_sac(cfg, run, make_feature_source(features, task=cfg.task.value), nets=nets)
     rec = {
         "name": name,
         "seed": seed,

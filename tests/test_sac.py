@@ -249,3 +249,21 @@ def test_every_fires_once_per_crossing():
     due = Every(400, start=0)
     assert [s for s in (128, 392, 400, 408, 1200, 1300, 1600) if due(s)] == [400, 1200, 1600]
     assert not Every(400, start=488)(500) and Every(400, start=488)(800)
+
+
+def test_linear_lr_decay_reaches_lr_final(tmp_path):
+    from services.trainer.sac import linear_lr
+
+    cfg = TrainSACRequest(**TINY, lr_final=1e-4)  # learning_starts 200, total 800
+    assert linear_lr(cfg, 0) == linear_lr(cfg, 200) == 1e-3 and linear_lr(cfg, 800) == pytest.approx(1e-4)
+    assert linear_lr(cfg, 500) == pytest.approx(5.5e-4)
+    train_sac(cfg, FakeRun(tmp_path), make_feature_source("state"))
+    optim = torch.load(tmp_path / "sac" / "optim.pt", weights_only=True)
+    lrs = {g["lr"] for opt in ("actor", "critic", "alpha") for g in optim[opt]["param_groups"]}
+    assert len(lrs) == 1 and 1e-4 <= lrs.pop() < 2e-4  # the last vector step's lr: near the end of the decay
+
+
+def test_state_features_of_another_task_are_refused_before_training(tmp_path):
+    cfg = TrainSACRequest(**TINY | {"task": "finger-spin", "action_repeat": 2})
+    with pytest.raises(ValueError, match="made for task easy .*this run's task is finger-spin"):
+        train_sac(cfg, FakeRun(tmp_path), make_feature_source("state"))

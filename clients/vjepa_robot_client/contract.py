@@ -720,6 +720,13 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
     learning_starts: int = Field(4000, ge=0, description="Env steps of uniform random actions before updates.")
     batch_size: int = Field(256, ge=1, le=65_536)
     lr: float = Field(1e-3, gt=0, le=1.0)
+    lr_final: float | None = Field(
+        None,
+        gt=0,
+        le=1.0,
+        description="Decay every optimiser's learning rate linearly from lr (when updates start) to lr_final (at "
+        "total_steps), as SimbaV2 does; omitted: lr throughout.",
+    )
     gamma: float = Field(0.99, gt=0, le=1.0)
     tau: float = Field(0.01, gt=0, le=1.0)
     buffer_size: int = Field(1_000_000, ge=1)

@@ -104,6 +104,15 @@ def default_networks(features: str | None) -> str:
     return DEFAULT_NETWORKS.get(str(getattr(features, "value", features)), FALLBACK_NETWORKS)
 
 
+def linear_lr(cfg: TrainSACRequest, env_steps: int) -> float:
+    """SimbaV2's schedule (Lee et al. 2025: the learning rate decays linearly over training): `lr` when updates
+    start (learning_starts), `lr_final` at total_steps. A function of env steps only, so a resumed run continues
+    the same schedule."""
+    span = max(cfg.total_steps - cfg.learning_starts, 1)
+    frac = min(max((env_steps - cfg.learning_starts) / span, 0.0), 1.0)
+    return cfg.lr + (cfg.lr_final - cfg.lr) * frac
+
+
 def network_config(name: str | None, features: str | None = None) -> Nets:
     """The Nets of a named configuration (None: the default for `features`); ValueError naming the choices."""
     name = getattr(name, "value", name) or default_networks(features)
@@ -325,6 +334,11 @@ class SAC:
         self.updates += 1
         return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "alpha": alpha.item()}
 
+    def set_lr(self, lr: float) -> None:
+        for opt in (self.actor_opt, self.critic_opt, self.alpha_opt):
+            for g in opt.param_groups:
+                g["lr"] = lr
+
     # -- checkpoint contents ----------------------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
         t = {f"actor.{k}": v for k, v in self.actor.state_dict().items()}
@@ -449,6 +463,12 @@ def _train_sac(
     cfg: TrainSACRequest, run: RunLike, features, resume: bool, nets: Nets | None, closing: ExitStack
 ) -> dict:
     agent_steps(cfg.episode_steps, cfg.action_repeat)  # validate before building anything
+    fspec = getattr(features, "spec", None)  # state features are sized by a task: it must be the run's domain
+    if fspec is not None and fspec.domain != task_spec(cfg.task).domain:
+        raise ValueError(
+            f"the {features.name} features were made for task {fspec.name} ({fspec.domain}); this run's task is "
+            f"{cfg.task.value}: make_feature_source({features.name!r}, task={cfg.task.value!r})"
+        )
     run.dir.mkdir(parents=True, exist_ok=True)
     # readout (readouts.py): flare observes (N, 3D) fusions; attentive observes flat grids through a grid stream and
     # pools them in the agent (SAC's docstring: shared pooler, trained by the critic loss)
@@ -646,6 +666,8 @@ def _train_sac(
             if nets.normalize_obs and not agent.actor.scale.fitted:
                 filled = replay.observations[: replay.slots if replay.full else replay.pos]
                 agent.fit_obs_scale(filled.reshape(-1, replay.dim).astype(np.float32))
+            if cfg.lr_final is not None:
+                agent.set_lr(linear_lr(cfg, prog.transitions * repeat))
             for _ in range(grad_steps):
                 update_means.add(agent.update(replay.sample(cfg.batch_size, rng)))
         if log_due(env_steps()):
