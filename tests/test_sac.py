@@ -267,3 +267,14 @@ def test_state_features_of_another_task_are_refused_before_training(tmp_path):
     cfg = TrainSACRequest(**TINY | {"task": "finger-spin", "action_repeat": 2})
     with pytest.raises(ValueError, match="made for task easy .*this run's task is finger-spin"):
         train_sac(cfg, FakeRun(tmp_path), make_feature_source("state"))
+
+
+def test_train_episode_steps_shortens_training_episodes_only(tmp_path):
+    run = FakeRun(tmp_path)  # 100-step training episodes, 800 steps on 2 envs: 8 training episodes
+    out = train_sac(
+        TrainSACRequest(**TINY | {"train_episode_steps": 100, "episode_steps": 200}), run, make_feature_source("state")
+    )
+    assert out["train_episodes"] == 8 and out["episode_steps"] == 200
+    assert 0 <= out["final_eval"]["mean_return"] <= 200 and policy_from_checkpoint(tmp_path).episode_steps == 200
+    with pytest.raises(ValueError, match=r"train_episode_steps \(102\) .* multiple of action_repeat \(4\)"):
+        TrainSACRequest(**TINY | {"train_episode_steps": 102})

@@ -106,13 +106,13 @@ ExpertPolicy = Literal[EXPERTS]  # a JSON-schema enum of the expert names, for r
 ACTION_DIM = 2  # reacher's two joint torques, each in [-1, 1]; other tasks: services/trainer/tasks.py (action_dim)
 
 
-def check_action_repeat(episode_steps: int, action_repeat: int) -> int:
+def check_action_repeat(episode_steps: int, action_repeat: int, what: str = "episode_steps") -> int:
     """THE episode-length rule: episode_steps counts simulator steps and must be a positive multiple of
     action_repeat. Returns the agent (policy) steps per episode; raises ValueError naming both numbers."""
     if action_repeat < 1 or episode_steps < 1 or episode_steps % action_repeat:
         raise ValueError(
-            f"episode_steps ({episode_steps}) counts simulator steps and must be a positive multiple "
-            f"of action_repeat ({action_repeat}), e.g. episode_steps=1000, action_repeat=4"
+            f"{what} ({episode_steps}) counts simulator steps and must be a positive multiple "
+            f"of action_repeat ({action_repeat}), e.g. {what}=1000, action_repeat=4"
         )
     return episode_steps // action_repeat
 
@@ -714,7 +714,14 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
     task: Task = Task.easy
     total_steps: int = Field(100_000, ge=1, le=100_000_000, description="Simulator steps (action repeats counted).")
     parallel_envs: int = Field(16, ge=1, le=256)
-    episode_steps: int = Field(1000, ge=1, le=10_000)
+    episode_steps: int = Field(1000, ge=1, le=10_000, description="Simulator steps per evaluation episode.")
+    train_episode_steps: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description="Simulator steps per training episode; omitted: episode_steps. Shorter training episodes "
+        "see more targets and starts in the same total_steps (bench/SAC_RESULTS.md, issue 22).",
+    )
     action_repeat: int = Field(4, ge=1, le=16)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     learning_starts: int = Field(4000, ge=0, description="Env steps of uniform random actions before updates.")
@@ -769,6 +776,8 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
     @model_validator(mode="after")
     def _episode_steps_multiple(self):
         check_action_repeat(self.episode_steps, self.action_repeat)
+        if self.train_episode_steps is not None:
+            check_action_repeat(self.train_episode_steps, self.action_repeat, "train_episode_steps")
         check_stratified(self.final_eval_targets, self.final_eval_episodes, "final_eval_episodes", self.task)
         return self
 

@@ -508,7 +508,7 @@ def _train_sac(
             features,
             num_envs=N,
             task=cfg.task.value,
-            episode_steps=cfg.episode_steps,
+            episode_steps=cfg.train_episode_steps or cfg.episode_steps,  # evaluation: always episode_steps
             action_repeat=repeat,
             seed=cfg.seed,
             image_size=cfg.image_size,
