@@ -75,6 +75,20 @@ def test_tiny_run_end_to_end(tmp_path):
     assert t["critic.q.3.weight"].shape == (2, 256, 64) and t["critic.q.4.weight"].shape == (2, 1, 64)
 
 
+def test_state_defaults_are_filled_into_the_request():
+    """issue 22's winner: ln critics on state features, 200-step training episodes on reacher; the request (and so
+    the run record) names them; vjepa2/random keep the findings' nets and training episodes of episode_steps."""
+    r = TrainSACRequest()
+    assert r.networks.value == "ln" and r.train_episode_steps == 200 and r.episode_steps == 1000
+    assert TrainSACRequest(task="reacher-hard").train_episode_steps == 200
+    v = TrainSACRequest(features="vjepa2")
+    assert v.networks.value == "findings" and v.train_episode_steps is None
+    w = TrainSACRequest(task="walker-walk", action_repeat=2)
+    assert w.networks.value == "ln" and w.train_episode_steps is None  # short episodes are reacher's only
+    assert TrainSACRequest(train_episode_steps=1000, networks="findings").model_dump()["train_episode_steps"] == 1000
+    assert TrainSACRequest(episode_steps=100).train_episode_steps == 100  # never longer than evaluation's
+
+
 def test_default_networks_per_feature_source(tmp_path):
     from services.trainer.sac import NETWORKS, default_networks
 

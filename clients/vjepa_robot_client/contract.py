@@ -709,6 +709,31 @@ class SACNetworks(str, Enum):
     bro = "bro"  # [256, 64] actor; critic of LayerNorm'd residual blocks (BRO, Nauman et al. 2024), width 128
 
 
+# The SAC defaults of `state` features: issue 22's 5-seed winner on the stratified evaluation (bench/SAC_RESULTS.md,
+# "Issue 22"): LayerNorm'd critics (`ln`) on every task, and on reacher 200-step training episodes (five times the
+# targets and starts of 1000-step ones in the same budget; evaluation keeps episode_steps). vjepa2 and random keep
+# the findings' networks and training episodes of episode_steps (the seed's Phase 2 plan); any run can name either.
+SAC_DEFAULT_NETWORKS: dict[str, str] = {"state": "ln"}  # features -> SACNetworks value; others: findings
+SAC_STATE_REACHER_TRAIN_EPISODE_STEPS = 200
+
+
+def sac_feature_defaults(data: Any) -> Any:
+    """Before validation: fill `networks` and (state on reacher) `train_episode_steps` where the request leaves them
+    out, so the run record names what the run used."""
+    if not isinstance(data, dict):
+        return data
+    features = str(getattr(data.get("features"), "value", data.get("features") or "state"))
+    out = dict(data)
+    if out.get("networks") is None:
+        out["networks"] = SAC_DEFAULT_NETWORKS.get(features, "findings")
+    task = str(getattr(out.get("task"), "value", out.get("task") or "easy"))
+    if features == "state" and TASK_ALIASES.get(task, task) in ("easy", "hard") and not out.get("train_episode_steps"):
+        steps = out.get("episode_steps", 1000)
+        if isinstance(steps, int) and steps > 0:
+            out["train_episode_steps"] = min(SAC_STATE_REACHER_TRAIN_EPISODE_STEPS, steps)
+    return out
+
+
 class TrainSACRequest(_Seeded, _ReadoutChoice):
     features: FeatureSource = FeatureSource.state
     task: Task = Task.easy
@@ -719,8 +744,8 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
         None,
         ge=1,
         le=10_000,
-        description="Simulator steps per training episode; omitted: episode_steps. Shorter training episodes "
-        "see more targets and starts in the same total_steps (bench/SAC_RESULTS.md, issue 22).",
+        description="Simulator steps per training episode. Omitted: 200 for state features on reacher (issue 22's "
+        "5-seed result: more targets and starts in the same total_steps), else episode_steps.",
     )
     action_repeat: int = Field(4, ge=1, le=16)
     seed: int = Field(0, ge=0, le=2**31 - 1)
@@ -765,13 +790,14 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
     )
     networks: SACNetworks | None = Field(
         None,
-        description="Network configuration (sac.NETWORKS). Omitted: the default for the features, ln on state "
-        "(LayerNorm'd critics: the 5-seed stratified result, bench/SAC_RESULTS.md), findings on vjepa2 and random.",
+        description="Network configuration (sac.NETWORKS). Omitted: the features' default (SAC_DEFAULT_NETWORKS): "
+        "ln on state (LayerNorm'd critics, issue 22's 5-seed result), findings on vjepa2 and random.",
     )
 
     _stratified_default = model_validator(mode="before")(
         classmethod(lambda cls, d: stratified_default(d, "final_eval_targets", "final_eval_episodes"))
     )
+    _feature_defaults = model_validator(mode="before")(classmethod(lambda cls, d: sac_feature_defaults(d)))
 
     @model_validator(mode="after")
     def _episode_steps_multiple(self):

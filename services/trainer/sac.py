@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vjepa_robot_client.contract import TrainSACRequest
+from vjepa_robot_client.contract import SAC_DEFAULT_NETWORKS, TrainSACRequest
 
 from . import sac_checkpoint
 from .curves import MeanOf, open_curves
@@ -93,9 +93,10 @@ NETWORKS = {
     "ln": Nets(critic_kind="ln"),
 }
 # The configuration a request without `networks` gets, per feature source. A configuration becomes a default only
-# by the 5-seed bar on the stratified evaluation (bench/SAC_RESULTS.md, issue 22): `ln` cleared it on `state`; the
-# other sources keep the findings' nets (the seed's Phase 2 plan) and can ask for `ln` or `bro` by name.
-DEFAULT_NETWORKS = {"state": "ln"}
+# by the 5-seed bar on the stratified evaluation (bench/SAC_RESULTS.md, issue 22): `ln`, with reacher's 200-step
+# training episodes, cleared it on `state`; the other sources keep the findings' nets (the seed's Phase 2 plan) and
+# can ask for `ln` or `bro` by name.
+DEFAULT_NETWORKS = SAC_DEFAULT_NETWORKS  # the contract fills a request's `networks` from it (sac_feature_defaults)
 FALLBACK_NETWORKS = "findings"
 
 
@@ -503,12 +504,15 @@ def _train_sac(
     rng = np.random.default_rng([cfg.seed, prog.resumed])
 
     N, repeat = cfg.parallel_envs, cfg.action_repeat
+    train_steps = cfg.train_episode_steps or cfg.episode_steps
+    if prior is not None and "train_episode_steps" not in prior.state["config"]:
+        train_steps = cfg.episode_steps  # a run from before train_episode_steps resumes with the episodes it had
     venv = closing.enter_context(
         ReacherVecEnv(
             features,
             num_envs=N,
             task=cfg.task.value,
-            episode_steps=cfg.train_episode_steps or cfg.episode_steps,  # evaluation: always episode_steps
+            episode_steps=train_steps,  # evaluation: always episode_steps
             action_repeat=repeat,
             seed=cfg.seed,
             image_size=cfg.image_size,
