@@ -87,6 +87,7 @@ def test_state_defaults_are_filled_into_the_request():
     assert w.networks.value == "ln" and w.train_episode_steps is None  # short episodes are reacher's only
     assert TrainSACRequest(train_episode_steps=1000, networks="findings").model_dump()["train_episode_steps"] == 1000
     assert TrainSACRequest(episode_steps=100).train_episode_steps == 100  # never longer than evaluation's
+    assert TrainSACRequest(episode_steps=1200, action_repeat=16).train_episode_steps == 192  # whole agent steps
 
 
 def test_default_networks_per_feature_source(tmp_path):

@@ -728,9 +728,11 @@ def sac_feature_defaults(data: Any) -> Any:
         out["networks"] = SAC_DEFAULT_NETWORKS.get(features, "findings")
     task = str(getattr(out.get("task"), "value", out.get("task") or "easy"))
     if features == "state" and TASK_ALIASES.get(task, task) in ("easy", "hard") and not out.get("train_episode_steps"):
-        steps = out.get("episode_steps", 1000)
-        if isinstance(steps, int) and steps > 0:
-            out["train_episode_steps"] = min(SAC_STATE_REACHER_TRAIN_EPISODE_STEPS, steps)
+        steps, repeat = out.get("episode_steps", 1000), out.get("action_repeat", 4)
+        if isinstance(steps, int) and isinstance(repeat, int) and steps > 0 and repeat > 0:
+            short = min(SAC_STATE_REACHER_TRAIN_EPISODE_STEPS, steps)
+            if short - short % repeat > 0:  # whole agent steps, so the default never fails validation itself
+                out["train_episode_steps"] = short - short % repeat
     return out
 
 
