@@ -717,6 +717,11 @@ SAC_DEFAULT_NETWORKS: dict[str, str] = {"state": "ln"}  # features -> SACNetwork
 SAC_STATE_REACHER_TRAIN_EPISODE_STEPS = 200
 
 
+def sac_default_networks(features: Any) -> str:
+    """The networks a SAC request on `features` (a FeatureSource or its value) gets when it names none."""
+    return SAC_DEFAULT_NETWORKS.get(str(getattr(features, "value", features)), "findings")
+
+
 def sac_feature_defaults(data: Any) -> Any:
     """Before validation: fill `networks` and (state on reacher) `train_episode_steps` where the request leaves them
     out, so the run record names what the run used."""
@@ -725,7 +730,7 @@ def sac_feature_defaults(data: Any) -> Any:
     features = str(getattr(data.get("features"), "value", data.get("features") or "state"))
     out = dict(data)
     if out.get("networks") is None:
-        out["networks"] = SAC_DEFAULT_NETWORKS.get(features, "findings")
+        out["networks"] = sac_default_networks(features)
     task = str(getattr(out.get("task"), "value", out.get("task") or "easy"))
     if features == "state" and TASK_ALIASES.get(task, task) in ("easy", "hard") and not out.get("train_episode_steps"):
         steps, repeat = out.get("episode_steps", 1000), out.get("action_repeat", 4)

@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vjepa_robot_client.contract import SAC_DEFAULT_NETWORKS, TrainSACRequest
+from vjepa_robot_client.contract import TrainSACRequest
+from vjepa_robot_client.contract import sac_default_networks as default_networks
 
 from . import sac_checkpoint
 from .curves import MeanOf, open_curves
@@ -95,14 +96,13 @@ NETWORKS = {
 # The configuration a request without `networks` gets, per feature source. A configuration becomes a default only
 # by the 5-seed bar on the stratified evaluation (bench/SAC_RESULTS.md, issue 22): `ln`, with reacher's 200-step
 # training episodes, cleared it on `state`; the other sources keep the findings' nets (the seed's Phase 2 plan) and
-# can ask for `ln` or `bro` by name.
-DEFAULT_NETWORKS = SAC_DEFAULT_NETWORKS  # the contract fills a request's `networks` from it (sac_feature_defaults)
-FALLBACK_NETWORKS = "findings"
+# can ask for `ln` or `bro` by name. The mapping is the contract's (SAC_DEFAULT_NETWORKS, sac_default_networks),
+# which also fills a request's omitted `networks` with it.
 
 
-def default_networks(features: str | None) -> str:
-    """The configuration name a request on `features` (a FeatureSource or its value) gets when it names none."""
-    return DEFAULT_NETWORKS.get(str(getattr(features, "value", features)), FALLBACK_NETWORKS)
+def network_name(name: str | None, features: str | None = None) -> str:
+    """A configuration's name (a SACNetworks or its value; None: the default for `features`)."""
+    return getattr(name, "value", name) or default_networks(features)
 
 
 def linear_lr(cfg: TrainSACRequest, env_steps: int) -> float:
@@ -116,7 +116,7 @@ def linear_lr(cfg: TrainSACRequest, env_steps: int) -> float:
 
 def network_config(name: str | None, features: str | None = None) -> Nets:
     """The Nets of a named configuration (None: the default for `features`); ValueError naming the choices."""
-    name = getattr(name, "value", name) or default_networks(features)
+    name = network_name(name, features)
     if name not in NETWORKS:
         raise ValueError(f"unknown networks {name!r}: choose one of {', '.join(NETWORKS)}")
     return NETWORKS[name]
@@ -478,9 +478,7 @@ def _train_sac(
         PoolerConfig(dim=features.token_dim, tokens=features.tokens) if isinstance(features, GridFeatures) else None
     )
     # the configuration's name for the run record ("custom": Nets given directly, as bench/sac_sweep.py's nets.*)
-    networks_name = (
-        "custom" if nets is not None else (getattr(cfg.networks, "value", None) or default_networks(cfg.features))
-    )
+    networks_name = "custom" if nets is not None else network_name(cfg.networks, cfg.features)
     nets = nets or network_config(cfg.networks, cfg.features)
     if nets.normalize_obs is None:
         nets = replace(nets, normalize_obs=features.name == "state")
