@@ -2,7 +2,8 @@
 
     python bench/evaluation.py [--episodes 8] [--steps 50] [--parallel-envs 8] [--image-size 256] [--preset tiny]
 
-Both modes run the same loop (services/trainer/evaluate.py): render 8 envs in lockstep, form windows, embed them
+Both modes run the same loop (vjepa_robot_lab/evaluation/evaluate.py): render 8 envs in lockstep, form windows, embed
+them
 (one POST /encode of 8 windows over loopback, or Encoder.encode in this process), run a BC-shaped MLP, step.
 Goal: HTTP >= 80% of in-process steps/s. Rounds alternate the two modes; the best round of each is reported.
 """
@@ -21,10 +22,10 @@ import torch
 
 import vjepa_robot  # noqa: F401
 from services.encoder.model import Encoder
-from services.trainer.bc import BCPolicy
-from services.trainer.evaluate import FeaturePolicy, evaluate
-from services.trainer.features import FeatureSource, VJEPA2Features
 from vjepa_robot.demo import free_port, wait_healthy
+from vjepa_robot_lab.evaluation.evaluate import FeaturePolicy, evaluate
+from vjepa_robot_lab.learning.bc import BCPolicy
+from vjepa_robot_lab.perception.features import FeatureSource, VJEPA2Features
 
 
 class InProcessVJEPA2(FeatureSource):

@@ -21,7 +21,7 @@ import numpy as np
 
 import vjepa_robot  # noqa: F401  (MUJOCO_GL)
 from services.common.store import Store, decode_png, encode_png
-from services.trainer.datasets import DatasetSpec, create_dataset
+from vjepa_robot_lab.data.datasets import DatasetSpec, create_dataset
 
 
 def bare_render_fps(size: int, n: int = 200) -> float:

@@ -131,10 +131,10 @@ def wire_bytes(args) -> list[dict]:
     from services.encoder.app import create_app
     from services.encoder.model import load_encoder
     from services.encoder.settings import EncoderSettings
-    from services.trainer.env import eval_episode_seed, make
-    from services.trainer.experts import make_expert
     from vjepa_robot_client import EncoderClient
     from vjepa_robot_client._transport import compress_body
+    from vjepa_robot_lab.envs.env import eval_episode_seed, make
+    from vjepa_robot_lab.policies.experts import make_expert
 
     enc = load_encoder("tiny", device="cpu", num_threads=args.threads)
     app = create_app(EncoderSettings(store=tempfile.mkdtemp(), max_batch=32, max_wait_ms=0), encoder=enc)

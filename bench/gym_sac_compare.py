@@ -23,7 +23,7 @@ RESULTS = ROOT / "bench" / "results"
 
 
 class Run:
-    """What train_sac needs from a run handle (services.trainer.runs.RunHandle), without a run store."""
+    """What train_sac needs from a run handle (vjepa_robot_lab.records.runs.RunHandle), without a run store."""
 
     def __init__(self, path: Path):
         self.run_id, self.dir, self.metrics = "bench", path, {}
@@ -36,9 +36,9 @@ class Run:
 
 
 def own_sac(steps: int, seed: int, eval_episodes: int, normalize: bool = True) -> dict:
-    from services.trainer.features import make_feature_source
-    from services.trainer.sac import Nets, train_sac
     from vjepa_robot_client.contract import TrainSACRequest
+    from vjepa_robot_lab.learning.sac import Nets, train_sac
+    from vjepa_robot_lab.perception.features import make_feature_source
 
     cfg = TrainSACRequest(
         features="state",

@@ -46,8 +46,8 @@ def main() -> None:
     import gymnasium as gym
 
     import vjepa_robot  # noqa: F401
-    from services.trainer.features import make_feature_source
-    from services.trainer.vec_env import ReacherVecEnv
+    from vjepa_robot_lab.envs.vec_env import ReacherVecEnv
+    from vjepa_robot_lab.perception.features import make_feature_source
 
     repeat, rng = 4, np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:

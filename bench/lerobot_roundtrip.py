@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from services.common.store import Store, decode_png  # noqa: E402
-from services.trainer import lerobot as L  # noqa: E402
-from services.trainer.datasets import DatasetSpec, create_dataset  # noqa: E402
+from vjepa_robot_lab.data import lerobot as L  # noqa: E402
+from vjepa_robot_lab.data.datasets import DatasetSpec, create_dataset  # noqa: E402
 
 
 def frames(store: Store, name: str) -> np.ndarray:

@@ -5,9 +5,9 @@
 One jacobian dataset (easy task, `--episodes` x `--steps`, frames `--image-size` px) goes through the real encoder
 service (a separate process, `vjepa-robot serve encoder --preset tiny`: random-init weights, NOT V-JEPA 2's):
   1. embeddings: mean, then the g x g token grids for each --grid-sizes (timed: seconds per 1,000 windows)
-  2. probes (k-fold over episodes, services/trainer/probe.py): ridge + MLP on the mean embedding, on its FLARE
+  2. probes (k-fold over episodes, vjepa_robot_lab/perception/probe.py): ridge + MLP on the mean embedding, on its FLARE
      fusion, and the attentive probe on each grid; the state oracle beside them
-  3. BC (services/trainer/bc.py) per readout (mean, attentive at g=--bc-grid, flare) on vjepa2, `--seeds` seeds,
+  3. BC (vjepa_robot_lab/learning/bc.py) per readout (mean, attentive at g=--bc-grid, flare) on vjepa2, `--seeds` seeds,
      each evaluated live on `--eval-episodes` evaluation episodes through the encoder (a grid stream for
      attentive, the 3-window history for flare); state-mean BC as the reference row; seconds per BC epoch
   4. the ViT-L cost estimate: bytes per window of a float16 g x g grid (measured from the stored table's width at
@@ -32,15 +32,15 @@ import torch
 
 import vjepa_robot  # noqa: F401
 from services.common.store import Store
-from services.trainer.bc import BCPolicy, load_bc_policy, train_bc
-from services.trainer.datasets import DatasetSpec, create_dataset, dataset_info
-from services.trainer.evaluate import evaluate_policy
-from services.trainer.features import StateFeatures, VJEPA2Features
-from services.trainer.probe import TARGETS, probe
-from services.trainer.readouts import PoolerConfig, with_readout
-from services.trainer.runs import RunStore
 from vjepa_robot.demo import free_port, wait_healthy
 from vjepa_robot_client.contract import TrainBCRequest
+from vjepa_robot_lab.data.datasets import DatasetSpec, create_dataset, dataset_info
+from vjepa_robot_lab.evaluation.evaluate import evaluate_policy
+from vjepa_robot_lab.learning.bc import BCPolicy, load_bc_policy, train_bc
+from vjepa_robot_lab.perception.features import StateFeatures, VJEPA2Features
+from vjepa_robot_lab.perception.probe import TARGETS, probe
+from vjepa_robot_lab.perception.readouts import PoolerConfig, with_readout
+from vjepa_robot_lab.records.runs import RunStore
 
 
 def main() -> None:

@@ -24,11 +24,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.trainer.features import make_feature_source
-from services.trainer.replay import Replay, replay_bytes
-from services.trainer.sac import SAC, Nets, train_sac
-from services.trainer.vec_env import ReacherVecEnv
 from vjepa_robot_client.contract import TrainSACRequest
+from vjepa_robot_lab.envs.vec_env import ReacherVecEnv
+from vjepa_robot_lab.learning.replay import Replay, replay_bytes
+from vjepa_robot_lab.learning.sac import SAC, Nets, train_sac
+from vjepa_robot_lab.perception.features import make_feature_source
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -84,7 +84,7 @@ def env_rate(src, envs: int, vec_steps: int, image_size: int, action_repeat: int
 
 
 def update_rate(dim: int, batch: int = 256, updates: int = 300) -> dict:
-    """Gradient updates/s of services.trainer.sac.SAC with the findings' networks on dim-d features
+    """Gradient updates/s of vjepa_robot_lab.learning.sac.SAC with the findings' networks on dim-d features
     (replay filled at random, n-step 3)."""
     agent = SAC(dim, TrainSACRequest(batch_size=batch), Nets())
     replay = Replay(10_000, 1, dim, n_step=3)

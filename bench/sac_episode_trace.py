@@ -19,10 +19,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.trainer.env import eval_episode_seed, state_features
-from services.trainer.evaluate import place_target, stratified_targets
-from services.trainer.sac import policy_from_checkpoint
-from services.trainer.vec_env import make_env
+from vjepa_robot_lab.envs.env import eval_episode_seed, state_features
+from vjepa_robot_lab.envs.vec_env import make_env
+from vjepa_robot_lab.evaluation.evaluate import place_target, stratified_targets
+from vjepa_robot_lab.learning.sac import policy_from_checkpoint
 
 
 def trace(run_dir: Path, k: int, episodes: int = 60) -> dict:

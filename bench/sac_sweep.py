@@ -28,9 +28,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.trainer.features import make_feature_source
-from services.trainer.sac import Nets, network_config, train_sac
 from vjepa_robot_client.contract import TrainSACRequest
+from vjepa_robot_lab.learning.sac import Nets, network_config, train_sac
+from vjepa_robot_lab.perception.features import make_feature_source
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -105,8 +105,8 @@ def strat_eval(run_dir: Path, episodes: int = 60, seed: int = 0, task: str | Non
     """The issue-22 evaluation of a kept run: its final deterministic actor on `episodes` stratified targets (equal
     episodes near / middle / far from the base, evaluate.stratified_targets), 1000-step episodes, the run's own
     action repeat and task; every episode's target and return kept."""
-    from services.trainer.evaluate import FeaturePolicy, evaluate
-    from services.trainer.sac import policy_from_checkpoint
+    from vjepa_robot_lab.evaluation.evaluate import FeaturePolicy, evaluate
+    from vjepa_robot_lab.learning.sac import policy_from_checkpoint
 
     torch.set_num_threads(1)
     act = policy_from_checkpoint(run_dir)
@@ -180,8 +180,8 @@ def strat_plot(names: list[str], path: Path = RESULTS / "sac22_by_distance.png")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from services.trainer.evaluate import TARGET_BINS
-    from services.trainer.stats import wilson_ci95
+    from vjepa_robot_lab.evaluation.evaluate import TARGET_BINS
+    from vjepa_robot_lab.evaluation.stats import wilson_ci95
 
     runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("sac_*.json")) if p.name != "sac_bench.json"]
     runs = [r for r in runs if r.get("strat_eval") and r["name"] in names]
@@ -222,7 +222,7 @@ def strat_plot(names: list[str], path: Path = RESULTS / "sac22_by_distance.png")
 def strat_summary(names: list[str]) -> str:
     """Per configuration: the seeds' stratified means, their mean, sd and 95% t-interval across seeds (t(0.975,
     n-1) x s / sqrt(n)), the lowest seed, successes over all episodes, and the 10-episode uniform means beside."""
-    from services.trainer.stats import t_interval
+    from vjepa_robot_lab.evaluation.stats import t_interval
 
     rows = [
         "| configuration | seeds | stratified mean per seed | mean [95% t-interval across seeds] | lowest seed | "

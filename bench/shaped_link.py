@@ -11,7 +11,7 @@ delay, only the rate). The qdisc is added for each shaped measurement and always
 at exit, also on SIGTERM/Ctrl-C; after a SIGKILL run `tc qdisc del dev lo root` by hand); the bench refuses to start
 if `lo` already has a root qdisc. Needs root (CAP_NET_ADMIN).
 
-What runs: the real trainer-side evaluation loop (services.trainer.evaluate.evaluate: 8 envs in lockstep,
+What runs: the real trainer-side evaluation loop (vjepa_robot_lab.evaluation.evaluate.evaluate: 8 envs in lockstep,
 dm_control reacher rendered at --image-size, windows of the last 8 frames), the real SDK and a real encoder service
 (`vjepa-robot serve encoder`, tiny random-init preset: a stand-in for ViT-L, 1 torch thread), and a BC-shaped MLP
 with random weights (a stand-in policy: success is not the point, every step still calls the encoder). Modes:
@@ -48,10 +48,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "clients")]
 
 import vjepa_robot  # noqa: E402,F401  (MUJOCO_GL before dm_control)
-from services.trainer.bc import BCPolicy  # noqa: E402
-from services.trainer.evaluate import FeaturePolicy, evaluate  # noqa: E402
-from services.trainer.features import VJEPA2Features, _windows_of  # noqa: E402
 from vjepa_robot.demo import free_port, wait_healthy  # noqa: E402
+from vjepa_robot_lab.evaluation.evaluate import FeaturePolicy, evaluate  # noqa: E402
+from vjepa_robot_lab.learning.bc import BCPolicy  # noqa: E402
+from vjepa_robot_lab.perception.features import VJEPA2Features, _windows_of  # noqa: E402
 
 MODES = ("windows", "streams", "streams-zstd")
 LINKS = ("loopback", "shaped")

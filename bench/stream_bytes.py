@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 
-from services.trainer.env import eval_episode_seed, make
-from services.trainer.experts import make_expert
 from vjepa_robot_client._transport import compress_body
 from vjepa_robot_client.contract import to_npy_bytes
+from vjepa_robot_lab.envs.env import eval_episode_seed, make
+from vjepa_robot_lab.policies.experts import make_expert
 
 
 def main() -> None:

@@ -34,10 +34,10 @@ from _servers import RoutingProxy, serve_app  # noqa: E402
 from services.encoder.app import create_app  # noqa: E402
 from services.encoder.model import Encoder  # noqa: E402
 from services.encoder.settings import EncoderSettings  # noqa: E402
-from services.trainer.env import eval_episode_seed, make  # noqa: E402
-from services.trainer.experts import make_expert  # noqa: E402
 from vjepa_robot_client import EncoderClient  # noqa: E402
 from vjepa_robot_client.contract import STREAM_SESSION_HEADER  # noqa: E402
+from vjepa_robot_lab.envs.env import eval_episode_seed, make  # noqa: E402
+from vjepa_robot_lab.policies.experts import make_expert  # noqa: E402
 
 
 def plan(envs: int, steps: int, episode_steps: int, size: int, encoder: Encoder):

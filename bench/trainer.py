@@ -12,7 +12,7 @@ Prints two markdown tables:
     `Store.read_embeddings` (lance + sort by (episode, step)), the same two reads from a table written with
     lance's legacy file format (`data_storage_version="legacy"`), and a warm `.npy` as the floor;
   * BC: pull, training time for the epochs, samples/s, final losses (goal <= 3 min for 100 epochs; findings ~8 min).
-Evaluation steps/s over HTTP vs in process is the evaluation benchmark's job (services/trainer/evaluate.py).
+Evaluation steps/s over HTTP vs in process is the evaluation benchmark's job (vjepa_robot_lab/evaluation/evaluate.py).
 The machine this runs on may be shared: run it twice and quote both, with the load average it prints.
 """
 
@@ -38,10 +38,10 @@ from services.common.store import (
     fixed_list_to_numpy,
     steps_table_name,
 )
-from services.trainer.bc import bc_threads, train_bc
-from services.trainer.features import FeatureSource, FeatureTable
-from services.trainer.runs import RunStore
 from vjepa_robot_client.contract import TrainBCRequest
+from vjepa_robot_lab.learning.bc import bc_threads, train_bc
+from vjepa_robot_lab.perception.features import FeatureSource, FeatureTable
+from vjepa_robot_lab.records.runs import RunStore
 
 DATASET, ENCODER_ID = "bench-bc", "bench-random"
 ENCODER_ID_LEGACY = "bench-random-legacy"  # the same features in a table written with lance's legacy file format

@@ -109,7 +109,7 @@ _torch = (
     .pip_install(f"torch=={TORCH_VERSION}", index_url="https://download.pytorch.org/whl/cu128")
     .env({"HF_HOME": f"{HF_CACHE_PATH}/hf", "PYTHONUNBUFFERED": "1"})
 )
-_SOURCES = ("vjepa_robot", "services", "vjepa_robot_client")
+_SOURCES = ("vjepa_robot", "vjepa_robot_lab", "services", "vjepa_robot_client")
 encoder_image = _locked(_torch, *_dependencies("encoder")).add_local_python_source(*_SOURCES)
 trainer_image = _locked(
     _torch.apt_install("libegl1", "libgl1", "libglvnd0", "libgles2", "libegl-mesa0", "libgl1-mesa-dri").env(
@@ -176,7 +176,7 @@ def plan_shards(episodes: int, shard_size: int, done: Iterable[int] = ()) -> lis
 
 def generate_shard(spec_dict: dict[str, Any], episode_start: int, episode_stop: int) -> list:
     """Roll out episodes [episode_start, episode_stop) of a dataset spec; returns their EpisodeRecords (no writes)."""
-    from services.trainer.datasets import DatasetSpec, generate_episode
+    from vjepa_robot_lab.data.datasets import DatasetSpec, generate_episode
 
     spec = DatasetSpec(**spec_dict)
     return [generate_episode(spec, e) for e in range(episode_start, episode_stop)]
@@ -191,7 +191,7 @@ def build_dataset(
     commit: Callable[[], None] = lambda: None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Generate a dataset by shards with the one dataset builder (services.trainer.datasets.create_dataset),
+    """Generate a dataset by shards with the one dataset builder (vjepa_robot_lab.data.datasets.create_dataset),
     appending from this one process (the only writer); reruns resume.
 
     `map_shards(specs, starts, stops)` yields each shard's records: Modal's `generate_shard_remote.map` in the
@@ -199,7 +199,7 @@ def build_dataset(
     dataset is marked running, after each shard's appends, and at the end."""
     from dataclasses import asdict
 
-    from services.trainer.datasets import DatasetSpec, create_dataset
+    from vjepa_robot_lab.data.datasets import DatasetSpec, create_dataset
 
     spec = DatasetSpec(**spec_dict)
     generator = "modal" if map_shards else "local"

@@ -5,7 +5,8 @@
     vjepa-robot serve encoder --preset tiny &                     # (a stand-in: random-init V-JEPA 2)
     python examples/sb3_sac.py --features vjepa2 --encoder-url http://127.0.0.1:8001 --image-size 64 --steps 4000
 
-Hyper-parameters are the project's own SAC defaults (TrainSACRequest, services/trainer/sac.py), so the two can be
+Hyper-parameters are the project's own SAC defaults (TrainSACRequest, vjepa_robot_lab/learning/sac.py), so the two can
+be
 compared at the same budget: action repeat 4, 1000-step episodes, lr 1e-3, batch 256, tau 0.01, gamma 0.99, 3-step
 returns, 2 gradient steps per agent transition, initial entropy coefficient 0.1 (auto-tuned), [256, 64] networks,
 4000 simulator steps of uniform random actions first. Differences that remain: one env here (ours steps 16 in

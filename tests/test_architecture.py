@@ -74,7 +74,7 @@ def test_encoder_app_loads_and_serves_without_trainer_or_cli_modules(tmp_path):
             encode = client.post("/encode", content=body, headers={{"Content-Type": NPY_MEDIA_TYPE}}).status_code
         loaded = sorted(m for m in sys.modules
                         if m.split(".")[0] in {TRAINER_STACK!r} or m == "vjepa_robot" or m.startswith("vjepa_robot.")
-                        or m.startswith("services.trainer"))
+                        or m.startswith("services.trainer") or m.startswith("vjepa_robot_lab"))
         print(json.dumps({{"health": health, "encode": encode, "loaded": loaded}}))
     """)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -112,9 +112,14 @@ def test_cli_runs_encoder_commands_without_the_trainer_stack_and_names_the_extra
 
 
 def _modules() -> dict[str, Path]:
-    """Module name -> file, for the three packages the project ships."""
+    """Module name -> file, for the four packages the project ships."""
     out: dict[str, Path] = {}
-    for base, top in ((ROOT, "services"), (ROOT, "vjepa_robot"), (ROOT / "clients", "vjepa_robot_client")):
+    for base, top in (
+        (ROOT, "services"),
+        (ROOT, "vjepa_robot"),
+        (ROOT, "vjepa_robot_lab"),
+        (ROOT / "clients", "vjepa_robot_client"),
+    ):
         for path in sorted((base / top).rglob("*.py")):
             parts = list(path.relative_to(base).with_suffix("").parts)
             if parts[-1] == "__init__":
@@ -175,6 +180,12 @@ FORBIDDEN = [
     ("services", "vjepa_robot", "services never import the CLI package"),
     ("services.common", "services.trainer", "shared code depends on neither service"),
     ("services.common", "services.encoder", "shared code depends on neither service"),
+    ("vjepa_robot_lab", "services.trainer", "the research library imports no door (the trainer service is one)"),
+    ("vjepa_robot_lab", "services.encoder", "the library reaches the encoder over HTTP (the SDK) only"),
+    ("vjepa_robot_lab", "vjepa_robot", "the research library imports no door (the CLI and the Gymnasium envs are)"),
+    ("services.encoder", "vjepa_robot_lab", "the encoder image carries no simulator or RL stack"),
+    ("services.common", "vjepa_robot_lab", "shared code sits below the library"),
+    ("vjepa_robot_client", "vjepa_robot_lab", "the SDK installs alone (httpx, pydantic, numpy)"),
     ("vjepa_robot_client", "services", "the SDK installs alone (httpx, pydantic, numpy)"),
     ("vjepa_robot_client", "vjepa_robot", "the SDK installs alone (httpx, pydantic, numpy)"),
 ]
@@ -191,12 +202,8 @@ def test_no_forbidden_imports():
     for importer, edges in _graph().items():
         for imported, line in edges:
             for src, dst, why in FORBIDDEN:
-                # vjepa_robot_client is its own top-level package, not part of vjepa_robot
-                if (
-                    _is(importer, src)
-                    and _is(imported, dst)
-                    and not (dst == "vjepa_robot" and _is(imported, "vjepa_robot_client"))
-                ):
+                # vjepa_robot_client and vjepa_robot_lab are top-level packages of their own, not part of vjepa_robot
+                if _is(importer, src) and _is(imported, dst):
                     bad.append(f"{importer}:{line} imports {imported} ({why})")
             for src, third in FORBIDDEN_THIRD_PARTY:
                 if _is(importer, src) and imported.split(".")[0] in third:
@@ -253,9 +260,12 @@ def test_the_cycle_finder_finds_cycles():
 
 def test_the_graph_reader_sees_relative_and_function_level_imports():
     graph = _graph()
-    assert "services.trainer.env" in {m for m, _ in graph["services.trainer.features"]}  # from .env import ...
-    assert "services.trainer.datasets" in {m for m, _ in graph["vjepa_robot.cli"]}  # inside a command function
-    assert "services.trainer._gl" in {m for m, _ in graph["services.trainer"]}  # from services.trainer import _gl
+    assert "vjepa_robot_lab.envs.env" in {
+        m for m, _ in graph["vjepa_robot_lab.perception.features"]
+    }  # from .env import ...
+    assert "vjepa_robot_lab.data.datasets" in {m for m, _ in graph["vjepa_robot.cli"]}  # inside a command function
+    assert "vjepa_robot_lab._gl" in {m for m, _ in graph["services.trainer"]}  # from vjepa_robot_lab import _gl
+    assert "vjepa_robot_lab.learning.sac_checkpoint" in {m for m, _ in graph["vjepa_robot_lab.learning.sac"]}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -355,9 +365,9 @@ def test_both_services_answer_422_for_a_bad_dataset_name(tmp_path):
 
 
 def test_vocabularies_come_from_the_contract():
-    from services.trainer import experts
-    from services.trainer.datasets import DatasetSpec
     from vjepa_robot_client.contract import ACTION_DIM, EXPERTS, TASKS, BaselineEvalRequest, check_action_repeat
+    from vjepa_robot_lab.data.datasets import DatasetSpec
+    from vjepa_robot_lab.policies import experts
 
     assert tuple(experts._REGISTRY) == EXPERTS
     assert BaselineEvalRequest.model_json_schema()["properties"]["policy"]["enum"] == list(EXPERTS)

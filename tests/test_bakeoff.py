@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from services.trainer import bakeoff, jobs
-from services.trainer.protocols import CORTEXBENCH, apply_bc, preset
 from vjepa_robot_client.contract import (
     BakeoffCell,
     BakeoffRecord,
@@ -22,6 +21,7 @@ from vjepa_robot_client.contract import (
     SeedInterval,
     TrainBCRequest,
 )
+from vjepa_robot_lab.experiments.protocols import CORTEXBENCH, apply_bc, preset
 
 SHA = "sha256:" + "ab12" * 16
 
@@ -62,7 +62,7 @@ def test_protocol_fills_only_the_fields_left_out():
 
 
 def test_batchnorm_head_is_cortexbenchs_mlp_and_round_trips(tmp_path):
-    from services.trainer.bc import BCPolicy, fit_bc, load_bc_policy, save_bc_policy
+    from vjepa_robot_lab.learning.bc import BCPolicy, fit_bc, load_bc_policy, save_bc_policy
 
     net = BCPolicy(12, head="batchnorm").net
     assert isinstance(net[0], torch.nn.BatchNorm1d) and net[0].num_features == 12  # BatchNorm on the input
@@ -141,7 +141,7 @@ def test_an_encoder_that_does_not_answer_is_422_before_anything_is_recorded(tmp_
     from _servers import free_port
 
     from services.common.store import Store
-    from services.trainer.runs import RunStore
+    from vjepa_robot_lab.records.runs import RunStore
 
     ctx = jobs.TrainerContext(store=Store(str(tmp_path / "s")), runs=RunStore(tmp_path / "runs"), encoder_url=None)
     url = f"http://127.0.0.1:{free_port()}"
@@ -199,7 +199,7 @@ def test_table_names_every_cell_its_weights_and_marks_stand_ins(tmp_path):
 
 
 def test_report_prints_weights_beside_each_row_and_a_dash_for_old_records(tmp_path):
-    from services.trainer.report import weights_of, write_report
+    from vjepa_robot_lab.report import weights_of, write_report
 
     evals = [{"status": "succeeded", "success_rate": 0.5, "mean_return": 3.0, "episodes": [
         {"seed": 1_000_000_000 + i, "success": i == 0, "return": 3.0} for i in range(2)]}]  # fmt: skip
@@ -293,8 +293,8 @@ def test_train_bc_with_the_cortexbench_protocol_records_the_resolved_recipe(tmp_
     from conftest import write_steps_dataset
 
     from services.common.store import Store
-    from services.trainer.bc import load_bc_policy
-    from services.trainer.runs import RunStore
+    from vjepa_robot_lab.learning.bc import load_bc_policy
+    from vjepa_robot_lab.records.runs import RunStore
 
     store = Store(str(tmp_path / "store"))
     write_steps_dataset(store, "d", episodes=3, steps=10, image_size=16)

@@ -1,4 +1,5 @@
-"""BC (services/trainer/bc.py) on a small state-only jacobian dataset: it learns, random features don't, round trip."""
+"""BC (vjepa_robot_lab/learning/bc.py) on a small state-only jacobian dataset: it learns, random features don't, round
+trip."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import torch
 from safetensors import safe_open
 
 from services.common.store import Store
-from services.trainer.bc import BCPolicy, load_bc_data, load_bc_policy, split_by_episode, train_bc
-from services.trainer.datasets import DatasetSpec, create_dataset
-from services.trainer.features import RandomFeatures, make_feature_source
-from services.trainer.runs import RunStore
 from vjepa_robot_client.contract import TrainBCRequest
+from vjepa_robot_lab.data.datasets import DatasetSpec, create_dataset
+from vjepa_robot_lab.learning.bc import BCPolicy, load_bc_data, load_bc_policy, split_by_episode, train_bc
+from vjepa_robot_lab.perception.features import RandomFeatures, make_feature_source
+from vjepa_robot_lab.records.runs import RunStore
 
 DATASET = "jac-bc"
 
@@ -114,7 +115,7 @@ def test_stop_requested_ends_training_early(store, runs):
 def test_bc_state_live_success(tmp_path):
     """Measured before: BC on state features from 150 jacobian demos succeeded 94% live; 300 demos keep it clear of
     90%."""
-    from services.trainer.evaluate import evaluate_policy
+    from vjepa_robot_lab.evaluation.evaluate import evaluate_policy
 
     store = Store(str(tmp_path / "store"))
     create_dataset(
@@ -134,7 +135,7 @@ def test_bc_state_live_success(tmp_path):
 
 
 def test_bf16_precision_matches_fp32(store):
-    from services.trainer.bc import fit_bc
+    from vjepa_robot_lab.learning.bc import fit_bc
 
     table, actions = load_bc_data(store, DATASET, make_feature_source("state"))
     tr, va = split_by_episode(table.episode, 0.1, seed=0)
@@ -151,7 +152,7 @@ def test_bf16_precision_matches_fp32(store):
 def test_best_validation_epoch_is_kept():
     """Pure-noise targets: training memorises them, validation MSE rises, and `best_val` keeps the best epoch's
     weights (their validation MSE, recomputed here, is the recorded minimum); `last` keeps the final epoch."""
-    from services.trainer.bc import fit_bc
+    from vjepa_robot_lab.learning.bc import fit_bc
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((600, 32)).astype(np.float32)

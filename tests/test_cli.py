@@ -12,9 +12,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from services.trainer.report import save_notes
-from services.trainer.runs import RunStore
 from vjepa_robot import cli
+from vjepa_robot_lab.records.runs import RunStore
+from vjepa_robot_lab.report import save_notes
 
 TINY = {"features": "vjepa2", "dim": 96, "encoder_id": "abc123", "model": "preset:tiny", "image_size": 128}
 

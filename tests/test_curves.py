@@ -1,4 +1,5 @@
-"""Live curves (services/trainer/curves.py): every BC and SAC run writes TensorBoard event files in its run directory,
+"""Live curves (vjepa_robot_lab/learning/curves.py): every BC and SAC run writes TensorBoard event files in its run
+directory,
 read back here with TensorBoard's own EventAccumulator; W&B offline mode writes its run directory too."""
 
 from __future__ import annotations
@@ -9,12 +10,12 @@ import math
 import pytest
 from test_sac import TINY, FakeRun
 
-from services.trainer.bc import train_bc
-from services.trainer.curves import open_curves
-from services.trainer.features import make_feature_source
-from services.trainer.runs import RunStore
-from services.trainer.sac import train_sac
 from vjepa_robot_client.contract import TrainBCRequest, TrainSACRequest
+from vjepa_robot_lab.learning.bc import train_bc
+from vjepa_robot_lab.learning.curves import open_curves
+from vjepa_robot_lab.learning.sac import train_sac
+from vjepa_robot_lab.perception.features import make_feature_source
+from vjepa_robot_lab.records.runs import RunStore
 
 event_accumulator = pytest.importorskip(
     "tensorboard.backend.event_processing.event_accumulator", reason="tensorboard (the trainer extra) is not installed"

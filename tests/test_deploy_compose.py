@@ -326,7 +326,7 @@ def test_dockerignore_keeps_build_outputs_out_of_the_context():
         "README.md",
         "constraints.txt",
         "services/encoder/app.py",
-        "services/trainer/report/rows.py",
+        "vjepa_robot_lab/report/rows.py",
         "clients/vjepa_robot_client/__init__.py",
         "clients/pyproject.toml",
         "vjepa_robot/cli.py",

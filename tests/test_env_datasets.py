@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 
 from services.common.store import Store, decode_png, steps_table_name
-from services.trainer.datasets import DatasetExists, DatasetSpec, create_dataset, dataset_info
-from services.trainer.env import (
+from vjepa_robot_client.window import episode_windows
+from vjepa_robot_lab.data.datasets import DatasetExists, DatasetSpec, create_dataset, dataset_info
+from vjepa_robot_lab.envs.env import (
     EVAL_SEED_BASE,
     episode_success,
     eval_episode_seed,
     make,
     train_episode_seed,
 )
-from services.trainer.evaluate import ExpertPolicy, evaluate
-from services.trainer.stats import wilson_ci95
-from vjepa_robot_client.window import episode_windows
+from vjepa_robot_lab.evaluation.evaluate import ExpertPolicy, evaluate
+from vjepa_robot_lab.evaluation.stats import wilson_ci95
 
 
 def test_window_shapes_and_padding():
@@ -117,7 +117,7 @@ def test_recreating_is_refused_unless_overwrite(tmp_path):
 
 def test_a_claimed_dataset_is_running_at_once_and_create_fills_it_in(tmp_path):
     """The trainer route's path: claim (answer 202 with `running`), then the one builder resumes the claim."""
-    from services.trainer.datasets import claim_dataset
+    from vjepa_robot_lab.data.datasets import claim_dataset
 
     store = Store(str(tmp_path / "store"))
     spec = DatasetSpec(name="c", episodes=2, steps=10, image_size=0)
@@ -201,7 +201,7 @@ def test_killed_writer_leaves_no_partial_episode_and_resume_completes(tmp_path):
 
 
 def test_no_renderer_gives_a_clear_error(tmp_path):
-    code = "from services.trainer.env import make; make('easy', image_size=16)"
+    code = "from vjepa_robot_lab.envs.env import make; make('easy', image_size=16)"
     env = {**os.environ, "MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     if proc.returncode == 0:

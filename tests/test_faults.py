@@ -158,7 +158,7 @@ def test_trainer_killed_during_bc_reads_interrupted_and_resume_succeeds(services
 
 
 def test_trainer_killed_during_sac_resumes_from_the_last_checkpoint(services):
-    from services.trainer.sac import checkpoint_path
+    from vjepa_robot_lab.learning.sac import checkpoint_path
 
     tr_svc = services("trainer").start()
     runs_dir = Path(tr_svc.args[tr_svc.args.index("--runs-dir") + 1])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.trainer.datasets import DatasetSpec, create_dataset
-from services.trainer.env import StepType, TimeStep, make, train_episode_seed
-from services.trainer.experts import make_expert
-from services.trainer.features import RandomFeatures, StateFeatures, make_feature_source
+from vjepa_robot_lab.data.datasets import DatasetSpec, create_dataset
+from vjepa_robot_lab.envs.env import StepType, TimeStep, make, train_episode_seed
+from vjepa_robot_lab.perception.features import RandomFeatures, StateFeatures, make_feature_source
+from vjepa_robot_lab.policies.experts import make_expert
 
 
 def _replay(spec: DatasetSpec, episode: int) -> list[TimeStep]:
@@ -58,7 +58,7 @@ def test_vjepa2_asks_the_encoder_only_while_the_store_says_incomplete(tmp_path):
     from conftest import write_steps_dataset
 
     from services.common.store import EmbeddingLineage, Store
-    from services.trainer.features import VJEPA2Features
+    from vjepa_robot_lab.perception.features import VJEPA2Features
 
     class Recorder:
         def __init__(self):

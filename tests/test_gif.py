@@ -1,4 +1,5 @@
-"""The rollout GIF's caption (services/trainer/evaluate.py): the stand-in mark is never cut off, the caption shows
+"""The rollout GIF's caption (vjepa_robot_lab/evaluation/evaluate.py): the stand-in mark is never cut off, the caption
+shows
 the live state on every frame and the episode's outcome only on its last frame, and the target sphere is marked.
 A real (tiny) live evaluation with real dm_control rendering; the captions are checked as the text they draw."""
 
@@ -7,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from services.trainer.env import eval_episode_seed
-from services.trainer.evaluate import (
+from vjepa_robot_lab.envs.env import eval_episode_seed
+from vjepa_robot_lab.evaluation.evaluate import (
     GIF_CAPTION_H,
     GIF_SIZE,
     FeaturePolicy,
@@ -18,7 +19,7 @@ from services.trainer.evaluate import (
     target_pixel,
     wrap_label,
 )
-from services.trainer.features import make_feature_source
+from vjepa_robot_lab.perception.features import make_feature_source
 
 STAND_IN = "policy on vjepa2 (tiny random-init stand-in)"
 
@@ -38,7 +39,7 @@ def test_live_state_per_frame_and_the_outcome_only_at_the_end():
 
 
 def test_gif_marks_the_target_where_the_sphere_is(tmp_path):
-    from services.trainer.vec_env import make_env
+    from vjepa_robot_lab.envs.vec_env import make_env
 
     env = make_env("easy", seed=0, episode_steps=20, action_repeat=1, image_size=0)
     env.reset(5)

@@ -20,9 +20,9 @@ from conftest import run_server  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 import vjepa_robot  # noqa: E402,F401  (registers the ids)
-from services.trainer.env import EVAL_SEED_BASE, eval_episode_seed, make, state_features, train_episode_seed  # noqa: E402
 from vjepa_robot.gym import ENV_IDS, TASKS, ReacherVectorEnv  # noqa: E402
 from vjepa_robot_client.contract import TASKS as CONTRACT_TASKS  # noqa: E402
+from vjepa_robot_lab.envs.env import EVAL_SEED_BASE, eval_episode_seed, make, state_features, train_episode_seed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = {"episode_steps": 40, "action_repeat": 4}  # 10 agent steps per episode

@@ -1,4 +1,4 @@
-"""LeRobotDataset v3.0 export/import (services/trainer/lerobot.py) and its CLI commands.
+"""LeRobotDataset v3.0 export/import (vjepa_robot_lab/data/lerobot.py) and its CLI commands.
 
 The layout is checked against LeRobot's published v3.0 schema (lerobot 0.4.4, lerobot/datasets/utils.py: the path
 templates, DEFAULT_FEATURES, info.json keys; lerobot_dataset.py: the meta/episodes columns). lerobot itself cannot be
@@ -19,8 +19,8 @@ import pytest
 pytest.importorskip("av")
 
 from services.common.store import DatasetNotFound, Store, decode_png
-from services.trainer import lerobot as L
-from services.trainer.datasets import DatasetSpec, create_dataset
+from vjepa_robot_lab.data import lerobot as L
+from vjepa_robot_lab.data.datasets import DatasetSpec, create_dataset
 
 COLUMNS = ["seed", "frame", "action", "reward", "position", "to_target", "velocity", "finger_xy", "target_xy"]
 

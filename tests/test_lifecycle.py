@@ -19,12 +19,12 @@ from services.common.store import Store
 from services.encoder.app import create_app as create_encoder_app
 from services.encoder.settings import EncoderSettings
 from services.trainer import jobs
-from services.trainer.evaluate import FeaturePolicy, evaluate
-from services.trainer.features import make_feature_source
-from services.trainer.runs import RunStore
-from services.trainer.sac import train_sac
-from services.trainer.threads import TORCH_THREADS_ENV, seeded_torch, torch_threads
 from vjepa_robot_client.contract import EvalRequest, TrainBCRequest, TrainSACRequest
+from vjepa_robot_lab.evaluation.evaluate import FeaturePolicy, evaluate
+from vjepa_robot_lab.learning.sac import train_sac
+from vjepa_robot_lab.perception.features import make_feature_source
+from vjepa_robot_lab.records.runs import RunStore
+from vjepa_robot_lab.threads import TORCH_THREADS_ENV, seeded_torch, torch_threads
 
 # ----------------------------------------------------------------------------------------------------------------
 # Threads

@@ -1,4 +1,4 @@
-"""The probes (services/trainer/probe.py): correct where the answer is known, on a real small dataset.
+"""The probes (vjepa_robot_lab/perception/probe.py): correct where the answer is known, on a real small dataset.
 
 The 8-d state features are (cos q1, sin q1, cos q2, sin q2, to_target, velocity). `to_target` is in them, so the
 linear probe must score ~1 on it; the fingertip is L1 (cos q1, sin q1) + L2 (cos(q1+q2), sin(q1+q2)), a
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from services.common.store import Store
-from services.trainer.datasets import DatasetSpec, create_dataset
-from services.trainer.features import RandomFeatures, make_feature_source
-from services.trainer.probe import ALPHAS, kfold_episodes, probe, probe_arrays, r2_score
+from vjepa_robot_lab.data.datasets import DatasetSpec, create_dataset
+from vjepa_robot_lab.perception.features import RandomFeatures, make_feature_source
+from vjepa_robot_lab.perception.probe import ALPHAS, kfold_episodes, probe, probe_arrays, r2_score
 
 DATASET = "jac-probe"
 

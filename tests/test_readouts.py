@@ -1,4 +1,5 @@
-"""Readouts (services/trainer/readouts.py): FLARE's fusion values, the attentive pooler's shapes and that it learns
+"""Readouts (vjepa_robot_lab/perception/readouts.py): FLARE's fusion values, the attentive pooler's shapes and that it
+learns
 where something is on a grid, readout checkpoints, and the readout plumbing through the real trainer service
 (tiny random-init encoder over HTTP, grid streams live)."""
 
@@ -13,10 +14,10 @@ import pytest
 import torch
 from test_features import _replay
 
-from services.trainer.datasets import DatasetSpec, create_dataset
-from services.trainer.env import StepType, TimeStep, train_episode_seed
-from services.trainer.features import RandomFeatures, StateFeatures
-from services.trainer.readouts import (
+from vjepa_robot_lab.data.datasets import DatasetSpec, create_dataset
+from vjepa_robot_lab.envs.env import StepType, TimeStep, train_episode_seed
+from vjepa_robot_lab.perception.features import RandomFeatures, StateFeatures
+from vjepa_robot_lab.perception.readouts import (
     AttentivePooler,
     FlareFeatures,
     GridFeatures,
@@ -101,7 +102,7 @@ def test_pooler_learns_where_the_blob_is_and_the_mean_cannot():
     """A 4x4 grid of noise tokens with a bright token in one cell; the target is that cell's (column, row).
     The mean over tokens is the same wherever the blob is, so an MLP on it scores ~0; the attentive pooler has to
     find the blob and read its cell (measured R2 ~0.8 at 600 steps, D=96)."""
-    from services.trainer.probe import fit_attentive, fit_mlp, r2_score
+    from vjepa_robot_lab.perception.probe import fit_attentive, fit_mlp, r2_score
 
     rng = np.random.default_rng(0)
     n, g, d = 2400, 4, 64
@@ -143,10 +144,10 @@ def test_random_grids_and_state_refusal(tmp_store):
 def test_bc_checkpoints_keep_their_readout(tmp_store, tmp_path):
     from safetensors import safe_open
 
-    from services.trainer.bc import load_bc_policy, train_bc
-    from services.trainer.evaluate import FeaturePolicy
-    from services.trainer.runs import RunStore
     from vjepa_robot_client.contract import TrainBCRequest
+    from vjepa_robot_lab.evaluation.evaluate import FeaturePolicy
+    from vjepa_robot_lab.learning.bc import load_bc_policy, train_bc
+    from vjepa_robot_lab.records.runs import RunStore
 
     create_dataset(
         DatasetSpec(name="ck", episodes=6, steps=30, image_size=0, seed=2), tmp_store, workers=1, progress=False
@@ -169,10 +170,10 @@ def test_bc_checkpoints_keep_their_readout(tmp_store, tmp_path):
 
 
 def test_sac_attentive_shares_one_pooler_trained_by_the_critic(tmp_path):
-    from services.trainer.replay import Batch
-    from services.trainer.runs import RunStore
-    from services.trainer.sac import SAC, Nets, policy_from_checkpoint, train_sac
     from vjepa_robot_client.contract import TrainSACRequest
+    from vjepa_robot_lab.learning.replay import Batch
+    from vjepa_robot_lab.learning.sac import SAC, Nets, policy_from_checkpoint, train_sac
+    from vjepa_robot_lab.records.runs import RunStore
 
     cfg = TrainSACRequest(features="random", readout="attentive", grid_size=2)
     agent = SAC(4 * 16, cfg, Nets(), PoolerConfig(dim=16, tokens=4))
@@ -291,7 +292,7 @@ def test_readouts_through_the_service_train_and_evaluate_live(stack):
     lin = run.lineage
     assert (lin["readout"], lin["pooling"], lin["grid_size"]) == ("attentive", "grid", 2)
     assert lin["encoder_id"] == base_id  # the encoder evaluation must match; its grid rows' id is in the checkpoint
-    from services.trainer.bc import load_bc_policy
+    from vjepa_robot_lab.learning.bc import load_bc_policy
 
     assert load_bc_policy(stack["runs"] / run_id).lineage["features"]["grid_encoder_id"] == grid_id
 
@@ -369,7 +370,7 @@ def test_grid_rows_stream_into_a_memory_map_above_the_resident_limit(tiny_datase
     """Grids larger than VJEPA_ROBOT_GRID_RESIDENT_GB stream from the store into a memory-mapped file; both paths
     give the same (episode, step)-sorted float16 rows (written here episode 2, 0, 1: the sort is exercised)."""
     from services.common.store import EmbeddingLineage
-    from services.trainer.features import read_grid_rows
+    from vjepa_robot_lab.perception.features import read_grid_rows
 
     store, name, frames = tiny_dataset
     lineage = EmbeddingLineage("toy-grid2", "toy", "none", dim=8, tokens=4, dtype="float16")

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from services.trainer import jobs
-from services.trainer.run_kinds import BC, RUN_KINDS, SAC, kept_val_loss, run_kind
-from services.trainer.runs import RunStore, migrate
 from vjepa_robot_client.contract import EncoderInfo, RunRecord, RunStatus, TrainBCRequest
+from vjepa_robot_lab.records.run_kinds import BC, RUN_KINDS, SAC, kept_val_loss, run_kind
+from vjepa_robot_lab.records.runs import RunStore, migrate
 
 TINY = {
     "features": "vjepa2",
@@ -100,7 +100,7 @@ def test_every_legacy_lineage_shape_migrates_into_one_typed_lineage():
 
 
 def test_random_init_is_read_from_the_lineage_not_from_preset_names():
-    from services.trainer.report import condition_name, is_plumbing, title
+    from vjepa_robot_lab.report import condition_name, is_plumbing, title
 
     custom = migrate(_bc(lineage={"features": "vjepa2", "encoder_model": "my/own-vit", "random_init": True}))
     named_tiny = migrate(_bc(lineage={"features": "vjepa2", "encoder_model": "preset:tiny", "random_init": False}))
@@ -112,10 +112,10 @@ def test_random_init_is_read_from_the_lineage_not_from_preset_names():
     src = "".join(
         p.read_text()
         for p in [
-            *Path("services/trainer/report").glob("*.py"),
+            *Path("vjepa_robot_lab/report").glob("*.py"),
             Path("services/trainer/jobs.py"),
-            Path("services/trainer/studies.py"),
-            Path("services/trainer/run_kinds.py"),
+            Path("vjepa_robot_lab/experiments/studies.py"),
+            Path("vjepa_robot_lab/records/run_kinds.py"),
         ]
     )
     assert "vitl-random" not in src and '"tiny"' not in src and "preset:tiny" not in src
@@ -213,7 +213,7 @@ def _evaluated(run_id, dataset, k, seed=0, readout=None) -> dict:
 
 
 def test_report_rows_carry_readout_and_bars_get_distinct_labels(tmp_path):
-    from services.trainer.report import bar_labels, condition_rows, success_title, write_report
+    from vjepa_robot_lab.report import bar_labels, condition_rows, success_title, write_report
 
     groups = condition_rows([_evaluated("bc-a", "jac-easy", 5), _evaluated("bc-b", "jac-hard", 7)])
     assert [g["readout"] for g in groups] == ["mean", "mean"]
@@ -229,7 +229,7 @@ def test_report_rows_carry_readout_and_bars_get_distinct_labels(tmp_path):
 
 
 def test_kept_epoch_markers_are_on_top_and_never_coincide():
-    from services.trainer.report import bc_loss_figure, kept_markers
+    from vjepa_robot_lab.report import bc_loss_figure, kept_markers
 
     a, b = migrate(_bc("bc-a")), migrate(_bc("bc-b", config={"dataset": "jac", "features": "vjepa2", "seed": 1}))
     marks = kept_markers([a, b])
@@ -309,7 +309,7 @@ def test_job_runner_keeps_one_job_per_key():
 
 
 def test_metrics_scrape_parses_only_changed_run_records(tmp_path, monkeypatch):
-    import services.trainer.runs as runs_mod
+    import vjepa_robot_lab.records.runs as runs_mod
 
     runs = RunStore(tmp_path)
     handles = [runs.create("bc", {"dataset": "d", "features": "state"}) for _ in range(20)]
@@ -331,7 +331,7 @@ def test_a_claim_by_a_dead_process_with_this_pid_is_stale(tmp_path):
     """A trainer restarted as PID 1 in a container has its dead predecessor's pid: the owner token (pid + the
     process's start time + a random part) tells them apart."""
     from services.common.store import Store
-    from services.trainer.datasets import OWNER_TOKEN, dataset_info
+    from vjepa_robot_lab.data.datasets import OWNER_TOKEN, dataset_info
 
     store = Store(str(tmp_path / "store"))
     host = os.uname().nodename
@@ -379,7 +379,7 @@ def test_shutdown_stops_dataset_generation_promptly_and_never_leaves_it_ready(tm
         t0 = time.monotonic()
     stopped_in = time.monotonic() - t0  # leaving the client runs the app's shutdown
     from services.common.store import Store
-    from services.trainer.datasets import dataset_info
+    from vjepa_robot_lab.data.datasets import dataset_info
 
     meta = dataset_info(Store(str(tmp_path / "store")), "big")
     assert stopped_in < 20, f"shutdown took {stopped_in:.1f} s"
@@ -387,8 +387,8 @@ def test_shutdown_stops_dataset_generation_promptly_and_never_leaves_it_ready(tm
 
 
 def test_a_stable_baselines3_checkpoint_gets_a_clear_error(tmp_path):
-    from services.trainer.sac import policy_from_checkpoint
-    from services.trainer.sac_checkpoint import UnsupportedCheckpoint
+    from vjepa_robot_lab.learning.sac import policy_from_checkpoint
+    from vjepa_robot_lab.learning.sac_checkpoint import UnsupportedCheckpoint
 
     (tmp_path / "sac").mkdir()
     (tmp_path / "sac" / "state.json").write_text(json.dumps({"dim": 8, "config": {"features": "state"}}))  # no format

@@ -1,11 +1,11 @@
-"""The report (services/trainer/report/) from correctly shaped run records (layout and honesty: no training)."""
+"""The report (vjepa_robot_lab/report/) from correctly shaped run records (layout and honesty: no training)."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from services.trainer.report import (
+from vjepa_robot_lab.report import (
     PLUMBING,
     condition_name,
     condition_rows,
@@ -252,10 +252,10 @@ def test_report_without_results(tmp_path):
 def test_rollout_gif_has_captions_real_time_and_the_expert(tmp_path):
     """A real (tiny) live evaluation writes one GIF per episode: policy beside the expert, captioned, and its
     frame delay is the simulated time per frame in milliseconds (not 0)."""
-    from services.trainer.evaluate import CONTROL_DT, evaluate_policy
-    from services.trainer.evaluate import GIF_CAPTION_H as CAP
-    from services.trainer.features import make_feature_source
-    from services.trainer.vec_env import make_env
+    from vjepa_robot_lab.envs.vec_env import make_env
+    from vjepa_robot_lab.evaluation.evaluate import CONTROL_DT, evaluate_policy
+    from vjepa_robot_lab.evaluation.evaluate import GIF_CAPTION_H as CAP
+    from vjepa_robot_lab.perception.features import make_feature_source
 
     assert make_env("easy", seed=0, episode_steps=10, action_repeat=1, image_size=0).physics.timestep() == CONTROL_DT
     rec = evaluate_policy(
@@ -281,7 +281,7 @@ def test_rollout_gif_has_captions_real_time_and_the_expert(tmp_path):
 
 
 def test_sac_curves_across_seeds(tmp_path):
-    from services.trainer.report import plot_sac_curves
+    from vjepa_robot_lab.report import plot_sac_curves
 
     runs = _runs(None)
     sac = next(r for r in runs if r["kind"] == "sac")

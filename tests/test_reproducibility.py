@@ -19,10 +19,10 @@ from services.common.store import Store
 from services.encoder.app import create_app as create_encoder_app
 from services.encoder.settings import EncoderSettings
 from services.trainer import jobs
-from services.trainer.bc import CHECKPOINT_NAME
-from services.trainer.datasets import DatasetSpec, create_dataset
-from services.trainer.runs import RunStore
 from vjepa_robot_client.contract import EvalRequest, TrainBCRequest, TrainSACRequest
+from vjepa_robot_lab.data.datasets import DatasetSpec, create_dataset
+from vjepa_robot_lab.learning.bc import CHECKPOINT_NAME
+from vjepa_robot_lab.records.runs import RunStore
 
 
 def weights(run_dir) -> dict[str, torch.Tensor]:

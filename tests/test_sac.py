@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from services.trainer.features import make_feature_source
-from services.trainer.replay import Replay, replay_bytes
-from services.trainer.sac import SAC, Every, Nets, network_config, policy_from_checkpoint, train_sac
-from services.trainer.vec_env import ReacherVecEnv
 from vjepa_robot_client.contract import TrainSACRequest
+from vjepa_robot_lab.envs.vec_env import ReacherVecEnv
+from vjepa_robot_lab.learning.replay import Replay, replay_bytes
+from vjepa_robot_lab.learning.sac import SAC, Every, Nets, network_config, policy_from_checkpoint, train_sac
+from vjepa_robot_lab.perception.features import make_feature_source
 
 torch.set_num_threads(1)
 
@@ -91,7 +91,7 @@ def test_state_defaults_are_filled_into_the_request():
 
 
 def test_default_networks_per_feature_source(tmp_path):
-    from services.trainer.sac import NETWORKS, default_networks
+    from vjepa_robot_lab.learning.sac import NETWORKS, default_networks
 
     assert default_networks("state") == "ln" and network_config(None, "state") == NETWORKS["ln"]
     assert default_networks("vjepa2") == default_networks("random") == "findings"  # the seed's Phase 2 plan
@@ -267,7 +267,7 @@ def test_every_fires_once_per_crossing():
 
 
 def test_linear_lr_decay_reaches_lr_final(tmp_path):
-    from services.trainer.sac import linear_lr
+    from vjepa_robot_lab.learning.sac import linear_lr
 
     cfg = TrainSACRequest(**TINY, lr_final=1e-4)  # learning_starts 200, total 800
     assert linear_lr(cfg, 0) == linear_lr(cfg, 200) == 1e-3 and linear_lr(cfg, 800) == pytest.approx(1e-4)

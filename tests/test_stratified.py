@@ -11,8 +11,10 @@ import httpx
 import numpy as np
 import pytest
 
-from services.trainer.env import EVAL_SEED_BASE, eval_episode_seed
-from services.trainer.evaluate import (
+from vjepa_robot_client.contract import EvalRequest, TrainSACRequest
+from vjepa_robot_lab.envs.env import EVAL_SEED_BASE, eval_episode_seed
+from vjepa_robot_lab.envs.vec_env import make_env
+from vjepa_robot_lab.evaluation.evaluate import (
     TARGET_BINS,
     ExpertPolicy,
     evaluate,
@@ -20,8 +22,6 @@ from services.trainer.evaluate import (
     stratified_targets,
     target_of,
 )
-from services.trainer.vec_env import make_env
-from vjepa_robot_client.contract import EvalRequest, TrainSACRequest
 
 
 def test_stratified_targets_split_evenly_and_refuse_other_counts():
@@ -122,8 +122,8 @@ def test_eval_route_targets_option(tmp_path):
         assert r.status_code == 422 and "stratified" in r.json()["detail"], r.text
 
     # the report's by-distance figure draws the recorded targets (one episode per bin here)
-    from services.trainer.report import condition_rows, read_records, write_report
-    from services.trainer.report.plots import BY_DISTANCE_PNG, distance_episodes
+    from vjepa_robot_lab.report import condition_rows, read_records, write_report
+    from vjepa_robot_lab.report.plots import BY_DISTANCE_PNG, distance_episodes
 
     records = read_records(tmp_path / "runs")
     (group,) = condition_rows(records)

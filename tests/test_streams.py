@@ -253,8 +253,8 @@ def test_vjepa2_features_online_steps_a_stream_and_equals_offline_embeddings(tmp
     from conftest import write_steps_dataset
 
     from services.common.store import Store
-    from services.trainer.env import StepType, TimeStep
-    from services.trainer.features import VJEPA2Features
+    from vjepa_robot_lab.envs.env import StepType, TimeStep
+    from vjepa_robot_lab.perception.features import VJEPA2Features
 
     store = Store(str(tmp_path / "store"))
     frames = write_steps_dataset(store, "ds", episodes=4, steps=10, image_size=H)
@@ -294,8 +294,8 @@ def test_vjepa2_features_online_steps_a_stream_and_equals_offline_embeddings(tmp
 def test_sac_vec_env_steps_a_stream_and_embeds_terminal_windows_apart(tmp_path, tiny_encoder):
     """ReacherVecEnv with vjepa2 (real dm_control renders): every vector step's obs equal the encoder's embeddings
     of the lanes' own windows, and terminal observations are the terminal windows' embeddings (POST /encode)."""
-    from services.trainer.features import VJEPA2Features
-    from services.trainer.vec_env import ReacherVecEnv
+    from vjepa_robot_lab.envs.vec_env import ReacherVecEnv
+    from vjepa_robot_lab.perception.features import VJEPA2Features
 
     settings = EncoderSettings(store=str(tmp_path / "store"), device="cpu", threads=1, max_batch=16, max_wait_ms=1.0)
     with run_server(create_app(settings, encoder=tiny_encoder), startup_timeout=60) as url:
@@ -401,8 +401,8 @@ def reacher_plan(tiny_encoder):
     """Real dm_control reacher-easy renders at 256x256, the jacobian expert acting, 2 envs x 36 vector steps with
     episodes of 20 steps (one reset each), and the reference: the tiny encoder (random-init stand-in) in process on
     each step's windows as the env itself built them (ts.window). Per step: (frames (2, H, W, 3), resets, emb)."""
-    from services.trainer.env import eval_episode_seed, make
-    from services.trainer.experts import make_expert
+    from vjepa_robot_lab.envs.env import eval_episode_seed, make
+    from vjepa_robot_lab.policies.experts import make_expert
 
     envs = [make("easy", seed=0, episode_steps=20, image_size=REACHER) for _ in range(2)]
     experts = [make_expert("jacobian") for _ in envs]

@@ -12,11 +12,11 @@ import pytest
 from services.trainer import jobs
 from services.trainer.app import TrainerSettings
 from services.trainer.app import create_app as create_trainer_app
-from services.trainer.runs import RunStore
-from services.trainer.studies import aggregate, mean_ci95
 from vjepa_robot_client import TrainerClient
 from vjepa_robot_client.contract import RunRecord, TrainBCRequest
 from vjepa_robot_client.trainer import run_progress
+from vjepa_robot_lab.experiments.studies import aggregate, mean_ci95
+from vjepa_robot_lab.records.runs import RunStore
 
 
 def test_mean_ci95_is_a_student_t_interval_across_seeds():

@@ -1,4 +1,4 @@
-"""Tasks beyond reacher (services/trainer/tasks.py): every registered task builds, steps and renders from its camera
+"""Tasks beyond reacher (vjepa_robot_lab/envs/tasks.py): every registered task builds, steps and renders from its camera
 with the registered dims; an unknown task is a 422 naming the choices; and one small end to end through the real
 trainer service on loopback: a tiny state-SAC run on walker-stand, that run as the expert of a dataset
 (`run:RUN_ID`), BC on that dataset's state features, its evaluation on its own task (return only, no success)."""
@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
-from services.trainer.env import make, task_success
-from services.trainer.tasks import CORTEXBENCH_TASKS, TASK_SPECS, canonical_task, task_spec
 from vjepa_robot_client.contract import TASKS, CreateDatasetRequest, EvalRequest, RunLineage, RunRecord, Task
+from vjepa_robot_lab.envs.env import make, task_success
+from vjepa_robot_lab.envs.tasks import CORTEXBENCH_TASKS, TASK_SPECS, canonical_task, task_spec
 
 
 @pytest.mark.parametrize("name", list(TASK_SPECS))
@@ -77,7 +77,7 @@ def trainer(tmp_path_factory):
     from _servers import serve_app
 
     from services.trainer.app import TrainerSettings, create_app
-    from services.trainer.threads import set_torch_threads
+    from vjepa_robot_lab.threads import set_torch_threads
 
     root = tmp_path_factory.mktemp("tasks")
     app = create_app(TrainerSettings(store=str(root / "store"), runs=str(root / "runs")))  # state only: no encoder
@@ -209,7 +209,7 @@ def test_state_sac_run_is_the_expert_of_a_walker_dataset_then_bc(trainer):
     assert res.exit_code != 0 and sac_id in res.output, res.output  # the default runs dir has no such run
 
     # the probes read reacher's fingertip and target: a walker dataset is refused by name, before any fitting
-    from services.trainer.probe import probe
+    from vjepa_robot_lab.perception.probe import probe
 
     with pytest.raises(ValueError, match="walker-stand dataset"):
         probe(store, "walk", features=None)

@@ -13,9 +13,9 @@ from services.encoder.app import create_app as create_encoder_app
 from services.encoder.settings import EncoderSettings
 from services.trainer.app import TrainerSettings
 from services.trainer.app import create_app as create_trainer_app
-from services.trainer.runs import RunStore
 from vjepa_robot_client.contract import RunRecord
 from vjepa_robot_client.trainer import run_progress
+from vjepa_robot_lab.records.runs import RunStore
 
 
 @pytest.fixture(scope="module")

@@ -173,8 +173,8 @@ def datasets_create(
     """Generate expert episodes in parallel workers and write them to LanceDB, one episode per append."""
     from pydantic import ValidationError
 
-    from services.trainer.datasets import DatasetExists, DatasetSpec, create_dataset, resolve_expert
     from vjepa_robot_client.contract import CreateDatasetRequest
+    from vjepa_robot_lab.data.datasets import DatasetExists, DatasetSpec, create_dataset, resolve_expert
 
     try:  # the service's own request model first: the same one-line refusal as through the trainer service
         CreateDatasetRequest(
@@ -196,7 +196,7 @@ def datasets_create(
         runs = None
         if expert.startswith("run:"):  # the run expert's record and checkpoint: the trainer's runs directory
             from services.common.store import Store
-            from services.trainer.runs import RunStore, default_runs_dir
+            from vjepa_robot_lab.records.runs import RunStore, default_runs_dir
 
             runs = RunStore(runs_dir or default_runs_dir(Store(store).uri))
         spec, source = resolve_expert(spec, runs)
@@ -302,7 +302,7 @@ def datasets_encode(
     typer.echo(f"dataset {name}: {status.done}/{status.total} windows embedded by encoder {status.encoder_id}")
 
 
-# -- LeRobot format (services/trainer/lerobot.py; docs/lerobot.md) ------------------------------------------------
+# -- LeRobot format (vjepa_robot_lab/data/lerobot.py; docs/lerobot.md) ------------------------------------------------
 
 
 def _need_av() -> None:
@@ -329,7 +329,7 @@ def datasets_export(
         _fail(f"unknown format {format!r}: choose lerobot")
     _need_av()
     from services.common.store import DatasetNotFound, Store
-    from services.trainer.lerobot import export_lerobot
+    from vjepa_robot_lab.data.lerobot import export_lerobot
 
     try:
         info = export_lerobot(Store(store), name, out_dir, codec=codec, overwrite=overwrite)
@@ -354,7 +354,7 @@ def datasets_import(
     """Read a LeRobot v3.0 dataset into the store (frames, actions, rewards), ready to embed, probe and clone."""
     _need_av()
     from services.common.store import Store
-    from services.trainer.lerobot import import_lerobot
+    from vjepa_robot_lab.data.lerobot import import_lerobot
 
     try:
         meta = import_lerobot(Store(store), src, name=name, camera=camera, overwrite=overwrite)
@@ -539,8 +539,8 @@ TokenOpt = typer.Option(None, "--token", envvar="VJEPA_ROBOT_TOKEN", help="Beare
 def _local_ctx(store: str | None, runs_dir: Path | None, encoder_url: str, token: str | None):
     from services.common.store import Store
     from services.trainer.jobs import TrainerContext
-    from services.trainer.runs import RunStore, default_runs_dir
-    from services.trainer.threads import set_torch_threads
+    from vjepa_robot_lab.records.runs import RunStore, default_runs_dir
+    from vjepa_robot_lab.threads import set_torch_threads
 
     set_torch_threads()  # local jobs run in this process: its torch threads are set once, here
     st = Store(store)
@@ -571,7 +571,7 @@ def _train(
     (services.trainer.jobs.train: the same validation and run creation the service's routes use)."""
     from pydantic import ValidationError
 
-    from services.trainer.curves import WANDB_ENV
+    from vjepa_robot_lab.learning.curves import WANDB_ENV
 
     if wandb and trainer_url:  # the service's own environment decides for the runs it trains
         typer.secho(
@@ -581,7 +581,7 @@ def _train(
             err=True,
         )
     elif wandb:
-        os.environ[WANDB_ENV] = "1"  # read by services/trainer/curves.py when the run opens its curves
+        os.environ[WANDB_ENV] = "1"  # read by vjepa_robot_lab/learning/curves.py when the run opens its curves
 
     try:
         req = request_model(**fields)
@@ -652,7 +652,7 @@ def _job_failed(what: str, exc: BaseException) -> None:
 
 
 def _local_study(ctx, study_id: str):
-    from services.trainer.studies import aggregate
+    from vjepa_robot_lab.experiments.studies import aggregate
 
     study = ctx.runs.get_study(study_id)
     return aggregate(study, [ctx.runs.get(r) for r in study["run_ids"]])
@@ -777,8 +777,8 @@ def train_sac(
     action_repeat: int | None = typer.Option(None),
     networks: str | None = typer.Option(
         None,
-        help="findings | ln | bro: the actor/critic configuration (services/trainer/sac.py NETWORKS; default: the "
-        "features' own, bench/SAC_RESULTS.md).",
+        help="findings | ln | bro: the actor/critic configuration (vjepa_robot_lab/learning/sac.py NETWORKS; "
+        "default: the features' own, bench/SAC_RESULTS.md).",
     ),
     seed: int = typer.Option(0),
     seeds: str | None = SeedsOpt,
@@ -964,10 +964,10 @@ def probe_cmd(
     """Linear (ridge) and MLP probes: how well each feature source predicts the fingertip, the target and the
     fingertip-to-target vector (k-fold over episodes; R2 mean and spread across folds); with --grid-size, the
     attentive probe on token grids beside them (docs/readouts.md)."""
-    from services.trainer.features import make_feature_source
-    from services.trainer.probe import probe
-    from services.trainer.readouts import with_readout
     from vjepa_robot.probes import print_probes, save_probes
+    from vjepa_robot_lab.perception.features import make_feature_source
+    from vjepa_robot_lab.perception.probe import probe
+    from vjepa_robot_lab.perception.readouts import with_readout
 
     if readout == "attentive":
         _fail("probe --readout takes mean or flare; the attentive probe runs on each --grid-size given")
@@ -1000,8 +1000,8 @@ def report_cmd(
 ) -> None:
     """Write the report (README.md, bar chart, loss and learning curves, probe tables, rollout GIFs) from the
     recorded runs. Reads only: it never creates a store or a runs directory."""
-    from services.trainer.report import load_notes, read_runs, summary_lines, title, write_report
     from vjepa_robot.probes import load_probes
+    from vjepa_robot_lab.report import load_notes, read_runs, summary_lines, title, write_report
 
     root = runs_root(store, runs_dir)
     runs = read_runs(root)
@@ -1017,7 +1017,7 @@ def report_cmd(
 def runs_root(store: str | None, runs_dir: Path | None) -> Path:
     """Where run records live: --runs-dir / $VJEPA_ROBOT_RUNS, else <store>/runs (nothing is created)."""
     from services.common.store import default_store_uri
-    from services.trainer.runs import default_runs_dir
+    from vjepa_robot_lab.records.runs import default_runs_dir
 
     return Path(runs_dir) if runs_dir else default_runs_dir(store or default_store_uri())
 
@@ -1028,7 +1028,7 @@ def runs_root(store: str | None, runs_dir: Path | None) -> Path:
 
 
 def _run_result(run: dict) -> str:
-    from services.trainer.report import evaluation_rows, num, pct
+    from vjepa_robot_lab.report import evaluation_rows, num, pct
 
     evals = evaluation_rows([run])
     if evals:
@@ -1050,7 +1050,7 @@ def _run_result(run: dict) -> str:
 
 
 def _run_features(run: dict) -> str:
-    from services.trainer.report import encoder_info, feature_lineage, is_plumbing
+    from vjepa_robot_lab.report import encoder_info, feature_lineage, is_plumbing
 
     if run.get("kind") == "baseline":
         return "scripted: " + str((run.get("config") or {}).get("policy"))
@@ -1079,7 +1079,7 @@ def runs_list(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Every run: id, kind, features (and encoder), dataset, status, seed / study, result."""
-    from services.trainer.report import read_runs
+    from vjepa_robot_lab.report import read_runs
 
     root = runs_root(store, runs_dir)
     runs = read_runs(root)
@@ -1123,8 +1123,8 @@ def runs_show(
     as_json: bool = typer.Option(False, "--json", help="The whole run record as JSON."),
 ) -> None:
     """One run: its config, metrics and evaluations."""
-    from services.trainer.report import condition_name, num, pct
-    from services.trainer.stats import wilson_ci95
+    from vjepa_robot_lab.evaluation.stats import wilson_ci95
+    from vjepa_robot_lab.report import condition_name, num, pct
 
     root = runs_root(store, runs_dir)
     path = root / run_id / "run.json"

@@ -318,12 +318,12 @@ def run_demo(
     """Run the study; write to `store` / `runs_dir` (default: the CLI's defaults, so `vjepa-robot runs list` and
     `vjepa-robot report` find the results afterwards); service logs go to `workdir`/logs."""
     from services.common.store import Store, default_store_uri
-    from services.trainer.features import make_feature_source
-    from services.trainer.probe import probe
-    from services.trainer.report import is_plumbing, read_runs, save_notes, summary_lines, title, write_report
-    from services.trainer.runs import default_runs_dir
     from vjepa_robot_client import EncoderClient, TrainerClient
     from vjepa_robot_client.contract import EXPERTS, FEATURE_SOURCES
+    from vjepa_robot_lab.perception.features import make_feature_source
+    from vjepa_robot_lab.perception.probe import probe
+    from vjepa_robot_lab.records.runs import default_runs_dir
+    from vjepa_robot_lab.report import is_plumbing, read_runs, save_notes, summary_lines, title, write_report
 
     if preset not in PRESETS:
         raise ValueError(f"unknown demo preset {preset!r}: choose one of {', '.join(PRESETS)}")

@@ -9,14 +9,15 @@
     venv = gym.make_vec("vjepa_robot/reacher-easy-v0", num_envs=8, vectorization_mode="vector_entry_point",
                         features="vjepa2", encoder_url=...)  # one frame-stream step per vector step
 
-Nothing is reimplemented: the simulator recipe is services/trainer/env.py (`make`, the DrQ-v2-style wrappers), the
-observations are services/trainer/features.py's feature sources (`vjepa2` through the encoder's frame streams via the
-SDK, `state`, `random`), and the vector form wraps services/trainer/vec_env.py's `ReacherVecEnv`, the loop the
+Nothing is reimplemented: the simulator recipe is vjepa_robot_lab/envs/env.py (`make`, the DrQ-v2-style wrappers), the
+observations are vjepa_robot_lab/perception/features.py's feature sources (`vjepa2` through the encoder's frame
+streams via the
+SDK, `state`, `random`), and the vector form wraps vjepa_robot_lab/envs/vec_env.py's `ReacherVecEnv`, the loop the
 project's own SAC trains in. So an SB3/CleanRL agent sees exactly the observations, rewards and seeds ours does.
 
 Episodes end only by the time limit (`episode_steps` simulator steps): `truncated=True`, never `terminated`, so an
 agent bootstraps through the end (reacher has no terminal state). Seeds follow the project's ranges
-(services/trainer/env.py): `reset(seed=s)` starts a fresh sequence whose episode k is training episode
+(vjepa_robot_lab/envs/env.py): `reset(seed=s)` starts a fresh sequence whose episode k is training episode
 `train_episode_seed(s, k)` (< 1e9); with `split="eval"` it is evaluation episode `eval_episode_seed(s, k)` (>= 1e9),
 a range no training episode uses. A reset without a seed continues the sequence; the very first one without a seed
 draws `s` from Gymnasium's own np_random (unseeded = random, as Gymnasium defines it).
@@ -56,7 +57,7 @@ DEFAULTS: dict[str, Any] = {  # TrainSACRequest's defaults: the project's SAC pr
     "image_size": 256,
 }
 SPLITS = ("train", "eval")
-CONTROL_TIMESTEP = 0.02  # seconds per simulator step (services/trainer/env.py)
+CONTROL_TIMESTEP = 0.02  # seconds per simulator step (vjepa_robot_lab/envs/env.py)
 
 
 def register() -> None:
@@ -77,16 +78,17 @@ def register() -> None:
 
 
 def _feature_source(features, encoder_url: str | None, token: str | None, task: str = "easy"):
-    """A services.trainer.features.FeatureSource from its name, or the caller's own instance (shared clients)."""
+    """A vjepa_robot_lab.perception.features.FeatureSource from its name, or the caller's own instance (shared
+    clients)."""
     if not isinstance(features, str):
         return features, False  # not ours: the caller closes it
-    from services.trainer.features import make_feature_source
+    from vjepa_robot_lab.perception.features import make_feature_source
 
     return make_feature_source(features, encoder_url=encoder_url, token=token, task=task), True
 
 
 def _action_dim(task: str) -> int:
-    from services.trainer.tasks import task_spec  # at env build time: the import stays cheap
+    from vjepa_robot_lab.envs.tasks import task_spec  # at env build time: the import stays cheap
 
     return task_spec(task).action_dim
 
@@ -131,7 +133,7 @@ class ReacherEnv(gymnasium.Env):
         token: str | None = None,
         render_mode: str | None = None,
     ):
-        from services.trainer.vec_env import make_env
+        from vjepa_robot_lab.envs.vec_env import make_env
 
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"unknown render_mode {render_mode!r}: choose rgb_array or None")
@@ -160,7 +162,7 @@ class ReacherEnv(gymnasium.Env):
 
     # -- seeds: the project's training / evaluation ranges --------------------------------------------------------
     def _next_episode_seed(self) -> int:
-        from services.trainer.env import eval_episode_seed, train_episode_seed
+        from vjepa_robot_lab.envs.env import eval_episode_seed, train_episode_seed
 
         rule = train_episode_seed if self.split == "train" else eval_episode_seed
         seed = rule(self._seed_base, self._episode)
@@ -182,7 +184,7 @@ class ReacherEnv(gymnasium.Env):
         return self._observe(self._ts), {"episode_seed": self._ep_seed}
 
     def step(self, action):
-        from services.trainer.env import task_success
+        from vjepa_robot_lab.envs.env import task_success
 
         if self._ts is None:
             raise gymnasium.error.ResetNeeded("call reset() before step()")
@@ -236,7 +238,7 @@ class ReacherVectorEnv(VectorEnv):
         token: str | None = None,
         render_mode: str | None = None,
     ):
-        from services.trainer.vec_env import ReacherVecEnv
+        from vjepa_robot_lab.envs.vec_env import ReacherVecEnv
 
         if render_mode is not None:
             raise ValueError("the vector env does not render: build single envs with render_mode='rgb_array'")
@@ -309,7 +311,7 @@ class ReacherVectorEnv(VectorEnv):
 
 def _EvalSeeded(base):
     """ReacherVecEnv on evaluation seeds: the one change is the seed rule of `_reset_env`."""
-    from services.trainer.env import eval_episode_seed
+    from vjepa_robot_lab.envs.env import eval_episode_seed
 
     class EvalSeededVecEnv(base):
         def _reset_env(self, i: int):  # ReacherVecEnv._reset_env with eval_episode_seed (a test checks the seeds)

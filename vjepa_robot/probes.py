@@ -27,7 +27,7 @@ def print_probes(results: list[dict], console=None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from services.trainer.report import probe_rows
+    from vjepa_robot_lab.report import probe_rows
 
     table = Table(
         "features",

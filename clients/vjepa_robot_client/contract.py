@@ -43,7 +43,7 @@ class ExpertName(str, Enum):
 
 
 class Task(str, Enum):
-    """dm_control suite tasks (settings per task: services/trainer/tasks.py). Reacher's keep their short names
+    """dm_control suite tasks (settings per task: vjepa_robot_lab/envs/tasks.py). Reacher's keep their short names
     `easy`/`hard`; `reacher-easy`/`reacher-hard` are accepted as aliases of them (TASK_ALIASES)."""
 
     easy = "easy"
@@ -103,7 +103,7 @@ POOLINGS: tuple[str, ...] = tuple(p.value for p in Pooling)
 READOUTS: tuple[str, ...] = tuple(r.value for r in Readout)
 COMPRESSIONS: tuple[str, ...] = tuple(c.value for c in Compression)
 ExpertPolicy = Literal[EXPERTS]  # a JSON-schema enum of the expert names, for request fields
-ACTION_DIM = 2  # reacher's two joint torques, each in [-1, 1]; other tasks: services/trainer/tasks.py (action_dim)
+ACTION_DIM = 2  # reacher's two joint torques, each in [-1, 1]; other tasks: vjepa_robot_lab/envs/tasks.py (action_dim)
 
 
 def check_action_repeat(episode_steps: int, action_repeat: int, what: str = "episode_steps") -> int:
@@ -608,7 +608,8 @@ class _Seeded(_Model):
 
 
 class _ReadoutChoice(_Model):
-    """How the policy reads its features (BC and SAC alike); services/trainer/readouts.py and docs/readouts.md."""
+    """How the policy reads its features (BC and SAC alike); vjepa_robot_lab/perception/readouts.py and
+    docs/readouts.md."""
 
     readout: Readout = Field(
         Readout.mean,
@@ -625,7 +626,7 @@ class _ReadoutChoice(_Model):
 
 
 class Protocol(str, Enum):
-    """A named evaluation recipe (services/trainer/protocols.py)."""
+    """A named evaluation recipe (vjepa_robot_lab/experiments/protocols.py)."""
 
     cortexbench = "cortexbench"  # facebookresearch/eai-vc cortexbench/mujoco_vc, DMC_BC_config.yaml + train_loop.py
 
@@ -659,8 +660,8 @@ class TrainBCRequest(_Seeded, _ReadoutChoice):
     )
     protocol: Protocol | None = Field(
         None,
-        description="A named recipe (services/trainer/protocols.py): its values fill every field the request "
-        "leaves out; cortexbench = eai-vc's DMC BC recipe (docs/bakeoff.md).",
+        description="A named recipe (vjepa_robot_lab/experiments/protocols.py): its values fill every field the "
+        "request leaves out; cortexbench = eai-vc's DMC BC recipe (docs/bakeoff.md).",
     )
 
     _name = field_validator("dataset")(lambda cls, v: validate_name(v, "dataset name"))
@@ -674,7 +675,7 @@ class TrainBCRequest(_Seeded, _ReadoutChoice):
 
 
 class EvalTargets(str, Enum):
-    """Where evaluation episodes put the reacher target (services/trainer/evaluate.py, issue 22)."""
+    """Where evaluation episodes put the reacher target (vjepa_robot_lab/evaluation/evaluate.py, issue 22)."""
 
     uniform = "uniform"  # dm_control's own draw from each episode's seed (radius 0.05-0.20 m, any angle)
     stratified = "stratified"  # equal episodes near / middle / far from the base, angles spread: episodes % 3 == 0
@@ -702,7 +703,8 @@ def check_stratified(targets: EvalTargets, episodes: int, what: str = "episodes"
 
 
 class SACNetworks(str, Enum):
-    """Named SAC network configurations (services/trainer/sac.py NETWORKS; bench/SAC_RESULTS.md measures them)."""
+    """Named SAC network configurations (vjepa_robot_lab/learning/sac.py NETWORKS; bench/SAC_RESULTS.md measures
+    them)."""
 
     findings = "findings"  # the first study's [256, 64] MLP actor and critics (the seed's Phase 2 plan)
     ln = "ln"  # the findings' sizes, critics with a LayerNorm after each hidden layer (RLPD, Ball et al. 2023)
@@ -970,7 +972,7 @@ class BaselineConfig(_Fields):
 class RunLineage(_Fields):
     """What a policy saw in training, so evaluation can match it: one typed record, written where each fact is
     known (features and encoder where the feature source is opened, frames and dataset where the request is
-    validated). Records written by older trainers are migrated into it by services.trainer.runs.migrate."""
+    validated). Records written by older trainers are migrated into it by vjepa_robot_lab.records.runs.migrate."""
 
     _defaults_count: ClassVar[bool] = True
 
@@ -1205,7 +1207,8 @@ class TrainerInfo(_Open):
 
 
 class BakeoffRequest(_Model):
-    """POST /bakeoff. Every field left out comes from `protocol` (services/trainer/protocols.py), else from the
+    """POST /bakeoff. Every field left out comes from `protocol` (vjepa_robot_lab/experiments/protocols.py), else from
+    the
     small defaults of services/trainer/bakeoff.py; the resolved values are recorded in the bake-off."""
 
     encoders: list[str] = Field(

@@ -83,7 +83,8 @@ STEPS_SCHEMA = pa.schema(
 
 
 def task_steps_schema(action_dim: int, state_dim: int) -> pa.Schema:
-    """The steps of a task other than reacher (services/trainer/tasks.py): actions (A,) and the flattened observation
+    """The steps of a task other than reacher (vjepa_robot_lab/envs/tasks.py): actions (A,) and the flattened
+    observation
     `state` (S,) float32 (TaskSpec.state). Reacher's datasets keep STEPS_SCHEMA (existing stores read as before)."""
     return pa.schema(
         [

@@ -10,7 +10,7 @@
     POST /train/bc                      TrainBCRequest -> 202 RunCreated {"run_id"}; with seeds/n_seeds one run per
                                         seed under a study: {"run_id" (the first), "study_id", "run_ids"}
     POST /train/sac                     TrainSACRequest -> 202 RunCreated (seeds as for BC); one such route per
-                                        run kind that trains (services/trainer/run_kinds.py)
+                                        run kind that trains (vjepa_robot_lab/records/run_kinds.py)
     GET  /studies                       {"studies": [StudyRecord]}
     GET  /studies/{study_id}            StudyRecord: runs, per-run status and final metric, mean and 95% t-interval
                                         across seeds (final metric; success rate of evaluated runs)
@@ -49,6 +49,7 @@ from services.common.auth import bearer_auth, load_token, require_token, warn_if
 from services.common.docs import offline_docs
 from services.common.http_metrics import RequestMetricsMiddleware
 from services.common.store import DatasetNotFound, Store
+from services.trainer import jobs
 from vjepa_robot_client.contract import (
     BakeoffList,
     BakeoffRecord,
@@ -74,11 +75,9 @@ from vjepa_robot_client.contract import (
     TrainerInfo,
     validate_name,
 )
-
-from . import jobs
-from .run_kinds import RUN_KINDS, trained_kinds
-from .runs import RunStore, StoredStudy, default_runs_dir
-from .studies import aggregate
+from vjepa_robot_lab.experiments.studies import aggregate
+from vjepa_robot_lab.records.run_kinds import RUN_KINDS, trained_kinds
+from vjepa_robot_lab.records.runs import RunStore, StoredStudy, default_runs_dir
 
 log = logging.getLogger("vjepa_robot.trainer")
 VERSION = "0.1.0"
@@ -300,8 +299,14 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 
     @app.post("/datasets", status_code=202, response_model=DatasetInfo, dependencies=auth)
     def create_dataset(req: CreateDatasetRequest):
-        from .datasets import DatasetExists, DatasetSpec, claim_dataset, create_dataset, resolve_expert
-        from .run_experts import ExpertRefused
+        from vjepa_robot_lab.data.datasets import (
+            DatasetExists,
+            DatasetSpec,
+            claim_dataset,
+            create_dataset,
+            resolve_expert,
+        )
+        from vjepa_robot_lab.policies.run_experts import ExpertRefused
 
         try:  # a scripted expert on a task it cannot act on, or a run expert that cannot demonstrate it: 4xx
             spec, source = resolve_expert(
@@ -345,13 +350,13 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 
     @app.get("/datasets", response_model=DatasetList, dependencies=auth)
     def list_datasets():
-        from .datasets import dataset_info
+        from vjepa_robot_lab.data.datasets import dataset_info
 
         return DatasetList(datasets=[DatasetInfo(**dataset_info(store, m["name"])) for m in store.list_datasets()])
 
     @app.get("/datasets/{name}", response_model=DatasetInfo, dependencies=auth)
     def get_dataset(name: str):
-        from .datasets import dataset_info
+        from vjepa_robot_lab.data.datasets import dataset_info
 
         _valid_name(name)
         try:
@@ -414,25 +419,25 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 
     @app.post("/bakeoff", status_code=202, response_model=BakeoffRecord, dependencies=auth)
     def start_bakeoff(req: BakeoffRequest):
-        from . import bakeoff
+        from services.trainer import bakeoff
 
         return bakeoff.start(ctx, runner, req)
 
     @app.get("/bakeoff", response_model=BakeoffList, dependencies=auth)
     def list_bakeoffs():
-        from . import bakeoff
+        from services.trainer import bakeoff
 
         return BakeoffList(bakeoffs=bakeoff.list_all(ctx, runner))
 
     @app.get("/bakeoff/{bakeoff_id}", response_model=BakeoffRecord, dependencies=auth)
     def get_bakeoff(bakeoff_id: str):
-        from . import bakeoff
+        from services.trainer import bakeoff
 
         return bakeoff.get(ctx, runner, bakeoff_id)
 
     @app.get("/bakeoff/{bakeoff_id}/figure", response_class=Response, dependencies=auth)
     def bakeoff_figure(bakeoff_id: str):
-        from . import bakeoff
+        from services.trainer import bakeoff
 
         record = bakeoff.get(ctx, runner, bakeoff_id)
         if not record.figure_path or not Path(record.figure_path).is_file():

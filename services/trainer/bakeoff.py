@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from services.trainer import jobs
 from vjepa_robot_client.contract import (
     BakeoffCell,
     BakeoffRecord,
@@ -43,11 +44,9 @@ from vjepa_robot_client.contract import (
     TrainBCRequest,
     validate_run_id,
 )
-
-from . import jobs
-from .protocols import preset
-from .runs import _atomic_write_json
-from .studies import aggregate, mean_ci95
+from vjepa_robot_lab.experiments.protocols import preset
+from vjepa_robot_lab.experiments.studies import aggregate, mean_ci95
+from vjepa_robot_lab.records.runs import _atomic_write_json
 
 log = logging.getLogger("vjepa_robot.trainer")
 
@@ -63,13 +62,13 @@ def _now() -> str:
 
 def _reacher(task: str) -> bool:
     """Reacher's tasks have a scripted expert (jacobian): their default demonstrator."""
-    from .tasks import task_spec
+    from vjepa_robot_lab.envs.tasks import task_spec
 
     return task_spec(task).is_reacher
 
 
 def _has_success(task: str) -> bool:
-    from .tasks import has_success
+    from vjepa_robot_lab.envs.tasks import has_success
 
     return has_success(task)
 
@@ -82,7 +81,7 @@ def _has_success(task: str) -> bool:
 def _protocol_tasks(names: list[str]) -> tuple[list[str], list[str]]:
     """A protocol's tasks as this trainer names them (tasks.canonical_task: reacher-easy is `easy`), and those
     this trainer does not have."""
-    from .tasks import canonical_task
+    from vjepa_robot_lab.envs.tasks import canonical_task
 
     have, missing = [], []
     for name in names:
@@ -118,7 +117,7 @@ def resolve(req: BakeoffRequest) -> dict[str, Any]:
             f'{{"experts": {{"{lacking[0]}": "run:RUN_ID"}}}} (a trained policy\'s run); only reacher has a scripted '
             "expert (jacobian)"
         )
-    from .tasks import task_spec
+    from vjepa_robot_lab.envs.tasks import task_spec
 
     # episode length per task: the request's, else the protocol's, else the task's own (tasks.py: reacher 200,
     # the other suite tasks 1000 simulator steps)
@@ -305,7 +304,7 @@ def start(
 def dataset_spec(ctx, settings: dict, name: str, task: str):
     """The task's demos as (DatasetSpec, run expert source or None), its expert resolved (a run expert's action
     repeat set: datasets.py); ValueError / ExpertRefused when the expert cannot demonstrate the task."""
-    from .datasets import DatasetSpec, resolve_expert
+    from vjepa_robot_lab.data.datasets import DatasetSpec, resolve_expert
 
     d = settings["dataset"]
     spec = DatasetSpec(
@@ -321,7 +320,7 @@ def dataset_spec(ctx, settings: dict, name: str, task: str):
 
 
 def _make_dataset(ctx, record: BakeoffRecord, task: str, stop: threading.Event) -> dict:
-    from .datasets import create_dataset
+    from vjepa_robot_lab.data.datasets import create_dataset
 
     spec, source = dataset_spec(ctx, record.settings, record.datasets[task], task)
     d = record.settings["dataset"]
@@ -548,7 +547,7 @@ def table_markdown(record: BakeoffRecord) -> str:
 def figure(record: BakeoffRecord, path: Path) -> Path:
     """One panel per task: each (encoder, readout) its mean return across seeds with the 95% t-interval and the
     per-seed points; stand-ins drawn hollow and named in their tick label."""
-    from .report.plots import _pyplot, _save
+    from vjepa_robot_lab.report.plots import _pyplot, _save
 
     plt = _pyplot()
     tasks = list(dict.fromkeys(c.task for c in record.cells)) or ["-"]

@@ -20,7 +20,6 @@ import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +41,17 @@ from vjepa_robot_client.contract import (
     validate_name,
     validate_run_id,
 )
-
-from .run_kinds import BASELINE, kind_of_request, run_kind
-from .runs import ACTIVE, RunHandle, RunNotFound, RunStore, StoredStudy, StudyNotFound, lineage_from_features
+from vjepa_robot_lab.records.context import TrainerContext
+from vjepa_robot_lab.records.run_kinds import BASELINE, kind_of_request, run_kind
+from vjepa_robot_lab.records.runs import (
+    ACTIVE,
+    RunHandle,
+    RunNotFound,
+    RunStore,
+    StoredStudy,
+    StudyNotFound,
+    lineage_from_features,
+)
 
 log = logging.getLogger("vjepa_robot.trainer")
 
@@ -67,24 +74,6 @@ class JobBusy(Refused):
     def __init__(self, key: str):
         super().__init__(409, f"job {key} is still active: wait for it to end")
         self.key = key
-
-
-@dataclass
-class TrainerContext:
-    store: Store
-    runs: RunStore
-    encoder_url: str | None
-    token: str | None = None
-    on_eval: Callable[[dict], None] | None = None  # sees every finished evaluation record (service metrics)
-    compress: str = "auto"  # auto | zstd | gzip | none: request bodies of every encoder client made here
-
-    def features(self, name: str, task: str | None = None):
-        """The feature source `name`; `task` (a run's lineage.task; None: reacher's easy) sizes state features."""
-        from .features import make_feature_source
-
-        return make_feature_source(
-            name, encoder_url=self.encoder_url, token=self.token, compress=self.compress, task=task or "easy"
-        )
 
 
 class JobRunner:
@@ -176,7 +165,7 @@ class InlineRunner:
 
 def ready_dataset(store: Store, name: str) -> dict:
     """The dataset's metadata if it is ready to train on, else Refused (400 bad name, 404 unknown, 409 not ready)."""
-    from .datasets import dataset_info
+    from vjepa_robot_lab.data.datasets import dataset_info
 
     try:
         validate_name(name, "dataset name")
@@ -197,8 +186,8 @@ def _needs_frames(features: FeatureSource | str) -> bool:
 
 def train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) -> RunLineage:
     """Validate a training request and return the lineage its runs start with (frame size, action repeat,
-    readout and the pooling it reads: services/trainer/readouts.py)."""
-    from .readouts import check_readout, readout_lineage
+    readout and the pooling it reads: vjepa_robot_lab/perception/readouts.py)."""
+    from vjepa_robot_lab.perception.readouts import check_readout, readout_lineage
 
     try:
         check_readout(req.features.value, req.readout)
@@ -235,7 +224,7 @@ def train(ctx: TrainerContext, runner, req: TrainBCRequest | TrainSACRequest, pr
     starts; a crash or stop leaves every unfinished run `failed`/`interrupted`, never `running` or `queued`.
     """
     if isinstance(req, TrainBCRequest):
-        from .protocols import apply_bc
+        from vjepa_robot_lab.experiments.protocols import apply_bc
 
         req = apply_bc(req)  # a named protocol fills the fields the request left out (protocols.py)
     kind = kind_of_request(req)
@@ -414,7 +403,7 @@ def resolve_eval(ctx: TrainerContext, record: RunRecord, req: EvalRequest) -> Ev
 def resolve_eval_task(record: RunRecord, req: EvalRequest) -> EvalRequest:
     """A request that names no task evaluates a run of a task other than reacher on its own task (reacher's runs
     keep the default `easy`, as before); a task whose actions or states differ from the run's is refused (422)."""
-    from .tasks import task_spec
+    from vjepa_robot_lab.envs.tasks import task_spec
 
     own = record.lineage.task if record.lineage else None
     if not own:
@@ -440,7 +429,7 @@ def evaluate_run(ctx: TrainerContext, runner, run_id: str, req: EvalRequest) -> 
 
 
 def evaluate_baseline(ctx: TrainerContext, runner, req: BaselineEvalRequest) -> EvalResult:
-    from .experts import check_expert_task
+    from vjepa_robot_lab.policies.experts import check_expert_task
 
     try:
         check_expert_task(req.policy, req.task.value)
@@ -509,7 +498,7 @@ def load_policy(ctx: TrainerContext, record: RunRecord):
 
 def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, req: EvalRequest) -> None:
     """Run one recorded evaluation; `req` is already resolved (resolve_eval): image_size is set."""
-    from .evaluate import evaluate
+    from vjepa_robot_lab.evaluation.evaluate import evaluate
 
     handle.update_evaluation(eval_id, status="running")
     record = handle.record

@@ -12,13 +12,13 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from .app import TrainerSettings, create_app
-from .threads import set_torch_threads
+from services.trainer.app import TrainerSettings, create_app
+from vjepa_robot_lab.threads import set_torch_threads
 
 
 def app_from_env() -> FastAPI:
     """uvicorn factory: settings from VJEPA_ROBOT_* environment variables only."""
-    set_torch_threads()  # once per process, before any job (services/trainer/threads.py)
+    set_torch_threads()  # once per process, before any job (vjepa_robot_lab/threads.py)
     return create_app(TrainerSettings())
 
 
@@ -47,5 +47,5 @@ def serve(
     settings = TrainerSettings(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per /encode call would drown the log
-    set_torch_threads()  # once per process, before any job (services/trainer/threads.py)
+    set_torch_threads()  # once per process, before any job (vjepa_robot_lab/threads.py)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")

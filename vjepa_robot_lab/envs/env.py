@@ -9,7 +9,7 @@
 Each wrapper does one job and passes everything else through: episode length, action repeat, pixels,
 frame window. `TimeStep` is typed; `observation` holds the simulator state: reacher's position, to_target,
 velocity, or another task's own observation dict (walker: orientations, height, velocity). Every task's settings
-(camera, action and state dims, success) come from services/trainer/tasks.py; success is reacher's only.
+(camera, action and state dims, success) come from vjepa_robot_lab/envs/tasks.py; success is reacher's only.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ import numpy as np
 
 from vjepa_robot_client.contract import check_action_repeat
 from vjepa_robot_client.window import WINDOW_FRAMES, WindowBuffer
-
-from . import _gl  # noqa: F401  (MUJOCO_GL default before dm_control loads)
-from .tasks import REACHER_STATE_DIM, reacher_state_features, task_spec
+from vjepa_robot_lab import _gl  # noqa: F401  (MUJOCO_GL default before dm_control loads)
+from vjepa_robot_lab.envs.tasks import REACHER_STATE_DIM, reacher_state_features, task_spec
 
 CAMERA_ID = 0  # the fixed top-down camera; physics.render() defaults to the free camera (docs/background.md)
 DEFAULT_EPISODE_STEPS = 200  # as in the findings

@@ -16,7 +16,7 @@ Episodes are packed into one file of each kind (v3.0 packs many episodes per fil
 limits of LeRobot's writer start a new file-NNN, which this exporter does by episode too). An episode's frames are
 the video's frames from `videos/<key>/from_timestamp` to `to_timestamp`, at `fps`.
 
-Frame t of a store episode is the frame the expert acted on at step t (services/trainer/datasets.py), so one LeRobot
+Frame t of a store episode is the frame the expert acted on at step t (vjepa_robot_lab/data/datasets.py), so one LeRobot
 row is (observation.images.top, observation.state, action, next.reward) of that step, as LeRobot records them.
 
 Video codecs (PyAV, which bundles FFmpeg with libx264 and SVT-AV1): `h264-lossless` (default) is libx264rgb at
@@ -40,8 +40,7 @@ import pyarrow.parquet as pq
 
 from services.common.store import STEPS_SCHEMA, DatasetNotFound, Store, decode_png, encode_png, now_iso
 from vjepa_robot_client.contract import validate_name
-
-from .env import CONTROL_TIMESTEP
+from vjepa_robot_lab.envs.env import CONTROL_TIMESTEP
 
 CODEBASE_VERSION = "v3.0"
 CHUNK_FILE = "chunk-{chunk_index:03d}/file-{file_index:03d}"  # lerobot.datasets.utils.CHUNK_FILE_PATTERN
@@ -480,7 +479,7 @@ def import_lerobot(
             seed = int(ep.get("seed", store_ep))
             store.append_episode(name, _episode_rows(name, store_ep, seed, rows, frames))
             meta["episodes_done"] = k + 1
-        from .datasets import summarise
+        from vjepa_robot_lab.data.datasets import summarise
 
         (h, w), *_ = sorted(sizes)
         meta.update(summarise(store, name))

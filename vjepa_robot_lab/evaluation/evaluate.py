@@ -5,7 +5,7 @@ windows), so evaluation measures the whole served pipeline: render -> frame -> e
 
 The same loop evaluates trained policies (BC, SAC) and the baselines (the `jacobian` and `p-controller`
 experts and the random policy): a policy is anything that maps the B current time steps to (B, A) actions (A: the
-task's action_dim, services/trainer/tasks.py). Evaluation seeds come from env.eval_episode_seed, a range no training
+task's action_dim, vjepa_robot_lab/envs/tasks.py). Evaluation seeds come from env.eval_episode_seed, a range no training
 episode uses. Success is reacher's only: on other tasks every episode's `success` and the `success_rate` are None
 and the return is the result.
 """
@@ -19,12 +19,12 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from .env import episode_success, eval_episode_seed, task_success
-from .experts import make_expert
-from .features import FeatureSource
-from .stats import wilson_ci95
-from .tasks import task_spec
-from .vec_env import closes_envs
+from vjepa_robot_lab.envs.env import episode_success, eval_episode_seed, task_success
+from vjepa_robot_lab.envs.tasks import task_spec
+from vjepa_robot_lab.envs.vec_env import closes_envs
+from vjepa_robot_lab.evaluation.stats import wilson_ci95
+from vjepa_robot_lab.perception.features import FeatureSource
+from vjepa_robot_lab.policies.experts import make_expert
 
 GIF_SIZE = 160  # px per GIF panel
 
@@ -141,7 +141,7 @@ class FeaturePolicy:
     (reset when its episode resets). A source that is already a readout's is used as given."""
 
     def __init__(self, policy_fn: Callable[[np.ndarray], np.ndarray], features: FeatureSource):
-        from .readouts import FlareFeatures, GridFeatures, with_readout
+        from vjepa_robot_lab.perception.readouts import FlareFeatures, GridFeatures, with_readout
 
         readout = getattr(features, "readout", None) or getattr(policy_fn, "readout", "mean")
         if not isinstance(features, (FlareFeatures, GridFeatures)):
@@ -217,7 +217,7 @@ def evaluate(
     episodes near, middle and far from the base; episodes a multiple of 3). Reacher episodes record their target
     (target_radius, target_angle) either way; `by_distance` and `failed` summarise them.
     """
-    from .vec_env import agent_steps, make_env
+    from vjepa_robot_lab.envs.vec_env import agent_steps, make_env
 
     if episodes < 1 or steps < 1 or parallel_envs < 1:
         raise ValueError("episodes, steps and parallel_envs must be >= 1")
@@ -368,7 +368,7 @@ def target_pixel(physics, size: int = GIF_SIZE) -> tuple[float, float, float] | 
 @closes_envs
 def expert_panel(name: str, task: str, seed: int, steps: int, action_repeat: int = 1) -> Panel:
     """The scripted expert on the same evaluation seed, acting every simulator step, framed at the policy's rate."""
-    from .vec_env import make_env
+    from vjepa_robot_lab.envs.vec_env import make_env
 
     env = make_env(task, seed=0, episode_steps=steps, action_repeat=1, image_size=0)
     expert = ExpertPolicy(name)

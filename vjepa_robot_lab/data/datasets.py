@@ -9,7 +9,8 @@ episodes in flight. `create_dataset` is THE way a dataset is built: the CLI, the
 (which generates shards on many containers) all call it. Same seed, same frames and actions: episode i is seeded
 by train_episode_seed(seed, i).
 
-Any task of services/trainer/tasks.py: reacher's datasets keep STEPS_SCHEMA (position/to_target/velocity, the probe's
+Any task of vjepa_robot_lab/envs/tasks.py: reacher's datasets keep STEPS_SCHEMA (position/to_target/velocity, the
+probe's
 finger/target positions); another task's rows have its action width and its flattened observation as `state`
 (store.task_steps_schema). Scripted experts are reacher's; `expert="run:RUN_ID"` rolls out a trained state-feature
 run (experts.RunExpert) at that run's action repeat, one stored row per agent step, and records the run in the meta.
@@ -33,11 +34,10 @@ import pyarrow as pa
 from services import __version__
 from services.common.store import STEPS_SCHEMA, DatasetNotFound, Store, encode_png, now_iso, task_steps_schema
 from vjepa_robot_client.contract import check_action_repeat, validate_expert, validate_name
-
-from .env import SUCCESS_LAST_STEPS, finger_target_xy, make, train_episode_seed
-from .experts import Expert, check_expert_task, make_expert
-from .run_experts import RunExpert, RunExpertSource, resolve_run_expert, run_id_of
-from .tasks import canonical_task, task_spec
+from vjepa_robot_lab.envs.env import SUCCESS_LAST_STEPS, finger_target_xy, make, train_episode_seed
+from vjepa_robot_lab.envs.tasks import canonical_task, task_spec
+from vjepa_robot_lab.policies.experts import Expert, check_expert_task, make_expert
+from vjepa_robot_lab.policies.run_experts import RunExpert, RunExpertSource, resolve_run_expert, run_id_of
 
 
 class DatasetExists(Exception):

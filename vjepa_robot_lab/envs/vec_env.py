@@ -1,4 +1,4 @@
-"""Suite-task environments (services/trainer/tasks.py) stepping in lockstep, observed through a feature source
+"""Suite-task environments (vjepa_robot_lab/envs/tasks.py) stepping in lockstep, observed through a feature source
 (SAC's training envs).
 
     venv = ReacherVecEnv(features, num_envs=16, task="easy", episode_steps=1000, action_repeat=4, seed=0)
@@ -24,9 +24,8 @@ from typing import TypeVar
 import numpy as np
 
 from vjepa_robot_client.contract import ACTION_DIM, check_action_repeat
-
-from .env import TimeStep, make, task_success, train_episode_seed
-from .tasks import task_spec
+from vjepa_robot_lab.envs.env import TimeStep, make, task_success, train_episode_seed
+from vjepa_robot_lab.envs.tasks import task_spec
 
 __all__ = ["ACTION_DIM", "ReacherVecEnv", "agent_steps", "close_envs", "closes_envs", "make_env"]
 

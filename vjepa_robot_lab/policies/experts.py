@@ -6,8 +6,8 @@ jacobian      Jacobian-transpose PD on the fingertip: a = clip(J^T (kp * to_targ
               kp=10, kd=0.5 (measured: 100% success on easy and hard over 200 steps; a smooth expert clones
               better than a stiff kp=1000 one)
 p-controller  the findings' controller: the Cartesian error used directly as joint torque, k=5 (about 50%)
-random        uniform torques (the random policy; any task: its action_dim from services/trainer/tasks.py)
-run:RUN_ID    a trained state-feature run (SAC or BC): services/trainer/run_experts.py
+random        uniform torques (the random policy; any task: its action_dim from vjepa_robot_lab/envs/tasks.py)
+run:RUN_ID    a trained state-feature run (SAC or BC): vjepa_robot_lab/policies/run_experts.py
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ import mujoco
 import numpy as np
 
 from vjepa_robot_client.contract import ACTION_DIM, EXPERTS, ExpertName
-
-from .env import TimeStep
-from .tasks import task_spec
+from vjepa_robot_lab.envs.env import TimeStep
+from vjepa_robot_lab.envs.tasks import task_spec
 
 GEAR = 0.05  # reacher motor gear (dm_control reacher.xml)
 

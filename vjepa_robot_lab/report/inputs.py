@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vjepa_robot_client.contract import RunRecord
-
-from ..runs import migrate
+from vjepa_robot_lab.records.runs import migrate
 
 NOTES_FILE = "report_notes.json"
 

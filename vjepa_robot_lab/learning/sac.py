@@ -36,15 +36,14 @@ from torch import nn
 
 from vjepa_robot_client.contract import TrainSACRequest
 from vjepa_robot_client.contract import sac_default_networks as default_networks
-
-from . import sac_checkpoint
-from .curves import MeanOf, open_curves
-from .evaluate import FeaturePolicy, evaluate
-from .readouts import AttentivePooler, GridFeatures, PoolerConfig, with_readout
-from .replay import Replay
-from .tasks import task_spec
-from .threads import seeded_torch
-from .vec_env import ACTION_DIM, ReacherVecEnv, agent_steps
+from vjepa_robot_lab.envs.tasks import task_spec
+from vjepa_robot_lab.envs.vec_env import ACTION_DIM, ReacherVecEnv, agent_steps
+from vjepa_robot_lab.evaluation.evaluate import FeaturePolicy, evaluate
+from vjepa_robot_lab.learning import sac_checkpoint
+from vjepa_robot_lab.learning.curves import MeanOf, open_curves
+from vjepa_robot_lab.learning.replay import Replay
+from vjepa_robot_lab.perception.readouts import AttentivePooler, GridFeatures, PoolerConfig, with_readout
+from vjepa_robot_lab.threads import seeded_torch
 
 NET_ARCH = (256, 64)  # the findings' actor and critic hidden sizes (Phase 2)
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # clamp of the actor's log standard deviation (as stable-baselines3)
@@ -53,7 +52,7 @@ checkpoint_path = sac_checkpoint.path  # the latest complete checkpoint of a run
 
 
 class RunLike(Protocol):
-    """What train_sac needs from services.trainer.runs.RunHandle."""
+    """What train_sac needs from vjepa_robot_lab.records.runs.RunHandle."""
 
     run_id: str
     dir: Path
@@ -264,7 +263,7 @@ class SAC:
         self.gamma, self.tau = cfg.gamma, cfg.tau
         self.pooler = AttentivePooler(pooler) if pooler is not None else None
         dim = self.pooler.out_dim if self.pooler is not None else dim  # actor and critics read the pooled vector
-        self.action_dim = task_spec(cfg.task).action_dim  # reacher 2, walker 6 (services/trainer/tasks.py)
+        self.action_dim = task_spec(cfg.task).action_dim  # reacher 2, walker 6 (vjepa_robot_lab/envs/tasks.py)
         self.actor = Actor(dim, nets.actor, self.action_dim)
         self.critic = TwinQ(dim, nets.critic, self.action_dim, nets.critic_kind, nets.critic_blocks)
         self.critic_target = TwinQ(dim, nets.critic, self.action_dim, nets.critic_kind, nets.critic_blocks)
@@ -444,7 +443,7 @@ def evaluate_actor(
 
 
 def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False, nets: Nets | None = None) -> dict:
-    """Train SAC on `features` (a services.trainer.features.FeatureSource) for cfg.total_steps env steps.
+    """Train SAC on `features` (a vjepa_robot_lab.perception.features.FeatureSource) for cfg.total_steps env steps.
 
     Blocks; call it in a background thread or process. Checkpoints into run.dir every cfg.checkpoint_every
     env steps and at the end (or on stop). resume=True continues from run.dir's last checkpoint: weights,
@@ -452,9 +451,9 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
     include `final_eval` over cfg.final_eval_episodes episodes; a stopped run returns `stopped: True` without
     a final evaluation. The caller owns run status (running/succeeded/failed/interrupted).
 
-    Live curves go to TensorBoard event files in run.dir (and W&B where asked for): services/trainer/curves.py.
+    Live curves go to TensorBoard event files in run.dir (and W&B where asked for): vjepa_robot_lab/learning/curves.py.
     The training envs and the curve writers are closed however the run ends (`finally`); the feature source
-    belongs to the caller. torch's thread count is the process's (services/trainer/threads.py): never set here.
+    belongs to the caller. torch's thread count is the process's (vjepa_robot_lab/threads.py): never set here.
     """
     with ExitStack() as closing:  # closes what _train_sac opens, in reverse order, on success or error
         return _train_sac(cfg, run, features, resume, nets, closing)
@@ -531,7 +530,7 @@ def _train_sac(
     update_means = MeanOf()
     log_due = Every(max(N * repeat, min(1000, cfg.total_steps // 50)), prog.transitions * repeat)
     # networks built from the seeded global stream, alone; the actor's noise continues that stream privately, so a
-    # job beside this one (another SAC, a BC init) never shifts its numbers (services/trainer/threads.py)
+    # job beside this one (another SAC, a BC init) never shifts its numbers (vjepa_robot_lab/threads.py)
     if prior is not None and prior.state.get("pooler"):
         pooler = PoolerConfig(**prior.state["pooler"])
     with seeded_torch(cfg.seed + prog.resumed * 7919) as generator:

@@ -22,9 +22,8 @@ import numpy as np
 from services.common.store import Store
 from vjepa_robot_client.contract import FEATURE_SOURCES
 from vjepa_robot_client.contract import FeatureSource as FeatureName
-
-from .env import STATE_DIM, TimeStep, state_features_batch, train_episode_seed
-from .tasks import task_spec
+from vjepa_robot_lab.envs.env import STATE_DIM, TimeStep, state_features_batch, train_episode_seed
+from vjepa_robot_lab.envs.tasks import task_spec
 
 RANDOM_DIM = 1024  # same width as ViT-L's embedding, so the MLP is the same size as with vjepa2
 # Token width of random grids (readout attentive): noise carries nothing at any width; 96 is the tiny stand-in's

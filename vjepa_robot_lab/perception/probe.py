@@ -42,9 +42,8 @@ import time
 import numpy as np
 
 from services.common.store import DatasetNotFound, Store, fixed_list_to_numpy
-
-from .features import FeatureSource
-from .tasks import has_success
+from vjepa_robot_lab.envs.tasks import has_success
+from vjepa_robot_lab.perception.features import FeatureSource
 
 TARGETS = ("finger_xy", "target_xy", "to_target")
 ALPHAS = tuple(float(10.0**k) for k in np.arange(-3.0, 7.01, 0.5))  # ridge strengths tried (features standardised)
@@ -120,7 +119,7 @@ def choose_alpha(x: np.ndarray, y: np.ndarray, episode: np.ndarray, seed: int, a
 def _fit_best(make_net, x, y, x_val, y_val, *, seed, max_steps, batch_size, lr, eval_every):
     """Train make_net() on x (N, D) -> y (N, K), both standardised, with Adam and a cosine schedule; keep the weights
     of the lowest validation MSE (checked every `eval_every` steps). Returns predict(x) -> (M, K). Threads: the
-    process's own setting (services/trainer/threads.py): a probe job never changes it."""
+    process's own setting (vjepa_robot_lab/threads.py): a probe job never changes it."""
     import torch
     from torch import nn
 
@@ -221,7 +220,7 @@ def fit_attentive(
     both sides, the weights of the lowest validation MSE); returns predict(x) -> (M, K)."""
     from torch import nn
 
-    from .readouts import AttentivePooler, PoolerConfig
+    from vjepa_robot_lab.perception.readouts import AttentivePooler, PoolerConfig
 
     def make_net():
         pooler = AttentivePooler(PoolerConfig(dim=x.shape[1] // tokens, tokens=tokens))
@@ -402,7 +401,7 @@ def probe(
     }
     result["readout"] = getattr(features, "readout", "mean")
     if grid_sizes:
-        from .readouts import GridFeatures
+        from vjepa_robot_lab.perception.readouts import GridFeatures
 
         result["attentive"], result["grid_lineage"] = {}, {}
         for g in grid_sizes:

@@ -33,9 +33,9 @@ from vjepa_robot_client.contract import (
     TrainSACRequest,
 )
 
-if TYPE_CHECKING:  # only for annotations: jobs imports this module
-    from .jobs import TrainerContext
-    from .runs import RunHandle
+if TYPE_CHECKING:  # only for annotations
+    from vjepa_robot_lab.records.context import TrainerContext
+    from vjepa_robot_lab.records.runs import RunHandle
 
 TrainFn = Callable[..., dict]  # (ctx, handle, cfg, features, *, resume: bool, progress: bool) -> metrics
 LoadFn = Callable[["TrainerContext", RunRecord], tuple[Any, Any]]  # -> (evaluate.Policy, feature source or None)
@@ -117,7 +117,7 @@ def kept_val_loss(metrics: BCMetrics) -> float | None:
 
 def _feature_policy(ctx: TrainerContext, record: RunRecord, policy_fn) -> tuple[Any, Any]:
     """A trained network on the run's feature source; refuses an encoder other than the one it trained on."""
-    from .evaluate import FeaturePolicy
+    from vjepa_robot_lab.evaluation.evaluate import FeaturePolicy
 
     features = ctx.features(
         record.lineage.features.value if record.lineage else record.config["features"],
@@ -140,25 +140,25 @@ def _feature_policy(ctx: TrainerContext, record: RunRecord, policy_fn) -> tuple[
 
 
 def _train_bc(ctx, handle: RunHandle, cfg, features, *, resume: bool = False, progress: bool = False) -> dict:
-    from .bc import train_bc
+    from vjepa_robot_lab.learning.bc import train_bc
 
     return train_bc(cfg, handle, features, ctx.store, progress=progress)  # BC restarts: no resume state
 
 
 def _load_bc(ctx, record: RunRecord):
-    from .bc import load_bc_policy
+    from vjepa_robot_lab.learning.bc import load_bc_policy
 
     return _feature_policy(ctx, record, load_bc_policy(ctx.runs.path(record.run_id)))
 
 
 def _train_sac(ctx, handle: RunHandle, cfg, features, *, resume: bool = False, progress: bool = False) -> dict:
-    from .sac import train_sac
+    from vjepa_robot_lab.learning.sac import train_sac
 
     return train_sac(cfg, handle, features, resume=resume)
 
 
 def _load_sac(ctx, record: RunRecord):
-    from .sac import policy_from_checkpoint
+    from vjepa_robot_lab.learning.sac import policy_from_checkpoint
 
     return _feature_policy(ctx, record, policy_from_checkpoint(ctx.runs.path(record.run_id)))
 
@@ -169,7 +169,7 @@ def _sac_final(record: RunRecord) -> float | None:
 
 
 def _load_baseline(ctx, record: RunRecord):
-    from .evaluate import ExpertPolicy
+    from vjepa_robot_lab.evaluation.evaluate import ExpertPolicy
 
     return ExpertPolicy(record.config["policy"], record.config["task"]), None
 

@@ -12,10 +12,9 @@ import json
 from typing import Any
 
 from vjepa_robot_client.contract import BCMetrics, FeatureSource, RunRecord, SACMetrics
-
-from ..run_kinds import RUN_KINDS, kept_val_loss, run_kind
-from ..runs import migrate
-from ..stats import t_interval, wilson_ci95
+from vjepa_robot_lab.evaluation.stats import t_interval, wilson_ci95
+from vjepa_robot_lab.records.run_kinds import RUN_KINDS, kept_val_loss, run_kind
+from vjepa_robot_lab.records.runs import migrate
 
 BASELINE_NAMES = {
     "jacobian": "Jacobian-transpose expert",
@@ -249,7 +248,7 @@ def evaluation_rows(runs) -> list[dict]:
             if ev.success_rate is None:
                 continue
             n = len(ev.episodes) or int(ev.episodes_total or 0)
-            rate = ev.success_rate  # None: a task without success (services/trainer/tasks.py): return only
+            rate = ev.success_rate  # None: a task without success (vjepa_robot_lab/envs/tasks.py): return only
             k = sum(bool(e.success) for e in ev.episodes) if ev.episodes else round((rate or 0.0) * n)
             req = ev.request or {}
             task = ev.task or req.get("task")

@@ -7,10 +7,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from vjepa_robot_client.contract import FeatureSource, SACMetrics
-
-from .inputs import note_value
-from .plots import BC_LOSS_PNG, SAC_CURVES_PNG, SUCCESS_PNG, plot_bc_losses, plot_sac_curves, plot_success
-from .rows import (
+from vjepa_robot_lab.report.inputs import note_value
+from vjepa_robot_lab.report.plots import (
+    BC_LOSS_PNG,
+    SAC_CURVES_PNG,
+    SUCCESS_PNG,
+    plot_bc_losses,
+    plot_sac_curves,
+    plot_success,
+)
+from vjepa_robot_lab.report.rows import (
     PLUMBING,
     as_records,
     bc_curves,
@@ -116,7 +122,7 @@ def write_report(runs, probes: list[dict], out_dir: Path, extra_notes: dict | No
                 f"{num(g['mean_return'])} | {g['episodes']} | {notes_cell(g)} |"
             )
         md += ["", f"![success rates]({plot_success(groups, out_dir / SUCCESS_PNG).name})", ""]
-        from .plots import BY_DISTANCE_PNG, plot_by_distance  # here: one hunk (issue 22)
+        from vjepa_robot_lab.report.plots import BY_DISTANCE_PNG, plot_by_distance  # here: one hunk (issue 22)
 
         by_distance = plot_by_distance(groups, out_dir / BY_DISTANCE_PNG)  # reacher targets' distance
         if by_distance is not None:

@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from vjepa_robot_client.contract import RUN_EXPERT_PREFIX, validate_run_id
-
-from .env import TimeStep
-from .experts import Expert
-from .tasks import task_spec
+from vjepa_robot_lab.envs.env import TimeStep
+from vjepa_robot_lab.envs.tasks import task_spec
+from vjepa_robot_lab.policies.experts import Expert
 
 
 def run_id_of(expert: str) -> str | None:
@@ -60,7 +59,7 @@ class ExpertRefused(ValueError):
 def resolve_run_expert(runs, run_id: str, task: str) -> RunExpertSource:
     """Check that run `run_id` (in `runs`, a RunStore) can demonstrate `task`: it succeeded, it is a SAC or BC run on
     state features with the mean readout, and its task is `task`. ExpertRefused (404 / 409 / 422) otherwise."""
-    from .runs import RunNotFound
+    from vjepa_robot_lab.records.runs import RunNotFound
 
     try:
         record = runs.get(run_id)
@@ -105,11 +104,11 @@ class RunExpert(Expert):
         self.name = f"{RUN_EXPERT_PREFIX}{source.run_id}"
         self.spec = task_spec(source.task)
         if source.kind == "sac":
-            from .sac import policy_from_checkpoint
+            from vjepa_robot_lab.learning.sac import policy_from_checkpoint
 
             self._policy = policy_from_checkpoint(Path(source.run_dir))
         else:
-            from .bc import load_bc_policy
+            from vjepa_robot_lab.learning.bc import load_bc_policy
 
             self._policy = load_bc_policy(Path(source.run_dir))
         if int(self._policy.dim) != self.spec.state_dim:

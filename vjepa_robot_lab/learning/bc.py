@@ -13,7 +13,7 @@ larger than cos/sin) and is harmless for V-JEPA 2 embeddings.
 
 Speed: the whole feature matrix is standardised once into one torch tensor; each batch is an `index_select`
 of a randperm slice -- no DataLoader, no per-row Python, no per-step normalisation. Threads: the process's
-torch setting, chosen once at trainer start (services/trainer/threads.py; one thread on a 2-core machine: two
+torch setting, chosen once at trainer start (vjepa_robot_lab/threads.py; one thread on a 2-core machine: two
 stalled 50x on the busy shared box). 100,000 x 1024, 100 epochs, batch 256 on
 the shared 2-core Xeon (bench/TRAINER_RESULTS.md): 3.6 min fp32, 2.25 min with precision="bf16" (AMX autocast,
 same final losses); the findings took ~8 min. The step is compute-bound (two 256x1024x256 matmuls).
@@ -36,12 +36,11 @@ from torch import nn
 
 from services.common.store import Store, fixed_list_to_numpy
 from vjepa_robot_client.contract import ACTION_DIM, TrainBCRequest
-
-from .curves import open_curves
-from .features import FeatureSource, FeatureTable
-from .readouts import AttentivePooler, GridFeatures, PoolerConfig, with_readout
-from .runs import json_default
-from .threads import seeded_torch
+from vjepa_robot_lab.learning.curves import open_curves
+from vjepa_robot_lab.perception.features import FeatureSource, FeatureTable
+from vjepa_robot_lab.perception.readouts import AttentivePooler, GridFeatures, PoolerConfig, with_readout
+from vjepa_robot_lab.records.runs import json_default
+from vjepa_robot_lab.threads import seeded_torch
 
 CHECKPOINT_NAME = "policy.safetensors"
 CHECKPOINT_FORMAT = "vjepa-robot-bc-v1"
@@ -80,7 +79,8 @@ class BCPolicy(nn.Module):
     """The findings' MLP (279,490 parameters at D=1024) with the train-split standardisation baked in.
 
     With `pooler` (readout attentive) the input is a window's token grid, flat (B, G*D) or (B, G, D): it is
-    standardised per (token, channel), read by an AttentivePooler (services/trainer/readouts.py) to (B, D), and the
+    standardised per (token, channel), read by an AttentivePooler (vjepa_robot_lab/perception/readouts.py) to (B, D),
+    and the
     same MLP follows. Without it the state dict is exactly the findings' (checkpoints of either load strictly).
     """
 
@@ -270,7 +270,7 @@ def fit_bc(
     Returns (model in eval mode, metrics). `on_epoch` gets {"epoch", "epochs", "train_loss", "val_loss"} after
     every epoch; `should_stop` is polled between batches (every 64) and ends training early, keeping the model.
     `threads`: deprecated and ignored: torch's thread count is process-wide, so it is set once at trainer start
-    (services/trainer/threads.py, $VJEPA_ROBOT_TORCH_THREADS), never by a job that another job runs beside.
+    (vjepa_robot_lab/threads.py, $VJEPA_ROBOT_TORCH_THREADS), never by a job that another job runs beside.
     `precision`: "fp32" (default; $VJEPA_ROBOT_BC_PRECISION overrides) or "bf16": features kept in bfloat16 and the
     MLP run under CPU autocast (AMX on Sapphire Rapids) -- 1.55x faster steps measured at D=1024, batch 256;
     weights, optimiser state and the loss stay fp32, and the checkpoint is the same fp32 policy.
@@ -347,7 +347,7 @@ def _fit_bc(
     xt, yt = _Rows(x, mean, std, bf16), _as_tensor(y)  # (N, D) standardised rows by index, (N, 2)
     tr, va = torch.from_numpy(train_rows.astype(np.int64)), torch.from_numpy(val_rows.astype(np.int64))
 
-    with seeded_torch(seed):  # seeded init, alone: no other job's draws interleave (services/trainer/threads.py)
+    with seeded_torch(seed):  # seeded init, alone: no other job's draws interleave (vjepa_robot_lab/threads.py)
         model = BCPolicy(d, action_dim=y.shape[1], pooler=pooler, head=head, hidden_sizes=hidden_sizes)  # y (N, A)
     model.set_normalisation(mean, std)
     # fused Adam: one kernel per step for all parameters instead of a Python loop over them
@@ -471,7 +471,7 @@ def train_bc(
     Reports {"epoch", "epochs", "train_loss", "val_loss", ...curves} with `run.update(metrics=...)` every epoch
     and stops early when `run.stop_requested()`. The caller owns the run's status (running/succeeded/failed).
     `precision` as in `fit_bc` (default fp32). Live curves (loss/train, loss/val per epoch) go to TensorBoard event
-    files in run.dir, and to W&B where asked for (services/trainer/curves.py).
+    files in run.dir, and to W&B where asked for (vjepa_robot_lab/learning/curves.py).
 
     `cfg.readout` (readouts.py): `features` is wrapped with the readout first -- flare: the MLP reads (N, 3D) fusions
     of consecutive steps; attentive: it reads the dataset's g x g token grids through an attentive pooler trained

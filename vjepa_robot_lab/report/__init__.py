@@ -26,10 +26,10 @@ Every public function takes typed RunRecords or stored dicts (converted by runs.
 
 from __future__ import annotations
 
-from ..stats import t_interval, wilson_ci95
-from .inputs import NOTES_FILE, load_notes, read_records, read_runs, save_notes
-from .markdown import probe_table, summary_lines, title, write_report
-from .plots import (
+from vjepa_robot_lab.evaluation.stats import t_interval, wilson_ci95
+from vjepa_robot_lab.report.inputs import NOTES_FILE, load_notes, read_records, read_runs, save_notes
+from vjepa_robot_lab.report.markdown import probe_table, summary_lines, title, write_report
+from vjepa_robot_lab.report.plots import (
     BC_LOSS_PNG,
     SAC_CURVES_PNG,
     SUCCESS_PNG,
@@ -42,7 +42,7 @@ from .plots import (
     success_figure,
     success_title,
 )
-from .rows import (
+from vjepa_robot_lab.report.rows import (
     BASELINE_NAMES,
     FEATURE_NAMES,
     PLUMBING,

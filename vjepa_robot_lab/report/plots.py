@@ -13,10 +13,9 @@ import math
 from pathlib import Path
 
 from vjepa_robot_client.contract import RunRecord, SACMetrics
-
-from ..run_kinds import RUN_KINDS
-from ..stats import t_interval, wilson_ci95
-from .rows import as_records, bc_curves, is_plumbing, sac_groups, seed_of, short_name
+from vjepa_robot_lab.evaluation.stats import t_interval, wilson_ci95
+from vjepa_robot_lab.records.run_kinds import RUN_KINDS
+from vjepa_robot_lab.report.rows import as_records, bc_curves, is_plumbing, sac_groups, seed_of, short_name
 
 SUCCESS_PNG = "success.png"
 BC_LOSS_PNG = "bc_loss.png"
@@ -332,7 +331,7 @@ def distance_figure(groups: list[dict]):
     """Left: success rate per distance bin (near / middle / far from the arm's base, evaluate.TARGET_BINS) per
     condition, with 95% Wilson intervals and n; right: every episode's return against its target's distance, so a
     hole (a bin, or a few targets, the policy never reaches) shows as points at 0."""
-    from ..evaluate import TARGET_BINS
+    from vjepa_robot_lab.evaluation.evaluate import TARGET_BINS
 
     plt = _pyplot()
     shown = [(g, eps) for g in groups if (eps := distance_episodes(g))]

@@ -44,8 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vjepa_robot_client.contract import DEFAULT_GRID_SIZE, READOUTS, Pooling, Readout
-
-from .features import FeatureSource, FeatureTable
+from vjepa_robot_lab.perception.features import FeatureSource, FeatureTable
 
 FLARE_HISTORY = 3  # windows fused (eai-vc's DMC config: history_window 3)
 

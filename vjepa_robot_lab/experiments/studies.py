@@ -10,10 +10,9 @@ from __future__ import annotations
 import math
 
 from vjepa_robot_client.contract import RunRecord, RunStatus, SeedInterval, StudyRecord, StudyRun
-
-from .run_kinds import run_kind
-from .runs import StoredStudy, migrate
-from .stats import t_interval
+from vjepa_robot_lab.evaluation.stats import t_interval
+from vjepa_robot_lab.records.run_kinds import run_kind
+from vjepa_robot_lab.records.runs import StoredStudy, migrate
 
 
 def mean_ci95(values: list[float]) -> SeedInterval:

@@ -1,0 +1,1 @@
+"""Datasets of demonstrations in the feature store, and LeRobotDataset export/import."""

@@ -1,0 +1,1 @@
+"""Tasks and environments: the task table, dm_control wrappers with frame windows, lockstep vector envs."""

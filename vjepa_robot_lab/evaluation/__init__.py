@@ -1,0 +1,1 @@
+"""Live evaluation of policies and the statistics reported over episodes and seeds."""

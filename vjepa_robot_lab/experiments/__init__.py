@@ -1,0 +1,1 @@
+"""Experiments over runs: studies of several seeds, and protocols (CortexBench's recipe)."""

@@ -1,0 +1,1 @@
+"""Learning algorithms: behaviour cloning, SAC (agent, replay, checkpoints), and their live curves."""

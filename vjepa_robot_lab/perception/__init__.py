@@ -1,0 +1,1 @@
+"""What a policy sees: feature sources (encoder embeddings, state, random), readouts over them, probes."""

@@ -1,0 +1,1 @@
+"""Run records on disk, the registry of run kinds (algorithms), and the context a job runs in."""
