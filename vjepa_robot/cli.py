@@ -723,7 +723,7 @@ ProtocolOpt = typer.Option(
 @train_app.command("bc")
 def train_bc(
     dataset: str,
-    features: str = typer.Option("vjepa2", help="vjepa2 | state | random"),
+    features: str = typer.Option("vjepa2", help="vjepa2 | state | random | pixels"),
     epochs: int | None = typer.Option(None, help="Default 100 (or the --protocol's)."),
     batch_size: int | None = typer.Option(None, help="Default 256."),
     lr: float | None = typer.Option(None, help="Default 1e-3."),

@@ -34,6 +34,19 @@ class FeatureSource(str, Enum):
     vjepa2 = "vjepa2"  # frozen V-JEPA 2 embedding of the last 8 frames, from the encoder over HTTP
     state = "state"  # oracle: cos/sin of joint angles, to_target, velocity
     random = "random"  # lower bound: a fixed random vector per step, independent of the frames
+    # learning from scratch (issue 27): the step's last PIXEL_FRAMES rendered frames, read by a conv encoder trained
+    # end to end with the policy (DrQ-v2's encoder, random-shift augmentation; vjepa_robot_lab/perception/pixels.py)
+    pixels = "pixels"
+
+
+# Feature sources that read the rendered frames (their runs record the frame size; evaluation renders at it)
+FRAME_FEATURES: tuple[str, ...] = ("vjepa2", "pixels")
+PIXEL_FRAMES = 3  # frames stacked for features=pixels: DrQ-v2's frame_stack and CortexBench's history window
+
+
+def needs_frames(features) -> bool:
+    """Whether a feature source reads rendered frames (vjepa2 through the encoder, pixels through its own conv)."""
+    return str(getattr(features, "value", features)) in FRAME_FEATURES
 
 
 class ExpertName(str, Enum):
@@ -673,6 +686,15 @@ class TrainBCRequest(_Seeded, _ReadoutChoice):
             raise ValueError(f"hidden_sizes must be widths in [1, 8192], got {v}")
         return v
 
+    @model_validator(mode="after")
+    def _pixels_read_mean(self):
+        if self.features == FeatureSource.pixels and self.readout != Readout.mean:
+            raise ValueError(
+                f"features 'pixels' train their own conv encoder on the frames: readout must be 'mean' (the "
+                f"encoder's flattened output into the MLP), not {self.readout.value!r}"
+            )
+        return self
+
 
 class EvalTargets(str, Enum):
     """Where evaluation episodes put the reacher target (vjepa_robot_lab/evaluation/evaluate.py, issue 22)."""
@@ -810,6 +832,11 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
 
     @model_validator(mode="after")
     def _episode_steps_multiple(self):
+        if self.features == FeatureSource.pixels:  # issue 27: the pixels control is BC only (SAC did not fit)
+            raise ValueError(
+                "features 'pixels' (a conv encoder trained end to end) is built for BC only (POST /train/bc): "
+                "SAC from pixels is not built; use features 'state', 'vjepa2' or 'random'"
+            )
         check_action_repeat(self.episode_steps, self.action_repeat)
         if self.train_episode_steps is not None:
             check_action_repeat(self.train_episode_steps, self.action_repeat, "train_episode_steps")

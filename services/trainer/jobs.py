@@ -181,7 +181,9 @@ def ready_dataset(store: Store, name: str) -> dict:
 
 
 def _needs_frames(features: FeatureSource | str) -> bool:
-    return FeatureSource(features) == FeatureSource.vjepa2
+    from vjepa_robot_client.contract import needs_frames
+
+    return needs_frames(FeatureSource(features))  # vjepa2 and pixels read the rendered frames
 
 
 def train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) -> RunLineage:
@@ -200,7 +202,7 @@ def train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) ->
         if _needs_frames(req.features) and not size:
             raise Refused(
                 409,
-                f"dataset {req.dataset!r} stores no frames (image_size 0): vjepa2 features need "
+                f"dataset {req.dataset!r} stores no frames (image_size 0): {req.features.value} features need "
                 "frames; re-create it with --image-size 256, or train on state features",
             )
         # a dataset rolled out by a run expert acted at that run's action repeat (datasets.py): BC acts at it too

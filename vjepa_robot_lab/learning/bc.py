@@ -477,6 +477,10 @@ def train_bc(
     of consecutive steps; attentive: it reads the dataset's g x g token grids through an attentive pooler trained
     with it. A dataset that holds mean embeddings only has its grids embedded first, said in the run's `phase`.
     """
+    from vjepa_robot_lab.perception.pixels import PixelFeatures, train_bc_pixels
+
+    if isinstance(features, PixelFeatures):  # features=pixels: a conv encoder trained with the policy (pixels.py)
+        return train_bc_pixels(cfg, run, features, store)
     t0 = time.perf_counter()
     features = with_readout(features, cfg.readout, cfg.grid_size)
     pooler = None
@@ -600,6 +604,10 @@ def load_bc_policy(run_dir: Path | str) -> LoadedBCPolicy:
         raise FileNotFoundError(f"no BC checkpoint at {path}: train one first (POST /train/bc)")
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
+    from vjepa_robot_lab.perception.pixels import is_pixel_checkpoint, load_pixel_policy
+
+    if is_pixel_checkpoint(meta):  # features=pixels: the conv encoder and the MLP (pixels.py)
+        return load_pixel_policy(path)
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"{path} is not a BC checkpoint (format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r})"

@@ -10,6 +10,8 @@ computed by the same code:
 `state`   the oracle: reacher's cos/sin of the joint angles, to_target, velocity (8-d); another task's observation
           flattened (tasks.TaskSpec.state: walker 24-d), stored in its dataset's `state` column
 `random`  the lower bound: a fixed random vector per (episode seed, step), independent of the frames
+`pixels`  the learning-from-scratch control: the step's last 3 frames, read by a conv encoder trained with the
+          policy (pixels.py)
 """
 
 from __future__ import annotations
@@ -374,6 +376,10 @@ def make_feature_source(
         return StateFeatures(task)
     if kind is FeatureName.random:
         return RandomFeatures()
+    if kind is FeatureName.pixels:  # learning from scratch: frames handed through to the policy's own conv
+        from vjepa_robot_lab.perception.pixels import PixelFeatures
+
+        return PixelFeatures()
     if not encoder_url:
         raise ValueError("features 'vjepa2' need an encoder: pass --encoder-url (e.g. http://127.0.0.1:8001)")
     return VJEPA2Features(encoder_url, token=token, compress=compress)

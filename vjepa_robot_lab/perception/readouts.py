@@ -74,6 +74,11 @@ def readout_lineage(readout: str | Readout, grid_size: int = DEFAULT_GRID_SIZE) 
 
 def check_readout(features: str, readout: str | Readout) -> None:
     """ValueError naming the problem when a feature source cannot be read this way (state has no token grid)."""
+    if parse_readout(readout) is not Readout.mean and features == "pixels":
+        raise ValueError(
+            f"features 'pixels' train their own conv encoder on the frames: readout must be 'mean', not "
+            f"{parse_readout(readout).value!r}"
+        )
     if parse_readout(readout) is Readout.attentive and features == "state":
         raise ValueError(
             "readout 'attentive' reads a token grid, and state features are one 8-d vector per step: "

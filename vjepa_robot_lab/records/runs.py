@@ -169,7 +169,7 @@ def migrate(raw: dict, frame_size: Callable[[str], int | None] | None = None) ->
     if features is None:
         features = lineage.get("features", FeatureSource.vjepa2.value)
     lineage.setdefault("features", features)
-    frames = lineage["features"] == FeatureSource.vjepa2.value
+    frames = lineage["features"] in (FeatureSource.vjepa2.value, FeatureSource.pixels.value)
     if "image_size" not in lineage:
         size = None
         if frames and kind == "sac":
