@@ -87,6 +87,15 @@ def test_encoder_is_drqv2_shape():
     assert enc(torch.zeros(2, 9, 84, 84)).shape == (2, enc.repr_dim)
 
 
+def test_head_is_the_findings_mlp():
+    from vjepa_robot_lab.learning.bc import findings_mlp
+
+    ours = PixelBCPolicy(3, 32).net
+    theirs = findings_mlp(ours[0].in_features, [256, 64], 2)
+    assert [type(m) for m in ours] == [type(m) for m in theirs]
+    assert [tuple(p.shape) for p in ours.parameters()] == [tuple(p.shape) for p in theirs.parameters()]
+
+
 def test_stack_index_follows_the_window_rule():
     episode = np.array([0, 0, 0, 0, 1, 1])
     step = np.array([0, 1, 2, 3, 0, 1])

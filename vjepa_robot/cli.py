@@ -1179,7 +1179,8 @@ def demo(
     preset: str = typer.Option(
         "quick",
         help="quick (tiny random-init encoder on CPU, a plumbing check: "
-        f"{DEMO_TIME}) | findings (pretrained ViT-L, GPU, 3 seeds).",
+        f"{DEMO_TIME}) | findings (pretrained ViT-L, GPU, 3 seeds) | signal (ImageNet EfficientNet-Lite0 vs its "
+        "random-init control, pixels, state, random: probes and BC, 3 seeds, CPU; bench/SIGNAL_RESULTS.md).",
     ),
     out: Path = typer.Option(Path("vjepa-robot-report"), "--out"),
     store: str | None = StoreOpt,

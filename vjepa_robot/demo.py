@@ -325,8 +325,12 @@ def run_demo(
     from vjepa_robot_lab.records.runs import default_runs_dir
     from vjepa_robot_lab.report import is_plumbing, read_runs, save_notes, summary_lines, title, write_report
 
+    from vjepa_robot.signal_demo import SIGNAL_PRESETS, run_signal
+
+    if preset in SIGNAL_PRESETS:  # issue 27: a real pretrained encoder beside its controls (vjepa_robot/signal_demo.py)
+        return run_signal(preset, out=out, workdir=workdir, store=store, runs_dir=runs_dir, **overrides)
     if preset not in PRESETS:
-        raise ValueError(f"unknown demo preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        raise ValueError(f"unknown demo preset {preset!r}: choose one of {', '.join([*PRESETS, *SIGNAL_PRESETS])}")
     cfg = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
     check_config(cfg)  # before any service starts
     store_dir = Path(store or default_store_uri()).resolve()

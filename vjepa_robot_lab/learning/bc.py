@@ -37,7 +37,14 @@ from torch import nn
 from services.common.store import Store, fixed_list_to_numpy
 from vjepa_robot_client.contract import ACTION_DIM, TrainBCRequest
 from vjepa_robot_lab.learning.curves import open_curves
-from vjepa_robot_lab.perception.features import FeatureSource, FeatureTable
+from vjepa_robot_lab.perception.features import FeatureSource, FeatureTable, PixelFeatures
+from vjepa_robot_lab.perception.pixels import (
+    fit_pixel_bc,
+    is_pixel_checkpoint,
+    load_pixel_policy,
+    save_pixel_policy,
+    stack_index,
+)
 from vjepa_robot_lab.perception.readouts import AttentivePooler, GridFeatures, PoolerConfig, with_readout
 from vjepa_robot_lab.records.runs import json_default
 from vjepa_robot_lab.threads import seeded_torch
@@ -477,8 +484,6 @@ def train_bc(
     of consecutive steps; attentive: it reads the dataset's g x g token grids through an attentive pooler trained
     with it. A dataset that holds mean embeddings only has its grids embedded first, said in the run's `phase`.
     """
-    from vjepa_robot_lab.perception.pixels import PixelFeatures, train_bc_pixels
-
     if isinstance(features, PixelFeatures):  # features=pixels: a conv encoder trained with the policy (pixels.py)
         return train_bc_pixels(cfg, run, features, store)
     t0 = time.perf_counter()
@@ -537,6 +542,68 @@ def train_bc(
         "metrics": {k: v for k, v in metrics.items() if not k.endswith("_curve")},
     }
     metrics["checkpoint"] = str(save_bc_policy(Path(run.dir) / CHECKPOINT_NAME, model, lineage))
+    run.update(metrics=metrics)
+    return metrics
+
+
+def train_bc_pixels(cfg, run, features: PixelFeatures, store: Store) -> dict:
+    """train_bc for features=pixels (perception/pixels.py): the frames of cfg.dataset, the conv encoder and the MLP
+    trained together; writes <run.dir>/policy.safetensors (format vjepa-robot-bc-pixels-v1); returns the metrics."""
+    t0 = time.perf_counter()
+    table = features.offline(store, cfg.dataset)
+    steps = store.read_steps(cfg.dataset, ["action"])
+    if not (
+        np.array_equal(steps.column("episode").to_numpy(), table.episode)
+        and np.array_equal(steps.column("step").to_numpy(), table.step)
+    ):
+        raise ValueError(f"frames and actions of dataset {cfg.dataset!r} do not cover the same (episode, step) rows")
+    width = steps.schema.field("action").type.list_size
+    actions = fixed_list_to_numpy(steps.column("action"), width).astype(np.float32)
+    pull_s = time.perf_counter() - t0
+    if len(table) == 0:
+        raise ValueError(f"dataset {cfg.dataset!r} has no steps: nothing to clone")
+    index = stack_index(table.episode, table.step, features.frames)
+    train_rows, val_rows = split_by_episode(table.episode, cfg.val_fraction, cfg.seed)
+    val_episodes = np.unique(table.episode[val_rows]).tolist()
+
+    with open_curves(run.dir, run_id=run.run_id, kind="bc", config=cfg.model_dump(mode="json")) as curves:
+
+        def on_epoch(m: dict) -> None:
+            run.update(metrics=m)
+            curves.log({"loss/train": m["train_loss"], "loss/val": m["val_loss"]}, step=m["epoch"])
+
+        model, metrics = fit_pixel_bc(
+            table.x,
+            index,
+            actions,
+            train_rows,
+            val_rows,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            seed=cfg.seed,
+            on_epoch=on_epoch,
+            should_stop=run.stop_requested,
+            select=getattr(cfg, "select", "best_val"),
+        )
+    metrics.update(
+        readout="mean",
+        pooler=None,
+        pull_s=round(pull_s, 3),
+        n_train_episodes=int(len(np.unique(table.episode[train_rows]))),
+        n_val_episodes=len(val_episodes),
+        wall_s=round(time.perf_counter() - t0, 3),
+    )
+    lineage = {
+        "kind": "bc",
+        "run_id": run.run_id,
+        "dataset": cfg.dataset,
+        "features": table.lineage,
+        "config": cfg.model_dump(mode="json"),
+        "val_episodes": val_episodes,
+        "metrics": {k: v for k, v in metrics.items() if not k.endswith("_curve")},
+    }
+    metrics["checkpoint"] = str(save_pixel_policy(Path(run.dir) / CHECKPOINT_NAME, model, lineage))
     run.update(metrics=metrics)
     return metrics
 
@@ -604,8 +671,6 @@ def load_bc_policy(run_dir: Path | str) -> LoadedBCPolicy:
         raise FileNotFoundError(f"no BC checkpoint at {path}: train one first (POST /train/bc)")
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-    from vjepa_robot_lab.perception.pixels import is_pixel_checkpoint, load_pixel_policy
-
     if is_pixel_checkpoint(meta):  # features=pixels: the conv encoder and the MLP (pixels.py)
         return load_pixel_policy(path)
     if meta.get("format") != CHECKPOINT_FORMAT:

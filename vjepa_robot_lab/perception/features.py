@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.common.store import Store
-from vjepa_robot_client.contract import FEATURE_SOURCES
+from vjepa_robot_client.contract import FEATURE_SOURCES, PIXEL_FRAMES
 from vjepa_robot_client.contract import FeatureSource as FeatureName
 from vjepa_robot_lab.envs.env import STATE_DIM, TimeStep, state_features_batch, train_episode_seed
 from vjepa_robot_lab.envs.tasks import task_spec
@@ -290,6 +290,53 @@ class VJEPA2Features(FeatureSource):
         self.client.close()
 
 
+class PixelFeatures(FeatureSource):
+    """features=pixels, the learning-from-scratch control (its conv encoder and training: pixels.py). Hands the
+    frames through: offline the dataset's frames, one (H, W, 3) uint8 per step (training gathers the
+    stacks, stack_index); online each env's last `frames` frames (B, frames, H, W, 3) uint8 from its window."""
+
+    name = FeatureName.pixels.value
+    needs_frames = True
+
+    def __init__(self, frames: int = PIXEL_FRAMES):
+        self.frames = frames
+        self.image_size: int | None = None
+        self.dim = 0  # frames * H * W * 3 once the frame size is known
+
+    def lineage(self) -> dict:
+        return {
+            "features": self.name,
+            "dim": self.dim,
+            "frames": self.frames,
+            "image_size": self.image_size,
+            "encoder": "drqv2-conv (trained end to end with the policy)",
+        }
+
+    def offline(self, store: Store, dataset: str) -> FeatureTable:
+        """x (N, H, W, 3) uint8: every step's frame, decoded from the store's PNGs, sorted by (episode, step)."""
+        from services.common.store import decode_png
+
+        t = store.read_steps(dataset, ["frame"])
+        blobs = t.column("frame").to_pylist()
+        if not blobs or not blobs[0]:
+            raise ValueError(
+                f"dataset {dataset!r} stores no frames (created with image_size 0): features 'pixels' learn from "
+                "the frames; re-create it with --image-size (e.g. 64)"
+            )
+        x = np.stack([decode_png(b) for b in blobs])
+        self.image_size = int(x.shape[1])
+        self.dim = self.frames * int(np.prod(x.shape[1:]))
+        return FeatureTable(t.column("episode").to_numpy(), t.column("step").to_numpy(), x, self.lineage())
+
+    def online(self, timesteps, episode_seeds) -> np.ndarray:
+        wins = []
+        for ts in timesteps:
+            if ts.window is None:
+                raise ValueError("features 'pixels' need rendered frames: build the env with image_size > 0")
+            wins.append(ts.window[-self.frames :])
+        return np.stack(wins)
+
+
 GRID_RESIDENT_ENV = "VJEPA_ROBOT_GRID_RESIDENT_GB"
 
 
@@ -377,8 +424,6 @@ def make_feature_source(
     if kind is FeatureName.random:
         return RandomFeatures()
     if kind is FeatureName.pixels:  # learning from scratch: frames handed through to the policy's own conv
-        from vjepa_robot_lab.perception.pixels import PixelFeatures
-
         return PixelFeatures()
     if not encoder_url:
         raise ValueError("features 'vjepa2' need an encoder: pass --encoder-url (e.g. http://127.0.0.1:8001)")

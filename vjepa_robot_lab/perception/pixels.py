@@ -22,9 +22,9 @@ After the encoder comes the same MLP every frozen-feature row trains (bc.finding
 (256), Linear -> ReLU (64), Linear -> Tanh), so the rows differ in the eyes only. MSE on the expert's actions, Adam,
 cosine decay, validation split by episode, the best validation epoch kept (as bc.fit_bc).
 
-    source = PixelFeatures()                        # offline: the dataset's frames; online: each env's window
-    metrics = train_bc_pixels(cfg, run, source, store)   # writes <run.dir>/policy.safetensors
-    policy = load_pixel_policy(run.dir)             # (B, 3, H, W, 3) uint8 frames -> (B, A) actions
+    source = PixelFeatures()                  # features.py: offline the dataset's frames; online each env's window
+    metrics = bc.train_bc(cfg, run, source, store)   # BC sees PixelFeatures and trains fit_pixel_bc below
+    policy = bc.load_bc_policy(run.dir)       # (B, 3, H, W, 3) uint8 frames -> (B, A) actions
 
 SAC from pixels is not built (it would need DrQ-v2's augmented critic updates on rendered replay: hours on this
 CPU); the request refuses it.
@@ -41,10 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from services.common.store import Store, decode_png, fixed_list_to_numpy
 from vjepa_robot_client.contract import ACTION_DIM, PIXEL_FRAMES
-from vjepa_robot_client.contract import FeatureSource as FeatureName
-from vjepa_robot_lab.perception.features import FeatureSource, FeatureTable
+from vjepa_robot_lab.perception.features import PixelFeatures
 
 PIXELS_FORMAT = "vjepa-robot-bc-pixels-v1"
 SHIFT_PAD = 4  # DrQ-v2: RandomShiftsAug(pad=4)
@@ -98,11 +96,14 @@ class PixelBCPolicy(nn.Module):
 
     def __init__(self, frames: int, image_size: int, action_dim: int = ACTION_DIM, hidden: Sequence[int] = (256, 64)):
         super().__init__()
-        from vjepa_robot_lab.learning.bc import findings_mlp
-
         self.frames, self.image_size, self.action_dim, self.hidden = frames, image_size, action_dim, list(hidden)
         self.encoder = PixelEncoder(frames, image_size)
-        self.net = findings_mlp(self.encoder.repr_dim, self.hidden, action_dim)
+        # the findings' MLP, layer for layer as bc.findings_mlp builds it (tests/test_pixels.py checks they match)
+        layers: list[nn.Module] = [nn.Linear(self.encoder.repr_dim, self.hidden[0]), nn.LayerNorm(self.hidden[0])]
+        layers.append(nn.ReLU())
+        for a, b in zip(self.hidden, self.hidden[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.net = nn.Sequential(*layers, nn.Linear(self.hidden[-1], action_dim), nn.Tanh())
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """(B, frames*3, S, S) float pixels in [0, 255] -> (B, A)."""
@@ -129,55 +130,6 @@ def stack_index(episode: np.ndarray, step: np.ndarray, frames: int = PIXEL_FRAME
         start[b:] = b
     rows = np.arange(n)[:, None] + np.arange(-frames + 1, 1)[None, :]
     return np.maximum(rows, start[:, None])
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The feature source: frames through, no encoding
-# ----------------------------------------------------------------------------------------------------------------
-
-
-class PixelFeatures(FeatureSource):
-    """Hands the frames through: offline the dataset's frames, one (H, W, 3) uint8 per step (training gathers the
-    stacks, stack_index); online each env's last `frames` frames (B, frames, H, W, 3) uint8 from its window."""
-
-    name = FeatureName.pixels.value
-    needs_frames = True
-
-    def __init__(self, frames: int = PIXEL_FRAMES):
-        self.frames = frames
-        self.image_size: int | None = None
-        self.dim = 0  # frames * H * W * 3 once the frame size is known
-
-    def lineage(self) -> dict:
-        return {
-            "features": self.name,
-            "dim": self.dim,
-            "frames": self.frames,
-            "image_size": self.image_size,
-            "encoder": "drqv2-conv (trained end to end with the policy)",
-        }
-
-    def offline(self, store: Store, dataset: str) -> FeatureTable:
-        """x (N, H, W, 3) uint8: every step's frame, decoded from the store's PNGs, sorted by (episode, step)."""
-        t = store.read_steps(dataset, ["frame"])
-        blobs = t.column("frame").to_pylist()
-        if not blobs or not blobs[0]:
-            raise ValueError(
-                f"dataset {dataset!r} stores no frames (created with image_size 0): features 'pixels' learn from "
-                "the frames; re-create it with --image-size (e.g. 64)"
-            )
-        x = np.stack([decode_png(b) for b in blobs])
-        self.image_size = int(x.shape[1])
-        self.dim = self.frames * int(np.prod(x.shape[1:]))
-        return FeatureTable(t.column("episode").to_numpy(), t.column("step").to_numpy(), x, self.lineage())
-
-    def online(self, timesteps, episode_seeds) -> np.ndarray:
-        wins = []
-        for ts in timesteps:
-            if ts.window is None:
-                raise ValueError("features 'pixels' need rendered frames: build the env with image_size > 0")
-            wins.append(ts.window[-self.frames :])
-        return np.stack(wins)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -313,71 +265,6 @@ def fit_pixel_bc(
     }
 
 
-def train_bc_pixels(cfg, run, features: PixelFeatures, store: Store) -> dict:
-    """bc.train_bc for features=pixels: the frames of cfg.dataset, the conv encoder and MLP trained together;
-    writes <run.dir>/policy.safetensors (format vjepa-robot-bc-pixels-v1) and returns the metrics."""
-    from vjepa_robot_lab.learning.bc import CHECKPOINT_NAME, split_by_episode
-    from vjepa_robot_lab.learning.curves import open_curves
-
-    t0 = time.perf_counter()
-    table = features.offline(store, cfg.dataset)
-    steps = store.read_steps(cfg.dataset, ["action"])
-    if not (
-        np.array_equal(steps.column("episode").to_numpy(), table.episode)
-        and np.array_equal(steps.column("step").to_numpy(), table.step)
-    ):
-        raise ValueError(f"frames and actions of dataset {cfg.dataset!r} do not cover the same (episode, step) rows")
-    width = steps.schema.field("action").type.list_size
-    actions = fixed_list_to_numpy(steps.column("action"), width).astype(np.float32)
-    pull_s = time.perf_counter() - t0
-    if len(table) == 0:
-        raise ValueError(f"dataset {cfg.dataset!r} has no steps: nothing to clone")
-    index = stack_index(table.episode, table.step, features.frames)
-    train_rows, val_rows = split_by_episode(table.episode, cfg.val_fraction, cfg.seed)
-    val_episodes = np.unique(table.episode[val_rows]).tolist()
-
-    with open_curves(run.dir, run_id=run.run_id, kind="bc", config=cfg.model_dump(mode="json")) as curves:
-
-        def on_epoch(m: dict) -> None:
-            run.update(metrics=m)
-            curves.log({"loss/train": m["train_loss"], "loss/val": m["val_loss"]}, step=m["epoch"])
-
-        model, metrics = fit_pixel_bc(
-            table.x,
-            index,
-            actions,
-            train_rows,
-            val_rows,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            seed=cfg.seed,
-            on_epoch=on_epoch,
-            should_stop=run.stop_requested,
-            select=getattr(cfg, "select", "best_val"),
-        )
-    metrics.update(
-        readout="mean",
-        pooler=None,
-        pull_s=round(pull_s, 3),
-        n_train_episodes=int(len(np.unique(table.episode[train_rows]))),
-        n_val_episodes=len(val_episodes),
-        wall_s=round(time.perf_counter() - t0, 3),
-    )
-    lineage = {
-        "kind": "bc",
-        "run_id": run.run_id,
-        "dataset": cfg.dataset,
-        "features": table.lineage,
-        "config": cfg.model_dump(mode="json"),
-        "val_episodes": val_episodes,
-        "metrics": {k: v for k, v in metrics.items() if not k.endswith("_curve")},
-    }
-    metrics["checkpoint"] = str(save_pixel_policy(Path(run.dir) / CHECKPOINT_NAME, model, lineage))
-    run.update(metrics=metrics)
-    return metrics
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Checkpoints (safetensors, as every BC policy)
 # ----------------------------------------------------------------------------------------------------------------
@@ -435,11 +322,9 @@ def load_pixel_policy(path: Path | str) -> LoadedPixelPolicy:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from vjepa_robot_lab.learning.bc import CHECKPOINT_NAME
-
     path = Path(path)
     if path.is_dir():
-        path = path / CHECKPOINT_NAME
+        path = path / "policy.safetensors"  # bc.CHECKPOINT_NAME: every BC run keeps its policy under this name
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if not is_pixel_checkpoint(meta):
@@ -459,7 +344,6 @@ __all__ = [
     "random_shift",
     "stack_index",
     "fit_pixel_bc",
-    "train_bc_pixels",
     "load_pixel_policy",
     "save_pixel_policy",
 ]

@@ -78,7 +78,11 @@ def r2_score(y: np.ndarray, pred: np.ndarray, var: np.ndarray | None = None) -> 
 
 
 class Ridge:
-    """Closed-form ridge on standardised features, with an intercept; fit once, solve for any alpha."""
+    """Closed-form ridge on standardised features, with an intercept; fit once, solve for any alpha.
+
+    Wider than tall (D > N: a 4 x 4 grid of 1280-d tokens is 20,480 inputs) it solves the same problem in its dual
+    form, one eigendecomposition of the N x N Gram matrix z z^T: w = z^T (z z^T + alpha I)^-1 y, the identical
+    weights at a fraction of the cost."""
 
     def __init__(self, x: np.ndarray):
         x = x.astype(np.float64)
@@ -87,12 +91,15 @@ class Ridge:
         self.std = np.where(std < 1e-8, 1.0, std)
         z = (x - self.mean) / self.std
         self.z = z
-        evals, self.evecs = np.linalg.eigh(z.T @ z)  # (D,), (D, D)
+        self.dual = z.shape[0] < z.shape[1]
+        evals, self.evecs = np.linalg.eigh(z @ z.T if self.dual else z.T @ z)  # (M,), (M, M), M = min(N, D)
         self.evals = np.maximum(evals, 0.0)
 
     def solve(self, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         """(weights (D, K), intercept (K,)) for targets y (N, K)."""
         y_mean = y.mean(0)
+        if self.dual:  # w = z^T U diag(1 / (s + alpha)) U^T y
+            return self.z.T @ (self.evecs @ ((self.evecs.T @ (y - y_mean)) / (self.evals + alpha)[:, None])), y_mean
         zty = self.z.T @ (y - y_mean)  # (D, K)
         w = self.evecs @ ((self.evecs.T @ zty) / (self.evals + alpha)[:, None])
         return w, y_mean

@@ -1,0 +1,393 @@
+"""`vjepa-robot demo --preset signal`: the demo that says something real (issue 27), on a CPU.
+
+The quick preset is a plumbing check (a random-init stand-in encoder). This preset puts a REAL pretrained encoder
+beside its matched control and the field's baselines, and measures whether the harness tells them apart:
+
+- `lite0`: EfficientNet-Lite0 with ImageNet weights (an ImageNet-supervised image CNN, frozen; a real pretrained
+  encoder, not V-JEPA 2), served by the encoder service (`serve encoder --preset lite0`);
+- `lite0-random`: the same network with seeded random weights (a stand-in: the matched control);
+- `pixels`: DrQ-v2's conv encoder trained from scratch with the policy (the learning-from-scratch control);
+- `state` (the oracle) and `random` (the floor).
+
+Two tables, every number with a 95% interval:
+
+1. **Probes** (what the frozen features hold): ridge R2 of the fingertip xy, the target xy and `to_target` from
+   lite0's mean embedding and its 2 x 2 and 4 x 4 grids, and the same for lite0-random; k-fold over episodes; the
+   interval is a Student-t interval over the folds' R2 (k-1 degrees of freedom).
+2. **BC** (what a policy does with them): success rate of BC on each source, lite0 and lite0-random read with
+   `mean` and `attentive` (an attentive pooler over the g x g grid), 3 seeds each, evaluated live; the interval is
+   Wilson's over all evaluation episodes of the 3 seeds pooled, the per-seed rates beside it.
+
+Everything runs through the project's own parts: encoder services on loopback (one per model, as the bake-off
+starts them), the dataset generator, the trainer's job layer in this process (run records, studies, live
+evaluation through the frame streams), the probe code. Results go to `<out>/signal.json` and `<out>/signal.md`
+as each stage finishes (a killed run keeps what it measured). Sizes and why: docs/pixels.md, bench/SIGNAL_RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from rich.console import Console
+
+console = Console()
+
+
+@dataclass(frozen=True)
+class SignalConfig:
+    """Sized for this project's shared 2-core CPU (bench/SIGNAL_RESULTS.md measures each piece)."""
+
+    encoders: tuple[str, ...] = ("lite0", "lite0-random")
+    fusion: str = "last"  # an image family's window fusion: the newest frame (the probe targets are the current step's)
+    # BC: the dataset state-BC needs (>= 80% success measured at this size), rendered small enough to encode
+    episodes: int = 60
+    steps: int = 100
+    image_size: int = 64  # lite0's map is 2 x 2 at 64 px (stride 32): the attentive readout reads that grid
+    dataset_seed: int = 0
+    seeds: tuple[int, ...] = (0, 1, 2)
+    epochs: int = 100  # state, random, lite0 (the findings' recipe)
+    pixel_epochs: int = 20  # the conv encoder costs ~100x an MLP step on CPU
+    attentive_grid: int = 2
+    eval_episodes: int = 20  # per seed: 60 episodes per row
+    eval_seed: int = 1000  # report episodes (seeded 1e9 + 1000 + k); configurations were chosen on eval seed 0
+    parallel_envs: int = 10
+    # probes: their own dataset at 128 px, where lite0's map is 4 x 4 (grids 2 and 4)
+    probe_episodes: int = 16
+    probe_steps: int = 25
+    probe_image_size: int = 128
+    probe_grid_sizes: tuple[int, ...] = (2, 4)
+    probe_folds: int = 5
+    rows: tuple[str, ...] = field(
+        default=(
+            "state",
+            "random",
+            "pixels",
+            "lite0:mean",
+            "lite0-random:mean",
+            "lite0:attentive",
+            "lite0-random:attentive",
+        )
+    )
+    workers: int = 1
+
+
+SIGNAL_PRESETS = {"signal": SignalConfig()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Statistics
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def t_ci95(values: list[float]) -> tuple[float, float | None, float | None]:
+    """(mean, low, high): Student-t 95% interval of the mean (n-1 degrees of freedom); None bounds below 2 values."""
+    from vjepa_robot_lab.evaluation.stats import t_interval
+
+    return t_interval(list(values))
+
+
+def overlap(a: tuple, b: tuple) -> bool:
+    """Whether two (low, high) intervals overlap."""
+    return not (a[1] < b[0] or b[1] < a[0])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Probes
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def probe_rows(store, dataset: str, source, label: str, grid_sizes, folds: int) -> list[dict]:
+    """Ridge R2 (k-fold by episode) of the probe targets from `source`'s mean embedding and each g x g grid
+    (flattened, the linear readout of the grid): one row per readout with {target: {r2, ci95, folds}}."""
+    import numpy as np
+
+    from services.common.store import fixed_list_to_numpy
+    from vjepa_robot_lab.perception.probe import TARGETS, probe_arrays
+
+    steps = store.read_steps(dataset, list(TARGETS))
+    targets = {t: fixed_list_to_numpy(steps.column(t), 2) for t in TARGETS}
+    ep = steps.column("episode").to_numpy()
+    tables = [("mean", source.offline(store, dataset))]
+    tables += [(f"grid {g}x{g}", source.offline_grid(store, dataset, g)) for g in grid_sizes]
+    rows = []
+    for readout, t in tables:
+        if not np.array_equal(t.episode, ep):
+            raise ValueError(f"features of {dataset!r} do not cover its steps: re-encode it")
+        t0 = time.perf_counter()
+        x = np.asarray(t.x, np.float32).reshape(len(t), -1)
+        res = probe_arrays(x, targets, ep, seed=0, folds=folds, mlp=False)
+        row = {"encoder": label, "readout": readout, "dim": int(x.shape[1]), "rows": int(len(x))}
+        for name in TARGETS:
+            f = res["linear"][name]["r2_folds"]
+            m, lo, hi = t_ci95(f)
+            row[name] = {"r2": m, "ci95": [lo, hi], "folds": f, "alpha": res["linear"][name]["alpha"]}
+        row["wall_s"] = round(time.perf_counter() - t0, 1)
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# BC rows
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def bc_row(ctx, dataset: str, features: str, readout: str, cfg: SignalConfig, label: str) -> dict:
+    """One BC study (cfg.seeds) on `features` read with `readout`, each run evaluated live on the same report
+    episodes, through the trainer's job layer in this process."""
+    from services.trainer import jobs
+    from vjepa_robot_client.contract import EvalRequest, TrainBCRequest
+    from vjepa_robot_lab.evaluation.stats import wilson_ci95
+
+    t0 = time.perf_counter()
+    epochs = cfg.pixel_epochs if features == "pixels" else cfg.epochs
+    req = TrainBCRequest(
+        dataset=dataset,
+        features=features,
+        readout=readout,
+        grid_size=cfg.attentive_grid,
+        epochs=epochs,
+        seeds=list(cfg.seeds),
+    )
+    created = jobs.train(ctx, jobs.InlineRunner(), req)
+    t_train = time.perf_counter() - t0
+    ev = EvalRequest(
+        episodes=cfg.eval_episodes,
+        steps=cfg.steps,
+        seed=cfg.eval_seed,
+        parallel_envs=cfg.parallel_envs,
+        gif_episodes=0,
+    )
+    jobs.evaluate_study(ctx, jobs.InlineRunner(), created.study_id, ev)
+    per_seed, returns, wins, n = [], [], 0, 0
+    runs = []
+    for run_id in created.run_ids:
+        rec = ctx.runs.get(run_id)
+        e = rec.evaluations[-1] if rec.evaluations else None
+        if e is None or e.status.value != "succeeded":
+            runs.append({"run_id": run_id, "status": rec.status.value, "error": rec.error})
+            continue
+        ok = [bool(x.success) for x in e.episodes]
+        wins, n = wins + sum(ok), n + len(ok)
+        per_seed.append(e.success_rate)
+        returns.append(e.mean_return)
+        lin = rec.lineage
+        runs.append(
+            {
+                "run_id": run_id,
+                "seed": rec.config.get("seed"),
+                "success_rate": e.success_rate,
+                "mean_return": e.mean_return,
+                "selected_epoch": getattr(rec.metrics, "selected_epoch", None),
+                "encoder_id": getattr(lin, "encoder_id", None),
+            }
+        )
+    lo, hi = wilson_ci95(wins, n) if n else (None, None)
+    return {
+        "row": label,
+        "features": features,
+        "readout": readout,
+        "study_id": created.study_id,
+        "epochs": epochs,
+        "success": wins / n if n else None,
+        "ci95": [lo, hi],
+        "episodes": n,
+        "per_seed": per_seed,
+        "mean_return": t_ci95(returns) if returns else None,
+        "runs": runs,
+        "train_s": round(t_train, 1),
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The report
+# ----------------------------------------------------------------------------------------------------------------
+
+ROW_NOTES = {
+    "state": "oracle: joint cos/sin, to_target, velocity",
+    "random": "floor: noise, no information",
+    "pixels": "learning from scratch: DrQ-v2 conv, 3 stacked frames, random shift",
+    "lite0": "EfficientNet-Lite0, ImageNet-supervised, frozen: a real pretrained image CNN (not V-JEPA 2)",
+    "lite0-random": "the same network, random init: stand-in (the matched control)",
+}
+
+
+def _f(v, nd=2) -> str:
+    return "n/a" if v is None else f"{v:.{nd}f}"
+
+
+def render_markdown(result: dict) -> str:
+    cfg = result["config"]
+    lines = [
+        "# vjepa-robot demo --preset signal",
+        "",
+        f"Machine: {result.get('machine', '')}. Started {result.get('started', '')}; "
+        f"wall so far {result.get('wall_s', 0) / 60:.1f} min.",
+        "",
+        "## Probes: ridge R2 on held-out episodes (95% t-interval over "
+        f"{cfg['probe_folds']} folds by episode)",
+        "",
+        f"Dataset `{result.get('probe_dataset')}`: {cfg['probe_episodes']} jacobian-expert episodes x "
+        f"{cfg['probe_steps']} steps at {cfg['probe_image_size']} px; features of each encoder at "
+        f"fusion `{cfg['fusion']}`; the grid rows are the linear readout of the flattened g x g grid.",
+        "",
+        "| encoder | readout | dim | fingertip R2 | target R2 | to_target R2 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result.get("probes", []):
+        cells = [
+            f"{_f(r[t]['r2'])} [{_f(r[t]['ci95'][0])}, {_f(r[t]['ci95'][1])}]"
+            for t in ("finger_xy", "target_xy", "to_target")
+        ]
+        lines.append(f"| {r['encoder']} | {r['readout']} | {r['dim']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## BC: live success rate (95% Wilson interval over the pooled evaluation episodes of all seeds)",
+        "",
+        f"Dataset `{result.get('dataset')}`: {cfg['episodes']} jacobian-expert demos x {cfg['steps']} steps at "
+        f"{cfg['image_size']} px; seeds {', '.join(map(str, cfg['seeds']))}; {cfg['eval_episodes']} evaluation "
+        f"episodes per seed (eval seed {cfg['eval_seed']}), {cfg['steps']} steps; attentive reads the "
+        f"{cfg['attentive_grid']} x {cfg['attentive_grid']} grid.",
+        "",
+        "| row | success | 95% CI | per seed | mean return | what it is |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result.get("bc", []):
+        base = r["row"].split(":")[0]
+        ret = r.get("mean_return")
+        ret_s = f"{ret[0]:.1f}" if ret else "n/a"
+        seeds = ", ".join(f"{s:.2f}" for s in r["per_seed"])
+        lines.append(
+            f"| {r['row']} | {_f(r['success'])} | [{_f(r['ci95'][0])}, {_f(r['ci95'][1])}] | {seeds} | {ret_s} | "
+            f"{ROW_NOTES.get(base, '')} |"
+        )
+    for s in result.get("stages", []):
+        lines.append(f"- stage {s['stage']}: {s['wall_s'] / 60:.1f} min")
+    if result.get("errors"):
+        lines += ["", "Errors:", *[f"- {e}" for e in result["errors"]]]
+    return "\n".join(lines) + "\n"
+
+
+def _save(out: Path, result: dict, t0: float) -> None:
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    tmp = out / "signal.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1, default=str))
+    tmp.replace(out / "signal.json")  # atomic: a kill never leaves half a file
+    (out / "signal.md").write_text(render_markdown(result))
+
+
+def run_signal(
+    preset: str = "signal",
+    out: Path = Path("vjepa-robot-signal"),
+    workdir: Path = Path("vjepa-robot-demo"),
+    store: Path | None = None,
+    runs_dir: Path | None = None,
+    **overrides,
+) -> Path:
+    """Run the signal preset; results to `out`/signal.json and signal.md as each stage ends."""
+    import os
+    import platform
+    from datetime import datetime, timezone
+
+    from services.common.store import Store, default_store_uri
+    from services.trainer.jobs import TrainerContext
+    from vjepa_robot.cli import _local_encoders, _stop_all
+    from vjepa_robot_lab.data.datasets import DatasetSpec, create_dataset
+    from vjepa_robot_lab.perception.features import VJEPA2Features
+    from vjepa_robot_lab.records.runs import RunStore, default_runs_dir
+    from vjepa_robot_lab.threads import set_torch_threads
+
+    if isinstance(overrides.get("seeds"), int):  # the demo command's --seeds is a count
+        overrides["seeds"] = tuple(range(overrides["seeds"]))
+    cfg = replace(SIGNAL_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+    set_torch_threads()
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    store_dir = Path(store or default_store_uri()).resolve()
+    st = Store(str(store_dir))
+    runs = RunStore(Path(runs_dir or default_runs_dir(str(store_dir))).resolve())
+    t0 = time.perf_counter()
+    result: dict = {
+        "config": asdict(cfg),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start",
+        "probes": [],
+        "bc": [],
+        "stages": [],
+        "errors": [],
+    }
+
+    def stage(name: str, s0: float) -> None:
+        result["stages"].append({"stage": name, "wall_s": round(time.perf_counter() - s0, 1), "load": os.getloadavg()})
+        _save(out, result, t0)
+        console.print(f"[green]{name}[/] {(time.perf_counter() - s0) / 60:.1f} min (load {os.getloadavg()[0]:.1f})")
+
+    console.rule(f"[bold]vjepa-robot demo ({preset})")
+    console.print(json.dumps(asdict(cfg)))
+    s0 = time.perf_counter()
+    urls, procs = _local_encoders(list(cfg.encoders), str(store_dir), cfg.fusion, Path(workdir) / "logs")
+    try:
+        stage("encoders start", s0)
+        encoders = dict(zip(cfg.encoders, urls))
+        result["encoders"] = {}
+        for name, url in encoders.items():
+            f = VJEPA2Features(url)
+            result["encoders"][name] = {"url": url, **f.lineage(), "random_init": f.info.random_init}
+            f.close()
+
+        # -- the probe dataset and the probes --------------------------------------------------------------
+        pname = f"signal-probe-{cfg.probe_episodes}x{cfg.probe_steps}-{cfg.probe_image_size}px-s{cfg.dataset_seed}"
+        result["probe_dataset"] = pname
+        s0 = time.perf_counter()
+        if not st.has_steps(pname):
+            spec = DatasetSpec(
+                name=pname,
+                episodes=cfg.probe_episodes,
+                steps=cfg.probe_steps,
+                seed=cfg.dataset_seed,
+                image_size=cfg.probe_image_size,
+            )
+            create_dataset(spec, store=st, workers=cfg.workers, progress=False)
+        stage("probe dataset", s0)
+        for name, url in encoders.items():
+            s0 = time.perf_counter()
+            src = VJEPA2Features(url, timeout=3600)
+            try:
+                result["probes"] += probe_rows(st, pname, src, name, cfg.probe_grid_sizes, cfg.probe_folds)
+            except Exception as exc:  # recorded; the next stage goes on
+                result["errors"].append(f"probe {name}: {type(exc).__name__}: {exc}")
+            finally:
+                src.close()
+            stage(f"probe {name}", s0)
+
+        # -- the BC dataset and the BC rows ----------------------------------------------------------------
+        dname = f"signal-{cfg.episodes}x{cfg.steps}-{cfg.image_size}px-s{cfg.dataset_seed}"
+        result["dataset"] = dname
+        s0 = time.perf_counter()
+        if not st.has_steps(dname):
+            spec = DatasetSpec(
+                name=dname, episodes=cfg.episodes, steps=cfg.steps, seed=cfg.dataset_seed, image_size=cfg.image_size
+            )
+            create_dataset(spec, store=st, workers=cfg.workers, progress=False)
+        stage("BC dataset", s0)
+        for row in cfg.rows:
+            model, _, readout = row.partition(":")
+            features = "vjepa2" if model in encoders else model
+            ctx = TrainerContext(store=st, runs=runs, encoder_url=encoders.get(model))
+            s0 = time.perf_counter()
+            try:
+                result["bc"].append(bc_row(ctx, dname, features, readout or "mean", cfg, row))
+            except Exception as exc:
+                result["errors"].append(f"BC {row}: {type(exc).__name__}: {exc}")
+            stage(f"BC {row}", s0)
+    finally:
+        _stop_all(procs)
+        _save(out, result, t0)
+    console.print(render_markdown(result))
+    return out / "signal.md"
+
+
+__all__ = ["SignalConfig", "SIGNAL_PRESETS", "run_signal", "render_markdown", "probe_rows", "bc_row"]
