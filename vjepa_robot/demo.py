@@ -318,14 +318,13 @@ def run_demo(
     """Run the study; write to `store` / `runs_dir` (default: the CLI's defaults, so `vjepa-robot runs list` and
     `vjepa-robot report` find the results afterwards); service logs go to `workdir`/logs."""
     from services.common.store import Store, default_store_uri
+    from vjepa_robot.signal_demo import SIGNAL_PRESETS, run_signal
     from vjepa_robot_client import EncoderClient, TrainerClient
     from vjepa_robot_client.contract import EXPERTS, FEATURE_SOURCES
     from vjepa_robot_lab.perception.features import make_feature_source
     from vjepa_robot_lab.perception.probe import probe
     from vjepa_robot_lab.records.runs import default_runs_dir
     from vjepa_robot_lab.report import is_plumbing, read_runs, save_notes, summary_lines, title, write_report
-
-    from vjepa_robot.signal_demo import SIGNAL_PRESETS, run_signal
 
     if preset in SIGNAL_PRESETS:  # issue 27: a real pretrained encoder beside its controls (vjepa_robot/signal_demo.py)
         return run_signal(preset, out=out, workdir=workdir, store=store, runs_dir=runs_dir, **overrides)

@@ -227,8 +227,7 @@ def render_markdown(result: dict) -> str:
         f"Machine: {result.get('machine', '')}. Started {result.get('started', '')}; "
         f"wall so far {result.get('wall_s', 0) / 60:.1f} min.",
         "",
-        "## Probes: ridge R2 on held-out episodes (95% t-interval over "
-        f"{cfg['probe_folds']} folds by episode)",
+        f"## Probes: ridge R2 on held-out episodes (95% t-interval over {cfg['probe_folds']} folds by episode)",
         "",
         f"Dataset `{result.get('probe_dataset')}`: {cfg['probe_episodes']} jacobian-expert episodes x "
         f"{cfg['probe_steps']} steps at {cfg['probe_image_size']} px; features of each encoder at "
@@ -328,8 +327,12 @@ def run_signal(
     console.rule(f"[bold]vjepa-robot demo ({preset})")
     console.print(json.dumps(asdict(cfg)))
     s0 = time.perf_counter()
-    urls, procs = _local_encoders(list(cfg.encoders), str(store_dir), cfg.fusion, Path(workdir) / "logs")
+    urls, procs = [], []
     try:
+        for k, model in enumerate(cfg.encoders):  # one service each; the fusion applies to the image family only
+            fusion = cfg.fusion if model.startswith("lite0") else None
+            u, p = _local_encoders([model], str(store_dir), fusion, Path(workdir) / "logs" / f"{k}-{model}")
+            urls, procs = urls + u, procs + p
         stage("encoders start", s0)
         encoders = dict(zip(cfg.encoders, urls))
         result["encoders"] = {}

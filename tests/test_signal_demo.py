@@ -1,0 +1,84 @@
+"""`vjepa-robot demo --preset signal` (vjepa_robot/signal_demo.py) and the probe's dual ridge it relies on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vjepa_robot_lab.perception.probe import Ridge
+
+
+def test_dual_ridge_matches_the_primal():
+    """D > N (a 4 x 4 grid of 1280-d tokens is 20,480 inputs): the dual solve gives the primal's weights."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 300)), rng.normal(size=(40, 2))
+    dual = Ridge(x)
+    assert dual.dual
+    primal = Ridge(x)
+    primal.dual = False
+    evals, primal.evecs = np.linalg.eigh(primal.z.T @ primal.z)
+    primal.evals = np.maximum(evals, 0.0)
+    for alpha in (1e-2, 1.0, 1e3):
+        (w1, b1), (w2, b2) = dual.solve(y, alpha), primal.solve(y, alpha)
+        np.testing.assert_allclose(w1, w2, atol=1e-8)
+        np.testing.assert_allclose(dual.predict(x[:5], w1, b1), primal.predict(x[:5], w2, b2), atol=1e-8)
+    assert not Ridge(x[:, :10]).dual  # taller than wide: the primal, as before
+
+
+def test_probe_rows_give_intervals(tmp_store):
+    from tests.conftest import write_steps_dataset
+    from vjepa_robot.signal_demo import probe_rows
+    from vjepa_robot_lab.perception.features import RandomFeatures
+
+    write_steps_dataset(tmp_store, "pr", episodes=5, steps=6, image_size=16)
+    rows = probe_rows(tmp_store, "pr", RandomFeatures(dim=32, grid_dim=8), "random", (2,), folds=5)
+    assert [r["readout"] for r in rows] == ["mean", "grid 2x2"]
+    assert rows[1]["dim"] == 4 * 8
+    for r in rows:
+        lo, hi = r["finger_xy"]["ci95"]
+        assert len(r["finger_xy"]["folds"]) == 5 and lo <= r["finger_xy"]["r2"] <= hi
+
+
+def test_unknown_preset_names_signal():
+    from vjepa_robot.demo import run_demo
+
+    with pytest.raises(ValueError, match="signal"):
+        run_demo("nope")
+
+
+@pytest.mark.slow
+def test_signal_preset_end_to_end(tmp_path):
+    """The whole preset at toy sizes on the tiny stand-in encoder (a real service on loopback): every stage
+    writes signal.json / signal.md, the rows name their sources, pixels included. ~3 min on the loaded 2-core box."""
+    from vjepa_robot.signal_demo import run_signal
+
+    md = run_signal(
+        "signal",
+        out=tmp_path / "out",
+        workdir=tmp_path / "work",
+        store=tmp_path / "store",
+        runs_dir=tmp_path / "runs",
+        encoders=("tiny",),
+        episodes=4,
+        steps=20,
+        image_size=32,
+        seeds=(0, 1),
+        epochs=2,
+        pixel_epochs=1,
+        eval_episodes=2,
+        parallel_envs=2,
+        probe_episodes=4,
+        probe_steps=10,
+        probe_image_size=32,
+        probe_grid_sizes=(2,),
+        probe_folds=2,
+        rows=("state", "pixels", "tiny:mean", "tiny:attentive"),
+    )
+    result = json.loads((tmp_path / "out" / "signal.json").read_text())
+    assert not result["errors"], result["errors"]
+    assert [r["row"] for r in result["bc"]] == ["state", "pixels", "tiny:mean", "tiny:attentive"]
+    assert all(r["episodes"] == 4 for r in result["bc"])  # 2 seeds x 2 live episodes each
+    assert {p["readout"] for p in result["probes"]} == {"mean", "grid 2x2"}
+    assert "pixels" in md.read_text()
