@@ -21,12 +21,22 @@ BASELINE_NAMES = {
     "p-controller": "P-controller (the findings' expert)",
     "random": "Random policy",
 }
-FEATURE_NAMES = {"state": "state (8-d oracle: joint cos/sin, to_target, velocities)", "random": "random features"}
+FEATURE_NAMES = {
+    "state": "state (8-d oracle: joint cos/sin, to_target, velocities)",
+    "random": "random features",
+    "pixels": "pixels (learning from scratch: DrQ-v2 conv trained with the policy, 3 stacked frames)",
+}
 PLUMBING = "plumbing check, not a V-JEPA 2 result"
-FEATURE_ORDER = {"state": 0, "vjepa2": 1, "random": 2}
+FEATURE_ORDER = {"state": 0, "vjepa2": 1, "pixels": 2, "random": 3}
 BASELINE_ORDER = {"jacobian": 0, "p-controller": 1, "random": 2}
 INIT_WORDS = {True: "random-init", False: "pretrained", None: "init not recorded"}
-FAMILY_NAMES = {"vjepa2": "V-JEPA 2", "videomae": "VideoMAE", "dinov2": "DINOv2", "siglip": "SigLIP"}
+FAMILY_NAMES = {
+    "vjepa2": "V-JEPA 2",
+    "videomae": "VideoMAE",
+    "dinov2": "DINOv2",
+    "siglip": "SigLIP",
+    "efficientnet-lite": "EfficientNet-Lite (ImageNet-supervised CNN)",
+}
 NO_WEIGHTS = "-"  # a record written before lineage.weights (issue 18), or features with no encoder
 
 
@@ -151,6 +161,8 @@ def encoder_info(run: RunRecord | dict) -> dict:
         label = FEATURE_NAMES.get(features, features)
         if lin.features == FeatureSource.random and lin.dim:
             label += f" ({lin.dim}-d)"
+        if lin.features == FeatureSource.pixels and lin.image_size:
+            label += f", {lin.image_size} px frames"
         return {"features": features, "label": label, "random_init": False, "weights": None}
     family = FAMILY_NAMES.get(lin.family or "vjepa2", lin.family)  # records before families: V-JEPA 2
     if not lin.encoder_model:
