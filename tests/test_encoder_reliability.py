@@ -63,6 +63,12 @@ def grid_client(tmp_path_factory, tiny_encoder):
 # -- item 8: pooling batchers ----------------------------------------------------------------------------------
 
 
+def live_specs(app) -> list[PoolingSpec]:
+    """The grid poolings with a live batcher, least recently used first (the map itself, so this reads the same on
+    the code before the fix, where PoolingBatchers had no specs())."""
+    return list(app.state.poolers._batchers)
+
+
 def grid_specs(n: int) -> list[dict[str, str]]:
     """n distinct grid poolings the tiny encoder serves (8x8 token grid, 2 blocks)."""
     out = []
@@ -81,8 +87,8 @@ def test_more_than_max_poolings_distinct_grids_all_served(grid_client):
     """The 17th, 18th, ... distinct grid pooling is served (the least recently used idle batcher makes room), the
     live batchers stay at the bound, and an evicted pooling comes back when asked for again."""
     client, app = grid_client
-    bound = app.state.settings.max_poolings
-    assert bound == 16
+    bound = app.state.poolers.max_specs
+    assert bound == 16  # the default (VJEPA_ROBOT_MAX_POOLINGS)
     body = to_npy_bytes(windows(1))
     specs = grid_specs(bound + 4)
     statuses = []
@@ -92,7 +98,7 @@ def test_more_than_max_poolings_distinct_grids_all_served(grid_client):
         if r.status_code == 200:
             assert from_npy_bytes(r.content).shape[:2] == (1, int(q["grid_size"]) ** 2)
     assert statuses == [200] * len(statuses), statuses  # the old cache answered 503 from the 17th on, forever
-    live = app.state.poolers.specs()
+    live = live_specs(app)
     assert len(live) == bound
     assert live[-1] == PoolingSpec.of("grid", 2, "mean", dtype="float16")  # the most recently used is last (keys
     assert PoolingSpec.of("grid", 3, "mean", dtype="float16") not in live  # have dtype filled); 3 was evicted
@@ -113,7 +119,7 @@ def test_more_than_max_poolings_distinct_grids_all_served(grid_client):
         assert st["status"] == "running" and time.monotonic() < deadline, st
         time.sleep(0.05)
     assert st["done"] == st["total"] == 10
-    assert len(app.state.poolers.specs()) == bound
+    assert len(live_specs(app)) == bound
 
 
 def test_dtype_sent_or_not_is_one_pooling(grid_client):
@@ -121,13 +127,13 @@ def test_dtype_sent_or_not_is_one_pooling(grid_client):
     client, app = grid_client
     body = to_npy_bytes(windows(1))
     q = {"pool": "grid", "grid_size": "7", "time": "last", "layers": "0"}
-    before = set(app.state.poolers.specs())
+    before = set(live_specs(app))
     answers = []
     for extra in ({}, {"dtype": "float16"}, {}):
         r = client.post("/encode", params={**q, **extra}, content=body, headers={**NPY, "Accept": NPY_MEDIA_TYPE})
         assert r.status_code == 200 and r.headers["x-embedding-dtype"] == "float16", r.text
         answers.append(from_npy_bytes(r.content))
-    added = set(app.state.poolers.specs()) - before
+    added = set(live_specs(app)) - before
     assert added == {PoolingSpec.of("grid", 7, "last", [0], "float16")}, added
     np.testing.assert_array_equal(answers[0], answers[1])
     npy_out = {**NPY, "Accept": NPY_MEDIA_TYPE}
