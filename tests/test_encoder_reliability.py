@@ -168,6 +168,33 @@ def test_busy_batchers_are_not_evicted_and_the_bound_is_a_retry_not_a_lockout():
     asyncio.run(main())
 
 
+def test_a_dataset_job_waits_for_a_pooling_batcher_to_idle_within_its_timeout():
+    """A worker thread (a dataset job) that finds every batcher busy waits for one, instead of failing the job; it
+    gives up with TooManyPoolings only after its timeout."""
+
+    def encode(w: np.ndarray, pooling: PoolingSpec) -> np.ndarray:
+        return np.full((w.shape[0], pooling.grid_size**2, 2), pooling.grid_size, np.float32)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        poolers = PoolingBatchers(None, lambda fn: DynamicBatcher(fn, max_batch=4, max_wait_ms=0), encode, max_specs=1)
+        _, held = await poolers.acquire(PoolingSpec.of("grid", 1))
+        two, three = PoolingSpec.of("grid", 2), PoolingSpec.of("grid", 3)
+        with pytest.raises(TooManyPoolings):
+            await asyncio.to_thread(poolers.submit_from_thread, windows(1), two, loop, 0.3)
+        job = asyncio.create_task(asyncio.to_thread(poolers.submit_from_thread, windows(1), three, loop, 10.0))
+        await asyncio.sleep(0.3)
+        assert not job.done()  # still waiting for a batcher
+        poolers.release(held)
+        out = await asyncio.wait_for(job, 10)
+        assert out.shape == (1, 9, 2) and float(out[0, 0, 0]) == 3.0
+        await asyncio.sleep(0.05)  # the thread's release runs on the loop
+        assert poolers._users == {}  # every hold given back
+        await poolers.stop(grace_s=0)
+
+    asyncio.run(main())
+
+
 # -- item 9: JSON body limits and validation answers ----------------------------------------------------------------
 
 

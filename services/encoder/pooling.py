@@ -15,7 +15,10 @@ the service start unbounded queues, and no sequence of poolings locks the others
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import functools
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from services.encoder.batcher import EmbedTimeout
 from vjepa_robot_client.contract import (
     DEFAULT_GRID_SIZE,
     EMBEDDING_DTYPES,
@@ -183,12 +187,27 @@ class PoolingBatchers:
     def submit_from_thread(
         self, windows: Any, spec: PoolingSpec | None, loop: asyncio.AbstractEventLoop, timeout: float
     ) -> np.ndarray:
-        """submit() from a worker thread (dataset jobs): the batcher is held for the call, with the batcher's bounds."""
-        b, key = asyncio.run_coroutine_threadsafe(self.acquire(spec), loop).result()
+        """submit() from a worker thread (dataset jobs): the batcher is held for the call, with the batcher's bounds.
+        While every pooling batcher is busy (TooManyPoolings) the thread waits for one to idle, within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            fut = asyncio.run_coroutine_threadsafe(self.acquire(spec), loop)
+            try:
+                b, key = fut.result(max(0.001, deadline - time.monotonic()))
+                break
+            except TooManyPoolings:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+            except concurrent.futures.TimeoutError:  # the loop did not answer in time: give the hold back, if taken
+                if not fut.cancel() and fut.done() and fut.exception() is None:
+                    loop.call_soon_threadsafe(self.release, fut.result()[1])
+                raise EmbedTimeout(f"no pooling batcher within {timeout:g} s (VJEPA_ROBOT_EMBED_TIMEOUT_S)") from None
         try:
-            return as_wire(b.submit_from_thread(windows, loop, timeout=timeout), spec)
+            return as_wire(b.submit_from_thread(windows, loop, timeout=max(0.001, deadline - time.monotonic())), spec)
         finally:
-            loop.call_soon_threadsafe(self.release, key)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the service is gone, nothing to release
+                loop.call_soon_threadsafe(self.release, key)
 
     def submitter(self, spec: PoolingSpec | None) -> Callable:
         """An async `submit(windows)` for one pooling (what a frame stream's step calls)."""
