@@ -12,6 +12,7 @@ Shapes at the boundary:
 from __future__ import annotations
 
 import io
+import math
 import re
 from enum import Enum
 from typing import Any, ClassVar, Literal
@@ -173,6 +174,8 @@ def to_npy_bytes(array: np.ndarray) -> bytes:
 
 _NPY_MAGIC = b"\x93NUMPY"
 _NPY_HEAD = 64 * 1024 + 16  # a v1 .npy header is at most 65535 + 10 bytes; longer v2 headers are refused
+NPY_DTYPE_KINDS = "biuf"  # bool, signed and unsigned ints, floats: what frames and embeddings are (no void, str)
+NPY_MAX_NDIM = 32  # numpy's own limit; checked so an over-long shape is a clear error, not numpy's
 _HEADERS: dict[bytes, tuple[tuple[int, ...], bool, np.dtype]] = {}  # exact header bytes -> parsed (good ones only)
 _MAX_HEADERS = 256
 
@@ -190,11 +193,19 @@ def from_npy_bytes(data: bytes | bytearray | memoryview) -> np.ndarray:
     if bytes(view[: len(_NPY_MAGIC)]) != _NPY_MAGIC:
         raise NpyError("body is not a .npy array (missing the \\x93NUMPY magic): serialise frames with np.save")
     shape, fortran, dtype, offset = _known_npy_header(view) or _parse_npy_header(view)
-    count = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
+    count = math.prod(shape)  # Python ints: a huge shape cannot overflow into a small or negative count
     expected = count * dtype.itemsize
     payload = view[offset:]
     if len(payload) < expected:
-        raise NpyError(f"truncated .npy body: header promises {expected} bytes of data, got {len(payload)}")
+        raise NpyError(
+            f"truncated .npy body: header promises {expected} bytes of data (shape {shape}, {dtype.name}), "
+            f"got {len(payload)}"
+        )
+    if len(payload) > expected:
+        raise NpyError(
+            f".npy body longer than its header says: shape {shape} of {dtype.name} is {expected} bytes of data, "
+            f"got {len(payload)}"
+        )
     return np.frombuffer(payload, dtype=dtype, count=count).reshape(shape, order="F" if fortran else "C")
 
 
@@ -223,6 +234,15 @@ def _parse_npy_header(view: memoryview):
         raise NpyError(f"malformed .npy header: {exc}") from None
     if dtype.hasobject:
         raise NpyError("object arrays are refused (they would need unpickling): send a uint8 array")
+    if dtype.kind not in NPY_DTYPE_KINDS or dtype.itemsize not in (1, 2, 4, 8) or dtype.fields or dtype.subdtype:
+        raise NpyError(
+            f".npy dtype {dtype.str!r} is not accepted: send a plain numeric array "
+            f"(bool, int8-64, uint8-64, float16-64; frames are uint8)"
+        )
+    if not isinstance(shape, tuple) or any(not isinstance(d, int) or d < 0 for d in shape):
+        raise NpyError(f"malformed .npy header: shape {shape!r} must be a tuple of ints >= 0")
+    if len(shape) > NPY_MAX_NDIM:
+        raise NpyError(f".npy array has {len(shape)} dimensions: at most {NPY_MAX_NDIM} are accepted")
     offset = head.tell()
     if len(_HEADERS) < _MAX_HEADERS:
         _HEADERS[bytes(view[:offset])] = (shape, fortran, dtype)

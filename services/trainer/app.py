@@ -48,6 +48,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.common.auth import bearer_auth, load_token, require_token, warn_if_open
 from services.common.docs import offline_docs
 from services.common.http_metrics import RequestMetricsMiddleware
+from services.common.limits import BodyLimitMiddleware
 from services.common.store import DatasetNotFound, Store
 from services.trainer import jobs
 from vjepa_robot_client.contract import (
@@ -111,56 +112,6 @@ ERRORS = {
     413: {"model": ErrorResponse},
     422: {"model": ErrorResponse},
 }
-
-
-class BodyLimitMiddleware:
-    """Pure ASGI: refuse a request body over `limit` bytes with 413 (by Content-Length, else by the bytes received).
-
-    Bodies here are small JSON documents, so the body is read up front and replayed to the app.
-    """
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._too_large(scope, receive, send)
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":  # client went away: let the app see it
-                chunks = None
-                first = message
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
-                return await self._too_large(scope, receive, send)
-            more = message.get("more_body", False)
-        if chunks is not None:
-            first = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return first
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, scope, receive, send):
-        await JSONResponse(
-            {
-                "detail": f"request body too large: the limit is {self.limit} bytes "
-                "(VJEPA_ROBOT_MAX_BODY_BYTES); send a smaller request"
-            },
-            status_code=413,
-        )(scope, receive, send)
 
 
 class TrainerMetrics:
