@@ -166,6 +166,10 @@ def _dir(ctx, bakeoff_id: str) -> Path:
 
 def save(ctx, record: BakeoffRecord) -> None:
     record.updated_at = _now()
+    if record.status in (RunStatus.queued, RunStatus.running):  # who runs it: a restarted trainer spares a live one
+        from services.common.owner import OWNER
+
+        record.owner = dict(OWNER)
     path = _dir(ctx, record.bakeoff_id)
     path.mkdir(parents=True, exist_ok=True)
     with _LOCK:
