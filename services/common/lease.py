@@ -113,18 +113,23 @@ class StoreLease:
                 with _locked(self.path):
                     held = read_lease(self.path)
                     if held is not None and not is_mine(held):
-                        log.error("the store's lease %s was taken over by pid %s: stop this trainer", self.path,
-                                  held.get("pid"))
+                        log.error(
+                            "the store's lease %s was taken over by pid %s: stop this trainer",
+                            self.path,
+                            held.get("pid"),
+                        )
                         return
                     self._write(self._started_at)
             except OSError as exc:  # a full disk, a vanished directory: say so, keep trying
                 log.error("could not renew the store's lease %s: %s", self.path, exc)
 
-    def release(self) -> None:
+    def release(self, all_holds: bool = False) -> None:
+        """Give back one hold (all_holds: every hold of this process, as a trainer stopping does: uvicorn re-raises
+        SIGTERM after its shutdown, so nothing after the app's lifespan may run); the last one removes the file."""
         with self._lock:
             if self._count == 0:
                 return
-            self._count -= 1
+            self._count = 0 if all_holds else self._count - 1
             if self._count:
                 return
             self._stop.set()

@@ -49,7 +49,7 @@ def stop(ctx: TrainerContext, lease: StoreLease | None) -> None:
         ctx.runs.recover(only_mine=True)
     finally:
         if lease is not None:
-            lease.release()
+            lease.release(all_holds=True)  # the process's hold from serve() too: nothing runs after a SIGTERM
 
 
 def recover_bakeoffs(ctx: TrainerContext) -> list[str]:
