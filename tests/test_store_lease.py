@@ -144,13 +144,15 @@ def test_trainer_start_fixes_dead_owners_work_once_and_never_a_live_owners(tmp_p
         return json.loads((runs_dir / "bakeoffs" / bid / "bakeoff.json").read_text())["status"]
 
     app = create_app(TrainerSettings(store=str(store_dir), runs=str(runs_dir), encoder_url="http://127.0.0.1:9"))
-    with TestClient(app):  # trainer start; the checks below read the files, not the routes (nothing on read)
+    with TestClient(app) as c:  # trainer start; the checks below read the files, not the routes (nothing on read)
         assert status("live") == "running"
         assert status("dead") == "interrupted" and status("legacy") == "interrupted"
         assert store.get_dataset_meta("ds-live")["status"] == "running"
         failed = store.get_dataset_meta("ds-dead")
         assert failed["status"] == "failed" and "resume" in failed["error"]
         assert bakeoff_status("bo-live") == "running" and bakeoff_status("bo-dead") == "interrupted"
+        assert c.get("/bakeoff/bo-live").json()["status"] == "running"  # and a read does not decide it either
+        assert bakeoff_status("bo-live") == "running"
     assert status("live") == "running"  # nor at shutdown: it is not this trainer's
 
     # a lease held by a live process: the trainer refuses to start, naming the store and the holder

@@ -189,8 +189,11 @@ def load(ctx, bakeoff_id: str) -> BakeoffRecord:
 
 def get(ctx, runner, bakeoff_id: str) -> BakeoffRecord:
     """The record; one a dead trainer left queued/running is marked interrupted (its job is not active here)."""
+    from services.trainer.recovery import owned_by_live_process
+
     record = load(ctx, bakeoff_id)
-    if record.status in (RunStatus.queued, RunStatus.running) and f"bakeoff:{bakeoff_id}" not in runner.active():
+    active = record.status in (RunStatus.queued, RunStatus.running)
+    if active and f"bakeoff:{bakeoff_id}" not in runner.active() and not owned_by_live_process(record):
         _end_unfinished(record, "interrupted", "the trainer stopped during this bake-off: start it again")
         save(ctx, record)
     return record

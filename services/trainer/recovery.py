@@ -65,10 +65,15 @@ def recover_bakeoffs(ctx: TrainerContext) -> list[str]:
             continue
         if record.status not in ACTIVE:
             continue
-        owner = (record.model_extra or {}).get("owner")
-        if owner and not is_mine(owner) and owner.get("host") == HOST and owner_gone(owner) is None:
+        if owned_by_live_process(record):
             continue  # a live `vjepa-robot bake-off` on this host
         bakeoff._end_unfinished(record, "interrupted", "the trainer stopped during this bake-off: start it again")
         bakeoff.save(ctx, record)
         fixed.append(record.bakeoff_id)
     return fixed
+
+
+def owned_by_live_process(record) -> bool:
+    """The record (a run or bake-off, with its `owner`) belongs to another live process on this host."""
+    owner = (record.model_extra or {}).get("owner")
+    return bool(owner) and not is_mine(owner) and owner.get("host") == HOST and owner_gone(owner) is None
