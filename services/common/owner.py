@@ -63,3 +63,10 @@ def owner_gone(owner: dict | None, heartbeat_at: str | None = None, lease_s: flo
         if age > lease_s:
             return f"its owner on {owner.get('host')} renewed nothing for {age:.0f} s (lease {lease_s:.0f} s)"
     return None
+
+
+def owned_by_live_process(record) -> bool:
+    """A record (a run or bake-off model with an `owner` extra field) that belongs to another live process on this
+    host: a restarting trainer and a read both leave it alone."""
+    owner = (getattr(record, "model_extra", None) or {}).get("owner")
+    return bool(owner) and not is_mine(owner) and owner.get("host") == HOST and owner_gone(owner) is None

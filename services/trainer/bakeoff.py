@@ -189,7 +189,7 @@ def load(ctx, bakeoff_id: str) -> BakeoffRecord:
 
 def get(ctx, runner, bakeoff_id: str) -> BakeoffRecord:
     """The record; one a dead trainer left queued/running is marked interrupted (its job is not active here)."""
-    from services.trainer.recovery import owned_by_live_process
+    from services.common.owner import owned_by_live_process
 
     record = load(ctx, bakeoff_id)
     active = record.status in (RunStatus.queued, RunStatus.running)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 
 from services.common.lease import StoreLease, store_lease
-from services.common.owner import HOST, is_mine, owner_gone
+from services.common.owner import owned_by_live_process
 from vjepa_robot_client.contract import BakeoffRecord, RunStatus
 from vjepa_robot_lab.records.context import TrainerContext
 
@@ -71,9 +71,3 @@ def recover_bakeoffs(ctx: TrainerContext) -> list[str]:
         bakeoff.save(ctx, record)
         fixed.append(record.bakeoff_id)
     return fixed
-
-
-def owned_by_live_process(record) -> bool:
-    """The record (a run or bake-off, with its `owner`) belongs to another live process on this host."""
-    owner = (record.model_extra or {}).get("owner")
-    return bool(owner) and not is_mine(owner) and owner.get("host") == HOST and owner_gone(owner) is None
