@@ -128,6 +128,19 @@ def _thread_cache(name: str) -> dict:
     return cache
 
 
+def close_thread_envs() -> None:
+    """Close this thread's cached env (its OpenGL context is current on this thread only)."""
+    envs = _thread_cache("envs")
+    for env in envs.values():
+        close = getattr(env, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # freeing is best effort: the dataset is already written
+                pass
+    envs.clear()
+
+
 def _expert_for(spec: DatasetSpec, source: RunExpertSource | None) -> Expert:
     if run_id_of(spec.expert) is None:
         return make_expert(spec.expert, spec.task)
@@ -387,8 +400,11 @@ def _running_meta(spec: DatasetSpec, existing: dict | None) -> dict:
 def _generate(spec: DatasetSpec, episodes: list[int], workers: int, source: RunExpertSource | None = None):
     """Yield EpisodeRecords in episode order, from `workers` processes (in process when workers == 1)."""
     if workers <= 1 or len(episodes) <= 1:
-        for e in episodes:
-            yield generate_episode(spec, e, source)
+        try:
+            for e in episodes:
+                yield generate_episode(spec, e, source)
+        finally:  # free the render context on the thread that made it (a job thread may end; GC runs elsewhere)
+            close_thread_envs()
         return
     # spawn, not fork: a forked EGL context is not safe to use
     ex = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_one_render_thread)
@@ -460,7 +476,7 @@ def fail_stale(store: Store, include_own: bool = False) -> list[str]:
         if why:
             error = (
                 f"generation interrupted ({why}) after {meta.get('episodes_done')} episodes; "
-                "re-create it with resume (CLI --resume, HTTP \"resume\": true) to complete it"
+                're-create it with resume (CLI --resume, HTTP "resume": true) to complete it'
             )
             rest = {k: v for k, v in meta.items() if k not in ("name", "status", "updated_at")}
             store.put_dataset_meta(meta["name"], "failed", {**rest, "error": error})
@@ -477,6 +493,6 @@ def dataset_info(store: Store, name: str) -> dict:
             meta["status"] = "failed"
             meta["error"] = (
                 f"generation interrupted ({why}) after {meta.get('episodes_done')} episodes; "
-                "re-create it with resume (CLI --resume, HTTP \"resume\": true) to complete it"
+                're-create it with resume (CLI --resume, HTTP "resume": true) to complete it'
             )
     return meta
