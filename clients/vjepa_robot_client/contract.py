@@ -18,7 +18,7 @@ from enum import Enum
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_serializer, model_validator
 
 from .window import WINDOW_FRAMES  # noqa: F401  (re-exported: part of the wire contract)
 
@@ -134,7 +134,7 @@ class DatasetState(str, Enum):
 
 def validate_name(name: str, what: str = "name") -> str:
     """Dataset names are table-name and path safe: letters, digits, '_' and '-', at most 64."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ValueError(
             f"invalid {what} {name!r}: use 1-64 letters, digits, '_' or '-', starting with a letter or digit "
             f"(e.g. 'jacobian-easy-500')"
@@ -143,7 +143,7 @@ def validate_name(name: str, what: str = "name") -> str:
 
 
 def validate_run_id(run_id: str) -> str:
-    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id):
+    if not isinstance(run_id, str) or not _RUN_ID_RE.fullmatch(run_id):
         raise ValueError(
             f"invalid run id {run_id!r}: run ids are lowercase letters, digits and '-' (e.g. 'bc-1a2b3c4d')"
         )
@@ -560,10 +560,21 @@ class CreateDatasetRequest(_Model):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     image_size: int = Field(256, ge=0, le=1024, description="Frame size; 0 stores no frames (state-only datasets).")
     workers: int = Field(2, ge=1, le=64)
-    overwrite: bool = False
+    overwrite: StrictBool = False  # strict: "yes" or 1 is a 422, never an overwrite
+    resume: StrictBool = Field(
+        False,
+        description="Complete an interrupted or failed dataset of this name with the same arguments (the CLI's "
+        "--resume); 409 while its generator is alive.",
+    )
 
     _name = field_validator("name")(lambda cls, v: validate_name(v, "dataset name"))
     _expert = field_validator("expert", mode="before")(lambda cls, v: validate_expert(v))
+
+    @model_validator(mode="after")
+    def _one_of_overwrite_resume(self):
+        if self.overwrite and self.resume:
+            raise ValueError("send overwrite (replace the dataset) or resume (complete it), not both")
+        return self
 
 
 class DatasetInfo(_Open):
@@ -809,7 +820,7 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
     eval_episodes: int = Field(5, ge=1, le=1000, description="Deterministic evaluation episodes per curve point.")
     final_eval_episodes: int = Field(10, ge=1, le=10_000, description="Episodes of the final evaluation.")
     eval_seed: int = Field(0, ge=0, le=2**31 - 1, description="Evaluation seeds: env.eval_episode_seed(eval_seed, k).")
-    checkpoint_replay: bool = Field(
+    checkpoint_replay: StrictBool = Field(
         True,
         description="Save the replay buffer (.npy) with each checkpoint, so a "
         "resumed run keeps its data; off: resume refills learning_starts first.",
@@ -870,7 +881,9 @@ class EvalRequest(_Model):
         description="Frame size. Omitted: the run's own training "
         "frame size (lineage.image_size); a different size needs allow_image_size_change.",
     )
-    allow_image_size_change: bool = Field(False, description="Evaluate at an image_size other than the run's own.")
+    allow_image_size_change: StrictBool = Field(
+        False, description="Evaluate at an image_size other than the run's own."
+    )
     gif_episodes: int = Field(2, ge=0, le=16, description="Episodes recorded as a GIF for the report.")
     targets: EvalTargets = Field(
         EvalTargets.uniform,

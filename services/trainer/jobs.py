@@ -208,6 +208,7 @@ def train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) ->
         return RunLineage(
             features=req.features, dataset=req.dataset, image_size=size, action_repeat=repeat, task=task, **readout
         )
+    check_replay_memory(req)
     return RunLineage(
         features=req.features,
         image_size=req.image_size if _needs_frames(req.features) else None,
@@ -215,6 +216,36 @@ def train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) ->
         task=req.task.value,
         **readout,
     )
+
+
+def check_replay_memory(req: TrainSACRequest) -> None:
+    """Refuse (422) a buffer_size whose replay buffer cannot fit in the memory available now (psutil), before any
+    run is recorded: the buffer (vjepa_robot_lab/learning/replay.py: float16 observations, float32 actions, reward,
+    done and timeout, a terminal flag) is allocated whole when training starts. vjepa2 features count as 1-d here
+    (their width is known only once the encoder answers): a lower bound, so only sizes that cannot fit are refused."""
+    import psutil
+
+    from vjepa_robot_lab.envs.tasks import task_spec
+
+    spec = task_spec(req.task.value)
+    feature = FeatureSource(req.features)
+    if feature == FeatureSource.state:
+        dim = spec.state_dim
+    elif feature == FeatureSource.vjepa2:
+        dim = 1
+    else:
+        from vjepa_robot_lab.perception.features import RandomFeatures
+
+        dim = RandomFeatures().dim
+    per_transition = 2 * dim + 4 * spec.action_dim + 3 * 4 + 1
+    need, available = int(req.buffer_size) * per_transition, psutil.virtual_memory().available
+    if need > available:
+        raise Refused(
+            422,
+            f"buffer_size {req.buffer_size} needs at least {need / 2**30:.1f} GiB for the replay buffer "
+            f"({per_transition} bytes per transition with {req.features.value} features), more than the "
+            f"{available / 2**30:.1f} GiB of memory available: send buffer_size <= {available // per_transition}",
+        )
 
 
 def train(ctx: TrainerContext, runner, req: TrainBCRequest | TrainSACRequest, progress: bool = False) -> RunCreated:
@@ -295,7 +326,8 @@ def resume(ctx: TrainerContext, runner, run_id: str) -> RunRecord:
 
 def fail_run(handle: RunHandle):
     def on_error(exc: BaseException):
-        status = "interrupted" if isinstance(exc, JobStopped) else "failed"
+        # a stop request makes any error on the way out (an encoder call cut short by the shutdown) an interruption
+        status = "interrupted" if isinstance(exc, JobStopped) or handle.stop_requested() else "failed"
         handle.update(status=status, error=f"{type(exc).__name__}: {exc}")
 
     return on_error
@@ -541,7 +573,7 @@ def eval_error_handler(handle: RunHandle, eval_id: int):
     def on_error(exc: BaseException):
         handle.update_evaluation(
             eval_id,
-            status="interrupted" if isinstance(exc, JobStopped) else "failed",
+            status="interrupted" if isinstance(exc, JobStopped) or handle.stop_requested() else "failed",
             error=f"{type(exc).__name__}: {exc}",
         )
         if handle.record.kind == BASELINE.name:
