@@ -865,7 +865,11 @@ class EvalRequest(_Model):
     episodes: int = Field(100, ge=1, le=10_000)
     task: Task = Task.easy
     steps: int = Field(
-        200, ge=10, le=10_000, description="Simulator steps per episode (a multiple of the run's action_repeat)."
+        200,
+        ge=10,
+        le=10_000,
+        description="Simulator steps per episode (a multiple of the run's action_repeat). Left out, a run is "
+        "evaluated at its own episode length (SAC: its episode_steps; BC: its dataset's), a baseline at 200.",
     )
     seed: int = Field(
         0,
@@ -944,6 +948,9 @@ class EvalResult(DictReadable, _Open):
     episodes_total: int | None = None
     error: str | None = None
     request: dict[str, Any] | None = Field(None, description="The resolved EvalRequest this evaluation ran.")
+    from_run: list[str] | None = Field(
+        None, description="Request fields left out and taken from the run's own settings (task, steps, image_size)."
+    )
     image_size: int | None = Field(None, description="Frame size rendered for the policy (None: no frames).")
     gif: list[str] | None = Field(None, description="Rollout GIFs the trainer wrote (paths on its disk).")
     created_at: str | None = None
@@ -1179,6 +1186,10 @@ class SeedInterval(_Open):
     mean: float | None = None
     ci95: list[float] | None = Field(None, description="None with fewer than 2 seeds.")
     values: list[float] = Field(default_factory=list)
+    iqm: float | None = Field(None, description="Interquartile mean of the values (Agarwal et al. 2021).")
+    iqm_ci95: list[float] | None = Field(
+        None, description="95% bootstrap interval of the IQM (seeds resampled; None with fewer than 2 seeds)."
+    )
 
 
 class StudyRun(_Open):

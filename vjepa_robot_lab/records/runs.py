@@ -453,7 +453,7 @@ class RunHandle:
 
     # -- evaluations ---------------------------------------------------------------------------------------------
 
-    def add_evaluation(self, request: dict | BaseModel) -> int:
+    def add_evaluation(self, request: dict | BaseModel, from_run: list[str] | None = None) -> int:
         box = {}
 
         def fn(r: RunRecord):
@@ -466,6 +466,7 @@ class RunHandle:
                         "eval_id": eid,
                         "status": "queued",
                         "request": plain(request),
+                        "from_run": from_run or None,
                         "created_at": now_iso(),
                         "episodes": [],
                     }
