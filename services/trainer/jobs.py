@@ -210,6 +210,7 @@ def train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) ->
         return RunLineage(
             features=req.features, dataset=req.dataset, image_size=size, action_repeat=repeat, task=task, **readout
         )
+    check_replay_memory(req)
     return RunLineage(
         features=req.features,
         image_size=req.image_size if _needs_frames(req.features) else None,
@@ -217,6 +218,36 @@ def train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) ->
         task=req.task.value,
         **readout,
     )
+
+
+def check_replay_memory(req: TrainSACRequest) -> None:
+    """Refuse (422) a buffer_size whose replay buffer cannot fit in the memory available now (psutil), before any
+    run is recorded: the buffer (vjepa_robot_lab/learning/replay.py: float16 observations, float32 actions, reward,
+    done and timeout, a terminal flag) is allocated whole when training starts. vjepa2 features count as 1-d here
+    (their width is known only once the encoder answers): a lower bound, so only sizes that cannot fit are refused."""
+    import psutil
+
+    from vjepa_robot_lab.envs.tasks import task_spec
+
+    spec = task_spec(req.task.value)
+    feature = FeatureSource(req.features)
+    if feature == FeatureSource.state:
+        dim = spec.state_dim
+    elif feature == FeatureSource.vjepa2:
+        dim = 1
+    else:
+        from vjepa_robot_lab.perception.features import RandomFeatures
+
+        dim = RandomFeatures().dim
+    per_transition = 2 * dim + 4 * spec.action_dim + 3 * 4 + 1
+    need, available = int(req.buffer_size) * per_transition, psutil.virtual_memory().available
+    if need > available:
+        raise Refused(
+            422,
+            f"buffer_size {req.buffer_size} needs at least {need / 2**30:.1f} GiB for the replay buffer "
+            f"({per_transition} bytes per transition with {req.features.value} features), more than the "
+            f"{available / 2**30:.1f} GiB of memory available: send buffer_size <= {available // per_transition}",
+        )
 
 
 def train(ctx: TrainerContext, runner, req: TrainBCRequest | TrainSACRequest, progress: bool = False) -> RunCreated:
@@ -297,7 +328,8 @@ def resume(ctx: TrainerContext, runner, run_id: str) -> RunRecord:
 
 def fail_run(handle: RunHandle):
     def on_error(exc: BaseException):
-        status = "interrupted" if isinstance(exc, JobStopped) else "failed"
+        # a stop request makes any error on the way out (an encoder call cut short by the shutdown) an interruption
+        status = "interrupted" if isinstance(exc, JobStopped) or handle.stop_requested() else "failed"
         handle.update(status=status, error=f"{type(exc).__name__}: {exc}")
 
     return on_error
@@ -384,6 +416,10 @@ def resolve_eval(ctx: TrainerContext, record: RunRecord, req: EvalRequest) -> Ev
         raise Refused(409, f"run {run_id} is {record.status.value}: evaluate it once it has succeeded")
     lineage = record.lineage
     req = resolve_eval_task(record, req)
+    if "steps" not in req.model_fields_set:  # the run's own episode length (SAC: 1000), not the request's 200
+        own_steps = _own_episode_steps(ctx, record)
+        if own_steps:
+            req = req.model_copy(update={"steps": own_steps})
     repeat = lineage.action_repeat if lineage else 1
     try:
         check_action_repeat(req.steps, repeat)
@@ -400,6 +436,29 @@ def resolve_eval(ctx: TrainerContext, record: RunRecord, req: EvalRequest) -> Ev
             "allow_image_size_change: true to evaluate at another size on purpose",
         )
     return req
+
+
+def _own_episode_steps(ctx: TrainerContext, record: RunRecord) -> int | None:
+    """The episode length a run was trained and judged at: its config's `episode_steps` (SAC), else its dataset's
+    episode length (BC); None when neither is known (a baseline, or a dataset since deleted)."""
+    steps = record.config.get("episode_steps") if record.config else None
+    if steps:
+        return int(steps)
+    dataset = record.lineage.dataset if record.lineage else None
+    if dataset:
+        try:
+            return int(ctx.store.get_dataset_meta(dataset)["steps"])
+        except (DatasetNotFound, KeyError, TypeError, ValueError):
+            return None
+    return None
+
+
+FILLED_FROM_RUN = ("task", "steps", "image_size")
+
+
+def filled_from_run(asked: EvalRequest, resolved: EvalRequest) -> list[str]:
+    """The request fields the caller left out that the run's own settings filled (said in the answer)."""
+    return [f for f in FILLED_FROM_RUN if f not in asked.model_fields_set and getattr(resolved, f) != getattr(asked, f)]
 
 
 def resolve_eval_task(record: RunRecord, req: EvalRequest) -> EvalRequest:
@@ -427,7 +486,8 @@ def resolve_eval_task(record: RunRecord, req: EvalRequest) -> EvalRequest:
 
 def evaluate_run(ctx: TrainerContext, runner, run_id: str, req: EvalRequest) -> EvalResult:
     record = get_record(ctx, run_id)
-    return _start_eval(ctx, runner, ctx.runs.handle(run_id), resolve_eval(ctx, record, req))
+    resolved = resolve_eval(ctx, record, req)
+    return _start_eval(ctx, runner, ctx.runs.handle(run_id), resolved, filled_from_run(req, resolved))
 
 
 def evaluate_baseline(ctx: TrainerContext, runner, req: BaselineEvalRequest) -> EvalResult:
@@ -457,7 +517,7 @@ def evaluate_study(ctx: TrainerContext, runner, study_id: str, req: EvalRequest)
     jobs = []
     for record, r in zip(ready, resolved):
         handle = ctx.runs.handle(record.run_id)
-        jobs.append((handle, handle.add_evaluation(r.model_dump(mode="json")), r))
+        jobs.append((handle, handle.add_evaluation(r.model_dump(mode="json"), filled_from_run(req, r)), r))
     ctx.runs.update_study(study_id, eval_request=req.model_dump(mode="json"))
 
     def fail_active(exc: BaseException) -> None:
@@ -483,8 +543,10 @@ def evaluate_study(ctx: TrainerContext, runner, study_id: str, req: EvalRequest)
     return ctx.runs.get_study(study_id)
 
 
-def _start_eval(ctx: TrainerContext, runner, handle: RunHandle, req: EvalRequest) -> EvalResult:
-    eval_id = handle.add_evaluation(req.model_dump(mode="json"))  # recorded `queued` before the service answers
+def _start_eval(
+    ctx: TrainerContext, runner, handle: RunHandle, req: EvalRequest, from_run: list[str] | None = None
+) -> EvalResult:
+    eval_id = handle.add_evaluation(req.model_dump(mode="json"), from_run)  # `queued` before the service answers
     runner.submit(
         f"eval:{handle.run_id}:{eval_id}",
         lambda: run_eval(ctx, handle, eval_id, req),
@@ -543,7 +605,7 @@ def eval_error_handler(handle: RunHandle, eval_id: int):
     def on_error(exc: BaseException):
         handle.update_evaluation(
             eval_id,
-            status="interrupted" if isinstance(exc, JobStopped) else "failed",
+            status="interrupted" if isinstance(exc, JobStopped) or handle.stop_requested() else "failed",
             error=f"{type(exc).__name__}: {exc}",
         )
         if handle.record.kind == BASELINE.name:
