@@ -254,7 +254,8 @@ def render_markdown(result: dict) -> str:
         "| row | success | 95% CI | per seed | mean return | what it is |",
         "|---|---|---|---|---|---|",
     ]
-    for r in result.get("bc", []):
+    order = {row: i for i, row in enumerate(cfg["rows"])}
+    for r in sorted(result.get("bc", []), key=lambda r: order.get(r["row"], len(order))):
         base = r["row"].split(":")[0]
         ret = r.get("mean_return")
         ret_s = f"{ret[0]:.1f}" if ret else "n/a"
@@ -263,11 +264,60 @@ def render_markdown(result: dict) -> str:
             f"| {r['row']} | {_f(r['success'])} | [{_f(r['ci95'][0])}, {_f(r['ci95'][1])}] | {seeds} | {ret_s} | "
             f"{ROW_NOTES.get(base, '')} |"
         )
+    lines.append("")
     for s in result.get("stages", []):
-        lines.append(f"- stage {s['stage']}: {s['wall_s'] / 60:.1f} min")
+        lines.append(f"- stage {s['stage']}: {s['wall_s'] / 60:.1f} min (load {s['load'][0]:.1f})")
     if result.get("errors"):
         lines += ["", "Errors:", *[f"- {e}" for e in result["errors"]]]
     return "\n".join(lines) + "\n"
+
+
+def _ensure_dataset(st, spec, workers: int) -> None:
+    """Create the dataset unless a finished one of that name is in the store (an interrupted one is resumed)."""
+    from services.common.store import DatasetNotFound
+    from vjepa_robot_lab.data.datasets import create_dataset
+
+    try:
+        status = st.get_dataset_meta(spec.name).get("status")
+    except DatasetNotFound:
+        status = None
+    if status == "ready":
+        return
+    create_dataset(spec, store=st, workers=workers, progress=False, resume=status is not None)
+
+
+# what a kept row must share with this run to be reused (everything but the rows and encoders asked for)
+_SAME = (
+    "fusion",
+    "episodes",
+    "steps",
+    "image_size",
+    "dataset_seed",
+    "seeds",
+    "epochs",
+    "pixel_epochs",
+    "attentive_grid",
+    "eval_episodes",
+    "eval_seed",
+    "probe_episodes",
+    "probe_steps",
+    "probe_image_size",
+    "probe_grid_sizes",
+    "probe_folds",
+)
+
+
+def _kept(out: Path, cfg: SignalConfig) -> dict:
+    """The rows of an earlier run into the same `out` with the same settings (a run killed part way, or run in
+    pieces): they are kept and not measured again; anything else starts afresh."""
+    path = out / "signal.json"
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    now = json.loads(json.dumps(asdict(cfg)))
+    if any(old.get("config", {}).get(k) != now.get(k) for k in _SAME):
+        return {}
+    return old
 
 
 def _save(out: Path, result: dict, t0: float) -> None:
@@ -294,7 +344,7 @@ def run_signal(
     from services.common.store import Store, default_store_uri
     from services.trainer.jobs import TrainerContext
     from vjepa_robot.cli import _local_encoders, _stop_all
-    from vjepa_robot_lab.data.datasets import DatasetSpec, create_dataset
+    from vjepa_robot_lab.data.datasets import DatasetSpec
     from vjepa_robot_lab.perception.features import VJEPA2Features
     from vjepa_robot_lab.records.runs import RunStore, default_runs_dir
     from vjepa_robot_lab.threads import set_torch_threads
@@ -309,15 +359,21 @@ def run_signal(
     st = Store(str(store_dir))
     runs = RunStore(Path(runs_dir or default_runs_dir(str(store_dir))).resolve())
     t0 = time.perf_counter()
+    kept = _kept(out, cfg)
     result: dict = {
         "config": asdict(cfg),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start",
-        "probes": [],
-        "bc": [],
-        "stages": [],
+        "probes": [p for p in kept.get("probes", [])],
+        "bc": [r for r in kept.get("bc", []) if r.get("success") is not None],
+        "stages": kept.get("stages", []),
         "errors": [],
+        "earlier": kept.get("earlier", []) + ([kept["started"]] if kept.get("started") else []),
     }
+    probed = {p["encoder"] for p in result["probes"]}
+    done_rows = {r["row"] for r in result["bc"]}
+    if kept:
+        console.print(f"keeping {len(probed)} probed encoders and BC rows {sorted(done_rows)} from {out}/signal.json")
 
     def stage(name: str, s0: float) -> None:
         result["stages"].append({"stage": name, "wall_s": round(time.perf_counter() - s0, 1), "load": os.getloadavg()})
@@ -345,7 +401,8 @@ def run_signal(
         pname = f"signal-probe-{cfg.probe_episodes}x{cfg.probe_steps}-{cfg.probe_image_size}px-s{cfg.dataset_seed}"
         result["probe_dataset"] = pname
         s0 = time.perf_counter()
-        if not st.has_steps(pname):
+        todo = [n for n in encoders if n not in probed]
+        if todo:
             spec = DatasetSpec(
                 name=pname,
                 episodes=cfg.probe_episodes,
@@ -353,9 +410,11 @@ def run_signal(
                 seed=cfg.dataset_seed,
                 image_size=cfg.probe_image_size,
             )
-            create_dataset(spec, store=st, workers=cfg.workers, progress=False)
-        stage("probe dataset", s0)
+            _ensure_dataset(st, spec, cfg.workers)
+            stage("probe dataset", s0)
         for name, url in encoders.items():
+            if name in probed:
+                continue
             s0 = time.perf_counter()
             src = VJEPA2Features(url, timeout=3600)
             try:
@@ -370,14 +429,18 @@ def run_signal(
         dname = f"signal-{cfg.episodes}x{cfg.steps}-{cfg.image_size}px-s{cfg.dataset_seed}"
         result["dataset"] = dname
         s0 = time.perf_counter()
-        if not st.has_steps(dname):
-            spec = DatasetSpec(
-                name=dname, episodes=cfg.episodes, steps=cfg.steps, seed=cfg.dataset_seed, image_size=cfg.image_size
-            )
-            create_dataset(spec, store=st, workers=cfg.workers, progress=False)
+        spec = DatasetSpec(
+            name=dname, episodes=cfg.episodes, steps=cfg.steps, seed=cfg.dataset_seed, image_size=cfg.image_size
+        )
+        _ensure_dataset(st, spec, cfg.workers)
         stage("BC dataset", s0)
         for row in cfg.rows:
+            if row in done_rows:
+                continue
             model, _, readout = row.partition(":")
+            if model not in encoders and model not in ("state", "random", "pixels"):
+                result["errors"].append(f"BC {row}: no encoder {model!r} started (encoders: {list(encoders)})")
+                continue
             features = "vjepa2" if model in encoders else model
             ctx = TrainerContext(store=st, runs=runs, encoder_url=encoders.get(model))
             s0 = time.perf_counter()
