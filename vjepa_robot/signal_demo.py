@@ -43,20 +43,20 @@ class SignalConfig:
     encoders: tuple[str, ...] = ("lite0", "lite0-random")
     fusion: str = "last"  # an image family's window fusion: the newest frame (the probe targets are the current step's)
     # BC: the dataset state-BC needs (>= 80% success measured at this size), rendered small enough to encode
-    episodes: int = 60
-    steps: int = 100
+    episodes: int = 200  # state BC: 77/70% at 100 x 50, 83/80/90% at 150 x 50, 100% at 200 x 50 (eval seed 0)
+    steps: int = 50
     image_size: int = 64  # lite0's map is 2 x 2 at 64 px (stride 32): the attentive readout reads that grid
     dataset_seed: int = 0
     seeds: tuple[int, ...] = (0, 1, 2)
     epochs: int = 100  # state, random, lite0 (the findings' recipe)
-    pixel_epochs: int = 20  # the conv encoder costs ~100x an MLP step on CPU
+    pixel_epochs: int = 2  # the conv encoder costs ~100x an MLP step: 13-42 samples/s at 64 px on the loaded box
     attentive_grid: int = 2
     eval_episodes: int = 20  # per seed: 60 episodes per row
     eval_seed: int = 1000  # report episodes (seeded 1e9 + 1000 + k); configurations were chosen on eval seed 0
     parallel_envs: int = 10
     # probes: their own dataset at 128 px, where lite0's map is 4 x 4 (grids 2 and 4)
-    probe_episodes: int = 16
-    probe_steps: int = 25
+    probe_episodes: int = 40  # distinct targets matter: 12 x 25 gave every readout R2 < 0.1 (seed 100)
+    probe_steps: int = 10
     probe_image_size: int = 128
     probe_grid_sizes: tuple[int, ...] = (2, 4)
     probe_folds: int = 5
@@ -308,24 +308,36 @@ _SAME = (
 
 
 def _kept(out: Path, cfg: SignalConfig) -> dict:
-    """The rows of an earlier run into the same `out` with the same settings (a run killed part way, or run in
-    pieces): they are kept and not measured again; anything else starts afresh."""
-    path = out / "signal.json"
-    if not path.exists():
-        return {}
-    old = json.loads(path.read_text())
+    """The rows of earlier runs into the same `out` with the same settings (a run killed part way, or pieces run
+    side by side with `part`, each into its own signal.<part>.json): kept and not measured again. Files with
+    other settings are ignored."""
     now = json.loads(json.dumps(asdict(cfg)))
-    if any(old.get("config", {}).get(k) != now.get(k) for k in _SAME):
-        return {}
-    return old
+    kept: dict = {"probes": [], "bc": [], "stages": [], "earlier": []}
+    for path in sorted(out.glob("signal*.json")):
+        old = json.loads(path.read_text())
+        if any(old.get("config", {}).get(k) != now.get(k) for k in _SAME):
+            continue
+        have_p = {p["encoder"] for p in kept["probes"]}
+        kept["probes"] += [p for p in old.get("probes", []) if p["encoder"] not in have_p]
+        have_b = {r["row"] for r in kept["bc"]}
+        kept["bc"] += [r for r in old.get("bc", []) if r["row"] not in have_b]
+        kept["stages"] += old.get("stages", [])
+        kept["earlier"] += old.get("earlier", []) + [f"{path.name}: started {old.get('started')}"]
+        for key in ("encoders", "dataset", "probe_dataset"):
+            if old.get(key):
+                kept.setdefault(key, {} if key == "encoders" else old[key])
+                if key == "encoders":
+                    kept[key].update(old[key])
+    return kept if kept["earlier"] else {}
 
 
-def _save(out: Path, result: dict, t0: float) -> None:
+def _save(out: Path, result: dict, t0: float, part: str | None = None) -> None:
     result["wall_s"] = round(time.perf_counter() - t0, 1)
-    tmp = out / "signal.json.tmp"
+    name = f"signal.{part}" if part else "signal"
+    tmp = out / f"{name}.json.tmp"
     tmp.write_text(json.dumps(result, indent=1, default=str))
-    tmp.replace(out / "signal.json")  # atomic: a kill never leaves half a file
-    (out / "signal.md").write_text(render_markdown(result))
+    tmp.replace(out / f"{name}.json")  # atomic: a kill never leaves half a file
+    (out / f"{name}.md").write_text(render_markdown(result))
 
 
 def run_signal(
@@ -334,9 +346,12 @@ def run_signal(
     workdir: Path = Path("vjepa-robot-demo"),
     store: Path | None = None,
     runs_dir: Path | None = None,
+    part: str | None = None,
     **overrides,
 ) -> Path:
-    """Run the signal preset; results to `out`/signal.json and signal.md as each stage ends."""
+    """Run the signal preset; results to `out`/signal.json and signal.md as each stage ends. `part` (pieces run
+    side by side into one `out`, e.g. rows without an encoder while the encoders' rows run) writes
+    signal.<part>.json instead; a later run without `part` gathers every piece with the same settings."""
     import os
     import platform
     from datetime import datetime, timezone
@@ -368,7 +383,8 @@ def run_signal(
         "bc": [r for r in kept.get("bc", []) if r.get("success") is not None],
         "stages": kept.get("stages", []),
         "errors": [],
-        "earlier": kept.get("earlier", []) + ([kept["started"]] if kept.get("started") else []),
+        "earlier": kept.get("earlier", []),
+        "encoders": dict(kept.get("encoders", {})),
     }
     probed = {p["encoder"] for p in result["probes"]}
     done_rows = {r["row"] for r in result["bc"]}
@@ -377,7 +393,7 @@ def run_signal(
 
     def stage(name: str, s0: float) -> None:
         result["stages"].append({"stage": name, "wall_s": round(time.perf_counter() - s0, 1), "load": os.getloadavg()})
-        _save(out, result, t0)
+        _save(out, result, t0, part)
         console.print(f"[green]{name}[/] {(time.perf_counter() - s0) / 60:.1f} min (load {os.getloadavg()[0]:.1f})")
 
     console.rule(f"[bold]vjepa-robot demo ({preset})")
@@ -391,7 +407,6 @@ def run_signal(
             urls, procs = urls + u, procs + p
         stage("encoders start", s0)
         encoders = dict(zip(cfg.encoders, urls))
-        result["encoders"] = {}
         for name, url in encoders.items():
             f = VJEPA2Features(url)
             result["encoders"][name] = {"url": url, **f.lineage(), "random_init": f.info.random_init}
@@ -451,7 +466,7 @@ def run_signal(
             stage(f"BC {row}", s0)
     finally:
         _stop_all(procs)
-        _save(out, result, t0)
+        _save(out, result, t0, part)
     console.print(render_markdown(result))
     return out / "signal.md"
 
