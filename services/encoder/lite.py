@@ -59,6 +59,7 @@ class LiteConfig:
     num_hidden_layers: int = 0  # no transformer blocks: `layers=` does not apply (the grid is the last map)
     image_size: int = LITE_IMAGE_SIZE
     stride: int = LITE_STRIDE
+    init: str = "efficientnet-normal-fan-out"  # how random weights are drawn (init_like_efficientnet): in the id
 
     def to_json_string(self, use_diff: bool = False) -> str:
         return json.dumps(asdict(self), sort_keys=True)
