@@ -24,8 +24,9 @@ encoder id):
     treats an image backbone like V-JEPA 2's mean over all the window's tokens (a fair like-for-like), and keeps
     D the same for readouts sized by width. It averages motion away: order is lost.
   - `last`: the newest frame only (a single-image policy).
-  - `last3`: the newest 3 frames' vectors concatenated oldest -> newest, (B, 3D): CortexBench's (eai-vc
-    mujoco_vc) frame fusion for DMC, "the last 3 embeddings", so order (velocity) survives.
+  - `last3`: the newest 3 frames' vectors concatenated oldest -> newest, (B, 3D), so order (velocity) survives.
+    This is plain concatenation, not CortexBench's DMC fusion: eai-vc's mujoco_vc fuses its last 3 embeddings with
+    FLARE (the newest plus the differences of consecutive ones), which is the trainer's `flare` readout here.
   EfficientNet-Lite takes the same default, `mean`, for the same reasons (and so every image family's default is
   one rule); `last3` is there when order matters.
 pool=grid on an image family: each frame's patch tokens (DINOv2: after its CLS and register tokens; SigLIP: all
