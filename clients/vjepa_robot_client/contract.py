@@ -471,8 +471,12 @@ class EncoderInfo(_Open):
         description="The hub revision asked for (e.g. 'main'); `weights` is what it "
         "resolved to. None for directories and presets.",
     )
-    family: str | None = Field(None, description="Backbone family: vjepa2 | videomae | dinov2 | siglip.")
-    token_pooling: str | None = Field(None, description="How one forward's tokens become a vector (mean, cls, map).")
+    family: str | None = Field(
+        None, description="Backbone family: vjepa2 | videomae | dinov2 | siglip | efficientnet-lite."
+    )
+    token_pooling: str | None = Field(
+        None, description="How one forward's tokens become a vector (mean, cls, map, gap: global average pool)."
+    )
     fusion: str | None = Field(
         None,
         description="How an image family's per-frame vectors fuse over the window "

