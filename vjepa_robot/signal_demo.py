@@ -13,7 +13,9 @@ Two tables, every number with a 95% interval:
 
 1. **Probes** (what the frozen features hold): ridge R2 of the fingertip xy, the target xy and `to_target` from
    lite0's mean embedding and its 2 x 2 and 4 x 4 grids, and the same for lite0-random; k-fold over episodes; the
-   interval is a Student-t interval over the folds' R2 (k-1 degrees of freedom).
+   interval is a Student-t interval over the folds' R2 (k-1 degrees of freedom). The ridge centres its inputs and
+   scales them by one common std (probe.Ridge scale="global": per-dimension standardising amplifies a CNN's
+   near-dead channels).
 2. **BC** (what a policy does with them): success rate of BC on each source, lite0 and lite0-random read with
    `mean` and `attentive` (an attentive pooler over the g x g grid), 3 seeds each, evaluated live; the interval is
    Wilson's over all evaluation episodes of the 3 seeds pooled, the per-seed rates beside it.
@@ -118,7 +120,9 @@ def probe_rows(store, dataset: str, source, label: str, grid_sizes, folds: int) 
             raise ValueError(f"features of {dataset!r} do not cover its steps: re-encode it")
         t0 = time.perf_counter()
         x = np.asarray(t.x, np.float32).reshape(len(t), -1)
-        res = probe_arrays(x, targets, ep, seed=0, folds=folds, mlp=False)
+        # scale="global": centred, one std for all inputs; per-dimension standardising blows up lite0's near-dead
+        # channels (probe.Ridge)
+        res = probe_arrays(x, targets, ep, seed=0, folds=folds, mlp=False, scale="global")
         row = {"encoder": label, "readout": readout, "dim": int(x.shape[1]), "rows": int(len(x))}
         for name in TARGETS:
             f = res["linear"][name]["r2_folds"]

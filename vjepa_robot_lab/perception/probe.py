@@ -82,13 +82,21 @@ class Ridge:
 
     Wider than tall (D > N: a 4 x 4 grid of 1280-d tokens is 20,480 inputs) it solves the same problem in its dual
     form, one eigendecomposition of the N x N Gram matrix z z^T: w = z^T (z z^T + alpha I)^-1 y, the identical
-    weights at a fraction of the cost."""
+    weights at a fraction of the cost.
 
-    def __init__(self, x: np.ndarray):
+    `scale`: "dimension" (default) standardises each input by its own std; "global" centres each and divides all by
+    one std (the alpha grid keeps its meaning). A CNN's last map has many near-dead channels (EfficientNet-Lite0 on
+    reacher frames: 283 of 1280 with std < 1e-3): standardising blows their noise up to unit variance and the ridge
+    fits it (lite0's 2 x 2 grid: fingertip R2 -0.70 standardised, 0.83 global; bench/SIGNAL_RESULTS.md)."""
+
+    def __init__(self, x: np.ndarray, scale: str = "dimension"):
         x = x.astype(np.float64)
         self.mean = x.mean(0)
-        std = x.std(0)
-        self.std = np.where(std < 1e-8, 1.0, std)
+        if scale == "global":  # one number for every dimension: near-constant channels stay near-constant
+            self.std = np.full(x.shape[1], max(float(x.std()), 1e-8))
+        else:
+            std = x.std(0)
+            self.std = np.where(std < 1e-8, 1.0, std)
         z = (x - self.mean) / self.std
         self.z = z
         self.dual = z.shape[0] < z.shape[1]
@@ -108,13 +116,15 @@ class Ridge:
         return ((x.astype(np.float64) - self.mean) / self.std) @ w + b
 
 
-def choose_alpha(x: np.ndarray, y: np.ndarray, episode: np.ndarray, seed: int, alphas=ALPHAS) -> float:
+def choose_alpha(
+    x: np.ndarray, y: np.ndarray, episode: np.ndarray, seed: int, alphas=ALPHAS, scale: str = "dimension"
+) -> float:
     """The alpha with the best mean R2 over an inner k-fold (by episode) of these rows."""
     inner = kfold_episodes(episode, INNER_FOLDS, seed + 1)
     scores = np.zeros(len(alphas))
     var = y.var(0)
     for tr, va in inner:
-        fit = Ridge(x[tr])
+        fit = Ridge(x[tr], scale)
         for i, a in enumerate(alphas):
             scores[i] += r2_score(y[va], fit.predict(x[va], *fit.solve(y[tr], a)), var)
     scores /= len(inner)
@@ -302,8 +312,10 @@ def probe_arrays(
     alphas=ALPHAS,
     mlp: bool = True,
     mlp_steps: int = 1500,
+    scale: str = "dimension",
 ) -> dict:
-    """k-fold (by episode) R2 of a ridge (alpha by inner CV) and of an MLP from x (N, D) to each target (N, K)."""
+    """k-fold (by episode) R2 of a ridge (alpha by inner CV) and of an MLP from x (N, D) to each target (N, K).
+    `scale`: how the ridge scales its inputs (Ridge: "dimension" or "global")."""
     x = np.asarray(x, dtype=np.float32)
     targets = {k: np.asarray(v, dtype=np.float64).reshape(len(x), -1) for k, v in targets.items()}
     splits = kfold_episodes(episode, folds, seed)
@@ -319,10 +331,10 @@ def probe_arrays(
     var_all = {n: targets[n].var(0) for n in names}  # each fold's R2 is measured against this
     widths = np.cumsum([0] + [targets[n].shape[1] for n in names])
     for f, (tr, te) in enumerate(splits):
-        fit = Ridge(x[tr])
+        fit = Ridge(x[tr], scale)
         for n in names:
             y = targets[n]
-            alpha = choose_alpha(x[tr], y[tr], episode[tr], seed + f, alphas)
+            alpha = choose_alpha(x[tr], y[tr], episode[tr], seed + f, alphas, scale)
             pred = fit.predict(x[te], *fit.solve(y[tr], alpha))
             oof_lin[n][te] = pred
             lin[n]["folds"].append(r2_score(y[te], pred, var_all[n]))
@@ -350,6 +362,7 @@ def probe_arrays(
         "dim": int(x.shape[1]),
         "targets": names,
         "alpha_grid": [float(alphas[0]), float(alphas[-1])],
+        "scale": scale,
         "linear": {},
         "mlp": {},
     }
