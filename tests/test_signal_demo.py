@@ -82,3 +82,21 @@ def test_signal_preset_end_to_end(tmp_path):
     assert all(r["episodes"] == 4 for r in result["bc"])  # 2 seeds x 2 live episodes each
     assert {p["readout"] for p in result["probes"]} == {"mean", "grid 2x2"}
     assert "pixels" in md.read_text()
+
+
+def test_global_scale_ignores_near_dead_channels():
+    """A CNN's last map has many near-constant channels: standardising each blows their noise up to unit
+    variance and the ridge fits it; the global scale leaves them negligible (probe.Ridge scale='global')."""
+    from vjepa_robot_lab.perception.probe import probe_arrays
+
+    rng = np.random.default_rng(0)
+    episode = np.repeat(np.arange(20), 10)
+    pos = rng.normal(size=(200, 2))
+    live = pos @ rng.normal(size=(2, 8)) + 0.05 * rng.normal(size=(200, 8))  # 8 channels that carry the position
+    dead = 1e-4 * rng.normal(size=(200, 2000))  # 2000 near-dead channels: noise only
+    x = np.concatenate([live, dead], axis=1)
+    r2 = {
+        s: probe_arrays(x, {"finger_xy": pos}, episode, folds=5, mlp=False, scale=s)["linear"]["finger_xy"]["r2"]
+        for s in ("dimension", "global")
+    }
+    assert r2["global"] > 0.9 and r2["global"] > r2["dimension"] + 0.1, r2
