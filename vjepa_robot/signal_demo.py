@@ -268,9 +268,16 @@ def render_markdown(result: dict) -> str:
             f"| {r['row']} | {_f(r['success'])} | [{_f(r['ci95'][0])}, {_f(r['ci95'][1])}] | {seeds} | {ret_s} | "
             f"{ROW_NOTES.get(base, '')} |"
         )
-    lines.append("")
+    lines += ["", "Stages (wall time, 1-minute load average at the end):"]
     for s in result.get("stages", []):
-        lines.append(f"- stage {s['stage']}: {s['wall_s'] / 60:.1f} min (load {s['load'][0]:.1f})")
+        lines.append(f"- {s['stage']}: {s['wall_s'] / 60:.1f} min (load {s['load'][0]:.1f})")
+    seen = {(s["stage"], s["wall_s"]) for s in result.get("stages", [])}
+    for p in result.get("parts", []):
+        lines.append(f"- kept from {p['file']} (started {p['started']}):")
+        for s in p["stages"]:
+            if (s["stage"], s["wall_s"]) not in seen:  # a piece may have copied another's stages
+                seen.add((s["stage"], s["wall_s"]))
+                lines.append(f"  - {s['stage']}: {s['wall_s'] / 60:.1f} min (load {s['load'][0]:.1f})")
     if result.get("errors"):
         lines += ["", "Errors:", *[f"- {e}" for e in result["errors"]]]
     return "\n".join(lines) + "\n"
@@ -325,7 +332,7 @@ def _kept(out: Path, cfg: SignalConfig) -> dict:
         kept["probes"] += [p for p in old.get("probes", []) if p["encoder"] not in have_p]
         have_b = {r["row"] for r in kept["bc"]}
         kept["bc"] += [r for r in old.get("bc", []) if r["row"] not in have_b]
-        kept["stages"] += old.get("stages", [])
+        kept["stages"].append({"file": path.name, "started": old.get("started"), "stages": old.get("stages", [])})
         kept["earlier"] += old.get("earlier", []) + [f"{path.name}: started {old.get('started')}"]
         for key in ("encoders", "dataset", "probe_dataset"):
             if old.get(key):
@@ -385,7 +392,9 @@ def run_signal(
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start",
         "probes": [p for p in kept.get("probes", [])],
         "bc": [r for r in kept.get("bc", []) if r.get("success") is not None],
-        "stages": kept.get("stages", []),
+        "stages": [],  # this run's
+        # the stages of the other pieces gathered here (never this run's own file: its stages are measured again)
+        "parts": [p for p in kept.get("stages", []) if p["file"] != (f"signal.{part}.json" if part else "signal.json")],
         "errors": [],
         "earlier": kept.get("earlier", []),
         "encoders": dict(kept.get("encoders", {})),
