@@ -460,8 +460,9 @@ def run_signal(
         spec = DatasetSpec(
             name=dname, episodes=cfg.episodes, steps=cfg.steps, seed=cfg.dataset_seed, image_size=cfg.image_size
         )
-        _ensure_dataset(st, spec, cfg.workers)
-        stage("BC dataset", s0)
+        if [r for r in cfg.rows if r not in done_rows]:  # a probes-only piece renders no BC dataset
+            _ensure_dataset(st, spec, cfg.workers)
+            stage("BC dataset", s0)
         for row in cfg.rows:
             if row in done_rows:
                 continue
