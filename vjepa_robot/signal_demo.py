@@ -283,6 +283,59 @@ def render_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _start_encoder(model: str, store: str, fusion: str | None, logs: Path, timeout: float = 600.0):
+    """One `serve encoder --preset MODEL` on a free loopback port (a child process, as the bake-off starts them);
+    (url, process) once /healthz answers. (Not the CLI's helper: the CLI imports this module.)"""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    logs.mkdir(parents=True, exist_ok=True)
+    args = ["serve", "encoder", "--port", str(port), "--preset", model, "--store", store]
+    if fusion:
+        args += ["--fusion", fusion]
+    log = logs / "encoder.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vjepa_robot.cli", *args],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    url = f"http://127.0.0.1:{port}"
+    console.print(f"encoder {model}: {url} (log {log})")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"encoder {model} exited with {proc.returncode}: see {log}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                return url, proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    proc.kill()
+    raise RuntimeError(f"encoder {model} did not answer within {timeout:.0f} s: see {log}")
+
+
+def _stop(procs) -> None:
+    import subprocess
+
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def _ensure_dataset(st, spec, workers: int) -> None:
     """Create the dataset unless a finished one of that name is in the store (an interrupted one is resumed)."""
     from services.common.store import DatasetNotFound
@@ -369,7 +422,6 @@ def run_signal(
 
     from services.common.store import Store, default_store_uri
     from services.trainer.jobs import TrainerContext
-    from vjepa_robot.cli import _local_encoders, _stop_all
     from vjepa_robot_lab.data.datasets import DatasetSpec
     from vjepa_robot_lab.perception.features import VJEPA2Features
     from vjepa_robot_lab.records.runs import RunStore, default_runs_dir
@@ -416,8 +468,8 @@ def run_signal(
     try:
         for k, model in enumerate(cfg.encoders):  # one service each; the fusion applies to the image family only
             fusion = cfg.fusion if model.startswith("lite0") else None
-            u, p = _local_encoders([model], str(store_dir), fusion, Path(workdir) / "logs" / f"{k}-{model}")
-            urls, procs = urls + u, procs + p
+            u, p = _start_encoder(model, str(store_dir), fusion, Path(workdir) / "logs" / f"{k}-{model}")
+            urls, procs = [*urls, u], [*procs, p]
         stage("encoders start", s0)
         encoders = dict(zip(cfg.encoders, urls))
         for name, url in encoders.items():
@@ -479,7 +531,7 @@ def run_signal(
                 result["errors"].append(f"BC {row}: {type(exc).__name__}: {exc}")
             stage(f"BC {row}", s0)
     finally:
-        _stop_all(procs)
+        _stop(procs)
         _save(out, result, t0, part)
     console.print(render_markdown(result))
     return out / "signal.md"
