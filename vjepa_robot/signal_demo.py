@@ -245,8 +245,13 @@ def render_markdown(result: dict) -> str:
             f"{_f(r[t]['r2'])} [{_f(r[t]['ci95'][0])}, {_f(r[t]['ci95'][1])}]"
             for t in ("finger_xy", "target_xy", "to_target")
         ]
-        lines.append(f"| {r['encoder']} | {r['readout']} | {r['dim']} | " + " | ".join(cells) + " |")
+        enc = result.get("encoders", {}).get(r["encoder"], {})
+        tag = {True: " (random-init stand-in)", False: " (pretrained)"}.get(enc.get("random_init"), "")
+        lines.append(f"| {r['encoder']}{tag} | {r['readout']} | {r['dim']} | " + " | ".join(cells) + " |")
     lines += [
+        "",
+        "lite0 is EfficientNet-Lite0 with ImageNet weights: an ImageNet-supervised image CNN, frozen (a real "
+        "pretrained encoder, not V-JEPA 2); lite0-random is the same network with random weights.",
         "",
         "## BC: live success rate (95% Wilson interval over the pooled evaluation episodes of all seeds)",
         "",
