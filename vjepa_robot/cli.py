@@ -223,7 +223,12 @@ def datasets_list(store: str | None = StoreOpt, as_json: bool = typer.Option(Fal
     """List datasets with their status and expert success."""
     from services.common.store import Store
 
-    rows = Store(store).list_datasets()
+    st = Store(store)
+    rows = st.list_datasets()
+    if any(m["status"] == "running" for m in rows):  # one whose generating process is gone reads failed
+        from vjepa_robot_lab.data.datasets import dataset_info
+
+        rows = [dataset_info(st, m["name"]) if m["status"] == "running" else m for m in rows]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -269,6 +274,10 @@ def datasets_show(name: str, store: str | None = StoreOpt, as_json: bool = typer
         meta = Store(store).get_dataset_meta(name)
     except (DatasetNotFound, ValueError) as exc:
         _fail(str(exc))
+    if meta["status"] == "running":  # one whose generating process is gone reads failed
+        from vjepa_robot_lab.data.datasets import dataset_info
+
+        meta = dataset_info(Store(store), name)
     if as_json:
         typer.echo(json.dumps(meta, indent=2))
     else:

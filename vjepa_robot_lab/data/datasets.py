@@ -384,18 +384,25 @@ def _generate(spec: DatasetSpec, episodes: list[int], workers: int, source: RunE
             yield generate_episode(spec, e, source)
         return
     # spawn, not fork: a forked EGL context is not safe to use
-    ex = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_one_render_thread)
+    ex = ProcessPoolExecutor(
+        max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),)
+    )
     try:
         yield from ex.map(generate_episode, [spec] * len(episodes), episodes, [source] * len(episodes), chunksize=1)
     finally:  # stopped or failed early: drop the queued episodes, wait only for those in flight
         ex.shutdown(wait=True, cancel_futures=True)
 
 
-def _one_render_thread() -> None:
+def _init_worker(parent_pid: int) -> None:
     """Each worker owns a core: Mesa's software renderer (llvmpipe) otherwise spreads every frame over all cores,
     so N workers would run N x cores render threads. (On 2 cores one multi-threaded renderer already reaches
-    38.6 frames/s of generation; two one-thread workers 49.3; bench/generate.py.)"""
+    38.6 frames/s of generation; two one-thread workers 49.3; bench/generate.py.) And each worker dies with the
+    process that owns the pool (a SIGKILLed trainer or CLI leaves no worker, and so no resource tracker, behind):
+    services/common/procs.py, the kernel's parent-death signal on Linux, a watchdog thread elsewhere."""
+    from services.common.procs import die_with_parent
+
     os.environ.setdefault("LP_NUM_THREADS", "1")
+    die_with_parent(parent_pid)
 
 
 def summarise(store: Store, name: str, task: str = "easy", action_repeat: int = 1) -> dict:
