@@ -169,6 +169,8 @@ class Service:
         else:  # pragma: no cover (Windows)
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
         with open(self.log, "ab") as fh:
+            fh.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} started: {' '.join(self.argv)}\n".encode())
+            fh.flush()
             self.proc = subprocess.Popen(
                 self.argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
                 **kwargs,
