@@ -21,10 +21,7 @@ import pytest
 
 from vjepa_robot.harness import cli_argv, cli_service
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signals are Linux's"),
-]
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signals are Linux's")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -65,6 +62,8 @@ def pool_workers(pid: int) -> list[psutil.Process]:
     return out
 
 
+@pytest.mark.slow
+@linux
 def test_dataset_workers_die_with_a_sigkilled_trainer(tmp_path):
     """kill -9 of the trainer mid-generation: its pool's workers and the resource tracker end within seconds
     (they used to live on under PID 1, ~390 MB each)."""
@@ -166,6 +165,8 @@ def assert_clean_exit(cli: Cli, took: float, code: int, kids: list[int], sig: in
     assert left == [], f"left behind: {[psutil.Process(p).cmdline() for p in alive(left)]}"
 
 
+@pytest.mark.slow
+@linux
 def test_sigterm_stops_datasets_create(tmp_path):
     """SIGTERM used to kill the CLI outright: its workers lived on and the dataset stayed `running`."""
     store = tmp_path / "store"
@@ -182,6 +183,8 @@ def test_sigterm_stops_datasets_create(tmp_path):
     assert meta["status"] == "failed" and "SIGTERM" in meta["error"], meta
 
 
+@pytest.mark.slow
+@linux
 def test_sigint_stops_the_demo(tmp_path):
     """Ctrl-C (SIGINT to the terminal's process group) during the demo's dataset: both services and the trainer's
     workers stop, the dataset is recorded failed (not `running` with a dead owner), within seconds."""
@@ -202,6 +205,8 @@ def test_sigint_stops_the_demo(tmp_path):
     assert [d["status"] for d in json.loads(listed.stdout)] == ["failed"], listed.stdout + listed.stderr
 
 
+@pytest.mark.slow
+@linux
 def test_sigterm_stops_a_bake_off_and_its_local_encoder(tmp_path):
     """SIGTERM to `bake-off --model tiny`: its local encoder and dataset workers stop, bakeoff.json reads
     interrupted (it used to stay `running`, with the encoder and 3 workers alive)."""
@@ -224,3 +229,24 @@ def test_sigterm_stops_a_bake_off_and_its_local_encoder(tmp_path):
     saved = json.loads(record.read_text())
     assert saved["status"] == "interrupted", saved
     assert all(c["status"] not in ("queued", "running") for c in saved["cells"]), saved["cells"]
+
+
+def test_evaluation_stops_between_agent_steps_not_after_a_wave():
+    """The trainer's stop reaches a live evaluation at its next agent step (on_step), not once a whole wave of
+    episodes is over (SIGINT during the demo's evaluation took 201 s to exit)."""
+    from vjepa_robot_lab.evaluation.evaluate import ExpertPolicy, evaluate
+
+    class Stop(Exception):
+        pass
+
+    steps, done = [], []
+
+    def on_step():
+        steps.append(1)
+        if len(steps) == 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        evaluate(ExpertPolicy("jacobian"), episodes=2, steps=50, parallel_envs=2, on_step=on_step,
+                 on_progress=lambda d, t: done.append(d))  # fmt: skip
+    assert len(steps) == 5 and done == []  # stopped 5 steps into the first (only) wave of 50
