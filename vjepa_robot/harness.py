@@ -157,9 +157,9 @@ class Service:
         return f"{exited}; {self.name} log ({self.log}):\n{self.log_tail()}"
 
     def spawn(self) -> Service:
-        """Start the process (not waiting for it to be healthy)."""
-        if self.proc is not None:
-            raise RuntimeError(f"{self.name} was already started")
+        """Start the process (not waiting for it to be healthy); again after it ended (same port, log appended)."""
+        if self.running():
+            raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
         self.log.parent.mkdir(parents=True, exist_ok=True)
         kwargs: dict = {}
         if POSIX:
@@ -221,8 +221,14 @@ class Service:
                 _LIVE.discard(self)
         return proc.returncode
 
+    def kill(self) -> None:
+        """SIGKILL to the service alone (a crash: no cleanup; its own children die with it, see the module doc)."""
+        if self.running():
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
     def __enter__(self) -> Service:
-        if self.proc is None:
+        if not self.running():
             self.start()
         return self
 
