@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from services.common.procs import pdeathsig_preexec
+from services.common.procs import with_pdeathsig
 
 HOST = "127.0.0.1"
 POSIX = os.name == "posix"
@@ -162,17 +162,16 @@ class Service:
             raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
         self.log.parent.mkdir(parents=True, exist_ok=True)
         kwargs: dict = {}
+        argv = with_pdeathsig(self.argv, signal.SIGTERM) if self.die_with_parent else self.argv
         if POSIX:
             kwargs["start_new_session"] = True  # its own process group: killpg reaches its workers too
-            if self.die_with_parent:
-                kwargs["preexec_fn"] = pdeathsig_preexec(signal.SIGTERM)
         else:  # pragma: no cover (Windows)
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
         with open(self.log, "ab") as fh:
             fh.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} started: {' '.join(self.argv)}\n".encode())
             fh.flush()
             self.proc = subprocess.Popen(
-                self.argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
+                argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
                 **kwargs,
             )  # fmt: skip
         with _LIVE_LOCK:

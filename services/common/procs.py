@@ -1,13 +1,13 @@
 """Child processes that die with their parent (issue 28 item 10).
 
     die_with_parent()                 # in a child: end this process when its parent dies (called by the child)
-    preexec = pdeathsig_preexec()     # for subprocess.Popen(preexec_fn=...): the same, set between fork and exec
+    Popen(with_pdeathsig(argv))       # the same for a command this process starts (set before it execs)
 
 Linux: prctl(PR_SET_PDEATHSIG): the kernel signals the child when the *thread* that created it exits (so a child
 should be started from a thread that lives as long as the child is wanted: the main thread, or the thread that
 owns a process pool). A parent that died before the call is caught by comparing getppid() with the expected
 parent. Elsewhere (macOS, Windows) there is no such kernel hook: die_with_parent starts a daemon thread that polls
-the parent's pid once a second and exits the process when it changes, and pdeathsig_preexec returns None.
+the parent's pid once a second and exits the process when it changes, and with_pdeathsig leaves the command as is.
 """
 
 from __future__ import annotations
@@ -57,16 +57,25 @@ def die_with_parent(parent_pid: int | None = None, sig: int = signal.SIGKILL, po
     return "watchdog"
 
 
-def pdeathsig_preexec(sig: int = signal.SIGTERM):
-    """A Popen preexec_fn giving the child `sig` when this process (the calling thread) dies; None off Linux."""
+# Run as `python -I -S -c _TRAMPOLINE PARENT_PID SIGNAL ARGV...`: set the parent-death signal, then become ARGV
+# (the signal survives execve). Not a preexec_fn: that would make subprocess fork() the whole parent (torch, LanceDB
+# threads) instead of vfork/posix_spawn, and fork-unsafe libraries warn about it.
+_TRAMPOLINE = """
+import ctypes, os, sys
+parent, sig = int(sys.argv[1]), int(sys.argv[2])
+try:
+    ctypes.CDLL(None).prctl(1, sig, 0, 0, 0)
+except (OSError, AttributeError):
+    pass
+if os.getppid() != parent:
+    sys.exit(1)
+os.execvp(sys.argv[3], sys.argv[3:])
+"""
+
+
+def with_pdeathsig(argv: list[str], sig: int = signal.SIGTERM) -> list[str]:
+    """`argv` wrapped so that the child gets `sig` when this process (the thread that starts it) dies; on Linux
+    only (elsewhere `argv` unchanged). The child keeps the pid it is started with."""
     if _PRCTL is None:
-        return None
-    parent = os.getpid()
-    prctl = _PRCTL
-
-    def preexec() -> None:  # runs in the child between fork and exec: no imports, no locks
-        prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), sig)
-
-    return preexec
+        return list(argv)
+    return [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(os.getpid()), str(int(sig)), *argv]
