@@ -161,3 +161,21 @@ def test_in_process_server_with_health_path():
     assert not server.thread.is_alive()
     with serve_app(app) as url:
         assert httpx.get(url).status_code == 200
+
+
+def test_stop_on_signals_raises_once_then_notes_and_restores(capsys):
+    from vjepa_robot.harness import SIGNALS, Interrupted, stop_on_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    restore = stop_on_signals()
+    try:
+        with pytest.raises(Interrupted, match="stopped by SIGTERM"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises here, in the main thread
+        assert SIGNALS.received == signal.SIGTERM
+        os.kill(os.getpid(), signal.SIGINT)  # a second one while cleaning up: a note, no exception
+        time.sleep(0.1)
+        assert "send it again to quit at once" in capsys.readouterr().err
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -1385,10 +1385,11 @@ def main(argv: list[str] | None = None) -> None:
         args = [a for i, a in enumerate(args) if not (a == "--verbose" and 0 < i < cut)]
     from vjepa_robot.harness import SIGNALS, stop_on_signals
 
+    restore = lambda: None  # noqa: E731
     if next((a for a in args if not a.startswith("-")), "serve") != "serve":  # uvicorn owns a service's signals
         # SIGTERM/SIGINT raise in the main thread: local services stop (the trainer before its encoder), datasets,
         # runs, evaluations and bake-offs in progress here end failed/interrupted, then the CLI exits (128 + signal)
-        stop_on_signals()
+        restore = stop_on_signals()
     try:
         app(args=args, prog_name="vjepa-robot")
     except (SystemExit, KeyboardInterrupt):
@@ -1412,6 +1413,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         typer.secho(f"error: {found[0]} (full trace: vjepa-robot --verbose ...)", fg=typer.colors.RED, err=True)
         raise SystemExit(found[1]) from None
+    finally:
+        restore()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -401,9 +401,13 @@ class _Signals:
 SIGNALS = _Signals()
 
 
-def stop_on_signals(signums: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
+def stop_on_signals(signums: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> Callable[[], None]:
     """In the main thread: the first SIGTERM/SIGINT raises Interrupted there (so cleanup runs: services stopped,
-    records marked); a second one while cleaning up is ignored with a note; a third exits at once (128 + signal)."""
+    records marked); a second one while cleaning up is ignored with a note; a third exits at once (128 + signal).
+    Returns a function that puts the previous handlers back (a no-op off the main thread, where nothing is set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    SIGNALS.received, SIGNALS.count = None, 0
 
     def handler(signum, frame) -> None:
         SIGNALS.count += 1
@@ -419,8 +423,13 @@ def stop_on_signals(signums: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) ->
             return
         os._exit(128 + signum)
 
-    for s in signums:
-        signal.signal(s, handler)
+    previous = {s: signal.signal(s, handler) for s in signums}
+
+    def restore() -> None:
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+    return restore
 
 
 # ----------------------------------------------------------------------------------------------------------------
