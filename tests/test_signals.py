@@ -97,6 +97,35 @@ def test_dataset_workers_die_with_a_sigkilled_trainer(tmp_path):
         assert alive(pids) == [], f"left behind: {[(p, psutil.Process(p).cmdline()) for p in alive(pids)]}"
 
 
+@pytest.mark.slow
+def test_sigterm_stops_a_trainer_mid_evaluation_at_its_next_step(tmp_path):
+    """A trainer asked to stop during a live evaluation (the harness's SIGTERM) ends it at its next step and exits
+    on its own, well within the grace period; the evaluation and its baseline run read interrupted. (The stop used
+    to be seen only after a whole wave of episodes: the demo's Ctrl-C took 201 s.)"""
+    from vjepa_robot_client import TrainerClient
+
+    runs = tmp_path / "runs"
+    trainer = cli_service(
+        "trainer", "--store", tmp_path / "store", "--runs-dir", runs, "--encoder-url", "http://127.0.0.1:9",
+        log=tmp_path / "trainer.log", grace_s=20,
+    ).start()  # fmt: skip
+    try:
+        tr = TrainerClient(trainer.url, timeout=30)
+        run_id = tr.evaluate_baseline("jacobian", episodes=32, parallel_envs=32, steps=10_000)  # one long wave
+        wait_for(lambda: tr.eval_result(run_id).status.value == "running", 120, "the evaluation to run")
+        time.sleep(1)
+        t0 = time.monotonic()
+        code = trainer.stop()
+        took = time.monotonic() - t0
+    finally:
+        trainer.stop()
+    print(f"trainer stopped mid-evaluation in {took:.1f} s (exit {code})")
+    assert code != -signal.SIGKILL and took < 10, f"{took:.1f} s, exit {code}:\n{trainer.log_tail()}"
+    record = json.loads((runs / run_id / "run.json").read_text())
+    assert record["status"] == "interrupted", record
+    assert [e["status"] for e in record["evaluations"]] == ["interrupted"], record["evaluations"]
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The CLI's long commands under SIGTERM / SIGINT
 # ----------------------------------------------------------------------------------------------------------------

@@ -1397,6 +1397,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
         name = signal_name(SIGNALS.received)
         typer.secho(f"stopped by {name}: local services stopped, unfinished work recorded", fg="yellow", err=True)
+        if argv is None:  # the console script: exit now, not after threads still computing (the demo's probes)
+            from vjepa_robot.harness import exit_now
+
+            exit_now(128 + SIGNALS.received)
         raise SystemExit(128 + SIGNALS.received) from None
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in TRAINER_STACK:

@@ -432,6 +432,16 @@ def stop_on_signals(signums: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) ->
     return restore
 
 
+def exit_now(code: int) -> None:
+    """End the process after a stop signal's cleanup: services still running are stopped, output is flushed, and
+    the process exits without waiting for threads still computing (their work is not written anywhere)."""
+    _stop_leftovers()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # A load balancer for replicas (tests and bench)
 # ----------------------------------------------------------------------------------------------------------------

@@ -555,6 +555,8 @@ def eval_error_handler(handle: RunHandle, eval_id: int):
             error=f"{type(exc).__name__}: {exc}",
         )
         if handle.record.kind == BASELINE.name:
-            handle.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            handle.update(
+                status="interrupted" if isinstance(exc, STOPPED) else "failed", error=f"{type(exc).__name__}: {exc}"
+            )
 
     return on_error
