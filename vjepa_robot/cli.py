@@ -115,6 +115,8 @@ def classify_failure(exc: BaseException) -> tuple[str, int] | None:
     while e is not None and len(chain) < 8:
         chain.append(e)
         e = e.__cause__ or e.__context__
+    if type(exc).__name__ == "ServiceFailed":  # a local service did not start (vjepa_robot/harness.py): its log
+        return str(exc), EXIT_FAILED
     for e in chain:
         if isinstance(e, (ConnectionFailed, ServiceUnavailable, httpx.ConnectError, ConnectionRefusedError)):
             return (
@@ -223,7 +225,12 @@ def datasets_list(store: str | None = StoreOpt, as_json: bool = typer.Option(Fal
     """List datasets with their status and expert success."""
     from services.common.store import Store
 
-    rows = Store(store).list_datasets()
+    st = Store(store)
+    rows = st.list_datasets()
+    if any(m["status"] == "running" for m in rows):  # one whose generating process is gone reads failed
+        from vjepa_robot_lab.data.datasets import dataset_info
+
+        rows = [dataset_info(st, m["name"]) if m["status"] == "running" else m for m in rows]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -269,6 +276,10 @@ def datasets_show(name: str, store: str | None = StoreOpt, as_json: bool = typer
         meta = Store(store).get_dataset_meta(name)
     except (DatasetNotFound, ValueError) as exc:
         _fail(str(exc))
+    if meta["status"] == "running":  # one whose generating process is gone reads failed
+        from vjepa_robot_lab.data.datasets import dataset_info
+
+        meta = dataset_info(Store(store), name)
     if as_json:
         typer.echo(json.dumps(meta, indent=2))
     else:
@@ -1229,52 +1240,27 @@ def demo(
 
 
 def _local_encoders(models: list[str], store: str, fusion: str | None, logs: Path):
-    """One encoder service per --model on loopback (child processes, as the demo starts them): a preset name
-    (tiny-dinov2, vitl, ...) or a hub id / checkpoint directory. Returns (urls, processes)."""
-    import subprocess
-    import sys
-
+    """One encoder service per --model on loopback (child processes, started by the harness as the demo's are): a
+    preset name (tiny-dinov2, vitl, ...) or a hub id / checkpoint directory. Returns (urls, services)."""
     from services.encoder.model import PRESETS
-    from vjepa_robot.demo import free_port, wait_healthy
+    from vjepa_robot.harness import ServiceGroup, cli_service
 
-    logs.mkdir(parents=True, exist_ok=True)
-    urls, procs = [], []
-    try:
-        for k, model in enumerate(models):
-            port = free_port()
-            which = ["--preset", model] if model in PRESETS else ["--model", model]
-            args = ["serve", "encoder", "--port", str(port), *which, "--store", store]
-            if fusion:
-                args += ["--fusion", fusion]
-            log = logs / f"encoder-{k}.log"
-            with open(log, "w") as fh:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "vjepa_robot.cli", *args],
-                    stdout=fh,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )
-            procs.append(proc)
-            urls.append(f"http://127.0.0.1:{port}")
-            typer.echo(f"encoder {model}: {urls[-1]} (log {log})")
-        for url, proc, k in zip(urls, procs, range(len(urls))):
-            wait_healthy(url, proc, logs / f"encoder-{k}.log", timeout=600)
-    except BaseException:
-        _stop_all(procs)
-        raise
-    return urls, procs
+    services = []
+    for k, model in enumerate(models):
+        which = ["--preset", model] if model in PRESETS else ["--model", model]
+        args = ["--store", store, *which, *(["--fusion", fusion] if fusion else [])]
+        services.append(cli_service("encoder", *args, name=f"encoder-{k}", log=logs / f"encoder-{k}.log"))
+        typer.echo(f"encoder {model}: {services[-1].url} (log {services[-1].log})")
+    for s in services:
+        s.start_timeout = 600
+    ServiceGroup(services).start()  # all started at once; on a failure the others are stopped
+    return [s.url for s in services], services
 
 
-def _stop_all(procs) -> None:
-    import subprocess
-
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
+def _stop_all(services) -> None:
+    """Stop the local encoders (SIGTERM, then SIGKILL after a grace period), the last started first."""
+    for s in reversed(services):
+        s.stop()
 
 
 @app.command("bake-off")
@@ -1388,6 +1374,12 @@ def bake_off(
         _fail(f"bake-off {record.bakeoff_id} {record.status.value}: {record.error}", EXIT_FAILED)
 
 
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
 # The trainer stack is an extra (pip install "vjepa-robot[trainer]"); an encoder-only install still runs the CLI.
 TRAINER_STACK = ("dm_control", "mujoco", "matplotlib", "imageio", "psutil")  # the `trainer` extra
 
@@ -1401,8 +1393,25 @@ def main(argv: list[str] | None = None) -> None:
     if "--verbose" in args[1:cut]:
         _VERBOSE["on"] = True
         args = [a for i, a in enumerate(args) if not (a == "--verbose" and 0 < i < cut)]
+    from vjepa_robot.harness import SIGNALS, stop_on_signals
+
+    restore = lambda: None  # noqa: E731
+    if next((a for a in args if not a.startswith("-")), "serve") != "serve":  # uvicorn owns a service's signals
+        # SIGTERM/SIGINT raise in the main thread: local services stop (the trainer before its encoder), datasets,
+        # runs, evaluations and bake-offs in progress here end failed/interrupted, then the CLI exits (128 + signal)
+        restore = stop_on_signals()
     try:
         app(args=args, prog_name="vjepa-robot")
+    except (SystemExit, KeyboardInterrupt):
+        if SIGNALS.received is None:
+            raise
+        name = signal_name(SIGNALS.received)
+        typer.secho(f"stopped by {name}: local services stopped, unfinished work recorded", fg="yellow", err=True)
+        if argv is None:  # the console script: exit now, not after threads still computing (the demo's probes)
+            from vjepa_robot.harness import exit_now
+
+            exit_now(128 + SIGNALS.received)
+        raise SystemExit(128 + SIGNALS.received) from None
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in TRAINER_STACK:
             raise
@@ -1418,6 +1427,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         typer.secho(f"error: {found[0]} (full trace: vjepa-robot --verbose ...)", fg=typer.colors.RED, err=True)
         raise SystemExit(found[1]) from None
+    finally:
+        restore()
 
 
 if __name__ == "__main__":  # pragma: no cover

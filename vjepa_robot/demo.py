@@ -18,9 +18,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -124,80 +121,33 @@ def check_config(cfg: DemoConfig) -> None:
         raise ValueError(f"--seeds {cfg.seeds} is out of range: it must be between 1 and 32")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Services:
-    """Both services as child processes on loopback; stopped (SIGTERM, then SIGKILL) on exit."""
+    """Both services as child processes on loopback (vjepa_robot/harness.py: free ports, health wait, logs in
+    `logs`); stopped on exit, the trainer before the encoder it calls (SIGTERM, then SIGKILL after a grace period),
+    and dying with this process if it is killed."""
 
     def __init__(self, store: Path, runs: Path, logs: Path, encoder_preset: str, token: str | None = None):
-        self.store, self.runs, self.logs, self.preset, self.token = store, runs, logs, encoder_preset, token
-        self.procs: list[subprocess.Popen] = []
-        self.encoder_url = self.trainer_url = ""
+        from vjepa_robot.harness import ServiceGroup, cli_service, free_port
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        log = open(self.logs / f"{name}.log", "w")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "vjepa_robot.cli", "serve", name, *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        self.procs.append(proc)
-        return proc
+        self.store, self.runs, self.logs, self.preset, self.token = store, runs, logs, encoder_preset, token
+        pe = free_port()
+        self.encoder_url = f"http://127.0.0.1:{pe}"
+        encoder = cli_service(
+            "encoder", "--preset", self.preset, "--store", store, port=pe, log=logs / "encoder.log"
+        )  # fmt: skip
+        trainer = cli_service(
+            "trainer", "--encoder-url", self.encoder_url, "--store", store, "--runs-dir", runs,
+            log=logs / "trainer.log",
+        )  # fmt: skip
+        self.trainer_url = trainer.url
+        self.group = ServiceGroup([encoder, trainer])
 
     def __enter__(self) -> Services:
-        pe, pt = free_port(), free_port()
-        self.encoder_url, self.trainer_url = f"http://127.0.0.1:{pe}", f"http://127.0.0.1:{pt}"
-        enc = self._spawn("encoder", ["--port", str(pe), "--preset", self.preset, "--store", str(self.store)])
-        tr = self._spawn(
-            "trainer",
-            [
-                "--port",
-                str(pt),
-                "--encoder-url",
-                self.encoder_url,
-                "--store",
-                str(self.store),
-                "--runs-dir",
-                str(self.runs),
-            ],
-        )
-        wait_healthy(self.encoder_url, enc, self.logs / "encoder.log")
-        wait_healthy(self.trainer_url, tr, self.logs / "trainer.log")
+        self.group.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        for p in self.procs:
-            p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"service at {url} exited with code {proc.returncode}; its log ({log}):\n" + log.read_text()[-3000:]
-            )
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"service at {url} not healthy after {timeout} s (log: {log})")
+        self.group.stop()
 
 
 TERMINAL = ("succeeded", "failed", "interrupted", "ready", "done")  # runs/evaluations, datasets, encode jobs

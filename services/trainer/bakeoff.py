@@ -299,7 +299,7 @@ def start(
     stop = _Stop(ctx)
 
     def on_error(exc: BaseException) -> None:
-        status = "interrupted" if isinstance(exc, jobs.JobStopped) else "failed"
+        status = "interrupted" if isinstance(exc, jobs.STOPPED) else "failed"
         _end_unfinished(record, status, f"{type(exc).__name__}: {exc}")
         save(ctx, record)
         write_outputs(ctx, record)

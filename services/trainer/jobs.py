@@ -60,6 +60,11 @@ class JobStopped(Exception):
     """Raised inside a job when the trainer asked it to stop (shutdown): the run ends `interrupted`."""
 
 
+# what ends a job `interrupted`, not `failed`: the trainer's stop, or the CLI's SIGINT/SIGTERM in local mode (a
+# KeyboardInterrupt: vjepa_robot/harness.py's Interrupted)
+STOPPED = (JobStopped, KeyboardInterrupt)
+
+
 class Refused(Exception):
     """A request this trainer will not start; status_code is the HTTP status the service answers."""
 
@@ -327,7 +332,7 @@ def resume(ctx: TrainerContext, runner, run_id: str) -> RunRecord:
 def fail_run(handle: RunHandle):
     def on_error(exc: BaseException):
         # a stop request makes any error on the way out (an encoder call cut short by the shutdown) an interruption
-        status = "interrupted" if isinstance(exc, JobStopped) or handle.stop_requested() else "failed"
+        status = "interrupted" if isinstance(exc, STOPPED) or handle.stop_requested() else "failed"
         handle.update(status=status, error=f"{type(exc).__name__}: {exc}")
 
     return on_error
@@ -572,6 +577,10 @@ def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, req: EvalRequ
         if handle.stop_requested():
             raise JobStopped("the trainer was stopped during this evaluation")
 
+    def check_stop():  # between agent steps: a shutdown waits for one step, not a wave of episodes
+        if handle.stop_requested():
+            raise JobStopped("the trainer was stopped during this evaluation")
+
     try:
         result = evaluate(
             policy,
@@ -586,6 +595,7 @@ def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, req: EvalRequ
             on_progress=progress,
             action_repeat=record.lineage.action_repeat if record.lineage else 1,
             targets=req.targets.value,
+            on_step=check_stop,
         )
     finally:
         if features is not None:
@@ -603,10 +613,12 @@ def eval_error_handler(handle: RunHandle, eval_id: int):
     def on_error(exc: BaseException):
         handle.update_evaluation(
             eval_id,
-            status="interrupted" if isinstance(exc, JobStopped) or handle.stop_requested() else "failed",
+            status="interrupted" if isinstance(exc, STOPPED) or handle.stop_requested() else "failed",
             error=f"{type(exc).__name__}: {exc}",
         )
         if handle.record.kind == BASELINE.name:
-            handle.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            handle.update(
+                status="interrupted" if isinstance(exc, STOPPED) else "failed", error=f"{type(exc).__name__}: {exc}"
+            )
 
     return on_error

@@ -202,8 +202,12 @@ def evaluate(
     gif_label: str | None = None,
     gif_expert: str | None = "jacobian",
     targets: str = "uniform",
+    on_step: Callable[[], None] | None = None,
 ) -> dict:
     """Roll `policy` out for `episodes` live episodes; returns the evaluation record (success, CI, returns).
+
+    `on_step()` runs before every agent step: raise in it to stop the evaluation (the trainer raises its stop
+    there at shutdown, so a stop waits for one step, not for a wave of episodes).
 
     `steps` counts simulator steps. A policy trained with an action repeat (SAC) is evaluated with the same
     repeat, so it acts, and sees windows, at the rate it was trained at; success and return are still judged on
@@ -253,6 +257,8 @@ def evaluate(
         policy.reset(seeds)
         record_gif = start == 0 and gif_frames
         for _ in range(n_agent):
+            if on_step is not None:
+                on_step()
             if record_gif:
                 for g, frames in enumerate(gif_frames):
                     frames.append(_gif_frame(active[g], timesteps[g]))
