@@ -176,3 +176,101 @@ def test_gif_caption_lines_fit_their_panel_and_keep_their_spaces():
     assert " ".join(wrap_label(worst.label, GIF_SIZE - 6)) == worst.label
     # a space is wide enough to read as one (Pillow's built-in font drew it about 1 px wide: "nosuccess")
     assert draw.textlength("no success", font=font) - draw.textlength("nosuccess", font=font) >= 3
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The demo's console: 80 columns, and a line of progress at least every 30 s in a log file
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _console80():
+    import io
+
+    from rich.console import Console
+
+    return Console(file=io.StringIO(), width=80, force_terminal=False, color_system=None)
+
+
+def _words_whole(text: str, label: str) -> None:
+    """`label` appears whole in `text`, wrapped (if at all) only between words: a cell that folds a label cuts
+    words ("random-in" / "it")."""
+    assert " ".join(label.split()) in " ".join(text.split()), (label, text)
+
+
+def test_demo_headers_fit_80_columns_uncut():
+    from vjepa_robot.demo import HEADERS, RULE_WIDTH
+
+    for header in HEADERS.values():
+        con = _console80()
+        con.rule(header)
+        out = con.file.getvalue()
+        assert all(len(line) <= RULE_WIDTH for line in out.splitlines())
+        assert header in out, out  # whole, not cut with an ellipsis
+
+
+def test_probe_tables_fit_80_columns_and_cut_no_label_mid_word():
+    from vjepa_robot.probes import print_probes
+    from vjepa_robot_lab.perception.probe import probe_arrays
+    from vjepa_robot_lab.report.rows import probe_feature_label
+
+    rng = np.random.default_rng(0)
+    episode = np.repeat(np.arange(6), 10)
+    targets = {t: rng.normal(size=(60, 2)) for t in ("finger_xy", "target_xy", "to_target")}
+    results = []
+    for features, dim, lineage in (
+        ("vjepa2", 96, {"features": "vjepa2", "model": "preset:tiny", "dim": 96, "random_init": True}),
+        ("state", 8, {"features": "state"}),
+        ("random", 96, {"features": "random"}),
+    ):
+        r = probe_arrays(rng.normal(size=(60, dim)), targets, episode, folds=3, mlp=True, mlp_steps=5)
+        results.append({**r, "features": features, "dataset": "demo-easy-40x100-s0", "lineage": lineage})
+    results[0]["attentive"] = {"4": {t: {"r2": 0.5, "r2_sd": 0.1} for t in targets}}
+    con = _console80()
+    print_probes(results, con)
+    out = con.file.getvalue()
+    assert all(len(line) <= 80 for line in out.splitlines()), max(out.splitlines(), key=len)
+    labels = [probe_feature_label(r) for r in results]
+    assert "stand-in" in labels[0] or "random-init" in labels[0], labels[0]
+    for label in labels:
+        _words_whole(out, label)
+    for t in targets:
+        assert out.count(f"│ {t} ") == 4, t  # a row in each source's table and in the attentive one
+
+
+def test_progress_lines_come_at_least_every_30_s_in_a_log():
+    """Watch.run with a fake clock and jobs that take 'minutes': in a non-terminal console, every running job
+    gets a line at least every 30 s of the clock, and each job's end is a line of its own."""
+    from vjepa_robot.demo import PROGRESS_EVERY_S, Job, ProgressLines, Watch
+
+    assert PROGRESS_EVERY_S <= 30
+    clock = {"t": 0.0}
+
+    def tick() -> float:
+        clock["t"] += 3.0  # each look at the clock: 3 s later (a poll round)
+        return clock["t"]
+
+    lines = ProgressLines(every=20.0, clock=tick)
+    due = [clock["t"] for _ in range(40) if lines.due()]
+    assert due[0] == 3.0 and all(20 <= b - a <= 30 for a, b in zip(due, due[1:])), due
+
+    def job(label: str, rounds: int) -> Job:
+        state = {"n": 0}
+
+        def poll():
+            state["n"] += 1
+            done = state["n"] >= rounds
+            return state["n"], rounds, "succeeded" if done else "running", "epochs", None
+
+        return Job(label, "probes", poll)
+
+    con = _console80()
+    w = Watch(con, t0=0.0, clock=tick)
+    w.describe = lambda j: "done"  # the results are not service records here
+    times = []
+    w.lines = ProgressLines(every=PROGRESS_EVERY_S, clock=lambda: times.append(tick()) or times[-1])
+    w.run([job("BC state s0", 30), job("probes (3 folds)", 50)], poll_interval=0.0)
+    out = con.file.getvalue().splitlines()
+    assert [s for s in out if s.startswith("BC state s0: done")] and [s for s in out if "probes (3 folds): done" in s]
+    progress = [s for s in out if s.startswith("[") and "probes (3 folds)" in s]
+    assert len(progress) >= 4, out  # 50 rounds x 3 s = 150 s: a line at least every 30 s
+    assert all(len(s) <= 80 for s in out)

@@ -15,7 +15,6 @@ ViT-L, 100 evaluation episodes, 3 BC seeds) for a GPU machine. Results go to the
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import socket
@@ -57,6 +56,10 @@ class DemoConfig:
     seed: int = 0
     seeds: int = 1  # BC training seeds per condition (one run each)
     probe_folds: int = 3  # k-fold over episodes for the probes (the CLI's `probe` uses 5)
+    # MLP probe training steps per fold (the CLI's `probe` uses 1500): the probes' ridge is closed-form numpy and
+    # costs little; their MLPs are small-tensor torch work, which slows to a crawl when another process holds a
+    # core, and made the probes the quick demo's long pole (25 of its 30 min at load 5-13). docs/results.md#demo-time
+    probe_mlp_steps: int = 300
 
 
 PRESETS = {
@@ -70,8 +73,19 @@ PRESETS = {
         parallel_envs=16,
         seeds=3,
         probe_folds=5,
+        probe_mlp_steps=1500,
     ),
 }
+
+# The demo's section headers, each within a rich rule at 80 columns (a log file's width; tests/test_newcomer.py)
+HEADERS = {
+    "dataset": "1. expert dataset: the jacobian expert, rendered in parallel",
+    "work": "2-4. encode; BC, probes and evaluations as their inputs are ready",
+    "probes": "5. probes: what the features encode (R2 on held-out episodes)",
+    "report": "6. report",
+}
+RULE_WIDTH = 80
+PROGRESS_EVERY_S = 20.0  # when output is not a terminal: one line per running job at least this often
 
 
 def check_config(cfg: DemoConfig) -> None:
@@ -223,35 +237,45 @@ class Watch:
     Jobs run concurrently on the services (the trainer runs two at once); a job's `then` starts the jobs that
     need its result (BC on vjepa2 after the encode, an evaluation after its training run)."""
 
-    def __init__(self, console: Console, t0: float):
+    def __init__(self, console: Console, t0: float, clock: Callable[[], float] = time.monotonic):
         self.console, self.t0 = console, t0
         self.done: list[Job] = []
+        self.lines = ProgressLines(clock=clock)
 
     def run(self, jobs: list[Job], poll_interval: float = 1.0) -> list[Job]:
+        """Watch `jobs` (and those their `then` starts) until all have ended. On a terminal: live rich bars; in a
+        log file or a pipe (where rich draws no bars until the end): a line per running job every
+        PROGRESS_EVERY_S seconds, so a reader of the log sees the demo moving."""
+        from contextlib import nullcontext
+
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        terminal = self.console.is_terminal
         bars = Progress(
-            TextColumn("{task.description:<34}"),
-            BarColumn(),
+            TextColumn("{task.description:<26}"),
+            BarColumn(bar_width=14),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[unit]:<8} {task.fields[state]:<10}"),
+            TextColumn("{task.fields[unit]:<8} {task.fields[state]:<9}"),
             TimeElapsedColumn(),
             console=self.console,
             transient=False,
+            disable=not terminal,
         )
         live: dict[int, Job] = {}
+        seen: dict[int, tuple] = {}  # task id -> its latest (done, total, state, unit)
 
         def start(job: Job) -> None:
             job.started = time.perf_counter()
             live[bars.add_task(job.label, total=None, unit="", state="queued")] = job
 
-        with bars:
+        with bars if terminal else nullcontext():
             for job in jobs:
                 start(job)
             while live:
                 for task_id, job in list(live.items()):
                     done, total, state, unit, result = job.poll()
                     bars.update(task_id, completed=done or 0, total=total or None, state=state, unit=unit)
+                    seen[task_id] = (done, total, state, unit)
                     if state not in TERMINAL:
                         continue
                     job.ended, job.result = time.perf_counter(), result
@@ -266,6 +290,12 @@ class Watch:
                     )
                     for follow in job.then(result) if job.then else []:
                         start(follow)
+                if not terminal and live and self.lines.due():
+                    elapsed = time.perf_counter() - self.t0
+                    for task_id, job in live.items():
+                        done, total, state, unit = seen.get(task_id, (None, None, "queued", ""))
+                        line = progress_line(elapsed, job.label, done, total, unit, state)
+                        self.console.print(line, highlight=False, markup=False, overflow="ellipsis", no_wrap=True)
                 if live:
                     time.sleep(poll_interval)
         return self.done
@@ -302,6 +332,28 @@ class Watch:
         return {k: hi - lo for k, (lo, hi) in out.items()}
 
 
+class ProgressLines:
+    """When to print the next progress line: the first call is due, then one every `every` seconds by `clock`."""
+
+    def __init__(self, every: float = PROGRESS_EVERY_S, clock: Callable[[], float] = time.monotonic):
+        self.every, self.clock = every, clock
+        self.last: float | None = None
+
+    def due(self) -> bool:
+        now = self.clock()
+        if self.last is None or now - self.last >= self.every:
+            self.last = now
+            return True
+        return False
+
+
+def progress_line(elapsed: float, label: str, done, total, unit: str, state: str) -> str:
+    """One job's progress for a log: `[  2:05] encode demo-easy-40x100-s0 1200/4000 windows (running)`."""
+    m, sec = divmod(int(elapsed), 60)
+    count = f"{done or 0}/{total} {unit}" if total else (f"{done} {unit}" if done else "")
+    return " ".join(x for x in (f"[{m:3d}:{sec:02d}]", label, count, f"({state})") if x)
+
+
 def fmt_s(seconds: float) -> str:
     m, s = divmod(int(round(seconds)), 60)
     return f"{m} min {s:02d} s" if m else f"{s} s"
@@ -324,6 +376,7 @@ def run_demo(
     from vjepa_robot_lab.perception.probe import probe
     from vjepa_robot_lab.records.runs import default_runs_dir
     from vjepa_robot_lab.report import is_plumbing, read_runs, save_notes, summary_lines, title, write_report
+    from vjepa_robot_lab.threads import set_torch_threads
 
     if preset not in PRESETS:
         raise ValueError(f"unknown demo preset {preset!r}: choose one of {', '.join(PRESETS)}")
@@ -337,9 +390,11 @@ def run_demo(
     t0 = time.perf_counter()
     times: dict[str, float] = {}
     console.rule(f"[bold]vjepa-robot demo ({preset})")
-    console.print(json.dumps(asdict(cfg)))
+    console.print("config: " + ", ".join(f"{k}={v}" for k, v in asdict(cfg).items()), highlight=False)
+    console.print(f"starting the encoder ({cfg.encoder_preset}) and trainer services ...", highlight=False)
     with Services(store_dir, runs_dir, workdir / "logs", cfg.encoder_preset) as svc:
         times["services start"] = time.perf_counter() - t0
+        console.print(f"services ready in {fmt_s(times['services start'])}", highlight=False)
         enc, tr = EncoderClient(svc.encoder_url, timeout=300), TrainerClient(svc.trainer_url, timeout=60)
         info = enc.info()
         stand_in = bool(getattr(info, "random_init", False))  # the encoder says so where it loads its weights
@@ -354,7 +409,7 @@ def run_demo(
             )
         watch = Watch(console, t0)
 
-        console.rule("1. expert dataset (the jacobian expert, rendered in parallel workers)")
+        console.rule(HEADERS["dataset"])
         try:
             ds = tr.dataset(dataset)
         except Exception:
@@ -384,9 +439,13 @@ def run_demo(
 
         watch.run([Job(f"dataset {dataset}", "dataset", poll_dataset)])
 
-        console.rule(
-            "2-4. encode (frozen V-JEPA 2" + (", random-init stand-in" if stand_in else "") + ") while BC "
-            "trains on state / random and the baselines are evaluated; then BC on vjepa2; evaluations"
+        console.rule(HEADERS["work"])
+        console.print(
+            "The encoder (frozen V-JEPA 2"
+            + (", a random-init stand-in" if stand_in else "")
+            + ") embeds the dataset while BC trains on state and random features, the probes fit and the "
+            "baselines are evaluated; then BC on vjepa2; each run is evaluated once trained.",
+            highlight=False,
         )
         ev = dict(
             episodes=cfg.eval_episodes,
@@ -434,14 +493,21 @@ def run_demo(
         # probes (what the features encode) run here, in a thread beside the services' jobs: state and random
         # at once, vjepa2 once the dataset is embedded
         st = Store(str(store_dir))
+        # one torch thread: the demo process trains nothing else, and a probe's small MLPs on two threads stall
+        # whenever another process holds a core (the services beside it always do)
+        set_torch_threads(1)
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe")
         probe_futures: dict[str, Future] = {}
 
         def submit_probe(f: str) -> None:
             def work() -> dict:
+                set_torch_threads(1)  # in the probe thread too (OpenMP's thread count is per thread)
                 src = make_feature_source(f, encoder_url=svc.encoder_url)
                 try:
-                    return {**probe(st, dataset, src, seed=cfg.seed, folds=cfg.probe_folds), "dataset": dataset}
+                    result = probe(
+                        st, dataset, src, seed=cfg.seed, folds=cfg.probe_folds, mlp_steps=cfg.probe_mlp_steps
+                    )
+                    return {**result, "dataset": dataset, "mlp_steps": cfg.probe_mlp_steps}
                 finally:
                     src.close()
 
@@ -468,13 +534,13 @@ def run_demo(
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
-        console.rule("5. probes: what the features encode (linear and MLP, k-fold over episodes)")
+        console.rule(HEADERS["probes"])
         probes = [probe_futures[f].result() for f in FEATURE_SOURCES]
         save_probes(runs_dir, probes)
         print_probes(probes, console)
         times.update(watch.spans())
 
-        console.rule("6. report")
+        console.rule(HEADERS["report"])
         t_report = time.perf_counter()
         runs = [r for r in read_runs(runs_dir) if r.get("run_id") in evaluated]
         encoder_note = (
