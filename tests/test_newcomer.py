@@ -8,6 +8,7 @@ keeping epoch 1 at nearly the same loss) and checked as matplotlib lays them out
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 RADII = [0.054, 0.058, 0.061, 0.066, 0.071, 0.158, 0.166, 0.175, 0.188, 0.196]
 TINY = {"features": "vjepa2", "dim": 96, "encoder_id": "abc123", "model": "preset:tiny", "random_init": True}
@@ -274,3 +275,195 @@ def test_progress_lines_come_at_least_every_30_s_in_a_log():
     progress = [s for s in out if s.startswith("[") and "probes (3 folds)" in s]
     assert len(progress) >= 4, out  # 50 rounds x 3 s = 150 s: a line at least every 30 s
     assert all(len(s) <= 80 for s in out)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# train / eval in the terminal (vjepa_robot/output.py)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def dead_url():
+    """A loopback URL where nothing listens (bound, then closed: connections are refused at once)."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture()
+def quiet_flags():
+    from vjepa_robot import cli, output
+
+    cli._VERBOSE["on"] = output.JSON["on"] = False
+    yield
+    cli._VERBOSE["on"] = output.JSON["on"] = False
+
+
+def _main(args, capsys) -> tuple[int, str, str]:
+    from vjepa_robot import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main([str(a) for a in args])
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def test_training_on_vjepa2_without_an_encoder_stops_before_any_run(tmp_path, dead_url, quiet_flags, capsys):
+    """Exit 3 at once with one line naming the URL and how to start an encoder; no run is created."""
+    import time
+
+    from vjepa_robot_lab.report import read_runs
+
+    store = tmp_path / "store"
+    for verbose in ([], ["--verbose"]):  # the same exit code in both modes
+        t0 = time.perf_counter()
+        args = [*verbose, "train", "bc", "ds", "--features", "vjepa2", "--encoder-url", dead_url, "--store", store]
+        code, _, err = _main(args, capsys)
+        assert code == 3, err
+        line = err.strip()
+        assert len(line.splitlines()) == 1 and dead_url in line and "vjepa-robot serve encoder" in line, line
+        assert time.perf_counter() - t0 < 30  # a few quick looks, not the SDK's minute of retries
+    assert not read_runs(store / "runs")  # no failed run left behind
+
+
+def test_verbose_keeps_the_exit_code_of_an_unreachable_service(dead_url, quiet_flags, capsys):
+    args = ["eval", "jacobian", "--episodes", "1", "--trainer-url", dead_url]
+    plain, _, err = _main(args, capsys)
+    verbose, _, err_v = _main(["--verbose", *args], capsys)
+    assert plain == verbose == 3, (err, err_v)
+    assert "Traceback" not in err and "Traceback (most recent call last)" in err_v  # the trace, and the code
+
+
+def test_summary_lines_name_the_stand_in_and_json_gives_the_record(quiet_flags, capsys):
+    from vjepa_robot import output
+
+    runs = {r.run_id: r for r in demo_like_runs()}
+    tiny, state = runs["bc-vjepa2"], runs["bc-state"]
+    line = output.run_line(tiny)
+    assert "\n" not in line and "kept epoch 1 of 100" in line and output.STAND_IN_NOTE in line, line
+    assert output.STAND_IN_NOTE not in output.run_line(state)
+    ev = tiny.evaluations[0].model_dump(by_alias=True)
+    ev["run_id"] = tiny.run_id
+    line = output.eval_line(ev, tiny)
+    assert line.startswith("bc-vjepa2 evaluated: success 10% [") and "over 10 episodes" in line
+    assert output.STAND_IN_NOTE in line and "\n" not in line
+    output.JSON["on"] = True
+    output.print_eval(ev, tiny)
+    import json
+
+    assert json.loads(capsys.readouterr().out)["episodes"][0]["target_radius"] == RADII[0]
+
+
+def test_stratified_counts_round_up_to_a_multiple_of_3():
+    from vjepa_robot.output import stratified_episodes
+
+    assert (
+        stratified_episodes(4, "stratified")[0] == 6 and "running 6 episodes" in stratified_episodes(4, "stratified")[1]
+    )
+    assert stratified_episodes(6, "stratified") == (6, None)
+    assert stratified_episodes(4, "uniform") == (4, None) and stratified_episodes(None, "stratified") == (None, None)
+
+
+def test_train_and_eval_end_with_one_summary_line(tiny_dataset, tmp_path, quiet_flags, capsys):
+    """Local BC on state, then a stratified evaluation of 4 episodes (run as 6, with a note), each ending in one
+    line; `--json` after the command gives the full evaluation record."""
+    import json
+
+    store, name, _ = tiny_dataset
+    common = ["--store", store.uri]
+    code, out, err = _main(["train", "bc", name, "--features", "state", "--epochs", "2", *common], capsys)
+    assert code in (0, None), err
+    last = out.strip().splitlines()[-1]
+    assert " succeeded: BC on " in last and "kept epoch" in last, out
+    run_id = last.split()[0]
+    args = ["eval", run_id, "--episodes", "4", "--targets", "stratified", "--steps", "10", "--parallel-envs", "2"]
+    code, out, err = _main([*args, *common, "--json"], capsys)
+    assert code in (0, None), err
+    assert "running 6 episodes" in err
+    assert len(json.loads(out)["episodes"]) == 6
+    code, out, err = _main([*args, *common], capsys)
+    assert out.strip().splitlines()[-1].startswith(f"{run_id} evaluated: success "), out
+
+
+def test_a_rejected_flag_loads_no_simulator_torch_or_store():
+    """Bad input is refused before the heavy imports (measured: docs/results.md)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from vjepa_robot import cli\n"
+        "for args in (['eval', 'jacobian', '--episodes', '-1'], ['datasets', 'create', 'x', '--episodes', '-5'],\n"
+        "             ['demo', '--episodes', '-5'], ['train', 'bc', 'ds', '--epochs', '0']):\n"
+        "    try:\n"
+        "        cli.main(args)\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 2, (args, e.code)\n"
+        "heavy = [m for m in ('torch', 'dm_control', 'mujoco', 'lancedb', 'transformers') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "HEAVY []" in proc.stdout, (proc.stdout, proc.stderr[-2000:])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One install for everything the README lists; CI runs the README's test command
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _extra(pyproject: dict, name: str, seen: set | None = None) -> set[str]:
+    """Every requirement an extra brings, following `vjepa-robot[other]` references."""
+    import re
+
+    seen = seen if seen is not None else set()
+    out: set[str] = set()
+    for req in pyproject["project"]["optional-dependencies"][name]:
+        m = re.fullmatch(r"vjepa-robot\[(\w+)\]", req)
+        if m:
+            if m.group(1) not in seen:
+                seen.add(m.group(1))
+                out |= _extra(pyproject, m.group(1), seen)
+        else:
+            out.add(re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0].lower())
+    return out
+
+
+def test_all_brings_every_feature_the_readme_lists():
+    from pathlib import Path
+
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    everything = _extra(pyproject, "all")
+    # the study, live curves (TensorBoard; W&B with --wandb), Gymnasium + the SB3 example, LeRobot video (PyAV)
+    for needed in (
+        "dm-control",
+        "mujoco",
+        "matplotlib",
+        "tensorboard",
+        "wandb",
+        "gymnasium",
+        "stable-baselines3",
+        "av",
+    ):
+        assert needed in everything, needed
+    readme = (root / "README.md").read_text()
+    assert 'pip install -c constraints.txt -e ".[all]" && vjepa-robot demo' in readme
+
+
+def test_ci_runs_the_readme_test_command_verbatim_with_this_python():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    line = next(s for s in readme.splitlines() if "pytest" in s and "pip install" in s)
+    command = line.split("#", 1)[0].strip()
+    assert command.endswith("&& python -m pytest"), command  # the venv's own pytest, never another on PATH
+    ci = (root / ".ci" / "run").read_text().strip().splitlines()
+    assert ci[-1].strip() == command, (ci[-1], command)
+    assert len(readme.splitlines()) <= 200

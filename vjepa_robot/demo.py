@@ -138,6 +138,15 @@ def check_config(cfg: DemoConfig) -> None:
         raise ValueError(f"--seeds {cfg.seeds} is out of range: it must be between 1 and 32")
 
 
+def demo_config(preset: str = "quick", **overrides) -> DemoConfig:
+    """The preset with the options given, checked (ValueError, one line) before anything heavy is imported."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown demo preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    cfg = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+    check_config(cfg)
+    return cfg
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -369,6 +378,7 @@ def run_demo(
 ) -> Path:
     """Run the study; write to `store` / `runs_dir` (default: the CLI's defaults, so `vjepa-robot runs list` and
     `vjepa-robot report` find the results afterwards); service logs go to `workdir`/logs."""
+    cfg = demo_config(preset, **overrides)  # bad options are refused before the heavy imports below
     from services.common.store import Store, default_store_uri
     from vjepa_robot_client import EncoderClient, TrainerClient
     from vjepa_robot_client.contract import EXPERTS, FEATURE_SOURCES
@@ -378,10 +388,6 @@ def run_demo(
     from vjepa_robot_lab.report import is_plumbing, read_runs, save_notes, summary_lines, title, write_report
     from vjepa_robot_lab.threads import set_torch_threads
 
-    if preset not in PRESETS:
-        raise ValueError(f"unknown demo preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    cfg = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
-    check_config(cfg)  # before any service starts
     store_dir = Path(store or default_store_uri()).resolve()
     runs_dir = Path(runs_dir or default_runs_dir(str(store_dir))).resolve()
     workdir = workdir.resolve()
