@@ -467,3 +467,33 @@ def test_ci_runs_the_readme_test_command_verbatim_with_this_python():
     ci = (root / ".ci" / "run").read_text().strip().splitlines()
     assert ci[-1].strip() == command, (ci[-1], command)
     assert len(readme.splitlines()) <= 200
+
+
+def test_the_demo_probes_run_in_a_one_thread_process(tmp_store):
+    """The probe worker starts with every thread pool at one thread (the parent keeps its own settings) and
+    probes a real dataset in the store."""
+    import os
+
+    from conftest import write_steps_dataset
+
+    from vjepa_robot.demo import ONE_THREAD, probe_one, probe_pool
+
+    before = {k: os.environ.get(k) for k in ONE_THREAD}
+    pool = probe_pool()
+    try:
+        assert {k: os.environ.get(k) for k in ONE_THREAD} == before  # the demo process itself is unchanged
+        assert [pool.submit(os.getenv, k).result() for k in ONE_THREAD] == ["1"] * len(ONE_THREAD)
+        write_steps_dataset(tmp_store, "six", episodes=6, steps=10, image_size=8)
+        result = pool.submit(probe_one, tmp_store.uri, "six", "state", "http://unused", 0, 3, 20).result(timeout=300)
+    finally:
+        pool.shutdown()
+    assert (
+        result["features"] == "state"
+        and result["mlp_steps"] == 20
+        and set(result["linear"])
+        == {
+            "finger_xy",
+            "target_xy",
+            "to_target",
+        }
+    )

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -136,6 +136,47 @@ def check_config(cfg: DemoConfig) -> None:
             raise ValueError(invalid_input(exc, model=model, flags=flags)) from None
     if cfg.seeds < 1:
         raise ValueError(f"--seeds {cfg.seeds} is out of range: it must be between 1 and 32")
+
+
+ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VJEPA_ROBOT_TORCH_THREADS")
+
+
+def probe_pool() -> ProcessPoolExecutor:
+    """One worker process for the probes, started with every thread pool at one thread (OpenBLAS, OpenMP, MKL,
+    torch). Measured on the 2 loaded cores (docs/results.md#demo-time): the probes' numpy ridge took 47-50 s per
+    96-d source with OpenBLAS's default two threads against 7-12 s on one, and their torch MLPs did not finish a
+    source in 10 min on two threads (73 s on one): a second thread spins while another process holds the core.
+    The variables must be set before the worker imports numpy, so the process starts here, with them in place."""
+    import multiprocessing
+
+    saved = {k: os.environ.get(k) for k in ONE_THREAD}
+    os.environ.update({k: "1" for k in ONE_THREAD})
+    try:
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        pool.submit(int).result()  # start the worker now, while the variables are set
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return pool
+
+
+def probe_one(store_dir: str, dataset: str, features: str, encoder_url: str, seed: int, folds: int, mlp_steps: int):
+    """The probes of one feature source on the demo's dataset (in the probe_pool worker)."""
+    from services.common.store import Store
+    from vjepa_robot_lab.perception.features import make_feature_source
+    from vjepa_robot_lab.perception.probe import probe
+    from vjepa_robot_lab.threads import set_torch_threads
+
+    set_torch_threads(1)
+    src = make_feature_source(features, encoder_url=encoder_url)
+    try:
+        result = probe(Store(store_dir), dataset, src, seed=seed, folds=folds, mlp_steps=mlp_steps)
+        return {**result, "dataset": dataset, "mlp_steps": mlp_steps}
+    finally:
+        src.close()
 
 
 def demo_config(preset: str = "quick", **overrides) -> DemoConfig:
@@ -379,14 +420,11 @@ def run_demo(
     """Run the study; write to `store` / `runs_dir` (default: the CLI's defaults, so `vjepa-robot runs list` and
     `vjepa-robot report` find the results afterwards); service logs go to `workdir`/logs."""
     cfg = demo_config(preset, **overrides)  # bad options are refused before the heavy imports below
-    from services.common.store import Store, default_store_uri
+    from services.common.store import default_store_uri
     from vjepa_robot_client import EncoderClient, TrainerClient
     from vjepa_robot_client.contract import EXPERTS, FEATURE_SOURCES
-    from vjepa_robot_lab.perception.features import make_feature_source
-    from vjepa_robot_lab.perception.probe import probe
     from vjepa_robot_lab.records.runs import default_runs_dir
     from vjepa_robot_lab.report import is_plumbing, read_runs, save_notes, summary_lines, title, write_report
-    from vjepa_robot_lab.threads import set_torch_threads
 
     store_dir = Path(store or default_store_uri()).resolve()
     runs_dir = Path(runs_dir or default_runs_dir(str(store_dir))).resolve()
@@ -496,28 +534,15 @@ def run_demo(
             st = enc.dataset_encode_status(dataset)
             return st.done, st.total, st.status, "windows", st
 
-        # probes (what the features encode) run here, in a thread beside the services' jobs: state and random
-        # at once, vjepa2 once the dataset is embedded
-        st = Store(str(store_dir))
-        # one torch thread: the demo process trains nothing else, and a probe's small MLPs on two threads stall
-        # whenever another process holds a core (the services beside it always do)
-        set_torch_threads(1)
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe")
+        # probes (what the features encode) run beside the services' jobs in a process of their own, on one
+        # thread (probe_pool): state and random at once, vjepa2 once the dataset is embedded
+        pool = probe_pool()
         probe_futures: dict[str, Future] = {}
 
         def submit_probe(f: str) -> None:
-            def work() -> dict:
-                set_torch_threads(1)  # in the probe thread too (OpenMP's thread count is per thread)
-                src = make_feature_source(f, encoder_url=svc.encoder_url)
-                try:
-                    result = probe(
-                        st, dataset, src, seed=cfg.seed, folds=cfg.probe_folds, mlp_steps=cfg.probe_mlp_steps
-                    )
-                    return {**result, "dataset": dataset, "mlp_steps": cfg.probe_mlp_steps}
-                finally:
-                    src.close()
-
-            probe_futures[f] = pool.submit(work)
+            probe_futures[f] = pool.submit(
+                probe_one, str(store_dir), dataset, f, svc.encoder_url, cfg.seed, cfg.probe_folds, cfg.probe_mlp_steps
+            )
 
         def poll_probes():
             done = [fut for fut in probe_futures.values() if fut.done()]
