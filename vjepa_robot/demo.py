@@ -86,6 +86,7 @@ HEADERS = {
 }
 RULE_WIDTH = 80
 PROGRESS_EVERY_S = 20.0  # when output is not a terminal: one line per running job at least this often
+SERVICE_START_S = 600.0  # how long the demo waits for a service to answer /healthz
 
 
 def check_config(cfg: DemoConfig) -> None:
@@ -232,9 +233,15 @@ class Services:
                 str(self.runs),
             ],
         )
-        wait_healthy(self.encoder_url, enc, self.logs / "encoder.log")
-        wait_healthy(self.trainer_url, tr, self.logs / "trainer.log")
+        # a service imports torch and builds its model before it answers: minutes on a loaded 2-core machine
+        # (measured: over 3 min for the tiny encoder at load ~20), so the demo waits up to 10 and says so
+        for url, proc, name in ((self.encoder_url, enc, "encoder"), (self.trainer_url, tr, "trainer")):
+            wait_healthy(url, proc, self.logs / f"{name}.log", timeout=SERVICE_START_S, progress=self._waiting(name))
         return self
+
+    @staticmethod
+    def _waiting(name: str) -> Callable[[float], None]:
+        return lambda s: console.print(f"  still starting the {name} ({fmt_s(s)}; its log: vjepa-robot-demo/logs)")
 
     def __exit__(self, *exc) -> None:
         for p in self.procs:
@@ -246,11 +253,18 @@ class Services:
                 p.kill()
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
+def wait_healthy(
+    url: str, proc: subprocess.Popen, log: Path, timeout: float = 180.0, progress: Callable[[float], None] | None = None
+) -> None:
+    """Until GET /healthz answers 200; `progress(waited_s)` hears every PROGRESS_EVERY_S seconds of waiting."""
     import httpx
 
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    deadline, told = start + timeout, start
     while time.monotonic() < deadline:
+        if progress is not None and time.monotonic() - told >= PROGRESS_EVERY_S:
+            told = time.monotonic()
+            progress(told - start)
         if proc.poll() is not None:
             raise RuntimeError(
                 f"service at {url} exited with code {proc.returncode}; its log ({log}):\n" + log.read_text()[-3000:]
