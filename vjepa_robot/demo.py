@@ -239,9 +239,9 @@ class Services:
             wait_healthy(url, proc, self.logs / f"{name}.log", timeout=SERVICE_START_S, progress=self._waiting(name))
         return self
 
-    @staticmethod
-    def _waiting(name: str) -> Callable[[float], None]:
-        return lambda s: console.print(f"  still starting the {name} ({fmt_s(s)}; its log: vjepa-robot-demo/logs)")
+    def _waiting(self, name: str) -> Callable[[float], None]:
+        log = self.logs / f"{name}.log"
+        return lambda s: console.print(f"  still starting the {name} ({fmt_s(s)}; log {log})", highlight=False)
 
     def __exit__(self, *exc) -> None:
         for p in self.procs:
