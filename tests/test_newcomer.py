@@ -497,3 +497,26 @@ def test_the_demo_probes_run_in_a_one_thread_process(tmp_store):
             "to_target",
         }
     )
+
+
+def test_progress_lines_keep_coming_while_a_poll_waits_on_a_slow_service():
+    """A poll that blocks (a loaded service answering slowly) does not stop the lines: a thread prints them
+    (measured in the demo at load ~15: a 42 s gap between lines before this thread)."""
+    import time
+
+    from vjepa_robot.demo import Job, ProgressLines, Watch
+
+    state = {"n": 0}
+
+    def slow_poll():
+        state["n"] += 1
+        time.sleep(1.2)  # one poll round takes longer than the cadence
+        return state["n"], 2, "succeeded" if state["n"] >= 2 else "running", "epochs", None
+
+    con = _console80()
+    w = Watch(con, t0=time.perf_counter())
+    w.describe = lambda j: "done"
+    w.lines, w.beat_s = ProgressLines(every=0.3), 0.05
+    w.run([Job("BC vjepa2 s0", "BC", slow_poll)], poll_interval=0.0)
+    progress = [s for s in con.file.getvalue().splitlines() if s.startswith("[") and "BC vjepa2 s0" in s]
+    assert len(progress) >= 4, con.file.getvalue()  # 2.4 s of blocked polls at one line per 0.3 s

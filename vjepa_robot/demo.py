@@ -20,6 +20,7 @@ import platform
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -305,6 +306,7 @@ class Watch:
         self.console, self.t0 = console, t0
         self.done: list[Job] = []
         self.lines = ProgressLines(clock=clock)
+        self.beat_s = 1.0  # how often the progress thread looks at the clock (output not a terminal)
 
     def run(self, jobs: list[Job], poll_interval: float = 1.0) -> list[Job]:
         """Watch `jobs` (and those their `then` starts) until all have ended. On a terminal: live rich bars; in a
@@ -332,36 +334,58 @@ class Watch:
             job.started = time.perf_counter()
             live[bars.add_task(job.label, total=None, unit="", state="queued")] = job
 
+        lock = threading.Lock()  # the watch loop and the progress thread share `live`, `seen` and the console
+        stop = threading.Event()
+
+        def progress_lines() -> None:
+            with lock:
+                if terminal or not live or not self.lines.due():
+                    return
+                elapsed = time.perf_counter() - self.t0
+                for task_id, job in live.items():
+                    done, total, state, unit = seen.get(task_id, (None, None, "queued", ""))
+                    line = progress_line(elapsed, job.label, done, total, unit, state)
+                    self.console.print(line, highlight=False, markup=False, overflow="ellipsis", no_wrap=True)
+
+        def beat() -> None:  # the cadence holds while a poll waits on a slow service
+            while not stop.wait(self.beat_s):
+                progress_lines()
+
+        beater = threading.Thread(target=beat, name="demo-progress", daemon=True)
         with bars if terminal else nullcontext():
-            for job in jobs:
-                start(job)
-            while live:
-                for task_id, job in list(live.items()):
-                    done, total, state, unit, result = job.poll()
-                    bars.update(task_id, completed=done or 0, total=total or None, state=state, unit=unit)
-                    seen[task_id] = (done, total, state, unit)
-                    if state not in TERMINAL:
-                        continue
-                    job.ended, job.result = time.perf_counter(), result
-                    del live[task_id]
-                    self.done.append(job)
-                    if state not in ("succeeded", "ready", "done"):
-                        raise RuntimeError(f"{job.label} {state}: {getattr(result, 'error', result)}")
-                    bars.console.print(
-                        f"{job.label}: {self.describe(job)} ({fmt_s(job.ended - job.started)})",
-                        highlight=False,
-                        markup=False,
-                    )
-                    for follow in job.then(result) if job.then else []:
-                        start(follow)
-                if not terminal and live and self.lines.due():
-                    elapsed = time.perf_counter() - self.t0
-                    for task_id, job in live.items():
-                        done, total, state, unit = seen.get(task_id, (None, None, "queued", ""))
-                        line = progress_line(elapsed, job.label, done, total, unit, state)
-                        self.console.print(line, highlight=False, markup=False, overflow="ellipsis", no_wrap=True)
-                if live:
-                    time.sleep(poll_interval)
+            with lock:
+                for job in jobs:
+                    start(job)
+            if not terminal:
+                beater.start()
+            try:
+                while live:
+                    for task_id, job in list(live.items()):
+                        done, total, state, unit, result = job.poll()  # outside the lock: it may take seconds
+                        with lock:
+                            bars.update(task_id, completed=done or 0, total=total or None, state=state, unit=unit)
+                            seen[task_id] = (done, total, state, unit)
+                            if state not in TERMINAL:
+                                continue
+                            job.ended, job.result = time.perf_counter(), result
+                            del live[task_id]
+                            self.done.append(job)
+                            if state not in ("succeeded", "ready", "done"):
+                                raise RuntimeError(f"{job.label} {state}: {getattr(result, 'error', result)}")
+                            bars.console.print(
+                                f"{job.label}: {self.describe(job)} ({fmt_s(job.ended - job.started)})",
+                                highlight=False,
+                                markup=False,
+                            )
+                        follows = job.then(result) if job.then else []  # requests to the services: unlocked
+                        with lock:
+                            for follow in follows:
+                                start(follow)
+                    progress_lines()
+                    if live:
+                        time.sleep(poll_interval)
+            finally:
+                stop.set()
         return self.done
 
     @staticmethod
