@@ -236,8 +236,13 @@ class Services:
         )
         # a service imports torch and builds its model before it answers: minutes on a loaded 2-core machine
         # (measured: over 3 min for the tiny encoder at load ~20), so the demo waits up to 10 and says so
-        for url, proc, name in ((self.encoder_url, enc, "encoder"), (self.trainer_url, tr, "trainer")):
-            wait_healthy(url, proc, self.logs / f"{name}.log", timeout=SERVICE_START_S, progress=self._waiting(name))
+        try:
+            for url, proc, name in ((self.encoder_url, enc, "encoder"), (self.trainer_url, tr, "trainer")):
+                log = self.logs / f"{name}.log"
+                wait_healthy(url, proc, log, timeout=SERVICE_START_S, progress=self._waiting(name))
+        except BaseException:  # __exit__ does not run when __enter__ raises: stop what started
+            self.__exit__()
+            raise
         return self
 
     def _waiting(self, name: str) -> Callable[[float], None]:
