@@ -1161,8 +1161,8 @@ def runs_show(
         )
 
 
-# Measured with `vjepa-robot demo` on the development machine (2 shared x86_64 cores): see README.md ("Time").
-DEMO_TIME = "6-20 min on 2 cores, by what else runs"  # the README states the same (tests/test_readme.py)
+# Measured with `vjepa-robot demo` on the development machine (2 shared x86_64 cores): docs/results.md#demo-time.
+DEMO_TIME = "6-22 min on 2 cores, by what else runs"  # the README states the same (tests/test_readme.py)
 
 
 @app.command("demo")
