@@ -520,3 +520,31 @@ def test_progress_lines_keep_coming_while_a_poll_waits_on_a_slow_service():
     w.run([Job("BC vjepa2 s0", "BC", slow_poll)], poll_interval=0.0)
     progress = [s for s in con.file.getvalue().splitlines() if s.startswith("[") and "BC vjepa2 s0" in s]
     assert len(progress) >= 4, con.file.getvalue()  # 2.4 s of blocked polls at one line per 0.3 s
+
+
+@pytest.mark.slow
+def test_local_attentive_training_shows_its_embedding_and_ends_in_one_line(tmp_path, quiet_flags, capsys):
+    """A real tiny encoder on loopback: `train bc --readout attentive` in this process embeds the grids first with
+    a progress bar, ends with one summary line naming the stand-in, and the succeeded run's phase moved on."""
+    from _servers import serve_app
+    from conftest import write_steps_dataset
+
+    from services.common.store import Store
+    from services.encoder.app import create_app
+    from services.encoder.settings import EncoderSettings
+    from vjepa_robot import output
+    from vjepa_robot_lab.records.runs import RunStore
+
+    store = str(tmp_path / "store")
+    write_steps_dataset(Store(store), "ds", episodes=4, steps=10, image_size=32)
+    with serve_app(create_app(EncoderSettings(store=store, preset="tiny")), startup_timeout=180) as url:
+        args = ["train", "bc", "ds", "--features", "vjepa2", "--readout", "attentive", "--grid-size", "2"]
+        code, out, err = _main(
+            [*args, "--epochs", "1", "--batch-size", "16", "--encoder-url", url, "--store", store], capsys
+        )
+    assert code in (0, None), err
+    assert "encode ds" in err  # the SDK's progress bar over the grid embedding, before the run starts
+    last = out.strip().splitlines()[-1]
+    assert " succeeded: BC on vjepa2" in last and output.STAND_IN_NOTE in last, out
+    run = RunStore(tmp_path / "store" / "runs").get(last.split()[0])
+    assert run.metrics.model_dump()["phase"] == "trained"
