@@ -130,7 +130,7 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
 
     common = ["--store", stack["store"], "--runs-dir", str(stack["runs"]), "--encoder-url", stack["encoder"]]
     out = CliRunner().invoke(
-        cli_app, ["eval", run_id, "--episodes", "2", "--steps", "20", "--parallel-envs", "2", *common]
+        cli_app, ["--json", "eval", run_id, "--episodes", "2", "--steps", "20", "--parallel-envs", "2", *common]
     )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output[out.output.index("{") :])["image_size"] == 128
@@ -314,6 +314,7 @@ def test_readme_quickstart_script_runs_against_the_services(stack):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "bc succeeded" in proc.stdout and "success " in proc.stdout, proc.stdout
+    assert proc.stdout.count("random-init stand-in") == 3, proc.stdout  # the tiny encoder, named on every result
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from vjepa_robot import output
 from vjepa_robot.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNREACHABLE, invalid_input
 
 APP_HELP = """vjepa-robot: frozen V-JEPA 2 as the eyes of a robot policy.
@@ -18,7 +19,9 @@ APP_HELP = """vjepa-robot: frozen V-JEPA 2 as the eyes of a robot policy.
 Global options go before the command (`vjepa-robot --verbose eval RUN_ID`); `--verbose` is also accepted
 after it. Exit codes: 0 done; 1 the work failed (training or evaluation failed, weights not loadable);
 2 the command was wrong (an option out of range, an unknown dataset or run, a refused request);
-3 a service could not be reached (is `vjepa-robot serve encoder` / `serve trainer` running?)."""
+3 a service could not be reached (is `vjepa-robot serve encoder` / `serve trainer` running?).
+`train` and `eval` end with one summary line; `--json` (before the command, or after train / eval) prints the
+full record instead."""
 
 app = typer.Typer(help=APP_HELP, no_args_is_help=True)
 datasets_app = typer.Typer(help="Expert datasets in the LanceDB feature store.", no_args_is_help=True)
@@ -79,8 +82,10 @@ def _global(
         "-v",
         help="Full tracebacks for expected failures (give it before the command; `CMD ... --verbose` works too).",
     ),
+    as_json: bool = typer.Option(False, "--json", help="train / eval: the full record as JSON, not a summary line."),
 ) -> None:
     _VERBOSE["on"] = verbose or _VERBOSE["on"]
+    output.JSON["on"] = as_json
 
 
 def _announce_wait(url: str, service: str) -> None:
@@ -176,7 +181,6 @@ def datasets_create(
     from pydantic import ValidationError
 
     from vjepa_robot_client.contract import CreateDatasetRequest
-    from vjepa_robot_lab.data.datasets import DatasetExists, DatasetSpec, create_dataset, resolve_expert
 
     try:  # the service's own request model first: the same one-line refusal as through the trainer service
         CreateDatasetRequest(
@@ -191,6 +195,8 @@ def datasets_create(
         )
     except ValidationError as exc:
         _invalid(exc, CreateDatasetRequest, name="NAME")
+    from vjepa_robot_lab.data.datasets import DatasetExists, DatasetSpec, create_dataset, resolve_expert
+
     try:
         spec = DatasetSpec(
             name=name, expert=expert, task=task, episodes=episodes, steps=steps, seed=seed, image_size=image_size
@@ -633,9 +639,12 @@ def _train(
         return
     from services.trainer import jobs
 
+    if req.features.value == "vjepa2":  # said now, before a run is created (no failed run left behind)
+        if missing := output.encoder_missing(encoder_url):
+            _fail(missing, EXIT_UNREACHABLE)
+        if kind == "bc":  # the embedding, with its progress bar, before the run starts
+            output.embed_first(encoder_url, token, req.dataset, req.readout.value, req.grid_size)
     ctx = _local_ctx(store, runs_dir, encoder_url, token)
-    if req.features.value == "vjepa2":
-        _announce_wait(encoder_url, "encoder")
     runner = _Announcing(ctx)
     try:
         created = jobs.train(ctx, runner, req, progress=True)
@@ -680,11 +689,7 @@ def _local_study(ctx, study_id: str):
 
 
 def _print_run(record) -> None:
-    rec = record if isinstance(record, dict) else record.model_dump(by_alias=True)
-    metrics = {k: v for k, v in rec.get("metrics", {}).items() if not isinstance(v, (list, dict))}
-    typer.echo(
-        json.dumps({"run_id": rec["run_id"], "status": rec["status"], "metrics": metrics}, indent=1, default=str)
-    )
+    output.print_run(record)  # one summary line (--json: the whole record)
 
 
 def _interval(iv, pct: bool) -> str:
@@ -875,6 +880,9 @@ def evaluate(
         allow_image_size_change=allow_image_size_change or None,
         targets=targets,
     )
+    given["episodes"], note = output.stratified_episodes(episodes, targets)  # 4 -> 6, said on stderr
+    if note:
+        typer.secho(note, fg=typer.colors.YELLOW, err=True)
     given = {k: v for k, v in given.items() if v is not None}
     baseline = run_id in EXPERTS
     study = run_id.startswith("study-")
@@ -901,12 +909,13 @@ def evaluate(
         else:
             tr.evaluate(run_id, **given)
         res = tr.wait_eval(run_id).model_dump(by_alias=True)
+        run_record = tr.run(res["run_id"]) if res.get("run_id") else None
     else:
         from services.trainer import jobs
 
         ctx = _local_ctx(store, runs_dir, encoder_url, token)
-        if not baseline and _uses_encoder(ctx, run_id, study):
-            _announce_wait(encoder_url, "encoder")
+        if not baseline and _uses_encoder(ctx, run_id, study) and (missing := output.encoder_missing(encoder_url)):
+            _fail(missing, EXIT_UNREACHABLE)
         runner = jobs.InlineRunner()
         try:
             if study:
@@ -921,27 +930,9 @@ def evaluate(
             _fail(exc.detail)
         except Exception as exc:  # recorded in the run's evaluation as `failed` before it got here
             _job_failed("evaluation", exc)
-        res = ctx.runs.get(res.run_id)["evaluations"][res.eval_id]
-    typer.echo(
-        json.dumps(
-            {
-                k: res.get(k)
-                for k in (
-                    "run_id",
-                    "status",
-                    "success_rate",
-                    "success_ci95",
-                    "mean_return",
-                    "image_size",
-                    "steps_per_second",
-                    "error",
-                    "by_distance",  # success and return near / middle / far from the base (reacher)
-                    "failed",  # the episodes that failed: seed, return, target radius and angle
-                )
-            },
-            indent=1,
-        )
-    )
+        run_record = ctx.runs.get(res.run_id)
+        res = run_record["evaluations"][res.eval_id]
+    output.print_eval(res, run_record)  # one summary line (--json: the whole evaluation record)
     if res.get("status") != "succeeded":
         _fail(f"evaluation {res.get('status')}: {res.get('error')}", _failed_code(res.get("error")))
 
@@ -1191,8 +1182,8 @@ def runs_show(
         )
 
 
-# Measured with `vjepa-robot demo` on the development machine (2 shared x86_64 cores): see README.md ("Time").
-DEMO_TIME = "6-20 min on 2 cores, by what else runs"  # the README states the same (tests/test_readme.py)
+# Measured with `vjepa-robot demo` on the development machine (2 shared x86_64 cores): docs/results.md#demo-time.
+DEMO_TIME = "6-22 min on 2 cores, by what else runs"  # the README states the same (tests/test_readme.py)
 
 
 @app.command("demo")
@@ -1214,8 +1205,13 @@ def demo(
     """The whole BC experiment through both services on loopback: expert dataset, encode, BC on vjepa2 / state /
     random features, live evaluation beside the experts, probes, report. It prints each stage's time at the end,
     and writes to the same store and runs directory as every other command (`vjepa-robot runs list`, `report`)."""
+    from vjepa_robot.demo import demo_config, run_demo
+
+    try:  # bad options are refused before the store and torch load (under a second)
+        demo_config(preset, episodes=episodes, eval_episodes=eval_episodes, epochs=epochs, seeds=seeds)
+    except ValueError as exc:
+        _fail(str(exc))
     from services.common.store import default_store_uri
-    from vjepa_robot.demo import run_demo
 
     store_uri = store or default_store_uri()
     if "://" in store_uri:
@@ -1393,6 +1389,9 @@ def main(argv: list[str] | None = None) -> None:
     if "--verbose" in args[1:cut]:
         _VERBOSE["on"] = True
         args = [a for i, a in enumerate(args) if not (a == "--verbose" and 0 < i < cut)]
+    at = next((i for i, a in enumerate(args[:cut]) if not a.startswith("-")), cut)  # the command
+    if at < cut and args[at] in ("train", "eval") and "--json" in args[at + 1 : cut]:  # datasets / runs: their own
+        args = ["--json", *(a for i, a in enumerate(args) if not (a == "--json" and at < i < cut))]
     from vjepa_robot.harness import SIGNALS, stop_on_signals
 
     restore = lambda: None  # noqa: E731
@@ -1421,10 +1420,16 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         raise SystemExit(EXIT_BAD_INPUT) from None
-    except Exception as exc:  # expected failures in one line; the trace behind --verbose
-        found = None if _VERBOSE["on"] else classify_failure(exc)
+    except Exception as exc:  # expected failures in one line; the trace behind --verbose, with the same exit code
+        found = classify_failure(exc)
         if found is None:
             raise
+        if _VERBOSE["on"]:
+            import traceback
+
+            traceback.print_exc()
+            typer.secho(f"error: {found[0]}", fg=typer.colors.RED, err=True)
+            raise SystemExit(found[1]) from None
         typer.secho(f"error: {found[0]} (full trace: vjepa-robot --verbose ...)", fg=typer.colors.RED, err=True)
         raise SystemExit(found[1]) from None
     finally:

@@ -72,13 +72,20 @@ def wait_healthy(
     path: str = "/healthz",
     alive: Callable[[], bool] = lambda: True,
     why: Callable[[], str] = lambda: "",
+    progress: Callable[[float], None] | None = None,
+    every: float = 20.0,
 ) -> None:
-    """Poll GET url+path until it answers 200; ServiceFailed if `alive()` turns False or `timeout` passes."""
+    """Poll GET url+path until it answers 200; ServiceFailed if `alive()` turns False or `timeout` passes.
+    `progress(waited_s)` hears every `every` seconds of waiting (a log reader sees the start is still going)."""
     import httpx
 
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    deadline, told = start + timeout, start
     delay = 0.05
     while True:
+        if progress is not None and time.monotonic() - told >= every:
+            told = time.monotonic()
+            progress(told - start)
         if not alive():
             raise ServiceFailed(f"service at {url} exited before it was healthy{why()}")
         try:
@@ -121,6 +128,7 @@ class Service:
         start_timeout: float = 180.0,
         grace_s: float = 10.0,
         die_with_parent: bool = True,
+        on_wait: Callable[[float], None] | None = None,
     ):
         self.argv, self.port, self.name, self.host = [str(a) for a in argv], port, name, host
         if log is None:
@@ -131,7 +139,7 @@ class Service:
         self.log = Path(log)
         self.env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
         self.cwd, self.health_path, self.start_timeout, self.grace_s = cwd, health_path, start_timeout, grace_s
-        self.die_with_parent = die_with_parent
+        self.die_with_parent, self.on_wait = die_with_parent, on_wait  # on_wait(waited_s): start still going
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -187,6 +195,7 @@ class Service:
                 path=self.health_path,
                 alive=self.running,
                 why=self._why,
+                progress=self.on_wait,
             )
         except BaseException:
             self.stop()

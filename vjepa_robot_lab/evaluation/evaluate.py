@@ -338,8 +338,9 @@ def _gif_frame(env, ts) -> np.ndarray:
 
 
 CONTROL_DT = 0.02  # s of simulated time per reacher control step (dm_control reacher: timestep 0.02, 1 substep)
-GIF_LINE_H = 12  # px per caption line (Pillow's default font at size 10)
-GIF_CAPTION_LINES = 5  # the label (up to 2 lines), seed and step, return and the live reward / final outcome
+GIF_FONT_PX = 11  # caption font size: DejaVu Sans (matplotlib's own font file), legible at the GIF's 160 px panels
+GIF_LINE_H = 13  # px per caption line at that size
+GIF_CAPTION_LINES = 6  # the label (up to 2 lines), seed, step, the return, the live reward / final outcome
 GIF_CAPTION_H = GIF_LINE_H * GIF_CAPTION_LINES + 4  # px of caption above each panel
 
 
@@ -394,13 +395,20 @@ def expert_panel(name: str, task: str, seed: int, steps: int, action_repeat: int
     )
 
 
-def _font(size: int = 10):
+def _font(size: int = GIF_FONT_PX):
+    """DejaVu Sans (shipped with matplotlib, part of the trainer stack): Pillow's built-in font at this size draws
+    spaces about 1 px wide ("policyon state", "nosuccess"), so words ran together in the captions."""
     from PIL import ImageFont
 
     try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: the fixed bitmap font
-        return ImageFont.load_default()
+        from matplotlib import font_manager
+
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans", fallback_to_default=False), size)
+    except (ImportError, ValueError, OSError):  # no matplotlib or no font file: Pillow's own
+        try:
+            return ImageFont.load_default(size=size)
+        except TypeError:  # Pillow < 10.1: the fixed bitmap font
+            return ImageFont.load_default()
 
 
 def wrap_label(label: str, width: int, font=None, max_lines: int = 2) -> list[str]:
@@ -458,12 +466,9 @@ def caption_lines(p: Panel, t: int, last: bool, steps: int, per_frame: float) ->
             if last
             else (f"reward {now:.0f}/1 now" if now is not None else "")
         )
-    return [
-        *label,
-        f"seed {p.seed}",
-        f"step {round((t + 1) * per_frame)}/{steps}",
-        f"return {p.returns[t]:.1f}  {state}".rstrip(),
-    ]
+    # one item a line: side by side, an evaluation seed (~1e9) and the step, or the return and the live state,
+    # overran a 160 px panel
+    return [*label, f"seed {p.seed}", f"step {round((t + 1) * per_frame)}/{steps}", f"return {p.returns[t]:.1f}", state]
 
 
 def write_episode_gif(

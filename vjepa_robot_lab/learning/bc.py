@@ -493,6 +493,8 @@ def train_bc(
         features.on_progress = lambda message: run.update(metrics={"phase": message})
         pooler = PoolerConfig(dim=features.token_dim, tokens=features.tokens)
     table, actions = load_bc_data(store, cfg.dataset, features)
+    if pooler is not None:  # the grids are in hand: the phase moves on from "embedding the ... grids first"
+        run.update(metrics={"phase": "training on the token grids"})
     pull_s = time.perf_counter() - t0
     if len(table) == 0:
         raise ValueError(f"dataset {cfg.dataset!r} has no steps: nothing to clone")
@@ -531,6 +533,7 @@ def train_bc(
         n_train_episodes=int(len(np.unique(table.episode[train_rows]))),
         n_val_episodes=len(val_episodes),
         wall_s=round(time.perf_counter() - t0, 3),
+        **({"phase": "trained"} if pooler is not None else {}),
     )
     lineage = {
         "kind": "bc",
