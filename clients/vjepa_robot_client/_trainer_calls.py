@@ -7,7 +7,10 @@ terminal state.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from pydantic import BaseModel
 
 from ._calls import Call, Poll
 from .contract import (
@@ -39,6 +42,7 @@ from .contract import (
     validate_run_id,
 )
 
+_KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 TERMINAL = frozenset({RunStatus.succeeded, RunStatus.failed, RunStatus.interrupted})
 DATASET_TERMINAL = frozenset({DatasetState.ready, DatasetState.failed})
 
@@ -201,6 +205,17 @@ def train_sac(
         features=features, task=task, total_steps=total_steps, readout=readout, grid_size=grid_size, **kwargs
     ).model_dump(mode="json", exclude_none=True)
     return Call("POST", "/train/sac", _created, json=_readout_fields(body))
+
+
+def train(kind: str, request: dict[str, Any] | BaseModel) -> Call[RunCreated]:
+    """Start training runs of any kind the trainer registers (POST /train/<kind>: bc, sac, ...; GET /info lists
+    them) from its request's fields (a dict, or the request model: only the fields set are sent, the trainer's
+    defaults fill the rest). Returns RunCreated: the run id, and with seeds / n_seeds the study id and every run."""
+    if not _KIND.fullmatch(kind or ""):
+        raise ValueError(f"run kind must be a lowercase name such as bc or sac, got {kind!r}")
+    if isinstance(request, BaseModel):
+        request = request.model_dump(mode="json", exclude_none=True, exclude_unset=True)
+    return Call("POST", f"/train/{kind}", _json(RunCreated), json=_readout_fields(dict(request)))
 
 
 def run(run_id: str) -> Call[RunRecord]:

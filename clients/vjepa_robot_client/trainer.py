@@ -49,6 +49,7 @@ class TrainerClient(SyncTransport):
     datasets = sync_call(api.datasets)
     wait_dataset = sync_poll(api.wait_dataset)
     # runs
+    train = sync_call(api.train)
     train_bc = sync_call(api.train_bc)
     train_sac = sync_call(api.train_sac)
     run = sync_call(api.run)
@@ -91,6 +92,7 @@ class AsyncTrainerClient(AsyncTransport):
     datasets = async_call(api.datasets)
     wait_dataset = async_poll(api.wait_dataset)
     # runs
+    train = async_call(api.train)
     train_bc = async_call(api.train_bc)
     train_sac = async_call(api.train_sac)
     run = async_call(api.run)

@@ -51,6 +51,20 @@ class UnknownRunKind(KeyError):
 
 
 @dataclass(frozen=True)
+class TrainCommand:
+    """What `vjepa-robot train <name>` exposes of the kind's request. vjepa_robot/train_commands.py builds the
+    command from it and the request model: each option's help is the field's description (and choices), its
+    default the model's, so the command cannot drift from the request."""
+
+    summary: str  # the command's help line
+    arguments: tuple[str, ...] = ()  # required request fields, given positionally (BC's DATASET)
+    options: tuple[str, ...] = ()  # request fields as --options, in this order; sent only when given (left out:
+    # the request's default, or its protocol's, fills them) unless named in `always`
+    always: tuple[str, ...] = ()  # options sent every time, with the request model's default as their default
+    # every trained kind also gets --seeds / --n-seeds (one run per seed) and the trainer, store and W&B options
+
+
+@dataclass(frozen=True)
 class RunKind:
     name: str  # the record's `kind`, the route's /train/<name>
     label: str  # "BC": report rows ("BC on state (dataset)"), plot labels, consoles
@@ -65,6 +79,7 @@ class RunKind:
     higher_is_better: bool = False
     order: int = 9  # reading order in the report (baselines first)
     color: str = "tab:orange"  # its bars and legend patch
+    command: TrainCommand | None = None  # `vjepa-robot train <name>` (trained kinds)
 
     def final(self, record: RunRecord) -> tuple[str, float | None]:
         """(metric name, value) of a run's headline training result; None until the run has one."""
@@ -206,6 +221,24 @@ BC = register(
         train=_train_bc,
         order=1,
         color="tab:blue",
+        command=TrainCommand(
+            summary="Behaviour cloning (the first study's MLP) on a dataset's features.",
+            arguments=("dataset",),
+            options=(
+                "features",
+                "epochs",
+                "batch_size",
+                "lr",
+                "val_fraction",
+                "select",
+                "head",
+                "protocol",
+                "seed",
+                "readout",
+                "grid_size",
+            ),
+            always=("features", "seed", "grid_size"),
+        ),
     )
 )
 SAC = register(
@@ -223,12 +256,29 @@ SAC = register(
         higher_is_better=True,
         order=2,
         color="tab:green",
+        command=TrainCommand(
+            summary="Soft Actor-Critic online in parallel envs on vjepa2 / state / random features.",
+            options=(
+                "features",
+                "task",
+                "total_steps",
+                "parallel_envs",
+                "episode_steps",
+                "action_repeat",
+                "networks",
+                "seed",
+                "readout",
+                "grid_size",
+            ),
+            always=("features", "task", "seed", "readout", "grid_size"),
+        ),
     )
 )
 
 
 __all__ = [
     "RunKind",
+    "TrainCommand",
     "RUN_KINDS",
     "register",
     "run_kind",
