@@ -894,6 +894,7 @@ def runs_root(store: str | None, runs_dir: Path | None) -> Path:
 
 
 def _run_result(run: dict) -> str:
+    from vjepa_robot_lab.records.run_kinds import RUN_KINDS
     from vjepa_robot_lab.report import evaluation_rows, num, pct
 
     evals = evaluation_rows([run])
@@ -902,23 +903,16 @@ def _run_result(run: dict) -> str:
         if e["success_rate"] is None:  # a task without success (docs/tasks.md): its return is the result
             return f"return {num(e['mean_return'])} ({e['episodes']} ep, {e['task']})"
         return f"{pct(e['success_rate'], e['ci'])} success ({e['episodes']} ep, {e['task']})"
-    m = run.get("metrics") or {}
-    if run.get("kind") == "sac" and (m.get("final_eval") or {}).get("mean_return") is not None:
-        return f"final return {num(m['final_eval']['mean_return'])} (not evaluated)"
-    if run.get("kind") == "bc" and m.get("val_loss") is not None:
-        kept = m.get("selected_epoch")
-        return (
-            f"val MSE {m.get('best_val_loss') or m['val_loss']:.2e}"
-            + (f" (epoch {kept})" if kept else "")
-            + " (not evaluated)"
-        )
-    return "-"
+    kind = RUN_KINDS.get(run.get("kind"))  # the kind's own summary of its training (run_kinds.py)
+    result = kind.training_result(run.get("metrics") or {}) if kind is not None else None
+    return f"{result} (not evaluated)" if result else "-"
 
 
 def _run_features(run: dict) -> str:
     from vjepa_robot_lab.report import encoder_info, feature_lineage, is_plumbing
+    from vjepa_robot_lab.report.rows import trained
 
-    if run.get("kind") == "baseline":
+    if not trained(run.get("kind")):  # an expert policy, evaluated (a baseline)
         return "scripted: " + str((run.get("config") or {}).get("policy"))
     info = encoder_info(run)
     if info["features"] != "vjepa2":

@@ -46,15 +46,15 @@ _KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 TERMINAL = frozenset({RunStatus.succeeded, RunStatus.failed, RunStatus.interrupted})
 DATASET_TERMINAL = frozenset({DatasetState.ready, DatasetState.failed})
 
-# (done, total) key pairs the trainers write into a run's metrics (SACMetrics, BCMetrics); totals fall back to
-# the run's config.
-_PROGRESS_KEYS = (("env_steps", "total_steps"), ("epoch", "epochs"))
+# (done, total, unit) keys the trainers write into a run's metrics (SACMetrics: simulator steps, BCMetrics: epochs);
+# totals fall back to the run's config. A run's progress and its unit are read from these, never from its kind.
+_PROGRESS_KEYS = (("env_steps", "total_steps", "step"), ("epoch", "epochs", "epoch"))
 
 
 def run_progress(record: RunRecord) -> tuple[float | None, float | None]:
     """How far a run is, from its metrics (and config for the total); (None, None) when unknown."""
     m, c = record.metrics, record.config
-    for done_key, total_key in _PROGRESS_KEYS:
+    for done_key, total_key, _ in _PROGRESS_KEYS:
         done = m.get(done_key)
         total = m.get(total_key, c.get(total_key))
         if isinstance(done, (int, float)):
@@ -63,8 +63,13 @@ def run_progress(record: RunRecord) -> tuple[float | None, float | None]:
 
 
 def run_unit(record: RunRecord) -> str:
-    """What a run's progress counts: SAC simulator steps, BC epochs."""
-    return "step" if record.kind == "sac" else "epoch"
+    """What a run's progress counts (SAC simulator steps, BC epochs): the unit of the first progress key its
+    metrics or config carry, known from a queued run's config already."""
+    m, c = record.metrics, record.config
+    for done_key, total_key, unit in _PROGRESS_KEYS:
+        if done_key in m or total_key in m or total_key in c:
+            return unit
+    return "epoch"
 
 
 def _json(model_type):
