@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from _servers import free_port, serve_app
+from conftest import wait_until
 from pydantic import ValidationError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,16 +156,14 @@ def test_serve_trainer_compress_flag(tmp_path):
     try:
         import httpx
 
-        deadline = time.monotonic() + 90
-        while True:
+        def healthy() -> bool:
             assert proc.poll() is None, proc.stdout.read()
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
             except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the trainer never answered /healthz"
-            time.sleep(0.3)
+                return False
+
+        wait_until(healthy, 90, "the trainer's /healthz")
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)

@@ -7,34 +7,26 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from conftest import write_steps_dataset
 
 from vjepa_robot_client.contract import BaselineEvalRequest, EvalResult, RunCreated, RunRecord, TrainBCRequest
 
 
 @pytest.fixture(scope="module")
-def two_trainers(tmp_path_factory):
-    """(HttpTrainer, LocalTrainer) over one store holding a tiny ready dataset, each with its own runs directory."""
-    from _servers import serve_app
-
+def two_trainers(stack, dataset_64, tmp_path_factory):
+    """(HttpTrainer on the session's trainer service, LocalTrainer on the same store with its own runs directory)."""
     from services.common.store import Store
-    from services.trainer.app import TrainerSettings, create_app
     from vjepa_robot.trainer_port import HttpTrainer, LocalTrainer
     from vjepa_robot_lab.records.context import TrainerContext
     from vjepa_robot_lab.records.runs import RunStore
 
-    root = tmp_path_factory.mktemp("port")
-    store = Store(str(root / "store"))
-    write_steps_dataset(store, "port-ds", episodes=3, steps=10, image_size=32)
-    app = create_app(TrainerSettings(store=store.uri, runs=str(root / "http-runs"), encoder_url="http://127.0.0.1:9"))
-    ctx = TrainerContext(store=store, runs=RunStore(root / "local-runs"), encoder_url="http://127.0.0.1:9")
-    with serve_app(app) as url:
-        yield HttpTrainer(url, progress=False), LocalTrainer(ctx, progress=False)
+    runs = RunStore(tmp_path_factory.mktemp("local-runs"))
+    ctx = TrainerContext(store=Store(stack["store"]), runs=runs, encoder_url=stack["encoder"])
+    return HttpTrainer(stack["trainer"], progress=False), LocalTrainer(ctx, progress=False)
 
 
-def test_both_adapters_train_and_evaluate_with_the_same_types_and_results(two_trainers):
+def test_both_adapters_train_and_evaluate_with_the_same_types_and_results(two_trainers, dataset_64):
     http, local = two_trainers
-    req = TrainBCRequest(dataset="port-ds", features="state", epochs=2, batch_size=8, seed=1)
+    req = TrainBCRequest(dataset=dataset_64, features="state", epochs=2, batch_size=8, seed=1)
     records = {}
     for name, trainer in (("http", http), ("local", local)):
         created = trainer.train(req)
