@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
 import pytest
 
 from vjepa_robot_client.contract import BaselineEvalRequest, EvalResult, RunCreated, RunRecord, TrainBCRequest
@@ -37,6 +38,12 @@ def test_both_adapters_train_and_evaluate_with_the_same_types_and_results(two_tr
     a, b = records["http"], records["local"]
     assert a.config == b.config and a.lineage == b.lineage  # the same request became the same run
     assert a.metrics.epoch == b.metrics.epoch == 2
+    from vjepa_robot_lab.policies.loaded import LoadedPolicy
+    from vjepa_robot_lab.records.run_kinds import run_kind
+
+    policy = run_kind("bc").network(local.ctx.runs.path(b.run_id))  # the kind's loader: a typed LoadedPolicy
+    assert isinstance(policy, LoadedPolicy) and policy.readout == "mean" and policy.features == "state"
+    assert policy(np.zeros((2, policy.dim), np.float32)).shape == (2, 2)
 
     baseline = BaselineEvalRequest(policy="jacobian", episodes=2, steps=20, parallel_envs=2, gif_episodes=0)
     results = {}
