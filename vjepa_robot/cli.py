@@ -316,13 +316,19 @@ def _need_av() -> None:
 @datasets_app.command("export")
 def datasets_export(
     name: str = typer.Argument(..., help="Dataset in the store."),
-    out_dir: Path = typer.Argument(..., help="Directory to write (created; must be empty unless --overwrite)."),
+    out_dir: Path = typer.Argument(
+        ..., help="Directory to write (created; must be empty, or a previous export with --overwrite)."
+    ),
     format: str = typer.Option("lerobot", "--format", help="Output format: lerobot (LeRobotDataset v3.0)."),
     codec: str = typer.Option(
         "h264-lossless",
         help="Video codec: h264-lossless (bit-identical frames) | av1 (LeRobot's default: smaller, lossy).",
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output directory."),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace a previous export by this tool; any other non-empty directory is refused, untouched.",
+    ),
     store: str | None = StoreOpt,
 ) -> None:
     """Write a dataset as a LeRobotDataset v3.0 directory (parquet + mp4 + meta), loadable by lerobot."""
@@ -349,7 +355,11 @@ def datasets_import(
         None, "--name", help="Store dataset name (default: the exported dataset's own name, else the directory's)."
     ),
     camera: str | None = typer.Option(None, "--camera", help="Which camera, where the dataset has several."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a store dataset of this name."),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace a store dataset of this name (only once the new one is completely written).",
+    ),
     store: str | None = StoreOpt,
 ) -> None:
     """Read a LeRobot v3.0 dataset into the store (frames, actions, rewards), ready to embed, probe and clone."""

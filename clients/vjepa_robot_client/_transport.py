@@ -18,6 +18,7 @@ import email.utils
 import json
 import os
 import random
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -155,8 +156,11 @@ class _BaseTransport:
         backoff: float = 0.5,
         max_backoff: float = 10.0,
         headers: dict[str, str] | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         url = url or os.environ.get(self.env_url) or self.default_url
+        # cancel: once set (the caller is shutting down), no retry is waited for or made: the error comes at once
+        self.cancel = cancel
         self.url = url.rstrip("/")
         self.token = token if token is not None else (os.environ.get("VJEPA_ROBOT_TOKEN") or None)
         self.timeout = timeout
@@ -176,7 +180,7 @@ class _BaseTransport:
         self, attempt: int, response: httpx.Response | None, exc: Exception | None, idempotent: bool = False
     ) -> float | None:
         """Seconds to wait before retrying, or None when the outcome is final."""
-        if attempt >= self.retry.retries:
+        if attempt >= self.retry.retries or self.cancelled:
             return None
         if exc is not None:
             never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
@@ -187,8 +191,14 @@ class _BaseTransport:
             return self.retry.delay(attempt, parse_retry_after(response.headers.get("retry-after")))
         return None
 
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
     def _final_error(self, method: str, path: str, exc: Exception) -> VjepaRobotError:
         where = f"{method} {self.url}{path}"
+        if self.cancelled:
+            return ConnectionFailed(f"{where}: {exc}; not retried: the caller is stopping", method=method, url=where)
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
             return RequestTimeout(
                 f"{where}: no answer within the client timeout ({self.timeout}); "
@@ -253,7 +263,14 @@ class SyncTransport(_BaseTransport):
                 response.close()
             attempt += 1
             self.retry_count += 1
-            time.sleep(wait)
+            if self.cancel is None:
+                time.sleep(wait)
+            elif self.cancel.wait(wait):  # shutting down: stop waiting, answer with the last outcome
+                if error is not None:
+                    raise self._final_error(method, path, error) from error
+                assert response is not None
+                raise_for_response(response)
+                return response
 
     def send(self, call: Call[Any]) -> Any:
         """Send one Call (_calls.py) and parse its answer."""

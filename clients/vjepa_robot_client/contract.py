@@ -12,12 +12,13 @@ Shapes at the boundary:
 from __future__ import annotations
 
 import io
+import math
 import re
 from enum import Enum
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_serializer, model_validator
 
 from .window import WINDOW_FRAMES  # noqa: F401  (re-exported: part of the wire contract)
 
@@ -133,7 +134,7 @@ class DatasetState(str, Enum):
 
 def validate_name(name: str, what: str = "name") -> str:
     """Dataset names are table-name and path safe: letters, digits, '_' and '-', at most 64."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ValueError(
             f"invalid {what} {name!r}: use 1-64 letters, digits, '_' or '-', starting with a letter or digit "
             f"(e.g. 'jacobian-easy-500')"
@@ -142,7 +143,7 @@ def validate_name(name: str, what: str = "name") -> str:
 
 
 def validate_run_id(run_id: str) -> str:
-    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id):
+    if not isinstance(run_id, str) or not _RUN_ID_RE.fullmatch(run_id):
         raise ValueError(
             f"invalid run id {run_id!r}: run ids are lowercase letters, digits and '-' (e.g. 'bc-1a2b3c4d')"
         )
@@ -173,6 +174,8 @@ def to_npy_bytes(array: np.ndarray) -> bytes:
 
 _NPY_MAGIC = b"\x93NUMPY"
 _NPY_HEAD = 64 * 1024 + 16  # a v1 .npy header is at most 65535 + 10 bytes; longer v2 headers are refused
+NPY_DTYPE_KINDS = "biuf"  # bool, signed and unsigned ints, floats: what frames and embeddings are (no void, str)
+NPY_MAX_NDIM = 32  # numpy's own limit; checked so an over-long shape is a clear error, not numpy's
 _HEADERS: dict[bytes, tuple[tuple[int, ...], bool, np.dtype]] = {}  # exact header bytes -> parsed (good ones only)
 _MAX_HEADERS = 256
 
@@ -190,11 +193,19 @@ def from_npy_bytes(data: bytes | bytearray | memoryview) -> np.ndarray:
     if bytes(view[: len(_NPY_MAGIC)]) != _NPY_MAGIC:
         raise NpyError("body is not a .npy array (missing the \\x93NUMPY magic): serialise frames with np.save")
     shape, fortran, dtype, offset = _known_npy_header(view) or _parse_npy_header(view)
-    count = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
+    count = math.prod(shape)  # Python ints: a huge shape cannot overflow into a small or negative count
     expected = count * dtype.itemsize
     payload = view[offset:]
     if len(payload) < expected:
-        raise NpyError(f"truncated .npy body: header promises {expected} bytes of data, got {len(payload)}")
+        raise NpyError(
+            f"truncated .npy body: header promises {expected} bytes of data (shape {shape}, {dtype.name}), "
+            f"got {len(payload)}"
+        )
+    if len(payload) > expected:
+        raise NpyError(
+            f".npy body longer than its header says: shape {shape} of {dtype.name} is {expected} bytes of data, "
+            f"got {len(payload)}"
+        )
     return np.frombuffer(payload, dtype=dtype, count=count).reshape(shape, order="F" if fortran else "C")
 
 
@@ -223,6 +234,15 @@ def _parse_npy_header(view: memoryview):
         raise NpyError(f"malformed .npy header: {exc}") from None
     if dtype.hasobject:
         raise NpyError("object arrays are refused (they would need unpickling): send a uint8 array")
+    if dtype.kind not in NPY_DTYPE_KINDS or dtype.itemsize not in (1, 2, 4, 8) or dtype.fields or dtype.subdtype:
+        raise NpyError(
+            f".npy dtype {dtype.str!r} is not accepted: send a plain numeric array "
+            f"(bool, int8-64, uint8-64, float16-64; frames are uint8)"
+        )
+    if not isinstance(shape, tuple) or any(not isinstance(d, int) or d < 0 for d in shape):
+        raise NpyError(f"malformed .npy header: shape {shape!r} must be a tuple of ints >= 0")
+    if len(shape) > NPY_MAX_NDIM:
+        raise NpyError(f".npy array has {len(shape)} dimensions: at most {NPY_MAX_NDIM} are accepted")
     offset = head.tell()
     if len(_HEADERS) < _MAX_HEADERS:
         _HEADERS[bytes(view[:offset])] = (shape, fortran, dtype)
@@ -540,10 +560,21 @@ class CreateDatasetRequest(_Model):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     image_size: int = Field(256, ge=0, le=1024, description="Frame size; 0 stores no frames (state-only datasets).")
     workers: int = Field(2, ge=1, le=64)
-    overwrite: bool = False
+    overwrite: StrictBool = False  # strict: "yes" or 1 is a 422, never an overwrite
+    resume: StrictBool = Field(
+        False,
+        description="Complete an interrupted or failed dataset of this name with the same arguments (the CLI's "
+        "--resume); 409 while its generator is alive.",
+    )
 
     _name = field_validator("name")(lambda cls, v: validate_name(v, "dataset name"))
     _expert = field_validator("expert", mode="before")(lambda cls, v: validate_expert(v))
+
+    @model_validator(mode="after")
+    def _one_of_overwrite_resume(self):
+        if self.overwrite and self.resume:
+            raise ValueError("send overwrite (replace the dataset) or resume (complete it), not both")
+        return self
 
 
 class DatasetInfo(_Open):
@@ -789,7 +820,7 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
     eval_episodes: int = Field(5, ge=1, le=1000, description="Deterministic evaluation episodes per curve point.")
     final_eval_episodes: int = Field(10, ge=1, le=10_000, description="Episodes of the final evaluation.")
     eval_seed: int = Field(0, ge=0, le=2**31 - 1, description="Evaluation seeds: env.eval_episode_seed(eval_seed, k).")
-    checkpoint_replay: bool = Field(
+    checkpoint_replay: StrictBool = Field(
         True,
         description="Save the replay buffer (.npy) with each checkpoint, so a "
         "resumed run keeps its data; off: resume refills learning_starts first.",
@@ -834,7 +865,11 @@ class EvalRequest(_Model):
     episodes: int = Field(100, ge=1, le=10_000)
     task: Task = Task.easy
     steps: int = Field(
-        200, ge=10, le=10_000, description="Simulator steps per episode (a multiple of the run's action_repeat)."
+        200,
+        ge=10,
+        le=10_000,
+        description="Simulator steps per episode (a multiple of the run's action_repeat). Left out, a run is "
+        "evaluated at its own episode length (SAC: its episode_steps; BC: its dataset's), a baseline at 200.",
     )
     seed: int = Field(
         0,
@@ -850,7 +885,9 @@ class EvalRequest(_Model):
         description="Frame size. Omitted: the run's own training "
         "frame size (lineage.image_size); a different size needs allow_image_size_change.",
     )
-    allow_image_size_change: bool = Field(False, description="Evaluate at an image_size other than the run's own.")
+    allow_image_size_change: StrictBool = Field(
+        False, description="Evaluate at an image_size other than the run's own."
+    )
     gif_episodes: int = Field(2, ge=0, le=16, description="Episodes recorded as a GIF for the report.")
     targets: EvalTargets = Field(
         EvalTargets.uniform,
@@ -911,6 +948,9 @@ class EvalResult(DictReadable, _Open):
     episodes_total: int | None = None
     error: str | None = None
     request: dict[str, Any] | None = Field(None, description="The resolved EvalRequest this evaluation ran.")
+    from_run: list[str] | None = Field(
+        None, description="Request fields left out and taken from the run's own settings (task, steps, image_size)."
+    )
     image_size: int | None = Field(None, description="Frame size rendered for the policy (None: no frames).")
     gif: list[str] | None = Field(None, description="Rollout GIFs the trainer wrote (paths on its disk).")
     created_at: str | None = None
@@ -1146,6 +1186,10 @@ class SeedInterval(_Open):
     mean: float | None = None
     ci95: list[float] | None = Field(None, description="None with fewer than 2 seeds.")
     values: list[float] = Field(default_factory=list)
+    iqm: float | None = Field(None, description="Interquartile mean of the values (Agarwal et al. 2021).")
+    iqm_ci95: list[float] | None = Field(
+        None, description="95% bootstrap interval of the IQM (seeds resampled; None with fewer than 2 seeds)."
+    )
 
 
 class StudyRun(_Open):

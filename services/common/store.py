@@ -339,13 +339,55 @@ class Store:
             pass
 
     def drop_dataset(self, dataset: str) -> None:
-        """Drop a dataset's steps, its embeddings by every encoder, and its metadata."""
+        """Drop a dataset's steps, its embeddings by every encoder, and its metadata.
+
+        Names may contain '__', so the table name `emb__col__x__<id>` could be dataset `col`'s (encoder `x__<id>`)
+        or dataset `col__x`'s: an embeddings table is dropped only when its rows say they are this dataset's
+        (embedding_tables)."""
         validate_name(dataset, "dataset name")
-        prefix = embeddings_table_name(dataset, "x")[:-1]  # emb__<dataset>__
-        for name in self.table_names():
-            if name == steps_table_name(dataset) or name.startswith(prefix):
-                self.drop(name)
+        for name in [steps_table_name(dataset), *self.embedding_tables(dataset)]:
+            self.drop(name)
         self.delete_dataset_meta(dataset)
+
+    def embedding_tables(self, dataset: str) -> list[str]:
+        """The embeddings tables of `dataset` (by any encoder): those named emb__<dataset>__* whose rows belong to
+        it. A name alone cannot say when another dataset's name extends this one's with '__' (col / col__x)."""
+        prefix = embeddings_table_name(dataset, "x")[:-1]  # emb__<dataset>__
+        out = []
+        for name in self.table_names():
+            if not name.startswith(prefix):
+                continue
+            rest = name[len(prefix) :]  # the encoder id, if the table is this dataset's
+            owner = self._table_dataset(name) if "__" in rest or not _valid(rest) else dataset
+            if owner == dataset:  # no other dataset can own this name, or its rows say it is this one's
+                out.append(name)
+        return out
+
+    def _table_dataset(self, name: str) -> str | None:
+        """The `dataset` of an embeddings table's first row (None: an empty or unreadable table)."""
+        try:
+            rows = self.open(name).to_lance().head(1, columns=["dataset"]).column("dataset").to_pylist()
+        except Exception:
+            return None
+        return rows[0] if rows else None
+
+    def copy_steps(self, src: str, dst: str, batch_rows: int = 256) -> None:
+        """Copy dataset `src`'s step rows into a new steps table for `dst` (which must have none), in row batches;
+        the rows' `dataset` column is set to `dst`. Used to put a finished import in place under its final name."""
+        if self.has_steps(dst):
+            raise ValueError(f"dataset {dst!r} already has steps: drop it first")
+        lance = self._steps(src).to_lance()
+        name, schema = steps_table_name(dst), lance.schema
+        table = None
+        for batch in lance.to_batches(batch_size=batch_rows):
+            rows = pa.Table.from_batches([batch]).set_column(
+                schema.get_field_index("dataset"), "dataset", pa.array([dst] * batch.num_rows, pa.string())
+            )
+            rows = rows.cast(schema)
+            if table is None:
+                table = self.db.create_table(name, data=rows, schema=schema)
+            else:
+                table.add(rows)
 
     def episodes_present(self, dataset: str) -> set[int]:
         name = steps_table_name(dataset)
@@ -402,6 +444,12 @@ class Store:
         )
         name = embeddings_table_name(dataset, lineage.encoder_id)
         if self.has_table(name):
+            owner = self._table_dataset(name) if "__" in dataset + lineage.encoder_id else dataset
+            if owner not in (dataset, None):
+                raise ValueError(
+                    f"table {name} holds dataset {owner!r}'s embeddings, not {dataset!r}'s: the names "
+                    f"{dataset!r} and encoder id {lineage.encoder_id!r} collide with it (rename the dataset)"
+                )
             table = self.open(name)
             if table.schema.field("embedding").type != schema.field("embedding").type:
                 raise ValueError(
@@ -430,12 +478,18 @@ class Store:
         if not self.has_steps(dataset):
             self.get_dataset_meta(dataset)  # DatasetNotFound
         name = embeddings_table_name(dataset, encoder_id)
-        done = self.open(name).count_rows() if self.has_table(name) else 0
+        done = self.open(name).count_rows() if self._owns(dataset, encoder_id, name) else 0
         return EmbeddingProgress(done=done, total=self.count_steps(dataset))
+
+    def _owns(self, dataset: str, encoder_id: str, name: str) -> bool:
+        """Table `name` exists and holds this dataset's rows (only a name with '__' in a part can be another's)."""
+        if not self.has_table(name):
+            return False
+        return "__" not in dataset + encoder_id or self._table_dataset(name) in (dataset, None)
 
     def _embeddings(self, dataset: str, encoder_id: str):
         name = embeddings_table_name(dataset, encoder_id)
-        if not self.has_table(name):
+        if not self._owns(dataset, encoder_id, name):
             raise KeyError(f"no embeddings of dataset {dataset!r} by encoder {encoder_id!r}: encode it first")
         return self.open(name)
 
@@ -488,6 +542,14 @@ class Store:
             if dtype is not None and x.dtype != np.dtype(dtype):
                 x = x.astype(dtype)
             yield batch.column("episode").to_numpy(), batch.column("step").to_numpy(), x
+
+
+def _valid(name: str) -> bool:
+    try:
+        validate_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _accepts_limit(fn) -> bool:

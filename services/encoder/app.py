@@ -18,6 +18,8 @@
 
 Errors are JSON {"detail": "..."} naming the problem and the fix. Routes raise the domain's own exceptions (QueueFull,
 EncoderStopped, StreamNotFound, BodyTooLarge, ...); one handler maps them to status codes (ERROR_STATUS below).
+`detail` is always one string, and a 422 names the fields, never echoing their values (services/common/http_errors.py).
+JSON bodies are refused above VJEPA_ROBOT_MAX_JSON_BODY_BYTES (1 MiB; 413 naming the limit, services/common/limits.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -35,7 +38,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from services.common.auth import bearer_auth, require_token, warn_if_open
 from services.common.docs import offline_docs
+from services.common.http_errors import install_error_handlers
 from services.common.http_metrics import RequestMetricsMiddleware
+from services.common.limits import BodyLimitMiddleware
 from services.common.store import DatasetNotFound
 from services.encoder.batcher import DynamicBatcher, EmbedTimeout, EncoderStopped, ForwardFailed, QueueFull
 from services.encoder.jobs import DatasetJobs, EmbeddingMeta
@@ -43,7 +48,6 @@ from services.encoder.pooling import (
     PoolingBatchers,
     PoolingError,
     TooManyPoolings,
-    as_wire,
     check_served,
     pooling_from_query,
 )
@@ -165,6 +169,14 @@ async def read_npy_body(request: Request, limit: int, lease: Lease | None = None
     if not encoding or encoding.strip().lower() == "identity":
         return body
     return await asyncio.to_thread(decompress, body, encoding, limit)  # BodyTooLarge 413, StreamInputError 4xx
+
+
+_STEP = re.compile(r"/streams/[^/]+/step")
+
+
+def npy_route(method: str, path: str) -> bool:
+    """The routes whose body is .npy frames (bounded by settings.max_body_bytes in read_body, not the JSON limit)."""
+    return method == "POST" and (path == "/encode" or _STEP.fullmatch(path) is not None)
 
 
 def wants_npy(request: Request) -> bool:
@@ -315,7 +327,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     ForwardFailed: 500,  # the model raised, or returned the wrong number of rows
     EmbedTimeout: 504,
     PoolingError: 422,  # unknown pool / time / dtype, grid_size over the token grid, a block that does not exist
-    TooManyPoolings: 503,  # more distinct grid poolings in use at once than PoolingBatchers.max_specs
+    TooManyPoolings: 503,  # every one of PoolingBatchers.max_specs grid batchers busy: none can be evicted yet
 }
 RETRY_LATER = (QueueFull, EncoderStopped, StreamsFull, TooManyPoolings)
 
@@ -388,6 +400,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
                 observer=metrics,
             ),
             enc.encode,
+            max_specs=settings.max_poolings,
         )
         app.state.poolers = poolers
 
@@ -395,8 +408,7 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
             """embed_via_batcher at a pooling: a grid goes to its own batcher, with the same bounds."""
             if not spec.is_grid:
                 return embed_via_batcher(windows)
-            grid_batcher = asyncio.run_coroutine_threadsafe(poolers.batcher(spec), loop).result()
-            return as_wire(grid_batcher.submit_from_thread(windows, loop, timeout=settings.embed_timeout_s), spec)
+            return poolers.submit_from_thread(windows, spec, loop, settings.embed_timeout_s)
 
         app.state.jobs = DatasetJobs(settings.store, embed_pooled, lambda spec: EmbeddingMeta.of(enc, spec))
         app.state.streams = StreamRegistry(
@@ -429,8 +441,13 @@ def create_app(settings: EncoderSettings | None = None, encoder: Any = None) -> 
     app.state.metrics = metrics
     app.state.bodies = bodies
     metrics.body_pool.set_function(bodies.idle_bytes)  # read at each scrape
+    install_error_handlers(app)  # 422s that never echo the body (NaN included); every detail a string
     for exc_class in ERROR_STATUS:
         app.add_exception_handler(exc_class, error_response)
+    # JSON bodies are bounded here; the .npy frames routes read theirs within settings.max_body_bytes (read_body)
+    app.add_middleware(
+        BodyLimitMiddleware, limit=settings.max_json_body_bytes, env="VJEPA_ROBOT_MAX_JSON_BODY_BYTES", exempt=npy_route
+    )
     app.add_middleware(RequestMetricsMiddleware, observe=metrics.observe_request)
 
     @app.exception_handler(Exception)

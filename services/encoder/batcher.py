@@ -159,6 +159,11 @@ class DynamicBatcher:
     def depth(self) -> int:
         return (self._queue.qsize() if self._queue else 0) + (1 if self._carry else 0)
 
+    @property
+    def busy(self) -> bool:
+        """Work queued or a forward pass running (PoolingBatchers evicts only batchers that are not)."""
+        return self.depth() > 0 or self._in_flight is not None
+
     # -- public --------------------------------------------------------------------------------------------------
 
     async def submit(self, windows: np.ndarray) -> np.ndarray:

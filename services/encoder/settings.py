@@ -52,6 +52,19 @@ class EncoderSettings(BaseSettings):
         ge=1,
         description="Largest accepted POST /encode or stream step body, after decompression (413 above it).",
     )
+    max_json_body_bytes: int = Field(
+        MIB,
+        ge=1,
+        description="Largest accepted JSON body (POST /streams, POST /datasets/{name}/encode; "
+        "VJEPA_ROBOT_MAX_JSON_BODY_BYTES): 413 above it, before the body is read.",
+    )
+    max_poolings: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Most grid poolings with a live batcher at once (VJEPA_ROBOT_MAX_POOLINGS); a new one evicts "
+        "the least recently used idle one.",
+    )
     body_pool_bytes: int = Field(
         512 * MIB,
         ge=0,

@@ -4,7 +4,8 @@
     GET  /info                          TrainerInfo: version, store, runs dir, encoder URL, what it can do
     GET  /metrics                       Prometheus: jobs by kind and status, evaluation steps/s, request counts
     GET  /docs                          Swagger UI, its assets served from here (works offline)
-    POST /datasets                      CreateDatasetRequest -> 202 DatasetInfo (generation runs in the background)
+    POST /datasets                      CreateDatasetRequest -> 202 DatasetInfo (generation runs in the background);
+                                        "resume": true completes an interrupted/failed dataset of the same arguments
     GET  /datasets                      {"datasets": [DatasetInfo]}
     GET  /datasets/{name}               DatasetInfo: status running | ready | failed, success_rate, mean_return
     POST /train/bc                      TrainBCRequest -> 202 RunCreated {"run_id"}; with seeds/n_seeds one run per
@@ -48,6 +49,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.common.auth import bearer_auth, load_token, require_token, warn_if_open
 from services.common.docs import offline_docs
 from services.common.http_metrics import RequestMetricsMiddleware
+from services.common.limits import BodyLimitMiddleware
 from services.common.store import DatasetNotFound, Store
 from services.trainer import jobs
 from vjepa_robot_client.contract import (
@@ -111,56 +113,6 @@ ERRORS = {
     413: {"model": ErrorResponse},
     422: {"model": ErrorResponse},
 }
-
-
-class BodyLimitMiddleware:
-    """Pure ASGI: refuse a request body over `limit` bytes with 413 (by Content-Length, else by the bytes received).
-
-    Bodies here are small JSON documents, so the body is read up front and replayed to the app.
-    """
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._too_large(scope, receive, send)
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":  # client went away: let the app see it
-                chunks = None
-                first = message
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
-                return await self._too_large(scope, receive, send)
-            more = message.get("more_body", False)
-        if chunks is not None:
-            first = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return first
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, scope, receive, send):
-        await JSONResponse(
-            {
-                "detail": f"request body too large: the limit is {self.limit} bytes "
-                "(VJEPA_ROBOT_MAX_BODY_BYTES); send a smaller request"
-            },
-            status_code=413,
-        )(scope, receive, send)
 
 
 class TrainerMetrics:
@@ -228,17 +180,22 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        fixed = runs.recover()  # runs a dead trainer left queued/running -> interrupted
-        if fixed:
-            log.warning("marked %d run(s) interrupted after a restart: %s", len(fixed), ", ".join(fixed))
+        from services.trainer import recovery
+
+        # the store's lease (StoreInUse: another live trainer has it), then what dead processes left is recorded
+        # interrupted/failed once, here (services/trainer/recovery.py)
+        lease = recovery.start(ctx, f"http://{settings.host}:{settings.port}")
         warn_if_open(settings.host, token, "the trainer service")
         log.info(
             "encoder requests: compress=%s (VJEPA_ROBOT_COMPRESS; auto = zstd unless the URL is loopback)",
             settings.compress.value,
         )
         yield
-        runner.shutdown(runs)
-        runs.recover()
+        ctx.stopping.set()  # in-flight encoder retries give up now (the SDK's cancel): jobs end `interrupted`
+        try:
+            runner.shutdown(runs)
+        finally:
+            recovery.stop(ctx, lease)
 
     app = FastAPI(
         title="vjepa-robot trainer", version=VERSION, lifespan=lifespan, responses=ERRORS, docs_url=None, redoc_url=None
@@ -331,9 +288,12 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
                 raise HTTPException(409, detail=f"dataset {req.name!r} is being generated right now")
             # `running` (owned by this process) before answering, so a GET right after the 202 finds the dataset
             try:
-                claim_dataset(spec, store, overwrite=req.overwrite)
+                claim_dataset(spec, store, overwrite=req.overwrite, resume=req.resume)
             except DatasetExists as exc:
-                raise HTTPException(409, detail=f'{exc} (send "overwrite": true to replace it)') from None
+                hint = "" if "right now" in str(exc) else ' (send "resume": true to complete it, or "overwrite": true)'
+                raise HTTPException(409, detail=f"{exc}{hint}") from None
+            except ValueError as exc:  # resume with other arguments than the dataset was created with
+                raise HTTPException(409, detail=str(exc)) from None
 
             def work():  # fills in the claim; records `failed` itself on any error or stop
                 create_dataset(

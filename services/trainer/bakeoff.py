@@ -166,6 +166,10 @@ def _dir(ctx, bakeoff_id: str) -> Path:
 
 def save(ctx, record: BakeoffRecord) -> None:
     record.updated_at = _now()
+    if record.status in (RunStatus.queued, RunStatus.running):  # who runs it: a restarted trainer spares a live one
+        from services.common.owner import OWNER
+
+        record.owner = dict(OWNER)
     path = _dir(ctx, record.bakeoff_id)
     path.mkdir(parents=True, exist_ok=True)
     with _LOCK:
@@ -185,8 +189,11 @@ def load(ctx, bakeoff_id: str) -> BakeoffRecord:
 
 def get(ctx, runner, bakeoff_id: str) -> BakeoffRecord:
     """The record; one a dead trainer left queued/running is marked interrupted (its job is not active here)."""
+    from services.common.owner import owned_by_live_process
+
     record = load(ctx, bakeoff_id)
-    if record.status in (RunStatus.queued, RunStatus.running) and f"bakeoff:{bakeoff_id}" not in runner.active():
+    active = record.status in (RunStatus.queued, RunStatus.running)
+    if active and f"bakeoff:{bakeoff_id}" not in runner.active() and not owned_by_live_process(record):
         _end_unfinished(record, "interrupted", "the trainer stopped during this bake-off: start it again")
         save(ctx, record)
     return record

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from services.common.store import DatasetNotFound
 from vjepa_robot_client.contract import (
     DEFAULT_EVAL_IMAGE_SIZE,
     BaselineEvalRequest,
@@ -245,7 +246,8 @@ def resume(ctx: TrainerContext, runner, run_id: str) -> RunRecord:
 
 def fail_run(handle: RunHandle):
     def on_error(exc: BaseException):
-        status = "interrupted" if isinstance(exc, JobStopped) else "failed"
+        # a stop request makes any error on the way out (an encoder call cut short by the shutdown) an interruption
+        status = "interrupted" if isinstance(exc, JobStopped) or handle.stop_requested() else "failed"
         handle.update(status=status, error=f"{type(exc).__name__}: {exc}")
 
     return on_error
@@ -332,6 +334,10 @@ def resolve_eval(ctx: TrainerContext, record: RunRecord, req: EvalRequest) -> Ev
         raise Refused(409, f"run {run_id} is {record.status.value}: evaluate it once it has succeeded")
     lineage = record.lineage
     req = resolve_eval_task(record, req)
+    if "steps" not in req.model_fields_set:  # the run's own episode length (SAC: 1000), not the request's 200
+        own_steps = _own_episode_steps(ctx, record)
+        if own_steps:
+            req = req.model_copy(update={"steps": own_steps})
     repeat = lineage.action_repeat if lineage else 1
     try:
         check_action_repeat(req.steps, repeat)
@@ -348,6 +354,29 @@ def resolve_eval(ctx: TrainerContext, record: RunRecord, req: EvalRequest) -> Ev
             "allow_image_size_change: true to evaluate at another size on purpose",
         )
     return req
+
+
+def _own_episode_steps(ctx: TrainerContext, record: RunRecord) -> int | None:
+    """The episode length a run was trained and judged at: its config's `episode_steps` (SAC), else its dataset's
+    episode length (BC); None when neither is known (a baseline, or a dataset since deleted)."""
+    steps = record.config.get("episode_steps") if record.config else None
+    if steps:
+        return int(steps)
+    dataset = record.lineage.dataset if record.lineage else None
+    if dataset:
+        try:
+            return int(ctx.store.get_dataset_meta(dataset)["steps"])
+        except (DatasetNotFound, KeyError, TypeError, ValueError):
+            return None
+    return None
+
+
+FILLED_FROM_RUN = ("task", "steps", "image_size")
+
+
+def filled_from_run(asked: EvalRequest, resolved: EvalRequest) -> list[str]:
+    """The request fields the caller left out that the run's own settings filled (said in the answer)."""
+    return [f for f in FILLED_FROM_RUN if f not in asked.model_fields_set and getattr(resolved, f) != getattr(asked, f)]
 
 
 def resolve_eval_task(record: RunRecord, req: EvalRequest) -> EvalRequest:
@@ -375,7 +404,8 @@ def resolve_eval_task(record: RunRecord, req: EvalRequest) -> EvalRequest:
 
 def evaluate_run(ctx: TrainerContext, runner, run_id: str, req: EvalRequest) -> EvalResult:
     record = get_record(ctx, run_id)
-    return _start_eval(ctx, runner, ctx.runs.handle(run_id), resolve_eval(ctx, record, req))
+    resolved = resolve_eval(ctx, record, req)
+    return _start_eval(ctx, runner, ctx.runs.handle(run_id), resolved, filled_from_run(req, resolved))
 
 
 def evaluate_baseline(ctx: TrainerContext, runner, req: BaselineEvalRequest) -> EvalResult:
@@ -405,7 +435,7 @@ def evaluate_study(ctx: TrainerContext, runner, study_id: str, req: EvalRequest)
     jobs = []
     for record, r in zip(ready, resolved):
         handle = ctx.runs.handle(record.run_id)
-        jobs.append((handle, handle.add_evaluation(r.model_dump(mode="json")), r))
+        jobs.append((handle, handle.add_evaluation(r.model_dump(mode="json"), filled_from_run(req, r)), r))
     ctx.runs.update_study(study_id, eval_request=req.model_dump(mode="json"))
 
     def fail_active(exc: BaseException) -> None:
@@ -431,8 +461,10 @@ def evaluate_study(ctx: TrainerContext, runner, study_id: str, req: EvalRequest)
     return ctx.runs.get_study(study_id)
 
 
-def _start_eval(ctx: TrainerContext, runner, handle: RunHandle, req: EvalRequest) -> EvalResult:
-    eval_id = handle.add_evaluation(req.model_dump(mode="json"))  # recorded `queued` before the service answers
+def _start_eval(
+    ctx: TrainerContext, runner, handle: RunHandle, req: EvalRequest, from_run: list[str] | None = None
+) -> EvalResult:
+    eval_id = handle.add_evaluation(req.model_dump(mode="json"), from_run)  # `queued` before the service answers
     runner.submit(
         f"eval:{handle.run_id}:{eval_id}",
         lambda: run_eval(ctx, handle, eval_id, req),
@@ -491,7 +523,7 @@ def eval_error_handler(handle: RunHandle, eval_id: int):
     def on_error(exc: BaseException):
         handle.update_evaluation(
             eval_id,
-            status="interrupted" if isinstance(exc, JobStopped) else "failed",
+            status="interrupted" if isinstance(exc, JobStopped) or handle.stop_requested() else "failed",
             error=f"{type(exc).__name__}: {exc}",
         )
         if run_kind(handle.record.kind).eval_is_run:

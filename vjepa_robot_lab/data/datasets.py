@@ -22,7 +22,6 @@ import multiprocessing as mp
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields, replace
@@ -32,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from services import __version__
+from services.common.owner import OWNER_TOKEN, owner_gone, start_time
 from services.common.store import STEPS_SCHEMA, DatasetNotFound, Store, encode_png, now_iso, task_steps_schema
 from vjepa_robot_client.contract import check_action_repeat, validate_expert, validate_name
 from vjepa_robot_lab.envs.env import SUCCESS_LAST_STEPS, finger_target_xy, make, train_episode_seed
@@ -48,22 +48,10 @@ class GenerationStopped(Exception):
     """Raised inside create_dataset when its `stop` event is set (the trainer is shutting down)."""
 
 
-# Who owns a `running` dataset. A pid alone cannot say: in a container the trainer is always PID 1, so a trainer
-# restarted there has its dead predecessor's pid. The owner token is unique per process start (pid, the
-# process's start time as the kernel reports it, and a random part); a claim whose token is not this process's
-# and whose pid is now another process (another start time), or gone, is stale. A claim from another host (or a
-# host whose processes this one cannot see) is stale once its lease expires: the generating process renews
-# `heartbeat_at` at least every HEARTBEAT_S seconds.
-def _start_time(pid: int) -> float | None:
-    import psutil
-
-    try:
-        return round(psutil.Process(pid).create_time(), 2)
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return None
-
-
-OWNER_TOKEN = f"{os.getpid()}-{_start_time(os.getpid())}-{uuid.uuid4().hex[:12]}"
+# Who owns a `running` dataset: services/common/owner.py (pid, host and a token unique per process start). A claim
+# from another host is stale once its lease expires: the generating process renews `heartbeat_at` at least every
+# HEARTBEAT_S seconds.
+_start_time = start_time
 HEARTBEAT_S = 30.0
 LEASE_S = 10 * HEARTBEAT_S  # a claim not renewed for this long is stale wherever its owner ran
 
@@ -126,10 +114,31 @@ def episode_success_of(task: str, rewards: np.ndarray, action_repeat: int = 1) -
 # One episode (runs in a worker)
 # ----------------------------------------------------------------------------------------------------------------
 
-_ENV_CACHE: dict = {}
+# One env and one run expert kept per thread (an EGL context is current on one thread only: a cache shared by the
+# trainer's job threads made a single-worker dataset fail on whichever thread did not create the env). Worker
+# processes have one thread, so this is one per worker there.
+_LOCAL = threading.local()
 
 
-_EXPERT_CACHE: dict = {}
+def _thread_cache(name: str) -> dict:
+    cache = getattr(_LOCAL, name, None)
+    if cache is None:
+        cache = {}
+        setattr(_LOCAL, name, cache)
+    return cache
+
+
+def close_thread_envs() -> None:
+    """Close this thread's cached env (its OpenGL context is current on this thread only)."""
+    envs = _thread_cache("envs")
+    for env in envs.values():
+        close = getattr(env, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # freeing is best effort: the dataset is already written
+                pass
+    envs.clear()
 
 
 def _expert_for(spec: DatasetSpec, source: RunExpertSource | None) -> Expert:
@@ -137,22 +146,24 @@ def _expert_for(spec: DatasetSpec, source: RunExpertSource | None) -> Expert:
         return make_expert(spec.expert, spec.task)
     if source is None:
         raise ValueError(f"expert {spec.expert} needs its run (generate through create_dataset with the runs dir)")
-    if source not in _EXPERT_CACHE:  # one checkpoint load per worker, not per episode
-        _EXPERT_CACHE.clear()
-        _EXPERT_CACHE[source] = RunExpert(source)
-    return _EXPERT_CACHE[source]
+    experts = _thread_cache("experts")
+    if source not in experts:  # one checkpoint load per worker (and thread), not per episode
+        experts.clear()
+        experts[source] = RunExpert(source)
+    return experts[source]
 
 
 def generate_episode(spec: DatasetSpec, episode: int, source: RunExpertSource | None = None) -> EpisodeRecord:
     """Roll out the expert for one episode; the frame stored at step t is the one the expert acted on.
     `source` names a run expert's run (spec.expert "run:RUN_ID"); scripted experts need none."""
     key = (spec.task, spec.steps, spec.image_size, spec.action_repeat)
-    if key not in _ENV_CACHE:
-        _ENV_CACHE.clear()
-        _ENV_CACHE[key] = make(
+    envs = _thread_cache("envs")
+    if key not in envs:
+        envs.clear()
+        envs[key] = make(
             spec.task, episode_steps=spec.steps, image_size=spec.image_size, window=0, action_repeat=spec.action_repeat
         )
-    env = _ENV_CACHE[key]
+    env = envs[key]
     expert = _expert_for(spec, source)
     schema = steps_schema_of(spec.task)
     reacher = schema == STEPS_SCHEMA
@@ -323,11 +334,12 @@ def create_dataset(
     return store.get_dataset_meta(spec.name)
 
 
-def claim_dataset(spec: DatasetSpec, store: Store, *, overwrite: bool = False) -> dict:
+def claim_dataset(spec: DatasetSpec, store: Store, *, overwrite: bool = False, resume: bool = False) -> dict:
     """Record `spec` as `running` (owned by this process) before its generation starts, so a service can answer
     at once and a reader finds the dataset; `create_dataset(spec, store, resume=True)` then fills it in.
-    Raises DatasetExists unless overwrite (an overwrite drops the old dataset now)."""
-    existing = _make_room(store, spec, overwrite=overwrite, resume=False)
+    Raises DatasetExists unless overwrite (an overwrite drops the old dataset now) or resume (an interrupted or
+    failed dataset of the same arguments keeps its episodes); ValueError when resume finds other arguments."""
+    existing = _make_room(store, spec, overwrite=overwrite, resume=resume)
     meta = _running_meta(spec, existing)
     store.put_dataset_meta(spec.name, "running", meta)
     return meta
@@ -344,6 +356,11 @@ def _make_room(store: Store, spec: DatasetSpec, *, overwrite: bool, resume: bool
         existing = None
     if existing is None and not store.has_steps(spec.name):
         return None
+    if (overwrite or resume) and existing is not None and live_elsewhere(existing):
+        raise DatasetExists(
+            f"dataset {spec.name!r} is being generated right now by process {existing.get('owner_pid')} on "
+            f"{existing.get('owner_host')}: wait for it to end (or stop that process) before replacing or resuming it"
+        )
     if overwrite:
         store.drop_dataset(spec.name)
         return None
@@ -356,9 +373,12 @@ def _make_room(store: Store, spec: DatasetSpec, *, overwrite: bool, resume: bool
                 f"({had}); use --overwrite to replace it"
             )
         return existing
+    status = existing.get("status") if existing else "partial"
+    if status == "running" and stale_reason(existing):
+        status = "failed: its generator is gone"  # as GET shows it (dataset_info)
     raise DatasetExists(
-        f"dataset {spec.name!r} already exists ({existing.get('status') if existing else 'partial'}): "
-        "choose another name, overwrite it, or resume an interrupted one"
+        f"dataset {spec.name!r} already exists ({status}): choose another name, overwrite it, or resume an "
+        "interrupted one"
     )
 
 
@@ -380,8 +400,11 @@ def _running_meta(spec: DatasetSpec, existing: dict | None) -> dict:
 def _generate(spec: DatasetSpec, episodes: list[int], workers: int, source: RunExpertSource | None = None):
     """Yield EpisodeRecords in episode order, from `workers` processes (in process when workers == 1)."""
     if workers <= 1 or len(episodes) <= 1:
-        for e in episodes:
-            yield generate_episode(spec, e, source)
+        try:
+            for e in episodes:
+                yield generate_episode(spec, e, source)
+        finally:  # free the render context on the thread that made it (a job thread may end; GC runs elsewhere)
+            close_thread_envs()
         return
     # spawn, not fork: a forked EGL context is not safe to use
     ex = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_one_render_thread)
@@ -423,23 +446,42 @@ def stale_reason(meta: dict, now: datetime | None = None) -> str | None:
     """Why a `running` claim is stale (its generating process is gone), or None while it may be alive.
 
     On the claiming host the process table decides (pid and start time); elsewhere only the lease can."""
-    token, pid = meta.get("owner_token"), meta.get("owner_pid")
-    if token == OWNER_TOKEN:
-        return None  # this process's own claim
-    if meta.get("owner_host") == os.uname().nodename and pid:
-        pid = int(pid)
-        started = _start_time(pid)
-        if started is None:
-            return f"process {pid} is gone"
-        if token is not None and token.split("-")[:2] != [str(pid), str(started)]:
-            return f"process {pid} is not the one that claimed it (the pid was reused, e.g. by a restarted container)"
-        return None  # that very process is alive (or a claim from before owner tokens, whose pid is alive)
-    beat = meta.get("heartbeat_at") or meta.get("updated_at")
-    if beat:
-        age = ((now or datetime.now(timezone.utc)) - datetime.fromisoformat(beat)).total_seconds()
-        if age > LEASE_S:
-            return f"its generator on {meta.get('owner_host')} renewed no lease for {age:.0f} s (lease {LEASE_S:.0f} s)"
-    return None
+    owner = {"pid": meta.get("owner_pid"), "host": meta.get("owner_host"), "token": meta.get("owner_token")}
+    if owner["host"] != os.uname().nodename or not owner["pid"]:
+        beat = meta.get("heartbeat_at") or meta.get("updated_at")
+        if beat:
+            age = ((now or datetime.now(timezone.utc)) - datetime.fromisoformat(beat)).total_seconds()
+            if age > LEASE_S:
+                return (
+                    f"its generator on {meta.get('owner_host')} renewed no lease for {age:.0f} s "
+                    f"(lease {LEASE_S:.0f} s)"
+                )
+        return None
+    return owner_gone(owner)
+
+
+def live_elsewhere(meta: dict) -> bool:
+    """A `running` dataset whose generator is another live process (not this one: its jobs are known here)."""
+    return meta.get("status") == "running" and meta.get("owner_token") != OWNER_TOKEN and stale_reason(meta) is None
+
+
+def fail_stale(store: Store, include_own: bool = False) -> list[str]:
+    """Record every `running` dataset whose generator is gone as `failed` (a trainer runs this at start; reads then
+    agree with writes). include_own: this process's own claims too (a trainer starting has no generation yet)."""
+    fixed = []
+    for meta in store.list_datasets():
+        if meta.get("status") != "running":
+            continue
+        why = "this trainer restarted" if include_own and meta.get("owner_token") == OWNER_TOKEN else stale_reason(meta)
+        if why:
+            error = (
+                f"generation interrupted ({why}) after {meta.get('episodes_done')} episodes; "
+                're-create it with resume (CLI --resume, HTTP "resume": true) to complete it'
+            )
+            rest = {k: v for k, v in meta.items() if k not in ("name", "status", "updated_at")}
+            store.put_dataset_meta(meta["name"], "failed", {**rest, "error": error})
+            fixed.append(meta["name"])
+    return fixed
 
 
 def dataset_info(store: Store, name: str) -> dict:
@@ -451,6 +493,6 @@ def dataset_info(store: Store, name: str) -> dict:
             meta["status"] = "failed"
             meta["error"] = (
                 f"generation interrupted ({why}) after {meta.get('episodes_done')} episodes; "
-                "re-run with --resume to complete it"
+                're-create it with resume (CLI --resume, HTTP "resume": true) to complete it'
             )
     return meta

@@ -27,7 +27,10 @@ g 2): much smaller, lossy (docs/lerobot.md gives the measured loss). Import deco
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -99,7 +102,9 @@ def export_lerobot(
 ) -> dict:
     """Write store dataset `name` as a LeRobot v3.0 dataset in `out_dir`; returns its info.json (plus `bytes`).
 
-    Written into `<out_dir>.partial` and renamed at the end: a crash never leaves a half dataset at `out_dir`.
+    Written into a hidden sibling `.<name>.partial-*` and renamed at the end: a crash never leaves a half dataset at
+    `out_dir`. `overwrite` replaces only a previous export by this tool (_check_export_target); anything else at
+    `out_dir` (a file, a directory of other things) is refused with ExportRefused, and nothing is touched.
     """
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}: choose one of {', '.join(CODECS)}")
@@ -107,21 +112,81 @@ def export_lerobot(
     if meta.get("status") != "ready":
         raise ValueError(f"dataset {name!r} is {meta.get('status')}, not ready: only finished datasets export")
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out} exists and is not empty: choose another directory or pass --overwrite")
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    replace_old = _check_export_target(out, overwrite)
+    # a fresh, uniquely named sibling: nothing of the user's is ever cleared to make room for it
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would make the export private
     try:
         info = _write(store, name, meta, tmp, CODECS[codec], task_text)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        (tmp / EXPORT_MARKER).write_text(json.dumps({"tool": "vjepa-robot", "source_dataset": name}) + "\n")
+        if replace_old:  # a previous export: moved aside, the new one put in place, then the old one removed
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            old.rmdir()
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if out.is_dir():
+                out.rmdir()  # empty (checked above)
+            tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {**info, "bytes": directory_bytes(out)}
+
+
+EXPORT_MARKER = "meta/vjepa_robot.export"  # written last by every export: what makes a directory ours to replace
+EXPORT_ENTRIES = {"meta", "data", "videos"}  # the top level of an export (LeRobot's layout)
+
+
+class ExportRefused(FileExistsError):
+    """The output path is not ours to replace (the message says why and what to do)."""
+
+
+def _check_export_target(out: Path, overwrite: bool) -> bool:
+    """True when `out` holds a previous export to replace; False when it is absent or an empty directory.
+
+    Raises ExportRefused, touching nothing, for a file, for a non-empty directory without overwrite, and, with
+    overwrite, for any directory that is not recognisably a previous export by this tool (its marker file and
+    LeRobot's meta/info.json) or that holds anything beyond an export's own meta/, data/ and videos/.
+    """
+    if out.is_symlink() and not out.exists():
+        raise ExportRefused(f"{out} is a broken symbolic link: choose another directory")
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise ExportRefused(f"{out} is a file, not a directory: choose a directory to export into")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return False
+    if not overwrite:
+        raise ExportRefused(f"{out} exists and is not empty: choose another directory or pass --overwrite")
+    if not (_is_our_export(out) and (out / "meta/info.json").is_file()):
+        raise ExportRefused(
+            f"{out} is not a previous export by vjepa-robot (no {EXPORT_MARKER} and meta/info.json): --overwrite "
+            "replaces only the tool's own exports; choose another directory or empty this one yourself"
+        )
+    foreign = [e for e in entries if e not in EXPORT_ENTRIES]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ExportRefused(
+            f"{out} is a previous export but also holds {shown}: --overwrite would delete them; move them out "
+            "or choose another directory"
+        )
+    return True
+
+
+def _is_our_export(out: Path) -> bool:
+    """The marker of this version's exports, or (exports made before it) meta/vjepa_robot.json with `exported_at`."""
+    if (out / EXPORT_MARKER).is_file():
+        return True
+    try:
+        return "exported_at" in json.loads((out / OURS).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _write(store: Store, name: str, meta: dict, root: Path, codec: Codec, task_text: str | None) -> dict:
@@ -393,6 +458,8 @@ def read_info(root: str | Path) -> dict:
     """meta/info.json of a LeRobot v3.0 dataset, checked for what import needs (LeRobotFormatError otherwise)."""
     root = Path(root)
     path = root / "meta/info.json"
+    if path.exists():
+        _inside(root, path, "meta/info.json")
     if not path.is_file():
         raise LeRobotFormatError(f"{root} is not a LeRobot dataset: no meta/info.json")
     info = json.loads(path.read_text())
@@ -426,7 +493,7 @@ def import_lerobot(
     """
     root = Path(root)
     info = read_info(root)
-    ours = json.loads((root / OURS).read_text()) if (root / OURS).is_file() else None
+    ours = json.loads(_inside(root, root / OURS, OURS).read_text()) if (root / OURS).is_file() else None
     name = name or (ours or {}).get("source_dataset") or _name_from_dir(root)
     validate_name(name, "dataset name")
     features = info["features"]
@@ -450,10 +517,12 @@ def import_lerobot(
         existing = store.get_dataset_meta(name)
     except DatasetNotFound:
         existing = None
+    target = name
     if existing is not None or store.has_steps(name):
         if not overwrite:
             raise FileExistsError(f"dataset {name!r} already exists: choose another --name or pass --overwrite")
-        store.drop_dataset(name)
+        # the new dataset is written completely under a temporary name first; the old one is dropped only then
+        target = f"{name[:40]}-importing-{secrets.token_hex(4)}"
 
     episodes = _read_episodes(root)
     data = _read_data(root, info)
@@ -467,7 +536,9 @@ def import_lerobot(
         "episodes": len(episodes),
         "episodes_done": 0,
     }
-    store.put_dataset_meta(name, "running", meta)
+    if target != name:
+        meta["replaces"] = name  # a leftover of a crash mid-import says what it was for
+    store.put_dataset_meta(target, "running", meta)
     try:
         frames_of = _frame_reader(root, info, cam, episodes, data)
         sizes = set()
@@ -477,20 +548,40 @@ def import_lerobot(
             sizes.add(frames.shape[1:3])
             store_ep = int(ep.get("store_episode", ep["episode_index"]))
             seed = int(ep.get("seed", store_ep))
-            store.append_episode(name, _episode_rows(name, store_ep, seed, rows, frames))
+            store.append_episode(target, _episode_rows(name, store_ep, seed, rows, frames))
             meta["episodes_done"] = k + 1
         from vjepa_robot_lab.data.datasets import summarise
 
         (h, w), *_ = sorted(sizes)
-        meta.update(summarise(store, name))
+        meta.update(summarise(store, target))
         meta.setdefault("steps", int(max(int(e["length"]) for e in episodes)))
         meta["image_size"] = int(h) if h == w else meta.get("image_size", int(h))
-        store.put_dataset_meta(name, "ready", meta)
+        meta.pop("replaces", None)
+        if target != name:  # complete: now the old dataset goes and the new one takes its name
+            store.drop_dataset(name)
+            store.copy_steps(target, name)
+            store.put_dataset_meta(name, "ready", meta)
+            store.drop_dataset(target)
+        else:
+            store.put_dataset_meta(name, "ready", meta)
         store.compact_steps(name)
     except BaseException:
-        store.drop_dataset(name)  # never a partial dataset
+        store.drop_dataset(target)  # never a partial dataset; an existing one is untouched until the new one is whole
         raise
     return store.get_dataset_meta(name)
+
+
+def _inside(root: Path, path: Path, what: str) -> Path:
+    """`path` if it resolves (symbolic links followed) inside the dataset directory `root`; LeRobotFormatError else:
+    an import reads nothing outside the directory it was given (no '..', absolute paths or links out)."""
+    base = root.resolve()
+    real = Path(path).resolve()
+    if real != base and base not in real.parents:
+        raise LeRobotFormatError(
+            f"{what} ({path}) resolves to {real}, outside the dataset directory {base}: import reads only files "
+            "inside it"
+        )
+    return real
 
 
 def _name_from_dir(root: Path) -> str:
@@ -500,7 +591,7 @@ def _name_from_dir(root: Path) -> str:
 
 
 def _read_episodes(root: Path) -> list[dict]:
-    files = sorted((root / "meta/episodes").glob("chunk-*/file-*.parquet"))
+    files = [_inside(root, f, "episodes file") for f in sorted((root / "meta/episodes").glob("chunk-*/file-*.parquet"))]
     if not files:
         raise LeRobotFormatError(f"{root} has no meta/episodes/chunk-*/file-*.parquet")
     eps = pa.concat_tables([pq.read_table(f) for f in files]).to_pylist()
@@ -509,7 +600,7 @@ def _read_episodes(root: Path) -> list[dict]:
 
 
 def _read_data(root: Path, info: dict) -> list[dict]:
-    files = sorted((root / "data").glob("chunk-*/file-*.parquet"))
+    files = [_inside(root, f, "data file") for f in sorted((root / "data").glob("chunk-*/file-*.parquet"))]
     if not files:
         raise LeRobotFormatError(f"{root} has no data/chunk-*/file-*.parquet")
     table = pa.concat_tables([pq.read_table(f) for f in files]).sort_by("index")
@@ -528,11 +619,7 @@ def _frame_reader(root: Path, info: dict, cam: str, episodes: list[dict], data: 
     decoded: dict[Path, list[tuple[float, np.ndarray]]] = {}  # one video file decoded once, kept while needed
 
     def video_frames(k, ep, rows):
-        path = root / info["video_path"].format(
-            video_key=cam,
-            chunk_index=int(ep[f"videos/{cam}/chunk_index"]),
-            file_index=int(ep[f"videos/{cam}/file_index"]),
-        )
+        path = _video_path(root, info, cam, ep)
         if path not in decoded:
             decoded.clear()
             decoded[path] = list(read_video(path))
@@ -553,9 +640,20 @@ def _frame_reader(root: Path, info: dict, cam: str, episodes: list[dict], data: 
     return video_frames
 
 
+def _video_path(root: Path, info: dict, cam: str, ep: dict) -> Path:
+    path = root / str(info["video_path"]).format(
+        video_key=cam,
+        chunk_index=int(ep[f"videos/{cam}/chunk_index"]),
+        file_index=int(ep[f"videos/{cam}/file_index"]),
+    )
+    return _inside(root, path, f"video of episode {ep.get('episode_index')}")
+
+
 def _image_bytes(root: Path, value) -> bytes:
     if isinstance(value, dict):  # datasets.Image: {"bytes": ..., "path": ...}
-        return value.get("bytes") or (root / value["path"]).read_bytes()
+        if value.get("bytes"):
+            return value["bytes"]
+        return _inside(root, root / str(value["path"]), "image path").read_bytes()
     return bytes(value)
 
 

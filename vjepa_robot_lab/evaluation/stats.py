@@ -65,3 +65,58 @@ def t_interval(values: list[float]) -> tuple[float, float | None, float | None]:
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = t975(n - 1) * sd / math.sqrt(n)
     return mean, mean - half, mean + half
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The field's aggregate statistics (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice", and
+# its `rliable` library): the interquartile mean (IQM) with a stratified-bootstrap interval, and performance
+# profiles. rliable 1.2.0 installs here but does not import (its `arch` dependency breaks on pandas 3), so these are
+# written out with numpy and checked against rliable's definitions in tests/test_stats_iqm.py:
+#   IQM = scipy.stats.trim_mean(scores, 0.25) over every (run, task) score (rliable metrics.aggregate_iqm);
+#   stratified bootstrap = each task's runs resampled with replacement, separately (arch StratifiedBootstrap, as
+#   rliable library.get_interval_estimates does), percentile interval;
+#   performance profile = for each threshold tau, the fraction of (run, task) scores above tau
+#   (rliable library.create_performance_profile's score distribution).
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def iqm(values) -> float:
+    """Interquartile mean: the mean of the middle 50% of the scores (the lowest and highest int(n/4) dropped)."""
+    import numpy as np
+
+    x = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    n = x.size
+    if n == 0:
+        raise ValueError("iqm of no scores")
+    k = int(0.25 * n)  # scipy.stats.trim_mean's cut: int(proportiontocut * n) from each end
+    return float(x[k : n - k].mean())
+
+
+def iqm_interval(
+    scores_by_task: list[list[float]], reps: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float | None, float | None]:
+    """(IQM, lo, hi): the IQM over every run of every task with a stratified-bootstrap percentile interval (runs
+    resampled within each task). No interval when no task has 2 runs (nothing to resample)."""
+    import numpy as np
+
+    tasks = [np.asarray(t, dtype=np.float64) for t in scores_by_task if len(t)]
+    if not tasks:
+        raise ValueError("iqm_interval of no scores")
+    point = iqm(np.concatenate(tasks))
+    if max(t.size for t in tasks) < 2:
+        return point, None, None
+    rng = np.random.default_rng(seed)
+    boot = np.empty(reps)
+    for r in range(reps):
+        boot[r] = iqm(np.concatenate([t[rng.integers(0, t.size, t.size)] for t in tasks]))
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(boot, [tail, 100 - tail])
+    return point, float(lo), float(hi)
+
+
+def performance_profile(scores, taus) -> list[float]:
+    """For each threshold tau, the fraction of scores strictly above it (a run-score distribution)."""
+    import numpy as np
+
+    x = np.asarray(scores, dtype=np.float64).ravel()
+    return [float((x > tau).mean()) for tau in taus]

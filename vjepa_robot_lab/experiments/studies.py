@@ -1,8 +1,10 @@
 """A study: one run per training seed under one id; GET /studies/{id} aggregates its runs across seeds.
 
 Across seeds a quantity is reported as its mean with a 95% Student-t interval (n - 1 degrees of freedom):
-mean +- t(0.975, n-1) * sd / sqrt(n), with the per-seed values beside it. Each run's success rate keeps its
-own Wilson interval (episodes within one seed); the t-interval is the spread *between* seeds.
+mean +- t(0.975, n-1) * sd / sqrt(n), with the per-seed values beside it, and its interquartile mean with a 95%
+bootstrap interval over the seeds (the field's robust aggregate: Agarwal et al. 2021; evaluation/stats.py).
+Each run's success rate keeps its own Wilson interval (episodes within one seed); the t-interval is the spread
+*between* seeds.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 
 from vjepa_robot_client.contract import RunRecord, RunStatus, SeedInterval, StudyRecord, StudyRun
-from vjepa_robot_lab.evaluation.stats import t_interval
+from vjepa_robot_lab.evaluation.stats import iqm_interval, t_interval
 from vjepa_robot_lab.records.run_kinds import run_kind
 from vjepa_robot_lab.records.runs import StoredStudy, migrate
 
@@ -25,7 +27,8 @@ def mean_ci95(values: list[float]) -> SeedInterval:
     if n < 2:
         return SeedInterval(n=n, mean=mean, values=vals)
     _, lo, hi = t_interval(vals)
-    return SeedInterval(n=n, mean=mean, ci95=[lo, hi], values=vals)
+    middle, ilo, ihi = iqm_interval([vals])
+    return SeedInterval(n=n, mean=mean, ci95=[lo, hi], values=vals, iqm=middle, iqm_ci95=[ilo, ihi])
 
 
 def study_status(statuses: list[str]) -> RunStatus:

@@ -69,8 +69,17 @@ def findings_mlp(width: int, hidden: list[int], action_dim: int) -> nn.Sequentia
 def batchnorm_mlp(width: int, hidden: list[int], action_dim: int) -> nn.Sequential:
     """CortexBench's policy (eai-vc cortexbench/mujoco_vc train_loop.py builds mjrl's BatchNormMLP): BatchNorm1d on
     the input features, then Linear -> ReLU per hidden width (their dropout is 0), then a linear output with no
-    squashing (the simulator clips the torques to the actuators' ctrlrange)."""
-    layers: list[nn.Module] = [nn.BatchNorm1d(width)]
+    squashing (the simulator clips the torques to the actuators' ctrlrange).
+
+    The input BatchNorm starts at scale 0.01, as CortexBench's does: mjrl's BatchNormMLP multiplies "the last layer"
+    by 0.01 as `list(model.parameters())[-2:]` (mjrl/policies/gaussian_mlp.py), and FCNetworkWithBatchNorm registers
+    its input_batchnorm after its linear layers, so those two parameters are the BatchNorm's weight and bias (1 -> 0.01,
+    0 -> 0); the output layer keeps torch's default initialisation."""
+    norm = nn.BatchNorm1d(width)
+    with torch.no_grad():
+        norm.weight.mul_(0.01)
+        norm.bias.mul_(0.01)
+    layers: list[nn.Module] = [norm]
     for a, b in zip([width, *hidden], hidden):
         layers += [nn.Linear(a, b), nn.ReLU()]
     return nn.Sequential(*layers, nn.Linear(hidden[-1], action_dim))

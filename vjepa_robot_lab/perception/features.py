@@ -175,7 +175,14 @@ class VJEPA2Features(FeatureSource):
     needs_frames = True
     MAX_STREAMS = 4  # lockstep shapes kept open at once (SAC: training envs + evaluation envs)
 
-    def __init__(self, encoder_url: str, token: str | None = None, timeout: float = 120.0, compress: str = "auto"):
+    def __init__(
+        self,
+        encoder_url: str,
+        token: str | None = None,
+        timeout: float = 120.0,
+        compress: str = "auto",
+        cancel=None,  # a threading.Event: once set, the SDK stops retrying (the trainer is shutting down)
+    ):
         from vjepa_robot_client import EncoderClient
 
         # 20 retries, backoff 0.25 s doubling to 5 s (jittered): 40-80 s for an encoder that restarts mid-rollout.
@@ -188,6 +195,7 @@ class VJEPA2Features(FeatureSource):
             backoff=0.25,
             max_backoff=5.0,
             compress=None if compress == "none" else compress,
+            cancel=cancel,
         )
         self.info = self.client.info()
         self.dim = int(self.info.dim)
@@ -364,6 +372,7 @@ def make_feature_source(
     token: str | None = None,
     compress: str = "auto",
     task: str = "easy",
+    cancel=None,
 ) -> FeatureSource:
     """The feature source `name`; `task` sizes state features (tasks.py: reacher 8-d, walker 24-d, ...)."""
     try:
@@ -376,7 +385,7 @@ def make_feature_source(
         return RandomFeatures()
     if not encoder_url:
         raise ValueError("features 'vjepa2' need an encoder: pass --encoder-url (e.g. http://127.0.0.1:8001)")
-    return VJEPA2Features(encoder_url, token=token, compress=compress)
+    return VJEPA2Features(encoder_url, token=token, compress=compress, cancel=cancel)
 
 
 def _vec2(column) -> np.ndarray:

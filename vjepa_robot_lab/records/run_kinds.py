@@ -225,8 +225,41 @@ def _sac_training_result(m: dict) -> str | None:
     return None if final is None else f"final return {float(final):,.1f}"
 
 
+def check_replay_memory(req: TrainSACRequest) -> None:
+    """Refuse (422) a buffer_size whose replay buffer cannot fit in the memory available now (psutil), before any
+    run is recorded: the buffer (vjepa_robot_lab/learning/replay.py: float16 observations, float32 actions, reward,
+    done and timeout, a terminal flag) is allocated whole when training starts. vjepa2 features count as 1-d here
+    (their width is known only once the encoder answers): a lower bound, so only sizes that cannot fit are refused."""
+    import psutil
+
+    from vjepa_robot_client.contract import FeatureSource
+    from vjepa_robot_lab.envs.tasks import task_spec
+
+    spec = task_spec(req.task.value)
+    feature = FeatureSource(req.features)
+    if feature == FeatureSource.state:
+        dim = spec.state_dim
+    elif feature == FeatureSource.vjepa2:
+        dim = 1
+    else:
+        from vjepa_robot_lab.perception.features import RandomFeatures
+
+        dim = RandomFeatures().dim
+    per_transition = 2 * dim + 4 * spec.action_dim + 3 * 4 + 1
+    need, available = int(req.buffer_size) * per_transition, psutil.virtual_memory().available
+    if need > available:
+        raise Refused(
+            422,
+            f"buffer_size {req.buffer_size} needs at least {need / 2**30:.1f} GiB for the replay buffer "
+            f"({per_transition} bytes per transition with {req.features.value} features), more than the "
+            f"{available / 2**30:.1f} GiB of memory available: send buffer_size <= {available // per_transition}",
+        )
+
+
 def _sac_lineage(ctx, req: TrainSACRequest) -> dict:
-    """A SAC run renders its own frames (vjepa2) at the request's size and acts at its action repeat."""
+    """A SAC run renders its own frames (vjepa2) at the request's size and acts at its action repeat; a replay
+    buffer that cannot fit in memory is refused first."""
+    check_replay_memory(req)
     size = req.image_size if _needs_frames(req.features) else None
     return {"image_size": size, "action_repeat": req.action_repeat, "task": req.task.value}
 

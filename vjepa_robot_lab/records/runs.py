@@ -10,7 +10,8 @@
 kind, one RunLineage); `migrate` is THE one place where the shapes older trainers wrote are read.
 
 A run is never left `running` by a crash: when a trainer starts, `RunStore.recover()` marks every run (and every
-evaluation) that a dead trainer left `queued` or `running` as `interrupted`. `resume` continues from the last
+evaluation) that a dead process left `queued` or `running` as `interrupted` (each record names its `owner`: pid,
+host, a token unique per process start; a live owner's work is never touched). `resume` continues from the last
 checkpoint.
 """
 
@@ -27,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.common.owner import HOST, OWNER, is_mine, owner_gone
 from services.common.store import now_iso
 from vjepa_robot_client.contract import (
     RUN_TYPES,
@@ -253,6 +255,7 @@ class RunStore:
                 "created_at": ts,
                 "updated_at": ts,
                 "evaluations": [],
+                "owner": dict(OWNER),
             }
         )
         _atomic_write_json(d / "run.json", dump_record(record))
@@ -282,6 +285,8 @@ class RunStore:
         with self._lock:
             record = self.get(run_id)
             fn(record)
+            if record.status in ACTIVE or any(e.status in ACTIVE for e in record.evaluations):
+                record.owner = dict(OWNER)  # the process doing the work: recover() leaves a live owner's work alone
             record.updated_at = now_iso()
             _atomic_write_json(self.path(run_id) / "run.json", dump_record(record))
             return record
@@ -355,11 +360,19 @@ class RunStore:
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
 
-    def recover(self) -> list[str]:
-        """Mark runs and evaluations a dead trainer left queued/running as interrupted. Returns the run ids."""
+    def recover(self, only_mine: bool = False) -> list[str]:
+        """Mark runs and evaluations left queued/running by a process that is gone as interrupted; returns the run
+        ids. A trainer runs this at start (holding the store's lease: services/common/lease.py), when its own
+        earlier claims are stale too; work owned by another live process on this host (a CLI job) is left alone.
+        only_mine: just this process's own (a trainer stopping, after its jobs were asked to end)."""
         fixed = []
         for record in self.list():
             if record.status in ACTIVE or any(e.status in ACTIVE for e in record.evaluations):
+                owner = (record.model_extra or {}).get("owner")
+                if only_mine and not is_mine(owner):
+                    continue
+                if owner and not is_mine(owner) and owner.get("host") == HOST and owner_gone(owner) is None:
+                    continue  # another live process's work (the lease keeps out a second trainer)
 
                 def fix(r: RunRecord):
                     if r.status in ACTIVE:
@@ -442,7 +455,7 @@ class RunHandle:
 
     # -- evaluations ---------------------------------------------------------------------------------------------
 
-    def add_evaluation(self, request: dict | BaseModel) -> int:
+    def add_evaluation(self, request: dict | BaseModel, from_run: list[str] | None = None) -> int:
         box = {}
 
         def fn(r: RunRecord):
@@ -455,6 +468,7 @@ class RunHandle:
                         "eval_id": eid,
                         "status": "queued",
                         "request": plain(request),
+                        "from_run": from_run or None,
                         "created_at": now_iso(),
                         "episodes": [],
                     }
