@@ -246,6 +246,10 @@ def test_runs_list_opens_no_connection_to_the_model_hub(runs_dir, monkeypatch):
             ["train", "sac", "--parallel-envs", "999"],
             "--parallel-envs 999 is out of range: it must be between 1 and 256",
         ),
+        (  # a falsy value is sent, never dropped for the default (the generated commands drop only None)
+            ["train", "sac", "--parallel-envs", "0"],
+            "--parallel-envs 0 is out of range: it must be between 1 and 256",
+        ),
         (
             ["train", "sac", "--networks", "huge"],
             "--networks 'huge' is not one of the choices: findings, ln or bro",

@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from _servers import Service as HarnessService
 from _servers import cli_argv, free_port
+from conftest import wait_until as wait_for
 
 from vjepa_robot_client import TrainerClient
 
@@ -40,15 +40,6 @@ class Service(HarnessService):
 
     def start(self, timeout: float = 120.0) -> Service:
         return super().start(timeout)
-
-
-def wait_for(pred: Callable[[], bool], timeout: float, what: str, every: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import typer
 
 from vjepa_robot import output
 from vjepa_robot.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNREACHABLE, invalid_input
+from vjepa_robot.train_commands import add_train_commands
 
 APP_HELP = """vjepa-robot: frozen V-JEPA 2 as the eyes of a robot policy.
 
@@ -591,84 +592,85 @@ def _seed_list(seeds: str | None, n_seeds: int | None) -> dict:
     return out
 
 
-def _train(
-    kind: str, request_model, fields: dict, trainer_url, encoder_url, store, runs_dir, token, wandb: bool = False
-) -> None:
-    """Validate a training request, then run it through the trainer service or in this process
-    (services.trainer.jobs.train: the same validation and run creation the service's routes use)."""
+def _trainer(trainer_url: str | None, encoder_url: str, store, runs_dir, token, announce_runs: bool = False):
+    """The Trainer port (vjepa_robot/trainer_port.py): the trainer service at --trainer-url through the SDK, else
+    the job layer in this process (the same validation and run creation the service's routes use)."""
+    from vjepa_robot.trainer_port import HttpTrainer, LocalTrainer
+
+    if trainer_url:
+        _announce_wait(trainer_url, "trainer")
+        return HttpTrainer(trainer_url, token=token)
+    ctx = _local_ctx(store, runs_dir, encoder_url, token)
+    return LocalTrainer(
+        ctx,
+        announce=(lambda key: typer.echo(f"{key.replace(':', ' ', 1)} (records in {ctx.runs.root})"))
+        if announce_runs
+        else None,
+        needs_encoder=lambda: _announce_wait(encoder_url, "encoder"),
+    )
+
+
+def _study_failures(study, what: str) -> None:
+    """Exit non-zero when a run (or its evaluation) of a study did not succeed, naming the first error."""
+    if what == "training":
+        failed = [r for r in study.runs if r.status.value != "succeeded"]
+        if failed:
+            _fail(
+                f"{len(failed)} of {len(study.runs)} runs of study {study.study_id} did not succeed: {failed[0].error}",
+                _failed_code(failed[0].error),
+            )
+    else:
+        errors = [r.error for r in study.runs if r.error]
+        if errors:
+            _fail(f"evaluation of study {study.study_id} failed: {errors[0]}", _failed_code(errors[0]))
+
+
+def _train(kind, fields: dict, shared: dict) -> None:
+    """Validate a training request (kind.request), then run it through the Trainer port and report the result."""
     from pydantic import ValidationError
 
+    from vjepa_robot.trainer_port import JobFailed, Refused
     from vjepa_robot_lab.learning.curves import WANDB_ENV
 
-    if wandb and trainer_url:  # the service's own environment decides for the runs it trains
+    trainer_url = shared["trainer_url"]
+    if shared["wandb"] and trainer_url:  # the service's own environment decides for the runs it trains
         typer.secho(
             f"note: --wandb applies to local runs; a trainer service logs to W&B when it was started with "
             f"{WANDB_ENV}=1",
             fg=typer.colors.YELLOW,
             err=True,
         )
-    elif wandb:
+    elif shared["wandb"]:
         os.environ[WANDB_ENV] = "1"  # read by vjepa_robot_lab/learning/curves.py when the run opens its curves
 
+    fields = {**fields, **_seed_list(shared["seeds"], shared["n_seeds"])}
     try:
-        req = request_model(**fields)
+        req = kind.request(**fields)
     except ValidationError as exc:
-        _invalid(exc, request_model, dataset="DATASET")
-    if trainer_url:
-        from vjepa_robot_client import TrainerClient
-
-        _announce_wait(trainer_url, "trainer")
-        tr = TrainerClient(trainer_url, token=token)
-        body = req.model_dump(mode="json", exclude_none=True, exclude_unset=True)  # a --protocol fills the rest
-        created = (tr.train_bc if kind == "bc" else tr.train_sac)(**body)
-        if req.is_study:
-            study = tr.wait_study(created)
-            _print_study(study)
-            failed = [r for r in study.runs if r.status.value != "succeeded"]
-            if failed:
-                _fail(
-                    f"{len(failed)} of {len(study.runs)} runs of study {study.study_id} did not succeed: "
-                    f"{failed[0].error}",
-                    _failed_code(failed[0].error),
-                )
-        else:
-            record = tr.wait(created)
-            _print_run(record)
-            if record.status.value != "succeeded":
-                _fail(f"training failed: {record.error}", _failed_code(record.error))
-        return
-    from services.trainer import jobs
-
-    if req.features.value == "vjepa2":  # said now, before a run is created (no failed run left behind)
-        if missing := output.encoder_missing(encoder_url):
+        _invalid(exc, kind.request, dataset="DATASET")
+    if not trainer_url and req.features.value == "vjepa2":  # said now, before a run is created (no failed run left)
+        if missing := output.encoder_missing(shared["encoder_url"]):
             _fail(missing, EXIT_UNREACHABLE)
-        if kind == "bc":  # the embedding, with its progress bar, before the run starts
-            output.embed_first(encoder_url, token, req.dataset, req.readout.value, req.grid_size)
-    ctx = _local_ctx(store, runs_dir, encoder_url, token)
-    runner = _Announcing(ctx)
+        if getattr(req, "dataset", None):  # BC: the embedding, with its progress bar, before the run starts
+            output.embed_first(shared["encoder_url"], shared["token"], req.dataset, req.readout.value, req.grid_size)
+    trainer = _trainer(
+        trainer_url, shared["encoder_url"], shared["store"], shared["runs_dir"], shared["token"], announce_runs=True
+    )
     try:
-        created = jobs.train(ctx, runner, req, progress=True)
-    except jobs.Refused as exc:
+        created = trainer.train(req)
+        if created.study_id:
+            study = trainer.wait_study(created.study_id)
+            _print_study(study)
+            _study_failures(study, "training")
+            return
+        record = trainer.wait(created.run_id)
+    except Refused as exc:
         _fail(exc.detail)
-    except Exception as exc:  # recorded in the run as `failed` before it got here
-        _job_failed("training", exc)
-    if created.study_id:
-        _print_study(_local_study(ctx, created.study_id))
-    else:
-        _print_run(ctx.runs.get(created.run_id))
-
-
-class _Announcing:
-    """jobs.InlineRunner that first says where the records go."""
-
-    def __init__(self, ctx):
-        from services.trainer.jobs import InlineRunner
-
-        self.ctx, self.inner = ctx, InlineRunner()
-
-    def submit(self, key, fn, on_error):
-        typer.echo(f"{key.replace(':', ' ', 1)} (records in {self.ctx.runs.root})")
-        self.inner.submit(key, fn, on_error)
+    except JobFailed as exc:  # recorded in the run as `failed` before it got here
+        _job_failed(exc.what, exc.exc)
+    _print_run(record)
+    if record.status.value != "succeeded":
+        _fail(f"training failed: {record.error}", _failed_code(record.error))
 
 
 def _job_failed(what: str, exc: BaseException) -> None:
@@ -679,13 +681,6 @@ def _job_failed(what: str, exc: BaseException) -> None:
     if found:
         _fail(found[0], found[1] if found[1] != EXIT_BAD_INPUT else EXIT_FAILED)
     _fail(f"{what} failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
-
-
-def _local_study(ctx, study_id: str):
-    from vjepa_robot_lab.experiments.studies import aggregate
-
-    study = ctx.runs.get_study(study_id)
-    return aggregate(study, [ctx.runs.get(r) for r in study["run_ids"]])
 
 
 def _print_run(record) -> None:
@@ -728,15 +723,6 @@ WandbOpt = typer.Option(
     "the run directory.",
 )
 NSeedsOpt = typer.Option(None, "--n-seeds", help="Runs with seeds --seed .. --seed+N-1, under one study.")
-ReadoutOpt = typer.Option(
-    "mean",
-    "--readout",
-    help="How the policy reads its features: mean | attentive (a "
-    "pooler over the token grid) | flare (the last 3 windows fused); docs/readouts.md",
-)
-GridSizeOpt = typer.Option(4, "--grid-size", help="attentive: a g x g token grid per window (g*g tokens).")
-
-
 ProtocolOpt = typer.Option(
     None,
     "--protocol",
@@ -746,98 +732,17 @@ ProtocolOpt = typer.Option(
 )
 
 
-@train_app.command("bc")
-def train_bc(
-    dataset: str,
-    features: str = typer.Option("vjepa2", help="vjepa2 | state | random"),
-    epochs: int | None = typer.Option(None, help="Default 100 (or the --protocol's)."),
-    batch_size: int | None = typer.Option(None, help="Default 256."),
-    lr: float | None = typer.Option(None, help="Default 1e-3."),
-    val_fraction: float | None = typer.Option(None, help="Default 0.1 (cortexbench: 0, every demo trains)."),
-    select: str | None = typer.Option(None, help="best_val (default: the epoch with the lowest validation MSE) | last"),
-    head: str | None = typer.Option(
-        None, help="findings (default: the first study's MLP) | batchnorm (CortexBench's BatchNorm MLP)"
-    ),
-    protocol: str | None = ProtocolOpt,
-    seed: int = typer.Option(0),
-    seeds: str | None = SeedsOpt,
-    n_seeds: int | None = NSeedsOpt,
-    readout: str | None = typer.Option(
-        None,
-        "--readout",
-        help="How the policy reads its features: mean (default) | attentive (a "
-        "pooler over the token grid) | flare (the last 3 windows fused); docs/readouts.md",
-    ),
-    grid_size: int = GridSizeOpt,
-    trainer_url: str | None = TrainerUrlOpt,
-    encoder_url: str = EncoderUrlOpt,
-    store: str | None = StoreOpt,
-    runs_dir: Path | None = RunsOpt,
-    token: str | None = TokenOpt,
-    wandb: bool = WandbOpt,
-) -> None:
-    """Behaviour cloning (the first study's MLP) on a dataset's features."""
-    from vjepa_robot_client.contract import TrainBCRequest
-
-    given = dict(epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, select=select, head=head)
-    fields = dict(
-        dataset=dataset,
-        features=features,
-        seed=seed,
-        grid_size=grid_size,
-        **{k: v for k, v in given.items() if v is not None},  # left out: the request's defaults or the protocol's
-        **({"readout": readout} if readout is not None else {}),
-        **({"protocol": protocol} if protocol is not None else {}),
-        **_seed_list(seeds, n_seeds),
-    )
-    _train("bc", TrainBCRequest, fields, trainer_url, encoder_url, store, runs_dir, token, wandb)
-
-
-@train_app.command("sac")
-def train_sac(
-    features: str = typer.Option("state", help="vjepa2 | state | random"),
-    task: str = typer.Option("easy", help=TASK_HELP),
-    total_steps: int | None = typer.Option(None, help="Simulator steps (action repeats counted)."),
-    parallel_envs: int | None = typer.Option(None),
-    episode_steps: int | None = typer.Option(None),
-    action_repeat: int | None = typer.Option(None),
-    networks: str | None = typer.Option(
-        None,
-        help="findings | ln | bro: the actor/critic configuration (vjepa_robot_lab/learning/sac.py NETWORKS; "
-        "default: the features' own, bench/SAC_RESULTS.md).",
-    ),
-    seed: int = typer.Option(0),
-    seeds: str | None = SeedsOpt,
-    n_seeds: int | None = NSeedsOpt,
-    readout: str = ReadoutOpt,
-    grid_size: int = GridSizeOpt,
-    trainer_url: str | None = TrainerUrlOpt,
-    encoder_url: str = EncoderUrlOpt,
-    store: str | None = StoreOpt,
-    runs_dir: Path | None = RunsOpt,
-    token: str | None = TokenOpt,
-    wandb: bool = WandbOpt,
-) -> None:
-    """Soft Actor-Critic online in parallel reacher envs on vjepa2 / state / random features."""
-    from vjepa_robot_client.contract import TrainSACRequest
-
-    given = dict(
-        total_steps=total_steps,
-        parallel_envs=parallel_envs,
-        episode_steps=episode_steps,
-        action_repeat=action_repeat,
-        networks=networks,
-    )
-    fields = dict(
-        features=features,
-        task=task,
-        seed=seed,
-        readout=readout,
-        grid_size=grid_size,
-        **{k: v for k, v in given.items() if v},
-        **_seed_list(seeds, n_seeds),
-    )
-    _train("sac", TrainSACRequest, fields, trainer_url, encoder_url, store, runs_dir, token, wandb)
+SHARED_TRAIN_OPTIONS = {  # every `train <kind>` command has these beside its request's fields (train_commands.py)
+    "seeds": (str | None, SeedsOpt),
+    "n_seeds": (int | None, NSeedsOpt),
+    "trainer_url": (str | None, TrainerUrlOpt),
+    "encoder_url": (str, EncoderUrlOpt),
+    "store": (str | None, StoreOpt),
+    "runs_dir": (Path | None, RunsOpt),
+    "token": (str | None, TokenOpt),
+    "wandb": (bool, WandbOpt),
+}
+TRAIN_COMMANDS = add_train_commands(train_app, SHARED_TRAIN_OPTIONS, _train)  # train bc, train sac, ...
 
 
 @app.command("eval")
@@ -868,6 +773,7 @@ def evaluate(
     """Live evaluation of a trained run, of every run of a study, or of a baseline policy."""
     from pydantic import ValidationError
 
+    from vjepa_robot.trainer_port import JobFailed, Refused
     from vjepa_robot_client.contract import EXPERTS, BaselineEvalRequest, EvalRequest
 
     given = dict(
@@ -891,47 +797,30 @@ def evaluate(
         req = BaselineEvalRequest(policy=run_id, **given) if baseline else EvalRequest(**given)
     except ValidationError as exc:
         _invalid(exc, model, policy="RUN_ID")
-    if trainer_url:
-        from vjepa_robot_client import TrainerClient
-
-        _announce_wait(trainer_url, "trainer")
-        tr = TrainerClient(trainer_url, token=token)
+    if not trainer_url and not baseline:  # said now, before an evaluation is recorded
+        ctx = _local_ctx(store, runs_dir, encoder_url, token)
+        if _uses_encoder(ctx, run_id, study) and (missing := output.encoder_missing(encoder_url)):
+            _fail(missing, EXIT_UNREACHABLE)
+    trainer = _trainer(trainer_url, encoder_url, store, runs_dir, token)
+    try:
         if study:
-            tr.evaluate_study(run_id, **given)
-            result = tr.wait_study(run_id, evaluated=True)
+            result = trainer.evaluate_study(run_id, req)
             _print_study(result)
-            errors = [r.error for r in result.runs if r.error]
-            if errors:
-                _fail(f"evaluation of study {run_id} failed: {errors[0]}", _failed_code(errors[0]))
+            _study_failures(result, "evaluation")
             return
         if baseline:
-            run_id = tr.evaluate_baseline(run_id, **given)
+            run_id, evaluation = trainer.evaluate_baseline(req)
         else:
-            tr.evaluate(run_id, **given)
-        res = tr.wait_eval(run_id).model_dump(by_alias=True)
-        run_record = tr.run(res["run_id"]) if res.get("run_id") else None
-    else:
-        from services.trainer import jobs
-
-        ctx = _local_ctx(store, runs_dir, encoder_url, token)
-        if not baseline and _uses_encoder(ctx, run_id, study) and (missing := output.encoder_missing(encoder_url)):
-            _fail(missing, EXIT_UNREACHABLE)
-        runner = jobs.InlineRunner()
-        try:
-            if study:
-                jobs.evaluate_study(ctx, runner, run_id, req)
-                _print_study(_local_study(ctx, run_id))
-                return
-            if baseline:
-                res = jobs.evaluate_baseline(ctx, runner, req)
-            else:
-                res = jobs.evaluate_run(ctx, runner, run_id, req)
-        except jobs.Refused as exc:
-            _fail(exc.detail)
-        except Exception as exc:  # recorded in the run's evaluation as `failed` before it got here
-            _job_failed("evaluation", exc)
-        run_record = ctx.runs.get(res.run_id)
-        res = run_record["evaluations"][res.eval_id]
+            evaluation = trainer.evaluate(run_id, req)
+    except Refused as exc:
+        _fail(exc.detail)
+    except JobFailed as exc:  # recorded in the run's evaluation as `failed` before it got here
+        _job_failed(exc.what, exc.exc)
+    res = evaluation.model_dump(mode="json", by_alias=True)
+    try:
+        run_record = trainer.wait(res["run_id"]) if res.get("run_id") else None  # terminal already: no wait
+    except Exception:  # the summary line then goes without the run's features
+        run_record = None
     output.print_eval(res, run_record)  # one summary line (--json: the whole evaluation record)
     if res.get("status") != "succeeded":
         _fail(f"evaluation {res.get('status')}: {res.get('error')}", _failed_code(res.get("error")))
@@ -948,7 +837,7 @@ def _uses_encoder(ctx, run_id: str, study: bool) -> bool:
             if str(getattr(feats, "value", feats)) == "vjepa2":
                 return True
         return False
-    except Exception:  # unknown run or study: jobs.evaluate_* refuses it with its own message
+    except Exception:  # unknown run or study: the job layer refuses it with its own message
         return False
 
 
@@ -1040,6 +929,7 @@ def runs_root(store: str | None, runs_dir: Path | None) -> Path:
 
 
 def _run_result(run: dict) -> str:
+    from vjepa_robot_lab.records.run_kinds import RUN_KINDS
     from vjepa_robot_lab.report import evaluation_rows, num, pct
 
     evals = evaluation_rows([run])
@@ -1048,23 +938,16 @@ def _run_result(run: dict) -> str:
         if e["success_rate"] is None:  # a task without success (docs/tasks.md): its return is the result
             return f"return {num(e['mean_return'])} ({e['episodes']} ep, {e['task']})"
         return f"{pct(e['success_rate'], e['ci'])} success ({e['episodes']} ep, {e['task']})"
-    m = run.get("metrics") or {}
-    if run.get("kind") == "sac" and (m.get("final_eval") or {}).get("mean_return") is not None:
-        return f"final return {num(m['final_eval']['mean_return'])} (not evaluated)"
-    if run.get("kind") == "bc" and m.get("val_loss") is not None:
-        kept = m.get("selected_epoch")
-        return (
-            f"val MSE {m.get('best_val_loss') or m['val_loss']:.2e}"
-            + (f" (epoch {kept})" if kept else "")
-            + " (not evaluated)"
-        )
-    return "-"
+    kind = RUN_KINDS.get(run.get("kind"))  # the kind's own summary of its training (run_kinds.py)
+    result = kind.training_result(run.get("metrics") or {}) if kind is not None else None
+    return f"{result} (not evaluated)" if result else "-"
 
 
 def _run_features(run: dict) -> str:
     from vjepa_robot_lab.report import encoder_info, feature_lineage, is_plumbing
+    from vjepa_robot_lab.report.rows import trained
 
-    if run.get("kind") == "baseline":
+    if not trained(run.get("kind")):  # an expert policy, evaluated (a baseline)
         return "scripted: " + str((run.get("config") or {}).get("policy"))
     info = encoder_info(run)
     if info["features"] != "vjepa2":

@@ -23,13 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from services.common.store import DatasetNotFound, Store
+from services.common.store import DatasetNotFound
 from vjepa_robot_client.contract import (
     DEFAULT_EVAL_IMAGE_SIZE,
     BaselineEvalRequest,
     EvalRequest,
     EvalResult,
-    FeatureSource,
     RunCreated,
     RunLineage,
     RunRecord,
@@ -38,10 +37,10 @@ from vjepa_robot_client.contract import (
     TrainBCRequest,
     TrainSACRequest,
     check_action_repeat,
-    validate_name,
     validate_run_id,
 )
 from vjepa_robot_lab.records.context import TrainerContext
+from vjepa_robot_lab.records.refused import Refused
 from vjepa_robot_lab.records.run_kinds import BASELINE, kind_of_request, run_kind
 from vjepa_robot_lab.records.runs import (
     ACTIVE,
@@ -63,14 +62,6 @@ class JobStopped(Exception):
 # what ends a job `interrupted`, not `failed`: the trainer's stop, or the CLI's SIGINT/SIGTERM in local mode (a
 # KeyboardInterrupt: vjepa_robot/harness.py's Interrupted)
 STOPPED = (JobStopped, KeyboardInterrupt)
-
-
-class Refused(Exception):
-    """A request this trainer will not start; status_code is the HTTP status the service answers."""
-
-    def __init__(self, status_code: int, detail: str):
-        super().__init__(detail)
-        self.status_code, self.detail = status_code, detail
 
 
 class JobBusy(Refused):
@@ -168,30 +159,10 @@ class InlineRunner:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def ready_dataset(store: Store, name: str) -> dict:
-    """The dataset's metadata if it is ready to train on, else Refused (400 bad name, 404 unknown, 409 not ready)."""
-    from vjepa_robot_lab.data.datasets import dataset_info
-
-    try:
-        validate_name(name, "dataset name")
-    except ValueError as exc:
-        raise Refused(400, str(exc)) from None
-    try:
-        meta = dataset_info(store, name)
-    except DatasetNotFound as exc:
-        raise Refused(404, str(exc)) from None
-    if meta["status"] != "ready":
-        raise Refused(409, f"dataset {name!r} is {meta['status']}, not ready: wait for it or re-create it")
-    return meta
-
-
-def _needs_frames(features: FeatureSource | str) -> bool:
-    return FeatureSource(features) == FeatureSource.vjepa2
-
-
 def train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) -> RunLineage:
-    """Validate a training request and return the lineage its runs start with (frame size, action repeat,
-    readout and the pooling it reads: vjepa_robot_lab/perception/readouts.py)."""
+    """Validate a training request and return the lineage its runs start with: the readout and the pooling it
+    reads (vjepa_robot_lab/perception/readouts.py), and what the run kind's lineage hook says (frame size, action
+    repeat, task; a BC run's dataset: run_kinds.py)."""
     from vjepa_robot_lab.perception.readouts import check_readout, readout_lineage
 
     try:
@@ -199,58 +170,9 @@ def train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) ->
     except ValueError as exc:
         raise Refused(422, str(exc)) from None
     readout = readout_lineage(req.readout, req.grid_size)  # readout, pooling, grid_size
-    if isinstance(req, TrainBCRequest):
-        meta = ready_dataset(ctx.store, req.dataset)
-        size = meta.get("image_size") if _needs_frames(req.features) else None
-        if _needs_frames(req.features) and not size:
-            raise Refused(
-                409,
-                f"dataset {req.dataset!r} stores no frames (image_size 0): vjepa2 features need "
-                "frames; re-create it with --image-size 256, or train on state features",
-            )
-        # a dataset rolled out by a run expert acted at that run's action repeat (datasets.py): BC acts at it too
-        repeat, task = int(meta.get("action_repeat") or 1), meta.get("task") or "easy"
-        return RunLineage(
-            features=req.features, dataset=req.dataset, image_size=size, action_repeat=repeat, task=task, **readout
-        )
-    check_replay_memory(req)
-    return RunLineage(
-        features=req.features,
-        image_size=req.image_size if _needs_frames(req.features) else None,
-        action_repeat=req.action_repeat,
-        task=req.task.value,
-        **readout,
-    )
-
-
-def check_replay_memory(req: TrainSACRequest) -> None:
-    """Refuse (422) a buffer_size whose replay buffer cannot fit in the memory available now (psutil), before any
-    run is recorded: the buffer (vjepa_robot_lab/learning/replay.py: float16 observations, float32 actions, reward,
-    done and timeout, a terminal flag) is allocated whole when training starts. vjepa2 features count as 1-d here
-    (their width is known only once the encoder answers): a lower bound, so only sizes that cannot fit are refused."""
-    import psutil
-
-    from vjepa_robot_lab.envs.tasks import task_spec
-
-    spec = task_spec(req.task.value)
-    feature = FeatureSource(req.features)
-    if feature == FeatureSource.state:
-        dim = spec.state_dim
-    elif feature == FeatureSource.vjepa2:
-        dim = 1
-    else:
-        from vjepa_robot_lab.perception.features import RandomFeatures
-
-        dim = RandomFeatures().dim
-    per_transition = 2 * dim + 4 * spec.action_dim + 3 * 4 + 1
-    need, available = int(req.buffer_size) * per_transition, psutil.virtual_memory().available
-    if need > available:
-        raise Refused(
-            422,
-            f"buffer_size {req.buffer_size} needs at least {need / 2**30:.1f} GiB for the replay buffer "
-            f"({per_transition} bytes per transition with {req.features.value} features), more than the "
-            f"{available / 2**30:.1f} GiB of memory available: send buffer_size <= {available // per_transition}",
-        )
+    kind = kind_of_request(req)
+    own = kind.lineage(ctx, req) if kind.lineage is not None else {}
+    return RunLineage(features=req.features, **own, **readout)
 
 
 def train(ctx: TrainerContext, runner, req: TrainBCRequest | TrainSACRequest, progress: bool = False) -> RunCreated:
@@ -259,11 +181,9 @@ def train(ctx: TrainerContext, runner, req: TrainBCRequest | TrainSACRequest, pr
     A study's runs run one after another in one job (CPU); a run that fails is recorded and the next seed
     starts; a crash or stop leaves every unfinished run `failed`/`interrupted`, never `running` or `queued`.
     """
-    if isinstance(req, TrainBCRequest):
-        from vjepa_robot_lab.experiments.protocols import apply_bc
-
-        req = apply_bc(req)  # a named protocol fills the fields the request left out (protocols.py)
     kind = kind_of_request(req)
+    if kind.prepare is not None:
+        req = kind.prepare(req)  # e.g. a named protocol fills the fields the request left out (protocols.py)
     lineage = train_lineage(ctx, req)
     seeds = req.run_seeds()
     study_id = f"study-{secrets.token_hex(4)}" if req.is_study else None
@@ -415,7 +335,7 @@ def resolve_eval(ctx: TrainerContext, record: RunRecord, req: EvalRequest) -> Ev
     """The request this run is evaluated with: image_size filled in from the run's own frame size; Refused when
     the run is not evaluable, the steps do not fit its action repeat, or the frame size differs unasked."""
     run_id = record.run_id
-    if record.kind != BASELINE.name and record.status != RunStatus.succeeded:
+    if not run_kind(record.kind).eval_is_run and record.status != RunStatus.succeeded:
         raise Refused(409, f"run {run_id} is {record.status.value}: evaluate it once it has succeeded")
     lineage = record.lineage
     req = resolve_eval_task(record, req)
@@ -605,7 +525,7 @@ def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, req: EvalRequ
     handle.update_evaluation(eval_id, status="succeeded", **result)
     if ctx.on_eval is not None:
         ctx.on_eval(result)
-    if record.kind == BASELINE.name:
+    if run_kind(record.kind).eval_is_run:  # a baseline: the evaluation is the run
         handle.update(status="succeeded", metrics={"success_rate": result["success_rate"]})
 
 
@@ -616,7 +536,7 @@ def eval_error_handler(handle: RunHandle, eval_id: int):
             status="interrupted" if isinstance(exc, STOPPED) or handle.stop_requested() else "failed",
             error=f"{type(exc).__name__}: {exc}",
         )
-        if handle.record.kind == BASELINE.name:
+        if run_kind(handle.record.kind).eval_is_run:
             handle.update(
                 status="interrupted" if isinstance(exc, STOPPED) else "failed", error=f"{type(exc).__name__}: {exc}"
             )

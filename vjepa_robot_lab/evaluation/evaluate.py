@@ -136,16 +136,18 @@ class Policy(Protocol):
 class FeaturePolicy:
     """A trained network on top of a feature source: features.online -> policy_fn -> (B, A) actions.
 
-    A policy_fn that names its readout (`.readout`, `.grid_size`: a loaded BC or SAC checkpoint) reads `features`
+    A LoadedPolicy (a loaded BC or SAC checkpoint: policies/loaded.py) names its readout and reads `features`
     through it (readouts.with_readout): attentive steps a grid stream, flare fuses each episode's last 3 windows
     (reset when its episode resets). A source that is already a readout's is used as given."""
 
     def __init__(self, policy_fn: Callable[[np.ndarray], np.ndarray], features: FeatureSource):
         from vjepa_robot_lab.perception.readouts import FlareFeatures, GridFeatures, with_readout
+        from vjepa_robot_lab.policies.loaded import LoadedPolicy
 
-        readout = getattr(features, "readout", None) or getattr(policy_fn, "readout", "mean")
+        loaded = policy_fn if isinstance(policy_fn, LoadedPolicy) else None  # a plain function reads mean features
+        readout = getattr(features, "readout", None) or (loaded.readout if loaded else "mean")
         if not isinstance(features, (FlareFeatures, GridFeatures)):
-            features = with_readout(features, readout, getattr(policy_fn, "grid_size", 4))
+            features = with_readout(features, readout, loaded.grid_size if loaded else 4)
         self.policy_fn, self.features = policy_fn, features
         self.needs_frames = features.needs_frames
         info = getattr(getattr(features, "base", features), "info", None)  # a readout wraps the encoder's source

@@ -39,6 +39,7 @@ from vjepa_robot_client.contract import ACTION_DIM, TrainBCRequest
 from vjepa_robot_lab.learning.curves import open_curves
 from vjepa_robot_lab.perception.features import FeatureSource, FeatureTable
 from vjepa_robot_lab.perception.readouts import AttentivePooler, GridFeatures, PoolerConfig, with_readout
+from vjepa_robot_lab.policies.loaded import LoadedPolicy
 from vjepa_robot_lab.records.runs import json_default
 from vjepa_robot_lab.threads import seeded_torch
 
@@ -573,18 +574,24 @@ def save_bc_policy(path: Path, model: BCPolicy, lineage: dict) -> Path:
     return path
 
 
-class LoadedBCPolicy:
-    """A trained policy as a plain function: (B, D) float32 features -> (B, 2) float32 actions.
+class LoadedBCPolicy(LoadedPolicy):
+    """A trained BC policy as a plain function: (B, D) float32 features -> (B, A) float32 actions.
 
     `.readout` and `.grid_size` say which features it reads (evaluate.FeaturePolicy wraps its source with them):
     mean (B, D), flare (B, 3D), attentive (B, G*D) flat grids or (B, G, D)."""
 
     def __init__(self, model: BCPolicy, lineage: dict, path: Path):
-        self.model, self.lineage, self.path = model, lineage, path
-        self.dim = model.dim
         config = lineage.get("config") or {}
-        self.readout = config.get("readout", "mean")  # checkpoints from before readouts: mean
-        self.grid_size = int(config.get("grid_size") or 4)
+        own = lineage.get("features")  # the feature source's lineage (a dict), or its name in older checkpoints
+        features = (own.get("features") if isinstance(own, dict) else own) or config.get("features")
+        super().__init__(
+            dim=model.dim,
+            readout=config.get("readout", "mean"),  # checkpoints from before readouts: mean
+            grid_size=int(config.get("grid_size") or 4),
+            features=features,
+            task=config.get("task"),
+        )
+        self.model, self.lineage, self.path = model, lineage, path
 
     @torch.no_grad()
     def __call__(self, x: np.ndarray) -> np.ndarray:

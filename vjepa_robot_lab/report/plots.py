@@ -18,7 +18,15 @@ from pathlib import Path
 from vjepa_robot_client.contract import RunRecord, SACMetrics
 from vjepa_robot_lab.evaluation.stats import t_interval, wilson_ci95
 from vjepa_robot_lab.records.run_kinds import RUN_KINDS
-from vjepa_robot_lab.report.rows import as_records, bc_curves, is_plumbing, sac_groups, seed_of, short_name
+from vjepa_robot_lab.report.rows import (
+    as_records,
+    bc_curves,
+    is_plumbing,
+    sac_groups,
+    seed_of,
+    short_name,
+    trained,
+)
 
 SUCCESS_PNG = "success.png"
 BC_LOSS_PNG = "bc_loss.png"
@@ -94,14 +102,14 @@ def success_figure(groups: list[dict]):
         if g["n_runs"] > 1:
             pts = [100 * m["success_rate"] for m in g["members"]]
             ax.scatter([i] * len(pts), pts, s=14, color="black", zorder=3)
-        seeds = "" if g["kind"] == "baseline" else f" x {len(set(g['seeds']))} seed{'s' if g['n_runs'] > 1 else ''}"
+        seeds = "" if not trained(g["kind"]) else f" x {len(set(g['seeds']))} seed{'s' if g['n_runs'] > 1 else ''}"
         ax.text(i, min(hi, 100) + 2, f"{rate:.0f}%\nn={g['episodes']} ep{seeds}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(groups)), bar_labels(groups), rotation=25, ha="right", fontsize=8)
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(0, 119)
     ax.set_title(success_title(groups), fontsize=9)
     handles = [
-        Patch(color=k.color, label=name if name != "baseline" else "scripted baseline")
+        Patch(color=k.color, label=name if k.request is not None else f"scripted {name}")  # untrained: an expert
         for name, k in RUN_KINDS.items()
         if any(g["kind"] == name for g in groups)
     ]
