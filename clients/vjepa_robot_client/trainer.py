@@ -376,6 +376,13 @@ class TrainerClient(SyncTransport):
     def get_bakeoff(self, bakeoff_id: str) -> BakeoffRecord:
         return BakeoffRecord.model_validate(self.request("GET", f"/bakeoff/{validate_run_id(bakeoff_id)}").json())
 
+    def resume_bakeoff(self, bakeoff_id: str) -> BakeoffRecord:
+        """Run again only the cells of a bake-off that did not succeed (POST /bakeoff/{id}/resume); finished cells
+        are kept, an unfinished one continues from its own state. Returns the record, `queued`."""
+        return BakeoffRecord.model_validate(
+            self.request("POST", f"/bakeoff/{validate_run_id(bakeoff_id)}/resume").json()
+        )
+
     def bakeoffs(self) -> list[BakeoffRecord]:
         return BakeoffList.model_validate(self.request("GET", "/bakeoff").json()).bakeoffs
 
@@ -590,3 +597,17 @@ class AsyncTrainerClient(AsyncTransport):
     async def evaluate_baseline(self, policy: str = "jacobian", gif_episodes: int = 0, **fields: Any) -> str:
         body = _eval_request(policy=policy, gif_episodes=gif_episodes, **fields)
         return RunCreated.model_validate((await self.request("POST", "/eval/baseline", json=body)).json()).run_id
+
+    # bake-off ------------------------------------------------------------------------------------------------------
+    async def bakeoff(self, encoders: list[str], **fields: Any) -> BakeoffRecord:
+        body = BakeoffRequest(encoders=encoders, **fields).model_dump(mode="json", exclude_unset=True)
+        return BakeoffRecord.model_validate((await self.request("POST", "/bakeoff", json=body)).json())
+
+    async def get_bakeoff(self, bakeoff_id: str) -> BakeoffRecord:
+        path = f"/bakeoff/{validate_run_id(bakeoff_id)}"
+        return BakeoffRecord.model_validate((await self.request("GET", path)).json())
+
+    async def resume_bakeoff(self, bakeoff_id: str) -> BakeoffRecord:
+        """TrainerClient.resume_bakeoff, awaited: only the cells not finished run again."""
+        path = f"/bakeoff/{validate_run_id(bakeoff_id)}/resume"
+        return BakeoffRecord.model_validate((await self.request("POST", path)).json())
