@@ -106,8 +106,8 @@ def kill_and_resume(base: Path, env: dict, timeout: float, after: int) -> dict:
     cells_dir = base / "runs" / "bakeoffs" / before["bakeoff_id"] / "cells"
     attempts_before = {p.stem: json.loads(p.read_text()).get("attempts", 0) for p in cells_dir.glob("*.json")}
     t1 = time.perf_counter()
-    rproc = _cli(["--resume", before["bakeoff_id"], "--model", "tiny", "--cell-workers", "2", *common], base / "resume.log",
-                 env)  # fmt: skip
+    again = ["--resume", before["bakeoff_id"], "--model", "tiny", "--cell-workers", "2", *common]
+    rproc = _cli(again, base / "resume.log", env)
     rc = rproc.wait(timeout=timeout)
     resume_wall = time.perf_counter() - t1
     after_rec = _record(base)
