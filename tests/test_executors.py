@@ -147,3 +147,37 @@ def test_modal_cell_function_runs_here_with_local(tmp_path, monkeypatch):
     out = json.loads(m.run_cell_remote.local(json.dumps(moved), str(tmp_path / "store"), str(tmp_path / "runs")))
     assert out["status"] == "succeeded" and out["key"] == "cell-000"
     assert RunStore(tmp_path / "runs").get(out["run_ids"][0]).status.value == "succeeded"
+
+
+def test_estimate_from_measured_rates_and_this_machines_history(tmp_path):
+    """The estimate is the workload over the measured rates, times the median observed/modelled ratio of earlier
+    cells here when there are any; a CPU-only history never yields GPU-hours."""
+    _, specs = _plan(tmp_path, tasks=("easy", "hard"), baselines=("state", "random"), seeds=(0, 1))
+    work = cells_lib.workload(specs)
+    rates = {"render_fps": 40.0, "bc_steps_per_s": 8.0, "cpus": 2}
+    raw = cells_lib.estimate(work, rates, {}, specs, None, cell_workers=2)
+    want_s = work["frames_to_render"] / 40.0 + work["bc_steps"] / 8.0
+    assert raw["serial_hours"] == round(want_s / 3600, 3) and raw["calibration"]["factor"] is None
+    assert set(raw["per_cell_s"]) == {c["key"] for c in specs} and raw["modal"]["gpu_hours_encoding"] is None
+    assert cells_lib.calibration([(1.0, 3.0), (2.0, 4.0), (1.0, 2.5), (0.0, 9.0)]) == (2.5, 3)
+    assert cells_lib.calibration([]) == (None, 0)
+    cal = cells_lib.estimate(work, rates, {}, specs, None, cell_workers=2, factor=2.5, factor_n=3)
+    assert cal["serial_hours"] == round(2.5 * want_s / 3600, 3) and "x2.5 calibrated" in cells_lib.plan_summary(
+        work, cal
+    )
+    enc = [{**specs[0], "features": "vjepa2", "encoder_id": "e1", "key": "x"}]
+    gpu = {"windows_per_s": 100.0, "gpu": "H200", "file": "f", "finished_at": "t"}
+    g = cells_lib.estimate(cells_lib.workload(enc), rates, {"e1": 10.0}, enc, gpu)
+    assert g["modal"]["gpu_hours_encoding"] == round(cells_lib.workload(enc)["windows_to_encode"] / 100.0 / 3600, 3)
+
+
+def test_the_plan_reads_only_a_cuda_gpu_benchmark(tmp_path):
+    cpu = tmp_path / "gpu_bench_cpu.json"
+    cpu.write_text(json.dumps({"device": {"kind": "cpu"}, "summary": {"vitl_windows_per_s": None}}))
+    assert cells_lib.last_gpu_benchmark([cpu]) is None
+    old, new = tmp_path / "gpu_bench_a.json", tmp_path / "gpu_bench_b.json"
+    for path, rate, when in ((old, 300.0, "2026-12-01T00:00:00Z"), (new, 346.0, "2026-12-05T00:00:00Z")):
+        path.write_text(json.dumps({"device": {"kind": "cuda", "name": "NVIDIA H200"}, "finished_at": when,
+                                    "summary": {"vitl_windows_per_s": rate}}))  # fmt: skip
+    got = cells_lib.last_gpu_benchmark([new, old, cpu])
+    assert got["windows_per_s"] == 346.0 and got["gpu"] == "NVIDIA H200"

@@ -291,8 +291,31 @@ def cost_plan(ctx, specs: list[dict], settings: dict, measure_encoders: bool = T
                     log.warning("cost plan: could not time encoder %s (%s)", spec["encoder_url"], type(exc).__name__)
     gpu = cells_lib.last_gpu_benchmark(sorted(GPU_BENCH_DIR.glob("gpu_bench*.json")))
     workers = max(1, int(settings.get("cell_workers") or 1))
-    est = cells_lib.estimate(work, rates, enc_rates, specs, gpu, cell_workers=workers)
+    factor, n = cells_lib.calibration(_history(ctx, rates.get("host")))
+    est = cells_lib.estimate(work, rates, enc_rates, specs, gpu, cell_workers=workers, factor=factor, factor_n=n)
     return {"workload": work, "estimate": est, "summary": cells_lib.plan_summary(work, est)}
+
+
+def _history(ctx, host: str | None, last: int = 20) -> list[tuple[float, float]]:
+    """(modelled, observed) seconds of the succeeded cells of this host's last bake-offs (their plans kept the
+    modelled time per cell; each cell its measured timings)."""
+    out: list[tuple[float, float]] = []
+    base = root(ctx)
+    paths = sorted(base.glob(f"*/{RECORD_JSON}"), key=lambda p: p.stat().st_mtime)[-last:] if base.is_dir() else []
+    for path in paths:
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        est = (rec.get("plan") or {}).get("estimate") or {}
+        if (est.get("rates") or {}).get("host") != host:
+            continue
+        modelled = est.get("per_cell_s") or {}
+        for c in rec.get("cells", []):
+            observed = sum((c.get("timings") or {}).values())
+            if c.get("status") == "succeeded" and c.get("key") in modelled and observed > 0:
+                out.append((float(modelled[c["key"]]), float(observed)))
+    return out
 
 
 def _cell_of(spec: dict, info=None) -> BakeoffCell:

@@ -638,11 +638,23 @@ def last_gpu_benchmark(paths: list[Path]) -> dict | None:
     return best
 
 
+def calibration(history: list[tuple[float, float]]) -> tuple[float | None, int]:
+    """(median of observed / modelled seconds, n) over earlier cells of this machine: what the model leaves out
+    (process start-up, HTTP, evaluation stepping, a loaded machine) as one factor. None without history."""
+    ratios = sorted(obs / mod for mod, obs in history if mod > 0 and obs > 0)
+    if not ratios:
+        return None, 0
+    mid = len(ratios) // 2
+    med = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    return round(med, 2), len(ratios)
+
+
 def estimate(work: dict, rates: dict, encoder_rates: dict[str, float], cells: list[dict], gpu: dict | None,
-             cell_workers: int = 1) -> dict:  # fmt: skip
-    """Hours per executor from the workload and the measured rates. An estimate: it ignores start-up, HTTP and
-    store overheads, and it assumes that N local cells share the cores (so at most min(N, cores) run at full
-    speed)."""
+             cell_workers: int = 1, factor: float | None = None, factor_n: int = 0) -> dict:  # fmt: skip
+    """Hours per executor from the workload and the measured rates, times `factor` (calibration(): observed /
+    modelled cell time of earlier bake-offs on this machine) when there is one. An estimate: the model itself
+    counts rendering, BC steps and encoding only, and assumes that N local cells share the cores (so at most
+    min(N, cores) run at full speed)."""
     render_fps = max(rates.get("render_fps") or 1.0, 1e-6)
     bc_sps = max(rates.get("bc_steps_per_s") or 1.0, 1e-6)
     cores = max(1, int(rates.get("cpus") or 1))
@@ -654,8 +666,9 @@ def estimate(work: dict, rates: dict, encoder_rates: dict[str, float], cells: li
         per_cell_s.append(w["frames"] / render_fps + w["bc_steps"] / bc_sps + enc_s)
         if c.get("encoder_id"):
             windows_by_encoder[c["encoder_id"]] = windows_by_encoder.get(c["encoder_id"], 0) + w["windows"]
-    serial = sum(per_cell_s)
-    longest = max(per_cell_s, default=0.0)
+    k = factor or 1.0
+    serial = k * sum(per_cell_s)
+    longest = k * max(per_cell_s, default=0.0)
 
     def local(n: int) -> float:
         return max(serial / max(1, min(n, cores, len(cells) or 1)), longest)
@@ -666,7 +679,10 @@ def estimate(work: dict, rates: dict, encoder_rates: dict[str, float], cells: li
         "slurm": {"hours_if_all_cells_at_once": round(longest / 3600, 3), "cpu_hours": round(serial / 3600, 3)},
         "rates": rates,
         "encoder_windows_per_s": encoder_rates,
-        "assumes": "measured rates of this machine; one core per cell; start-up, queueing and HTTP not counted",
+        "assumes": "measured rates of this machine; one core per cell; start-up, queueing and HTTP not counted"
+        + (f", except through the calibration factor {factor} ({factor_n} earlier cells here)" if factor else ""),
+        "calibration": {"factor": factor, "cells": factor_n},
+        "per_cell_s": {c["key"]: round(t, 3) for c, t in zip(cells, per_cell_s)},  # modelled, before the factor
     }
     if gpu:
         gpu_h = work["windows_to_encode"] / gpu["windows_per_s"] / 3600
@@ -693,7 +709,12 @@ def plan_summary(work: dict, est: dict) -> str:
         f"{est['rates'].get('bc_steps_per_s')} BC steps/s, load {est['rates'].get('load_avg_1m')}): "
         + ", ".join(f"local {k} ~{_hours(v)}" for k, v in est["local"].items())
         + f"; slurm ~{_hours(est['slurm']['hours_if_all_cells_at_once'])} with every cell at once "
-        f"({_hours(est['slurm']['cpu_hours'])} CPU in all)",
+        f"({_hours(est['slurm']['cpu_hours'])} CPU in all)"
+        + (
+            f"; x{est['calibration']['factor']} calibrated on {est['calibration']['cells']} earlier cells here"
+            if (est.get("calibration") or {}).get("factor")
+            else "; uncalibrated (no earlier bake-off here)"
+        ),
     ]
     m = est.get("modal") or {}
     if m.get("gpu_hours_encoding") is not None:
