@@ -181,3 +181,11 @@ def test_the_plan_reads_only_a_cuda_gpu_benchmark(tmp_path):
                                     "summary": {"vitl_windows_per_s": rate}}))  # fmt: skip
     got = cells_lib.last_gpu_benchmark([new, old, cpu])
     assert got["windows_per_s"] == 346.0 and got["gpu"] == "NVIDIA H200"
+
+
+def test_no_time_estimate_without_measured_rates(tmp_path):
+    _, specs = _plan(tmp_path)
+    work = cells_lib.workload(specs)
+    est = cells_lib.estimate(work, {"render_fps": None, "bc_steps_per_s": None, "error": "EGL"}, {}, specs, None)
+    text = cells_lib.plan_summary(work, est)
+    assert text.startswith("plan: 1 cells") and "no time estimate" in text and "EGL" in text

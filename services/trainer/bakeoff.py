@@ -258,6 +258,28 @@ def _encoder_rate(ctx, url: str, image_size: int) -> float:
         return 2 / (time.perf_counter() - t0)
 
 
+_RATES: dict[int, tuple[float, dict]] = {}  # frame size -> (when, rates): measured at most every RATES_TTL_S
+RATES_TTL_S = 600.0
+
+
+def _machine_rates(image_size: int) -> dict:
+    """This machine's rendering and BC rates at this frame size, measured (about a second) at most every 10 min;
+    a measurement that fails is recorded as such and the plan goes on without it."""
+    import time
+
+    hit = _RATES.get(image_size)
+    if hit and time.monotonic() - hit[0] < RATES_TTL_S:
+        return hit[1]
+    try:
+        rates = cells_lib.measure_rates(image_size=image_size, frames=20 if image_size <= 128 else 5)
+    except Exception as exc:
+        log.warning("cost plan: could not measure this machine's rates (%s)", exc)
+        return {"render_fps": None, "bc_steps_per_s": None, "cpus": os.cpu_count(), "host": socket.gethostname(),
+                "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
+    _RATES[image_size] = (time.monotonic(), rates)
+    return rates
+
+
 def cost_plan(ctx, specs: list[dict], settings: dict, measure_encoders: bool = True) -> dict:
     """The plan's workload and an estimate per executor from rates measured now on this machine (and the last
     GPU benchmark, bench/results/gpu_bench*.json, for a GPU)."""
@@ -277,7 +299,7 @@ def cost_plan(ctx, specs: list[dict], settings: dict, measure_encoders: bool = T
                 except Exception:
                     pass
     work = cells_lib.workload(specs, ready, encoded)
-    rates = cells_lib.measure_rates(image_size=int(settings["dataset"]["image_size"]) or 64)
+    rates = _machine_rates(int(settings["dataset"]["image_size"]) or 64)
     enc_rates: dict[str, float] = {}
     if measure_encoders:
         for spec in specs:

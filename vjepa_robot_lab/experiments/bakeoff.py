@@ -655,8 +655,11 @@ def estimate(work: dict, rates: dict, encoder_rates: dict[str, float], cells: li
     modelled cell time of earlier bake-offs on this machine) when there is one. An estimate: the model itself
     counts rendering, BC steps and encoding only, and assumes that N local cells share the cores (so at most
     min(N, cores) run at full speed)."""
-    render_fps = max(rates.get("render_fps") or 1.0, 1e-6)
-    bc_sps = max(rates.get("bc_steps_per_s") or 1.0, 1e-6)
+    if not rates.get("render_fps") or not rates.get("bc_steps_per_s"):
+        return {"rates": rates, "unavailable": f"this machine's rates could not be measured ({rates.get('error')})",
+                "calibration": {"factor": None, "cells": 0}, "per_cell_s": {}}  # fmt: skip
+    render_fps = max(rates["render_fps"], 1e-6)
+    bc_sps = max(rates["bc_steps_per_s"], 1e-6)
     cores = max(1, int(rates.get("cpus") or 1))
     per_cell_s = []
     windows_by_encoder: dict[str, int] = {}
@@ -700,6 +703,13 @@ def estimate(work: dict, rates: dict, encoder_rates: dict[str, float], cells: li
 
 def plan_summary(work: dict, est: dict) -> str:
     """The plan in a few lines, printed before a bake-off starts."""
+    head = (
+        f"plan: {work['cells']} cells; {work['frames_to_render']:,} frames to render, "
+        f"{work['windows_to_encode']:,} windows to encode, {work['bc_steps']:,} BC steps, "
+        f"{work['eval_steps']:,} evaluation steps"
+    )
+    if est.get("unavailable"):
+        return f"{head}\nno time estimate: {est['unavailable']}"
     lines = [
         f"plan: {work['cells']} cells; {work['frames_to_render']:,} frames to render, "
         f"{work['windows_to_encode']:,} windows to encode, {work['bc_steps']:,} BC steps, "
