@@ -109,12 +109,20 @@ class LocalExecutor:
                     for fut in list(pending):
                         if fut.cancel():
                             yield pending.pop(fut), {"status": "interrupted", "error": "stopped before it started"}
-                    for proc in list(getattr(pool, "_processes", {}).values()):  # the cells in flight
-                        proc.terminate()
+                    _terminate(pool)  # the cells in flight
+        except BaseException:  # Ctrl-C, SIGTERM turned into an exception, a crash here: no cell left running
+            _terminate(pool)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             if env_token:
                 os.environ.pop("VJEPA_ROBOT_TOKEN", None)
+
+
+def _terminate(pool) -> None:
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        if proc.is_alive():
+            proc.terminate()
 
 
 # ----------------------------------------------------------------------------------------------------------------
