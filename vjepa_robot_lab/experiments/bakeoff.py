@@ -151,6 +151,37 @@ def lineage_matches(meta: dict, fields: dict) -> bool:
     return all(meta.get(k) == fields[k] for k in LINEAGE_FIELDS)
 
 
+_IN_PROCESS = threading.Lock()  # one in-process generation at a time (the dataset module caches one env)
+
+
+class _NoLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NO_LOCK = _NoLock()
+
+
+def _drop_cached_envs(close: bool) -> None:
+    """Empty vjepa_robot_lab.data.datasets' env cache (a render context is current on the thread that made it:
+    issue 28 item 7), closing the envs when this thread made them."""
+    from vjepa_robot_lab.data import datasets
+
+    cache = getattr(datasets, "_ENV_CACHE", None)
+    if not isinstance(cache, dict):
+        return
+    envs = list(cache.values())
+    cache.clear()
+    for env in envs if close else []:
+        try:
+            env.close()
+        except Exception:
+            pass
+
+
 def ensure_dataset(store, runs, fields: dict, workers: int = 2, stop: threading.Event | None = None) -> dict:
     """The dataset `fields` names, ready: reused when the store holds it ready with the same lineage, completed when
     it was left unfinished, made otherwise. Returns its metadata plus `reused` (True: nothing was rendered)."""
@@ -169,7 +200,17 @@ def ensure_dataset(store, runs, fields: dict, workers: int = 2, stop: threading.
     if meta is not None and meta.get("status") == "ready":
         return {**meta, "reused": True}
     exists = meta is not None or store.has_steps(spec.name)
-    meta = create_dataset(spec, store, workers=workers, progress=False, stop=stop, resume=exists, expert_source=source)
+    in_process = workers <= 1 or spec.episodes <= 1  # datasets._generate renders here, with its module-level env
+    with _IN_PROCESS if in_process else _NO_LOCK:
+        if in_process:
+            _drop_cached_envs(close=False)  # an env another thread made: its render context is current there
+        try:
+            meta = create_dataset(
+                spec, store, workers=workers, progress=False, stop=stop, resume=exists, expert_source=source
+            )
+        finally:
+            if in_process:
+                _drop_cached_envs(close=True)  # made in this thread: closed here, never used by another
     if meta.get("status") != "ready":
         raise RuntimeError(f"dataset {spec.name} ended {meta.get('status')}: {meta.get('error')}")
     return {**meta, "reused": False}
