@@ -196,3 +196,23 @@ def test_gpu_bench_runs_on_the_cpu_with_the_tiny_preset_and_says_what_it_would_m
         assert "skipped" in sec or "batches" in sec or "presets" in sec, sec
     assert any("ViT-L" in line for line in data["would_measure_on_a_gpu"])
     assert data["summary"]["vitl_windows_per_s"] is None  # a CPU run never feeds the cost plan's GPU-hours
+
+
+def test_cli_prints_the_plan_first_and_resume_refuses_a_finished_bakeoff(tmp_path):
+    """`vjepa-robot bake-off --baseline state` in local mode: the plan is printed before the demos are made and
+    before any cell; `--resume ID` of a bake-off whose cells all succeeded fails naming why."""
+    from typer.testing import CliRunner
+
+    from vjepa_robot import cli
+
+    common = ["--store", str(tmp_path / "store"), "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "o")]
+    tiny = ["--task", "easy", "--seeds", "0", "--episodes", "2", "--steps", "20", "--image-size", "16", "--epochs",
+            "1", "--eval-episodes", "1", "--parallel-envs", "1", "--workers", "1"]  # fmt: skip
+    res = CliRunner().invoke(cli.app, ["bake-off", "--baseline", "state", *tiny, *common])
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert out.index("plan: 1 cells") < out.index("dataset demos-easy-") < out.index("cell 1/1 cell-000")
+    assert "frames to render" in out and "local cell_workers=1" in out
+    bakeoff_id = out.split("(bake-off ")[-1].split(")")[0]
+    again = CliRunner().invoke(cli.app, ["bake-off", "--resume", bakeoff_id, *common])
+    assert again.exit_code != 0 and "nothing to resume" in again.output
