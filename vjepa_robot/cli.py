@@ -1175,6 +1175,14 @@ def bake_off(
     fusion: str | None = typer.Option(
         None, help="--model encoders of image families: fuse frames by mean | last | last3."
     ),
+    baseline: list[str] = typer.Option(
+        [], "--baseline", help="A feature-source row beside the encoders' (repeat): state, random, ..."
+    ),
+    executor: str = typer.Option("local", "--executor", help="Where the cells run: local | modal | slurm (submitit)."),
+    cell_workers: int = typer.Option(1, "--cell-workers", help="Cells at once (local: processes; slurm: jobs)."),
+    resume: str | None = typer.Option(
+        None, "--resume", help="Resume bake-off ID: run only its cells not finished (start its encoders again)."
+    ),
     out: Path = typer.Option(Path("vjepa-robot-bakeoff"), "--out", help="Where the table and figure are copied."),
     trainer_url: str | None = TrainerUrlOpt,
     store: str | None = StoreOpt,
@@ -1187,8 +1195,11 @@ def bake_off(
 
     from vjepa_robot_client.contract import BakeoffRequest
 
-    if not model and not encoder:
-        _fail("name the encoders: --model PRESET_OR_CHECKPOINT (started here) and/or --encoder URL, each repeatable")
+    if not model and not encoder and not baseline and not resume:
+        _fail(
+            "name the rows: --model PRESET_OR_CHECKPOINT (started here), --encoder URL and/or --baseline state, "
+            "each repeatable (or --resume ID)"
+        )
     experts: dict[str, str] = {}
     for e in expert:
         name, sep, value = e.partition("=")
@@ -1210,6 +1221,9 @@ def bake_off(
         eval_seed=eval_seed,
         parallel_envs=parallel_envs,
         workers=workers,
+        baselines=baseline or None,
+        executor=executor,
+        cell_workers=cell_workers,
     )
     fields = {k: v for k, v in given.items() if v is not None}
     try:
@@ -1225,12 +1239,18 @@ def bake_off(
         if model:
             started, procs = _local_encoders(model, store_uri, fusion, out / "logs")
             urls += started
-        req = BakeoffRequest(encoders=urls, **fields)
+        req = None if resume else BakeoffRequest(encoders=urls, **fields)
         if trainer_url:
             from vjepa_robot_client import TrainerClient
 
             tr = TrainerClient(trainer_url, token=token)
-            record = tr.wait_bakeoff(tr.bakeoff(**req.model_dump(mode="json", exclude_unset=True)).bakeoff_id)
+            if req is None:
+                started_record = tr.resume_bakeoff(resume)
+            else:
+                started_record = tr.bakeoff(**req.model_dump(mode="json", exclude_unset=True))
+            if started_record.plan.get("summary"):
+                typer.echo(started_record.plan["summary"])  # the cost plan, recorded before the cells start
+            record = tr.wait_bakeoff(started_record.bakeoff_id)
             out.mkdir(parents=True, exist_ok=True)
             (out / "bakeoff.md").write_text((record.table or "") + "\n")
             if record.figure_path:
@@ -1240,7 +1260,10 @@ def bake_off(
 
             ctx = _local_ctx(store_uri, runs_dir, None, token)
             try:
-                record = bakeoff.start(ctx, jobs.InlineRunner(), req, announce=typer.echo)
+                if req is None:
+                    record = bakeoff.resume(ctx, jobs.InlineRunner(), resume, announce=typer.echo, urls=urls or None)
+                else:
+                    record = bakeoff.start(ctx, jobs.InlineRunner(), req, announce=typer.echo)
             except jobs.Refused as exc:
                 _fail(exc.detail)
             record = bakeoff.load(ctx, record.bakeoff_id)

@@ -389,6 +389,12 @@ def get_bakeoff(bakeoff_id: str) -> Call[BakeoffRecord]:
     return Call("GET", f"/bakeoff/{validate_run_id(bakeoff_id)}", _json(BakeoffRecord))
 
 
+def resume_bakeoff(bakeoff_id: str) -> Call[BakeoffRecord]:
+    """Run again only the cells of a bake-off that did not succeed (POST /bakeoff/{id}/resume); finished cells are
+    kept, an unfinished one continues from its own state. Returns the record, `queued`."""
+    return Call("POST", f"/bakeoff/{validate_run_id(bakeoff_id)}/resume", _json(BakeoffRecord))
+
+
 def bakeoffs() -> Call[list[BakeoffRecord]]:
     """Every bake-off."""
     return Call("GET", "/bakeoff", _field(BakeoffList, "bakeoffs"))

@@ -69,6 +69,7 @@ class TrainerClient(SyncTransport):
     # bake-off
     bakeoff = sync_call(api.bakeoff)
     get_bakeoff = sync_call(api.get_bakeoff)
+    resume_bakeoff = sync_call(api.resume_bakeoff)
     bakeoffs = sync_call(api.bakeoffs)
     bakeoff_figure = sync_call(api.bakeoff_figure)
     wait_bakeoff = sync_poll(api.wait_bakeoff)
@@ -112,6 +113,7 @@ class AsyncTrainerClient(AsyncTransport):
     # bake-off
     bakeoff = async_call(api.bakeoff)
     get_bakeoff = async_call(api.get_bakeoff)
+    resume_bakeoff = async_call(api.resume_bakeoff)
     bakeoffs = async_call(api.bakeoffs)
     bakeoff_figure = async_call(api.bakeoff_figure)
     wait_bakeoff = async_poll(api.wait_bakeoff)
