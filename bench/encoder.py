@@ -22,8 +22,6 @@ import argparse
 import os
 import platform
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "clients"))
 
 from services.encoder.model import available_cpus, default_threads, load_encoder  # noqa: E402
+from vjepa_robot.harness import Service, free_port  # noqa: E402
 from vjepa_robot_client.contract import NPY_MEDIA_TYPE, from_npy_bytes, to_npy_bytes  # noqa: E402
 
 BATCHES = (1, 8, 32)
@@ -52,12 +51,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_windows(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -109,7 +102,7 @@ class Server:
 
     def __init__(self, args, max_batch: int, max_wait_ms: float, noop: bool = False):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://127.0.0.1:{self.port}"  # the harness's Service (vjepa_robot/harness.py) runs it
         self.compile = args.compile and not noop
         env = {
             **os.environ,
@@ -142,27 +135,17 @@ class Server:
         ]
         if noop:
             cmd = [sys.executable, __file__, "--serve-noop", str(self.port)]
-        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
+        # compiling every bucket takes minutes
+        self.service = Service(
+            cmd, port=self.port, name="encoder", env=env, cwd=ROOT, start_timeout=1800 if self.compile else 300
+        )
 
     def __enter__(self) -> Server:
-        deadline = time.monotonic() + (1800 if self.compile else 300)  # compiling every bucket takes minutes
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"encoder server exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("encoder server did not start")
+        self.service.start()
+        return self
 
     def __exit__(self, *exc) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.service.stop()
 
     def batch_stats(self) -> tuple[float, float]:
         """(sum, count) of the vjepa_encoder_batch_size histogram."""

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 
 import numpy as np
@@ -22,7 +20,7 @@ import torch
 
 import vjepa_robot  # noqa: F401
 from services.encoder.model import Encoder
-from vjepa_robot.demo import free_port, wait_healthy
+from vjepa_robot.harness import cli_service
 from vjepa_robot_lab.evaluation.evaluate import FeaturePolicy, evaluate
 from vjepa_robot_lab.learning.bc import BCPolicy
 from vjepa_robot_lab.perception.features import FeatureSource, VJEPA2Features
@@ -50,32 +48,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    port = free_port()
     store = tempfile.mkdtemp(prefix="bench-eval-")
-    log = open(os.path.join(store, "encoder.log"), "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vjepa_robot.cli",
-            "serve",
-            "encoder",
-            "--port",
-            str(port),
-            "--preset",
-            args.preset,
-            "--store",
-            store,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "VJEPA_ROBOT_THREADS": "1"},
-    )
+    enc = cli_service(
+        "encoder", "--preset", args.preset, "--store", store,
+        log=os.path.join(store, "encoder.log"), env={**os.environ, "VJEPA_ROBOT_THREADS": "1"},
+    )  # fmt: skip
     try:
-        url = f"http://127.0.0.1:{port}"
-        from pathlib import Path
-
-        wait_healthy(url, proc, Path(log.name))
+        url = enc.start().url
         http = VJEPA2Features(url)
         local = InProcessVJEPA2(Encoder.from_preset(args.preset, num_threads=1))
         assert http.encoder_id == local.encoder.encoder_id, "the two modes must run the same encoder"
@@ -107,8 +86,7 @@ def main() -> None:
         print(f"| encoder over HTTP (one POST /encode per lockstep step) | {best['http']:.1f} |")
         print(f"| HTTP / in process | {best['http'] / best['in process']:.0%} (goal >= 80%) |")
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        enc.stop()
 
 
 if __name__ == "__main__":

@@ -123,14 +123,12 @@ def store_bytes(args) -> list[dict]:
 
 
 def wire_bytes(args) -> list[dict]:
-    import threading
-
     import httpx
-    import uvicorn
 
     from services.encoder.app import create_app
     from services.encoder.model import load_encoder
     from services.encoder.settings import EncoderSettings
+    from vjepa_robot.harness import InProcess
     from vjepa_robot_client import EncoderClient
     from vjepa_robot_client._transport import compress_body
     from vjepa_robot_lab.envs.env import eval_episode_seed, make
@@ -138,14 +136,8 @@ def wire_bytes(args) -> list[dict]:
 
     enc = load_encoder("tiny", device="cpu", num_threads=args.threads)
     app = create_app(EncoderSettings(store=tempfile.mkdtemp(), max_batch=32, max_wait_ms=0), encoder=enc)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    server = InProcess(app).start()  # uvicorn in a thread on a free loopback port (vjepa_robot/harness.py)
+    url = server.url
 
     answers: dict[str, list[int]] = {"mean": [], "grid": []}
 
@@ -188,8 +180,7 @@ def wire_bytes(args) -> list[dict]:
             s.close()
         for c in clients.values():
             c.close()
-        server.should_exit = True
-        thread.join(10)
+        server.stop()
     steps = args.steps
     header = len(to_npy_bytes(np.zeros((n, 16, VITL_DIM), np.float16))) - n * 16 * VITL_DIM * 2
     return [

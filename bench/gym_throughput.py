@@ -91,8 +91,7 @@ def main() -> None:
             venv.close()
             single.close()
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            proc.stop()
     result = {
         "envs": a.envs,
         "image_size": a.image_size,

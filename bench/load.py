@@ -15,8 +15,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -133,56 +131,33 @@ class EncoderProcess:
         self._tmp = tempfile.TemporaryDirectory() if store is None else None
         self.store = store or self._tmp.name
         self.log = log or Path(self.store) / "encoder.log"
-        self.proc: subprocess.Popen | None = None
+        self.service = None
         self.url = ""
 
     def __enter__(self) -> EncoderProcess:
-        import socket
+        from vjepa_robot.harness import cli_service
 
-        from vjepa_robot.demo import wait_healthy
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
+        env = {**os.environ, **self.extra_env}
         env.pop("VJEPA_ROBOT_TOKEN", None)
         if self.max_queue:
             env["VJEPA_ROBOT_MAX_QUEUE"] = str(self.max_queue)
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "vjepa_robot.cli",
-                    "serve",
-                    "encoder",
-                    "--port",
-                    str(port),
-                    "--preset",
-                    self.preset,
-                    "--store",
-                    self.store,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=ROOT,
-            )
-        wait_healthy(self.url, self.proc, self.log, timeout=180)
+        self.service = cli_service(
+            "encoder", "--preset", self.preset, "--store", self.store, env=env, cwd=ROOT, log=self.log, grace_s=20
+        ).start()
+        self.url = self.service.url
         return self
 
     @property
+    def proc(self):
+        return self.service.proc
+
+    @property
     def pid(self) -> int:
-        return self.proc.pid
+        return self.service.pid
 
     def __exit__(self, *exc) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        if self.service is not None:
+            self.service.stop()
         if self._tmp:
             self._tmp.cleanup()
 

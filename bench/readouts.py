@@ -21,8 +21,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +30,7 @@ import torch
 
 import vjepa_robot  # noqa: F401
 from services.common.store import Store
-from vjepa_robot.demo import free_port, wait_healthy
+from vjepa_robot.harness import cli_service
 from vjepa_robot_client.contract import TrainBCRequest
 from vjepa_robot_lab.data.datasets import DatasetSpec, create_dataset, dataset_info
 from vjepa_robot_lab.evaluation.evaluate import evaluate_policy
@@ -68,26 +66,10 @@ def main() -> None:
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="bench-readouts-"))
     store_uri = args.store or str(root / "store")
-    port = free_port()
-    log = open(root / "encoder.log", "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vjepa_robot.cli",
-            "serve",
-            "encoder",
-            "--port",
-            str(port),
-            "--preset",
-            "tiny",
-            "--store",
-            store_uri,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "VJEPA_ROBOT_THREADS": "1"},
-    )
+    enc = cli_service(
+        "encoder", "--preset", "tiny", "--store", store_uri,
+        log=root / "encoder.log", env={**os.environ, "VJEPA_ROBOT_THREADS": "1"},
+    )  # fmt: skip
     out: dict = {
         "encoder": "tiny random-init stand-in (preset tiny: hidden 96, 2 layers; NOT V-JEPA 2's weights)",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -95,8 +77,7 @@ def main() -> None:
         "args": vars(args),
     }
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, proc, root / "encoder.log", timeout=180)
+        url = enc.start().url
         store = Store(store_uri)
         t0 = time.perf_counter()
         if not store.has_steps("ro"):
@@ -204,8 +185,7 @@ def main() -> None:
 
         vj.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        enc.stop()
     if "vitl" not in skip:
         out["vitl_estimate"] = vitl_estimate(args.bc_grid)
     _save(args.out, out)

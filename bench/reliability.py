@@ -1,4 +1,4 @@
-"""Issue 28's probes (items 1, 2, 3, 4, 6, 7, 11), re-run with counts: requests sent, 5xx, files outside the store
+"""Issue 28's probes (items 1-4 and 6-11), re-run with counts: requests sent, 5xx, files outside the store
 touched, processes left behind, and what each probe found.
 
     nice -n 10 python bench/reliability.py --json bench/results/reliability_28.json
@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,10 +51,7 @@ class Counts:
         return r
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from vjepa_robot.harness import free_port  # noqa: E402  (the one free-port helper)
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -420,6 +416,165 @@ def probe_sigterm(tmp: Path, c: Counts) -> dict:
     return {**out, "run_status": record["status"], "error": (record.get("error") or "")[:160]}
 
 
+# ---- the encoder (items 8 and 9) and processes left behind (item 10) ------------------------------------------------
+
+
+def serve_encoder(c: Counts, store: Path, port: int, token: str | None = None) -> subprocess.Popen:
+    env = {**ENV, **({"VJEPA_ROBOT_TOKEN": token} if token else {})}
+    p = subprocess.Popen(
+        [sys.executable, "-m", "vjepa_robot.cli", "serve", "encoder", "--preset", "tiny"]
+        + ["--store", str(store), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    c.procs.append(p)
+    return p
+
+
+def _npy(arr) -> bytes:
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def probe_encoder_poolings(tmp: Path, c: Counts) -> dict:
+    """Item 8: 20 distinct grid poolings, then each again with dtype sent: none may be refused for good."""
+    import numpy as np
+
+    port = free_port()
+    p = serve_encoder(c, tmp / "store", port)
+    out: dict = {"probe": "8 twenty distinct grid poolings on /encode (and each again with dtype sent)"}
+    if not healthy(c, p, port, timeout=240):
+        return {**out, "error": "encoder did not start"}
+    body = _npy(np.zeros((1, 8, 32, 32, 3), np.uint8))
+    codes: dict[int, int] = {}
+    specs = [(g, time_) for time_ in ("mean", "last") for g in range(1, 11)]
+    for g, time_ in specs + [(g, t_) for g, t_ in specs[:5]]:
+        for extra in ("", "&dtype=float16"):
+            r = c.http(
+                "POST",
+                f"http://127.0.0.1:{port}/encode?pool=grid&grid_size={g}&time={time_}{extra}",
+                content=body,
+                headers={"Content-Type": "application/x-npy"},
+            )
+            key = r.status_code if r is not None else 0
+            codes[key] = codes.get(key, 0) + 1
+    p.terminate()  # the probe's own encoder: stopped before processes are counted
+    p.wait(timeout=30)
+    return {**out, "status_codes": codes}
+
+
+def probe_encoder_bodies(tmp: Path, c: Counts) -> dict:
+    """Item 9: an oversized JSON body, NaN in JSON (then the same keep-alive connection), a hostile .npy header,
+    and the `detail` of an auth refusal."""
+    import numpy as np
+
+    port = free_port()
+    p = serve_encoder(c, tmp / "store", port, token="s3cret")
+    out: dict = {"probe": "9 encoder bodies: 16 MB JSON, NaN, |V0 and overflowing .npy headers, detail types"}
+    if not healthy(c, p, port, timeout=240):
+        return {**out, "error": "encoder did not start"}
+    auth = {"Authorization": "Bearer s3cret"}
+    base = f"http://127.0.0.1:{port}"
+    big = c.http("POST", f"{base}/streams", content=b'{"envs": ' + b"1" * (16 << 20) + b"}",
+                 headers={**auth, "Content-Type": "application/json"})  # fmt: skip
+    out["big_json"] = [big.status_code, len(big.content)] if big is not None else None
+    with httpx.Client(timeout=30) as client:  # one keep-alive connection
+        c.requests += 2
+        nan = client.post(
+            f"{base}/streams", content=b'{"envs": NaN}', headers={**auth, "Content-Type": "application/json"}
+        )
+        after = client.get(f"{base}/info", headers=auth)
+        c.server_errors += (nan.status_code >= 500) + (after.status_code >= 500)
+    out["nan_then_next"] = [nan.status_code, after.status_code]
+    good = _npy(np.zeros((1, 8, 16, 16, 3), np.uint8))
+    void = good.replace(b"'|u1'", b"'|V0'")
+    huge = good.replace(b"(1, 8, 16, 16, 3)", b"(99999999999, 99999999, 16, 16, 3)")
+    for name, body in (("void_dtype", void), ("overflowing_shape", huge)):
+        r = c.http("POST", f"{base}/encode", content=body, headers={**auth, "Content-Type": "application/x-npy"})
+        out[name] = r.status_code if r is not None else None
+    details = []
+    for method, path, headers in (("GET", "/info", {}), ("GET", "/nope", auth), ("POST", "/encode", auth)):
+        r = c.http(method, f"{base}{path}", headers=headers)
+        if r is not None and r.status_code >= 400:
+            details.append(type(r.json().get("detail")).__name__)
+    out["detail_types"] = sorted(set(details))
+    p.terminate()  # the probe's own encoder: stopped before processes are counted
+    p.wait(timeout=30)
+    return out
+
+
+def probe_kill_trainer_mid_generation(tmp: Path, c: Counts) -> dict:
+    """Item 10: kill -9 of a trainer while its 2 dataset workers render: how many of its children outlive it."""
+    port = free_port()
+    p = serve(c, tmp / "store", port)
+    out: dict = {"probe": "10 kill -9 of a trainer during a 2-worker dataset generation"}
+    if not healthy(c, p, port):
+        return {**out, "error": "trainer did not start"}
+    body = {"name": "gen", "episodes": 40, "steps": 100, "image_size": 32, "workers": 2}
+    c.http("POST", f"http://127.0.0.1:{port}/datasets", json=body)
+    children: list[psutil.Process] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(children) < 2:
+        children = psutil.Process(p.pid).children(recursive=True)
+        time.sleep(0.5)
+    out["children_before"] = len(children)
+    p.kill()
+    p.wait(timeout=30)
+    time.sleep(5)
+    out["children_alive_5s_after"] = sum(
+        1 for ch in children if ch.is_running() and ch.status() != psutil.STATUS_ZOMBIE
+    )
+    for ch in children:  # the probe's own clean-up
+        try:
+            ch.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def probe_sigint_cli(tmp: Path, c: Counts) -> dict:
+    """Item 10: Ctrl-C (SIGINT) to `vjepa-robot datasets create` mid-generation: exit time, children left, and the
+    dataset's status afterwards."""
+    store = tmp / "store"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "vjepa_robot.cli", "datasets", "create", "gen", "--episodes", "40", "--steps", "100"]
+        + ["--image-size", "32", "--workers", "2", "--store", str(store)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=ENV,
+        text=True,
+    )
+    c.procs.append(p)
+    out: dict = {"probe": "10 SIGINT to `datasets create` (local, 2 workers) mid-generation"}
+    children: list[psutil.Process] = []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and len(children) < 2 and p.poll() is None:
+        children = psutil.Process(p.pid).children(recursive=True)
+        time.sleep(0.5)
+    time.sleep(3)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    try:
+        p.wait(timeout=60)
+        out["exit_s"], out["exit_code"] = round(time.monotonic() - t0, 1), p.returncode
+    except subprocess.TimeoutExpired:
+        out["exit_s"] = "> 60"
+    time.sleep(2)
+    out["children_alive"] = sum(1 for ch in children if ch.is_running() and ch.status() != psutil.STATUS_ZOMBIE)
+    show = cli("datasets", "show", "gen", "--json", "--store", str(store))
+    try:
+        out["dataset_status"] = json.loads(show.stdout)["status"]
+    except (ValueError, KeyError):
+        out["dataset_status"] = (show.stdout + show.stderr)[-160:]
+    return out
+
+
 PROBES = [
     probe_export,
     probe_import_overwrite,
@@ -429,6 +584,10 @@ PROBES = [
     probe_two_trainers,
     probe_validation_and_resume,
     probe_sigterm,
+    probe_encoder_poolings,
+    probe_encoder_bodies,
+    probe_kill_trainer_mid_generation,
+    probe_sigint_cli,
 ]
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -174,37 +172,13 @@ def replay_rss(n: int = 1_000_000, dim: int = 1024) -> dict:
     }
 
 
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+def start_encoder(tmp: Path):
+    """The tiny encoder as a child process on a free port (vjepa_robot/harness.py): (service, url); stop() it."""
+    from vjepa_robot.harness import cli_service
 
-
-def start_encoder(tmp: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
     env = {**os.environ, "VJEPA_ROBOT_STORE": str(tmp / "store"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "vjepa-robot"), "serve", "encoder", "--preset", "tiny", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    import httpx
-
-    for _ in range(240):
-        if proc.poll() is not None:
-            raise RuntimeError(f"encoder exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("encoder did not come up in 120 s")
+    enc = cli_service("encoder", "--preset", "tiny", env=env, log=tmp / "encoder.log", start_timeout=120).start()
+    return enc, enc.url
 
 
 def main() -> None:
@@ -248,8 +222,7 @@ def main() -> None:
             out["vjepa2_error"] = f"{type(exc).__name__}: {exc}"
         finally:
             if proc is not None:
-                proc.terminate()
-                proc.wait(10)
+                proc.stop()
     if a.replay_rss:
         out["replay"] = replay_rss()
     RESULTS.mkdir(exist_ok=True)

@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "clients")]
 
 import vjepa_robot  # noqa: E402,F401  (MUJOCO_GL before dm_control)
-from vjepa_robot.demo import free_port, wait_healthy  # noqa: E402
+from vjepa_robot.harness import cli_service  # noqa: E402
 from vjepa_robot_lab.evaluation.evaluate import FeaturePolicy, evaluate  # noqa: E402
 from vjepa_robot_lab.learning.bc import BCPolicy  # noqa: E402
 from vjepa_robot_lab.perception.features import VJEPA2Features, _windows_of  # noqa: E402
@@ -199,37 +199,19 @@ def main() -> None:
             "not touching it"
         )
     torch.set_num_threads(1)
-    port = free_port()
     store = tempfile.mkdtemp(prefix="bench-shaped-")
-    log = open(os.path.join(store, "encoder.log"), "w")
     env = {**os.environ, "VJEPA_ROBOT_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "clients")])}
     env.pop("VJEPA_ROBOT_TOKEN", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vjepa_robot.cli",
-            "serve",
-            "encoder",
-            "--port",
-            str(port),
-            "--preset",
-            args.preset,
-            "--store",
-            store,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    enc = cli_service(
+        "encoder", "--preset", args.preset, "--store", store, env=env, log=os.path.join(store, "encoder.log")
+    ).spawn()
     atexit.register(unshape)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` and atexit remove the qdisc on kill
     t_start = time.perf_counter()
     load0 = os.getloadavg()
     runs: dict[tuple[str, str], list[dict]] = {}
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, proc, Path(log.name))
+        url = enc.wait_healthy().url
         probe = VJEPA2Features(url)
         dim = probe.dim
         probe.close()
@@ -245,7 +227,7 @@ def main() -> None:
             for mode in modes:
                 for link in links:
                     if link == "shaped":
-                        shape(port, args.rate)
+                        shape(enc.port, args.rate)
                     try:
                         r = measure(mode, url, act, args)
                     finally:
@@ -260,8 +242,7 @@ def main() -> None:
                     runs.setdefault((mode, link), []).append(r)
     finally:
         unshape()
-        proc.terminate()
-        proc.wait(timeout=30)
+        enc.stop()
     load1 = os.getloadavg()
     print(
         f"\nload average (1, 5, 15 min) before {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, after "

@@ -3,7 +3,7 @@
     nice python bench/streams_replicas.py --envs 4 --steps 60 --json bench/results/streams_replicas.json
 
 Two encoder replicas (the tiny random-init preset, a stand-in for ViT-L: the bytes do not depend on the model), each
-its own app under its own uvicorn on loopback, behind tests/_servers.RoutingProxy (round-robin, or rendezvous
+its own app under its own uvicorn on loopback, behind vjepa_robot/harness.py's RoutingProxy (round-robin, or rendezvous
 hashing on Modal-Session-ID). The SDK's frame stream (zstd, as a remote encoder gets it) carries real dm_control
 reacher-easy renders, the jacobian expert acting, episodes of --episode-steps. Scenarios:
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,13 +26,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the router and the uvicorn runner are test helpers
-
-from _servers import RoutingProxy, serve_app  # noqa: E402
-
 from services.encoder.app import create_app  # noqa: E402
 from services.encoder.model import Encoder  # noqa: E402
 from services.encoder.settings import EncoderSettings  # noqa: E402
+from vjepa_robot.harness import RoutingProxy, serve_app  # noqa: E402
 from vjepa_robot_client import EncoderClient  # noqa: E402
 from vjepa_robot_client.contract import STREAM_SESSION_HEADER  # noqa: E402
 from vjepa_robot_lab.envs.env import eval_episode_seed, make  # noqa: E402

@@ -40,12 +40,6 @@ WINDOW = (8, 256, 256, 3)
 ANSWER_BYTES = 32 * 1024 * 4  # a (32, 1024) float32 answer, as the service's .npy reply at batch 32
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -236,33 +230,27 @@ def serve(kind: str, root: str, port: int, http: str, loop: str, profile: str | 
 
 
 class Server:
+    """The server child process, started and stopped by the harness (vjepa_robot/harness.py of this tree)."""
+
     def __init__(self, kind: str, root: Path, http: str, loop: str, profile: str | None = None):
+        from vjepa_robot.harness import Service, free_port
+
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, __file__, "--serve", kind, str(root), str(self.port), http, loop, profile or ""]
         env = {k: v for k, v in os.environ.items() if not k.startswith("VJEPA_ROBOT_")}
-        self.proc = subprocess.Popen(cmd, env=env, cwd=root)
+        self.service = Service(cmd, port=self.port, name=f"{kind}-server", env=env, cwd=root, start_timeout=120)
+        self.url = self.service.url
+
+    @property
+    def proc(self):
+        return self.service.proc
 
     def __enter__(self) -> Server:
-        import httpx
-
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}")
-            try:
-                httpx.get(self.url + "/healthz", timeout=1)
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError("server did not start")
+        self.service.start()
+        return self
 
     def __exit__(self, *exc) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.service.stop(grace_s=20)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -20,6 +20,9 @@ files plus a new manifest), so the rule that keeps it safe is the project's own:
       commits the Volume after every shard, so a crash loses at most one shard;
     - the encoder's dataset-embedding jobs and the trainer write from one container each (max_containers=1 for the
       trainer; dataset embedding is started on one encoder) and Modal also commits in the background and on exit;
+    - bake-off cells (`run_cell`, executor "modal"): the trainer makes each task's demos first (one writer), then
+      each cell runs in its own container, fanned out with .map, writing only its own runs and state file, and
+      commits when it ends; the trainer applies each cell's result to the bake-off record (one writer);
     - readers reload the Volume before every request that reads the store (`_ReloadStore` middleware below).
 With an s3:// store none of this applies (LanceDB commits through the object store); it is the choice at scale.
 
@@ -329,6 +332,72 @@ def generate_dataset(spec_dict: dict[str, Any], shard_size: int = 10, overwrite:
         overwrite=overwrite,
         commit=commit,
         map_shards=lambda specs, starts, stops: generate_shard_remote.map(specs, starts, stops),
+    )
+
+
+# -- bake-off cells (issue 32): each cell one call, fanned out with .map beside the autoscaled GPU encoder --------
+CELL_WORKERS_MAX = 64
+
+
+def run_cell_here(
+    spec_json: str,
+    store: str | None = None,
+    runs: str | None = None,
+    reload: Callable[[], None] = lambda: None,
+    commit: Callable[[], None] = lambda: None,
+) -> str:
+    """Run one bake-off cell (vjepa_robot_lab/experiments/bakeoff.py run_cell) against this container's store and
+    runs directory (the spec's own paths are the orchestrator's); returns the cell's result as JSON. The Volumes
+    are reloaded first (the demos the trainer made) and committed after (the cell's runs, state and embeddings)."""
+    import json
+
+    from vjepa_robot_lab.experiments.bakeoff import run_cell
+
+    spec = json.loads(spec_json)
+    spec["store"], spec["runs"] = store or spec["store"], runs or spec["runs"]
+    reload()
+    try:
+        result = run_cell(spec)
+    finally:
+        commit()
+    return json.dumps(result)
+
+
+def _in_container(fn: Callable[[], None]) -> Callable[[], None]:
+    """fn inside a Modal container; nothing on a laptop (.local() calls in tests: no Volume to sync)."""
+    return (lambda: None) if modal.is_local() else fn
+
+
+@app.function(
+    image=image,
+    cpu=2.0,
+    memory=8192,
+    volumes={RUNS_PATH: runs_volume, **store_volumes},
+    secrets=[token_secret, *store_secrets],
+    max_containers=CELL_WORKERS_MAX,
+    timeout=12 * 60 * 60,
+    retries=1,  # a lost container reruns the cell, which continues from its own state
+    name="run_cell",
+)
+def run_cell_remote(spec_json: str, store: str | None = None, runs: str | None = None) -> str:
+    """One bake-off cell in its own container (the trainer's executor "modal" calls this with .map)."""
+
+    def reload() -> None:
+        runs_volume.reload()
+        if is_volume_store():
+            store_volume.reload()
+
+    def commit() -> None:
+        runs_volume.commit()
+        if is_volume_store():
+            store_volume.commit()
+
+    return run_cell_here(
+        spec_json,
+        store or store_uri(),
+        runs or RUNS_PATH,
+        reload=_in_container(reload),
+        commit=_in_container(commit),
     )
 
 

@@ -3,14 +3,23 @@
     run_server(app) -> context manager yielding base_url   real uvicorn on loopback, free port, background thread
     ToyEncoder(...)                                        the Encoder contract without torch (batching tests)
     write_steps_dataset(store, name, episodes, steps, image_size, seed) -> frames by episode
+    wait_until(pred, timeout, what, every) / poll_json(client, path, done, timeout) -> the one polling helper
+    unique_name(prefix) -> "prefix-1a2b3c": names that never collide in the session's shared store
 Fixtures: tiny_encoder (session: Encoder preset tiny), tiny_encoder_dir (session: the same weights saved with
-save_pretrained), tmp_store (a Store in tmp_path), tiny_dataset (tmp_store + a 3-episode x 10-step 32x32 dataset).
+save_pretrained), tmp_store (a Store in tmp_path), tiny_dataset (tmp_store + a 3-episode x 10-step 32x32 dataset),
+stack (session: ONE encoder service on the tiny_encoder and ONE trainer service on loopback, sharing one store;
+tests give their datasets and runs unique names), dataset_64 (session: a ready jacobian dataset of 64 px frames in
+the stack's store, generated with workers=1).
+Markers: slow (long end-to-end tests), e2e (given to every test that uses `stack`: its real services).
+Dataset generation in tests uses workers=1 (in process); test_env_datasets.py keeps the spawn path (workers=2).
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -152,3 +161,76 @@ def tiny_dataset(tmp_store):
     """(store, name, frames by episode): 3 episodes x 10 steps of random 32x32 frames."""
     name = "tiny-ds"
     return tmp_store, name, write_steps_dataset(tmp_store, name, episodes=3, steps=10, image_size=32)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "e2e: goes through the session stack's real services (the `stack` fixture)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that uses the session stack is an end-to-end test: `-m "not e2e"` leaves the services unstarted."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+
+
+def wait_until(pred: Callable[[], Any], timeout: float = 300.0, what: str = "condition", every: float = 0.3) -> Any:
+    """Call pred every `every` s until it returns something truthy (returned); AssertionError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not reached after {timeout} s"
+        time.sleep(every)
+
+
+def poll_json(client, path: str, done: Callable[[dict], bool], timeout: float = 300.0) -> dict:
+    """GET `path` until done(body); the last body names the state in the failure message."""
+    last: dict = {}
+
+    def fetch():
+        last.clear()
+        last.update(client.get(path).json())
+        return done(last)
+
+    try:
+        wait_until(fetch, timeout, path)
+    except AssertionError:
+        raise AssertionError(f"{path} still {last.get('status')} after {timeout} s: {last}") from None
+    return dict(last)
+
+
+def unique_name(prefix: str) -> str:
+    """A dataset or run name no other test in the session uses (the session stack shares one store)."""
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, tiny_encoder):
+    """ONE encoder service (the session's tiny encoder, no reload) and ONE trainer service on loopback, one store:
+    {"encoder": url, "trainer": url, "store": uri, "runs": Path}."""
+    from services.encoder.app import create_app as create_encoder_app
+    from services.encoder.settings import EncoderSettings
+    from services.trainer.app import TrainerSettings
+    from services.trainer.app import create_app as create_trainer_app
+
+    root = tmp_path_factory.mktemp("stack")
+    store = str(root / "store")
+    enc_app = create_encoder_app(EncoderSettings(store=store, max_batch=32, max_wait_ms=5), encoder=tiny_encoder)
+    with serve_app(enc_app, startup_timeout=180) as enc_url:  # a loaded 2-core machine starts slowly
+        tr_app = create_trainer_app(TrainerSettings(store=store, runs=str(root / "runs"), encoder_url=enc_url))
+        with serve_app(tr_app, startup_timeout=180) as tr_url:
+            yield {"encoder": enc_url, "trainer": tr_url, "store": store, "runs": root / "runs"}
+
+
+@pytest.fixture(scope="session")
+def dataset_64(stack):
+    """The name of a ready dataset in the stack's store: 4 jacobian episodes x 20 steps of 64 px frames (easy)."""
+    from services.common.store import Store
+    from vjepa_robot_lab.data.datasets import DatasetSpec, create_dataset
+
+    name = "session-64"
+    spec = DatasetSpec(name=name, expert="jacobian", task="easy", episodes=4, steps=20, seed=0, image_size=64)
+    create_dataset(spec, Store(stack["store"]), workers=1, progress=False)
+    return name

@@ -7,6 +7,8 @@
 - The import graph of services/, clients/ and vjepa_robot/ (module-level AND function-level imports, read with
   ast) has no cycles and none of the forbidden edges.
 - services/common/store.py is the only module that touches LanceDB (tables, Lance datasets, table names).
+- The run-kind registry is the one place a kind is named: no module outside it compares a run's kind with a
+  literal kind name (`record.kind == "sac"`); they ask the kind's hooks (vjepa_robot_lab/records/run_kinds.py).
 """
 
 from __future__ import annotations
@@ -209,6 +211,61 @@ def test_no_forbidden_imports():
                 if _is(importer, src) and imported.split(".")[0] in third:
                     bad.append(f"{importer}:{line} imports {imported}")
     assert not bad, "\n".join(bad)
+
+
+KIND_NAMES = {"bc", "sac", "baseline"}
+REGISTRY = "vjepa_robot_lab.records.run_kinds"
+
+
+def _kind_expr(node: ast.expr) -> bool:
+    """`x.kind`, `x["kind"]`, `x.get("kind")` or a name `kind`."""
+    if isinstance(node, ast.Attribute) and node.attr == "kind":
+        return True
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and node.slice.value == "kind":
+        return True
+    if isinstance(node, ast.Name) and node.id in ("kind", "kind_name"):
+        return True
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "get"
+        and bool(node.args)
+        and isinstance(node.args[0], ast.Constant)
+        and node.args[0].value == "kind"
+    )
+
+
+def _kind_switches(tree: ast.AST) -> list[int]:
+    """Lines comparing a run's kind with a literal kind name (==, !=, in, not in)."""
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        sides = [node.left, *node.comparators]
+        names = set()
+        for side in sides:
+            if isinstance(side, ast.Constant) and isinstance(side.value, str):
+                names.add(side.value)
+            elif isinstance(side, (ast.Tuple, ast.List, ast.Set)):
+                names |= {e.value for e in side.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+        if names & KIND_NAMES and any(_kind_expr(side) for side in sides):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_no_kind_switches_outside_the_registry():
+    bad = [
+        f"{module}:{line}"
+        for module, path in _modules().items()
+        if module != REGISTRY
+        for line in _kind_switches(ast.parse(path.read_text(), filename=str(path)))
+    ]
+    assert not bad, f"compare a kind with a name here; ask its hooks in {REGISTRY} instead: {bad}"
+
+
+def test_the_kind_switch_finder_finds_switches():
+    code = 'a = r.kind == "sac"\nb = run.get("kind") in ("bc", "x")\nc = "baseline" != rec["kind"]\nd = r.kind == k'
+    assert _kind_switches(ast.parse(code)) == [1, 2, 3]
 
 
 def _cycles(internal: dict[str, list[str]]) -> list[list[str]]:

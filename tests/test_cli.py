@@ -179,8 +179,6 @@ def test_verbose_shows_the_full_trace_of_an_expected_failure(tmp_path, dead_url,
     import subprocess
     import sys
 
-    from vjepa_robot_client.errors import ConnectionFailed
-
     args = ["eval", "jacobian", "--episodes", "1", "--trainer-url", dead_url]
     with pytest.raises(SystemExit) as exc:
         cli.main(args)
@@ -189,8 +187,9 @@ def test_verbose_shows_the_full_trace_of_an_expected_failure(tmp_path, dead_url,
     assert err.startswith(f"waiting for the trainer at {dead_url}") and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("error: a service is unreachable") and "--verbose" in err
 
-    with pytest.raises(ConnectionFailed):  # before the command: the callback sets it and main() re-raises
+    with pytest.raises(SystemExit) as exc:  # before the command: the trace, and the same exit code (3)
         cli.main(["--verbose", *args])
+    assert exc.value.code == 3 and "ConnectionFailed" in capsys.readouterr().err
     cli._VERBOSE["on"] = False
     proc = subprocess.run(
         [sys.executable, "-m", "vjepa_robot.cli", *args, "--verbose"],
@@ -199,7 +198,7 @@ def test_verbose_shows_the_full_trace_of_an_expected_failure(tmp_path, dead_url,
         timeout=120,
         env={**os.environ, "VJEPA_ROBOT_STORE": str(tmp_path / "s")},
     )
-    assert proc.returncode != 0 and "Traceback (most recent call last)" in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 3 and "Traceback (most recent call last)" in proc.stderr, proc.stderr[-2000:]
     assert "ConnectionFailed" in proc.stderr and "No such option" not in proc.stderr
 
 
@@ -246,6 +245,10 @@ def test_runs_list_opens_no_connection_to_the_model_hub(runs_dir, monkeypatch):
         (
             ["train", "sac", "--parallel-envs", "999"],
             "--parallel-envs 999 is out of range: it must be between 1 and 256",
+        ),
+        (  # a falsy value is sent, never dropped for the default (the generated commands drop only None)
+            ["train", "sac", "--parallel-envs", "0"],
+            "--parallel-envs 0 is out of range: it must be between 1 and 256",
         ),
         (
             ["train", "sac", "--networks", "huge"],

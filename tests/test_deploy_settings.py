@@ -13,12 +13,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _servers import free_port, serve_app
+from _servers import Service, free_port, serve_app
 from pydantic import ValidationError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,29 +145,10 @@ def test_serve_trainer_compress_flag(tmp_path):
     assert bad.returncode == 2 and "brotli" in bad.stderr and "zstd" in bad.stderr, bad.stderr
 
     port = free_port()
-    proc = subprocess.Popen(
-        [cli, "serve", "trainer", "--port", str(port), "--store", str(tmp_path / "store"), "--compress", "zstd"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        import httpx
-
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the trainer never answered /healthz"
-            time.sleep(0.3)
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+    argv = [cli, "serve", "trainer", "--port", str(port), "--store", str(tmp_path / "store"), "--compress", "zstd"]
+    with Service(argv, port=port, name="trainer", env=env, log=tmp_path / "trainer.log", start_timeout=90):
+        pass  # healthy: GET /healthz answered 200
+    out = (tmp_path / "trainer.log").read_text()
     assert "compress=zstd" in out, out[-3000:]
 
 

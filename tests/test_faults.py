@@ -14,66 +14,32 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _servers import free_port
+from _servers import Service as HarnessService
+from _servers import cli_argv, free_port
+from conftest import wait_until as wait_for
 
 from vjepa_robot_client import TrainerClient
 
 pytestmark = pytest.mark.slow
 
 
-class Service:
-    """One `vjepa-robot serve encoder|trainer` child process on a fixed loopback port; kill() is SIGKILL."""
+class Service(HarnessService):
+    """One `vjepa-robot serve encoder|trainer` child process on a fixed loopback port (vjepa_robot/harness.py);
+    kill() is SIGKILL; start() again restarts it on the same port."""
 
     def __init__(self, kind: str, port: int, args: list[str], log: Path, env: dict | None = None):
-        self.kind, self.port, self.args, self.log, self.env = kind, port, args, log, env
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen | None = None
+        env = {**os.environ, "VJEPA_ROBOT_TORCH_THREADS": "1", **(env or {})}
+        env.pop("VJEPA_ROBOT_TOKEN", None)
+        super().__init__(cli_argv("serve", kind, "--port", port, *args), port=port, name=kind, log=log, env=env)
+        self.kind = kind
 
     def start(self, timeout: float = 120.0) -> Service:
-        from vjepa_robot.demo import wait_healthy
-
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "VJEPA_ROBOT_TORCH_THREADS": "1", **(self.env or {})}
-        env.pop("VJEPA_ROBOT_TOKEN", None)
-        with open(self.log, "a") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vjepa_robot.cli", "serve", self.kind, "--port", str(self.port), *self.args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        wait_healthy(self.url, self.proc, self.log, timeout=timeout)
-        return self
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-def wait_for(pred: Callable[[], bool], timeout: float, what: str, every: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        return super().start(timeout)
 
 
 @pytest.fixture

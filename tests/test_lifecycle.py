@@ -8,6 +8,7 @@ service's own registry of open frame streams (a real tiny encoder on loopback)."
 from __future__ import annotations
 
 import gc
+import threading
 import warnings
 
 import numpy as np
@@ -171,7 +172,17 @@ def test_vjepa2_evaluation_and_sac_jobs_stopped_or_failing_midway_close_streams_
     assert open_streams(encoder) == 0
 
     before = live_physics()
-    ctx.runs.stop_event(bc.run_id).set()  # the trainer is shutting down: the evaluation stops after its first wave
+
+    def first_wave_recorded() -> bool:
+        evs = ctx.runs.get(bc.run_id).get("evaluations") or {}
+        return any((e.get("episodes_done") or 0) >= 1 for e in (evs.values() if isinstance(evs, dict) else evs))
+
+    class StopAfterFirstWave(threading.Event):  # the trainer shuts down once the first episode is recorded
+        def is_set(self) -> bool:
+            return first_wave_recorded()
+
+    stop = StopAfterFirstWave()
+    ctx.runs.stop_event = lambda run_id: stop  # the evaluation stops at its next step, midway through episode 2
     with pytest.raises(jobs.JobStopped) as stopped:  # its traceback, kept alive, holds the evaluation's frames
         jobs.evaluate_run(
             ctx, jobs.InlineRunner(), bc.run_id, EvalRequest(episodes=2, parallel_envs=1, steps=10, gif_episodes=0)

@@ -6,12 +6,12 @@ where something is on a grid, readout checkpoints, and the readout plumbing thro
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import numpy as np
 import pytest
 import torch
+from conftest import poll_json, unique_name
 from test_features import _replay
 
 from vjepa_robot_lab.data.datasets import DatasetSpec, create_dataset
@@ -220,32 +220,7 @@ def test_sac_attentive_shares_one_pooler_trained_by_the_critic(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    from _servers import serve_app
-
-    from services.encoder.app import create_app as create_encoder_app
-    from services.encoder.settings import EncoderSettings
-    from services.trainer.app import TrainerSettings
-    from services.trainer.app import create_app as create_trainer_app
-
-    root = tmp_path_factory.mktemp("ro-stack")
-    store = str(root / "store")
-    enc_app = create_encoder_app(EncoderSettings(store=store, preset="tiny", max_batch=32, max_wait_ms=5))
-    with serve_app(enc_app, startup_timeout=180) as enc_url:  # a loaded 2-core machine starts slowly
-        tr_app = create_trainer_app(TrainerSettings(store=store, runs=str(root / "runs"), encoder_url=enc_url))
-        with serve_app(tr_app, startup_timeout=180) as tr_url:
-            yield {"encoder": enc_url, "trainer": tr_url, "store": store, "runs": root / "runs"}
-
-
-def _wait(c: httpx.Client, path: str, done, timeout: float = 600.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = c.get(path).json()
-        if done(body):
-            return body
-        assert time.monotonic() < deadline, f"{path} still {body.get('status')}: {body}"
-        time.sleep(0.3)
+# `stack` (conftest, session): the one tiny encoder service and trainer service; names here are unique_name()s.
 
 
 def _terminal(b: dict) -> bool:
@@ -273,22 +248,23 @@ def test_readouts_through_the_service_train_and_evaluate_live(stack):
     from vjepa_robot_client.contract import pooled_encoder_id
 
     c = httpx.Client(base_url=stack["trainer"], timeout=60)
-    r = c.post("/datasets", json={"name": "ro", "episodes": 4, "steps": 20, "seed": 1, "image_size": 32, "workers": 1})
+    ro = unique_name("ro")
+    r = c.post("/datasets", json={"name": ro, "episodes": 4, "steps": 20, "seed": 1, "image_size": 32, "workers": 1})
     assert r.status_code == 202, r.text
-    assert _wait(c, "/datasets/ro", lambda b: b["status"] != "running")["status"] == "ready"
+    assert poll_json(c, f"/datasets/{ro}", lambda b: b["status"] != "running")["status"] == "ready"
     tr = TrainerClient(stack["trainer"])
-    mean_id = tr.wait(tr.train_bc("ro", features="vjepa2", epochs=2, batch_size=16), progress=False)
+    mean_id = tr.wait(tr.train_bc(ro, features="vjepa2", epochs=2, batch_size=16), progress=False)
     assert mean_id.status.value == "succeeded", mean_id.error
     base_id = httpx.get(f"{stack['encoder']}/info").json()["encoder_id"]
     store = Store(stack["store"])
     grid_id = pooled_encoder_id(base_id, "grid", 2)
-    assert not store.embedding_progress("ro", grid_id).complete  # mean embeddings only, so far
+    assert not store.embedding_progress(ro, grid_id).complete  # mean embeddings only, so far
 
-    run_id = tr.train_bc("ro", features="vjepa2", epochs=2, batch_size=16, readout="attentive", grid_size=2)
+    run_id = tr.train_bc(ro, features="vjepa2", epochs=2, batch_size=16, readout="attentive", grid_size=2)
     run = tr.wait(run_id, progress=False)
     assert run.status.value == "succeeded", run.error
-    assert "grids" in run.metrics["phase"] and "first" in run.metrics["phase"]
-    assert store.embedding_progress("ro", grid_id).complete
+    assert run.metrics["phase"] == "trained"  # it said "embedding the ... grids first" while it did (issue 31)
+    assert store.embedding_progress(ro, grid_id).complete
     lin = run.lineage
     assert (lin["readout"], lin["pooling"], lin["grid_size"]) == ("attentive", "grid", 2)
     assert lin["encoder_id"] == base_id  # the encoder evaluation must match; its grid rows' id is in the checkpoint
@@ -296,7 +272,7 @@ def test_readouts_through_the_service_train_and_evaluate_live(stack):
 
     assert load_bc_policy(stack["runs"] / run_id).lineage["features"]["grid_encoder_id"] == grid_id
 
-    flare = tr.wait(tr.train_bc("ro", features="vjepa2", epochs=2, batch_size=16, readout="flare"), progress=False)
+    flare = tr.wait(tr.train_bc(ro, features="vjepa2", epochs=2, batch_size=16, readout="flare"), progress=False)
     assert flare.status.value == "succeeded", flare.error
     assert (flare.lineage["readout"], flare.lineage["pooling"]) == ("flare", "mean")
     assert flare.metrics["dim"] == 3 * mean_id.metrics["dim"]
@@ -304,7 +280,7 @@ def test_readouts_through_the_service_train_and_evaluate_live(stack):
     for rid in (run_id, flare.run_id):
         r = c.post(f"/eval/{rid}", json={"episodes": 2, "steps": 20, "parallel_envs": 2, "gif_episodes": 0})
         assert r.status_code == 202, r.text
-        ev = _wait(c, f"/eval/{rid}", _terminal)
+        ev = poll_json(c, f"/eval/{rid}", _terminal)
         assert ev["status"] == "succeeded" and len(ev["episodes"]) == 2, ev.get("error")
 
     sac = tr.wait(

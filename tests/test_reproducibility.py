@@ -7,11 +7,10 @@ evaluation through the encoder's frame streams -- gives the same frames, embeddi
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
+from conftest import wait_until
 from safetensors.torch import load_file
 from test_sac import TINY
 
@@ -36,10 +35,10 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 
 def wait_terminal(ctx, run_ids, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while any(ctx.runs.get(r)["status"] not in ("succeeded", "failed", "interrupted") for r in run_ids):
-        assert time.monotonic() < deadline, [ctx.runs.get(r)["status"] for r in run_ids]
-        time.sleep(0.2)
+    def ended() -> bool:
+        return all(ctx.runs.get(r)["status"] in ("succeeded", "failed", "interrupted") for r in run_ids)
+
+    wait_until(ended, timeout, f"runs {run_ids} to end", every=0.2)
 
 
 def test_two_identical_bc_runs_give_identical_weights_and_val_loss(tiny_dataset, tmp_path):

@@ -78,7 +78,7 @@ def test_store_basics_on_s3(s3, tmp_path):
 
 
 @pytest.mark.slow
-def test_dataset_encode_bc_eval_runs_on_s3(s3, tmp_path):
+def test_dataset_encode_bc_eval_runs_on_s3(s3, tmp_path, tiny_encoder):
     """Both services with VJEPA_ROBOT_STORE=s3://..., driven over HTTP; the CLI reads the same bucket."""
     import numpy as np
     from _servers import serve_app
@@ -94,7 +94,7 @@ def test_dataset_encode_bc_eval_runs_on_s3(s3, tmp_path):
 
     uri = s3["uri"]
     runs = tmp_path / "runs"
-    enc_app = create_encoder_app(EncoderSettings(store=uri, preset="tiny", max_batch=32, max_wait_ms=5))
+    enc_app = create_encoder_app(EncoderSettings(store=uri, max_batch=32, max_wait_ms=5), encoder=tiny_encoder)
     with serve_app(enc_app) as enc_url:
         tr_app = create_trainer_app(TrainerSettings(store=uri, runs=str(runs), encoder_url=enc_url))
         with serve_app(tr_app) as tr_url, TrainerClient(tr_url) as tr:

@@ -63,6 +63,9 @@ def test_tiny_run_end_to_end(tmp_path):
     act = policy_from_checkpoint(tmp_path)
     a = act(np.zeros((3, 8), np.float32))
     assert a.shape == (3, 2) and np.all(np.abs(a) <= 1) and act.dim == 8
+    from vjepa_robot_lab.policies.loaded import LoadedPolicy
+
+    assert isinstance(act, LoadedPolicy) and act.readout == "mean" and act.features == "state"  # typed, not attrs
     from safetensors.torch import load_file
 
     t = load_file(str(ck / "policy.safetensors"))  # state features: inputs scaled by the warm-up statistics

@@ -17,12 +17,11 @@ TOKEN = "test-token"
 
 
 @pytest.fixture(scope="module")
-def encoder_url(tmp_path_factory):
+def encoder_url(tmp_path_factory, tiny_encoder):
     from services.encoder.app import create_app
     from services.encoder.settings import EncoderSettings
 
-    settings = EncoderSettings(
-        preset="tiny",
+    settings = EncoderSettings(  # the session's tiny encoder (no second load), behind a token
         store=str(tmp_path_factory.mktemp("store")),
         token=TOKEN,
         device="cpu",
@@ -30,7 +29,7 @@ def encoder_url(tmp_path_factory):
         max_batch=8,
         max_wait_ms=2.0,
     )
-    with serve_app(create_app(settings), startup_timeout=120) as url:
+    with serve_app(create_app(settings, encoder=tiny_encoder), startup_timeout=120) as url:
         yield url
 
 

@@ -5,11 +5,10 @@ trainer service on loopback: a tiny state-SAC run on walker-stand, that run as t
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import numpy as np
 import pytest
+from conftest import poll_json
 
 from vjepa_robot_client.contract import TASKS, CreateDatasetRequest, EvalRequest, RunLineage, RunRecord, Task
 from vjepa_robot_lab.envs.env import make, task_success
@@ -93,13 +92,7 @@ def trainer(tmp_path_factory):
 
 
 def _wait(c: httpx.Client, path: str, timeout: float = 120.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = c.get(path).json()
-        if body["status"] not in ("queued", "running"):
-            return body
-        assert time.monotonic() < deadline, f"{path} still {body['status']}"
-        time.sleep(0.2)
+    return poll_json(c, path, lambda body: body["status"] not in ("queued", "running"), timeout)
 
 
 def test_unknown_task_is_a_422_naming_the_tasks(trainer):

@@ -4,10 +4,10 @@ dm_control rollouts. The trainer reaches the encoder only over HTTP, through the
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
+from conftest import poll_json, unique_name
 
 from services.encoder.app import create_app as create_encoder_app
 from services.encoder.settings import EncoderSettings
@@ -17,33 +17,7 @@ from vjepa_robot_client.contract import RunRecord
 from vjepa_robot_client.trainer import run_progress
 from vjepa_robot_lab.records.runs import RunStore
 
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory, run_server_module):
-    root = tmp_path_factory.mktemp("stack")
-    store = str(root / "store")
-    enc_app = create_encoder_app(EncoderSettings(store=store, preset="tiny", max_batch=32, max_wait_ms=5))
-    with run_server_module(enc_app) as enc_url:
-        tr_app = create_trainer_app(TrainerSettings(store=store, runs=str(root / "runs"), encoder_url=enc_url))
-        with run_server_module(tr_app) as tr_url:
-            yield {"encoder": enc_url, "trainer": tr_url, "store": store, "runs": root / "runs"}
-
-
-@pytest.fixture(scope="module")
-def run_server_module():
-    from _servers import serve_app
-
-    return serve_app
-
-
-def wait_for(client: httpx.Client, path: str, done, timeout: float = 300.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = client.get(path).json()
-        if done(body):
-            return body
-        assert time.monotonic() < deadline, f"{path} still {body.get('status')} after {timeout} s: {body}"
-        time.sleep(0.3)
+# `stack` (conftest, session): the one tiny encoder service and trainer service; names here are unique_name()s.
 
 
 TERMINAL = ("succeeded", "failed", "interrupted")
@@ -52,29 +26,30 @@ TERMINAL = ("succeeded", "failed", "interrupted")
 @pytest.mark.slow
 def test_dataset_bc_vjepa2_eval_and_baselines(stack):
     c = httpx.Client(base_url=stack["trainer"], timeout=60)
+    svc = unique_name("svc")
     r = c.post(
         "/datasets",
         json={
-            "name": "svc",
+            "name": svc,
             "expert": "jacobian",
             "task": "easy",
             "episodes": 6,
             "steps": 40,
             "seed": 1,
             "image_size": 128,
-            "workers": 2,
+            "workers": 1,  # in process; test_env_datasets.py keeps the spawn path
         },
     )
     assert r.status_code == 202, r.text
-    assert c.get("/datasets/svc").json()["status"] in ("running", "ready")
-    ds = wait_for(c, "/datasets/svc", lambda b: b["status"] != "running")
+    assert c.get(f"/datasets/{svc}").json()["status"] in ("running", "ready")
+    ds = poll_json(c, f"/datasets/{svc}", lambda b: b["status"] != "running")
     assert ds["status"] == "ready" and ds["episodes"] == 6 and ds["success_rate"] is not None
 
     # vjepa2 features are encoded through the encoder service first (they are missing)
-    r = c.post("/train/bc", json={"dataset": "svc", "features": "vjepa2", "epochs": 5, "batch_size": 64})
+    r = c.post("/train/bc", json={"dataset": svc, "features": "vjepa2", "epochs": 5, "batch_size": 64})
     assert r.status_code == 202, r.text
     run_id = r.json()["run_id"]
-    run = wait_for(c, f"/runs/{run_id}", lambda b: b["status"] in TERMINAL)
+    run = poll_json(c, f"/runs/{run_id}", lambda b: b["status"] in TERMINAL)
     assert run["status"] == "succeeded", run["error"]
     assert run["kind"] == "bc" and run["config"]["features"] == "vjepa2"
     assert (
@@ -94,7 +69,7 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
         f"/eval/{run_id}", json={"episodes": 4, "steps": 30, "task": "easy", "parallel_envs": 4, "gif_episodes": 1}
     )  # image_size omitted: the run's own 128 px
     assert r.status_code == 202 and r.json()["status"] == "queued"
-    ev = wait_for(c, f"/eval/{run_id}", lambda b: b["status"] in TERMINAL)
+    ev = poll_json(c, f"/eval/{run_id}", lambda b: b["status"] in TERMINAL)
     assert ev["status"] == "succeeded", ev["error"]
     assert ev["image_size"] == 128
     assert c.get(f"/runs/{run_id}").json()["evaluations"][0]["request"]["image_size"] == 128
@@ -119,7 +94,7 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
         },
     )
     assert r.status_code == 202, r.text
-    ev = wait_for(c, f"/eval/{run_id}", lambda b: b["eval_id"] == 1 and b["status"] in TERMINAL)
+    ev = poll_json(c, f"/eval/{run_id}", lambda b: b["eval_id"] == 1 and b["status"] in TERMINAL)
     assert ev["status"] == "succeeded" and ev["image_size"] == 64, ev
     assert len(c.get(f"/runs/{run_id}").json()["evaluations"]) == 2
 
@@ -130,7 +105,7 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
 
     common = ["--store", stack["store"], "--runs-dir", str(stack["runs"]), "--encoder-url", stack["encoder"]]
     out = CliRunner().invoke(
-        cli_app, ["eval", run_id, "--episodes", "2", "--steps", "20", "--parallel-envs", "2", *common]
+        cli_app, ["--json", "eval", run_id, "--episodes", "2", "--steps", "20", "--parallel-envs", "2", *common]
     )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output[out.output.index("{") :])["image_size"] == 128
@@ -142,7 +117,7 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
     # baselines go through the same evaluation loop
     r = c.post("/eval/baseline", json={"policy": "jacobian", "episodes": 4, "steps": 100, "parallel_envs": 4})
     assert r.status_code == 202
-    base = wait_for(c, f"/eval/{r.json()['run_id']}", lambda b: b["status"] in TERMINAL)
+    base = poll_json(c, f"/eval/{r.json()['run_id']}", lambda b: b["status"] in TERMINAL)
     assert base["status"] == "succeeded" and base["success_rate"] >= 0.75
     runs = c.get("/runs").json()["runs"]
     assert {x["kind"] for x in runs} >= {"bc", "baseline"}
@@ -181,7 +156,7 @@ def test_sac_tiny_budget_through_the_service(stack, features):
     r = c.post("/train/sac", json=body)
     assert r.status_code == 202, r.text
     run_id = r.json()["run_id"]
-    run = wait_for(c, f"/runs/{run_id}", lambda b: b["status"] in TERMINAL, timeout=400)
+    run = poll_json(c, f"/runs/{run_id}", lambda b: b["status"] in TERMINAL, timeout=400)
     assert run["status"] == "succeeded", run["error"]
     assert run["config"]["action_repeat"] == 4
     assert run["lineage"]["action_repeat"] == 4
@@ -200,7 +175,7 @@ def test_sac_tiny_budget_through_the_service(stack, features):
     # evaluated with its own action repeat: 48 simulator steps = 12 agent steps, success judged per simulator step
     r = c.post(f"/eval/{run_id}", json={"episodes": 2, "steps": 48, "parallel_envs": 2, "image_size": 64})
     assert r.status_code == 202
-    ev = wait_for(c, f"/eval/{run_id}", lambda b: b["status"] in TERMINAL)
+    ev = poll_json(c, f"/eval/{run_id}", lambda b: b["status"] in TERMINAL)
     assert ev["status"] == "succeeded", ev["error"]
 
 
@@ -314,6 +289,7 @@ def test_readme_quickstart_script_runs_against_the_services(stack):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "bc succeeded" in proc.stdout and "success " in proc.stdout, proc.stdout
+    assert proc.stdout.count("random-init stand-in") == 3, proc.stdout  # the tiny encoder, named on every result
 
 
 @pytest.mark.slow
@@ -323,14 +299,14 @@ def test_async_trainer_client_against_the_real_service(stack):
 
     from vjepa_robot_client import AsyncTrainerClient
 
+    name = unique_name("async-ds")
+
     async def main():
         async with AsyncTrainerClient(stack["trainer"]) as tr:
-            await tr.create_dataset("async-ds", episodes=4, steps=40, image_size=0, workers=1)
-            ds = await tr.wait_dataset("async-ds", progress=False, poll_interval=0.3)
+            await tr.create_dataset(name, episodes=4, steps=40, image_size=0, workers=1)
+            ds = await tr.wait_dataset(name, progress=False, poll_interval=0.3)
             assert ds.status.value == "ready"
-            run = await tr.wait(
-                await tr.train_bc("async-ds", features="state", epochs=3), progress=False, poll_interval=0.3
-            )
+            run = await tr.wait(await tr.train_bc(name, features="state", epochs=3), progress=False, poll_interval=0.3)
             assert run.status.value == "succeeded", run.error
             queued = await tr.evaluate(run.run_id, episodes=2, steps=30, parallel_envs=2)
             result = await tr.wait_eval(run.run_id, queued.eval_id, progress=False, poll_interval=0.3)

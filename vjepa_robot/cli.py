@@ -11,14 +11,18 @@ from pathlib import Path
 
 import typer
 
+from vjepa_robot import output
 from vjepa_robot.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNREACHABLE, invalid_input
+from vjepa_robot.train_commands import add_train_commands
 
 APP_HELP = """vjepa-robot: frozen V-JEPA 2 as the eyes of a robot policy.
 
 Global options go before the command (`vjepa-robot --verbose eval RUN_ID`); `--verbose` is also accepted
 after it. Exit codes: 0 done; 1 the work failed (training or evaluation failed, weights not loadable);
 2 the command was wrong (an option out of range, an unknown dataset or run, a refused request);
-3 a service could not be reached (is `vjepa-robot serve encoder` / `serve trainer` running?)."""
+3 a service could not be reached (is `vjepa-robot serve encoder` / `serve trainer` running?).
+`train` and `eval` end with one summary line; `--json` (before the command, or after train / eval) prints the
+full record instead."""
 
 app = typer.Typer(help=APP_HELP, no_args_is_help=True)
 datasets_app = typer.Typer(help="Expert datasets in the LanceDB feature store.", no_args_is_help=True)
@@ -79,8 +83,10 @@ def _global(
         "-v",
         help="Full tracebacks for expected failures (give it before the command; `CMD ... --verbose` works too).",
     ),
+    as_json: bool = typer.Option(False, "--json", help="train / eval: the full record as JSON, not a summary line."),
 ) -> None:
     _VERBOSE["on"] = verbose or _VERBOSE["on"]
+    output.JSON["on"] = as_json
 
 
 def _announce_wait(url: str, service: str) -> None:
@@ -115,6 +121,8 @@ def classify_failure(exc: BaseException) -> tuple[str, int] | None:
     while e is not None and len(chain) < 8:
         chain.append(e)
         e = e.__cause__ or e.__context__
+    if type(exc).__name__ == "ServiceFailed":  # a local service did not start (vjepa_robot/harness.py): its log
+        return str(exc), EXIT_FAILED
     for e in chain:
         if isinstance(e, (ConnectionFailed, ServiceUnavailable, httpx.ConnectError, ConnectionRefusedError)):
             return (
@@ -174,7 +182,6 @@ def datasets_create(
     from pydantic import ValidationError
 
     from vjepa_robot_client.contract import CreateDatasetRequest
-    from vjepa_robot_lab.data.datasets import DatasetExists, DatasetSpec, create_dataset, resolve_expert
 
     try:  # the service's own request model first: the same one-line refusal as through the trainer service
         CreateDatasetRequest(
@@ -189,6 +196,8 @@ def datasets_create(
         )
     except ValidationError as exc:
         _invalid(exc, CreateDatasetRequest, name="NAME")
+    from vjepa_robot_lab.data.datasets import DatasetExists, DatasetSpec, create_dataset, resolve_expert
+
     try:
         spec = DatasetSpec(
             name=name, expert=expert, task=task, episodes=episodes, steps=steps, seed=seed, image_size=image_size
@@ -223,7 +232,12 @@ def datasets_list(store: str | None = StoreOpt, as_json: bool = typer.Option(Fal
     """List datasets with their status and expert success."""
     from services.common.store import Store
 
-    rows = Store(store).list_datasets()
+    st = Store(store)
+    rows = st.list_datasets()
+    if any(m["status"] == "running" for m in rows):  # one whose generating process is gone reads failed
+        from vjepa_robot_lab.data.datasets import dataset_info
+
+        rows = [dataset_info(st, m["name"]) if m["status"] == "running" else m for m in rows]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -269,6 +283,10 @@ def datasets_show(name: str, store: str | None = StoreOpt, as_json: bool = typer
         meta = Store(store).get_dataset_meta(name)
     except (DatasetNotFound, ValueError) as exc:
         _fail(str(exc))
+    if meta["status"] == "running":  # one whose generating process is gone reads failed
+        from vjepa_robot_lab.data.datasets import dataset_info
+
+        meta = dataset_info(Store(store), name)
     if as_json:
         typer.echo(json.dumps(meta, indent=2))
     else:
@@ -574,81 +592,85 @@ def _seed_list(seeds: str | None, n_seeds: int | None) -> dict:
     return out
 
 
-def _train(
-    kind: str, request_model, fields: dict, trainer_url, encoder_url, store, runs_dir, token, wandb: bool = False
-) -> None:
-    """Validate a training request, then run it through the trainer service or in this process
-    (services.trainer.jobs.train: the same validation and run creation the service's routes use)."""
+def _trainer(trainer_url: str | None, encoder_url: str, store, runs_dir, token, announce_runs: bool = False):
+    """The Trainer port (vjepa_robot/trainer_port.py): the trainer service at --trainer-url through the SDK, else
+    the job layer in this process (the same validation and run creation the service's routes use)."""
+    from vjepa_robot.trainer_port import HttpTrainer, LocalTrainer
+
+    if trainer_url:
+        _announce_wait(trainer_url, "trainer")
+        return HttpTrainer(trainer_url, token=token)
+    ctx = _local_ctx(store, runs_dir, encoder_url, token)
+    return LocalTrainer(
+        ctx,
+        announce=(lambda key: typer.echo(f"{key.replace(':', ' ', 1)} (records in {ctx.runs.root})"))
+        if announce_runs
+        else None,
+        needs_encoder=lambda: _announce_wait(encoder_url, "encoder"),
+    )
+
+
+def _study_failures(study, what: str) -> None:
+    """Exit non-zero when a run (or its evaluation) of a study did not succeed, naming the first error."""
+    if what == "training":
+        failed = [r for r in study.runs if r.status.value != "succeeded"]
+        if failed:
+            _fail(
+                f"{len(failed)} of {len(study.runs)} runs of study {study.study_id} did not succeed: {failed[0].error}",
+                _failed_code(failed[0].error),
+            )
+    else:
+        errors = [r.error for r in study.runs if r.error]
+        if errors:
+            _fail(f"evaluation of study {study.study_id} failed: {errors[0]}", _failed_code(errors[0]))
+
+
+def _train(kind, fields: dict, shared: dict) -> None:
+    """Validate a training request (kind.request), then run it through the Trainer port and report the result."""
     from pydantic import ValidationError
 
+    from vjepa_robot.trainer_port import JobFailed, Refused
     from vjepa_robot_lab.learning.curves import WANDB_ENV
 
-    if wandb and trainer_url:  # the service's own environment decides for the runs it trains
+    trainer_url = shared["trainer_url"]
+    if shared["wandb"] and trainer_url:  # the service's own environment decides for the runs it trains
         typer.secho(
             f"note: --wandb applies to local runs; a trainer service logs to W&B when it was started with "
             f"{WANDB_ENV}=1",
             fg=typer.colors.YELLOW,
             err=True,
         )
-    elif wandb:
+    elif shared["wandb"]:
         os.environ[WANDB_ENV] = "1"  # read by vjepa_robot_lab/learning/curves.py when the run opens its curves
 
+    fields = {**fields, **_seed_list(shared["seeds"], shared["n_seeds"])}
     try:
-        req = request_model(**fields)
+        req = kind.request(**fields)
     except ValidationError as exc:
-        _invalid(exc, request_model, dataset="DATASET")
-    if trainer_url:
-        from vjepa_robot_client import TrainerClient
-
-        _announce_wait(trainer_url, "trainer")
-        tr = TrainerClient(trainer_url, token=token)
-        body = req.model_dump(mode="json", exclude_none=True, exclude_unset=True)  # a --protocol fills the rest
-        created = (tr.train_bc if kind == "bc" else tr.train_sac)(**body)
-        if req.is_study:
-            study = tr.wait_study(created)
-            _print_study(study)
-            failed = [r for r in study.runs if r.status.value != "succeeded"]
-            if failed:
-                _fail(
-                    f"{len(failed)} of {len(study.runs)} runs of study {study.study_id} did not succeed: "
-                    f"{failed[0].error}",
-                    _failed_code(failed[0].error),
-                )
-        else:
-            record = tr.wait(created)
-            _print_run(record)
-            if record.status.value != "succeeded":
-                _fail(f"training failed: {record.error}", _failed_code(record.error))
-        return
-    from services.trainer import jobs
-
-    ctx = _local_ctx(store, runs_dir, encoder_url, token)
-    if req.features.value == "vjepa2":
-        _announce_wait(encoder_url, "encoder")
-    runner = _Announcing(ctx)
+        _invalid(exc, kind.request, dataset="DATASET")
+    if not trainer_url and req.features.value == "vjepa2":  # said now, before a run is created (no failed run left)
+        if missing := output.encoder_missing(shared["encoder_url"]):
+            _fail(missing, EXIT_UNREACHABLE)
+        if getattr(req, "dataset", None):  # BC: the embedding, with its progress bar, before the run starts
+            output.embed_first(shared["encoder_url"], shared["token"], req.dataset, req.readout.value, req.grid_size)
+    trainer = _trainer(
+        trainer_url, shared["encoder_url"], shared["store"], shared["runs_dir"], shared["token"], announce_runs=True
+    )
     try:
-        created = jobs.train(ctx, runner, req, progress=True)
-    except jobs.Refused as exc:
+        created = trainer.train(req)
+        if created.study_id:
+            study = trainer.wait_study(created.study_id)
+            _print_study(study)
+            _study_failures(study, "training")
+            return
+        record = trainer.wait(created.run_id)
+    except Refused as exc:
         _fail(exc.detail)
-    except Exception as exc:  # recorded in the run as `failed` before it got here
-        _job_failed("training", exc)
-    if created.study_id:
-        _print_study(_local_study(ctx, created.study_id))
-    else:
-        _print_run(ctx.runs.get(created.run_id))
-
-
-class _Announcing:
-    """jobs.InlineRunner that first says where the records go."""
-
-    def __init__(self, ctx):
-        from services.trainer.jobs import InlineRunner
-
-        self.ctx, self.inner = ctx, InlineRunner()
-
-    def submit(self, key, fn, on_error):
-        typer.echo(f"{key.replace(':', ' ', 1)} (records in {self.ctx.runs.root})")
-        self.inner.submit(key, fn, on_error)
+    except JobFailed as exc:  # recorded in the run as `failed` before it got here
+        _job_failed(exc.what, exc.exc)
+    _print_run(record)
+    if record.status.value != "succeeded":
+        _fail(f"training failed: {record.error}", _failed_code(record.error))
 
 
 def _job_failed(what: str, exc: BaseException) -> None:
@@ -661,19 +683,8 @@ def _job_failed(what: str, exc: BaseException) -> None:
     _fail(f"{what} failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
 
 
-def _local_study(ctx, study_id: str):
-    from vjepa_robot_lab.experiments.studies import aggregate
-
-    study = ctx.runs.get_study(study_id)
-    return aggregate(study, [ctx.runs.get(r) for r in study["run_ids"]])
-
-
 def _print_run(record) -> None:
-    rec = record if isinstance(record, dict) else record.model_dump(by_alias=True)
-    metrics = {k: v for k, v in rec.get("metrics", {}).items() if not isinstance(v, (list, dict))}
-    typer.echo(
-        json.dumps({"run_id": rec["run_id"], "status": rec["status"], "metrics": metrics}, indent=1, default=str)
-    )
+    output.print_run(record)  # one summary line (--json: the whole record)
 
 
 def _interval(iv, pct: bool) -> str:
@@ -712,15 +723,6 @@ WandbOpt = typer.Option(
     "the run directory.",
 )
 NSeedsOpt = typer.Option(None, "--n-seeds", help="Runs with seeds --seed .. --seed+N-1, under one study.")
-ReadoutOpt = typer.Option(
-    "mean",
-    "--readout",
-    help="How the policy reads its features: mean | attentive (a "
-    "pooler over the token grid) | flare (the last 3 windows fused); docs/readouts.md",
-)
-GridSizeOpt = typer.Option(4, "--grid-size", help="attentive: a g x g token grid per window (g*g tokens).")
-
-
 ProtocolOpt = typer.Option(
     None,
     "--protocol",
@@ -730,98 +732,17 @@ ProtocolOpt = typer.Option(
 )
 
 
-@train_app.command("bc")
-def train_bc(
-    dataset: str,
-    features: str = typer.Option("vjepa2", help="vjepa2 | state | random | pixels"),
-    epochs: int | None = typer.Option(None, help="Default 100 (or the --protocol's)."),
-    batch_size: int | None = typer.Option(None, help="Default 256."),
-    lr: float | None = typer.Option(None, help="Default 1e-3."),
-    val_fraction: float | None = typer.Option(None, help="Default 0.1 (cortexbench: 0, every demo trains)."),
-    select: str | None = typer.Option(None, help="best_val (default: the epoch with the lowest validation MSE) | last"),
-    head: str | None = typer.Option(
-        None, help="findings (default: the first study's MLP) | batchnorm (CortexBench's BatchNorm MLP)"
-    ),
-    protocol: str | None = ProtocolOpt,
-    seed: int = typer.Option(0),
-    seeds: str | None = SeedsOpt,
-    n_seeds: int | None = NSeedsOpt,
-    readout: str | None = typer.Option(
-        None,
-        "--readout",
-        help="How the policy reads its features: mean (default) | attentive (a "
-        "pooler over the token grid) | flare (the last 3 windows fused); docs/readouts.md",
-    ),
-    grid_size: int = GridSizeOpt,
-    trainer_url: str | None = TrainerUrlOpt,
-    encoder_url: str = EncoderUrlOpt,
-    store: str | None = StoreOpt,
-    runs_dir: Path | None = RunsOpt,
-    token: str | None = TokenOpt,
-    wandb: bool = WandbOpt,
-) -> None:
-    """Behaviour cloning (the first study's MLP) on a dataset's features."""
-    from vjepa_robot_client.contract import TrainBCRequest
-
-    given = dict(epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, select=select, head=head)
-    fields = dict(
-        dataset=dataset,
-        features=features,
-        seed=seed,
-        grid_size=grid_size,
-        **{k: v for k, v in given.items() if v is not None},  # left out: the request's defaults or the protocol's
-        **({"readout": readout} if readout is not None else {}),
-        **({"protocol": protocol} if protocol is not None else {}),
-        **_seed_list(seeds, n_seeds),
-    )
-    _train("bc", TrainBCRequest, fields, trainer_url, encoder_url, store, runs_dir, token, wandb)
-
-
-@train_app.command("sac")
-def train_sac(
-    features: str = typer.Option("state", help="vjepa2 | state | random"),
-    task: str = typer.Option("easy", help=TASK_HELP),
-    total_steps: int | None = typer.Option(None, help="Simulator steps (action repeats counted)."),
-    parallel_envs: int | None = typer.Option(None),
-    episode_steps: int | None = typer.Option(None),
-    action_repeat: int | None = typer.Option(None),
-    networks: str | None = typer.Option(
-        None,
-        help="findings | ln | bro: the actor/critic configuration (vjepa_robot_lab/learning/sac.py NETWORKS; "
-        "default: the features' own, bench/SAC_RESULTS.md).",
-    ),
-    seed: int = typer.Option(0),
-    seeds: str | None = SeedsOpt,
-    n_seeds: int | None = NSeedsOpt,
-    readout: str = ReadoutOpt,
-    grid_size: int = GridSizeOpt,
-    trainer_url: str | None = TrainerUrlOpt,
-    encoder_url: str = EncoderUrlOpt,
-    store: str | None = StoreOpt,
-    runs_dir: Path | None = RunsOpt,
-    token: str | None = TokenOpt,
-    wandb: bool = WandbOpt,
-) -> None:
-    """Soft Actor-Critic online in parallel reacher envs on vjepa2 / state / random features."""
-    from vjepa_robot_client.contract import TrainSACRequest
-
-    given = dict(
-        total_steps=total_steps,
-        parallel_envs=parallel_envs,
-        episode_steps=episode_steps,
-        action_repeat=action_repeat,
-        networks=networks,
-    )
-    fields = dict(
-        features=features,
-        task=task,
-        seed=seed,
-        readout=readout,
-        grid_size=grid_size,
-        **{k: v for k, v in given.items() if v},
-        **_seed_list(seeds, n_seeds),
-    )
-    _train("sac", TrainSACRequest, fields, trainer_url, encoder_url, store, runs_dir, token, wandb)
+SHARED_TRAIN_OPTIONS = {  # every `train <kind>` command has these beside its request's fields (train_commands.py)
+    "seeds": (str | None, SeedsOpt),
+    "n_seeds": (int | None, NSeedsOpt),
+    "trainer_url": (str | None, TrainerUrlOpt),
+    "encoder_url": (str, EncoderUrlOpt),
+    "store": (str | None, StoreOpt),
+    "runs_dir": (Path | None, RunsOpt),
+    "token": (str | None, TokenOpt),
+    "wandb": (bool, WandbOpt),
+}
+TRAIN_COMMANDS = add_train_commands(train_app, SHARED_TRAIN_OPTIONS, _train)  # train bc, train sac, ...
 
 
 @app.command("eval")
@@ -852,6 +773,7 @@ def evaluate(
     """Live evaluation of a trained run, of every run of a study, or of a baseline policy."""
     from pydantic import ValidationError
 
+    from vjepa_robot.trainer_port import JobFailed, Refused
     from vjepa_robot_client.contract import EXPERTS, BaselineEvalRequest, EvalRequest
 
     given = dict(
@@ -864,6 +786,9 @@ def evaluate(
         allow_image_size_change=allow_image_size_change or None,
         targets=targets,
     )
+    given["episodes"], note = output.stratified_episodes(episodes, targets)  # 4 -> 6, said on stderr
+    if note:
+        typer.secho(note, fg=typer.colors.YELLOW, err=True)
     given = {k: v for k, v in given.items() if v is not None}
     baseline = run_id in EXPERTS
     study = run_id.startswith("study-")
@@ -872,65 +797,31 @@ def evaluate(
         req = BaselineEvalRequest(policy=run_id, **given) if baseline else EvalRequest(**given)
     except ValidationError as exc:
         _invalid(exc, model, policy="RUN_ID")
-    if trainer_url:
-        from vjepa_robot_client import TrainerClient
-
-        _announce_wait(trainer_url, "trainer")
-        tr = TrainerClient(trainer_url, token=token)
+    if not trainer_url and not baseline:  # said now, before an evaluation is recorded
+        ctx = _local_ctx(store, runs_dir, encoder_url, token)
+        if _uses_encoder(ctx, run_id, study) and (missing := output.encoder_missing(encoder_url)):
+            _fail(missing, EXIT_UNREACHABLE)
+    trainer = _trainer(trainer_url, encoder_url, store, runs_dir, token)
+    try:
         if study:
-            tr.evaluate_study(run_id, **given)
-            result = tr.wait_study(run_id, evaluated=True)
+            result = trainer.evaluate_study(run_id, req)
             _print_study(result)
-            errors = [r.error for r in result.runs if r.error]
-            if errors:
-                _fail(f"evaluation of study {run_id} failed: {errors[0]}", _failed_code(errors[0]))
+            _study_failures(result, "evaluation")
             return
         if baseline:
-            run_id = tr.evaluate_baseline(run_id, **given)
+            run_id, evaluation = trainer.evaluate_baseline(req)
         else:
-            tr.evaluate(run_id, **given)
-        res = tr.wait_eval(run_id).model_dump(by_alias=True)
-    else:
-        from services.trainer import jobs
-
-        ctx = _local_ctx(store, runs_dir, encoder_url, token)
-        if not baseline and _uses_encoder(ctx, run_id, study):
-            _announce_wait(encoder_url, "encoder")
-        runner = jobs.InlineRunner()
-        try:
-            if study:
-                jobs.evaluate_study(ctx, runner, run_id, req)
-                _print_study(_local_study(ctx, run_id))
-                return
-            if baseline:
-                res = jobs.evaluate_baseline(ctx, runner, req)
-            else:
-                res = jobs.evaluate_run(ctx, runner, run_id, req)
-        except jobs.Refused as exc:
-            _fail(exc.detail)
-        except Exception as exc:  # recorded in the run's evaluation as `failed` before it got here
-            _job_failed("evaluation", exc)
-        res = ctx.runs.get(res.run_id)["evaluations"][res.eval_id]
-    typer.echo(
-        json.dumps(
-            {
-                k: res.get(k)
-                for k in (
-                    "run_id",
-                    "status",
-                    "success_rate",
-                    "success_ci95",
-                    "mean_return",
-                    "image_size",
-                    "steps_per_second",
-                    "error",
-                    "by_distance",  # success and return near / middle / far from the base (reacher)
-                    "failed",  # the episodes that failed: seed, return, target radius and angle
-                )
-            },
-            indent=1,
-        )
-    )
+            evaluation = trainer.evaluate(run_id, req)
+    except Refused as exc:
+        _fail(exc.detail)
+    except JobFailed as exc:  # recorded in the run's evaluation as `failed` before it got here
+        _job_failed(exc.what, exc.exc)
+    res = evaluation.model_dump(mode="json", by_alias=True)
+    try:
+        run_record = trainer.wait(res["run_id"]) if res.get("run_id") else None  # terminal already: no wait
+    except Exception:  # the summary line then goes without the run's features
+        run_record = None
+    output.print_eval(res, run_record)  # one summary line (--json: the whole evaluation record)
     if res.get("status") != "succeeded":
         _fail(f"evaluation {res.get('status')}: {res.get('error')}", _failed_code(res.get("error")))
 
@@ -946,7 +837,7 @@ def _uses_encoder(ctx, run_id: str, study: bool) -> bool:
             if str(getattr(feats, "value", feats)) == "vjepa2":
                 return True
         return False
-    except Exception:  # unknown run or study: jobs.evaluate_* refuses it with its own message
+    except Exception:  # unknown run or study: the job layer refuses it with its own message
         return False
 
 
@@ -1038,6 +929,7 @@ def runs_root(store: str | None, runs_dir: Path | None) -> Path:
 
 
 def _run_result(run: dict) -> str:
+    from vjepa_robot_lab.records.run_kinds import RUN_KINDS
     from vjepa_robot_lab.report import evaluation_rows, num, pct
 
     evals = evaluation_rows([run])
@@ -1046,23 +938,16 @@ def _run_result(run: dict) -> str:
         if e["success_rate"] is None:  # a task without success (docs/tasks.md): its return is the result
             return f"return {num(e['mean_return'])} ({e['episodes']} ep, {e['task']})"
         return f"{pct(e['success_rate'], e['ci'])} success ({e['episodes']} ep, {e['task']})"
-    m = run.get("metrics") or {}
-    if run.get("kind") == "sac" and (m.get("final_eval") or {}).get("mean_return") is not None:
-        return f"final return {num(m['final_eval']['mean_return'])} (not evaluated)"
-    if run.get("kind") == "bc" and m.get("val_loss") is not None:
-        kept = m.get("selected_epoch")
-        return (
-            f"val MSE {m.get('best_val_loss') or m['val_loss']:.2e}"
-            + (f" (epoch {kept})" if kept else "")
-            + " (not evaluated)"
-        )
-    return "-"
+    kind = RUN_KINDS.get(run.get("kind"))  # the kind's own summary of its training (run_kinds.py)
+    result = kind.training_result(run.get("metrics") or {}) if kind is not None else None
+    return f"{result} (not evaluated)" if result else "-"
 
 
 def _run_features(run: dict) -> str:
     from vjepa_robot_lab.report import encoder_info, feature_lineage, is_plumbing
+    from vjepa_robot_lab.report.rows import trained
 
-    if run.get("kind") == "baseline":
+    if not trained(run.get("kind")):  # an expert policy, evaluated (a baseline)
         return "scripted: " + str((run.get("config") or {}).get("policy"))
     info = encoder_info(run)
     if info["features"] != "vjepa2":
@@ -1180,8 +1065,8 @@ def runs_show(
         )
 
 
-# Measured with `vjepa-robot demo` on the development machine (2 shared x86_64 cores): see README.md ("Time").
-DEMO_TIME = "6-20 min on 2 cores, by what else runs"  # the README states the same (tests/test_readme.py)
+# Measured with `vjepa-robot demo` on the development machine (2 shared x86_64 cores): docs/results.md#demo-time.
+DEMO_TIME = "6-22 min on 2 cores, by what else runs"  # the README states the same (tests/test_readme.py)
 
 
 @app.command("demo")
@@ -1204,8 +1089,13 @@ def demo(
     """The whole BC experiment through both services on loopback: expert dataset, encode, BC on vjepa2 / state /
     random features, live evaluation beside the experts, probes, report. It prints each stage's time at the end,
     and writes to the same store and runs directory as every other command (`vjepa-robot runs list`, `report`)."""
+    from vjepa_robot.demo import demo_config, run_demo
+
+    try:  # bad options are refused before the store and torch load (under a second)
+        demo_config(preset, episodes=episodes, eval_episodes=eval_episodes, epochs=epochs, seeds=seeds)
+    except ValueError as exc:
+        _fail(str(exc))
     from services.common.store import default_store_uri
-    from vjepa_robot.demo import run_demo
 
     store_uri = store or default_store_uri()
     if "://" in store_uri:
@@ -1230,52 +1120,27 @@ def demo(
 
 
 def _local_encoders(models: list[str], store: str, fusion: str | None, logs: Path):
-    """One encoder service per --model on loopback (child processes, as the demo starts them): a preset name
-    (tiny-dinov2, vitl, ...) or a hub id / checkpoint directory. Returns (urls, processes)."""
-    import subprocess
-    import sys
-
+    """One encoder service per --model on loopback (child processes, started by the harness as the demo's are): a
+    preset name (tiny-dinov2, vitl, ...) or a hub id / checkpoint directory. Returns (urls, services)."""
     from services.encoder.model import PRESETS
-    from vjepa_robot.demo import free_port, wait_healthy
+    from vjepa_robot.harness import ServiceGroup, cli_service
 
-    logs.mkdir(parents=True, exist_ok=True)
-    urls, procs = [], []
-    try:
-        for k, model in enumerate(models):
-            port = free_port()
-            which = ["--preset", model] if model in PRESETS else ["--model", model]
-            args = ["serve", "encoder", "--port", str(port), *which, "--store", store]
-            if fusion:
-                args += ["--fusion", fusion]
-            log = logs / f"encoder-{k}.log"
-            with open(log, "w") as fh:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "vjepa_robot.cli", *args],
-                    stdout=fh,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )
-            procs.append(proc)
-            urls.append(f"http://127.0.0.1:{port}")
-            typer.echo(f"encoder {model}: {urls[-1]} (log {log})")
-        for url, proc, k in zip(urls, procs, range(len(urls))):
-            wait_healthy(url, proc, logs / f"encoder-{k}.log", timeout=600)
-    except BaseException:
-        _stop_all(procs)
-        raise
-    return urls, procs
+    services = []
+    for k, model in enumerate(models):
+        which = ["--preset", model] if model in PRESETS else ["--model", model]
+        args = ["--store", store, *which, *(["--fusion", fusion] if fusion else [])]
+        services.append(cli_service("encoder", *args, name=f"encoder-{k}", log=logs / f"encoder-{k}.log"))
+        typer.echo(f"encoder {model}: {services[-1].url} (log {services[-1].log})")
+    for s in services:
+        s.start_timeout = 600
+    ServiceGroup(services).start()  # all started at once; on a failure the others are stopped
+    return [s.url for s in services], services
 
 
-def _stop_all(procs) -> None:
-    import subprocess
-
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
+def _stop_all(services) -> None:
+    """Stop the local encoders (SIGTERM, then SIGKILL after a grace period), the last started first."""
+    for s in reversed(services):
+        s.stop()
 
 
 @app.command("bake-off")
@@ -1311,6 +1176,14 @@ def bake_off(
     fusion: str | None = typer.Option(
         None, help="--model encoders of image families: fuse frames by mean | last | last3."
     ),
+    baseline: list[str] = typer.Option(
+        [], "--baseline", help="A feature-source row beside the encoders' (repeat): state, random, ..."
+    ),
+    executor: str = typer.Option("local", "--executor", help="Where the cells run: local | modal | slurm (submitit)."),
+    cell_workers: int = typer.Option(1, "--cell-workers", help="Cells at once (local: processes; slurm: jobs)."),
+    resume: str | None = typer.Option(
+        None, "--resume", help="Resume bake-off ID: run only its cells not finished (start its encoders again)."
+    ),
     out: Path = typer.Option(Path("vjepa-robot-bakeoff"), "--out", help="Where the table and figure are copied."),
     trainer_url: str | None = TrainerUrlOpt,
     store: str | None = StoreOpt,
@@ -1323,8 +1196,11 @@ def bake_off(
 
     from vjepa_robot_client.contract import BakeoffRequest
 
-    if not model and not encoder:
-        _fail("name the encoders: --model PRESET_OR_CHECKPOINT (started here) and/or --encoder URL, each repeatable")
+    if not model and not encoder and not baseline and not resume:
+        _fail(
+            "name the rows: --model PRESET_OR_CHECKPOINT (started here), --encoder URL and/or --baseline state, "
+            "each repeatable (or --resume ID)"
+        )
     experts: dict[str, str] = {}
     for e in expert:
         name, sep, value = e.partition("=")
@@ -1346,6 +1222,9 @@ def bake_off(
         eval_seed=eval_seed,
         parallel_envs=parallel_envs,
         workers=workers,
+        baselines=baseline or None,
+        executor=executor,
+        cell_workers=cell_workers,
     )
     fields = {k: v for k, v in given.items() if v is not None}
     try:
@@ -1361,12 +1240,18 @@ def bake_off(
         if model:
             started, procs = _local_encoders(model, store_uri, fusion, out / "logs")
             urls += started
-        req = BakeoffRequest(encoders=urls, **fields)
+        req = None if resume else BakeoffRequest(encoders=urls, **fields)
         if trainer_url:
             from vjepa_robot_client import TrainerClient
 
             tr = TrainerClient(trainer_url, token=token)
-            record = tr.wait_bakeoff(tr.bakeoff(**req.model_dump(mode="json", exclude_unset=True)).bakeoff_id)
+            if req is None:
+                started_record = tr.resume_bakeoff(resume)
+            else:
+                started_record = tr.bakeoff(**req.model_dump(mode="json", exclude_unset=True))
+            if started_record.plan.get("summary"):
+                typer.echo(started_record.plan["summary"])  # the cost plan, recorded before the cells start
+            record = tr.wait_bakeoff(started_record.bakeoff_id)
             out.mkdir(parents=True, exist_ok=True)
             (out / "bakeoff.md").write_text((record.table or "") + "\n")
             if record.figure_path:
@@ -1376,7 +1261,10 @@ def bake_off(
 
             ctx = _local_ctx(store_uri, runs_dir, None, token)
             try:
-                record = bakeoff.start(ctx, jobs.InlineRunner(), req, announce=typer.echo)
+                if req is None:
+                    record = bakeoff.resume(ctx, jobs.InlineRunner(), resume, announce=typer.echo, urls=urls or None)
+                else:
+                    record = bakeoff.start(ctx, jobs.InlineRunner(), req, announce=typer.echo)
             except jobs.Refused as exc:
                 _fail(exc.detail)
             record = bakeoff.load(ctx, record.bakeoff_id)
@@ -1387,6 +1275,12 @@ def bake_off(
     typer.echo(f"\ntable {out / 'bakeoff.md'}, figure {out / 'bakeoff.png'} (bake-off {record.bakeoff_id})")
     if record.status.value != "succeeded":
         _fail(f"bake-off {record.bakeoff_id} {record.status.value}: {record.error}", EXIT_FAILED)
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
 
 
 # The trainer stack is an extra (pip install "vjepa-robot[trainer]"); an encoder-only install still runs the CLI.
@@ -1402,8 +1296,28 @@ def main(argv: list[str] | None = None) -> None:
     if "--verbose" in args[1:cut]:
         _VERBOSE["on"] = True
         args = [a for i, a in enumerate(args) if not (a == "--verbose" and 0 < i < cut)]
+    at = next((i for i, a in enumerate(args[:cut]) if not a.startswith("-")), cut)  # the command
+    if at < cut and args[at] in ("train", "eval") and "--json" in args[at + 1 : cut]:  # datasets / runs: their own
+        args = ["--json", *(a for i, a in enumerate(args) if not (a == "--json" and at < i < cut))]
+    from vjepa_robot.harness import SIGNALS, stop_on_signals
+
+    restore = lambda: None  # noqa: E731
+    if next((a for a in args if not a.startswith("-")), "serve") != "serve":  # uvicorn owns a service's signals
+        # SIGTERM/SIGINT raise in the main thread: local services stop (the trainer before its encoder), datasets,
+        # runs, evaluations and bake-offs in progress here end failed/interrupted, then the CLI exits (128 + signal)
+        restore = stop_on_signals()
     try:
         app(args=args, prog_name="vjepa-robot")
+    except (SystemExit, KeyboardInterrupt):
+        if SIGNALS.received is None:
+            raise
+        name = signal_name(SIGNALS.received)
+        typer.secho(f"stopped by {name}: local services stopped, unfinished work recorded", fg="yellow", err=True)
+        if argv is None:  # the console script: exit now, not after threads still computing (the demo's probes)
+            from vjepa_robot.harness import exit_now
+
+            exit_now(128 + SIGNALS.received)
+        raise SystemExit(128 + SIGNALS.received) from None
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in TRAINER_STACK:
             raise
@@ -1413,12 +1327,20 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         raise SystemExit(EXIT_BAD_INPUT) from None
-    except Exception as exc:  # expected failures in one line; the trace behind --verbose
-        found = None if _VERBOSE["on"] else classify_failure(exc)
+    except Exception as exc:  # expected failures in one line; the trace behind --verbose, with the same exit code
+        found = classify_failure(exc)
         if found is None:
             raise
+        if _VERBOSE["on"]:
+            import traceback
+
+            traceback.print_exc()
+            typer.secho(f"error: {found[0]}", fg=typer.colors.RED, err=True)
+            raise SystemExit(found[1]) from None
         typer.secho(f"error: {found[0]} (full trace: vjepa-robot --verbose ...)", fg=typer.colors.RED, err=True)
         raise SystemExit(found[1]) from None
+    finally:
+        restore()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,15 +15,12 @@ ViT-L, 100 evaluation episodes, 3 BC seeds) for a GPU machine. Results go to the
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import socket
-import subprocess
-import sys
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,6 +54,10 @@ class DemoConfig:
     seed: int = 0
     seeds: int = 1  # BC training seeds per condition (one run each)
     probe_folds: int = 3  # k-fold over episodes for the probes (the CLI's `probe` uses 5)
+    # MLP probe training steps per fold (the CLI's `probe` uses 1500): the probes' ridge is closed-form numpy and
+    # costs little; their MLPs are small-tensor torch work, which slows to a crawl when another process holds a
+    # core, and made the probes the quick demo's long pole (25 of its 30 min at load 5-13). docs/results.md#demo-time
+    probe_mlp_steps: int = 300
 
 
 PRESETS = {
@@ -70,8 +71,20 @@ PRESETS = {
         parallel_envs=16,
         seeds=3,
         probe_folds=5,
+        probe_mlp_steps=1500,
     ),
 }
+
+# The demo's section headers, each within a rich rule at 80 columns (a log file's width; tests/test_newcomer.py)
+HEADERS = {
+    "dataset": "1. expert dataset: the jacobian expert, rendered in parallel",
+    "work": "2-4. encode; BC, probes and evaluations as their inputs are ready",
+    "probes": "5. probes: what the features encode (R2 on held-out episodes)",
+    "report": "6. report",
+}
+RULE_WIDTH = 80
+PROGRESS_EVERY_S = 20.0  # when output is not a terminal: one line per running job at least this often
+SERVICE_START_S = 600.0  # how long the demo waits for a service to answer /healthz
 
 
 def check_config(cfg: DemoConfig) -> None:
@@ -124,80 +137,94 @@ def check_config(cfg: DemoConfig) -> None:
         raise ValueError(f"--seeds {cfg.seeds} is out of range: it must be between 1 and 32")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VJEPA_ROBOT_TORCH_THREADS")
+
+
+def probe_pool() -> ProcessPoolExecutor:
+    """One worker process for the probes, started with every thread pool at one thread (OpenBLAS, OpenMP, MKL,
+    torch). Measured on the 2 loaded cores (docs/results.md#demo-time): the probes' numpy ridge took 47-50 s per
+    96-d source with OpenBLAS's default two threads against 7-12 s on one, and their torch MLPs did not finish a
+    source in 10 min on two threads (73 s on one): a second thread spins while another process holds the core.
+    The variables must be set before the worker imports numpy, so the process starts here, with them in place."""
+    import multiprocessing
+
+    saved = {k: os.environ.get(k) for k in ONE_THREAD}
+    os.environ.update({k: "1" for k in ONE_THREAD})
+    try:
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        pool.submit(int).result()  # start the worker now, while the variables are set
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return pool
+
+
+def probe_one(store_dir: str, dataset: str, features: str, encoder_url: str, seed: int, folds: int, mlp_steps: int):
+    """The probes of one feature source on the demo's dataset (in the probe_pool worker)."""
+    from services.common.store import Store
+    from vjepa_robot_lab.perception.features import make_feature_source
+    from vjepa_robot_lab.perception.probe import probe
+    from vjepa_robot_lab.threads import set_torch_threads
+
+    set_torch_threads(1)
+    src = make_feature_source(features, encoder_url=encoder_url)
+    try:
+        result = probe(Store(store_dir), dataset, src, seed=seed, folds=folds, mlp_steps=mlp_steps)
+        return {**result, "dataset": dataset, "mlp_steps": mlp_steps}
+    finally:
+        src.close()
+
+
+def demo_config(preset: str = "quick", **overrides) -> DemoConfig:
+    """The preset with the options given, checked (ValueError, one line) before anything heavy is imported."""
+    from vjepa_robot.signal_demo import SIGNAL_PRESETS, signal_config
+
+    if preset in SIGNAL_PRESETS:  # issue 27: a real pretrained encoder beside its controls (vjepa_robot/signal_demo.py)
+        return signal_config(preset, **overrides)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown demo preset {preset!r}: choose one of {', '.join([*PRESETS, *SIGNAL_PRESETS])}")
+    cfg = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+    check_config(cfg)
+    return cfg
 
 
 class Services:
-    """Both services as child processes on loopback; stopped (SIGTERM, then SIGKILL) on exit."""
+    """Both services as child processes on loopback (vjepa_robot/harness.py: free ports, health wait, logs in
+    `logs`); stopped on exit, the trainer before the encoder it calls (SIGTERM, then SIGKILL after a grace period),
+    and dying with this process if it is killed."""
 
     def __init__(self, store: Path, runs: Path, logs: Path, encoder_preset: str, token: str | None = None):
-        self.store, self.runs, self.logs, self.preset, self.token = store, runs, logs, encoder_preset, token
-        self.procs: list[subprocess.Popen] = []
-        self.encoder_url = self.trainer_url = ""
+        from vjepa_robot.harness import ServiceGroup, cli_service, free_port
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        log = open(self.logs / f"{name}.log", "w")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "vjepa_robot.cli", "serve", name, *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        self.procs.append(proc)
-        return proc
+        self.store, self.runs, self.logs, self.preset, self.token = store, runs, logs, encoder_preset, token
+        pe = free_port()
+        self.encoder_url = f"http://127.0.0.1:{pe}"
+        # a service imports torch and builds its model before it answers: minutes on a loaded 2-core machine
+        # (measured: over 3 min for the tiny encoder at load ~20), so the demo waits up to 10 and says so
+        encoder = cli_service(
+            "encoder", "--preset", self.preset, "--store", store, port=pe, log=logs / "encoder.log",
+            start_timeout=SERVICE_START_S, on_wait=self._waiting("encoder"),
+        )  # fmt: skip
+        trainer = cli_service(
+            "trainer", "--encoder-url", self.encoder_url, "--store", store, "--runs-dir", runs,
+            log=logs / "trainer.log", start_timeout=SERVICE_START_S, on_wait=self._waiting("trainer"),
+        )  # fmt: skip
+        self.trainer_url = trainer.url
+        self.group = ServiceGroup([encoder, trainer])
 
     def __enter__(self) -> Services:
-        pe, pt = free_port(), free_port()
-        self.encoder_url, self.trainer_url = f"http://127.0.0.1:{pe}", f"http://127.0.0.1:{pt}"
-        enc = self._spawn("encoder", ["--port", str(pe), "--preset", self.preset, "--store", str(self.store)])
-        tr = self._spawn(
-            "trainer",
-            [
-                "--port",
-                str(pt),
-                "--encoder-url",
-                self.encoder_url,
-                "--store",
-                str(self.store),
-                "--runs-dir",
-                str(self.runs),
-            ],
-        )
-        wait_healthy(self.encoder_url, enc, self.logs / "encoder.log")
-        wait_healthy(self.trainer_url, tr, self.logs / "trainer.log")
+        self.group.start()  # up to SERVICE_START_S each, a line every PROGRESS_EVERY_S while waiting
         return self
 
+    def _waiting(self, name: str) -> Callable[[float], None]:
+        log = self.logs / f"{name}.log"
+        return lambda s: console.print(f"  still starting the {name} ({fmt_s(s)}; log {log})", highlight=False)
+
     def __exit__(self, *exc) -> None:
-        for p in self.procs:
-            p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"service at {url} exited with code {proc.returncode}; its log ({log}):\n" + log.read_text()[-3000:]
-            )
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"service at {url} not healthy after {timeout} s (log: {log})")
+        self.group.stop()
 
 
 TERMINAL = ("succeeded", "failed", "interrupted", "ready", "done")  # runs/evaluations, datasets, encode jobs
@@ -223,51 +250,90 @@ class Watch:
     Jobs run concurrently on the services (the trainer runs two at once); a job's `then` starts the jobs that
     need its result (BC on vjepa2 after the encode, an evaluation after its training run)."""
 
-    def __init__(self, console: Console, t0: float):
+    def __init__(self, console: Console, t0: float, clock: Callable[[], float] = time.monotonic):
         self.console, self.t0 = console, t0
         self.done: list[Job] = []
+        self.lines = ProgressLines(clock=clock)
+        self.beat_s = 1.0  # how often the progress thread looks at the clock (output not a terminal)
 
     def run(self, jobs: list[Job], poll_interval: float = 1.0) -> list[Job]:
+        """Watch `jobs` (and those their `then` starts) until all have ended. On a terminal: live rich bars; in a
+        log file or a pipe (where rich draws no bars until the end): a line per running job every
+        PROGRESS_EVERY_S seconds, so a reader of the log sees the demo moving."""
+        from contextlib import nullcontext
+
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        terminal = self.console.is_terminal
         bars = Progress(
-            TextColumn("{task.description:<34}"),
-            BarColumn(),
+            TextColumn("{task.description:<26}"),
+            BarColumn(bar_width=14),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[unit]:<8} {task.fields[state]:<10}"),
+            TextColumn("{task.fields[unit]:<8} {task.fields[state]:<9}"),
             TimeElapsedColumn(),
             console=self.console,
             transient=False,
+            disable=not terminal,
         )
         live: dict[int, Job] = {}
+        seen: dict[int, tuple] = {}  # task id -> its latest (done, total, state, unit)
 
         def start(job: Job) -> None:
             job.started = time.perf_counter()
             live[bars.add_task(job.label, total=None, unit="", state="queued")] = job
 
-        with bars:
-            for job in jobs:
-                start(job)
-            while live:
-                for task_id, job in list(live.items()):
-                    done, total, state, unit, result = job.poll()
-                    bars.update(task_id, completed=done or 0, total=total or None, state=state, unit=unit)
-                    if state not in TERMINAL:
-                        continue
-                    job.ended, job.result = time.perf_counter(), result
-                    del live[task_id]
-                    self.done.append(job)
-                    if state not in ("succeeded", "ready", "done"):
-                        raise RuntimeError(f"{job.label} {state}: {getattr(result, 'error', result)}")
-                    bars.console.print(
-                        f"{job.label}: {self.describe(job)} ({fmt_s(job.ended - job.started)})",
-                        highlight=False,
-                        markup=False,
-                    )
-                    for follow in job.then(result) if job.then else []:
-                        start(follow)
-                if live:
-                    time.sleep(poll_interval)
+        lock = threading.Lock()  # the watch loop and the progress thread share `live`, `seen` and the console
+        stop = threading.Event()
+
+        def progress_lines() -> None:
+            with lock:
+                if terminal or not live or not self.lines.due():
+                    return
+                elapsed = time.perf_counter() - self.t0
+                for task_id, job in live.items():
+                    done, total, state, unit = seen.get(task_id, (None, None, "queued", ""))
+                    line = progress_line(elapsed, job.label, done, total, unit, state)
+                    self.console.print(line, highlight=False, markup=False, overflow="ellipsis", no_wrap=True)
+
+        def beat() -> None:  # the cadence holds while a poll waits on a slow service
+            while not stop.wait(self.beat_s):
+                progress_lines()
+
+        beater = threading.Thread(target=beat, name="demo-progress", daemon=True)
+        with bars if terminal else nullcontext():
+            with lock:
+                for job in jobs:
+                    start(job)
+            if not terminal:
+                beater.start()
+            try:
+                while live:
+                    for task_id, job in list(live.items()):
+                        done, total, state, unit, result = job.poll()  # outside the lock: it may take seconds
+                        with lock:
+                            bars.update(task_id, completed=done or 0, total=total or None, state=state, unit=unit)
+                            seen[task_id] = (done, total, state, unit)
+                            if state not in TERMINAL:
+                                continue
+                            job.ended, job.result = time.perf_counter(), result
+                            del live[task_id]
+                            self.done.append(job)
+                            if state not in ("succeeded", "ready", "done"):
+                                raise RuntimeError(f"{job.label} {state}: {getattr(result, 'error', result)}")
+                            bars.console.print(
+                                f"{job.label}: {self.describe(job)} ({fmt_s(job.ended - job.started)})",
+                                highlight=False,
+                                markup=False,
+                            )
+                        follows = job.then(result) if job.then else []  # requests to the services: unlocked
+                        with lock:
+                            for follow in follows:
+                                start(follow)
+                    progress_lines()
+                    if live:
+                        time.sleep(poll_interval)
+            finally:
+                stop.set()
         return self.done
 
     @staticmethod
@@ -302,6 +368,28 @@ class Watch:
         return {k: hi - lo for k, (lo, hi) in out.items()}
 
 
+class ProgressLines:
+    """When to print the next progress line: the first call is due, then one every `every` seconds by `clock`."""
+
+    def __init__(self, every: float = PROGRESS_EVERY_S, clock: Callable[[], float] = time.monotonic):
+        self.every, self.clock = every, clock
+        self.last: float | None = None
+
+    def due(self) -> bool:
+        now = self.clock()
+        if self.last is None or now - self.last >= self.every:
+            self.last = now
+            return True
+        return False
+
+
+def progress_line(elapsed: float, label: str, done, total, unit: str, state: str) -> str:
+    """One job's progress for a log: `[  2:05] encode demo-easy-40x100-s0 1200/4000 windows (running)`."""
+    m, sec = divmod(int(elapsed), 60)
+    count = f"{done or 0}/{total} {unit}" if total else (f"{done} {unit}" if done else "")
+    return " ".join(x for x in (f"[{m:3d}:{sec:02d}]", label, count, f"({state})") if x)
+
+
 def fmt_s(seconds: float) -> str:
     m, s = divmod(int(round(seconds)), 60)
     return f"{m} min {s:02d} s" if m else f"{s} s"
@@ -317,21 +405,17 @@ def run_demo(
 ) -> Path:
     """Run the study; write to `store` / `runs_dir` (default: the CLI's defaults, so `vjepa-robot runs list` and
     `vjepa-robot report` find the results afterwards); service logs go to `workdir`/logs."""
-    from services.common.store import Store, default_store_uri
     from vjepa_robot.signal_demo import SIGNAL_PRESETS, run_signal
+
+    if preset in SIGNAL_PRESETS:  # issue 27: its own module (probes and BC rows of several encoders)
+        return run_signal(preset, out=out, workdir=workdir, store=store, runs_dir=runs_dir, **overrides)
+    cfg = demo_config(preset, **overrides)  # bad options are refused before the heavy imports below
+    from services.common.store import default_store_uri
     from vjepa_robot_client import EncoderClient, TrainerClient
     from vjepa_robot_client.contract import EXPERTS, FEATURE_SOURCES
-    from vjepa_robot_lab.perception.features import make_feature_source
-    from vjepa_robot_lab.perception.probe import probe
     from vjepa_robot_lab.records.runs import default_runs_dir
     from vjepa_robot_lab.report import is_plumbing, read_runs, save_notes, summary_lines, title, write_report
 
-    if preset in SIGNAL_PRESETS:  # issue 27: a real pretrained encoder beside its controls (vjepa_robot/signal_demo.py)
-        return run_signal(preset, out=out, workdir=workdir, store=store, runs_dir=runs_dir, **overrides)
-    if preset not in PRESETS:
-        raise ValueError(f"unknown demo preset {preset!r}: choose one of {', '.join([*PRESETS, *SIGNAL_PRESETS])}")
-    cfg = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
-    check_config(cfg)  # before any service starts
     store_dir = Path(store or default_store_uri()).resolve()
     runs_dir = Path(runs_dir or default_runs_dir(str(store_dir))).resolve()
     workdir = workdir.resolve()
@@ -340,9 +424,11 @@ def run_demo(
     t0 = time.perf_counter()
     times: dict[str, float] = {}
     console.rule(f"[bold]vjepa-robot demo ({preset})")
-    console.print(json.dumps(asdict(cfg)))
+    console.print("config: " + ", ".join(f"{k}={v}" for k, v in asdict(cfg).items()), highlight=False)
+    console.print(f"starting the encoder ({cfg.encoder_preset}) and trainer services ...", highlight=False)
     with Services(store_dir, runs_dir, workdir / "logs", cfg.encoder_preset) as svc:
         times["services start"] = time.perf_counter() - t0
+        console.print(f"services ready in {fmt_s(times['services start'])}", highlight=False)
         enc, tr = EncoderClient(svc.encoder_url, timeout=300), TrainerClient(svc.trainer_url, timeout=60)
         info = enc.info()
         stand_in = bool(getattr(info, "random_init", False))  # the encoder says so where it loads its weights
@@ -357,7 +443,7 @@ def run_demo(
             )
         watch = Watch(console, t0)
 
-        console.rule("1. expert dataset (the jacobian expert, rendered in parallel workers)")
+        console.rule(HEADERS["dataset"])
         try:
             ds = tr.dataset(dataset)
         except Exception:
@@ -387,9 +473,13 @@ def run_demo(
 
         watch.run([Job(f"dataset {dataset}", "dataset", poll_dataset)])
 
-        console.rule(
-            "2-4. encode (frozen V-JEPA 2" + (", random-init stand-in" if stand_in else "") + ") while BC "
-            "trains on state / random and the baselines are evaluated; then BC on vjepa2; evaluations"
+        console.rule(HEADERS["work"])
+        console.print(
+            "The encoder (frozen V-JEPA 2"
+            + (", a random-init stand-in" if stand_in else "")
+            + ") embeds the dataset while BC trains on state and random features, the probes fit and the "
+            "baselines are evaluated; then BC on vjepa2; each run is evaluated once trained.",
+            highlight=False,
         )
         ev = dict(
             episodes=cfg.eval_episodes,
@@ -434,21 +524,15 @@ def run_demo(
             st = enc.dataset_encode_status(dataset)
             return st.done, st.total, st.status, "windows", st
 
-        # probes (what the features encode) run here, in a thread beside the services' jobs: state and random
-        # at once, vjepa2 once the dataset is embedded
-        st = Store(str(store_dir))
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe")
+        # probes (what the features encode) run beside the services' jobs in a process of their own, on one
+        # thread (probe_pool): state and random at once, vjepa2 once the dataset is embedded
+        pool = probe_pool()
         probe_futures: dict[str, Future] = {}
 
         def submit_probe(f: str) -> None:
-            def work() -> dict:
-                src = make_feature_source(f, encoder_url=svc.encoder_url)
-                try:
-                    return {**probe(st, dataset, src, seed=cfg.seed, folds=cfg.probe_folds), "dataset": dataset}
-                finally:
-                    src.close()
-
-            probe_futures[f] = pool.submit(work)
+            probe_futures[f] = pool.submit(
+                probe_one, str(store_dir), dataset, f, svc.encoder_url, cfg.seed, cfg.probe_folds, cfg.probe_mlp_steps
+            )
 
         def poll_probes():
             done = [fut for fut in probe_futures.values() if fut.done()]
@@ -471,13 +555,13 @@ def run_demo(
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
-        console.rule("5. probes: what the features encode (linear and MLP, k-fold over episodes)")
+        console.rule(HEADERS["probes"])
         probes = [probe_futures[f].result() for f in FEATURE_SOURCES]
         save_probes(runs_dir, probes)
         print_probes(probes, console)
         times.update(watch.spans())
 
-        console.rule("6. report")
+        console.rule(HEADERS["report"])
         t_report = time.perf_counter()
         runs = [r for r in read_runs(runs_dir) if r.get("run_id") in evaluated]
         encoder_note = (

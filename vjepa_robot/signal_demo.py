@@ -79,6 +79,18 @@ class SignalConfig:
 SIGNAL_PRESETS = {"signal": SignalConfig()}
 
 
+def signal_config(preset: str = "signal", **overrides) -> SignalConfig:
+    """The preset with the options given (the demo command's --seeds is a count); ValueError naming a bad one."""
+    if isinstance(overrides.get("seeds"), int):
+        if overrides["seeds"] < 1:
+            raise ValueError(f"--seeds {overrides['seeds']} is out of range: it must be at least 1")
+        overrides["seeds"] = tuple(range(overrides["seeds"]))
+    for key in ("episodes", "eval_episodes", "epochs"):
+        if overrides.get(key) is not None and overrides[key] < 1:
+            raise ValueError(f"--{key.replace('_', '-')} {overrides[key]} is out of range: it must be at least 1")
+    return replace(SIGNAL_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Statistics
 # ----------------------------------------------------------------------------------------------------------------
@@ -432,9 +444,7 @@ def run_signal(
     from vjepa_robot_lab.records.runs import RunStore, default_runs_dir
     from vjepa_robot_lab.threads import set_torch_threads
 
-    if isinstance(overrides.get("seeds"), int):  # the demo command's --seeds is a count
-        overrides["seeds"] = tuple(range(overrides["seeds"]))
-    cfg = replace(SIGNAL_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+    cfg = signal_config(preset, **overrides)
     set_torch_threads()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)

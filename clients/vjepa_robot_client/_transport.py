@@ -26,8 +26,10 @@ from typing import Any
 
 import httpx
 
+from ._calls import Call, Poll
+from ._progress import Progress
 from .contract import CONTENT_ENCODINGS
-from .errors import ConnectionFailed, RequestTimeout, VjepaRobotError, error_for_status
+from .errors import ConnectionFailed, RequestTimeout, VjepaRobotError, WaitTimeout, error_for_status
 
 RETRY_STATUS = frozenset({429, 503})
 DEFAULT_TIMEOUT = 60.0
@@ -212,12 +214,36 @@ class _BaseTransport:
         )
 
 
+class _PollState:
+    """The deadline and progress bar of one Poll, shared by the sync and async loops."""
+
+    def __init__(self, poll: Poll) -> None:
+        self.poll = poll
+        self.deadline = None if poll.timeout is None else time.monotonic() + poll.timeout
+        self.bar = Progress(poll.what, enabled=poll.progress, unit=poll.unit)
+
+    def finished(self, result: Any) -> bool:
+        """Show the answer; True when it is terminal; WaitTimeout when the deadline has passed."""
+        p = self.poll
+        if p.unit_of is not None:
+            self.bar.unit = p.unit_of(result)  # known from the first answer, before the bar is drawn
+        done, total, state = p.observe(result)
+        self.bar.update(done, total, state)
+        if p.done(result):
+            return True
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise WaitTimeout(p.timeout_message(p.what, state, p.timeout, result))
+        return False
+
+
 class SyncTransport(_BaseTransport):
     def __init__(self, *args: Any, transport: httpx.BaseTransport | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._http = httpx.Client(transport=transport, **self._client_kwargs())
 
     def request(self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any) -> httpx.Response:
+        """One HTTP request under the retry policy (module docstring); the answer, or the typed error for a non-2xx
+        one. idempotent=True also retries a connection lost mid-request."""
         attempt = 0
         while True:
             response: httpx.Response | None = None
@@ -246,7 +272,22 @@ class SyncTransport(_BaseTransport):
                 raise_for_response(response)
                 return response
 
+    def send(self, call: Call[Any]) -> Any:
+        """Send one Call (_calls.py) and parse its answer."""
+        return call.parse(self.request(call.method, call.path, **call.request_kwargs()))
+
+    def poll(self, poll: Poll[Any]) -> Any:
+        """Send poll.call every poll.poll_interval seconds until its answer is terminal; returns that answer."""
+        state = _PollState(poll)
+        with state.bar:
+            while True:
+                result = self.send(poll.call)
+                if state.finished(result):
+                    return result
+                time.sleep(poll.poll_interval)
+
     def close(self) -> None:
+        """Close the connection pool (also on leaving `with`)."""
         self._http.close()
 
     def __enter__(self):
@@ -262,6 +303,8 @@ class AsyncTransport(_BaseTransport):
         self._http = httpx.AsyncClient(transport=transport, **self._client_kwargs())
 
     async def request(self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any) -> httpx.Response:
+        """One HTTP request under the retry policy (module docstring); the answer, or the typed error for a non-2xx
+        one. idempotent=True also retries a connection lost mid-request."""
         attempt = 0
         while True:
             response: httpx.Response | None = None
@@ -283,7 +326,22 @@ class AsyncTransport(_BaseTransport):
             self.retry_count += 1
             await asyncio.sleep(wait)
 
+    async def send(self, call: Call[Any]) -> Any:
+        """Send one Call (_calls.py) and parse its answer."""
+        return call.parse(await self.request(call.method, call.path, **call.request_kwargs()))
+
+    async def poll(self, poll: Poll[Any]) -> Any:
+        """Send poll.call every poll.poll_interval seconds until its answer is terminal; returns that answer."""
+        state = _PollState(poll)
+        with state.bar:
+            while True:
+                result = await self.send(poll.call)
+                if state.finished(result):
+                    return result
+                await asyncio.sleep(poll.poll_interval)
+
     async def aclose(self) -> None:
+        """Close the connection pool (also on leaving `async with`)."""
         await self._http.aclose()
 
     async def __aenter__(self):

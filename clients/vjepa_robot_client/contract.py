@@ -1287,8 +1287,20 @@ class BakeoffRequest(_Model):
     small defaults of services/trainer/bakeoff.py; the resolved values are recorded in the bake-off."""
 
     encoders: list[str] = Field(
-        min_length=1, max_length=16, description="Encoder service URLs, each serving one model (GET /info)."
+        default_factory=list,
+        max_length=16,
+        description="Encoder service URLs, each serving one model (GET /info); on the trainer's route only URLs "
+        "it was configured with (--encoder-url, VJEPA_ROBOT_ENCODER_URLS).",
     )
+    baselines: list[FeatureSource] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Feature-source rows beside the encoders' (state, random, ...): one cell per task each.",
+    )
+    executor: Literal["local", "modal", "slurm"] = Field(
+        "local", description="Where the cells run: local (cell_workers at once), modal (.map), slurm (submitit)."
+    )
+    cell_workers: int = Field(1, ge=1, le=64, description="Cells at once (local; slurm/submitit: jobs in flight).")
     tasks: list[Task] = Field(default_factory=lambda: [Task.easy], min_length=1, max_length=16)
     experts: dict[str, str] = Field(
         default_factory=dict,
@@ -1311,7 +1323,12 @@ class BakeoffRequest(_Model):
 
     @model_validator(mode="after")
     def _distinct(self):
-        for name in ("encoders", "tasks", "readouts", "seeds"):
+        if not self.encoders and not self.baselines:
+            raise ValueError("name at least one row: encoders (service URLs) and/or baselines (e.g. state)")
+        if FeatureSource.vjepa2 in self.baselines:
+            raise ValueError("baselines takes feature sources without an encoder (state, random, ...): give a vjepa2 "
+                             "encoder's URL in encoders")  # fmt: skip
+        for name in ("encoders", "baselines", "tasks", "readouts", "seeds"):
             v = getattr(self, name)
             if v is not None and len(set(v)) != len(v):
                 raise ValueError(f"{name} must be distinct, got {[getattr(x, 'value', x) for x in v]}")
@@ -1329,9 +1346,12 @@ class BakeoffRequest(_Model):
 
 
 class BakeoffCell(_Open):
-    """One (encoder, task, readout): a BC study over the seeds, evaluated on the same episodes."""
+    """One (encoder, task, readout) or (baseline, task): a BC study over the seeds, evaluated on the same episodes;
+    a self-contained job (vjepa_robot_lab/experiments/bakeoff.py) that any executor can run."""
 
-    encoder_url: str
+    key: str | None = Field(None, description="The cell's id in its bake-off (cell-000, ...).")
+    features: str = Field("vjepa2", description="vjepa2 (an encoder's row) or a baseline feature source.")
+    encoder_url: str | None = None
     encoder_id: str | None = None
     model: str | None = Field(None, description="The encoder's /info model (preset:NAME, hub id or directory).")
     family: str | None = None
@@ -1347,6 +1367,10 @@ class BakeoffCell(_Open):
     score: SeedInterval | None = Field(None, description="Mean evaluation return across seeds (95% t-interval).")
     success: SeedInterval | None = Field(None, description="Success rate across seeds, where the task defines one.")
     error: str | None = None
+    attempts: int = Field(0, description="Times the cell was started (a resume starts an unfinished cell again).")
+    dataset_reused: bool | None = Field(None, description="Its demos were in the store already (nothing rendered).")
+    timings: dict[str, float] = Field(default_factory=dict, description="dataset_s, train_s, eval_s (its last run).")
+    host: str | None = Field(None, description="Where the cell last ran.")
 
 
 class BakeoffRecord(_Open):
@@ -1360,6 +1384,14 @@ class BakeoffRecord(_Open):
         default_factory=dict, description="task -> the demonstrator's mean return over its demos (the reference)."
     )
     cells: list[BakeoffCell] = Field(default_factory=list)
+    executor: str = "local"
+    cell_workers: int = 1
+    plan: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The cost plan recorded before the bake-off started: workload (cells, frames to render, windows "
+        "to encode, BC steps) and an estimate per executor from rates measured on the machine that ran it.",
+    )
+    resumes: int = Field(0, description="Times the bake-off was resumed.")
     table: str | None = Field(None, description="The markdown table (also written to table_path).")
     table_path: str | None = None
     figure_path: str | None = None

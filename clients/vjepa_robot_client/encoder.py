@@ -11,14 +11,12 @@ enc.encode_dataset_and_wait(name, pool="grid", grid_size=4)         # rows under
 
 from __future__ import annotations
 
-import asyncio
-import time as time_  # `time` is the grid pooling's argument name here
 from typing import Any
 
 import httpx
 import numpy as np
 
-from ._progress import Progress
+from ._calls import Call, Poll, async_call, async_poll, described, sync_call, sync_poll
 from ._transport import AsyncTransport, SyncTransport, compress_body, resolve_compress
 from ._urls import default_encoder_url
 from .contract import (
@@ -35,7 +33,7 @@ from .contract import (
     to_npy_bytes,
     validate_name,
 )
-from .errors import WaitTimeout
+from .errors import DatasetEncodeFailed
 from .stream import AsyncFrameStream, FrameStream
 
 ENCODER_URL_ENV = "VJEPA_ROBOT_ENCODER_URL"
@@ -146,35 +144,170 @@ def _dataset_path(name: str) -> str:
     return f"/datasets/{validate_name(name, 'dataset name')}/encode"
 
 
-class EncoderClient(SyncTransport):
-    """Synchronous client of the encoder service.
+# -- every call, written once (the clients below are shells over these builders: _calls.py) --------------------
 
-    >>> enc = EncoderClient("http://127.0.0.1:8001", token=None)
-    >>> enc.encode(np.zeros((8, 256, 256, 3), np.uint8)).shape   # (1, D)
-    >>> s = enc.stream(envs=8, height=256, width=256)              # frame stream: one frame per env per step
-    >>> s.step(frames, reset=[0]).shape                            # (8, D)
+
+def health() -> Call[HealthResponse]:
+    """GET /healthz: the service is up (and its model loaded)."""
+    return Call("GET", "/healthz", lambda r: HealthResponse.model_validate(r.json()))
+
+
+def info() -> Call[EncoderInfo]:
+    """GET /info: the encoder's id, model, embedding size, frame count and size, dtype and device."""
+    return Call("GET", "/info", lambda r: EncoderInfo.model_validate(r.json()))
+
+
+def encode_call(
+    frames: np.ndarray, spec: PoolingSpec, compress: str | None, *, aio: bool
+) -> Call[tuple[np.ndarray, str | None]]:
+    """POST /encode: (embeddings or token grids, the X-Encoder-Id header if sent)."""
+    parse = _parser(spec)
+    return Call(
+        "POST",
+        "/encode",
+        lambda r: (parse(r), r.headers.get("x-encoder-id")),
+        params=spec.query() or None,
+        idempotent=True,
+        **_encode_request(frames, compress, aio=aio),
+    )
+
+
+def encode_dataset(
+    name: str,
+    batch_size: int = 32,
+    pool: str = "mean",
+    grid_size: int = DEFAULT_GRID_SIZE,
+    *,
+    time: str = "mean",
+    layers: list[int] | None = None,
+    dtype: str | None = None,
+) -> Call[DatasetEncodeStatus]:
+    """Start (idempotently) embedding every window of a dataset on the service; returns at once.
+    pool="grid": the rows are stored as (g*g, D') token grids under status.encoder_id (pooled_encoder_id)."""
+    body = _dataset_body(batch_size, _spec(pool, grid_size, time, layers, dtype))
+    return Call("POST", _dataset_path(name), lambda r: DatasetEncodeStatus.model_validate(r.json()), json=body)
+
+
+def dataset_encode_status(
+    name: str,
+    pool: str = "mean",
+    grid_size: int = DEFAULT_GRID_SIZE,
+    *,
+    time: str = "mean",
+    layers: list[int] | None = None,
+    dtype: str | None = None,
+) -> Call[DatasetEncodeStatus]:
+    """The state of a dataset's embedding job at this pooling (idle, running, done, failed; done/total)."""
+    params = _spec(pool, grid_size, time, layers, dtype).query() or None
+    return Call("GET", _dataset_path(name), lambda r: DatasetEncodeStatus.model_validate(r.json()), params=params)
+
+
+def wait_dataset_encode(
+    name: str,
+    *,
+    progress: bool = True,
+    timeout: float | None = None,
+    poll_interval: float = 2.0,
+    pool: str = "mean",
+    grid_size: int = DEFAULT_GRID_SIZE,
+    time: str = "mean",
+    layers: list[int] | None = None,
+    dtype: str | None = None,
+) -> Poll[DatasetEncodeStatus]:
+    """Poll until the dataset's embedding job (at this pooling) is done or failed."""
+    return Poll(
+        f"encode {name}",
+        dataset_encode_status(name, pool, grid_size, time=time, layers=layers, dtype=dtype),
+        done=lambda status: status.status in _ENCODE_DONE or status.status == "idle",
+        observe=lambda status: (status.done, status.total or None, status.status),
+        progress=progress,
+        timeout=timeout,
+        poll_interval=poll_interval,
+        timeout_message=lambda what, state, timeout, status: (
+            f"dataset {name}: embedding still {state} ({status.done}/{status.total}) after {timeout} s"
+        ),
+    )
+
+
+def encode_dataset_and_wait(
+    name: str,
+    *,
+    batch_size: int = 32,
+    progress: bool = False,
+    timeout: float | None = None,
+    poll_interval: float = 0.5,
+    pool: str = "mean",
+    grid_size: int = DEFAULT_GRID_SIZE,
+    time: str = "mean",
+    layers: list[int] | None = None,
+    dtype: str | None = None,
+) -> tuple[Call[DatasetEncodeStatus], Poll[DatasetEncodeStatus]]:
+    """Embed a whole dataset on the service and wait: start (idempotent), poll, raise if the job failed.
+
+    The one "encode a dataset and wait" used by the CLI, the trainer's vjepa2 features and the demo.
+    pool="grid", grid_size=g: store (g*g, D') token grids; read them with
+    Store.read_embeddings(name, status.encoder_id) -> (N, g*g, D').
+    Raises NotFound (unknown dataset), WaitTimeout (after `timeout` s), DatasetEncodeFailed (the job failed).
+    """
+    pooling = dict(pool=pool, grid_size=grid_size, time=time, layers=layers, dtype=dtype)
+    start = encode_dataset(name, batch_size, **pooling)
+    poll = wait_dataset_encode(name, progress=progress, timeout=timeout, poll_interval=poll_interval, **pooling)
+    return start, poll
+
+
+def _started(status: DatasetEncodeStatus) -> bool:
+    """Whether encode_dataset_and_wait must poll after starting (the job did not end at once)."""
+    return status.status not in _ENCODE_DONE
+
+
+def _encoded(name: str, status: DatasetEncodeStatus) -> DatasetEncodeStatus:
+    if status.status != "done":
+        raise DatasetEncodeFailed(
+            f"encoding dataset {name!r} {status.status} on the encoder: {status.error}", detail=status.error
+        )
+    return status
+
+
+_ENCODE_DOC = """Embed windows: (B, T, H, W, 3) or (T, H, W, 3) uint8 -> (B, D) float32 (pool="mean", the default), or
+(B, grid_size**2, D') token grids (pool="grid"; float16 unless dtype="float32"; D' = D x len(layers)).
+time: "mean" | "last" (how a grid folds the temporal token slices); see contract.PoolingSpec."""
+
+_STREAM_DOC = """Open a frame stream: `.step(frames, reset=...)` sends the newest frame of each env, -> (N, D) float32,
+or (N, grid_size**2, D') token grids with pool="grid" (stream.encoder_id is the grid's id). On the async client
+the stream is awaited, and so are its step and close."""
+
+_CLIENT_DOC = """{kind} client of the encoder service.
+
+    >>> enc = {cls}("http://127.0.0.1:8001", token=None)
+    >>> {aw}enc.encode(np.zeros((8, 256, 256, 3), np.uint8)).shape   # (1, D)
+    >>> s = {aw}enc.stream(envs=8, height=256, width=256)              # frame stream: one frame per env per step
+    >>> {aw}s.step(frames, reset=[0]).shape                            # (8, D)
 
     compress: request bodies sent with Content-Encoding "zstd" or "gzip", or None / "none"; "auto" (default) is zstd
     for a remote URL and none on loopback (an SSH tunnel to a remote GPU is loopback too: pass "zstd" there).
     """
 
+
+class _EncoderBase:
     env_url = ENCODER_URL_ENV
-    default_url = property(
-        lambda self: default_encoder_url()
-    )  # DEFAULT_ENCODER_URL unless the port variables say otherwise
+    default_url = property(lambda self: default_encoder_url())  # DEFAULT_ENCODER_URL unless the port variables say
 
     def __init__(
         self, url: str | None = None, token: str | None = None, *, compress: str | None = "auto", **kwargs: Any
     ) -> None:
-        super().__init__(url, token, **kwargs)
-        self.compress = resolve_compress(compress, self.url)
+        super().__init__(url, token, **kwargs)  # type: ignore[call-arg]
+        self.compress = resolve_compress(compress, self.url)  # type: ignore[attr-defined]
         self.last_encoder_id: str | None = None  # from the X-Encoder-Id header, when the service sends it
 
-    def health(self) -> HealthResponse:
-        return HealthResponse.model_validate(self.request("GET", "/healthz").json())
 
-    def info(self) -> EncoderInfo:
-        return EncoderInfo.model_validate(self.request("GET", "/info").json())
+class EncoderClient(_EncoderBase, SyncTransport):
+    __doc__ = _CLIENT_DOC.format(kind="Synchronous", cls="EncoderClient", aw="")
+
+    health = sync_call(health)
+    info = sync_call(info)
+    encode_dataset = sync_call(encode_dataset)
+    dataset_encode_status = sync_call(dataset_encode_status)
+    wait_dataset_encode = sync_poll(wait_dataset_encode)
 
     def encode(
         self,
@@ -186,15 +319,10 @@ class EncoderClient(SyncTransport):
         layers: list[int] | None = None,
         dtype: str | None = None,
     ) -> np.ndarray:
-        """Embed windows: (B, T, H, W, 3) or (T, H, W, 3) uint8 -> (B, D) float32 (pool="mean", the default), or
-        (B, grid_size**2, D') token grids (pool="grid"; float16 unless dtype="float32"; D' = D x len(layers)).
-        time: "mean" | "last" (how a grid folds the temporal token slices); see contract.PoolingSpec."""
         spec = _spec(pool, grid_size, time, layers, dtype)
-        response = self.request(
-            "POST", "/encode", idempotent=True, params=spec.query() or None, **_encode_request(frames, self.compress)
-        )
-        self.last_encoder_id = response.headers.get("x-encoder-id", self.last_encoder_id)
-        return _parser(spec)(response)
+        out, encoder_id = self.send(encode_call(frames, spec, self.compress, aio=False))
+        self.last_encoder_id = encoder_id or self.last_encoder_id
+        return out
 
     def stream(
         self,
@@ -208,68 +336,10 @@ class EncoderClient(SyncTransport):
         layers: list[int] | None = None,
         dtype: str | None = None,
     ) -> FrameStream:
-        """Open a frame stream: `.step(frames, reset=...)` sends the newest frame of each env, -> (N, D) float32,
-        or (N, grid_size**2, D') token grids with pool="grid" (stream.encoder_id is the grid's id)."""
         spec = _spec(pool, grid_size, time, layers, dtype)
         return FrameStream(self, envs, height, width, self.compress, _parser(spec), pooling=spec)
 
-    def encode_dataset(
-        self,
-        name: str,
-        batch_size: int = 32,
-        pool: str = "mean",
-        grid_size: int = DEFAULT_GRID_SIZE,
-        *,
-        time: str = "mean",
-        layers: list[int] | None = None,
-        dtype: str | None = None,
-    ) -> DatasetEncodeStatus:
-        """Start (idempotently) embedding every window of a dataset on the service; returns at once.
-        pool="grid": the rows are stored as (g*g, D') token grids under status.encoder_id (pooled_encoder_id)."""
-        body = _dataset_body(batch_size, _spec(pool, grid_size, time, layers, dtype))
-        return DatasetEncodeStatus.model_validate(self.request("POST", _dataset_path(name), json=body).json())
-
-    def dataset_encode_status(
-        self,
-        name: str,
-        pool: str = "mean",
-        grid_size: int = DEFAULT_GRID_SIZE,
-        *,
-        time: str = "mean",
-        layers: list[int] | None = None,
-        dtype: str | None = None,
-    ) -> DatasetEncodeStatus:
-        params = _spec(pool, grid_size, time, layers, dtype).query() or None
-        return DatasetEncodeStatus.model_validate(self.request("GET", _dataset_path(name), params=params).json())
-
-    def wait_dataset_encode(
-        self,
-        name: str,
-        *,
-        progress: bool = True,
-        timeout: float | None = None,
-        poll_interval: float = 2.0,
-        pool: str = "mean",
-        grid_size: int = DEFAULT_GRID_SIZE,
-        time: str = "mean",
-        layers: list[int] | None = None,
-        dtype: str | None = None,
-    ) -> DatasetEncodeStatus:
-        """Poll until the dataset's embedding job (at this pooling) is done or failed."""
-        deadline = None if timeout is None else time_.monotonic() + timeout
-        with Progress(f"encode {name}", enabled=progress) as bar:
-            while True:
-                status = self.dataset_encode_status(name, pool, grid_size, time=time, layers=layers, dtype=dtype)
-                bar.update(status.done, status.total or None, status.status)
-                if status.status in _ENCODE_DONE or status.status == "idle":
-                    return status
-                if deadline is not None and time_.monotonic() > deadline:
-                    raise WaitTimeout(
-                        f"dataset {name}: embedding still {status.status} ({status.done}/{status.total}) "
-                        f"after {timeout} s"
-                    )
-                time_.sleep(poll_interval)
-
+    @described(encode_dataset_and_wait)
     def encode_dataset_and_wait(
         self,
         name: str,
@@ -284,48 +354,33 @@ class EncoderClient(SyncTransport):
         layers: list[int] | None = None,
         dtype: str | None = None,
     ) -> DatasetEncodeStatus:
-        """Embed a whole dataset on the service and wait: start (idempotent), poll, raise if the job failed.
+        start, poll = encode_dataset_and_wait(
+            name,
+            batch_size=batch_size,
+            progress=progress,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            pool=pool,
+            grid_size=grid_size,
+            time=time,
+            layers=layers,
+            dtype=dtype,
+        )
+        status = self.send(start)
+        return _encoded(name, self.poll(poll) if _started(status) else status)
 
-        The one "encode a dataset and wait" used by the CLI, the trainer's vjepa2 features and the demo.
-        pool="grid", grid_size=g: store (g*g, D') token grids; read them with
-        Store.read_embeddings(name, status.encoder_id) -> (N, g*g, D').
-        Raises NotFound (unknown dataset), WaitTimeout (after `timeout` s), DatasetEncodeFailed (the job failed).
-        """
-        from .errors import DatasetEncodeFailed
-
-        pooling = dict(pool=pool, grid_size=grid_size, time=time, layers=layers, dtype=dtype)
-        status = self.encode_dataset(name, batch_size, **pooling)
-        if status.status not in _ENCODE_DONE:
-            status = self.wait_dataset_encode(
-                name, progress=progress, timeout=timeout, poll_interval=poll_interval, **pooling
-            )
-        if status.status != "done":
-            raise DatasetEncodeFailed(
-                f"encoding dataset {name!r} {status.status} on the encoder: {status.error}", detail=status.error
-            )
-        return status
+    encode.__doc__ = _ENCODE_DOC
+    stream.__doc__ = _STREAM_DOC
 
 
-class AsyncEncoderClient(AsyncTransport):
-    """The asyncio twin of EncoderClient: the same methods, awaited."""
+class AsyncEncoderClient(_EncoderBase, AsyncTransport):
+    __doc__ = _CLIENT_DOC.format(kind="Asynchronous", cls="AsyncEncoderClient", aw="await ")
 
-    env_url = ENCODER_URL_ENV
-    default_url = property(
-        lambda self: default_encoder_url()
-    )  # DEFAULT_ENCODER_URL unless the port variables say otherwise
-
-    def __init__(
-        self, url: str | None = None, token: str | None = None, *, compress: str | None = "auto", **kwargs: Any
-    ) -> None:
-        super().__init__(url, token, **kwargs)
-        self.compress = resolve_compress(compress, self.url)
-        self.last_encoder_id: str | None = None
-
-    async def health(self) -> HealthResponse:
-        return HealthResponse.model_validate((await self.request("GET", "/healthz")).json())
-
-    async def info(self) -> EncoderInfo:
-        return EncoderInfo.model_validate((await self.request("GET", "/info")).json())
+    health = async_call(health)
+    info = async_call(info)
+    encode_dataset = async_call(encode_dataset)
+    dataset_encode_status = async_call(dataset_encode_status)
+    wait_dataset_encode = async_poll(wait_dataset_encode)
 
     async def encode(
         self,
@@ -337,17 +392,10 @@ class AsyncEncoderClient(AsyncTransport):
         layers: list[int] | None = None,
         dtype: str | None = None,
     ) -> np.ndarray:
-        """Embed windows: (B, T, H, W, 3) or (T, H, W, 3) uint8 -> (B, D) float32, or (B, g*g, D') grids."""
         spec = _spec(pool, grid_size, time, layers, dtype)
-        response = await self.request(
-            "POST",
-            "/encode",
-            idempotent=True,
-            params=spec.query() or None,
-            **_encode_request(frames, self.compress, aio=True),
-        )
-        self.last_encoder_id = response.headers.get("x-encoder-id", self.last_encoder_id)
-        return _parser(spec)(response)
+        out, encoder_id = await self.send(encode_call(frames, spec, self.compress, aio=True))
+        self.last_encoder_id = encoder_id or self.last_encoder_id
+        return out
 
     async def stream(
         self,
@@ -361,67 +409,12 @@ class AsyncEncoderClient(AsyncTransport):
         layers: list[int] | None = None,
         dtype: str | None = None,
     ) -> AsyncFrameStream:
-        """Open a frame stream (see EncoderClient.stream); its step and close are awaited."""
         spec = _spec(pool, grid_size, time, layers, dtype)
         s = AsyncFrameStream(self, envs, height, width, self.compress, _parser(spec), pooling=spec)
         await s._open()
         return s
 
-    async def encode_dataset(
-        self,
-        name: str,
-        batch_size: int = 32,
-        pool: str = "mean",
-        grid_size: int = DEFAULT_GRID_SIZE,
-        *,
-        time: str = "mean",
-        layers: list[int] | None = None,
-        dtype: str | None = None,
-    ) -> DatasetEncodeStatus:
-        body = _dataset_body(batch_size, _spec(pool, grid_size, time, layers, dtype))
-        return DatasetEncodeStatus.model_validate((await self.request("POST", _dataset_path(name), json=body)).json())
-
-    async def dataset_encode_status(
-        self,
-        name: str,
-        pool: str = "mean",
-        grid_size: int = DEFAULT_GRID_SIZE,
-        *,
-        time: str = "mean",
-        layers: list[int] | None = None,
-        dtype: str | None = None,
-    ) -> DatasetEncodeStatus:
-        params = _spec(pool, grid_size, time, layers, dtype).query() or None
-        r = await self.request("GET", _dataset_path(name), params=params)
-        return DatasetEncodeStatus.model_validate(r.json())
-
-    async def wait_dataset_encode(
-        self,
-        name: str,
-        *,
-        progress: bool = True,
-        timeout: float | None = None,
-        poll_interval: float = 2.0,
-        pool: str = "mean",
-        grid_size: int = DEFAULT_GRID_SIZE,
-        time: str = "mean",
-        layers: list[int] | None = None,
-        dtype: str | None = None,
-    ) -> DatasetEncodeStatus:
-        deadline = None if timeout is None else time_.monotonic() + timeout
-        with Progress(f"encode {name}", enabled=progress) as bar:
-            while True:
-                status = await self.dataset_encode_status(name, pool, grid_size, time=time, layers=layers, dtype=dtype)
-                bar.update(status.done, status.total or None, status.status)
-                if status.status in _ENCODE_DONE or status.status == "idle":
-                    return status
-                if deadline is not None and time_.monotonic() > deadline:
-                    raise WaitTimeout(
-                        f"dataset {name}: embedding still {status.status} ({status.done}/{status.total}) "
-                        f"after {timeout} s"
-                    )
-                await asyncio.sleep(poll_interval)
-
+    @described(encode_dataset_and_wait)
     async def encode_dataset_and_wait(
         self,
         name: str,
@@ -436,17 +429,20 @@ class AsyncEncoderClient(AsyncTransport):
         layers: list[int] | None = None,
         dtype: str | None = None,
     ) -> DatasetEncodeStatus:
-        """EncoderClient.encode_dataset_and_wait, awaited: start, poll, raise DatasetEncodeFailed if the job failed."""
-        from .errors import DatasetEncodeFailed
+        start, poll = encode_dataset_and_wait(
+            name,
+            batch_size=batch_size,
+            progress=progress,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            pool=pool,
+            grid_size=grid_size,
+            time=time,
+            layers=layers,
+            dtype=dtype,
+        )
+        status = await self.send(start)
+        return _encoded(name, await self.poll(poll) if _started(status) else status)
 
-        pooling = dict(pool=pool, grid_size=grid_size, time=time, layers=layers, dtype=dtype)
-        status = await self.encode_dataset(name, batch_size, **pooling)
-        if status.status not in _ENCODE_DONE:
-            status = await self.wait_dataset_encode(
-                name, progress=progress, timeout=timeout, poll_interval=poll_interval, **pooling
-            )
-        if status.status != "done":
-            raise DatasetEncodeFailed(
-                f"encoding dataset {name!r} {status.status} on the encoder: {status.error}", detail=status.error
-            )
-        return status
+    encode.__doc__ = _ENCODE_DOC
+    stream.__doc__ = _STREAM_DOC

@@ -29,7 +29,8 @@
     POST /bakeoff                       BakeoffRequest -> 202 BakeoffRecord: encoders (service URLs) x readouts x
                                         tasks x seeds as BC studies, one table and one figure (services/trainer/
                                         bakeoff.py); GET /bakeoff lists them, GET /bakeoff/{id} reads one,
-                                        GET /bakeoff/{id}/figure is its PNG
+                                        GET /bakeoff/{id}/figure is its PNG; POST /bakeoff/{id}/resume runs
+                                        again only the cells not finished
 
 Errors are JSON {"detail": "..."} naming the problem.
 """
@@ -377,11 +378,18 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 
     # -- bake-off (issue 18 item 6) --------------------------------------------------------------------------------
 
+    from services.trainer import bakeoff as _bakeoff
+
+    # the encoders a bake-off may reach: --encoder-url plus VJEPA_ROBOT_ENCODER_URLS (issue 28 item 5)
+    bakeoff_encoders = _bakeoff.configured_encoders(settings.encoder_url)
+
     @app.post("/bakeoff", status_code=202, response_model=BakeoffRecord, dependencies=auth)
     def start_bakeoff(req: BakeoffRequest):
-        from services.trainer import bakeoff
+        return _bakeoff.start(ctx, runner, req, allowed=bakeoff_encoders)
 
-        return bakeoff.start(ctx, runner, req)
+    @app.post("/bakeoff/{bakeoff_id}/resume", status_code=202, response_model=BakeoffRecord, dependencies=auth)
+    def resume_bakeoff(bakeoff_id: str):
+        return _bakeoff.resume(ctx, runner, bakeoff_id, allowed=bakeoff_encoders)
 
     @app.get("/bakeoff", response_model=BakeoffList, dependencies=auth)
     def list_bakeoffs():

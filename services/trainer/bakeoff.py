@@ -1,154 +1,122 @@
-"""The bake-off: encoders x readouts x tasks x seeds as BC studies, one markdown table and one figure.
+"""The bake-off's door: encoders x readouts x tasks x seeds (and baseline feature sources) as BC studies, one
+markdown table and one figure; the cells themselves run on an executor.
 
-    record = start(ctx, runner, BakeoffRequest(encoders=[url_a, url_b], tasks=["easy"], seeds=[0, 1, 2]))
-    record = get(ctx, runner, record.bakeoff_id)         # BakeoffRecord: cells, table, figure path
+    record = start(ctx, runner, BakeoffRequest(encoders=[url_a], baselines=["state"], cell_workers=2))
+    record = get(ctx, runner, record.bakeoff_id)         # BakeoffRecord: plan, cells, table, figure path
+    record = resume(ctx, runner, record.bakeoff_id)      # only the cells not finished
 
-One job (`bakeoff:<id>` in the trainer's JobRunner, so it holds its lock like every other job) does, in order:
-1. per task, the demos: a dataset `<id>-<task>` made by the task's expert (request.experts, jacobian for
-   reacher) -- one dataset per task, shared by every encoder, so every cell clones the same demonstrations;
-2. per (task, encoder, readout), a BC study over the seeds (jobs.train, the studies machinery: one run per seed)
-   on that encoder's features -- the encoder at its URL embeds the frames into the shared store on first use --
-   then the study evaluated live on the same evaluation episodes for every seed (jobs.evaluate_study);
-3. the cell's score: the mean evaluation return across seeds with a 95% Student-t interval (studies.mean_ci95),
-   the success rate beside it where the task defines one.
-
-Each encoder is one service (GET /info says its model, family and pinned weights); a cell trains with a
-TrainerContext whose encoder_url is that service, and every run's lineage records the weights
-(jobs.encoder_lineage), so every row of the table names the exact weights. A random-init encoder is a stand-in:
-its rows and its points in the figure say so, and so do the table's title and the figure's when every encoder is.
-
-Files: <runs_dir>/bakeoffs/<id>/bakeoff.json (the record), bakeoff.md (the table), bakeoff.png (the figure).
+A bake-off is a recorded plan of self-contained cells (vjepa_robot_lab/experiments/bakeoff.py: each names its
+dataset by lineage, its features, its training and its evaluation; `<runs>/bakeoffs/<id>/plan.json`). One job
+(`bakeoff:<id>` in the trainer's JobRunner) does, in order:
+1. cost first: the plan's workload (frames to render, windows to encode, BC steps) and an estimate per executor
+   from rates measured here, recorded in the record's `plan` and printed (`announce`) before anything runs;
+2. per task, the demos, here (one writer per dataset): reused when the store holds them with the same lineage;
+3. the cells on the chosen executor (experiments/executors.py): `local` (cell_workers at once), `slurm`
+   (submitit) or `modal` (.map); each cell reports back one result, applied to the record here (its one writer).
 A failed cell is recorded with its error and the bake-off goes on; a crash or stop leaves no cell `running`.
+`resume` runs again only the cells that did not succeed; each continues from its own state (finished seeds and
+evaluations kept).
+
+Encoders: on the trainer's route a bake-off reaches only the encoders the trainer was configured with (its
+--encoder-url plus VJEPA_ROBOT_ENCODER_URLS, comma-separated); any other URL is a 422 before any request is made,
+no error echoes a remote body, and the token goes only to those URLs (issue 28 item 5).
+
+Files: <runs_dir>/bakeoffs/<id>/bakeoff.json (the record), plan.json (the cell specs), cells/<cell>.json (each
+cell's own state), bakeoff.md (the table), bakeoff.png (the figure).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
+import os
 import secrets
+import socket
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlsplit
 
+from services.common.owner import OWNER
 from services.trainer import jobs
 from vjepa_robot_client.contract import (
     BakeoffCell,
     BakeoffRecord,
     BakeoffRequest,
-    CreateDatasetRequest,
-    EvalRequest,
     RunStatus,
-    TrainBCRequest,
+    SeedInterval,
     validate_run_id,
 )
-from vjepa_robot_lab.experiments.protocols import preset
-from vjepa_robot_lab.experiments.studies import aggregate, mean_ci95
+from vjepa_robot_lab.experiments import bakeoff as cells_lib
 from vjepa_robot_lab.records.runs import _atomic_write_json
 
 log = logging.getLogger("vjepa_robot.trainer")
 
-TABLE_MD, FIGURE_PNG, RECORD_JSON = "bakeoff.md", "bakeoff.png", "bakeoff.json"
+TABLE_MD, FIGURE_PNG, RECORD_JSON, PLAN_JSON = "bakeoff.md", "bakeoff.png", "bakeoff.json", "plan.json"
 STAND_IN = "stand-in (random-init weights): plumbing check, not a result of the model"
-DEFAULT_SEEDS = [0, 1, 2]
+DEFAULT_SEEDS = cells_lib.DEFAULT_SEEDS
+ENCODER_URLS_ENV = "VJEPA_ROBOT_ENCODER_URLS"
+GPU_BENCH_DIR = Path(__file__).resolve().parents[2] / "bench" / "results"
 _LOCK = threading.Lock()  # record writes (the job) and reads that repair a dead job's record (routes)
+
+resolve = cells_lib.resolve  # every setting the cells run with (the library's; kept here for callers)
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _reacher(task: str) -> bool:
-    """Reacher's tasks have a scripted expert (jacobian): their default demonstrator."""
-    from vjepa_robot_lab.envs.tasks import task_spec
-
-    return task_spec(task).is_reacher
-
-
-def _has_success(task: str) -> bool:
-    from vjepa_robot_lab.envs.tasks import has_success
-
-    return has_success(task)
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# Settings: the request, its protocol, this tool's defaults
+# Which encoders a bake-off may reach (issue 28 item 5)
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _protocol_tasks(names: list[str]) -> tuple[list[str], list[str]]:
-    """A protocol's tasks as this trainer names them (tasks.canonical_task: reacher-easy is `easy`), and those
-    this trainer does not have."""
-    from vjepa_robot_lab.envs.tasks import canonical_task
+def normalise_url(url: str) -> str:
+    """scheme://host:port/path of an encoder URL; ValueError for anything else (user info, query, fragment)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"encoder {url!r} is not a URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"encoder {url!r} is not an http(s) URL")
+    if parts.username or parts.password or parts.query or parts.fragment or "#" in url or "?" in url:
+        raise ValueError(f"encoder {url!r}: a service URL has no user info, query or fragment")
+    port = port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{parts.hostname.lower()}:{port}{parts.path.rstrip('/')}"
 
-    have, missing = [], []
-    for name in names:
+
+def configured_encoders(encoder_url: str | None, extra: str | None = None) -> set[str]:
+    """The encoders a trainer may reach: its --encoder-url plus $VJEPA_ROBOT_ENCODER_URLS (comma-separated)."""
+    raw = [encoder_url or ""] + (extra if extra is not None else os.environ.get(ENCODER_URLS_ENV, "")).split(",")
+    out = set()
+    for u in raw:
+        if u.strip():
+            try:
+                out.add(normalise_url(u))
+            except ValueError:
+                log.warning("%s: ignoring %r (not a plain http(s) service URL)", ENCODER_URLS_ENV, u)
+    return out
+
+
+def check_allowed(urls: list[str], allowed: set[str] | None) -> None:
+    """422 before any request when a URL is not one of the configured encoders (None: every URL, the CLI's own)."""
+    if allowed is None:
+        return
+    bad = []
+    for u in urls:
         try:
-            have.append(canonical_task(name))
-        except ValueError:
-            missing.append(name)
-    return have, missing
-
-
-def resolve(req: BakeoffRequest) -> dict[str, Any]:
-    """Every setting the cells run with: the request's own values, else its protocol's, else this tool's defaults
-    (CreateDatasetRequest / TrainBCRequest / EvalRequest). Raises ValueError naming what is missing."""
-    p = preset(req.protocol) if req.protocol is not None else {}
-    ds_defaults, ev_defaults = CreateDatasetRequest.model_fields, EvalRequest.model_fields
-    ds, ev = p.get("dataset", {}), p.get("eval", {})
-
-    def pick(value, from_protocol, default):
-        return value if value is not None else from_protocol if from_protocol is not None else default
-
-    tasks = [t.value for t in req.tasks]
-    missing: list[str] = []
-    if p and "tasks" not in req.model_fields_set:
-        tasks, missing = _protocol_tasks(p["tasks"])
-    extra = sorted(set(req.experts) - set(tasks))
-    if extra:
-        raise ValueError(f"experts names task(s) {extra} that are not in the tasks {tasks}")
-    experts = {t: req.experts.get(t) or ("jacobian" if _reacher(t) else None) for t in tasks}
-    lacking = [t for t, e in experts.items() if e is None]
-    if lacking:
-        raise ValueError(
-            f"task(s) {', '.join(lacking)} need a demonstrator: send experts, e.g. "
-            f'{{"experts": {{"{lacking[0]}": "run:RUN_ID"}}}} (a trained policy\'s run); only reacher has a scripted '
-            "expert (jacobian)"
+            if normalise_url(u) not in allowed:
+                bad.append(u)
+        except ValueError as exc:
+            raise jobs.Refused(422, str(exc)) from None
+    if bad:
+        raise jobs.Refused(
+            422,
+            f"encoder(s) {', '.join(bad)} are not configured on this trainer: a bake-off reaches only its "
+            f"--encoder-url and the URLs in {ENCODER_URLS_ENV} (comma-separated), set when the trainer starts",
         )
-    from vjepa_robot_lab.envs.tasks import task_spec
-
-    # episode length per task: the request's, else the protocol's, else the task's own (tasks.py: reacher 200,
-    # the other suite tasks 1000 simulator steps)
-    steps = {t: pick(req.steps, ds.get("steps"), task_spec(t).episode_steps) for t in tasks}
-    bc = dict(p.get("bc", {}))
-    bc.pop("readout", None)  # the bake-off's readouts are an axis of their own
-    for field in ("epochs", "batch_size"):
-        if getattr(req, field) is not None:
-            bc[field] = getattr(req, field)
-    return {
-        "protocol": req.protocol.value if req.protocol is not None else None,
-        "tasks": tasks,
-        "tasks_not_here": missing,
-        "experts": experts,
-        "readouts": [r.value for r in req.readouts],
-        "seeds": list(req.seeds or p.get("seeds") or DEFAULT_SEEDS),
-        "steps": steps,
-        "dataset": {
-            "episodes": pick(req.episodes, ds.get("episodes"), ds_defaults["episodes"].default),
-            "image_size": pick(req.image_size, ds.get("image_size"), ds_defaults["image_size"].default),
-            "seed": pick(req.dataset_seed, ds.get("seed"), ds_defaults["seed"].default),
-            "workers": req.workers or ds_defaults["workers"].default,
-        },
-        "bc": {**bc, "grid_size": req.grid_size},
-        "eval": {
-            "episodes": pick(req.eval_episodes, ev.get("episodes"), ev_defaults["episodes"].default),
-            "seed": pick(req.eval_seed, ev.get("seed"), ev_defaults["seed"].default),
-            "parallel_envs": req.parallel_envs or ev_defaults["parallel_envs"].default,
-        },
-        "score": "mean evaluation return across seeds (95% t-interval)",
-    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -167,8 +135,6 @@ def _dir(ctx, bakeoff_id: str) -> Path:
 def save(ctx, record: BakeoffRecord) -> None:
     record.updated_at = _now()
     if record.status in (RunStatus.queued, RunStatus.running):  # who runs it: a restarted trainer spares a live one
-        from services.common.owner import OWNER
-
         record.owner = dict(OWNER)
     path = _dir(ctx, record.bakeoff_id)
     path.mkdir(parents=True, exist_ok=True)
@@ -187,6 +153,17 @@ def load(ctx, bakeoff_id: str) -> BakeoffRecord:
     return BakeoffRecord.model_validate_json(path.read_text())
 
 
+def load_specs(ctx, bakeoff_id: str) -> list[dict]:
+    path = _dir(ctx, bakeoff_id) / PLAN_JSON
+    if not path.is_file():
+        raise jobs.Refused(409, f"bake-off {bakeoff_id} has no recorded plan (made before plans were recorded)")
+    return json.loads(path.read_text())["cells"]
+
+
+def _save_specs(ctx, bakeoff_id: str, specs: list[dict]) -> None:
+    _atomic_write_json(_dir(ctx, bakeoff_id) / PLAN_JSON, {"bakeoff_id": bakeoff_id, "cells": specs})
+
+
 def get(ctx, runner, bakeoff_id: str) -> BakeoffRecord:
     """The record; one a dead trainer left queued/running is marked interrupted (its job is not active here)."""
     from services.common.owner import owned_by_live_process
@@ -194,7 +171,7 @@ def get(ctx, runner, bakeoff_id: str) -> BakeoffRecord:
     record = load(ctx, bakeoff_id)
     active = record.status in (RunStatus.queued, RunStatus.running)
     if active and f"bakeoff:{bakeoff_id}" not in runner.active() and not owned_by_live_process(record):
-        _end_unfinished(record, "interrupted", "the trainer stopped during this bake-off: start it again")
+        _end_unfinished(record, "interrupted", "the trainer stopped during this bake-off: resume it")
         save(ctx, record)
     return record
 
@@ -213,13 +190,13 @@ def _end_unfinished(record: BakeoffRecord, status: str, error: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Starting and running
+# Starting, the plan and its cost
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def _encoder_infos(ctx, urls: list[str]) -> list:
-    """Each encoder's GET /info, before anything is recorded: 422 naming an encoder that does not answer, or two
-    URLs serving the same encoder (their rows would be one model twice)."""
+    """Each encoder's GET /info, before anything is recorded: 422 naming an encoder that does not answer (its
+    status code at most: never the remote body), or two URLs serving the same encoder."""
     from vjepa_robot_client import EncoderClient
 
     infos = []
@@ -228,8 +205,12 @@ def _encoder_infos(ctx, urls: list[str]) -> list:
             with EncoderClient(url, token=ctx.token, retries=1, timeout=30) as client:  # refuse fast
                 infos.append(client.info())
         except Exception as exc:
+            code = getattr(exc, "status_code", None)
             raise jobs.Refused(
-                422, f"encoder {url} did not answer GET /info ({type(exc).__name__}: {exc}): start it first"
+                422,
+                f"encoder {url} did not answer GET /info ({type(exc).__name__}"
+                + (f", HTTP {code}" if code else "")
+                + "): start it first",
             ) from None
     seen: dict[str, str] = {}
     for url, info in zip(urls, infos):
@@ -239,223 +220,359 @@ def _encoder_infos(ctx, urls: list[str]) -> list:
     return infos
 
 
+def _encoder_rate(ctx, url: str, image_size: int) -> float:
+    """Windows/s of one POST /encode of 2 windows at `image_size` (cold: an upper bound on the time)."""
+    import time
+
+    import numpy as np
+
+    from vjepa_robot_client import EncoderClient
+
+    frames = np.zeros((2, 8, image_size, image_size, 3), np.uint8)
+    with EncoderClient(url, token=ctx.token, retries=1, timeout=120) as client:
+        t0 = time.perf_counter()
+        client.encode(frames)
+        return 2 / (time.perf_counter() - t0)
+
+
+_RATES: dict[int, tuple[float, dict]] = {}  # frame size -> (when, rates): measured at most every RATES_TTL_S
+RATES_TTL_S = 600.0
+
+
+def _machine_rates(image_size: int) -> dict:
+    """This machine's rendering and BC rates at this frame size, measured (about a second) at most every 10 min;
+    a measurement that fails is recorded as such and the plan goes on without it."""
+    import time
+
+    hit = _RATES.get(image_size)
+    if hit and time.monotonic() - hit[0] < RATES_TTL_S:
+        return hit[1]
+    try:
+        rates = cells_lib.measure_rates(image_size=image_size, frames=20 if image_size <= 128 else 5)
+    except Exception as exc:
+        log.warning("cost plan: could not measure this machine's rates (%s)", exc)
+        return {"render_fps": None, "bc_steps_per_s": None, "cpus": os.cpu_count(), "host": socket.gethostname(),
+                "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
+    _RATES[image_size] = (time.monotonic(), rates)
+    return rates
+
+
+def cost_plan(ctx, specs: list[dict], settings: dict, measure_encoders: bool = True) -> dict:
+    """The plan's workload and an estimate per executor from rates measured now on this machine (and the last
+    GPU benchmark, bench/results/gpu_bench*.json, for a GPU)."""
+    ready, encoded = set(), set()
+    for spec in specs:
+        name = spec["dataset"]["name"]
+        try:
+            meta = ctx.store.get_dataset_meta(name)
+        except Exception:
+            continue
+        if meta.get("status") == "ready" and cells_lib.lineage_matches(meta, spec["dataset"]):
+            ready.add(name)
+            if spec.get("encoder_id"):
+                try:
+                    if ctx.store.embedding_progress(name, spec["encoder_id"]).complete:
+                        encoded.add((name, spec["encoder_id"]))
+                except Exception:
+                    pass
+    work = cells_lib.workload(specs, ready, encoded)
+    rates = _machine_rates(int(settings["dataset"]["image_size"]) or 64)
+    enc_rates: dict[str, float] = {}
+    if measure_encoders:
+        for spec in specs:
+            eid = spec.get("encoder_id")
+            if eid and eid not in enc_rates:
+                try:
+                    enc_rates[eid] = round(
+                        _encoder_rate(ctx, spec["encoder_url"], settings["dataset"]["image_size"]), 2
+                    )
+                except Exception as exc:
+                    log.warning("cost plan: could not time encoder %s (%s)", spec["encoder_url"], type(exc).__name__)
+    gpu = cells_lib.last_gpu_benchmark(sorted(GPU_BENCH_DIR.glob("gpu_bench*.json")))
+    workers = max(1, int(settings.get("cell_workers") or 1))
+    factor, n = cells_lib.calibration(_history(ctx, rates.get("host")))
+    est = cells_lib.estimate(work, rates, enc_rates, specs, gpu, cell_workers=workers, factor=factor, factor_n=n)
+    return {"workload": work, "estimate": est, "summary": cells_lib.plan_summary(work, est)}
+
+
+def _history(ctx, host: str | None, last: int = 20) -> list[tuple[float, float]]:
+    """(modelled, observed) seconds of the succeeded cells of this host's last bake-offs (their plans kept the
+    modelled time per cell; each cell its measured timings)."""
+    out: list[tuple[float, float]] = []
+    base = root(ctx)
+    paths = sorted(base.glob(f"*/{RECORD_JSON}"), key=lambda p: p.stat().st_mtime)[-last:] if base.is_dir() else []
+    for path in paths:
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        est = (rec.get("plan") or {}).get("estimate") or {}
+        if (est.get("rates") or {}).get("host") != host:
+            continue
+        modelled = est.get("per_cell_s") or {}
+        for c in rec.get("cells", []):
+            observed = sum((c.get("timings") or {}).values())
+            if c.get("status") == "succeeded" and c.get("key") in modelled and observed > 0:
+                out.append((float(modelled[c["key"]]), float(observed)))
+    return out
+
+
+def _cell_of(spec: dict, info=None) -> BakeoffCell:
+    return BakeoffCell(
+        key=spec["key"],
+        features=spec["features"],
+        encoder_url=spec.get("encoder_url"),
+        encoder_id=info.encoder_id if info else None,
+        model=info.model if info else None,
+        family=info.family if info else None,
+        weights=info.weights if info else None,
+        random_init=info.random_init if info else None,
+        stand_in=bool(info.random_init) if info else False,
+        task=spec["task"],
+        readout=spec["readout"],
+        dataset=spec["dataset"]["name"],
+    )
+
+
 class _Stop(threading.Event):
-    """The bake-off's stop event: the trainer's shutdown sets it, and it stops the runs of the study in flight."""
+    """The bake-off's stop event: the trainer's shutdown sets it; the executor stops its cells."""
 
-    def __init__(self, ctx):
-        super().__init__()
-        self.ctx, self.run_ids = ctx, []
 
-    def set(self) -> None:
-        super().set()
-        for run_id in list(self.run_ids):
-            self.ctx.runs.stop_event(run_id).set()
+def _check_executor(req_executor: str) -> None:
+    from vjepa_robot_lab.experiments.executors import check_executor
+
+    try:
+        check_executor(req_executor)
+    except ValueError as exc:
+        raise jobs.Refused(422, str(exc)) from None
 
 
 def start(
-    ctx, runner, req: BakeoffRequest, progress: bool = False, announce: Callable[[str], None] | None = None
+    ctx,
+    runner,
+    req: BakeoffRequest,
+    progress: bool = False,
+    announce: Callable[[str], None] | None = None,
+    allowed: set[str] | None = None,
 ) -> BakeoffRecord:
-    """Validate (422 naming the problem), record the bake-off `queued` with one cell per (task, encoder, readout),
-    and submit its job. With jobs.InlineRunner (the CLI) the whole bake-off runs before this returns; `announce`
-    gets one line per dataset and cell as it ends."""
+    """Validate (422 naming the problem), plan the cells and their cost, record the bake-off `queued` (the plan
+    printed through `announce` first), and submit its job. With jobs.InlineRunner (the CLI) the whole bake-off
+    runs before this returns. `allowed`: the encoder URLs this caller may reach (None: any, the CLI's own)."""
+    check_allowed(req.encoders, allowed)  # before any request is made
     try:
         settings = resolve(req)
     except ValueError as exc:
         raise jobs.Refused(422, str(exc)) from None
-    bakeoff_id = f"bakeoff-{secrets.token_hex(4)}"
+    _check_executor(req.executor)
+    settings["cell_workers"] = req.cell_workers
     for task in settings["tasks"]:  # every expert can demonstrate its task, before anything is recorded
         try:
-            dataset_spec(ctx, settings, f"{bakeoff_id}-{task}", task)
+            dataset_spec(ctx, settings, task)
         except ValueError as exc:
             raise jobs.Refused(getattr(exc, "status", 422), f"task {task}: {exc}") from None
     infos = _encoder_infos(ctx, req.encoders)
+    bakeoff_id = f"bakeoff-{secrets.token_hex(4)}"
+    encoders = [{"url": u, "encoder_id": i.encoder_id, "model": i.model} for u, i in zip(req.encoders, infos)]
+    specs = cells_lib.plan_cells(
+        bakeoff_id,
+        settings,
+        encoders,
+        settings["baselines"],
+        store=ctx.store.uri,
+        runs=str(ctx.runs.root),
+    )
+    by_id = {i.encoder_id: i for i in infos}
+    plan = cost_plan(ctx, specs, settings)
     record = BakeoffRecord(
         bakeoff_id=bakeoff_id,
         status=RunStatus.queued,
         protocol=settings["protocol"],
         settings=settings,
         request=req.model_dump(mode="json"),
-        datasets={t: f"{bakeoff_id}-{t}" for t in settings["tasks"]},
-        cells=[
-            BakeoffCell(
-                encoder_url=url,
-                encoder_id=info.encoder_id,
-                model=info.model,
-                family=info.family,
-                weights=info.weights,
-                random_init=info.random_init,
-                stand_in=bool(info.random_init),
-                task=task,
-                readout=readout,
-                dataset=f"{bakeoff_id}-{task}",
-            )
-            for task in settings["tasks"]
-            for url, info in zip(req.encoders, infos)
-            for readout in settings["readouts"]
-        ],
+        datasets={t: cells_lib.dataset_fields(settings, t)["name"] for t in settings["tasks"]},
+        cells=[_cell_of(s, by_id.get(s.get("encoder_id"))) for s in specs],
+        executor=req.executor,
+        cell_workers=req.cell_workers,
+        plan=plan,
         created_at=_now(),
     )
+    record.owner = dict(OWNER)  # who runs it: a restarted trainer spares a live one
+    _dir(ctx, bakeoff_id).mkdir(parents=True, exist_ok=True)
+    _save_specs(ctx, bakeoff_id, specs)
     save(ctx, record)
-    stop = _Stop(ctx)
+    log.info("bake-off %s %s", bakeoff_id, plan["summary"])
+    if announce:
+        announce(f"bake-off {bakeoff_id} ({req.executor}, cell_workers {req.cell_workers})\n{plan['summary']}")
+    _submit(ctx, runner, record, progress, announce)
+    return load(ctx, bakeoff_id)
+
+
+def _submit(ctx, runner, record: BakeoffRecord, progress: bool, announce) -> None:
+    stop = _Stop()
 
     def on_error(exc: BaseException) -> None:
-        status = "interrupted" if isinstance(exc, jobs.JobStopped) else "failed"
+        status = "interrupted" if isinstance(exc, jobs.STOPPED) else "failed"
         _end_unfinished(record, status, f"{type(exc).__name__}: {exc}")
         save(ctx, record)
         write_outputs(ctx, record)
 
-    runner.submit(f"bakeoff:{bakeoff_id}", lambda: run(ctx, record, stop, progress, announce), on_error, stop=stop)
+    runner.submit(
+        f"bakeoff:{record.bakeoff_id}", lambda: run(ctx, record, stop, progress, announce), on_error, stop=stop
+    )
+
+
+def resume(
+    ctx,
+    runner,
+    bakeoff_id: str,
+    announce: Callable[[str], None] | None = None,
+    allowed: set[str] | None = None,
+    urls: list[str] | None = None,
+) -> BakeoffRecord:
+    """Run again only the cells that did not succeed (each continues from its own state); succeeded cells are
+    kept. Encoders are found again by their encoder id among `urls` (the CLI's fresh local encoders) or the
+    recorded URLs; 409 while the bake-off runs or when every cell succeeded, 422 when an encoder is gone."""
+    record = get(ctx, runner, bakeoff_id)
+    if record.status in (RunStatus.queued, RunStatus.running):
+        raise jobs.Refused(409, f"bake-off {bakeoff_id} is {record.status.value}: wait for it, or stop its trainer")
+    todo = [c for c in record.cells if c.status != RunStatus.succeeded]
+    if not todo:
+        raise jobs.Refused(409, f"bake-off {bakeoff_id} has every cell succeeded: nothing to resume")
+    specs = load_specs(ctx, bakeoff_id)
+    wanted = sorted({c.encoder_id for c in todo if c.encoder_id})
+    candidates = list(urls) if urls else list(dict.fromkeys(c.encoder_url for c in todo if c.encoder_url))
+    check_allowed(candidates, allowed)
+    where: dict[str, str] = {}
+    if wanted:
+        from vjepa_robot_client import EncoderClient
+
+        for u in candidates:
+            try:
+                with EncoderClient(u, token=ctx.token, retries=1, timeout=30) as client:
+                    where.setdefault(client.info().encoder_id, u)
+            except Exception:
+                continue
+        gone = [e for e in wanted if e not in where]
+        if gone:
+            models = {c.encoder_id: c.model for c in todo}
+            raise jobs.Refused(
+                422,
+                "resume needs the same encoders: "
+                + ", ".join(f"{models.get(e)} ({e})" for e in gone)
+                + " answer at none of "
+                + ", ".join(candidates or ["(no URL)"])
+                + ": start them again (CLI: the same --model/--encoder)",
+            )
+    _check_executor(record.executor)
+    keys = {c.key for c in todo}
+    for spec in specs:
+        if spec["key"] in keys and spec.get("encoder_id"):
+            spec["encoder_url"] = where[spec["encoder_id"]]
+    for c in todo:
+        c.status, c.error = RunStatus.queued, None
+        if c.encoder_id:
+            c.encoder_url = where[c.encoder_id]
+    record.status, record.error = RunStatus.queued, None
+    record.resumes += 1
+    record.owner = dict(OWNER)  # who runs it: a restarted trainer spares a live one
+    settings = {**record.settings, "cell_workers": record.cell_workers}
+    plan = cost_plan(ctx, [s for s in specs if s["key"] in keys], settings)
+    record.plan = {**plan, "resumed_cells": sorted(keys)}
+    _save_specs(ctx, bakeoff_id, specs)
+    save(ctx, record)
+    if announce:
+        announce(f"bake-off {bakeoff_id}: resuming {len(todo)} of {len(record.cells)} cells\n{plan['summary']}")
+    _submit(ctx, runner, record, False, announce)
     return load(ctx, bakeoff_id)
 
 
-def dataset_spec(ctx, settings: dict, name: str, task: str):
-    """The task's demos as (DatasetSpec, run expert source or None), its expert resolved (a run expert's action
-    repeat set: datasets.py); ValueError / ExpertRefused when the expert cannot demonstrate the task."""
+def dataset_spec(ctx, settings: dict, task: str):
+    """The task's demos as (DatasetSpec, run expert source or None), its expert resolved; ValueError /
+    ExpertRefused when the expert cannot demonstrate the task."""
     from vjepa_robot_lab.data.datasets import DatasetSpec, resolve_expert
 
-    d = settings["dataset"]
-    spec = DatasetSpec(
-        name=name,
-        expert=settings["experts"][task],
-        task=task,
-        episodes=d["episodes"],
-        steps=settings["steps"][task],
-        seed=d["seed"],
-        image_size=d["image_size"],
-    )
-    return resolve_expert(spec, ctx.runs)
+    return resolve_expert(DatasetSpec(**cells_lib.dataset_fields(settings, task)), ctx.runs)
 
 
-def _make_dataset(ctx, record: BakeoffRecord, task: str, stop: threading.Event) -> dict:
-    from vjepa_robot_lab.data.datasets import create_dataset
-
-    spec, source = dataset_spec(ctx, record.settings, record.datasets[task], task)
-    d = record.settings["dataset"]
-    meta = create_dataset(spec, ctx.store, workers=d["workers"], progress=False, stop=stop, expert_source=source)
-    if meta.get("status") != "ready":
-        raise RuntimeError(f"dataset {spec.name} ended {meta.get('status')}: {meta.get('error')}")
-    return meta
-
-
-def _run_cell(ctx, record: BakeoffRecord, cell: BakeoffCell, stop: _Stop, progress: bool) -> None:
-    """One cell: a BC study over the seeds on this encoder's features, then evaluated; its score across seeds."""
-    s = record.settings
-    cctx = dataclasses.replace(ctx, encoder_url=cell.encoder_url)  # this encoder's features, the same store/runs
-    inline = jobs.InlineRunner()
-    req = TrainBCRequest(
-        dataset=cell.dataset,
-        features="vjepa2",
-        readout=cell.readout,
-        seeds=s["seeds"],
-        **({"protocol": s["protocol"]} if s["protocol"] else {}),
-        **s["bc"],
-    )
-    # a seed that fails is recorded on its run and the study goes on (jobs.train); what raises here is the study's
-    # own failure (bad input: Refused; a stop: JobStopped), which ends this cell
-    created = jobs.train(cctx, _Inline(inline, stop, cctx), req, progress=progress)
-    cell.study_id = created.study_id
-    study = cctx.runs.get_study(cell.study_id)
-    cell.run_ids = list(study.run_ids)
-    save(ctx, record)
-    if stop.is_set():
-        raise jobs.JobStopped("the trainer was stopped during this bake-off")
-    ev = EvalRequest(task=cell.task, steps=s["steps"][cell.task], gif_episodes=0, **s["eval"])
-    try:
-        jobs.evaluate_study(cctx, _Inline(inline, stop, cctx), cell.study_id, ev)
-    except jobs.Refused as exc:  # no run of the study succeeded: the cell fails with the runs' errors
-        cell.error = exc.detail
-    except Exception as exc:
-        if stop.is_set():
-            raise jobs.JobStopped("the trainer was stopped during this bake-off") from None
-        cell.error = f"{type(exc).__name__}: {exc}"
-    agg = aggregate(study, [cctx.runs.get(r) for r in study.run_ids])
-    returns = [r.mean_return for r in agg.runs if r.mean_return is not None]
-    cell.score = mean_ci95(returns) if returns else None
-    cell.success = agg.success if _has_success(cell.task) else None
-    failed = [r for r in agg.runs if r.status != RunStatus.succeeded or r.eval_status != RunStatus.succeeded]
-    if failed and not cell.error:
-        cell.error = f"{len(failed)} of {len(agg.runs)} seed(s) did not finish: " + "; ".join(
-            f"{r.run_id} {r.status.value}/{r.eval_status.value if r.eval_status else '-'}"
-            + (f" ({r.error})" if r.error else "")
-            for r in failed
-        )
-    cell.status = RunStatus.succeeded if returns and not failed else RunStatus.failed
-
-
-class _Inline:
-    """jobs.InlineRunner that tells the bake-off's stop event which runs are in flight (so a shutdown stops them)."""
-
-    def __init__(self, inner: jobs.InlineRunner, stop: _Stop, ctx):
-        self.inner, self.stop, self.ctx = inner, stop, ctx
-
-    def submit(self, key: str, fn, on_error, stop: threading.Event | None = None) -> None:
-        kind, _, rest = key.partition(":")
-        if kind in ("study", "studyeval"):
-            self.stop.run_ids = list(self.ctx.runs.get_study(rest).run_ids)
-        elif kind in ("run", "eval"):
-            self.stop.run_ids = [rest.split(":")[0]]
-        if self.stop.is_set():
-            self.stop.set()  # stopped before this job began: its runs end interrupted at once
-        self.inner.submit(key, fn, on_error)
-
-    def active(self) -> list[str]:
-        return []
+def _apply(cell: BakeoffCell, result: dict) -> None:
+    cell.status = RunStatus(result.get("status") or "failed")
+    cell.error = result.get("error")
+    for key in ("study_id", "dataset_reused", "host"):
+        if result.get(key) is not None:
+            setattr(cell, key, result[key])
+    cell.run_ids = list(result.get("run_ids") or cell.run_ids)
+    cell.attempts = int(result.get("attempts") or cell.attempts)
+    cell.timings = dict(result.get("timings") or {})
+    cell.score = SeedInterval.model_validate(result["score"]) if result.get("score") else None
+    cell.success = SeedInterval.model_validate(result["success"]) if result.get("success") else None
 
 
 def run(
-    ctx, record: BakeoffRecord, stop: _Stop, progress: bool = False, announce: Callable[[str], None] | None = None
+    ctx,
+    record: BakeoffRecord,
+    stop: threading.Event,
+    progress: bool = False,
+    announce: Callable[[str], None] | None = None,
 ) -> BakeoffRecord:
-    """The bake-off's job: datasets, then every cell in order; the table and figure at the end (and on failure)."""
+    """The bake-off's job: the demos (here, one writer per dataset), then the unfinished cells on the executor;
+    the table and figure at the end (and on failure)."""
+    from vjepa_robot_lab.experiments.executors import make_executor
+
     record.status = RunStatus.running
     save(ctx, record)
-    for task in record.settings["tasks"]:
-        cells = [c for c in record.cells if c.task == task]
+    specs = {s["key"]: s for s in load_specs(ctx, record.bakeoff_id)}
+    todo = [c for c in record.cells if c.status != RunStatus.succeeded]
+    workers = int(record.settings.get("dataset", {}).get("workers") or 1)
+    for task in dict.fromkeys(c.task for c in todo):
+        cells = [c for c in todo if c.task == task]
+        fields = specs[cells[0].key]["dataset"]
         try:
-            meta = _make_dataset(ctx, record, task, stop)
+            meta = cells_lib.ensure_dataset(ctx.store, ctx.runs, fields, workers, stop)
         except Exception as exc:
             if stop.is_set():
                 raise jobs.JobStopped("the trainer was stopped during this bake-off") from None
             log.error("bake-off %s: dataset of task %s failed: %s", record.bakeoff_id, task, exc)
             for c in cells:
-                c.status, c.error = RunStatus.failed, f"dataset {record.datasets[task]}: {type(exc).__name__}: {exc}"
+                c.status, c.error = RunStatus.failed, f"dataset {fields['name']}: {type(exc).__name__}: {exc}"
             save(ctx, record)
             continue
         record.demo_returns[task] = meta.get("mean_return")
         save(ctx, record)
         if announce:
+            how = "reused from the store" if meta.get("reused") else "made"
             announce(
-                f"dataset {record.datasets[task]} ready ({task}, expert {record.settings['experts'][task]}, "
+                f"dataset {fields['name']} {how} ({task}, expert {fields['expert']}, "
                 f"demo return {_fmt(meta.get('mean_return'))})"
             )
-        for cell in cells:
-            if stop.is_set():
-                raise jobs.JobStopped("the trainer was stopped during this bake-off")
-            cell.status = RunStatus.running
-            save(ctx, record)
-            try:
-                _run_cell(ctx, record, cell, stop, progress)
-            except jobs.JobStopped:
-                raise
-            except Exception as exc:
-                if stop.is_set():
-                    raise jobs.JobStopped("the trainer was stopped during this bake-off") from None
-                if isinstance(exc, jobs.Refused):
-                    exc = RuntimeError(exc.detail)  # one cell's failure is that cell's result; the bake-off goes on
-                log.error(
-                    "bake-off %s: cell %s/%s/%s failed: %s", record.bakeoff_id, task, cell.model, cell.readout, exc
-                )
-                cell.status, cell.error = RunStatus.failed, f"{type(exc).__name__}: {exc}"
-            save(ctx, record)
-            if announce:
-                done = sum(c.status not in (RunStatus.queued, RunStatus.running) for c in record.cells)
-                announce(
-                    f"cell {done}/{len(record.cells)}: {task} {encoder_label(cell)} {cell.readout}: "
-                    f"{cell.status.value}, return {_interval(cell.score)}" + (f" ({cell.error})" if cell.error else "")
-                )
+    runnable = [c for c in todo if c.status != RunStatus.failed or not (c.error or "").startswith("dataset ")]
+    for c in runnable:
+        c.status, c.error = RunStatus.running, None
+    save(ctx, record)
+    executor = make_executor(
+        record.executor,
+        cell_workers=record.cell_workers,
+        folder=_dir(ctx, record.bakeoff_id) / "submitit",
+        token=ctx.token,
+    )
+    by_key = {c.key: c for c in record.cells}
+    for spec, result in executor.run([specs[c.key] for c in runnable], stop=stop):
+        cell = by_key[spec["key"]]
+        _apply(cell, result)
+        save(ctx, record)
+        if announce:
+            done = sum(c.status not in (RunStatus.queued, RunStatus.running) for c in record.cells)
+            announce(
+                f"cell {done}/{len(record.cells)} {cell.key}: {cell.task} {encoder_label(cell)} {cell.readout}: "
+                f"{cell.status.value}, return {_interval(cell.score)}" + (f" ({cell.error})" if cell.error else "")
+            )
+    if stop.is_set():
+        raise jobs.JobStopped("the trainer was stopped during this bake-off")
+    for c in record.cells:  # a cell the executor lost (a Modal call that raised) is not left running
+        if c.status in (RunStatus.queued, RunStatus.running):
+            c.status, c.error = RunStatus.failed, "the executor returned no result for this cell: resume reruns it"
     bad = [c for c in record.cells if c.status != RunStatus.succeeded]
     record.status = RunStatus.failed if bad else RunStatus.succeeded
-    if bad:
-        record.error = f"{len(bad)} of {len(record.cells)} cell(s) did not succeed (see each cell's error)"
+    record.error = f"{len(bad)} of {len(record.cells)} cell(s) did not succeed (see each cell's error)" if bad else None
     write_outputs(ctx, record)
     save(ctx, record)
     return record
@@ -493,7 +610,9 @@ def _interval(iv, digits: int = 1, pct: bool = False) -> str:
 
 
 def encoder_label(cell: BakeoffCell) -> str:
-    model = cell.model or cell.encoder_url
+    if cell.features != "vjepa2":
+        return f"`{cell.features}` features (baseline)"
+    model = cell.model or cell.encoder_url or "?"
     return f"`{model.removeprefix('preset:')}`" + (" preset" if model.startswith("preset:") else "")
 
 
@@ -568,7 +687,7 @@ def figure(record: BakeoffRecord, path: Path) -> Path:
         labels = []
         for x, c in enumerate(cells):
             colour = colours[c.readout]
-            name = (c.model or "?").removeprefix("preset:")
+            name = (c.model or "?").removeprefix("preset:") if c.features == "vjepa2" else f"{c.features} (baseline)"
             labels.append(f"{name}\n{c.readout}" + ("\n(stand-in)" if c.stand_in else ""))
             if c.score is None or c.score.mean is None:
                 ax.annotate("no score", (x, 0), ha="center", va="bottom", fontsize=8, color="grey")

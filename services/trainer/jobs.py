@@ -23,13 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from services.common.store import DatasetNotFound, Store
+from services.common.store import DatasetNotFound
 from vjepa_robot_client.contract import (
     DEFAULT_EVAL_IMAGE_SIZE,
     BaselineEvalRequest,
     EvalRequest,
     EvalResult,
-    FeatureSource,
     RunCreated,
     RunLineage,
     RunRecord,
@@ -38,10 +37,10 @@ from vjepa_robot_client.contract import (
     TrainBCRequest,
     TrainSACRequest,
     check_action_repeat,
-    validate_name,
     validate_run_id,
 )
 from vjepa_robot_lab.records.context import TrainerContext
+from vjepa_robot_lab.records.refused import Refused
 from vjepa_robot_lab.records.run_kinds import BASELINE, kind_of_request, run_kind
 from vjepa_robot_lab.records.runs import (
     ACTIVE,
@@ -60,12 +59,9 @@ class JobStopped(Exception):
     """Raised inside a job when the trainer asked it to stop (shutdown): the run ends `interrupted`."""
 
 
-class Refused(Exception):
-    """A request this trainer will not start; status_code is the HTTP status the service answers."""
-
-    def __init__(self, status_code: int, detail: str):
-        super().__init__(detail)
-        self.status_code, self.detail = status_code, detail
+# what ends a job `interrupted`, not `failed`: the trainer's stop, or the CLI's SIGINT/SIGTERM in local mode (a
+# KeyboardInterrupt: vjepa_robot/harness.py's Interrupted)
+STOPPED = (JobStopped, KeyboardInterrupt)
 
 
 class JobBusy(Refused):
@@ -163,32 +159,10 @@ class InlineRunner:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def ready_dataset(store: Store, name: str) -> dict:
-    """The dataset's metadata if it is ready to train on, else Refused (400 bad name, 404 unknown, 409 not ready)."""
-    from vjepa_robot_lab.data.datasets import dataset_info
-
-    try:
-        validate_name(name, "dataset name")
-    except ValueError as exc:
-        raise Refused(400, str(exc)) from None
-    try:
-        meta = dataset_info(store, name)
-    except DatasetNotFound as exc:
-        raise Refused(404, str(exc)) from None
-    if meta["status"] != "ready":
-        raise Refused(409, f"dataset {name!r} is {meta['status']}, not ready: wait for it or re-create it")
-    return meta
-
-
-def _needs_frames(features: FeatureSource | str) -> bool:
-    from vjepa_robot_client.contract import needs_frames
-
-    return needs_frames(FeatureSource(features))  # vjepa2 and pixels read the rendered frames
-
-
 def train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) -> RunLineage:
-    """Validate a training request and return the lineage its runs start with (frame size, action repeat,
-    readout and the pooling it reads: vjepa_robot_lab/perception/readouts.py)."""
+    """Validate a training request and return the lineage its runs start with: the readout and the pooling it
+    reads (vjepa_robot_lab/perception/readouts.py), and what the run kind's lineage hook says (frame size, action
+    repeat, task; a BC run's dataset: run_kinds.py)."""
     from vjepa_robot_lab.perception.readouts import check_readout, readout_lineage
 
     try:
@@ -196,58 +170,9 @@ def train_lineage(ctx: TrainerContext, req: TrainBCRequest | TrainSACRequest) ->
     except ValueError as exc:
         raise Refused(422, str(exc)) from None
     readout = readout_lineage(req.readout, req.grid_size)  # readout, pooling, grid_size
-    if isinstance(req, TrainBCRequest):
-        meta = ready_dataset(ctx.store, req.dataset)
-        size = meta.get("image_size") if _needs_frames(req.features) else None
-        if _needs_frames(req.features) and not size:
-            raise Refused(
-                409,
-                f"dataset {req.dataset!r} stores no frames (image_size 0): {req.features.value} features need "
-                "frames; re-create it with --image-size 256, or train on state features",
-            )
-        # a dataset rolled out by a run expert acted at that run's action repeat (datasets.py): BC acts at it too
-        repeat, task = int(meta.get("action_repeat") or 1), meta.get("task") or "easy"
-        return RunLineage(
-            features=req.features, dataset=req.dataset, image_size=size, action_repeat=repeat, task=task, **readout
-        )
-    check_replay_memory(req)
-    return RunLineage(
-        features=req.features,
-        image_size=req.image_size if _needs_frames(req.features) else None,
-        action_repeat=req.action_repeat,
-        task=req.task.value,
-        **readout,
-    )
-
-
-def check_replay_memory(req: TrainSACRequest) -> None:
-    """Refuse (422) a buffer_size whose replay buffer cannot fit in the memory available now (psutil), before any
-    run is recorded: the buffer (vjepa_robot_lab/learning/replay.py: float16 observations, float32 actions, reward,
-    done and timeout, a terminal flag) is allocated whole when training starts. vjepa2 features count as 1-d here
-    (their width is known only once the encoder answers): a lower bound, so only sizes that cannot fit are refused."""
-    import psutil
-
-    from vjepa_robot_lab.envs.tasks import task_spec
-
-    spec = task_spec(req.task.value)
-    feature = FeatureSource(req.features)
-    if feature == FeatureSource.state:
-        dim = spec.state_dim
-    elif feature == FeatureSource.vjepa2:
-        dim = 1
-    else:
-        from vjepa_robot_lab.perception.features import RandomFeatures
-
-        dim = RandomFeatures().dim
-    per_transition = 2 * dim + 4 * spec.action_dim + 3 * 4 + 1
-    need, available = int(req.buffer_size) * per_transition, psutil.virtual_memory().available
-    if need > available:
-        raise Refused(
-            422,
-            f"buffer_size {req.buffer_size} needs at least {need / 2**30:.1f} GiB for the replay buffer "
-            f"({per_transition} bytes per transition with {req.features.value} features), more than the "
-            f"{available / 2**30:.1f} GiB of memory available: send buffer_size <= {available // per_transition}",
-        )
+    kind = kind_of_request(req)
+    own = kind.lineage(ctx, req) if kind.lineage is not None else {}
+    return RunLineage(features=req.features, **own, **readout)
 
 
 def train(ctx: TrainerContext, runner, req: TrainBCRequest | TrainSACRequest, progress: bool = False) -> RunCreated:
@@ -256,11 +181,9 @@ def train(ctx: TrainerContext, runner, req: TrainBCRequest | TrainSACRequest, pr
     A study's runs run one after another in one job (CPU); a run that fails is recorded and the next seed
     starts; a crash or stop leaves every unfinished run `failed`/`interrupted`, never `running` or `queued`.
     """
-    if isinstance(req, TrainBCRequest):
-        from vjepa_robot_lab.experiments.protocols import apply_bc
-
-        req = apply_bc(req)  # a named protocol fills the fields the request left out (protocols.py)
     kind = kind_of_request(req)
+    if kind.prepare is not None:
+        req = kind.prepare(req)  # e.g. a named protocol fills the fields the request left out (protocols.py)
     lineage = train_lineage(ctx, req)
     seeds = req.run_seeds()
     study_id = f"study-{secrets.token_hex(4)}" if req.is_study else None
@@ -329,7 +252,7 @@ def resume(ctx: TrainerContext, runner, run_id: str) -> RunRecord:
 def fail_run(handle: RunHandle):
     def on_error(exc: BaseException):
         # a stop request makes any error on the way out (an encoder call cut short by the shutdown) an interruption
-        status = "interrupted" if isinstance(exc, JobStopped) or handle.stop_requested() else "failed"
+        status = "interrupted" if isinstance(exc, STOPPED) or handle.stop_requested() else "failed"
         handle.update(status=status, error=f"{type(exc).__name__}: {exc}")
 
     return on_error
@@ -412,7 +335,7 @@ def resolve_eval(ctx: TrainerContext, record: RunRecord, req: EvalRequest) -> Ev
     """The request this run is evaluated with: image_size filled in from the run's own frame size; Refused when
     the run is not evaluable, the steps do not fit its action repeat, or the frame size differs unasked."""
     run_id = record.run_id
-    if record.kind != BASELINE.name and record.status != RunStatus.succeeded:
+    if not run_kind(record.kind).eval_is_run and record.status != RunStatus.succeeded:
         raise Refused(409, f"run {run_id} is {record.status.value}: evaluate it once it has succeeded")
     lineage = record.lineage
     req = resolve_eval_task(record, req)
@@ -574,6 +497,10 @@ def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, req: EvalRequ
         if handle.stop_requested():
             raise JobStopped("the trainer was stopped during this evaluation")
 
+    def check_stop():  # between agent steps: a shutdown waits for one step, not a wave of episodes
+        if handle.stop_requested():
+            raise JobStopped("the trainer was stopped during this evaluation")
+
     try:
         result = evaluate(
             policy,
@@ -588,6 +515,7 @@ def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, req: EvalRequ
             on_progress=progress,
             action_repeat=record.lineage.action_repeat if record.lineage else 1,
             targets=req.targets.value,
+            on_step=check_stop,
         )
     finally:
         if features is not None:
@@ -597,7 +525,7 @@ def run_eval(ctx: TrainerContext, handle: RunHandle, eval_id: int, req: EvalRequ
     handle.update_evaluation(eval_id, status="succeeded", **result)
     if ctx.on_eval is not None:
         ctx.on_eval(result)
-    if record.kind == BASELINE.name:
+    if run_kind(record.kind).eval_is_run:  # a baseline: the evaluation is the run
         handle.update(status="succeeded", metrics={"success_rate": result["success_rate"]})
 
 
@@ -605,10 +533,12 @@ def eval_error_handler(handle: RunHandle, eval_id: int):
     def on_error(exc: BaseException):
         handle.update_evaluation(
             eval_id,
-            status="interrupted" if isinstance(exc, JobStopped) or handle.stop_requested() else "failed",
+            status="interrupted" if isinstance(exc, STOPPED) or handle.stop_requested() else "failed",
             error=f"{type(exc).__name__}: {exc}",
         )
-        if handle.record.kind == BASELINE.name:
-            handle.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        if run_kind(handle.record.kind).eval_is_run:
+            handle.update(
+                status="interrupted" if isinstance(exc, STOPPED) else "failed", error=f"{type(exc).__name__}: {exc}"
+            )
 
     return on_error

@@ -281,7 +281,7 @@ def create_dataset(
         last_record[0] = time.monotonic()
 
     record("running")
-    generate = generate or (lambda s, eps: ([rec] for rec in _generate(s, eps, workers, expert_source)))
+    generate = generate or (lambda s, eps: ([rec] for rec in _generate(s, eps, workers, expert_source, stop)))
     record_every = record_every or max(1, spec.episodes // 10)
     bar = None
     if progress:
@@ -397,8 +397,15 @@ def _running_meta(spec: DatasetSpec, existing: dict | None) -> dict:
     }
 
 
-def _generate(spec: DatasetSpec, episodes: list[int], workers: int, source: RunExpertSource | None = None):
-    """Yield EpisodeRecords in episode order, from `workers` processes (in process when workers == 1)."""
+def _generate(
+    spec: DatasetSpec,
+    episodes: list[int],
+    workers: int,
+    source: RunExpertSource | None = None,
+    stop: threading.Event | None = None,
+):
+    """Yield EpisodeRecords in episode order, from `workers` processes (in process when workers == 1); once `stop`
+    is set, end at once (the caller records the stop)."""
     if workers <= 1 or len(episodes) <= 1:
         try:
             for e in episodes:
@@ -407,18 +414,34 @@ def _generate(spec: DatasetSpec, episodes: list[int], workers: int, source: RunE
             close_thread_envs()
         return
     # spawn, not fork: a forked EGL context is not safe to use
-    ex = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_one_render_thread)
+    ex = ProcessPoolExecutor(
+        max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),)
+    )
+    finished = False
     try:
-        yield from ex.map(generate_episode, [spec] * len(episodes), episodes, [source] * len(episodes), chunksize=1)
-    finally:  # stopped or failed early: drop the queued episodes, wait only for those in flight
+        for fut in [ex.submit(generate_episode, spec, e, source) for e in episodes]:
+            while stop is not None and not fut.done():  # a stop does not wait for the episode in flight
+                if stop.wait(0.2):
+                    return
+            yield fut.result()
+        finished = True
+    finally:  # drop the queued episodes; stopped, interrupted or failed early: end those in flight, not await them
+        if not finished:
+            for p in list((ex._processes or {}).values()):  # (Python 3.14: ex.terminate_workers())
+                p.terminate()
         ex.shutdown(wait=True, cancel_futures=True)
 
 
-def _one_render_thread() -> None:
+def _init_worker(parent_pid: int) -> None:
     """Each worker owns a core: Mesa's software renderer (llvmpipe) otherwise spreads every frame over all cores,
     so N workers would run N x cores render threads. (On 2 cores one multi-threaded renderer already reaches
-    38.6 frames/s of generation; two one-thread workers 49.3; bench/generate.py.)"""
+    38.6 frames/s of generation; two one-thread workers 49.3; bench/generate.py.) And each worker dies with the
+    process that owns the pool (a SIGKILLed trainer or CLI leaves no worker, and so no resource tracker, behind):
+    services/common/procs.py, the kernel's parent-death signal on Linux, a watchdog thread elsewhere."""
+    from services.common.procs import die_with_parent
+
     os.environ.setdefault("LP_NUM_THREADS", "1")
+    die_with_parent(parent_pid)
 
 
 def summarise(store: Store, name: str, task: str = "easy", action_repeat: int = 1) -> dict:

@@ -136,16 +136,18 @@ class Policy(Protocol):
 class FeaturePolicy:
     """A trained network on top of a feature source: features.online -> policy_fn -> (B, A) actions.
 
-    A policy_fn that names its readout (`.readout`, `.grid_size`: a loaded BC or SAC checkpoint) reads `features`
+    A LoadedPolicy (a loaded BC or SAC checkpoint: policies/loaded.py) names its readout and reads `features`
     through it (readouts.with_readout): attentive steps a grid stream, flare fuses each episode's last 3 windows
     (reset when its episode resets). A source that is already a readout's is used as given."""
 
     def __init__(self, policy_fn: Callable[[np.ndarray], np.ndarray], features: FeatureSource):
         from vjepa_robot_lab.perception.readouts import FlareFeatures, GridFeatures, with_readout
+        from vjepa_robot_lab.policies.loaded import LoadedPolicy
 
-        readout = getattr(features, "readout", None) or getattr(policy_fn, "readout", "mean")
+        loaded = policy_fn if isinstance(policy_fn, LoadedPolicy) else None  # a plain function reads mean features
+        readout = getattr(features, "readout", None) or (loaded.readout if loaded else "mean")
         if not isinstance(features, (FlareFeatures, GridFeatures)):
-            features = with_readout(features, readout, getattr(policy_fn, "grid_size", 4))
+            features = with_readout(features, readout, loaded.grid_size if loaded else 4)
         self.policy_fn, self.features = policy_fn, features
         self.needs_frames = features.needs_frames
         info = getattr(getattr(features, "base", features), "info", None)  # a readout wraps the encoder's source
@@ -202,8 +204,12 @@ def evaluate(
     gif_label: str | None = None,
     gif_expert: str | None = "jacobian",
     targets: str = "uniform",
+    on_step: Callable[[], None] | None = None,
 ) -> dict:
     """Roll `policy` out for `episodes` live episodes; returns the evaluation record (success, CI, returns).
+
+    `on_step()` runs before every agent step: raise in it to stop the evaluation (the trainer raises its stop
+    there at shutdown, so a stop waits for one step, not for a wave of episodes).
 
     `steps` counts simulator steps. A policy trained with an action repeat (SAC) is evaluated with the same
     repeat, so it acts, and sees windows, at the rate it was trained at; success and return are still judged on
@@ -253,6 +259,8 @@ def evaluate(
         policy.reset(seeds)
         record_gif = start == 0 and gif_frames
         for _ in range(n_agent):
+            if on_step is not None:
+                on_step()
             if record_gif:
                 for g, frames in enumerate(gif_frames):
                     frames.append(_gif_frame(active[g], timesteps[g]))
@@ -332,8 +340,9 @@ def _gif_frame(env, ts) -> np.ndarray:
 
 
 CONTROL_DT = 0.02  # s of simulated time per reacher control step (dm_control reacher: timestep 0.02, 1 substep)
-GIF_LINE_H = 12  # px per caption line (Pillow's default font at size 10)
-GIF_CAPTION_LINES = 5  # the label (up to 2 lines), seed and step, return and the live reward / final outcome
+GIF_FONT_PX = 11  # caption font size: DejaVu Sans (matplotlib's own font file), legible at the GIF's 160 px panels
+GIF_LINE_H = 13  # px per caption line at that size
+GIF_CAPTION_LINES = 6  # the label (up to 2 lines), seed, step, the return, the live reward / final outcome
 GIF_CAPTION_H = GIF_LINE_H * GIF_CAPTION_LINES + 4  # px of caption above each panel
 
 
@@ -388,13 +397,20 @@ def expert_panel(name: str, task: str, seed: int, steps: int, action_repeat: int
     )
 
 
-def _font(size: int = 10):
+def _font(size: int = GIF_FONT_PX):
+    """DejaVu Sans (shipped with matplotlib, part of the trainer stack): Pillow's built-in font at this size draws
+    spaces about 1 px wide ("policyon state", "nosuccess"), so words ran together in the captions."""
     from PIL import ImageFont
 
     try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: the fixed bitmap font
-        return ImageFont.load_default()
+        from matplotlib import font_manager
+
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans", fallback_to_default=False), size)
+    except (ImportError, ValueError, OSError):  # no matplotlib or no font file: Pillow's own
+        try:
+            return ImageFont.load_default(size=size)
+        except TypeError:  # Pillow < 10.1: the fixed bitmap font
+            return ImageFont.load_default()
 
 
 def wrap_label(label: str, width: int, font=None, max_lines: int = 2) -> list[str]:
@@ -452,12 +468,9 @@ def caption_lines(p: Panel, t: int, last: bool, steps: int, per_frame: float) ->
             if last
             else (f"reward {now:.0f}/1 now" if now is not None else "")
         )
-    return [
-        *label,
-        f"seed {p.seed}",
-        f"step {round((t + 1) * per_frame)}/{steps}",
-        f"return {p.returns[t]:.1f}  {state}".rstrip(),
-    ]
+    # one item a line: side by side, an evaluation seed (~1e9) and the step, or the return and the live state,
+    # overran a 160 px panel
+    return [*label, f"seed {p.seed}", f"step {round((t + 1) * per_frame)}/{steps}", f"return {p.returns[t]:.1f}", state]
 
 
 def write_episode_gif(

@@ -46,6 +46,7 @@ from vjepa_robot_lab.perception.pixels import (
     stack_index,
 )
 from vjepa_robot_lab.perception.readouts import AttentivePooler, GridFeatures, PoolerConfig, with_readout
+from vjepa_robot_lab.policies.loaded import LoadedPolicy
 from vjepa_robot_lab.records.runs import json_default
 from vjepa_robot_lab.threads import seeded_torch
 
@@ -502,6 +503,8 @@ def train_bc(
         features.on_progress = lambda message: run.update(metrics={"phase": message})
         pooler = PoolerConfig(dim=features.token_dim, tokens=features.tokens)
     table, actions = load_bc_data(store, cfg.dataset, features)
+    if pooler is not None:  # the grids are in hand: the phase moves on from "embedding the ... grids first"
+        run.update(metrics={"phase": "training on the token grids"})
     pull_s = time.perf_counter() - t0
     if len(table) == 0:
         raise ValueError(f"dataset {cfg.dataset!r} has no steps: nothing to clone")
@@ -540,6 +543,7 @@ def train_bc(
         n_train_episodes=int(len(np.unique(table.episode[train_rows]))),
         n_val_episodes=len(val_episodes),
         wall_s=round(time.perf_counter() - t0, 3),
+        **({"phase": "trained"} if pooler is not None else {}),
     )
     lineage = {
         "kind": "bc",
@@ -641,18 +645,24 @@ def save_bc_policy(path: Path, model: BCPolicy, lineage: dict) -> Path:
     return path
 
 
-class LoadedBCPolicy:
-    """A trained policy as a plain function: (B, D) float32 features -> (B, 2) float32 actions.
+class LoadedBCPolicy(LoadedPolicy):
+    """A trained BC policy as a plain function: (B, D) float32 features -> (B, A) float32 actions.
 
     `.readout` and `.grid_size` say which features it reads (evaluate.FeaturePolicy wraps its source with them):
     mean (B, D), flare (B, 3D), attentive (B, G*D) flat grids or (B, G, D)."""
 
     def __init__(self, model: BCPolicy, lineage: dict, path: Path):
-        self.model, self.lineage, self.path = model, lineage, path
-        self.dim = model.dim
         config = lineage.get("config") or {}
-        self.readout = config.get("readout", "mean")  # checkpoints from before readouts: mean
-        self.grid_size = int(config.get("grid_size") or 4)
+        own = lineage.get("features")  # the feature source's lineage (a dict), or its name in older checkpoints
+        features = (own.get("features") if isinstance(own, dict) else own) or config.get("features")
+        super().__init__(
+            dim=model.dim,
+            readout=config.get("readout", "mean"),  # checkpoints from before readouts: mean
+            grid_size=int(config.get("grid_size") or 4),
+            features=features,
+            task=config.get("task"),
+        )
+        self.model, self.lineage, self.path = model, lineage, path
 
     @torch.no_grad()
     def __call__(self, x: np.ndarray) -> np.ndarray:

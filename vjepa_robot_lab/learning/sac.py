@@ -43,6 +43,7 @@ from vjepa_robot_lab.learning import sac_checkpoint
 from vjepa_robot_lab.learning.curves import MeanOf, open_curves
 from vjepa_robot_lab.learning.replay import Replay
 from vjepa_robot_lab.perception.readouts import AttentivePooler, GridFeatures, PoolerConfig, with_readout
+from vjepa_robot_lab.policies.loaded import LoadedPolicy
 from vjepa_robot_lab.threads import seeded_torch
 
 NET_ARCH = (256, 64)  # the findings' actor and critic hidden sizes (Phase 2)
@@ -732,11 +733,11 @@ def _train_sac(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def policy_from_checkpoint(run_dir: str | Path) -> Callable[[np.ndarray], np.ndarray]:
+def policy_from_checkpoint(run_dir: str | Path) -> LoadedPolicy:
     """Deterministic actor of a SAC run: (B, D) float32 features -> (B, A) actions in [-1, 1] (A: its task's).
 
-    Rebuilt from policy.safetensors and state.json alone (no env, no pickle). `.dim`, `.features`,
-    `.action_repeat` and `.episode_steps` on the returned callable say how to feed it.
+    Rebuilt from policy.safetensors and state.json alone (no env, no pickle). The LoadedPolicy's `.dim`,
+    `.features`, `.readout`, `.action_repeat` and `.episode_steps` say how to feed it.
     """
     ck = sac_checkpoint.load(Path(run_dir), with_optim=False)
     dim = int(ck.state["dim"])
@@ -761,10 +762,14 @@ def policy_from_checkpoint(run_dir: str | Path) -> Callable[[np.ndarray], np.nda
         obs = torch.as_tensor(np.asarray(x, np.float32).reshape(len(x), dim))
         return actor.deterministic(pooler(obs) if pooler is not None else obs).numpy()
 
-    act.readout = ck.state["config"].get("readout", "mean")  # type: ignore[attr-defined]
-    act.grid_size = int(ck.state["config"].get("grid_size") or 4)  # type: ignore[attr-defined]
-    act.dim, act.features = dim, ck.state["config"]["features"]  # type: ignore[attr-defined]
-    act.task = ck.state["config"].get("task", "easy")  # type: ignore[attr-defined]
-    act.action_repeat = int(ck.state["config"]["action_repeat"])  # type: ignore[attr-defined]
-    act.episode_steps = int(ck.state["config"]["episode_steps"])  # type: ignore[attr-defined]
-    return act
+    cfg = ck.state["config"]
+    return LoadedPolicy(
+        act,
+        dim=dim,
+        readout=cfg.get("readout", "mean"),
+        grid_size=int(cfg.get("grid_size") or 4),
+        features=cfg["features"],
+        task=cfg.get("task", "easy"),
+        action_repeat=int(cfg["action_repeat"]),
+        episode_steps=int(cfg["episode_steps"]),
+    )

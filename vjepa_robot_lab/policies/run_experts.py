@@ -67,8 +67,13 @@ def resolve_run_expert(runs, run_id: str, task: str) -> RunExpertSource:
         raise ExpertRefused(404, f"expert {RUN_EXPERT_PREFIX}{run_id}: {exc} (runs directory {runs.root})") from None
     want = task_spec(task).name
     lin = record.lineage
-    if record.kind not in ("sac", "bc"):
-        raise ExpertRefused(422, f"expert run {run_id} is a {record.kind} run: a run expert is a sac or bc run")
+    from vjepa_robot_lab.records.run_kinds import RUN_KINDS
+
+    with_network = [k.name for k in sorted(RUN_KINDS.values(), key=lambda k: -k.order) if k.network is not None]
+    if record.kind not in with_network:  # a kind with a trained network (RunKind.network) can act as an expert
+        raise ExpertRefused(
+            422, f"expert run {run_id} is a {record.kind} run: a run expert is a {' or '.join(with_network)} run"
+        )
     if record.status.value != "succeeded":
         raise ExpertRefused(409, f"expert run {run_id} is {record.status.value}: use it once it has succeeded")
     features = lin.features.value if lin else str(record.config.get("features"))
@@ -103,14 +108,12 @@ class RunExpert(Expert):
     def __init__(self, source: RunExpertSource):
         self.name = f"{RUN_EXPERT_PREFIX}{source.run_id}"
         self.spec = task_spec(source.task)
-        if source.kind == "sac":
-            from vjepa_robot_lab.learning.sac import policy_from_checkpoint
+        from vjepa_robot_lab.records.run_kinds import run_kind
 
-            self._policy = policy_from_checkpoint(Path(source.run_dir))
-        else:
-            from vjepa_robot_lab.learning.bc import load_bc_policy
-
-            self._policy = load_bc_policy(Path(source.run_dir))
+        network = run_kind(source.kind).network  # the kind's loader of its trained network (run_kinds.py)
+        if network is None:
+            raise ValueError(f"expert run {source.run_id} is a {source.kind} run: it has no trained network")
+        self._policy = network(Path(source.run_dir))
         if int(self._policy.dim) != self.spec.state_dim:
             raise ValueError(
                 f"expert run {source.run_id} reads {self._policy.dim}-d features; {self.spec.name}'s states are "

@@ -1,4 +1,6 @@
-"""What every job runs against: the feature store, the run records, and how to reach the encoder.
+"""What every job runs against: the feature store, the run records, and how to reach the encoder; and how a job
+refuses a request before it starts (Refused: the job layer and the run kinds' hooks raise it, the service answers
+its status code: records/refused.py).
 
 The trainer service builds one at start (services/trainer/app.py); the CLI's local mode builds one per command; the
 run kinds' hooks (run_kinds.py) and the studies receive it. It lives here, below both the job layer and the run-kind
@@ -11,7 +13,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from services.common.store import Store
+from services.common.store import DatasetNotFound, Store
+from vjepa_robot_lab.records.refused import Refused
 from vjepa_robot_lab.records.runs import RunStore
 
 
@@ -38,3 +41,21 @@ class TrainerContext:
             task=task or "easy",
             cancel=self.stopping,
         )
+
+    def ready_dataset(self, name: str) -> dict:
+        """The dataset's metadata if it is ready to train on, else Refused (400 bad name, 404 unknown, 409 not
+        ready)."""
+        from vjepa_robot_client.contract import validate_name
+        from vjepa_robot_lab.data.datasets import dataset_info
+
+        try:
+            validate_name(name, "dataset name")
+        except ValueError as exc:
+            raise Refused(400, str(exc)) from None
+        try:
+            meta = dataset_info(self.store, name)
+        except DatasetNotFound as exc:
+            raise Refused(404, str(exc)) from None
+        if meta["status"] != "ready":
+            raise Refused(409, f"dataset {name!r} is {meta['status']}, not ready: wait for it or re-create it")
+        return meta

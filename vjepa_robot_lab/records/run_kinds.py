@@ -6,16 +6,19 @@
     policy, features = kind.load_policy(ctx, record)   # evaluate.Policy (+ the feature source to close)
 
 Each kind declares its config and metrics models (the wire types of clients/.../contract.py), the request that
-starts it (None: it is not trained), how it trains, how its policy is loaded, its final metric and the label the
-report and the console use. Adding an algorithm means one `register(RunKind(...))` here, beside its own module
-(bc.py, sac.py) and its request/config/metrics models in the contract: the routes (`POST /train/<name>`),
-the jobs, the study aggregation and the report read this registry.
+starts it (None: it is not trained), and its hooks: how a request is completed (a protocol) and what lineage its
+runs start with, how it trains, how its trained network and its policy are loaded (evaluation, run experts), its
+final metric, whether it has learning curves, and the label, colour and order the report and the console use.
+Adding an algorithm means its own module (learning/bc.py, learning/sac.py) and one `register(RunKind(...))` here
+(its request/config/metrics models in the contract): the routes (`POST /train/<name>`), the CLI's
+`train <name>` (RunKind.command), the jobs, run experts, the study aggregation and the report read this registry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -32,6 +35,7 @@ from vjepa_robot_client.contract import (
     TrainBCRequest,
     TrainSACRequest,
 )
+from vjepa_robot_lab.records.refused import Refused
 
 if TYPE_CHECKING:  # only for annotations
     from vjepa_robot_lab.records.context import TrainerContext
@@ -39,6 +43,8 @@ if TYPE_CHECKING:  # only for annotations
 
 TrainFn = Callable[..., dict]  # (ctx, handle, cfg, features, *, resume: bool, progress: bool) -> metrics
 LoadFn = Callable[["TrainerContext", RunRecord], tuple[Any, Any]]  # -> (evaluate.Policy, feature source or None)
+NetworkFn = Callable[[Path], Any]  # run directory -> its trained network: policy(features (B, D)) -> actions (B, A)
+LineageFn = Callable[["TrainerContext", Any], dict]  # (ctx, request) -> RunLineage fields; raises Refused
 
 
 class UnknownRunKind(KeyError):
@@ -48,6 +54,20 @@ class UnknownRunKind(KeyError):
 
     def __str__(self) -> str:
         return f"unknown run kind {self.name!r}: this trainer knows {', '.join(RUN_KINDS)}"
+
+
+@dataclass(frozen=True)
+class TrainCommand:
+    """What `vjepa-robot train <name>` exposes of the kind's request. vjepa_robot/train_commands.py builds the
+    command from it and the request model: each option's help is the field's description (and choices), its
+    default the model's, so the command cannot drift from the request."""
+
+    summary: str  # the command's help line
+    arguments: tuple[str, ...] = ()  # required request fields, given positionally (BC's DATASET)
+    options: tuple[str, ...] = ()  # request fields as --options, in this order; sent only when given (left out:
+    # the request's default, or its protocol's, fills them) unless named in `always`
+    always: tuple[str, ...] = ()  # options sent every time, with the request model's default as their default
+    # every trained kind also gets --seeds / --n-seeds (one run per seed) and the trainer, store and W&B options
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,14 @@ class RunKind:
     higher_is_better: bool = False
     order: int = 9  # reading order in the report (baselines first)
     color: str = "tab:orange"  # its bars and legend patch
+    command: TrainCommand | None = None  # `vjepa-robot train <name>` (trained kinds)
+    prepare: Callable[[Any], Any] | None = None  # the request completed before anything (BC: its protocol's values)
+    lineage: LineageFn | None = None  # the lineage its runs start with, from the request (refuses what cannot run)
+    network: NetworkFn | None = None  # its trained network from a run directory (evaluation, run:RUN_ID experts)
+    has_curves: Callable[[RunRecord], bool] = lambda record: False  # the report plots its learning curves
+    eval_is_run: bool = False  # evaluating it is the run (baseline): the run's status and metrics follow it
+    training_result: Callable[[dict], str | None] = lambda metrics: None  # `runs list`'s result of a run not
+    # evaluated yet, from its metrics (as stored: a dict)
 
     def final(self, record: RunRecord) -> tuple[str, float | None]:
         """(metric name, value) of a run's headline training result; None until the run has one."""
@@ -139,16 +167,103 @@ def _feature_policy(ctx: TrainerContext, record: RunRecord, policy_fn) -> tuple[
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _needs_frames(features) -> bool:
+    from vjepa_robot_client.contract import needs_frames
+
+    return needs_frames(features)  # vjepa2 and pixels read the rendered frames
+
+
+def _network_policy(ctx, record: RunRecord):
+    """A trained kind's load_policy: its network (RunKind.network) on the run's feature source."""
+    return _feature_policy(ctx, record, run_kind(record.kind).network(ctx.runs.path(record.run_id)))  # type: ignore[misc]
+
+
+def _prepare_bc(req: TrainBCRequest) -> TrainBCRequest:
+    from vjepa_robot_lab.experiments.protocols import apply_bc
+
+    return apply_bc(req)  # a named protocol fills the fields the request left out (protocols.py)
+
+
+def _bc_lineage(ctx, req: TrainBCRequest) -> dict:
+    """A BC run starts from its dataset: the dataset's frame size (vjepa2), action repeat and task."""
+    meta = ctx.ready_dataset(req.dataset)
+    size = meta.get("image_size") if _needs_frames(req.features) else None
+    if _needs_frames(req.features) and not size:
+        raise Refused(
+            409,
+            f"dataset {req.dataset!r} stores no frames (image_size 0): {req.features.value} features need "
+            "frames; re-create it with --image-size 256, or train on state features",
+        )
+    # a dataset rolled out by a run expert acted at that run's action repeat (datasets.py): BC acts at it too
+    repeat, task = int(meta.get("action_repeat") or 1), meta.get("task") or "easy"
+    return {"dataset": req.dataset, "image_size": size, "action_repeat": repeat, "task": task}
+
+
 def _train_bc(ctx, handle: RunHandle, cfg, features, *, resume: bool = False, progress: bool = False) -> dict:
     from vjepa_robot_lab.learning.bc import train_bc
 
     return train_bc(cfg, handle, features, ctx.store, progress=progress)  # BC restarts: no resume state
 
 
-def _load_bc(ctx, record: RunRecord):
+def _bc_network(run_dir: Path):
     from vjepa_robot_lab.learning.bc import load_bc_policy
 
-    return _feature_policy(ctx, record, load_bc_policy(ctx.runs.path(record.run_id)))
+    return load_bc_policy(run_dir)
+
+
+def _bc_has_curves(record: RunRecord) -> bool:
+    return isinstance(record.metrics, BCMetrics) and bool(record.metrics.train_loss_curve)
+
+
+def _bc_training_result(m: dict) -> str | None:
+    if m.get("val_loss") is None:
+        return None
+    kept = m.get("selected_epoch")
+    return f"val MSE {m.get('best_val_loss') or m['val_loss']:.2e}" + (f" (epoch {kept})" if kept else "")
+
+
+def _sac_training_result(m: dict) -> str | None:
+    final = (m.get("final_eval") or {}).get("mean_return")
+    return None if final is None else f"final return {float(final):,.1f}"
+
+
+def check_replay_memory(req: TrainSACRequest) -> None:
+    """Refuse (422) a buffer_size whose replay buffer cannot fit in the memory available now (psutil), before any
+    run is recorded: the buffer (vjepa_robot_lab/learning/replay.py: float16 observations, float32 actions, reward,
+    done and timeout, a terminal flag) is allocated whole when training starts. vjepa2 features count as 1-d here
+    (their width is known only once the encoder answers): a lower bound, so only sizes that cannot fit are refused."""
+    import psutil
+
+    from vjepa_robot_client.contract import FeatureSource
+    from vjepa_robot_lab.envs.tasks import task_spec
+
+    spec = task_spec(req.task.value)
+    feature = FeatureSource(req.features)
+    if feature == FeatureSource.state:
+        dim = spec.state_dim
+    elif feature == FeatureSource.vjepa2:
+        dim = 1
+    else:
+        from vjepa_robot_lab.perception.features import RandomFeatures
+
+        dim = RandomFeatures().dim
+    per_transition = 2 * dim + 4 * spec.action_dim + 3 * 4 + 1
+    need, available = int(req.buffer_size) * per_transition, psutil.virtual_memory().available
+    if need > available:
+        raise Refused(
+            422,
+            f"buffer_size {req.buffer_size} needs at least {need / 2**30:.1f} GiB for the replay buffer "
+            f"({per_transition} bytes per transition with {req.features.value} features), more than the "
+            f"{available / 2**30:.1f} GiB of memory available: send buffer_size <= {available // per_transition}",
+        )
+
+
+def _sac_lineage(ctx, req: TrainSACRequest) -> dict:
+    """A SAC run renders its own frames (vjepa2) at the request's size and acts at its action repeat; a replay
+    buffer that cannot fit in memory is refused first."""
+    check_replay_memory(req)
+    size = req.image_size if _needs_frames(req.features) else None
+    return {"image_size": size, "action_repeat": req.action_repeat, "task": req.task.value}
 
 
 def _train_sac(ctx, handle: RunHandle, cfg, features, *, resume: bool = False, progress: bool = False) -> dict:
@@ -157,10 +272,14 @@ def _train_sac(ctx, handle: RunHandle, cfg, features, *, resume: bool = False, p
     return train_sac(cfg, handle, features, resume=resume)
 
 
-def _load_sac(ctx, record: RunRecord):
+def _sac_network(run_dir: Path):
     from vjepa_robot_lab.learning.sac import policy_from_checkpoint
 
-    return _feature_policy(ctx, record, policy_from_checkpoint(ctx.runs.path(record.run_id)))
+    return policy_from_checkpoint(run_dir)
+
+
+def _sac_has_curves(record: RunRecord) -> bool:
+    return isinstance(record.metrics, SACMetrics) and bool(record.metrics.curve)
 
 
 def _sac_final(record: RunRecord) -> float | None:
@@ -191,6 +310,7 @@ BASELINE = register(
         higher_is_better=True,
         order=0,
         color="tab:gray",
+        eval_is_run=True,
     )
 )
 BC = register(
@@ -202,10 +322,33 @@ BC = register(
         request=TrainBCRequest,
         metric="val_loss",
         final_metric=lambda r: kept_val_loss(r.metrics) if isinstance(r.metrics, BCMetrics) else None,
-        load_policy=_load_bc,
+        load_policy=_network_policy,
         train=_train_bc,
+        prepare=_prepare_bc,
+        lineage=_bc_lineage,
+        network=_bc_network,
+        has_curves=_bc_has_curves,
+        training_result=_bc_training_result,
         order=1,
         color="tab:blue",
+        command=TrainCommand(
+            summary="Behaviour cloning (the first study's MLP) on a dataset's features.",
+            arguments=("dataset",),
+            options=(
+                "features",
+                "epochs",
+                "batch_size",
+                "lr",
+                "val_fraction",
+                "select",
+                "head",
+                "protocol",
+                "seed",
+                "readout",
+                "grid_size",
+            ),
+            always=("features", "seed", "grid_size"),
+        ),
     )
 )
 SAC = register(
@@ -217,18 +360,39 @@ SAC = register(
         request=TrainSACRequest,
         metric="final_eval.mean_return",
         final_metric=_sac_final,
-        load_policy=_load_sac,
+        load_policy=_network_policy,
         train=_train_sac,
+        lineage=_sac_lineage,
+        network=_sac_network,
+        has_curves=_sac_has_curves,
+        training_result=_sac_training_result,
         resumable=True,
         higher_is_better=True,
         order=2,
         color="tab:green",
+        command=TrainCommand(
+            summary="Soft Actor-Critic online in parallel envs on vjepa2 / state / random features.",
+            options=(
+                "features",
+                "task",
+                "total_steps",
+                "parallel_envs",
+                "episode_steps",
+                "action_repeat",
+                "networks",
+                "seed",
+                "readout",
+                "grid_size",
+            ),
+            always=("features", "task", "seed", "readout", "grid_size"),
+        ),
     )
 )
 
 
 __all__ = [
     "RunKind",
+    "TrainCommand",
     "RUN_KINDS",
     "register",
     "run_kind",

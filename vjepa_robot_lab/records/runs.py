@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from services.common.owner import HOST, OWNER, is_mine, owner_gone
 from services.common.store import now_iso
 from vjepa_robot_client.contract import (
+    RUN_TYPES,
     DictReadable,
     EvalResult,
     FeatureSource,
@@ -156,7 +157,8 @@ def migrate(raw: dict, frame_size: Callable[[str], int | None] | None = None) ->
     r["evaluations"] = [
         {"run_id": r.get("run_id"), "eval_id": i, **(e or {})} for i, e in enumerate(r.get("evaluations") or [])
     ]
-    if kind == "baseline":
+    config_fields = RUN_TYPES[kind][0].model_fields if kind in RUN_TYPES else None  # the kind's config model
+    if config_fields is not None and "features" not in config_fields:  # an expert policy (baseline): no features
         r["lineage"] = None
         return RunRecord.model_validate(r)
     features = cfg.get("features")
@@ -172,16 +174,16 @@ def migrate(raw: dict, frame_size: Callable[[str], int | None] | None = None) ->
         features = lineage.get("features", FeatureSource.vjepa2.value)
     lineage.setdefault("features", features)
     frames = lineage["features"] in (FeatureSource.vjepa2.value, FeatureSource.pixels.value)
-    if "image_size" not in lineage:
+    if "image_size" not in lineage:  # a config that names its frame size (SAC renders its own), else its dataset's
         size = None
-        if frames and kind == "sac":
-            size = int(cfg.get("image_size", 256))
+        if frames and config_fields is not None and "image_size" in config_fields:
+            size = int(cfg.get("image_size", config_fields["image_size"].default))
         elif frames and cfg.get("dataset") and frame_size is not None:
             size = frame_size(cfg["dataset"])
         lineage["image_size"] = size
-    if kind == "bc":
-        lineage.setdefault("dataset", cfg.get("dataset"))
-    lineage.setdefault("action_repeat", int(cfg.get("action_repeat", 1)) if kind == "sac" else 1)
+    if cfg.get("dataset") is not None:  # trained on a dataset (BC)
+        lineage.setdefault("dataset", cfg["dataset"])
+    lineage.setdefault("action_repeat", int(cfg.get("action_repeat", 1)))  # records before action repeat: 1
     lineage.setdefault("readout", cfg.get("readout") or "mean")
     if frames and lineage.get("random_init") is None and lineage.get("encoder_model"):
         lineage["random_init"] = lineage["encoder_model"] in _LEGACY_RANDOM_INIT_MODELS

@@ -6,7 +6,8 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from vjepa_robot_client.contract import FeatureSource, SACMetrics
+from vjepa_robot_client.contract import FeatureSource
+from vjepa_robot_lab.records.run_kinds import BC, SAC
 from vjepa_robot_lab.report.inputs import note_value
 from vjepa_robot_lab.report.plots import (
     BC_LOSS_PNG,
@@ -19,7 +20,6 @@ from vjepa_robot_lab.report.plots import (
 from vjepa_robot_lab.report.rows import (
     PLUMBING,
     as_records,
-    bc_curves,
     bc_row,
     condition_name,
     condition_rows,
@@ -138,7 +138,7 @@ def write_report(runs, probes: list[dict], out_dir: Path, extra_notes: dict | No
             "",
         ]
 
-    bc_runs = sorted([r for r in runs if r.kind == "bc" and bc_curves(r)[0]], key=order_key)
+    bc_runs = sorted([r for r in runs if r.kind == BC.name and BC.has_curves(r)], key=order_key)
     if bc_runs:
         md += [
             "## Behaviour cloning",
@@ -160,7 +160,7 @@ def write_report(runs, probes: list[dict], out_dir: Path, extra_notes: dict | No
             )
         md += ["", f"![BC loss curves]({plot_bc_losses(bc_runs, out_dir / BC_LOSS_PNG).name})", ""]
 
-    sac_runs = [r for r in runs if isinstance(r.metrics, SACMetrics) and r.metrics.curve]
+    sac_runs = [r for r in runs if r.kind == SAC.name and SAC.has_curves(r)]
     if sac_runs:
         md += [
             "## SAC",

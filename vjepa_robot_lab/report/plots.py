@@ -4,7 +4,10 @@ Each plot is built by a `*_figure` function (returns the figure, for tests to in
 Rules kept here: every bar names its condition uniquely (the dataset, then the task and run ids are added when
 labels would collide), with its 95% interval and n; per-seed dots (and the title's mention of them) only when a
 bar has several seeds; random-init stand-ins hatched and named; each BC run's kept-epoch marker drawn above every
-curve with a marker of its own and a small sideways offset, so one run's marker never hides another's.
+curve with a marker of its own and a small sideways offset, so one run's marker never hides another's (markers
+closer than a marker's size count as one spot); every legend outside the axes, so it covers no bar, point or
+curve; an empty distance bin says n=0; episodes that share a point (returns of 0) are set apart sideways, one
+marker shape per condition.
 """
 
 from __future__ import annotations
@@ -15,7 +18,15 @@ from pathlib import Path
 from vjepa_robot_client.contract import RunRecord, SACMetrics
 from vjepa_robot_lab.evaluation.stats import t_interval, wilson_ci95
 from vjepa_robot_lab.records.run_kinds import RUN_KINDS
-from vjepa_robot_lab.report.rows import as_records, bc_curves, is_plumbing, sac_groups, seed_of, short_name
+from vjepa_robot_lab.report.rows import (
+    as_records,
+    bc_curves,
+    is_plumbing,
+    sac_groups,
+    seed_of,
+    short_name,
+    trained,
+)
 
 SUCCESS_PNG = "success.png"
 BC_LOSS_PNG = "bc_loss.png"
@@ -36,7 +47,7 @@ def _pyplot():
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # "tight": the legends sit outside the axes
     _pyplot().close(fig)
     return path
 
@@ -91,14 +102,14 @@ def success_figure(groups: list[dict]):
         if g["n_runs"] > 1:
             pts = [100 * m["success_rate"] for m in g["members"]]
             ax.scatter([i] * len(pts), pts, s=14, color="black", zorder=3)
-        seeds = "" if g["kind"] == "baseline" else f" x {len(set(g['seeds']))} seed{'s' if g['n_runs'] > 1 else ''}"
+        seeds = "" if not trained(g["kind"]) else f" x {len(set(g['seeds']))} seed{'s' if g['n_runs'] > 1 else ''}"
         ax.text(i, min(hi, 100) + 2, f"{rate:.0f}%\nn={g['episodes']} ep{seeds}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(groups)), bar_labels(groups), rotation=25, ha="right", fontsize=8)
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(0, 119)
     ax.set_title(success_title(groups), fontsize=9)
     handles = [
-        Patch(color=k.color, label=name if name != "baseline" else "scripted baseline")
+        Patch(color=k.color, label=name if k.request is not None else f"scripted {name}")  # untrained: an expert
         for name, k in RUN_KINDS.items()
         if any(g["kind"] == name for g in groups)
     ]
@@ -111,7 +122,7 @@ def success_figure(groups: list[dict]):
                 label="random-init encoder: plumbing check, not V-JEPA 2",
             )
         )
-    ax.legend(handles=handles, fontsize=7, loc="upper right")
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
 
 
@@ -136,17 +147,23 @@ def kept_markers(runs: list[RunRecord]) -> list[tuple[int, float, str, float] | 
         _, val = bc_curves(run)
         kept = getattr(run.metrics, "selected_epoch", None)
         points.append((kept, val[kept - 1]) if kept and 0 < kept <= len(val) and val[kept - 1] is not None else None)
+    span = max((len(bc_curves(r)[1]) for r in runs), default=1)
     out: list[tuple[int, float, str, float] | None] = []
     for i, p in enumerate(points):
         if p is None:
             out.append(None)
             continue
-        same = [
-            j for j, q in enumerate(points) if q is not None and q[0] == p[0] and math.isclose(q[1], p[1], rel_tol=0.05)
-        ]
+        same = [j for j, q in enumerate(points) if q is not None and _one_spot(p, q, span)]
         k = same.index(i)
         out.append((p[0], p[1], KEPT_MARKERS[i % len(KEPT_MARKERS)], KEPT_SPREAD_PT * (k - (len(same) - 1) / 2)))
     return out
+
+
+def _one_spot(p: tuple[int, float], q: tuple[int, float], epochs: int) -> bool:
+    """Two kept points a reader would see as one: epochs within 2% of the axis and losses within 30% (the loss
+    axis is logarithmic, so 30% is a few points at any scale)."""
+    close_x = abs(p[0] - q[0]) <= max(1, 0.02 * epochs)
+    return close_x and max(p[1], q[1]) <= 1.3 * min(p[1], q[1])
 
 
 def distinct_labels(labels: list[str], extras: list[list[str | None]]) -> list[str]:
@@ -197,14 +214,15 @@ def bc_loss_figure(runs):
             transform=offset_copy(ax.transData, fig=fig, x=dx, y=0, units="points"),
         )
     ax.set_yscale("log")
-    ax.set_xlabel("epoch")
+    ax.set_xlim(left=-0.04 * max(len(bc_curves(r)[0]) for r in runs) - 1)  # an epoch-1 marker moved left stays inside
+    ax.set_xlabel("epoch", labelpad=1)
     ax.set_ylabel("MSE on expert actions")
     ax.set_title(
         "BC loss: solid = train, dashed = validation episodes, marker = the epoch each run kept\n"
         "(markers on one spot are set side by side)",
         fontsize=10,
     )
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.15), borderaxespad=0)
     return fig
 
 
@@ -295,7 +313,7 @@ def sac_curves_figure(runs):
         )
     ax_s.set(xlabel="env steps (simulator)", ylabel="success rate (%)", title="SAC success rate", ylim=(0, 105))
     ax_r.set(xlabel="env steps (simulator)", ylabel="mean return", title="SAC mean return")
-    ax_s.legend(fontsize=7)
+    ax_s.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.16), borderaxespad=0)
     fig.suptitle(
         "Deterministic evaluations during training; band = 95% interval (across seeds, or over episodes for one seed)",
         fontsize=9,
@@ -327,10 +345,17 @@ def distance_episodes(group: dict) -> list[tuple[float, bool, float]]:
     return out
 
 
+DISTANCE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+SCATTER_SPREAD = 0.012  # fraction of the distance axis between conditions' points: shared points are set apart
+
+
 def distance_figure(groups: list[dict]):
     """Left: success rate per distance bin (near / middle / far from the arm's base, evaluate.TARGET_BINS) per
-    condition, with 95% Wilson intervals and n; right: every episode's return against its target's distance, so a
-    hole (a bin, or a few targets, the policy never reaches) shows as points at 0."""
+    condition, with 95% Wilson intervals and n (n=0 where a condition, or every condition, had no target in the
+    bin); right: every episode's return against its target's distance, so a hole (a bin, or a few targets, the
+    policy never reaches) shows as points at 0. Each condition's points are shifted sideways by a fixed small
+    amount and drawn with their own marker, so episodes of several policies at one (distance, return) -- a return
+    of 0 at the same target -- all show. One legend for both panels, below them."""
     from vjepa_robot_lab.evaluation.evaluate import TARGET_BINS
 
     plt = _pyplot()
@@ -339,34 +364,69 @@ def distance_figure(groups: list[dict]):
     names = list(TARGET_BINS)
     width = 0.8 / max(len(shown), 1)
     colours = plt.cm.tab10.colors
+    top = max(b[1] for b in TARGET_BINS.values())
+    lo_all = min(b[0] for b in TARGET_BINS.values())
+    dx = SCATTER_SPREAD * (top - lo_all)
+
+    def in_bin(e, lo, hi) -> bool:
+        return lo <= e[0] < hi or (hi == top and e[0] == hi)
+
+    filled = [sum(in_bin(e, lo, hi) for _, eps in shown for e in eps) for lo, hi in TARGET_BINS.values()]
     for j, (g, eps) in enumerate(shown):
         c = colours[j % len(colours)]
+        marker = DISTANCE_MARKERS[j % len(DISTANCE_MARKERS)]
         label = g["condition_short"] + (" (plumbing check)" if g["plumbing"] else "")
         for i, (lo, hi) in enumerate(TARGET_BINS.values()):
-            inside = [
-                e for e in eps if lo <= e[0] < hi or (hi == max(b[1] for b in TARGET_BINS.values()) and e[0] == hi)
-            ]
+            inside = [e for e in eps if in_bin(e, lo, hi)]
+            x = i + (j - (len(shown) - 1) / 2) * width
             if not inside:
+                if filled[i]:  # others had targets here, this condition none (an empty bin is named once, below)
+                    ax.text(x, 1, "n=0", ha="center", va="bottom", fontsize=6, color=c)
                 continue
             k, n = sum(e[1] for e in inside), len(inside)
             rate, (clo, chi) = 100 * k / n, wilson_ci95(k, n)
-            x = i + (j - (len(shown) - 1) / 2) * width
-            ax.bar(x, rate, width * 0.9, color=c, label=label if i == 0 else None)
+            ax.bar(x, rate, width * 0.9, color=c)
             ax.errorbar(x, rate, yerr=[[rate - 100 * clo], [100 * chi - rate]], color="black", capsize=3, lw=1)
+            ax.plot([x], [rate], marker=marker, color=c, markeredgecolor="black", ms=4, ls="", clip_on=False)
             ax.text(x, min(100 * chi, 100) + 2, f"{rate:.0f}%\nn={n}", ha="center", va="bottom", fontsize=6)
-        bx.scatter([e[0] for e in eps], [e[2] for e in eps], s=10, color=c, alpha=0.7, label=label)
+        shift = (j - (len(shown) - 1) / 2) * dx
+        bx.scatter(
+            [e[0] + shift for e in eps],
+            [e[2] for e in eps],
+            s=16,
+            color=c,
+            marker=marker,
+            edgecolors="black",
+            linewidths=0.3,
+            alpha=0.85,
+            label=label,
+            zorder=3 + j,
+        )
+    for i, count in enumerate(filled):
+        if shown and count == 0:  # no condition had a target here: say so once, in the middle of the bin
+            ax.text(i, 50, "no targets here\n(n=0)", ha="center", va="center", fontsize=7, color="dimgrey")
     ax.set_xticks(range(len(names)), [f"{n}\n{lo:.2f}-{hi:.2f} m" for n, (lo, hi) in TARGET_BINS.items()])
     ax.set_ylabel("success rate (%), whiskers: 95% Wilson interval")
-    ax.set_ylim(0, 135)  # room above the bars for the legend
+    ax.set_ylim(0, 119)
     ax.set_title("Success by target distance from the arm's base", fontsize=9)
     for lo, _ in list(TARGET_BINS.values())[1:]:
         bx.axvline(lo, color="grey", ls=":", lw=1)
     bx.set_xlabel("target distance from the base (m)")
     bx.set_ylabel("episode return")
-    bx.set_title("Every episode: return against target distance", fontsize=9)
+    bx.set_title(
+        "Every episode: return against target distance\n(each condition's points shifted "
+        f"{1000 * dx:.1f} mm from the next, so shared points all show)",
+        fontsize=9,
+    )
     if shown:
-        ax.legend(fontsize=7, loc="upper left")
-        bx.legend(fontsize=7, loc="center left")  # returns sit near the top or at 0: the middle is free
+        fig.legend(
+            *bx.get_legend_handles_labels(),
+            fontsize=7,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(3, len(shown)),
+            borderaxespad=0,
+        )
     return fig
 
 

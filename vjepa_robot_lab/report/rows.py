@@ -331,8 +331,14 @@ def condition_rows(runs) -> list[dict]:
     return sorted(out, key=lambda g: g["order"])
 
 
+def trained(kind_name: str) -> bool:
+    """Whether runs of this kind are trained (have training seeds); a baseline is an expert, evaluated."""
+    kind = RUN_KINDS.get(kind_name)
+    return kind is None or kind.request is not None
+
+
 def seeds_cell(g: dict) -> str:
-    if g["kind"] == "baseline":
+    if not trained(g["kind"]):
         return f"- ({g['n_runs']} run{'s' if g['n_runs'] > 1 else ''})"
     seeds = [s for s in g["seeds"] if s is not None]
     distinct = len(set(seeds))
