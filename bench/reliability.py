@@ -575,6 +575,61 @@ def probe_sigint_cli(tmp: Path, c: Counts) -> dict:
     return out
 
 
+def probe_bakeoff_urls(tmp: Path, c: Counts) -> dict:
+    """Item 5: POST /bakeoff naming an encoder URL the trainer was not configured with, with a token set: 422, and
+    the URL's listener hears nothing (no request, so no token)."""
+    import http.server
+
+    hits: list[str] = []
+
+    class Listener(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path + " " + str(self.headers.get("Authorization")))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"secret": "echoed?"}')
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Listener)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = free_port()
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vjepa_robot.cli",
+            "serve",
+            "trainer",
+            "--store",
+            str(tmp / "store"),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**ENV, "VJEPA_ROBOT_ENCODER_URL": "http://127.0.0.1:9", "VJEPA_ROBOT_TOKEN": "s3cret"},
+    )
+    c.procs.append(p)
+    out: dict = {"probe": "5 POST /bakeoff with an encoder URL the trainer was not configured with"}
+    try:
+        if not healthy(c, p, port):
+            return {**out, "error": "trainer did not start"}
+        url = f"http://127.0.0.1:{server.server_address[1]}/anything?x=1#"
+        r = c.http("POST", f"http://127.0.0.1:{port}/bakeoff", json={"encoders": [url]},
+                   headers={"Authorization": "Bearer s3cret"})  # fmt: skip
+        out["status"] = r.status_code if r is not None else None
+        out["echoes_remote_body"] = bool(r is not None and "echoed?" in r.text)
+        time.sleep(1)
+        out["listener_requests"] = len(hits)
+    finally:
+        server.shutdown()
+        p.terminate()
+        p.wait(timeout=30)
+    return out
+
+
 PROBES = [
     probe_export,
     probe_import_overwrite,
@@ -588,6 +643,7 @@ PROBES = [
     probe_encoder_bodies,
     probe_kill_trainer_mid_generation,
     probe_sigint_cli,
+    probe_bakeoff_urls,
 ]
 
 

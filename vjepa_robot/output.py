@@ -87,7 +87,7 @@ def run_line(run: Any) -> str:
     head = f"{rec.run_id} {rec.status.value}: {condition(rec)}"
     if rec.status.value != "succeeded":
         return head + (f"; error: {rec.error}" if rec.error else "")
-    if rec.kind == "bc":
+    if m.get("selected_epoch") is not None or m.get("val_loss") is not None:  # a run kept by validation (BC)
         best = m.get("best_val_loss") if m.get("best_val_loss") is not None else m.get("val_loss")
         kept = m.get("selected_epoch")
         return (
