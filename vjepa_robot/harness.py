@@ -345,6 +345,10 @@ class InProcess:
 
         self.host, self.port = host, port or free_port(host)
         self.startup_timeout, self.health_path = startup_timeout, health_path
+        # log_config None: uvicorn's own dictConfig would bind its handlers to the sys.stderr of the moment (a test's
+        # capture, closed when that test ends) for every server after it in this process; its records go to the
+        # root logger instead, written wherever stderr is when they are emitted
+        uvicorn_kwargs.setdefault("log_config", None)
         config = uvicorn.Config(app, host=host, port=self.port, log_level=log_level, lifespan="auto", **uvicorn_kwargs)
         self.server = _Server(config)
         self.thread: threading.Thread | None = None
