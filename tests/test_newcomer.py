@@ -548,3 +548,45 @@ def test_local_attentive_training_shows_its_embedding_and_ends_in_one_line(tmp_p
     assert " succeeded: BC on vjepa2" in last and output.STAND_IN_NOTE in last, out
     run = RunStore(tmp_path / "store" / "runs").get(last.split()[0])
     assert run.metrics.model_dump()["phase"] == "trained"
+
+
+def test_a_study_names_its_stand_in_where_its_numbers_are_printed(capsys):
+    """`train ... --seeds` and `eval STUDY` print a study's seeds and intervals under a header that says what its
+    runs are: a random-init encoder is named a stand-in there too (issue 31)."""
+    from vjepa_robot import cli, output
+    from vjepa_robot_client.contract import StudyRecord
+    from vjepa_robot_lab.records.runs import migrate
+
+    run = migrate(
+        {
+            "run_id": "bc-s0",
+            "kind": "bc",
+            "status": "succeeded",
+            "config": {"dataset": "jac", "features": "vjepa2", "seed": 0},
+            "lineage": {"features": "vjepa2", "encoder_model": "preset:tiny", "random_init": True, "dataset": "jac"},
+            "metrics": {},
+            "evaluations": [],
+        }
+    )
+
+    class Port:  # the one method _print_study asks of a Trainer port, answering with a real record
+        def wait(self, run_id):
+            assert run_id == "bc-s0"
+            return run
+
+    study = StudyRecord.model_validate(
+        {
+            "study_id": "st-1",
+            "run_ids": ["bc-s0"],
+            "run_id": "bc-s0",
+            "kind": "bc",
+            "seeds": [0],
+            "status": "succeeded",
+            "metric": "val_loss",
+            "runs": [{"run_id": "bc-s0", "seed": 0, "status": "succeeded", "final_metric": 0.1}],
+            "final": {"n": 1, "mean": 0.1, "values": [0.1]},
+        }
+    )
+    cli._print_study(study, Port())
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.startswith("study st-1") and output.STAND_IN_NOTE in header, header

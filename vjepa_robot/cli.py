@@ -660,7 +660,7 @@ def _train(kind, fields: dict, shared: dict) -> None:
         created = trainer.train(req)
         if created.study_id:
             study = trainer.wait_study(created.study_id)
-            _print_study(study)
+            _print_study(study, trainer)
             _study_failures(study, "training")
             return
         record = trainer.wait(created.run_id)
@@ -695,8 +695,15 @@ def _interval(iv, pct: bool) -> str:
     return f"{f(iv.mean)}{ci} over {iv.n} seed(s)"
 
 
-def _print_study(study) -> None:
-    typer.echo(f"study {study.study_id} ({study.kind}, seeds {study.seeds}): {study.status.value}")
+def _print_study(study, trainer=None) -> None:
+    """The study's runs and its intervals across seeds, headed by what its runs are (a stand-in named as one)."""
+    what = ""
+    if trainer is not None and study.runs:
+        try:  # every run of a study shares its features and encoder; the first run's record says which
+            what = f": {output.condition(trainer.wait(study.runs[0].run_id))}"
+        except Exception:  # the header then goes without it
+            what = ""
+    typer.echo(f"study {study.study_id} ({study.kind}, seeds {study.seeds}){what}: {study.status.value}")
     for r in study.runs:
         sr = (
             ""
@@ -805,7 +812,7 @@ def evaluate(
     try:
         if study:
             result = trainer.evaluate_study(run_id, req)
-            _print_study(result)
+            _print_study(result, trainer)
             _study_failures(result, "evaluation")
             return
         if baseline:
