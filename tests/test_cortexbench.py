@@ -64,3 +64,34 @@ def test_an_evaluation_defaults_to_the_runs_own_episode_length_and_says_so(tmp_p
     sent = EvalRequest(episodes=3, steps=200)
     got = jobs.resolve_eval(ctx, sac, sent)
     assert got.steps == 200 and "steps" not in jobs.filled_from_run(sent, got)
+
+
+def test_the_bake_off_table_gives_cortexbenchs_score_the_iqm_and_the_published_references(tmp_path):
+    """Each row's CortexBench score is its mean return / 10 (eai-vc #14); across tasks the score is the mean of the
+    tasks' scores, beside an IQM with a task-stratified interval and the published VC-1 figures; a performance
+    profile is drawn."""
+    from services.trainer import bakeoff
+    from vjepa_robot_client.contract import BakeoffCell, BakeoffRecord, RunStatus, SeedInterval
+
+    def cell(task, values):
+        mean = sum(values) / len(values)
+        return BakeoffCell(
+            encoder_url="http://e", model="preset:lite0", family="efficientnet-lite", weights="sha256:ab",
+            random_init=False, stand_in=False, task=task, readout="flare", study_id="s", status="succeeded",
+            score=SeedInterval(n=len(values), mean=mean, ci95=[mean - 10, mean + 10], values=values),
+        )  # fmt: skip
+
+    record = BakeoffRecord(
+        bakeoff_id="bakeoff-cb",
+        status=RunStatus.succeeded,
+        settings={"seeds": [100, 200, 300], "dataset": {}, "eval": {}, "score": "mean return"},
+        cells=[cell("walker-walk", [500.0, 600.0, 700.0]), cell("cheetah-run", [200.0, 300.0, 400.0])],
+    )
+    text = bakeoff.table_markdown(record)
+    rows = [line for line in text.splitlines() if line.startswith("| walker-walk")]
+    assert "| 60.0 |" in rows[0]  # 600 / 10
+    across = [line for line in text.splitlines() if line.startswith("- ") and ", flare: " in line]
+    assert len(across) == 1 and "2 tasks, CortexBench score 45.0, IQM " in across[0], text  # (60 + 30) / 2
+    assert "VC-1 (ViT-L, Ego4D+MNI): 66.9 +- 1.4" in text
+    png = bakeoff.profile_figure(record, tmp_path / "profile.png")
+    assert png is not None and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -48,12 +48,15 @@ from vjepa_robot_client.contract import (
     SeedInterval,
     validate_run_id,
 )
+from vjepa_robot_lab.evaluation.stats import iqm_interval
 from vjepa_robot_lab.experiments import bakeoff as cells_lib
+from vjepa_robot_lab.experiments.protocols import PUBLISHED_DMC_SCORES, cortexbench_score
 from vjepa_robot_lab.records.runs import _atomic_write_json
 
 log = logging.getLogger("vjepa_robot.trainer")
 
 TABLE_MD, FIGURE_PNG, RECORD_JSON, PLAN_JSON = "bakeoff.md", "bakeoff.png", "bakeoff.json", "plan.json"
+PROFILE_PNG = "performance_profile.png"
 STAND_IN = "stand-in (random-init weights): plumbing check, not a result of the model"
 DEFAULT_SEEDS = cells_lib.DEFAULT_SEEDS
 ENCODER_URLS_ENV = "VJEPA_ROBOT_ENCODER_URLS"
@@ -590,6 +593,7 @@ def write_outputs(ctx, record: BakeoffRecord, out_dir: Path | None = None) -> No
         record.table = table_markdown(record)
         (d / TABLE_MD).write_text(record.table + "\n")
         figure(record, d / FIGURE_PNG)
+        profile_figure(record, d / PROFILE_PNG)
         if d == _dir(ctx, record.bakeoff_id):
             record.table_path, record.figure_path = str(d / TABLE_MD), str(d / FIGURE_PNG)
 
@@ -654,9 +658,9 @@ def table_markdown(record: BakeoffRecord) -> str:
     if any(c.stand_in for c in record.cells):
         lines += [f"> Rows marked **stand-in** use random-init weights: a {STAND_IN.split(': ', 1)[1]}.", ""]
     lines += [
-        "| Task | Encoder | Family | Weights | Readout | Seeds | Return [95% CI] | Per seed | Success [95% CI] "
-        "| Study | Status |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Task | Encoder | Family | Weights | Readout | Seeds | Return [95% CI] | CortexBench score | IQM [95% CI] "
+        "| Per seed | Success [95% CI] | Study | Status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in record.cells:
         enc = encoder_label(c) + (" **stand-in (random-init)**" if c.stand_in else "")
@@ -664,10 +668,75 @@ def table_markdown(record: BakeoffRecord) -> str:
         status = c.status.value + (f": {c.error}" if c.error else "")
         lines.append(
             f"| {c.task} | {enc} | {c.family or '-'} | `{c.weights or '-'}` | {c.readout} | {len(s.get('seeds', []))} "
-            f"| {_interval(c.score)} | {per} | {_interval(c.success, 0, pct=True) if c.success else '-'} | "
+            f"| {_interval(c.score)} | {_fmt(cortexbench_score(c.score.mean) if c.score else None)} | {_iqm(c)} "
+            f"| {per} | {_interval(c.success, 0, pct=True) if c.success else '-'} | "
             f"{'`' + c.study_id + '`' if c.study_id else '-'} | {status.replace('|', '/')} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + _aggregate_lines(record))
+
+
+def _iqm(cell) -> str:
+    """The interquartile mean of a cell's per-seed returns, with its bootstrap interval over the seeds."""
+    values = cell.score.values if cell.score else []
+    if not values:
+        return "n/a"
+    point, lo, hi = iqm_interval([values])
+    return _fmt(point) + (f" [{_fmt(lo)}, {_fmt(hi)}]" if lo is not None else "")
+
+
+def _aggregate_lines(record: BakeoffRecord) -> list[str]:
+    """Across tasks, per (encoder, readout): CortexBench's score (the mean over tasks of return / 10) and the IQM of
+    every (task, seed) score with a bootstrap interval stratified by task, beside the published DMC scores."""
+    groups: dict[tuple[str, str], list] = {}
+    for c in record.cells:
+        if c.score and c.score.values:
+            groups.setdefault((encoder_label(c) + (" (stand-in)" if c.stand_in else ""), c.readout), []).append(c)
+    if not groups:
+        return []
+    lines = [
+        "",
+        "Across tasks (CortexBench's DMC score: return / 10, the mean over tasks; IQM over every task x seed score, "
+        "95% bootstrap interval with seeds resampled within each task; Agarwal et al. 2021):",
+        "",
+    ]
+    for (enc, readout), cells in groups.items():
+        per_task = [[cortexbench_score(v) for v in c.score.values] for c in cells]
+        score = sum(sum(t) / len(t) for t in per_task) / len(per_task)
+        point, lo, hi = iqm_interval(per_task)
+        ci = f" [{_fmt(lo)}, {_fmt(hi)}]" if lo is not None else ""
+        lines.append(f"- {enc}, {readout}: {len(cells)} tasks, CortexBench score {_fmt(score)}, IQM {_fmt(point)}{ci}")
+    lines += ["", "Published DMC scores on CortexBench's five tasks, for reading a row of the same encoder against:"]
+    lines += [f"- {name}: {v} +- {pm} ({src})" for name, v, pm, src in PUBLISHED_DMC_SCORES]
+    return lines
+
+
+def profile_figure(record: BakeoffRecord, path: Path) -> Path | None:
+    """Performance profiles (Agarwal et al. 2021): per (encoder, readout), the fraction of its (task, seed) runs
+    whose CortexBench score (return / 10) exceeds each threshold tau; a curve above another is better everywhere.
+    None when no cell has scores yet."""
+    from vjepa_robot_lab.evaluation.stats import performance_profile
+    from vjepa_robot_lab.report.plots import _pyplot, _save
+
+    groups: dict[str, list[float]] = {}
+    for c in record.cells:
+        if c.score and c.score.values:
+            name = f"{encoder_label(c).replace('`', '')}{' (stand-in)' if c.stand_in else ''} / {c.readout}"
+            groups.setdefault(name, []).extend(cortexbench_score(v) for v in c.score.values)
+    if not groups:
+        return None
+    plt = _pyplot()
+    taus = [i / 2 for i in range(0, 201)]  # 0 .. 100 in steps of 0.5
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    markers = "osD^v<>ph*"
+    for i, (name, scores) in enumerate(groups.items()):
+        ax.step(taus, performance_profile(scores, taus), where="post", label=f"{name} (n={len(scores)})",
+                marker=markers[i % len(markers)], markevery=20 + 3 * i)  # fmt: skip
+    ax.set_xlabel("CortexBench score threshold tau (return / 10)")
+    ax.set_ylabel("fraction of runs (task x seed) > tau")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"Performance profile, bake-off {record.bakeoff_id}", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)  # outside the data
+    return _save(fig, path)
 
 
 def figure(record: BakeoffRecord, path: Path) -> Path:

@@ -81,3 +81,23 @@ def apply_bc(req: TrainBCRequest) -> TrainBCRequest:
         return req
     values = {k: v for k, v in preset(req.protocol)["bc"].items() if k not in req.model_fields_set}
     return type(req).model_validate({**req.model_dump(exclude_unset=True), **values, "protocol": req.protocol})
+
+
+# CortexBench's DMC score: the evaluation return normalised by the maximum return of 1000, on a 0-100 scale, i.e.
+# return / 10 (the maintainers, eai-vc issue #14: "normalized by 1000 (max score) and not demo score"); the published
+# figure for an encoder is the mean of that score over the five DMC tasks, each task's score the mean over seeds of
+# the run's best evaluation (eai-vc issue #19).
+def cortexbench_score(mean_return: float | None) -> float | None:
+    return None if mean_return is None else mean_return / 10.0
+
+
+# Published DMC scores (mean over the five tasks, 0-100; +- as published), so a row measured with the same encoder
+# reads against them in the bake-off table. eai-vc MODEL_CARD.md (2023-03-28) lists its DMC tasks as finger-spin,
+# reacher-hard, cheetah-run, walker-stand and walker-walk; the eai-vc code and issue #14 use reacher-easy.
+PUBLISHED_DMC_SCORES: tuple[tuple[str, float, float | None, str], ...] = (
+    ("VC-1 (ViT-L, Ego4D+MNI)", 66.9, 1.4, "eai-vc MODEL_CARD.md"),
+    ("VC-1-base (ViT-B, Ego4D+MN)", 64.2, 1.9, "eai-vc MODEL_CARD.md"),
+    ("MAE on Ego4D (ViT-L)", 60.8, 3.3, "eai-vc MODEL_CARD.md"),
+    ("MAE on Ego4D (ViT-B)", 64.1, 2.3, "eai-vc MODEL_CARD.md"),
+    ("VC-1 (ViT-L), a user's rerun", 60.8, 0.93, "eai-vc issue #19"),
+)
