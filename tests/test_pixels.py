@@ -164,3 +164,21 @@ def test_bad_requests_are_refused():
     with pytest.raises(ValueError, match="BC only"):
         TrainSACRequest(features="pixels")
     assert json.loads(TrainBCRequest(dataset="d", features="pixels").model_dump_json())["features"] == "pixels"
+
+
+def test_pixels_have_no_fixed_representation_to_probe(tmp_path):
+    """`probe --features pixels` is refused in one line (frames are read by an encoder learned with the policy),
+    not a numpy shape error from deep inside the ridge; and the quick demo trains, probes and evaluates only the
+    fixed sources (pixels is the signal preset's experiment)."""
+    from conftest import write_steps_dataset
+
+    from services.common.store import Store
+    from vjepa_robot.demo import DEMO_SOURCES
+    from vjepa_robot_lab.perception.features import make_feature_source
+    from vjepa_robot_lab.perception.probe import probe
+
+    store = Store(str(tmp_path / "store"))
+    write_steps_dataset(store, "px", episodes=4, steps=10, image_size=16)
+    with pytest.raises(ValueError, match="no fixed representation to probe"):
+        probe(store, "px", make_feature_source("pixels"), folds=2, mlp=False)
+    assert DEMO_SOURCES == ("vjepa2", "state", "random")

@@ -137,6 +137,11 @@ def check_config(cfg: DemoConfig) -> None:
         raise ValueError(f"--seeds {cfg.seeds} is out of range: it must be between 1 and 32")
 
 
+# the feature sources the quick demo trains, probes and evaluates: the encoder's, the oracle and the floor. Not the
+# contract's whole list: `pixels` (a conv encoder learned from scratch) is its own, slower experiment
+# (`--preset signal`, docs/pixels.md)
+DEMO_SOURCES = ("vjepa2", "state", "random")
+
 ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VJEPA_ROBOT_TORCH_THREADS")
 
 
@@ -412,7 +417,7 @@ def run_demo(
     cfg = demo_config(preset, **overrides)  # bad options are refused before the heavy imports below
     from services.common.store import default_store_uri
     from vjepa_robot_client import EncoderClient, TrainerClient
-    from vjepa_robot_client.contract import EXPERTS, FEATURE_SOURCES
+    from vjepa_robot_client.contract import EXPERTS
     from vjepa_robot_lab.records.runs import default_runs_dir
     from vjepa_robot_lab.report import is_plumbing, read_runs, save_notes, summary_lines, title, write_report
 
@@ -537,18 +542,18 @@ def run_demo(
         def poll_probes():
             done = [fut for fut in probe_futures.values() if fut.done()]
             failed = next((fut.exception() for fut in done if fut.exception() is not None), None)
-            state = "failed" if failed else "succeeded" if len(done) == len(FEATURE_SOURCES) else "running"
-            return len(done), len(FEATURE_SOURCES), state, "sources", failed
+            state = "failed" if failed else "succeeded" if len(done) == len(DEMO_SOURCES) else "running"
+            return len(done), len(DEMO_SOURCES), state, "sources", failed
 
         def after_encode(_) -> list[Job]:
             submit_probe("vjepa2")
             return bc_jobs("vjepa2")
 
-        for f in FEATURE_SOURCES:
+        for f in DEMO_SOURCES:
             if f != "vjepa2":
                 submit_probe(f)
         encode = Job(f"encode {dataset}", "encode", poll_encode, then=after_encode)
-        others = [j for f in FEATURE_SOURCES if f != "vjepa2" for j in bc_jobs(f)]
+        others = [j for f in DEMO_SOURCES if f != "vjepa2" for j in bc_jobs(f)]
         probes_job = Job(f"probes ({cfg.probe_folds} folds)", "probes", poll_probes)
         try:
             watch.run([encode, *others, *[baseline_job(p) for p in EXPERTS], probes_job])
@@ -556,7 +561,7 @@ def run_demo(
             pool.shutdown(wait=False, cancel_futures=True)
 
         console.rule(HEADERS["probes"])
-        probes = [probe_futures[f].result() for f in FEATURE_SOURCES]
+        probes = [probe_futures[f].result() for f in DEMO_SOURCES]
         save_probes(runs_dir, probes)
         print_probes(probes, console)
         times.update(watch.spans())

@@ -403,6 +403,11 @@ def probe(
             f"the probes read reacher's fingertip and target positions; dataset {dataset!r} is a {task} dataset "
             "(probe a reacher dataset: task easy or hard)"
         )
+    if features.name == "pixels":  # raw frames: there is no fixed representation to probe
+        raise ValueError(
+            "pixels features are frames, read by a conv encoder learned together with the policy: there is no "
+            "fixed representation to probe (probe vjepa2, state or random)"
+        )
     table = features.offline(store, dataset)
     steps = store.read_steps(dataset, list(TARGETS))
     if not (
