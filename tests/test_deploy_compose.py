@@ -224,7 +224,13 @@ def test_requirements_helper_lists_what_pyproject_declares():
     assert helper.requirements() == project["dependencies"]
     assert helper.requirements("trainer") == project["optional-dependencies"]["trainer"]
     assert helper.requirements("encoder") == project["optional-dependencies"]["encoder"]
-    assert helper.requirements("all") == project["optional-dependencies"]["trainer"]  # all = vjepa-robot[trainer]
+    extras = project["optional-dependencies"]
+    expected_all: list[str] = []  # all = every feature the README lists: trainer, gym, lerobot, wandb, slurm, expanded
+    for name in ("trainer", "gym", "lerobot", "wandb", "slurm"):
+        for req in [*extras["trainer"], *extras[name]] if name in ("gym", "lerobot") else extras[name]:
+            if not req.startswith("vjepa-robot[") and req not in expected_all:
+                expected_all.append(req)
+    assert helper.requirements("all") == expected_all
     out = subprocess.run(
         [sys.executable, str(ROOT / "deploy/requirements.py"), "trainer"], capture_output=True, text=True, check=True
     ).stdout.split()
