@@ -36,6 +36,7 @@ from vjepa_robot_client.contract import (
     RunStatus,
     TrainBCRequest,
 )
+from vjepa_robot_lab.records.lineage import encoder_lineage, train_lineage
 
 DEFAULT_SEEDS = [0, 1, 2]
 CELLS_DIR = "cells"
@@ -283,43 +284,6 @@ def _bc_request(spec: dict) -> TrainBCRequest:
     return apply_bc(req)
 
 
-def _lineage(ctx, req: TrainBCRequest):
-    """The lineage a BC run on this dataset starts with (what the trainer's job layer records too)."""
-    from vjepa_robot_client.contract import RunLineage
-    from vjepa_robot_lab.data.datasets import dataset_info
-    from vjepa_robot_lab.perception.readouts import check_readout, readout_lineage
-
-    check_readout(req.features.value, req.readout)
-    meta = dataset_info(ctx.store, req.dataset)
-    frames = req.features == FeatureSource.vjepa2 or req.features.value == "pixels"
-    return RunLineage(
-        features=req.features,
-        dataset=req.dataset,
-        image_size=meta.get("image_size") if frames else None,
-        action_repeat=int(meta.get("action_repeat") or 1),
-        task=meta.get("task") or "easy",
-        **readout_lineage(req.readout, req.grid_size),
-    )
-
-
-def _features_lineage(features, cfg) -> dict:
-    from vjepa_robot_lab.records.runs import lineage_from_features
-
-    lin = lineage_from_features(features.lineage())
-    info = getattr(features, "info", None)
-    if info is not None:
-        lin["random_init"] = getattr(info, "random_init", None)
-        for key in ("weights", "family", "fusion", "token_pooling"):
-            lin[key] = getattr(info, key, None)
-    for key in ("pooling", "grid_size"):
-        value = getattr(features, key, None)
-        if value is not None:
-            lin[key] = getattr(value, "value", value)
-    readout = getattr(cfg, "readout", None)
-    lin["readout"] = getattr(readout, "value", readout) or "mean"
-    return lin
-
-
 def _train_run(ctx, run_id: str) -> None:
     """Train one recorded BC run from its config (BC restarts: its safe point is its start)."""
     from vjepa_robot_lab.records.run_kinds import run_kind
@@ -332,7 +296,7 @@ def _train_run(ctx, run_id: str) -> None:
     try:
         features = ctx.features(cfg.features.value, record.lineage.task if record.lineage else None)
         try:
-            handle.update(lineage=_features_lineage(features, cfg))
+            handle.update(lineage=encoder_lineage(features, cfg))
             metrics = kind.train(ctx, handle, cfg, features, resume=False, progress=False)
             metrics["features_lineage"] = features.lineage()
         finally:
@@ -440,7 +404,7 @@ def run_cell(spec: dict, token: str | None = None, stop: threading.Event | None 
         if study_id is None:
             req = _bc_request(spec)
             kind = kind_of_request(req)
-            lineage = _lineage(ctx, req)
+            lineage = train_lineage(ctx, req)
             study_id = f"study-{secrets.token_hex(4)}"
             handles = [
                 ctx.runs.create(kind.name, req.for_seed(s, study_id).model_dump(mode="json"), lineage=lineage,
