@@ -1073,7 +1073,7 @@ def runs_show(
 
 
 # Measured with `vjepa-robot demo` on the development machine (2 shared x86_64 cores): docs/results.md#demo-time.
-DEMO_TIME = "6-22 min on 2 cores, by what else runs"  # the README states the same (tests/test_readme.py)
+DEMO_TIME = "4-22 min on 2 cores, by what else runs"  # the README states the same (tests/test_readme.py)
 
 
 @app.command("demo")
