@@ -236,8 +236,8 @@ def test_runs_list_opens_no_connection_to_the_model_hub(runs_dir, monkeypatch):
         (["eval", "jacobian", "--task", "medium"], "--task 'medium' is not one of the choices: easy, hard, walker-"),
         (["eval", "nobody"], None),  # not a baseline: an unknown run (checked below)
         (
-            ["train", "bc", "ds", "--features", "pixels"],
-            "--features 'pixels' is not one of the choices: vjepa2, state or random",
+            ["train", "bc", "ds", "--features", "depth"],
+            "--features 'depth' is not one of the choices: vjepa2, state, random or pixels",
         ),
         (["train", "bc", "ds", "--epochs", "0"], "--epochs 0 is out of range: it must be between 1 and 10000"),
         (["train", "bc", "ds", "--lr", "0"], "--lr 0.0 is out of range: it must be > 0.0 and <= 1.0"),
@@ -345,7 +345,7 @@ def trainer_url(tmp_path_factory):
         ["train", "bc", "no-such-dataset", "--features", "state"],  # refused by the trainer's jobs (404)
         ["eval", "no-such-run", "--episodes", "1"],  # unknown run (404)
         ["eval", "jacobian", "--episodes", "-1"],  # validation (before any request)
-        ["train", "bc", "ds", "--features", "pixels"],
+        ["train", "bc", "ds", "--features", "depth"],
     ],
 )
 def test_the_same_mistake_has_the_same_exit_code_in_both_modes(args, tmp_path, trainer_url, quiet_verbose, capsys):

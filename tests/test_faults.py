@@ -127,7 +127,7 @@ def test_trainer_killed_during_sac_resumes_from_the_last_checkpoint(services):
     from vjepa_robot_lab.learning.sac import checkpoint_path
 
     tr_svc = services("trainer").start()
-    runs_dir = Path(tr_svc.args[tr_svc.args.index("--runs-dir") + 1])
+    runs_dir = Path(tr_svc.argv[tr_svc.argv.index("--runs-dir") + 1])
     cfg = dict(
         features="state",
         task="easy",

@@ -44,8 +44,8 @@ def test_random_features_ignore_the_frames_and_differ_by_step_and_episode():
 def test_unknown_feature_source_is_named():
     import pytest
 
-    with pytest.raises(ValueError, match="unknown features 'pixels'"):
-        make_feature_source("pixels")
+    with pytest.raises(ValueError, match="unknown features 'depth'"):
+        make_feature_source("depth")
     with pytest.raises(ValueError, match="encoder"):
         make_feature_source("vjepa2")
 

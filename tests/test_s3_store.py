@@ -149,7 +149,21 @@ def test_dataset_encode_bc_eval_runs_on_s3(s3, tmp_path, tiny_encoder):
     )
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(
-        cli, ["train", "bc", "cli-ds", "--features", "state", "--epochs", "2", "--store", uri, "--runs-dir", str(runs)]
+        cli,  # --json: the whole run record, not the summary line
+        [
+            "--json",
+            "train",
+            "bc",
+            "cli-ds",
+            "--features",
+            "state",
+            "--epochs",
+            "2",
+            "--store",
+            uri,
+            "--runs-dir",
+            str(runs),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert '"succeeded"' in result.output

@@ -329,7 +329,7 @@ def test_trainer_wait_and_eval_sync():
             tr.create_dataset("ok-name", episodes=5)
         assert err.value.status_code == 422
         with pytest.raises(ValueError):
-            tr.train_bc("ok-name", features="pixels")  # not a feature source: refused client-side
+            tr.train_bc("ok-name", features="depth")  # not a feature source: refused client-side
 
 
 def test_trainer_wait_timeout_and_async():

@@ -58,4 +58,4 @@ def test_a_call_is_defined_once():
         {"dataset": "ds-1", "features": "state", "epochs": 3},
     )
     with pytest.raises(ValueError):
-        api.train_bc("ds-1", features="pixels")  # refused before anything is sent, in both clients
+        api.train_bc("ds-1", features="depth")  # refused before anything is sent, in both clients

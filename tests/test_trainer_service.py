@@ -183,7 +183,7 @@ def test_sac_tiny_budget_through_the_service(stack, features):
     "method, path, body, code, words",
     [
         ("post", "/train/bc", {"dataset": "nope", "features": "state"}, 404, "unknown dataset"),
-        ("post", "/train/bc", {"dataset": "svc", "features": "pixels"}, 422, "features"),
+        ("post", "/train/bc", {"dataset": "svc", "features": "depth"}, 422, "features"),
         ("post", "/train/bc", {"dataset": "svc", "features": "state", "epochs": 0}, 422, "epochs"),
         ("post", "/train/bc", {"dataset": "../etc", "features": "state"}, 422, "dataset name"),
         ("post", "/eval/bc-00000000", {"episodes": 2}, 404, "unknown run"),
