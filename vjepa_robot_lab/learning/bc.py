@@ -37,6 +37,7 @@ from torch import nn
 from services.common.store import Store, fixed_list_to_numpy
 from vjepa_robot_client.contract import ACTION_DIM, TrainBCRequest
 from vjepa_robot_lab.learning.curves import open_curves
+from vjepa_robot_lab.learning.epochs import epoch_record, snapshot
 from vjepa_robot_lab.perception.features import FeatureSource, FeatureTable, PixelFeatures
 from vjepa_robot_lab.perception.pixels import (
     fit_pixel_bc,
@@ -415,23 +416,12 @@ def _fit_bc(
         if val_curve[-1] is not None and (best_val is None or val_curve[-1] < best_val):
             best_epoch, best_val = len(val_curve), val_curve[-1]
             if select == "best_val":
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = snapshot(model)
         if bar:
             bar.update(1)
             bar.set_postfix(train=f"{train_curve[-1]:.2e}", val=f"{val_curve[-1] or float('nan'):.2e}")
         if on_epoch is not None:
-            on_epoch(
-                {
-                    "epoch": epoch + 1,
-                    "epochs": epochs,
-                    "train_loss": train_curve[-1],
-                    "val_loss": val_curve[-1],
-                    "train_loss_curve": list(train_curve),
-                    "val_loss_curve": list(val_curve),
-                    "best_epoch": best_epoch,
-                    "best_val_loss": best_val,
-                }
-            )
+            on_epoch(epoch_record(epoch, epochs, train_curve, val_curve, best_epoch, best_val))
         if should_stop is not None and should_stop():
             stopped = True
             break
@@ -545,18 +535,24 @@ def train_bc(
         wall_s=round(time.perf_counter() - t0, 3),
         **({"phase": "trained"} if pooler is not None else {}),
     )
-    lineage = {
+    lineage = checkpoint_lineage(cfg, run, table.lineage, val_episodes, metrics)
+    metrics["checkpoint"] = str(save_bc_policy(Path(run.dir) / CHECKPOINT_NAME, model, lineage))
+    run.update(metrics=metrics)
+    return metrics
+
+
+def checkpoint_lineage(cfg, run, features_lineage, val_episodes: list, metrics: dict) -> dict:
+    """What a BC checkpoint records beside its weights: run, dataset, features, config, validation episodes, and the
+    metrics without their curves."""
+    return {
         "kind": "bc",
         "run_id": run.run_id,
         "dataset": cfg.dataset,
-        "features": table.lineage,
+        "features": features_lineage,
         "config": cfg.model_dump(mode="json"),
         "val_episodes": val_episodes,
         "metrics": {k: v for k, v in metrics.items() if not k.endswith("_curve")},
     }
-    metrics["checkpoint"] = str(save_bc_policy(Path(run.dir) / CHECKPOINT_NAME, model, lineage))
-    run.update(metrics=metrics)
-    return metrics
 
 
 def train_bc_pixels(cfg, run, features: PixelFeatures, store: Store) -> dict:
@@ -607,15 +603,7 @@ def train_bc_pixels(cfg, run, features: PixelFeatures, store: Store) -> dict:
         n_val_episodes=len(val_episodes),
         wall_s=round(time.perf_counter() - t0, 3),
     )
-    lineage = {
-        "kind": "bc",
-        "run_id": run.run_id,
-        "dataset": cfg.dataset,
-        "features": table.lineage,
-        "config": cfg.model_dump(mode="json"),
-        "val_episodes": val_episodes,
-        "metrics": {k: v for k, v in metrics.items() if not k.endswith("_curve")},
-    }
+    lineage = checkpoint_lineage(cfg, run, table.lineage, val_episodes, metrics)
     metrics["checkpoint"] = str(save_pixel_policy(Path(run.dir) / CHECKPOINT_NAME, model, lineage))
     run.update(metrics=metrics)
     return metrics

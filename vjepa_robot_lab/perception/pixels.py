@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from vjepa_robot_client.contract import ACTION_DIM, PIXEL_FRAMES
+from vjepa_robot_lab.learning.epochs import epoch_record, snapshot
 from vjepa_robot_lab.perception.features import PixelFeatures
 
 PIXELS_FORMAT = "vjepa-robot-bc-pixels-v1"
@@ -211,20 +212,9 @@ def fit_pixel_bc(
         if val_curve[-1] is not None and (best_val is None or val_curve[-1] < best_val):
             best_epoch, best_val = len(val_curve), val_curve[-1]
             if select == "best_val":
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = snapshot(model)
         if on_epoch is not None:
-            on_epoch(
-                {
-                    "epoch": epoch + 1,
-                    "epochs": epochs,
-                    "train_loss": train_curve[-1],
-                    "val_loss": val_curve[-1],
-                    "train_loss_curve": list(train_curve),
-                    "val_loss_curve": list(val_curve),
-                    "best_epoch": best_epoch,
-                    "best_val_loss": best_val,
-                }
-            )
+            on_epoch(epoch_record(epoch, epochs, train_curve, val_curve, best_epoch, best_val))
     done = len(train_curve)
     selected = done
     if best_state is not None and best_epoch != done:
