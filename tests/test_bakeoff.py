@@ -342,3 +342,28 @@ def test_bakeoff_on_a_task_demonstrated_by_a_trained_run(stack):
     assert meta["expert_run"]["run_id"] == sac and meta["success_rate"] is None
     (cell,) = done.cells
     assert cell.score.n == 1 and cell.success is None  # cartpole defines no success: the cell is scored by return
+
+
+def test_a_named_dataset_is_used_as_the_demos_and_its_lineage_checked(tmp_path):
+    """`dataset` (CLI --dataset): the bake-off reads an existing dataset's name instead of demos-<task>-<hash>, so
+    its stored encodings are reused; one task only; a dataset of another lineage fails the dataset stage, named."""
+    from services.common.store import Store
+    from vjepa_robot_lab.data.datasets import DatasetSpec, create_dataset
+    from vjepa_robot_lab.experiments import bakeoff as cells_lib
+
+    s = bakeoff.resolve(BakeoffRequest(encoders=["http://a"], dataset="mine", episodes=2, steps=10, image_size=32))
+    fields = cells_lib.dataset_fields(s, "easy")
+    assert fields["name"] == "mine" and fields["episodes"] == 2 and fields["steps"] == 10
+    plain = cells_lib.dataset_fields(bakeoff.resolve(BakeoffRequest(encoders=["http://a"])), "easy")
+    assert plain["name"].startswith("demos-easy-")
+    with pytest.raises(ValueError, match="one task"):
+        BakeoffRequest(encoders=["http://a"], dataset="mine", tasks=["easy", "hard"])
+    with pytest.raises(ValueError):
+        BakeoffRequest(encoders=["http://a"], dataset="../etc")
+    store = Store(str(tmp_path / "store"))
+    create_dataset(DatasetSpec(name="mine", episodes=2, steps=10, image_size=32), store, workers=1, progress=False)
+    assert cells_lib.ensure_dataset(store, None, fields, workers=1)["reused"] is True
+    wider = BakeoffRequest(encoders=["http://a"], dataset="mine", episodes=3, steps=10, image_size=32)
+    other = cells_lib.dataset_fields(bakeoff.resolve(wider), "easy")
+    with pytest.raises(ValueError, match="mine exists with another lineage"):
+        cells_lib.ensure_dataset(store, None, other, workers=1)

@@ -72,3 +72,25 @@ def test_few_episodes_give_finite_fold_scores():
     target = rng.uniform(-0.2, 0.2, (6, 2))[episode]
     out = probe_arrays(rng.standard_normal((300, 16)).astype(np.float32), {"target_xy": target}, episode, mlp=False)
     assert -5 < out["linear"]["target_xy"]["r2"] < 0.2 and all(np.isfinite(out["linear"]["target_xy"]["r2_folds"]))
+
+
+def test_probe_scale_auto_is_global_for_a_cnn_family_and_dimension_otherwise():
+    """`probe --scale auto` (the default) resolves from the encoder's /info family. The encoder-like objects here are
+    stand-ins carrying only an `info.family` (what resolve_scale reads); a real lite0 probe is bench/SIGNAL_RESULTS."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from vjepa_robot_lab.perception.features import StateFeatures
+    from vjepa_robot_lab.perception.probe import resolve_scale
+
+    cnn = SimpleNamespace(info=SimpleNamespace(family="efficientnet-lite"))
+    vit = SimpleNamespace(info=SimpleNamespace(family="vjepa2"))
+    wrapped = SimpleNamespace(base=cnn)  # a readout wrapping the encoder's source
+    assert resolve_scale(cnn) == "global"
+    assert resolve_scale(wrapped) == "global"
+    assert resolve_scale(vit) == "dimension"
+    assert resolve_scale(StateFeatures()) == "dimension"
+    assert resolve_scale(cnn, "dimension") == "dimension"  # an explicit choice wins
+    with pytest.raises(ValueError, match="not one of auto, dimension, global"):
+        resolve_scale(vit, "unit")

@@ -868,6 +868,12 @@ def probe_cmd(
         help="Also run the attentive probe on the g x g token "
         "grid (vjepa2, random); repeat for several, e.g. --grid-size 4 --grid-size 8.",
     ),
+    scale: str = typer.Option(
+        "auto",
+        "--scale",
+        help="How the ridge scales its inputs: dimension (each by its own std), global (one std for all: a CNN's "
+        "near-dead channels stay small), auto (global for the efficientnet-lite family, else dimension).",
+    ),
 ) -> None:
     """Linear (ridge) and MLP probes: how well each feature source predicts the fingertip, the target and the
     fingertip-to-target vector (k-fold over episodes; R2 mean and spread across folds); with --grid-size, the
@@ -889,7 +895,7 @@ def probe_cmd(
             grids = tuple(grid_size) if f != "state" else ()
             results.append(
                 {
-                    **probe(ctx.store, dataset, with_readout(src, readout), seed=seed, grid_sizes=grids),
+                    **probe(ctx.store, dataset, with_readout(src, readout), seed=seed, grid_sizes=grids, scale=scale),
                     "dataset": dataset,
                 }
             )
@@ -1180,6 +1186,12 @@ def bake_off(
     eval_seed: int | None = typer.Option(None),
     parallel_envs: int | None = typer.Option(None, help="Evaluation environments in parallel."),
     workers: int | None = typer.Option(None, help="Dataset generation processes."),
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        help="One task only: a stored dataset to use as the demos (its encodings reused); its expert, episodes, "
+        "steps, seed and image size must match the bake-off's.",
+    ),
     fusion: str | None = typer.Option(
         None, help="--model encoders of image families: fuse frames by mean | last | last3."
     ),
@@ -1229,6 +1241,7 @@ def bake_off(
         eval_seed=eval_seed,
         parallel_envs=parallel_envs,
         workers=workers,
+        dataset=dataset,
         baselines=baseline or None,
         executor=executor,
         cell_workers=cell_workers,

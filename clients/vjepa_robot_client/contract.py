@@ -1313,6 +1313,13 @@ class BakeoffRequest(_Model):
     steps: int | None = Field(None, ge=10, le=10_000, description="Simulator steps per demo and evaluation episode.")
     image_size: int | None = Field(None, ge=16, le=1024, description="Rendered frame size (px).")
     dataset_seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    dataset: str | None = Field(
+        None,
+        pattern=NAME_PATTERN,
+        description="One task only: use the stored dataset of this name as the demos (its encodings are reused) "
+        "instead of `demos-<task>-<hash>`; its lineage (expert, task, episodes, steps, seed, image size) must match "
+        "the bake-off's, else the dataset stage fails naming both.",
+    )
     epochs: int | None = Field(None, ge=1, le=10_000)
     batch_size: int | None = Field(None, ge=1, le=65_536)
     eval_episodes: int | None = Field(None, ge=1, le=10_000)
@@ -1335,6 +1342,8 @@ class BakeoffRequest(_Model):
         if self.seeds is not None and any(s < 0 or s > 2**31 - 1 for s in self.seeds):
             raise ValueError(f"seeds must be in [0, 2^31-1], got {self.seeds}")
         tasks = {t.value for t in self.tasks}
+        if self.dataset is not None and (len(tasks) != 1 or self.protocol is not None):
+            raise ValueError(f"dataset {self.dataset!r} names one task's demos: send one task and no protocol")
         extra = sorted(set(self.experts) - tasks)
         if extra and not (self.protocol is not None and "tasks" not in self.model_fields_set):  # else: its tasks
             raise ValueError(f"experts names task(s) {extra} that are not in tasks {sorted(tasks)}")

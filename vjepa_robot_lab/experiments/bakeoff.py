@@ -114,6 +114,7 @@ def resolve(req) -> dict[str, Any]:
             "image_size": pick(req.image_size, ds.get("image_size"), ds_defaults["image_size"].default),
             "seed": pick(req.dataset_seed, ds.get("seed"), ds_defaults["seed"].default),
             "workers": req.workers or ds_defaults["workers"].default,
+            **({"name": req.dataset} if getattr(req, "dataset", None) else {}),
         },
         "bc": {**bc, "grid_size": req.grid_size},
         "eval": {
@@ -134,7 +135,8 @@ LINEAGE_FIELDS = ("expert", "task", "episodes", "steps", "seed", "image_size")
 
 def dataset_fields(settings: dict, task: str) -> dict[str, Any]:
     """The demos of `task` as DatasetSpec fields, named by their lineage: `demos-<task>-<hash>`, the same name for
-    the same (expert, task, episodes, steps, seed, frame size) in every bake-off, so a later one reuses it."""
+    the same (expert, task, episodes, steps, seed, frame size) in every bake-off, so a later one reuses it; or the
+    request's `dataset` (one task), whose lineage ensure_dataset checks against these fields."""
     d = settings["dataset"]
     fields = {
         "expert": settings["experts"][task],
@@ -145,7 +147,7 @@ def dataset_fields(settings: dict, task: str) -> dict[str, Any]:
         "image_size": int(d["image_size"]),
     }
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
-    return {"name": f"demos-{task}-{digest}", **fields}
+    return {"name": d.get("name") or f"demos-{task}-{digest}", **fields}
 
 
 def lineage_matches(meta: dict, fields: dict) -> bool:

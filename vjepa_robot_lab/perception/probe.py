@@ -380,6 +380,24 @@ def probe_arrays(
     return out
 
 
+SCALES = ("auto", "dimension", "global")
+# encoder families whose features are a CNN's last map: many near-dead channels (Ridge's docstring), so "auto"
+# scales them globally
+GLOBAL_SCALE_FAMILIES = frozenset({"efficientnet-lite"})
+
+
+def resolve_scale(features: FeatureSource, scale: str = "auto") -> str:
+    """The Ridge scaling a probe of `features` uses: `scale` itself unless "auto"; "auto" is "global" for an
+    encoder of a CNN family (GLOBAL_SCALE_FAMILIES, read from the encoder's /info) and "dimension" otherwise (the
+    transformer families, state, random: each input standardised, as every earlier probe here was)."""
+    if scale not in SCALES:
+        raise ValueError(f"scale {scale!r} is not one of {', '.join(SCALES)}")
+    if scale != "auto":
+        return scale
+    info = getattr(getattr(features, "base", features), "info", None)
+    return "global" if getattr(info, "family", None) in GLOBAL_SCALE_FAMILIES else "dimension"
+
+
 def probe(
     store: Store,
     dataset: str,
@@ -390,10 +408,13 @@ def probe(
     grid_sizes: tuple[int, ...] | list[int] = (),
     attentive_steps: int = 1500,
     mlp_steps: int = 1500,
+    scale: str = "auto",
 ) -> dict:
     """Linear and MLP probes of `features` on `dataset`: k-fold (by episode) R2 for each target in TARGETS; with
-    `grid_sizes`, the attentive probe on each g x g token grid too (result["attentive"][str(g)])."""
+    `grid_sizes`, the attentive probe on each g x g token grid too (result["attentive"][str(g)]).
+    `scale`: how the ridge scales its inputs (Ridge): "dimension", "global", or "auto" (resolve_scale)."""
     t0 = time.perf_counter()
+    scale = resolve_scale(features, scale)
     try:
         task = store.get_dataset_meta(dataset).get("task", "easy")
     except DatasetNotFound:  # steps written without a datasets row (tests, imports of old stores): reacher's
@@ -422,7 +443,7 @@ def probe(
     result = {
         "features": table.lineage.get("features", features.name),
         "dataset": dataset,
-        **probe_arrays(table.x, targets, table.episode, seed, folds=folds, mlp=mlp, mlp_steps=mlp_steps),
+        **probe_arrays(table.x, targets, table.episode, seed, folds=folds, mlp=mlp, mlp_steps=mlp_steps, scale=scale),
     }
     result["readout"] = getattr(features, "readout", "mean")
     if grid_sizes:
@@ -453,6 +474,7 @@ __all__ = [
     "probe_attentive",
     "fit_attentive",
     "Ridge",
+    "resolve_scale",
     "r2_score",
     "kfold_episodes",
     "choose_alpha",
