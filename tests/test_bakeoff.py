@@ -367,3 +367,17 @@ def test_a_named_dataset_is_used_as_the_demos_and_its_lineage_checked(tmp_path):
     other = cells_lib.dataset_fields(bakeoff.resolve(wider), "easy")
     with pytest.raises(ValueError, match="mine exists with another lineage"):
         cells_lib.ensure_dataset(store, None, other, workers=1)
+
+
+def test_pixels_epochs_budget_only_the_pixels_row():
+    from vjepa_robot_lab.experiments import bakeoff as cells_lib
+
+    req = BakeoffRequest(encoders=["http://a"], baselines=["state", "pixels"], epochs=50, pixels_epochs=2)
+    s = bakeoff.resolve(req)
+    cells = cells_lib.plan_cells("bo-1", s, [{"url": "http://a", "encoder_id": "e1"}], ["state", "pixels"],
+                                 store="st", runs="rn")  # fmt: skip
+    epochs = {c["features"]: c["bc"]["epochs"] for c in cells}
+    assert epochs == {"vjepa2": 50, "state": 50, "pixels": 2}
+    same = bakeoff.resolve(BakeoffRequest(encoders=["http://a"], baselines=["pixels"], epochs=7))
+    plain = cells_lib.plan_cells("bo-2", same, [], ["pixels"], store="st", runs="rn")
+    assert plain[0]["bc"]["epochs"] == 7  # left out: the bake-off's epochs

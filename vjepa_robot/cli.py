@@ -1181,6 +1181,9 @@ def bake_off(
     ),
     image_size: int | None = typer.Option(None, help="Frame size in px (default 256)."),
     epochs: int | None = typer.Option(None, help="BC epochs (default 100)."),
+    pixels_epochs: int | None = typer.Option(
+        None, "--pixels-epochs", help="Epochs of the pixels baseline row (default: --epochs; it costs ~100x on a CPU)."
+    ),
     batch_size: int | None = typer.Option(None),
     eval_episodes: int | None = typer.Option(None, help="Evaluation episodes per seed (default 100; cortexbench 10)."),
     eval_seed: int | None = typer.Option(None),
@@ -1236,6 +1239,7 @@ def bake_off(
         steps=steps,
         image_size=image_size,
         epochs=epochs,
+        pixels_epochs=pixels_epochs,
         batch_size=batch_size,
         eval_episodes=eval_episodes,
         eval_seed=eval_seed,

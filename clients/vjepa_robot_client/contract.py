@@ -1321,6 +1321,13 @@ class BakeoffRequest(_Model):
         "the bake-off's, else the dataset stage fails naming both.",
     )
     epochs: int | None = Field(None, ge=1, le=10_000)
+    pixels_epochs: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description="Epochs of the `pixels` baseline row (a conv encoder trained with the policy costs ~100x an MLP "
+        "step on a CPU); default: epochs.",
+    )
     batch_size: int | None = Field(None, ge=1, le=65_536)
     eval_episodes: int | None = Field(None, ge=1, le=10_000)
     eval_seed: int | None = Field(None, ge=0, le=2**31 - 1)

@@ -117,6 +117,7 @@ def resolve(req) -> dict[str, Any]:
             **({"name": req.dataset} if getattr(req, "dataset", None) else {}),
         },
         "bc": {**bc, "grid_size": req.grid_size},
+        **({"pixels_epochs": req.pixels_epochs} if getattr(req, "pixels_epochs", None) else {}),
         "eval": {
             "episodes": pick(req.eval_episodes, ev.get("episodes"), ev_defaults["episodes"].default),
             "seed": pick(req.eval_seed, ev.get("seed"), ev_defaults["seed"].default),
@@ -226,7 +227,10 @@ def plan_cells(
                 )
         for name in baselines:
             # a baseline row reads its features plainly (mean): it is the reference, not a readout under test
-            cells.append({**common, "features": name, "encoder_url": None, "encoder_id": None, "readout": "mean"})
+            row = {**common, "features": name, "encoder_url": None, "encoder_id": None, "readout": "mean"}
+            if name == "pixels" and settings.get("pixels_epochs"):  # its own (CPU) budget: --pixels-epochs
+                row["bc"] = {**common["bc"], "epochs": int(settings["pixels_epochs"])}
+            cells.append(row)
     for k, c in enumerate(cells):
         c["key"] = cell_key(k)
     return cells
