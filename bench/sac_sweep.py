@@ -207,38 +207,50 @@ def strat_table() -> str:
 
 def strat_plot(names: list[str], path: Path = RESULTS / "sac22_by_distance.png") -> Path:
     """bench/results/sac22_by_distance.png: per configuration (name), success and return by target distance over
-    all its seeds' stratified evaluations (left: success per bin, 95% Wilson interval; right: every episode)."""
+    all its seeds' stratified evaluations (left: success per bin, the mean of the seeds' rates with the 95%
+    t-interval across seeds and each seed as a dot, one seed: its 95% Wilson interval; right: every episode)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from vjepa_robot_lab.evaluation.evaluate import TARGET_BINS
-    from vjepa_robot_lab.evaluation.stats import wilson_ci95
+    from vjepa_robot_lab.evaluation.stats import t_interval, wilson_ci95
 
     runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("sac_*.json")) if p.name != "sac_bench.json"]
     runs = [r for r in runs if r.get("strat_eval") and r["name"] in names]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.6), dpi=100)
     width = 0.8 / max(len(names), 1)
     for j, name in enumerate(names):
-        mine = [r for r in runs if r["name"] == name]
+        mine = sorted((r for r in runs if r["name"] == name), key=lambda r: r["seed"])
         eps = [e for r in mine for e in r["strat_eval"]["episode_records"]]
         if not eps:
             continue
-        c, seeds = plt.cm.tab10(j), ",".join(str(r["seed"]) for r in sorted(mine, key=lambda r: r["seed"]))
-        label = f"{name} (seeds {seeds}; {len(eps)} episodes)"
+        c, seeds = plt.cm.tab10(j), ",".join(str(r["seed"]) for r in mine)
+        how = "t-interval across seeds" if len(mine) > 1 else "one seed: Wilson over its episodes"
+        label = f"{name} (seeds {seeds}; {len(eps)} episodes; {how})"
         for i, b in enumerate(TARGET_BINS):
-            inside = [e for e in eps if e["target_bin"] == b]
-            k, n = sum(e["success"] for e in inside), len(inside)
-            rate, (lo, hi) = 100 * k / n, wilson_ci95(k, n)
+            per_seed = [[e for e in r["strat_eval"]["episode_records"] if e["target_bin"] == b] for r in mine]
+            per_seed = [inside for inside in per_seed if inside]
+            k, n = sum(e["success"] for p in per_seed for e in p), sum(len(p) for p in per_seed)
+            if not n:
+                continue
+            rates = [sum(e["success"] for e in p) / len(p) for p in per_seed]
+            if len(rates) > 1:  # the studies' interval: the seeds' mean, Student t across seeds
+                m, lo, hi = t_interval(rates)
+                rate, lo, hi = 100 * m, max(0.0, lo), min(1.0, hi)
+            else:
+                rate, (lo, hi) = 100 * k / n, wilson_ci95(k, n)
             x = i + (j - (len(names) - 1) / 2) * width
             ax.bar(x, rate, width * 0.9, color=c, label=label if i == 0 else None)
             ax.errorbar(x, rate, yerr=[[rate - 100 * lo], [100 * hi - rate]], color="k", capsize=3, lw=1)
+            if len(rates) > 1:
+                ax.scatter([x] * len(rates), [100 * r for r in rates], s=6, color="k", zorder=4)
             ax.text(x, 100 * hi + 2, f"{k}/{n}", ha="center", fontsize=7)
         bx.scatter([e["target_radius"] for e in eps], [e["return"] for e in eps], s=9, color=c, alpha=0.6, label=name)
     ax.set_xticks(range(3), [f"{b}\n{lo:.2f}-{hi:.2f} m" for b, (lo, hi) in TARGET_BINS.items()])
     ax.set_ylim(0, 135)  # room above the bars for the legend
-    ax.set_ylabel("success (%), 95% Wilson interval")
+    ax.set_ylabel("success (%): mean over seeds, 95% t-interval across seeds\n(dots: seeds; one seed: Wilson)")
     ax.set_title("State SAC, reacher-easy, 100k env steps: success by target distance", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     for lo, _ in list(TARGET_BINS.values())[1:]:
