@@ -42,6 +42,7 @@ def own_sac(steps: int, seed: int, eval_episodes: int, normalize: bool = True) -
 
     cfg = TrainSACRequest(
         features="state",
+        action_repeat=4,  # the gym env's default (vjepa_robot/gym.py DEFAULTS), so both sides act alike
         total_steps=steps,
         seed=seed,
         eval_every=10 * steps,

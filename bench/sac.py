@@ -119,6 +119,7 @@ def train_rate(src, envs: int, image_size: int, vector_steps: int = 24) -> dict:
     per = envs * 4
     cfg = TrainSACRequest(
         features=src.name,
+        action_repeat=4,  # `per` above counts 4 simulator steps per action
         parallel_envs=envs,
         total_steps=vector_steps * per,
         learning_starts=vector_steps * per // 2,

@@ -12,6 +12,21 @@ within 100,000 env steps. One config at a time, one thread (the machine is share
 Each run writes bench/results/sac_<name>_s<seed>.json: the request, the learning curve (deterministic
 evaluation every eval_every env steps on eval_episodes 1000-step episodes), the final 10-episode evaluation
 and the wall time.
+
+Held-out reporting (issue 30): configurations are chosen on selection runs and the chosen one is re-run on
+training seeds and evaluation episodes the selection never saw; only those report runs estimate how well it does.
+
+    python bench/sac_sweep.py --heldout s30 --candidate "ln networks=ln" --candidate "bro networks=bro" \
+        --select-seeds 0 1 2 --select-eval-seed 0 --report-seeds 100 101 102 103 104 --report-eval-seed 1000 \
+        --strat 60 --keep vjepa-robot-runs/s30
+    python bench/sac_sweep.py --heldout-table s30    # which numbers are selection and which are report
+
+--candidate is "NAME field=value ..." (as --set; --set applies to every candidate). Selection runs each candidate
+on --select-seeds, evaluated on the episodes of --select-eval-seed; the highest mean score across those seeds (the
+stratified mean return with --strat, else the final evaluation's mean return) is chosen and fixed, then re-run on
+--report-seeds, evaluated on --report-eval-seed's episodes. Overlapping training seeds, training episodes or
+evaluation episodes between the two phases are refused before anything runs. State: bench/results/
+heldout_<name>.json, written after every run; a rerun of the same command reuses the runs already written.
 """
 
 from __future__ import annotations
@@ -22,6 +37,8 @@ import math
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -29,8 +46,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vjepa_robot_client.contract import TrainSACRequest
+from vjepa_robot_lab.envs.env import eval_episode_seed, train_episode_seed
 from vjepa_robot_lab.learning.sac import Nets, network_config, train_sac
 from vjepa_robot_lab.perception.features import make_feature_source
+from vjepa_robot_lab.records.refused import Refused
+from vjepa_robot_lab.records.run_kinds import complete_sac
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -70,12 +90,24 @@ def split_overrides(overrides: dict) -> tuple[dict, Nets | None]:
     return request, (Nets(**nets) if nets else None)
 
 
-def run_one(name: str, seed: int, overrides: dict, features: str = "state", keep: Path | None = None) -> dict:
-    torch.set_num_threads(1)
-    request, nets = split_overrides(overrides)
-    cfg = TrainSACRequest(
-        **{"features": features, "seed": seed, "checkpoint_replay": False, "checkpoint_every": 1_000_000, **request}
+def sweep_request(seed: int, overrides: dict, features: str = "state") -> TrainSACRequest:
+    """The request a sweep run trains: the overrides (without `nets.*`) on the sweep's fixed fields, completed as the
+    trainer completes it (an action_repeat left out is the task's: run_kinds.complete_sac)."""
+    request, _ = split_overrides(overrides)
+    return complete_sac(
+        TrainSACRequest(
+            **{"features": features, "seed": seed, "checkpoint_replay": False, "checkpoint_every": 1_000_000, **request}
+        )
     )
+
+
+def run_one(
+    name: str, seed: int, overrides: dict, features: str = "state", keep: Path | None = None, extra: dict | None = None
+) -> dict:
+    """Train one configuration at one seed; `extra` (the held-out phase) is written into the result beside it."""
+    torch.set_num_threads(1)
+    _, nets = split_overrides(overrides)
+    cfg = sweep_request(seed, overrides, features)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         run = LocalRun(f"sweep-{name}-{seed}", keep or Path(d))  # keep: a directory that keeps the checkpoint
@@ -95,6 +127,7 @@ def run_one(name: str, seed: int, overrides: dict, features: str = "state", keep
         "wall_s": round(time.perf_counter() - t0, 1),
         "updates": out["updates"],
         "env_steps": out["env_steps"],
+        **(extra or {}),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"sac_{name}_s{seed}.json").write_text(json.dumps(rec, indent=1))
@@ -136,11 +169,11 @@ def strat_eval(run_dir: Path, episodes: int = 60, seed: int = 0, task: str | Non
     }
 
 
-def add_strat(result: Path, run_dir: Path, episodes: int, task: str | None = None) -> dict:
+def add_strat(result: Path, run_dir: Path, episodes: int, task: str | None = None, seed: int = 0) -> dict:
     """Adds strat_eval (the run's own task) or, with `task`, strat_eval_<task> (e.g. an easy-trained policy on
-    reacher-hard's smaller target) to the run's result file."""
+    reacher-hard's smaller target) to the run's result file; `seed`: the evaluation seed of its episodes."""
     rec = json.loads(result.read_text())
-    rec[f"strat_eval_{task}" if task else "strat_eval"] = strat_eval(run_dir, episodes, task=task)
+    rec[f"strat_eval_{task}" if task else "strat_eval"] = strat_eval(run_dir, episodes, seed=seed, task=task)
     rec["run_dir"] = str(run_dir)
     result.write_text(json.dumps(rec, indent=1))
     return rec
@@ -174,38 +207,50 @@ def strat_table() -> str:
 
 def strat_plot(names: list[str], path: Path = RESULTS / "sac22_by_distance.png") -> Path:
     """bench/results/sac22_by_distance.png: per configuration (name), success and return by target distance over
-    all its seeds' stratified evaluations (left: success per bin, 95% Wilson interval; right: every episode)."""
+    all its seeds' stratified evaluations (left: success per bin, the mean of the seeds' rates with the 95%
+    t-interval across seeds and each seed as a dot, one seed: its 95% Wilson interval; right: every episode)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from vjepa_robot_lab.evaluation.evaluate import TARGET_BINS
-    from vjepa_robot_lab.evaluation.stats import wilson_ci95
+    from vjepa_robot_lab.evaluation.stats import t_interval, wilson_ci95
 
     runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("sac_*.json")) if p.name != "sac_bench.json"]
     runs = [r for r in runs if r.get("strat_eval") and r["name"] in names]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.6), dpi=100)
     width = 0.8 / max(len(names), 1)
     for j, name in enumerate(names):
-        mine = [r for r in runs if r["name"] == name]
+        mine = sorted((r for r in runs if r["name"] == name), key=lambda r: r["seed"])
         eps = [e for r in mine for e in r["strat_eval"]["episode_records"]]
         if not eps:
             continue
-        c, seeds = plt.cm.tab10(j), ",".join(str(r["seed"]) for r in sorted(mine, key=lambda r: r["seed"]))
-        label = f"{name} (seeds {seeds}; {len(eps)} episodes)"
+        c, seeds = plt.cm.tab10(j), ",".join(str(r["seed"]) for r in mine)
+        how = "t-interval across seeds" if len(mine) > 1 else "one seed: Wilson over its episodes"
+        label = f"{name} (seeds {seeds}; {len(eps)} episodes; {how})"
         for i, b in enumerate(TARGET_BINS):
-            inside = [e for e in eps if e["target_bin"] == b]
-            k, n = sum(e["success"] for e in inside), len(inside)
-            rate, (lo, hi) = 100 * k / n, wilson_ci95(k, n)
+            per_seed = [[e for e in r["strat_eval"]["episode_records"] if e["target_bin"] == b] for r in mine]
+            per_seed = [inside for inside in per_seed if inside]
+            k, n = sum(e["success"] for p in per_seed for e in p), sum(len(p) for p in per_seed)
+            if not n:
+                continue
+            rates = [sum(e["success"] for e in p) / len(p) for p in per_seed]
+            if len(rates) > 1:  # the studies' interval: the seeds' mean, Student t across seeds
+                m, lo, hi = t_interval(rates)
+                rate, lo, hi = 100 * m, max(0.0, lo), min(1.0, hi)
+            else:
+                rate, (lo, hi) = 100 * k / n, wilson_ci95(k, n)
             x = i + (j - (len(names) - 1) / 2) * width
             ax.bar(x, rate, width * 0.9, color=c, label=label if i == 0 else None)
             ax.errorbar(x, rate, yerr=[[rate - 100 * lo], [100 * hi - rate]], color="k", capsize=3, lw=1)
+            if len(rates) > 1:
+                ax.scatter([x] * len(rates), [100 * r for r in rates], s=6, color="k", zorder=4)
             ax.text(x, 100 * hi + 2, f"{k}/{n}", ha="center", fontsize=7)
         bx.scatter([e["target_radius"] for e in eps], [e["return"] for e in eps], s=9, color=c, alpha=0.6, label=name)
     ax.set_xticks(range(3), [f"{b}\n{lo:.2f}-{hi:.2f} m" for b, (lo, hi) in TARGET_BINS.items()])
     ax.set_ylim(0, 135)  # room above the bars for the legend
-    ax.set_ylabel("success (%), 95% Wilson interval")
+    ax.set_ylabel("success (%): mean over seeds, 95% t-interval across seeds\n(dots: seeds; one seed: Wilson)")
     ax.set_title("State SAC, reacher-easy, 100k env steps: success by target distance", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     for lo, _ in list(TARGET_BINS.values())[1:]:
@@ -301,6 +346,239 @@ def plot(path: Path = RESULTS / "sac_curves.png") -> Path:
     return path
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Held-out reporting (issue 30): choose on selection seeds and episodes, report on others
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class SplitError(ValueError):
+    """A held-out sweep whose report would reuse what the selection saw, or that cannot run as asked."""
+
+
+@dataclass(frozen=True)
+class Split:
+    select_seeds: tuple[int, ...]  # training seeds of the selection runs
+    report_seeds: tuple[int, ...]  # training seeds of the chosen configuration's report runs
+    select_eval_seed: int  # the selection runs' evaluation episodes: eval_episode_seed(select_eval_seed, k)
+    report_eval_seed: int  # the report runs': eval_episode_seed(report_eval_seed, k)
+
+
+def eval_episodes_drawn(cfg: TrainSACRequest, strat: int = 0) -> int:
+    """Evaluation episodes k = 0 .. n-1 a run draws from its eval seed: the most of its curve points', its final
+    evaluation's and the stratified evaluation's after it (each starts at k = 0)."""
+    return max(cfg.eval_episodes, cfg.final_eval_episodes, strat)
+
+
+def train_episodes_drawn(cfg: TrainSACRequest) -> int:
+    """An upper bound on the training episodes a run starts (train_episode_seed(seed, k), k = 0 .. n-1): the
+    episodes its simulator steps complete, plus one in progress per env."""
+    steps = cfg.train_episode_steps or cfg.episode_steps
+    return cfg.total_steps // steps + cfg.parallel_envs + 1
+
+
+def _span(seeds: set[int]) -> str:
+    return f"{min(seeds)}..{max(seeds)}" if len(seeds) > 1 else str(min(seeds))
+
+
+def check_split(split: Split, requests: list[TrainSACRequest], strat: int = 0) -> None:
+    """Refuse (SplitError, naming the flags and a way out) a split whose report runs would share a training seed,
+    a training episode or an evaluation episode with the selection runs, or that lists a seed twice or none."""
+    for flag, seeds in (("--select-seeds", split.select_seeds), ("--report-seeds", split.report_seeds)):
+        if not seeds:
+            raise SplitError(f"{flag}: give at least one training seed")
+        twice = sorted({s for s in seeds if list(seeds).count(s) > 1})
+        if twice:
+            raise SplitError(f"{flag} lists seed(s) {', '.join(map(str, twice))} more than once")
+    both = sorted(set(split.select_seeds) & set(split.report_seeds))
+    if both:
+        raise SplitError(
+            f"training seed(s) {', '.join(map(str, both))} are in both --select-seeds and --report-seeds: the report "
+            "runs must be trained on seeds the selection never used"
+        )
+    n_train = max(train_episodes_drawn(c) for c in requests)
+    episodes = {
+        s: {train_episode_seed(s, k) for k in range(n_train)} for s in (*split.select_seeds, *split.report_seeds)
+    }
+    for a in split.select_seeds:
+        for b in split.report_seeds:
+            if episodes[a] & episodes[b]:
+                raise SplitError(
+                    f"selection seed {a} and report seed {b} would share training episodes (train_episode_seed(seed, "
+                    f"k) = seed x 100003 + k, up to {n_train} episodes per run): pick report seeds further apart"
+                )
+    n_eval = max(eval_episodes_drawn(c, strat) for c in requests)
+    sel = {eval_episode_seed(split.select_eval_seed, k) for k in range(n_eval)}
+    rep = {eval_episode_seed(split.report_eval_seed, k) for k in range(n_eval)}
+    if sel & rep:
+        raise SplitError(
+            f"evaluation episodes overlap: --select-eval-seed {split.select_eval_seed} draws episode seeds "
+            f"{_span(sel)} and --report-eval-seed {split.report_eval_seed} draws {_span(rep)} ({n_eval} episodes: the "
+            f"most any run's evaluation draws); use a --report-eval-seed at least {n_eval} away, e.g. "
+            f"{split.select_eval_seed + n_eval}"
+        )
+
+
+def parse_candidate(text: str) -> tuple[str, dict]:
+    """'NAME field=value ...' -> (NAME, overrides)."""
+    name, *pairs = text.split()
+    return name, dict(_parse(kv) for kv in pairs)
+
+
+def candidate_requests(candidates: dict[str, dict], features: str = "state") -> list[TrainSACRequest]:
+    """Each candidate's request, validated before anything runs; the seed and the evaluation seed belong to the
+    split, so a candidate (or --set) naming them is refused."""
+    out = []
+    for name, overrides in candidates.items():
+        fixed = sorted(set(overrides) & {"seed", "seeds", "n_seeds", "eval_seed"})
+        if fixed:
+            raise SplitError(
+                f"candidate {name}: {', '.join(fixed)} is set by the split (--select-seeds, --report-seeds, "
+                "--select-eval-seed, --report-eval-seed), not by a candidate or --set"
+            )
+        try:
+            out.append(sweep_request(0, overrides, features))
+        except (ValueError, Refused) as exc:
+            why = str(exc).split("\n    For further information")[0].replace("\n", "; ")
+            raise SplitError(f"candidate {name}: {why}") from None
+    return out
+
+
+def run_score(rec: dict, strat: int) -> float:
+    """A run's score: the stratified evaluation's mean return with --strat, else the final evaluation's."""
+    return float((rec["strat_eval"] if strat else rec["final_eval"])["mean_return"])
+
+
+def choose(selection: dict[str, dict[str, float]]) -> str:
+    """The candidate with the highest mean selection score across its seeds (the first listed on a tie)."""
+    means = {c: sum(v.values()) / len(v) for c, v in selection.items()}
+    return max(means, key=lambda c: (means[c], -list(means).index(c)))
+
+
+PhaseRun = Callable[..., dict]  # (sweep, candidate, phase, seed, eval_seed, overrides, features, strat, keep) -> record
+
+
+def phase_run(
+    sweep: str,
+    candidate: str,
+    phase: str,
+    seed: int,
+    eval_seed: int,
+    overrides: dict,
+    features: str,
+    strat: int,
+    keep: Path | None,
+) -> dict:
+    """One run of a held-out phase, bench/results/sac_<sweep>-<candidate>-<phase>_s<seed>.json; a result already
+    written for the same request (a rerun after a crash) is reused."""
+    name = f"{sweep}-{candidate}-{phase}"
+    path = RESULTS / f"sac_{name}_s{seed}.json"
+    cfg = sweep_request(seed, overrides | {"eval_seed": eval_seed}, features).model_dump(mode="json")
+    rec = json.loads(path.read_text()) if path.exists() else None
+    if rec is not None and rec.get("config") != cfg:
+        raise SplitError(f"{path} holds a run of another request: move it away, or name this sweep differently")
+    if rec is None:
+        keep_dir = keep / f"{name}_s{seed}" if keep else None
+        extra = {"sweep": sweep, "candidate": candidate, "phase": phase, "eval_seed": eval_seed}
+        rec = run_one(name, seed, overrides | {"eval_seed": eval_seed}, features, keep_dir, extra)
+    if strat and "strat_eval" not in rec:
+        rec = add_strat(path, keep / f"{name}_s{seed}", strat, seed=eval_seed)  # type: ignore[operator]
+    return rec
+
+
+def heldout(
+    sweep: str,
+    split: Split,
+    candidates: dict[str, dict],
+    *,
+    features: str = "state",
+    strat: int = 0,
+    keep: Path | None = None,
+    state_path: Path | None = None,
+    run: PhaseRun = phase_run,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Selection, then report: every candidate on split.select_seeds (episodes of select_eval_seed), the highest
+    mean selection score chosen and fixed in the state file, then the chosen candidate alone on split.report_seeds
+    (episodes of report_eval_seed). The state (bench/results/heldout_<sweep>.json) is written after every run."""
+    if not candidates:
+        raise SplitError("give at least one --candidate")
+    if strat and keep is None:
+        raise SplitError("--strat evaluates each run's kept checkpoint: give --keep DIR")
+    check_split(split, candidate_requests(candidates, features), strat)
+    state_path = state_path or RESULTS / f"heldout_{sweep}.json"
+    plan = {"sweep": sweep, "split": asdict(split), "candidates": candidates, "features": features, "strat": strat}
+    plan = json.loads(json.dumps(plan))  # as the state file holds it (lists, not tuples)
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if state and {k: state.get(k) for k in plan} != plan:
+        raise SplitError(f"{state_path} holds sweep {sweep!r} with another plan: name this sweep differently")
+    state = state or plan | {
+        "metric": f"{'strat_eval' if strat else 'final_eval'}.mean_return",
+        "selection": {},
+        "chosen": None,
+        "report": {},
+    }
+
+    def save() -> None:
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(state_path)  # never a half-written state
+
+    for cand, overrides in candidates.items():
+        for seed in split.select_seeds:
+            rec = run(sweep, cand, "select", seed, split.select_eval_seed, overrides, features, strat, keep)
+            state["selection"].setdefault(cand, {})[str(seed)] = run_score(rec, strat)
+            save()
+            log(f"selection {cand} seed {seed}: {state['selection'][cand][str(seed)]:.1f}")
+    chosen = choose(state["selection"])
+    if state["chosen"] not in (None, chosen):
+        raise SplitError(f"{state_path} chose {state['chosen']!r} already; reporting keeps that choice")
+    state["chosen"] = chosen
+    save()
+    log(f"chosen on selection: {chosen}")
+    for seed in split.report_seeds:
+        rec = run(sweep, chosen, "report", seed, split.report_eval_seed, candidates[chosen], features, strat, keep)
+        state["report"][str(seed)] = run_score(rec, strat)
+        save()
+        log(f"report {chosen} seed {seed}: {state['report'][str(seed)]:.1f}")
+    return state
+
+
+def heldout_table(state: dict) -> str:
+    """Selection rows (every candidate: what chose) and the report row (the chosen one on held-out seeds and
+    episodes: what estimates its performance), each with its training seeds, evaluation seed, per-seed scores and
+    the mean with its 95% t-interval across seeds."""
+    from vjepa_robot_lab.evaluation.stats import t_interval
+
+    split, metric = state["split"], state["metric"]
+    rows = [
+        f"Held-out sweep `{state['sweep']}`, score: {metric} per run. Selection numbers chose the configuration "
+        "(they are biased upwards by the choice); only the report row estimates its performance.",
+        "",
+        "| phase | configuration | training seeds | evaluation episodes | score per seed | "
+        "mean [95% t-interval across seeds] |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def row(phase: str, cand: str, scores: dict[str, float], eval_seed: int) -> str:
+        vals = list(scores.values())
+        if not vals:
+            return f"| {phase} | {cand} | - | eval seed {eval_seed} | (not run yet) | |"
+        m, lo, hi = t_interval(vals)
+        ci = f"[{lo:.0f}, {hi:.0f}]" if lo is not None else "(one seed)"
+        return (
+            f"| {phase} | {cand} | {', '.join(scores)} | eval seed {eval_seed} | "
+            f"{', '.join(f'{v:.0f}' for v in vals)} | {m:.0f} {ci} |"
+        )
+
+    for cand, scores in state["selection"].items():
+        phase = "selection (chosen)" if cand == state.get("chosen") else "selection"
+        rows.append(row(phase, cand, scores, split["select_eval_seed"]))
+    if state.get("chosen"):
+        rows.append(row("**report (held out)**", state["chosen"], state["report"], split["report_eval_seed"]))
+    return "\n".join(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", default="run")
@@ -316,7 +594,39 @@ def main() -> None:
     ap.add_argument("--strat-plot", nargs="+", metavar="NAME", help="bench/results/sac22_by_distance.png of these runs")
     ap.add_argument("--summary", action="store_true")
     ap.add_argument("--plot", action="store_true")
+    ap.add_argument("--heldout", metavar="NAME", help="a held-out sweep: select on one split, report on another")
+    ap.add_argument("--candidate", action="append", default=[], help='with --heldout: "NAME field=value ..."')
+    ap.add_argument("--select-seeds", nargs="+", type=int, help="training seeds of the selection runs")
+    ap.add_argument("--report-seeds", nargs="+", type=int, help="training seeds of the chosen configuration's report")
+    ap.add_argument("--select-eval-seed", type=int, help="evaluation seed of the selection runs' episodes")
+    ap.add_argument("--report-eval-seed", type=int, help="evaluation seed of the report runs' episodes")
+    ap.add_argument("--heldout-table", metavar="NAME", help="the table of a held-out sweep's state file")
     a = ap.parse_args()
+    if a.heldout_table:
+        print(heldout_table(json.loads((RESULTS / f"heldout_{a.heldout_table}.json").read_text())))
+        return
+    split_flags = {
+        "--select-seeds": a.select_seeds,
+        "--report-seeds": a.report_seeds,
+        "--select-eval-seed": a.select_eval_seed,
+        "--report-eval-seed": a.report_eval_seed,
+    }
+    if a.heldout or a.candidate or any(v is not None for v in split_flags.values()):
+        missing = [f for f, v in split_flags.items() if v is None] + ([] if a.heldout else ["--heldout NAME"])
+        missing += [] if a.candidate else ["--candidate"]
+        try:
+            if missing:
+                raise SplitError(f"a held-out sweep needs {', '.join(missing)}")
+            common = dict(_parse(kv) for kv in a.set)
+            candidates = {n: common | o for n, o in map(parse_candidate, a.candidate)}
+            if len(candidates) != len(a.candidate):
+                raise SplitError("two --candidate share a name")
+            split = Split(tuple(a.select_seeds), tuple(a.report_seeds), a.select_eval_seed, a.report_eval_seed)
+            state = heldout(a.heldout, split, candidates, features=a.features, strat=a.strat, keep=a.keep)
+        except SplitError as exc:
+            ap.error(str(exc))
+        print(heldout_table(state))
+        return
     if a.summary or a.plot or a.strat_table:
         print(summary() if a.summary else strat_table() if a.strat_table else plot())
         return

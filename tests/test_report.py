@@ -298,3 +298,57 @@ def test_sac_curves_across_seeds(tmp_path):
     assert len(groups) == 1 and groups[0]["n_runs"] == 2
     path = plot_sac_curves([sac, second], tmp_path / "sac.png")
     assert Image.open(path).format == "PNG"
+
+
+def _targeted(run_id: str, seed: int, near: list[bool], far: list[bool]) -> dict:
+    """A BC run of one condition at one training seed whose evaluation recorded each episode's target: near-bin
+    targets at 0.07 m, far ones at 0.18 m (evaluate.TARGET_BINS), with the given successes."""
+    run = _bc(run_id, "state", seed, 0)
+    eps = [
+        {"seed": 10**9 + i, "success": s, "return": 900.0 if s else 0.0, "target_radius": r}
+        for i, (s, r) in enumerate([(s, 0.07) for s in near] + [(s, 0.18) for s in far])
+    ]
+    ev = run["evaluations"][0]
+    ev |= {"episodes": eps, "success_rate": sum(e["success"] for e in eps) / len(eps)}
+    ev["request"] = ev["request"] | {"episodes": len(eps)}
+    return run
+
+
+def test_by_distance_intervals_are_across_seeds():
+    """Issue 30: with several seeds a bin's bar is the mean of the seeds' rates and its whiskers the t-interval
+    across seeds (stats.t_interval), wider than a Wilson interval on the pooled episodes when seeds disagree; one
+    seed falls back to Wilson over its episodes, and the legend says which each condition got."""
+    from vjepa_robot_lab.report.plots import T_ACROSS_SEEDS, WILSON_ONE_SEED, distance_bins, distance_figure
+
+    t, f = True, False
+    # near: seed 0 succeeds 10/10, seed 1 0/10, seed 2 6/10 (the seeds disagree); far: 9/10, 8/10, 10/10
+    runs = [
+        _targeted("bc-s0", 0, [t] * 10, [t] * 9 + [f]),
+        _targeted("bc-s1", 1, [f] * 10, [t] * 8 + [f] * 2),
+        _targeted("bc-s2", 2, [t] * 6 + [f] * 4, [t] * 10),
+    ]
+    (group,) = condition_rows(runs)
+    assert group["n_runs"] == 3
+    near, middle, far = distance_bins(group)
+    assert near["ci_kind"] == T_ACROSS_SEEDS and near["seeds"] == 3 and near["n"] == 30
+    assert near["per_seed"] == [1.0, 0.0, 0.6]
+    mean, lo, hi = t_interval([1.0, 0.0, 0.6])
+    assert near["rate"] == mean and near["ci"] == (max(0.0, lo), min(1.0, hi))
+    pooled = wilson_ci95(16, 30)  # what the bars showed before: every seed's episodes as one sample
+    assert near["ci"][1] - near["ci"][0] > 2 * (pooled[1] - pooled[0])
+    assert far["ci"] == (max(0.0, t_interval([0.9, 0.8, 1.0])[1]), min(1.0, t_interval([0.9, 0.8, 1.0])[2]))
+    assert middle["rate"] is None and middle["n"] == 0 and middle["ci"] is None
+
+    (single,) = condition_rows([_targeted("bc-s0", 0, [t] * 7 + [f] * 3, [f] * 10)])
+    near1 = distance_bins(single)[0]
+    assert near1["ci_kind"] == WILSON_ONE_SEED and near1["ci"] == wilson_ci95(7, 10) and near1["rate"] == 0.7
+
+    fig = distance_figure([group])
+    ax = fig.axes[0]
+    assert "t-interval" in ax.get_ylabel() and "one seed: Wilson" in ax.get_ylabel()
+    (label,) = [tx.get_text() for leg in fig.legends for tx in leg.get_texts()]
+    assert "3 seeds: t-interval across seeds" in label
+    near_text = [tx.get_text() for tx in ax.texts if tx.get_text().startswith(f"{100 * mean:.0f}%")]
+    assert near_text and "3 seeds" in near_text[0]
+    fig1 = distance_figure([single])
+    assert "1 seed: Wilson over its episodes" in fig1.legends[0].get_texts()[0].get_text()

@@ -160,6 +160,95 @@ def test_episode_steps_must_be_multiple_of_action_repeat():
         TrainSACRequest(episode_steps=1001, action_repeat=4)
 
 
+class _Recorder:
+    """A job runner that records what it was asked to start and trains nothing: the request's completion and the
+    run record are what these tests read (the real RunStore on tmp)."""
+
+    def __init__(self):
+        self.keys: list[str] = []
+
+    def submit(self, key, fn, on_error, stop=None):
+        self.keys.append(key)
+
+    def active(self):
+        return []
+
+
+def _sac_config(tmp_path, **fields) -> dict:
+    """The run record's config of a SAC request sent through the trainer's job layer (jobs.train)."""
+    from services.trainer import jobs
+    from vjepa_robot_lab.records.runs import RunStore
+
+    ctx = jobs.TrainerContext(store=None, runs=RunStore(tmp_path / "runs"), encoder_url=None)  # type: ignore[arg-type]
+    created = jobs.train(ctx, _Recorder(), TrainSACRequest(buffer_size=10_000, **fields))
+    rec = ctx.runs.get(created.run_id)
+    assert rec.lineage.action_repeat == rec.config.action_repeat  # evaluation acts at the rate the config names
+    return rec.config.model_dump(mode="json")
+
+
+def test_sac_action_repeat_left_out_is_the_tasks(tmp_path):
+    """Issue 30: tasks.py's per-task action repeats are SAC's defaults; the run's config names the value used."""
+    from vjepa_robot_lab.envs.tasks import task_spec
+    from vjepa_robot_lab.records.run_kinds import SAC, complete_sac
+
+    assert TrainSACRequest(task="cheetah-run").action_repeat is None  # left out: the trainer fills it
+    assert SAC.prepare is complete_sac
+    cheetah = _sac_config(tmp_path / "c", task="cheetah-run")
+    walker = _sac_config(tmp_path / "w", task="walker-walk")
+    assert cheetah["action_repeat"] == task_spec("cheetah-run").action_repeat == 4
+    assert walker["action_repeat"] == task_spec("walker-walk").action_repeat == 2
+    assert _sac_config(tmp_path / "p", task="cartpole-swingup")["action_repeat"] == 8
+    easy = _sac_config(tmp_path / "e")  # reacher: 4 as before, and its 200-step training episodes
+    assert easy["action_repeat"] == 4 and easy["train_episode_steps"] == 200
+    # an explicit value wins, on any task
+    assert _sac_config(tmp_path / "x", task="walker-walk", action_repeat=4)["action_repeat"] == 4
+    assert complete_sac(TrainSACRequest(task="cartpole-balance", action_repeat=1)).action_repeat == 1
+    # a study's runs all carry the filled value
+    study = _sac_config(tmp_path / "s", task="finger-spin", seeds=[0, 1])
+    assert study["action_repeat"] == 2
+
+
+def test_sac_task_action_repeat_is_checked_on_the_filled_value(tmp_path):
+    from vjepa_robot_lab.records.refused import Refused
+    from vjepa_robot_lab.records.run_kinds import complete_sac
+
+    assert TrainSACRequest(task="cartpole-swingup", episode_steps=500).episode_steps == 500  # not checked yet
+    why = r"cartpole-swingup's is 8 .*episode_steps \(500\) .*multiple of action_repeat \(8\)"
+    with pytest.raises(Refused, match=why):
+        complete_sac(TrainSACRequest(task="cartpole-swingup", episode_steps=500))
+    with pytest.raises(Refused, match="train_episode_steps") as e:
+        complete_sac(TrainSACRequest(task="cartpole-balance", train_episode_steps=100))
+    assert e.value.status_code == 422
+    with pytest.raises(ValueError, match="multiple of action_repeat"):  # an explicit value is checked at once
+        TrainSACRequest(task="walker-walk", episode_steps=1000, action_repeat=3)
+
+
+def test_old_sac_records_keep_their_action_repeat():
+    """A record written when the default was 4 on every task names it in its config: it reads as it was written."""
+    from vjepa_robot_client.contract import RunRecord
+    from vjepa_robot_lab.records.run_kinds import complete_sac
+
+    old = RunRecord.model_validate(
+        {
+            "run_id": "sac-0123abcd",
+            "kind": "sac",
+            "status": "succeeded",
+            "config": {"features": "state", "task": "walker-walk", "episode_steps": 1000, "action_repeat": 4},
+            "lineage": {"features": "state", "action_repeat": 4, "task": "walker-walk"},
+        }
+    )
+    assert old.config.action_repeat == 4 and old.lineage.action_repeat == 4
+    again = TrainSACRequest.model_validate(old.config.model_dump(mode="json"))  # as jobs.run_training reads it
+    assert complete_sac(again).action_repeat == 4
+
+
+def test_train_sac_help_says_the_default_is_the_tasks():
+    from vjepa_robot.train_commands import field_help
+
+    text = field_help(TrainSACRequest, "action_repeat", False)
+    assert "Omitted: the task's" in text and "Default 4" not in text
+
+
 def _buffer(n: int, dim: int, n_envs: int = 1, **kw) -> Replay:
     return Replay(n, n_envs, dim, **kw)
 

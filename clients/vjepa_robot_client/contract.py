@@ -792,7 +792,7 @@ def sac_feature_defaults(data: Any) -> Any:
         out["networks"] = sac_default_networks(features)
     task = str(getattr(out.get("task"), "value", out.get("task") or "easy"))
     if features == "state" and TASK_ALIASES.get(task, task) in ("easy", "hard") and not out.get("train_episode_steps"):
-        steps, repeat = out.get("episode_steps", 1000), out.get("action_repeat", 4)
+        steps, repeat = out.get("episode_steps", 1000), out.get("action_repeat") or 4  # left out: reacher's own 4
         if isinstance(steps, int) and isinstance(repeat, int) and steps > 0 and repeat > 0:
             short = min(SAC_STATE_REACHER_TRAIN_EPISODE_STEPS, steps)
             if short - short % repeat > 0:  # whole agent steps, so the default never fails validation itself
@@ -813,7 +813,14 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
         description="Simulator steps per training episode. Omitted: 200 for state features on reacher (issue 22's "
         "5-seed result: more targets and starts in the same total_steps), else episode_steps.",
     )
-    action_repeat: int = Field(4, ge=1, le=16)
+    action_repeat: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="Simulator steps per action. Omitted: the task's (vjepa_robot_lab/envs/tasks.py, PlaNet's: "
+        "reacher and cheetah 4, walker and finger 2, cartpole 8), filled in by the trainer so the run's config "
+        "names it.",
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     learning_starts: int = Field(4000, ge=0, description="Env steps of uniform random actions before updates.")
     batch_size: int = Field(256, ge=1, le=65_536)
@@ -872,9 +879,10 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
                 "features 'pixels' (a conv encoder trained end to end) is built for BC only (POST /train/bc): "
                 "SAC from pixels is not built; use features 'state', 'vjepa2' or 'random'"
             )
-        check_action_repeat(self.episode_steps, self.action_repeat)
-        if self.train_episode_steps is not None:
-            check_action_repeat(self.train_episode_steps, self.action_repeat, "train_episode_steps")
+        if self.action_repeat is not None:  # left out: checked once the task's is filled (run_kinds.complete_sac)
+            check_action_repeat(self.episode_steps, self.action_repeat)
+            if self.train_episode_steps is not None:
+                check_action_repeat(self.train_episode_steps, self.action_repeat, "train_episode_steps")
         check_stratified(self.final_eval_targets, self.final_eval_episodes, "final_eval_episodes", self.task)
         return self
 

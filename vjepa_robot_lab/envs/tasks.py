@@ -12,7 +12,8 @@ Where the values come from:
 - action repeat: eai-vc itself sets none (its DMC envs are gym registrations of the mj_envs/dmc2gym packages, outside
   that repository); the values here are PlaNet's per-domain action repeats (Hafner et al. 2019, table 1: cartpole 8,
   reacher 4, cheetah 4, finger 2, walker 2), which DrQ and this project's reacher SAC (4) follow. They are the
-  defaults a protocol reads; SAC requests still take their own `action_repeat`.
+  defaults a protocol reads: a SAC request that leaves `action_repeat` out gets its task's
+  (records/run_kinds.complete_sac); an explicit one wins.
 - episode length: dm_control's own time limit in simulator steps (every task here: 1000 = time limit / control
   timestep, e.g. walker 25 s / 0.025 s), except reacher, which keeps this project's 200-step episodes (the findings;
   its datasets, runs, tests and the demo use them).

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from vjepa_robot_client.contract import (
     RUN_TYPES,
@@ -258,6 +258,25 @@ def check_replay_memory(req: TrainSACRequest) -> None:
         )
 
 
+def complete_sac(req: TrainSACRequest) -> TrainSACRequest:
+    """SAC's request completed before anything: a request that leaves `action_repeat` out gets its task's
+    (TaskSpec.action_repeat in vjepa_robot_lab/envs/tasks.py: reacher and cheetah 4, walker and finger 2, cartpole
+    8), validated again so the episode-length checks run on the filled value and the run's config names it. An
+    explicit `action_repeat` is kept as sent. Refused(422) when the task's value does not divide the episodes."""
+    if req.action_repeat is not None:
+        return req
+    from vjepa_robot_lab.envs.tasks import task_spec
+
+    repeat = task_spec(req.task.value).action_repeat
+    try:
+        return type(req).model_validate({**req.model_dump(exclude_unset=True), "action_repeat": repeat})
+    except ValidationError as exc:
+        why = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors())
+        raise Refused(
+            422, f"action_repeat left out: task {req.task.value}'s is {repeat} (send action_repeat to choose): {why}"
+        ) from None
+
+
 def _sac_lineage(ctx, req: TrainSACRequest) -> dict:
     """A SAC run renders its own frames (vjepa2) at the request's size and acts at its action repeat; a replay
     buffer that cannot fit in memory is refused first."""
@@ -269,6 +288,9 @@ def _sac_lineage(ctx, req: TrainSACRequest) -> dict:
 def _train_sac(ctx, handle: RunHandle, cfg, features, *, resume: bool = False, progress: bool = False) -> dict:
     from vjepa_robot_lab.learning.sac import train_sac
 
+    if cfg.action_repeat is None:  # a record whose config never named it (written before the field): its lineage
+        lin = handle.record.lineage  # says the rate it acted at (records/runs.py migrates that)
+        cfg = cfg.model_copy(update={"action_repeat": int(lin.action_repeat) if lin else 1})
     return train_sac(cfg, handle, features, resume=resume)
 
 
@@ -362,6 +384,7 @@ SAC = register(
         final_metric=_sac_final,
         load_policy=_network_policy,
         train=_train_sac,
+        prepare=complete_sac,
         lineage=_sac_lineage,
         network=_sac_network,
         has_curves=_sac_has_curves,
@@ -399,6 +422,7 @@ __all__ = [
     "trained_kinds",
     "kind_of_request",
     "kept_val_loss",
+    "complete_sac",
     "UnknownRunKind",
     "BASELINE",
     "BC",

@@ -6,8 +6,9 @@ labels would collide), with its 95% interval and n; per-seed dots (and the title
 bar has several seeds; random-init stand-ins hatched and named; each BC run's kept-epoch marker drawn above every
 curve with a marker of its own and a small sideways offset, so one run's marker never hides another's (markers
 closer than a marker's size count as one spot); every legend outside the axes, so it covers no bar, point or
-curve; an empty distance bin says n=0; episodes that share a point (returns of 0) are set apart sideways, one
-marker shape per condition.
+curve; by-distance bars of several seeds are the mean of the seeds' rates with a t-interval across seeds (one seed:
+Wilson over its episodes, said in the legend); an empty distance bin says n=0; episodes that share a point
+(returns of 0) are set apart sideways, one marker shape per condition.
 """
 
 from __future__ import annotations
@@ -330,19 +331,70 @@ def plot_sac_curves(runs, path: Path) -> Path:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def distance_episodes(group: dict) -> list[tuple[float, bool, float]]:
-    """(target radius m, success, return) of every episode of a condition's evaluations that recorded its target
-    (reacher evaluations do, with any `targets` option: evaluate.target_of)."""
+def member_distance_episodes(member: dict) -> list[tuple[float, bool, float]]:
+    """(target radius m, success, return) of every episode of one member's evaluation (one run: one training seed)
+    that recorded its target (reacher evaluations do, with any `targets` option: evaluate.target_of)."""
     out = []
-    for m in group["members"]:
-        for ev in m["run"].evaluations:
-            if ev.eval_id != m["eval_id"]:
-                continue
-            for e in ev.episodes:
-                r = (e.model_extra or {}).get("target_radius")
-                if r is not None:
-                    out.append((float(r), bool(e.success), float(e.return_)))
+    for ev in member["run"].evaluations:
+        if ev.eval_id != member["eval_id"]:
+            continue
+        for e in ev.episodes:
+            r = (e.model_extra or {}).get("target_radius")
+            if r is not None:
+                out.append((float(r), bool(e.success), float(e.return_)))
     return out
+
+
+def distance_episodes(group: dict) -> list[tuple[float, bool, float]]:
+    """Every episode of a condition's evaluations that recorded its target, its members' one after another."""
+    return [e for m in group["members"] for e in member_distance_episodes(m)]
+
+
+def _in_bin(radius: float, lo: float, hi: float, top: float) -> bool:
+    return lo <= radius < hi or (hi == top and radius == hi)
+
+
+T_ACROSS_SEEDS, WILSON_ONE_SEED = "t across seeds", "Wilson, one seed"
+
+
+def distance_bins(group: dict) -> list[dict]:
+    """A condition's success per distance bin (evaluate.TARGET_BINS), as the studies state a result: where two or
+    more seeds (members) have episodes in the bin, each seed's success rate there, their mean and the 95%
+    Student-t interval across seeds (stats.t_interval, clipped to [0, 1]); one seed: its rate and the 95% Wilson
+    interval over its episodes (`ci_kind` says which). Pooling several seeds' episodes into one Wilson interval
+    would count episodes of one policy as if they were independent draws of the condition: it hides how much seeds
+    disagree. Each bin: {bin, lo, hi, n (episodes), successes, seeds, per_seed (rates), rate, ci, ci_kind}; rate and
+    ci None where no seed had a target in the bin."""
+    from vjepa_robot_lab.evaluation.evaluate import TARGET_BINS
+
+    top = max(b[1] for b in TARGET_BINS.values())
+    per_member = [member_distance_episodes(m) for m in group["members"]]
+    out = []
+    for name, (lo, hi) in TARGET_BINS.items():
+        counts = []  # (successes, episodes) of each member with a target in the bin
+        for eps in per_member:
+            inside = [e for e in eps if _in_bin(e[0], lo, hi, top)]
+            if inside:
+                counts.append((sum(e[1] for e in inside), len(inside)))
+        k, n = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        rates = [ki / ni for ki, ni in counts]
+        row = {"bin": name, "lo": lo, "hi": hi, "n": n, "successes": k, "seeds": len(counts), "per_seed": rates}
+        if len(counts) > 1:
+            mean, clo, chi = t_interval(rates)
+            row |= {"rate": mean, "ci": (max(0.0, clo), min(1.0, chi)), "ci_kind": T_ACROSS_SEEDS}
+        elif counts:
+            row |= {"rate": k / n, "ci": wilson_ci95(k, n), "ci_kind": WILSON_ONE_SEED}
+        else:
+            row |= {"rate": None, "ci": None, "ci_kind": None}
+        out.append(row)
+    return out
+
+
+def distance_label(group: dict) -> str:
+    """A condition's legend entry in the by-distance figure: its name and how its whiskers were made."""
+    n = len(group["members"])
+    how = f"{n} seeds: t-interval across seeds" if n > 1 else "1 seed: Wilson over its episodes"
+    return group["condition_short"] + (" (plumbing check)" if group["plumbing"] else "") + f" [{how}]"
 
 
 DISTANCE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
@@ -351,11 +403,13 @@ SCATTER_SPREAD = 0.012  # fraction of the distance axis between conditions' poin
 
 def distance_figure(groups: list[dict]):
     """Left: success rate per distance bin (near / middle / far from the arm's base, evaluate.TARGET_BINS) per
-    condition, with 95% Wilson intervals and n (n=0 where a condition, or every condition, had no target in the
-    bin); right: every episode's return against its target's distance, so a hole (a bin, or a few targets, the
-    policy never reaches) shows as points at 0. Each condition's points are shifted sideways by a fixed small
-    amount and drawn with their own marker, so episodes of several policies at one (distance, return) -- a return
-    of 0 at the same target -- all show. One legend for both panels, below them."""
+    condition: the mean of its seeds' rates with the 95% t-interval across seeds and each seed as a dot, or for a
+    single seed its rate with the 95% Wilson interval over its episodes (distance_bins; the legend says which per
+    condition), and n episodes (n=0 where a condition, or every condition, had no target in the bin); right: every
+    episode's return against its target's distance, so a hole (a bin, or a few targets, the policy never reaches)
+    shows as points at 0. Each condition's points are shifted sideways by a fixed small amount and drawn with their
+    own marker, so episodes of several policies at one (distance, return) -- a return of 0 at the same target --
+    all show. One legend for both panels, below them."""
     from vjepa_robot_lab.evaluation.evaluate import TARGET_BINS
 
     plt = _pyplot()
@@ -368,27 +422,26 @@ def distance_figure(groups: list[dict]):
     lo_all = min(b[0] for b in TARGET_BINS.values())
     dx = SCATTER_SPREAD * (top - lo_all)
 
-    def in_bin(e, lo, hi) -> bool:
-        return lo <= e[0] < hi or (hi == top and e[0] == hi)
-
-    filled = [sum(in_bin(e, lo, hi) for _, eps in shown for e in eps) for lo, hi in TARGET_BINS.values()]
+    filled = [sum(_in_bin(e[0], lo, hi, top) for _, eps in shown for e in eps) for lo, hi in TARGET_BINS.values()]
     for j, (g, eps) in enumerate(shown):
         c = colours[j % len(colours)]
         marker = DISTANCE_MARKERS[j % len(DISTANCE_MARKERS)]
-        label = g["condition_short"] + (" (plumbing check)" if g["plumbing"] else "")
-        for i, (lo, hi) in enumerate(TARGET_BINS.values()):
-            inside = [e for e in eps if in_bin(e, lo, hi)]
+        for i, b in enumerate(distance_bins(g)):
             x = i + (j - (len(shown) - 1) / 2) * width
-            if not inside:
+            if b["rate"] is None:
                 if filled[i]:  # others had targets here, this condition none (an empty bin is named once, below)
                     ax.text(x, 1, "n=0", ha="center", va="bottom", fontsize=6, color=c)
                 continue
-            k, n = sum(e[1] for e in inside), len(inside)
-            rate, (clo, chi) = 100 * k / n, wilson_ci95(k, n)
+            rate, (clo, chi) = 100 * b["rate"], b["ci"]
             ax.bar(x, rate, width * 0.9, color=c)
             ax.errorbar(x, rate, yerr=[[rate - 100 * clo], [100 * chi - rate]], color="black", capsize=3, lw=1)
             ax.plot([x], [rate], marker=marker, color=c, markeredgecolor="black", ms=4, ls="", clip_on=False)
-            ax.text(x, min(100 * chi, 100) + 2, f"{rate:.0f}%\nn={n}", ha="center", va="bottom", fontsize=6)
+            if b["seeds"] > 1:  # each seed's rate in the bin
+                pts = [100 * r for r in b["per_seed"]]
+                ax.scatter([x] * len(pts), pts, s=8, color="black", zorder=4, clip_on=False)
+            seeds = f"\n{b['seeds']} seeds" if b["seeds"] > 1 else ""
+            top_y = max([min(100 * chi, 100), *(100 * r for r in b["per_seed"])])
+            ax.text(x, top_y + 2, f"{rate:.0f}%\nn={b['n']}{seeds}", ha="center", va="bottom", fontsize=6)
         shift = (j - (len(shown) - 1) / 2) * dx
         bx.scatter(
             [e[0] + shift for e in eps],
@@ -399,14 +452,18 @@ def distance_figure(groups: list[dict]):
             edgecolors="black",
             linewidths=0.3,
             alpha=0.85,
-            label=label,
+            label=distance_label(g),
             zorder=3 + j,
         )
     for i, count in enumerate(filled):
         if shown and count == 0:  # no condition had a target here: say so once, in the middle of the bin
             ax.text(i, 50, "no targets here\n(n=0)", ha="center", va="center", fontsize=7, color="dimgrey")
     ax.set_xticks(range(len(names)), [f"{n}\n{lo:.2f}-{hi:.2f} m" for n, (lo, hi) in TARGET_BINS.items()])
-    ax.set_ylabel("success rate (%), whiskers: 95% Wilson interval")
+    ax.set_ylabel(
+        "success rate (%): mean over seeds; whiskers: 95% t-interval\nacross seeds (dots: seeds), "
+        "one seed: Wilson over its episodes",
+        fontsize=8,
+    )
     ax.set_ylim(0, 119)
     ax.set_title("Success by target distance from the arm's base", fontsize=9)
     for lo, _ in list(TARGET_BINS.values())[1:]:
@@ -424,7 +481,7 @@ def distance_figure(groups: list[dict]):
             fontsize=7,
             loc="upper center",
             bbox_to_anchor=(0.5, 0.0),
-            ncol=min(3, len(shown)),
+            ncol=min(2, len(shown)),
             borderaxespad=0,
         )
     return fig
