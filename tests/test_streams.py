@@ -376,7 +376,7 @@ def test_content_encodings_are_defined_once_and_both_sides_speak_each():
                 else []
             )
             defined += [str(path.relative_to(root)) for t in targets if getattr(t, "id", "") == "CONTENT_ENCODINGS"]
-    assert defined == ["clients/vjepa_robot_client/contract.py"], defined
+    assert defined == ["clients/vjepa_robot_client/contract/encoder.py"], defined
     data = to_npy_bytes(np.arange(3000, dtype=np.uint8).reshape(10, 10, 10, 3))
     for enc in CONTENT_ENCODINGS:
         body, headers = compress_body(data, enc)
