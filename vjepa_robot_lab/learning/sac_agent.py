@@ -344,7 +344,9 @@ class SAC:
 
     # -- snapshots (sac_checkpoint.py writes them: tensors to policy.safetensors, optim to optim.pt) -------------
     def state_dict(self) -> dict:
-        """{"tensors": every network tensor by checkpoint name, "optim": the optimisers' states, "updates": n}."""
+        """{"tensors": every network tensor by checkpoint name, "optim": the optimisers' states, "updates": n}.
+        References to the live tensors, as torch's state_dict(): write them out (sac_checkpoint.save) or deepcopy
+        them before training on."""
         return {"tensors": self.tensors(), "optim": self.optim_state(), "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
