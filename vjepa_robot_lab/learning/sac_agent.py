@@ -290,8 +290,9 @@ class SAC:
         obs = self.embed(batch.obs)  # the pooler (if any) gets gradients from the critic loss only
         with torch.no_grad():
             next_obs = self.embed(batch.next_obs)
-        # the policy's action on the batch is drawn before the critic target's next action (the noise stream's order,
-        # which every run so far has followed); the actor loss reuses it, with gradients
+        # the policy's action on the batch is drawn before the critic target's next action: the noise stream's order
+        # of every checkpoint so far, so resumed runs repeat their numbers (tests/test_sac.py checks the order); the
+        # actor loss reuses this sample, with gradients
         policy = self.actor.sample(obs.detach())
         alpha = self.log_alpha.detach().exp()  # this step's temperature, in both losses
         metrics = self.update_critic(batch, obs, next_obs, alpha)
