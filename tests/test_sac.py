@@ -385,3 +385,95 @@ def test_train_episode_steps_shortens_training_episodes_only(tmp_path):
     assert 0 <= out["final_eval"]["mean_return"] <= 200 and policy_from_checkpoint(tmp_path).episode_steps == 200
     with pytest.raises(ValueError, match=r"train_episode_steps \(102\) .* multiple of action_repeat \(4\)"):
         TrainSACRequest(**TINY | {"train_episode_steps": 102})
+
+
+def _fused_update(agent: SAC, b) -> dict:
+    """The one gradient step as sac.py wrote it before the agent/workspace split (every checkpoint before it was
+    trained so): sample on obs, temperature step, sample on next obs, critic step, actor step, targets."""
+    import torch.nn.functional as F
+
+    obs = agent.embed(b.obs)
+    with torch.no_grad():
+        next_obs = agent.embed(b.next_obs)
+    action_pi, log_prob = agent.actor.sample(obs.detach())
+    alpha = agent.log_alpha.detach().exp()
+    alpha_loss = -(agent.log_alpha * (log_prob.detach() + agent.target_entropy)).mean()
+    agent.alpha_opt.zero_grad()
+    alpha_loss.backward()
+    agent.alpha_opt.step()
+    with torch.no_grad():
+        next_action, next_log_prob = agent.actor.sample(next_obs)
+        q1_next, q2_next = agent.critic_target(next_obs, next_action)
+        y = b.rewards + (1 - b.dones) * b.discounts * (torch.min(q1_next, q2_next) - alpha * next_log_prob)
+    q1, q2 = agent.critic(obs, b.actions)
+    critic_loss = 0.5 * (F.mse_loss(q1, y) + F.mse_loss(q2, y))
+    agent.critic_opt.zero_grad()
+    critic_loss.backward()
+    agent.critic_opt.step()
+    agent.critic.requires_grad_(False)
+    q1_pi, q2_pi = agent.critic(obs.detach(), action_pi)
+    actor_loss = (alpha * log_prob - torch.min(q1_pi, q2_pi)).mean()
+    agent.actor_opt.zero_grad()
+    actor_loss.backward()
+    agent.actor_opt.step()
+    agent.critic.requires_grad_(True)
+    with torch.no_grad():
+        for p, p_targ in zip(agent.critic.parameters(), agent.critic_target.parameters()):
+            p_targ.lerp_(p, agent.tau)
+    agent.updates += 1
+    return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "alpha": alpha.item()}
+
+
+def _seeded_agent(dim: int, cfg: TrainSACRequest, nets: Nets, pooler=None) -> SAC:
+    from vjepa_robot_lab.threads import seeded_torch
+
+    with seeded_torch(7) as generator:  # as the workspace builds it: networks, then the actor's private noise
+        agent = SAC(dim, cfg, nets, pooler)
+    agent.actor.generator = generator
+    return agent
+
+
+@pytest.mark.parametrize("attentive", [False, True])
+def test_split_update_repeats_the_fused_update_bit_for_bit_and_snapshots_round_trip(attentive, tmp_path):
+    """update() = update_critic + update_actor_and_alpha gives the numbers of the fused step it replaced (same noise
+    order), and a state_dict() written and read back as a checkpoint carries an agent on exactly."""
+    from vjepa_robot_lab.learning import sac_checkpoint
+    from vjepa_robot_lab.learning.replay import Batch
+    from vjepa_robot_lab.perception.readouts import PoolerConfig
+
+    pooler = PoolerConfig(dim=16, tokens=4) if attentive else None
+    dim = 64 if attentive else 8
+    cfg = TrainSACRequest(lr=3e-3, lr_final=1e-4, total_steps=1000, learning_starts=0)
+    nets = Nets(actor=(32,), critic=(32,), critic_kind="ln")
+    split, fused = _seeded_agent(dim, cfg, nets, pooler), _seeded_agent(dim, cfg, nets, pooler)
+    g = torch.Generator().manual_seed(0)
+    batches = [
+        Batch(
+            obs=torch.randn(16, dim, generator=g),
+            actions=torch.rand(16, 2, generator=g) * 2 - 1,
+            rewards=torch.rand(16, 1, generator=g),
+            discounts=torch.full((16, 1), 0.97),
+            next_obs=torch.randn(16, dim, generator=g),
+            dones=torch.zeros(16, 1),
+        )
+        for _ in range(6)
+    ]
+    for step, b in enumerate(batches[:4]):
+        fused.set_lr(split.cfg.lr + (cfg.lr_final - cfg.lr) * step * 100 / 1000)  # linear_lr at env step 100 * step
+        assert split.update(b, step * 100) == _fused_update(fused, b)
+    a, f = split.state_dict(), fused.state_dict()
+    assert a["updates"] == f["updates"] == 4 and a["tensors"].keys() == f["tensors"].keys()
+    assert all(torch.equal(a["tensors"][k], f["tensors"][k]) for k in a["tensors"])
+    assert a["optim"]["critic"]["param_groups"][0]["lr"] == pytest.approx(3e-3 - 2.9e-3 * 0.3)
+
+    snap = split.state_dict()  # through the checkpoint files, as the workspace saves and resumes
+    sac_checkpoint.save(tmp_path, snap["tensors"], snap["optim"], {"format": 2, "n_updates": snap["updates"]})
+    ck = sac_checkpoint.load(tmp_path)
+    restored = _seeded_agent(dim, cfg, nets, pooler)
+    restored.load_state_dict({"tensors": ck.tensors, "optim": ck.optim, "updates": ck.state["n_updates"]})
+    restored.actor.generator.set_state(split.actor.generator.get_state())
+    for b in batches[4:]:
+        assert restored.update(b, 400) == split.update(b, 400)
+    r, s = restored.state_dict(), split.state_dict()
+    assert r["updates"] == 6 and all(torch.equal(r["tensors"][k], s["tensors"][k]) for k in s["tensors"])
+    assert r["optim"]["actor"]["state"][0]["step"] == s["optim"]["actor"]["state"][0]["step"] == 6

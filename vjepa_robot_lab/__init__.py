@@ -9,7 +9,7 @@ reach the encoder service over HTTP.
     envs/         tasks (the task table), env (dm_control wrappers, frame windows), vec_env (lockstep envs)
     policies/     experts (scripted and random), run_experts (a trained run as a demonstrator)
     perception/   features (feature sources: vjepa2, state, random, ...), readouts (mean, attentive, FLARE), probe
-    learning/     bc, sac (+ replay, sac_checkpoint), curves (TensorBoard / W&B)
+    learning/     bc, sac (sac_agent, sac_workspace, + replay, sac_checkpoint), curves (TensorBoard / W&B)
     evaluation/   evaluate (live rollouts), stats (intervals)
     data/         datasets (demonstration datasets in the store), lerobot (LeRobotDataset export/import)
     records/      runs (run records on disk), run_kinds (the registry of algorithms), context (what a job needs)

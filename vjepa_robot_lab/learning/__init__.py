@@ -1,1 +1,1 @@
-"""Learning algorithms: behaviour cloning, SAC (agent, replay, checkpoints), and their live curves."""
+"""Learning algorithms: behaviour cloning, SAC (agent, workspace, replay, checkpoints), and their live curves."""
