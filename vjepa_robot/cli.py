@@ -13,6 +13,7 @@ import typer
 
 from vjepa_robot import output
 from vjepa_robot.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNREACHABLE, invalid_input
+from vjepa_robot.route_commands import add_route_commands
 from vjepa_robot.train_commands import add_train_commands
 
 APP_HELP = """vjepa-robot: frozen V-JEPA 2 as the eyes of a robot policy.
@@ -846,6 +847,42 @@ def _uses_encoder(ctx, run_id: str, study: bool) -> bool:
         return False
     except Exception:  # unknown run or study: the job layer refuses it with its own message
         return False
+
+
+# -- commands that mirror a route, generated (vjepa_robot/route_commands.py): studies list, studies show ---------
+
+SHARED_ROUTE_OPTIONS = {  # every generated route command has these beside its SDK builder's parameters
+    "trainer_url": (str | None, TrainerUrlOpt),
+    "store": (str | None, StoreOpt),
+    "runs_dir": (Path | None, RunsOpt),
+    "token": (str | None, TokenOpt),
+    "as_json": (bool, typer.Option(False, "--json", help="The answer as JSON, as the route sends it.")),
+}
+
+
+def _route(row, args: dict, shared: dict) -> None:
+    """Send the row's SDK call through the Trainer port (the service, or its app in this process); print it."""
+    from vjepa_robot.route_commands import as_json
+
+    try:
+        call = row.builder(**args)
+    except ValueError as exc:  # the builder's own check of a name or id: before any service is asked
+        _fail(str(exc))
+    where = shared["trainer_url"], EncoderUrlOpt.default, shared["store"], shared["runs_dir"], shared["token"]
+    trainer = _trainer(*where)
+    try:
+        answer = trainer.send(call)
+    except Exception as exc:  # the route's 4xx as the SDK's typed error, or a service not reached: one line
+        if (found := classify_failure(exc)) is None:
+            raise
+        _fail(*found)
+    if shared["as_json"] or output.JSON["on"]:
+        typer.echo(as_json(answer))
+    else:
+        row.show(answer, trainer)
+
+
+ROUTE_COMMANDS = add_route_commands(app, {"runs": runs_app, "datasets": datasets_app}, SHARED_ROUTE_OPTIONS, _route)
 
 
 @app.command("probe")
