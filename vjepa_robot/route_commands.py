@@ -51,9 +51,12 @@ GROUPS = {  # the help of a command group the table makes (one the CLI already h
 
 def show_study(study, trainer) -> None:
     """The study's runs and its intervals across seeds: the lines `train --seeds` and `eval STUDY_ID` end with."""
+    from types import SimpleNamespace
+
     from vjepa_robot.cli import _print_study
 
-    _print_study(study, trainer)
+    # the header's run record read with GET /runs/{id}: HttpTrainer.wait would draw a progress bar for it
+    _print_study(study, SimpleNamespace(wait=lambda run_id: trainer.send(api.run(run_id))))
 
 
 def show_studies(studies, trainer) -> None:
