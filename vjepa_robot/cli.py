@@ -14,6 +14,8 @@ import typer
 from vjepa_robot import output
 from vjepa_robot.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNREACHABLE, invalid_input
 from vjepa_robot.route_commands import add_route_commands
+from vjepa_robot.route_commands import console as _console
+from vjepa_robot.route_commands import print_study as _print_study
 from vjepa_robot.train_commands import add_train_commands
 
 APP_HELP = """vjepa-robot: frozen V-JEPA 2 as the eyes of a robot policy.
@@ -688,40 +690,6 @@ def _print_run(record) -> None:
     output.print_run(record)  # one summary line (--json: the whole record)
 
 
-def _interval(iv, pct: bool) -> str:
-    if iv is None or iv.mean is None:
-        return "-"
-    f = (lambda v: f"{100 * v:.1f}%") if pct else (lambda v: f"{v:.4g}")
-    ci = f" [95% CI {f(iv.ci95[0])}, {f(iv.ci95[1])}]" if iv.ci95 else ""
-    return f"{f(iv.mean)}{ci} over {iv.n} seed(s)"
-
-
-def _print_study(study, trainer=None) -> None:
-    """The study's runs and its intervals across seeds, headed by what its runs are (a stand-in named as one)."""
-    what = ""
-    if trainer is not None and study.runs:
-        try:  # every run of a study shares its features and encoder; the first run's record says which
-            what = f": {output.condition(trainer.wait(study.runs[0].run_id))}"
-        except Exception:  # the header then goes without it
-            what = ""
-    typer.echo(f"study {study.study_id} ({study.kind}, seeds {study.seeds}){what}: {study.status.value}")
-    for r in study.runs:
-        sr = (
-            ""
-            if r.success_rate is None
-            else f", success {100 * r.success_rate:.0f}%"
-            + (f" [{100 * r.success_ci95[0]:.0f}, {100 * r.success_ci95[1]:.0f}]" if r.success_ci95 else "")
-        )
-        fm = "-" if r.final_metric is None else f"{r.final_metric:.4g}"
-        typer.echo(
-            f"  seed {r.seed}: {r.run_id} {r.status.value}, {study.metric} {fm}{sr}"
-            + (f" ({r.error})" if r.error else "")
-        )
-    typer.echo(f"  {study.metric}: {_interval(study.final, pct=False)}")
-    if study.success is not None:
-        typer.echo(f"  success: {_interval(study.success, pct=True)}")
-
-
 SeedsOpt = typer.Option(None, "--seeds", help="Comma-separated training seeds: one run per seed, under one study.")
 WandbOpt = typer.Option(
     False,
@@ -1000,15 +968,6 @@ def _run_features(run: dict) -> str:
     model = str(lin.get("model") or "encoder not recorded").removeprefix("preset:")
     init = {True: "random-init", False: "pretrained"}.get(info["random_init"], "?")
     return f"vjepa2 ({model}, {init}, {lin.get('dim', '?')}-d)" + (": plumbing check" if is_plumbing(run) else "")
-
-
-def _console():
-    """A rich console that wraps at the terminal's width, but not at 80 columns when output is piped."""
-    import sys
-
-    from rich.console import Console
-
-    return Console(width=None if sys.stdout.isatty() else 240)
 
 
 @runs_app.command("list")

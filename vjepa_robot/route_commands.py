@@ -26,6 +26,7 @@ from typing import Any
 
 import typer
 
+from vjepa_robot import output
 from vjepa_robot.train_commands import SharedOptions, _unwrap
 from vjepa_robot_client import _trainer_calls as api
 
@@ -49,31 +50,73 @@ GROUPS = {  # the help of a command group the table makes (one the CLI already h
 # -- how answers print --------------------------------------------------------------------------------------------
 
 
+def console():
+    """A rich console that wraps at the terminal's width, but not at 80 columns when output is piped."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 240)
+
+
+def interval(iv, pct: bool) -> str:
+    """`0.015 [95% CI -0.04853, 0.07853] over 2 seed(s)`: a quantity across seeds (`-` without one)."""
+    if iv is None or iv.mean is None:
+        return "-"
+    f = (lambda v: f"{100 * v:.1f}%") if pct else (lambda v: f"{v:.4g}")
+    ci = f" [95% CI {f(iv.ci95[0])}, {f(iv.ci95[1])}]" if iv.ci95 else ""
+    return f"{f(iv.mean)}{ci} over {iv.n} seed(s)"
+
+
+def print_study(study, trainer=None) -> None:
+    """The study's runs and its intervals across seeds, headed by what its runs are (a stand-in named as one):
+    the lines `train --seeds`, `eval STUDY_ID` and `studies show` end with. `trainer.wait(run_id)` gives the
+    first run's record."""
+    what = ""
+    if trainer is not None and study.runs:
+        try:  # every run of a study shares its features and encoder; the first run's record says which
+            what = f": {output.condition(trainer.wait(study.runs[0].run_id))}"
+        except Exception:  # the header then goes without it
+            what = ""
+    typer.echo(f"study {study.study_id} ({study.kind}, seeds {study.seeds}){what}: {study.status.value}")
+    for r in study.runs:
+        sr = (
+            ""
+            if r.success_rate is None
+            else f", success {100 * r.success_rate:.0f}%"
+            + (f" [{100 * r.success_ci95[0]:.0f}, {100 * r.success_ci95[1]:.0f}]" if r.success_ci95 else "")
+        )
+        fm = "-" if r.final_metric is None else f"{r.final_metric:.4g}"
+        typer.echo(
+            f"  seed {r.seed}: {r.run_id} {r.status.value}, {study.metric} {fm}{sr}"
+            + (f" ({r.error})" if r.error else "")
+        )
+    typer.echo(f"  {study.metric}: {interval(study.final, pct=False)}")
+    if study.success is not None:
+        typer.echo(f"  success: {interval(study.success, pct=True)}")
+
+
 def show_study(study, trainer) -> None:
-    """The study's runs and its intervals across seeds: the lines `train --seeds` and `eval STUDY_ID` end with."""
+    """As print_study, the header's run record read with GET /runs/{id} (HttpTrainer.wait would draw a progress
+    bar for it)."""
     from types import SimpleNamespace
 
-    from vjepa_robot.cli import _print_study
-
-    # the header's run record read with GET /runs/{id}: HttpTrainer.wait would draw a progress bar for it
-    _print_study(study, SimpleNamespace(wait=lambda run_id: trainer.send(api.run(run_id))))
+    print_study(study, SimpleNamespace(wait=lambda run_id: trainer.send(api.run(run_id))))
 
 
 def show_studies(studies, trainer) -> None:
     """One row a study: its id, kind, status, seeds, and its final metric and success across seeds."""
     from rich.table import Table
 
-    from vjepa_robot.cli import _console, _interval
-
     if not studies:
         typer.echo("no studies yet: vjepa-robot train bc DATASET --seeds 0,1,2")
         return
     table = Table("study id", "kind", "status", "seeds", "final metric", "success")
     for s in studies:
-        final = f"{s.metric} {_interval(s.final, pct=False)}"
-        success = "-" if s.success is None else _interval(s.success, pct=True)
+        final = f"{s.metric} {interval(s.final, pct=False)}"
+        success = "-" if s.success is None else interval(s.success, pct=True)
         table.add_row(s.study_id, s.kind, s.status.value, ",".join(map(str, s.seeds)), final, success)
-    _console().print(table)
+    console().print(table)
 
 
 # -- the table ----------------------------------------------------------------------------------------------------
