@@ -844,7 +844,7 @@ def _route(row, args: dict, shared: dict) -> None:
         if (found := classify_failure(exc)) is None:
             raise
         _fail(*found)
-    if shared["as_json"] or output.JSON["on"]:
+    if shared["as_json"] or output.JSON["on"] or row.show is None:
         typer.echo(as_json(answer))
     else:
         row.show(answer, trainer)

@@ -8,8 +8,8 @@ own default holds), its help the row's summary (else the builder's docstring); e
 The command sends the builder's Call through the Trainer port's one generic method, `send`
 (vjepa_robot/trainer_port.py): the service at --trainer-url, else the trainer's own FastAPI app in this process.
 So a route answers the same in both modes, errors included: its 4xx is the SDK's typed error, one line, the same
-exit code. A new read-only route gets its command from one row here (and a printer, if a table or lines suit it
-better than JSON); no method on the port or its adapters, no function in cli.py.
+exit code. A new route that answers at once gets its command from one row here (and a printer, where lines or a
+table suit it better than JSON); no method on the port or its adapters, no function in cli.py.
 
 Only routes that answer at once belong here. Those that start work (training, evaluation, datasets, bake-offs)
 have commands of their own in cli.py: locally they run the job inline with its progress, not on the app's pool.
@@ -37,7 +37,7 @@ class RouteCommand:
 
     path: tuple[str, str]  # (group, name)
     builder: Callable[..., Any]  # an SDK builder returning a Call
-    show: Callable[[Any, Any], None]  # (the typed answer, the Trainer port) -> prints it; --json prints JSON
+    show: Callable[[Any, Any], None] | None = None  # (the typed answer, the Trainer port) -> prints it; None: JSON
     summary: str | None = None  # the command's help (default: the builder's docstring)
     help: dict[str, str] = field(default_factory=dict)  # a parameter's help
 
