@@ -13,6 +13,9 @@ import typer
 
 from vjepa_robot import output
 from vjepa_robot.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNREACHABLE, invalid_input
+from vjepa_robot.route_commands import add_route_commands
+from vjepa_robot.route_commands import console as _console
+from vjepa_robot.route_commands import print_study as _print_study
 from vjepa_robot.train_commands import add_train_commands
 
 APP_HELP = """vjepa-robot: frozen V-JEPA 2 as the eyes of a robot policy.
@@ -687,40 +690,6 @@ def _print_run(record) -> None:
     output.print_run(record)  # one summary line (--json: the whole record)
 
 
-def _interval(iv, pct: bool) -> str:
-    if iv is None or iv.mean is None:
-        return "-"
-    f = (lambda v: f"{100 * v:.1f}%") if pct else (lambda v: f"{v:.4g}")
-    ci = f" [95% CI {f(iv.ci95[0])}, {f(iv.ci95[1])}]" if iv.ci95 else ""
-    return f"{f(iv.mean)}{ci} over {iv.n} seed(s)"
-
-
-def _print_study(study, trainer=None) -> None:
-    """The study's runs and its intervals across seeds, headed by what its runs are (a stand-in named as one)."""
-    what = ""
-    if trainer is not None and study.runs:
-        try:  # every run of a study shares its features and encoder; the first run's record says which
-            what = f": {output.condition(trainer.wait(study.runs[0].run_id))}"
-        except Exception:  # the header then goes without it
-            what = ""
-    typer.echo(f"study {study.study_id} ({study.kind}, seeds {study.seeds}){what}: {study.status.value}")
-    for r in study.runs:
-        sr = (
-            ""
-            if r.success_rate is None
-            else f", success {100 * r.success_rate:.0f}%"
-            + (f" [{100 * r.success_ci95[0]:.0f}, {100 * r.success_ci95[1]:.0f}]" if r.success_ci95 else "")
-        )
-        fm = "-" if r.final_metric is None else f"{r.final_metric:.4g}"
-        typer.echo(
-            f"  seed {r.seed}: {r.run_id} {r.status.value}, {study.metric} {fm}{sr}"
-            + (f" ({r.error})" if r.error else "")
-        )
-    typer.echo(f"  {study.metric}: {_interval(study.final, pct=False)}")
-    if study.success is not None:
-        typer.echo(f"  success: {_interval(study.success, pct=True)}")
-
-
 SeedsOpt = typer.Option(None, "--seeds", help="Comma-separated training seeds: one run per seed, under one study.")
 WandbOpt = typer.Option(
     False,
@@ -848,6 +817,42 @@ def _uses_encoder(ctx, run_id: str, study: bool) -> bool:
         return False
 
 
+# -- commands that mirror a route, generated (vjepa_robot/route_commands.py): studies list, studies show ---------
+
+SHARED_ROUTE_OPTIONS = {  # every generated route command has these beside its SDK builder's parameters
+    "trainer_url": (str | None, TrainerUrlOpt),
+    "store": (str | None, StoreOpt),
+    "runs_dir": (Path | None, RunsOpt),
+    "token": (str | None, TokenOpt),
+    "as_json": (bool, typer.Option(False, "--json", help="The answer as JSON, as the route sends it.")),
+}
+
+
+def _route(row, args: dict, shared: dict) -> None:
+    """Send the row's SDK call through the Trainer port (the service, or its app in this process); print it."""
+    from vjepa_robot.route_commands import as_json
+
+    try:
+        call = row.builder(**args)
+    except ValueError as exc:  # the builder's own check of a name or id: before any service is asked
+        _fail(str(exc))
+    where = shared["trainer_url"], EncoderUrlOpt.default, shared["store"], shared["runs_dir"], shared["token"]
+    trainer = _trainer(*where)
+    try:
+        answer = trainer.send(call)
+    except Exception as exc:  # the route's 4xx as the SDK's typed error, or a service not reached: one line
+        if (found := classify_failure(exc)) is None:
+            raise
+        _fail(*found)
+    if shared["as_json"] or output.JSON["on"] or row.show is None:
+        typer.echo(as_json(answer))
+    else:
+        row.show(answer, trainer)
+
+
+ROUTE_COMMANDS = add_route_commands(app, {"runs": runs_app, "datasets": datasets_app}, SHARED_ROUTE_OPTIONS, _route)
+
+
 @app.command("probe")
 def probe_cmd(
     dataset: str,
@@ -969,15 +974,6 @@ def _run_features(run: dict) -> str:
     model = str(lin.get("model") or "encoder not recorded").removeprefix("preset:")
     init = {True: "random-init", False: "pretrained"}.get(info["random_init"], "?")
     return f"vjepa2 ({model}, {init}, {lin.get('dim', '?')}-d)" + (": plumbing check" if is_plumbing(run) else "")
-
-
-def _console():
-    """A rich console that wraps at the terminal's width, but not at 80 columns when output is piped."""
-    import sys
-
-    from rich.console import Console
-
-    return Console(width=None if sys.stdout.isatty() else 240)
 
 
 @runs_app.command("list")

@@ -8,6 +8,17 @@
     result = trainer.evaluate(run_id, EvalRequest(...))             # EvalResult, terminal
     run_id, result = trainer.evaluate_baseline(BaselineEvalRequest(...))
     study = trainer.evaluate_study(study_id, EvalRequest(...))      # StudyRecord, every evaluation terminal
+    answer = trainer.send(api.get_study(study_id))                  # any SDK builder's Call: its typed answer
+
+`send` is the port's one generic method: a command that mirrors a route (vjepa_robot/route_commands.py) sends
+the route's SDK builder (clients/vjepa_robot_client/_trainer_calls.py) and needs no method of its own here.
+HttpTrainer sends it to the service; LocalTrainer sends the SAME Call to the trainer's FastAPI app in this process
+(an httpx transport over ASGI), so the route's own code answers, its 4xx come back as the SDK's typed errors
+(NotFound, BadRequest: the same one line and exit code as with --trainer-url), and an unexpected exception is
+raised here as it was raised in the route. The app's lifespan does not run in process: no store lease is taken
+and no recovery marks other processes' runs, which is right for routes that answer at once (reads) and wrong for
+routes that start a background job (that job would run on the app's thread pool, without the inline progress and
+the "records in" line, and die with the command): training and evaluation keep their inline methods above.
 
 Both adapters return the same wire types (vjepa_robot_client.contract), so a command is written once. They differ
 only where the nature of the place differs, and say so through two exceptions:
@@ -19,9 +30,11 @@ only where the nature of the place differs, and say so through two exceptions:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import httpx  # the SDK's own HTTP client (vjepa_robot_client imports it too)
 from pydantic import BaseModel
 
 from vjepa_robot_client.contract import (
@@ -34,7 +47,10 @@ from vjepa_robot_client.contract import (
 )
 
 if TYPE_CHECKING:
+    from vjepa_robot_client._calls import Call
     from vjepa_robot_lab.records.context import TrainerContext
+
+T = TypeVar("T")
 
 
 class Refused(Exception):
@@ -64,6 +80,7 @@ class Trainer(Protocol):
     def evaluate(self, run_id: str, request: EvalRequest) -> EvalResult: ...
     def evaluate_baseline(self, request: BaselineEvalRequest) -> tuple[str, EvalResult]: ...
     def evaluate_study(self, study_id: str, request: EvalRequest) -> StudyRecord: ...
+    def send(self, call: Call[T]) -> T: ...
 
 
 def _given(request: BaseModel) -> dict[str, Any]:
@@ -102,6 +119,9 @@ class HttpTrainer:
         self.client.evaluate_study(study_id, **_given(request))
         return self.wait_study(study_id, evaluated=True)
 
+    def send(self, call: Call[T]) -> T:
+        return self.client.send(call)
+
 
 class LocalTrainer:
     """The port over the job layer, run inline in this process: a call returns once its job has ended.
@@ -121,6 +141,21 @@ class LocalTrainer:
         self.announce = announce or (lambda key: None)
         self.needs_encoder = needs_encoder or (lambda: None)
         self.progress = progress
+        self._client = None  # the SDK client of the trainer app in this process (made on the first `send`)
+
+    def send(self, call: Call[T]) -> T:
+        """The SDK Call answered by the trainer's own routes, in this process (see the module docstring)."""
+        if self._client is None:
+            from services.trainer.app import TrainerSettings, create_app
+            from vjepa_robot_client import TrainerClient
+
+            ctx = self.ctx
+            settings = TrainerSettings(
+                store=ctx.store.uri, runs=str(ctx.runs.root), encoder_url=ctx.encoder_url, token=ctx.token
+            )
+            transport = InProcess(create_app(settings))
+            self._client = TrainerClient("http://trainer.in-process", token=ctx.token, transport=transport, retries=0)
+        return self._client.send(call)
 
     def _jobs(self):
         from services.trainer import jobs
@@ -196,6 +231,22 @@ class LocalTrainer:
             if str(getattr(features, "value", features)) == "vjepa2":
                 return True
         return False
+
+
+class InProcess(httpx.BaseTransport):
+    """An httpx transport that hands each request to an ASGI app in this process: httpx's ASGITransport, driven
+    from synchronous code (the app's lifespan is not run)."""
+
+    def __init__(self, app):
+        self.asgi = httpx.ASGITransport(app=app)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        async def answer() -> httpx.Response:
+            response = await self.asgi.handle_async_request(request)
+            body = await response.aread()
+            return httpx.Response(response.status_code, headers=response.headers, content=body)
+
+        return asyncio.run(answer())
 
 
 def _kind_name(request: BaseModel) -> str:
