@@ -161,3 +161,28 @@ def test_info_route_carries_family_and_weights(encoders, tmp_path):
         info = client.get("/info").json()
     assert (info["family"], info["fusion"], info["token_pooling"]) == ("siglip", "mean", "map")
     assert info["weights"] == enc.weights and info["encoder_id"] == enc.encoder_id
+    assert info["family_label"] == "SigLIP"  # the report's name for it, recorded in a run's lineage
+
+
+def test_each_family_module_holds_its_presets_and_its_name():
+    """services/encoder/families/<family>.py is the one place a family is written: model.py's preset tables are
+    its presets, in the registry's order and with the names they always had; GET /info's family_label is the
+    name the report printed from its own table before (so old and new records read alike)."""
+    from services.encoder import model
+    from services.encoder.families import FAMILY_MODULES, family_named
+    from vjepa_robot_lab.report.rows import FAMILY_NAMES
+
+    assert model.PRESETS == (
+        *("vitl", "vith", "vitg", "vitg-384", "videomae-base", "dinov2-small", "dinov2-base", "dinov2-large"),
+        *("siglip-base", "lite0", "vitl-random", "tiny", "tiny-videomae", "tiny-dinov2", "tiny-siglip"),
+        "lite0-random",
+    )
+    assert model.HUB_PRESETS["vitl"] == ("vjepa2", "facebook/vjepa2-vitl-fpc64-256") == ("vjepa2", model.VITL_HUB_ID)
+    assert model.RANDOM_INIT_PRESETS == tuple(model.RANDOM_PRESETS)
+    assert [m.FAMILY.name for m in FAMILY_MODULES] == list(FAMILIES) == list(FAMILY_NAMES)
+    for module in FAMILY_MODULES:
+        fam = module.FAMILY
+        own = [*fam.hub_presets, *fam.local_presets, *fam.random_presets]
+        assert own and all(model.RANDOM_PRESETS.get(p, fam.name) == fam.name for p in own)
+        assert {p for p in model.PRESETS if p in own} == set(own)
+        assert fam.family_label == FAMILY_NAMES[fam.name] and family_named(fam.name) is fam
