@@ -163,7 +163,7 @@ class ModelSpec:
 
 
 class Encoder:
-    """A frozen backbone (V-JEPA 2 by default; any family in services/encoder/families.py): loaded once, eval(),
+    """A frozen backbone (V-JEPA 2 by default; any family in services/encoder/families/): loaded once, eval(),
     no grad (V-JEPA 2: predictor skipped). Thread-safe `encode` (one forward at a time)."""
 
     def __init__(
@@ -599,7 +599,7 @@ class Encoder:
 
     def _embed(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 8, 3, S, S) -> (B, D) float32: the family's pooling (V-JEPA 2: mean over tokens of last_hidden_state)
-        and, for image families, the frames fused (families.py)."""
+        and, for image families, the frames fused (services/encoder/families/)."""
         return self.backbone.embed(pixels)
 
     # -- torch.compile (opt-in: --compile / VJEPA_ROBOT_COMPILE) ---------------------------------------------------
