@@ -153,7 +153,7 @@ def _failed_code(error: str | None) -> int:
 
 def _task_help() -> str:
     """`--task`'s help, from the contract's Task (its aliased tasks first, as reacher's are): a new task shows up."""
-    from vjepa_robot_client.contract import TASK_ALIASES, TASKS  # loaded already (the train commands' models)
+    from vjepa_robot_client.contract import TASK_ALIASES, TASKS  # the CLI loads it anyway (train commands)
 
     aliased = [t for t in TASKS if t in TASK_ALIASES.values()]
     domains = " | ".join(dict.fromkeys(a.split("-")[0] for a in TASK_ALIASES))
