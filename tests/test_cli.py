@@ -380,3 +380,18 @@ def test_demo_stage_times_are_spans_of_their_jobs():
         == "dataset 30 s, encode 1 min 00 s, BC 1 min 28 s, evaluation 1 min 59 s"
     )
     assert fmt_s(3600 + 5) == "60 min 05 s"
+
+
+@pytest.mark.parametrize("command", [("eval",), ("datasets", "create")])
+def test_task_help_names_every_task_of_the_contract(command):
+    """`--task`'s help is generated from the contract (Task, TASK_ALIASES): it names every task and alias, no other."""
+    import re
+
+    from vjepa_robot_client.contract import TASK_ALIASES, TASKS
+
+    res = CliRunner().invoke(cli.app, [*command, "--help"], env={"COLUMNS": "100"})
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.replace("│", " ").split())  # rich wraps the help in a box
+    named = out.split("dm_control task: ", 1)[1].split(" (settings: docs/tasks.md)")[0]
+    words = set(re.findall(r"[a-z][a-z-]*[a-z]", named)) - {"reacher", "alias"}  # "(reacher's; alias ...)"
+    assert words == {*TASKS, *TASK_ALIASES}, named

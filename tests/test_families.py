@@ -161,3 +161,63 @@ def test_info_route_carries_family_and_weights(encoders, tmp_path):
         info = client.get("/info").json()
     assert (info["family"], info["fusion"], info["token_pooling"]) == ("siglip", "mean", "map")
     assert info["weights"] == enc.weights and info["encoder_id"] == enc.encoder_id
+    assert info["family_label"] == "SigLIP"  # the report's name for it, recorded in a run's lineage
+
+
+def test_each_family_module_holds_its_presets_and_its_name():
+    """services/encoder/families/<family>.py is the one place a family is written: model.py's preset tables are
+    its presets, in the registry's order and with the names they always had; GET /info's family_label is the
+    name the report printed from its own table before (so old and new records read alike)."""
+    from services.encoder import model
+    from services.encoder.families import FAMILY_MODULES, family_named
+    from vjepa_robot_lab.report.rows import FAMILY_NAMES
+
+    assert model.PRESETS == (
+        *("vitl", "vith", "vitg", "vitg-384", "videomae-base", "dinov2-small", "dinov2-base", "dinov2-large"),
+        *("siglip-base", "lite0", "vitl-random", "tiny", "tiny-videomae", "tiny-dinov2", "tiny-siglip"),
+        "lite0-random",
+    )
+    assert model.HUB_PRESETS["vitl"] == ("vjepa2", "facebook/vjepa2-vitl-fpc64-256") == ("vjepa2", model.VITL_HUB_ID)
+    assert model.RANDOM_INIT_PRESETS == tuple(model.RANDOM_PRESETS)
+    assert [m.FAMILY.name for m in FAMILY_MODULES] == list(FAMILIES) == list(FAMILY_NAMES)
+    for module in FAMILY_MODULES:
+        fam = module.FAMILY
+        own = [*fam.hub_presets, *fam.local_presets, *fam.random_presets]
+        assert own and all(model.RANDOM_PRESETS.get(p, fam.name) == fam.name for p in own)
+        assert {p for p in model.PRESETS if p in own} == set(own)
+        assert fam.family_label == FAMILY_NAMES[fam.name] and family_named(fam.name) is fam
+
+
+def test_a_new_transformers_family_is_its_family_record_alone(tmp_path, monkeypatch):
+    """What a family module holds is all the encoder needs: a `Family` for transformers' ViTModel (a family the
+    encoder does not serve), put in the registry, loads a saved tiny random-init ViT (a stand-in), encodes windows
+    and grids through the Backbone's hooks and names itself in GET /info, with no other code written for it."""
+    import transformers
+
+    from services.encoder import families
+    from services.encoder.families.base import TINY_VIT, Family
+
+    vit = Family(
+        "vit-test",
+        "ViT (test)",
+        "image",
+        {"vit": "ViTModel"},
+        "cls",
+        display_name="ViT, a test family",
+        prefix_tokens=lambda c: 1,  # its CLS token
+        final_norm=lambda m: m.layernorm,
+    )
+    monkeypatch.setitem(families.FAMILIES, vit.name, vit)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        config = transformers.ViTConfig(**TINY_VIT, image_size=64, patch_size=16)
+        transformers.ViTModel(config).save_pretrained(tmp_path)
+    enc = Encoder.load(str(tmp_path), device="cpu", num_threads=1)  # found by its config's model_type
+    assert enc.family is vit and enc.token_grid == (8, 4, 4) and enc.backbone.prefix == 1
+    w = windows(2)
+    emb = enc.encode(w)
+    assert emb.shape == (2, 96) and np.abs(emb[0] - emb[1]).max() > 1e-4
+    grid = enc.encode(w, PoolingSpec.of("grid", 2, layers=(0, 1)))
+    assert grid.shape == (2, 4, 192) and np.isfinite(grid.astype(np.float32)).all()
+    info = enc.info()
+    assert (info["family"], info["family_label"], info["token_pooling"]) == ("vit-test", "ViT, a test family", "cls")

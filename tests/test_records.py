@@ -144,6 +144,9 @@ def test_encoder_lineage_takes_random_init_from_the_encoders_info():
     assert jobs.encoder_lineage(StandIn(random_init=False), cfg)["random_init"] is False
     lin = jobs.encoder_lineage(StandIn(), cfg)  # an encoder that does not say yet: unknown, not guessed
     assert lin["random_init"] is None and lin["readout"] == "mean" and lin["encoder_model"] == "preset:tiny"
+    assert lin["family_label"] is None  # an encoder older than family_label: the report falls back to the family id
+    named = jobs.encoder_lineage(StandIn(family="dinov2", family_label="DINOv2"), cfg)
+    assert (named["family"], named["family_label"]) == ("dinov2", "DINOv2")
 
 
 def test_the_registry_owns_final_metrics_and_labels():

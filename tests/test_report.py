@@ -167,6 +167,21 @@ def test_condition_names_say_which_encoder():
     assert "plumbing" in title([tiny]) and title([tiny, vitl]).startswith("V-JEPA 2")
 
 
+def test_the_family_name_is_the_encoders_and_old_records_keep_theirs():
+    """A run records the family's name from the encoder's GET /info (lineage.family_label); records written before
+    that field print their family id's name as they always did (before families: V-JEPA 2)."""
+
+    def name(**family) -> str:
+        lin = {"features": "vjepa2", "dim": 96, "encoder_model": "preset:tiny", "random_init": True, **family}
+        return condition_name({"run_id": "b", "status": "succeeded", "kind": "bc", "config": {}, "lineage": lin})
+
+    assert "New Family `tiny` preset, random-init" in name(family="newfam", family_label="New Family")
+    assert "DINOv2 `tiny` preset" in name(family="dinov2")  # no label: the family id's name, as before
+    assert ": V-JEPA 2 `tiny` preset" in name()  # no family: a record from before families
+    lite = "EfficientNet-Lite (ImageNet-supervised CNN) `tiny` preset"
+    assert lite in name(family="efficientnet-lite") and lite in name(family="x", family_label=lite.split(" `")[0])
+
+
 def test_seeds_are_aggregated_per_condition(tmp_path):
     groups = condition_rows(_runs(None))
     state = next(g for g in groups if g["condition"].startswith("BC on state"))

@@ -58,6 +58,7 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
     # the frame size is part of the run's lineage: trained on the dataset's 128 px frames
     assert run["lineage"]["image_size"] == 128 and run["lineage"]["action_repeat"] == 1
     assert run["lineage"]["encoder_id"] == run["metrics"]["features_lineage"]["encoder_id"]
+    assert run["lineage"]["family_label"] == "V-JEPA 2"  # GET /info's name for the family, which the report prints
     assert run_progress(RunRecord.model_validate(run)) == (5, 5)  # the SDK's progress reads keys BC writes
 
     # another frame size is refused unless asked for explicitly, naming both sizes

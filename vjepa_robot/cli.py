@@ -154,10 +154,17 @@ def _failed_code(error: str | None) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-TASK_HELP = (
-    "dm_control task: easy | hard (reacher's; alias reacher-easy | reacher-hard) | walker-stand | walker-walk | "
-    "cheetah-run | finger-spin | cartpole-balance | cartpole-swingup (settings: docs/tasks.md)."
-)
+def _task_help() -> str:
+    """`--task`'s help, from the contract's Task (its aliased tasks first, as reacher's are): a new task shows up."""
+    from vjepa_robot_client.contract import TASK_ALIASES, TASKS  # the CLI loads it anyway (train commands)
+
+    aliased = [t for t in TASKS if t in TASK_ALIASES.values()]
+    domains = " | ".join(dict.fromkeys(a.split("-")[0] for a in TASK_ALIASES))
+    head = f"{' | '.join(aliased)} ({domains}'s; alias {' | '.join(TASK_ALIASES)})"
+    return f"dm_control task: {' | '.join([head, *(t for t in TASKS if t not in aliased)])} (settings: docs/tasks.md)."
+
+
+TASK_HELP = _task_help()
 
 
 @datasets_app.command("create")

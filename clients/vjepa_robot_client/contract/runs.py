@@ -106,6 +106,7 @@ class RunLineage(_Fields):
     family: str | None = Field(None, description="vjepa2 only: the backbone family (vjepa2, videomae, dinov2, siglip).")
     fusion: str | None = Field(None, description="vjepa2 only: how an image family fused the window's frames.")
     token_pooling: str | None = Field(None, description="vjepa2 only: how one forward's tokens became a vector.")
+    family_label: str | None = Field(None, description="vjepa2 only: EncoderInfo.family_label, the family's name.")
 
     @property
     def is_stand_in(self) -> bool:

