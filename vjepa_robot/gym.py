@@ -51,10 +51,10 @@ TASKS = (
 ENV_IDS = {
     task: f"vjepa_robot/reacher-{task}-v0" if task in ("easy", "hard") else f"vjepa_robot/{task}-v0" for task in TASKS
 }
-DEFAULTS: dict[str, Any] = {  # TrainSACRequest's defaults: the project's SAC protocol (action repeat 4, 1000 steps)
+DEFAULTS: dict[str, Any] = {  # TrainSACRequest's defaults: the project's SAC protocol (1000 steps)
     "features": "state",
     "episode_steps": 1000,
-    "action_repeat": 4,
+    "action_repeat": None,  # the task's own (TaskSpec.action_repeat: reacher, cheetah 4; walker, finger 2; cartpole 8)
     "image_size": 256,
 }
 SPLITS = ("train", "eval")
@@ -104,6 +104,15 @@ def _box(dim: int) -> spaces.Box:
     return spaces.Box(-np.inf, np.inf, shape=(int(dim),), dtype=np.float32)
 
 
+def _action_repeat(task: str, action_repeat: int | None) -> int:
+    """The simulator steps per action: the one given, else the task's own (as SAC's request fills it)."""
+    if action_repeat is not None:
+        return int(action_repeat)
+    from vjepa_robot_lab.envs.tasks import task_spec
+
+    return task_spec(task).action_repeat
+
+
 ACTION_SPACE = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)  # joint torques (contract.ACTION_DIM = 2)
 
 
@@ -119,7 +128,7 @@ class ReacherEnv(gymnasium.Env):
 
     metadata = {
         "render_modes": ["rgb_array"],
-        "render_fps": int(round(1 / (CONTROL_TIMESTEP * DEFAULTS["action_repeat"]))),
+        "render_fps": int(round(1 / (CONTROL_TIMESTEP * 4))),  # reacher's rate; each env sets its own below
     }
 
     def __init__(
@@ -128,7 +137,7 @@ class ReacherEnv(gymnasium.Env):
         features="state",
         encoder_url: str | None = None,
         image_size: int = DEFAULTS["image_size"],
-        action_repeat: int = DEFAULTS["action_repeat"],
+        action_repeat: int | None = DEFAULTS["action_repeat"],
         episode_steps: int = DEFAULTS["episode_steps"],
         split: str = "train",
         token: str | None = None,
@@ -136,6 +145,7 @@ class ReacherEnv(gymnasium.Env):
     ):
         from vjepa_robot_lab.envs.vec_env import make_env
 
+        action_repeat = _action_repeat(task, action_repeat)
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"unknown render_mode {render_mode!r}: choose rgb_array or None")
         self.split = _check_split(split)
@@ -233,7 +243,7 @@ class ReacherVectorEnv(VectorEnv):
         features="state",
         encoder_url: str | None = None,
         image_size: int = DEFAULTS["image_size"],
-        action_repeat: int = DEFAULTS["action_repeat"],
+        action_repeat: int | None = DEFAULTS["action_repeat"],
         episode_steps: int = DEFAULTS["episode_steps"],
         split: str = "train",
         token: str | None = None,
@@ -241,6 +251,7 @@ class ReacherVectorEnv(VectorEnv):
     ):
         from vjepa_robot_lab.envs.vec_env import ReacherVecEnv
 
+        action_repeat = _action_repeat(task, action_repeat)
         if render_mode is not None:
             raise ValueError("the vector env does not render: build single envs with render_mode='rgb_array'")
         self.split = _check_split(split)

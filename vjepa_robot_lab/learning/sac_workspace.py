@@ -130,6 +130,8 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
     The training envs and the curve writers are closed however the run ends (`finally`); the feature source
     belongs to the caller. torch's thread count is the process's (vjepa_robot_lab/threads.py): never set here.
     """
+    if cfg.action_repeat is None:  # a direct caller that left it out: its task's, as the job layer fills it
+        cfg = cfg.model_copy(update={"action_repeat": task_spec(cfg.task.value).action_repeat})
     with ExitStack() as closing:  # closes what the workspace opens, in reverse order, on success or error
         return SACWorkspace(cfg, run, features, closing, resume=resume, nets=nets).train()
 
