@@ -208,3 +208,21 @@ def test_vector_env_on_a_task_without_success_reports_none_not_false():
     assert list(infos["final_info"]["success"]) == [None, None]
     assert (infos["final_info"]["sim_return"] > 0).all()  # cartpole-balance pays for an upright pole
     venv.close()
+
+
+def test_an_env_left_without_action_repeat_acts_at_its_tasks():
+    """As SAC's request: a left-out action repeat is the task's own (tasks.py), an explicit one is kept."""
+    import gymnasium
+
+    import vjepa_robot.gym as vg
+
+    vg.register()
+    walker = gymnasium.make(vg.ENV_IDS["walker-stand"], episode_steps=20)
+    reacher = gymnasium.make(vg.ENV_IDS["easy"], episode_steps=20)
+    given = gymnasium.make(vg.ENV_IDS["walker-stand"], episode_steps=20, action_repeat=4)
+    try:
+        assert walker.unwrapped.action_repeat == 2 and reacher.unwrapped.action_repeat == 4
+        assert given.unwrapped.action_repeat == 4
+    finally:
+        for e in (walker, reacher, given):
+            e.close()
