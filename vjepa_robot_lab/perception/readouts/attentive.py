@@ -30,7 +30,7 @@ from torch import nn
 
 from vjepa_robot_client.contract import DEFAULT_GRID_SIZE, Pooling, Readout
 from vjepa_robot_lab.perception.features import FeatureSource, FeatureTable
-from vjepa_robot_lab.perception.readouts import ReadoutKind, check_readout, readout_lineage, register
+from vjepa_robot_lab.perception.readouts._registry import ReadoutKind, check_readout, readout_lineage, register
 
 # ----------------------------------------------------------------------------------------------------------------
 # Grids: the attentive readout's input

@@ -15,7 +15,7 @@ import numpy as np
 
 from vjepa_robot_client.contract import DEFAULT_GRID_SIZE, Pooling, Readout
 from vjepa_robot_lab.perception.features import FeatureSource, FeatureTable
-from vjepa_robot_lab.perception.readouts import ReadoutKind, readout_lineage, register
+from vjepa_robot_lab.perception.readouts._registry import ReadoutKind, readout_lineage, register
 
 FLARE_HISTORY = 3  # windows fused (eai-vc's DMC config: history_window 3)
 

@@ -4,7 +4,7 @@ pixels' own conv encoder output. The source is read as it is: no wrapper, no net
 from __future__ import annotations
 
 from vjepa_robot_client.contract import Pooling, Readout
-from vjepa_robot_lab.perception.readouts import ReadoutKind, register
+from vjepa_robot_lab.perception.readouts._registry import ReadoutKind, register
 
 
 class MeanReadout(ReadoutKind):
