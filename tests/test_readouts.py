@@ -1,7 +1,6 @@
-"""Readouts (vjepa_robot_lab/perception/readouts.py): FLARE's fusion values, the attentive pooler's shapes and that it
-learns
-where something is on a grid, readout checkpoints, and the readout plumbing through the real trainer service
-(tiny random-init encoder over HTTP, grid streams live)."""
+"""Readouts (vjepa_robot_lab/perception/readouts/): the registry (and a fake readout registered in a test), FLARE's
+fusion values, the attentive pooler's shapes and that it learns where something is on a grid, readout checkpoints,
+and the readout plumbing through the real trainer service (tiny random-init encoder over HTTP, grid streams live)."""
 
 from __future__ import annotations
 
@@ -139,6 +138,135 @@ def test_random_grids_and_state_refusal(tmp_store):
         with_readout(StateFeatures(), "attentive")
     with pytest.raises(ValueError, match="mean, attentive, flare"):
         with_readout(StateFeatures(), "max")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The registry (readouts/__init__.py): the contract's readouts, and a new one as one module would add it
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_registry_holds_the_contracts_readouts_in_its_order():
+    from vjepa_robot_client.contract import READOUTS as CONTRACT_READOUTS
+    from vjepa_robot_lab.perception.readouts import READOUTS, get_readout
+
+    assert tuple(READOUTS) == CONTRACT_READOUTS  # every contract name found a module (pkgutil), none other
+    att, flare = get_readout("attentive"), get_readout("flare")
+    assert (att.reads_grid, att.learned, att.config_key) == (True, True, "pooler")
+    assert (flare.reads_grid, flare.learned, get_readout("mean").reads_pixels) == (False, False, True)
+    assert isinstance(att.network(att.network_config(with_readout(RandomFeatures(), "attentive", 2))), AttentivePooler)
+
+
+@pytest.fixture
+def toy_readout():
+    """A FAKE readout, registered for one test and removed after: "toy" is no contract name (requests cannot ask
+    for it); it stands for the one module a new readout is. Its source reads [x, x**2] (2D) of the base's rows,
+    it refuses state features, and its learned network is one Linear layer whose config checkpoints keep under
+    "toy_net"."""
+    from dataclasses import dataclass
+
+    from torch import nn
+
+    from vjepa_robot_client.contract import Pooling
+    from vjepa_robot_lab.perception.features import FeatureSource, FeatureTable
+    from vjepa_robot_lab.perception.readouts import READOUTS, ReadoutKind, readout_lineage, register
+
+    class Squares(FeatureSource):
+        readout = "toy"
+
+        def __init__(self, base):
+            self.base, self.name, self.dim = base, base.name, 2 * base.dim
+
+        def lineage(self):
+            return {**self.base.lineage(), "dim": self.dim, **readout_lineage("toy")}
+
+        def offline(self, store, dataset):
+            t = self.base.offline(store, dataset)
+            return FeatureTable(t.episode, t.step, np.concatenate([t.x, t.x**2], axis=1), self.lineage())
+
+        def online(self, timesteps, episode_seeds):
+            x = self.base.online(timesteps, episode_seeds)
+            return np.concatenate([x, x**2], axis=1)
+
+    @dataclass
+    class ToyNetConfig:
+        dim: int
+        width: int = 4
+
+    class ToyNet(nn.Module):
+        def __init__(self, cfg):
+            super().__init__()
+            self.cfg, self.out_dim, self.lin = cfg, cfg.width, nn.Linear(cfg.dim, cfg.width)
+
+        def forward(self, x):
+            return self.lin(x)
+
+    class ToyReadout(ReadoutKind):
+        name, pooling, source_type = "toy", Pooling.mean, Squares
+        network_type, config_key = ToyNetConfig, "toy_net"
+
+        def wrap(self, base, grid_size=4):
+            self.check(base.name)
+            return Squares(base)
+
+        def check(self, features):
+            super().check(features)
+            if features == "state":
+                raise ValueError("readout 'toy' does not read state")
+
+        def network_config(self, source):
+            return ToyNetConfig(dim=source.dim)
+
+        def network(self, config):
+            return ToyNet(config)
+
+    kind = register(ToyReadout())
+    try:
+        yield kind
+    finally:
+        READOUTS.pop("toy")
+
+
+def test_a_registered_toy_readout_is_found_trained_saved_and_rebuilt(toy_readout, tmp_store, tmp_path):
+    from safetensors import safe_open
+
+    from vjepa_robot_lab.evaluation.evaluate import FeaturePolicy
+    from vjepa_robot_lab.learning.bc import fit_bc, load_bc_policy, save_bc_policy
+    from vjepa_robot_lab.perception.readouts import check_readout, get_readout, is_readout_source, readout_lineage
+
+    assert get_readout("toy") is toy_readout
+    assert readout_lineage("toy") == {"readout": "toy", "pooling": "mean", "grid_size": None}
+    with pytest.raises(ValueError, match="does not read state"):
+        check_readout("state", "toy")
+    with pytest.raises(ValueError, match="readout must be 'mean', not 'toy'"):
+        check_readout("pixels", "toy")  # the base class's refusal, for every readout that does not read pixels
+    with pytest.raises(ValueError, match="mean, attentive, flare, toy"):
+        get_readout("max")
+
+    spec = DatasetSpec(name="toy", episodes=3, steps=12, image_size=0, seed=4)
+    create_dataset(spec, tmp_store, workers=1, progress=False)
+    src = with_readout(RandomFeatures(), "toy")  # through the library's one entry point, not the class
+    table = src.offline(tmp_store, "toy")
+    assert is_readout_source(src) and table.x.shape == (36, 2 * RandomFeatures().dim)
+    np.testing.assert_allclose(table.x[:, src.base.dim :], table.x[:, : src.base.dim] ** 2, rtol=1e-6)
+
+    rows = np.arange(36)
+    y = np.tanh(table.x[:, :2]).astype(np.float32)
+    cfg = toy_readout.network_config(src)
+    model, _ = fit_bc(table.x, y, rows[:30], rows[30:], epochs=1, batch_size=16, pooler=cfg)  # BC, unedited
+    assert type(model.pooler).__name__ == "ToyNet" and model.net[0].in_features == cfg.width
+    path = save_bc_policy(tmp_path / "toy.safetensors", model, {"config": {"readout": "toy", "features": "random"}})
+    with safe_open(str(path), framework="pt") as f:
+        meta, keys = f.metadata(), list(f.keys())
+    assert json.loads(meta["toy_net"]) == {"dim": cfg.dim, "width": 4} and "pooler" not in meta
+    assert {"pooler.lin.weight", "pooler.lin.bias"} <= set(keys)  # BC's slot for a readout's network
+    policy = load_bc_policy(path)  # rebuilt from "toy_net" by the registry
+    assert type(policy.model.pooler).__name__ == "ToyNet" and policy.readout == "toy"
+    x = table.x[:5]
+    with torch.no_grad():
+        np.testing.assert_array_equal(policy(x), model(torch.from_numpy(np.ascontiguousarray(x))).numpy())
+    live = FeaturePolicy(policy, RandomFeatures())  # evaluation wraps the plain source with the run's readout
+    assert isinstance(live.features, toy_readout.source_type) and live.label.endswith(", toy readout")
+    assert FeaturePolicy(policy, src).features is src  # a toy source is taken as given
 
 
 def test_bc_checkpoints_keep_their_readout(tmp_store, tmp_path):

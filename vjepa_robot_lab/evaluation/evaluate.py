@@ -137,17 +137,18 @@ class FeaturePolicy:
     """A trained network on top of a feature source: features.online -> policy_fn -> (B, A) actions.
 
     A LoadedPolicy (a loaded BC or SAC checkpoint: policies/loaded.py) names its readout and reads `features`
-    through it (readouts.with_readout): attentive steps a grid stream, flare fuses each episode's last 3 windows
-    (reset when its episode resets). A source that is already a readout's is used as given."""
+    through it (the registry's wrap, vjepa_robot_lab/perception/readouts/: a grid stream, or each episode's last
+    windows fused, reset when its episode resets). A source that is already a readout's is used as given."""
 
     def __init__(self, policy_fn: Callable[[np.ndarray], np.ndarray], features: FeatureSource):
-        from vjepa_robot_lab.perception.readouts import FlareFeatures, GridFeatures, with_readout
+        from vjepa_robot_client.contract import DEFAULT_GRID_SIZE
+        from vjepa_robot_lab.perception.readouts import DEFAULT_READOUT, get_readout, is_readout_source
         from vjepa_robot_lab.policies.loaded import LoadedPolicy
 
         loaded = policy_fn if isinstance(policy_fn, LoadedPolicy) else None  # a plain function reads mean features
-        readout = getattr(features, "readout", None) or (loaded.readout if loaded else "mean")
-        if not isinstance(features, (FlareFeatures, GridFeatures)):
-            features = with_readout(features, readout, loaded.grid_size if loaded else 4)
+        readout = getattr(features, "readout", None) or (loaded.readout if loaded else DEFAULT_READOUT)
+        if not is_readout_source(features):
+            features = get_readout(readout).wrap(features, loaded.grid_size if loaded else DEFAULT_GRID_SIZE)
         self.policy_fn, self.features = policy_fn, features
         self.needs_frames = features.needs_frames
         info = getattr(getattr(features, "base", features), "info", None)  # a readout wraps the encoder's source
@@ -157,7 +158,7 @@ class FeaturePolicy:
         self.label = (
             f"policy on {features.name}"
             + (f" ({model}{stand_in})" if model else "")
-            + (f", {readout} readout" if readout != "mean" else "")
+            + (f", {readout} readout" if readout != DEFAULT_READOUT else "")
         )
 
     def reset(self, seeds):

@@ -29,13 +29,14 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from services.common.store import Store, fixed_list_to_numpy
-from vjepa_robot_client.contract import ACTION_DIM, TrainBCRequest
+from vjepa_robot_client.contract import ACTION_DIM, DEFAULT_GRID_SIZE, TrainBCRequest
 from vjepa_robot_lab.learning.curves import open_curves
 from vjepa_robot_lab.learning.epochs import epoch_record, snapshot
 from vjepa_robot_lab.perception.features import FeatureSource, FeatureTable, PixelFeatures
@@ -46,7 +47,13 @@ from vjepa_robot_lab.perception.pixels import (
     save_pixel_policy,
     stack_index,
 )
-from vjepa_robot_lab.perception.readouts import AttentivePooler, GridFeatures, PoolerConfig, with_readout
+from vjepa_robot_lab.perception.readouts import (
+    DEFAULT_READOUT,
+    get_readout,
+    network_entry,
+    readout_of_network,
+    saved_network,
+)
 from vjepa_robot_lab.policies.loaded import LoadedPolicy
 from vjepa_robot_lab.records.runs import json_default
 from vjepa_robot_lab.threads import seeded_torch
@@ -96,10 +103,11 @@ def batchnorm_mlp(width: int, hidden: list[int], action_dim: int) -> nn.Sequenti
 class BCPolicy(nn.Module):
     """The findings' MLP (279,490 parameters at D=1024) with the train-split standardisation baked in.
 
-    With `pooler` (readout attentive) the input is a window's token grid, flat (B, G*D) or (B, G, D): it is
-    standardised per (token, channel), read by an AttentivePooler (vjepa_robot_lab/perception/readouts.py) to (B, D),
-    and the
-    same MLP follows. Without it the state dict is exactly the findings' (checkpoints of either load strictly).
+    With `pooler` (a learned readout's network config, vjepa_robot_lab/perception/readouts/) the input is what that
+    readout reads -- a window's token grid, flat (B, G*D) or (B, G, D), for a pooler over grids: it is standardised
+    per column, read by the readout's network (built by the registry, its tensors under "pooler.") to (B, out_dim),
+    and the same MLP follows. Without it the state dict is exactly the findings' (checkpoints of either load
+    strictly).
     """
 
     def __init__(
@@ -108,7 +116,7 @@ class BCPolicy(nn.Module):
         hidden: int = 256,
         hidden2: int = 64,
         action_dim: int = ACTION_DIM,
-        pooler: PoolerConfig | None = None,
+        pooler: Any | None = None,
         head: str = "findings",
         hidden_sizes: list[int] | tuple[int, ...] | None = None,
     ):
@@ -118,12 +126,11 @@ class BCPolicy(nn.Module):
             raise ValueError(f"unknown BC head {head!r}: choose one of {', '.join(HEADS)}")
         self.head_cfg = {"head": head, "hidden_sizes": list(hidden_sizes) if hidden_sizes else None}
         self.action_dim = action_dim
-        self.pooler = AttentivePooler(pooler) if pooler is not None else None
-        if pooler is not None and pooler.tokens * pooler.dim != dim:
-            raise ValueError(
-                f"a pooler over {pooler.tokens} x {pooler.dim} tokens reads {pooler.tokens * pooler.dim} "
-                f"inputs, not {dim}"
-            )
+        self.pooler = None  # the readout's network (readouts/: ReadoutKind.network), trained with the MLP
+        if pooler is not None:
+            readout = readout_of_network(pooler)
+            self.pooler = readout.network(pooler)
+            readout.check_input(pooler, dim)
         width = self.pooler.out_dim if self.pooler is not None else dim
         if head == "batchnorm":
             self.net = batchnorm_mlp(width, list(hidden_sizes or BATCHNORM_HIDDEN), action_dim)
@@ -226,7 +233,7 @@ class _Rows:
     """Standardised training rows, gathered by index: (b, D) float32 (bfloat16 with bf16).
 
     float32 features are standardised once into a new tensor (the copy a read-only Arrow buffer needs anyway).
-    float16 features (token grids, readout attentive: a 100k-window ViT-L g=4 set is 3.3 GB in float16, 6.6 GB as
+    float16 features (token grids a readout reads: a 100k-window ViT-L g=4 set is 3.3 GB in float16, 6.6 GB as
     float32) are never copied: each batch is gathered from them -- in memory or memory-mapped
     (features.read_grid_rows) -- and standardised on its own, a (b, G*D) subtract and divide per step."""
 
@@ -278,7 +285,7 @@ def fit_bc(
     threads: int | None = None,
     precision: str | None = None,
     select: str = "best_val",
-    pooler: PoolerConfig | None = None,
+    pooler: Any | None = None,
     head: str = "findings",
     hidden_sizes: list[int] | None = None,
     lr_schedule: str = "cosine",
@@ -296,8 +303,8 @@ def fit_bc(
     high-dimensional features overfits within a few epochs: the last epoch is rarely the best policy); "last"
     returns the final epoch's. Without a validation split both are the last epoch. The metrics record
     `best_epoch`, `best_val_loss` and `selected_epoch`.
-    `pooler`: readout attentive: x holds flat token grids (N, G*D) and an AttentivePooler of this shape is trained
-    with the MLP (the readout's network; readouts.py).
+    `pooler`: a learned readout's network config (ReadoutKind.network_config, e.g. a PoolerConfig):
+    x holds that readout's rows (flat token grids (N, G*D)) and its network of this shape is trained with the MLP.
     `head` / `hidden_sizes`: the MLP (BCPolicy; "batchnorm" is CortexBench's BatchNorm MLP: a trailing batch of one
     row is skipped, since BatchNorm cannot normalise one row in training). `lr_schedule`: "cosine" decays the lr
     over the epochs (the findings), "constant" keeps Adam at lr (CortexBench).
@@ -480,21 +487,22 @@ def train_bc(
     `precision` as in `fit_bc` (default fp32). Live curves (loss/train, loss/val per epoch) go to TensorBoard event
     files in run.dir, and to W&B where asked for (vjepa_robot_lab/learning/curves.py).
 
-    `cfg.readout` (readouts.py): `features` is wrapped with the readout first -- flare: the MLP reads (N, 3D) fusions
-    of consecutive steps; attentive: it reads the dataset's g x g token grids through an attentive pooler trained
-    with it. A dataset that holds mean embeddings only has its grids embedded first, said in the run's `phase`.
+    `cfg.readout` (the registry, vjepa_robot_lab/perception/readouts/): `features` is wrapped with the readout
+    first (fusions of consecutive steps' embeddings, or the dataset's g x g token grids), and a learned readout's
+    network (a pooler over the grid) is trained with the MLP. A dataset that holds mean embeddings only has its grids
+    embedded first, said in the run's `phase`.
     """
     if isinstance(features, PixelFeatures):  # features=pixels: a conv encoder trained with the policy (pixels.py)
         return train_bc_pixels(cfg, run, features, store)
     t0 = time.perf_counter()
-    features = with_readout(features, cfg.readout, cfg.grid_size)
-    pooler = None
-    if isinstance(features, GridFeatures):
+    readout = get_readout(cfg.readout)
+    features = readout.wrap(features, cfg.grid_size)
+    if hasattr(features, "on_progress"):  # a grid stream says when it embeds the grids first: the run's phase
         features.on_progress = lambda message: run.update(metrics={"phase": message})
-        pooler = PoolerConfig(dim=features.token_dim, tokens=features.tokens)
+    pooler = readout.network_config(features)  # a learned readout's network shape, or None
     table, actions = load_bc_data(store, cfg.dataset, features)
-    if pooler is not None:  # the grids are in hand: the phase moves on from "embedding the ... grids first"
-        run.update(metrics={"phase": "training on the token grids"})
+    if readout.phase:  # its input is in hand: the phase moves on from "embedding the ... grids first"
+        run.update(metrics={"phase": readout.phase})
     pull_s = time.perf_counter() - t0
     if len(table) == 0:
         raise ValueError(f"dataset {cfg.dataset!r} has no steps: nothing to clone")
@@ -527,13 +535,13 @@ def train_bc(
         )
     metrics.update(
         readout=cfg.readout.value,
-        pooler=pooler.to_dict() if pooler is not None else None,
+        pooler=network_entry(pooler)[1] if pooler is not None else None,
         pull_s=round(pull_s, 3),
         pull_gb_per_s=round(table.x.nbytes / 1e9 / pull_s, 3) if pull_s > 0 else None,
         n_train_episodes=int(len(np.unique(table.episode[train_rows]))),
         n_val_episodes=len(val_episodes),
         wall_s=round(time.perf_counter() - t0, 3),
-        **({"phase": "trained"} if pooler is not None else {}),
+        **({"phase": "trained"} if readout.phase else {}),
     )
     lineage = checkpoint_lineage(cfg, run, table.lineage, val_episodes, metrics)
     metrics["checkpoint"] = str(save_bc_policy(Path(run.dir) / CHECKPOINT_NAME, model, lineage))
@@ -596,7 +604,7 @@ def train_bc_pixels(cfg, run, features: PixelFeatures, store: Store) -> dict:
             select=getattr(cfg, "select", "best_val"),
         )
     metrics.update(
-        readout="mean",
+        readout=DEFAULT_READOUT,  # the conv encoder's output, read as it is
         pooler=None,
         pull_s=round(pull_s, 3),
         n_train_episodes=int(len(np.unique(table.episode[train_rows]))),
@@ -621,8 +629,9 @@ def save_bc_policy(path: Path, model: BCPolicy, lineage: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     meta = {"format": CHECKPOINT_FORMAT, "dim": str(model.dim), "lineage": json.dumps(lineage, default=json_default)}
-    if model.pooler is not None:  # readout attentive: the pooler's shape, to rebuild it
-        meta["pooler"] = json.dumps(model.pooler.cfg.to_dict())
+    if model.pooler is not None:  # a learned readout: its network's shape, to rebuild it
+        key, state = network_entry(model.pooler.cfg)
+        meta[key] = json.dumps(state)
     if model.head_cfg["head"] != "findings" or model.head_cfg["hidden_sizes"]:  # the MLP's shape, to rebuild it
         meta["head"] = json.dumps(model.head_cfg)
     if model.action_dim != ACTION_DIM:  # a task other than reacher (reacher's checkpoints stay as they were)
@@ -637,7 +646,7 @@ class LoadedBCPolicy(LoadedPolicy):
     """A trained BC policy as a plain function: (B, D) float32 features -> (B, A) float32 actions.
 
     `.readout` and `.grid_size` say which features it reads (evaluate.FeaturePolicy wraps its source with them):
-    mean (B, D), flare (B, 3D), attentive (B, G*D) flat grids or (B, G, D)."""
+    (B, D) rows of the readout's width -- flat grids (B, G*D) also as (B, G, D)."""
 
     def __init__(self, model: BCPolicy, lineage: dict, path: Path):
         config = lineage.get("config") or {}
@@ -645,8 +654,8 @@ class LoadedBCPolicy(LoadedPolicy):
         features = (own.get("features") if isinstance(own, dict) else own) or config.get("features")
         super().__init__(
             dim=model.dim,
-            readout=config.get("readout", "mean"),  # checkpoints from before readouts: mean
-            grid_size=int(config.get("grid_size") or 4),
+            readout=config.get("readout", DEFAULT_READOUT),  # checkpoints from before readouts: mean
+            grid_size=int(config.get("grid_size") or DEFAULT_GRID_SIZE),
             features=features,
             task=config.get("task"),
         )
@@ -685,7 +694,7 @@ def load_bc_policy(run_dir: Path | str) -> LoadedBCPolicy:
             f"{path} is not a BC checkpoint (format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r})"
         )
     state = load_file(str(path))
-    pooler = PoolerConfig(**json.loads(meta["pooler"])) if meta.get("pooler") else None
+    pooler = saved_network(meta)  # a learned readout's network config, from its config_key ("pooler"), or None
     head = json.loads(meta["head"]) if meta.get("head") else {}  # absent: the findings' MLP
     action_dim = int(meta.get("action_dim", ACTION_DIM))
     model = BCPolicy(int(meta["dim"]), action_dim=action_dim, pooler=pooler, **head)

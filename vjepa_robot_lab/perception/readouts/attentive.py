@@ -1,15 +1,7 @@
-"""Readouts: how a policy reads its features (docs/readouts.md).
-
-    mean       the MLP on one (D,) vector per window: the mean-pooled embedding (or a state / random vector)
-    attentive  an attentive pooler over the window's (G, D) token grid (G = g*g), trained with the policy, then the
-               same MLP on its (D,) output: V-JEPA 2's own way of reading frozen tokens
-    flare      the MLP on CortexBench's fusion of the last 3 windows' (D,) embeddings: (3D,) per step
-
-Every readout is a feature source (features.py's one interface) wrapped around the source the request names, so BC,
-SAC, evaluation and the probes take them unchanged: `with_readout(source, "flare")` answers (B, 3D) rows,
-`with_readout(source, "attentive", grid_size=4)` answers the grid flattened to (B, G*D) rows (`.tokens` = G,
-`.token_dim` = D say how to unflatten; flat rows keep the replay buffer, the vector env and the standardisation
-per column = per (token, channel) as they are). The networks that read grids (`AttentivePooler`) live here too.
+"""attentive: an attentive pooler over each window's (G, D) token grid (G = g*g), trained with the policy, then the
+same MLP on its (D,) output -- V-JEPA 2's own way of reading frozen tokens. Its input is the grid flattened to
+(B, G*D) rows (GridFeatures: `.tokens` = G, `.token_dim` = D say how to unflatten); its network is the
+AttentivePooler, shaped by a PoolerConfig that checkpoints keep under "pooler" (BC's metadata, SAC's state).
 
 The attentive pooler follows facebookresearch/vjepa2 `src/models/attentive_pooler.py` (AttentivePooler with
 `CrossAttentionBlock`, `Block` from src/models/utils/modules.py): `num_queries` learnable query tokens (trunc-normal,
@@ -24,18 +16,11 @@ the tokens. V-JEPA 2's pooler has none: its 1,024 ViT tokens carry their positio
 average-pooled cells, and attention over a set is blind to order, so without it the pooler could not tell which
 cell holds the fingertip (a trunc-normal(0.02) start was tried: the synthetic position test did not learn in 600
 steps).
-
-FLARE (Yang et al., CortexBench / facebookresearch/eai-vc `cortexbench/mujoco_vc/src/mujoco_vc/model_loading.py`,
-`fuse_embeddings_flare`, history_window 3 in its DMC config): for the embeddings [e_{t-2}, e_{t-1}, e_t] of the last
-three windows the feature is concat(e_{t-1} - e_{t-2}, e_t - e_{t-1}, e_t) -- the differences first, the latest
-last. At an episode's start the history is padded by repeating the first embedding (eai-vc indexes
-max(t - k, 0) offline and fills its buffer with copies of the first embedding live), so step 0 is (0, 0, e_0).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -43,135 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vjepa_robot_client.contract import DEFAULT_GRID_SIZE, READOUTS, Pooling, Readout
+from vjepa_robot_client.contract import DEFAULT_GRID_SIZE, Pooling, Readout
 from vjepa_robot_lab.perception.features import FeatureSource, FeatureTable
-
-FLARE_HISTORY = 3  # windows fused (eai-vc's DMC config: history_window 3)
-
-
-def parse_readout(name: str | Readout) -> Readout:
-    try:
-        return Readout(name)
-    except ValueError:
-        raise ValueError(f"unknown readout {name!r}: choose one of {', '.join(READOUTS)}") from None
-
-
-def pooling_of(readout: str | Readout) -> Pooling:
-    """The encoder pooling a readout reads: grids for attentive, the mean embedding otherwise."""
-    return Pooling.grid if parse_readout(readout) is Readout.attentive else Pooling.mean
-
-
-def readout_lineage(readout: str | Readout, grid_size: int = DEFAULT_GRID_SIZE) -> dict:
-    """What a run's lineage records about its readout: readout, pooling and (grids only) grid_size."""
-    r = parse_readout(readout)
-    pooling = pooling_of(r)
-    return {
-        "readout": r.value,
-        "pooling": pooling.value,
-        "grid_size": int(grid_size) if pooling is Pooling.grid else None,
-    }
-
-
-def check_readout(features: str, readout: str | Readout) -> None:
-    """ValueError naming the problem when a feature source cannot be read this way (state has no token grid)."""
-    if parse_readout(readout) is not Readout.mean and features == "pixels":
-        raise ValueError(
-            f"features 'pixels' train their own conv encoder on the frames: readout must be 'mean', not "
-            f"{parse_readout(readout).value!r}"
-        )
-    if parse_readout(readout) is Readout.attentive and features == "state":
-        raise ValueError(
-            "readout 'attentive' reads a token grid, and state features are one 8-d vector per step: "
-            "use readout 'mean' or 'flare' with state, or features 'vjepa2' / 'random' with attentive"
-        )
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# FLARE: fusion of the last 3 windows
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def flare_fuse(history: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-    """[e_{t-2}, e_{t-1}, e_t], each (B, D) (oldest first) -> (B, 3D): the differences of consecutive ones, then
-    the latest (eai-vc's fuse_embeddings_flare, batched)."""
-    h = [np.asarray(e, np.float32) for e in history]
-    return np.concatenate([h[i + 1] - h[i] for i in range(len(h) - 1)] + [h[-1]], axis=-1)
-
-
-def history_rows(episode: np.ndarray, step: np.ndarray, back: int) -> np.ndarray:
-    """For rows sorted by (episode, step): the row index `back` consecutive steps earlier in the same episode,
-    clamped to the episode's first row (the padding: the first embedding repeated). (N,) int64."""
-    idx = np.arange(len(step), dtype=np.int64)
-    for _ in range(back):
-        prev = np.maximum(idx - 1, 0)
-        same = (idx > 0) & (episode[prev] == episode[idx]) & (step[prev] == step[idx] - 1)
-        idx = np.where(same, prev, idx)
-    return idx
-
-
-def flare_table(x: np.ndarray, episode: np.ndarray, step: np.ndarray, history: int = FLARE_HISTORY) -> np.ndarray:
-    """(N, D) embeddings of a dataset's consecutive steps -> (N, history * D) FLARE features, row for row."""
-    rows = [history_rows(episode, step, back) for back in range(history - 1, -1, -1)]  # oldest first
-    return flare_fuse([x[r] for r in rows])
-
-
-class FlareFeatures(FeatureSource):
-    """FLARE over any feature source: (B, 3D) per step, offline from the dataset's consecutive steps and live from
-    the last 3 windows' embeddings of each episode (keyed by episode seed: the vector env's terminal step, embedded
-    apart after its lane was reset, still fuses with its own episode's history). It does not own `base`."""
-
-    readout = Readout.flare.value
-
-    def __init__(self, base: FeatureSource, history: int = FLARE_HISTORY):
-        self.base, self.history = base, int(history)
-        self.name, self.needs_frames = base.name, base.needs_frames
-        self.dim = self.history * int(base.dim)
-        self._past: dict[int, list[np.ndarray]] = {}  # episode seed -> the last history-1 embeddings, oldest first
-        for attr in ("encoder_id", "info"):
-            if hasattr(base, attr):
-                setattr(self, attr, getattr(base, attr))
-
-    def lineage(self) -> dict:
-        return {
-            **self.base.lineage(),
-            "dim": self.dim,
-            "embedding_dim": int(self.base.dim),
-            **readout_lineage(Readout.flare),
-        }
-
-    def offline(self, store, dataset: str) -> FeatureTable:
-        t = self.base.offline(store, dataset)
-        return FeatureTable(t.episode, t.step, flare_table(t.x, t.episode, t.step, self.history), self.lineage())
-
-    def _fuse(self, seeds, embeddings, firsts, remember: bool) -> np.ndarray:
-        out = np.empty((len(seeds), self.dim), np.float32)
-        for i, (s, e, first) in enumerate(zip(seeds, embeddings, firsts)):
-            past = self._past.get(int(s))
-            if first or past is None:
-                past = [e] * (self.history - 1)  # episode start: the first embedding repeated
-            out[i] = flare_fuse([p[None] for p in past] + [e[None]])[0]
-            if remember:
-                self._past[int(s)] = past[1:] + [e]
-        return out
-
-    def online(self, timesteps, episode_seeds):
-        e = np.asarray(self.base.online(timesteps, episode_seeds), np.float32)  # (B, D)
-        if len(self._past) > 4096:  # live rollouts hold a few episodes at a time; forget finished ones
-            keep = {int(s) for s in episode_seeds}
-            self._past = {s: p for s, p in self._past.items() if s in keep}
-        return self._fuse(episode_seeds, e, [ts.first() for ts in timesteps], remember=True)
-
-    def online_detached(self, timesteps, episode_seeds):
-        """A terminal step: its episode's history (kept by seed) and its own embedding; the history is dropped."""
-        e = np.asarray(self.base.online_detached(timesteps, episode_seeds), np.float32)
-        out = self._fuse(episode_seeds, e, [False] * len(timesteps), remember=False)
-        for s in episode_seeds:
-            self._past.pop(int(s), None)
-        return out
-
-    def close(self) -> None:  # the owner closes base
-        self._past.clear()
-
+from vjepa_robot_lab.perception.readouts._registry import ReadoutKind, check_readout, readout_lineage, register
 
 # ----------------------------------------------------------------------------------------------------------------
 # Grids: the attentive readout's input
@@ -229,19 +88,6 @@ class GridFeatures(FeatureSource):
 
     def online_detached(self, timesteps, episode_seeds):
         return self._flat(self.base.online_detached_grid(timesteps, episode_seeds, self.grid_size))
-
-
-def with_readout(
-    base: FeatureSource, readout: str | Readout = Readout.mean, grid_size: int = DEFAULT_GRID_SIZE
-) -> FeatureSource:
-    """The feature source a policy with this readout reads: `base` itself (mean), FLARE over it, or its grids."""
-    r = parse_readout(readout)
-    if r is Readout.mean:
-        return base
-    if r is Readout.flare:
-        return FlareFeatures(base)
-    check_readout(base.name, r)
-    return GridFeatures(base, grid_size)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -380,19 +226,46 @@ class AttentivePooler(nn.Module):
         return q.reshape(len(x), self.out_dim)
 
 
-__all__ = [
-    "AttentivePooler",
-    "PoolerConfig",
-    "FlareFeatures",
-    "GridFeatures",
-    "with_readout",
-    "flare_fuse",
-    "flare_table",
-    "history_rows",
-    "readout_lineage",
-    "pooling_of",
-    "parse_readout",
-    "check_readout",
-    "default_heads",
-    "FLARE_HISTORY",
-]
+# ----------------------------------------------------------------------------------------------------------------
+# The readout
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class AttentiveReadout(ReadoutKind):
+    name = Readout.attentive.value
+    pooling = Pooling.grid  # it reads the encoder's g x g token grids, embedded first where a dataset lacks them
+    source_type = GridFeatures
+    network_type = PoolerConfig
+    config_key = "pooler"  # BC's checkpoint metadata and SAC's checkpoint state keep the PoolerConfig here
+    phase = "training on the token grids"
+
+    def wrap(self, base: FeatureSource, grid_size: int = DEFAULT_GRID_SIZE) -> FeatureSource:
+        self.check(base.name)
+        return GridFeatures(base, grid_size)
+
+    def check(self, features: str) -> None:
+        super().check(features)
+        if features == "state":
+            raise ValueError(
+                "readout 'attentive' reads a token grid, and state features are one 8-d vector per step: "
+                "use readout 'mean' or 'flare' with state, or features 'vjepa2' / 'random' with attentive"
+            )
+
+    def network_config(self, source: FeatureSource) -> PoolerConfig:
+        return PoolerConfig(dim=source.token_dim, tokens=source.tokens)
+
+    def network(self, config: PoolerConfig) -> AttentivePooler:
+        return AttentivePooler(config)
+
+    def check_input(self, config: PoolerConfig, dim: int) -> None:
+        if config.tokens * config.dim != dim:
+            raise ValueError(
+                f"a pooler over {config.tokens} x {config.dim} tokens reads {config.tokens * config.dim} "
+                f"inputs, not {dim}"
+            )
+
+    def network_state(self, config: PoolerConfig) -> dict:
+        return config.to_dict()
+
+
+ATTENTIVE = register(AttentiveReadout())
