@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vjepa_robot_client.contract import DEFAULT_GRID_SIZE
 from vjepa_robot_lab.learning import sac_checkpoint
 from vjepa_robot_lab.learning.sac_agent import (
     LOG_STD_MAX,
@@ -53,7 +54,7 @@ from vjepa_robot_lab.learning.sac_workspace import (
     evaluate_actor,
     train_sac,
 )
-from vjepa_robot_lab.perception.readouts import AttentivePooler, PoolerConfig
+from vjepa_robot_lab.perception.readouts import DEFAULT_READOUT, readout_of_network, saved_network
 from vjepa_robot_lab.policies.loaded import LoadedPolicy
 
 checkpoint_path = sac_checkpoint.path  # the latest complete checkpoint of a run directory (or None)
@@ -102,8 +103,9 @@ def policy_from_checkpoint(run_dir: str | Path) -> LoadedPolicy:
     else:
         hidden, prefix = tuple(ck.state["nets"]["actor"]), "actor."
     pooler = None
-    if ck.state.get("pooler"):  # readout attentive: the shared pooler reads the grid before the actor
-        pooler = AttentivePooler(PoolerConfig(**ck.state["pooler"]))
+    net_cfg = saved_network(ck.state)  # a learned readout: its network reads the features before the actor
+    if net_cfg is not None:
+        pooler = readout_of_network(net_cfg).network(net_cfg)
         pooler.load_state_dict({k[len("pooler.") :]: v for k, v in ck.tensors.items() if k.startswith("pooler.")})
         pooler.eval()
     own = {k[len(prefix) :]: v for k, v in ck.tensors.items() if k.startswith(prefix)}
@@ -122,8 +124,8 @@ def policy_from_checkpoint(run_dir: str | Path) -> LoadedPolicy:
     return LoadedPolicy(
         act,
         dim=dim,
-        readout=cfg.get("readout", "mean"),
-        grid_size=int(cfg.get("grid_size") or 4),
+        readout=cfg.get("readout", DEFAULT_READOUT),
+        grid_size=int(cfg.get("grid_size") or DEFAULT_GRID_SIZE),
         features=cfg["features"],
         task=cfg.get("task", "easy"),
         action_repeat=int(cfg["action_repeat"]),

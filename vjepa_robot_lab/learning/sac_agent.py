@@ -30,7 +30,7 @@ from vjepa_robot_client.contract import TrainSACRequest
 from vjepa_robot_client.contract import sac_default_networks as default_networks
 from vjepa_robot_lab.envs.tasks import task_spec
 from vjepa_robot_lab.envs.vec_env import ACTION_DIM
-from vjepa_robot_lab.perception.readouts import AttentivePooler, PoolerConfig
+from vjepa_robot_lab.perception.readouts import readout_of_network
 
 NET_ARCH = (256, 64)  # the findings' actor and critic hidden sizes (Phase 2)
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # clamp of the actor's log standard deviation (as stable-baselines3)
@@ -241,9 +241,10 @@ class SAC:
     The actor's noise comes from `actor.generator` (None: torch's global stream); the caller seeds it.
     """
 
-    def __init__(self, dim: int, cfg: TrainSACRequest, nets: Nets, pooler: PoolerConfig | None = None):
+    def __init__(self, dim: int, cfg: TrainSACRequest, nets: Nets, pooler=None):
         self.cfg, self.gamma, self.tau = cfg, cfg.gamma, cfg.tau
-        self.pooler = AttentivePooler(pooler) if pooler is not None else None
+        # a learned readout's network (attentive: its AttentivePooler), built by the readout registry
+        self.pooler = readout_of_network(pooler).network(pooler) if pooler is not None else None
         dim = self.pooler.out_dim if self.pooler is not None else dim  # actor and critics read the pooled vector
         self.action_dim = task_spec(cfg.task).action_dim  # reacher 2, walker 6 (vjepa_robot_lab/envs/tasks.py)
         self.actor = Actor(dim, nets.actor, self.action_dim)

@@ -31,7 +31,7 @@ from vjepa_robot_lab.learning import sac_checkpoint
 from vjepa_robot_lab.learning.curves import MeanOf, open_curves
 from vjepa_robot_lab.learning.replay import Replay
 from vjepa_robot_lab.learning.sac_agent import SAC, Nets, network_config, network_name
-from vjepa_robot_lab.perception.readouts import GridFeatures, PoolerConfig, with_readout
+from vjepa_robot_lab.perception.readouts import get_readout, network_entry, saved_network
 from vjepa_robot_lab.threads import seeded_torch
 
 CHECKPOINT_FORMAT = 2  # 1: stable-baselines3 policy tensors (still loadable for evaluation); 2: sac_agent.SAC
@@ -165,10 +165,9 @@ class SACWorkspace:
         run.dir.mkdir(parents=True, exist_ok=True)
         # readout (readouts.py): flare observes (N, 3D) fusions; attentive observes flat grids through a grid stream
         # and pools them in the agent (sac_agent.SAC's docstring: shared pooler, trained by the critic loss)
-        self.features = features = with_readout(features, cfg.readout, cfg.grid_size)
-        self.pooler = (
-            PoolerConfig(dim=features.token_dim, tokens=features.tokens) if isinstance(features, GridFeatures) else None
-        )
+        readout = get_readout(cfg.readout)
+        self.features = features = readout.wrap(features, cfg.grid_size)
+        self.pooler = readout.network_config(features)  # a learned readout's network shape, or None
         self.networks_name, self.nets = self._networks(nets)
         self.prog, self.prior = Progress(), None
         if resume:
@@ -204,8 +203,8 @@ class SACWorkspace:
         self.log_due = Every(max(N * repeat, min(1000, cfg.total_steps // 50)), self.env_steps)
         # networks built from the seeded global stream, alone; the actor's noise continues that stream privately, so
         # a job beside this one (another SAC, a BC init) never shifts its numbers (vjepa_robot_lab/threads.py)
-        if self.prior is not None and self.prior.state.get("pooler"):
-            self.pooler = PoolerConfig(**self.prior.state["pooler"])
+        if self.prior is not None and saved_network(self.prior.state) is not None:
+            self.pooler = saved_network(self.prior.state)
         with seeded_torch(cfg.seed + self.prog.resumed * 7919) as generator:
             self.agent = SAC(int(features.dim), cfg, self.nets, self.pooler)
         self.agent.actor.generator = generator
@@ -300,8 +299,11 @@ class SACWorkspace:
             "n_updates": snapshot["updates"],
             **{k: v for k, v in asdict(prog).items() if k != "transitions"},
             "readout": cfg.readout.value,
-            "pooler": self.pooler.to_dict() if self.pooler is not None else None,
+            "pooler": None,  # kept in every state (SAC's format); a learned readout's config under its config_key
         }
+        if self.pooler is not None:
+            key, net_state = network_entry(self.pooler)
+            state[key] = net_state
         if hasattr(self.features, "lineage"):
             state["lineage"] = self.features.lineage()
         replay = self.replay if cfg.checkpoint_replay else None
