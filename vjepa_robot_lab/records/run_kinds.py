@@ -5,7 +5,7 @@
     metrics = kind.train(ctx, handle, cfg, features, resume=False, progress=False)
     policy, features = kind.load_policy(ctx, record)   # evaluate.Policy (+ the feature source to close)
 
-Each kind declares its config and metrics models (the wire types of clients/vjepa_robot_client/contract/), the request that
+Each kind declares its config and metrics models (wire types: the SDK's contract package), the request that
 starts it (None: it is not trained), and its hooks: how a request is completed (a protocol) and what lineage its
 runs start with, how it trains, how its trained network and its policy are loaded (evaluation, run experts), its
 final metric, whether it has learning curves, and the label, colour and order the report and the console use.
