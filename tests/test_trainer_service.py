@@ -33,8 +33,8 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
             "name": svc,
             "expert": "jacobian",
             "task": "easy",
-            "episodes": 6,
-            "steps": 40,
+            "episodes": 4,
+            "steps": 20,
             "seed": 1,
             "image_size": 128,
             "workers": 1,  # in process; test_env_datasets.py keeps the spawn path
@@ -43,7 +43,7 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
     assert r.status_code == 202, r.text
     assert c.get(f"/datasets/{svc}").json()["status"] in ("running", "ready")
     ds = poll_json(c, f"/datasets/{svc}", lambda b: b["status"] != "running")
-    assert ds["status"] == "ready" and ds["episodes"] == 6 and ds["success_rate"] is not None
+    assert ds["status"] == "ready" and ds["episodes"] == 4 and ds["success_rate"] is not None
 
     # vjepa2 features are encoded through the encoder service first (they are missing)
     r = c.post("/train/bc", json={"dataset": svc, "features": "vjepa2", "epochs": 5, "batch_size": 64})
@@ -86,7 +86,7 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
         f"/eval/{run_id}",
         json={
             "episodes": 2,
-            "steps": 20,
+            "steps": 10,
             "parallel_envs": 2,
             "image_size": 64,
             "allow_image_size_change": True,
@@ -105,7 +105,7 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
 
     common = ["--store", stack["store"], "--runs-dir", str(stack["runs"]), "--encoder-url", stack["encoder"]]
     out = CliRunner().invoke(
-        cli_app, ["--json", "eval", run_id, "--episodes", "2", "--steps", "20", "--parallel-envs", "2", *common]
+        cli_app, ["--json", "eval", run_id, "--episodes", "2", "--steps", "10", "--parallel-envs", "2", *common]
     )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output[out.output.index("{") :])["image_size"] == 128
@@ -140,15 +140,15 @@ def test_sac_tiny_budget_through_the_service(stack, features):
     body = {
         "features": features,
         "task": "easy",
-        "total_steps": 800 if small else 1600,
+        "total_steps": 800,
         "parallel_envs": 2,
-        "episode_steps": 200,
+        "episode_steps": 100,
         "action_repeat": 4,
         "learning_starts": 100,
         "batch_size": 64,
-        "eval_every": 400 if small else 800,
+        "eval_every": 400,
         "eval_episodes": 1,
-        "final_eval_episodes": 1 if small else 2,
+        "final_eval_episodes": 1,
         "checkpoint_every": 800,
         "seed": 3,
         "image_size": 64,
