@@ -284,7 +284,7 @@ def test_readme_quickstart_script_runs_against_the_services(stack):
         "VJEPA_ROBOT_ENCODER_URL": stack["encoder"],
         "VJEPA_ROBOT_TRAINER_URL": stack["trainer"],
         "QUICKSTART_EPISODES": "3",
-        "QUICKSTART_STEPS": "30",
+        "QUICKSTART_STEPS": "20",
     }
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
