@@ -86,9 +86,8 @@ def test_encoder_killed_and_restarted_during_live_eval_the_eval_completes(servic
         run_id = tr.train_bc("frames", features="vjepa2", epochs=3)
         assert tr.wait(run_id, progress=False, timeout=180, poll_interval=0.3).status.value == "succeeded"
 
-        # long enough to kill mid-way: 2 episodes x 60 steps, one POST /encode per lockstep step (the kill comes
-        # 0.5-1 s after the evaluation starts: a few steps in)
-        tr.evaluate(run_id, episodes=2, steps=60, parallel_envs=2, image_size=32, gif_episodes=0)
+        # long enough to kill mid-way: 2 episodes x 100 steps, one POST /encode per lockstep step
+        tr.evaluate(run_id, episodes=2, steps=100, parallel_envs=2, image_size=32, gif_episodes=0)
         wait_for(lambda: tr.eval_result(run_id).status.value == "running", 60, "the evaluation to run")
         time.sleep(0.5)
         enc.kill()
