@@ -138,7 +138,7 @@ def test_bc_study_of_three_seeds_through_the_service(trainer):
     assert all(r.success_ci95 is not None for r in study.runs)  # each run keeps its own Wilson interval
     assert [s.study_id for s in tr.studies()] == [study_id]
     # the alias route answers the same
-    again = httpx.post(f"{trainer}/eval/study/{study_id}", json={"episodes": 1, "steps": 40})
+    again = httpx.post(f"{trainer}/eval/study/{study_id}", json={"episodes": 1, "steps": 40, "gif_episodes": 0})
     assert again.status_code == 202 and again.json()["study_id"] == study_id
     tr.wait_study(study_id, evaluated=True, progress=False, poll_interval=0.3, timeout=300)
 

@@ -115,7 +115,10 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
     assert out.exit_code == 2 and "64" in out.output and "128" in out.output, out.output
 
     # baselines go through the same evaluation loop
-    r = c.post("/eval/baseline", json={"policy": "jacobian", "episodes": 4, "steps": 100, "parallel_envs": 4})
+    r = c.post(
+        "/eval/baseline",
+        json={"policy": "jacobian", "episodes": 4, "steps": 100, "parallel_envs": 4, "gif_episodes": 0},
+    )  # no GIF here: the run's first evaluation above records one
     assert r.status_code == 202
     base = poll_json(c, f"/eval/{r.json()['run_id']}", lambda b: b["status"] in TERMINAL)
     assert base["status"] == "succeeded" and base["success_rate"] >= 0.75
@@ -173,7 +176,10 @@ def test_sac_tiny_budget_through_the_service(stack, features):
     r = c.post(f"/eval/{run_id}", json={"episodes": 2, "steps": 50, "parallel_envs": 2, "image_size": 64})
     assert r.status_code == 422 and "action_repeat" in r.json()["detail"]  # 50 simulator steps != k x 4
     # evaluated with its own action repeat: 48 simulator steps = 12 agent steps, success judged per simulator step
-    r = c.post(f"/eval/{run_id}", json={"episodes": 2, "steps": 48, "parallel_envs": 2, "image_size": 64})
+    r = c.post(
+        f"/eval/{run_id}",
+        json={"episodes": 2, "steps": 48, "parallel_envs": 2, "image_size": 64, "gif_episodes": 0},
+    )
     assert r.status_code == 202
     ev = poll_json(c, f"/eval/{run_id}", lambda b: b["status"] in TERMINAL)
     assert ev["status"] == "succeeded", ev["error"]
