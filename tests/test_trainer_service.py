@@ -314,7 +314,7 @@ def test_async_trainer_client_against_the_real_service(stack):
             assert ds.status.value == "ready"
             run = await tr.wait(await tr.train_bc(name, features="state", epochs=3), progress=False, poll_interval=0.3)
             assert run.status.value == "succeeded", run.error
-            queued = await tr.evaluate(run.run_id, episodes=2, steps=30, parallel_envs=2)
+            queued = await tr.evaluate(run.run_id, episodes=2, steps=30, parallel_envs=2, gif_episodes=0)
             result = await tr.wait_eval(run.run_id, queued.eval_id, progress=False, poll_interval=0.3)
             assert result.status.value == "succeeded" and len(result.episodes) == 2
             assert result.episodes[0].return_ >= 0
