@@ -14,7 +14,8 @@ What it measures (each section is skipped, with a note saying why, when the budg
      (the server imports its store); then this section is skipped with the missing modules named. Carrying them
      means wheels for fastapi, starlette, uvicorn, h11, pydantic-settings, prometheus-client, zstandard, lancedb,
      pylance and pyarrow: lancedb and pyarrow are tens of MB, so the default is the skip;
-  6. the lite0 family (an ImageNet-supervised EfficientNet-Lite0 image CNN) at batch 32, if this checkout has it.
+  6. the lite0 family (an ImageNet-supervised EfficientNet-Lite0 image CNN) at batch 32 (or the largest of --batches
+     when that is smaller), if this checkout has it.
 The random-init ViT-L is a stand-in: its speed is the architecture's, its embeddings mean nothing.
 The file is rewritten after every section, so a killed run keeps what it measured. `summary.vitl_windows_per_s`
 (in process, batch 32, on CUDA) is what the bake-off's cost plan reads for GPU-hours.
@@ -46,8 +47,8 @@ def _now() -> str:
 
 
 class Bench:
-    def __init__(self, out: Path, budget_s: float):
-        self.out, self.t0, self.budget = out, time.monotonic(), budget_s
+    def __init__(self, out: Path, budget_s: float, max_calls: int = 50):
+        self.out, self.t0, self.budget, self.max_calls = out, time.monotonic(), budget_s, max_calls
         self.data: dict = {"started_at": _now(), "budget_s": budget_s, "sections": {}, "summary": {}}
 
     def left(self) -> float:
@@ -118,7 +119,11 @@ def in_process(b: Bench, enc, cfg: dict, device: str) -> None:
         x = windows(batch, cfg["image_size"])
         try:
             rows[str(batch)] = rate(
-                lambda x=x: enc.encode(x), batch, device, slice_s=b.slice(0.25, len(cfg["batches"]))
+                lambda x=x: enc.encode(x),
+                batch,
+                device,
+                slice_s=b.slice(0.25, len(cfg["batches"])),
+                max_calls=b.max_calls,
             )
         except RuntimeError as exc:  # out of memory at the largest batch
             rows[str(batch)] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
@@ -133,7 +138,7 @@ def grid(b: Bench, enc, cfg: dict, device: str) -> None:
     spec = PoolingSpec(pool="grid", grid_size=cfg["grid_size"])
     batch = max(cfg["batches"][:3])
     x = windows(batch, cfg["image_size"])
-    r = rate(lambda: enc.encode(x, spec), batch, device, slice_s=b.slice(0.06))
+    r = rate(lambda: enc.encode(x, spec), batch, device, slice_s=b.slice(0.06), max_calls=b.max_calls)
     b.section("grid_pooling", {"grid_size": cfg["grid_size"], "batch": batch, **r})
 
 
@@ -152,7 +157,7 @@ def stream_in_process(b: Bench, enc, cfg: dict, device: str) -> None:
         enc.encode(w if w.device.type != "cpu" else w.numpy())
         s.commit(w)
 
-    r = rate(step, 1, device, slice_s=b.slice(0.06))
+    r = rate(step, 1, device, slice_s=b.slice(0.06), max_calls=b.max_calls)
     b.section("stream_in_process", {"envs": n, "steps_per_s": r["windows_per_s"], "calls": r["calls"]})
 
 
@@ -210,14 +215,15 @@ def http(b: Bench, cfg: dict, device: str) -> None:
                     r = client.post(f"{url}/encode", content=body, headers=headers)
                     r.raise_for_status()
 
-                rows[str(batch)] = rate(post, batch, "cpu", slice_s=b.slice(0.15, len(cfg["batches"])))
+                slice_s = b.slice(0.15, len(cfg["batches"]))
+                rows[str(batch)] = rate(post, batch, "cpu", slice_s=slice_s, max_calls=b.max_calls)
         result = {"batches": rows, "max_wait_ms": 0}
         if b.left() > 20:
             n, size = cfg["stream_envs"], cfg["image_size"]
             frames = np.random.default_rng(2).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
             with EncoderClient(url, compress=None) as ec:
                 st = ec.stream(n, size, size)
-                r = rate(lambda: st.step(frames), 1, "cpu", slice_s=b.slice(0.05))
+                r = rate(lambda: st.step(frames), 1, "cpu", slice_s=b.slice(0.05), max_calls=b.max_calls)
             result["stream"] = {"envs": n, "steps_per_s": r["windows_per_s"], "calls": r["calls"]}
         b.section("http", result)
     finally:
@@ -234,18 +240,25 @@ def lite0(b: Bench, cfg: dict, device: str) -> None:
     names = [p for p in PRESETS if "lite0" in p]
     if not names:
         return b.section("lite0", {"skipped": "no lite0 preset in this checkout (services/encoder/model.py PRESETS)"})
-    rows = {}
+    rows, batch = {}, min(32, max(cfg["batches"]))  # 32 on the full run; a CPU plumbing check stays small
     for name in names:
         if b.left() < 30:
             rows[name] = {"skipped": "budget spent"}
             continue
         try:
             enc = load_encoder(name, device=device)
-            x = windows(32, cfg["image_size"])
-            rows[name] = rate(lambda enc=enc, x=x: enc.encode(x), 32, device, slice_s=b.slice(0.08, len(names)))
+            x = windows(batch, cfg["image_size"])
+            rows[name] = rate(
+                lambda enc=enc, x=x: enc.encode(x),
+                batch,
+                device,
+                slice_s=b.slice(0.08, len(names)),
+                max_calls=b.max_calls,
+            )
         except Exception as exc:  # e.g. ImageNet weights not reachable offline
             rows[name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
-    b.section("lite0", {"note": "an ImageNet-supervised image CNN (EfficientNet-Lite0), batch 32", "presets": rows})
+    note = f"an ImageNet-supervised image CNN (EfficientNet-Lite0), batch {batch}"
+    b.section("lite0", {"note": note, "presets": rows})
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -258,6 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default=None, help="cuda | cpu (default: cuda when available)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gpu_bench.json")
     ap.add_argument("--skip-http", action="store_true")
+    ap.add_argument("--max-calls", type=int, default=50, help="Most timed calls per measurement (at least 2).")
     args = ap.parse_args(argv)
     import torch
 
@@ -266,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(int(os.environ.get("VJEPA_ROBOT_THREADS", "1")))
     cfg = {"preset": args.preset, "image_size": args.image_size, "stream_envs": args.stream_envs,
            "batches": [int(x) for x in args.batches.split(",")], "grid_size": FULL["grid_size"]}  # fmt: skip
-    b = Bench(args.out, args.budget_s)
+    b = Bench(args.out, args.budget_s, max(2, args.max_calls))
     b.data["config"] = cfg
     b.data["device"] = device_info(device)
     b.data["would_measure_on_a_gpu"] = [

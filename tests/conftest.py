@@ -5,8 +5,10 @@
     write_steps_dataset(store, name, episodes, steps, image_size, seed) -> frames by episode
     wait_until(pred, timeout, what, every) / poll_json(client, path, done, timeout) -> the one polling helper
     unique_name(prefix) -> "prefix-1a2b3c": names that never collide in the session's shared store
-Fixtures: tiny_encoder (session: Encoder preset tiny), tiny_encoder_dir (session: the same weights saved with
-save_pretrained), tmp_store (a Store in tmp_path), tiny_dataset (tmp_store + a 3-episode x 10-step 32x32 dataset),
+Fixtures: quick_retries (the SDK's retry policy keeps its attempts but waits ~10 ms between them: for tests of
+what a command says once a dead service has used up its retries), tiny_encoder (session: Encoder preset tiny),
+tiny_encoder_dir (session: the same weights saved with save_pretrained), tmp_store (a Store in tmp_path),
+tiny_dataset (tmp_store + a 3-episode x 10-step 32x32 dataset),
 stack (session: ONE encoder service on the tiny_encoder and ONE trainer service on loopback, sharing one store;
 tests give their datasets and runs unique names), dataset_64 (session: a ready jacobian dataset of 64 px frames in
 the stack's store, generated with workers=1).
@@ -131,6 +133,14 @@ def write_steps_dataset(
         },
     )
     return out
+
+
+@pytest.fixture
+def quick_retries(monkeypatch):
+    """Every retry of the SDK's one policy is still made, 10 ms apart instead of 0.5-8 s (jittered backoff)."""
+    from vjepa_robot_client._transport import RetryPolicy
+
+    monkeypatch.setattr(RetryPolicy, "delay", lambda self, attempt, retry_after: 0.01)
 
 
 @pytest.fixture(scope="session")

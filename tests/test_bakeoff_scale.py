@@ -180,7 +180,8 @@ def test_gpu_bench_runs_on_the_cpu_with_the_tiny_preset_and_says_what_it_would_m
     out = tmp_path / "g.json"
     proc = subprocess.run(
         [sys.executable, str(root / "bench" / "gpu_bench.py"), "--preset", "tiny", "--image-size", "32",
-         "--batches", "1,2", "--stream-envs", "2", "--budget-s", "150", "--device", "cpu", "--out", str(out)],
+         "--batches", "1,2", "--stream-envs", "2", "--budget-s", "150", "--max-calls", "4", "--device", "cpu",
+         "--out", str(out)],
         capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]

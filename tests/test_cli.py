@@ -173,10 +173,10 @@ def test_verbose_is_a_global_option_before_the_command(runs_dir, quiet_verbose):
     assert "--verbose" in top.output and "--timeout" not in top.output and "Exit codes" in top.output
 
 
-def test_verbose_shows_the_full_trace_of_an_expected_failure(tmp_path, dead_url, quiet_verbose, capsys):
+def test_verbose_shows_the_full_trace_of_an_expected_failure(
+    tmp_path, dead_url, quiet_verbose, quick_retries, capsys, monkeypatch
+):
     """Without the flag: one line and exit 3 (unreachable). With it, after the command: the whole traceback."""
-    import os
-    import subprocess
     import sys
 
     args = ["eval", "jacobian", "--episodes", "1", "--trainer-url", dead_url]
@@ -191,15 +191,14 @@ def test_verbose_shows_the_full_trace_of_an_expected_failure(tmp_path, dead_url,
         cli.main(["--verbose", *args])
     assert exc.value.code == 3 and "ConnectionFailed" in capsys.readouterr().err
     cli._VERBOSE["on"] = False
-    proc = subprocess.run(
-        [sys.executable, "-m", "vjepa_robot.cli", *args, "--verbose"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "VJEPA_ROBOT_STORE": str(tmp_path / "s")},
-    )
-    assert proc.returncode == 3 and "Traceback (most recent call last)" in proc.stderr, proc.stderr[-2000:]
-    assert "ConnectionFailed" in proc.stderr and "No such option" not in proc.stderr
+    # after the command, read from sys.argv as the console script reads it (in process: the retries are quick)
+    monkeypatch.setattr(sys, "argv", ["vjepa-robot", *args, "--verbose"])
+    monkeypatch.setenv("VJEPA_ROBOT_STORE", str(tmp_path / "s"))
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    stderr = capsys.readouterr().err
+    assert exc.value.code == 3 and "Traceback (most recent call last)" in stderr, stderr[-2000:]
+    assert "ConnectionFailed" in stderr and "No such option" not in stderr
 
 
 def test_runs_list_opens_no_connection_to_the_model_hub(runs_dir, monkeypatch):
@@ -313,7 +312,7 @@ def test_a_service_422_becomes_the_same_line():
     assert code == 2 and msg == "--episodes: it must be greater than or equal to 1"
 
 
-def test_waiting_line_then_unreachable_exit_code(dead_url, quiet_verbose, capsys):
+def test_waiting_line_then_unreachable_exit_code(dead_url, quiet_verbose, quick_retries, capsys):
     """`datasets encode` with no encoder: the waiting line comes first, then (after the retries) one line, exit 3."""
     with pytest.raises(SystemExit) as exc:
         cli.main(["datasets", "encode", "some-ds", "--encoder-url", dead_url])

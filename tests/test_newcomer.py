@@ -330,7 +330,7 @@ def test_training_on_vjepa2_without_an_encoder_stops_before_any_run(tmp_path, de
     assert not read_runs(store / "runs")  # no failed run left behind
 
 
-def test_verbose_keeps_the_exit_code_of_an_unreachable_service(dead_url, quiet_flags, capsys):
+def test_verbose_keeps_the_exit_code_of_an_unreachable_service(dead_url, quiet_flags, quick_retries, capsys):
     args = ["eval", "jacobian", "--episodes", "1", "--trainer-url", dead_url]
     plain, _, err = _main(args, capsys)
     verbose, _, err_v = _main(["--verbose", *args], capsys)

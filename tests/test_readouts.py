@@ -381,7 +381,7 @@ def test_readouts_through_the_service_train_and_evaluate_live(stack):
     assert r.status_code == 202, r.text
     assert poll_json(c, f"/datasets/{ro}", lambda b: b["status"] != "running")["status"] == "ready"
     tr = TrainerClient(stack["trainer"])
-    mean_id = tr.wait(tr.train_bc(ro, features="vjepa2", epochs=2, batch_size=16), progress=False)
+    mean_id = tr.wait(tr.train_bc(ro, features="vjepa2", epochs=2, batch_size=16), progress=False, poll_interval=0.2)
     assert mean_id.status.value == "succeeded", mean_id.error
     base_id = httpx.get(f"{stack['encoder']}/info").json()["encoder_id"]
     store = Store(stack["store"])
@@ -389,7 +389,7 @@ def test_readouts_through_the_service_train_and_evaluate_live(stack):
     assert not store.embedding_progress(ro, grid_id).complete  # mean embeddings only, so far
 
     run_id = tr.train_bc(ro, features="vjepa2", epochs=2, batch_size=16, readout="attentive", grid_size=2)
-    run = tr.wait(run_id, progress=False)
+    run = tr.wait(run_id, progress=False, poll_interval=0.2)
     assert run.status.value == "succeeded", run.error
     assert run.metrics["phase"] == "trained"  # it said "embedding the ... grids first" while it did (issue 31)
     assert store.embedding_progress(ro, grid_id).complete
@@ -400,7 +400,9 @@ def test_readouts_through_the_service_train_and_evaluate_live(stack):
 
     assert load_bc_policy(stack["runs"] / run_id).lineage["features"]["grid_encoder_id"] == grid_id
 
-    flare = tr.wait(tr.train_bc(ro, features="vjepa2", epochs=2, batch_size=16, readout="flare"), progress=False)
+    flare = tr.wait(
+        tr.train_bc(ro, features="vjepa2", epochs=2, batch_size=16, readout="flare"), progress=False, poll_interval=0.2
+    )
     assert flare.status.value == "succeeded", flare.error
     assert (flare.lineage["readout"], flare.lineage["pooling"]) == ("flare", "mean")
     assert flare.metrics["dim"] == 3 * mean_id.metrics["dim"]
@@ -430,6 +432,7 @@ def test_readouts_through_the_service_train_and_evaluate_live(stack):
             image_size=32,
         ),
         progress=False,
+        poll_interval=0.2,
     )
     assert sac.status.value == "succeeded", sac.error
     assert sac.lineage["readout"] == "attentive" and sac.metrics["final_eval"]["episodes"] == 1

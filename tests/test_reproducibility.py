@@ -95,7 +95,7 @@ def test_small_bc_pipeline_twice_gives_identical_numbers(encoder, tmp_path):
             ctx, jobs.InlineRunner(), TrainBCRequest(dataset=name, features="vjepa2", epochs=5, batch_size=16, seed=0)
         ).run_id
         jobs.evaluate_run(
-            ctx, jobs.InlineRunner(), run_id, EvalRequest(episodes=3, steps=20, parallel_envs=2, gif_episodes=0)
+            ctx, jobs.InlineRunner(), run_id, EvalRequest(episodes=2, steps=20, parallel_envs=2, gif_episodes=0)
         )
         rec = ctx.runs.get(run_id)
         ev = rec["evaluations"]

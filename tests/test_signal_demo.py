@@ -62,7 +62,7 @@ def test_signal_preset_end_to_end(tmp_path):
         runs_dir=tmp_path / "runs",
         encoders=("tiny",),
         episodes=4,
-        steps=20,
+        steps=12,
         image_size=32,
         seeds=(0, 1),
         epochs=2,

@@ -138,7 +138,7 @@ def test_bc_study_of_three_seeds_through_the_service(trainer):
     assert all(r.success_ci95 is not None for r in study.runs)  # each run keeps its own Wilson interval
     assert [s.study_id for s in tr.studies()] == [study_id]
     # the alias route answers the same
-    again = httpx.post(f"{trainer}/eval/study/{study_id}", json={"episodes": 1, "steps": 40})
+    again = httpx.post(f"{trainer}/eval/study/{study_id}", json={"episodes": 1, "steps": 40, "gif_episodes": 0})
     assert again.status_code == 202 and again.json()["study_id"] == study_id
     tr.wait_study(study_id, evaluated=True, progress=False, poll_interval=0.3, timeout=300)
 
@@ -211,7 +211,7 @@ def test_cli_studies_through_the_service_and_in_process(trainer):
     assert out.exit_code == 0, out.output
     study_id = out.output.split("study ")[1].split()[0]
     assert tr.get_study(study_id).seeds == [1, 3]  # the service sees what the CLI ran in process
-    out = cli.invoke(cli_app, ["eval", study_id, "--episodes", "2", "--steps", "30", *local])
+    out = cli.invoke(cli_app, ["eval", study_id, "--episodes", "2", "--steps", "10", *local])
     assert out.exit_code == 0 and "success:" in out.output, out.output
     assert all(r.eval_status.value == "succeeded" for r in tr.get_study(study_id).runs)
     out = cli.invoke(cli_app, ["train", "bc", "cli-ds", "--seeds", "1,x", *local])

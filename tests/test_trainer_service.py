@@ -33,8 +33,8 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
             "name": svc,
             "expert": "jacobian",
             "task": "easy",
-            "episodes": 6,
-            "steps": 40,
+            "episodes": 4,
+            "steps": 20,
             "seed": 1,
             "image_size": 128,
             "workers": 1,  # in process; test_env_datasets.py keeps the spawn path
@@ -43,7 +43,7 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
     assert r.status_code == 202, r.text
     assert c.get(f"/datasets/{svc}").json()["status"] in ("running", "ready")
     ds = poll_json(c, f"/datasets/{svc}", lambda b: b["status"] != "running")
-    assert ds["status"] == "ready" and ds["episodes"] == 6 and ds["success_rate"] is not None
+    assert ds["status"] == "ready" and ds["episodes"] == 4 and ds["success_rate"] is not None
 
     # vjepa2 features are encoded through the encoder service first (they are missing)
     r = c.post("/train/bc", json={"dataset": svc, "features": "vjepa2", "epochs": 5, "batch_size": 64})
@@ -87,7 +87,7 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
         f"/eval/{run_id}",
         json={
             "episodes": 2,
-            "steps": 20,
+            "steps": 10,
             "parallel_envs": 2,
             "image_size": 64,
             "allow_image_size_change": True,
@@ -106,7 +106,7 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
 
     common = ["--store", stack["store"], "--runs-dir", str(stack["runs"]), "--encoder-url", stack["encoder"]]
     out = CliRunner().invoke(
-        cli_app, ["--json", "eval", run_id, "--episodes", "2", "--steps", "20", "--parallel-envs", "2", *common]
+        cli_app, ["--json", "eval", run_id, "--episodes", "2", "--steps", "10", "--parallel-envs", "2", *common]
     )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output[out.output.index("{") :])["image_size"] == 128
@@ -116,7 +116,10 @@ def test_dataset_bc_vjepa2_eval_and_baselines(stack):
     assert out.exit_code == 2 and "64" in out.output and "128" in out.output, out.output
 
     # baselines go through the same evaluation loop
-    r = c.post("/eval/baseline", json={"policy": "jacobian", "episodes": 4, "steps": 100, "parallel_envs": 4})
+    r = c.post(
+        "/eval/baseline",
+        json={"policy": "jacobian", "episodes": 4, "steps": 100, "parallel_envs": 4, "gif_episodes": 0},
+    )  # no GIF here: the run's first evaluation above records one
     assert r.status_code == 202
     base = poll_json(c, f"/eval/{r.json()['run_id']}", lambda b: b["status"] in TERMINAL)
     assert base["status"] == "succeeded" and base["success_rate"] >= 0.75
@@ -141,15 +144,15 @@ def test_sac_tiny_budget_through_the_service(stack, features):
     body = {
         "features": features,
         "task": "easy",
-        "total_steps": 800 if small else 1600,
+        "total_steps": 400,
         "parallel_envs": 2,
-        "episode_steps": 200,
+        "episode_steps": 100,
         "action_repeat": 4,
         "learning_starts": 100,
         "batch_size": 64,
-        "eval_every": 400 if small else 800,
+        "eval_every": 200,
         "eval_episodes": 1,
-        "final_eval_episodes": 1 if small else 2,
+        "final_eval_episodes": 1,
         "checkpoint_every": 800,
         "seed": 3,
         "image_size": 64,
@@ -174,7 +177,10 @@ def test_sac_tiny_budget_through_the_service(stack, features):
     r = c.post(f"/eval/{run_id}", json={"episodes": 2, "steps": 50, "parallel_envs": 2, "image_size": 64})
     assert r.status_code == 422 and "action_repeat" in r.json()["detail"]  # 50 simulator steps != k x 4
     # evaluated with its own action repeat: 48 simulator steps = 12 agent steps, success judged per simulator step
-    r = c.post(f"/eval/{run_id}", json={"episodes": 2, "steps": 48, "parallel_envs": 2, "image_size": 64})
+    r = c.post(
+        f"/eval/{run_id}",
+        json={"episodes": 2, "steps": 48, "parallel_envs": 2, "image_size": 64, "gif_episodes": 0},
+    )
     assert r.status_code == 202
     ev = poll_json(c, f"/eval/{run_id}", lambda b: b["status"] in TERMINAL)
     assert ev["status"] == "succeeded", ev["error"]
@@ -285,7 +291,7 @@ def test_readme_quickstart_script_runs_against_the_services(stack):
         "VJEPA_ROBOT_ENCODER_URL": stack["encoder"],
         "VJEPA_ROBOT_TRAINER_URL": stack["trainer"],
         "QUICKSTART_EPISODES": "3",
-        "QUICKSTART_STEPS": "30",
+        "QUICKSTART_STEPS": "20",
     }
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -309,7 +315,7 @@ def test_async_trainer_client_against_the_real_service(stack):
             assert ds.status.value == "ready"
             run = await tr.wait(await tr.train_bc(name, features="state", epochs=3), progress=False, poll_interval=0.3)
             assert run.status.value == "succeeded", run.error
-            queued = await tr.evaluate(run.run_id, episodes=2, steps=30, parallel_envs=2)
+            queued = await tr.evaluate(run.run_id, episodes=2, steps=30, parallel_envs=2, gif_episodes=0)
             result = await tr.wait_eval(run.run_id, queued.eval_id, progress=False, poll_interval=0.3)
             assert result.status.value == "succeeded" and len(result.episodes) == 2
             assert result.episodes[0].return_ >= 0
