@@ -587,6 +587,9 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="TrainSACRequest field=value, or nets.<field>=value")
     ap.add_argument("--keep", type=Path, help="keep each run's checkpoint in KEEP/<name>_s<seed>")
     ap.add_argument("--strat", type=int, default=0, help="after each run: stratified evaluation on N episodes")
+    ap.add_argument(
+        "--strat-seed", type=int, default=0, help="evaluation seed of --strat's episodes (default 0: issue 22's)"
+    )
     ap.add_argument("--strat-only", type=Path, help="stratified evaluation of every kept run under this directory")
     ap.add_argument("--strat-task", help="with --strat-only: evaluate on this task instead (strat_eval_<task>)")
     ap.add_argument("--strat-table", action="store_true")
@@ -649,7 +652,7 @@ def main() -> None:
         keep = a.keep / f"{a.name}_s{seed}" if a.keep else None
         rec = run_one(a.name, seed, overrides, a.features, keep)
         if a.strat and keep:
-            rec = add_strat(RESULTS / f"sac_{a.name}_s{seed}.json", keep, a.strat)
+            rec = add_strat(RESULTS / f"sac_{a.name}_s{seed}.json", keep, a.strat, seed=a.strat_seed)
         print(
             json.dumps(
                 {
