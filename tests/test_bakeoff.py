@@ -381,3 +381,23 @@ def test_pixels_epochs_budget_only_the_pixels_row():
     same = bakeoff.resolve(BakeoffRequest(encoders=["http://a"], baselines=["pixels"], epochs=7))
     plain = cells_lib.plan_cells("bo-2", same, [], ["pixels"], store="st", runs="rn")
     assert plain[0]["bc"]["epochs"] == 7  # left out: the bake-off's epochs
+
+
+@pytest.mark.parametrize(
+    "flag, value, words",
+    [
+        ("--grid-size", "0", "--grid-size 0"),
+        ("--pixels-epochs", "0", "--pixels-epochs 0"),
+        ("--dataset", "../x", "dataset"),
+    ],
+)
+def test_bakeoff_flags_reach_the_request_and_are_checked_first(flag, value, words, tmp_path):
+    """The CLI's --grid-size, --pixels-epochs and --dataset are the request's fields: a bad value is one line naming
+    the field, exit 2, before any encoder starts or anything is written."""
+    from typer.testing import CliRunner
+
+    from vjepa_robot import cli
+
+    res = CliRunner().invoke(cli.app, ["bake-off", "--baseline", "state", flag, value, "--store", str(tmp_path / "s")])
+    assert res.exit_code == 2, res.output
+    assert words in res.output and not (tmp_path / "s").exists()

@@ -1174,6 +1174,9 @@ def bake_off(
         [], "--expert", help="TASK=EXPERT per task (repeat), e.g. walker-walk=run:RUN_ID; reacher: jacobian."
     ),
     readout: list[str] = typer.Option([], "--readout", help="mean | flare | attentive (repeat); default mean, flare."),
+    grid_size: int | None = typer.Option(
+        None, "--grid-size", help="readout attentive: the g x g token grid it reads (default 4)."
+    ),
     seeds: str | None = typer.Option(
         None, "--seeds", help="BC seeds, comma-separated (default 0,1,2; cortexbench 100,200,300)."
     ),
@@ -1236,6 +1239,7 @@ def bake_off(
         tasks=task or None,
         experts=experts or None,
         readouts=readout or None,
+        grid_size=grid_size,
         seeds=_seed_list(seeds, None).get("seeds"),
         protocol=protocol,
         episodes=episodes,
