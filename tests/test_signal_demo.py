@@ -100,3 +100,45 @@ def test_global_scale_ignores_near_dead_channels():
         for s in ("dimension", "global")
     }
     assert r2["global"] > 0.9 and r2["global"] > r2["dimension"] + 0.1, r2
+
+
+@pytest.mark.slow
+def test_an_encoder_the_preset_starts_dies_when_its_parent_is_killed(tmp_path):
+    """A process running the signal preset as a library call (no CLI signal handler) killed with SIGKILL: every
+    `finally` is skipped, yet the encoder service it started ends too (the parent-death signal)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import sys, time; from pathlib import Path; from vjepa_robot.signal_demo import _start_encoder; "
+        f"u, p = _start_encoder('tiny', {str(tmp_path / 'store')!r}, None, Path({str(tmp_path / 'logs')!r})); "
+        "print(p.pid, flush=True); time.sleep(600)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while not line.strip().isdigit():  # the preset's own lines first (the encoder's URL and log)
+            line = parent.stdout.readline()
+            assert line, "the child process ended before starting its encoder"
+        child = int(line)
+        os.kill(child, 0)  # alive
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            with open(f"/proc/{child}/stat") as fh:  # a zombie waiting for init counts as gone
+                if fh.read().split(") ")[1].startswith("Z"):
+                    break
+            time.sleep(0.2)
+        else:
+            os.kill(child, signal.SIGKILL)
+            raise AssertionError(f"encoder {child} outlived its parent by 20 s")
+    finally:
+        parent.kill()

@@ -310,6 +310,8 @@ def _start_encoder(model: str, store: str, fusion: str | None, logs: Path, timeo
 
     import httpx
 
+    from services.common.procs import with_pdeathsig
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -319,8 +321,8 @@ def _start_encoder(model: str, store: str, fusion: str | None, logs: Path, timeo
         args += ["--fusion", fusion]
     log = logs / "encoder.log"
     with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "vjepa_robot.cli", *args],
+        proc = subprocess.Popen(  # dies with this process, however it ends (a kill skips every `finally`)
+            with_pdeathsig([sys.executable, "-m", "vjepa_robot.cli", *args]),
             stdout=fh,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
