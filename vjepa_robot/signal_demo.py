@@ -265,25 +265,30 @@ def render_markdown(result: dict) -> str:
         "lite0 is EfficientNet-Lite0 with ImageNet weights: an ImageNet-supervised image CNN, frozen (a real "
         "pretrained encoder, not V-JEPA 2); lite0-random is the same network with random weights.",
         "",
-        "## BC: live success rate (95% Wilson interval over the pooled evaluation episodes of all seeds)",
+        "## BC: live success rate (95% t-interval across seeds; Wilson over the pooled episodes beside it)",
         "",
         f"Dataset `{result.get('dataset')}`: {cfg['episodes']} jacobian-expert demos x {cfg['steps']} steps at "
         f"{cfg['image_size']} px; seeds {', '.join(map(str, cfg['seeds']))}; {cfg['eval_episodes']} evaluation "
         f"episodes per seed (eval seed {cfg['eval_seed']}), {cfg['steps']} steps; attentive reads the "
         f"{cfg['attentive_grid']} x {cfg['attentive_grid']} grid.",
         "",
-        "| row | success | 95% CI | per seed | mean return | what it is |",
-        "|---|---|---|---|---|---|",
+        "| row | success | 95% CI across seeds | pooled episodes: Wilson 95% CI | per seed | "
+        "mean return [95% CI across seeds] | what it is |",
+        "|---|---|---|---|---|---|---|",
     ]
     order = {row: i for i, row in enumerate(cfg["rows"])}
     for r in sorted(result.get("bc", []), key=lambda r: order.get(r["row"], len(order))):
         base = r["row"].split(":")[0]
         ret = r.get("mean_return")
-        ret_s = f"{ret[0]:.1f}" if ret else "n/a"
+        ret_s = (
+            f"{ret[0]:.1f}" + (f" [{ret[1]:.1f}, {ret[2]:.1f}]" if ret and ret[1] is not None else "") if ret else "n/a"
+        )
         seeds = ", ".join(f"{s:.2f}" for s in r["per_seed"])
+        _, lo, hi = t_ci95(list(r["per_seed"])) if r["per_seed"] else (None, None, None)
+        across = f"[{_f(max(0.0, lo))}, {_f(min(1.0, hi))}]" if lo is not None else "n/a (one seed)"
         lines.append(
-            f"| {r['row']} | {_f(r['success'])} | [{_f(r['ci95'][0])}, {_f(r['ci95'][1])}] | {seeds} | {ret_s} | "
-            f"{ROW_NOTES.get(base, '')} |"
+            f"| {r['row']} | {_f(r['success'])} | {across} | [{_f(r['ci95'][0])}, {_f(r['ci95'][1])}] | {seeds} | "
+            f"{ret_s} | {ROW_NOTES.get(base, '')} |"
         )
     lines += ["", "Stages (wall time, 1-minute load average at the end):"]
     for s in result.get("stages", []):
