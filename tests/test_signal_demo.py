@@ -142,3 +142,21 @@ def test_an_encoder_the_preset_starts_dies_when_its_parent_is_killed(tmp_path):
             raise AssertionError(f"encoder {child} outlived its parent by 20 s")
     finally:
         parent.kill()
+
+
+def test_kept_rows_need_only_their_own_settings(tmp_path):
+    """A later run into the same `out` reuses a probe row when the probe settings match and a BC row when the BC
+    settings match: a BC setting change re-measures only BC, a probe setting change only the probes."""
+    from dataclasses import asdict
+
+    from vjepa_robot.signal_demo import _kept, signal_config
+
+    cfg = signal_config()
+    old = {"config": asdict(cfg), "probes": [{"encoder": "lite0"}], "bc": [{"row": "state", "success": 0.9}]}
+    (tmp_path / "signal.a.json").write_text(json.dumps(old))
+    assert [r["row"] for r in _kept(tmp_path, cfg)["bc"]] == ["state"]
+    kept = _kept(tmp_path, signal_config(probe_episodes=12))  # another probe set: its BC rows still hold
+    assert kept["probes"] == [] and [r["row"] for r in kept["bc"]] == ["state"]
+    kept = _kept(tmp_path, signal_config(epochs=7))  # other BC settings: the probes still hold
+    assert [p["encoder"] for p in kept["probes"]] == ["lite0"] and kept["bc"] == []
+    assert _kept(tmp_path, signal_config(dataset_seed=3)) == {}  # both differ: nothing kept
