@@ -401,3 +401,10 @@ def test_bakeoff_flags_reach_the_request_and_are_checked_first(flag, value, word
     res = CliRunner().invoke(cli.app, ["bake-off", "--baseline", "state", flag, value, "--store", str(tmp_path / "s")])
     assert res.exit_code == 2, res.output
     assert words in res.output and not (tmp_path / "s").exists()
+
+
+def test_the_table_says_the_pixels_rows_own_epochs():
+    req = BakeoffRequest(encoders=["http://a"], baselines=["pixels"], epochs=50, pixels_epochs=2)
+    rec = BakeoffRecord(bakeoff_id="bakeoff-1", status="queued", settings=bakeoff.resolve(req), cells=[])
+    head = bakeoff.table_markdown(rec)
+    assert "50 epochs (the pixels row: 2)" in head, head

@@ -639,7 +639,9 @@ def table_markdown(record: BakeoffRecord) -> str:
         f"Protocol: {s.get('protocol') or 'none (this tool defaults)'}. Demos per task: {d.get('episodes')} x "
         f"{steps_text} steps at {d.get('image_size')} px (experts: "
         + ", ".join(f"{t} {e}" for t, e in (s.get("experts") or {}).items())
-        + f"). BC: {bc.get('head', 'findings')} head, {bc.get('epochs', 100)} epochs, batch {bc.get('batch_size', 256)}"
+        + f"). BC: {bc.get('head', 'findings')} head, {bc.get('epochs', 100)} epochs"
+        + (f" (the pixels row: {s['pixels_epochs']})" if s.get("pixels_epochs") else "")
+        + f", batch {bc.get('batch_size', 256)}"
         f", lr schedule {bc.get('lr_schedule', 'cosine')}, kept epoch {bc.get('select', 'best_val')}. Evaluation: "
         f"{ev.get('episodes')} episodes of the demos' length, the same episodes for every seed (eval seed "
         f"{ev.get('seed')}). Seeds: {', '.join(map(str, s.get('seeds', [])))}. Score: {s.get('score')}; per seed: "
