@@ -99,15 +99,6 @@ def _box(dim: int) -> spaces.Box:
     return spaces.Box(-np.inf, np.inf, shape=(int(dim),), dtype=np.float32)
 
 
-def _action_repeat(task: str, action_repeat: int | None) -> int:
-    """The simulator steps per action: the one given, else the task's own (as SAC's request fills it)."""
-    if action_repeat is not None:
-        return int(action_repeat)
-    from vjepa_robot_lab.envs.tasks import task_spec
-
-    return task_spec(task).action_repeat
-
-
 ACTION_SPACE = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)  # joint torques (contract.ACTION_DIM = 2)
 
 
@@ -138,9 +129,10 @@ class ReacherEnv(gymnasium.Env):
         token: str | None = None,
         render_mode: str | None = None,
     ):
+        from vjepa_robot_lab.envs.tasks import action_repeat as task_action_repeat
         from vjepa_robot_lab.envs.vec_env import make_env
 
-        action_repeat = _action_repeat(task, action_repeat)
+        action_repeat = task_action_repeat(task, action_repeat)  # left out: the task's own, as SAC's requests
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"unknown render_mode {render_mode!r}: choose rgb_array or None")
         self.split = _check_split(split)
@@ -244,9 +236,10 @@ class ReacherVectorEnv(VectorEnv):
         token: str | None = None,
         render_mode: str | None = None,
     ):
+        from vjepa_robot_lab.envs.tasks import action_repeat as task_action_repeat
         from vjepa_robot_lab.envs.vec_env import ReacherVecEnv
 
-        action_repeat = _action_repeat(task, action_repeat)
+        action_repeat = task_action_repeat(task, action_repeat)
         if render_mode is not None:
             raise ValueError("the vector env does not render: build single envs with render_mode='rgb_array'")
         self.split = _check_split(split)

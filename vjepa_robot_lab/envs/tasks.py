@@ -124,4 +124,10 @@ def has_success(name: str | Task) -> bool:
     return task_spec(name).has_success
 
 
-__all__ = ["TaskSpec", "TASK_SPECS", "CORTEXBENCH_TASKS", "canonical_task", "task_spec", "has_success"]
+def action_repeat(name: str | Task, given: int | None = None) -> int:
+    """Simulator steps per action: `given` when a caller chose one, else the task's own (TaskSpec.action_repeat:
+    the default SAC's requests, `train_sac` and the Gymnasium envs read)."""
+    return int(given) if given is not None else task_spec(name).action_repeat
+
+
+__all__ = ["TaskSpec", "TASK_SPECS", "CORTEXBENCH_TASKS", "canonical_task", "task_spec", "has_success", "action_repeat"]

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vjepa_robot_client.contract import TrainSACRequest
-from vjepa_robot_lab.envs.tasks import task_spec
+from vjepa_robot_lab.envs.tasks import action_repeat, task_spec
 from vjepa_robot_lab.envs.vec_env import ReacherVecEnv, agent_steps
 from vjepa_robot_lab.evaluation.evaluate import FeaturePolicy, evaluate
 from vjepa_robot_lab.learning import sac_checkpoint
@@ -131,7 +131,7 @@ def train_sac(cfg: TrainSACRequest, run: RunLike, features, resume: bool = False
     belongs to the caller. torch's thread count is the process's (vjepa_robot_lab/threads.py): never set here.
     """
     if cfg.action_repeat is None:  # a direct caller that left it out: its task's, as the job layer fills it
-        cfg = cfg.model_copy(update={"action_repeat": task_spec(cfg.task.value).action_repeat})
+        cfg = cfg.model_copy(update={"action_repeat": action_repeat(cfg.task)})
     with ExitStack() as closing:  # closes what the workspace opens, in reverse order, on success or error
         return SACWorkspace(cfg, run, features, closing, resume=resume, nets=nets).train()
 

@@ -265,9 +265,9 @@ def complete_sac(req: TrainSACRequest) -> TrainSACRequest:
     explicit `action_repeat` is kept as sent. Refused(422) when the task's value does not divide the episodes."""
     if req.action_repeat is not None:
         return req
-    from vjepa_robot_lab.envs.tasks import task_spec
+    from vjepa_robot_lab.envs.tasks import action_repeat
 
-    repeat = task_spec(req.task.value).action_repeat
+    repeat = action_repeat(req.task)
     try:
         return type(req).model_validate({**req.model_dump(exclude_unset=True), "action_repeat": repeat})
     except ValidationError as exc:
