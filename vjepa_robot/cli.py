@@ -170,10 +170,11 @@ TASK_HELP = _task_help()
 @datasets_app.command("create")
 def datasets_create(
     name: str = typer.Argument(..., help="Dataset name (letters, digits, '_', '-')."),
-    expert: str = typer.Option(
-        "jacobian",
-        help="Expert: jacobian | p-controller | random (reacher), or run:RUN_ID, a trained state-feature run of the "
-        "same task acting deterministically (any task: docs/tasks.md).",
+    expert: str | None = typer.Option(
+        None,
+        help="Expert: jacobian | p-controller | random (reacher); shipped, the state-SAC expert shipped for the task "
+        "(docs/experts.md); or run:RUN_ID, a trained state-feature run of the same task acting deterministically. "
+        "Default: jacobian on reacher, shipped on every other task.",
     ),
     task: str = typer.Option("easy", help=TASK_HELP),
     episodes: int = typer.Option(100, help="Number of episodes."),
@@ -194,7 +195,7 @@ def datasets_create(
     from vjepa_robot_client.contract import CreateDatasetRequest
 
     try:  # the service's own request model first: the same one-line refusal as through the trainer service
-        CreateDatasetRequest(
+        expert = CreateDatasetRequest(
             name=name,
             expert=expert,
             task=task,
@@ -203,7 +204,7 @@ def datasets_create(
             seed=seed,
             image_size=image_size,
             workers=workers,
-        )
+        ).expert  # an omitted expert is the task's default
     except ValidationError as exc:
         _invalid(exc, CreateDatasetRequest, name="NAME")
     from vjepa_robot_lab.data.datasets import DatasetExists, DatasetSpec, create_dataset, resolve_expert

@@ -79,6 +79,7 @@ from vjepa_robot_client.contract import (
     validate_name,
 )
 from vjepa_robot_lab.experiments.studies import aggregate
+from vjepa_robot_lab.policies.shipped_experts import shipped_tasks
 from vjepa_robot_lab.records.run_kinds import RUN_KINDS, trained_kinds
 from vjepa_robot_lab.records.runs import RunStore, StoredStudy, default_runs_dir
 
@@ -243,6 +244,7 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
             run_kinds=list(RUN_KINDS),
             feature_sources=[f.value for f in FeatureSource],
             experts=[e.value for e in ExpertName],
+            shipped_experts=list(shipped_tasks()),
             tasks=[t.value for t in Task],
             routes=routes,
         )

@@ -13,7 +13,9 @@ Any task of vjepa_robot_lab/envs/tasks.py: reacher's datasets keep STEPS_SCHEMA 
 probe's
 finger/target positions); another task's rows have its action width and its flattened observation as `state`
 (store.task_steps_schema). Scripted experts are reacher's; `expert="run:RUN_ID"` rolls out a trained state-feature
-run (experts.RunExpert) at that run's action repeat, one stored row per agent step, and records the run in the meta.
+run (experts.RunExpert) at that run's action repeat, one stored row per agent step, and records the run in the meta;
+`expert="shipped"` (the default off reacher) does the same with the package's state-SAC expert for the task
+(policies/shipped_experts.py), so no expert has to be trained first.
 """
 
 from __future__ import annotations
@@ -33,11 +35,17 @@ import pyarrow as pa
 from services import __version__
 from services.common.owner import OWNER_TOKEN, owner_gone, start_time
 from services.common.store import STEPS_SCHEMA, DatasetNotFound, Store, encode_png, now_iso, task_steps_schema
-from vjepa_robot_client.contract import check_action_repeat, validate_expert, validate_name
+from vjepa_robot_client.contract import (
+    SHIPPED_EXPERT,
+    check_action_repeat,
+    default_expert,
+    validate_expert,
+    validate_name,
+)
 from vjepa_robot_lab.envs.env import SUCCESS_LAST_STEPS, finger_target_xy, make, train_episode_seed
 from vjepa_robot_lab.envs.tasks import canonical_task, task_spec
 from vjepa_robot_lab.policies.experts import Expert, check_expert_task, make_expert
-from vjepa_robot_lab.policies.run_experts import RunExpert, RunExpertSource, resolve_run_expert, run_id_of
+from vjepa_robot_lab.policies.run_experts import RunExpert, RunExpertSource, is_trained, resolve_run_expert, run_id_of
 
 
 class DatasetExists(Exception):
@@ -59,7 +67,7 @@ LEASE_S = 10 * HEARTBEAT_S  # a claim not renewed for this long is stale whereve
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    expert: str = "jacobian"
+    expert: str | None = None  # None: the task's default (contract.default_expert: jacobian on reacher, else shipped)
     task: str = "easy"
     episodes: int = 100
     steps: int = 200
@@ -69,10 +77,12 @@ class DatasetSpec:
 
     def __post_init__(self):
         validate_name(self.name, "dataset name")
-        validate_expert(self.expert)  # a scripted expert's name or run:RUN_ID
         object.__setattr__(self, "task", canonical_task(self.task))  # reacher-easy -> easy
-        if run_id_of(self.expert) is None:
-            check_expert_task(self.expert, self.task)  # jacobian on walker: use run:RUN_ID
+        if self.expert is None:
+            object.__setattr__(self, "expert", default_expert(self.task))
+        validate_expert(self.expert)  # a scripted expert's name, shipped or run:RUN_ID
+        if not is_trained(self.expert):
+            check_expert_task(self.expert, self.task)  # jacobian on walker: use shipped or run:RUN_ID
         check_action_repeat(self.steps if self.steps > 0 else 1, self.action_repeat)
         if self.episodes <= 0:
             raise ValueError(f"episodes must be > 0, got {self.episodes}")
@@ -142,7 +152,7 @@ def close_thread_envs() -> None:
 
 
 def _expert_for(spec: DatasetSpec, source: RunExpertSource | None) -> Expert:
-    if run_id_of(spec.expert) is None:
+    if not is_trained(spec.expert):
         return make_expert(spec.expert, spec.task)
     if source is None:
         raise ValueError(f"expert {spec.expert} needs its run (generate through create_dataset with the runs dir)")
@@ -215,15 +225,22 @@ def resolve_expert(spec: DatasetSpec, runs=None) -> tuple[DatasetSpec, RunExpert
     `runs` is the RunStore holding the run; experts.ExpertRefused (a ValueError with an HTTP status) when the run
     cannot demonstrate this dataset's task."""
     run_id = run_id_of(spec.expert)
-    if run_id is None:
+    if spec.expert == SHIPPED_EXPERT:  # the package's state-SAC expert for the task (ExpertRefused 422 if none)
+        from vjepa_robot_lab.policies.shipped_experts import shipped_source
+
+        source = shipped_source(spec.task)
+    elif run_id is None:
         return spec, None
-    if runs is None:
+    elif runs is None:
         raise ValueError(f"expert {spec.expert} names a run: give the runs directory that holds it (--runs-dir)")
-    source = resolve_run_expert(runs, run_id, spec.task)
+    else:
+        source = resolve_run_expert(runs, run_id, spec.task)
     try:
         check_action_repeat(spec.steps, source.action_repeat)
     except ValueError as exc:
-        raise ValueError(f"expert run {run_id} acts every {source.action_repeat} simulator steps: {exc}") from None
+        raise ValueError(
+            f"expert {source.expert_name} acts every {source.action_repeat} simulator steps: {exc}"
+        ) from None
     return replace(spec, action_repeat=source.action_repeat), source
 
 
@@ -260,11 +277,12 @@ def create_dataset(
     seconds (the claim's lease), and `commit()` runs after each record (the Modal app commits its Volume there).
     `stop` (a threading.Event) is checked between batches: once set, generation ends `failed` with an error
     saying it was stopped, never `ready` with missing episodes; `resume=True` completes it later.
-    `expert_source` (resolve_expert) is the run behind a `run:RUN_ID` expert; the meta records it as `expert_run`.
+    `expert_source` (resolve_expert) is the run behind a `run:RUN_ID` or `shipped` expert; the meta records it as
+    `expert_run`.
     """
     store = store if isinstance(store, Store) else Store(store)
-    if run_id_of(spec.expert) is not None and expert_source is None:
-        raise ValueError(f"expert {spec.expert} needs its run: resolve_expert(spec, runs) first")
+    if is_trained(spec.expert) and expert_source is None:
+        raise ValueError(f"expert {spec.expert} needs its checkpoint: resolve_expert(spec, runs) first")
     if expert_source is not None:
         extra_meta = {**(extra_meta or {}), "expert_run": expert_source.lineage()}
     existing = _make_room(store, spec, overwrite=overwrite, resume=resume)

@@ -35,6 +35,7 @@ from vjepa_robot_client.contract import (
     FeatureSource,
     RunStatus,
     TrainBCRequest,
+    default_expert,
 )
 from vjepa_robot_lab.records.lineage import encoder_lineage, train_lineage
 
@@ -85,14 +86,9 @@ def resolve(req) -> dict[str, Any]:
     extra = sorted(set(req.experts) - set(tasks))
     if extra:
         raise ValueError(f"experts names task(s) {extra} that are not in the tasks {tasks}")
-    experts = {t: req.experts.get(t) or ("jacobian" if task_spec(t).is_reacher else None) for t in tasks}
-    lacking = [t for t, e in experts.items() if e is None]
-    if lacking:
-        raise ValueError(
-            f"task(s) {', '.join(lacking)} need a demonstrator: send experts, e.g. "
-            f'{{"experts": {{"{lacking[0]}": "run:RUN_ID"}}}} (a trained policy\'s run); only reacher has a scripted '
-            "expert (jacobian)"
-        )
+    # the demonstrator per task: the request's, else the task's default (jacobian on reacher, the shipped state-SAC
+    # expert elsewhere: a task without one is refused when its dataset is resolved, naming the tasks that have one)
+    experts = {t: req.experts.get(t) or default_expert(t) for t in tasks}
     # episode length per task: the request's, else the protocol's, else the task's own (tasks.py)
     steps = {t: pick(req.steps, ds.get("steps"), task_spec(t).episode_steps) for t in tasks}
     bc = dict(p.get("bc", {}))

@@ -1,4 +1,5 @@
-"""Trained runs as experts: `run:RUN_ID` names a run whose deterministic policy demonstrates a task.
+"""Trained runs as experts: `run:RUN_ID` names a run whose deterministic policy demonstrates a task (and
+`shipped` the package's own state-SAC run for the task: shipped_experts.py).
 
     source = resolve_run_expert(runs, "sac-1a2b3c4d", "walker-stand")   # RunExpertSource, or ExpertRefused (4xx)
     expert = RunExpert(source)                                           # experts.Expert: act(physics, ts) -> (A,)
@@ -16,15 +17,21 @@ from pathlib import Path
 
 import numpy as np
 
-from vjepa_robot_client.contract import RUN_EXPERT_PREFIX, validate_run_id
+from vjepa_robot_client.contract import RUN_EXPERT_PREFIX, SHIPPED_EXPERT, validate_run_id
 from vjepa_robot_lab.envs.env import TimeStep
 from vjepa_robot_lab.envs.tasks import task_spec
 from vjepa_robot_lab.policies.experts import Expert
 
 
 def run_id_of(expert: str) -> str | None:
-    """The run id of a `run:RUN_ID` expert name; None for a scripted expert."""
+    """The run id of a `run:RUN_ID` expert name; None for a scripted or the shipped expert."""
     return validate_run_id(expert[len(RUN_EXPERT_PREFIX) :]) if expert.startswith(RUN_EXPERT_PREFIX) else None
+
+
+def is_trained(expert: str) -> bool:
+    """A trained policy (run:RUN_ID, or the task's shipped state-SAC expert) rather than a scripted one: it needs
+    its checkpoint resolved (datasets.resolve_expert) before episodes are generated."""
+    return expert == SHIPPED_EXPERT or run_id_of(expert) is not None
 
 
 @dataclass(frozen=True)
@@ -37,14 +44,22 @@ class RunExpertSource:
     task: str
     action_repeat: int
     final_return: float | None = None
+    name: str = ""  # the expert's name when not run:RUN_ID (a shipped expert: "shipped")
+    checkpoint_sha256: str | None = None  # a shipped expert's policy.safetensors
+
+    @property
+    def expert_name(self) -> str:
+        return self.name or f"{RUN_EXPERT_PREFIX}{self.run_id}"
 
     def lineage(self) -> dict:
+        extra = {"expert": self.name, "sha256": self.checkpoint_sha256} if self.name else {}
         return {
             "run_id": self.run_id,
             "kind": self.kind,
             "task": self.task,
             "action_repeat": self.action_repeat,
             "final_return": self.final_return,
+            **extra,
         }
 
 
@@ -106,7 +121,7 @@ class RunExpert(Expert):
     """A trained run's deterministic policy on the task's state features (tasks.TaskSpec.state)."""
 
     def __init__(self, source: RunExpertSource):
-        self.name = f"{RUN_EXPERT_PREFIX}{source.run_id}"
+        self.name = source.expert_name
         self.spec = task_spec(source.task)
         from vjepa_robot_lab.records.run_kinds import run_kind
 

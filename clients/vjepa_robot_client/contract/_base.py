@@ -65,6 +65,15 @@ class Task(str, Enum):
 
 TASK_ALIASES: dict[str, str] = {"reacher-easy": "easy", "reacher-hard": "hard"}
 RUN_EXPERT_PREFIX = "run:"  # an expert named "run:<run id>" is that trained run's deterministic policy
+# the state-SAC expert shipped with the package for the dataset's task (vjepa_robot_lab/policies/shipped_experts.py)
+SHIPPED_EXPERT = "shipped"
+
+
+def default_expert(task: str | Enum) -> str:
+    """The demonstrator a dataset or bake-off gets when none is named: the scripted jacobian on reacher, the shipped
+    state-SAC expert on every other task."""
+    value = getattr(task, "value", task)
+    return ExpertName.jacobian.value if TASK_ALIASES.get(value, value) in ("easy", "hard") else SHIPPED_EXPERT
 
 
 class Pooling(str, Enum):
@@ -204,6 +213,8 @@ __all__ = [
     "Task",
     "TASK_ALIASES",
     "RUN_EXPERT_PREFIX",
+    "SHIPPED_EXPERT",
+    "default_expert",
     "Pooling",
     "Readout",
     "Compression",

@@ -38,7 +38,8 @@ class BakeoffRequest(_Model):
     tasks: list[Task] = Field(default_factory=lambda: [Task.easy], min_length=1, max_length=16)
     experts: dict[str, str] = Field(
         default_factory=dict,
-        description="Per task, the demonstrator of its dataset: an expert name or run:RUN_ID; default jacobian.",
+        description="Per task, the demonstrator of its dataset: an expert name, shipped or run:RUN_ID; default "
+        "jacobian on reacher, shipped (the package's state-SAC expert for the task) on every other task.",
     )
     readouts: list[Readout] = Field(default_factory=lambda: [Readout.mean, Readout.flare], min_length=1)
     seeds: list[int] | None = Field(None, min_length=1, max_length=MAX_SEEDS, description="BC training seeds.")

@@ -242,6 +242,9 @@ class TrainerInfo(_Open):
     run_kinds: list[str]
     feature_sources: list[str]
     experts: list[str]
+    shipped_experts: list[str] = Field(
+        default_factory=list, description="Tasks with a shipped state-SAC expert (the dataset expert `shipped`)."
+    )
     tasks: list[str]
     routes: list[str] = Field(default_factory=list, description="Method and path of every API route.")
 
