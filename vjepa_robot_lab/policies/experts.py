@@ -8,6 +8,7 @@ jacobian      Jacobian-transpose PD on the fingertip: a = clip(J^T (kp * to_targ
 p-controller  the findings' controller: the Cartesian error used directly as joint torque, k=5 (about 50%)
 random        uniform torques (the random policy; any task: its action_dim from vjepa_robot_lab/envs/tasks.py)
 run:RUN_ID    a trained state-feature run (SAC or BC): vjepa_robot_lab/policies/run_experts.py
+shipped       the state-SAC expert shipped with the package for the task: vjepa_robot_lab/policies/shipped_experts.py
 """
 
 from __future__ import annotations
@@ -92,8 +93,9 @@ def check_expert_task(name: str, task: str) -> None:
     spec = task_spec(task)
     if name in SCRIPTED_REACHER_ONLY and not spec.is_reacher:
         raise ValueError(
-            f"expert {name!r} is scripted for reacher only; task {spec.name} has no scripted expert: "
-            f"use a trained run as the expert, run:RUN_ID (train state SAC on {spec.name} first: docs/tasks.md)"
+            f"expert {name!r} is scripted for reacher only; task {spec.name} has no scripted expert: use its shipped "
+            f"state-SAC expert (expert shipped, docs/experts.md) or a trained run as the expert, run:RUN_ID (train "
+            f"state SAC on {spec.name} first: docs/tasks.md)"
         )
 
 
