@@ -349,6 +349,31 @@ def test_bakeoff_on_a_task_demonstrated_by_a_trained_run(stack):
     assert cell.score.n == 1 and cell.success is None  # cartpole defines no success: the cell is scored by return
 
 
+def test_cortexbench_bakeoff_runs_its_five_tasks_with_no_expert_training(stack):
+    """Issue 30: `bake-off --protocol cortexbench` from a clean checkout, no experts named and none trained: every
+    non-reacher task is demonstrated by its shipped state-SAC expert (the dataset records which), reacher by the
+    jacobian; tiny budgets (one 16-step demo per task, one seed, one epoch) on a stand-in encoder."""
+    from vjepa_robot_client import TrainerClient
+    from vjepa_robot_lab.policies.shipped_experts import checkpoint_sha256, shipped_dir
+
+    tr = TrainerClient(stack["trainer"])
+    record = tr.bakeoff(
+        stack["encoders"][:1], protocol="cortexbench", readouts=["mean"], seeds=[0], episodes=1, steps=16,
+        image_size=32, epochs=1, eval_episodes=1, parallel_envs=1, workers=1,
+    )  # fmt: skip
+    done = tr.wait_bakeoff(record.bakeoff_id, progress=False, timeout=600, poll_interval=0.5)
+    assert done.status.value == "succeeded", (done.error, [c.error for c in done.cells])
+    assert sorted(c.task for c in done.cells) == sorted(["walker-stand", "walker-walk", "easy", "cheetah-run",
+                                                          "finger-spin"])  # fmt: skip
+    for task, name in done.datasets.items():
+        meta = httpx.get(f"{stack['trainer']}/datasets/{name}").json()
+        if task == "easy":
+            assert meta["expert"] == "jacobian"
+            continue
+        assert meta["expert"] == "shipped" and meta["expert_run"]["sha256"] == checkpoint_sha256(shipped_dir(task))
+    assert "CortexBench score" in done.table and "VC-1" in done.table  # the published row to read against
+
+
 def test_a_named_dataset_is_used_as_the_demos_and_its_lineage_checked(tmp_path):
     """`dataset` (CLI --dataset): the bake-off reads an existing dataset's name instead of demos-<task>-<hash>, so
     its stored encodings are reused; one task only; a dataset of another lineage fails the dataset stage, named."""

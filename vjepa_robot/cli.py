@@ -1172,7 +1172,10 @@ def bake_off(
     encoder: list[str] = typer.Option([], "--encoder", help="An encoder service already running, by URL (repeat)."),
     task: list[str] = typer.Option([], "--task", help="A task (repeat); default easy, or the --protocol's five."),
     expert: list[str] = typer.Option(
-        [], "--expert", help="TASK=EXPERT per task (repeat), e.g. walker-walk=run:RUN_ID; reacher: jacobian."
+        [],
+        "--expert",
+        help="TASK=EXPERT per task (repeat), e.g. walker-walk=run:RUN_ID; default: jacobian on reacher, shipped (the "
+        "package's state-SAC expert, docs/experts.md) on every other task.",
     ),
     readout: list[str] = typer.Option([], "--readout", help="mean | flare | attentive (repeat); default mean, flare."),
     grid_size: int | None = typer.Option(

@@ -328,6 +328,7 @@ def _cell_of(spec: dict, info=None) -> BakeoffCell:
         encoder_id=info.encoder_id if info else None,
         model=info.model if info else None,
         family=info.family if info else None,
+        family_label=getattr(info, "family_label", None) if info else None,
         weights=info.weights if info else None,
         random_init=info.random_init if info else None,
         stand_in=bool(info.random_init) if info else False,
@@ -668,8 +669,9 @@ def table_markdown(record: BakeoffRecord) -> str:
         enc = encoder_label(c) + (" **stand-in (random-init)**" if c.stand_in else "")
         per = "; ".join(_fmt(v) for v in c.score.values) if c.score and c.score.values else "-"
         status = c.status.value + (f": {c.error}" if c.error else "")
+        family = c.family_label or c.family or "-"  # the encoder's display name for its family (older cells: the id)
         lines.append(
-            f"| {c.task} | {enc} | {c.family or '-'} | `{c.weights or '-'}` | {c.readout} | {len(s.get('seeds', []))} "
+            f"| {c.task} | {enc} | {family} | `{c.weights or '-'}` | {c.readout} | {len(s.get('seeds', []))} "
             f"| {_interval(c.score)} | {_fmt(cortexbench_score(c.score.mean) if c.score else None)} | {_iqm(c)} "
             f"| {per} | {_interval(c.success, 0, pct=True) if c.success else '-'} | "
             f"{'`' + c.study_id + '`' if c.study_id else '-'} | {status.replace('|', '/')} |"

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ._base import DEFAULT_GRID_SIZE, EXPERTS, NAME_PATTERN, FeatureSource, Readout, RunStatus, Task, _Model, _Open
+from ._base import DEFAULT_GRID_SIZE, NAME_PATTERN, FeatureSource, Readout, RunStatus, Task, _Model, _Open
+from .datasets import validate_expert
 from .studies import SeedInterval
 from .training import MAX_SEEDS, Protocol
 
@@ -90,9 +91,10 @@ class BakeoffRequest(_Model):
         if extra and not (self.protocol is not None and "tasks" not in self.model_fields_set):  # else: its tasks
             raise ValueError(f"experts names task(s) {extra} that are not in tasks {sorted(tasks)}")
         for task, expert in self.experts.items():
-            if expert not in EXPERTS and not expert.startswith("run:"):
-                choices = ", ".join(EXPERTS)
-                raise ValueError(f"expert {expert!r} of task {task!r}: choose one of {choices} or run:RUN_ID")
+            try:
+                validate_expert(expert)
+            except ValueError as exc:
+                raise ValueError(f"task {task!r}: {exc}") from None
         return self
 
 
@@ -106,6 +108,7 @@ class BakeoffCell(_Open):
     encoder_id: str | None = None
     model: str | None = Field(None, description="The encoder's /info model (preset:NAME, hub id or directory).")
     family: str | None = None
+    family_label: str | None = Field(None, description="The encoder's /info family_label: how the table names it.")
     weights: str | None = Field(None, description="The encoder's pinned weights (EncoderInfo.weights).")
     random_init: bool | None = None
     stand_in: bool = Field(False, description="Random-init weights: a plumbing check, not a result of the model.")
