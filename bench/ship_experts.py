@@ -87,12 +87,14 @@ def _commit() -> str | None:
         return None
 
 
-def train(task: str, total_steps: int, seed: int, keep: Path, sets: list[str]) -> dict:
+def train(task: str, total_steps: int, seed: int, keep: Path, sets: list[str], root: Path | None = None) -> dict:
     name = task_spec(task).name
     overrides = {**EXPERT_CONFIG, "task": name, "total_steps": total_steps, **dict(_parse(s) for s in sets)}
-    run_dir = keep / f"{name}_s{seed}"
+    root = root or shipped_experts.ROOT  # another root: a candidate, shipped by copying its directory over
+    tag = "" if root == shipped_experts.ROOT else f"_{root.name}"
+    run_dir = keep / f"{name}{tag}_s{seed}"
     t0 = time.time()
-    rec = run_one(f"expert30_{name}", seed, overrides, keep=run_dir)
+    rec = run_one(f"expert30_{name}{tag}", seed, overrides, keep=run_dir)
     held = heldout_eval(run_dir, name)
     record = {
         "task": name,
@@ -118,7 +120,8 @@ def train(task: str, total_steps: int, seed: int, keep: Path, sets: list[str]) -
         "heldout_eval": held,
         "published": shipped_experts.published_at(name, rec["env_steps"]),
     }
-    out = shipped_experts.export_expert(run_dir, name, record)
+    root.mkdir(parents=True, exist_ok=True)
+    out = shipped_experts.export_expert(run_dir, name, record, root=root)
     print(json.dumps({"task": name, "shipped": str(out), "heldout": held["mean_return"]}), flush=True)
     return record
 
@@ -158,12 +161,13 @@ def main() -> None:
     t.add_argument("--seed", type=int, default=100)
     t.add_argument("--keep", type=Path, default=ROOT / "vjepa-robot-runs" / "experts30")
     t.add_argument("--set", action="append", default=[])
+    t.add_argument("--root", type=Path, help="export here instead of the package (a candidate to compare first)")
     e = sub.add_parser("evaluate")
     e.add_argument("task")
     sub.add_parser("table")
     a = ap.parse_args()
     if a.cmd == "train":
-        train(a.task, a.total_steps, a.seed, a.keep, a.set)
+        train(a.task, a.total_steps, a.seed, a.keep, a.set, a.root)
     elif a.cmd == "evaluate":
         print(json.dumps(evaluate_shipped(a.task), indent=1))
     else:
