@@ -381,10 +381,10 @@ def test_train_and_eval_end_with_one_summary_line(tiny_dataset, tmp_path, quiet_
     assert " succeeded: BC on " in last and "kept epoch" in last, out
     run_id = last.split()[0]
     args = ["eval", run_id, "--episodes", "4", "--targets", "stratified", "--steps", "10", "--parallel-envs", "2"]
-    code, out, err = _main([*args, *common, "--json"], capsys)
+    code, out, err = _main([*args, *common, "--json", "--gifs", "0"], capsys)  # --gifs 0: no GIF, the fastest
     assert code in (0, None), err
     assert "running 6 episodes" in err
-    assert len(json.loads(out)["episodes"]) == 6
+    assert len(json.loads(out)["episodes"]) == 6 and not json.loads(out).get("gif")
     code, out, err = _main([*args, *common], capsys)
     assert out.strip().splitlines()[-1].startswith(f"{run_id} evaluated: success "), out
 

@@ -748,6 +748,9 @@ def evaluate(
     targets: str | None = typer.Option(
         None, help="uniform | stratified (equal episodes near/middle/far from the base; default 99 episodes)."
     ),
+    gifs: int | None = typer.Option(
+        None, "--gifs", help="Episodes recorded as GIFs for the report (default 2; 0: none, the fastest)."
+    ),
     trainer_url: str | None = TrainerUrlOpt,
     encoder_url: str = EncoderUrlOpt,
     store: str | None = StoreOpt,
@@ -769,6 +772,7 @@ def evaluate(
         image_size=image_size,
         allow_image_size_change=allow_image_size_change or None,
         targets=targets,
+        gif_episodes=gifs,
     )
     given["episodes"], note = output.stratified_episodes(episodes, targets)  # 4 -> 6, said on stderr
     if note:
