@@ -251,7 +251,7 @@ def test_runs_list_opens_no_connection_to_the_model_hub(runs_dir, monkeypatch):
         ),
         (
             ["train", "sac", "--networks", "huge"],
-            "--networks 'huge' is not one of the choices: findings, ln or bro",
+            "--networks 'huge' is not one of the choices: findings, ln, bro or ln-raw",
         ),
         (
             ["datasets", "create", "x", "--episodes", "0"],
@@ -259,7 +259,8 @@ def test_runs_list_opens_no_connection_to_the_model_hub(runs_dir, monkeypatch):
         ),
         (
             ["datasets", "create", "x", "--expert", "nobody"],
-            "--expert: unknown expert 'nobody': choose one of jacobian, p-controller, random or run:RUN_ID",
+            "--expert: unknown expert 'nobody': choose one of jacobian, p-controller, random, shipped (the task's "
+            "shipped state-SAC expert) or run:RUN_ID",
         ),
         (["demo", "--episodes", "-5"], "--episodes -5 is out of range: it must be between 1 and 100000"),
         (["demo", "--eval-episodes", "0"], "--eval-episodes 0 is out of range: it must be between 1 and 10000"),
