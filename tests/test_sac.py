@@ -88,15 +88,10 @@ def test_state_defaults_are_filled_into_the_request():
     assert v.networks.value == "findings" and v.train_episode_steps is None
     w = TrainSACRequest(task="walker-walk", action_repeat=2)
     assert w.train_episode_steps is None  # short episodes are reacher's only
-    # off reacher, state features get the shipped experts' settings (issue 30): no input scaling, one update each
-    assert w.networks.value == "ln-raw" and w.updates_per_transition == 1
-    assert network_config(w.networks, "state").normalize_obs is False
-    named = TrainSACRequest(task="finger-spin", networks="ln", updates_per_transition=2)
-    assert named.networks.value == "ln" and named.updates_per_transition == 2  # what a request names is kept
-    assert (
-        TrainSACRequest().updates_per_transition == 2
-        and TrainSACRequest(features="vjepa2", task="walker-walk", action_repeat=2).networks.value == "findings"
-    )
+    assert w.networks.value == "ln" and w.updates_per_transition == 2
+    # ln-raw (issue 30): ln without the warm-up input scaling, by name
+    raw = TrainSACRequest(task="finger-spin", networks="ln-raw")
+    assert raw.networks.value == "ln-raw" and network_config(raw.networks, "state").normalize_obs is False
     assert TrainSACRequest(train_episode_steps=1000, networks="findings").model_dump()["train_episode_steps"] == 1000
     assert TrainSACRequest(episode_steps=100).train_episode_steps == 100  # never longer than evaluation's
     assert TrainSACRequest(episode_steps=1200, action_repeat=16).train_episode_steps == 192  # whole agent steps

@@ -71,8 +71,8 @@ NETWORKS = {
     # the findings' sizes with a LayerNorm after each hidden Linear of the critics (RLPD, Ball et al. 2023, section
     # 4.1: LayerNorm keeps Q from extrapolating above the values seen in the data), at ~the findings' cost
     "ln": Nets(critic_kind="ln"),
-    # `ln` without the warm-up input scaling: the default on state features off reacher and the shipped experts'
-    # (issue 30). Scaled by the random-action warm-up's statistics, finger-spin plateaued at ~380 (bench/SAC_RESULTS.md)
+    # `ln` without the warm-up input scaling (issue 30): on finger-spin the scaled runs plateaued at ~380-440, this one
+    # passed 560 by 60k steps; on walker-walk the scaled run was ahead instead (bench/SAC_RESULTS.md, shipped experts)
     "ln-raw": Nets(critic_kind="ln", normalize_obs=False),
 }
 # The configuration a request without `networks` gets, per feature source. A configuration becomes a default only

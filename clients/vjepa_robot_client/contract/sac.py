@@ -19,7 +19,7 @@ class SACNetworks(str, Enum):
     findings = "findings"  # the first study's [256, 64] MLP actor and critics (the seed's Phase 2 plan)
     ln = "ln"  # the findings' sizes, critics with a LayerNorm after each hidden layer (RLPD, Ball et al. 2023)
     bro = "bro"  # [256, 64] actor; critic of LayerNorm'd residual blocks (BRO, Nauman et al. 2024), width 128
-    ln_raw = "ln-raw"  # `ln` without the warm-up input scaling: the shipped experts' (issue 30, finger-spin's plateau)
+    ln_raw = "ln-raw"  # `ln` without the warm-up input scaling (issue 30: finger-spin, walker-stand, cheetah experts)
 
 
 # The SAC defaults of `state` features: issue 22's 5-seed winner on the stratified evaluation (bench/SAC_RESULTS.md,
@@ -28,10 +28,6 @@ class SACNetworks(str, Enum):
 # the findings' networks and training episodes of episode_steps (the seed's Phase 2 plan); any run can name either.
 SAC_DEFAULT_NETWORKS: dict[str, str] = {"state": "ln"}  # features -> SACNetworks value; others: findings
 SAC_STATE_REACHER_TRAIN_EPISODE_STEPS = 200
-# State features off reacher (walker, cheetah, finger, cartpole): the shipped experts' settings (issue 30). With the
-# warm-up input scaling, finger-spin sat at ~380 (three runs: bench/SAC_RESULTS.md); without it, it rose past 560 by
-# 60k steps and the experts of all four CortexBench tasks were trained so. One update per agent transition.
-SAC_STATE_OTHER_TASKS: dict[str, Any] = {"networks": "ln-raw", "updates_per_transition": 1}
 
 
 def sac_default_networks(features: Any) -> str:
@@ -40,19 +36,15 @@ def sac_default_networks(features: Any) -> str:
 
 
 def sac_feature_defaults(data: Any) -> Any:
-    """Before validation: fill `networks`, (state on reacher) `train_episode_steps` and (state off reacher)
-    SAC_STATE_OTHER_TASKS where the request leaves them out, so the run record names what the run used."""
+    """Before validation: fill `networks` and (state on reacher) `train_episode_steps` where the request leaves them
+    out, so the run record names what the run used."""
     if not isinstance(data, dict):
         return data
     features = str(getattr(data.get("features"), "value", data.get("features") or "state"))
     out = dict(data)
-    task = str(getattr(out.get("task"), "value", out.get("task") or "easy"))
-    if features == "state" and TASK_ALIASES.get(task, task) not in ("easy", "hard"):
-        for field, value in SAC_STATE_OTHER_TASKS.items():
-            if out.get(field) is None:
-                out[field] = value
     if out.get("networks") is None:
         out["networks"] = sac_default_networks(features)
+    task = str(getattr(out.get("task"), "value", out.get("task") or "easy"))
     if features == "state" and TASK_ALIASES.get(task, task) in ("easy", "hard") and not out.get("train_episode_steps"):
         steps, repeat = out.get("episode_steps", 1000), out.get("action_repeat") or 4  # left out: reacher's own 4
         if isinstance(steps, int) and isinstance(repeat, int) and steps > 0 and repeat > 0:
@@ -105,7 +97,7 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
         ge=1,
         le=32,
         description="Update-to-data ratio when gradient_steps=-1 (per agent transition; 2 reached the 900 bar on "
-        "state features on reacher; omitted on state features off reacher: 1, the shipped experts').",
+        "state features on reacher; the shipped experts off reacher used 1).",
     )
     checkpoint_every: int = Field(20_000, ge=1, description="Env steps between checkpoints.")
     eval_every: int = Field(10_000, ge=1, description="Env steps between learning-curve points.")
@@ -125,8 +117,7 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
     )
     networks: SACNetworks | None = Field(
         None,
-        description="Network configuration (sac.NETWORKS). Omitted: ln-raw on state features off reacher (the shipped "
-        "experts'), else the features' default (SAC_DEFAULT_NETWORKS): "
+        description="Network configuration (sac.NETWORKS). Omitted: the features' default (SAC_DEFAULT_NETWORKS): "
         "ln on state (LayerNorm'd critics, issue 22's 5-seed result), findings on vjepa2 and random.",
     )
 
@@ -153,7 +144,6 @@ class TrainSACRequest(_Seeded, _ReadoutChoice):
 __all__ = [
     "SACNetworks",
     "SAC_DEFAULT_NETWORKS",
-    "SAC_STATE_OTHER_TASKS",
     "SAC_STATE_REACHER_TRAIN_EPISODE_STEPS",
     "sac_default_networks",
     "sac_feature_defaults",
