@@ -86,6 +86,12 @@ def test_cortexbench_bakeoff_resolves_every_task_with_no_training_step(tmp_path)
 
     settings = bakeoff.resolve(BakeoffRequest(encoders=["http://a"], protocol="cortexbench"))
     assert settings["experts"] == {t: default_expert(t) for t in CORTEXBENCH_TASKS}
+    # demos are reused by name: a re-trained shipped expert (another checkpoint hash) names other demos
+    name = bakeoff.dataset_fields(settings, "walker-walk")["name"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(se, "checkpoint_sha256", lambda d: "another")
+        assert bakeoff.dataset_fields(settings, "walker-walk")["name"] != name
+    assert bakeoff.dataset_fields(settings, "walker-walk")["name"] == name
     ctx = jobs.TrainerContext(store=Store(str(tmp_path / "s")), runs=RunStore(tmp_path / "runs"), encoder_url=None)
     for task in settings["tasks"]:
         spec, source = svc.dataset_spec(ctx, settings, task)

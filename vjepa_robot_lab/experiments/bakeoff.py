@@ -30,6 +30,7 @@ from typing import Any
 
 from vjepa_robot_client.contract import (
     DEFAULT_EVAL_IMAGE_SIZE,
+    SHIPPED_EXPERT,
     CreateDatasetRequest,
     EvalRequest,
     FeatureSource,
@@ -132,7 +133,8 @@ LINEAGE_FIELDS = ("expert", "task", "episodes", "steps", "seed", "image_size")
 
 def dataset_fields(settings: dict, task: str) -> dict[str, Any]:
     """The demos of `task` as DatasetSpec fields, named by their lineage: `demos-<task>-<hash>`, the same name for
-    the same (expert, task, episodes, steps, seed, frame size) in every bake-off, so a later one reuses it; or the
+    the same (expert, task, episodes, steps, seed, frame size; a shipped expert's checkpoint hash) in every bake-off,
+    so a later one reuses it; or the
     request's `dataset` (one task), whose lineage ensure_dataset checks against these fields."""
     d = settings["dataset"]
     fields = {
@@ -143,7 +145,13 @@ def dataset_fields(settings: dict, task: str) -> dict[str, Any]:
         "seed": int(d["seed"]),
         "image_size": int(d["image_size"]),
     }
-    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+    key = dict(fields)
+    if fields["expert"] == SHIPPED_EXPERT:  # a re-trained shipped expert makes other demos: another name
+        from vjepa_robot_lab.policies import shipped_experts
+
+        found = shipped_experts.shipped_dir(task)  # none: refused when the dataset is resolved (422)
+        key["expert_sha256"] = shipped_experts.checkpoint_sha256(found) if found else None
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return {"name": d.get("name") or f"demos-{task}-{digest}", **fields}
 
 
