@@ -92,6 +92,11 @@ def test_cortexbench_bakeoff_resolves_every_task_with_no_training_step(tmp_path)
         mp.setattr(se, "checkpoint_sha256", lambda d: "another")
         assert bakeoff.dataset_fields(settings, "walker-walk")["name"] != name
     assert bakeoff.dataset_fields(settings, "walker-walk")["name"] == name
+    fields = bakeoff.dataset_fields(settings, "walker-walk")
+    sha = se.checkpoint_sha256(se.shipped_dir("walker-walk"))
+    meta = {**fields, "expert_run": {"sha256": sha}}
+    assert bakeoff.lineage_matches(meta, fields)  # a named dataset made by another checkpoint is not these demos
+    assert not bakeoff.lineage_matches({**meta, "expert_run": {"sha256": "old"}}, fields)
     ctx = jobs.TrainerContext(store=Store(str(tmp_path / "s")), runs=RunStore(tmp_path / "runs"), encoder_url=None)
     for task in settings["tasks"]:
         spec, source = svc.dataset_spec(ctx, settings, task)

@@ -147,16 +147,25 @@ def dataset_fields(settings: dict, task: str) -> dict[str, Any]:
     }
     key = dict(fields)
     if fields["expert"] == SHIPPED_EXPERT:  # a re-trained shipped expert makes other demos: another name
-        from vjepa_robot_lab.policies import shipped_experts
-
-        found = shipped_experts.shipped_dir(task)  # none: refused when the dataset is resolved (422)
-        key["expert_sha256"] = shipped_experts.checkpoint_sha256(found) if found else None
+        key["expert_sha256"] = _shipped_sha256(task)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return {"name": d.get("name") or f"demos-{task}-{digest}", **fields}
 
 
+def _shipped_sha256(task: str) -> str | None:
+    """The checkpoint hash of the task's shipped expert (None: it has none; refused when the dataset is resolved)."""
+    from vjepa_robot_lab.policies import shipped_experts
+
+    found = shipped_experts.shipped_dir(task)
+    return shipped_experts.checkpoint_sha256(found) if found else None
+
+
 def lineage_matches(meta: dict, fields: dict) -> bool:
-    return all(meta.get(k) == fields[k] for k in LINEAGE_FIELDS)
+    """Same lineage fields; for a shipped expert also the same checkpoint (the dataset's expert_run sha256)."""
+    same = all(meta.get(k) == fields[k] for k in LINEAGE_FIELDS)
+    if same and fields["expert"] == SHIPPED_EXPERT:
+        return (meta.get("expert_run") or {}).get("sha256") == _shipped_sha256(fields["task"])
+    return same
 
 
 def ensure_dataset(store, runs, fields: dict, workers: int = 2, stop: threading.Event | None = None) -> dict:
