@@ -69,11 +69,16 @@ RUN_EXPERT_PREFIX = "run:"  # an expert named "run:<run id>" is that trained run
 SHIPPED_EXPERT = "shipped"
 
 
+def is_reacher_task(task: Any) -> bool:
+    """Whether a task (a Task, its value or an alias such as reacher-easy) is one of reacher's, easy or hard."""
+    value = str(getattr(task, "value", task))
+    return TASK_ALIASES.get(value, value) in (Task.easy.value, Task.hard.value)
+
+
 def default_expert(task: str | Enum) -> str:
     """The demonstrator a dataset or bake-off gets when none is named: the scripted jacobian on reacher, the shipped
     state-SAC expert on every other task."""
-    value = getattr(task, "value", task)
-    return ExpertName.jacobian.value if TASK_ALIASES.get(value, value) in ("easy", "hard") else SHIPPED_EXPERT
+    return ExpertName.jacobian.value if is_reacher_task(task) else SHIPPED_EXPERT
 
 
 class Pooling(str, Enum):
@@ -215,6 +220,7 @@ __all__ = [
     "RUN_EXPERT_PREFIX",
     "SHIPPED_EXPERT",
     "default_expert",
+    "is_reacher_task",
     "Pooling",
     "Readout",
     "Compression",

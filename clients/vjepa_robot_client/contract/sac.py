@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, StrictBool, model_validator
 
-from ._base import TASK_ALIASES, FeatureSource, Task, check_action_repeat
+from ._base import FeatureSource, Task, check_action_repeat, is_reacher_task
 from .evaluation import EvalTargets, check_stratified, stratified_default
 from .training import _ReadoutChoice, _Seeded
 
@@ -44,8 +44,7 @@ def sac_feature_defaults(data: Any) -> Any:
     out = dict(data)
     if out.get("networks") is None:
         out["networks"] = sac_default_networks(features)
-    task = str(getattr(out.get("task"), "value", out.get("task") or "easy"))
-    if features == "state" and TASK_ALIASES.get(task, task) in ("easy", "hard") and not out.get("train_episode_steps"):
+    if features == "state" and is_reacher_task(out.get("task") or "easy") and not out.get("train_episode_steps"):
         steps, repeat = out.get("episode_steps", 1000), out.get("action_repeat") or 4  # left out: reacher's own 4
         if isinstance(steps, int) and isinstance(repeat, int) and steps > 0 and repeat > 0:
             short = min(SAC_STATE_REACHER_TRAIN_EPISODE_STEPS, steps)
