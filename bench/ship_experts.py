@@ -120,7 +120,6 @@ def train(task: str, total_steps: int, seed: int, keep: Path, sets: list[str], r
         "heldout_eval": held,
         "published": shipped_experts.published_at(name, rec["env_steps"]),
     }
-    root.mkdir(parents=True, exist_ok=True)
     out = shipped_experts.export_expert(run_dir, name, record, root=root)
     print(json.dumps({"task": name, "shipped": str(out), "heldout": held["mean_return"]}), flush=True)
     return record

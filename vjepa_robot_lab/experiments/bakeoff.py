@@ -38,6 +38,7 @@ from vjepa_robot_client.contract import (
     TrainBCRequest,
     default_expert,
 )
+from vjepa_robot_lab.policies.shipped_experts import shipped_sha256
 from vjepa_robot_lab.records.lineage import encoder_lineage, train_lineage
 
 DEFAULT_SEEDS = [0, 1, 2]
@@ -147,24 +148,16 @@ def dataset_fields(settings: dict, task: str) -> dict[str, Any]:
     }
     key = dict(fields)
     if fields["expert"] == SHIPPED_EXPERT:  # a re-trained shipped expert makes other demos: another name
-        key["expert_sha256"] = _shipped_sha256(task)
+        key["expert_sha256"] = shipped_sha256(task)  # none: refused when the dataset is resolved (422)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return {"name": d.get("name") or f"demos-{task}-{digest}", **fields}
-
-
-def _shipped_sha256(task: str) -> str | None:
-    """The checkpoint hash of the task's shipped expert (None: it has none; refused when the dataset is resolved)."""
-    from vjepa_robot_lab.policies import shipped_experts
-
-    found = shipped_experts.shipped_dir(task)
-    return shipped_experts.checkpoint_sha256(found) if found else None
 
 
 def lineage_matches(meta: dict, fields: dict) -> bool:
     """Same lineage fields; for a shipped expert also the same checkpoint (the dataset's expert_run sha256)."""
     same = all(meta.get(k) == fields[k] for k in LINEAGE_FIELDS)
     if same and fields["expert"] == SHIPPED_EXPERT:
-        return (meta.get("expert_run") or {}).get("sha256") == _shipped_sha256(fields["task"])
+        return (meta.get("expert_run") or {}).get("sha256") == shipped_sha256(fields["task"])
     return same
 
 

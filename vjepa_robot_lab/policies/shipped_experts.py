@@ -81,6 +81,12 @@ def checkpoint_sha256(d: Path) -> str:
     return hashlib.sha256((Path(d) / "sac" / POLICY_FILE).read_bytes()).hexdigest()
 
 
+def shipped_sha256(task: str, root: Path = ROOT) -> str | None:
+    """The checkpoint hash of the task's shipped expert; None when it has none."""
+    d = shipped_dir(task, root)
+    return checkpoint_sha256(d) if d is not None else None
+
+
 def _missing(task: str, root: Path) -> ExpertRefused:
     have = ", ".join(shipped_tasks(root)) or "none"
     name = task_spec(task).name
